@@ -1,0 +1,81 @@
+# Top-level driver for the CMake build. The README's two commands are
+# `make demo` and `make test`; both work on a fresh Debian machine.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+BENCH_BUILD ?= build-release
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
+PREFIX ?= /usr/local
+DESTDIR ?=
+, := ,
+
+
+.PHONY: fuzz-build
+.PHONY: all deps build test test-normal test-asan test-tsan fuzz-smoke fuzz demo bench install fixtures format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+define configure
+	@if [ ! -f $(1)/CMakeCache.txt ]; then cmake -S . -B $(1) $(2) >/dev/null; fi
+endef
+
+build: deps
+	$(call configure,$(BUILD),)
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: deps test-normal test-asan test-tsan fuzz-smoke
+	@echo "make test: all suites passed"
+
+test-normal: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-asan: deps
+	$(call configure,$(ASAN_BUILD),-DSQUIB_SANITIZE=address$(,)undefined -DSQUIB_BENCH=OFF)
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+test-tsan: deps
+	$(call configure,$(TSAN_BUILD),-DSQUIB_SANITIZE=thread -DSQUIB_BENCH=OFF)
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	cd $(TSAN_BUILD) && ctest --output-on-failure -L concurrency --no-tests=ignore -j$(JOBS)
+
+$(FUZZ_BUILD)/.configured:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSQUIB_FUZZ=ON >/dev/null
+	touch $@
+
+fuzz-build: deps $(FUZZ_BUILD)/.configured
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+
+# Every fuzz target for FUZZ_SMOKE_SECONDS over its committed corpus (ASan+UBSan).
+fuzz-smoke: fuzz-build
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-build
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: deps
+	$(call configure,$(BENCH_BUILD),-DCMAKE_BUILD_TYPE=Release -DSQUIB_TESTS=OFF)
+	cmake --build $(BENCH_BUILD) -j$(JOBS)
+	@scripts/run-bench.sh $(BENCH_BUILD)
+
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+fixtures: build
+	$(BUILD)/tests/squib-gen-fixtures tests/fixtures
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD)

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/error.h - error codes and their wire-stable messages.
+ *
+ * Every squib_* function that can fail returns 0 on success or one of the
+ * negative SQUIB_E_* codes below. Codes are disjoint from -errno values: an OS
+ * failure is reported as SQUIB_E_IO (or SQUIB_E_MEMORY_IO, ...) with the errno
+ * kept in the detail struct.
+ *
+ * A failing call that takes a `struct squib_error_detail *` (which may be NULL)
+ * fills it with the parameters of the message, so squib_error_message() can
+ * render the exact text the upstream crate's SnapshotError Display produced.
+ * Those strings are part of the wire contract: do not change them.
+ *
+ * Thread-safety: all functions here are reentrant; a detail struct belongs to
+ * the caller and must not be shared between concurrent calls.
+ */
+#ifndef SQUIB_ERROR_H
+#define SQUIB_ERROR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum squib_error {
+	SQUIB_OK = 0,
+	/* One per upstream SnapshotError variant, in upstream order. */
+	SQUIB_E_QUIESCE_TIMEOUT = -1001,
+	SQUIB_E_MAGIC_MISMATCH = -1002,
+	SQUIB_E_VERSION_MISMATCH = -1003,
+	SQUIB_E_CRC_MISMATCH = -1004,
+	SQUIB_E_TOO_SHORT = -1005,
+	SQUIB_E_INCOMPATIBLE = -1006,
+	SQUIB_E_ATOMIC_COMMIT_FAILED = -1007,
+	SQUIB_E_ATOMIC_COMMIT_CROSS_FS = -1008,
+	SQUIB_E_INVALID_PATH = -1009, /* also any rejected configuration */
+	SQUIB_E_ENCODING = -1010,     /* upstream "Bitcode" */
+	SQUIB_E_SIZE_LIMIT_EXCEEDED = -1011,
+	SQUIB_E_MEMORY_IO = -1012,
+	SQUIB_E_IO = -1013,
+	SQUIB_E_CAPTURE = -1014,
+	/* Ours. */
+	SQUIB_E_NOMEM = -1015,         /* an allocation failed */
+	SQUIB_E_INVALID_ARGUMENT = -1016, /* API misuse (NULL pointer, bad flag) */
+	SQUIB_E_PAIR_MISMATCH = -1017, /* state and memory file do not belong together */
+};
+
+#define SQUIB_SEMVER_FMT "%u.%u.%u"
+
+/* A format version; printed as "M.m.p". */
+struct squib_version {
+	uint16_t major;
+	uint16_t minor;
+	uint16_t patch;
+};
+
+/* Longest path or message text kept in a detail; longer text is truncated. */
+#define SQUIB_DETAIL_PATH_MAX 4096
+#define SQUIB_DETAIL_MSG_MAX 512
+
+/*
+ * Parameters of the last error. Only the fields the code's message uses are
+ * meaningful:
+ *   MAGIC_MISMATCH        magic_found, magic_expected
+ *   VERSION_MISMATCH      version_found, version_expected
+ *   SIZE_LIMIT_EXCEEDED   limit
+ *   ATOMIC_COMMIT_CROSS_FS path_a (dest), path_b (temp dir)
+ *   ATOMIC_COMMIT_FAILED, MEMORY_IO, IO   os_errno (the io error text)
+ *   INVALID_PATH, ENCODING, CAPTURE, PAIR_MISMATCH, INVALID_ARGUMENT   msg
+ */
+struct squib_error_detail {
+	int code;
+	int os_errno;
+	uint64_t magic_found;
+	uint64_t magic_expected;
+	struct squib_version version_found;
+	struct squib_version version_expected;
+	uint64_t limit;
+	char path_a[SQUIB_DETAIL_PATH_MAX];
+	char path_b[SQUIB_DETAIL_PATH_MAX];
+	char msg[SQUIB_DETAIL_MSG_MAX];
+};
+
+/*
+ * Render the wire-stable message for `code` into buf (always NUL-terminated
+ * when len > 0). `d` may be NULL; parameters then print as unknown. Returns
+ * the length the full message needs, like snprintf.
+ */
+int squib_error_message(int code, const struct squib_error_detail *d, char *buf, size_t len);
+
+/* Static name of the code, e.g. "SQUIB_E_CRC_MISMATCH"; "SQUIB_E_UNKNOWN" if none. */
+const char *squib_error_name(int code);
+
+/*
+ * Helpers for implementers: reset `d` and record one error, returning `code`
+ * so a failing path can `return squib_fail_*(...)`. All accept d == NULL.
+ */
+int squib_fail(struct squib_error_detail *d, int code);
+int squib_fail_errno(struct squib_error_detail *d, int code, int os_errno);
+int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected);
+int squib_fail_version(struct squib_error_detail *d, struct squib_version found,
+		       struct squib_version expected);
+int squib_fail_limit(struct squib_error_detail *d, uint64_t limit);
+int squib_fail_cross_fs(struct squib_error_detail *d, const char *dest, const char *temp_dir);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_ERROR_H */

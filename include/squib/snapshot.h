@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/snapshot.h - umbrella header for libsquib-snapshot.
+ *
+ * Include this one header to get the whole public API. Each module header
+ * states its own thread-safety rules.
+ */
+#ifndef SQUIB_SNAPSHOT_H
+#define SQUIB_SNAPSHOT_H
+
+#include <squib/error.h>
+#include <squib/crc64.h>
+#include <squib/sysreg.h>
+#include <squib/state.h>
+#include <squib/envelope.h>
+#include <squib/atomic.h>
+#include <squib/describe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of the library itself (not of the file format), e.g. "0.1.0". */
+const char *squib_library_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_SNAPSHOT_H */

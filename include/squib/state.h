@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/state.h - the in-memory model of a microVM state file.
+ *
+ * Field for field the upstream MicrovmState (vm_info, vCPUs, GIC blob, devices,
+ * MMDS), plus what our format adds. The model is architecture-tagged: `arch`
+ * says which vCPU array is meaningful. Later additions (x86_64 vCPUs and VM
+ * state, the memory section) arrive as new members; existing ones keep their
+ * meaning.
+ *
+ * Ownership: every pointer inside a squib_microvm_state is heap memory owned by
+ * the state and released by squib_state_free(). Set string fields with strdup()
+ * or the setters below. A NULL cpu_template / kernel_image_path / boot_args means
+ * the empty string; a NULL initrd_path means "none" (upstream Option::None).
+ *
+ * Thread-safety: none internally; a state is a plain value. Distinct states may
+ * be used from distinct threads.
+ */
+#ifndef SQUIB_STATE_H
+#define SQUIB_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum squib_arch {
+	SQUIB_ARCH_ANY = 0, /* only as an "expected" argument: accept either */
+	SQUIB_ARCH_AARCH64 = 1,
+	SQUIB_ARCH_X86_64 = 2,
+};
+
+/* verify_compatible accepts 1..SQUIB_MAX_VCPUS vCPUs (upstream rule). */
+#define SQUIB_MAX_VCPUS 32
+
+/* Decoder bounds: a file over any of these is an encoding error. */
+#define SQUIB_STATE_MAX_VCPUS 256
+#define SQUIB_STATE_MAX_DEVICES 1024
+#define SQUIB_STATE_MAX_SYSREGS 4096 /* per vCPU */
+#define SQUIB_STATE_MAX_EXTRA_SECTIONS 256
+
+struct squib_vm_info {
+	uint64_t mem_size_mib;
+	bool smt; /* must be false */
+	char *cpu_template;
+	char *kernel_image_path;
+	char *initrd_path; /* NULL = none */
+	char *boot_args;
+	bool track_dirty_pages;
+};
+
+struct squib_arm64_gp_regs {
+	uint64_t x[31]; /* X0..X30 */
+	uint64_t sp;    /* SP_EL1 */
+	uint64_t pc;
+	uint64_t pstate;
+};
+
+struct squib_arm64_vreg {
+	uint64_t lo;
+	uint64_t hi;
+};
+
+struct squib_arm64_fp_regs {
+	struct squib_arm64_vreg v[32]; /* V0..V31 */
+	uint64_t fpsr;
+	uint64_t fpcr;
+};
+
+enum squib_psci_state {
+	SQUIB_PSCI_ON = 0,
+	SQUIB_PSCI_OFF = 1,
+	SQUIB_PSCI_ON_PENDING = 2,
+};
+
+struct squib_sysreg_value {
+	uint64_t key; /* wire key, see squib/sysreg.h */
+	uint64_t value;
+};
+
+struct squib_arm64_vcpu {
+	uint64_t mpidr;
+	struct squib_arm64_gp_regs regs;
+	struct squib_arm64_fp_regs fp_regs;
+	uint32_t sys_reg_count;
+	struct squib_sysreg_value *sys_regs; /* ascending unique keys */
+	enum squib_psci_state psci_state;
+};
+
+/* The interrupt controller's opaque blob. `len` is the declared length, kept
+ * redundantly (upstream GicState.len); verify_compatible requires len == size. */
+struct squib_gic_state {
+	uint64_t len;
+	size_t size;
+	uint8_t *bytes;
+};
+
+struct squib_device_state {
+	char *kind; /* e.g. "virtio-block" */
+	char *id;   /* drive_id / iface_id */
+	uint32_t mmio_slot;
+	size_t blob_len;
+	uint8_t *blob; /* device-defined */
+};
+
+struct squib_mmds_state {
+	char *data_json; /* compact JSON; "null" is an empty store */
+	bool has_token_ttl;
+	uint32_t token_ttl_seconds; /* V2 session-token TTL; absent = MMDS V1 */
+};
+
+/* A section this library does not know but which carries the skip flag: kept so
+ * that re-encoding a decoded file reproduces it byte for byte. */
+struct squib_raw_section {
+	uint16_t tag;
+	uint16_t flags;
+	uint32_t len;
+	uint8_t *bytes;
+};
+
+struct squib_microvm_state {
+	enum squib_arch arch;
+	struct squib_vm_info vm_info;
+	uint32_t vcpu_count;
+	struct squib_arm64_vcpu *arm64_vcpus; /* arch == AARCH64: vcpu_count entries */
+	struct squib_gic_state gic;
+	uint32_t device_count;
+	struct squib_device_state *devices; /* sorted by (mmio_slot, id bytewise) */
+	struct squib_mmds_state *mmds;      /* NULL = MMDS not enabled */
+	uint32_t extra_section_count;
+	struct squib_raw_section *extra_sections; /* ascending tag */
+};
+
+/* An empty state of the given architecture (no allocation). */
+void squib_state_init(struct squib_microvm_state *s, enum squib_arch arch);
+
+/* Release everything the state owns and re-initialise it (arch is kept). */
+void squib_state_free(struct squib_microvm_state *s);
+
+/* Deep comparison of two states (every field, extra sections included). */
+bool squib_state_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b);
+
+/* Replace *field with a heap copy of value (NULL stays NULL). */
+int squib_state_set_string(char **field, const char *value);
+
+/* Append an arm64 vCPU: registers zero, no sysregs, PSCI Off (upstream VcpuState::new).
+ * Fails with SQUIB_E_INVALID_ARGUMENT unless arch == AARCH64 and below the decoder bound. */
+int squib_state_add_arm64_vcpu(struct squib_microvm_state *s, uint64_t mpidr,
+			       struct squib_arm64_vcpu **out);
+
+/* Insert or replace a sysreg value, keeping keys ascending. */
+int squib_arm64_vcpu_set_sysreg(struct squib_arm64_vcpu *v, uint64_t key, uint64_t value);
+
+/* Look up a sysreg; returns false if the key is absent. */
+bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key, uint64_t *value);
+
+/* Copy `bytes` into the GIC blob and set len to its size. */
+int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t size);
+
+/* Insert a copy of a device at its sorted position (mmio_slot, then id bytewise,
+ * the upstream DeviceStates::from_devices order). A duplicate (slot, id) is
+ * SQUIB_E_INVALID_ARGUMENT. */
+int squib_state_add_device(struct squib_microvm_state *s, const char *kind, const char *id,
+			   uint32_t mmio_slot, const void *blob, size_t blob_len);
+
+/* Enable MMDS with a copy of data_json (NULL means "null"). */
+int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, bool has_ttl,
+			 uint32_t ttl_seconds);
+
+/* Order of two devices: (mmio_slot, id bytewise). Negative, zero or positive. */
+int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b);
+
+/*
+ * Upstream verify_compatible, for the state's architecture: SQUIB_E_INCOMPATIBLE
+ * when the vCPU count is outside 1..32, smt is set, the GIC blob is empty or its
+ * declared len differs from its size.
+ */
+int squib_state_verify_compatible(const struct squib_microvm_state *s,
+				  struct squib_error_detail *d);
+
+const char *squib_arch_name(enum squib_arch arch); /* "aarch64", "x86_64", "any" */
+const char *squib_psci_state_name(enum squib_psci_state p); /* "On", "Off", "OnPending" */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_STATE_H */

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the cmocka test programs (not part of the library). */
+#ifndef SQUIB_TESTUTIL_H
+#define SQUIB_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); heap string. Aborts the test on failure. */
+char *squib_test_tmpdir(void);
+
+/* rm -rf; ignores errors. */
+void squib_test_rmtree(const char *path);
+
+/* path = dir + "/" + name; heap string. */
+char *squib_test_path(const char *dir, const char *name);
+
+/* Path of a committed fixture: $SQUIB_FIXTURES/name (tests/fixtures when unset). */
+char *squib_test_fixture(const char *name);
+
+/* Whole-file helpers; 0 on success, -errno on failure. */
+int squib_test_read_file(const char *path, uint8_t **buf, size_t *len);
+int squib_test_write_file(const char *path, const void *buf, size_t len);
+
+/* Does the path exist? */
+int squib_test_exists(const char *path);
+
+#endif
