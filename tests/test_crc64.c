@@ -144,8 +144,8 @@ static void test_should_match_bytewise_for_every_length_and_alignment(void **sta
 			for (size_t i = 0; i < n; i++) {
 				uint64_t got = p[i].fn(init, b + off, len);
 				if (got != want)
-					fail_msg("%s len=%zu off=%zu: %016llx != %016llx", p[i].name,
-						 len, off, (unsigned long long)got,
+					fail_msg("%s len=%zu off=%zu: %016llx != %016llx",
+						 p[i].name, len, off, (unsigned long long)got,
 						 (unsigned long long)want);
 			}
 		}
@@ -186,9 +186,10 @@ static void test_should_match_generated_tables_with_polynomial(void **state)
 		assert_true(squib_crc64_table[0][n] == crc);
 		/* Table k is byte n followed by k zero bytes. */
 		for (int k = 1; k < 8; k++) {
-			uint8_t msg[8] = {0};
-			msg[0] = (uint8_t)n;
-			assert_true(squib_crc64_table[k][n] == squib_crc64_bytewise(0, msg, (size_t)k + 1));
+			uint8_t msg[8] = {(uint8_t)n};
+			uint64_t want = squib_crc64_bytewise(0, msg, (size_t)k + 1);
+
+			assert_true(squib_crc64_table[k][n] == want);
 		}
 	}
 }
