@@ -144,6 +144,9 @@ int main(void)
 	report("decode", t_dec, memcpy_median);
 	report("crc64 alone", t_crc, memcpy_median);
 	report("memcpy (baseline)", t_cpy, memcpy_median);
+	/* Medians are taken after report() sorted the arrays. */
+	printf("without the CRC (median difference): encode %.1f us, decode %.1f us\n",
+	       t_enc[RUNS / 2] - t_crc[RUNS / 2], t_dec[RUNS / 2] - t_crc[RUNS / 2]);
 	squib_state_free(&s);
 	free(copy);
 	free(file);
