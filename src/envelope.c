@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <squib/atomic.h>
 #include <squib/crc64.h>
 
 #include "util.h"
@@ -1034,6 +1035,19 @@ int squib_state_load_file(const char *path, enum squib_arch expected,
 	if ((rc = squib_state_read_file(path, &buf, &len, d)))
 		return rc;
 	rc = squib_state_decode(buf, len, expected, out, hdr, d);
+	free(buf);
+	return rc;
+}
+
+int squib_state_save_file(const char *path, const struct squib_microvm_state *s,
+			  struct squib_error_detail *d)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = squib_state_encode(s, &buf, &len, d);
+
+	if (rc == 0)
+		rc = squib_atomic_write_file(path, buf, len, NULL, d);
 	free(buf);
 	return rc;
 }

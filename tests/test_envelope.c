@@ -1429,6 +1429,44 @@ static void test_should_load_file_written_by_encode(void **state)
 	free(dir);
 }
 
+static void test_should_save_file_atomically_and_load_it_back(void **state)
+{
+	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "vm.snap");
+	char *tmp = squib_test_path(dir, "vm.snap.tmp");
+	struct squib_microvm_state ref, out;
+	struct squib_error_detail d;
+	uint8_t *on_disk, *encoded;
+	size_t disk_len, enc_len;
+
+	(void)state;
+	populated_state(&ref);
+	assert_int_equal(squib_state_save_file(path, &ref, &d), 0);
+	assert_false(squib_test_exists(tmp));
+	encoded = encode_ok(&ref, &enc_len);
+	assert_int_equal(squib_test_read_file(path, &on_disk, &disk_len), 0);
+	assert_int_equal(disk_len, enc_len);
+	assert_memory_equal(on_disk, encoded, enc_len);
+	assert_int_equal(squib_state_load_file(path, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_true(squib_state_equal(&ref, &out));
+	squib_state_free(&out);
+	/* An incompatible (unencodable) state leaves the previous file untouched. */
+	ref.arch = SQUIB_ARCH_ANY;
+	assert_int_equal(squib_state_save_file(path, &ref, &d), SQUIB_E_INVALID_ARGUMENT);
+	ref.arch = SQUIB_ARCH_AARCH64;
+	free(on_disk);
+	assert_int_equal(squib_test_read_file(path, &on_disk, &disk_len), 0);
+	assert_int_equal(disk_len, enc_len);
+	assert_memory_equal(on_disk, encoded, enc_len);
+	assert_false(squib_test_exists(tmp));
+	squib_state_free(&ref);
+	free(on_disk);
+	free(encoded);
+	free(tmp);
+	free(path);
+	squib_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1464,6 +1502,7 @@ int main(void)
 		cmocka_unit_test(test_should_bound_the_file_read_at_limit_plus_one),
 		cmocka_unit_test(test_should_report_missing_file_as_io_error),
 		cmocka_unit_test(test_should_load_file_written_by_encode),
+		cmocka_unit_test(test_should_save_file_atomically_and_load_it_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
