@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Dirty-page bitmap, adaptive granularity controller and tracked region (upstream dirty.rs). */
+#include <squib/dirty.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* The bitmap is an array of lock-free words; a lock-based fallback would not be async-safe. */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+
+#define WORD_BITS 64u
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static uint64_t div_ceil(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* The host page, the fine granule; 0 if the system reports something unusable. */
+static uint64_t host_page_size(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	return ps > 0 ? (uint64_t)ps : 0;
+}
+
+uint64_t squib_tracking_granule_page_size(enum squib_tracking_granule granule)
+{
+	switch (granule) {
+	case SQUIB_GRANULE_COARSE:
+		return SQUIB_TRACKING_PAGE_COARSE;
+	case SQUIB_GRANULE_FINE:
+		return host_page_size();
+	default:
+		return 0;
+	}
+}
+
+/* ==== bitmap ============================================================== */
+
+struct squib_dirty_bitmap {
+	uint64_t ram_start;
+	uint64_t ram_size;
+	uint64_t page_size;
+	uint64_t page_count;
+	size_t word_count;
+	unsigned int page_shift;
+	_Atomic uint64_t words[];
+};
+
+/* upstream's checks, in upstream's order and words */
+static int check_geometry(uint64_t ram_start, uint64_t ram_size, uint64_t page_size,
+			  struct squib_error_detail *d)
+{
+	if (!is_pow2(page_size))
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "page_size must be a power of two: %" PRIu64, page_size);
+	if (ram_size == 0)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "dirty bitmap requires a non-empty RAM range");
+	if (ram_size > UINT64_MAX - ram_start)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "RAM range overflows: start=0x%" PRIx64 ", size=0x%" PRIx64,
+				      ram_start, ram_size);
+	return 0;
+}
+
+static int check_size(uint64_t page_count, struct squib_error_detail *d)
+{
+	uint64_t words = div_ceil(page_count, WORD_BITS);
+
+	if (words > (SIZE_MAX - sizeof(struct squib_dirty_bitmap)) / sizeof(uint64_t))
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "bitmap word count exceeds usize::MAX (page_count=%" PRIu64 ")",
+				      page_count);
+	if (page_count > SQUIB_DIRTY_MAX_PAGES)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "dirty bitmap too large: page_count=%" PRIu64 " (limit %llu)",
+				      page_count, SQUIB_DIRTY_MAX_PAGES);
+	return 0;
+}
+
+int squib_dirty_bitmap_new(uint64_t ram_start, uint64_t ram_size, uint64_t page_size,
+			   struct squib_dirty_bitmap **out, struct squib_error_detail *d)
+{
+	struct squib_dirty_bitmap *bm;
+	uint64_t page_count;
+	size_t words;
+	int rc;
+
+	if (!out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "out is NULL");
+	*out = NULL;
+	rc = check_geometry(ram_start, ram_size, page_size, d);
+	if (rc)
+		return rc;
+	page_count = div_ceil(ram_size, page_size);
+	rc = check_size(page_count, d);
+	if (rc)
+		return rc;
+	words = (size_t)div_ceil(page_count, WORD_BITS);
+	/* calloc's zero bytes are a valid clean word: the atomics are lock-free plain integers. */
+	bm = calloc(1, sizeof(*bm) + words * sizeof(bm->words[0]));
+	if (!bm)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	bm->ram_start = ram_start;
+	bm->ram_size = ram_size;
+	bm->page_size = page_size;
+	bm->page_count = page_count;
+	bm->word_count = words;
+	bm->page_shift = (unsigned int)__builtin_ctzll(page_size);
+	*out = bm;
+	return 0;
+}
+
+void squib_dirty_bitmap_free(struct squib_dirty_bitmap *bm)
+{
+	free(bm);
+}
+
+uint64_t squib_dirty_bitmap_ram_start(const struct squib_dirty_bitmap *bm)
+{
+	return bm ? bm->ram_start : 0;
+}
+
+uint64_t squib_dirty_bitmap_ram_size(const struct squib_dirty_bitmap *bm)
+{
+	return bm ? bm->ram_size : 0;
+}
+
+uint64_t squib_dirty_bitmap_page_size(const struct squib_dirty_bitmap *bm)
+{
+	return bm ? bm->page_size : 0;
+}
+
+uint64_t squib_dirty_bitmap_page_count(const struct squib_dirty_bitmap *bm)
+{
+	return bm ? bm->page_count : 0;
+}
+
+unsigned int squib_dirty_bitmap_page_shift(const struct squib_dirty_bitmap *bm)
+{
+	return bm ? bm->page_shift : 0;
+}
+
+bool squib_dirty_bitmap_page_index_of(const struct squib_dirty_bitmap *bm, uint64_t addr,
+				      uint64_t *page)
+{
+	if (!bm || addr < bm->ram_start || addr - bm->ram_start >= bm->ram_size)
+		return false;
+	if (page)
+		*page = (addr - bm->ram_start) >> bm->page_shift;
+	return true;
+}
+
+/* Bits of word w that stand for real pages: all but the tail of the last word. */
+static uint64_t valid_mask(const struct squib_dirty_bitmap *bm, size_t w)
+{
+	unsigned int tail = (unsigned int)(bm->page_count % WORD_BITS);
+
+	if (w + 1 < bm->word_count || tail == 0)
+		return ~0ull;
+	return (1ull << tail) - 1;
+}
+
+/* Bits lo..hi (inclusive, 0..63) of a word. */
+static uint64_t bit_span(unsigned int lo, unsigned int hi)
+{
+	return (~0ull >> (63 - hi)) & (~0ull << lo);
+}
+
+/* OR mask into word w; how many of its bits were clean before. */
+static uint64_t or_word(struct squib_dirty_bitmap *bm, size_t w, uint64_t mask)
+{
+	uint64_t old = atomic_fetch_or_explicit(&bm->words[w], mask, memory_order_relaxed);
+
+	return (uint64_t)__builtin_popcountll(mask & ~old);
+}
+
+/* Set pages first..last (inclusive, both < page_count); how many were clean. */
+static uint64_t set_span(struct squib_dirty_bitmap *bm, uint64_t first, uint64_t last)
+{
+	size_t w_first = (size_t)(first / WORD_BITS), w_last = (size_t)(last / WORD_BITS);
+	uint64_t newly = 0;
+
+	for (size_t w = w_first; w <= w_last; w++) {
+		unsigned int lo = w == w_first ? (unsigned int)(first % WORD_BITS) : 0;
+		unsigned int hi = w == w_last ? (unsigned int)(last % WORD_BITS) : WORD_BITS - 1;
+
+		newly += or_word(bm, w, bit_span(lo, hi));
+	}
+	return newly;
+}
+
+bool squib_dirty_bitmap_set_by_index(struct squib_dirty_bitmap *bm, uint64_t page)
+{
+	if (!bm || page >= bm->page_count)
+		return false;
+	return or_word(bm, (size_t)(page / WORD_BITS), 1ull << (page % WORD_BITS)) != 0;
+}
+
+bool squib_dirty_bitmap_set(struct squib_dirty_bitmap *bm, uint64_t addr)
+{
+	uint64_t page;
+
+	if (!squib_dirty_bitmap_page_index_of(bm, addr, &page))
+		return false;
+	return squib_dirty_bitmap_set_by_index(bm, page);
+}
+
+uint64_t squib_dirty_bitmap_set_range(struct squib_dirty_bitmap *bm, uint64_t addr, uint64_t len)
+{
+	uint64_t end, lo, hi;
+
+	if (!bm || len == 0)
+		return 0;
+	/* A range running past 2^64 is clipped there; the region always ends below it. */
+	end = len > UINT64_MAX - addr ? UINT64_MAX : addr + len;
+	lo = addr > bm->ram_start ? addr : bm->ram_start;
+	hi = end < bm->ram_start + bm->ram_size ? end : bm->ram_start + bm->ram_size;
+	if (lo >= hi)
+		return 0;
+	return set_span(bm, (lo - bm->ram_start) >> bm->page_shift,
+			(hi - 1 - bm->ram_start) >> bm->page_shift);
+}
+
+bool squib_dirty_bitmap_test_by_index(const struct squib_dirty_bitmap *bm, uint64_t page)
+{
+	uint64_t word;
+
+	if (!bm || page >= bm->page_count)
+		return false;
+	word = atomic_load_explicit(&bm->words[page / WORD_BITS], memory_order_acquire);
+	return (word >> (page % WORD_BITS)) & 1;
+}
+
+bool squib_dirty_bitmap_test(const struct squib_dirty_bitmap *bm, uint64_t addr)
+{
+	uint64_t page;
+
+	if (!squib_dirty_bitmap_page_index_of(bm, addr, &page))
+		return false;
+	return squib_dirty_bitmap_test_by_index(bm, page);
+}
+
+uint64_t squib_dirty_bitmap_count(const struct squib_dirty_bitmap *bm)
+{
+	uint64_t n = 0;
+
+	for (size_t w = 0; bm && w < bm->word_count; w++) {
+		uint64_t word = atomic_load_explicit(&bm->words[w], memory_order_relaxed);
+
+		n += (uint64_t)__builtin_popcountll(word & valid_mask(bm, w));
+	}
+	return n;
+}
+
+/*
+ * Take word w for a drain. A clean word is only read: exchanging it would
+ * write the cache line for nothing, and a bit set after that read is as
+ * good as one set after an exchange (the next drain gets it).
+ */
+static uint64_t take_word(struct squib_dirty_bitmap *bm, size_t w)
+{
+	if (!atomic_load_explicit(&bm->words[w], memory_order_relaxed))
+		return 0;
+	return atomic_exchange_explicit(&bm->words[w], 0, memory_order_acquire) & valid_mask(bm, w);
+}
+
+/* Hand back bits a drain took but did not deliver. */
+static void give_back(struct squib_dirty_bitmap *bm, size_t w, uint64_t bits)
+{
+	if (bits)
+		atomic_fetch_or_explicit(&bm->words[w], bits, memory_order_relaxed);
+}
+
+static int drain_word(struct squib_dirty_bitmap *bm, size_t w, squib_dirty_page_fn fn, void *ctx,
+		      uint64_t *n)
+{
+	uint64_t bits = take_word(bm, w);
+
+	while (bits) {
+		int rc = fn(ctx, (uint64_t)w * WORD_BITS + (uint64_t)__builtin_ctzll(bits));
+
+		if (rc) {
+			give_back(bm, w, bits);
+			return rc;
+		}
+		bits &= bits - 1;
+		(*n)++;
+	}
+	return 0;
+}
+
+int squib_dirty_bitmap_drain_into(struct squib_dirty_bitmap *bm, squib_dirty_page_fn fn,
+				  void *ctx, uint64_t *drained)
+{
+	uint64_t n = 0;
+	int rc = 0;
+
+	if (!bm || !fn)
+		rc = SQUIB_E_INVALID_ARGUMENT;
+	for (size_t w = 0; !rc && w < bm->word_count; w++)
+		rc = drain_word(bm, w, fn, ctx, &n);
+	if (drained)
+		*drained = n;
+	return rc;
+}
+
+struct page_buf {
+	uint64_t *pages;
+	size_t cap;
+	size_t n;
+};
+
+/* Positive: "full", distinct from every SQUIB_E_* code. */
+#define BUF_FULL 1
+
+static int buf_push(void *ctx, uint64_t page)
+{
+	struct page_buf *b = ctx;
+
+	if (b->n == b->cap)
+		return BUF_FULL;
+	b->pages[b->n++] = page;
+	return 0;
+}
+
+size_t squib_dirty_bitmap_drain(struct squib_dirty_bitmap *bm, uint64_t *pages, size_t cap)
+{
+	struct page_buf b = {pages, pages ? cap : 0, 0};
+
+	squib_dirty_bitmap_drain_into(bm, buf_push, &b, NULL);
+	return b.n;
+}
+
+struct page_vec {
+	struct page_buf buf;
+	size_t limit; /* page_count: the array never needs more */
+};
+
+static int vec_push(void *ctx, uint64_t page)
+{
+	struct page_vec *v = ctx;
+
+	if (v->buf.n == v->buf.cap) {
+		size_t cap = v->buf.cap < v->limit / 2 ? v->buf.cap * 2 : v->limit;
+		uint64_t *p = cap > v->buf.cap ? realloc(v->buf.pages, cap * sizeof(*p)) : NULL;
+
+		if (!p)
+			return SQUIB_E_NOMEM;
+		v->buf.pages = p;
+		v->buf.cap = cap;
+	}
+	return buf_push(&v->buf, page);
+}
+
+int squib_dirty_bitmap_drain_alloc(struct squib_dirty_bitmap *bm, uint64_t **pages, size_t *n,
+				   struct squib_error_detail *d)
+{
+	struct page_vec v = {{NULL, 0, 0}, 0};
+	int rc;
+
+	if (!bm || !pages || !n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL bitmap or output");
+	*pages = NULL;
+	*n = 0;
+	v.limit = (size_t)bm->page_count;
+	/* Size for what is dirty now; later sets only cost a doubling. */
+	v.buf.cap = (size_t)squib_dirty_bitmap_count(bm) + 16;
+	if (v.buf.cap > v.limit)
+		v.buf.cap = v.limit;
+	v.buf.pages = malloc(v.buf.cap * sizeof(uint64_t));
+	if (!v.buf.pages)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	rc = squib_dirty_bitmap_drain_into(bm, vec_push, &v, NULL);
+	if (rc) {
+		/* The pages already delivered go back too, so the bitmap keeps them all. */
+		for (size_t i = 0; i < v.buf.n; i++)
+			squib_dirty_bitmap_set_by_index(bm, v.buf.pages[i]);
+		free(v.buf.pages);
+		return squib_fail(d, rc);
+	}
+	if (v.buf.n == 0) {
+		free(v.buf.pages);
+		v.buf.pages = NULL;
+	}
+	*pages = v.buf.pages;
+	*n = v.buf.n;
+	return 0;
+}
+
+/* Mark in dst every page holding a byte of src page `page` (same range, any page sizes). */
+static void widen_page(struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src,
+		       uint64_t page)
+{
+	uint64_t lo = page << src->page_shift;
+	/* Cannot overflow: lo is a multiple of page_size below ram_size < 2^64. */
+	uint64_t hi = lo + (src->page_size - 1);
+
+	if (hi >= src->ram_size)
+		hi = src->ram_size - 1; /* the partial trailing page */
+	set_span(dst, lo >> dst->page_shift, hi >> dst->page_shift);
+}
+
+/* OR the bits of src word w (already read or taken) into dst. */
+static void merge_bits(struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src,
+		       size_t w, uint64_t bits)
+{
+	if (dst->page_size == src->page_size) {
+		if (bits)
+			or_word(dst, w, bits);
+		return;
+	}
+	for (; bits; bits &= bits - 1)
+		widen_page(dst, src, (uint64_t)w * WORD_BITS + (uint64_t)__builtin_ctzll(bits));
+}
+
+static void merge_all(struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src)
+{
+	for (size_t w = 0; w < src->word_count; w++) {
+		uint64_t bits = atomic_load_explicit(&src->words[w], memory_order_acquire);
+
+		merge_bits(dst, src, w, bits & valid_mask(src, w));
+	}
+}
+
+static bool same_range(const struct squib_dirty_bitmap *a, const struct squib_dirty_bitmap *b)
+{
+	return a->ram_start == b->ram_start && a->ram_size == b->ram_size;
+}
+
+int squib_dirty_bitmap_fold_into_finer(const struct squib_dirty_bitmap *coarse,
+				       struct squib_dirty_bitmap *fine,
+				       struct squib_error_detail *d)
+{
+	if (!coarse || !fine)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL bitmap");
+	if (!same_range(coarse, fine))
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "fold_into_finer requires identical ranges");
+	if (fine->page_size >= coarse->page_size)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "fold_into_finer expects a strictly smaller page size");
+	if (coarse->page_size % fine->page_size)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "coarse page must be a multiple of fine page");
+	merge_all(fine, coarse);
+	return 0;
+}
+
+static int check_merge(const struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src,
+		       struct squib_error_detail *d)
+{
+	if (!dst || !src)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL bitmap");
+	if (!same_range(dst, src))
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "merge requires identical ranges");
+	return 0;
+}
+
+int squib_dirty_bitmap_merge(struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src,
+			     struct squib_error_detail *d)
+{
+	int rc = check_merge(dst, src, d);
+
+	if (!rc && dst != src)
+		merge_all(dst, src);
+	return rc;
+}
+
+int squib_dirty_bitmap_drain_merge(struct squib_dirty_bitmap *dst, struct squib_dirty_bitmap *src,
+				   struct squib_error_detail *d)
+{
+	int rc = check_merge(dst, src, d);
+
+	if (rc || dst == src)
+		return rc;
+	for (size_t w = 0; w < src->word_count; w++)
+		merge_bits(dst, src, w, take_word(src, w));
+	return 0;
+}
+
+void squib_dirty_bitmap_clear(struct squib_dirty_bitmap *bm)
+{
+	for (size_t w = 0; bm && w < bm->word_count; w++)
+		atomic_store_explicit(&bm->words[w], 0, memory_order_relaxed);
+}

@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Dirty-page bitmap: upstream dirty.rs tests plus the C API's own cases. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <squib/dirty.h>
+
+#define REGION_BASE 0x80000000ull
+#define REGION_SIZE 0x10000000ull /* 256 MiB */
+#define PAGE_2M (2ull * 1024 * 1024)
+#define PAGE_16K (16ull * 1024)
+
+static struct squib_dirty_bitmap *new_bitmap(uint64_t start, uint64_t size, uint64_t page)
+{
+	struct squib_dirty_bitmap *bm = NULL;
+
+	assert_int_equal(squib_dirty_bitmap_new(start, size, page, &bm, NULL), 0);
+	assert_non_null(bm);
+	return bm;
+}
+
+/* The region of the upstream tests at 2 MiB. */
+static struct squib_dirty_bitmap *region_2m(void)
+{
+	return new_bitmap(REGION_BASE, REGION_SIZE, PAGE_2M);
+}
+
+static const char *message(const struct squib_error_detail *d)
+{
+	static char buf[SQUIB_DETAIL_MSG_MAX + 64];
+
+	squib_error_message(d->code, d, buf, sizeof(buf));
+	return buf;
+}
+
+static void assert_new_fails(uint64_t start, uint64_t size, uint64_t page, const char *msg)
+{
+	struct squib_dirty_bitmap *bm = (struct squib_dirty_bitmap *)&bm;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_dirty_bitmap_new(start, size, page, &bm, &d), SQUIB_E_INVALID_PATH);
+	assert_null(bm);
+	assert_int_equal(d.code, SQUIB_E_INVALID_PATH);
+	assert_string_equal(message(&d), msg);
+}
+
+static int count_page(void *ctx, uint64_t page)
+{
+	(void)page;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_should_count_pages_with_2mib_default(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+
+	(void)state;
+	assert_int_equal(squib_dirty_bitmap_page_count(bm), 128);
+	assert_int_equal(squib_dirty_bitmap_page_size(bm), PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_page_shift(bm), 21);
+	assert_int_equal(squib_dirty_bitmap_ram_start(bm), REGION_BASE);
+	assert_int_equal(squib_dirty_bitmap_ram_size(bm), REGION_SIZE);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_track_a_dirty_page_at_an_aligned_address(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t target = REGION_BASE + 5 * PAGE_2M;
+
+	(void)state;
+	assert_false(squib_dirty_bitmap_test(bm, target));
+	assert_true(squib_dirty_bitmap_set(bm, target));
+	assert_true(squib_dirty_bitmap_test(bm, target));
+	assert_false(squib_dirty_bitmap_set(bm, target)); /* reports the transition only once */
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_round_an_unaligned_address_into_its_page(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t aligned = REGION_BASE + 3 * PAGE_2M, page = 0;
+
+	(void)state;
+	assert_true(squib_dirty_bitmap_set(bm, aligned + 0x1234));
+	assert_true(squib_dirty_bitmap_test(bm, aligned));
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 3));
+	assert_true(squib_dirty_bitmap_page_index_of(bm, aligned + 0x1234, &page));
+	assert_int_equal(page, 3);
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 2));
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 4));
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_reject_addresses_outside_the_tracked_range(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t page = 42;
+
+	(void)state;
+	assert_false(squib_dirty_bitmap_set(bm, REGION_BASE - 1));
+	assert_false(squib_dirty_bitmap_set(bm, REGION_BASE + REGION_SIZE));
+	assert_false(squib_dirty_bitmap_set_by_index(bm, 128));
+	assert_false(squib_dirty_bitmap_test(bm, REGION_BASE - 1));
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 128));
+	assert_false(squib_dirty_bitmap_page_index_of(bm, REGION_BASE + REGION_SIZE, &page));
+	assert_int_equal(page, 42);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 0);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_drain_dirty_pages_in_index_order(void **state)
+{
+	static const uint64_t marks[] = {3, 100, 0, 64};
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t pages[8];
+
+	(void)state;
+	for (size_t i = 0; i < 4; i++)
+		assert_true(squib_dirty_bitmap_set_by_index(bm, marks[i]));
+	/* Ascending without sorting: the drain walks words and bits in order. */
+	assert_int_equal(squib_dirty_bitmap_drain(bm, pages, 8), 4);
+	assert_int_equal(pages[0], 0);
+	assert_int_equal(pages[1], 3);
+	assert_int_equal(pages[2], 64);
+	assert_int_equal(pages[3], 100);
+	assert_false(squib_dirty_bitmap_test(bm, REGION_BASE));
+	assert_int_equal(squib_dirty_bitmap_drain(bm, pages, 8), 0);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_drain_into_callback_without_allocation(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t drained = 0;
+	int calls = 0;
+
+	(void)state;
+	squib_dirty_bitmap_set_by_index(bm, 0);
+	squib_dirty_bitmap_set_by_index(bm, 127);
+	assert_int_equal(squib_dirty_bitmap_drain_into(bm, count_page, &calls, &drained), 0);
+	assert_int_equal(calls, 2);
+	assert_int_equal(drained, 2);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 0);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_reject_non_power_of_two_page_size(void **state)
+{
+	(void)state;
+	assert_new_fails(REGION_BASE, REGION_SIZE, 3000,
+			 "invalid snapshot path: page_size must be a power of two: 3000");
+	assert_new_fails(REGION_BASE, REGION_SIZE, 0,
+			 "invalid snapshot path: page_size must be a power of two: 0");
+}
+
+static void test_should_reject_zero_size_range(void **state)
+{
+	(void)state;
+	assert_new_fails(REGION_BASE, 0, PAGE_2M,
+			 "invalid snapshot path: dirty bitmap requires a non-empty RAM range");
+}
+
+static void test_should_reject_a_range_that_overflows(void **state)
+{
+	struct squib_dirty_bitmap *bm = NULL;
+
+	(void)state;
+	assert_new_fails(UINT64_MAX - 0xfff, 0x1000, PAGE_16K,
+			 "invalid snapshot path: RAM range overflows: start=0xfffffffffffff000, "
+			 "size=0x1000");
+	/* Ending exactly at the last byte is fine. */
+	assert_int_equal(squib_dirty_bitmap_new(UINT64_MAX - 0xfff, 0xfff, PAGE_16K, &bm, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_page_count(bm), 1);
+	assert_true(squib_dirty_bitmap_set(bm, UINT64_MAX - 1));
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_reject_a_bitmap_above_the_size_limit(void **state)
+{
+	(void)state;
+	assert_new_fails(0, UINT64_MAX, 1,
+			 "invalid snapshot path: dirty bitmap too large: "
+			 "page_count=18446744073709551615 (limit 68719476736)");
+}
+
+static void test_should_fold_coarse_bits_into_fine_bitmap(void **state)
+{
+	struct squib_dirty_bitmap *coarse = region_2m();
+	struct squib_dirty_bitmap *fine = new_bitmap(REGION_BASE, REGION_SIZE, PAGE_16K);
+
+	(void)state;
+	squib_dirty_bitmap_set_by_index(coarse, 2); /* 2 MiB block 2: fine pages 256..383 */
+	assert_int_equal(squib_dirty_bitmap_fold_into_finer(coarse, fine, NULL), 0);
+	assert_true(squib_dirty_bitmap_test(fine, REGION_BASE + 2 * PAGE_2M));
+	assert_true(squib_dirty_bitmap_test(fine, REGION_BASE + 2 * PAGE_2M + 100 * PAGE_16K));
+	assert_false(squib_dirty_bitmap_test(fine, REGION_BASE + PAGE_2M));
+	assert_int_equal(squib_dirty_bitmap_count(fine), 128);
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 256));
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 383));
+	assert_false(squib_dirty_bitmap_test_by_index(fine, 255));
+	assert_false(squib_dirty_bitmap_test_by_index(fine, 384));
+	assert_true(squib_dirty_bitmap_test_by_index(coarse, 2)); /* the fold does not clear */
+	squib_dirty_bitmap_free(coarse);
+	squib_dirty_bitmap_free(fine);
+}
+
+static void assert_fold_fails(const struct squib_dirty_bitmap *coarse,
+			      struct squib_dirty_bitmap *fine, const char *msg)
+{
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_dirty_bitmap_fold_into_finer(coarse, fine, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_string_equal(message(&d), msg);
+}
+
+static void test_should_reject_fold_with_mismatched_ranges(void **state)
+{
+	struct squib_dirty_bitmap *coarse = region_2m();
+	struct squib_dirty_bitmap *fine = new_bitmap(REGION_BASE + PAGE_16K, REGION_SIZE, PAGE_16K);
+
+	(void)state;
+	assert_fold_fails(coarse, fine,
+			  "invalid snapshot path: fold_into_finer requires identical ranges");
+	squib_dirty_bitmap_free(coarse);
+	squib_dirty_bitmap_free(fine);
+}
+
+static void test_should_reject_fold_when_target_is_not_finer(void **state)
+{
+	struct squib_dirty_bitmap *a = region_2m(), *b = region_2m();
+	struct squib_dirty_bitmap *fine = new_bitmap(REGION_BASE, REGION_SIZE, PAGE_16K);
+
+	(void)state;
+	assert_fold_fails(a, b,
+			  "invalid snapshot path: fold_into_finer expects a strictly smaller page "
+			  "size");
+	assert_fold_fails(fine, a,
+			  "invalid snapshot path: fold_into_finer expects a strictly smaller page "
+			  "size");
+	squib_dirty_bitmap_free(a);
+	squib_dirty_bitmap_free(b);
+	squib_dirty_bitmap_free(fine);
+}
+
+static void test_should_track_a_partial_trailing_page(void **state)
+{
+	/* 3 full 2 MiB pages and one byte: 4 pages, the last one a byte long. */
+	struct squib_dirty_bitmap *bm = new_bitmap(REGION_BASE, 3 * PAGE_2M + 1, PAGE_2M);
+	struct squib_dirty_bitmap *fine = new_bitmap(REGION_BASE, 3 * PAGE_2M + 1, PAGE_16K);
+	uint64_t pages[8];
+
+	(void)state;
+	assert_int_equal(squib_dirty_bitmap_page_count(bm), 4);
+	assert_true(squib_dirty_bitmap_set(bm, REGION_BASE + 3 * PAGE_2M));
+	assert_false(squib_dirty_bitmap_set(bm, REGION_BASE + 3 * PAGE_2M + 1));
+	assert_false(squib_dirty_bitmap_set_by_index(bm, 4));
+	/* The fold stops at the fine bitmap's last page, which is also partial. */
+	assert_int_equal(squib_dirty_bitmap_fold_into_finer(bm, fine, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_count(fine), 1);
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 3 * 128));
+	assert_int_equal(squib_dirty_bitmap_drain(bm, pages, 8), 1);
+	assert_int_equal(pages[0], 3);
+	squib_dirty_bitmap_free(bm);
+	squib_dirty_bitmap_free(fine);
+}
+
+static void test_should_mark_every_page_a_byte_range_touches(void **state)
+{
+	struct squib_dirty_bitmap *bm = new_bitmap(REGION_BASE, REGION_SIZE, PAGE_16K);
+
+	(void)state;
+	/* Two bytes straddling the boundary of pages 9 and 10. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE + 10 * PAGE_16K - 1, 2), 2);
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 9));
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 10));
+	/* Pages 8..200 cross four words; 9 and 10 were already dirty. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE + 8 * PAGE_16K + 5,
+						      192 * PAGE_16K),
+			 193 - 2);
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 7));
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 200));
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 201));
+	assert_int_equal(squib_dirty_bitmap_count(bm), 193);
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE, 0), 0);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_clip_a_byte_range_to_the_tracked_range(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+
+	(void)state;
+	/* Starts below the region: only page 0 is in it. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE - 100, 101), 1);
+	/* Runs past the end (and past 2^64): only the last page. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE + REGION_SIZE - 1, UINT64_MAX),
+			 1);
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 127));
+	/* Entirely outside. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, 0, REGION_BASE), 0);
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, REGION_BASE + REGION_SIZE, 1), 0);
+	/* The whole region and more. */
+	assert_int_equal(squib_dirty_bitmap_set_range(bm, 0, UINT64_MAX), 126);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 128);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_count_dirty_pages(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+
+	(void)state;
+	assert_int_equal(squib_dirty_bitmap_count(bm), 0);
+	for (uint64_t p = 0; p < 128; p += 3)
+		squib_dirty_bitmap_set_by_index(bm, p);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 43);
+	squib_dirty_bitmap_clear(bm);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 0);
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 0));
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_drain_a_bounded_buffer_in_instalments(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	uint64_t pages[3];
+
+	(void)state;
+	for (uint64_t p = 60; p < 65; p++)
+		squib_dirty_bitmap_set_by_index(bm, p);
+	assert_int_equal(squib_dirty_bitmap_drain(bm, pages, 3), 3);
+	assert_int_equal(pages[0], 60);
+	assert_int_equal(pages[2], 62);
+	/* 63 shared a word with the delivered pages and was given back; 64 was never taken. */
+	assert_int_equal(squib_dirty_bitmap_count(bm), 2);
+	assert_int_equal(squib_dirty_bitmap_drain(bm, pages, 3), 2);
+	assert_int_equal(pages[0], 63);
+	assert_int_equal(pages[1], 64);
+	assert_int_equal(squib_dirty_bitmap_drain(bm, NULL, 3), 0);
+	squib_dirty_bitmap_free(bm);
+}
+
+struct stop_at {
+	uint64_t stop;
+	int seen;
+};
+
+static int stop_at_page(void *ctx, uint64_t page)
+{
+	struct stop_at *s = ctx;
+
+	if (page == s->stop)
+		return SQUIB_E_MEMORY_IO;
+	s->seen++;
+	return 0;
+}
+
+static void test_should_keep_undelivered_pages_when_the_callback_fails(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	struct stop_at s = {5, 0};
+	uint64_t drained = 99;
+
+	(void)state;
+	for (uint64_t p = 1; p < 128; p *= 2) /* 1 2 4 8 16 32 64 */
+		squib_dirty_bitmap_set_by_index(bm, p);
+	squib_dirty_bitmap_set_by_index(bm, 5);
+	assert_int_equal(squib_dirty_bitmap_drain_into(bm, stop_at_page, &s, &drained),
+			 SQUIB_E_MEMORY_IO);
+	assert_int_equal(drained, 3); /* 1 2 4 */
+	assert_int_equal(s.seen, 3);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 5); /* 5 8 16 32 64 */
+	assert_true(squib_dirty_bitmap_test_by_index(bm, 5));
+	assert_false(squib_dirty_bitmap_test_by_index(bm, 4));
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_drain_into_an_allocated_array(void **state)
+{
+	struct squib_dirty_bitmap *bm = new_bitmap(REGION_BASE, REGION_SIZE, PAGE_16K);
+	uint64_t *pages = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(squib_dirty_bitmap_drain_alloc(bm, &pages, &n, NULL), 0);
+	assert_null(pages);
+	assert_int_equal(n, 0);
+	for (uint64_t p = 3; p < 16384; p += 7)
+		squib_dirty_bitmap_set_by_index(bm, p);
+	assert_int_equal(squib_dirty_bitmap_drain_alloc(bm, &pages, &n, NULL), 0);
+	assert_int_equal(n, 16383 / 7 + 1);
+	for (size_t i = 1; i < n; i++)
+		assert_true(pages[i - 1] < pages[i]);
+	assert_int_equal(pages[n - 1], 16383);
+	assert_int_equal(squib_dirty_bitmap_count(bm), 0);
+	free(pages);
+	squib_dirty_bitmap_free(bm);
+}
+
+static void test_should_or_a_same_geometry_bitmap_in(void **state)
+{
+	struct squib_dirty_bitmap *dst = region_2m(), *src = region_2m();
+
+	(void)state;
+	squib_dirty_bitmap_set_by_index(dst, 1);
+	squib_dirty_bitmap_set_by_index(src, 1);
+	squib_dirty_bitmap_set_by_index(src, 70);
+	assert_int_equal(squib_dirty_bitmap_merge(dst, src, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_count(dst), 2);
+	assert_true(squib_dirty_bitmap_test_by_index(dst, 70));
+	assert_int_equal(squib_dirty_bitmap_count(src), 2); /* merge leaves src alone */
+	assert_int_equal(squib_dirty_bitmap_merge(dst, dst, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_count(dst), 2);
+	squib_dirty_bitmap_free(dst);
+	squib_dirty_bitmap_free(src);
+}
+
+static void test_should_rescale_when_merging_across_page_sizes(void **state)
+{
+	struct squib_dirty_bitmap *coarse = region_2m();
+	struct squib_dirty_bitmap *fine = new_bitmap(REGION_BASE, REGION_SIZE, PAGE_16K);
+
+	(void)state;
+	/* Fine into coarse: any dirty fine page dirties its whole block. */
+	squib_dirty_bitmap_set_by_index(fine, 128 * 5 + 17);
+	squib_dirty_bitmap_set_by_index(fine, 128 * 5 + 18);
+	squib_dirty_bitmap_set_by_index(fine, 128 * 127 + 127);
+	assert_int_equal(squib_dirty_bitmap_merge(coarse, fine, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_count(coarse), 2);
+	assert_true(squib_dirty_bitmap_test_by_index(coarse, 5));
+	assert_true(squib_dirty_bitmap_test_by_index(coarse, 127));
+	/* Coarse into fine: every fine page of the block; drain_merge empties the source. */
+	squib_dirty_bitmap_clear(fine);
+	assert_int_equal(squib_dirty_bitmap_drain_merge(fine, coarse, NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_count(fine), 256);
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 128 * 5));
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 128 * 6 - 1));
+	assert_int_equal(squib_dirty_bitmap_count(coarse), 0);
+	squib_dirty_bitmap_free(coarse);
+	squib_dirty_bitmap_free(fine);
+}
+
+static void test_should_reject_merge_with_mismatched_ranges(void **state)
+{
+	struct squib_dirty_bitmap *a = region_2m();
+	struct squib_dirty_bitmap *b = new_bitmap(REGION_BASE, REGION_SIZE - PAGE_2M, PAGE_2M);
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_dirty_bitmap_set_by_index(b, 0);
+	assert_int_equal(squib_dirty_bitmap_merge(a, b, &d), SQUIB_E_INVALID_PATH);
+	assert_string_equal(message(&d), "invalid snapshot path: merge requires identical ranges");
+	assert_int_equal(squib_dirty_bitmap_drain_merge(a, b, &d), SQUIB_E_INVALID_PATH);
+	assert_int_equal(squib_dirty_bitmap_count(b), 1);
+	assert_int_equal(squib_dirty_bitmap_count(a), 0);
+	squib_dirty_bitmap_free(a);
+	squib_dirty_bitmap_free(b);
+}
+
+static void test_should_treat_null_arguments_as_errors_or_empty(void **state)
+{
+	struct squib_dirty_bitmap *bm = region_2m();
+	struct squib_error_detail d;
+	uint64_t *pages = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(squib_dirty_bitmap_new(0, 1, 1, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_false(squib_dirty_bitmap_set(NULL, 0));
+	assert_false(squib_dirty_bitmap_test(NULL, 0));
+	assert_int_equal(squib_dirty_bitmap_set_range(NULL, 0, 1), 0);
+	assert_int_equal(squib_dirty_bitmap_count(NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_page_count(NULL), 0);
+	assert_int_equal(squib_dirty_bitmap_drain(NULL, NULL, 0), 0);
+	assert_int_equal(squib_dirty_bitmap_drain_into(NULL, count_page, NULL, NULL),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_dirty_bitmap_drain_into(bm, NULL, NULL, NULL),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_dirty_bitmap_drain_alloc(NULL, &pages, &n, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_dirty_bitmap_merge(bm, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_dirty_bitmap_fold_into_finer(NULL, bm, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	squib_dirty_bitmap_clear(NULL);
+	squib_dirty_bitmap_free(NULL);
+	squib_dirty_bitmap_free(bm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_should_count_pages_with_2mib_default),
+		cmocka_unit_test(test_should_track_a_dirty_page_at_an_aligned_address),
+		cmocka_unit_test(test_should_round_an_unaligned_address_into_its_page),
+		cmocka_unit_test(test_should_reject_addresses_outside_the_tracked_range),
+		cmocka_unit_test(test_should_drain_dirty_pages_in_index_order),
+		cmocka_unit_test(test_should_drain_into_callback_without_allocation),
+		cmocka_unit_test(test_should_reject_non_power_of_two_page_size),
+		cmocka_unit_test(test_should_reject_zero_size_range),
+		cmocka_unit_test(test_should_reject_a_range_that_overflows),
+		cmocka_unit_test(test_should_reject_a_bitmap_above_the_size_limit),
+		cmocka_unit_test(test_should_fold_coarse_bits_into_fine_bitmap),
+		cmocka_unit_test(test_should_reject_fold_with_mismatched_ranges),
+		cmocka_unit_test(test_should_reject_fold_when_target_is_not_finer),
+		cmocka_unit_test(test_should_track_a_partial_trailing_page),
+		cmocka_unit_test(test_should_mark_every_page_a_byte_range_touches),
+		cmocka_unit_test(test_should_clip_a_byte_range_to_the_tracked_range),
+		cmocka_unit_test(test_should_count_dirty_pages),
+		cmocka_unit_test(test_should_drain_a_bounded_buffer_in_instalments),
+		cmocka_unit_test(test_should_keep_undelivered_pages_when_the_callback_fails),
+		cmocka_unit_test(test_should_drain_into_an_allocated_array),
+		cmocka_unit_test(test_should_or_a_same_geometry_bitmap_in),
+		cmocka_unit_test(test_should_rescale_when_merging_across_page_sizes),
+		cmocka_unit_test(test_should_reject_merge_with_mismatched_ranges),
+		cmocka_unit_test(test_should_treat_null_arguments_as_errors_or_empty),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
