@@ -498,3 +498,147 @@ void squib_dirty_bitmap_clear(struct squib_dirty_bitmap *bm)
 	for (size_t w = 0; bm && w < bm->word_count; w++)
 		atomic_store_explicit(&bm->words[w], 0, memory_order_relaxed);
 }
+
+/* ==== adaptive controller ================================================= */
+
+struct squib_adaptive_controller {
+	uint32_t threshold;
+	uint64_t block_count;
+	struct squib_dirty_clock clock;
+	pthread_mutex_t lock; /* serialises evaluations and guards last_tick_ns */
+	uint64_t last_tick_ns;
+	_Atomic int granule; /* written under lock, read lock-free */
+	_Atomic uint32_t faults[];
+};
+
+static uint64_t monotonic_ns(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ctrl_now(const struct squib_adaptive_controller *ctrl)
+{
+	return ctrl->clock.now_ns(ctrl->clock.ctx);
+}
+
+int squib_adaptive_controller_new(uint64_t block_count, uint32_t threshold,
+				  const struct squib_dirty_clock *clock,
+				  struct squib_adaptive_controller **out,
+				  struct squib_error_detail *d)
+{
+	struct squib_adaptive_controller *ctrl;
+
+	if (!out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "out is NULL");
+	*out = NULL;
+	if (block_count > SQUIB_DIRTY_MAX_PAGES)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "adaptive controller block count too large: %" PRIu64 " (limit %llu)",
+				      block_count, SQUIB_DIRTY_MAX_PAGES);
+	ctrl = calloc(1, sizeof(*ctrl) + (size_t)block_count * sizeof(ctrl->faults[0]));
+	if (!ctrl)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (pthread_mutex_init(&ctrl->lock, NULL)) {
+		free(ctrl);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	ctrl->threshold = threshold;
+	ctrl->block_count = block_count;
+	ctrl->clock.now_ns = clock && clock->now_ns ? clock->now_ns : monotonic_ns;
+	ctrl->clock.ctx = clock && clock->now_ns ? clock->ctx : NULL;
+	ctrl->last_tick_ns = ctrl_now(ctrl);
+	atomic_init(&ctrl->granule, SQUIB_GRANULE_COARSE);
+	*out = ctrl;
+	return 0;
+}
+
+void squib_adaptive_controller_free(struct squib_adaptive_controller *ctrl)
+{
+	if (!ctrl)
+		return;
+	pthread_mutex_destroy(&ctrl->lock);
+	free(ctrl);
+}
+
+uint64_t squib_adaptive_controller_block_count(const struct squib_adaptive_controller *ctrl)
+{
+	return ctrl ? ctrl->block_count : 0;
+}
+
+uint32_t squib_adaptive_controller_threshold(const struct squib_adaptive_controller *ctrl)
+{
+	return ctrl ? ctrl->threshold : 0;
+}
+
+enum squib_tracking_granule
+squib_adaptive_controller_granule(const struct squib_adaptive_controller *ctrl)
+{
+	if (!ctrl)
+		return SQUIB_GRANULE_COARSE;
+	return (enum squib_tracking_granule)atomic_load_explicit(&ctrl->granule,
+								 memory_order_acquire);
+}
+
+void squib_adaptive_controller_record_fault(struct squib_adaptive_controller *ctrl,
+					    uint64_t block)
+{
+	if (ctrl && block < ctrl->block_count)
+		atomic_fetch_add_explicit(&ctrl->faults[block], 1, memory_order_relaxed);
+}
+
+/* Zero every counter; the largest count seen. Caller holds ctrl->lock. */
+static uint32_t take_max_faults(struct squib_adaptive_controller *ctrl)
+{
+	uint32_t max = 0;
+
+	for (uint64_t b = 0; b < ctrl->block_count; b++) {
+		uint32_t n = atomic_exchange_explicit(&ctrl->faults[b], 0, memory_order_acquire);
+
+		if (n > max)
+			max = n;
+	}
+	return max;
+}
+
+enum squib_tracking_granule squib_adaptive_controller_tick_at(struct squib_adaptive_controller *ctrl,
+							      uint64_t now_ns)
+{
+	if (!ctrl)
+		return SQUIB_GRANULE_COARSE;
+	pthread_mutex_lock(&ctrl->lock);
+	/* A clock that went backwards is treated as "window not over", not as a huge elapsed time. */
+	if (now_ns >= ctrl->last_tick_ns && now_ns - ctrl->last_tick_ns >= SQUIB_ADAPTIVE_WINDOW_NS) {
+		/* The hottest block, not the sum: many lukewarm blocks must not step down. */
+		uint32_t max = take_max_faults(ctrl);
+
+		ctrl->last_tick_ns = now_ns;
+		if (max > ctrl->threshold)
+			atomic_store_explicit(&ctrl->granule, SQUIB_GRANULE_FINE,
+					      memory_order_release);
+	}
+	pthread_mutex_unlock(&ctrl->lock);
+	return squib_adaptive_controller_granule(ctrl);
+}
+
+enum squib_tracking_granule squib_adaptive_controller_tick(struct squib_adaptive_controller *ctrl)
+{
+	if (!ctrl)
+		return SQUIB_GRANULE_COARSE;
+	return squib_adaptive_controller_tick_at(ctrl, ctrl_now(ctrl));
+}
+
+void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller *ctrl)
+{
+	if (!ctrl)
+		return;
+	pthread_mutex_lock(&ctrl->lock);
+	take_max_faults(ctrl);
+	ctrl->last_tick_ns = ctrl_now(ctrl);
+	atomic_store_explicit(&ctrl->granule, SQUIB_GRANULE_COARSE, memory_order_release);
+	pthread_mutex_unlock(&ctrl->lock);
+}

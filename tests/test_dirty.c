@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Dirty-page bitmap: upstream dirty.rs tests plus the C API's own cases. */
+/* Dirty tracking: upstream dirty.rs tests plus the C API's own cases. */
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -491,6 +491,205 @@ static void test_should_treat_null_arguments_as_errors_or_empty(void **state)
 	squib_dirty_bitmap_free(bm);
 }
 
+/* ---- adaptive controller ------------------------------------------------ */
+
+#define MS (1000ull * 1000)
+#define T0 (1000 * MS) /* the fake clock's start: any value, not 0 */
+
+struct fake_clock {
+	uint64_t now;
+};
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct fake_clock *)ctx)->now;
+}
+
+static struct squib_adaptive_controller *new_ctrl(uint64_t blocks, uint32_t threshold,
+						  struct fake_clock *fc)
+{
+	struct squib_dirty_clock clock = {fake_now, fc};
+	struct squib_adaptive_controller *ctrl = NULL;
+
+	fc->now = T0;
+	assert_int_equal(squib_adaptive_controller_new(blocks, threshold, &clock, &ctrl, NULL), 0);
+	assert_non_null(ctrl);
+	return ctrl;
+}
+
+static void faults(struct squib_adaptive_controller *ctrl, uint64_t block, int n)
+{
+	for (int i = 0; i < n; i++)
+		squib_adaptive_controller_record_fault(ctrl, block);
+}
+
+static void test_should_step_down_when_one_block_exceeds_threshold(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(128, 2, &fc);
+
+	(void)state;
+	assert_int_equal(squib_adaptive_controller_granule(ctrl), SQUIB_GRANULE_COARSE);
+	faults(ctrl, 0, 10);
+	fc.now = T0 + 200 * MS;
+	assert_int_equal(squib_adaptive_controller_tick(ctrl), SQUIB_GRANULE_FINE);
+	assert_int_equal(squib_adaptive_controller_granule(ctrl), SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_not_tick_before_the_window_elapses(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 2, &fc);
+
+	(void)state;
+	faults(ctrl, 1, 10);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS - 1),
+			 SQUIB_GRANULE_COARSE);
+	/* Nothing was reset: the same faults decide once the window is over (at exactly 100 ms). */
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_require_strictly_more_faults_than_the_threshold(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 4, &fc);
+
+	(void)state;
+	faults(ctrl, 3, 4);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_COARSE);
+	faults(ctrl, 3, 5);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 200 * MS),
+			 SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_use_the_hottest_block_not_the_sum(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(128, 4, &fc);
+
+	(void)state;
+	for (uint64_t b = 0; b < 64; b++)
+		faults(ctrl, b, 1);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_COARSE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_start_counting_afresh_after_each_evaluation(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 4, &fc);
+
+	(void)state;
+	faults(ctrl, 0, 3);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_COARSE);
+	faults(ctrl, 0, 3); /* 6 in all, but only 3 in this window */
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 150 * MS),
+			 SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 200 * MS),
+			 SQUIB_GRANULE_COARSE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_stay_fine_through_quiet_windows(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 0, &fc);
+
+	(void)state;
+	faults(ctrl, 2, 1);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_FINE);
+	for (uint64_t t = 2; t < 10; t++)
+		assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + t * 100 * MS),
+				 SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_ignore_faults_outside_the_blocks(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 0, &fc);
+
+	(void)state;
+	squib_adaptive_controller_record_fault(ctrl, 4);
+	squib_adaptive_controller_record_fault(ctrl, UINT64_MAX);
+	squib_adaptive_controller_record_fault(NULL, 0);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_COARSE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_treat_a_clock_going_backwards_as_no_time_passed(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 0, &fc);
+
+	(void)state;
+	faults(ctrl, 0, 5);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 - 1), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, 0), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_reset_to_coarse_at_a_clean_checkpoint(void **state)
+{
+	struct fake_clock fc;
+	struct squib_adaptive_controller *ctrl = new_ctrl(4, 2, &fc);
+
+	(void)state;
+	faults(ctrl, 0, 3);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 100 * MS),
+			 SQUIB_GRANULE_FINE);
+	faults(ctrl, 1, 3); /* evidence from the old session... */
+	fc.now = T0 + 150 * MS;
+	squib_adaptive_controller_reset_to_coarse(ctrl);
+	assert_int_equal(squib_adaptive_controller_granule(ctrl), SQUIB_GRANULE_COARSE);
+	/* 110 ms after the last evaluation but 60 ms after the reset: the window restarted. */
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 210 * MS),
+			 SQUIB_GRANULE_COARSE);
+	/* The window is over, and the old session's faults are gone. */
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 250 * MS),
+			 SQUIB_GRANULE_COARSE);
+	faults(ctrl, 1, 3);
+	assert_int_equal(squib_adaptive_controller_tick_at(ctrl, T0 + 350 * MS),
+			 SQUIB_GRANULE_FINE);
+	squib_adaptive_controller_free(ctrl);
+}
+
+static void test_should_default_to_upstream_threshold_and_monotonic_clock(void **state)
+{
+	struct squib_adaptive_controller *ctrl = NULL;
+	struct squib_error_detail d;
+
+	(void)state;
+	assert_int_equal(SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, 32);
+	assert_int_equal(SQUIB_ADAPTIVE_WINDOW_NS, 100 * MS);
+	assert_int_equal(squib_adaptive_controller_new(1, SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, NULL,
+						       &ctrl, NULL),
+			 0);
+	assert_int_equal(squib_adaptive_controller_threshold(ctrl), 32);
+	assert_int_equal(squib_adaptive_controller_block_count(ctrl), 1);
+	/* No fault was counted, so whether or not 100 ms passed the answer is COARSE. */
+	assert_int_equal(squib_adaptive_controller_tick(ctrl), SQUIB_GRANULE_COARSE);
+	squib_adaptive_controller_free(ctrl);
+	assert_int_equal(squib_adaptive_controller_new(SQUIB_DIRTY_MAX_PAGES + 1, 1, NULL, &ctrl, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_null(ctrl);
+	assert_int_equal(squib_adaptive_controller_new(1, 1, NULL, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_adaptive_controller_tick(NULL), SQUIB_GRANULE_COARSE);
+	squib_adaptive_controller_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -518,6 +717,16 @@ int main(void)
 		cmocka_unit_test(test_should_rescale_when_merging_across_page_sizes),
 		cmocka_unit_test(test_should_reject_merge_with_mismatched_ranges),
 		cmocka_unit_test(test_should_treat_null_arguments_as_errors_or_empty),
+		cmocka_unit_test(test_should_step_down_when_one_block_exceeds_threshold),
+		cmocka_unit_test(test_should_not_tick_before_the_window_elapses),
+		cmocka_unit_test(test_should_require_strictly_more_faults_than_the_threshold),
+		cmocka_unit_test(test_should_use_the_hottest_block_not_the_sum),
+		cmocka_unit_test(test_should_start_counting_afresh_after_each_evaluation),
+		cmocka_unit_test(test_should_stay_fine_through_quiet_windows),
+		cmocka_unit_test(test_should_ignore_faults_outside_the_blocks),
+		cmocka_unit_test(test_should_treat_a_clock_going_backwards_as_no_time_passed),
+		cmocka_unit_test(test_should_reset_to_coarse_at_a_clean_checkpoint),
+		cmocka_unit_test(test_should_default_to_upstream_threshold_and_monotonic_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

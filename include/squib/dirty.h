@@ -212,6 +212,75 @@ int squib_dirty_bitmap_drain_merge(struct squib_dirty_bitmap *dst, struct squib_
 /* Forget every dirty bit (a drain that reports nothing). */
 void squib_dirty_bitmap_clear(struct squib_dirty_bitmap *bm);
 
+/* ==== squib_adaptive_controller =========================================== */
+
+/*
+ * Time source, injectable for tests. now_ns returns monotonic nanoseconds; a
+ * NULL clock (or now_ns) means CLOCK_MONOTONIC.
+ */
+struct squib_dirty_clock {
+	uint64_t (*now_ns)(void *ctx);
+	void *ctx;
+};
+
+/*
+ * Decides when a region should step down from coarse to fine tracking. One
+ * fault counter per 2 MiB block; the decision looks at the hottest block,
+ * never the sum, so many lukewarm blocks do not step a region down.
+ *
+ * State machine: COARSE -(tick: window elapsed and max block count > threshold)-> FINE.
+ * FINE is terminal for the tracking session. Only reset_to_coarse() leaves it,
+ * and only at a clean checkpoint (see there).
+ *
+ * Thread-safety: record_fault and granule are lock-free and may run from any
+ * thread at any time; tick, tick_at and reset_to_coarse serialise on an
+ * internal mutex; _free needs exclusive access.
+ */
+struct squib_adaptive_controller;
+
+/*
+ * Controller for block_count 2 MiB blocks (at most SQUIB_DIRTY_MAX_PAGES,
+ * else SQUIB_E_INVALID_PATH) stepping down above `threshold` faults per
+ * block per window (SQUIB_DEFAULT_STEP_DOWN_THRESHOLD upstream). The clock
+ * is copied; the window starts now.
+ */
+int squib_adaptive_controller_new(uint64_t block_count, uint32_t threshold,
+				  const struct squib_dirty_clock *clock,
+				  struct squib_adaptive_controller **out,
+				  struct squib_error_detail *d);
+void squib_adaptive_controller_free(struct squib_adaptive_controller *ctrl);
+
+uint64_t squib_adaptive_controller_block_count(const struct squib_adaptive_controller *ctrl);
+uint32_t squib_adaptive_controller_threshold(const struct squib_adaptive_controller *ctrl);
+enum squib_tracking_granule
+squib_adaptive_controller_granule(const struct squib_adaptive_controller *ctrl);
+
+/* Count one fault in block `block`; an out-of-range block is ignored. Wraps at 2^32. */
+void squib_adaptive_controller_record_fault(struct squib_adaptive_controller *ctrl,
+					    uint64_t block);
+
+/*
+ * Evaluate at time now_ns (tick() reads the controller's clock). Before
+ * SQUIB_ADAPTIVE_WINDOW_NS has passed since the last evaluation (or if now_ns
+ * went backwards) nothing changes and the counters keep accumulating.
+ * Otherwise every counter is taken and zeroed, the window restarts at now_ns,
+ * and a COARSE controller whose hottest block saw more than `threshold`
+ * faults becomes FINE. The counts cover the whole time since the previous
+ * evaluation (no rate normalisation, as upstream). Returns the granule.
+ */
+enum squib_tracking_granule squib_adaptive_controller_tick(struct squib_adaptive_controller *ctrl);
+enum squib_tracking_granule squib_adaptive_controller_tick_at(struct squib_adaptive_controller *ctrl,
+							      uint64_t now_ns);
+
+/*
+ * Back to COARSE with zeroed counters and a fresh window. Only at a clean
+ * checkpoint: a Diff save has just harvested the region's bits and the
+ * tracking session starts over (upstream: "ramping back up requires a clean
+ * checkpoint"). Called at any other time it throws away the hot-block
+ * evidence. Upstream has no such call.
+ */
+void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller *ctrl);
+
 #ifdef __cplusplus
 }
 #endif
