@@ -642,3 +642,316 @@ void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller 
 	atomic_store_explicit(&ctrl->granule, SQUIB_GRANULE_COARSE, memory_order_release);
 	pthread_mutex_unlock(&ctrl->lock);
 }
+
+/* ==== tracked region ====================================================== */
+
+/*
+ * Switching the granule without losing a bit
+ * ------------------------------------------
+ * Markers (vCPU fault paths, device threads) set bits in the *active*
+ * generation; a switch (tick_adaptive, reset_after_checkpoint) makes another
+ * generation active and moves the old one's bits into it. Upstream's hazard:
+ * a marker reads the old bitmap, the switcher swaps and folds, the marker
+ * sets its bit in the old bitmap, and the bit is never seen again.
+ *
+ * Marker (gen_enter / set / gen_leave):
+ *   M1  g = active                       (acquire)
+ *   M2  g->inflight += 1                 (seq_cst)
+ *   M3  if active != g: g->inflight -= 1, retry from M1
+ *   M4  set the bit in g->bm             (relaxed fetch_or)
+ *   M5  g->inflight -= 1                 (release)
+ *
+ * Switcher (switch_to, under r->lock, so there is one switcher at a time):
+ *   S1  active = next                    (seq_cst)
+ *   S2  wait until prev->inflight == 0   (seq_cst loads)
+ *   S3  drain prev->bm into next->bm     (exchange per word)
+ *
+ * Claim: every bit a marker sets at M4 in prev ends up in next.
+ * M2, M3, S1 and S2 are seq_cst, so they sit in one total order S that agrees
+ * with each object's modification order. A marker that reaches M4 on prev
+ * read, at M3, the store that made prev active, not S1; so M3 precedes S1
+ * in S, and M2 < M3 < S1 < every S2 load. Each S2 load therefore reads that
+ * marker's increment or a later value of the counter, and S2 can only finish
+ * by reading a value at or after the marker's M5 decrement. M5 is a release
+ * and the S2 load an acquire (later read-modify-writes of the counter
+ * continue M5's release sequence), so M4 happens before S3, and S3's
+ * exchange of the word reads the bit. This is Dekker's pattern, which is why
+ * both sides need seq_cst: with acquire/release alone M3 could still read
+ * prev while S2 misses M2.
+ * A marker whose M3 comes after S1 sees active != prev and moves on to next
+ * without touching prev->bm. So once S2 is done nobody writes prev->bm until
+ * prev is made active again, and S3 may leave it clean for that reuse.
+ *
+ * Memory safety: a marker may still hold prev from M1 long after the switch
+ * (it was preempted between M1 and M2). It then increments prev->inflight and
+ * re-checks. So a generation must outlive every marker: the region has
+ * exactly two, coarse and fine, embedded in it and freed only with it, and a
+ * switch reuses the idle one. The fine bitmap is allocated at the first step
+ * down and then kept, so memory stays bounded however often the granule
+ * flips. Reuse makes ABA possible (prev may be active again by the time a
+ * stale marker reaches M3), and it is harmless: a marker that sees its
+ * generation active at M3 is counted in inflight before any later switch
+ * away from it can pass S2, which is all the argument above needs.
+ *
+ * Progress: markers never block; one retries only if a switch published
+ * between its M1 and M3. A switcher waits only for markers already between M2
+ * and M5, a few instructions each, and yields the CPU while it does.
+ */
+
+struct dirty_gen {
+	/* Own cache line: every marker writes it, and the region header is read-mostly. */
+	_Alignas(64) _Atomic uint64_t inflight;
+	struct squib_dirty_bitmap *bm; /* written under r->lock before the gen is published */
+};
+
+struct squib_tracked_region {
+	_Atomic(struct dirty_gen *) active;
+	uint64_t ram_start;
+	uint64_t ram_size;
+	uint64_t fine_page_size;
+	struct squib_adaptive_controller *ctrl;
+	pthread_mutex_t lock; /* serialises switches, harvests and merges */
+	struct dirty_gen gen[2]; /* indexed by enum squib_tracking_granule */
+};
+
+static struct dirty_gen *gen_enter(struct squib_tracked_region *r)
+{
+	for (;;) {
+		struct dirty_gen *g = atomic_load_explicit(&r->active, memory_order_acquire);
+
+		atomic_fetch_add_explicit(&g->inflight, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&r->active, memory_order_seq_cst) == g)
+			return g;
+		atomic_fetch_sub_explicit(&g->inflight, 1, memory_order_release);
+	}
+}
+
+static void gen_leave(struct dirty_gen *g)
+{
+	atomic_fetch_sub_explicit(&g->inflight, 1, memory_order_release);
+}
+
+static void wait_for_markers(struct dirty_gen *g)
+{
+	for (unsigned int spins = 0; atomic_load_explicit(&g->inflight, memory_order_seq_cst);
+	     spins++) {
+		if (spins >= 64)
+			sched_yield(); /* the marker may have been preempted inside its window */
+	}
+}
+
+/* Caller holds r->lock. next->bm exists and is clean (fresh, or drained by the last switch). */
+static void switch_to(struct squib_tracked_region *r, struct dirty_gen *next)
+{
+	struct dirty_gen *prev = atomic_load_explicit(&r->active, memory_order_relaxed);
+
+	atomic_store_explicit(&r->active, next, memory_order_seq_cst);
+	wait_for_markers(prev);
+	/* Same range by construction, so this cannot fail. */
+	squib_dirty_bitmap_drain_merge(next->bm, prev->bm, NULL);
+}
+
+/* The generation for a granule, building its bitmap the first time. Caller holds r->lock. */
+static int gen_for(struct squib_tracked_region *r, enum squib_tracking_granule g,
+		   struct dirty_gen **out, struct squib_error_detail *d)
+{
+	struct dirty_gen *gen = &r->gen[g == SQUIB_GRANULE_FINE];
+	uint64_t page = g == SQUIB_GRANULE_FINE ? r->fine_page_size : SQUIB_TRACKING_PAGE_COARSE;
+	int rc = 0;
+
+	if (!gen->bm)
+		rc = squib_dirty_bitmap_new(r->ram_start, r->ram_size, page, &gen->bm, d);
+	*out = gen;
+	return rc;
+}
+
+static struct dirty_gen *active_gen(const struct squib_tracked_region *r)
+{
+	return atomic_load_explicit(&r->active, memory_order_acquire);
+}
+
+/* The host page must be a power of two below, hence dividing, the coarse page. */
+static int check_fine_page(uint64_t page, struct squib_error_detail *d)
+{
+	if (is_pow2(page) && page < SQUIB_TRACKING_PAGE_COARSE)
+		return 0;
+	return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+			      "host page size %" PRIu64 " cannot be the fine tracking granule", page);
+}
+
+static int region_init(struct squib_tracked_region *r, uint64_t ram_start, uint64_t ram_size,
+		       const struct squib_tracked_region_options *opts,
+		       struct squib_error_detail *d)
+{
+	struct dirty_gen *coarse;
+	int rc;
+
+	r->ram_start = ram_start;
+	r->ram_size = ram_size;
+	r->fine_page_size = host_page_size();
+	rc = gen_for(r, SQUIB_GRANULE_COARSE, &coarse, d);
+	if (!rc)
+		rc = check_fine_page(r->fine_page_size, d);
+	if (!rc)
+		rc = squib_adaptive_controller_new(squib_dirty_bitmap_page_count(coarse->bm),
+						   opts->step_down_threshold, opts->clock,
+						   &r->ctrl, d);
+	if (!rc && pthread_mutex_init(&r->lock, NULL))
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+	atomic_init(&r->active, coarse);
+	return rc;
+}
+
+int squib_tracked_region_new(uint64_t ram_start, uint64_t ram_size,
+			     const struct squib_tracked_region_options *opts,
+			     struct squib_tracked_region **out, struct squib_error_detail *d)
+{
+	static const struct squib_tracked_region_options defaults = SQUIB_TRACKED_REGION_OPTIONS_INIT;
+	struct squib_tracked_region *r;
+	int rc;
+
+	if (!out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "out is NULL");
+	*out = NULL;
+	/* aligned_alloc: the generations' counters are cache-line aligned. */
+	r = aligned_alloc(_Alignof(struct squib_tracked_region), sizeof(*r));
+	if (!r)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	memset(r, 0, sizeof(*r));
+	rc = region_init(r, ram_start, ram_size, opts ? opts : &defaults, d);
+	if (rc) {
+		squib_adaptive_controller_free(r->ctrl);
+		squib_dirty_bitmap_free(r->gen[0].bm);
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void squib_tracked_region_free(struct squib_tracked_region *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_destroy(&r->lock);
+	squib_adaptive_controller_free(r->ctrl);
+	squib_dirty_bitmap_free(r->gen[0].bm);
+	squib_dirty_bitmap_free(r->gen[1].bm);
+	free(r);
+}
+
+uint64_t squib_tracked_region_ram_start(const struct squib_tracked_region *r)
+{
+	return r ? r->ram_start : 0;
+}
+
+uint64_t squib_tracked_region_ram_size(const struct squib_tracked_region *r)
+{
+	return r ? r->ram_size : 0;
+}
+
+enum squib_tracking_granule squib_tracked_region_granule(const struct squib_tracked_region *r)
+{
+	if (!r)
+		return SQUIB_GRANULE_COARSE;
+	return active_gen(r) == &r->gen[SQUIB_GRANULE_FINE] ? SQUIB_GRANULE_FINE
+							    : SQUIB_GRANULE_COARSE;
+}
+
+uint64_t squib_tracked_region_page_size(const struct squib_tracked_region *r)
+{
+	return r ? squib_dirty_bitmap_page_size(active_gen(r)->bm) : 0;
+}
+
+bool squib_tracked_region_mark_dirty(struct squib_tracked_region *r, uint64_t addr)
+{
+	struct dirty_gen *g;
+	bool newly;
+
+	if (!r || addr < r->ram_start || addr - r->ram_start >= r->ram_size)
+		return false;
+	/* Counted in 2 MiB blocks at either granule, so the threshold keeps its meaning. */
+	squib_adaptive_controller_record_fault(r->ctrl,
+					       (addr - r->ram_start) / SQUIB_TRACKING_PAGE_COARSE);
+	g = gen_enter(r);
+	newly = squib_dirty_bitmap_set(g->bm, addr);
+	gen_leave(g);
+	return newly;
+}
+
+uint64_t squib_tracked_region_mark_range(struct squib_tracked_region *r, uint64_t addr,
+					 uint64_t len)
+{
+	struct dirty_gen *g;
+	uint64_t newly;
+
+	if (!r)
+		return 0;
+	g = gen_enter(r);
+	newly = squib_dirty_bitmap_set_range(g->bm, addr, len);
+	gen_leave(g);
+	return newly;
+}
+
+int squib_tracked_region_tick_adaptive(struct squib_tracked_region *r,
+				       enum squib_tracking_granule *granule,
+				       struct squib_error_detail *d)
+{
+	struct dirty_gen *want;
+	int rc;
+
+	if (!r)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "region is NULL");
+	pthread_mutex_lock(&r->lock);
+	rc = gen_for(r, squib_adaptive_controller_tick(r->ctrl), &want, d);
+	if (!rc && want != active_gen(r))
+		switch_to(r, want);
+	pthread_mutex_unlock(&r->lock);
+	if (granule)
+		*granule = squib_tracked_region_granule(r);
+	return rc;
+}
+
+int squib_tracked_region_harvest(struct squib_tracked_region *r, struct squib_dirty_bitmap *dst,
+				 struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!r)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "region is NULL");
+	/* Under the lock the active generation cannot change (nor its bitmap be drained by a switch). */
+	pthread_mutex_lock(&r->lock);
+	rc = squib_dirty_bitmap_drain_merge(dst, active_gen(r)->bm, d);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int squib_tracked_region_merge(struct squib_tracked_region *r, const struct squib_dirty_bitmap *src,
+			       struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!r)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "region is NULL");
+	pthread_mutex_lock(&r->lock);
+	rc = squib_dirty_bitmap_merge(active_gen(r)->bm, src, d);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int squib_tracked_region_reset_after_checkpoint(struct squib_tracked_region *r,
+						struct squib_error_detail *d)
+{
+	struct dirty_gen *coarse = NULL;
+	int rc;
+
+	if (!r)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "region is NULL");
+	pthread_mutex_lock(&r->lock);
+	squib_adaptive_controller_reset_to_coarse(r->ctrl);
+	rc = gen_for(r, SQUIB_GRANULE_COARSE, &coarse, d); /* built at creation: cannot fail */
+	if (!rc && coarse != active_gen(r))
+		switch_to(r, coarse);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <squib/dirty.h>
 
@@ -690,6 +691,311 @@ static void test_should_default_to_upstream_threshold_and_monotonic_clock(void *
 	squib_adaptive_controller_free(NULL);
 }
 
+/* ---- tracked region ----------------------------------------------------- */
+
+static uint64_t host_page(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct squib_tracked_region *new_region(uint32_t threshold, struct fake_clock *fc)
+{
+	struct squib_dirty_clock clock = {fake_now, fc};
+	struct squib_tracked_region_options opts = {threshold, &clock};
+	struct squib_tracked_region *r = NULL;
+
+	fc->now = T0;
+	assert_int_equal(squib_tracked_region_new(REGION_BASE, REGION_SIZE, &opts, &r, NULL), 0);
+	assert_non_null(r);
+	return r;
+}
+
+/* Advance the fake clock past the window and tick; the granule the region now tracks at. */
+static enum squib_tracking_granule tick_after_window(struct squib_tracked_region *r,
+						     struct fake_clock *fc)
+{
+	enum squib_tracking_granule g = (enum squib_tracking_granule)-1;
+
+	fc->now += 2 * SQUIB_ADAPTIVE_WINDOW_NS;
+	assert_int_equal(squib_tracked_region_tick_adaptive(r, &g, NULL), 0);
+	assert_int_equal(g, squib_tracked_region_granule(r));
+	return g;
+}
+
+/* Harvest the region into a fresh bitmap at `page`; caller frees. */
+static struct squib_dirty_bitmap *harvest(struct squib_tracked_region *r, uint64_t page)
+{
+	struct squib_dirty_bitmap *dst = new_bitmap(REGION_BASE, REGION_SIZE, page);
+
+	assert_int_equal(squib_tracked_region_harvest(r, dst, NULL), 0);
+	return dst;
+}
+
+static void test_should_use_the_host_page_as_the_fine_granule(void **state)
+{
+	(void)state;
+	assert_int_equal(squib_tracking_granule_page_size(SQUIB_GRANULE_FINE), host_page());
+	assert_int_equal(squib_tracking_granule_page_size(SQUIB_GRANULE_COARSE), PAGE_2M);
+	assert_int_equal(squib_tracking_granule_page_size((enum squib_tracking_granule)7), 0);
+}
+
+static void test_should_start_coarse_with_one_fault_block_per_2mib(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, &fc);
+
+	(void)state;
+	assert_int_equal(squib_tracked_region_granule(r), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_tracked_region_page_size(r), PAGE_2M);
+	assert_int_equal(squib_tracked_region_ram_start(r), REGION_BASE);
+	assert_int_equal(squib_tracked_region_ram_size(r), REGION_SIZE);
+	/* 33 faults in the last block step down: block 127 is counted. */
+	for (int i = 0; i < 33; i++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE + REGION_SIZE - 1);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_promote_to_fine_when_one_block_exceeds_threshold(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(2, &fc);
+	struct squib_dirty_bitmap *got;
+
+	(void)state;
+	assert_int_equal(squib_tracked_region_granule(r), SQUIB_GRANULE_COARSE);
+	for (int i = 0; i < 10; i++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	assert_int_equal(squib_tracked_region_page_size(r), host_page());
+	/* The coarse bit was folded: every fine page of block 0 is dirty, nothing else. */
+	got = harvest(r, host_page());
+	assert_int_equal(squib_dirty_bitmap_count(got), PAGE_2M / host_page());
+	assert_true(squib_dirty_bitmap_test(got, REGION_BASE + PAGE_2M - 1));
+	assert_false(squib_dirty_bitmap_test(got, REGION_BASE + PAGE_2M));
+	squib_dirty_bitmap_free(got);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_not_promote_when_faults_are_spread_uniformly_across_blocks(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(4, &fc);
+
+	(void)state;
+	for (uint64_t block = 0; block < 64; block++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE + block * PAGE_2M);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_tracked_region_page_size(r), PAGE_2M);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_not_switch_before_the_window_elapses(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(2, &fc);
+	enum squib_tracking_granule g;
+
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE);
+	fc.now = T0 + SQUIB_ADAPTIVE_WINDOW_NS - 1;
+	assert_int_equal(squib_tracked_region_tick_adaptive(r, &g, NULL), 0);
+	assert_int_equal(g, SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_tracked_region_page_size(r), PAGE_2M);
+	fc.now = T0 + SQUIB_ADAPTIVE_WINDOW_NS;
+	assert_int_equal(squib_tracked_region_tick_adaptive(r, &g, NULL), 0);
+	assert_int_equal(g, SQUIB_GRANULE_FINE);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_count_a_fault_even_when_the_bit_is_already_set(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(2, &fc);
+
+	(void)state;
+	assert_true(squib_tracked_region_mark_dirty(r, REGION_BASE + 7 * PAGE_2M));
+	assert_false(squib_tracked_region_mark_dirty(r, REGION_BASE + 7 * PAGE_2M + 1));
+	assert_false(squib_tracked_region_mark_dirty(r, REGION_BASE + 7 * PAGE_2M + 2));
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_ignore_marks_outside_the_region(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(0, &fc);
+	struct squib_dirty_bitmap *got;
+
+	(void)state;
+	assert_false(squib_tracked_region_mark_dirty(r, REGION_BASE - 1));
+	assert_false(squib_tracked_region_mark_dirty(r, REGION_BASE + REGION_SIZE));
+	assert_false(squib_tracked_region_mark_dirty(NULL, REGION_BASE));
+	/* With threshold 0 a single counted fault would step down. */
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_COARSE);
+	got = harvest(r, PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_count(got), 0);
+	squib_dirty_bitmap_free(got);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_mark_device_writes_without_counting_faults(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(0, &fc);
+	struct squib_dirty_bitmap *got;
+
+	(void)state;
+	assert_int_equal(squib_tracked_region_mark_range(r, REGION_BASE + PAGE_2M - 1, 2), 2);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_COARSE);
+	got = harvest(r, PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_count(got), 2);
+	assert_true(squib_dirty_bitmap_test_by_index(got, 0));
+	assert_true(squib_dirty_bitmap_test_by_index(got, 1));
+	squib_dirty_bitmap_free(got);
+	assert_int_equal(squib_tracked_region_mark_range(NULL, REGION_BASE, 1), 0);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_track_at_the_host_page_after_stepping_down(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(0, &fc);
+	uint64_t hp = host_page(), addr = REGION_BASE + 9 * PAGE_2M + 3 * hp + 5;
+	struct squib_dirty_bitmap *got;
+
+	(void)state;
+	squib_tracked_region_mark_dirty(r, REGION_BASE);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	squib_dirty_bitmap_free(harvest(r, hp)); /* take block 0's folded pages away */
+	assert_true(squib_tracked_region_mark_dirty(r, addr));
+	assert_false(squib_tracked_region_mark_dirty(r, addr - 5));
+	got = harvest(r, hp);
+	assert_int_equal(squib_dirty_bitmap_count(got), 1);
+	assert_true(squib_dirty_bitmap_test(got, addr));
+	squib_dirty_bitmap_free(got);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_harvest_at_a_requested_granule(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(0, &fc);
+	struct squib_dirty_bitmap *fine, *coarse, *again;
+
+	(void)state;
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 4 * PAGE_2M + 77);
+	fine = harvest(r, PAGE_16K); /* coarse bits widen to every 16 KiB page of the block */
+	assert_int_equal(squib_dirty_bitmap_count(fine), 128);
+	assert_true(squib_dirty_bitmap_test_by_index(fine, 4 * 128));
+	again = harvest(r, PAGE_2M); /* the harvest drained the region */
+	assert_int_equal(squib_dirty_bitmap_count(again), 0);
+	/* Fine tracking harvested into a coarse bitmap marks the enclosing block. */
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	squib_dirty_bitmap_free(harvest(r, PAGE_2M));
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 100 * PAGE_2M + host_page());
+	coarse = harvest(r, PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_count(coarse), 1);
+	assert_true(squib_dirty_bitmap_test_by_index(coarse, 100));
+	squib_dirty_bitmap_free(fine);
+	squib_dirty_bitmap_free(coarse);
+	squib_dirty_bitmap_free(again);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_give_harvested_bits_back_when_a_save_fails(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, &fc);
+	struct squib_dirty_bitmap *first, *second;
+	struct squib_dirty_bitmap *other = new_bitmap(REGION_BASE + 1, REGION_SIZE, PAGE_2M);
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 2 * PAGE_2M);
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 50 * PAGE_2M);
+	first = harvest(r, PAGE_2M);
+	/* The write failed: give the bits back, then mark one more page. */
+	assert_int_equal(squib_tracked_region_merge(r, first, NULL), 0);
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 3 * PAGE_2M);
+	second = harvest(r, PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_count(second), 3);
+	assert_true(squib_dirty_bitmap_test_by_index(second, 2));
+	assert_true(squib_dirty_bitmap_test_by_index(second, 50));
+	assert_true(squib_dirty_bitmap_test_by_index(second, 3));
+	assert_int_equal(squib_tracked_region_merge(r, other, &d), SQUIB_E_INVALID_PATH);
+	assert_int_equal(squib_tracked_region_harvest(r, other, &d), SQUIB_E_INVALID_PATH);
+	squib_dirty_bitmap_free(first);
+	squib_dirty_bitmap_free(second);
+	squib_dirty_bitmap_free(other);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_reset_to_coarse_after_checkpoint(void **state)
+{
+	struct fake_clock fc;
+	struct squib_tracked_region *r = new_region(2, &fc);
+	uint64_t hp = host_page();
+	struct squib_dirty_bitmap *saved, *got;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	saved = harvest(r, hp); /* the checkpoint's Diff */
+	/* A page written after the harvest but before the reset... */
+	squib_tracked_region_mark_dirty(r, REGION_BASE + 20 * PAGE_2M + hp);
+	assert_int_equal(squib_tracked_region_reset_after_checkpoint(r, NULL), 0);
+	assert_int_equal(squib_tracked_region_granule(r), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_tracked_region_page_size(r), PAGE_2M);
+	/* ...is kept, widened to its 2 MiB block. */
+	got = harvest(r, hp);
+	assert_int_equal(squib_dirty_bitmap_count(got), PAGE_2M / hp);
+	assert_true(squib_dirty_bitmap_test(got, REGION_BASE + 20 * PAGE_2M));
+	squib_dirty_bitmap_free(got);
+	/* The new session starts with clean counters; it can step down again. */
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_COARSE);
+	for (int i = 0; i < 3; i++)
+		squib_tracked_region_mark_dirty(r, REGION_BASE + 5 * PAGE_2M);
+	assert_int_equal(tick_after_window(r, &fc), SQUIB_GRANULE_FINE);
+	/* The fine bitmap is reused clean: only block 5 (folded) is dirty. */
+	got = harvest(r, PAGE_2M);
+	assert_int_equal(squib_dirty_bitmap_count(got), 1);
+	assert_true(squib_dirty_bitmap_test_by_index(got, 5));
+	squib_dirty_bitmap_free(got);
+	squib_dirty_bitmap_free(saved);
+	squib_tracked_region_free(r);
+}
+
+static void test_should_reject_a_bad_region(void **state)
+{
+	struct squib_tracked_region *r = (struct squib_tracked_region *)&r;
+	struct squib_error_detail d;
+
+	(void)state;
+	assert_int_equal(squib_tracked_region_new(REGION_BASE, 0, NULL, &r, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_null(r);
+	assert_string_equal(message(&d),
+			    "invalid snapshot path: dirty bitmap requires a non-empty RAM range");
+	assert_int_equal(squib_tracked_region_new(REGION_BASE, REGION_SIZE, NULL, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_tracked_region_tick_adaptive(NULL, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_tracked_region_harvest(NULL, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_tracked_region_merge(NULL, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_tracked_region_reset_after_checkpoint(NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_tracked_region_page_size(NULL), 0);
+	squib_tracked_region_free(NULL);
+	/* Defaults: upstream threshold, real clock; a fresh region is coarse and clean. */
+	assert_int_equal(squib_tracked_region_new(REGION_BASE, REGION_SIZE, NULL, &r, NULL), 0);
+	assert_int_equal(squib_tracked_region_granule(r), SQUIB_GRANULE_COARSE);
+	assert_int_equal(squib_tracked_region_harvest(r, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_tracked_region_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -727,6 +1033,19 @@ int main(void)
 		cmocka_unit_test(test_should_treat_a_clock_going_backwards_as_no_time_passed),
 		cmocka_unit_test(test_should_reset_to_coarse_at_a_clean_checkpoint),
 		cmocka_unit_test(test_should_default_to_upstream_threshold_and_monotonic_clock),
+		cmocka_unit_test(test_should_use_the_host_page_as_the_fine_granule),
+		cmocka_unit_test(test_should_start_coarse_with_one_fault_block_per_2mib),
+		cmocka_unit_test(test_should_promote_to_fine_when_one_block_exceeds_threshold),
+		cmocka_unit_test(test_should_not_promote_when_faults_are_spread_uniformly_across_blocks),
+		cmocka_unit_test(test_should_not_switch_before_the_window_elapses),
+		cmocka_unit_test(test_should_count_a_fault_even_when_the_bit_is_already_set),
+		cmocka_unit_test(test_should_ignore_marks_outside_the_region),
+		cmocka_unit_test(test_should_mark_device_writes_without_counting_faults),
+		cmocka_unit_test(test_should_track_at_the_host_page_after_stepping_down),
+		cmocka_unit_test(test_should_harvest_at_a_requested_granule),
+		cmocka_unit_test(test_should_give_harvested_bits_back_when_a_save_fails),
+		cmocka_unit_test(test_should_reset_to_coarse_after_checkpoint),
+		cmocka_unit_test(test_should_reject_a_bad_region),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

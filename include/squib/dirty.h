@@ -281,6 +281,107 @@ enum squib_tracking_granule squib_adaptive_controller_tick_at(struct squib_adapt
  */
 void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller *ctrl);
 
+/* ==== squib_tracked_region ================================================ */
+
+/*
+ * One RAM region under dirty tracking: a bitmap at the current granule plus a
+ * controller fed by mark_dirty. Coarse is SQUIB_TRACKING_PAGE_COARSE, fine is
+ * the host page; the region starts coarse and tick_adaptive() steps it down.
+ *
+ * Switching granule without losing a bit. Upstream swaps in a new bitmap after
+ * folding the old one into it; a vCPU that fetched the old bitmap just before
+ * the swap sets its bit there after the fold, and the bit is gone (§8.5,
+ * §17 item 7). Here each bitmap is a generation with an in-flight counter. A
+ * marker announces itself on the active generation, re-checks that it is
+ * still active (else it backs off and retries), sets its bit and leaves. The
+ * switcher publishes the new generation, waits until the old one has no
+ * marker in flight, and only then moves the old bits over with an OR. A
+ * marker either got in before that wait (the fold sees its bit) or finds,
+ * re-checking, that it came too late (it marks the new generation). The two
+ * generations (coarse and fine) are reused, never freed before the region, so
+ * a marker holding a stale pointer touches live memory. The argument is
+ * spelled out in src/dirty.c.
+ *
+ * Thread-safety: mark_dirty, mark_range, granule and page_size are lock-free
+ * (a marker only retries while a switch is being published) and may run from
+ * any number of vCPU or device threads. tick_adaptive, harvest, merge and
+ * reset_after_checkpoint serialise on an internal mutex and may block for as
+ * long as an in-flight marker takes to finish one bit. _free needs exclusive
+ * access.
+ */
+struct squib_tracked_region;
+
+struct squib_tracked_region_options {
+	uint32_t step_down_threshold;
+	const struct squib_dirty_clock *clock; /* NULL: CLOCK_MONOTONIC */
+};
+
+#define SQUIB_TRACKED_REGION_OPTIONS_INIT {SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, NULL}
+
+/*
+ * Region over [ram_start, ram_start + ram_size), coarse, with a controller of
+ * one block per coarse page. opts NULL means SQUIB_TRACKED_REGION_OPTIONS_INIT.
+ * Errors are those of squib_dirty_bitmap_new, plus SQUIB_E_INVALID_PATH when
+ * the host page cannot serve as the fine granule.
+ */
+int squib_tracked_region_new(uint64_t ram_start, uint64_t ram_size,
+			     const struct squib_tracked_region_options *opts,
+			     struct squib_tracked_region **out, struct squib_error_detail *d);
+void squib_tracked_region_free(struct squib_tracked_region *r);
+
+uint64_t squib_tracked_region_ram_start(const struct squib_tracked_region *r);
+uint64_t squib_tracked_region_ram_size(const struct squib_tracked_region *r);
+/* Granule of the active bitmap, and its page size. */
+enum squib_tracking_granule squib_tracked_region_granule(const struct squib_tracked_region *r);
+uint64_t squib_tracked_region_page_size(const struct squib_tracked_region *r);
+
+/*
+ * The vCPU fault path: count a fault on the 2 MiB block holding addr (at any
+ * granule, so the counters keep their meaning after step-down, and even when
+ * the bit was already set), then set the bit in the active bitmap. True when
+ * the bit went from 0 to 1; false, with no fault counted, for an address
+ * outside the region.
+ */
+bool squib_tracked_region_mark_dirty(struct squib_tracked_region *r, uint64_t addr);
+
+/* set_range on the active bitmap, for writes the VMM makes; counts no fault. */
+uint64_t squib_tracked_region_mark_range(struct squib_tracked_region *r, uint64_t addr,
+					 uint64_t len);
+
+/*
+ * Tick the controller; if it now wants a different granule than the active
+ * bitmap has, build (once; it is kept) a bitmap at that granule and switch to
+ * it losslessly. *granule (may be NULL) receives the active granule. Returns
+ * 0, or the error of building the bitmap, in which case tracking goes on at
+ * the old granule and the next tick tries again.
+ */
+int squib_tracked_region_tick_adaptive(struct squib_tracked_region *r,
+				       enum squib_tracking_granule *granule,
+				       struct squib_error_detail *d);
+
+/*
+ * Checkpoint harvest: drain the active bitmap into dst, a caller-owned bitmap
+ * over the same range at any page size (squib_dirty_bitmap_drain_merge), so
+ * dst is a stable view to write a Diff from. Pages marked meanwhile stay in
+ * the region for the next harvest. If the save fails, give the bits back
+ * with squib_tracked_region_merge(r, dst).
+ */
+int squib_tracked_region_harvest(struct squib_tracked_region *r, struct squib_dirty_bitmap *dst,
+				 struct squib_error_detail *d);
+
+/* OR src (same range, any page size) into the active bitmap. */
+int squib_tracked_region_merge(struct squib_tracked_region *r, const struct squib_dirty_bitmap *src,
+			       struct squib_error_detail *d);
+
+/*
+ * After a clean checkpoint (the harvested Diff is durable): reset the
+ * controller to COARSE and switch the bitmap back to coarse. Bits marked since
+ * the harvest are folded into the coarse bitmap, widened to their 2 MiB block,
+ * so even a misplaced call loses nothing; it only over-approximates.
+ */
+int squib_tracked_region_reset_after_checkpoint(struct squib_tracked_region *r,
+						struct squib_error_detail *d);
+
 #ifdef __cplusplus
 }
 #endif
