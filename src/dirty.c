@@ -710,18 +710,28 @@ struct squib_tracked_region {
 	uint64_t ram_size;
 	uint64_t fine_page_size;
 	struct squib_adaptive_controller *ctrl;
+	struct squib_dirty_hooks hooks;
 	pthread_mutex_t lock; /* serialises switches, harvests and merges */
 	struct dirty_gen gen[2]; /* indexed by enum squib_tracking_granule */
 };
+
+static void hook(const struct squib_tracked_region *r, enum squib_dirty_marker_step step)
+{
+	if (r->hooks.in_marker_window)
+		r->hooks.in_marker_window(r->hooks.ctx, step);
+}
 
 static struct dirty_gen *gen_enter(struct squib_tracked_region *r)
 {
 	for (;;) {
 		struct dirty_gen *g = atomic_load_explicit(&r->active, memory_order_acquire);
 
+		hook(r, SQUIB_DIRTY_MARKER_LOADED);
 		atomic_fetch_add_explicit(&g->inflight, 1, memory_order_seq_cst);
-		if (atomic_load_explicit(&r->active, memory_order_seq_cst) == g)
+		if (atomic_load_explicit(&r->active, memory_order_seq_cst) == g) {
+			hook(r, SQUIB_DIRTY_MARKER_JOINED);
 			return g;
+		}
 		atomic_fetch_sub_explicit(&g->inflight, 1, memory_order_release);
 	}
 }
@@ -789,6 +799,8 @@ static int region_init(struct squib_tracked_region *r, uint64_t ram_start, uint6
 	r->ram_start = ram_start;
 	r->ram_size = ram_size;
 	r->fine_page_size = host_page_size();
+	if (opts->hooks)
+		r->hooks = *opts->hooks;
 	rc = gen_for(r, SQUIB_GRANULE_COARSE, &coarse, d);
 	if (!rc)
 		rc = check_fine_page(r->fine_page_size, d);

@@ -701,7 +701,7 @@ static uint64_t host_page(void)
 static struct squib_tracked_region *new_region(uint32_t threshold, struct fake_clock *fc)
 {
 	struct squib_dirty_clock clock = {fake_now, fc};
-	struct squib_tracked_region_options opts = {threshold, &clock};
+	struct squib_tracked_region_options opts = {threshold, &clock, NULL};
 	struct squib_tracked_region *r = NULL;
 
 	fc->now = T0;

@@ -311,12 +311,29 @@ void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller 
  */
 struct squib_tracked_region;
 
+/*
+ * Test hook, like squib_io_hooks: a mark calls in_marker_window(ctx, step)
+ * at the two points where upstream's design (or a half-done fix) loses a
+ * bit, so that a stress test can stretch them (yield, sleep) and make
+ * switches land inside. Production passes NULL.
+ */
+enum squib_dirty_marker_step {
+	SQUIB_DIRTY_MARKER_LOADED = 0, /* read the active bitmap, not yet announced in it */
+	SQUIB_DIRTY_MARKER_JOINED,     /* announced and re-checked; bit not yet set */
+};
+
+struct squib_dirty_hooks {
+	void *ctx;
+	void (*in_marker_window)(void *ctx, enum squib_dirty_marker_step step);
+};
+
 struct squib_tracked_region_options {
 	uint32_t step_down_threshold;
 	const struct squib_dirty_clock *clock; /* NULL: CLOCK_MONOTONIC */
+	const struct squib_dirty_hooks *hooks; /* NULL: none; copied */
 };
 
-#define SQUIB_TRACKED_REGION_OPTIONS_INIT {SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, NULL}
+#define SQUIB_TRACKED_REGION_OPTIONS_INIT {SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, NULL, NULL}
 
 /*
  * Region over [ram_start, ram_start + ram_size), coarse, with a controller of
