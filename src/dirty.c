@@ -181,11 +181,19 @@ static uint64_t bit_span(unsigned int lo, unsigned int hi)
 	return (~0ull >> (63 - hi)) & (~0ull << lo);
 }
 
-/* OR mask into word w; how many of its bits were clean before. */
+/*
+ * OR mask into word w; how many of its bits were clean before. A word that
+ * already has them all is only read: re-marking a dirty page (a hot page, a
+ * device rewriting a buffer) then costs no write to a shared cache line, and
+ * is the same as a fetch_or at the moment of the read that found them set.
+ */
 static uint64_t or_word(struct squib_dirty_bitmap *bm, size_t w, uint64_t mask)
 {
-	uint64_t old = atomic_fetch_or_explicit(&bm->words[w], mask, memory_order_relaxed);
+	uint64_t old = atomic_load_explicit(&bm->words[w], memory_order_relaxed);
 
+	if ((old & mask) == mask)
+		return 0;
+	old = atomic_fetch_or_explicit(&bm->words[w], mask, memory_order_relaxed);
 	return (uint64_t)__builtin_popcountll(mask & ~old);
 }
 
