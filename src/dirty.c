@@ -7,12 +7,14 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "util.h"
-
-/* The bitmap is an array of lock-free words; a lock-based fallback would not be async-safe. */
+/*
+ * Marking must never take a lock (it runs in vCPU exit paths), and calloc's
+ * zero bytes must be clean words: both need atomics that are plain integers.
+ */
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
@@ -962,16 +964,15 @@ int squib_tracked_region_merge(struct squib_tracked_region *r, const struct squi
 int squib_tracked_region_reset_after_checkpoint(struct squib_tracked_region *r,
 						struct squib_error_detail *d)
 {
-	struct dirty_gen *coarse = NULL;
-	int rc;
+	struct dirty_gen *coarse;
 
 	if (!r)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "region is NULL");
+	coarse = &r->gen[SQUIB_GRANULE_COARSE]; /* its bitmap is built at creation */
 	pthread_mutex_lock(&r->lock);
 	squib_adaptive_controller_reset_to_coarse(r->ctrl);
-	rc = gen_for(r, SQUIB_GRANULE_COARSE, &coarse, d); /* built at creation: cannot fail */
-	if (!rc && coarse != active_gen(r))
+	if (coarse != active_gen(r))
 		switch_to(r, coarse);
 	pthread_mutex_unlock(&r->lock);
-	return rc;
+	return 0;
 }
