@@ -996,6 +996,41 @@ static void test_should_reject_a_bad_region(void **state)
 	squib_tracked_region_free(r);
 }
 
+struct hook_log {
+	int calls;
+	enum squib_dirty_marker_step steps[4];
+};
+
+static void log_step(void *ctx, enum squib_dirty_marker_step step)
+{
+	struct hook_log *log = ctx;
+
+	if (log->calls < 4)
+		log->steps[log->calls] = step;
+	log->calls++;
+}
+
+static void test_should_call_the_marker_hook_in_both_windows(void **state)
+{
+	struct hook_log log = {0, {0}};
+	struct squib_dirty_hooks hooks = {&log, log_step};
+	struct squib_tracked_region_options opts = {SQUIB_DEFAULT_STEP_DOWN_THRESHOLD, NULL, &hooks};
+	struct squib_tracked_region *r = NULL;
+
+	(void)state;
+	assert_int_equal(squib_tracked_region_new(REGION_BASE, REGION_SIZE, &opts, &r, NULL), 0);
+	assert_true(squib_tracked_region_mark_dirty(r, REGION_BASE));
+	assert_int_equal(log.calls, 2);
+	assert_int_equal(log.steps[0], SQUIB_DIRTY_MARKER_LOADED);
+	assert_int_equal(log.steps[1], SQUIB_DIRTY_MARKER_JOINED);
+	assert_int_equal(squib_tracked_region_mark_range(r, REGION_BASE, PAGE_2M + 1), 1);
+	assert_int_equal(log.calls, 4);
+	/* Outside the region nothing is joined, so the hook is not called. */
+	assert_false(squib_tracked_region_mark_dirty(r, REGION_BASE - 1));
+	assert_int_equal(log.calls, 4);
+	squib_tracked_region_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1046,6 +1081,7 @@ int main(void)
 		cmocka_unit_test(test_should_give_harvested_bits_back_when_a_save_fails),
 		cmocka_unit_test(test_should_reset_to_coarse_after_checkpoint),
 		cmocka_unit_test(test_should_reject_a_bad_region),
+		cmocka_unit_test(test_should_call_the_marker_hook_in_both_windows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
