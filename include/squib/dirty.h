@@ -21,7 +21,8 @@
  *
  * Memory orders (upstream §8.6) and why they suffice:
  *
- *   set, set_by_index, set_range   fetch_or, relaxed
+ *   set, set_by_index, set_range   load, relaxed (skip words that have the bits), then
+ *                                  fetch_or, relaxed
  *   test, test_by_index            load, acquire
  *   drain, drain_into, drain_merge load, relaxed (skip clean words), then exchange(0), acquire
  *   fold_into_finer, merge         load of the source, acquire; fetch_or into the target, relaxed
@@ -32,10 +33,12 @@
  *                                  squib_tracked_region below and in src/dirty.c
  *
  * Every bit lives in one 64-bit word and every change to a word is a single
- * atomic read-modify-write, so the word's modification order serialises all
- * sets and drains: no set is lost to a concurrent set, each set bit is
- * reported by exactly one drain, and a bit set after a drain took its word
- * survives for the next drain. That needs atomicity only, hence relaxed sets.
+ * atomic operation, so the word's modification order serialises all sets and
+ * drains: no set is lost to a concurrent set, each set bit is reported by
+ * exactly one drain, and a bit set after a drain took its word survives for
+ * the next drain. (A set that finds its bit already there and writes nothing
+ * takes effect at that read, as a fetch_or there would.) That needs atomicity
+ * only, hence relaxed sets.
  * A bit does not publish the page's contents: whoever reads the page after
  * a drain must be ordered after the guest's or device's write by its own
  * means (upstream: the vCPU pause/resume around a save, a full barrier). The
