@@ -15,6 +15,7 @@
 #include <squib/envelope.h>
 #include <squib/atomic.h>
 #include <squib/describe.h>
+#include <squib/dirty.h>
 
 #ifdef __cplusplus
 extern "C" {
