@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The in-memory microVM state: ownership, canonical ordering, verify_compatible. */
+#include <squib/state.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+void squib_state_init(struct squib_microvm_state *s, enum squib_arch arch)
+{
+	memset(s, 0, sizeof(*s));
+	s->arch = arch;
+}
+
+static void vm_info_free(struct squib_vm_info *vi)
+{
+	free(vi->cpu_template);
+	free(vi->kernel_image_path);
+	free(vi->initrd_path);
+	free(vi->boot_args);
+}
+
+static void device_release(struct squib_device_state *dev)
+{
+	free(dev->kind);
+	free(dev->id);
+	free(dev->blob);
+}
+
+static void devices_free(struct squib_device_state *devs, uint32_t n)
+{
+	for (uint32_t i = 0; devs && i < n; i++)
+		device_release(&devs[i]);
+	free(devs);
+}
+
+static void mmds_free(struct squib_mmds_state *m)
+{
+	if (m)
+		free(m->data_json);
+	free(m);
+}
+
+void squib_state_free(struct squib_microvm_state *s)
+{
+	if (!s)
+		return;
+	vm_info_free(&s->vm_info);
+	for (uint32_t i = 0; s->arm64_vcpus && i < s->vcpu_count; i++)
+		free(s->arm64_vcpus[i].sys_regs);
+	free(s->arm64_vcpus);
+	free(s->gic.bytes);
+	devices_free(s->devices, s->device_count);
+	mmds_free(s->mmds);
+	for (uint32_t i = 0; s->extra_sections && i < s->extra_section_count; i++)
+		free(s->extra_sections[i].bytes);
+	free(s->extra_sections);
+	squib_state_init(s, s->arch);
+}
+
+/* ---- equality ---------------------------------------------------------- */
+
+/* NULL and "" are the same value for the non-optional string fields. */
+static bool str_equal(const char *a, const char *b)
+{
+	return strcmp(or_empty(a), or_empty(b)) == 0;
+}
+
+static bool opt_str_equal(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool bytes_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+static bool vm_info_equal(const struct squib_vm_info *a, const struct squib_vm_info *b)
+{
+	return a->mem_size_mib == b->mem_size_mib && a->smt == b->smt &&
+	       str_equal(a->cpu_template, b->cpu_template) &&
+	       str_equal(a->kernel_image_path, b->kernel_image_path) &&
+	       opt_str_equal(a->initrd_path, b->initrd_path) &&
+	       str_equal(a->boot_args, b->boot_args) &&
+	       a->track_dirty_pages == b->track_dirty_pages;
+}
+
+/* The register blocks are all uint64_t (no padding), so memcmp is exact for them;
+ * the vCPU struct as a whole has padding and pointers, hence field by field. */
+static bool vcpu_equal(const struct squib_arm64_vcpu *a, const struct squib_arm64_vcpu *b)
+{
+	if (a->mpidr != b->mpidr || a->psci_state != b->psci_state ||
+	    a->sys_reg_count != b->sys_reg_count)
+		return false;
+	if (memcmp(&a->regs, &b->regs, sizeof(a->regs)) != 0 ||
+	    memcmp(&a->fp_regs, &b->fp_regs, sizeof(a->fp_regs)) != 0)
+		return false;
+	for (uint32_t i = 0; i < a->sys_reg_count; i++)
+		if (a->sys_regs[i].key != b->sys_regs[i].key ||
+		    a->sys_regs[i].value != b->sys_regs[i].value)
+			return false;
+	return true;
+}
+
+static bool device_equal(const struct squib_device_state *a, const struct squib_device_state *b)
+{
+	return a->mmio_slot == b->mmio_slot && str_equal(a->kind, b->kind) &&
+	       str_equal(a->id, b->id) && bytes_equal(a->blob, a->blob_len, b->blob, b->blob_len);
+}
+
+static bool mmds_equal(const struct squib_mmds_state *a, const struct squib_mmds_state *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->has_token_ttl != b->has_token_ttl)
+		return false;
+	if (a->has_token_ttl && a->token_ttl_seconds != b->token_ttl_seconds)
+		return false;
+	return str_equal(a->data_json, b->data_json);
+}
+
+static bool extra_equal(const struct squib_raw_section *a, const struct squib_raw_section *b)
+{
+	return a->tag == b->tag && a->flags == b->flags && bytes_equal(a->bytes, a->len, b->bytes, b->len);
+}
+
+static bool vcpus_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b)
+{
+	if (a->vcpu_count != b->vcpu_count)
+		return false;
+	if (a->arch != SQUIB_ARCH_AARCH64)
+		return true;
+	for (uint32_t i = 0; i < a->vcpu_count; i++)
+		if (!vcpu_equal(&a->arm64_vcpus[i], &b->arm64_vcpus[i]))
+			return false;
+	return true;
+}
+
+bool squib_state_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b)
+{
+	if (a == b)
+		return true;
+	if (!a || !b || a->arch != b->arch || !vm_info_equal(&a->vm_info, &b->vm_info))
+		return false;
+	if (!vcpus_equal(a, b))
+		return false;
+	if (a->gic.len != b->gic.len ||
+	    !bytes_equal(a->gic.bytes, a->gic.size, b->gic.bytes, b->gic.size))
+		return false;
+	if (a->device_count != b->device_count || !mmds_equal(a->mmds, b->mmds))
+		return false;
+	for (uint32_t i = 0; i < a->device_count; i++)
+		if (!device_equal(&a->devices[i], &b->devices[i]))
+			return false;
+	if (a->extra_section_count != b->extra_section_count)
+		return false;
+	for (uint32_t i = 0; i < a->extra_section_count; i++)
+		if (!extra_equal(&a->extra_sections[i], &b->extra_sections[i]))
+			return false;
+	return true;
+}
+
+/* ---- setters ----------------------------------------------------------- */
+
+int squib_state_set_string(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (!field)
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (value && !(copy = strdup(value)))
+		return SQUIB_E_NOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+int squib_state_add_arm64_vcpu(struct squib_microvm_state *s, uint64_t mpidr,
+			       struct squib_arm64_vcpu **out)
+{
+	struct squib_arm64_vcpu *v;
+
+	if (!s || s->arch != SQUIB_ARCH_AARCH64 || s->vcpu_count >= SQUIB_STATE_MAX_VCPUS)
+		return SQUIB_E_INVALID_ARGUMENT;
+	v = realloc(s->arm64_vcpus, (s->vcpu_count + 1) * sizeof(*v));
+	if (!v)
+		return SQUIB_E_NOMEM;
+	s->arm64_vcpus = v;
+	v = &v[s->vcpu_count++];
+	memset(v, 0, sizeof(*v));
+	v->mpidr = mpidr;
+	v->psci_state = SQUIB_PSCI_OFF;
+	if (out)
+		*out = v;
+	return 0;
+}
+
+/* First index whose key is >= key (keys are ascending). */
+static uint32_t sysreg_lower_bound(const struct squib_arm64_vcpu *v, uint64_t key)
+{
+	uint32_t lo = 0, hi = v->sys_reg_count;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (v->sys_regs[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int squib_arm64_vcpu_set_sysreg(struct squib_arm64_vcpu *v, uint64_t key, uint64_t value)
+{
+	struct squib_sysreg_value *regs;
+	uint32_t i;
+
+	if (!v)
+		return SQUIB_E_INVALID_ARGUMENT;
+	i = sysreg_lower_bound(v, key);
+	if (i < v->sys_reg_count && v->sys_regs[i].key == key) {
+		v->sys_regs[i].value = value;
+		return 0;
+	}
+	if (v->sys_reg_count >= SQUIB_STATE_MAX_SYSREGS)
+		return SQUIB_E_INVALID_ARGUMENT;
+	regs = realloc(v->sys_regs, (v->sys_reg_count + 1) * sizeof(*regs));
+	if (!regs)
+		return SQUIB_E_NOMEM;
+	memmove(&regs[i + 1], &regs[i], (v->sys_reg_count - i) * sizeof(*regs));
+	regs[i].key = key;
+	regs[i].value = value;
+	v->sys_regs = regs;
+	v->sys_reg_count++;
+	return 0;
+}
+
+bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key, uint64_t *value)
+{
+	uint32_t i;
+
+	if (!v)
+		return false;
+	i = sysreg_lower_bound(v, key);
+	if (i >= v->sys_reg_count || v->sys_regs[i].key != key)
+		return false;
+	if (value)
+		*value = v->sys_regs[i].value;
+	return true;
+}
+
+int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t size)
+{
+	uint8_t *copy = NULL;
+
+	if (!s || (size && !bytes))
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (size) {
+		copy = malloc(size);
+		if (!copy)
+			return SQUIB_E_NOMEM;
+		memcpy(copy, bytes, size);
+	}
+	free(s->gic.bytes);
+	s->gic.bytes = copy;
+	s->gic.size = size;
+	s->gic.len = size;
+	return 0;
+}
+
+int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b)
+{
+	const char *ia = or_empty(a->id), *ib = or_empty(b->id);
+	size_t la = strlen(ia), lb = strlen(ib);
+	int c;
+
+	if (a->mmio_slot != b->mmio_slot)
+		return a->mmio_slot < b->mmio_slot ? -1 : 1;
+	c = memcmp(ia, ib, la < lb ? la : lb);
+	if (c)
+		return c;
+	return la < lb ? -1 : la > lb;
+}
+
+/* Sorted position for `key`, or -1 if a device with the same (slot, id) exists. */
+static long device_insert_pos(const struct squib_microvm_state *s,
+			      const struct squib_device_state *key)
+{
+	uint32_t lo = 0, hi = s->device_count;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = squib_device_compare(&s->devices[mid], key);
+		if (c == 0)
+			return -1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int device_fill(struct squib_device_state *dev, const char *kind, const char *id,
+		       uint32_t mmio_slot, const void *blob, size_t blob_len)
+{
+	memset(dev, 0, sizeof(*dev));
+	dev->mmio_slot = mmio_slot;
+	dev->kind = strdup(or_empty(kind));
+	dev->id = strdup(or_empty(id));
+	if (blob_len)
+		dev->blob = malloc(blob_len);
+	if (!dev->kind || !dev->id || (blob_len && !dev->blob)) {
+		device_release(dev);
+		return SQUIB_E_NOMEM;
+	}
+	if (blob_len)
+		memcpy(dev->blob, blob, blob_len);
+	dev->blob_len = blob_len;
+	return 0;
+}
+
+int squib_state_add_device(struct squib_microvm_state *s, const char *kind, const char *id,
+			   uint32_t mmio_slot, const void *blob, size_t blob_len)
+{
+	struct squib_device_state key = {.id = (char *)id, .mmio_slot = mmio_slot}, dev;
+	struct squib_device_state *devs;
+	long pos;
+	int rc;
+
+	if (!s || (blob_len && !blob) || s->device_count >= SQUIB_STATE_MAX_DEVICES)
+		return SQUIB_E_INVALID_ARGUMENT;
+	pos = device_insert_pos(s, &key);
+	if (pos < 0)
+		return SQUIB_E_INVALID_ARGUMENT;
+	rc = device_fill(&dev, kind, id, mmio_slot, blob, blob_len);
+	if (rc)
+		return rc;
+	devs = realloc(s->devices, (s->device_count + 1) * sizeof(*devs));
+	if (!devs) {
+		device_release(&dev);
+		return SQUIB_E_NOMEM;
+	}
+	memmove(&devs[pos + 1], &devs[pos], (s->device_count - (size_t)pos) * sizeof(*devs));
+	devs[pos] = dev;
+	s->devices = devs;
+	s->device_count++;
+	return 0;
+}
+
+int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, bool has_ttl,
+			 uint32_t ttl_seconds)
+{
+	char *json;
+
+	if (!s)
+		return SQUIB_E_INVALID_ARGUMENT;
+	json = strdup(data_json ? data_json : "null");
+	if (!json)
+		return SQUIB_E_NOMEM;
+	if (!s->mmds && !(s->mmds = calloc(1, sizeof(*s->mmds)))) {
+		free(json);
+		return SQUIB_E_NOMEM;
+	}
+	free(s->mmds->data_json);
+	s->mmds->data_json = json;
+	s->mmds->has_token_ttl = has_ttl;
+	s->mmds->token_ttl_seconds = has_ttl ? ttl_seconds : 0;
+	return 0;
+}
+
+/* ---- verify_compatible ------------------------------------------------- */
+
+int squib_state_verify_compatible(const struct squib_microvm_state *s,
+				  struct squib_error_detail *d)
+{
+	if (!s || (s->arch != SQUIB_ARCH_AARCH64 && s->arch != SQUIB_ARCH_X86_64))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has no architecture");
+	if (s->vcpu_count == 0 || s->vcpu_count > SQUIB_MAX_VCPUS || s->vm_info.smt)
+		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+	/* The GIC rules are the arm64 interrupt controller's; x86_64 has none. */
+	if (s->arch == SQUIB_ARCH_AARCH64 && (s->gic.size == 0 || s->gic.len != s->gic.size))
+		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+	return 0;
+}
+
+const char *squib_arch_name(enum squib_arch arch)
+{
+	switch (arch) {
+	case SQUIB_ARCH_ANY:
+		return "any";
+	case SQUIB_ARCH_AARCH64:
+		return "aarch64";
+	case SQUIB_ARCH_X86_64:
+		return "x86_64";
+	}
+	return "unknown";
+}
+
+const char *squib_psci_state_name(enum squib_psci_state p)
+{
+	switch (p) {
+	case SQUIB_PSCI_ON:
+		return "On";
+	case SQUIB_PSCI_OFF:
+		return "Off";
+	case SQUIB_PSCI_ON_PENDING:
+		return "OnPending";
+	}
+	return "Unknown";
+}
