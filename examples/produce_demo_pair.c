@@ -202,7 +202,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc > 2 || !*base || base[0] == '-') {
-		fprintf(stderr, "usage: produce_demo_pair [BASE]   (writes BASE.snap and BASE.mem)\n");
+		fprintf(stderr, "usage: produce_demo_pair [BASE]  (writes BASE.snap, BASE.mem)\n");
 		return 2;
 	}
 	snap = with_extension(base, "snap");

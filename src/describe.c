@@ -183,6 +183,15 @@ static int describe_bytes(const uint8_t *buf, size_t len, struct squib_microvm_s
 	return set_body(out, st);
 }
 
+/* The state path as given (NULL: "") and the memory path inferred from it. */
+static int set_paths(struct squib_description *out, const char *state_path)
+{
+	out->state_path = strdup(state_path ? state_path : "");
+	if (!out->state_path)
+		return SQUIB_E_NOMEM;
+	return squib_infer_memory_path(out->state_path, &out->inferred_memory_path);
+}
+
 int squib_describe_buffer(const uint8_t *buf, size_t len, const char *state_path,
 			  struct squib_description *out, struct squib_error_detail *d)
 {
@@ -195,14 +204,8 @@ int squib_describe_buffer(const uint8_t *buf, size_t len, const char *state_path
 	squib_state_init(&st, SQUIB_ARCH_ANY);
 	r = describe_bytes(buf ? buf : (const uint8_t *)"", len, &st, out, d);
 	squib_state_free(&st);
-	if (r == 0) {
-		out->state_path = strdup(state_path ? state_path : "");
-		r = out->state_path ? squib_infer_memory_path(out->state_path,
-							      &out->inferred_memory_path)
-				    : SQUIB_E_NOMEM;
-		if (r)
-			squib_fail(d, r);
-	}
+	if (r == 0 && (r = set_paths(out, state_path)))
+		squib_fail(d, r);
 	if (r)
 		squib_description_free(out);
 	return r;

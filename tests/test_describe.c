@@ -134,10 +134,12 @@ static void test_should_describe_state_file_in_human_form(void **state)
 static void test_should_describe_state_file_in_json_form(void **state)
 {
 	static const char *const keys[] = {
-		"state_path",        "magic",        "version",
-		"expected_version",  "vcpu_count",   "mem_size_mib",
-		"track_dirty_pages", "devices",      "mmds_present",
-		"inferred_memory_path", "inferred_memory_exists", "inferred_memory_size",
+		"state_path",           "magic",
+		"version",              "expected_version",
+		"vcpu_count",           "mem_size_mib",
+		"track_dirty_pages",    "devices",
+		"mmds_present",         "inferred_memory_path",
+		"inferred_memory_exists", "inferred_memory_size",
 		"crc_ok",
 	};
 	struct squib_description desc;
@@ -220,8 +222,8 @@ static void expect_inferred(const char *state_path, const char *expected)
 	if (!expected && out)
 		fail_msg("infer(\"%s\") = \"%s\", expected none", state_path, out);
 	if (expected && (!out || strcmp(out, expected)))
-		fail_msg("infer(\"%s\") = \"%s\", expected \"%s\"", state_path, out ? out : "(none)",
-			 expected);
+		fail_msg("infer(\"%s\") = \"%s\", expected \"%s\"", state_path,
+			 out ? out : "(none)", expected);
 	free(out);
 }
 

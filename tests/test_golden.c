@@ -102,7 +102,8 @@ static void test_should_match_what_the_fixture_builders_produce(void **state)
 		assert_int_equal(t[i].build(&built), 0);
 		assert_int_equal(squib_state_encode(&built, &out, &out_len, NULL), 0);
 		assert_same_bytes(t[i].file, buf, len, out, out_len);
-		assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_ANY, &decoded, NULL, NULL), 0);
+		assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_ANY, &decoded, NULL, NULL),
+				 0);
 		assert_true(squib_state_equal(&built, &decoded));
 		squib_state_free(&built);
 		squib_state_free(&decoded);
