@@ -519,7 +519,7 @@ static int count_known(struct decoder *c, const struct section *sec)
 	case SQUIB_SECTION_VCPU_ARM64:
 		if (c->s->arch != SQUIB_ARCH_AARCH64)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-					      "VCPU_ARM64 section at offset %zu in a %s file", sec->off,
+					      "VCPU_ARM64 section at offset %zu in an %s file", sec->off,
 					      squib_arch_name(c->s->arch));
 		if (n > SQUIB_STATE_MAX_VCPUS)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
@@ -666,8 +666,8 @@ static int decode_sysregs(struct squib_wire_reader *r, uint32_t idx, struct squi
 		v->sys_regs[i].value = squib_get_le64(p + 8);
 		if (i && v->sys_regs[i].key <= v->sys_regs[i - 1].key)
 			return squib_fail_msg(r->d, SQUIB_E_ENCODING,
-					      "vCPU %u: sysreg key 0x%" PRIx64 " at offset %zu does "
-					      "not follow 0x%" PRIx64 " in ascending order",
+					      "vCPU %u: sysreg key 0x%" PRIx64 " at offset %zu is not "
+					      "above 0x%" PRIx64 " (keys must ascend strictly)",
 					      idx, v->sys_regs[i].key, at + 4 + (size_t)i * 16,
 					      v->sys_regs[i - 1].key);
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <squib/crc64.h>
 #include <squib/envelope.h>
@@ -432,6 +433,984 @@ static void test_should_reencode_decoded_file_byte_identically(void **state)
 	free(buf);
 }
 
+/* ---- hand-built files ----------------------------------------------------- */
+
+/* Sections are written with the wire writer; fb_finish fixes payload_len and the CRC. */
+static void fb_begin(struct squib_wire_writer *w, uint64_t magic)
+{
+	squib_wire_writer_init(w, SIZE_MAX);
+	squib_wire_put_u64(w, magic);
+	squib_wire_put_u16(w, 1);
+	squib_wire_put_u16(w, 0);
+	squib_wire_put_u16(w, 0);
+	squib_wire_put_u16(w, 0);
+	squib_wire_put_u64(w, 0);
+}
+
+static uint8_t *fb_finish(struct squib_wire_writer *w, size_t *len)
+{
+	squib_wire_patch_u64(w, 16, w->len - 24);
+	squib_wire_put_u64(w, squib_crc64(0, w->buf, w->len));
+	assert_int_equal(w->err, 0);
+	return squib_wire_writer_take(w, len);
+}
+
+static void vm_info_fields(struct squib_wire_writer *w, uint8_t smt, uint8_t initrd_tag,
+			   const char *cpu_template, size_t tpl_len, const char *boot_args,
+			   size_t args_len)
+{
+	squib_wire_put_u64(w, 512);
+	squib_wire_put_u8(w, smt);
+	squib_wire_put_u32(w, (uint32_t)tpl_len);
+	squib_wire_put_bytes(w, cpu_template, tpl_len);
+	squib_wire_put_str(w, "/vmlinux");
+	squib_wire_put_u8(w, initrd_tag);
+	if (initrd_tag == 1)
+		squib_wire_put_str(w, "/initrd");
+	squib_wire_put_u32(w, (uint32_t)args_len);
+	squib_wire_put_bytes(w, boot_args, args_len);
+	squib_wire_put_bool(w, false);
+}
+
+static void sec_vm_info(struct squib_wire_writer *w)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VM_INFO, 0);
+
+	vm_info_fields(w, 0, 1, "V1N1", 4, "console=ttyS0", 13);
+	squib_wire_section_end(w, s);
+}
+
+static void sec_gic(struct squib_wire_writer *w, uint64_t declared, size_t size)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_GIC, 0);
+
+	squib_wire_put_u64(w, declared);
+	squib_wire_put_u32(w, (uint32_t)size);
+	for (size_t i = 0; i < size; i++)
+		squib_wire_put_u8(w, (uint8_t)i);
+	squib_wire_section_end(w, s);
+}
+
+static void vcpu_fields(struct squib_wire_writer *w, uint8_t psci, uint32_t count,
+			const uint64_t *keys, size_t nkeys)
+{
+	for (int i = 0; i < 1 + 31 + 3 + 64 + 2; i++)
+		squib_wire_put_u64(w, (uint64_t)i);
+	squib_wire_put_u8(w, psci);
+	squib_wire_put_u32(w, count);
+	for (size_t i = 0; i < nkeys; i++) {
+		squib_wire_put_u64(w, keys[i]);
+		squib_wire_put_u64(w, ~keys[i]);
+	}
+}
+
+static void sec_vcpu(struct squib_wire_writer *w, uint8_t psci, uint32_t count,
+		     const uint64_t *keys, size_t nkeys)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_ARM64, 0);
+
+	vcpu_fields(w, psci, count, keys, nkeys);
+	squib_wire_section_end(w, s);
+}
+
+static void sec_device(struct squib_wire_writer *w, uint32_t slot, const char *id)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_DEVICE, 0);
+
+	squib_wire_put_str(w, "virtio-block");
+	squib_wire_put_str(w, id);
+	squib_wire_put_u32(w, slot);
+	squib_wire_put_blob(w, "blob", 4);
+	squib_wire_section_end(w, s);
+}
+
+static void sec_mmds(struct squib_wire_writer *w, uint8_t ttl_tag)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_MMDS, 0);
+
+	squib_wire_put_str(w, "{}");
+	squib_wire_put_u8(w, ttl_tag);
+	if (ttl_tag == 1)
+		squib_wire_put_u32(w, 60);
+	squib_wire_section_end(w, s);
+}
+
+static void sec_raw(struct squib_wire_writer *w, uint16_t tag, uint16_t flags, const char *bytes)
+{
+	size_t s = squib_wire_section_begin(w, tag, flags);
+
+	squib_wire_put_bytes(w, bytes, strlen(bytes));
+	squib_wire_section_end(w, s);
+}
+
+static void minimal(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_gic(w, 3, 3);
+}
+
+static const uint64_t keys_ok[] = {1, 2, 47, 1000};
+
+/* ---- structural error classes ----------------------------------------------- */
+
+struct bad_file {
+	const char *name;
+	uint64_t magic;
+	void (*build)(struct squib_wire_writer *w);
+	void (*patch)(uint8_t *buf, size_t len); /* applied before the CRC is refreshed */
+	const char *fragment;                    /* expected in the message */
+};
+
+static void b_minimal(struct squib_wire_writer *w)
+{
+	minimal(w);
+}
+static void p_reserved(uint8_t *b, size_t n)
+{
+	(void)n;
+	b[14] = 1;
+}
+static void p_payload_len(uint8_t *b, size_t n)
+{
+	squib_put_le64(b + 16, n - 32 + 1);
+}
+static void b_trunc_header(struct squib_wire_writer *w)
+{
+	minimal(w);
+	squib_wire_put_bytes(w, "\x04\x00\x00", 3);
+}
+static void b_len_past_end(struct squib_wire_writer *w)
+{
+	minimal(w);
+	squib_wire_put_u16(w, SQUIB_SECTION_DEVICE);
+	squib_wire_put_u16(w, 0);
+	squib_wire_put_u32(w, 100);
+	squib_wire_put_bytes(w, "0123456789", 10);
+}
+static void b_out_of_order(struct squib_wire_writer *w)
+{
+	sec_gic(w, 3, 3);
+	sec_vm_info(w);
+}
+static void b_bad_flags(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_raw(w, 0x0040, 0x0003, "x");
+}
+static void b_known_skippable(struct squib_wire_writer *w)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VM_INFO, SQUIB_SECTION_FLAG_SKIPPABLE);
+
+	vm_info_fields(w, 0, 0, "", 0, "", 0);
+	squib_wire_section_end(w, s);
+	sec_gic(w, 3, 3);
+}
+static void b_dup_vm_info(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	minimal(w);
+}
+static void b_dup_gic(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_gic(w, 3, 3);
+}
+static void b_dup_mmds(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_mmds(w, 0);
+	sec_mmds(w, 1);
+}
+static void b_no_vm_info(struct squib_wire_writer *w)
+{
+	sec_gic(w, 3, 3);
+}
+static void b_no_sections(struct squib_wire_writer *w)
+{
+	(void)w;
+}
+static void b_no_gic(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_vcpu(w, 0, 0, NULL, 0);
+}
+static void b_vcpu_in_x86(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_vcpu(w, 0, 0, NULL, 0);
+}
+static void b_too_many_vcpus(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	for (int i = 0; i <= SQUIB_STATE_MAX_VCPUS; i++)
+		sec_vcpu(w, 0, 0, NULL, 0);
+	sec_gic(w, 3, 3);
+}
+static void b_too_many_devices(struct squib_wire_writer *w)
+{
+	minimal(w);
+	for (uint32_t i = 0; i <= SQUIB_STATE_MAX_DEVICES; i++)
+		sec_device(w, i, "d");
+}
+static void b_too_many_extras(struct squib_wire_writer *w)
+{
+	minimal(w);
+	for (int i = 0; i <= SQUIB_STATE_MAX_EXTRA_SECTIONS; i++)
+		sec_raw(w, 0x0100, SQUIB_SECTION_FLAG_SKIPPABLE, "");
+}
+static void b_sysreg_count_over(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_vcpu(w, 0, SQUIB_STATE_MAX_SYSREGS + 1, NULL, 0);
+	sec_gic(w, 3, 3);
+}
+static void b_sysreg_count_past_end(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_vcpu(w, 0, 3, keys_ok, 1);
+	sec_gic(w, 3, 3);
+}
+static void b_sysreg_descending(struct squib_wire_writer *w)
+{
+	static const uint64_t k[] = {5, 4};
+
+	sec_vm_info(w);
+	sec_vcpu(w, 0, 2, k, 2);
+	sec_gic(w, 3, 3);
+}
+static void b_sysreg_dup(struct squib_wire_writer *w)
+{
+	static const uint64_t k[] = {1, 7, 7};
+
+	sec_vm_info(w);
+	sec_vcpu(w, 0, 3, k, 3);
+	sec_gic(w, 3, 3);
+}
+static void b_bad_psci(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_vcpu(w, 3, 0, NULL, 0);
+	sec_gic(w, 3, 3);
+}
+static void b_trunc_vcpu(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_ARM64, 0);
+	for (int i = 0; i < 50; i++)
+		squib_wire_put_u64(w, 0);
+	squib_wire_section_end(w, s);
+	sec_gic(w, 3, 3);
+}
+static void vm_info_section(struct squib_wire_writer *w, uint8_t smt, uint8_t initrd_tag,
+			    const char *tpl, size_t tpl_len, const char *args, size_t args_len)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VM_INFO, 0);
+
+	vm_info_fields(w, smt, initrd_tag, tpl, tpl_len, args, args_len);
+	squib_wire_section_end(w, s);
+	sec_gic(w, 3, 3);
+}
+static void b_bad_bool(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 2, 0, "", 0, "", 0);
+}
+static void b_bad_opt(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 0, 2, "", 0, "", 0);
+}
+static void b_overlong_utf8(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 0, 0, "a\xc0\x80", 3, "", 0);
+}
+static void b_surrogate_utf8(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 0, 0, "\xed\xa0\x80", 3, "", 0);
+}
+static void b_cut_utf8(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 0, 0, "caf\xc3", 4, "", 0);
+}
+static void b_embedded_nul(struct squib_wire_writer *w)
+{
+	vm_info_section(w, 0, 0, "", 0, "quiet\0init=/bin/sh", 18);
+}
+static void b_str_past_end(struct squib_wire_writer *w)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VM_INFO, 0);
+
+	squib_wire_put_u64(w, 512);
+	squib_wire_put_u8(w, 0);
+	squib_wire_put_u32(w, 1000);
+	squib_wire_put_bytes(w, "abc", 3);
+	squib_wire_section_end(w, s);
+	sec_gic(w, 3, 3);
+}
+static void b_trailing_vm_info(struct squib_wire_writer *w)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VM_INFO, 0);
+
+	vm_info_fields(w, 0, 0, "", 0, "", 0);
+	squib_wire_put_u8(w, 0);
+	squib_wire_section_end(w, s);
+	sec_gic(w, 3, 3);
+}
+static void b_trailing_mmds(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	minimal(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_MMDS, 0);
+	squib_wire_put_str(w, "null");
+	squib_wire_put_u8(w, 0);
+	squib_wire_put_u32(w, 60); /* a TTL with no presence flag */
+	squib_wire_section_end(w, s);
+}
+static void b_devices_by_slot(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_device(w, 1, "a");
+	sec_device(w, 0, "b");
+}
+static void b_devices_by_id(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_device(w, 3, "vdb");
+	sec_device(w, 3, "vda");
+}
+static void b_devices_prefix(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_device(w, 3, "vda1");
+	sec_device(w, 3, "vda");
+}
+static void b_device_dup(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_device(w, 2, "eth0");
+	sec_device(w, 2, "eth0");
+}
+static void b_x86_empty_gic(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_gic(w, 0, 0);
+}
+static void b_gic_past_end(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_GIC, 0);
+	squib_wire_put_u64(w, 16);
+	squib_wire_put_u32(w, 16);
+	squib_wire_put_bytes(w, "short", 5);
+	squib_wire_section_end(w, s);
+}
+
+#define A64 SQUIB_MAGIC_AARCH64
+#define X86 SQUIB_MAGIC_X86_64
+
+static const struct bad_file bad_files[] = {
+	{"reserved header field", A64, b_minimal, p_reserved, "reserved header field at offset 14"},
+	{"payload_len mismatch", A64, b_minimal, p_payload_len, "payload_len"},
+	{"truncated section header", A64, b_trunc_header, NULL, "truncated section header"},
+	{"section length past end", A64, b_len_past_end, NULL, "length 100 exceeds the 10 bytes"},
+	{"sections out of order", A64, b_out_of_order, NULL, "out of order (after 0x0003)"},
+	{"undefined flag bits", A64, b_bad_flags, NULL, "undefined flag bits 0x0003"},
+	{"known section with flags", A64, b_known_skippable, NULL, "VM_INFO section at offset 24 has flags 0x0001"},
+	{"duplicate VM_INFO", A64, b_dup_vm_info, NULL, "duplicate VM_INFO"},
+	{"duplicate GIC", A64, b_dup_gic, NULL, "duplicate GIC"},
+	{"duplicate MMDS", A64, b_dup_mmds, NULL, "duplicate MMDS"},
+	{"missing VM_INFO", A64, b_no_vm_info, NULL, "missing VM_INFO"},
+	{"no sections", X86, b_no_sections, NULL, "missing VM_INFO"},
+	{"missing GIC", A64, b_no_gic, NULL, "missing GIC"},
+	{"vCPU in x86_64 file", X86, b_vcpu_in_x86, NULL, "VCPU_ARM64 section at offset"},
+	{"too many vCPUs", A64, b_too_many_vcpus, NULL, "more than 256 VCPU_ARM64"},
+	{"too many devices", A64, b_too_many_devices, NULL, "more than 1024 DEVICE"},
+	{"too many extras", A64, b_too_many_extras, NULL, "more than 256 unknown skippable"},
+	{"sysreg count over limit", A64, b_sysreg_count_over, NULL, "sysreg_count 4097"},
+	{"sysreg entries past end", A64, b_sysreg_count_past_end, NULL, "truncated vCPU sysreg entries"},
+	{"sysreg keys descending", A64, b_sysreg_descending, NULL, "sysreg key 0x4 at offset 928 is not above 0x5"},
+	{"sysreg key duplicate", A64, b_sysreg_dup, NULL, "sysreg key 0x7"},
+	{"invalid psci_state", A64, b_bad_psci, NULL, "invalid psci_state 3"},
+	{"truncated vCPU registers", A64, b_trunc_vcpu, NULL, "truncated vCPU registers"},
+	{"invalid bool", A64, b_bad_bool, NULL, "invalid bool vm_info.smt"},
+	{"invalid option tag", A64, b_bad_opt, NULL, "vm_info.initrd_path"},
+	{"overlong UTF-8", A64, b_overlong_utf8, NULL, "invalid UTF-8 in string vm_info.cpu_template"},
+	{"UTF-16 surrogate", A64, b_surrogate_utf8, NULL, "invalid UTF-8"},
+	{"cut UTF-8 sequence", A64, b_cut_utf8, NULL, "invalid UTF-8"},
+	{"embedded NUL", A64, b_embedded_nul, NULL, "NUL byte in string vm_info.boot_args"},
+	{"string past section end", A64, b_str_past_end, NULL, "truncated vm_info.cpu_template"},
+	{"trailing bytes in VM_INFO", A64, b_trailing_vm_info, NULL, "1 trailing bytes in VM_INFO section"},
+	{"trailing bytes in MMDS", A64, b_trailing_mmds, NULL, "4 trailing bytes in MMDS section"},
+	{"devices out of slot order", A64, b_devices_by_slot, NULL, "out of order"},
+	{"devices out of id order", A64, b_devices_by_id, NULL, "id \"vda\") is out of order"},
+	{"longer id before its prefix", A64, b_devices_prefix, NULL, "out of order"},
+	{"duplicate device", A64, b_device_dup, NULL, "duplicate device (mmio_slot 2, id \"eth0\")"},
+	{"empty GIC in x86_64 file", X86, b_x86_empty_gic, NULL, "empty GIC section"},
+	{"GIC blob past end", A64, b_gic_past_end, NULL, "truncated gic.bytes"},
+};
+
+static uint8_t *build_bad(const struct bad_file *b, size_t *len)
+{
+	struct squib_wire_writer w;
+	uint8_t *buf;
+
+	fb_begin(&w, b->magic);
+	b->build(&w);
+	buf = fb_finish(&w, len);
+	if (b->patch) {
+		b->patch(buf, *len);
+		recrc(buf, *len);
+	}
+	return buf;
+}
+
+static void test_should_report_every_structural_error_as_encoding(void **state)
+{
+	struct squib_error_detail d;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_files) / sizeof(bad_files[0]); i++) {
+		const struct bad_file *b = &bad_files[i];
+		size_t len;
+		uint8_t *buf = build_bad(b, &len);
+
+		print_message("  %-30s ", b->name);
+		expect_decode(buf, len, SQUIB_ARCH_ANY, SQUIB_E_ENCODING, &d);
+		print_message("%s\n", message(&d));
+		if (!strstr(d.msg, b->fragment))
+			fail_msg("%s: \"%s\" lacks \"%s\"", b->name, d.msg, b->fragment);
+		assert_true(strncmp(message(&d), "snapshot encoding error: ", 25) == 0);
+		free(buf);
+	}
+}
+
+static void test_should_accept_the_hand_built_baseline(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_wire_writer w;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	fb_begin(&w, A64);
+	sec_vm_info(&w);
+	sec_vcpu(&w, 2, 4, keys_ok, 4);
+	sec_gic(&w, 3, 3);
+	sec_device(&w, 0, "vda");
+	sec_device(&w, 0, "vda1");
+	sec_device(&w, 1, "a");
+	sec_mmds(&w, 1);
+	buf = fb_finish(&w, &len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_int_equal(out.vcpu_count, 1);
+	assert_int_equal(out.arm64_vcpus[0].psci_state, SQUIB_PSCI_ON_PENDING);
+	assert_int_equal(out.arm64_vcpus[0].sys_reg_count, 4);
+	assert_int_equal(out.arm64_vcpus[0].sys_regs[3].key, 1000); /* unknown keys decode */
+	assert_int_equal(out.arm64_vcpus[0].regs.x[0], 1);
+	assert_int_equal(out.arm64_vcpus[0].fp_regs.fpcr, 100);
+	assert_string_equal(out.vm_info.initrd_path, "/initrd");
+	assert_int_equal(out.device_count, 3);
+	assert_int_equal(out.mmds->token_ttl_seconds, 60);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	squib_state_free(&out);
+	free(again);
+	free(buf);
+}
+
+/* ---- forward compatibility --------------------------------------------------- */
+
+static uint8_t *file_with_extras(size_t *len)
+{
+	struct squib_wire_writer w;
+
+	fb_begin(&w, A64);
+	sec_raw(&w, 0x0000, SQUIB_SECTION_FLAG_SKIPPABLE, "before everything");
+	minimal(&w);
+	sec_mmds(&w, 0);
+	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "first");
+	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "second");
+	sec_raw(&w, SQUIB_SECTION_MEMORY, SQUIB_SECTION_FLAG_SKIPPABLE, "");
+	sec_raw(&w, 0xFFFF, SQUIB_SECTION_FLAG_SKIPPABLE, "last");
+	return fb_finish(&w, len);
+}
+
+static void test_should_preserve_unknown_skippable_sections(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	buf = file_with_extras(&len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_int_equal(out.extra_section_count, 5);
+	assert_int_equal(out.extra_sections[0].tag, 0);
+	assert_int_equal(out.extra_sections[1].tag, SQUIB_SECTION_VCPU_X86_64);
+	assert_memory_equal(out.extra_sections[2].bytes, "second", 6);
+	assert_int_equal(out.extra_sections[3].len, 0);
+	assert_null(out.extra_sections[3].bytes);
+	assert_int_equal(out.extra_sections[4].flags, SQUIB_SECTION_FLAG_SKIPPABLE);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	squib_state_free(&out);
+	free(again);
+	free(buf);
+}
+
+static void test_should_reject_unknown_mandatory_section_as_incompatible(void **state)
+{
+	static const uint16_t tags[] = {0x0000, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_X86_VM,
+					SQUIB_SECTION_MEMORY, 0x1234};
+	struct squib_error_detail d;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+		struct squib_wire_writer w;
+		uint8_t *buf;
+		size_t len;
+
+		fb_begin(&w, A64);
+		if (tags[i] == 0)
+			sec_raw(&w, 0, 0, "new mandatory thing");
+		minimal(&w);
+		if (tags[i])
+			sec_raw(&w, tags[i], 0, "new mandatory thing");
+		buf = fb_finish(&w, &len);
+		expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_INCOMPATIBLE, &d);
+		assert_string_equal(message(&d), "snapshot is from a different VMM (sysreg or GIC "
+						 "blob shape mismatch)");
+		free(buf);
+	}
+}
+
+static void test_should_report_structure_before_unknown_mandatory_section(void **state)
+{
+	struct squib_wire_writer w;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	fb_begin(&w, A64);
+	sec_vm_info(&w);
+	sec_vcpu(&w, 9, 0, NULL, 0); /* bad psci_state */
+	sec_gic(&w, 3, 3);
+	sec_raw(&w, 0x0042, 0, "mandatory");
+	buf = fb_finish(&w, &len);
+	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_ENCODING, &d);
+	assert_non_null(strstr(d.msg, "psci_state"));
+	free(buf);
+}
+
+/* ---- large state ------------------------------------------------------------- */
+
+static void large_state(struct squib_microvm_state *s)
+{
+	char *json = malloc(64 * 1024 + 1);
+	uint8_t *gic = malloc(64 * 1024);
+
+	assert_non_null(json);
+	assert_non_null(gic);
+	squib_state_init(s, SQUIB_ARCH_AARCH64);
+	s->vm_info.mem_size_mib = 4096;
+	for (uint64_t c = 0; c < 32; c++) {
+		struct squib_arm64_vcpu *v;
+		assert_int_equal(squib_state_add_arm64_vcpu(s, c, &v), 0);
+		/* Descending insertion exercises the sorted insert. */
+		for (uint64_t k = SQUIB_SYSREG_KEY_MAX; k >= SQUIB_SYSREG_KEY_MIN; k--)
+			assert_int_equal(squib_arm64_vcpu_set_sysreg(v, k, k * 0x0101010101010101ULL + c), 0);
+		v->regs.x[30] = c;
+	}
+	for (size_t i = 0; i < 64 * 1024; i++)
+		gic[i] = (uint8_t)(i * 7);
+	assert_int_equal(squib_state_set_gic(s, gic, 64 * 1024), 0);
+	for (uint32_t i = 0; i < 16; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "dev%02u", 15 - i);
+		assert_int_equal(squib_state_add_device(s, i % 2 ? "virtio-net" : "virtio-block", id,
+							15 - i, gic, 256 + i), 0);
+	}
+	memset(json, 'x', 64 * 1024);
+	json[0] = '"';
+	json[64 * 1024 - 1] = '"';
+	json[64 * 1024] = '\0';
+	assert_int_equal(squib_state_set_mmds(s, json, true, 21600), 0);
+	free(json);
+	free(gic);
+}
+
+static void test_should_round_trip_large_state(void **state)
+{
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	large_state(&s);
+	buf = encode_ok(&s, &len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_true(squib_state_equal(&s, &out));
+	assert_int_equal(out.vcpu_count, 32);
+	assert_int_equal(out.arm64_vcpus[31].sys_reg_count, SQUIB_SYSREG_COUNT);
+	assert_int_equal(out.devices[0].mmio_slot, 0);
+	assert_int_equal(out.gic.size, 64 * 1024);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	squib_state_free(&out);
+	squib_state_free(&s);
+	free(again);
+	free(buf);
+}
+
+/* ---- truncation and corruption ------------------------------------------------ */
+
+/* Decoding must fail or, if it succeeds, re-encode to exactly the input. */
+static void assert_rejected_or_canonical(const uint8_t *buf, size_t len, int rc,
+					 struct squib_microvm_state *out)
+{
+	uint8_t *again;
+	size_t len2;
+
+	if (rc == 0) {
+		again = encode_ok(out, &len2);
+		assert_int_equal(len, len2);
+		assert_memory_equal(buf, again, len);
+		free(again);
+	}
+	squib_state_free(out);
+}
+
+static void test_should_reject_truncation_at_every_length(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_error_detail d;
+	uint8_t *buf, *cut;
+	size_t len, ok = 0;
+
+	(void)state;
+	buf = encode_populated(&len);
+	for (size_t n = 0; n < len; n++) {
+		/* The file cut short: always an error, usually the CRC. */
+		assert_int_not_equal(squib_state_decode(buf, n, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+		squib_state_free(&out);
+		/* The body cut short without a CRC to hide behind. */
+		assert_int_not_equal(squib_state_decode_body(buf, n < len - 8 ? n : len - 9,
+							     SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+		squib_state_free(&out);
+	}
+	/* Cut the body, then make the header and CRC consistent again so the
+	 * section parser itself sees every cut point. Cuts on a section boundary
+	 * that leave the required sections are valid, smaller files. */
+	cut = malloc(len);
+	assert_non_null(cut);
+	for (size_t n = 24; n <= len - 8; n++) {
+		int rc;
+		memcpy(cut, buf, n);
+		squib_put_le64(cut + 16, n - 24);
+		squib_put_le64(cut + n, squib_crc64(0, cut, n));
+		rc = squib_state_decode(cut, n + 8, SQUIB_ARCH_AARCH64, &out, NULL, &d);
+		ok += rc == 0;
+		assert_true(rc == 0 || rc == SQUIB_E_ENCODING);
+		assert_rejected_or_canonical(cut, n + 8, rc, &out);
+	}
+	assert_int_equal(ok, 4); /* after GIC, after each of the 2 devices, and whole */
+	free(cut);
+	free(buf);
+}
+
+static void test_should_survive_every_single_byte_corruption(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	buf = encode_populated(&len);
+	for (size_t i = 0; i < len - 8; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			int rc;
+			buf[i] ^= (uint8_t)(1u << bit);
+			recrc(buf, len);
+			rc = squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d);
+			if (i >= 12 && i < 14) /* the patch level is not kept in the state */
+				squib_state_free(&out);
+			else
+				assert_rejected_or_canonical(buf, len, rc, &out);
+			buf[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	recrc(buf, len);
+	free(buf);
+}
+
+/* ---- decode_body and parse_header ------------------------------------------- */
+
+static void test_should_decode_body_without_crc(void **state)
+{
+	struct squib_microvm_state out, ref;
+	struct squib_envelope_header hdr;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	populated_state(&ref);
+	buf = encode_populated(&len);
+	buf[len - 1] ^= 0xFF; /* a wrong CRC does not matter here */
+	assert_int_equal(squib_state_decode_body(buf, len - 8, SQUIB_ARCH_AARCH64, &out, &hdr, &d), 0);
+	assert_true(squib_state_equal(&ref, &out));
+	assert_int_equal(hdr.payload_len, len - 32);
+	squib_state_free(&out);
+	/* decode_body must be given the body only. */
+	assert_int_equal(squib_state_decode_body(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+			 SQUIB_E_ENCODING);
+	assert_int_equal(squib_state_decode_body(buf, 23, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+			 SQUIB_E_TOO_SHORT);
+	squib_state_free(&ref);
+	free(buf);
+}
+
+static void test_should_parse_header_fields(void **state)
+{
+	struct squib_envelope_header hdr;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	buf = encode_populated(&len);
+	squib_put_le64(buf, 0x1122334455667788ULL); /* no magic check here */
+	squib_put_le16(buf + 8, 9);
+	assert_int_equal(squib_envelope_parse_header(buf, 24, &hdr, &d), 0);
+	assert_int_equal(hdr.magic, 0x1122334455667788ULL);
+	assert_int_equal(hdr.version.major, 9);
+	assert_int_equal(hdr.payload_len, len - 32);
+	assert_int_equal(squib_envelope_parse_header(buf, 23, &hdr, &d), SQUIB_E_TOO_SHORT);
+	assert_int_equal(squib_envelope_parse_header(buf, 24, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	free(buf);
+}
+
+/* ---- encoder ---------------------------------------------------------------- */
+
+static void test_should_encode_in_canonical_order_whatever_the_array_order(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_device_state tmp;
+	struct squib_sysreg_value r;
+	uint8_t *a, *b;
+	size_t la, lb;
+
+	(void)state;
+	populated_state(&s);
+	a = encode_ok(&s, &la);
+	tmp = s.devices[0];
+	s.devices[0] = s.devices[1];
+	s.devices[1] = tmp;
+	r = s.arm64_vcpus[1].sys_regs[0];
+	s.arm64_vcpus[1].sys_regs[0] = s.arm64_vcpus[1].sys_regs[1];
+	s.arm64_vcpus[1].sys_regs[1] = r;
+	b = encode_ok(&s, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	/* The caller's arrays are left as they were. */
+	assert_string_equal(s.devices[0].id, "eth0");
+	assert_int_equal(s.arm64_vcpus[1].sys_regs[0].key, 2);
+	squib_state_free(&s);
+	free(a);
+	free(b);
+}
+
+static void expect_encode_invalid(const struct squib_microvm_state *s, const char *fragment)
+{
+	struct squib_error_detail d;
+	uint8_t *buf = (uint8_t *)&d;
+	size_t len = 99;
+
+	assert_int_equal(squib_state_encode(s, &buf, &len, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(buf);
+	assert_int_equal(len, 0);
+	if (!strstr(d.msg, fragment))
+		fail_msg("\"%s\" lacks \"%s\"", d.msg, fragment);
+}
+
+static void test_should_refuse_to_encode_unrepresentable_states(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_raw_section x = {.tag = 0x40, .flags = SQUIB_SECTION_FLAG_SKIPPABLE};
+
+	(void)state;
+	populated_state(&s);
+	s.arch = SQUIB_ARCH_ANY;
+	expect_encode_invalid(&s, "architecture");
+	s.arch = SQUIB_ARCH_AARCH64;
+	s.arm64_vcpus[1].psci_state = (enum squib_psci_state)3;
+	expect_encode_invalid(&s, "psci_state");
+	s.arm64_vcpus[1].psci_state = SQUIB_PSCI_ON;
+	s.arm64_vcpus[1].sys_regs[0].key = 5;
+	s.arm64_vcpus[1].sys_regs[1].key = 5;
+	expect_encode_invalid(&s, "duplicate sysreg key");
+	s.arm64_vcpus[1].sys_regs[1].key = 6;
+	s.vm_info.boot_args[0] = (char)0xFF;
+	expect_encode_invalid(&s, "vm_info.boot_args is not valid UTF-8");
+	s.vm_info.boot_args[0] = 'c';
+	free(s.devices[1].id);
+	s.devices[1].id = strdup("rootfs");
+	s.devices[1].mmio_slot = 0;
+	expect_encode_invalid(&s, "duplicate device (mmio_slot 0, id \"rootfs\")");
+	s.devices[1].mmio_slot = 1;
+	s.extra_sections = &x;
+	s.extra_section_count = 1;
+	x.tag = SQUIB_SECTION_GIC;
+	expect_encode_invalid(&s, "extra section 0");
+	x.tag = 0x40;
+	x.flags = 0;
+	expect_encode_invalid(&s, "extra section 0");
+	s.extra_sections = NULL;
+	s.extra_section_count = 0;
+	s.arch = SQUIB_ARCH_X86_64;
+	expect_encode_invalid(&s, "x86_64");
+	s.arch = SQUIB_ARCH_AARCH64;
+	squib_state_free(&s);
+	assert_int_equal(squib_state_encode(NULL, NULL, NULL, NULL), SQUIB_E_INVALID_ARGUMENT);
+}
+
+static void test_should_encode_null_strings_as_empty(void **state)
+{
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_device(&s, NULL, NULL, 3, NULL, 0), 0);
+	assert_int_equal(squib_state_set_mmds(&s, "x", false, 0), 0);
+	free(s.mmds->data_json);
+	s.mmds->data_json = NULL;
+	buf = encode_ok(&s, &len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_string_equal(out.vm_info.cpu_template, "");
+	assert_null(out.vm_info.initrd_path);
+	assert_string_equal(out.devices[0].id, "");
+	assert_string_equal(out.mmds->data_json, "");
+	assert_true(squib_state_equal(&s, &out));
+	squib_state_free(&out);
+	squib_state_free(&s);
+	free(buf);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* Bytes this process has read through read(2) so far (Linux /proc/self/io). */
+static long long rchar(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char line[128];
+	long long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "rchar: %lld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static void test_should_bound_the_file_read_at_limit_plus_one(void **state)
+{
+	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "big.snap");
+	struct squib_error_detail d;
+	uint8_t *big = calloc(1, LIMIT + 4096), *buf = NULL;
+	size_t len = 0;
+	long long before, after;
+
+	(void)state;
+	assert_non_null(big);
+	assert_int_equal(squib_test_write_file(path, big, LIMIT + 4096), 0);
+	before = rchar();
+	assert_int_equal(squib_state_read_file(path, &buf, &len, &d), SQUIB_E_SIZE_LIMIT_EXCEEDED);
+	after = rchar();
+	assert_null(buf);
+	assert_string_equal(message(&d), "snapshot exceeds 10000000 byte deserialization limit");
+	/* rchar also counts our own /proc read (a few hundred bytes). */
+	if (before >= 0 && after >= 0)
+		assert_in_range(after - before, LIMIT + 1, LIMIT + 1 + 4096);
+	/* limit + 1 bytes exactly is already too many. */
+	assert_int_equal(truncate(path, LIMIT + 1), 0);
+	assert_int_equal(squib_state_read_file(path, &buf, &len, &d), SQUIB_E_SIZE_LIMIT_EXCEEDED);
+	/* An endless file terminates too. */
+	assert_int_equal(squib_state_read_file("/dev/zero", &buf, &len, &d),
+			 SQUIB_E_SIZE_LIMIT_EXCEEDED);
+	assert_int_equal(truncate(path, LIMIT), 0);
+	assert_int_equal(squib_state_read_file(path, &buf, &len, &d), 0);
+	assert_int_equal(len, LIMIT);
+	free(buf);
+	free(big);
+	free(path);
+	squib_test_rmtree(dir);
+	free(dir);
+}
+
+static void test_should_report_missing_file_as_io_error(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(squib_state_read_file("/nonexistent/squib/x.snap", &buf, &len, &d),
+			 SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_string_equal(message(&d), "snapshot I/O error: No such file or directory (os error 2)");
+	assert_int_equal(squib_state_load_file("/nonexistent/x.snap", SQUIB_ARCH_AARCH64, &out, NULL,
+					       &d), SQUIB_E_IO);
+	assert_int_equal(squib_state_read_file("/", &buf, &len, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, EISDIR);
+}
+
+static void test_should_load_file_written_by_encode(void **state)
+{
+	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "vm.snap");
+	struct squib_microvm_state ref, out;
+	struct squib_envelope_header hdr;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	populated_state(&ref);
+	buf = encode_ok(&ref, &len);
+	assert_int_equal(squib_test_write_file(path, buf, len), 0);
+	assert_int_equal(squib_state_load_file(path, SQUIB_ARCH_AARCH64, &out, &hdr, &d), 0);
+	assert_true(squib_state_equal(&ref, &out));
+	assert_int_equal(hdr.magic, SQUIB_MAGIC_AARCH64);
+	squib_state_free(&out);
+	assert_int_equal(squib_test_write_file(path, buf, 3), 0);
+	assert_int_equal(squib_state_load_file(path, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+			 SQUIB_E_TOO_SHORT);
+	assert_int_equal(squib_test_write_file(path, buf, 0), 0);
+	assert_int_equal(squib_state_load_file(path, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+			 SQUIB_E_TOO_SHORT);
+	squib_state_free(&ref);
+	free(buf);
+	free(path);
+	squib_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +1430,22 @@ int main(void)
 		cmocka_unit_test(test_should_reject_x86_file_when_aarch64_expected),
 		cmocka_unit_test(test_should_accept_either_arch_with_any),
 		cmocka_unit_test(test_should_reencode_decoded_file_byte_identically),
+		cmocka_unit_test(test_should_report_every_structural_error_as_encoding),
+		cmocka_unit_test(test_should_accept_the_hand_built_baseline),
+		cmocka_unit_test(test_should_preserve_unknown_skippable_sections),
+		cmocka_unit_test(test_should_reject_unknown_mandatory_section_as_incompatible),
+		cmocka_unit_test(test_should_report_structure_before_unknown_mandatory_section),
+		cmocka_unit_test(test_should_round_trip_large_state),
+		cmocka_unit_test(test_should_reject_truncation_at_every_length),
+		cmocka_unit_test(test_should_survive_every_single_byte_corruption),
+		cmocka_unit_test(test_should_decode_body_without_crc),
+		cmocka_unit_test(test_should_parse_header_fields),
+		cmocka_unit_test(test_should_encode_in_canonical_order_whatever_the_array_order),
+		cmocka_unit_test(test_should_refuse_to_encode_unrepresentable_states),
+		cmocka_unit_test(test_should_encode_null_strings_as_empty),
+		cmocka_unit_test(test_should_bound_the_file_read_at_limit_plus_one),
+		cmocka_unit_test(test_should_report_missing_file_as_io_error),
+		cmocka_unit_test(test_should_load_file_written_by_encode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
