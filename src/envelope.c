@@ -58,8 +58,8 @@ enum squib_arch squib_host_arch(void)
 /* ====================================================================== */
 
 /* Offsets inside the 24-byte header. */
-#define HDR_OFF_MAJOR 8
-#define HDR_OFF_RESERVED 14
+#define HDR_OFF_MAJOR	    8
+#define HDR_OFF_RESERVED    14
 #define HDR_OFF_PAYLOAD_LEN 16
 
 /* mpidr, x[31], sp, pc, pstate, v[32] (lo, hi), fpsr, fpcr: all u64. */
@@ -69,7 +69,7 @@ struct encoder {
 	struct squib_wire_writer w;
 	const struct squib_microvm_state *s;
 	const struct squib_device_state **devs; /* canonical order */
-	struct squib_sysreg_value *scratch;      /* sorted copy of one vCPU's sysregs */
+	struct squib_sysreg_value *scratch;	/* sorted copy of one vCPU's sysregs */
 	struct squib_error_detail *d;
 };
 
@@ -128,7 +128,8 @@ static int check_vcpus(const struct squib_microvm_state *s, struct squib_error_d
 		const struct squib_arm64_vcpu *v = &s->arm64_vcpus[i];
 		if ((unsigned)v->psci_state > SQUIB_PSCI_ON_PENDING)
 			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-					      "vCPU %u: invalid psci_state %d", i, (int)v->psci_state);
+					      "vCPU %u: invalid psci_state %d", i,
+					      (int)v->psci_state);
 		if (v->sys_reg_count > SQUIB_STATE_MAX_SYSREGS ||
 		    (v->sys_reg_count && !v->sys_regs))
 			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
@@ -151,8 +152,8 @@ static int check_devices(const struct squib_microvm_state *s, struct squib_error
 		    (rc = check_str(dev->id, "device id", d)))
 			return rc;
 		if (dev->blob_len && !dev->blob)
-			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "device %u: blob is NULL",
-					      i);
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "device %u: blob is NULL", i);
 	}
 	return 0;
 }
@@ -164,15 +165,17 @@ static int check_extras(const struct squib_microvm_state *s, struct squib_error_
 	if (s->extra_section_count > SQUIB_STATE_MAX_EXTRA_SECTIONS ||
 	    (s->extra_section_count && !s->extra_sections))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "bad extra section array (%u entries)", s->extra_section_count);
+				      "bad extra section array (%u entries)",
+				      s->extra_section_count);
 	for (uint32_t i = 0; i < s->extra_section_count; i++) {
 		const struct squib_raw_section *x = &s->extra_sections[i];
 		if (is_known_tag(x->tag) || x->flags != SQUIB_SECTION_FLAG_SKIPPABLE ||
 		    (x->len && !x->bytes) || (i && x->tag < x[-1].tag))
-			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-					      "extra section %u (tag 0x%04x, flags 0x%04x) is not a "
-					      "skippable unknown section in tag order",
-					      i, x->tag, x->flags);
+			return squib_fail_msg(
+				d, SQUIB_E_INVALID_ARGUMENT,
+				"extra section %u (tag 0x%04x, flags 0x%04x) is not a "
+				"skippable unknown section in tag order",
+				i, x->tag, x->flags);
 	}
 	return 0;
 }
@@ -216,7 +219,8 @@ static int sort_devices(struct encoder *e)
 		if (squib_device_compare(e->devs[i - 1], e->devs[i]) == 0)
 			return squib_fail_msg(e->d, SQUIB_E_INVALID_ARGUMENT,
 					      "duplicate device (mmio_slot %u, id \"%s\")",
-					      e->devs[i]->mmio_slot, e->devs[i]->id ? e->devs[i]->id : "");
+					      e->devs[i]->mmio_slot,
+					      e->devs[i]->id ? e->devs[i]->id : "");
 	return 0;
 }
 
@@ -407,7 +411,7 @@ static const struct {
 	int (*put)(struct encoder *e);
 } known_sections[] = {
 	{SQUIB_SECTION_VM_INFO, put_vm_info}, {SQUIB_SECTION_VCPU_ARM64, put_vcpus},
-	{SQUIB_SECTION_GIC, put_gic},         {SQUIB_SECTION_DEVICE, put_devices},
+	{SQUIB_SECTION_GIC, put_gic},	      {SQUIB_SECTION_DEVICE, put_devices},
 	{SQUIB_SECTION_MMDS, put_mmds},
 };
 
@@ -489,18 +493,20 @@ static int next_section(struct squib_wire_reader *r, struct section *sec)
 
 	sec->off = r->pos;
 	if (squib_wire_remaining(r) < SQUIB_SECTION_HEADER_SIZE)
-		return squib_fail_msg(r->d, SQUIB_E_ENCODING,
-				      "truncated section header at offset %zu: needs %u bytes, %zu left",
-				      r->pos, SQUIB_SECTION_HEADER_SIZE, squib_wire_remaining(r));
+		return squib_fail_msg(
+			r->d, SQUIB_E_ENCODING,
+			"truncated section header at offset %zu: needs %u bytes, %zu left", r->pos,
+			SQUIB_SECTION_HEADER_SIZE, squib_wire_remaining(r));
 	squib_wire_get_bytes(r, SQUIB_SECTION_HEADER_SIZE, "section header", &h);
 	sec->tag = squib_get_le16(h);
 	sec->flags = squib_get_le16(h + 2);
 	len = squib_get_le32(h + 4);
 	if (len > squib_wire_remaining(r))
-		return squib_fail_msg(r->d, SQUIB_E_ENCODING,
-				      "section 0x%04x at offset %zu: length %u exceeds the %zu bytes "
-				      "left",
-				      sec->tag, sec->off, len, squib_wire_remaining(r));
+		return squib_fail_msg(
+			r->d, SQUIB_E_ENCODING,
+			"section 0x%04x at offset %zu: length %u exceeds the %zu bytes "
+			"left",
+			sec->tag, sec->off, len, squib_wire_remaining(r));
 	return squib_wire_get_sub(r, len, "section", &sec->body);
 }
 
@@ -519,8 +525,8 @@ static int count_known(struct decoder *c, const struct section *sec)
 	case SQUIB_SECTION_VCPU_ARM64:
 		if (c->s->arch != SQUIB_ARCH_AARCH64)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-					      "VCPU_ARM64 section at offset %zu in an %s file", sec->off,
-					      squib_arch_name(c->s->arch));
+					      "VCPU_ARM64 section at offset %zu in an %s file",
+					      sec->off, squib_arch_name(c->s->arch));
 		if (n > SQUIB_STATE_MAX_VCPUS)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
 					      "more than %d VCPU_ARM64 sections (offset %zu)",
@@ -644,6 +650,14 @@ static void parse_vcpu_regs(const uint8_t *p, struct squib_arm64_vcpu *v)
 	v->fp_regs.fpcr = squib_get_le64(p + 8);
 }
 
+static int sysreg_order_error(struct squib_wire_reader *r, uint32_t idx, size_t at, uint64_t key,
+			      uint64_t prev)
+{
+	return squib_fail_msg(r->d, SQUIB_E_ENCODING,
+			      "vCPU %u: sysreg key 0x%" PRIx64 " at offset %zu is not above 0x%" PRIx64,
+			      idx, key, at, prev);
+}
+
 static int decode_sysregs(struct squib_wire_reader *r, uint32_t idx, struct squib_arm64_vcpu *v)
 {
 	size_t at = r->pos;
@@ -655,8 +669,8 @@ static int decode_sysregs(struct squib_wire_reader *r, uint32_t idx, struct squi
 		return rc;
 	if (n > SQUIB_STATE_MAX_SYSREGS)
 		return squib_fail_msg(r->d, SQUIB_E_ENCODING,
-				      "vCPU %u: sysreg_count %u at offset %zu exceeds %d", idx, n, at,
-				      SQUIB_STATE_MAX_SYSREGS);
+				      "vCPU %u: sysreg_count %u at offset %zu exceeds %d", idx, n,
+				      at, SQUIB_STATE_MAX_SYSREGS);
 	if ((rc = squib_wire_get_bytes(r, (size_t)n * 16, "vCPU sysreg entries", &p)) || !n)
 		return rc;
 	if (!(v->sys_regs = malloc((size_t)n * sizeof(*v->sys_regs))))
@@ -665,11 +679,8 @@ static int decode_sysregs(struct squib_wire_reader *r, uint32_t idx, struct squi
 		v->sys_regs[i].key = squib_get_le64(p);
 		v->sys_regs[i].value = squib_get_le64(p + 8);
 		if (i && v->sys_regs[i].key <= v->sys_regs[i - 1].key)
-			return squib_fail_msg(r->d, SQUIB_E_ENCODING,
-					      "vCPU %u: sysreg key 0x%" PRIx64 " at offset %zu is not "
-					      "above 0x%" PRIx64 " (keys must ascend strictly)",
-					      idx, v->sys_regs[i].key, at + 4 + (size_t)i * 16,
-					      v->sys_regs[i - 1].key);
+			return sysreg_order_error(r, idx, at + 4 + (size_t)i * 16,
+						  v->sys_regs[i].key, v->sys_regs[i - 1].key);
 	}
 	v->sys_reg_count = n;
 	return 0;
@@ -692,7 +703,8 @@ static int decode_vcpu(struct decoder *c, struct squib_wire_reader *r)
 		return rc;
 	if (psci > SQUIB_PSCI_ON_PENDING)
 		return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-				      "vCPU %u: invalid psci_state %u at offset %zu", idx, psci, at);
+				      "vCPU %u: invalid psci_state %u at offset %zu", idx, psci,
+				      at);
 	v->psci_state = (enum squib_psci_state)psci;
 	return decode_sysregs(r, idx, v);
 }
@@ -709,7 +721,8 @@ static int decode_gic(struct decoder *c, struct section *sec)
 	 * that does not re-encode to itself. */
 	if (c->s->arch != SQUIB_ARCH_AARCH64 && !g->len && !g->size)
 		return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-				      "empty GIC section at offset %zu in an x86_64 file", sec->off);
+				      "empty GIC section at offset %zu in an x86_64 file",
+				      sec->off);
 	return 0;
 }
 
@@ -880,8 +893,7 @@ static int check_header(const uint8_t *body, size_t len, enum squib_arch expecte
 				      HDR_OFF_RESERVED, reserved);
 	if (h->payload_len != len - SQUIB_STATE_HEADER_SIZE)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
-				      "header payload_len %" PRIu64 " does not match the %zu payload "
-				      "bytes present",
+				      "header payload_len %" PRIu64 " but %zu payload bytes present",
 				      h->payload_len, len - SQUIB_STATE_HEADER_SIZE);
 	return 0;
 }

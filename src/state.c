@@ -128,7 +128,8 @@ static bool mmds_equal(const struct squib_mmds_state *a, const struct squib_mmds
 
 static bool extra_equal(const struct squib_raw_section *a, const struct squib_raw_section *b)
 {
-	return a->tag == b->tag && a->flags == b->flags && bytes_equal(a->bytes, a->len, b->bytes, b->len);
+	return a->tag == b->tag && a->flags == b->flags &&
+	       bytes_equal(a->bytes, a->len, b->bytes, b->len);
 }
 
 static bool vcpus_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b)
@@ -275,29 +276,36 @@ int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t
 	return 0;
 }
 
-int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b)
+/* (slot, id) order; ids compare like memcmp, a prefix sorting first. NULL id = "". */
+static int device_key_compare(uint32_t slot_a, const char *id_a, uint32_t slot_b, const char *id_b)
 {
-	const char *ia = or_empty(a->id), *ib = or_empty(b->id);
+	const char *ia = or_empty(id_a), *ib = or_empty(id_b);
 	size_t la = strlen(ia), lb = strlen(ib);
 	int c;
 
-	if (a->mmio_slot != b->mmio_slot)
-		return a->mmio_slot < b->mmio_slot ? -1 : 1;
+	if (slot_a != slot_b)
+		return slot_a < slot_b ? -1 : 1;
 	c = memcmp(ia, ib, la < lb ? la : lb);
 	if (c)
 		return c;
 	return la < lb ? -1 : la > lb;
 }
 
-/* Sorted position for `key`, or -1 if a device with the same (slot, id) exists. */
-static long device_insert_pos(const struct squib_microvm_state *s,
-			      const struct squib_device_state *key)
+int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b)
+{
+	return device_key_compare(a->mmio_slot, a->id, b->mmio_slot, b->id);
+}
+
+/* Sorted position for (slot, id), or -1 if a device with that key exists. */
+static long device_insert_pos(const struct squib_microvm_state *s, uint32_t slot, const char *id)
 {
 	uint32_t lo = 0, hi = s->device_count;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		int c = squib_device_compare(&s->devices[mid], key);
+		const struct squib_device_state *m = &s->devices[mid];
+		int c = device_key_compare(m->mmio_slot, m->id, slot, id);
+
 		if (c == 0)
 			return -1;
 		if (c < 0)
@@ -330,14 +338,14 @@ static int device_fill(struct squib_device_state *dev, const char *kind, const c
 int squib_state_add_device(struct squib_microvm_state *s, const char *kind, const char *id,
 			   uint32_t mmio_slot, const void *blob, size_t blob_len)
 {
-	struct squib_device_state key = {.id = (char *)id, .mmio_slot = mmio_slot}, dev;
+	struct squib_device_state dev;
 	struct squib_device_state *devs;
 	long pos;
 	int rc;
 
 	if (!s || (blob_len && !blob) || s->device_count >= SQUIB_STATE_MAX_DEVICES)
 		return SQUIB_E_INVALID_ARGUMENT;
-	pos = device_insert_pos(s, &key);
+	pos = device_insert_pos(s, mmio_slot, id);
 	if (pos < 0)
 		return SQUIB_E_INVALID_ARGUMENT;
 	rc = device_fill(&dev, kind, id, mmio_slot, blob, blob_len);
@@ -378,8 +386,7 @@ int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, b
 
 /* ---- verify_compatible ------------------------------------------------- */
 
-int squib_state_verify_compatible(const struct squib_microvm_state *s,
-				  struct squib_error_detail *d)
+int squib_state_verify_compatible(const struct squib_microvm_state *s, struct squib_error_detail *d)
 {
 	if (!s || (s->arch != SQUIB_ARCH_AARCH64 && s->arch != SQUIB_ARCH_X86_64))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has no architecture");

@@ -175,8 +175,7 @@ static int truncated(const struct squib_wire_reader *r, size_t n, const char *wh
 			      n, squib_wire_remaining(r));
 }
 
-int squib_wire_get_bytes(struct squib_wire_reader *r, size_t n, const char *what,
-			 const uint8_t **p)
+int squib_wire_get_bytes(struct squib_wire_reader *r, size_t n, const char *what, const uint8_t **p)
 {
 	if (n > squib_wire_remaining(r))
 		return truncated(r, n, what);
@@ -287,8 +286,7 @@ int squib_wire_get_str(struct squib_wire_reader *r, const char *what, char **out
 	return 0;
 }
 
-int squib_wire_get_blob(struct squib_wire_reader *r, const char *what, uint8_t **out,
-			size_t *len)
+int squib_wire_get_blob(struct squib_wire_reader *r, const char *what, uint8_t **out, size_t *len)
 {
 	const uint8_t *p;
 	uint32_t n;

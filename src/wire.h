@@ -93,8 +93,7 @@ int squib_wire_get_opt(struct squib_wire_reader *r, const char *what, bool *pres
 /* Heap copy, NUL-terminated; rejects invalid UTF-8 and embedded NUL. */
 int squib_wire_get_str(struct squib_wire_reader *r, const char *what, char **out);
 /* Heap copy (NULL when empty). */
-int squib_wire_get_blob(struct squib_wire_reader *r, const char *what, uint8_t **out,
-			size_t *len);
+int squib_wire_get_blob(struct squib_wire_reader *r, const char *what, uint8_t **out, size_t *len);
 /* Split off the next n bytes as their own reader (r skips past them). */
 int squib_wire_get_sub(struct squib_wire_reader *r, size_t n, const char *what,
 		       struct squib_wire_reader *sub);

@@ -204,8 +204,9 @@ static void test_should_reject_wrong_magic_after_crc_check(void **state)
 	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_MAGIC_MISMATCH, &d);
 	assert_int_equal(d.magic_found, 0xDEADBEEF);
 	assert_int_equal(d.magic_expected, SQUIB_MAGIC_AARCH64);
-	assert_string_equal(message(&d),
-			    "snapshot magic mismatch (file: 0xdeadbeef, expected: 0x7101984aaaa0000)");
+	assert_string_equal(
+		message(&d),
+		"snapshot magic mismatch (file: 0xdeadbeef, expected: 0x7101984aaaa0000)");
 	/* The same through decode_body, which never looks at the trailer. */
 	assert_int_equal(squib_state_decode_body(buf, len - 8, SQUIB_ARCH_AARCH64, &out, NULL, &d),
 			 SQUIB_E_MAGIC_MISMATCH);
@@ -233,7 +234,8 @@ static void test_should_reject_higher_major_version(void **state)
 	buf = encode_populated(&len);
 	set_version(buf, len, 2, 0, 0);
 	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_VERSION_MISMATCH, &d);
-	assert_string_equal(message(&d), "snapshot version 2.0.0 is incompatible with squib's 1.0.0");
+	assert_string_equal(message(&d),
+			    "snapshot version 2.0.0 is incompatible with squib's 1.0.0");
 	set_version(buf, len, 0, 0, 0); /* a different major in either direction */
 	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_VERSION_MISMATCH, &d);
 	free(buf);
@@ -249,7 +251,8 @@ static void test_should_reject_higher_minor_version(void **state)
 	buf = encode_populated(&len);
 	set_version(buf, len, 1, 1, 0);
 	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_VERSION_MISMATCH, &d);
-	assert_string_equal(message(&d), "snapshot version 1.1.0 is incompatible with squib's 1.0.0");
+	assert_string_equal(message(&d),
+			    "snapshot version 1.1.0 is incompatible with squib's 1.0.0");
 	free(buf);
 }
 
@@ -298,8 +301,9 @@ static void test_should_enforce_size_limit_on_load(void **state)
 	assert_int_equal(d.limit, LIMIT);
 	assert_string_equal(message(&d), "snapshot exceeds 10000000 byte deserialization limit");
 	expect_decode(big, LIMIT + 1, SQUIB_ARCH_AARCH64, SQUIB_E_SIZE_LIMIT_EXCEEDED, &d);
-	assert_int_equal(squib_state_decode_body(big, LIMIT + 1, SQUIB_ARCH_AARCH64, &out, NULL, &d),
-			 SQUIB_E_SIZE_LIMIT_EXCEEDED);
+	assert_int_equal(
+		squib_state_decode_body(big, LIMIT + 1, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+		SQUIB_E_SIZE_LIMIT_EXCEEDED);
 	/* Exactly the limit gets past the size check (and fails later, on the CRC). */
 	expect_decode(big, LIMIT, SQUIB_ARCH_AARCH64, SQUIB_E_CRC_MISMATCH, &d);
 	free(big);
@@ -558,7 +562,7 @@ struct bad_file {
 	uint64_t magic;
 	void (*build)(struct squib_wire_writer *w);
 	void (*patch)(uint8_t *buf, size_t len); /* applied before the CRC is refreshed */
-	const char *fragment;                    /* expected in the message */
+	const char *fragment;			 /* expected in the message */
 };
 
 static void b_minimal(struct squib_wire_writer *w)
@@ -818,7 +822,8 @@ static const struct bad_file bad_files[] = {
 	{"section length past end", A64, b_len_past_end, NULL, "length 100 exceeds the 10 bytes"},
 	{"sections out of order", A64, b_out_of_order, NULL, "out of order (after 0x0003)"},
 	{"undefined flag bits", A64, b_bad_flags, NULL, "undefined flag bits 0x0003"},
-	{"known section with flags", A64, b_known_skippable, NULL, "VM_INFO section at offset 24 has flags 0x0001"},
+	{"known section with flags", A64, b_known_skippable, NULL,
+	 "VM_INFO section at offset 24 has flags 0x0001"},
 	{"duplicate VM_INFO", A64, b_dup_vm_info, NULL, "duplicate VM_INFO"},
 	{"duplicate GIC", A64, b_dup_gic, NULL, "duplicate GIC"},
 	{"duplicate MMDS", A64, b_dup_mmds, NULL, "duplicate MMDS"},
@@ -830,24 +835,29 @@ static const struct bad_file bad_files[] = {
 	{"too many devices", A64, b_too_many_devices, NULL, "more than 1024 DEVICE"},
 	{"too many extras", A64, b_too_many_extras, NULL, "more than 256 unknown skippable"},
 	{"sysreg count over limit", A64, b_sysreg_count_over, NULL, "sysreg_count 4097"},
-	{"sysreg entries past end", A64, b_sysreg_count_past_end, NULL, "truncated vCPU sysreg entries"},
-	{"sysreg keys descending", A64, b_sysreg_descending, NULL, "sysreg key 0x4 at offset 928 is not above 0x5"},
+	{"sysreg entries past end", A64, b_sysreg_count_past_end, NULL,
+	 "truncated vCPU sysreg entries"},
+	{"sysreg keys descending", A64, b_sysreg_descending, NULL,
+	 "sysreg key 0x4 at offset 928 is not above 0x5"},
 	{"sysreg key duplicate", A64, b_sysreg_dup, NULL, "sysreg key 0x7"},
 	{"invalid psci_state", A64, b_bad_psci, NULL, "invalid psci_state 3"},
 	{"truncated vCPU registers", A64, b_trunc_vcpu, NULL, "truncated vCPU registers"},
 	{"invalid bool", A64, b_bad_bool, NULL, "invalid bool vm_info.smt"},
 	{"invalid option tag", A64, b_bad_opt, NULL, "vm_info.initrd_path"},
-	{"overlong UTF-8", A64, b_overlong_utf8, NULL, "invalid UTF-8 in string vm_info.cpu_template"},
+	{"overlong UTF-8", A64, b_overlong_utf8, NULL,
+	 "invalid UTF-8 in string vm_info.cpu_template"},
 	{"UTF-16 surrogate", A64, b_surrogate_utf8, NULL, "invalid UTF-8"},
 	{"cut UTF-8 sequence", A64, b_cut_utf8, NULL, "invalid UTF-8"},
 	{"embedded NUL", A64, b_embedded_nul, NULL, "NUL byte in string vm_info.boot_args"},
 	{"string past section end", A64, b_str_past_end, NULL, "truncated vm_info.cpu_template"},
-	{"trailing bytes in VM_INFO", A64, b_trailing_vm_info, NULL, "1 trailing bytes in VM_INFO section"},
+	{"trailing bytes in VM_INFO", A64, b_trailing_vm_info, NULL,
+	 "1 trailing bytes in VM_INFO section"},
 	{"trailing bytes in MMDS", A64, b_trailing_mmds, NULL, "4 trailing bytes in MMDS section"},
 	{"devices out of slot order", A64, b_devices_by_slot, NULL, "out of order"},
 	{"devices out of id order", A64, b_devices_by_id, NULL, "id \"vda\") is out of order"},
 	{"longer id before its prefix", A64, b_devices_prefix, NULL, "out of order"},
-	{"duplicate device", A64, b_device_dup, NULL, "duplicate device (mmio_slot 2, id \"eth0\")"},
+	{"duplicate device", A64, b_device_dup, NULL,
+	 "duplicate device (mmio_slot 2, id \"eth0\")"},
 	{"empty GIC in x86_64 file", X86, b_x86_empty_gic, NULL, "empty GIC section"},
 	{"GIC blob past end", A64, b_gic_past_end, NULL, "truncated gic.bytes"},
 };
@@ -1026,7 +1036,9 @@ static void large_state(struct squib_microvm_state *s)
 		assert_int_equal(squib_state_add_arm64_vcpu(s, c, &v), 0);
 		/* Descending insertion exercises the sorted insert. */
 		for (uint64_t k = SQUIB_SYSREG_KEY_MAX; k >= SQUIB_SYSREG_KEY_MIN; k--)
-			assert_int_equal(squib_arm64_vcpu_set_sysreg(v, k, k * 0x0101010101010101ULL + c), 0);
+			assert_int_equal(
+				squib_arm64_vcpu_set_sysreg(v, k, k * 0x0101010101010101ULL + c),
+				0);
 		v->regs.x[30] = c;
 	}
 	for (size_t i = 0; i < 64 * 1024; i++)
@@ -1035,8 +1047,9 @@ static void large_state(struct squib_microvm_state *s)
 	for (uint32_t i = 0; i < 16; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "dev%02u", 15 - i);
-		assert_int_equal(squib_state_add_device(s, i % 2 ? "virtio-net" : "virtio-block", id,
-							15 - i, gic, 256 + i), 0);
+		assert_int_equal(squib_state_add_device(s, i % 2 ? "virtio-net" : "virtio-block",
+							id, 15 - i, gic, 256 + i),
+				 0);
 	}
 	memset(json, 'x', 64 * 1024);
 	json[0] = '"';
@@ -1101,11 +1114,13 @@ static void test_should_reject_truncation_at_every_length(void **state)
 	buf = encode_populated(&len);
 	for (size_t n = 0; n < len; n++) {
 		/* The file cut short: always an error, usually the CRC. */
-		assert_int_not_equal(squib_state_decode(buf, n, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+		assert_int_not_equal(squib_state_decode(buf, n, SQUIB_ARCH_AARCH64, &out, NULL, &d),
+				     0);
 		squib_state_free(&out);
 		/* The body cut short without a CRC to hide behind. */
 		assert_int_not_equal(squib_state_decode_body(buf, n < len - 8 ? n : len - 9,
-							     SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+							     SQUIB_ARCH_AARCH64, &out, NULL, &d),
+				     0);
 		squib_state_free(&out);
 	}
 	/* Cut the body, then make the header and CRC consistent again so the
@@ -1168,7 +1183,8 @@ static void test_should_decode_body_without_crc(void **state)
 	populated_state(&ref);
 	buf = encode_populated(&len);
 	buf[len - 1] ^= 0xFF; /* a wrong CRC does not matter here */
-	assert_int_equal(squib_state_decode_body(buf, len - 8, SQUIB_ARCH_AARCH64, &out, &hdr, &d), 0);
+	assert_int_equal(squib_state_decode_body(buf, len - 8, SQUIB_ARCH_AARCH64, &out, &hdr, &d),
+			 0);
 	assert_true(squib_state_equal(&ref, &out));
 	assert_int_equal(hdr.payload_len, len - 32);
 	squib_state_free(&out);
@@ -1374,9 +1390,11 @@ static void test_should_report_missing_file_as_io_error(void **state)
 	assert_int_equal(squib_state_read_file("/nonexistent/squib/x.snap", &buf, &len, &d),
 			 SQUIB_E_IO);
 	assert_int_equal(d.os_errno, ENOENT);
-	assert_string_equal(message(&d), "snapshot I/O error: No such file or directory (os error 2)");
-	assert_int_equal(squib_state_load_file("/nonexistent/x.snap", SQUIB_ARCH_AARCH64, &out, NULL,
-					       &d), SQUIB_E_IO);
+	assert_string_equal(message(&d),
+			    "snapshot I/O error: No such file or directory (os error 2)");
+	assert_int_equal(
+		squib_state_load_file("/nonexistent/x.snap", SQUIB_ARCH_AARCH64, &out, NULL, &d),
+		SQUIB_E_IO);
 	assert_int_equal(squib_state_read_file("/", &buf, &len, &d), SQUIB_E_IO);
 	assert_int_equal(d.os_errno, EISDIR);
 }

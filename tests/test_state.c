@@ -21,7 +21,8 @@ static void make_compatible(struct squib_microvm_state *s)
 }
 
 /* encode -> decode, asserting the copy equals the original. */
-static void assert_round_trips(const struct squib_microvm_state *s, struct squib_microvm_state *copy)
+static void assert_round_trips(const struct squib_microvm_state *s,
+			       struct squib_microvm_state *copy)
 {
 	struct squib_error_detail d;
 	uint8_t *buf;
