@@ -72,7 +72,7 @@ install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 fixtures: build
-	$(BUILD)/tests/squib-gen-fixtures tests/fixtures
+	@scripts/gen-fixtures.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

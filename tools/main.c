@@ -6,6 +6,7 @@
 #include "cli.h"
 
 static const struct cli_command *const commands[] = {
+	&cli_cmd_describe,
 	&cli_cmd_version,
 };
 

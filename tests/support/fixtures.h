@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Content of the golden state files in tests/fixtures/, built in memory.
+ *
+ * tests/fixtures/gen_fixtures.c writes them; tests/test_golden.c rebuilds them
+ * and compares byte for byte, so a format change that is not followed by
+ * scripts/gen-fixtures.sh fails loudly. demo.snap is not here: its content is
+ * examples/produce_demo_pair.c's (the test runs that program instead).
+ *
+ * Every builder is deterministic and starts from an uninitialised state.
+ */
+#ifndef SQUIB_TEST_FIXTURES_H
+#define SQUIB_TEST_FIXTURES_H
+
+#include <stddef.h>
+
+#include <squib/state.h>
+
+/* Tag of the unknown, skippable section maximal.snap carries. */
+#define SQUIB_FIXTURE_EXTRA_TAG 0x7ff0u
+
+struct squib_fixture {
+	const char *file; /* name in tests/fixtures/ */
+	int (*build)(struct squib_microvm_state *s);
+};
+
+/* 1 vCPU without sysregs, a 1-byte GIC blob, no devices, no MMDS, empty strings,
+ * no initrd. */
+int squib_fixture_minimal(struct squib_microvm_state *s);
+
+/* 32 vCPUs with all 47 sysregs and every PSCI state, 16 devices with blobs, a
+ * 64 KiB GIC blob, MMDS with a TTL, an initrd, and one unknown skippable section. */
+int squib_fixture_maximal(struct squib_microvm_state *s);
+
+/* An x86_64 file: VM info and devices, no vCPUs (x86 vCPU state comes later). */
+int squib_fixture_x86(struct squib_microvm_state *s);
+
+/* The generated fixtures above, in a table. */
+const struct squib_fixture *squib_fixture_table(size_t *count);
+
+#endif
