@@ -104,42 +104,6 @@ static int build_demo_state(struct squib_microvm_state *s)
 	return r;
 }
 
-/*
- * TEMPORARY stand-ins for squib_state_save_file() and squib_atomic_write_file(),
- * which arrive with the merge of the atomic writer: plain stdio, NOT crash-safe.
- * Remove them and call the library's functions once they exist.
- */
-static int tmp_write_file(const char *path, const void *buf, size_t len,
-			  const void *hooks, struct squib_error_detail *d)
-{
-	FILE *f = fopen(path, "wb");
-	int ok;
-
-	(void)hooks;
-	if (!f)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	ok = fwrite(buf, 1, len, f) == len;
-	if (fclose(f) != 0 || !ok)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	return 0;
-}
-
-static int tmp_save_file(const char *path, const struct squib_microvm_state *s,
-			 struct squib_error_detail *d)
-{
-	uint8_t *buf;
-	size_t len;
-	int r = squib_state_encode(s, &buf, &len, d);
-
-	if (!r)
-		r = tmp_write_file(path, buf, len, NULL, d);
-	free(buf);
-	return r;
-}
-#define squib_state_save_file tmp_save_file
-#define squib_atomic_write_file tmp_write_file
-/* END TEMPORARY */
-
 /* BASE with its extension (if any) replaced by `ext`, like Rust's with_extension. */
 static char *with_extension(const char *base, const char *ext)
 {
