@@ -197,10 +197,6 @@ static int check_totals(const struct squib_memory_layout *l, uint64_t ram, uint6
 	uint64_t digested = squib_memfile_size_for(ram, squib_memfile_manifest_bytes(
 								l->region_count, l->extent_count, true));
 
-	if (ram != l->ram_size)
-		return squib_fail_msg(d, code,
-				      "ram_size 0x%" PRIx64 " but the regions add up to 0x%" PRIx64,
-				      l->ram_size, ram);
 	if (present != l->present_pages)
 		return squib_fail_msg(d, code,
 				      "present_pages %" PRIu64 " but the extents hold %" PRIu64,
@@ -225,8 +221,13 @@ int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
 	if (!l)
 		return squib_fail_msg(d, code, "NULL memory layout");
 	if ((rc = check_ids(l, code, d)) || (rc = squib_mem_check_page_size(l->page_size, code, d)) ||
-	    (rc = squib_mem_check_regions(l->regions, l->region_count, l->page_size, &ram, code, d)) ||
-	    (rc = squib_mem_check_extents(l->extents, l->extent_count, ram / l->page_size, &present,
+	    (rc = squib_mem_check_regions(l->regions, l->region_count, l->page_size, &ram, code, d)))
+		return rc;
+	if (ram != l->ram_size)
+		return squib_fail_msg(d, code,
+				      "ram_size 0x%" PRIx64 " but the regions add up to 0x%" PRIx64,
+				      l->ram_size, ram);
+	if ((rc = squib_mem_check_extents(l->extents, l->extent_count, ram / l->page_size, &present,
 					  code, d)))
 		return rc;
 	return check_totals(l, ram, present, code, d);
