@@ -312,10 +312,12 @@ static int rebase_new(struct rebase *rb, const char *out_path)
 /* ---- in place ---------------------------------------------------------------------- */
 
 /*
- * Three durable steps, so a crash after any of them leaves a file that does
- * not claim pages it lacks: (1) the footer is marked "rebase in progress"
- * (CRC-valid, refused by every reader); (2) the diffs' pages are copied;
- * (3) the old manifest is cut off and the merged one written.
+ * Three durable steps, so a crash anywhere leaves a file that does not claim
+ * pages it lacks: (1) the footer is marked "rebase in progress" (CRC-valid,
+ * refused by every reader); (2) the diffs' pages are copied; (3) the merged
+ * manifest and footer are written over the old tail, and the file is cut to
+ * its new size. Until (3) is complete the last 4096 bytes are the marked
+ * footer, old manifest bytes or a torn new footer: refused (magic or CRC).
  */
 static int rebase_in_place(struct rebase *rb)
 {
@@ -333,12 +335,13 @@ static int rebase_in_place(struct rebase *rb)
 	if (e)
 		return squib_memfile_io_error(rb->d, -e, "marking %s as being rebased", rb->out_name);
 	if ((rc = sync_out(rb)) || (rc = copy_diffs(rb)) || (rc = sync_out(rb)) ||
-	    (rc = merged_digests(rb, rb->out_fd)))
+	    (rc = merged_digests(rb, rb->out_fd)) || (rc = write_tail(rb, SQUIB_MEMFILE_MAGIC)))
 		return rc;
-	if (ftruncate(rb->out_fd, (off_t)old->layout.ram_size) < 0)
+	/* Only now drop what is left of a longer old tail. Never truncate to
+	 * ram_size first: the file would end in guest RAM, and a guest can
+	 * write bytes that look like a footer. */
+	if (ftruncate(rb->out_fd, (off_t)rb->result.layout.file_size) < 0)
 		return squib_memfile_io_error(rb->d, errno, "truncating %s", rb->out_name);
-	if ((rc = write_tail(rb, SQUIB_MEMFILE_MAGIC)))
-		return rc;
 	return sync_out(rb);
 }
 

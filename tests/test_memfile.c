@@ -1378,15 +1378,17 @@ static void test_should_refuse_a_diff_of_another_geometry(void **state)
 
 static void test_should_leave_an_interrupted_in_place_rebase_unreadable(void **state)
 {
+	enum outcome { BASE, REFUSED, MERGED };
 	static const struct {
 		enum squib_io_step step;
 		int n;
-		bool base_survives;
+		enum outcome outcome;
 	} cuts[] = {
-		{SQUIB_IO_WRITE, 1, true},  /* the "in progress" footer itself fails */
-		{SQUIB_IO_FSYNC, 1, false}, /* marked, not yet synced */
-		{SQUIB_IO_WRITE, 5, false}, /* in the middle of copying pages */
-		{SQUIB_IO_FSYNC, 2, false}, /* pages copied, not yet synced */
+		{SQUIB_IO_WRITE, 1, BASE},     /* the "in progress" footer itself fails */
+		{SQUIB_IO_FSYNC, 1, REFUSED},  /* marked, not yet synced */
+		{SQUIB_IO_WRITE, 5, REFUSED},  /* in the middle of copying pages */
+		{SQUIB_IO_FSYNC, 2, REFUSED},  /* pages copied, not yet synced */
+		{SQUIB_IO_FSYNC, 3, MERGED},   /* all written, the last sync fails */
 	};
 	struct squib_error_detail d;
 	struct squib_memfile *mf;
@@ -1402,13 +1404,17 @@ static void test_should_leave_an_interrupted_in_place_rebase_unreadable(void **s
 						      3, NULL, &o, NULL, &d),
 				 SQUIB_E_MEMORY_IO);
 		assert_int_equal(d.os_errno, ENOSPC);
-		if (cuts[i].base_survives) {
-			mf = open_ok(c.paths[0]);
-			squib_memfile_close(mf);
-		} else { /* the footer does not claim the half-copied pages */
+		if (cuts[i].outcome == REFUSED) { /* the footer does not claim half-copied pages */
 			assert_int_equal(squib_memfile_open(c.paths[0], &mf, &d), SQUIB_E_ENCODING);
 			assert_non_null(strstr(d.msg, "in-place rebase was interrupted"));
+		} else { /* the old image, or the complete new one: never a mix */
+			mf = open_ok(c.paths[0]);
+			assert_memory_equal(squib_memfile_manifest(mf)->layout.id,
+					    c.m[cuts[i].outcome == BASE ? 0 : 3].layout.id, 16);
+			squib_memfile_close(mf);
 		}
+		if (cuts[i].outcome == MERGED)
+			assert_image_is_final_memory(c.paths[0], &c);
 		free_chain(&c);
 	}
 }
@@ -1422,6 +1428,51 @@ static void test_should_refuse_to_rebase_without_diffs(void **state)
 	assert_int_equal(squib_memfile_rebase(c.paths[0], NULL, 0, NULL, NULL, NULL, &d),
 			 SQUIB_E_INVALID_ARGUMENT);
 	free_chain(&c);
+}
+
+/* docs/FORMAT.md §M.7, built from the tables there rather than by the library. */
+static void test_should_accept_the_documented_example(void **state)
+{
+	static const uint8_t id[16] = {0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+				       0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f};
+	uint8_t *file = calloc(1, 24576), *foot = file + 0x5000;
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+
+	(void)state;
+	memset(file + 0x1000, 0xAB, 0x2000);
+	squib_put_le64(file + 0x4000, 0x80000000);
+	squib_put_le64(file + 0x4008, 0x4000);
+	squib_put_le64(file + 0x4010, 1);
+	squib_put_le64(file + 0x4018, 2);
+	memcpy(foot, "SQUIBMEM", 8);
+	squib_put_le16(foot + 8, 1);
+	squib_put_le32(foot + 16, 4096);
+	memcpy(foot + 24, id, 16);
+	squib_put_le32(foot + 56, 1);
+	squib_put_le32(foot + 60, 1);
+	squib_put_le64(foot + 64, 4096);
+	squib_put_le64(foot + 72, 0x4000);
+	squib_put_le64(foot + 80, 2);
+	squib_put_le64(foot + 88, 0x4000);
+	squib_put_le64(foot + 96, 32);
+	squib_put_le64(foot + 104, 1);
+	squib_put_le64(foot + 112, squib_crc64(0, file + 0x4000, 32));
+	squib_put_le64(foot + 120, 24576);
+	squib_put_le64(foot + 4088, squib_crc64(0, foot, 4088));
+	/* The CRCs printed in the example. */
+	assert_int_equal(squib_get_le64(foot + 112), 0xBB908CB295DCEB76ULL);
+	assert_int_equal(squib_get_le64(foot + 4088), 0x298E0D8B536865F6ULL);
+	assert_int_equal(squib_memfile_parse(file, 24576, &m, &d), 0);
+	assert_int_equal(m.layout.kind, SQUIB_MEMORY_FULL);
+	assert_memory_equal(m.layout.id, id, 16);
+	assert_int_equal(m.layout.regions[0].guest_addr, 0x80000000);
+	assert_int_equal(m.layout.extents[0].first_page, 1);
+	assert_int_equal(m.layout.present_pages, 2);
+	assert_int_equal(m.layout.file_size, 24576);
+	assert_int_equal(squib_memory_layout_validate(&m.layout, SQUIB_E_ENCODING, &d), 0);
+	squib_memfile_manifest_release(&m);
+	free(file);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1456,6 +1507,7 @@ int main(void)
 		T(test_should_refuse_a_diff_of_another_geometry),
 		T(test_should_leave_an_interrupted_in_place_rebase_unreadable),
 		T(test_should_refuse_to_rebase_without_diffs),
+		T(test_should_accept_the_documented_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,7 +264,8 @@ struct squib_memfile_rebase_options {
  * atomically (out_path may be base itself); the inputs are not modified.
  * out_path NULL: base is rebased in place. Its footer is first replaced by a
  * "rebase in progress" footer and synced, then the pages are copied and
- * synced, then the new manifest and footer are written and synced. A crash
+ * synced, then the new manifest and footer are written over the old tail,
+ * the file is cut to its new size and synced. A crash
  * in between leaves a file every reader refuses (SQUIB_E_ENCODING, "in-place
  * rebase was interrupted"), never one whose footer claims pages it lacks; the
  * base is lost then, the diffs are intact. Never rebase in place a file a
