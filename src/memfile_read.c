@@ -226,6 +226,44 @@ int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_err
 	return 0;
 }
 
+static int copy_manifest(struct squib_memfile_manifest *dst, const struct squib_memfile_manifest *src,
+			 struct squib_error_detail *d)
+{
+	uint64_t n = src->layout.extent_count;
+
+	*dst = *src;
+	dst->digests = NULL;
+	if (squib_memory_layout_copy(&dst->layout, &src->layout))
+		goto nomem;
+	if (src->digests && n) {
+		if (!(dst->digests = malloc((size_t)n * sizeof(*dst->digests))))
+			goto nomem;
+		memcpy(dst->digests, src->digests, (size_t)n * sizeof(*dst->digests));
+	}
+	return 0;
+nomem:
+	squib_memfile_manifest_release(dst);
+	return squib_fail(d, SQUIB_E_NOMEM);
+}
+
+int squib_memfile_verify(const char *path, bool check_digests, struct squib_memfile_manifest *out,
+			 struct squib_error_detail *d)
+{
+	struct squib_memfile *m;
+	int rc;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if ((rc = squib_memfile_open(path, &m, d)))
+		return rc;
+	if (check_digests && (m->m.flags & SQUIB_MEMFILE_FLAG_DIGESTS))
+		rc = squib_memfile_verify_digests(m, d);
+	if (!rc && out)
+		rc = copy_manifest(out, &m->m, d);
+	squib_memfile_close(m);
+	return rc;
+}
+
 int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib_memory_layout *l,
 			       struct squib_error_detail *d)
 {

@@ -672,7 +672,7 @@ static void test_should_verify_per_extent_digests_on_demand(void **state)
 	uint8_t *mem = map_anon(ram), byte;
 	struct squib_memfile_source_region r;
 	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
-	struct squib_memfile_manifest m;
+	struct squib_memfile_manifest m, back;
 	struct squib_error_detail d;
 	char *path = path_in(f, "digests.mem");
 	struct squib_memfile *mf;
@@ -698,6 +698,13 @@ static void test_should_verify_per_extent_digests_on_demand(void **state)
 	assert_int_equal(squib_memfile_verify_digests(mf, &d), SQUIB_E_CRC_MISMATCH);
 	assert_non_null(strstr(d.msg, "extent 1 (pages 9 +4)"));
 	squib_memfile_close(mf);
+	/* The one-call form: structure only, then digests too. */
+	assert_int_equal(squib_memfile_verify(path, false, &back, &d), 0);
+	assert_true(squib_memory_layout_equal(&back.layout, &m.layout));
+	assert_int_equal(back.digests[1], m.digests[1]);
+	squib_memfile_manifest_release(&back);
+	assert_int_equal(squib_memfile_verify(path, true, &back, &d), SQUIB_E_CRC_MISMATCH);
+	assert_null(back.layout.extents);
 	squib_memfile_manifest_release(&m);
 	/* Without digests there is nothing to verify. */
 	save_full(path, &src, false, &m);
@@ -799,6 +806,9 @@ static void test_should_reject_bad_geometry(void **state)
 	r[1].guest_addr = 2 * MiB;
 	r[1].size = 0;
 	assert_int_equal(full_rc(f, &src, &d), SQUIB_E_INVALID_PATH);
+	r[1].size = 1ull << 48; /* 256 TiB plus region 0: past the RAM limit */
+	assert_int_equal(full_rc(f, &src, &d), SQUIB_E_INVALID_PATH);
+	assert_non_null(strstr(d.msg, "RAM size 0x1000000100000 exceeds"));
 	r[1].size = 1 * MiB;
 	r[1].host = NULL;
 	assert_int_equal(full_rc(f, &src, &d), SQUIB_E_INVALID_ARGUMENT);

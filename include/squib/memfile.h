@@ -217,6 +217,12 @@ int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, 
  * extent; SQUIB_E_INVALID_ARGUMENT when the file has no digests. */
 int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d);
 
+/* Open, verify and close in one call: what `squib_memfile_open` checks, plus
+ * the digests when check_digests is set and the file has them. *out (may be
+ * NULL) receives a copy of the manifest. */
+int squib_memfile_verify(const char *path, bool check_digests, struct squib_memfile_manifest *out,
+			 struct squib_error_detail *d);
+
 /* The state file's MEMORY section against this file: SQUIB_E_PAIR_MISMATCH
  * (both ids in hex) unless every field and extent agrees. */
 int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib_memory_layout *l,
