@@ -14,6 +14,7 @@
 #include <squib/atomic.h>
 #include <squib/crc64.h>
 
+#include "memlayout.h"
 #include "util.h"
 #include "wire.h"
 
@@ -76,7 +77,8 @@ struct encoder {
 
 static bool is_known_tag(uint32_t tag)
 {
-	return tag >= SQUIB_SECTION_VM_INFO && tag <= SQUIB_SECTION_MMDS;
+	return (tag >= SQUIB_SECTION_VM_INFO && tag <= SQUIB_SECTION_MMDS) ||
+	       tag == SQUIB_SECTION_MEMORY;
 }
 
 static const char *section_name(uint32_t tag)
@@ -92,6 +94,8 @@ static const char *section_name(uint32_t tag)
 		return "DEVICE";
 	case SQUIB_SECTION_MMDS:
 		return "MMDS";
+	case SQUIB_SECTION_MEMORY:
+		return "MEMORY";
 	default:
 		return "unknown";
 	}
@@ -193,6 +197,9 @@ static int check_state(const struct squib_microvm_state *s, struct squib_error_d
 		return rc;
 	if (s->gic.size && !s->gic.bytes)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "gic.bytes is NULL");
+	if (s->memory &&
+	    (rc = squib_memory_layout_validate(s->memory, SQUIB_E_INVALID_ARGUMENT, d)))
+		return rc;
 	if (s->mmds)
 		return check_str(s->mmds->data_json, "mmds.data_json", d);
 	return 0;
@@ -392,6 +399,44 @@ static int put_mmds(struct encoder *e)
 	return 0;
 }
 
+_Static_assert(sizeof(struct squib_mem_region) == 16, "region is two u64");
+_Static_assert(sizeof(struct squib_page_extent) == 16, "extent is two u64");
+
+/* u64 pairs (regions, extents) in one reservation: a manifest can hold
+ * hundreds of thousands of them. */
+static void put_pairs(struct squib_wire_writer *w, const uint64_t *pairs, uint64_t n)
+{
+	uint8_t *p = squib_wire_put_space(w, (size_t)n * 16);
+
+	for (uint64_t i = 0; p && i < 2 * n; i++)
+		squib_put_le64(p + 8 * i, pairs[i]);
+}
+
+static int put_memory(struct encoder *e)
+{
+	const struct squib_memory_layout *m = e->s->memory;
+	size_t sec;
+
+	if (!m)
+		return 0;
+	sec = squib_wire_section_begin(&e->w, SQUIB_SECTION_MEMORY, 0);
+	squib_wire_put_u8(&e->w, (uint8_t)m->kind);
+	squib_wire_put_bytes(&e->w, m->id, SQUIB_MEMORY_ID_SIZE);
+	squib_wire_put_bytes(&e->w, m->parent_id, SQUIB_MEMORY_ID_SIZE);
+	squib_wire_put_u64(&e->w, m->page_size);
+	squib_wire_put_u64(&e->w, m->ram_size);
+	squib_wire_put_u64(&e->w, m->file_size);
+	squib_wire_put_u64(&e->w, m->present_pages);
+	squib_wire_put_u32(&e->w, m->region_count);
+	/* The structs are two uint64_t each, so they are already u64 pairs. */
+	put_pairs(&e->w, (const uint64_t *)m->regions, m->region_count);
+	/* validate bounds extent_count by 2^24, so it fits the u32 field. */
+	squib_wire_put_u32(&e->w, (uint32_t)m->extent_count);
+	put_pairs(&e->w, (const uint64_t *)m->extents, m->extent_count);
+	squib_wire_section_end(&e->w, sec);
+	return 0;
+}
+
 /* Extra (unknown, skippable) sections with tag < `below`, starting at index i. */
 static uint32_t put_extras_below(struct encoder *e, uint32_t i, uint32_t below)
 {
@@ -413,7 +458,7 @@ static const struct {
 } known_sections[] = {
 	{SQUIB_SECTION_VM_INFO, put_vm_info}, {SQUIB_SECTION_VCPU_ARM64, put_vcpus},
 	{SQUIB_SECTION_GIC, put_gic},	      {SQUIB_SECTION_DEVICE, put_devices},
-	{SQUIB_SECTION_MMDS, put_mmds},
+	{SQUIB_SECTION_MMDS, put_mmds},       {SQUIB_SECTION_MEMORY, put_memory},
 };
 
 static int put_sections(struct encoder *e)
@@ -480,7 +525,7 @@ struct decoder {
 	struct squib_microvm_state *s;
 	struct squib_error_detail *d;
 	struct squib_wire_reader payload;
-	uint32_t count[SQUIB_SECTION_MMDS + 1]; /* known sections seen, by tag */
+	uint32_t count[SQUIB_SECTION_MEMORY + 1]; /* known sections seen, by tag */
 	uint32_t extra_count;
 	bool unknown_mandatory;
 	/* Entries filled so far by the content pass. */
@@ -539,7 +584,7 @@ static int count_known(struct decoder *c, const struct section *sec)
 					      "more than %d DEVICE sections (offset %zu)",
 					      SQUIB_STATE_MAX_DEVICES, sec->off);
 		return 0;
-	default: /* VM_INFO, GIC, MMDS: singletons */
+	default: /* VM_INFO, GIC, MMDS, MEMORY: singletons */
 		if (n > 1)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
 					      "duplicate %s section at offset %zu", name, sec->off);
@@ -775,6 +820,90 @@ static int decode_mmds(struct decoder *c, struct squib_wire_reader *r)
 	return squib_wire_get_u32(r, "mmds.token_ttl_seconds", &m->token_ttl_seconds);
 }
 
+/* `n` u64 pairs (n already bounded by the caller) into a new array. */
+static int get_pairs(struct squib_wire_reader *r, uint64_t n, const char *what, uint64_t **out)
+{
+	const uint8_t *p;
+	uint64_t *v;
+	int rc;
+
+	*out = NULL;
+	/* Bytes first, so the allocation never exceeds what the file holds. */
+	if ((rc = squib_wire_get_bytes(r, (size_t)n * 16, what, &p)) || !n)
+		return rc;
+	if (!(v = malloc((size_t)n * 16)))
+		return squib_fail(r->d, SQUIB_E_NOMEM);
+	for (uint64_t i = 0; i < 2 * n; i++)
+		v[i] = squib_get_le64(p + 8 * i);
+	*out = v;
+	return 0;
+}
+
+static int decode_memory_fields(struct squib_wire_reader *r, struct squib_memory_layout *m)
+{
+	const uint8_t *ids;
+	uint8_t kind;
+	int rc;
+
+	if ((rc = squib_wire_get_u8(r, "memory.kind", &kind)) ||
+	    (rc = squib_wire_get_bytes(r, 2 * SQUIB_MEMORY_ID_SIZE, "memory ids", &ids)) ||
+	    (rc = squib_wire_get_u64(r, "memory.page_size", &m->page_size)) ||
+	    (rc = squib_wire_get_u64(r, "memory.ram_size", &m->ram_size)) ||
+	    (rc = squib_wire_get_u64(r, "memory.file_size", &m->file_size)) ||
+	    (rc = squib_wire_get_u64(r, "memory.present_pages", &m->present_pages)))
+		return rc;
+	m->kind = (enum squib_memory_kind)kind;
+	memcpy(m->id, ids, SQUIB_MEMORY_ID_SIZE);
+	memcpy(m->parent_id, ids + SQUIB_MEMORY_ID_SIZE, SQUIB_MEMORY_ID_SIZE);
+	return 0;
+}
+
+static int decode_memory_arrays(struct squib_wire_reader *r, struct squib_memory_layout *m)
+{
+	size_t at = r->pos;
+	uint64_t *v = NULL;
+	uint32_t n;
+	int rc;
+
+	if ((rc = squib_wire_get_u32(r, "memory.region_count", &n)))
+		return rc;
+	if (n > SQUIB_MEMORY_MAX_REGIONS)
+		return squib_fail_msg(r->d, SQUIB_E_ENCODING,
+				      "memory.region_count %u at offset %zu exceeds %u", n, at,
+				      SQUIB_MEMORY_MAX_REGIONS);
+	m->region_count = n;
+	rc = get_pairs(r, n, "memory regions", &v);
+	m->regions = (struct squib_mem_region *)v; /* two u64 per struct, no padding */
+	v = NULL;
+	if (rc || (rc = squib_wire_get_u32(r, "memory.extent_count", &n)))
+		return rc;
+	m->extent_count = n;
+	rc = get_pairs(r, n, "memory extents", &v);
+	m->extents = (struct squib_page_extent *)v;
+	return rc;
+}
+
+static int decode_memory(struct decoder *c, struct section *sec)
+{
+	struct squib_memory_layout *m = calloc(1, sizeof(*m));
+	char msg[SQUIB_DETAIL_MSG_MAX];
+	int rc;
+
+	if (!m)
+		return squib_fail(c->d, SQUIB_E_NOMEM);
+	c->s->memory = m;
+	if ((rc = decode_memory_fields(&sec->body, m)) ||
+	    (rc = decode_memory_arrays(&sec->body, m)) ||
+	    (rc = squib_wire_expect_end(&sec->body, "MEMORY section")))
+		return rc;
+	rc = squib_memory_layout_validate(m, SQUIB_E_ENCODING, c->d);
+	if (rc && c->d) { /* say where: the rule's text alone names no offset */
+		squib_strlcpy(msg, c->d->msg, sizeof(msg));
+		squib_fail_msg(c->d, rc, "MEMORY section at offset %zu: %s", sec->off, msg);
+	}
+	return rc;
+}
+
 /* An unknown section: kept verbatim when skippable, ignored otherwise (the
  * caller reports it once everything else has been checked). */
 static int keep_extra(struct decoder *c, struct section *sec)
@@ -817,6 +946,8 @@ static int decode_section(struct decoder *c, struct section *sec)
 	case SQUIB_SECTION_MMDS:
 		rc = decode_mmds(c, &sec->body);
 		break;
+	case SQUIB_SECTION_MEMORY:
+		return decode_memory(c, sec);
 	default:
 		return keep_extra(c, sec);
 	}

@@ -59,6 +59,8 @@ void squib_state_free(struct squib_microvm_state *s)
 	for (uint32_t i = 0; s->extra_sections && i < s->extra_section_count; i++)
 		free(s->extra_sections[i].bytes);
 	free(s->extra_sections);
+	squib_memory_layout_release(s->memory);
+	free(s->memory);
 	squib_state_init(s, s->arch);
 }
 
@@ -165,7 +167,7 @@ bool squib_state_equal(const struct squib_microvm_state *a, const struct squib_m
 	for (uint32_t i = 0; i < a->extra_section_count; i++)
 		if (!extra_equal(&a->extra_sections[i], &b->extra_sections[i]))
 			return false;
-	return true;
+	return squib_memory_layout_equal(a->memory, b->memory);
 }
 
 /* ---- setters ----------------------------------------------------------- */
@@ -381,6 +383,30 @@ int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, b
 	s->mmds->data_json = json;
 	s->mmds->has_token_ttl = has_ttl;
 	s->mmds->token_ttl_seconds = has_ttl ? ttl_seconds : 0;
+	return 0;
+}
+
+int squib_state_set_memory(struct squib_microvm_state *s, const struct squib_memory_layout *layout,
+			   struct squib_error_detail *d)
+{
+	struct squib_memory_layout *copy = NULL;
+	int rc;
+
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if (layout) {
+		if ((rc = squib_memory_layout_validate(layout, SQUIB_E_INVALID_ARGUMENT, d)))
+			return rc;
+		if (!(copy = malloc(sizeof(*copy))))
+			return squib_fail(d, SQUIB_E_NOMEM);
+		if (squib_memory_layout_copy(copy, layout)) {
+			free(copy);
+			return squib_fail(d, SQUIB_E_NOMEM);
+		}
+	}
+	squib_memory_layout_release(s->memory);
+	free(s->memory);
+	s->memory = copy;
 	return 0;
 }
 

@@ -945,7 +945,7 @@ static uint8_t *file_with_extras(size_t *len)
 	sec_mmds(&w, 0);
 	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "first");
 	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "second");
-	sec_raw(&w, SQUIB_SECTION_MEMORY, SQUIB_SECTION_FLAG_SKIPPABLE, "");
+	sec_raw(&w, 0x0021, SQUIB_SECTION_FLAG_SKIPPABLE, "");
 	sec_raw(&w, 0xFFFF, SQUIB_SECTION_FLAG_SKIPPABLE, "last");
 	return fb_finish(&w, len);
 }
@@ -978,7 +978,7 @@ static void test_should_preserve_unknown_skippable_sections(void **state)
 static void test_should_reject_unknown_mandatory_section_as_incompatible(void **state)
 {
 	static const uint16_t tags[] = {0x0000, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_X86_VM,
-					SQUIB_SECTION_MEMORY, 0x1234};
+					0x0021, 0x1234};
 	struct squib_error_detail d;
 
 	(void)state;
@@ -1467,6 +1467,400 @@ static void test_should_save_file_atomically_and_load_it_back(void **state)
 	free(dir);
 }
 
+/* ---- the MEMORY section (0x0020) ------------------------------------------- */
+
+static struct squib_mem_region mem_regions[2] = {{0x0, 0x10000}, {0x100000, 0x8000}};
+static struct squib_page_extent mem_extents[3] = {{0, 2}, {5, 1}, {16, 8}};
+
+/* A valid layout: two regions (24 pages of 4 KiB), three extents, 11 pages present. */
+static struct squib_memory_layout good_layout(void)
+{
+	struct squib_memory_layout l = {
+		.kind = SQUIB_MEMORY_FULL,
+		.page_size = 4096,
+		.ram_size = 0x18000,
+		.file_size = 0x18000 + 4096 + 4096,
+		.present_pages = 11,
+		.region_count = 2,
+		.regions = mem_regions,
+		.extent_count = 3,
+		.extents = mem_extents,
+	};
+
+	for (int i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		l.id[i] = (uint8_t)(i + 1);
+	return l;
+}
+
+/* The section as the format defines it, from a layout (which need not be valid);
+ * `region_count`/`extent_count` are written as given even when the arrays are shorter. */
+static void sec_memory_counts(struct squib_wire_writer *w, const struct squib_memory_layout *l,
+			      uint32_t nregions, uint32_t nextents, uint16_t flags)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_MEMORY, flags);
+
+	squib_wire_put_u8(w, (uint8_t)l->kind);
+	squib_wire_put_bytes(w, l->id, 16);
+	squib_wire_put_bytes(w, l->parent_id, 16);
+	squib_wire_put_u64(w, l->page_size);
+	squib_wire_put_u64(w, l->ram_size);
+	squib_wire_put_u64(w, l->file_size);
+	squib_wire_put_u64(w, l->present_pages);
+	squib_wire_put_u32(w, nregions);
+	for (uint32_t i = 0; i < l->region_count; i++) {
+		squib_wire_put_u64(w, l->regions[i].guest_addr);
+		squib_wire_put_u64(w, l->regions[i].size);
+	}
+	squib_wire_put_u32(w, nextents);
+	for (uint64_t i = 0; i < l->extent_count; i++) {
+		squib_wire_put_u64(w, l->extents[i].first_page);
+		squib_wire_put_u64(w, l->extents[i].page_count);
+	}
+	squib_wire_section_end(w, s);
+}
+
+static void sec_memory(struct squib_wire_writer *w, const struct squib_memory_layout *l)
+{
+	sec_memory_counts(w, l, l->region_count, (uint32_t)l->extent_count, 0);
+}
+
+static void test_should_round_trip_memory_section(void **state)
+{
+	struct squib_memory_layout l = good_layout();
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	populated_state(&s);
+	assert_int_equal(squib_state_set_memory(&s, &l, &d), 0);
+	assert_ptr_not_equal(s.memory->regions, l.regions); /* a deep copy */
+	buf = encode_ok(&s, &len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_non_null(out.memory);
+	assert_true(squib_memory_layout_equal(out.memory, &l));
+	assert_true(squib_state_equal(&s, &out));
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	/* The state without memory differs from it, and encodes 8 + 106 + 2*16 + 3*16 bytes shorter. */
+	assert_int_equal(squib_state_set_memory(&out, NULL, &d), 0);
+	assert_null(out.memory);
+	assert_false(squib_state_equal(&s, &out));
+	free(again);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len - len2, 8 + 1 + 32 + 32 + 4 + 32 + 4 + 48);
+	squib_state_free(&out);
+	squib_state_free(&s);
+	free(again);
+	free(buf);
+}
+
+static void test_should_place_memory_section_in_tag_order_among_extras(void **state)
+{
+	struct squib_memory_layout l = good_layout();
+	struct squib_microvm_state out;
+	struct squib_wire_writer w;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	l.kind = SQUIB_MEMORY_DIFF;
+	l.parent_id[15] = 0x42;
+	fb_begin(&w, A64);
+	minimal(&w);
+	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "x");
+	sec_memory(&w, &l);
+	sec_raw(&w, 0x0021, SQUIB_SECTION_FLAG_SKIPPABLE, "after");
+	buf = fb_finish(&w, &len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_int_equal(out.extra_section_count, 2);
+	assert_int_equal(out.memory->kind, SQUIB_MEMORY_DIFF);
+	assert_int_equal(out.memory->parent_id[15], 0x42);
+	assert_int_equal(out.memory->extents[2].first_page, 16);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	squib_state_free(&out);
+	free(again);
+	free(buf);
+}
+
+static void test_should_refuse_to_store_an_invalid_memory_layout(void **state)
+{
+	struct squib_memory_layout l = good_layout();
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	uint8_t *buf = NULL;
+	size_t len;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	l.present_pages = 12;
+	assert_int_equal(squib_state_set_memory(&s, &l, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "present_pages 12"));
+	assert_null(s.memory);
+	/* A layout planted directly is checked again by the encoder. */
+	s.memory = malloc(sizeof(*s.memory));
+	assert_non_null(s.memory);
+	assert_int_equal(squib_memory_layout_copy(s.memory, &l), 0);
+	assert_int_equal(squib_state_encode(&s, &buf, &len, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(buf);
+	squib_state_free(&s);
+	assert_null(s.memory);
+}
+
+struct bad_memory {
+	const char *name;
+	void (*mutate)(struct squib_memory_layout *l);
+	const char *fragment;
+};
+
+static struct squib_mem_region bad_regions[SQUIB_MEMORY_MAX_REGIONS + 1];
+static struct squib_page_extent bad_extents[3];
+
+static void use_regions(struct squib_memory_layout *l, uint64_t a0, uint64_t s0, uint64_t a1,
+			uint64_t s1)
+{
+	bad_regions[0] = (struct squib_mem_region){a0, s0};
+	bad_regions[1] = (struct squib_mem_region){a1, s1};
+	l->regions = bad_regions;
+}
+
+static void use_extents(struct squib_memory_layout *l, uint64_t f1, uint64_t n1, uint64_t f2,
+			uint64_t n2)
+{
+	bad_extents[0] = mem_extents[0];
+	bad_extents[1] = (struct squib_page_extent){f1, n1};
+	bad_extents[2] = (struct squib_page_extent){f2, n2};
+	l->extents = bad_extents;
+}
+
+static void m_kind0(struct squib_memory_layout *l) { l->kind = 0; }
+static void m_kind3(struct squib_memory_layout *l) { l->kind = 3; }
+static void m_zero_id(struct squib_memory_layout *l) { memset(l->id, 0, 16); }
+static void m_full_parent(struct squib_memory_layout *l) { l->parent_id[0] = 1; }
+static void m_diff_no_parent(struct squib_memory_layout *l) { l->kind = SQUIB_MEMORY_DIFF; }
+static void m_own_parent(struct squib_memory_layout *l)
+{
+	l->kind = SQUIB_MEMORY_DIFF;
+	memcpy(l->parent_id, l->id, 16);
+}
+static void m_page0(struct squib_memory_layout *l) { l->page_size = 0; }
+static void m_page3000(struct squib_memory_layout *l) { l->page_size = 3000; }
+static void m_page2048(struct squib_memory_layout *l) { l->page_size = 2048; }
+static void m_no_regions(struct squib_memory_layout *l) { l->region_count = 0; }
+static void m_empty_region(struct squib_memory_layout *l)
+{
+	use_regions(l, 0, 0x10000, 0x100000, 0);
+}
+static void m_unaligned(struct squib_memory_layout *l)
+{
+	use_regions(l, 0, 0x10000, 0x100800, 0x8000);
+}
+static void m_overlap(struct squib_memory_layout *l)
+{
+	use_regions(l, 0, 0x10000, 0xF000, 0x8000);
+}
+static void m_descending(struct squib_memory_layout *l)
+{
+	use_regions(l, 0x100000, 0x10000, 0, 0x8000);
+}
+static void m_wraps(struct squib_memory_layout *l)
+{
+	use_regions(l, 0, 0x10000, 0xFFFFFFFFFFFFF000ULL, 0x8000);
+}
+static void m_ram_size(struct squib_memory_layout *l) { l->ram_size += 4096; }
+static void m_extent_order(struct squib_memory_layout *l) { use_extents(l, 16, 8, 5, 1); }
+static void m_extent_overlap(struct squib_memory_layout *l) { use_extents(l, 1, 2, 16, 8); }
+static void m_extent_touch(struct squib_memory_layout *l) { use_extents(l, 2, 1, 16, 8); }
+static void m_extent_empty(struct squib_memory_layout *l) { use_extents(l, 5, 0, 16, 8); }
+static void m_extent_past(struct squib_memory_layout *l) { use_extents(l, 5, 1, 16, 9); }
+static void m_present(struct squib_memory_layout *l) { l->present_pages = 10; }
+static void m_file_size(struct squib_memory_layout *l) { l->file_size += 4096; }
+
+static const struct bad_memory bad_memories[] = {
+	{"kind 0", m_kind0, "memory kind 0"},
+	{"kind 3", m_kind3, "memory kind 3"},
+	{"zero id", m_zero_id, "memory file id is zero"},
+	{"full with parent", m_full_parent, "a full memory file has a parent id"},
+	{"diff without parent", m_diff_no_parent, "a diff memory file has no parent id"},
+	{"own parent", m_own_parent, "its own parent"},
+	{"page size 0", m_page0, "page_size must be a power of two: 0"},
+	{"page size 3000", m_page3000, "page_size must be a power of two: 3000"},
+	{"page size 2048", m_page2048, "page_size 2048 is outside"},
+	{"no regions", m_no_regions, "no regions"},
+	{"empty region", m_empty_region, "region 1 is empty"},
+	{"unaligned region", m_unaligned, "region 1 (guest 0x100800, size 0x8000) is not aligned"},
+	{"overlapping regions", m_overlap, "region 1 [0xf000, 0x17000) overlaps region 0"},
+	{"descending regions", m_descending, "regions must ascend by guest address"},
+	{"wrapping region", m_wraps, "region 1 overflows"},
+	{"ram_size", m_ram_size, "ram_size 0x19000 but the regions add up to 0x18000"},
+	{"extents out of order", m_extent_order, "extent 2 at page 5 overlaps or precedes"},
+	{"extents overlapping", m_extent_overlap, "extent 1 at page 1 overlaps or precedes"},
+	{"extents touching", m_extent_touch, "extent 1 at page 2 touches the previous one"},
+	{"empty extent", m_extent_empty, "extent 1 is empty"},
+	{"extent past RAM", m_extent_past, "extent 2 (pages 16 +9) runs past the 24 pages"},
+	{"present_pages", m_present, "present_pages 10 but the extents hold 11"},
+	{"file_size", m_file_size, "file_size 110592 but the layout needs 106496"},
+};
+
+static void expect_bad_memory(const uint8_t *buf, size_t len, const char *name,
+			      const char *fragment, struct squib_error_detail *d)
+{
+	print_message("  %-26s ", name);
+	expect_decode(buf, len, SQUIB_ARCH_AARCH64, SQUIB_E_ENCODING, d);
+	print_message("%s\n", message(d));
+	if (!strstr(d->msg, fragment))
+		fail_msg("%s: \"%s\" lacks \"%s\"", name, d->msg, fragment);
+}
+
+static void test_should_reject_every_invalid_memory_layout_as_encoding(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_memories) / sizeof(bad_memories[0]); i++) {
+		struct squib_memory_layout l = good_layout();
+		struct squib_wire_writer w;
+		struct squib_error_detail d;
+		uint8_t *buf;
+		size_t len;
+
+		bad_memories[i].mutate(&l);
+		/* The same rule refuses the value on the way in. */
+		assert_int_equal(squib_memory_layout_validate(&l, SQUIB_E_INVALID_ARGUMENT, &d),
+				 SQUIB_E_INVALID_ARGUMENT);
+		fb_begin(&w, A64);
+		minimal(&w);
+		sec_memory(&w, &l);
+		buf = fb_finish(&w, &len);
+		assert_non_null(strstr(d.msg, bad_memories[i].fragment));
+		expect_bad_memory(buf, len, bad_memories[i].name, bad_memories[i].fragment, &d);
+		/* After VM_INFO (24 + 8 + 59) and GIC (8 + 15): offset 114. */
+		assert_non_null(strstr(d.msg, "MEMORY section at offset 114: "));
+		free(buf);
+	}
+}
+
+static void b_mem_flags(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	sec_memory_counts(w, &l, 2, 3, SQUIB_SECTION_FLAG_SKIPPABLE);
+}
+static void b_mem_dup(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	sec_memory(w, &l);
+	sec_memory(w, &l);
+}
+static void b_mem_regions_over(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	sec_memory_counts(w, &l, SQUIB_MEMORY_MAX_REGIONS + 1, 3, 0);
+}
+static void b_mem_regions_past_end(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	sec_memory_counts(w, &l, 1000, 3, 0);
+}
+static void b_mem_extents_past_end(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	sec_memory_counts(w, &l, 2, 0xFFFFFFFFu, 0);
+}
+static void b_mem_trailing(struct squib_wire_writer *w)
+{
+	struct squib_memory_layout l = good_layout();
+
+	minimal(w);
+	/* Declares 2 of the 3 extents written: 16 bytes are left over. */
+	sec_memory_counts(w, &l, 2, 2, 0);
+}
+static void b_mem_truncated_ids(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_raw(w, SQUIB_SECTION_MEMORY, 0, "\x01" "0123456789");
+}
+
+static void test_should_reject_malformed_memory_section_framing(void **state)
+{
+	static const struct {
+		const char *name;
+		void (*build)(struct squib_wire_writer *w);
+		const char *fragment;
+	} cases[] = {
+		{"MEMORY with flags", b_mem_flags, "MEMORY section at offset 114 has flags 0x0001"},
+		{"duplicate MEMORY", b_mem_dup, "duplicate MEMORY section"},
+		{"region count over limit", b_mem_regions_over, "memory.region_count 1025"},
+		{"regions past section end", b_mem_regions_past_end, "truncated memory regions"},
+		{"extents past section end", b_mem_extents_past_end, "truncated memory extents"},
+		{"trailing bytes", b_mem_trailing, "16 trailing bytes in MEMORY section"},
+		{"truncated ids", b_mem_truncated_ids, "truncated memory ids"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct squib_wire_writer w;
+		struct squib_error_detail d;
+		uint8_t *buf;
+		size_t len;
+
+		fb_begin(&w, A64);
+		cases[i].build(&w);
+		buf = fb_finish(&w, &len);
+		expect_bad_memory(buf, len, cases[i].name, cases[i].fragment, &d);
+		free(buf);
+	}
+}
+
+static void test_should_survive_truncation_and_corruption_of_memory_section(void **state)
+{
+	struct squib_memory_layout l = good_layout();
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_set_gic(&s, "g", 1), 0);
+	assert_int_equal(squib_state_set_memory(&s, &l, &d), 0);
+	buf = encode_ok(&s, &len);
+	/* Every body length: decodes or fails cleanly, never crashes. */
+	for (size_t n = 0; n < len - 8; n++) {
+		int rc = squib_state_decode_body(buf, n, SQUIB_ARCH_AARCH64, &out, NULL, &d);
+
+		assert_int_not_equal(rc, 0);
+		squib_state_free(&out);
+	}
+	/* Every byte of the MEMORY section (8 + 73 + 2 * 16 + 3 * 16) flipped, CRC refreshed. */
+	for (size_t i = len - 8 - 161; i < len - 8; i++) {
+		buf[i] ^= 0x80;
+		recrc(buf, len);
+		if (squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d) == 0)
+			assert_non_null(out.memory);
+		squib_state_free(&out);
+		buf[i] ^= 0x80;
+	}
+	recrc(buf, len);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
+	assert_true(squib_state_equal(&s, &out));
+	squib_state_free(&out);
+	squib_state_free(&s);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1503,6 +1897,12 @@ int main(void)
 		cmocka_unit_test(test_should_report_missing_file_as_io_error),
 		cmocka_unit_test(test_should_load_file_written_by_encode),
 		cmocka_unit_test(test_should_save_file_atomically_and_load_it_back),
+		cmocka_unit_test(test_should_round_trip_memory_section),
+		cmocka_unit_test(test_should_place_memory_section_in_tag_order_among_extras),
+		cmocka_unit_test(test_should_refuse_to_store_an_invalid_memory_layout),
+		cmocka_unit_test(test_should_reject_every_invalid_memory_layout_as_encoding),
+		cmocka_unit_test(test_should_reject_malformed_memory_section_framing),
+		cmocka_unit_test(test_should_survive_truncation_and_corruption_of_memory_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

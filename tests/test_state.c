@@ -385,6 +385,45 @@ static void test_should_name_architectures(void **state)
 	assert_string_equal(squib_arch_name(SQUIB_ARCH_ANY), "any");
 }
 
+static void test_should_compare_and_free_the_memory_description(void **state)
+{
+	struct squib_mem_region regions[1] = {{0x80000000, 8 * 4096}};
+	struct squib_page_extent extents[2] = {{0, 1}, {4, 2}};
+	struct squib_memory_layout l = {
+		.kind = SQUIB_MEMORY_DIFF,
+		.id = {1},
+		.parent_id = {2},
+		.page_size = 4096,
+		.ram_size = 8 * 4096,
+		.file_size = 8 * 4096 + 4096 + 4096,
+		.present_pages = 3,
+		.region_count = 1,
+		.regions = regions,
+		.extent_count = 2,
+		.extents = extents,
+	};
+	struct squib_microvm_state a, b;
+
+	(void)state;
+	make_compatible(&a);
+	make_compatible(&b);
+	assert_int_equal(squib_state_set_memory(&a, &l, NULL), 0);
+	assert_false(squib_state_equal(&a, &b)); /* present vs absent */
+	assert_int_equal(squib_state_set_memory(&b, &l, NULL), 0);
+	assert_true(squib_state_equal(&a, &b));
+	b.memory->extents[1].first_page = 5; /* one extent differs */
+	assert_false(squib_state_equal(&a, &b));
+	b.memory->extents[1].first_page = 4;
+	b.memory->parent_id[0] = 3; /* another parent */
+	assert_false(squib_state_equal(&a, &b));
+	/* Replacing copies again; freeing releases every array (ASan checks). */
+	assert_int_equal(squib_state_set_memory(&b, &l, NULL), 0);
+	assert_true(squib_state_equal(&a, &b));
+	squib_state_free(&a);
+	squib_state_free(&b);
+	assert_null(a.memory);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_should_release_everything_and_keep_arch_on_free),
 		cmocka_unit_test(test_should_copy_and_replace_strings),
 		cmocka_unit_test(test_should_name_architectures),
+		cmocka_unit_test(test_should_compare_and_free_the_memory_description),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

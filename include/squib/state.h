@@ -5,8 +5,8 @@
  * Field for field the upstream MicrovmState (vm_info, vCPUs, GIC blob, devices,
  * MMDS), plus what our format adds. The model is architecture-tagged: `arch`
  * says which vCPU array is meaningful. Later additions (x86_64 vCPUs and VM
- * state, the memory section) arrive as new members; existing ones keep their
- * meaning.
+ * state) arrive as new members; existing ones keep their meaning. `memory`
+ * describes the memory file the state pairs with (squib/memfile.h).
  *
  * Ownership: every pointer inside a squib_microvm_state is heap memory owned by
  * the state and released by squib_state_free(). Set string fields with strdup()
@@ -114,6 +114,66 @@ struct squib_mmds_state {
 	uint32_t token_ttl_seconds; /* V2 session-token TTL; absent = MMDS V1 */
 };
 
+/* ---- memory-file description (section 0x0020, see squib/memfile.h) ------- */
+
+/* Random identifier of a memory file; all zero means "none". */
+#define SQUIB_MEMORY_ID_SIZE 16
+
+/* Bounds shared by the state codec and the memory-file reader. */
+#define SQUIB_MEMORY_MIN_PAGE_SIZE 4096ull
+#define SQUIB_MEMORY_MAX_PAGE_SIZE (1ull << 30)
+#define SQUIB_MEMORY_MAX_REGIONS 1024u
+#define SQUIB_MEMORY_MAX_RAM_SIZE (1ull << 48) /* 256 TiB */
+#define SQUIB_MEMORY_MAX_EXTENTS (1ull << 24)
+
+enum squib_memory_kind {
+	SQUIB_MEMORY_FULL = 1, /* every page of RAM; absent pages are zero */
+	SQUIB_MEMORY_DIFF = 2, /* only the pages dirtied since the parent; absent = unknown */
+};
+
+/* One guest RAM region. Regions are laid out in the memory file back to back,
+ * in ascending guest address order: region i starts at file offset
+ * sum(size[0..i)). */
+struct squib_mem_region {
+	uint64_t guest_addr;
+	uint64_t size;
+};
+
+/* A run of pages present in the memory file: pages [first_page,
+ * first_page + page_count), counted in page_size units from file offset 0. */
+struct squib_page_extent {
+	uint64_t first_page;
+	uint64_t page_count;
+};
+
+/*
+ * What a memory file holds, as the state file records it. The same fields sit
+ * in the memory file's footer and manifest; squib_memfile_check_layout()
+ * compares the two. Valid when (squib_memory_layout_validate):
+ *   kind FULL with a zero parent_id, or DIFF with a non-zero parent_id != id;
+ *   id non-zero; page_size a power of two in [MIN, MAX]_PAGE_SIZE;
+ *   1..MAX_REGIONS regions, each non-empty, page-aligned in address and size,
+ *   strictly ascending and non-overlapping, sizes summing to ram_size
+ *   (at most MAX_RAM_SIZE);
+ *   extents non-empty, strictly ascending, neither overlapping nor touching
+ *   (coalesced), inside ram_size / page_size pages, their page counts summing
+ *   to present_pages; at most MAX_EXTENTS of them;
+ *   file_size the size docs/FORMAT.md "Memory file" gives for that manifest.
+ */
+struct squib_memory_layout {
+	enum squib_memory_kind kind;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	uint8_t parent_id[SQUIB_MEMORY_ID_SIZE]; /* all zero for FULL */
+	uint64_t page_size;
+	uint64_t ram_size;  /* sum of the region sizes: the raw RAM range of the file */
+	uint64_t file_size; /* RAM range + manifest area + footer */
+	uint64_t present_pages;
+	uint32_t region_count;
+	struct squib_mem_region *regions;
+	uint64_t extent_count;
+	struct squib_page_extent *extents;
+};
+
 /* A section this library does not know but which carries the skip flag: kept so
  * that re-encoding a decoded file reproduces it byte for byte. */
 struct squib_raw_section {
@@ -134,6 +194,7 @@ struct squib_microvm_state {
 	struct squib_mmds_state *mmds;      /* NULL = MMDS not enabled */
 	uint32_t extra_section_count;
 	struct squib_raw_section *extra_sections; /* ascending tag */
+	struct squib_memory_layout *memory;	  /* NULL = no memory-file description */
 };
 
 /* An empty state of the given architecture (no allocation). */
@@ -171,6 +232,31 @@ int squib_state_add_device(struct squib_microvm_state *s, const char *kind, cons
 /* Enable MMDS with a copy of data_json (NULL means "null"). */
 int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, bool has_ttl,
 			 uint32_t ttl_seconds);
+
+/* Replace the state's memory description with a deep copy of `layout` (NULL
+ * removes it). SQUIB_E_INVALID_ARGUMENT if the layout is not valid. */
+int squib_state_set_memory(struct squib_microvm_state *s, const struct squib_memory_layout *layout,
+			   struct squib_error_detail *d);
+
+/*
+ * Check every rule listed at struct squib_memory_layout. Failures return
+ * `code` (the caller's choice: SQUIB_E_ENCODING for a decoded file,
+ * SQUIB_E_INVALID_ARGUMENT for a caller's value) with a message naming the
+ * rule.
+ */
+int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
+				 struct squib_error_detail *d);
+
+/* Deep copy; dst is overwritten (not freed first). SQUIB_E_NOMEM on failure,
+ * leaving dst empty. */
+int squib_memory_layout_copy(struct squib_memory_layout *dst, const struct squib_memory_layout *src);
+
+/* Free the arrays and zero the struct (the struct itself is the caller's). */
+void squib_memory_layout_release(struct squib_memory_layout *l);
+
+/* Field-by-field equality (arrays by content). Two NULLs are equal. */
+bool squib_memory_layout_equal(const struct squib_memory_layout *a,
+			       const struct squib_memory_layout *b);
 
 /* Order of two devices: (mmio_slot, id bytewise). Negative, zero or positive. */
 int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b);

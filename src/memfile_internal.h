@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Memory-file internals shared by the format, writer, reader and rebase (not installed). */
+#ifndef SQUIB_MEMFILE_INTERNAL_H
+#define SQUIB_MEMFILE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <squib/memfile.h>
+
+#include "memlayout.h"
+
+/* The footer's fields as stored (docs/FORMAT.md §M.3). */
+struct squib_memfile_footer {
+	uint64_t magic;
+	struct squib_version version;
+	uint32_t flags;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	uint8_t parent_id[SQUIB_MEMORY_ID_SIZE];
+	uint32_t kind;
+	uint32_t region_count;
+	uint64_t page_size;
+	uint64_t ram_size;
+	uint64_t present_pages;
+	uint64_t manifest_offset;
+	uint64_t manifest_length;
+	uint64_t extent_count;
+	uint64_t manifest_crc;
+	uint64_t file_size;
+};
+
+/* ---- format (memfile_format.c) ------------------------------------------ */
+
+/*
+ * Footer checks up to the manifest: CRC, magic, version, then every field
+ * against file_size. On success the manifest sits at f->manifest_offset and
+ * its area (padding included) runs to file_size - 4096.
+ */
+int squib_memfile_footer_parse(const uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE], uint64_t file_size,
+			       struct squib_memfile_footer *f, struct squib_error_detail *d);
+
+/* SQUIB_E_TOO_SHORT for a file of `size` bytes (shorter than a footer). */
+int squib_memfile_too_short(uint64_t size, struct squib_error_detail *d);
+
+/* The manifest area (`len` = file_size - 4096 - ram_size bytes) into *out,
+ * then the whole layout validated. *out is released on failure. */
+int squib_memfile_manifest_parse(const uint8_t *area, size_t len,
+				 const struct squib_memfile_footer *f,
+				 struct squib_memfile_manifest *out, struct squib_error_detail *d);
+
+/* Size of the manifest area between the RAM range and the footer. */
+uint64_t squib_memfile_area_bytes(const struct squib_memfile_footer *f);
+
+/*
+ * Complete a manifest whose layout has kind, ids, page size, regions and
+ * extents (and digests when flags say so): present_pages, ram_size,
+ * file_size, manifest_crc and version. Then encode the manifest area and
+ * footer (magic `magic`) into a new buffer of *len bytes, to be written at
+ * offset ram_size. SQUIB_E_NOMEM, or the layout's validation error
+ * (SQUIB_E_INVALID_ARGUMENT).
+ */
+int squib_memfile_encode_tail(struct squib_memfile_manifest *m, uint64_t magic, uint8_t **buf,
+			      size_t *len, struct squib_error_detail *d);
+
+/* Just the footer of a completed manifest. */
+void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_t magic,
+				 uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE]);
+
+/* ---- growable extent list (memfile_format.c) ---------------------------- */
+
+/* Extents appended in ascending page order; touching runs merge. */
+struct squib_extent_list {
+	struct squib_page_extent *v;
+	uint64_t *digests; /* parallel to v when tracking digests, else NULL */
+	uint64_t n, cap;
+	bool with_digests;
+};
+
+/*
+ * Append pages [first, first + count) whose bytes are data[0, len) (read only
+ * when digests are kept: a run that touches the previous extent continues
+ * that extent's CRC, which is what CRC-64/Jones with init 0 and no final XOR
+ * allows). SQUIB_E_SIZE_LIMIT_EXCEEDED past SQUIB_MEMORY_MAX_EXTENTS,
+ * SQUIB_E_NOMEM; the list is unchanged then.
+ */
+int squib_extent_list_add(struct squib_extent_list *l, uint64_t first, uint64_t count,
+			  const void *data, size_t len);
+void squib_extent_list_free(struct squib_extent_list *l);
+
+/* ---- I/O helpers (memfile_format.c) ------------------------------------- */
+
+/* pread/pwrite all of it, retrying EINTR and short transfers; 0 or -errno
+ * (-EIO for an unexpected end of file). */
+int squib_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int squib_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* SQUIB_E_MEMORY_IO with errno e (positive) and a message saying what failed. */
+int squib_memfile_io_error(struct squib_error_detail *d, int e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Fill id with random bytes (getrandom), never all zero. */
+int squib_memfile_new_id(uint8_t id[SQUIB_MEMORY_ID_SIZE], struct squib_error_detail *d);
+
+/* CRC-64 of `len` bytes of fd at off, read in bounded chunks. */
+int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
+			    struct squib_error_detail *d);
+
+/* ---- reader (memfile_read.c) -------------------------------------------- */
+
+struct squib_memfile {
+	int fd;
+	char *path;
+	uint64_t *region_off; /* file offset of each region's first byte */
+	struct squib_memfile_manifest m;
+};
+
+/* Open path with open(2) flags (O_RDONLY, or O_RDWR for an in-place rebase)
+ * and verify footer and manifest. */
+int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile **out,
+			     struct squib_error_detail *d);
+
+/* Index of the extent holding page, or -1. */
+int64_t squib_memfile_find_extent(const struct squib_memory_layout *l, uint64_t page);
+
+/*
+ * `diff` may be read over `below` (named for messages): diff is a DIFF whose
+ * parent_id is below's id, with the same page size and regions. Else
+ * SQUIB_E_PAIR_MISMATCH with both ids in hex.
+ */
+int squib_memfile_check_link(const struct squib_memfile *below, const struct squib_memfile *diff,
+			     struct squib_error_detail *d);
+
+#endif /* SQUIB_MEMFILE_INTERNAL_H */

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Memory file reader, layered chain reader, digest and pair checks. */
+#include "memfile_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- opening ------------------------------------------------------------- */
+
+static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
+		     struct squib_error_detail *d)
+{
+	uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE];
+	struct squib_memfile_footer f;
+	uint8_t *area;
+	uint64_t n;
+	int rc, e;
+
+	if (size < SQUIB_MEMFILE_FOOTER_SIZE)
+		return squib_memfile_too_short(size, d);
+	if ((e = squib_pread_all(fd, foot, sizeof(foot), size - sizeof(foot))))
+		return squib_memfile_io_error(d, -e, "reading the footer");
+	if ((rc = squib_memfile_footer_parse(foot, size, &f, d)))
+		return rc;
+	/* The footer's counts are bounded, so this is too (< 400 MiB). */
+	n = squib_memfile_area_bytes(&f);
+	if (!(area = malloc((size_t)n)))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	e = squib_pread_all(fd, area, (size_t)n, f.manifest_offset);
+	rc = e ? squib_memfile_io_error(d, -e, "reading the manifest")
+	       : squib_memfile_manifest_parse(area, (size_t)n, &f, m, d);
+	free(area);
+	return rc;
+}
+
+static int load(struct squib_memfile *mf, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l;
+	struct stat st;
+	int rc;
+
+	if (fstat(mf->fd, &st) < 0)
+		return squib_memfile_io_error(d, errno, "stat of %s", mf->path);
+	if (!S_ISREG(st.st_mode))
+		return squib_memfile_io_error(d, EINVAL, "%s is not a regular file", mf->path);
+	if ((rc = read_tail(mf->fd, (uint64_t)st.st_size, &mf->m, d)))
+		return rc;
+	l = &mf->m.layout;
+	if (!(mf->region_off = calloc(l->region_count, sizeof(*mf->region_off))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (uint32_t i = 1; i < l->region_count; i++)
+		mf->region_off[i] = mf->region_off[i - 1] + l->regions[i - 1].size;
+	return 0;
+}
+
+int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile **out,
+			     struct squib_error_detail *d)
+{
+	struct squib_memfile *mf;
+	int rc;
+
+	if (!path || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to memfile_open");
+	*out = NULL;
+	if (!(mf = calloc(1, sizeof(*mf))) || !(mf->path = strdup(path))) {
+		free(mf);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	do
+		mf->fd = open(path, flags | O_CLOEXEC);
+	while (mf->fd < 0 && errno == EINTR);
+	if (mf->fd < 0)
+		rc = squib_memfile_io_error(d, errno, "opening %s", path);
+	else
+		rc = load(mf, d);
+	if (rc) {
+		squib_memfile_close(mf);
+		return rc;
+	}
+	*out = mf;
+	return 0;
+}
+
+int squib_memfile_open(const char *path, struct squib_memfile **out, struct squib_error_detail *d)
+{
+	return squib_memfile_open_flags(path, O_RDONLY, out, d);
+}
+
+void squib_memfile_close(struct squib_memfile *m)
+{
+	if (!m)
+		return;
+	if (m->fd >= 0)
+		close(m->fd);
+	squib_memfile_manifest_release(&m->m);
+	free(m->region_off);
+	free(m->path);
+	free(m);
+}
+
+const struct squib_memfile_manifest *squib_memfile_manifest(const struct squib_memfile *m)
+{
+	return m ? &m->m : NULL;
+}
+
+/* ---- lookups --------------------------------------------------------------- */
+
+int64_t squib_memfile_find_extent(const struct squib_memory_layout *l, uint64_t page)
+{
+	uint64_t lo = 0, hi = l->extent_count;
+
+	/* Last extent starting at or before page. */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		if (l->extents[mid].first_page <= page)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return -1;
+	lo--;
+	return page - l->extents[lo].first_page < l->extents[lo].page_count ? (int64_t)lo : -1;
+}
+
+bool squib_memfile_page_present(const struct squib_memfile *m, uint64_t page)
+{
+	return m && squib_memfile_find_extent(&m->m.layout, page) >= 0;
+}
+
+/* File page of a page-aligned guest address inside a region. */
+static int guest_to_page(const struct squib_memfile *m, uint64_t addr, uint64_t *page,
+			 struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &m->m.layout;
+	uint32_t lo = 0, hi = l->region_count;
+
+	if (addr % l->page_size)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "guest address 0x%" PRIx64 " is not aligned to the page size 0x%" PRIx64,
+				      addr, l->page_size);
+	while (lo < hi) { /* last region starting at or before addr */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (l->regions[mid].guest_addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo || addr - l->regions[lo - 1].guest_addr >= l->regions[lo - 1].size)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "guest address 0x%" PRIx64 " is outside every memory region", addr);
+	lo--;
+	*page = (m->region_off[lo] + (addr - l->regions[lo].guest_addr)) / l->page_size;
+	return 0;
+}
+
+static int read_file_page(const struct squib_memfile *m, uint64_t page, void *buf,
+			  struct squib_error_detail *d)
+{
+	uint64_t ps = m->m.layout.page_size;
+	int e = squib_pread_all(m->fd, buf, (size_t)ps, page * ps);
+
+	if (e)
+		return squib_memfile_io_error(d, -e, "reading page %" PRIu64 " of %s", page, m->path);
+	return 0;
+}
+
+int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, void *buf,
+			    struct squib_error_detail *d)
+{
+	uint64_t page;
+	int rc;
+
+	if (!m || !buf)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to read_page");
+	if ((rc = guest_to_page(m, guest_addr, &page, d)))
+		return rc;
+	if (squib_memfile_find_extent(&m->m.layout, page) >= 0)
+		return read_file_page(m, page, buf, d);
+	if (m->m.layout.kind == SQUIB_MEMORY_FULL) {
+		memset(buf, 0, (size_t)m->m.layout.page_size);
+		return 0;
+	}
+	/* A diff does not know this page: its content lives in an older layer. */
+	return squib_memfile_io_error(d, ENODATA,
+				      "page at guest 0x%" PRIx64 " is not in diff %s (read it through "
+				      "its chain)",
+				      guest_addr, m->path);
+}
+
+/* ---- checks ------------------------------------------------------------------ */
+
+int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l;
+	int rc;
+
+	if (!m)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL memory file");
+	l = &m->m.layout;
+	if (!(m->m.flags & SQUIB_MEMFILE_FLAG_DIGESTS))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "%s has no digests", m->path);
+	for (uint64_t i = 0; i < l->extent_count; i++) {
+		const struct squib_page_extent *e = &l->extents[i];
+		uint64_t crc;
+
+		if ((rc = squib_memfile_crc_range(m->fd, e->first_page * l->page_size,
+						  e->page_count * l->page_size, &crc, d)))
+			return rc;
+		if (crc != m->m.digests[i])
+			return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
+					      "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
+					      ") digest 0x%016" PRIx64 " but its pages give 0x%016" PRIx64,
+					      m->path, i, e->first_page, e->page_count, m->m.digests[i],
+					      crc);
+	}
+	return 0;
+}
+
+static int copy_manifest(struct squib_memfile_manifest *dst, const struct squib_memfile_manifest *src,
+			 struct squib_error_detail *d)
+{
+	uint64_t n = src->layout.extent_count;
+
+	*dst = *src;
+	dst->digests = NULL;
+	if (squib_memory_layout_copy(&dst->layout, &src->layout))
+		goto nomem;
+	if (src->digests && n) {
+		if (!(dst->digests = malloc((size_t)n * sizeof(*dst->digests))))
+			goto nomem;
+		memcpy(dst->digests, src->digests, (size_t)n * sizeof(*dst->digests));
+	}
+	return 0;
+nomem:
+	squib_memfile_manifest_release(dst);
+	return squib_fail(d, SQUIB_E_NOMEM);
+}
+
+int squib_memfile_verify(const char *path, bool check_digests, struct squib_memfile_manifest *out,
+			 struct squib_error_detail *d)
+{
+	struct squib_memfile *m;
+	int rc;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if ((rc = squib_memfile_open(path, &m, d)))
+		return rc;
+	if (check_digests && (m->m.flags & SQUIB_MEMFILE_FLAG_DIGESTS))
+		rc = squib_memfile_verify_digests(m, d);
+	if (!rc && out)
+		rc = copy_manifest(out, &m->m, d);
+	squib_memfile_close(m);
+	return rc;
+}
+
+int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib_memory_layout *l,
+			       struct squib_error_detail *d)
+{
+	char want[33], have[33];
+
+	if (!m || !l)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to check_layout");
+	squib_mem_id_hex(l->id, want);
+	squib_mem_id_hex(m->m.layout.id, have);
+	if (memcmp(l->id, m->m.layout.id, SQUIB_MEMORY_ID_SIZE))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "state file expects memory file %s, %s is %s", want, m->path,
+				      have);
+	if (!squib_memory_layout_equal(l, &m->m.layout))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "memory file %s (%s) differs from the state file's description "
+				      "of %s",
+				      have, m->path, want);
+	return 0;
+}
+
+static bool same_geometry(const struct squib_memory_layout *a, const struct squib_memory_layout *b)
+{
+	return a->page_size == b->page_size && a->region_count == b->region_count &&
+	       !memcmp(a->regions, b->regions, a->region_count * sizeof(*a->regions));
+}
+
+int squib_memfile_check_link(const struct squib_memfile *below, const struct squib_memfile *diff,
+			     struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *b = &below->m.layout, *l = &diff->m.layout;
+	char parent[33], cur[33];
+
+	squib_mem_id_hex(l->parent_id, parent);
+	squib_mem_id_hex(b->id, cur);
+	if (l->kind != SQUIB_MEMORY_DIFF)
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "%s is a full memory file, not a diff to apply on %s (id %s)",
+				      diff->path, below->path, cur);
+	if (memcmp(l->parent_id, b->id, SQUIB_MEMORY_ID_SIZE))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "diff %s has parent id %s, but %s has id %s", diff->path, parent,
+				      below->path, cur);
+	if (!same_geometry(b, l))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "diff %s (parent %s) has another geometry than %s (id %s): "
+				      "page size %" PRIu64 " vs %" PRIu64 ", %u vs %u regions",
+				      diff->path, parent, below->path, cur, l->page_size, b->page_size,
+				      l->region_count, b->region_count);
+	return 0;
+}
+
+/* ---- chain ------------------------------------------------------------------ */
+
+struct squib_memfile_chain {
+	size_t n;
+	struct squib_memfile **layers; /* [0] the full base, then diffs oldest first */
+};
+
+void squib_memfile_chain_close(struct squib_memfile_chain *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; c->layers && i < c->n; i++)
+		squib_memfile_close(c->layers[i]);
+	free(c->layers);
+	free(c);
+}
+
+static int check_base(const struct squib_memfile *base, struct squib_error_detail *d)
+{
+	char id[33], parent[33];
+
+	if (base->m.layout.kind == SQUIB_MEMORY_FULL)
+		return 0;
+	squib_mem_id_hex(base->m.layout.id, id);
+	squib_mem_id_hex(base->m.layout.parent_id, parent);
+	return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+			      "chain base %s (id %s) is a diff of %s, not a full memory file",
+			      base->path, id, parent);
+}
+
+int squib_memfile_chain_open(const char *const *paths, size_t n,
+			     struct squib_memfile_chain **out, struct squib_error_detail *d)
+{
+	struct squib_memfile_chain *c;
+	int rc = 0;
+
+	if (!out || !paths || !n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "a chain needs at least a base");
+	*out = NULL;
+	if (!(c = calloc(1, sizeof(*c))) || !(c->layers = calloc(n, sizeof(*c->layers)))) {
+		free(c);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	c->n = n;
+	for (size_t i = 0; !rc && i < n; i++) {
+		rc = squib_memfile_open(paths[i], &c->layers[i], d);
+		if (!rc)
+			rc = i ? squib_memfile_check_link(c->layers[i - 1], c->layers[i], d)
+			       : check_base(c->layers[0], d);
+	}
+	if (rc) {
+		squib_memfile_chain_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+int squib_memfile_chain_read_page(const struct squib_memfile_chain *c, uint64_t guest_addr,
+				  void *buf, struct squib_error_detail *d)
+{
+	uint64_t page;
+	int rc;
+
+	if (!c || !buf)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to chain_read_page");
+	/* Every layer has the base's geometry, so one translation serves all. */
+	if ((rc = guest_to_page(c->layers[0], guest_addr, &page, d)))
+		return rc;
+	for (size_t i = c->n; i-- > 0;)
+		if (squib_memfile_find_extent(&c->layers[i]->m.layout, page) >= 0)
+			return read_file_page(c->layers[i], page, buf, d);
+	memset(buf, 0, (size_t)c->layers[0]->m.layout.page_size); /* the full base lacks it: zero */
+	return 0;
+}
