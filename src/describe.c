@@ -137,8 +137,43 @@ static char *error_text(int code, const struct squib_error_detail *e)
 }
 
 /*
+ * A damaged file whose magic is unknown: is it a snapshot with a damaged magic,
+ * or not a snapshot at all? Decode the body under each known magic; if one
+ * decodes, describe it (keeping the file's magic), otherwise give up with the
+ * original magic error so garbage is refused instead of "described".
+ */
+static int describe_unknown_magic(const uint8_t *buf, size_t len,
+				  struct squib_microvm_state *st, struct squib_description *out,
+				  const struct squib_error_detail *magic_err,
+				  struct squib_error_detail *d)
+{
+	static const uint64_t magics[] = {SQUIB_MAGIC_AARCH64, SQUIB_MAGIC_X86_64};
+	size_t body_len = len - SQUIB_STATE_TRAILER_SIZE;
+	struct squib_envelope_header hdr;
+	uint8_t *copy = malloc(body_len);
+
+	if (!copy)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	memcpy(copy, buf, body_len);
+	for (size_t i = 0; i < sizeof(magics) / sizeof(magics[0]); i++) {
+		squib_put_le64(copy, magics[i]);
+		if (squib_state_decode_body(copy, body_len, SQUIB_ARCH_ANY, st, &hdr, NULL) == 0) {
+			free(copy);
+			hdr.magic = squib_get_le64(buf);
+			set_header(out, &hdr);
+			return set_body(out, st);
+		}
+	}
+	free(copy);
+	if (d)
+		*d = *magic_err;
+	return SQUIB_E_MAGIC_MISMATCH;
+}
+
+/*
  * The CRC failed: decode the body without it. If that fails too, keep the
- * header fields and the decode error's message (body_ok = false).
+ * header fields and the decode error's message (body_ok = false) — provided
+ * the file is recognisably a snapshot (known magic, or a body that decodes).
  */
 static int describe_damaged(const uint8_t *buf, size_t len, struct squib_microvm_state *st,
 			    struct squib_description *out, struct squib_error_detail *d)
@@ -158,6 +193,8 @@ static int describe_damaged(const uint8_t *buf, size_t len, struct squib_microvm
 	}
 	if (r == SQUIB_E_NOMEM) /* our failure, not the file's */
 		return squib_fail(d, r);
+	if (r == SQUIB_E_MAGIC_MISMATCH)
+		return describe_unknown_magic(buf, len, st, out, &body_err, d);
 	out->body_error = error_text(r, &body_err);
 	if (!out->body_error)
 		return squib_fail(d, SQUIB_E_NOMEM);

@@ -411,15 +411,16 @@ static void test_should_describe_header_and_body_error_when_body_is_damaged(void
 	json_t *j;
 
 	(void)state;
-	buf[0] ^= 0x01; /* magic, without fixing the CRC */
+	/* A reserved flag bit of the first section, without fixing the CRC. */
+	buf[SQUIB_STATE_HEADER_SIZE + 3] ^= 0x80;
 	assert_int_equal(squib_describe_buffer(buf, len, "bad.snap", &desc, NULL), 0);
 	assert_false(desc.crc_ok);
 	assert_false(desc.body_ok);
-	assert_int_equal(desc.magic, SQUIB_MAGIC_AARCH64 ^ 1);
-	assert_contains(desc.body_error, "snapshot magic mismatch (file: 0x7101984aaaa0001");
+	assert_int_equal(desc.magic, SQUIB_MAGIC_AARCH64);
+	assert_contains(desc.body_error, "snapshot encoding error: ");
 	text = human(&desc);
-	assert_contains(text, "\n  magic:               0x07101984aaaa0001\n");
-	assert_contains(text, "\n  body_error:          snapshot magic mismatch");
+	assert_contains(text, "\n  magic:               0x07101984aaaa0000\n");
+	assert_contains(text, "\n  body_error:          snapshot encoding error: ");
 	assert_contains(text, "\n  crc_ok:              NO\n");
 	assert_null(strstr(text, "vcpu_count:"));
 	assert_null(strstr(text, "devices:"));
@@ -681,20 +682,19 @@ static void test_should_exit_2_for_a_bit_flipped_copy(void **state)
 }
 
 /*
- * "Garbage" that the CLI must refuse (exit 1, one line): bytes that are no
- * snapshot but whose CRC trailer is right. Garbage with a wrong CRC is a
- * damaged file and describes with crc_ok NO (next test).
+ * Garbage — bytes with no known magic whose body does not decode either — is
+ * refused (exit 1, one line) whether or not its CRC trailer happens to be right.
  */
-static void test_should_exit_1_with_one_line_for_garbage(void **state)
+static void expect_garbage_refused(bool good_crc)
 {
 	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "garbage.snap");
 	struct squib_test_proc p;
 	uint8_t buf[100];
 
-	(void)state;
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 131 + 7);
-	refresh_crc(buf, sizeof(buf));
+	if (good_crc)
+		refresh_crc(buf, sizeof(buf));
 	assert_int_equal(squib_test_write_file(path, buf, sizeof(buf)), 0);
 	run_cli(NULL, "describe", path, NULL, &p);
 	assert_int_equal(p.status, 1);
@@ -709,23 +709,38 @@ static void test_should_exit_1_with_one_line_for_garbage(void **state)
 	free(dir);
 }
 
-static void test_should_exit_2_for_garbage_with_a_wrong_crc(void **state)
+static void test_should_exit_1_with_one_line_for_garbage(void **state)
 {
-	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "garbage.snap");
+	(void)state;
+	expect_garbage_refused(true);
+}
+
+static void test_should_exit_1_for_garbage_with_a_wrong_crc(void **state)
+{
+	(void)state;
+	expect_garbage_refused(false);
+}
+
+/* A flipped magic bit leaves a damaged snapshot, not garbage: still crc_ok NO, exit 2. */
+static void test_should_exit_2_when_only_the_magic_is_damaged(void **state)
+{
+	char *dir = squib_test_tmpdir(), *path = copy_fixture(dir, "demo.snap", "demo.snap");
 	struct squib_test_proc p;
-	uint8_t buf[100];
+	uint8_t *buf;
+	size_t len;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(buf); i++)
-		buf[i] = (uint8_t)(i * 131 + 7);
-	assert_int_equal(squib_test_write_file(path, buf, sizeof(buf)), 0);
+	assert_int_equal(squib_test_read_file(path, &buf, &len), 0);
+	buf[3] ^= 0x01;
+	assert_int_equal(squib_test_write_file(path, buf, len), 0);
 	run_cli(NULL, "describe", path, NULL, &p);
 	assert_int_equal(p.status, 2);
-	assert_contains(p.out, "\n  body_error:          ");
+	assert_contains(p.out, "\n  vcpu_count:          2\n");
 	assert_contains(p.out, "\n  crc_ok:              NO\n");
 	squib_test_proc_free(&p);
 	squib_test_rmtree(dir);
 	free(path);
+	free(buf);
 	free(dir);
 }
 
@@ -809,7 +824,8 @@ int main(void)
 		cmocka_unit_test(test_should_print_valid_json_from_cli),
 		cmocka_unit_test(test_should_exit_2_for_a_bit_flipped_copy),
 		cmocka_unit_test(test_should_exit_1_with_one_line_for_garbage),
-		cmocka_unit_test(test_should_exit_2_for_garbage_with_a_wrong_crc),
+		cmocka_unit_test(test_should_exit_1_for_garbage_with_a_wrong_crc),
+		cmocka_unit_test(test_should_exit_2_when_only_the_magic_is_damaged),
 		cmocka_unit_test(test_should_exit_1_for_a_nonexistent_path),
 		cmocka_unit_test(test_should_exit_1_on_bad_usage),
 		cmocka_unit_test(test_should_print_help_and_version),

@@ -16,7 +16,8 @@
  * sections (SQUIB_E_INCOMPATIBLE). Decoding never reads out of bounds and never
  * allocates more than a bounded multiple of the input size.
  *
- * Encoding is deterministic: encode(decode(f)) == f for every f that decodes.
+ * Encoding is deterministic: encode(decode(f)) == f for every f that decodes,
+ * except that the header's patch level is always written as ours (FORMAT.md §4).
  *
  * Thread-safety: all functions are reentrant.
  */
