@@ -240,6 +240,104 @@ int squib_tracker_vmm_marks_new(const struct squib_memory_map *map, struct squib
  */
 uint64_t squib_tracker_mark_write(struct squib_tracker *t, uint64_t gpa, uint64_t len);
 
+/* ==== userfaultfd write-protect (Linux >= 6.7) ============================ */
+
+/*
+ * Memory the VMM process writes itself, tracked by the kernel: each region
+ * (anonymous, shmem or hugetlbfs memory mapped read-write at hva) is
+ * registered with userfaultfd in write-protect mode with
+ * UFFD_FEATURE_WP_ASYNC (the kernel resolves the write fault itself, no
+ * handler thread) and UFFD_FEATURE_WP_UNPOPULATED (never-touched pages are
+ * protected too, so their first write counts). harvest runs the PAGEMAP_SCAN
+ * ioctl with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC over the
+ * PAGE_IS_WRITTEN category, which reports the written pages and
+ * write-protects them again under the page-table lock: a concurrent write
+ * is either reported now or faults into the next round. Pages never touched
+ * or only read are not reported. Granularity: the host page (a THP is split
+ * by the kernel on its first tracked write).
+ *
+ * Fails with SQUIB_E_IO and the errno of the call that failed: ENOSYS when
+ * the kernel has no userfaultfd, EPERM when neither the syscall
+ * (vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE) nor /dev/userfaultfd
+ * is allowed, EINVAL from UFFDIO_API when the kernel lacks WP_ASYNC.
+ * start fails with EINVAL/EPERM from UFFDIO_REGISTER for memory uffd-wp
+ * cannot track, and from PAGEMAP_SCAN on a kernel older than 6.7 (ENOTTY).
+ *
+ * Caveats: the VMM must not register the same memory with another
+ * userfaultfd, and memory discarded with MADV_DONTNEED while tracked reads
+ * back as zeros without being reported (report such discards as VMM marks).
+ */
+int squib_tracker_uffd_wp_new(const struct squib_memory_map *map, struct squib_tracker **out,
+			      struct squib_error_detail *d);
+
+/* ==== mprotect + SIGSEGV ===================================================== */
+
+/*
+ * The portable analogue of upstream's hv_vm_protect scheme, on memory mapped
+ * PROT_READ | PROT_WRITE at hva (nobody else may change its protection while
+ * it is tracked):
+ *
+ *   start/harvest  write permission is stripped (mprotect PROT_READ): all of each
+ *                  region at start, the units harvest found dirty afterwards
+ *   write fault    the SIGSEGV handler records the page with
+ *                  squib_tracked_region_mark_dirty, grants PROT_READ | PROT_WRITE
+ *                  back on the tracking unit (2 MiB, or the host page after
+ *                  step-down), and returns: the write then completes
+ *   harvest        also ticks each region's adaptive controller (the only place
+ *                  besides squib_tracker_fault_tick; never the handler); a region
+ *                  whose hottest 2 MiB block took more than the threshold of faults
+ *                  in a window steps down to the host page until reset_after_commit
+ *
+ * Limitation: only user-space stores fault into the handler. A system call
+ * that writes into protected memory (read(2), recv(2), io_uring) fails with
+ * EFAULT instead, so memory the kernel writes on the VMM's behalf must be
+ * tracked with the uffd-wp tracker, which sees those writes too.
+ *
+ * Invariant: a writable unit always has its dirty bit set. harvest takes the
+ * bits and re-protects in a window where the handler grants nothing (a
+ * thread faulting then retries until the window closes), so a write after
+ * the harvest is never lost. Over-reporting is bounded by the unit: at the
+ * coarse granule, the whole 2 MiB block (counted from the region's start) of
+ * each written page.
+ *
+ * The registry (the library's one global mutable state, here because a
+ * signal handler has no context argument): a fixed table of
+ * SQUIB_FAULT_MAX_RANGES host ranges, each slot a pointer plus an in-flight
+ * counter. The handler only loads and increments atomics and calls
+ * mprotect: it is lock-free and async-signal-safe. Registration serialises on
+ * a mutex the handler never takes. Each start makes the handler the SIGSEGV
+ * action (sigaction, SA_SIGINFO | SA_ONSTACK | SA_RESTART) unless it already
+ * is, remembering the action it replaces; it is never removed, since another
+ * library may have chained after it. A handler installed later must chain to
+ * the one it replaced, or tracking faults reach it instead. A fault outside
+ * every tracked range goes to the replaced action (its sa_sigaction or
+ * sa_handler, called with our signal mask), or, for SIG_DFL and SIG_IGN, the
+ * default action is restored and the access faults again, so a real crash
+ * still kills the process with SIGSEGV. A fault in a range stopped lately is
+ * retried once before it is treated as real: it may have raced the stop.
+ *
+ * opts: threshold, clock (inject one in tests) and hooks of each region's
+ * squib_tracked_region; NULL for SQUIB_TRACKED_REGION_OPTIONS_INIT. The
+ * hooks are also called, in the handler, with SQUIB_DIRTY_MARKER_MARKED
+ * between marking a page and granting write on it (a test hook: it runs in
+ * signal context and must be async-signal-safe).
+ */
+#define SQUIB_FAULT_MAX_RANGES 64u
+
+int squib_tracker_fault_new(const struct squib_memory_map *map,
+			    const struct squib_tracked_region_options *opts,
+			    struct squib_tracker **out, struct squib_error_detail *d);
+
+/*
+ * Tick every region's adaptive controller without harvesting, for a VMM that
+ * wants step-down decisions between rare harvests. SQUIB_E_INVALID_ARGUMENT
+ * unless t is a fault tracker.
+ */
+int squib_tracker_fault_tick(struct squib_tracker *t, struct squib_error_detail *d);
+
+/* The granule region i (in the map's gpa order) tracks at; COARSE for a bad t or i. */
+enum squib_tracking_granule squib_tracker_fault_granule(const struct squib_tracker *t, size_t i);
+
 #ifdef __cplusplus
 }
 #endif
