@@ -494,6 +494,29 @@ static void test_should_report_only_new_writes_after_a_harvest_with_the_fault_tr
 	unmap_mem(mem, REGION_SIZE);
 }
 
+static void test_should_refuse_to_track_host_memory_twice(void **state)
+{
+	uint8_t *mem = map_mem(2 * REGION_SIZE);
+	struct squib_guest_region r1, r2;
+	struct squib_memory_map m1 = one_region(&r1, GPA_A, mem);
+	struct squib_memory_map m2 = one_region(&r2, GPA_B, mem + page_size());
+	struct squib_tracker *a = fault_tracker(&m1, NULL), *b = fault_tracker(&m2, NULL);
+	struct squib_error_detail d;
+
+	(void)state;
+	assert_int_equal(squib_tracker_start(a, NULL), 0);
+	/* b's range overlaps a's in host memory: one handler could not tell them apart. */
+	assert_int_equal(squib_tracker_start(b, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "already tracked"));
+	assert_false(squib_tracker_is_active(b));
+	write_page(mem, 3, 1); /* a still tracks */
+	assert_int_equal(squib_tracker_stop(a, NULL), 0);
+	assert_int_equal(squib_tracker_start(b, NULL), 0);
+	squib_tracker_free(a);
+	squib_tracker_free(b);
+	unmap_mem(mem, 2 * REGION_SIZE);
+}
+
 struct fake_clock {
 	uint64_t now;
 };
@@ -893,6 +916,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_should_report_the_touched_blocks_with_the_fault_tracker),
 	    cmocka_unit_test(
 		test_should_report_only_new_writes_after_a_harvest_with_the_fault_tracker),
+	    cmocka_unit_test(test_should_refuse_to_track_host_memory_twice),
 	    cmocka_unit_test(test_should_step_down_to_host_pages_when_one_block_is_hot),
 	    cmocka_unit_test(test_should_keep_fine_writes_when_reset_folds_back_to_coarse),
 	    cmocka_unit_test(test_should_report_given_back_pages_again),

@@ -330,8 +330,10 @@ int squib_tracker_fault_new(const struct squib_memory_map *map,
 
 /*
  * Tick every region's adaptive controller without harvesting, for a VMM that
- * wants step-down decisions between rare harvests. SQUIB_E_INVALID_ARGUMENT
- * unless t is a fault tracker.
+ * wants step-down decisions between rare harvests (from a timer thread, say:
+ * it may run concurrently with every other call but _free, and a step-down
+ * it triggers loses no bit). SQUIB_E_INVALID_ARGUMENT unless t is a fault
+ * tracker.
  */
 int squib_tracker_fault_tick(struct squib_tracker *t, struct squib_error_detail *d);
 
