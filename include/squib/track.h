@@ -51,8 +51,9 @@
  * Errors: 0 or a negative SQUIB_E_*: misuse (NULL, bad map, wrong state, a
  * straddling region) is SQUIB_E_INVALID_ARGUMENT with a message; an OS call
  * that fails is SQUIB_E_IO with its errno in the detail; SQUIB_E_NOMEM.
- * A failing harvest loses nothing: every page it had not delivered stays
- * with the tracker, and pages it did OR into dst are over-reporting at worst.
+ * A failing harvest may already have moved some pages into dst (re-armed):
+ * give dst back, as squib_tracker_set_harvest does, and nothing is lost;
+ * every page not yet moved stays with the tracker.
  *
  * Thread-safety: the control calls (start, harvest, give_back,
  * reset_after_commit, stop) on one tracker serialise on a mutex inside it, so
