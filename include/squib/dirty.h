@@ -323,6 +323,11 @@ struct squib_tracked_region;
 enum squib_dirty_marker_step {
 	SQUIB_DIRTY_MARKER_LOADED = 0, /* read the active bitmap, not yet announced in it */
 	SQUIB_DIRTY_MARKER_JOINED,     /* announced and re-checked; bit not yet set */
+	/*
+	 * Bit set, not yet acted on. Called by the fault tracker (squib/track.h)
+	 * between marking a page and granting write on it, never by the region.
+	 */
+	SQUIB_DIRTY_MARKER_MARKED,
 };
 
 struct squib_dirty_hooks {

@@ -17,6 +17,7 @@
 #include <squib/describe.h>
 #include <squib/dirty.h>
 #include <squib/memfile.h>
+#include <squib/track.h>
 
 #ifdef __cplusplus
 extern "C" {
