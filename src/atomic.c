@@ -181,26 +181,6 @@ int squib_atomic_open(struct squib_atomic_writer *w, const char *dest,
 	return rc;
 }
 
-/* Retries EINTR and short writes; off < 0 means write(2) at the file position. */
-static int write_all(int fd, const uint8_t *p, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO; /* no progress and no error: do not spin */
-		p += n;
-		len -= (size_t)n;
-		if (off >= 0)
-			off += n;
-	}
-	return 0;
-}
-
 static int do_write(struct squib_atomic_writer *w, const void *buf, size_t len, off_t off,
 		    struct squib_error_detail *d)
 {
@@ -212,7 +192,7 @@ static int do_write(struct squib_atomic_writer *w, const void *buf, size_t len, 
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL buffer");
 	e = before(w, SQUIB_IO_WRITE, w->temp);
 	if (!e)
-		e = write_all(w->fd, buf, len, off);
+		e = squib_fd_write_all(w->fd, buf, len, off);
 	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
 }
 

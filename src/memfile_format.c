@@ -88,26 +88,6 @@ int squib_pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int squib_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO; /* no progress and no error: do not spin */
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int squib_memfile_new_id(uint8_t id[SQUIB_MEMORY_ID_SIZE], struct squib_error_detail *d)
 {
 	size_t got = 0;

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "util.h"
 #include <sys/types.h>
 
 #include <squib/memfile.h>
@@ -94,7 +96,11 @@ void squib_extent_list_free(struct squib_extent_list *l);
 /* pread/pwrite all of it, retrying EINTR and short transfers; 0 or -errno
  * (-EIO for an unexpected end of file). */
 int squib_pread_all(int fd, void *buf, size_t len, uint64_t off);
-int squib_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* pwrite all of buf at off; 0 or -errno. */
+static inline int squib_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return squib_fd_write_all(fd, buf, len, (off_t)off);
+}
 
 /* SQUIB_E_MEMORY_IO with errno e (positive) and a message saying what failed. */
 int squib_memfile_io_error(struct squib_error_detail *d, int e, const char *fmt, ...)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define SQUIB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -57,5 +58,9 @@ static inline void squib_put_le64(uint8_t *p, uint64_t v)
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
+
+/* Write all of buf, retrying EINTR and short writes; off < 0 means write(2) at
+ * the file position, otherwise pwrite(2) at off. 0 or -errno. (src/fdio.c) */
+int squib_fd_write_all(int fd, const void *buf, size_t len, off_t off);
 
 #endif /* SQUIB_UTIL_H */

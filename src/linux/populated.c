@@ -10,48 +10,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <linux/fs.h>
-
-/*
- * PAGEMAP_SCAN arrived in Linux 6.7 (include/uapi/linux/fs.h); the installed
- * headers may predate it. Values as in the kernel's uapi header.
- */
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_WPALLOWED (1 << 0)
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PAGE_IS_FILE (1 << 2)
-#define PAGE_IS_PRESENT (1 << 3)
-#define PAGE_IS_SWAPPED (1 << 4)
-#define PAGE_IS_PFNZERO (1 << 5)
-#define PAGE_IS_HUGE (1 << 6)
-#define PAGE_IS_SOFT_DIRTY (1 << 7)
-
-struct page_region {
-	__u64 start;
-	__u64 end;
-	__u64 categories;
-};
-
-struct pm_scan_arg {
-	__u64 size;
-	__u64 flags;
-	__u64 start;
-	__u64 end;
-	__u64 walk_end;
-	__u64 vec;
-	__u64 vec_len;
-	__u64 max_pages;
-	__u64 category_inverted;
-	__u64 category_mask;
-	__u64 category_anyof_mask;
-	__u64 return_mask;
-};
-
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#endif
-
-_Static_assert(sizeof(struct pm_scan_arg) == 96, "struct pm_scan_arg is 12 u64");
-_Static_assert(sizeof(struct page_region) == 24, "struct page_region is 3 u64");
+#include "pagemap_scan.h"
 
 /* /proc/pid/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
 #define PM_PRESENT (1ull << 63)
