@@ -104,7 +104,21 @@ static void writer_free(struct writer *wr)
 		close(wr->pagemap_fd);
 }
 
+#define SQUIB_WRITEBACK_MIN (1u << 20)
+
 /* ---- page data --------------------------------------------------------------- */
+
+/*
+ * Start writeback of a large run now, so the disk works while we copy the next
+ * runs; the final fsync then waits for less. Only a hint (durability still comes
+ * from squib_atomic_prepare's fsync), so its errors are ignored. Small runs are
+ * left to the fsync: a syscall per scattered page would cost more than it saves.
+ */
+static void start_writeback(int fd, uint64_t off, size_t len)
+{
+	if (len >= SQUIB_WRITEBACK_MIN)
+		(void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
 
 static int flush(struct writer *wr)
 {
@@ -119,6 +133,7 @@ static int flush(struct writer *wr)
 		return squib_memfile_io_error(wr->d, -e, "writing %zu bytes at offset %" PRIu64,
 					      wr->len, wr->off);
 	wr->st.write_calls++;
+	start_writeback(wr->aw->fd, wr->off, wr->len);
 	wr->len = 0;
 	return 0;
 }
