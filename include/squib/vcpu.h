@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/vcpu.h - vCPU capture/restore through a backend.
+ *
+ * The C form of upstream vcpu_save.rs. The library never touches a hypervisor
+ * here: a vCPU's live state is reached through an ops table (function
+ * pointers) plus the backend's `void *ctx`, the C form of upstream's traits.
+ * A KVM or HVF backend implements the ops; tests stand in mocks.
+ *
+ * The functions mirror upstream one to one:
+ *
+ *   squib_capture_arm64_vcpu_state   read GP, then FP/SIMD, then every register of
+ *                                    the sysreg table in canonical (ascending key)
+ *                                    order, keeping the readable ones; then mpidr
+ *                                    and the PSCI state
+ *   squib_restore_arm64_vcpu_state   write GP, FP/SIMD, the sysregs in ascending key
+ *                                    order, then the PSCI state (policy below)
+ *   squib_normalized_psci_state      On for vCPU 0, Off for every other vCPU
+ *
+ * PSCI policy on restore (upstream §17 item 9). Upstream always restores vCPU 0
+ * On and every secondary Off, expecting the guest to CPU_ON its secondaries
+ * again. A running Linux guest believes its secondaries are online and never
+ * does, so that loses them. Two policies are offered:
+ *
+ *   SQUIB_PSCI_RESTORE_NORMALIZE   upstream's rule; the default (value 0). Only for
+ *                                  a userspace-PSCI backend whose boot orchestrator
+ *                                  re-creates the secondaries itself (the HVF model
+ *                                  upstream was written for).
+ *   SQUIB_PSCI_RESTORE_AS_SAVED    the saved state as is. Use it whenever PSCI lives
+ *                                  in the kernel (KVM: On/OnPending as
+ *                                  KVM_MP_STATE_RUNNABLE, Off as KVM_MP_STATE_STOPPED
+ *                                  via KVM_SET_MP_STATE) and for any userspace-PSCI
+ *                                  backend that resumes a live guest. The saved
+ *                                  state is always kept in the file either way.
+ *
+ * Ops contract. Every op returns 0 or a negative SQUIB_E_*; a backend failure
+ * is SQUIB_E_CAPTURE with a message (squib_fail_msg). The library clears
+ * d->code before each op; if the op fails without filling `d`, the library
+ * fills a message naming the backend and the op. A return that is positive or
+ * not a SQUIB_E_* code (e.g. a raw -errno) becomes SQUIB_E_CAPTURE. A NULL
+ * handle, ops table or op is SQUIB_E_INVALID_ARGUMENT; no input makes these
+ * functions crash.
+ *
+ * Errors: SQUIB_E_INVALID_ARGUMENT (misuse, with a message), SQUIB_E_NOMEM,
+ * SQUIB_E_INCOMPATIBLE (a saved sysreg key this build does not know),
+ * SQUIB_E_CAPTURE or whatever SQUIB_E_* a backend returned.
+ *
+ * Thread-safety: no global state; every function is reentrant. A call uses a
+ * backend's ctx only on the calling thread and only during the call; a backend
+ * whose vCPU may be touched only from its own thread (HVF affinity) runs the
+ * call there or forwards inside its ops.
+ */
+#ifndef SQUIB_VCPU_H
+#define SQUIB_VCPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/error.h>
+#include <squib/state.h>
+#include <squib/sysreg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== arm64 vCPU ========================================================== */
+
+/*
+ * Where one vCPU's state is read at snapshot time (upstream VcpuSnapshotSource).
+ *
+ *   mpidr         MPIDR_EL1 affinity bits (matches the FDT cpu node)
+ *   read_gp_regs  X0..X30, SP_EL1, PC, PSTATE
+ *   read_fp_regs  V0..V31, FPSR, FPCR
+ *   read_sysreg   one register of the table. Set *readable = true with *value when
+ *                 it was read; leave *readable false (the library presets it) when
+ *                 the backend cannot read this register at all (HVF hides the PMU,
+ *                 OSLAR, OSDLR, CNTFRQ): the register is then left out of the
+ *                 state and a restore keeps the reset default. A failed read is
+ *                 an error, not "unreadable".
+ *   psci_state    the vCPU's PSCI power state at save time
+ *
+ * Upstream's mpidr and psci_state cannot fail; here they may (KVM_GET_ONE_REG,
+ * KVM_GET_MP_STATE are ioctls).
+ */
+struct squib_arm64_vcpu_source_ops {
+	const char *name; /* for messages; may be NULL */
+	int (*mpidr)(void *ctx, uint64_t *mpidr, struct squib_error_detail *d);
+	int (*read_gp_regs)(void *ctx, struct squib_arm64_gp_regs *regs,
+			    struct squib_error_detail *d);
+	int (*read_fp_regs)(void *ctx, struct squib_arm64_fp_regs *regs,
+			    struct squib_error_detail *d);
+	int (*read_sysreg)(void *ctx, const struct squib_sysreg_info *reg, uint64_t *value,
+			   bool *readable, struct squib_error_detail *d);
+	int (*psci_state)(void *ctx, enum squib_psci_state *state, struct squib_error_detail *d);
+};
+
+struct squib_arm64_vcpu_source {
+	const struct squib_arm64_vcpu_source_ops *ops;
+	void *ctx;
+};
+
+/*
+ * Where one vCPU's state is written on restore (upstream VcpuRestoreTarget).
+ * write_sysreg is called only for registers of the table (reg is never NULL);
+ * a backend that cannot write a register it could not read either (HVF's PMU
+ * group) may return 0 without writing.
+ */
+struct squib_arm64_vcpu_target_ops {
+	const char *name;
+	int (*write_gp_regs)(void *ctx, const struct squib_arm64_gp_regs *regs,
+			     struct squib_error_detail *d);
+	int (*write_fp_regs)(void *ctx, const struct squib_arm64_fp_regs *regs,
+			     struct squib_error_detail *d);
+	int (*write_sysreg)(void *ctx, const struct squib_sysreg_info *reg, uint64_t value,
+			    struct squib_error_detail *d);
+	int (*set_psci_state)(void *ctx, enum squib_psci_state state,
+			      struct squib_error_detail *d);
+};
+
+struct squib_arm64_vcpu_target {
+	const struct squib_arm64_vcpu_target_ops *ops;
+	void *ctx;
+};
+
+enum squib_psci_restore {
+	SQUIB_PSCI_RESTORE_NORMALIZE = 0, /* upstream: vCPU 0 On, others Off (HVF model) */
+	SQUIB_PSCI_RESTORE_AS_SAVED = 1,  /* the saved state (KVM, in-kernel PSCI) */
+};
+
+/* Upstream normalized_psci_state: SQUIB_PSCI_ON for index 0, SQUIB_PSCI_OFF otherwise. */
+enum squib_psci_state squib_normalized_psci_state(uint32_t vcpu_index);
+
+/* The state squib_restore_arm64_vcpu_state hands the target under `policy`.
+ * SQUIB_E_INVALID_ARGUMENT for an unknown policy or saved state. */
+int squib_psci_restore_state(enum squib_psci_restore policy, uint32_t vcpu_index,
+			     enum squib_psci_state saved, enum squib_psci_state *out);
+
+/*
+ * Capture one vCPU (upstream capture_vcpu_state) into *out, which is
+ * overwritten (not freed first). Order: read_gp_regs, read_fp_regs,
+ * read_sysreg for each table entry in canonical order, mpidr, psci_state.
+ * On success *out owns its sysreg array (squib_arm64_vcpu_release); on
+ * failure *out is zeroed and owns nothing.
+ */
+int squib_capture_arm64_vcpu_state(const struct squib_arm64_vcpu_source *src,
+				   struct squib_arm64_vcpu *out, struct squib_error_detail *d);
+
+/* Free a captured vCPU's sysreg array and zero it. NULL is a no-op. Not for
+ * the vCPUs inside a squib_microvm_state (squib_state_free owns those). */
+void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v);
+
+/*
+ * Restore one vCPU (upstream restore_vcpu_state): write_gp_regs,
+ * write_fp_regs, write_sysreg per saved key in ascending order, then
+ * set_psci_state with squib_psci_restore_state(policy, vcpu_index, ...).
+ *
+ * Checked before the first write (SQUIB_E_INVALID_ARGUMENT): the policy and
+ * the saved PSCI state are known, the sysreg keys strictly ascending. A saved
+ * key the table does not know returns SQUIB_E_INCOMPATIBLE when it is reached,
+ * as upstream does: the registers written before it stay written and the PSCI
+ * state is not set, so a failed restore must discard the vCPU.
+ */
+int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
+				   const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
+				   enum squib_psci_restore policy, struct squib_error_detail *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_VCPU_H */

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vCPU, GIC, MMDS and device capture/restore through backend ops (upstream vcpu_save.rs). */
+#include <squib/vcpu.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* ---- calling a backend ---------------------------------------------------- */
+
+static const char *backend_name(const char *name, const char *fallback)
+{
+	return name ? name : fallback;
+}
+
+static bool is_squib_code(int rc)
+{
+	return rc < 0 && strcmp(squib_error_name(rc), "SQUIB_E_UNKNOWN") != 0;
+}
+
+/* Before an op: forget any earlier code so op_end can tell whether the op filled d. */
+static void op_begin(struct squib_error_detail *d)
+{
+	if (d)
+		d->code = 0;
+}
+
+/* After an op: keep a SQUIB_E_* with the backend's message, name the op when the
+ * backend gave none, and turn anything else into SQUIB_E_CAPTURE. */
+static int op_end(int rc, struct squib_error_detail *d, const char *backend, const char *op)
+{
+	if (rc == 0)
+		return 0;
+	if (!is_squib_code(rc))
+		return squib_fail_msg(d, SQUIB_E_CAPTURE, "%s: %s returned %d, not a SQUIB_E_* code",
+				      backend, op, rc);
+	if (d && d->code != rc)
+		squib_fail_msg(d, rc, "%s: %s failed", backend, op);
+	return rc;
+}
+
+#define CALL_OP(d, ops, fallback, op, ...)                                                         \
+	(op_begin(d),                                                                              \
+	 op_end((ops)->op(__VA_ARGS__), (d), backend_name((ops)->name, (fallback)), #op))
+
+/* Put "what: " in front of the message of a failure already recorded in d. */
+static void add_context(struct squib_error_detail *d, const char *what)
+{
+	char msg[SQUIB_DETAIL_MSG_MAX + 64];
+
+	if (!d || !d->msg[0])
+		return;
+	snprintf(msg, sizeof(msg), "%s: %s", what, d->msg);
+	squib_strlcpy(d->msg, msg, sizeof(d->msg));
+}
+
+static bool psci_valid(enum squib_psci_state p)
+{
+	switch (p) {
+	case SQUIB_PSCI_ON:
+	case SQUIB_PSCI_OFF:
+	case SQUIB_PSCI_ON_PENDING:
+		return true;
+	}
+	return false;
+}
+
+/* ---- arm64 vCPU ----------------------------------------------------------- */
+
+#define VCPU_SOURCE "vCPU source"
+#define VCPU_TARGET "vCPU target"
+
+enum squib_psci_state squib_normalized_psci_state(uint32_t vcpu_index)
+{
+	return vcpu_index == 0 ? SQUIB_PSCI_ON : SQUIB_PSCI_OFF;
+}
+
+int squib_psci_restore_state(enum squib_psci_restore policy, uint32_t vcpu_index,
+			     enum squib_psci_state saved, enum squib_psci_state *out)
+{
+	if (!out || !psci_valid(saved))
+		return SQUIB_E_INVALID_ARGUMENT;
+	switch (policy) {
+	case SQUIB_PSCI_RESTORE_NORMALIZE:
+		*out = squib_normalized_psci_state(vcpu_index);
+		return 0;
+	case SQUIB_PSCI_RESTORE_AS_SAVED:
+		*out = saved;
+		return 0;
+	}
+	return SQUIB_E_INVALID_ARGUMENT;
+}
+
+static int check_vcpu_source(const struct squib_arm64_vcpu_source *src,
+			     struct squib_error_detail *d)
+{
+	const struct squib_arm64_vcpu_source_ops *o = src ? src->ops : NULL;
+
+	if (!o)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL vCPU source");
+	if (!o->mpidr || !o->read_gp_regs || !o->read_fp_regs || !o->read_sysreg || !o->psci_state)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "vCPU source %s lacks an op",
+				      backend_name(o->name, "(unnamed)"));
+	return 0;
+}
+
+static int check_vcpu_target(const struct squib_arm64_vcpu_target *t,
+			     struct squib_error_detail *d)
+{
+	const struct squib_arm64_vcpu_target_ops *o = t ? t->ops : NULL;
+
+	if (!o)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL vCPU target");
+	if (!o->write_gp_regs || !o->write_fp_regs || !o->write_sysreg || !o->set_psci_state)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "vCPU target %s lacks an op",
+				      backend_name(o->name, "(unnamed)"));
+	return 0;
+}
+
+void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v)
+{
+	if (!v)
+		return;
+	free(v->sys_regs);
+	memset(v, 0, sizeof(*v));
+}
+
+int squib_capture_arm64_vcpu_state(const struct squib_arm64_vcpu_source *src,
+				   struct squib_arm64_vcpu *out, struct squib_error_detail *d)
+{
+	const struct squib_arm64_vcpu_source_ops *o;
+	const struct squib_sysreg_info *table;
+	struct squib_arm64_vcpu v;
+	size_t count;
+	int rc;
+
+	if (!out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL vCPU");
+	memset(out, 0, sizeof(*out));
+	if ((rc = check_vcpu_source(src, d)))
+		return rc;
+	o = src->ops;
+	memset(&v, 0, sizeof(v));
+	if ((rc = CALL_OP(d, o, VCPU_SOURCE, read_gp_regs, src->ctx, &v.regs, d)) ||
+	    (rc = CALL_OP(d, o, VCPU_SOURCE, read_fp_regs, src->ctx, &v.fp_regs, d)))
+		goto fail;
+	table = squib_sysreg_table(&count);
+	for (size_t i = 0; i < count; i++) {
+		uint64_t value = 0;
+		bool readable = false;
+
+		rc = CALL_OP(d, o, VCPU_SOURCE, read_sysreg, src->ctx, &table[i], &value, &readable,
+			     d);
+		if (rc) {
+			add_context(d, table[i].arch_name);
+			goto fail;
+		}
+		if (readable && (rc = squib_arm64_vcpu_set_sysreg(&v, table[i].key, value))) {
+			squib_fail_msg(d, rc, "storing %s", table[i].arch_name);
+			goto fail;
+		}
+	}
+	if ((rc = CALL_OP(d, o, VCPU_SOURCE, mpidr, src->ctx, &v.mpidr, d)) ||
+	    (rc = CALL_OP(d, o, VCPU_SOURCE, psci_state, src->ctx, &v.psci_state, d)))
+		goto fail;
+	if (!psci_valid(v.psci_state)) {
+		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "%s: psci_state returned unknown state %d",
+				    backend_name(o->name, VCPU_SOURCE), (int)v.psci_state);
+		goto fail;
+	}
+	*out = v;
+	return 0;
+fail:
+	squib_arm64_vcpu_release(&v);
+	return rc;
+}
+
+/* Everything restore checks before its first write; *psci receives the state to set. */
+static int check_vcpu_for_restore(const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
+				  enum squib_psci_restore policy, enum squib_psci_state *psci,
+				  struct squib_error_detail *d)
+{
+	if (!v)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL vCPU");
+	if (v->sys_reg_count && !v->sys_regs)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "vCPU %" PRIu32 " has %" PRIu32 " sysregs and no array",
+				      vcpu_index, v->sys_reg_count);
+	for (uint32_t i = 1; i < v->sys_reg_count; i++)
+		if (v->sys_regs[i - 1].key >= v->sys_regs[i].key)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "vCPU %" PRIu32 " sysreg keys are not strictly ascending "
+					      "(%" PRIu64 " then %" PRIu64 ")",
+					      vcpu_index, v->sys_regs[i - 1].key, v->sys_regs[i].key);
+	if (squib_psci_restore_state(policy, vcpu_index, v->psci_state, psci))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "vCPU %" PRIu32 ": PSCI policy %d or saved PSCI state %d is unknown",
+				      vcpu_index, (int)policy, (int)v->psci_state);
+	return 0;
+}
+
+/* The writes of a restore; the vCPU and target have been checked. */
+static int write_vcpu(const struct squib_arm64_vcpu_target *t, const struct squib_arm64_vcpu *v,
+		      uint32_t vcpu_index, enum squib_psci_state psci, struct squib_error_detail *d)
+{
+	const struct squib_arm64_vcpu_target_ops *o = t->ops;
+	int rc;
+
+	if ((rc = CALL_OP(d, o, VCPU_TARGET, write_gp_regs, t->ctx, &v->regs, d)) ||
+	    (rc = CALL_OP(d, o, VCPU_TARGET, write_fp_regs, t->ctx, &v->fp_regs, d)))
+		return rc;
+	for (uint32_t i = 0; i < v->sys_reg_count; i++) {
+		const struct squib_sysreg_value *sr = &v->sys_regs[i];
+		const struct squib_sysreg_info *info = squib_sysreg_by_key(sr->key);
+
+		/* Upstream: Incompatible at once; what was written stays written. */
+		if (!info)
+			return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+					      "vCPU %" PRIu32 ": saved sysreg key %" PRIu64
+					      " is not in this build's table",
+					      vcpu_index, sr->key);
+		rc = CALL_OP(d, o, VCPU_TARGET, write_sysreg, t->ctx, info, sr->value, d);
+		if (rc) {
+			add_context(d, info->arch_name);
+			return rc;
+		}
+	}
+	return CALL_OP(d, o, VCPU_TARGET, set_psci_state, t->ctx, psci, d);
+}
+
+int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
+				   const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
+				   enum squib_psci_restore policy, struct squib_error_detail *d)
+{
+	enum squib_psci_state psci;
+	int rc;
+
+	if ((rc = check_vcpu_target(t, d)) ||
+	    (rc = check_vcpu_for_restore(v, vcpu_index, policy, &psci, d)))
+		return rc;
+	return write_vcpu(t, v, vcpu_index, psci, d);
+}

@@ -1,0 +1,680 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vCPU capture/restore through mock backends: upstream vcpu_save.rs tests plus ordering,
+ * error propagation, the as-saved PSCI policy and bad input. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <squib/state.h>
+#include <squib/sysreg.h>
+#include <squib/vcpu.h>
+
+#define KEY_SCTLR 1u
+#define KEY_TTBR0 2u
+#define KEY_TTBR1 3u
+#define KEY_MAIR 4u
+#define LOG_MAX 256
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ==== mock vCPU source ==================================================== */
+
+enum mock_op { OP_NONE = 0, OP_GP, OP_FP, OP_SYSREG, OP_MPIDR, OP_PSCI };
+
+struct mock_source {
+	uint64_t mpidr;
+	enum squib_psci_state psci;
+	struct squib_arm64_gp_regs gp;
+	struct squib_arm64_fp_regs fp;
+	bool has[SQUIB_SYSREG_KEY_MAX + 1]; /* readable registers, by key */
+	uint64_t val[SQUIB_SYSREG_KEY_MAX + 1];
+	/* Failure injection: op (and for OP_SYSREG the key) returning fail_rc. */
+	enum mock_op fail_op;
+	uint64_t fail_key;
+	int fail_rc;
+	bool fail_with_message;
+	/* What was called: one letter per op (G F S M P), and the sysreg keys asked for. */
+	char log[LOG_MAX];
+	size_t nlog;
+	uint64_t asked[SQUIB_SYSREG_COUNT + 8];
+	size_t nasked;
+};
+
+static void mlog(char *log, size_t *n, char c)
+{
+	if (*n + 1 < LOG_MAX) {
+		log[(*n)++] = c;
+		log[*n] = '\0';
+	}
+}
+
+static int src_fail(struct mock_source *m, enum mock_op op, uint64_t key,
+		    struct squib_error_detail *d)
+{
+	if (m->fail_op != op || (op == OP_SYSREG && m->fail_key != key))
+		return 0;
+	if (m->fail_with_message)
+		return squib_fail_msg(d, m->fail_rc, "mock source exploded");
+	return m->fail_rc;
+}
+
+static int src_mpidr(void *ctx, uint64_t *mpidr, struct squib_error_detail *d)
+{
+	struct mock_source *m = ctx;
+
+	mlog(m->log, &m->nlog, 'M');
+	*mpidr = m->mpidr;
+	return src_fail(m, OP_MPIDR, 0, d);
+}
+
+static int src_gp(void *ctx, struct squib_arm64_gp_regs *regs, struct squib_error_detail *d)
+{
+	struct mock_source *m = ctx;
+
+	mlog(m->log, &m->nlog, 'G');
+	*regs = m->gp;
+	return src_fail(m, OP_GP, 0, d);
+}
+
+static int src_fp(void *ctx, struct squib_arm64_fp_regs *regs, struct squib_error_detail *d)
+{
+	struct mock_source *m = ctx;
+
+	mlog(m->log, &m->nlog, 'F');
+	*regs = m->fp;
+	return src_fail(m, OP_FP, 0, d);
+}
+
+static int src_sysreg(void *ctx, const struct squib_sysreg_info *reg, uint64_t *value,
+		      bool *readable, struct squib_error_detail *d)
+{
+	struct mock_source *m = ctx;
+	int rc;
+
+	mlog(m->log, &m->nlog, 'S');
+	if (m->nasked < ARRAY_SIZE(m->asked))
+		m->asked[m->nasked++] = reg->key;
+	if ((rc = src_fail(m, OP_SYSREG, reg->key, d)))
+		return rc;
+	if (reg->key <= SQUIB_SYSREG_KEY_MAX && m->has[reg->key]) {
+		*value = m->val[reg->key];
+		*readable = true;
+	}
+	return 0;
+}
+
+static int src_psci(void *ctx, enum squib_psci_state *state, struct squib_error_detail *d)
+{
+	struct mock_source *m = ctx;
+
+	mlog(m->log, &m->nlog, 'P');
+	*state = m->psci;
+	return src_fail(m, OP_PSCI, 0, d);
+}
+
+static const struct squib_arm64_vcpu_source_ops mock_source_ops = {
+	.name = "mock-source",
+	.mpidr = src_mpidr,
+	.read_gp_regs = src_gp,
+	.read_fp_regs = src_fp,
+	.read_sysreg = src_sysreg,
+	.psci_state = src_psci,
+};
+
+static struct squib_arm64_vcpu_source source_of(struct mock_source *m)
+{
+	return (struct squib_arm64_vcpu_source){.ops = &mock_source_ops, .ctx = m};
+}
+
+static void source_set(struct mock_source *m, uint64_t key, uint64_t value)
+{
+	m->has[key] = true;
+	m->val[key] = value;
+}
+
+/* ==== mock vCPU target ==================================================== */
+
+struct mock_target {
+	bool gp_set, fp_set, psci_set;
+	struct squib_arm64_gp_regs gp;
+	struct squib_arm64_fp_regs fp;
+	enum squib_psci_state psci;
+	uint64_t keys[64]; /* sysreg writes in call order */
+	uint64_t vals[64];
+	size_t nsys;
+	char log[LOG_MAX];
+	size_t nlog;
+	uint64_t fail_key; /* write_sysreg of this key fails with fail_rc (0: none) */
+	int fail_rc;
+};
+
+static int tgt_gp(void *ctx, const struct squib_arm64_gp_regs *regs, struct squib_error_detail *d)
+{
+	struct mock_target *m = ctx;
+
+	(void)d;
+	mlog(m->log, &m->nlog, 'G');
+	m->gp = *regs;
+	m->gp_set = true;
+	return 0;
+}
+
+static int tgt_fp(void *ctx, const struct squib_arm64_fp_regs *regs, struct squib_error_detail *d)
+{
+	struct mock_target *m = ctx;
+
+	(void)d;
+	mlog(m->log, &m->nlog, 'F');
+	m->fp = *regs;
+	m->fp_set = true;
+	return 0;
+}
+
+static int tgt_sysreg(void *ctx, const struct squib_sysreg_info *reg, uint64_t value,
+		      struct squib_error_detail *d)
+{
+	struct mock_target *m = ctx;
+
+	mlog(m->log, &m->nlog, 'S');
+	if (m->fail_key && reg->key == m->fail_key)
+		return squib_fail_msg(d, m->fail_rc, "mock target refused");
+	if (m->nsys < ARRAY_SIZE(m->keys)) {
+		m->keys[m->nsys] = reg->key;
+		m->vals[m->nsys++] = value;
+	}
+	return 0;
+}
+
+static int tgt_psci(void *ctx, enum squib_psci_state state, struct squib_error_detail *d)
+{
+	struct mock_target *m = ctx;
+
+	(void)d;
+	mlog(m->log, &m->nlog, 'P');
+	m->psci = state;
+	m->psci_set = true;
+	return 0;
+}
+
+static const struct squib_arm64_vcpu_target_ops mock_target_ops = {
+	.name = "mock-target",
+	.write_gp_regs = tgt_gp,
+	.write_fp_regs = tgt_fp,
+	.write_sysreg = tgt_sysreg,
+	.set_psci_state = tgt_psci,
+};
+
+static struct squib_arm64_vcpu_target target_of(struct mock_target *m)
+{
+	return (struct squib_arm64_vcpu_target){.ops = &mock_target_ops, .ctx = m};
+}
+
+/* The value the target received for key, or fail the test. */
+static uint64_t target_value(const struct mock_target *m, uint64_t key)
+{
+	for (size_t i = 0; i < m->nsys; i++)
+		if (m->keys[i] == key)
+			return m->vals[i];
+	fail_msg("key %llu was not written", (unsigned long long)key);
+	return 0;
+}
+
+/* A vCPU as upstream VcpuState::new(mpidr) makes it (PSCI Off, no sysregs). */
+static void vcpu_new(struct squib_arm64_vcpu *v, uint64_t mpidr)
+{
+	memset(v, 0, sizeof(*v));
+	v->mpidr = mpidr;
+	v->psci_state = SQUIB_PSCI_OFF;
+}
+
+/* Restore v as vCPU index with the upstream policy and return the PSCI state set. */
+static enum squib_psci_state restored_psci(const struct squib_arm64_vcpu *v, uint32_t index,
+					   enum squib_psci_restore policy)
+{
+	struct mock_target m = {0};
+	struct squib_arm64_vcpu_target t = target_of(&m);
+
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, v, index, policy, NULL), 0);
+	assert_true(m.psci_set);
+	return m.psci;
+}
+
+/* ==== upstream vcpu_save.rs tests ========================================= */
+
+static void test_should_round_trip_curated_sysregs_via_capture_and_restore(void **state)
+{
+	struct mock_source src = {.mpidr = 0x42, .psci = SQUIB_PSCI_ON};
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+	struct squib_arm64_vcpu v;
+
+	(void)state;
+	source_set(&src, KEY_SCTLR, 0xCAFEBEEF);
+	source_set(&src, KEY_TTBR0, 0xDEADBEAD);
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, NULL), 0);
+	assert_int_equal(v.mpidr, 0x42);
+	assert_int_equal(v.sys_reg_count, 2);
+
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, SQUIB_PSCI_RESTORE_NORMALIZE, NULL),
+			 0);
+	assert_int_equal(tgt.nsys, 2);
+	assert_int_equal(target_value(&tgt, KEY_SCTLR), 0xCAFEBEEF);
+	assert_int_equal(target_value(&tgt, KEY_TTBR0), 0xDEADBEAD);
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_skip_sys_regs_the_source_returns_none_for(void **state)
+{
+	struct mock_source src = {0}; /* no sysregs populated */
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	struct squib_arm64_vcpu v;
+
+	(void)state;
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, NULL), 0);
+	assert_int_equal(v.sys_reg_count, 0);
+	assert_null(v.sys_regs);
+	assert_int_equal(src.nasked, SQUIB_SYSREG_COUNT); /* every one was asked */
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_normalize_psci_state_on_restore_for_bsp_only(void **state)
+{
+	struct squib_arm64_vcpu v;
+
+	(void)state;
+	vcpu_new(&v, 0);
+	v.psci_state = SQUIB_PSCI_OFF; /* saved Off, but the BSP is restored On */
+	assert_int_equal(restored_psci(&v, 0, SQUIB_PSCI_RESTORE_NORMALIZE), SQUIB_PSCI_ON);
+}
+
+static void test_should_normalize_psci_state_to_off_for_secondaries(void **state)
+{
+	struct squib_arm64_vcpu v;
+
+	(void)state;
+	vcpu_new(&v, 1);
+	v.psci_state = SQUIB_PSCI_ON; /* saved On, but a secondary is restored Off */
+	assert_int_equal(restored_psci(&v, 1, SQUIB_PSCI_RESTORE_NORMALIZE), SQUIB_PSCI_OFF);
+	v.psci_state = SQUIB_PSCI_ON_PENDING;
+	assert_int_equal(restored_psci(&v, 7, SQUIB_PSCI_RESTORE_NORMALIZE), SQUIB_PSCI_OFF);
+}
+
+static void test_should_reject_unknown_sys_reg_keys_on_restore(void **state)
+{
+	struct squib_arm64_vcpu v;
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+	struct squib_error_detail d;
+
+	(void)state;
+	vcpu_new(&v, 0);
+	/* A key beyond the curated list: emulates a future-version state file. */
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, UINT64_MAX, 0x1234), 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, SQUIB_PSCI_RESTORE_NORMALIZE, &d),
+			 SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(d.code, SQUIB_E_INCOMPATIBLE);
+	assert_non_null(strstr(d.msg, "18446744073709551615"));
+	assert_int_equal(tgt.nsys, 0);
+	assert_false(tgt.psci_set);
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_provide_normalized_psci_helper(void **state)
+{
+	(void)state;
+	assert_int_equal(squib_normalized_psci_state(0), SQUIB_PSCI_ON);
+	assert_int_equal(squib_normalized_psci_state(1), SQUIB_PSCI_OFF);
+	assert_int_equal(squib_normalized_psci_state(31), SQUIB_PSCI_OFF);
+	assert_int_equal(squib_normalized_psci_state(UINT32_MAX), SQUIB_PSCI_OFF);
+}
+
+/* ==== ordering ============================================================= */
+
+static void test_should_keep_writes_made_before_an_unknown_key(void **state)
+{
+	struct squib_arm64_vcpu v;
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+
+	(void)state;
+	vcpu_new(&v, 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, KEY_SCTLR, 0x11), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, KEY_TTBR0, 0x22), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, SQUIB_SYSREG_KEY_MAX + 1, 0x33), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, UINT64_MAX, 0x44), 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, SQUIB_PSCI_RESTORE_NORMALIZE, NULL),
+			 SQUIB_E_INCOMPATIBLE);
+	/* Upstream's partial restore: GP, FP and the two known keys went in, PSCI did not. */
+	assert_string_equal(tgt.log, "GFSS");
+	assert_true(tgt.gp_set);
+	assert_true(tgt.fp_set);
+	assert_int_equal(tgt.nsys, 2);
+	assert_int_equal(target_value(&tgt, KEY_SCTLR), 0x11);
+	assert_int_equal(target_value(&tgt, KEY_TTBR0), 0x22);
+	assert_false(tgt.psci_set);
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_write_sysregs_in_ascending_key_order(void **state)
+{
+	static const uint64_t inserted[] = {40, 3, 47, 1, 22, 9, 33, 2};
+	struct squib_arm64_vcpu v;
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+
+	(void)state;
+	vcpu_new(&v, 0);
+	for (size_t i = 0; i < ARRAY_SIZE(inserted); i++)
+		assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, inserted[i], inserted[i] * 100), 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, SQUIB_PSCI_RESTORE_NORMALIZE, NULL),
+			 0);
+	assert_int_equal(tgt.nsys, ARRAY_SIZE(inserted));
+	for (size_t i = 1; i < tgt.nsys; i++)
+		assert_true(tgt.keys[i - 1] < tgt.keys[i]);
+	for (size_t i = 0; i < tgt.nsys; i++)
+		assert_int_equal(tgt.vals[i], tgt.keys[i] * 100);
+	/* GP and FP first, PSCI last. */
+	assert_string_equal(tgt.log, "GFSSSSSSSSP");
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_walk_the_sysreg_table_in_canonical_order_on_capture(void **state)
+{
+	struct mock_source src = {.mpidr = 3, .psci = SQUIB_PSCI_ON};
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	const struct squib_sysreg_info *table;
+	struct squib_arm64_vcpu v;
+	char expect[LOG_MAX];
+	size_t count, n = 0;
+
+	(void)state;
+	table = squib_sysreg_table(&count);
+	for (size_t i = 0; i < count; i++)
+		source_set(&src, table[i].key, ~table[i].key);
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, NULL), 0);
+	/* Every table entry, in table order, asked exactly once. */
+	assert_int_equal(src.nasked, count);
+	for (size_t i = 0; i < count; i++)
+		assert_int_equal(src.asked[i], table[i].key);
+	/* GP, FP, the table, then mpidr and PSCI, as upstream. */
+	expect[n++] = 'G';
+	expect[n++] = 'F';
+	for (size_t i = 0; i < count; i++)
+		expect[n++] = 'S';
+	expect[n++] = 'M';
+	expect[n++] = 'P';
+	expect[n] = '\0';
+	assert_string_equal(src.log, expect);
+	/* Stored ascending under the wire keys. */
+	assert_int_equal(v.sys_reg_count, count);
+	for (uint32_t i = 0; i < v.sys_reg_count; i++) {
+		assert_int_equal(v.sys_regs[i].key, table[i].key);
+		assert_int_equal(v.sys_regs[i].value, ~table[i].key);
+	}
+	squib_arm64_vcpu_release(&v);
+}
+
+/* ==== register files and PSCI policy ==================================== */
+
+static void test_should_round_trip_register_files_mpidr_and_psci(void **state)
+{
+	struct mock_source src = {.mpidr = 0x80000101, .psci = SQUIB_PSCI_ON_PENDING};
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+	struct squib_arm64_vcpu v;
+
+	(void)state;
+	for (int i = 0; i < 31; i++)
+		src.gp.x[i] = 0x1000 + (uint64_t)i;
+	src.gp.sp = 0x5F5F;
+	src.gp.pc = 0x40080000;
+	src.gp.pstate = 0x3C5;
+	for (int i = 0; i < 32; i++) {
+		src.fp.v[i].lo = 0xA000 + (uint64_t)i;
+		src.fp.v[i].hi = 0xB000 + (uint64_t)i;
+	}
+	src.fp.fpsr = 0x11;
+	src.fp.fpcr = 0x22;
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, NULL), 0);
+	assert_int_equal(v.mpidr, 0x80000101);
+	assert_int_equal(v.psci_state, SQUIB_PSCI_ON_PENDING);
+	assert_memory_equal(&v.regs, &src.gp, sizeof(v.regs));
+	assert_memory_equal(&v.fp_regs, &src.fp, sizeof(v.fp_regs));
+
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 2, SQUIB_PSCI_RESTORE_AS_SAVED, NULL),
+			 0);
+	assert_memory_equal(&tgt.gp, &src.gp, sizeof(tgt.gp));
+	assert_memory_equal(&tgt.fp, &src.fp, sizeof(tgt.fp));
+	assert_int_equal(tgt.psci, SQUIB_PSCI_ON_PENDING);
+	squib_arm64_vcpu_release(&v);
+	assert_null(v.sys_regs);
+	squib_arm64_vcpu_release(NULL); /* a no-op */
+}
+
+static void test_should_restore_the_saved_psci_state_with_the_as_saved_policy(void **state)
+{
+	static const enum squib_psci_state all[] = {SQUIB_PSCI_ON, SQUIB_PSCI_OFF,
+						    SQUIB_PSCI_ON_PENDING};
+	struct squib_arm64_vcpu v;
+	enum squib_psci_state out;
+
+	(void)state;
+	vcpu_new(&v, 0);
+	/* A live guest's secondaries stay On and its offline BSP stays Off (upstream §17.9). */
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+		v.psci_state = all[i];
+		assert_int_equal(restored_psci(&v, 0, SQUIB_PSCI_RESTORE_AS_SAVED), all[i]);
+		assert_int_equal(restored_psci(&v, 1, SQUIB_PSCI_RESTORE_AS_SAVED), all[i]);
+		assert_int_equal(restored_psci(&v, 31, SQUIB_PSCI_RESTORE_AS_SAVED), all[i]);
+	}
+	/* The policy function itself. */
+	assert_int_equal(squib_psci_restore_state(SQUIB_PSCI_RESTORE_NORMALIZE, 3, SQUIB_PSCI_ON, &out),
+			 0);
+	assert_int_equal(out, SQUIB_PSCI_OFF);
+	assert_int_equal(squib_psci_restore_state(SQUIB_PSCI_RESTORE_AS_SAVED, 3, SQUIB_PSCI_ON, &out),
+			 0);
+	assert_int_equal(out, SQUIB_PSCI_ON);
+	assert_int_equal(squib_psci_restore_state((enum squib_psci_restore)7, 0, SQUIB_PSCI_ON, &out),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_psci_restore_state(SQUIB_PSCI_RESTORE_AS_SAVED, 0,
+						  (enum squib_psci_state)9, &out),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_psci_restore_state(SQUIB_PSCI_RESTORE_AS_SAVED, 0, SQUIB_PSCI_ON, NULL),
+			 SQUIB_E_INVALID_ARGUMENT);
+}
+
+/* ==== errors ================================================================ */
+
+static void test_should_propagate_a_source_error_and_leave_no_partial_vcpu(void **state)
+{
+	static const enum mock_op ops[] = {OP_GP, OP_FP, OP_SYSREG, OP_MPIDR, OP_PSCI};
+	struct squib_error_detail d;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+		struct mock_source src = {.mpidr = 1, .psci = SQUIB_PSCI_ON};
+		struct squib_arm64_vcpu_source s = source_of(&src);
+		struct squib_arm64_vcpu v;
+
+		source_set(&src, KEY_SCTLR, 1);
+		source_set(&src, KEY_TTBR0, 2);
+		src.fail_op = ops[i];
+		src.fail_key = KEY_TTBR1; /* after two readable registers */
+		src.fail_rc = SQUIB_E_CAPTURE;
+		src.fail_with_message = true;
+		memset(&v, 0x5A, sizeof(v));
+		assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_CAPTURE);
+		assert_int_equal(d.code, SQUIB_E_CAPTURE);
+		assert_non_null(strstr(d.msg, "mock source exploded"));
+		/* Nothing half-built is handed back. */
+		assert_int_equal(v.sys_reg_count, 0);
+		assert_null(v.sys_regs);
+		assert_int_equal(v.mpidr, 0);
+	}
+}
+
+static void test_should_name_the_register_and_op_of_a_failure(void **state)
+{
+	struct mock_source src = {0};
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	struct squib_arm64_vcpu v;
+	struct squib_error_detail d;
+	char msg[SQUIB_DETAIL_MSG_MAX + 64];
+
+	(void)state;
+	/* A backend that fails without a message: the library names it, the op and the register. */
+	src.fail_op = OP_SYSREG;
+	src.fail_key = KEY_MAIR;
+	src.fail_rc = SQUIB_E_CAPTURE;
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "MAIR_EL1: mock-source: read_sysreg failed");
+	squib_error_message(d.code, &d, msg, sizeof(msg));
+	assert_string_equal(msg,
+			    "snapshot capture/restore failure: MAIR_EL1: mock-source: read_sysreg failed");
+	/* A backend's own SQUIB_E_* passes through unchanged. */
+	src.fail_rc = SQUIB_E_IO;
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_IO);
+	assert_int_equal(d.code, SQUIB_E_IO);
+}
+
+static void test_should_turn_a_foreign_backend_code_into_a_capture_error(void **state)
+{
+	static const int foreign[] = {-EIO, 1, -1, -2000};
+	struct squib_error_detail d;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(foreign); i++) {
+		struct mock_source src = {0};
+		struct squib_arm64_vcpu_source s = source_of(&src);
+		struct squib_arm64_vcpu v;
+
+		src.fail_op = OP_FP;
+		src.fail_rc = foreign[i];
+		assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_CAPTURE);
+		assert_int_equal(d.code, SQUIB_E_CAPTURE);
+		assert_non_null(strstr(d.msg, "read_fp_regs returned"));
+		assert_null(v.sys_regs);
+	}
+}
+
+static void test_should_refuse_an_unknown_psci_state_from_the_source(void **state)
+{
+	struct mock_source src = {.psci = (enum squib_psci_state)5};
+	struct squib_arm64_vcpu_source s = source_of(&src);
+	struct squib_arm64_vcpu v;
+	struct squib_error_detail d;
+
+	(void)state;
+	source_set(&src, KEY_SCTLR, 1);
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_CAPTURE);
+	assert_non_null(strstr(d.msg, "unknown state 5"));
+	assert_null(v.sys_regs);
+	assert_int_equal(v.sys_reg_count, 0);
+}
+
+static void test_should_stop_at_a_target_error(void **state)
+{
+	struct squib_arm64_vcpu v;
+	struct mock_target tgt = {.fail_key = KEY_TTBR0, .fail_rc = SQUIB_E_CAPTURE};
+	struct squib_arm64_vcpu_target t = target_of(&tgt);
+	struct squib_error_detail d;
+
+	(void)state;
+	vcpu_new(&v, 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, KEY_SCTLR, 1), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, KEY_TTBR0, 2), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(&v, KEY_TTBR1, 3), 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, SQUIB_PSCI_RESTORE_AS_SAVED, &d),
+			 SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "TTBR0_EL1: mock target refused");
+	assert_string_equal(tgt.log, "GFSS");
+	assert_int_equal(tgt.nsys, 1);
+	assert_false(tgt.psci_set);
+	squib_arm64_vcpu_release(&v);
+}
+
+static void test_should_refuse_bad_input_without_calling_the_backend(void **state)
+{
+	static const struct squib_arm64_vcpu_source_ops no_sysreg = {
+		.mpidr = src_mpidr, .read_gp_regs = src_gp, .read_fp_regs = src_fp,
+		.psci_state = src_psci};
+	static const struct squib_arm64_vcpu_target_ops no_psci = {
+		.write_gp_regs = tgt_gp, .write_fp_regs = tgt_fp, .write_sysreg = tgt_sysreg};
+	struct mock_source src = {0};
+	struct squib_arm64_vcpu_source s = source_of(&src), s_bad = {.ops = &no_sysreg, .ctx = &src},
+				       s_null = {0};
+	struct mock_target tgt = {0};
+	struct squib_arm64_vcpu_target t = target_of(&tgt), t_bad = {.ops = &no_psci, .ctx = &tgt},
+				       t_null = {0};
+	struct squib_sysreg_value unsorted[2] = {{KEY_TTBR0, 1}, {KEY_SCTLR, 2}};
+	struct squib_sysreg_value dup[2] = {{KEY_SCTLR, 1}, {KEY_SCTLR, 2}};
+	struct squib_arm64_vcpu v, out;
+	struct squib_error_detail d;
+
+	(void)state;
+	/* Capture. */
+	assert_int_equal(squib_capture_arm64_vcpu_state(NULL, &out, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s_null, &out, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s_bad, &out, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "lacks an op"));
+	assert_int_equal(squib_capture_arm64_vcpu_state(&s, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(src.nlog, 0);
+
+	/* Restore. */
+	vcpu_new(&v, 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(NULL, &v, 0, 0, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t_null, &v, 0, 0, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t_bad, &v, 0, 0, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, NULL, 0, 0, &d), SQUIB_E_INVALID_ARGUMENT);
+	v.sys_reg_count = 2; /* count without an array */
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, 0, &d), SQUIB_E_INVALID_ARGUMENT);
+	v.sys_regs = unsorted;
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, 0, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "strictly ascending"));
+	v.sys_regs = dup;
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, 0, &d), SQUIB_E_INVALID_ARGUMENT);
+	vcpu_new(&v, 0);
+	v.psci_state = (enum squib_psci_state)3;
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 1, SQUIB_PSCI_RESTORE_NORMALIZE, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	vcpu_new(&v, 0);
+	assert_int_equal(squib_restore_arm64_vcpu_state(&t, &v, 0, (enum squib_psci_restore)2, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(d.code, SQUIB_E_INVALID_ARGUMENT);
+	/* The target was never touched. */
+	assert_int_equal(tgt.nlog, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		/* upstream vcpu_save.rs */
+		cmocka_unit_test(test_should_round_trip_curated_sysregs_via_capture_and_restore),
+		cmocka_unit_test(test_should_skip_sys_regs_the_source_returns_none_for),
+		cmocka_unit_test(test_should_normalize_psci_state_on_restore_for_bsp_only),
+		cmocka_unit_test(test_should_normalize_psci_state_to_off_for_secondaries),
+		cmocka_unit_test(test_should_reject_unknown_sys_reg_keys_on_restore),
+		cmocka_unit_test(test_should_provide_normalized_psci_helper),
+		/* ordering */
+		cmocka_unit_test(test_should_keep_writes_made_before_an_unknown_key),
+		cmocka_unit_test(test_should_write_sysregs_in_ascending_key_order),
+		cmocka_unit_test(test_should_walk_the_sysreg_table_in_canonical_order_on_capture),
+		/* register files and PSCI policy */
+		cmocka_unit_test(test_should_round_trip_register_files_mpidr_and_psci),
+		cmocka_unit_test(test_should_restore_the_saved_psci_state_with_the_as_saved_policy),
+		/* errors */
+		cmocka_unit_test(test_should_propagate_a_source_error_and_leave_no_partial_vcpu),
+		cmocka_unit_test(test_should_name_the_register_and_op_of_a_failure),
+		cmocka_unit_test(test_should_turn_a_foreign_backend_code_into_a_capture_error),
+		cmocka_unit_test(test_should_refuse_an_unknown_psci_state_from_the_source),
+		cmocka_unit_test(test_should_stop_at_a_target_error),
+		cmocka_unit_test(test_should_refuse_bad_input_without_calling_the_backend),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
