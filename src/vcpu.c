@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vCPU, GIC, MMDS and device capture/restore through backend ops (upstream vcpu_save.rs). */
+/* vCPU and GIC capture/restore through backend ops (upstream vcpu_save.rs). */
 #include <squib/vcpu.h>
 
 #include <inttypes.h>
@@ -66,6 +66,19 @@ static bool psci_valid(enum squib_psci_state p)
 		return true;
 	}
 	return false;
+}
+
+static int check_arm64_state(const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if (s->arch != SQUIB_ARCH_AARCH64)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state architecture is %s, not aarch64",
+				      squib_arch_name(s->arch));
+	if (s->vcpu_count && !s->arm64_vcpus)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has %" PRIu32 " vCPUs and no array",
+				      s->vcpu_count);
+	return 0;
 }
 
 /* ---- arm64 vCPU ----------------------------------------------------------- */
@@ -243,3 +256,164 @@ int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
 		return rc;
 	return write_vcpu(t, v, vcpu_index, psci, d);
 }
+
+/* ---- the restore sequencer ---------------------------------------------- */
+
+void squib_restore_session_init(struct squib_restore_session *rs, enum squib_psci_restore psci)
+{
+	if (!rs)
+		return;
+	memset(rs, 0, sizeof(*rs));
+	rs->psci = psci;
+}
+
+int squib_restore_session_mark_vcpu_started(struct squib_restore_session *rs)
+{
+	if (!rs)
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (rs->vcpus_started < UINT32_MAX)
+		rs->vcpus_started++;
+	return 0;
+}
+
+static int check_not_started(const struct squib_restore_session *rs, const char *what,
+			     struct squib_error_detail *d)
+{
+	if (!rs)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL restore session");
+	if (rs->vcpus_started)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+				      "%s restore after a vCPU started running", what);
+	return 0;
+}
+
+/* ---- vCPUs of a state ----------------------------------------------------- */
+
+int squib_capture_vcpus(const struct squib_arm64_vcpu_source *srcs, uint32_t n,
+			struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	struct squib_arm64_vcpu *vcpus;
+	char what[32];
+	int rc;
+
+	if ((rc = check_arm64_state(s, d)))
+		return rc;
+	if (!srcs || n == 0 || n > SQUIB_STATE_MAX_VCPUS)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "%" PRIu32 " vCPU sources (1..%d, non-NULL)", n,
+				      SQUIB_STATE_MAX_VCPUS);
+	vcpus = calloc(n, sizeof(*vcpus));
+	if (!vcpus)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (uint32_t i = 0; i < n; i++) {
+		if ((rc = squib_capture_arm64_vcpu_state(&srcs[i], &vcpus[i], d))) {
+			snprintf(what, sizeof(what), "vCPU %" PRIu32, i);
+			add_context(d, what);
+			while (i--)
+				squib_arm64_vcpu_release(&vcpus[i]);
+			free(vcpus);
+			return rc;
+		}
+	}
+	for (uint32_t i = 0; i < s->vcpu_count; i++)
+		free(s->arm64_vcpus[i].sys_regs);
+	free(s->arm64_vcpus);
+	s->arm64_vcpus = vcpus;
+	s->vcpu_count = n;
+	return 0;
+}
+
+int squib_restore_vcpus(const struct squib_restore_session *rs,
+			const struct squib_arm64_vcpu_target *targets, uint32_t n,
+			const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	enum squib_psci_state psci;
+	int rc;
+
+	if ((rc = check_not_started(rs, "vCPU", d)) || (rc = check_arm64_state(s, d)))
+		return rc;
+	if (n && !targets)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL vCPU targets");
+	if (n != s->vcpu_count)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+				      "the snapshot has %" PRIu32 " vCPUs, the VM %" PRIu32,
+				      s->vcpu_count, n);
+	/* Check everything first, so a bad vCPU 3 does not leave vCPUs 0..2 written. */
+	for (uint32_t i = 0; i < n; i++)
+		if ((rc = check_vcpu_target(&targets[i], d)) ||
+		    (rc = check_vcpu_for_restore(&s->arm64_vcpus[i], i, rs->psci, &psci, d)))
+			return rc;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct squib_arm64_vcpu *v = &s->arm64_vcpus[i];
+
+		(void)squib_psci_restore_state(rs->psci, i, v->psci_state, &psci); /* checked */
+		if ((rc = write_vcpu(&targets[i], v, i, psci, d)))
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- GIC ------------------------------------------------------------------ */
+
+#define GIC_SOURCE "GIC source"
+#define GIC_TARGET "GIC target"
+
+int squib_capture_gic(const struct squib_gic_source *src, struct squib_microvm_state *s,
+		      struct squib_error_detail *d)
+{
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	int rc;
+
+	if ((rc = check_arm64_state(s, d)))
+		return rc;
+	if (!src || !src->ops || !src->ops->capture)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL GIC source or op");
+	rc = CALL_OP(d, src->ops, GIC_SOURCE, capture, src->ctx, &blob, &len, d);
+	if (!rc && (!blob || len == 0))
+		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "%s: capture returned an empty GIC blob",
+				    backend_name(src->ops->name, GIC_SOURCE));
+	if (rc) {
+		free(blob);
+		return rc;
+	}
+	free(s->gic.bytes);
+	s->gic.bytes = blob;
+	s->gic.size = len;
+	s->gic.len = len;
+	return 0;
+}
+
+int squib_restore_gic_blob(struct squib_restore_session *rs, const struct squib_gic_target *t,
+			   const void *blob, size_t len, struct squib_error_detail *d)
+{
+	int rc;
+
+	if ((rc = check_not_started(rs, "GIC", d)))
+		return rc;
+	if (!t || !t->ops || !t->ops->restore)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL GIC target or op");
+	if (len && !blob)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL GIC blob of %zu bytes", len);
+	if (len == 0)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "empty GIC blob");
+	if ((rc = CALL_OP(d, t->ops, GIC_TARGET, restore, t->ctx, blob, len, d)))
+		return rc;
+	rs->gic_restored = true;
+	return 0;
+}
+
+int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_target *t,
+		      const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	int rc;
+
+	if ((rc = check_not_started(rs, "GIC", d)) || (rc = check_arm64_state(s, d)))
+		return rc;
+	if (s->gic.len != s->gic.size)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+				      "GIC blob declares %" PRIu64 " bytes and holds %zu", s->gic.len,
+				      s->gic.size);
+	return squib_restore_gic_blob(rs, t, s->gic.bytes, s->gic.size, d);
+}
+

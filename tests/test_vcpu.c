@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -651,6 +652,283 @@ static void test_should_refuse_bad_input_without_calling_the_backend(void **stat
 	assert_int_equal(tgt.nlog, 0);
 }
 
+/* ==== mock GIC =========================================== */
+
+/* A blob source: hands back a malloc()ed copy of bytes, or fails after allocating. */
+struct mock_blob_source {
+	const uint8_t *bytes;
+	size_t len;
+	int fail_rc;
+	bool null_blob; /* report len bytes but no buffer */
+	int calls;
+};
+
+static int blob_capture(void *ctx, uint8_t **blob, size_t *len, struct squib_error_detail *d)
+{
+	struct mock_blob_source *m = ctx;
+
+	m->calls++;
+	*len = m->len;
+	if (m->null_blob)
+		return 0;
+	*blob = malloc(m->len ? m->len : 1);
+	if (!*blob)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (m->len)
+		memcpy(*blob, m->bytes, m->len);
+	/* On failure the buffer is left for the library to free (ASan checks it does). */
+	return m->fail_rc ? squib_fail_msg(d, m->fail_rc, "mock blob source failed") : 0;
+}
+
+/* A blob target: keeps a copy of what it was given. */
+struct mock_blob_target {
+	uint8_t bytes[256];
+	size_t len;
+	int calls;
+	int order; /* value of *counter at the call, to check call order */
+	int *counter;
+	int fail_rc;
+};
+
+static int blob_restore(void *ctx, const uint8_t *blob, size_t len, struct squib_error_detail *d)
+{
+	struct mock_blob_target *m = ctx;
+
+	m->calls++;
+	if (m->counter)
+		m->order = (*m->counter)++;
+	if (m->fail_rc)
+		return squib_fail_msg(d, m->fail_rc, "mock blob target failed");
+	assert_true(len <= sizeof(m->bytes));
+	if (len)
+		memcpy(m->bytes, blob, len);
+	m->len = len;
+	return 0;
+}
+
+static const struct squib_gic_source_ops mock_gic_source_ops = {"mock-gic", blob_capture};
+static const struct squib_gic_target_ops mock_gic_target_ops = {"mock-gic", blob_restore};
+static const uint8_t gic64[64] = {0x47, 0x49, 0x43, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+
+/* ==== GIC and the restore session ========================================== */
+
+static void test_should_capture_and_restore_the_gic_blob(void **state)
+{
+	struct mock_blob_source src = {.bytes = gic64, .len = sizeof(gic64)};
+	struct squib_gic_source gs = {&mock_gic_source_ops, &src};
+	struct mock_blob_target tgt = {0};
+	struct squib_gic_target gt = {&mock_gic_target_ops, &tgt};
+	struct squib_restore_session rs;
+	struct squib_microvm_state s;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_arm64_vcpu(&s, 0, NULL), 0);
+	assert_int_equal(squib_capture_gic(&gs, &s, NULL), 0);
+	assert_int_equal(s.gic.size, sizeof(gic64));
+	assert_int_equal(s.gic.len, sizeof(gic64));
+	assert_memory_equal(s.gic.bytes, gic64, sizeof(gic64));
+	assert_int_equal(squib_state_verify_compatible(&s, NULL), 0);
+
+	squib_restore_session_init(&rs, SQUIB_PSCI_RESTORE_NORMALIZE);
+	assert_false(rs.gic_restored);
+	assert_int_equal(squib_restore_gic(&rs, &gt, &s, NULL), 0);
+	assert_true(rs.gic_restored);
+	assert_int_equal(tgt.calls, 1);
+	assert_int_equal(tgt.len, sizeof(gic64));
+	assert_memory_equal(tgt.bytes, gic64, sizeof(gic64));
+	/* Restoring again before any vCPU runs is allowed. */
+	assert_int_equal(squib_restore_gic_blob(&rs, &gt, gic64, 3, NULL), 0);
+	assert_int_equal(tgt.len, 3);
+	squib_state_free(&s);
+}
+
+static void test_should_refuse_gic_restore_after_a_vcpu_started(void **state)
+{
+	struct mock_blob_target tgt = {0};
+	struct squib_gic_target gt = {&mock_gic_target_ops, &tgt};
+	struct mock_target vt = {0};
+	struct squib_arm64_vcpu_target vtarget = target_of(&vt);
+	struct squib_restore_session rs;
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_arm64_vcpu(&s, 0, NULL), 0);
+	assert_int_equal(squib_state_set_gic(&s, gic64, sizeof(gic64)), 0);
+	squib_restore_session_init(&rs, SQUIB_PSCI_RESTORE_AS_SAVED);
+	assert_int_equal(squib_restore_session_mark_vcpu_started(&rs), 0);
+	assert_int_equal(rs.vcpus_started, 1);
+
+	assert_int_equal(squib_restore_gic(&rs, &gt, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(d.code, SQUIB_E_INCOMPATIBLE);
+	assert_non_null(strstr(d.msg, "after a vCPU started"));
+	assert_int_equal(squib_restore_gic_blob(&rs, &gt, gic64, sizeof(gic64), &d),
+			 SQUIB_E_INCOMPATIBLE);
+	/* Restoring vCPU registers is refused too. */
+	assert_int_equal(squib_restore_vcpus(&rs, &vtarget, 1, &s, &d), SQUIB_E_INCOMPATIBLE);
+	/* No backend was called and nothing is recorded as restored. */
+	assert_int_equal(tgt.calls, 0);
+	assert_int_equal(vt.nlog, 0);
+	assert_false(rs.gic_restored);
+	assert_int_equal(squib_restore_session_mark_vcpu_started(NULL), SQUIB_E_INVALID_ARGUMENT);
+	squib_state_free(&s);
+}
+
+static void test_should_refuse_empty_mismatched_or_failed_gic_blobs(void **state)
+{
+	struct mock_blob_source src = {.bytes = gic64, .len = 0};
+	struct squib_gic_source gs = {&mock_gic_source_ops, &src};
+	struct mock_blob_target tgt = {0};
+	struct squib_gic_target gt = {&mock_gic_target_ops, &tgt};
+	struct squib_restore_session rs;
+	struct squib_microvm_state s, x86;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_set_gic(&s, gic64, 3), 0);
+	/* An empty blob from the source: Capture, the old blob stays. */
+	assert_int_equal(squib_capture_gic(&gs, &s, &d), SQUIB_E_CAPTURE);
+	assert_non_null(strstr(d.msg, "empty GIC blob"));
+	src.len = 8;
+	src.null_blob = true;
+	assert_int_equal(squib_capture_gic(&gs, &s, &d), SQUIB_E_CAPTURE);
+	/* A failing source that allocated first: its error, the buffer freed, the old blob stays. */
+	src.null_blob = false;
+	src.fail_rc = SQUIB_E_IO;
+	assert_int_equal(squib_capture_gic(&gs, &s, &d), SQUIB_E_IO);
+	assert_string_equal(d.msg, "mock blob source failed");
+	assert_int_equal(s.gic.size, 3);
+	assert_memory_equal(s.gic.bytes, gic64, 3);
+
+	squib_restore_session_init(&rs, SQUIB_PSCI_RESTORE_NORMALIZE);
+	s.gic.len = 99; /* verify_compatible's length rule */
+	assert_int_equal(squib_restore_gic(&rs, &gt, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(squib_restore_gic_blob(&rs, &gt, gic64, 0, &d), SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(squib_restore_gic_blob(&rs, &gt, NULL, 4, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_gic_blob(NULL, &gt, gic64, 4, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_gic_blob(&rs, NULL, gic64, 4, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(tgt.calls, 0);
+	/* A failing target: its error, and the session does not count the GIC as restored. */
+	tgt.fail_rc = SQUIB_E_CAPTURE;
+	assert_int_equal(squib_restore_gic_blob(&rs, &gt, gic64, 4, &d), SQUIB_E_CAPTURE);
+	assert_false(rs.gic_restored);
+
+	/* The GIC is arm64's. */
+	squib_state_init(&x86, SQUIB_ARCH_X86_64);
+	src.fail_rc = 0;
+	assert_int_equal(squib_capture_gic(&gs, &x86, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_gic(NULL, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_gic(&gs, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_state_free(&s);
+}
+
+/* ==== all vCPUs of a state ================================================= */
+
+static void test_should_capture_all_vcpus_or_none(void **state)
+{
+	struct mock_source src[3] = {{.mpidr = 0x0, .psci = SQUIB_PSCI_ON},
+				     {.mpidr = 0x1, .psci = SQUIB_PSCI_ON},
+				     {.mpidr = 0x2, .psci = SQUIB_PSCI_OFF}};
+	struct squib_arm64_vcpu_source srcs[3];
+	struct squib_microvm_state s;
+	struct squib_arm64_vcpu *old;
+	struct squib_error_detail d;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		srcs[i] = source_of(&src[i]);
+		source_set(&src[i], KEY_SCTLR, 0x100 + (uint64_t)i);
+	}
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_arm64_vcpu(&s, 99, &old), 0);
+	assert_int_equal(squib_arm64_vcpu_set_sysreg(old, KEY_MAIR, 7), 0);
+
+	/* vCPU 2 fails: the state keeps its one old vCPU, nothing half-captured. */
+	src[2].fail_op = OP_SYSREG;
+	src[2].fail_key = KEY_TTBR0;
+	src[2].fail_rc = SQUIB_E_CAPTURE;
+	src[2].fail_with_message = true;
+	assert_int_equal(squib_capture_vcpus(srcs, 3, &s, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "vCPU 2: TTBR0_EL1: mock source exploded");
+	assert_int_equal(s.vcpu_count, 1);
+	assert_int_equal(s.arm64_vcpus[0].mpidr, 99);
+	assert_int_equal(s.arm64_vcpus[0].sys_reg_count, 1);
+
+	src[2].fail_op = OP_NONE;
+	assert_int_equal(squib_capture_vcpus(srcs, 3, &s, &d), 0);
+	assert_int_equal(s.vcpu_count, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		uint64_t v;
+
+		assert_int_equal(s.arm64_vcpus[i].mpidr, i);
+		assert_true(squib_arm64_vcpu_get_sysreg(&s.arm64_vcpus[i], KEY_SCTLR, &v));
+		assert_int_equal(v, 0x100 + i);
+	}
+	assert_int_equal(s.arm64_vcpus[2].psci_state, SQUIB_PSCI_OFF);
+
+	/* Bad input. */
+	assert_int_equal(squib_capture_vcpus(srcs, 0, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_vcpus(NULL, 1, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_vcpus(srcs, SQUIB_STATE_MAX_VCPUS + 1, &s, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_vcpus(srcs, 1, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(s.vcpu_count, 3);
+	squib_state_free(&s);
+}
+
+static void test_should_restore_all_vcpus_under_the_session_policy(void **state)
+{
+	struct mock_target tgt[3];
+	struct squib_arm64_vcpu_target targets[3];
+	struct squib_restore_session rs;
+	struct squib_microvm_state s;
+	struct squib_arm64_vcpu *v;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	for (uint64_t i = 0; i < 3; i++) {
+		assert_int_equal(squib_state_add_arm64_vcpu(&s, i, &v), 0);
+		v->psci_state = SQUIB_PSCI_ON; /* a live guest: every CPU online */
+		assert_int_equal(squib_arm64_vcpu_set_sysreg(v, KEY_SCTLR, 0x200 + i), 0);
+	}
+	memset(tgt, 0, sizeof(tgt));
+	for (int i = 0; i < 3; i++)
+		targets[i] = target_of(&tgt[i]);
+
+	/* Upstream's normalisation: BSP On, secondaries Off. */
+	squib_restore_session_init(&rs, SQUIB_PSCI_RESTORE_NORMALIZE);
+	assert_int_equal(squib_restore_vcpus(&rs, targets, 3, &s, &d), 0);
+	assert_int_equal(tgt[0].psci, SQUIB_PSCI_ON);
+	assert_int_equal(tgt[1].psci, SQUIB_PSCI_OFF);
+	assert_int_equal(tgt[2].psci, SQUIB_PSCI_OFF);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(target_value(&tgt[i], KEY_SCTLR), 0x200 + (uint64_t)i);
+
+	/* As saved (KVM): every vCPU stays On. */
+	memset(tgt, 0, sizeof(tgt));
+	squib_restore_session_init(&rs, SQUIB_PSCI_RESTORE_AS_SAVED);
+	assert_int_equal(squib_restore_vcpus(&rs, targets, 3, &s, &d), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(tgt[i].psci, SQUIB_PSCI_ON);
+
+	/* Another vCPU count is a different machine. */
+	memset(tgt, 0, sizeof(tgt));
+	assert_int_equal(squib_restore_vcpus(&rs, targets, 2, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_non_null(strstr(d.msg, "3 vCPUs"));
+	/* A malformed last vCPU is found before the first one is written. */
+	s.arm64_vcpus[2].psci_state = (enum squib_psci_state)4;
+	assert_int_equal(squib_restore_vcpus(&rs, targets, 3, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(tgt[i].nlog, 0);
+	assert_int_equal(squib_restore_vcpus(&rs, NULL, 3, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_vcpus(NULL, targets, 3, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -675,6 +953,13 @@ int main(void)
 		cmocka_unit_test(test_should_refuse_an_unknown_psci_state_from_the_source),
 		cmocka_unit_test(test_should_stop_at_a_target_error),
 		cmocka_unit_test(test_should_refuse_bad_input_without_calling_the_backend),
+		/* GIC and the restore session */
+		cmocka_unit_test(test_should_capture_and_restore_the_gic_blob),
+		cmocka_unit_test(test_should_refuse_gic_restore_after_a_vcpu_started),
+		cmocka_unit_test(test_should_refuse_empty_mismatched_or_failed_gic_blobs),
+		/* all vCPUs of a state */
+		cmocka_unit_test(test_should_capture_all_vcpus_or_none),
+		cmocka_unit_test(test_should_restore_all_vcpus_under_the_session_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

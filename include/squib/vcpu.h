@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * squib/vcpu.h - vCPU capture/restore through a backend.
+ * squib/vcpu.h - vCPU and GIC capture/restore through backends.
  *
  * The C form of upstream vcpu_save.rs. The library never touches a hypervisor
- * here: a vCPU's live state is reached through an ops table (function
+ * here: each piece of live state is reached through an ops table (function
  * pointers) plus the backend's `void *ctx`, the C form of upstream's traits.
  * A KVM or HVF backend implements the ops; tests stand in mocks.
  *
- * The functions mirror upstream one to one:
+ *   squib_arm64_vcpu_source / _target   one vCPU: GP, FP/SIMD, sysregs, PSCI
+ *   squib_gic_source / _target          the interrupt controller as one opaque blob
+ *
+ * The core functions mirror upstream one to one:
  *
  *   squib_capture_arm64_vcpu_state   read GP, then FP/SIMD, then every register of
  *                                    the sysreg table in canonical (ascending key)
@@ -16,6 +19,9 @@
  *   squib_restore_arm64_vcpu_state   write GP, FP/SIMD, the sysregs in ascending key
  *                                    order, then the PSCI state (policy below)
  *   squib_normalized_psci_state      On for vCPU 0, Off for every other vCPU
+ *
+ * and the squib_capture_* / squib_restore_* helpers move a whole
+ * squib_microvm_state's vCPUs and GIC.
  *
  * PSCI policy on restore (upstream §17 item 9). Upstream always restores vCPU 0
  * On and every secondary Off, expecting the guest to CPU_ON its secondaries
@@ -33,22 +39,33 @@
  *                                  backend that resumes a live guest. The saved
  *                                  state is always kept in the file either way.
  *
+ * Ordering. The GIC must be restored before any vCPU runs (upstream: calling it
+ * later is Incompatible). A struct squib_restore_session records it: the
+ * orchestrator calls squib_restore_session_mark_vcpu_started() before it lets
+ * a vCPU run, and every GIC (or vCPU batch) restore through the session after
+ * that fails with SQUIB_E_INCOMPATIBLE without calling the backend.
+ *
  * Ops contract. Every op returns 0 or a negative SQUIB_E_*; a backend failure
  * is SQUIB_E_CAPTURE with a message (squib_fail_msg). The library clears
  * d->code before each op; if the op fails without filling `d`, the library
  * fills a message naming the backend and the op. A return that is positive or
- * not a SQUIB_E_* code (e.g. a raw -errno) becomes SQUIB_E_CAPTURE. A NULL
- * handle, ops table or op is SQUIB_E_INVALID_ARGUMENT; no input makes these
- * functions crash.
+ * not a SQUIB_E_* code (e.g. a raw -errno) becomes SQUIB_E_CAPTURE. An op
+ * that hands back a buffer (the GIC blob) allocates it with malloc();
+ * whatever it leaves there becomes the library's, which frees it
+ * with free() on success and on failure alike. A NULL handle, ops table or
+ * op is SQUIB_E_INVALID_ARGUMENT; no input makes these functions crash.
  *
  * Errors: SQUIB_E_INVALID_ARGUMENT (misuse, with a message), SQUIB_E_NOMEM,
- * SQUIB_E_INCOMPATIBLE (a saved sysreg key this build does not know),
- * SQUIB_E_CAPTURE or whatever SQUIB_E_* a backend returned.
+ * SQUIB_E_INCOMPATIBLE (a saved sysreg key this build does not know, a GIC
+ * restore after a vCPU started, a state whose vCPUs do not match the
+ * targets), SQUIB_E_CAPTURE or whatever SQUIB_E_* a backend returned.
  *
  * Thread-safety: no global state; every function is reentrant. A call uses a
  * backend's ctx only on the calling thread and only during the call; a backend
  * whose vCPU may be touched only from its own thread (HVF affinity) runs the
- * call there or forwards inside its ops.
+ * call there or forwards inside its ops. A squib_restore_session is not
+ * synchronised: its calls must be serialised by the caller (the orchestrator
+ * marks each vCPU started itself, before letting its thread enter the run loop).
  */
 #ifndef SQUIB_VCPU_H
 #define SQUIB_VCPU_H
@@ -165,6 +182,88 @@ void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v);
 int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
 				   const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
 				   enum squib_psci_restore policy, struct squib_error_detail *d);
+
+/* ==== GIC =================================================================== */
+
+/* capture: the whole controller as one opaque, non-empty malloc()ed blob
+ * (HVF hv_gic_state_get_data; a KVM backend serialises its vGIC registers). */
+struct squib_gic_source_ops {
+	const char *name;
+	int (*capture)(void *ctx, uint8_t **blob, size_t *len, struct squib_error_detail *d);
+};
+
+struct squib_gic_source {
+	const struct squib_gic_source_ops *ops;
+	void *ctx;
+};
+
+/* restore: install a blob captured by the same kind of backend. */
+struct squib_gic_target_ops {
+	const char *name;
+	int (*restore)(void *ctx, const uint8_t *blob, size_t len, struct squib_error_detail *d);
+};
+
+struct squib_gic_target {
+	const struct squib_gic_target_ops *ops;
+	void *ctx;
+};
+
+/* ==== the restore sequencer ================================================ */
+
+/*
+ * One restore of one VM. Initialise with squib_restore_session_init(); the
+ * fields are for reading only.
+ */
+struct squib_restore_session {
+	enum squib_psci_restore psci;	/* policy used by squib_restore_vcpus */
+	bool gic_restored;		/* a GIC restore through this session succeeded */
+	uint32_t vcpus_started;		/* squib_restore_session_mark_vcpu_started calls */
+};
+
+void squib_restore_session_init(struct squib_restore_session *rs, enum squib_psci_restore psci);
+
+/* Record that a vCPU is about to run (call it before the first KVM_RUN /
+ * hv_vcpu_run of each vCPU). SQUIB_E_INVALID_ARGUMENT for NULL. */
+int squib_restore_session_mark_vcpu_started(struct squib_restore_session *rs);
+
+/*
+ * Restore the GIC from a blob through the session. SQUIB_E_INCOMPATIBLE,
+ * without calling the target, once a vCPU has been marked started or when the
+ * blob is empty. Sets rs->gic_restored on success.
+ */
+int squib_restore_gic_blob(struct squib_restore_session *rs, const struct squib_gic_target *t,
+			   const void *blob, size_t len, struct squib_error_detail *d);
+
+/* ==== whole-state helpers =================================================== */
+
+/*
+ * Capture n vCPUs (1..SQUIB_STATE_MAX_VCPUS; vCPU i from srcs[i]) and replace
+ * the vCPUs of `s` (arch AARCH64) with them. All or nothing: on failure `s`
+ * is unchanged.
+ */
+int squib_capture_vcpus(const struct squib_arm64_vcpu_source *srcs, uint32_t n,
+			struct squib_microvm_state *s, struct squib_error_detail *d);
+
+/*
+ * Restore every vCPU of `s` (arch AARCH64): vCPU i into targets[i] with index
+ * i, under rs->psci. SQUIB_E_INCOMPATIBLE when n differs from s->vcpu_count or
+ * once a vCPU has been marked started. Every vCPU and target passes the checks
+ * of squib_restore_arm64_vcpu_state before the first is written; the writes
+ * then stop at the first failure.
+ */
+int squib_restore_vcpus(const struct squib_restore_session *rs,
+			const struct squib_arm64_vcpu_target *targets, uint32_t n,
+			const struct squib_microvm_state *s, struct squib_error_detail *d);
+
+/* Capture the GIC blob into s->gic (arch AARCH64); an empty blob is
+ * SQUIB_E_CAPTURE. On failure `s` is unchanged. */
+int squib_capture_gic(const struct squib_gic_source *src, struct squib_microvm_state *s,
+		      struct squib_error_detail *d);
+
+/* squib_restore_gic_blob with s->gic; SQUIB_E_INCOMPATIBLE also when the
+ * declared length differs from the blob's size (verify_compatible's rule). */
+int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_target *t,
+		      const struct squib_microvm_state *s, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }
