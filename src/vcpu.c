@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vCPU and GIC capture/restore through backend ops (upstream vcpu_save.rs). */
+/* vCPU, GIC, MMDS and device capture/restore through backend ops (upstream vcpu_save.rs). */
 #include <squib/vcpu.h>
 
 #include <inttypes.h>
@@ -417,3 +417,210 @@ int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_t
 	return squib_restore_gic_blob(rs, t, s->gic.bytes, s->gic.size, d);
 }
 
+/* ---- MMDS ----------------------------------------------------------------- */
+
+#define MMDS_SOURCE "MMDS source"
+#define MMDS_TARGET "MMDS target"
+
+static bool mmds_target_ok(const struct squib_mmds_target *t)
+{
+	return t->ops && t->ops->restore;
+}
+
+int squib_capture_mmds(const struct squib_mmds_source *src, struct squib_microvm_state *s,
+		       struct squib_error_detail *d)
+{
+	struct squib_mmds_state m, *copy = NULL;
+	bool enabled = false;
+	int rc;
+
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if (!src || !src->ops || !src->ops->capture)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL MMDS source or op");
+	memset(&m, 0, sizeof(m));
+	rc = CALL_OP(d, src->ops, MMDS_SOURCE, capture, src->ctx, &enabled, &m, d);
+	if (!rc && enabled) {
+		if (!m.data_json && !(m.data_json = strdup("null")))
+			rc = squib_fail(d, SQUIB_E_NOMEM);
+		else if (!(copy = malloc(sizeof(*copy))))
+			rc = squib_fail(d, SQUIB_E_NOMEM);
+	}
+	if (rc || !enabled) {
+		free(m.data_json);
+		if (rc)
+			return rc;
+	} else {
+		if (!m.has_token_ttl)
+			m.token_ttl_seconds = 0;
+		*copy = m;
+	}
+	if (s->mmds)
+		free(s->mmds->data_json);
+	free(s->mmds);
+	s->mmds = copy;
+	return 0;
+}
+
+int squib_restore_mmds(const struct squib_mmds_target *t, const struct squib_microvm_state *s,
+		       struct squib_error_detail *d)
+{
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if (t && !mmds_target_ok(t))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "MMDS target lacks its op");
+	if (!s->mmds)
+		return 0; /* nothing saved: the live store stays as it is */
+	if (!t)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "the snapshot has MMDS, the VM has none");
+	return CALL_OP(d, t->ops, MMDS_TARGET, restore, t->ctx, s->mmds, d);
+}
+
+/* ---- devices -------------------------------------------------------------- */
+
+#define DEVICE_SOURCE "device source"
+#define DEVICE_TARGET "device target"
+
+static bool same_device_key(uint32_t slot_a, const char *id_a, uint32_t slot_b, const char *id_b)
+{
+	return slot_a == slot_b && strcmp(id_a ? id_a : "", id_b ? id_b : "") == 0;
+}
+
+int squib_capture_devices(const struct squib_device_source *srcs, size_t n,
+			  struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	struct squib_microvm_state tmp;
+	struct squib_device_state *old;
+	uint32_t old_count;
+	int rc = 0;
+
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if ((n && !srcs) || n > SQUIB_STATE_MAX_DEVICES)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "%zu device sources (0..%d, non-NULL)",
+				      n, SQUIB_STATE_MAX_DEVICES);
+	/* Every source well-formed and every key unique before any backend runs. */
+	for (size_t i = 0; i < n; i++) {
+		const struct squib_device_source *a = &srcs[i];
+
+		if (!a->ops || !a->ops->capture || !a->kind || !a->id)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "device source %zu lacks its op, kind or id", i);
+		for (size_t j = 0; j < i; j++)
+			if (same_device_key(a->mmio_slot, a->id, srcs[j].mmio_slot, srcs[j].id))
+				return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+						      "two devices with id \"%s\" in slot %" PRIu32,
+						      a->id, a->mmio_slot);
+	}
+	squib_state_init(&tmp, s->arch);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct squib_device_source *a = &srcs[i];
+		uint8_t *blob = NULL;
+		size_t len = 0;
+
+		rc = CALL_OP(d, a->ops, DEVICE_SOURCE, capture, a->ctx, &blob, &len, d);
+		if (!rc && len && !blob)
+			rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "%s: capture returned NULL for %zu bytes",
+					    backend_name(a->ops->name, DEVICE_SOURCE), len);
+		if (!rc && (rc = squib_state_add_device(&tmp, a->kind, a->id, a->mmio_slot, blob, len)))
+			squib_fail(d, rc);
+		if (rc)
+			add_context(d, a->id);
+		free(blob);
+	}
+	if (!rc) {
+		/* Swap the new list in; tmp then releases the old one. */
+		old = s->devices;
+		old_count = s->device_count;
+		s->devices = tmp.devices;
+		s->device_count = tmp.device_count;
+		tmp.devices = old;
+		tmp.device_count = old_count;
+	}
+	squib_state_free(&tmp);
+	return rc;
+}
+
+/* Index of the target for a saved device, or n. */
+static size_t find_target(const struct squib_device_target *targets, size_t n,
+			  const struct squib_device_state *dev)
+{
+	for (size_t j = 0; j < n; j++)
+		if (same_device_key(targets[j].mmio_slot, targets[j].id, dev->mmio_slot, dev->id))
+			return j;
+	return n;
+}
+
+static int check_device_targets(const struct squib_device_target *targets, size_t n,
+				const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct squib_device_target *t = &targets[i];
+
+		if (!t->ops || !t->ops->restore || !t->kind || !t->id)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "device target %zu lacks its op, kind or id", i);
+		for (size_t j = 0; j < i; j++)
+			if (same_device_key(t->mmio_slot, t->id, targets[j].mmio_slot, targets[j].id))
+				return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+						      "two device targets with id \"%s\" in slot %" PRIu32,
+						      t->id, t->mmio_slot);
+	}
+	for (uint32_t i = 0; i < s->device_count; i++) {
+		const struct squib_device_state *dev = &s->devices[i];
+		size_t j = find_target(targets, n, dev);
+
+		if (dev->blob_len && !dev->blob)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "saved device %" PRIu32 " has a length and no blob", i);
+		if (j == n)
+			return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+					      "saved device \"%s\" in slot %" PRIu32 " has no target",
+					      dev->id ? dev->id : "", dev->mmio_slot);
+		if (strcmp(targets[j].kind, dev->kind ? dev->kind : "") != 0)
+			return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+					      "device \"%s\" in slot %" PRIu32 " was saved as %s, is %s",
+					      targets[j].id, dev->mmio_slot, dev->kind ? dev->kind : "",
+					      targets[j].kind);
+	}
+	/* Every saved device has its own target; any target left over has no saved state. */
+	for (size_t j = 0; n > s->device_count && j < n; j++) {
+		bool saved = false;
+
+		for (uint32_t i = 0; i < s->device_count && !saved; i++)
+			saved = same_device_key(targets[j].mmio_slot, targets[j].id,
+						s->devices[i].mmio_slot, s->devices[i].id);
+		if (!saved)
+			return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+					      "device \"%s\" in slot %" PRIu32 " is not in the snapshot",
+					      targets[j].id, targets[j].mmio_slot);
+	}
+	return 0;
+}
+
+int squib_restore_devices(const struct squib_device_target *targets, size_t n,
+			  const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
+	if ((n && !targets) || n > SQUIB_STATE_MAX_DEVICES)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "%zu device targets (0..%d, non-NULL)",
+				      n, SQUIB_STATE_MAX_DEVICES);
+	if (s->device_count && !s->devices)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has devices and no array");
+	if ((rc = check_device_targets(targets, n, s, d)))
+		return rc;
+	for (uint32_t i = 0; i < s->device_count; i++) {
+		const struct squib_device_state *dev = &s->devices[i];
+		const struct squib_device_target *t = &targets[find_target(targets, n, dev)];
+
+		rc = CALL_OP(d, t->ops, DEVICE_TARGET, restore, t->ctx, dev->blob, dev->blob_len, d);
+		if (rc) {
+			add_context(d, t->id);
+			return rc;
+		}
+	}
+	return 0;
+}

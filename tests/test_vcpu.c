@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <squib/envelope.h>
 #include <squib/state.h>
 #include <squib/sysreg.h>
 #include <squib/vcpu.h>
@@ -652,7 +653,7 @@ static void test_should_refuse_bad_input_without_calling_the_backend(void **stat
 	assert_int_equal(tgt.nlog, 0);
 }
 
-/* ==== mock GIC =========================================== */
+/* ==== mock GIC, MMDS and devices =========================================== */
 
 /* A blob source: hands back a malloc()ed copy of bytes, or fails after allocating. */
 struct mock_blob_source {
@@ -708,6 +709,49 @@ static int blob_restore(void *ctx, const uint8_t *blob, size_t len, struct squib
 
 static const struct squib_gic_source_ops mock_gic_source_ops = {"mock-gic", blob_capture};
 static const struct squib_gic_target_ops mock_gic_target_ops = {"mock-gic", blob_restore};
+static const struct squib_device_source_ops mock_dev_source_ops = {"mock-dev", blob_capture};
+static const struct squib_device_target_ops mock_dev_target_ops = {"mock-dev", blob_restore};
+
+struct mock_mmds {
+	bool enabled;
+	const char *json; /* NULL: leave data_json NULL */
+	bool has_ttl;
+	uint32_t ttl;
+	int fail_rc;
+	/* target side */
+	char live[128];
+	int calls;
+};
+
+static int mmds_capture(void *ctx, bool *enabled, struct squib_mmds_state *out,
+			struct squib_error_detail *d)
+{
+	struct mock_mmds *m = ctx;
+
+	m->calls++;
+	*enabled = m->enabled;
+	if (m->json && !(out->data_json = strdup(m->json)))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	out->has_token_ttl = m->has_ttl;
+	out->token_ttl_seconds = m->ttl;
+	return m->fail_rc ? squib_fail_msg(d, m->fail_rc, "mock MMDS failed") : 0;
+}
+
+static int mmds_restore(void *ctx, const struct squib_mmds_state *st, struct squib_error_detail *d)
+{
+	struct mock_mmds *m = ctx;
+
+	(void)d;
+	m->calls++;
+	assert_non_null(st);
+	snprintf(m->live, sizeof(m->live), "%s|%d|%u", st->data_json, st->has_token_ttl,
+		 st->token_ttl_seconds);
+	return 0;
+}
+
+static const struct squib_mmds_source_ops mock_mmds_source_ops = {"mock-mmds", mmds_capture};
+static const struct squib_mmds_target_ops mock_mmds_target_ops = {"mock-mmds", mmds_restore};
+
 static const uint8_t gic64[64] = {0x47, 0x49, 0x43, 1, 2, 3, 4, 5, 6, 7, 8, 9};
 
 /* ==== GIC and the restore session ========================================== */
@@ -929,6 +973,249 @@ static void test_should_restore_all_vcpus_under_the_session_policy(void **state)
 	squib_state_free(&s);
 }
 
+/* ==== MMDS ================================================================== */
+
+static void test_should_round_trip_mmds_through_source_and_target(void **state)
+{
+	static const char json[] = "{\"latest\":{\"meta-data\":{\"ami-id\":\"ami-1\"}}}";
+	struct mock_mmds src = {.enabled = true, .json = json, .has_ttl = true, .ttl = 3600};
+	struct squib_mmds_source ms = {&mock_mmds_source_ops, &src};
+	struct mock_mmds tgt = {0};
+	struct squib_mmds_target mt = {&mock_mmds_target_ops, &tgt};
+	struct squib_microvm_state s;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_capture_mmds(&ms, &s, NULL), 0);
+	assert_non_null(s.mmds);
+	assert_string_equal(s.mmds->data_json, json);
+	assert_true(s.mmds->has_token_ttl);
+	assert_int_equal(s.mmds->token_ttl_seconds, 3600);
+	assert_int_equal(squib_restore_mmds(&mt, &s, NULL), 0);
+	assert_int_equal(tgt.calls, 1);
+	assert_string_equal(tgt.live,
+			    "{\"latest\":{\"meta-data\":{\"ami-id\":\"ami-1\"}}}|1|3600");
+
+	/* Enabled with no JSON is the empty store; a TTL without its flag is dropped (V1). */
+	src.json = NULL;
+	src.has_ttl = false;
+	assert_int_equal(squib_capture_mmds(&ms, &s, NULL), 0);
+	assert_string_equal(s.mmds->data_json, "null");
+	assert_false(s.mmds->has_token_ttl);
+	assert_int_equal(s.mmds->token_ttl_seconds, 0);
+	squib_state_free(&s);
+}
+
+static void test_should_leave_the_mmds_target_untouched_without_saved_mmds(void **state)
+{
+	struct mock_mmds tgt = {.live = "live store"};
+	struct squib_mmds_target mt = {&mock_mmds_target_ops, &tgt};
+	struct squib_mmds_target broken = {0};
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64); /* no MMDS saved */
+	assert_int_equal(squib_restore_mmds(&mt, &s, &d), 0);
+	assert_int_equal(tgt.calls, 0);
+	assert_string_equal(tgt.live, "live store");
+	/* A VM without MMDS needs no target for such a state... */
+	assert_int_equal(squib_restore_mmds(NULL, &s, &d), 0);
+	/* ...but cannot take a state that has MMDS. */
+	assert_int_equal(squib_state_set_mmds(&s, "{}", false, 0), 0);
+	assert_int_equal(squib_restore_mmds(NULL, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(squib_restore_mmds(&broken, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_mmds(&mt, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(tgt.calls, 0);
+	squib_state_free(&s);
+}
+
+static void test_should_drop_mmds_when_the_source_reports_it_off(void **state)
+{
+	struct mock_mmds src = {.enabled = false, .json = "{\"stale\":1}"};
+	struct squib_mmds_source ms = {&mock_mmds_source_ops, &src};
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_set_mmds(&s, "{\"old\":true}", true, 60), 0);
+	/* A failing source (after handing over a string): its error, the state unchanged. */
+	src.enabled = true;
+	src.fail_rc = SQUIB_E_CAPTURE;
+	assert_int_equal(squib_capture_mmds(&ms, &s, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "mock MMDS failed");
+	assert_string_equal(s.mmds->data_json, "{\"old\":true}");
+	/* Off: the state loses its MMDS (and the stray string is freed). */
+	src.enabled = false;
+	src.fail_rc = 0;
+	assert_int_equal(squib_capture_mmds(&ms, &s, &d), 0);
+	assert_null(s.mmds);
+	assert_int_equal(squib_capture_mmds(NULL, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_mmds(&ms, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_state_free(&s);
+}
+
+/* ==== devices =============================================================== */
+
+/* Upstream integration test host_dev_name_round_trips_through_save_restore:
+ * [1][u32 LE length]["vmnet-shared-en0-1234"] in slot 1. */
+static size_t host_dev_name_blob(uint8_t *out)
+{
+	static const char name[] = "vmnet-shared-en0-1234";
+	uint32_t n = (uint32_t)strlen(name);
+
+	out[0] = 1;
+	out[1] = (uint8_t)n;
+	out[2] = (uint8_t)(n >> 8);
+	out[3] = (uint8_t)(n >> 16);
+	out[4] = (uint8_t)(n >> 24);
+	memcpy(out + 5, name, n);
+	return 5 + n;
+}
+
+static void test_should_round_trip_host_dev_name_device_blob(void **state)
+{
+	static const uint8_t block_blob[] = {0xB1, 0x0C, 0x00, 0xFF};
+	uint8_t net_blob[64];
+	size_t net_len = host_dev_name_blob(net_blob);
+	struct mock_blob_source net_src = {.bytes = net_blob, .len = net_len};
+	struct mock_blob_source blk_src = {.bytes = block_blob, .len = sizeof(block_blob)};
+	struct mock_blob_source empty_src = {.len = 0};
+	const struct squib_device_source srcs[] = {
+		{&mock_dev_source_ops, &net_src, "virtio-net", "eth0", 1},
+		{&mock_dev_source_ops, &empty_src, "virtio-vsock", "vsock", 2},
+		{&mock_dev_source_ops, &blk_src, "virtio-block", "rootfs", 0},
+	};
+	int counter = 0;
+	struct mock_blob_target net_tgt = {.counter = &counter}, blk_tgt = {.counter = &counter},
+				empty_tgt = {.counter = &counter};
+	const struct squib_device_target targets[] = {
+		{&mock_dev_target_ops, &empty_tgt, "virtio-vsock", "vsock", 2},
+		{&mock_dev_target_ops, &net_tgt, "virtio-net", "eth0", 1},
+		{&mock_dev_target_ops, &blk_tgt, "virtio-block", "rootfs", 0},
+	};
+	struct squib_microvm_state s, loaded;
+	uint8_t *file;
+	size_t file_len;
+
+	(void)state;
+	assert_int_equal(net_len, 26);
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_capture_devices(srcs, 3, &s, NULL), 0);
+	assert_int_equal(s.device_count, 3);
+	assert_string_equal(s.devices[0].id, "rootfs"); /* sorted by slot */
+	assert_string_equal(s.devices[1].kind, "virtio-net");
+	assert_int_equal(s.devices[1].mmio_slot, 1);
+	assert_int_equal(s.devices[1].blob_len, net_len);
+	assert_memory_equal(s.devices[1].blob, net_blob, net_len);
+	assert_int_equal(s.devices[2].blob_len, 0);
+
+	/* Through the state file and back, then into the targets. */
+	assert_int_equal(squib_state_encode(&s, &file, &file_len, NULL), 0);
+	assert_int_equal(squib_state_decode(file, file_len, SQUIB_ARCH_AARCH64, &loaded, NULL, NULL),
+			 0);
+	free(file);
+	assert_int_equal(squib_restore_devices(targets, 3, &loaded, NULL), 0);
+	assert_int_equal(net_tgt.len, net_len);
+	assert_memory_equal(net_tgt.bytes, net_blob, net_len); /* byte for byte */
+	assert_int_equal(blk_tgt.len, sizeof(block_blob));
+	assert_memory_equal(blk_tgt.bytes, block_blob, sizeof(block_blob));
+	assert_int_equal(empty_tgt.calls, 1);
+	assert_int_equal(empty_tgt.len, 0);
+	/* Restored in the state's (slot, id) order, whatever the targets' order. */
+	assert_int_equal(blk_tgt.order, 0);
+	assert_int_equal(net_tgt.order, 1);
+	assert_int_equal(empty_tgt.order, 2);
+	squib_state_free(&loaded);
+	squib_state_free(&s);
+}
+
+static void test_should_capture_devices_all_or_nothing(void **state)
+{
+	static const uint8_t b[] = {1, 2, 3};
+	struct mock_blob_source ok = {.bytes = b, .len = sizeof(b)};
+	struct mock_blob_source bad = {.bytes = b, .len = sizeof(b), .fail_rc = SQUIB_E_CAPTURE};
+	struct squib_device_source srcs[] = {
+		{&mock_dev_source_ops, &ok, "virtio-block", "rootfs", 0},
+		{&mock_dev_source_ops, &bad, "virtio-net", "eth0", 1},
+	};
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_device(&s, "virtio-rng", "rng", 7, "r", 1), 0);
+	/* The second capture fails: the state keeps its old device list. */
+	assert_int_equal(squib_capture_devices(srcs, 2, &s, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "eth0: mock blob source failed");
+	assert_int_equal(s.device_count, 1);
+	assert_string_equal(s.devices[0].id, "rng");
+	/* Duplicate keys are refused before any backend runs. */
+	ok.calls = bad.calls = 0;
+	srcs[1].id = "rootfs";
+	srcs[1].mmio_slot = 0;
+	assert_int_equal(squib_capture_devices(srcs, 2, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(ok.calls + bad.calls, 0);
+	srcs[1].kind = NULL;
+	assert_int_equal(squib_capture_devices(srcs, 2, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_devices(NULL, 2, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_capture_devices(srcs, 2, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(s.device_count, 1);
+	/* Zero sources: a VM without devices. */
+	assert_int_equal(squib_capture_devices(NULL, 0, &s, &d), 0);
+	assert_int_equal(s.device_count, 0);
+	squib_state_free(&s);
+}
+
+static void test_should_refuse_device_targets_that_do_not_match_the_snapshot(void **state)
+{
+	struct mock_blob_target t0 = {0}, t1 = {0};
+	struct squib_device_target targets[2] = {
+		{&mock_dev_target_ops, &t0, "virtio-block", "rootfs", 0},
+		{&mock_dev_target_ops, &t1, "virtio-net", "eth0", 1},
+	};
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_add_device(&s, "virtio-block", "rootfs", 0, "a", 1), 0);
+	assert_int_equal(squib_state_add_device(&s, "virtio-net", "eth0", 1, "b", 1), 0);
+	/* A saved device without a target. */
+	assert_int_equal(squib_restore_devices(targets, 1, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_non_null(strstr(d.msg, "\"eth0\" in slot 1 has no target"));
+	/* Same key, other kind. */
+	targets[1].kind = "virtio-vsock";
+	assert_int_equal(squib_restore_devices(targets, 2, &s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_non_null(strstr(d.msg, "saved as virtio-net, is virtio-vsock"));
+	targets[1].kind = "virtio-net";
+	/* Same id in another slot is another device. */
+	targets[1].mmio_slot = 2;
+	assert_int_equal(squib_restore_devices(targets, 2, &s, &d), SQUIB_E_INCOMPATIBLE);
+	targets[1].mmio_slot = 1;
+	/* A target the snapshot does not have. */
+	{
+		struct squib_device_target three[3] = {targets[0], targets[1], targets[1]};
+
+		three[2].id = "eth1";
+		assert_int_equal(squib_restore_devices(three, 3, &s, &d), SQUIB_E_INCOMPATIBLE);
+		assert_non_null(strstr(d.msg, "\"eth1\" in slot 1 is not in the snapshot"));
+		three[2].id = "eth0"; /* duplicate target key */
+		assert_int_equal(squib_restore_devices(three, 3, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	}
+	assert_int_equal(squib_restore_devices(NULL, 2, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_restore_devices(targets, 2, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	/* None of that reached a backend. */
+	assert_int_equal(t0.calls + t1.calls, 0);
+	/* A failing target stops the restore with its error and the device named. */
+	t0.fail_rc = SQUIB_E_CAPTURE;
+	assert_int_equal(squib_restore_devices(targets, 2, &s, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "rootfs: mock blob target failed");
+	assert_int_equal(t1.calls, 0);
+	squib_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -960,6 +1247,14 @@ int main(void)
 		/* all vCPUs of a state */
 		cmocka_unit_test(test_should_capture_all_vcpus_or_none),
 		cmocka_unit_test(test_should_restore_all_vcpus_under_the_session_policy),
+		/* MMDS */
+		cmocka_unit_test(test_should_round_trip_mmds_through_source_and_target),
+		cmocka_unit_test(test_should_leave_the_mmds_target_untouched_without_saved_mmds),
+		cmocka_unit_test(test_should_drop_mmds_when_the_source_reports_it_off),
+		/* devices */
+		cmocka_unit_test(test_should_round_trip_host_dev_name_device_blob),
+		cmocka_unit_test(test_should_capture_devices_all_or_nothing),
+		cmocka_unit_test(test_should_refuse_device_targets_that_do_not_match_the_snapshot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * squib/vcpu.h - vCPU and GIC capture/restore through backends.
+ * squib/vcpu.h - vCPU, GIC, MMDS and device capture/restore through backends.
  *
  * The C form of upstream vcpu_save.rs. The library never touches a hypervisor
  * here: each piece of live state is reached through an ops table (function
@@ -9,6 +9,8 @@
  *
  *   squib_arm64_vcpu_source / _target   one vCPU: GP, FP/SIMD, sysregs, PSCI
  *   squib_gic_source / _target          the interrupt controller as one opaque blob
+ *   squib_mmds_source / _target         the metadata service store (optional)
+ *   squib_device_source / _target       one device blob, keyed by (kind, id, slot)
  *
  * The core functions mirror upstream one to one:
  *
@@ -21,7 +23,7 @@
  *   squib_normalized_psci_state      On for vCPU 0, Off for every other vCPU
  *
  * and the squib_capture_* / squib_restore_* helpers move a whole
- * squib_microvm_state's vCPUs and GIC.
+ * squib_microvm_state's vCPUs, GIC, MMDS and devices.
  *
  * PSCI policy on restore (upstream §17 item 9). Upstream always restores vCPU 0
  * On and every secondary Off, expecting the guest to CPU_ON its secondaries
@@ -50,15 +52,16 @@
  * d->code before each op; if the op fails without filling `d`, the library
  * fills a message naming the backend and the op. A return that is positive or
  * not a SQUIB_E_* code (e.g. a raw -errno) becomes SQUIB_E_CAPTURE. An op
- * that hands back a buffer (the GIC blob) allocates it with malloc();
- * whatever it leaves there becomes the library's, which frees it
- * with free() on success and on failure alike. A NULL handle, ops table or
- * op is SQUIB_E_INVALID_ARGUMENT; no input makes these functions crash.
+ * that hands back a buffer (GIC and device blobs, the MMDS JSON) allocates
+ * it with malloc(); whatever it leaves there becomes the library's, which
+ * frees it with free() on success and on failure alike. A NULL handle, ops
+ * table or op is SQUIB_E_INVALID_ARGUMENT; no input makes these functions
+ * crash.
  *
  * Errors: SQUIB_E_INVALID_ARGUMENT (misuse, with a message), SQUIB_E_NOMEM,
  * SQUIB_E_INCOMPATIBLE (a saved sysreg key this build does not know, a GIC
- * restore after a vCPU started, a state whose vCPUs do not match the
- * targets), SQUIB_E_CAPTURE or whatever SQUIB_E_* a backend returned.
+ * restore after a vCPU started, a state whose vCPUs or devices do not match
+ * the targets), SQUIB_E_CAPTURE or whatever SQUIB_E_* a backend returned.
  *
  * Thread-safety: no global state; every function is reentrant. A call uses a
  * backend's ctx only on the calling thread and only during the call; a backend
@@ -234,6 +237,71 @@ int squib_restore_session_mark_vcpu_started(struct squib_restore_session *rs);
 int squib_restore_gic_blob(struct squib_restore_session *rs, const struct squib_gic_target *t,
 			   const void *blob, size_t len, struct squib_error_detail *d);
 
+/* ==== MMDS ================================================================== */
+
+/*
+ * capture: set *enabled = true and fill *out when MMDS is on: out->data_json a
+ * malloc()ed compact JSON string (NULL means "null", the empty store), the
+ * TTL fields as in struct squib_mmds_state. Leave *enabled false (preset) when
+ * MMDS is off; the state then has no MMDS.
+ */
+struct squib_mmds_source_ops {
+	const char *name;
+	int (*capture)(void *ctx, bool *enabled, struct squib_mmds_state *out,
+		       struct squib_error_detail *d);
+};
+
+struct squib_mmds_source {
+	const struct squib_mmds_source_ops *ops;
+	void *ctx;
+};
+
+/* restore: replace the live store with `m` (never NULL: a state without MMDS
+ * does not call the target, see squib_restore_mmds). */
+struct squib_mmds_target_ops {
+	const char *name;
+	int (*restore)(void *ctx, const struct squib_mmds_state *m, struct squib_error_detail *d);
+};
+
+struct squib_mmds_target {
+	const struct squib_mmds_target_ops *ops;
+	void *ctx;
+};
+
+/* ==== devices =============================================================== */
+
+/*
+ * One device. The handle carries its key: kind (e.g. "virtio-net"), id
+ * (drive_id / iface_id) and MMIO slot; (slot, id) is unique within a VM.
+ * capture: the device-defined blob, malloc()ed (an empty blob is *len 0).
+ * restore: install a blob captured by the same kind of device.
+ */
+struct squib_device_source_ops {
+	const char *name;
+	int (*capture)(void *ctx, uint8_t **blob, size_t *len, struct squib_error_detail *d);
+};
+
+struct squib_device_source {
+	const struct squib_device_source_ops *ops;
+	void *ctx;
+	const char *kind;
+	const char *id;
+	uint32_t mmio_slot;
+};
+
+struct squib_device_target_ops {
+	const char *name;
+	int (*restore)(void *ctx, const uint8_t *blob, size_t len, struct squib_error_detail *d);
+};
+
+struct squib_device_target {
+	const struct squib_device_target_ops *ops;
+	void *ctx;
+	const char *kind;
+	const char *id;
+	uint32_t mmio_slot;
+};
+
 /* ==== whole-state helpers =================================================== */
 
 /*
@@ -264,6 +332,38 @@ int squib_capture_gic(const struct squib_gic_source *src, struct squib_microvm_s
  * declared length differs from the blob's size (verify_compatible's rule). */
 int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_target *t,
 		      const struct squib_microvm_state *s, struct squib_error_detail *d);
+
+/* Capture MMDS into s->mmds (replaced; NULL when the source reports it off).
+ * On failure `s` is unchanged. */
+int squib_capture_mmds(const struct squib_mmds_source *src, struct squib_microvm_state *s,
+		       struct squib_error_detail *d);
+
+/*
+ * Restore s->mmds. A state without MMDS leaves the target untouched: the
+ * target is not called at all (upstream passed None and trusted the target).
+ * t may be NULL when the VM runs no MMDS: fine for a state without MMDS,
+ * SQUIB_E_INCOMPATIBLE for a state with it.
+ */
+int squib_restore_mmds(const struct squib_mmds_target *t, const struct squib_microvm_state *s,
+		       struct squib_error_detail *d);
+
+/*
+ * Capture n devices (0..SQUIB_STATE_MAX_DEVICES) and replace the devices of
+ * `s` with them, sorted by (slot, id). kind and id must be non-NULL; a
+ * duplicate (slot, id) is SQUIB_E_INVALID_ARGUMENT. All or nothing.
+ */
+int squib_capture_devices(const struct squib_device_source *srcs, size_t n,
+			  struct squib_microvm_state *s, struct squib_error_detail *d);
+
+/*
+ * Restore every saved device into the target with the same (slot, id), in the
+ * state's (slot, id) order. Checked before any target is called:
+ * SQUIB_E_INVALID_ARGUMENT for a duplicate target key; SQUIB_E_INCOMPATIBLE
+ * when a saved device has no target, its target's kind differs, or a target
+ * has no saved device (the VM's devices must be the snapshot's).
+ */
+int squib_restore_devices(const struct squib_device_target *targets, size_t n,
+			  const struct squib_microvm_state *s, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }
