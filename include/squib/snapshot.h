@@ -18,6 +18,7 @@
 #include <squib/dirty.h>
 #include <squib/memfile.h>
 #include <squib/track.h>
+#include <squib/vcpu.h>
 
 #ifdef __cplusplus
 extern "C" {
