@@ -16,6 +16,7 @@
 #include <squib/atomic.h>
 #include <squib/describe.h>
 #include <squib/dirty.h>
+#include <squib/progress.h>
 #include <squib/memfile.h>
 #include <squib/track.h>
 
