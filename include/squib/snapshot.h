@@ -19,6 +19,7 @@
 #include <squib/progress.h>
 #include <squib/memfile.h>
 #include <squib/track.h>
+#include <squib/verify.h>
 
 #ifdef __cplusplus
 extern "C" {
