@@ -78,6 +78,12 @@ enum squib_check_status squib_verify_worst(const struct squib_verify_report *r)
 	return worst == SQUIB_CHECK_SKIPPED ? SQUIB_CHECK_OK : worst;
 }
 
+/* "" or "s", for "1 extent" / "2 extents". */
+static const char *plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* ---- recording results ---- */
 
 struct run {
@@ -212,9 +218,9 @@ static void check_body(struct run *x)
 		return;
 	}
 	x->decoded = true;
-	ok(x, SQUIB_CHECK_STATE_STRUCTURE, "%" PRIu32 " vCPUs, %" PRIu32 " devices, %s",
-	   x->st.vcpu_count, x->st.device_count,
-	   x->st.memory ? "memory section" : "no memory section");
+	ok(x, SQUIB_CHECK_STATE_STRUCTURE, "%" PRIu32 " vCPU%s, %" PRIu32 " device%s, %s",
+	   x->st.vcpu_count, plural(x->st.vcpu_count), x->st.device_count,
+	   plural(x->st.device_count), x->st.memory ? "memory section" : "no memory section");
 	rc = squib_state_verify_compatible(&x->st, &d);
 	if (rc)
 		fail(x, SQUIB_CHECK_COMPATIBILITY, rc, &d);
@@ -344,12 +350,12 @@ static bool check_footer_and_manifest(struct run *x)
 		return false;
 	}
 	m = squib_memfile_manifest(x->mf);
-	ok(x, SQUIB_CHECK_MEMORY_FOOTER, "%s, " SQUIB_SEMVER_FMT,
+	ok(x, SQUIB_CHECK_MEMORY_FOOTER, "%s, version " SQUIB_SEMVER_FMT,
 	   m->layout.kind == SQUIB_MEMORY_FULL ? "full" : "diff", m->version.major, m->version.minor,
 	   m->version.patch);
-	ok(x, SQUIB_CHECK_MEMORY_MANIFEST, "%" PRIu32 " regions, %" PRIu64 " extents%s",
-	   m->layout.region_count, m->layout.extent_count,
-	   (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "");
+	ok(x, SQUIB_CHECK_MEMORY_MANIFEST, "%" PRIu32 " region%s, %" PRIu64 " extent%s%s",
+	   m->layout.region_count, plural(m->layout.region_count), m->layout.extent_count,
+	   plural(m->layout.extent_count), (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "");
 	return true;
 }
 
@@ -430,8 +436,9 @@ static void check_digests(struct run *x)
 		fail(x, SQUIB_CHECK_EXTENT_DIGESTS, rc, &d);
 		return;
 	}
-	ok(x, SQUIB_CHECK_EXTENT_DIGESTS, "%" PRIu64 " extents, %" PRIu64 " bytes",
-	   m->layout.extent_count, m->layout.present_pages * m->layout.page_size);
+	ok(x, SQUIB_CHECK_EXTENT_DIGESTS, "%" PRIu64 " extent%s, %" PRIu64 " bytes",
+	   m->layout.extent_count, plural(m->layout.extent_count),
+	   m->layout.present_pages * m->layout.page_size);
 }
 
 static void check_memory(struct run *x)

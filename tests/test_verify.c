@@ -116,7 +116,7 @@ static void test_should_pass_every_check_of_a_good_pair(void **state)
 	expect(&r, SQUIB_CHECK_PAIR_BINDING, SQUIB_CHECK_OK, id);
 	expect(&r, SQUIB_CHECK_STATE_MAGIC, SQUIB_CHECK_OK, "aarch64");
 	expect(&r, SQUIB_CHECK_STATE_VERSION, SQUIB_CHECK_OK, "1.0.0");
-	expect(&r, SQUIB_CHECK_MEMORY_MANIFEST, SQUIB_CHECK_OK, "1 regions, 2 extents, digests");
+	expect(&r, SQUIB_CHECK_MEMORY_MANIFEST, SQUIB_CHECK_OK, "1 region, 2 extents, digests");
 	expect(&r, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_OK, "29 of 32 pages present");
 	expect(&r, SQUIB_CHECK_EXTENT_DIGESTS, SQUIB_CHECK_OK, "2 extents");
 	squib_verify_report_free(&r);
