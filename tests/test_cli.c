@@ -573,6 +573,91 @@ static void test_should_exit_1_on_rebase_usage_errors(void **state)
 	squib_test_proc_free(&p);
 }
 
+/* ---- describe ---- */
+
+static void test_should_describe_the_memory_section_from_the_cli(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char id[33], parent[33], want[128];
+	json_error_t err;
+	json_t *j, *m;
+
+	squib_memfile_id_hex(f->m2.layout.id, id);
+	squib_memfile_id_hex(f->m1.layout.id, parent);
+	cli(&p, NULL, "describe", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "d2.mem (");
+	assert_contains(p.out, "\n  memory kind:         diff\n");
+	snprintf(want, sizeof(want), "\n  memory id:           %s\n", id);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory parent id:    %s\n", parent);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory page size:    %llu\n", (unsigned long long)f->ps);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory ram size:     %llu\n", (unsigned long long)f->ram);
+	assert_contains(p.out, want);
+	assert_contains(p.out, "\n  present pages:       3\n");
+	snprintf(want, sizeof(want), "\n  present bytes:       %llu\n",
+		 (unsigned long long)(3 * f->ps));
+	assert_contains(p.out, want);
+	assert_contains(p.out, "\n  memory file match:   yes\n  crc_ok:              yes\n");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "describe", "--json", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0);
+	j = json_loads(p.out, 0, &err);
+	if (!j)
+		fail_msg("CLI JSON does not parse: %s\n%s", err.text, p.out);
+	m = json_object_get(j, "memory");
+	assert_true(json_is_object(m));
+	assert_string_equal(json_string_value(json_object_get(m, "kind")), "diff");
+	assert_string_equal(json_string_value(json_object_get(m, "id")), id);
+	assert_string_equal(json_string_value(json_object_get(m, "parent_id")), parent);
+	assert_int_equal(json_integer_value(json_object_get(m, "present_pages")), 3);
+	assert_string_equal(json_string_value(json_object_get(m, "file_match")), "yes");
+	json_decref(j);
+	squib_test_proc_free(&p);
+}
+
+static void test_should_say_in_describe_that_the_memory_file_is_another_snapshots(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	assert_int_equal(rename(f->final, f->d2), 0);
+	cli(&p, NULL, "describe", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0); /* describe's status is about the state file's CRC */
+	assert_contains(p.out, "\n  memory file match:   NO (memory file has id ");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_describe_demo_exactly_as_before(void **state)
+{
+	char *dir = squib_test_fixture(""), *path = squib_test_fixture("demo.describe.txt");
+	struct squib_test_proc p;
+	uint8_t *expected;
+	size_t len;
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(squib_test_read_file(path, &expected, &len), 0);
+	cli(&p, dir, "describe", "demo.snap", NULL);
+	assert_int_equal(p.status, 0);
+	assert_int_equal(p.out_len, len);
+	assert_memory_equal(p.out, expected, len);
+	squib_test_proc_free(&p);
+	cli(&p, dir, "describe", "--json", "demo.snap", NULL);
+	assert_int_equal(p.status, 0);
+	j = json_loads(p.out, 0, NULL);
+	assert_non_null(j);
+	assert_true(json_is_null(json_object_get(j, "memory")));
+	json_decref(j);
+	squib_test_proc_free(&p);
+	free(expected);
+	free(path);
+	free(dir);
+}
+
 /* ---- help ---- */
 
 static void test_should_print_help_for_every_subcommand(void **state)
@@ -626,6 +711,9 @@ int main(void)
 		T(test_should_exit_2_when_a_diff_fails_its_digests),
 		T(test_should_draw_rebase_progress_when_asked),
 		cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
+		T(test_should_describe_the_memory_section_from_the_cli),
+		T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
+		cmocka_unit_test(test_should_describe_demo_exactly_as_before),
 		cmocka_unit_test(test_should_print_help_for_every_subcommand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
