@@ -100,8 +100,9 @@ struct run {
 	bool nomem; /* an allocation of ours failed: the report is incomplete */
 };
 
-static void vrecord(struct run *x, enum squib_check_id id, enum squib_check_status status,
-		    int code, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 5, 0)))
+vrecord(struct run *x, enum squib_check_id id, enum squib_check_status status, int code,
+	const char *fmt, va_list ap)
 {
 	struct squib_check_result *c = &x->r->checks[id];
 

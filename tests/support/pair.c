@@ -119,7 +119,7 @@ void squib_test_save_pair(const char *dir, const char *stem, const uint8_t *mem,
 			  struct squib_memfile_manifest *out)
 {
 	struct squib_memfile_manifest m;
-	char *snap, *memf;
+	char *snap = NULL, *memf = NULL;
 
 	if (asprintf(&snap, "%s/%s.snap", dir, stem) < 0 || asprintf(&memf, "%s/%s.mem", dir, stem) < 0)
 		fail_msg("asprintf failed");
@@ -152,7 +152,7 @@ void squib_test_xor_byte(const char *path, int64_t off, uint8_t mask)
 {
 	uint64_t at = off < 0 ? squib_test_file_size(path) - (uint64_t)(-off) : (uint64_t)off;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
-	uint8_t b;
+	uint8_t b = 0;
 
 	if (fd < 0 || pread(fd, &b, 1, (off_t)at) != 1)
 		fail_msg("reading byte %llu of %s", (unsigned long long)at, path);
