@@ -300,7 +300,7 @@ static void test_should_exit_2_for_digest_corruption_in_the_ram_range(void **sta
 	squib_test_proc_free(&p);
 }
 
-static void test_should_draw_progress_only_when_asked_or_on_a_terminal(void **state)
+static void test_should_draw_progress_into_a_file_only_when_asked(void **state)
 {
 	struct fx *f = *state;
 	struct squib_test_proc p;
@@ -320,6 +320,41 @@ static void test_should_draw_progress_only_when_asked_or_on_a_terminal(void **st
 	cli(&p, NULL, "verify", f->base_snap, "--progress", "--no-progress", NULL);
 	assert_string_equal(p.err, "");
 	squib_test_proc_free(&p);
+}
+
+/* On a terminal the bar appears by itself, but only for 64 MiB of work or more. */
+static void test_should_draw_progress_on_a_terminal_only_for_large_files(void **state)
+{
+	struct fx *f = *state;
+	uint64_t big = 64ull << 20;
+	char *snap = squib_test_path(f->dir, "big.snap"), *mem = squib_test_path(f->dir, "big.mem");
+	struct squib_memfile_manifest m;
+	struct squib_test_proc p;
+	uint8_t *ram = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(ram != MAP_FAILED);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", f->base_snap, NULL}, &p);
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, ""); /* small: nothing drawn */
+	squib_test_proc_free(&p);
+	memset(ram, 0xa5, big);
+	squib_test_save_full(mem, ram, big, true, &m);
+	munmap(ram, big);
+	squib_test_save_state(snap, &m.layout);
+	squib_memfile_manifest_release(&m);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", snap, NULL}, &p);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.err, "\rdigests [");
+	assert_contains(p.err, "] 100%  64.0 MiB / 64.0 MiB\033[K");
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", "--no-progress", snap, NULL},
+				    &p);
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, "");
+	squib_test_proc_free(&p);
+	free(snap);
+	free(mem);
 }
 
 static void test_should_exit_1_on_verify_usage_errors(void **state)
@@ -699,7 +734,8 @@ int main(void)
 		T(test_should_exit_2_for_a_corrupt_memory_footer),
 		T(test_should_report_a_missing_memory_file),
 		T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
-		T(test_should_draw_progress_only_when_asked_or_on_a_terminal),
+		T(test_should_draw_progress_into_a_file_only_when_asked),
+		T(test_should_draw_progress_on_a_terminal_only_for_large_files),
 		cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
 		cmocka_unit_test(test_should_report_an_unreadable_state_file),
 		T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
