@@ -773,7 +773,8 @@ static json_t *json_memory(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "present_pages", json_u64(m->present_pages));
 	bad |= json_object_set_new(o, "present_bytes", json_u64(m->present_bytes));
 	bad |= json_object_set_new(o, "file_match", json_string(match_name(desc->memory_match)));
-	bad |= json_object_set_new(o, "file_match_detail", detail ? json_text(detail) : json_null());
+	bad |= json_object_set_new(o, "file_match_detail",
+				   detail ? json_text(detail) : json_null());
 	if (bad) {
 		json_decref(o);
 		return NULL;

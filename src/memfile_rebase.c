@@ -403,7 +403,10 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
-	if (!(rc = open_inputs(&rb, base, diffs, out_path == NULL)) && !(rc = merged_manifest(&rb))) {
+	rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	if (!rc)
+		rc = merged_manifest(&rb);
+	if (!rc) {
 		rb.run.total = work_bytes(&rb, out_path != NULL);
 		if (!(rc = verify_inputs(&rb)))
 			rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);

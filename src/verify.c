@@ -165,7 +165,8 @@ static void fail(struct run *x, enum squib_check_id id, int code,
 	if (!msg) {
 		x->nomem = true;
 		free(x->r->checks[id].detail);
-		x->r->checks[id] = (struct squib_check_result){.status = classify(code), .code = code};
+		x->r->checks[id] =
+			(struct squib_check_result){.status = classify(code), .code = code};
 		return;
 	}
 	squib_error_message(code, d, msg, (size_t)n + 1);
@@ -215,7 +216,8 @@ static void check_body(struct run *x)
 
 	if (rc) {
 		fail(x, SQUIB_CHECK_STATE_STRUCTURE, rc, &d);
-		skip(x, SQUIB_CHECK_COMPATIBILITY, SQUIB_CHECK_COMPATIBILITY, "the state did not decode");
+		skip(x, SQUIB_CHECK_COMPATIBILITY, SQUIB_CHECK_COMPATIBILITY,
+		     "the state did not decode");
 		return;
 	}
 	x->decoded = true;
@@ -241,7 +243,8 @@ static void check_state(struct run *x)
 		rc = squib_fail(&d, SQUIB_E_TOO_SHORT);
 	if (rc) {
 		fail(x, SQUIB_CHECK_STATE_FILE, rc, &d);
-		skip(x, SQUIB_CHECK_STATE_CRC, SQUIB_CHECK_COMPATIBILITY, "the state file is unreadable");
+		skip(x, SQUIB_CHECK_STATE_CRC, SQUIB_CHECK_COMPATIBILITY,
+		     "the state file is unreadable");
 		return;
 	}
 	ok(x, SQUIB_CHECK_STATE_FILE, "%zu bytes", x->len);
@@ -352,11 +355,12 @@ static bool check_footer_and_manifest(struct run *x)
 	}
 	m = squib_memfile_manifest(x->mf);
 	ok(x, SQUIB_CHECK_MEMORY_FOOTER, "%s, version " SQUIB_SEMVER_FMT,
-	   m->layout.kind == SQUIB_MEMORY_FULL ? "full" : "diff", m->version.major, m->version.minor,
-	   m->version.patch);
+	   m->layout.kind == SQUIB_MEMORY_FULL ? "full" : "diff", m->version.major,
+	   m->version.minor, m->version.patch);
 	ok(x, SQUIB_CHECK_MEMORY_MANIFEST, "%" PRIu32 " region%s, %" PRIu64 " extent%s%s",
 	   m->layout.region_count, plural(m->layout.region_count), m->layout.extent_count,
-	   plural(m->layout.extent_count), (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "");
+	   plural(m->layout.extent_count),
+	   (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "");
 	return true;
 }
 
@@ -400,7 +404,8 @@ static void check_bounds(struct run *x)
 		       want, l->file_size, x->mem_size);
 		return;
 	}
-	ok(x, SQUIB_CHECK_MANIFEST_BOUNDS, "%" PRIu64 " of %" PRIu64 " pages present", present, pages);
+	ok(x, SQUIB_CHECK_MANIFEST_BOUNDS, "%" PRIu64 " of %" PRIu64 " pages present", present,
+	   pages);
 }
 
 static void check_binding(struct run *x, const struct squib_memory_layout *l)

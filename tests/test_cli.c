@@ -263,7 +263,8 @@ static void test_should_exit_2_for_a_corrupt_memory_footer(void **state)
 	squib_test_xor_byte(f->base, -200, 0x20);
 	cli(&p, NULL, "verify", f->base_snap, NULL);
 	assert_int_equal(p.status, 2);
-	expect_line(p.out, "memory footer", "FAIL: snapshot CRC64 mismatch: memory file footer CRC");
+	expect_line(p.out, "memory footer",
+		    "FAIL: snapshot CRC64 mismatch: memory file footer CRC");
 	expect_line(p.out, "pair binding", "skipped: the memory footer is not valid");
 	squib_test_proc_free(&p);
 }
@@ -348,8 +349,8 @@ static void test_should_draw_progress_on_a_terminal_only_for_large_files(void **
 	assert_contains(p.err, "] 100%  64.0 MiB / 64.0 MiB\033[K");
 	expect_all(p.out, "ok");
 	squib_test_proc_free(&p);
-	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", "--no-progress", snap, NULL},
-				    &p);
+	squib_test_spawn_tty_stderr(
+		NULL, (char *[]){cli_path(), "verify", "--no-progress", snap, NULL}, &p);
 	assert_int_equal(p.status, 0);
 	assert_string_equal(p.err, "");
 	squib_test_proc_free(&p);

@@ -162,7 +162,7 @@ static void test_should_describe_state_file_in_json_form(void **state)
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (!json_object_get(j, keys[i]))
 			fail_msg("JSON lacks key %s", keys[i]);
-	assert_true(json_is_null(json_object_get(j, "memory"))); /* demo.snap has no MEMORY section */
+	assert_true(json_is_null(json_object_get(j, "memory"))); /* no MEMORY section */
 	json_decref(j);
 	squib_description_free(&desc);
 }
@@ -353,7 +353,8 @@ static void make_pair(struct mem_pair *p)
 	p->ps = squib_test_page_size();
 	p->ram = squib_test_guest_ram(MEM_PAGES * p->ps, 5);
 	memset(p->ram + 2 * p->ps, 0, 3 * p->ps);
-	squib_test_save_pair(p->dir, "p", p->ram, MEM_PAGES * p->ps, false, &p->snap, &p->mem, &p->m);
+	squib_test_save_pair(p->dir, "p", p->ram, MEM_PAGES * p->ps, false, &p->snap, &p->mem,
+			     &p->m);
 }
 
 static void free_pair(struct mem_pair *p)
@@ -370,8 +371,9 @@ static char *line(const char *name, const char *value)
 {
 	char *s;
 
-	if (asprintf(&s, "\n  %s:%*s%s\n", name, (int)(SQUIB_DESCRIBE_VALUE_COLUMN - 3 - strlen(name)),
-		     "", value) < 0)
+	int pad = (int)(SQUIB_DESCRIBE_VALUE_COLUMN - 3 - strlen(name));
+
+	if (asprintf(&s, "\n  %s:%*s%s\n", name, pad, "", value) < 0)
 		fail_msg("asprintf failed");
 	return s;
 }

@@ -375,7 +375,8 @@ static void test_should_report_another_snapshots_memory_file_with_both_ids(void 
 	verify(f->snap, mem, &r);
 	squib_memfile_id_hex(f->m.layout.id, want);
 	squib_memfile_id_hex(other.layout.id, have);
-	expect_range(&r, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_OK, NULL);
+	expect_range(&r, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_OK,
+		     NULL);
 	expect(&r, SQUIB_CHECK_PAIR_BINDING, SQUIB_CHECK_CORRUPT, want);
 	expect(&r, SQUIB_CHECK_PAIR_BINDING, SQUIB_CHECK_CORRUPT, have);
 	assert_int_equal(r.checks[SQUIB_CHECK_PAIR_BINDING].code, SQUIB_E_PAIR_MISMATCH);
@@ -395,8 +396,8 @@ static void test_should_report_a_corrupt_memory_footer(void **state)
 	verify(f->snap, NULL, &r);
 	expect(&r, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_OK, NULL);
 	expect(&r, SQUIB_CHECK_MEMORY_FOOTER, SQUIB_CHECK_CORRUPT, "memory file footer CRC");
-	expect_range(&r, SQUIB_CHECK_MEMORY_MANIFEST, SQUIB_CHECK_EXTENT_DIGESTS, SQUIB_CHECK_SKIPPED,
-		     "the memory footer is not valid");
+	expect_range(&r, SQUIB_CHECK_MEMORY_MANIFEST, SQUIB_CHECK_EXTENT_DIGESTS,
+		     SQUIB_CHECK_SKIPPED, "the memory footer is not valid");
 	assert_int_equal(squib_verify_worst(&r), SQUIB_CHECK_CORRUPT);
 	squib_verify_report_free(&r);
 }
@@ -410,8 +411,8 @@ static void test_should_report_a_corrupt_memory_manifest(void **state)
 	verify(f->snap, NULL, &r);
 	expect(&r, SQUIB_CHECK_MEMORY_FOOTER, SQUIB_CHECK_OK, NULL);
 	expect(&r, SQUIB_CHECK_MEMORY_MANIFEST, SQUIB_CHECK_CORRUPT, "manifest");
-	expect_range(&r, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_EXTENT_DIGESTS, SQUIB_CHECK_SKIPPED,
-		     "the memory manifest is not valid");
+	expect_range(&r, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_EXTENT_DIGESTS,
+		     SQUIB_CHECK_SKIPPED, "the memory manifest is not valid");
 	squib_verify_report_free(&r);
 }
 

@@ -104,7 +104,8 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
 		p->decided = 1;
 		p->tty = isatty(STDERR_FILENO);
 		p->active = p->mode == CLI_PROGRESS_ON ||
-			    (p->mode == CLI_PROGRESS_AUTO && p->tty && total >= CLI_PROGRESS_MIN_BYTES);
+			    (p->mode == CLI_PROGRESS_AUTO && p->tty &&
+			     total >= CLI_PROGRESS_MIN_BYTES);
 	}
 	if (!p->active)
 		return;

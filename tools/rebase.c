@@ -37,7 +37,8 @@ static void rebase_usage(FILE *out)
 		"  --progress      always draw a progress bar on stderr\n"
 		"  --no-progress   never draw it (default: on a terminal, for 64 MiB or more)\n\n"
 		"exit status: 0 rebased; 2 an input's digest does not match its pages;\n"
-		"             1 otherwise: wrong parent or geometry, unreadable input, bad usage.\n");
+		"             1 otherwise: wrong parent or geometry, unreadable input,\n"
+		"               bad usage.\n");
 }
 
 struct rebase_args {
@@ -100,7 +101,8 @@ static int parse_args(int argc, char **argv, struct rebase_args *a)
 		} else if (!strcmp(argv[i], "--digests")) {
 			a->digests = true;
 		} else if (!cli_progress_option(argv[i], &a->progress)) {
-			return usage_error(argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+			return usage_error(argv[i][0] == '-' ? "unknown option"
+							       : "unexpected argument",
 					   argv[i]);
 		}
 	}
@@ -162,8 +164,8 @@ static int rewrite_state(const struct rebase_args *a, struct squib_microvm_state
 		r = squib_state_save_file(a->state, st, &d);
 	if (r) {
 		cli_error("rebase", a->state, r, &d);
-		fprintf(stderr, "squib-snapshot: rebase: the memory file was rebased, but the state "
-				"file still describes the newest diff\n");
+		fprintf(stderr, "squib-snapshot: rebase: the memory file was rebased, but the "
+				"state file still describes the newest diff\n");
 		return -1;
 	}
 	return 0;

@@ -57,7 +57,8 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 			options = 0;
 			continue;
 		}
-		if (options && (r = cli_option_value(argc, argv, &i, "--mem", &a->opts.memory_path))) {
+		if (options &&
+		    (r = cli_option_value(argc, argv, &i, "--mem", &a->opts.memory_path))) {
 			if (r < 0) {
 				fprintf(stderr, "squib-snapshot: verify: --mem needs a PATH\n");
 				return -1;

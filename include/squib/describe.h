@@ -58,11 +58,11 @@ struct squib_memory_summary {
 
 /* The memory file at the inferred path, by its footer, against the MEMORY section. */
 enum squib_memory_match {
-	SQUIB_MEMORY_MATCH_UNCHECKED = 0, /* no section, no inferred path, or describe_buffer */
-	SQUIB_MEMORY_MATCH_YES,		  /* id, kind, parent, page size, RAM size, regions agree */
-	SQUIB_MEMORY_MATCH_NO,		  /* a valid footer naming another file (detail: how) */
+	SQUIB_MEMORY_MATCH_UNCHECKED = 0, /* no section, no inferred path, describe_buffer */
+	SQUIB_MEMORY_MATCH_YES,		  /* id, kind, parent, geometry agree */
+	SQUIB_MEMORY_MATCH_NO,		  /* a valid footer naming another file (detail) */
 	SQUIB_MEMORY_MATCH_MISSING,	  /* nothing at the inferred path */
-	SQUIB_MEMORY_MATCH_UNREADABLE,	  /* no valid footer: damaged, not a memory file, I/O */
+	SQUIB_MEMORY_MATCH_UNREADABLE,	  /* no valid footer: damaged, foreign, I/O error */
 };
 
 struct squib_description {

@@ -36,7 +36,10 @@
  * match, a memory file that belongs to another state), FAILED when the input
  * is unreadable or malformed (missing file, not a snapshot, unknown version,
  * structure errors, not restorable). The CLI exits 2 on any CORRUPT, else 1 on
- * any FAILED, else 0.
+ * any FAILED, else 0. So a memory footer or manifest whose CRC fails is
+ * CORRUPT: the state names that file and its bytes changed (a raw memory dump
+ * without a footer lands here too: its last 4096 bytes fail the CRC). One
+ * whose CRC holds but whose magic, version or fields are not ours is FAILED.
  *
  * Thread-safety: reentrant; a report is a plain value owned by the caller.
  */

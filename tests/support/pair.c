@@ -76,8 +76,8 @@ void squib_test_save_full(const char *path, const uint8_t *mem, uint64_t size, b
 }
 
 void squib_test_save_diff(const char *path, const uint8_t *mem, uint64_t size,
-			  const uint8_t parent[SQUIB_MEMORY_ID_SIZE], const uint64_t *pages, size_t n,
-			  bool digests, struct squib_memfile_manifest *out)
+			  const uint8_t parent[SQUIB_MEMORY_ID_SIZE], const uint64_t *pages,
+			  size_t n, bool digests, struct squib_memfile_manifest *out)
 {
 	struct squib_memfile_write_options o = {.digests = digests};
 	struct squib_memfile_source_region r;
@@ -91,8 +91,9 @@ void squib_test_save_diff(const char *path, const uint8_t *mem, uint64_t size,
 		fail_msg("bitmap: %s", message(&d, msg, sizeof(msg)));
 	for (size_t i = 0; i < n; i++)
 		squib_dirty_bitmap_set_by_index(bm, pages[i]);
-	if (squib_memfile_save_diff(path, &src, parent, (const struct squib_dirty_bitmap *const *)&bm,
-				    1, &o, &m, &d))
+	const struct squib_dirty_bitmap *const *bms = (const struct squib_dirty_bitmap *const *)&bm;
+
+	if (squib_memfile_save_diff(path, &src, parent, bms, 1, &o, &m, &d))
 		fail_msg("save_diff %s: %s (%s)", path, message(&d, msg, sizeof(msg)), d.msg);
 	squib_dirty_bitmap_free(bm);
 	if (out)
@@ -121,7 +122,8 @@ void squib_test_save_pair(const char *dir, const char *stem, const uint8_t *mem,
 	struct squib_memfile_manifest m;
 	char *snap = NULL, *memf = NULL;
 
-	if (asprintf(&snap, "%s/%s.snap", dir, stem) < 0 || asprintf(&memf, "%s/%s.mem", dir, stem) < 0)
+	if (asprintf(&snap, "%s/%s.snap", dir, stem) < 0 ||
+	    asprintf(&memf, "%s/%s.mem", dir, stem) < 0)
 		fail_msg("asprintf failed");
 	squib_test_save_full(memf, mem, size, digests, &m);
 	squib_test_save_state(snap, &m.layout);
