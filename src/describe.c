@@ -5,7 +5,10 @@
  */
 #include <squib/describe.h>
 #include <squib/envelope.h>
+#include <squib/memfile.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -13,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "memfile_internal.h"
 #include "util.h"
 
 /* ---- memory path inference (Rust Path::file_name / extension / with_extension) ---- */
@@ -84,6 +89,7 @@ void squib_description_free(struct squib_description *desc)
 	free(desc->state_path);
 	free(desc->body_error);
 	free(desc->inferred_memory_path);
+	free(desc->memory_match_detail);
 	memset(desc, 0, sizeof(*desc));
 }
 
@@ -115,6 +121,23 @@ static int copy_devices(struct squib_description *out, const struct squib_microv
 	return 0;
 }
 
+static void set_memory(struct squib_description *out, const struct squib_memory_layout *l)
+{
+	struct squib_memory_summary *m = &out->memory;
+
+	out->has_memory = true;
+	m->kind = l->kind;
+	memcpy(m->id, l->id, sizeof(m->id));
+	memcpy(m->parent_id, l->parent_id, sizeof(m->parent_id));
+	m->page_size = l->page_size;
+	m->ram_size = l->ram_size;
+	m->file_size = l->file_size;
+	m->present_pages = l->present_pages;
+	m->present_bytes = l->present_pages * l->page_size;
+	m->region_count = l->region_count;
+	m->extent_count = l->extent_count;
+}
+
 static int set_body(struct squib_description *out, const struct squib_microvm_state *st)
 {
 	out->body_ok = true;
@@ -122,6 +145,8 @@ static int set_body(struct squib_description *out, const struct squib_microvm_st
 	out->mem_size_mib = st->vm_info.mem_size_mib;
 	out->track_dirty_pages = st->vm_info.track_dirty_pages;
 	out->mmds_present = st->mmds != NULL;
+	if (st->memory)
+		set_memory(out, st->memory);
 	return copy_devices(out, st);
 }
 
@@ -262,6 +287,130 @@ static void stat_memory_file(struct squib_description *desc)
 	}
 }
 
+/* ---- the memory file against the MEMORY section ---- */
+
+static const char *kind_name(enum squib_memory_kind k)
+{
+	return k == SQUIB_MEMORY_FULL ? "full" : k == SQUIB_MEMORY_DIFF ? "diff" : "unknown";
+}
+
+static int set_match(struct squib_description *desc, enum squib_memory_match m, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+
+static int set_match(struct squib_description *desc, enum squib_memory_match m, const char *fmt,
+		     ...)
+{
+	va_list ap;
+	int n;
+
+	desc->memory_match = m;
+	va_start(ap, fmt);
+	n = vasprintf(&desc->memory_match_detail, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		desc->memory_match_detail = NULL;
+		return SQUIB_E_NOMEM;
+	}
+	return 0;
+}
+
+/* The rendered message, with the detail text when it does not show it. */
+static int set_unreadable(struct squib_description *desc, int code,
+			  const struct squib_error_detail *e)
+{
+	char *msg = error_text(code, e);
+	int r;
+
+	if (!msg)
+		return SQUIB_E_NOMEM;
+	if (e->msg[0] && !strstr(msg, e->msg))
+		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s: %s", msg, e->msg);
+	else
+		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s", msg);
+	free(msg);
+	return r;
+}
+
+/* The footer of the memory file at fd (size bytes) into *f, checked. */
+static int read_footer(int fd, uint64_t size, struct squib_memfile_footer *f,
+		       struct squib_error_detail *e)
+{
+	uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE];
+	int r;
+
+	if (size < SQUIB_MEMFILE_FOOTER_SIZE)
+		return squib_memfile_too_short(size, e);
+	r = squib_pread_all(fd, foot, sizeof(foot), size - sizeof(foot));
+	if (r)
+		return squib_memfile_io_error(e, -r, "reading the footer");
+	return squib_memfile_footer_parse(foot, size, f, e);
+}
+
+/* What the state expects against what the footer says: the first difference. */
+static int compare_footer(struct squib_description *desc, const struct squib_memfile_footer *f)
+{
+	const struct squib_memory_summary *m = &desc->memory;
+	char want[33], have[33];
+
+	if (memcmp(f->id, m->id, sizeof(m->id))) {
+		squib_memfile_id_hex(m->id, want);
+		squib_memfile_id_hex(f->id, have);
+		return set_match(desc, SQUIB_MEMORY_MATCH_NO,
+				 "memory file has id %s, the state expects %s", have, want);
+	}
+	if (f->kind != (uint32_t)m->kind)
+		return set_match(desc, SQUIB_MEMORY_MATCH_NO,
+				 "memory file is a %s file, the state expects a %s file",
+				 kind_name((enum squib_memory_kind)f->kind), kind_name(m->kind));
+	if (memcmp(f->parent_id, m->parent_id, sizeof(m->parent_id))) {
+		squib_memfile_id_hex(m->parent_id, want);
+		squib_memfile_id_hex(f->parent_id, have);
+		return set_match(desc, SQUIB_MEMORY_MATCH_NO,
+				 "memory file has parent id %s, the state expects %s", have, want);
+	}
+	if (f->page_size != m->page_size || f->ram_size != m->ram_size ||
+	    f->region_count != m->region_count)
+		return set_match(desc, SQUIB_MEMORY_MATCH_NO,
+				 "memory file has page size %" PRIu64 ", RAM size %" PRIu64
+				 ", %" PRIu32 " regions; the state expects %" PRIu64 ", %" PRIu64
+				 ", %" PRIu32,
+				 f->page_size, f->ram_size, f->region_count, m->page_size,
+				 m->ram_size, m->region_count);
+	desc->memory_match = SQUIB_MEMORY_MATCH_YES;
+	return 0;
+}
+
+static int match_memory_file(struct squib_description *desc)
+{
+	struct squib_memfile_footer f;
+	struct squib_error_detail e;
+	struct stat st;
+	int fd, r;
+
+	if (!desc->has_memory || !desc->inferred_memory_path)
+		return 0;
+	if (!desc->inferred_memory_exists) {
+		desc->memory_match = SQUIB_MEMORY_MATCH_MISSING;
+		return 0;
+	}
+	do
+		fd = open(desc->inferred_memory_path, O_RDONLY | O_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		r = squib_memfile_io_error(&e, errno, "opening the memory file");
+	else if (fstat(fd, &st) < 0)
+		r = squib_memfile_io_error(&e, errno, "stat of the memory file");
+	else if (!S_ISREG(st.st_mode))
+		r = squib_memfile_io_error(&e, EINVAL, "the memory file is not a regular file");
+	else
+		r = read_footer(fd, (uint64_t)st.st_size, &f, &e);
+	if (fd >= 0)
+		close(fd);
+	if (r == SQUIB_E_NOMEM)
+		return r;
+	return r ? set_unreadable(desc, r, &e) : compare_footer(desc, &f);
+}
+
 int squib_describe(const char *state_path, struct squib_description *out,
 		   struct squib_error_detail *d)
 {
@@ -277,9 +426,15 @@ int squib_describe(const char *state_path, struct squib_description *out,
 		return r;
 	r = squib_describe_buffer(buf, len, state_path, out, d);
 	free(buf);
-	if (r == 0)
-		stat_memory_file(out);
-	return r;
+	if (r)
+		return r;
+	stat_memory_file(out);
+	r = match_memory_file(out);
+	if (r) {
+		squib_description_free(out);
+		return squib_fail(d, r);
+	}
+	return 0;
 }
 
 /* ---- human form ---- */
@@ -357,6 +512,71 @@ static void human_memory(FILE *f, const struct squib_description *desc)
 		fputs(" (present)\n", f);
 }
 
+static void put_id(FILE *f, const uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	char hex[2 * SQUIB_MEMORY_ID_SIZE + 1];
+
+	squib_memfile_id_hex(id, hex);
+	fprintf(f, "%s\n", hex);
+}
+
+static bool id_is_zero(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	for (size_t i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		if (id[i])
+			return false;
+	return true;
+}
+
+static void human_memory_match(FILE *f, const struct squib_description *desc)
+{
+	label(f, "memory file match");
+	switch (desc->memory_match) {
+	case SQUIB_MEMORY_MATCH_YES:
+		fputs("yes\n", f);
+		return;
+	case SQUIB_MEMORY_MATCH_MISSING:
+		fputs("MISSING\n", f);
+		return;
+	case SQUIB_MEMORY_MATCH_NO:
+	case SQUIB_MEMORY_MATCH_UNREADABLE:
+		fputs(desc->memory_match == SQUIB_MEMORY_MATCH_NO ? "NO (" : "UNREADABLE (", f);
+		put_text(f, desc->memory_match_detail);
+		fputs(")\n", f);
+		return;
+	case SQUIB_MEMORY_MATCH_UNCHECKED:
+		break;
+	}
+	fputs("not checked\n", f);
+}
+
+/* The MEMORY section, after the "memory file:" line. */
+static void human_memory_section(FILE *f, const struct squib_description *desc)
+{
+	const struct squib_memory_summary *m = &desc->memory;
+
+	if (!desc->body_ok || !desc->has_memory)
+		return;
+	label(f, "memory kind");
+	fprintf(f, "%s\n", kind_name(m->kind));
+	label(f, "memory id");
+	put_id(f, m->id);
+	label(f, "memory parent id");
+	if (id_is_zero(m->parent_id))
+		fputs("none\n", f);
+	else
+		put_id(f, m->parent_id);
+	label(f, "memory page size");
+	fprintf(f, "%" PRIu64 "\n", m->page_size);
+	label(f, "memory ram size");
+	fprintf(f, "%" PRIu64 "\n", m->ram_size);
+	label(f, "present pages");
+	fprintf(f, "%" PRIu64 "\n", m->present_pages);
+	label(f, "present bytes");
+	fprintf(f, "%" PRIu64 "\n", m->present_bytes);
+	human_memory_match(f, desc);
+}
+
 int squib_describe_human(const struct squib_description *desc, char **out)
 {
 	size_t size = 0;
@@ -379,6 +599,7 @@ int squib_describe_human(const struct squib_description *desc, char **out)
 		human_version(f, "expected (squib)", desc->expected_version);
 	human_body(f, desc);
 	human_memory(f, desc);
+	human_memory_section(f, desc);
 	label(f, "crc_ok");
 	fputs(desc->crc_ok ? "yes\n" : "NO\n", f);
 	bad = ferror(f);
@@ -503,6 +724,64 @@ static json_t *json_memory_size(const struct squib_description *desc)
 	return desc->has_inferred_memory_size ? json_u64(desc->inferred_memory_size) : json_null();
 }
 
+static json_t *json_id(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	char hex[2 * SQUIB_MEMORY_ID_SIZE + 1];
+
+	squib_memfile_id_hex(id, hex);
+	return json_string(hex);
+}
+
+static const char *match_name(enum squib_memory_match m)
+{
+	switch (m) {
+	case SQUIB_MEMORY_MATCH_YES:
+		return "yes";
+	case SQUIB_MEMORY_MATCH_NO:
+		return "no";
+	case SQUIB_MEMORY_MATCH_MISSING:
+		return "missing";
+	case SQUIB_MEMORY_MATCH_UNREADABLE:
+		return "unreadable";
+	case SQUIB_MEMORY_MATCH_UNCHECKED:
+		break;
+	}
+	return "unchecked";
+}
+
+/* The MEMORY section as an object, or null without one. */
+static json_t *json_memory(const struct squib_description *desc)
+{
+	const struct squib_memory_summary *m = &desc->memory;
+	const char *detail = desc->memory_match_detail;
+	json_t *o;
+	int bad;
+
+	if (!desc->body_ok || !desc->has_memory)
+		return json_null();
+	if (!(o = json_object()))
+		return NULL;
+	bad = json_object_set_new(o, "kind", json_string(kind_name(m->kind)));
+	bad |= json_object_set_new(o, "id", json_id(m->id));
+	bad |= json_object_set_new(o, "parent_id",
+				   id_is_zero(m->parent_id) ? json_null() : json_id(m->parent_id));
+	bad |= json_object_set_new(o, "page_size", json_u64(m->page_size));
+	bad |= json_object_set_new(o, "ram_size", json_u64(m->ram_size));
+	bad |= json_object_set_new(o, "file_size", json_u64(m->file_size));
+	bad |= json_object_set_new(o, "region_count", json_integer(m->region_count));
+	bad |= json_object_set_new(o, "extent_count", json_u64(m->extent_count));
+	bad |= json_object_set_new(o, "present_pages", json_u64(m->present_pages));
+	bad |= json_object_set_new(o, "present_bytes", json_u64(m->present_bytes));
+	bad |= json_object_set_new(o, "file_match", json_string(match_name(desc->memory_match)));
+	bad |= json_object_set_new(o, "file_match_detail",
+				   detail ? json_text(detail) : json_null());
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *json_description(const struct squib_description *desc)
 {
 	const char *mem = desc->inferred_memory_path;
@@ -529,6 +808,7 @@ static json_t *json_description(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "inferred_memory_exists",
 				   json_boolean(desc->inferred_memory_exists));
 	bad |= json_object_set_new(o, "inferred_memory_size", json_memory_size(desc));
+	bad |= json_object_set_new(o, "memory", json_memory(desc));
 	bad |= json_object_set_new(o, "crc_ok", json_boolean(desc->crc_ok));
 	if (!desc->body_ok)
 		bad |= json_object_set_new(o, "body_error", json_text(desc->body_error));

@@ -108,8 +108,8 @@ int squib_memfile_new_id(uint8_t id[SQUIB_MEMORY_ID_SIZE], struct squib_error_de
 	return 0;
 }
 
-int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
-			    struct squib_error_detail *d)
+int squib_memfile_crc_range_run(int fd, uint64_t off, uint64_t len, uint64_t *crc,
+				struct squib_progress_run *run, struct squib_error_detail *d)
 {
 	size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
 	uint8_t *buf = chunk ? malloc(chunk) : NULL;
@@ -125,6 +125,7 @@ int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
 			c = squib_crc64(c, buf, n);
 			off += n;
 			len -= n;
+			squib_progress_advance(run, n);
 		}
 	}
 	free(buf);
@@ -132,6 +133,12 @@ int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
 		return squib_memfile_io_error(d, -e, "reading pages at offset %" PRIu64, off);
 	*crc = c;
 	return 0;
+}
+
+int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
+			    struct squib_error_detail *d)
+{
+	return squib_memfile_crc_range_run(fd, off, len, crc, NULL, d);
 }
 
 /* ---- extent list --------------------------------------------------------- */

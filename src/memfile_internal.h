@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <squib/memfile.h>
+#include <squib/progress.h>
 
 #include "memlayout.h"
 
@@ -113,6 +114,27 @@ int squib_memfile_new_id(uint8_t id[SQUIB_MEMORY_ID_SIZE], struct squib_error_de
 int squib_memfile_crc_range(int fd, uint64_t off, uint64_t len, uint64_t *crc,
 			    struct squib_error_detail *d);
 
+/* ---- progress ------------------------------------------------------------ */
+
+/* One operation's running report to a caller's squib_progress (p NULL: none). */
+struct squib_progress_run {
+	const struct squib_progress *p;
+	uint64_t done, total;
+};
+
+/* `n` more bytes done: report (done is clamped to total). */
+static inline void squib_progress_advance(struct squib_progress_run *r, uint64_t n)
+{
+	if (!r || !r->p || !r->p->fn)
+		return;
+	r->done = n > r->total - r->done ? r->total : r->done + n;
+	r->p->fn(r->p->ctx, r->done, r->total);
+}
+
+/* squib_memfile_crc_range, advancing `run` (may be NULL) after every chunk. */
+int squib_memfile_crc_range_run(int fd, uint64_t off, uint64_t len, uint64_t *crc,
+				struct squib_progress_run *run, struct squib_error_detail *d);
+
 /* ---- reader (memfile_read.c) -------------------------------------------- */
 
 struct squib_memfile {
@@ -126,6 +148,10 @@ struct squib_memfile {
  * and verify footer and manifest. */
 int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile **out,
 			     struct squib_error_detail *d);
+
+/* squib_memfile_verify_digests, advancing `run` (may be NULL; its total is the caller's). */
+int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib_progress_run *run,
+				     struct squib_error_detail *d);
 
 /* Index of the extent holding page, or -1. */
 int64_t squib_memfile_find_extent(const struct squib_memory_layout *l, uint64_t page);

@@ -199,7 +199,8 @@ int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, 
 
 /* ---- checks ------------------------------------------------------------------ */
 
-int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d)
+int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib_progress_run *run,
+				     struct squib_error_detail *d)
 {
 	const struct squib_memory_layout *l;
 	int rc;
@@ -213,8 +214,8 @@ int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_err
 		const struct squib_page_extent *e = &l->extents[i];
 		uint64_t crc;
 
-		if ((rc = squib_memfile_crc_range(m->fd, e->first_page * l->page_size,
-						  e->page_count * l->page_size, &crc, d)))
+		if ((rc = squib_memfile_crc_range_run(m->fd, e->first_page * l->page_size,
+						      e->page_count * l->page_size, &crc, run, d)))
 			return rc;
 		if (crc != m->m.digests[i])
 			return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
@@ -224,6 +225,22 @@ int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_err
 					      crc);
 	}
 	return 0;
+}
+
+int squib_memfile_verify_digests_ex(const struct squib_memfile *m,
+				    const struct squib_progress *progress,
+				    struct squib_error_detail *d)
+{
+	struct squib_progress_run run = {.p = progress};
+
+	if (m)
+		run.total = m->m.layout.present_pages * m->m.layout.page_size;
+	return squib_memfile_verify_digests_run(m, &run, d);
+}
+
+int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d)
+{
+	return squib_memfile_verify_digests_run(m, NULL, d);
 }
 
 static int copy_manifest(struct squib_memfile_manifest *dst, const struct squib_memfile_manifest *src,

@@ -18,6 +18,8 @@
 
 /* Largest single copy_file_range request and the pread/pwrite bounce buffer. */
 #define COPY_CHUNK (1ull << 30)
+/* ... and while progress is reported, so that reports come often enough. */
+#define COPY_CHUNK_PROGRESS (64ull << 20)
 #define BOUNCE_SIZE ((size_t)SQUIB_MEMFILE_MAX_WRITE)
 
 struct rebase {
@@ -29,6 +31,7 @@ struct rebase {
 	const char *out_name; /* for hooks and messages */
 	uint8_t *bounce;      /* pread/pwrite fallback buffer, made on first use */
 	struct squib_memfile_manifest result;
+	struct squib_progress_run run;
 	struct squib_error_detail *d;
 };
 
@@ -63,12 +66,49 @@ static int open_inputs(struct rebase *rb, const char *base, const char *const *d
 		if ((rc = squib_memfile_open(diffs[i], &rb->diffs[i], rb->d)) ||
 		    (rc = squib_memfile_check_link(below, rb->diffs[i], rb->d)))
 			return rc;
-		/* Digests, when a diff has them, are checked before a byte is copied. */
-		if ((rb->diffs[i]->m.flags & SQUIB_MEMFILE_FLAG_DIGESTS) &&
-		    (rc = squib_memfile_verify_digests(rb->diffs[i], rb->d)))
-			return rc;
 	}
 	return 0;
+}
+
+static bool has_digests(const struct squib_memfile *m)
+{
+	return m->m.flags & SQUIB_MEMFILE_FLAG_DIGESTS;
+}
+
+/* Digests, when a diff has them, are checked before a byte is copied. */
+static int verify_inputs(struct rebase *rb)
+{
+	int rc;
+
+	for (size_t i = 0; i < rb->n; i++)
+		if (has_digests(rb->diffs[i]) &&
+		    (rc = squib_memfile_verify_digests_run(rb->diffs[i], &rb->run, rb->d)))
+			return rc;
+	return 0;
+}
+
+static uint64_t extent_bytes(const struct squib_memory_layout *l)
+{
+	uint64_t pages = 0;
+
+	for (uint64_t i = 0; i < l->extent_count; i++)
+		pages += l->extents[i].page_count;
+	return pages * l->page_size;
+}
+
+/* Everything the rebase will read or copy, for progress reports. */
+static uint64_t work_bytes(const struct rebase *rb, bool into_new_file)
+{
+	uint64_t total = into_new_file ? extent_bytes(&rb->base->m.layout) : 0;
+
+	for (size_t i = 0; i < rb->n; i++) {
+		uint64_t b = extent_bytes(&rb->diffs[i]->m.layout);
+
+		total += has_digests(rb->diffs[i]) ? 2 * b : b;
+	}
+	if (rb->opts.digests)
+		total += extent_bytes(&rb->result.layout);
+	return total;
 }
 
 static void close_inputs(struct rebase *rb)
@@ -169,6 +209,7 @@ static int copy_bounce(struct rebase *rb, int in, uint64_t off, uint64_t len)
 			return e;
 		off += n;
 		len -= n;
+		squib_progress_advance(&rb->run, n);
 	}
 	return 0;
 }
@@ -177,10 +218,12 @@ static int copy_bounce(struct rebase *rb, int in, uint64_t off, uint64_t len)
  * that mean "not between these files" switch to pread/pwrite for good. */
 static int copy_range(struct rebase *rb, int in, uint64_t off, uint64_t len)
 {
+	uint64_t chunk = rb->run.p ? COPY_CHUNK_PROGRESS : COPY_CHUNK;
+
 	while (len && !rb->opts.no_copy_file_range) {
 		loff_t src = (loff_t)off, dst = (loff_t)off;
 		ssize_t n = copy_file_range(in, &src, rb->out_fd, &dst,
-					    (size_t)(len < COPY_CHUNK ? len : COPY_CHUNK), 0);
+					    (size_t)(len < chunk ? len : chunk), 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -195,6 +238,7 @@ static int copy_range(struct rebase *rb, int in, uint64_t off, uint64_t len)
 			return -EIO; /* the input ends before its manifest says */
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
+		squib_progress_advance(&rb->run, (uint64_t)n);
 	}
 	return len ? copy_bounce(rb, in, off, len) : 0;
 }
@@ -241,9 +285,9 @@ static int merged_digests(struct rebase *rb, int fd)
 	if (!(rb->result.digests = calloc((size_t)l->extent_count, sizeof(uint64_t))))
 		return squib_fail(rb->d, SQUIB_E_NOMEM);
 	for (uint64_t i = 0; i < l->extent_count; i++)
-		if ((rc = squib_memfile_crc_range(fd, l->extents[i].first_page * l->page_size,
-						  l->extents[i].page_count * l->page_size,
-						  &rb->result.digests[i], rb->d)))
+		if ((rc = squib_memfile_crc_range_run(fd, l->extents[i].first_page * l->page_size,
+						      l->extents[i].page_count * l->page_size,
+						      &rb->result.digests[i], &rb->run, rb->d)))
 			return rc;
 	return 0;
 }
@@ -345,11 +389,12 @@ static int rebase_in_place(struct rebase *rb)
 	return sync_out(rb);
 }
 
-int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
-			 const char *out_path, const struct squib_memfile_rebase_options *opts,
-			 struct squib_memfile_manifest *result, struct squib_error_detail *d)
+int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n,
+			    const char *out_path, const struct squib_memfile_rebase_options *opts,
+			    const struct squib_progress *progress,
+			    struct squib_memfile_manifest *result, struct squib_error_detail *d)
 {
-	struct rebase rb = {.n = n, .out_fd = -1, .d = d};
+	struct rebase rb = {.n = n, .out_fd = -1, .run = {.p = progress}, .d = d};
 	int rc;
 
 	if (result)
@@ -358,12 +403,25 @@ int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
-	if (!(rc = open_inputs(&rb, base, diffs, out_path == NULL)) && !(rc = merged_manifest(&rb)))
-		rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);
+	rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	if (!rc)
+		rc = merged_manifest(&rb);
+	if (!rc) {
+		rb.run.total = work_bytes(&rb, out_path != NULL);
+		if (!(rc = verify_inputs(&rb)))
+			rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);
+	}
 	close_inputs(&rb);
 	if (!rc && result)
 		*result = rb.result;
 	else
 		squib_memfile_manifest_release(&rb.result);
 	return rc;
+}
+
+int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
+			 const char *out_path, const struct squib_memfile_rebase_options *opts,
+			 struct squib_memfile_manifest *result, struct squib_error_detail *d)
+{
+	return squib_memfile_rebase_ex(base, diffs, n, out_path, opts, NULL, result, d);
 }

@@ -3,6 +3,7 @@
  * describe: upstream load.rs describe tests, the exact human text of demo.snap,
  * damaged and truncated files, either architecture, and the CLI.
  */
+#include "pair.h"
 #include "spawn.h"
 #include "testutil.h"
 
@@ -11,9 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <squib/snapshot.h>
+
+#include "../src/util.h"
 
 /* ---- helpers ---- */
 
@@ -140,7 +144,7 @@ static void test_should_describe_state_file_in_json_form(void **state)
 		"track_dirty_pages",    "devices",
 		"mmds_present",         "inferred_memory_path",
 		"inferred_memory_exists", "inferred_memory_size",
-		"crc_ok",
+		"memory",               "crc_ok",
 	};
 	struct squib_description desc;
 	json_t *j;
@@ -158,6 +162,7 @@ static void test_should_describe_state_file_in_json_form(void **state)
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (!json_object_get(j, keys[i]))
 			fail_msg("JSON lacks key %s", keys[i]);
+	assert_true(json_is_null(json_object_get(j, "memory"))); /* no MEMORY section */
 	json_decref(j);
 	squib_description_free(&desc);
 }
@@ -330,6 +335,273 @@ static void test_should_surface_truncated_file_as_too_short(void **state)
 	free(dir);
 }
 
+/* ---- the MEMORY section ---- */
+
+#define MEM_PAGES 16
+
+struct mem_pair {
+	char *dir, *snap, *mem;
+	uint8_t *ram;
+	uint64_t ps;
+	struct squib_memfile_manifest m;
+};
+
+/* <dir>/p.snap describing <dir>/p.mem, a full file of 16 pages, 3 of them zero. */
+static void make_pair(struct mem_pair *p)
+{
+	p->dir = squib_test_tmpdir();
+	p->ps = squib_test_page_size();
+	p->ram = squib_test_guest_ram(MEM_PAGES * p->ps, 5);
+	memset(p->ram + 2 * p->ps, 0, 3 * p->ps);
+	squib_test_save_pair(p->dir, "p", p->ram, MEM_PAGES * p->ps, false, &p->snap, &p->mem,
+			     &p->m);
+}
+
+static void free_pair(struct mem_pair *p)
+{
+	squib_memfile_manifest_release(&p->m);
+	munmap(p->ram, MEM_PAGES * p->ps);
+	squib_test_rmtree(p->dir);
+	free(p->snap);
+	free(p->mem);
+	free(p->dir);
+}
+
+static char *line(const char *name, const char *value)
+{
+	char *s;
+
+	int pad = (int)(SQUIB_DESCRIBE_VALUE_COLUMN - 3 - strlen(name));
+
+	if (asprintf(&s, "\n  %s:%*s%s\n", name, pad, "", value) < 0)
+		fail_msg("asprintf failed");
+	return s;
+}
+
+static void assert_line(const char *text, const char *name, const char *value)
+{
+	char *l = line(name, value);
+
+	assert_contains(text, l);
+	free(l);
+}
+
+static void test_should_describe_the_memory_section_in_human_form(void **state)
+{
+	struct squib_description desc;
+	struct mem_pair p;
+	char id[33], num[32], *text, *mem_line;
+
+	(void)state;
+	make_pair(&p);
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	assert_true(desc.has_memory);
+	assert_int_equal(desc.memory.kind, SQUIB_MEMORY_FULL);
+	assert_memory_equal(desc.memory.id, p.m.layout.id, SQUIB_MEMORY_ID_SIZE);
+	assert_int_equal(desc.memory.present_pages, MEM_PAGES - 3);
+	assert_int_equal(desc.memory.present_bytes, (MEM_PAGES - 3) * p.ps);
+	assert_int_equal(desc.memory.extent_count, 2);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_YES);
+	assert_null(desc.memory_match_detail);
+	text = human(&desc);
+	squib_memfile_id_hex(p.m.layout.id, id);
+	/* The new lines follow "memory file:", in order, values at column 23. */
+	mem_line = strstr(text, "\n  memory file:");
+	assert_non_null(mem_line);
+	assert_true(strstr(text, "\n  memory kind:") > mem_line);
+	assert_line(text, "memory kind", "full");
+	assert_line(text, "memory id", id);
+	assert_line(text, "memory parent id", "none");
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)p.ps);
+	assert_line(text, "memory page size", num);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)(MEM_PAGES * p.ps));
+	assert_line(text, "memory ram size", num);
+	assert_line(text, "present pages", "13");
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)(13 * p.ps));
+	assert_line(text, "present bytes", num);
+	assert_line(text, "memory file match", "yes");
+	assert_true(strstr(text, "\n  crc_ok:") > strstr(text, "\n  memory file match:"));
+	free(text);
+	squib_description_free(&desc);
+	free_pair(&p);
+}
+
+static void test_should_describe_the_memory_section_in_json_form(void **state)
+{
+	struct squib_description desc;
+	struct mem_pair p;
+	json_t *j, *m;
+	char id[33];
+
+	(void)state;
+	make_pair(&p);
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	j = json_of(&desc);
+	m = json_object_get(j, "memory");
+	assert_true(json_is_object(m));
+	squib_memfile_id_hex(p.m.layout.id, id);
+	assert_string_equal(json_string_value(json_object_get(m, "kind")), "full");
+	assert_string_equal(json_string_value(json_object_get(m, "id")), id);
+	assert_true(json_is_null(json_object_get(m, "parent_id")));
+	assert_int_equal(json_integer_value(json_object_get(m, "page_size")), p.ps);
+	assert_int_equal(json_integer_value(json_object_get(m, "ram_size")), MEM_PAGES * p.ps);
+	assert_int_equal(json_integer_value(json_object_get(m, "file_size")), p.m.layout.file_size);
+	assert_int_equal(json_integer_value(json_object_get(m, "region_count")), 1);
+	assert_int_equal(json_integer_value(json_object_get(m, "extent_count")), 2);
+	assert_int_equal(json_integer_value(json_object_get(m, "present_pages")), 13);
+	assert_int_equal(json_integer_value(json_object_get(m, "present_bytes")), 13 * p.ps);
+	assert_string_equal(json_string_value(json_object_get(m, "file_match")), "yes");
+	assert_true(json_is_null(json_object_get(m, "file_match_detail")));
+	assert_int_equal(json_object_size(m), 12);
+	json_decref(j);
+	squib_description_free(&desc);
+	free_pair(&p);
+}
+
+static void test_should_show_a_diffs_parent_id(void **state)
+{
+	static const uint64_t dirty[] = {7};
+	struct squib_memfile_manifest dm;
+	struct squib_description desc;
+	struct mem_pair p;
+	char *snap, *mem, *text, parent[33];
+	json_t *j;
+
+	(void)state;
+	make_pair(&p);
+	snap = squib_test_path(p.dir, "d.snap");
+	mem = squib_test_path(p.dir, "d.mem");
+	squib_test_save_diff(mem, p.ram, MEM_PAGES * p.ps, p.m.layout.id, dirty, 1, false, &dm);
+	squib_test_save_state(snap, &dm.layout);
+	assert_int_equal(squib_describe(snap, &desc, NULL), 0);
+	text = human(&desc);
+	squib_memfile_id_hex(p.m.layout.id, parent);
+	assert_line(text, "memory kind", "diff");
+	assert_line(text, "memory parent id", parent);
+	assert_line(text, "memory file match", "yes");
+	j = json_of(&desc);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "memory"),
+							      "parent_id")),
+			    parent);
+	json_decref(j);
+	free(text);
+	squib_description_free(&desc);
+	squib_memfile_manifest_release(&dm);
+	free(snap);
+	free(mem);
+	free_pair(&p);
+}
+
+static void test_should_say_when_the_memory_file_is_another_snapshots(void **state)
+{
+	struct squib_memfile_manifest other;
+	struct squib_description desc;
+	struct mem_pair p;
+	char want[33], have[33], *text;
+	json_t *j;
+
+	(void)state;
+	make_pair(&p);
+	squib_test_save_full(p.mem, p.ram, MEM_PAGES * p.ps, false, &other); /* a new id */
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_NO);
+	squib_memfile_id_hex(p.m.layout.id, want);
+	squib_memfile_id_hex(other.layout.id, have);
+	assert_contains(desc.memory_match_detail, want);
+	assert_contains(desc.memory_match_detail, have);
+	text = human(&desc);
+	assert_contains(text, "\n  memory file match:   NO (memory file has id ");
+	j = json_of(&desc);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "memory"),
+							      "file_match")),
+			    "no");
+	json_decref(j);
+	free(text);
+	squib_description_free(&desc);
+	squib_memfile_manifest_release(&other);
+	free_pair(&p);
+}
+
+/* The footer says "diff" (with a parent) where the state says "full", same id. */
+static void test_should_say_when_the_memory_file_is_of_another_kind(void **state)
+{
+	struct squib_description desc;
+	struct mem_pair p;
+	uint8_t *buf, *foot;
+	size_t len;
+
+	(void)state;
+	make_pair(&p);
+	assert_int_equal(squib_test_read_file(p.mem, &buf, &len), 0);
+	foot = buf + len - SQUIB_MEMFILE_FOOTER_SIZE;
+	foot[40] = 0x77;		/* parent_id */
+	squib_put_le32(foot + 56, 2); /* kind diff */
+	squib_put_le64(foot + 4088, squib_crc64(0, foot, 4088));
+	assert_int_equal(squib_test_write_file(p.mem, buf, len), 0);
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_NO);
+	assert_string_equal(desc.memory_match_detail,
+			    "memory file is a diff file, the state expects a full file");
+	squib_description_free(&desc);
+	free(buf);
+	free_pair(&p);
+}
+
+static void test_should_say_when_the_memory_file_is_missing_or_unreadable(void **state)
+{
+	struct squib_description desc;
+	struct mem_pair p;
+	char *text;
+	json_t *j;
+
+	(void)state;
+	make_pair(&p);
+	squib_test_xor_byte(p.mem, -10, 0x01); /* the footer CRC */
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_UNREADABLE);
+	assert_contains(desc.memory_match_detail, "memory file footer CRC");
+	text = human(&desc);
+	assert_contains(text, "\n  memory file match:   UNREADABLE (snapshot CRC64 mismatch: ");
+	free(text);
+	squib_description_free(&desc);
+	assert_int_equal(remove(p.mem), 0);
+	assert_int_equal(squib_describe(p.snap, &desc, NULL), 0);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_MISSING);
+	text = human(&desc);
+	assert_contains(text, "p.mem (MISSING)\n");
+	assert_line(text, "memory file match", "MISSING");
+	j = json_of(&desc);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "memory"),
+							      "file_match")),
+			    "missing");
+	json_decref(j);
+	free(text);
+	squib_description_free(&desc);
+	free_pair(&p);
+}
+
+static void test_should_not_check_the_memory_file_of_a_buffer(void **state)
+{
+	struct squib_description desc;
+	struct mem_pair p;
+	uint8_t *buf;
+	size_t len;
+	char *text;
+
+	(void)state;
+	make_pair(&p);
+	assert_int_equal(squib_test_read_file(p.snap, &buf, &len), 0);
+	assert_int_equal(squib_describe_buffer(buf, len, p.snap, &desc, NULL), 0);
+	assert_true(desc.has_memory);
+	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_UNCHECKED);
+	text = human(&desc);
+	assert_line(text, "memory file match", "not checked");
+	free(text);
+	squib_description_free(&desc);
+	free(buf);
+	free_pair(&p);
+}
+
 /* ---- the exact text ---- */
 
 static void test_should_match_committed_human_text_of_demo(void **state)
@@ -431,7 +703,8 @@ static void test_should_describe_header_and_body_error_when_body_is_damaged(void
 	assert_true(json_is_null(json_object_get(j, "devices")));
 	assert_true(json_is_null(json_object_get(j, "mmds_present")));
 	assert_string_equal(json_string_value(json_object_get(j, "body_error")), desc.body_error);
-	assert_int_equal(json_object_size(j), 14);
+	assert_true(json_is_null(json_object_get(j, "memory")));
+	assert_int_equal(json_object_size(j), 15);
 	json_decref(j);
 	free(text);
 	free(buf);
@@ -806,6 +1079,13 @@ int main(void)
 		cmocka_unit_test(test_should_report_present_memory_file_with_size),
 		cmocka_unit_test(test_should_omit_memory_line_without_extension),
 		cmocka_unit_test(test_should_surface_truncated_file_as_too_short),
+		cmocka_unit_test(test_should_describe_the_memory_section_in_human_form),
+		cmocka_unit_test(test_should_describe_the_memory_section_in_json_form),
+		cmocka_unit_test(test_should_show_a_diffs_parent_id),
+		cmocka_unit_test(test_should_say_when_the_memory_file_is_another_snapshots),
+		cmocka_unit_test(test_should_say_when_the_memory_file_is_of_another_kind),
+		cmocka_unit_test(test_should_say_when_the_memory_file_is_missing_or_unreadable),
+		cmocka_unit_test(test_should_not_check_the_memory_file_of_a_buffer),
 		cmocka_unit_test(test_should_match_committed_human_text_of_demo),
 		cmocka_unit_test(test_should_report_crc_failure_for_every_bit_flip_of_demo),
 		cmocka_unit_test(test_should_report_crc_failure_for_every_bit_flip_of_minimal),

@@ -18,6 +18,10 @@ static void describe_usage(FILE *out)
 		"devices, MMDS, the memory file next to it (PATH with its extension replaced\n"
 		"by .mem) and whether the CRC holds. A file whose CRC fails is still described,\n"
 		"as far as it decodes.\n\n"
+		"When the state describes its memory file (a memory section), that is shown\n"
+		"too: kind, id, parent id, page size, RAM size, present pages and bytes, and\n"
+		"whether the memory file on disk is that file (id, kind and geometry, read from\n"
+		"its footer). `squib-snapshot verify` checks the pair in full.\n\n"
 		"  --json   print the summary as a JSON object\n\n"
 		"exit status: 0 described and the CRC is good; 2 described but the CRC fails;\n"
 		"             1 unreadable or not a state file, or bad usage.\n");

@@ -7,6 +7,8 @@
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_describe,
+	&cli_cmd_verify,
+	&cli_cmd_rebase,
 	&cli_cmd_version,
 };
 

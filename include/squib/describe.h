@@ -10,6 +10,13 @@
  * damaged file always describes as "crc_ok: NO" rather than failing. A file whose
  * CRC is good but whose content is malformed is an error (the call fails).
  *
+ * When the state has a MEMORY section (squib/memfile.h), the description
+ * carries its summary and, for squib_describe(), whether the memory file at
+ * the inferred path is the one it names: its footer alone is read and checked
+ * (CRC, magic, version, fields) and compared on id, kind, parent id, page
+ * size, RAM size and region count. The pages, the manifest and the digests
+ * are `squib-snapshot verify`'s business (squib/verify.h).
+ *
  * Thread-safety: reentrant; a description is a plain value owned by the caller.
  */
 #ifndef SQUIB_DESCRIBE_H
@@ -35,6 +42,29 @@ struct squib_device_summary {
 	uint32_t mmio_slot;
 };
 
+/* The state's MEMORY section, summarised. */
+struct squib_memory_summary {
+	enum squib_memory_kind kind;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	uint8_t parent_id[SQUIB_MEMORY_ID_SIZE]; /* all zero for a full file */
+	uint64_t page_size;
+	uint64_t ram_size;
+	uint64_t file_size; /* the memory file's size as the state records it */
+	uint64_t present_pages;
+	uint64_t present_bytes; /* present_pages * page_size */
+	uint32_t region_count;
+	uint64_t extent_count;
+};
+
+/* The memory file at the inferred path, by its footer, against the MEMORY section. */
+enum squib_memory_match {
+	SQUIB_MEMORY_MATCH_UNCHECKED = 0, /* no section, no inferred path, describe_buffer */
+	SQUIB_MEMORY_MATCH_YES,		  /* id, kind, parent, geometry agree */
+	SQUIB_MEMORY_MATCH_NO,		  /* a valid footer naming another file (detail) */
+	SQUIB_MEMORY_MATCH_MISSING,	  /* nothing at the inferred path */
+	SQUIB_MEMORY_MATCH_UNREADABLE,	  /* no valid footer: damaged, foreign, I/O error */
+};
+
 struct squib_description {
 	char *state_path;
 	uint64_t magic;
@@ -56,6 +86,11 @@ struct squib_description {
 	bool inferred_memory_exists;
 	bool has_inferred_memory_size;
 	uint64_t inferred_memory_size;
+	/* The state's MEMORY section (only when body_ok): */
+	bool has_memory;
+	struct squib_memory_summary memory;
+	enum squib_memory_match memory_match;
+	char *memory_match_detail; /* for NO and UNREADABLE: why; else NULL */
 };
 
 /* Describe a file on disk (reads at most the size limit + 1 bytes, stats the
@@ -70,10 +105,12 @@ int squib_describe_buffer(const uint8_t *buf, size_t len, const char *state_path
 
 void squib_description_free(struct squib_description *desc);
 
-/* Human form (upstream layout, values at column 23); heap string, free(). */
+/* Human form (upstream layout, values at column 23; with a MEMORY section,
+ * labelled lines for it after "memory file:"); heap string, free(). */
 int squib_describe_human(const struct squib_description *desc, char **out);
 
-/* JSON form with the upstream keys; heap string, free(). */
+/* JSON form with the upstream keys, plus "memory": the MEMORY section as an
+ * object, or null; heap string, free(). */
 int squib_describe_json(const struct squib_description *desc, char **out);
 
 /* Memory path for a state path: the last extension replaced by "mem" (Rust

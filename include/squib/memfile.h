@@ -46,6 +46,7 @@
 #include <squib/atomic.h>
 #include <squib/dirty.h>
 #include <squib/error.h>
+#include <squib/progress.h>
 #include <squib/state.h>
 
 #ifdef __cplusplus
@@ -217,6 +218,12 @@ int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, 
  * extent; SQUIB_E_INVALID_ARGUMENT when the file has no digests. */
 int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d);
 
+/* The same, reporting progress (may be NULL) in bytes read: the total is the
+ * bytes of every extent, present_pages * page_size. */
+int squib_memfile_verify_digests_ex(const struct squib_memfile *m,
+				    const struct squib_progress *progress,
+				    struct squib_error_detail *d);
+
 /* Open, verify and close in one call: what `squib_memfile_open` checks, plus
  * the digests when check_digests is set and the file has them. *out (may be
  * NULL) receives a copy of the manifest. */
@@ -282,6 +289,18 @@ struct squib_memfile_rebase_options {
 int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
 			 const char *out_path, const struct squib_memfile_rebase_options *opts,
 			 struct squib_memfile_manifest *result, struct squib_error_detail *d);
+
+/*
+ * squib_memfile_rebase reporting progress (may be NULL) in bytes: the total
+ * is what the diffs' digest checks read (diffs that carry digests), plus the
+ * bytes copied (the base's extents too when out_path is given), plus what
+ * the result's digests read when opts->digests is set. It is known once every
+ * input is open and checked, before the first byte is read or copied.
+ */
+int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n,
+			    const char *out_path, const struct squib_memfile_rebase_options *opts,
+			    const struct squib_progress *progress,
+			    struct squib_memfile_manifest *result, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -16,9 +16,11 @@
 #include <squib/atomic.h>
 #include <squib/describe.h>
 #include <squib/dirty.h>
+#include <squib/progress.h>
 #include <squib/memfile.h>
 #include <squib/track.h>
 #include <squib/vcpu.h>
+#include <squib/verify.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -5,18 +5,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* In the child: cwd, stdin, stdout, stderr, then exec; never returns. */
-static void child(const char *cwd, char *const argv[], const char *out, const char *err)
+/* In the child: cwd, stdin, stdout, stderr (a file, or the terminal `tty`), then exec;
+ * never returns. */
+static void child(const char *cwd, char *const argv[], const char *out, const char *err,
+		  const char *tty)
 {
 	int in = open("/dev/null", O_RDONLY);
 	int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int e = tty ? open(tty, O_RDWR | O_NOCTTY) : open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	if (in < 0 || o < 0 || e < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
 		_exit(126);
@@ -55,7 +59,7 @@ void squib_test_spawn(const char *cwd, char *const argv[], struct squib_test_pro
 	if (pid < 0)
 		fail_msg("fork: %s", strerror(errno));
 	if (pid == 0)
-		child(cwd, argv, out, err);
+		child(cwd, argv, out, err, NULL);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			fail_msg("waitpid: %s", strerror(errno));
@@ -67,6 +71,75 @@ void squib_test_spawn(const char *cwd, char *const argv[], struct squib_test_pro
 	squib_test_rmtree(dir);
 	free(out);
 	free(err);
+	free(dir);
+}
+
+/* Append what the terminal's master side holds to *buf (until it would block or the
+ * program's side is closed). */
+static void drain(int master, char **buf, size_t *len, size_t *cap)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (*cap - *len < 4096) {
+			*cap = *cap * 2 + 4096;
+			if (!(*buf = realloc(*buf, *cap)))
+				fail_msg("out of memory");
+		}
+		n = read(master, *buf + *len, *cap - *len - 1);
+		if (n > 0) {
+			*len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return;
+	}
+}
+
+void squib_test_spawn_tty_stderr(const char *cwd, char *const argv[], struct squib_test_proc *p)
+{
+	char *dir = squib_test_tmpdir(), *out = squib_test_path(dir, "stdout");
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK), status = 0;
+	size_t cap = 0, len = 0;
+	bool exited = false;
+	char *buf = NULL;
+	const char *tty;
+	pid_t pid;
+
+	if (master < 0 || grantpt(master) || unlockpt(master) || !(tty = ptsname(master)))
+		fail_msg("pseudo-terminal: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0)
+		child(cwd, argv, out, NULL, tty);
+	/* Read while it runs, so that a full terminal buffer never blocks it. */
+	while (!exited) {
+		struct pollfd pfd = {.fd = master, .events = POLLIN};
+		pid_t w;
+
+		poll(&pfd, 1, 50);
+		drain(master, &buf, &len, &cap);
+		w = waitpid(pid, &status, WNOHANG);
+		if (w < 0 && errno != EINTR)
+			fail_msg("waitpid: %s", strerror(errno));
+		exited = w == pid;
+	}
+	drain(master, &buf, &len, &cap);
+	close(master);
+	p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	p->out = slurp(out, &p->out_len);
+	if (!buf && !(buf = malloc(1)))
+		fail_msg("out of memory");
+	buf[len] = '\0';
+	p->err = buf;
+	p->err_len = len;
+	if (p->status == 126 || p->status == 127)
+		fail_msg("could not run %s (status %d)", argv[0], p->status);
+	squib_test_rmtree(dir);
+	free(out);
 	free(dir);
 }
 

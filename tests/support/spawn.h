@@ -20,6 +20,13 @@ struct squib_test_proc {
  */
 void squib_test_spawn(const char *cwd, char *const argv[], struct squib_test_proc *p);
 
+/*
+ * The same with stderr on a pseudo-terminal (so isatty(2) holds in the
+ * program); p->err is what the terminal received (the line discipline turns
+ * "\n" into "\r\n").
+ */
+void squib_test_spawn_tty_stderr(const char *cwd, char *const argv[], struct squib_test_proc *p);
+
 void squib_test_proc_free(struct squib_test_proc *p);
 
 /* Number of '\n'-terminated lines in s (a final unterminated line counts too). */

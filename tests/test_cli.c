@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CLI end to end: `verify` and `rebase` on snapshot pairs built with the
+ * library, `describe` of a state with a memory section, and --help for every
+ * subcommand. The program runs as a child process (tests/support/spawn.h).
+ */
+#include "pair.h"
+#include "spawn.h"
+#include "testutil.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <squib/snapshot.h>
+
+#define PAGES 48
+#define MAX_ARGS 16
+/* Offset in a verify line where the result starts ("state structure:  ok"). */
+#define VALUE_COLUMN 18
+
+/*
+ * A chain built in a temp dir from one piece of guest RAM:
+ *   base.mem (full, digests) + base.snap;
+ *   d1.mem (pages 1, 2, 5 rewritten, page 5 was zero) + d1.snap;
+ *   d2.mem (pages 2, 30, 31 rewritten, digests) + d2.snap;
+ *   final.mem: a direct full snapshot (digests) of the RAM after d2.
+ */
+struct fx {
+	char *dir;
+	uint64_t ps, ram;
+	uint8_t *mem;
+	char *base, *base_snap, *d1, *d1_snap, *d2, *d2_snap, *final;
+	struct squib_memfile_manifest m0, m1, m2;
+};
+
+static int setup(void **state)
+{
+	static const uint64_t a[] = {1, 2, 5}, b[] = {2, 30, 31};
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->dir = squib_test_tmpdir();
+	f->ps = squib_test_page_size();
+	f->ram = PAGES * f->ps;
+	f->mem = squib_test_guest_ram(f->ram, 21);
+	memset(f->mem + 4 * f->ps, 0, 4 * f->ps); /* pages 4..7 are holes in the base */
+	f->base = squib_test_path(f->dir, "base.mem");
+	f->base_snap = squib_test_path(f->dir, "base.snap");
+	f->d1 = squib_test_path(f->dir, "d1.mem");
+	f->d1_snap = squib_test_path(f->dir, "d1.snap");
+	f->d2 = squib_test_path(f->dir, "d2.mem");
+	f->d2_snap = squib_test_path(f->dir, "d2.snap");
+	f->final = squib_test_path(f->dir, "final.mem");
+	squib_test_save_full(f->base, f->mem, f->ram, true, &f->m0);
+	squib_test_save_state(f->base_snap, &f->m0.layout);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(f->mem, a[i], 22);
+	squib_test_save_diff(f->d1, f->mem, f->ram, f->m0.layout.id, a, 3, false, &f->m1);
+	squib_test_save_state(f->d1_snap, &f->m1.layout);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(f->mem, b[i], 23);
+	squib_test_save_diff(f->d2, f->mem, f->ram, f->m1.layout.id, b, 3, true, &f->m2);
+	squib_test_save_state(f->d2_snap, &f->m2.layout);
+	squib_test_save_full(f->final, f->mem, f->ram, true, NULL);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	squib_memfile_manifest_release(&f->m0);
+	squib_memfile_manifest_release(&f->m1);
+	squib_memfile_manifest_release(&f->m2);
+	munmap(f->mem, f->ram);
+	squib_test_rmtree(f->dir);
+	free(f->base);
+	free(f->base_snap);
+	free(f->d1);
+	free(f->d1_snap);
+	free(f->d2);
+	free(f->d2_snap);
+	free(f->final);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static char *cli_path(void)
+{
+	const char *cli = getenv("SQUIB_CLI");
+
+	if (!cli || !*cli)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	return (char *)cli;
+}
+
+/* Run the CLI in cwd (NULL: here) with the NULL-terminated arguments. */
+static void cli(struct squib_test_proc *p, const char *cwd, ...)
+{
+	char *argv[MAX_ARGS + 2] = {cli_path()};
+	size_t n = 1;
+	va_list ap;
+	const char *a;
+
+	va_start(ap, cwd);
+	while ((a = va_arg(ap, const char *)) && n <= MAX_ARGS)
+		argv[n++] = (char *)a;
+	va_end(ap);
+	argv[n] = NULL;
+	squib_test_spawn(cwd, argv, p);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("expected to find \"%s\" in:\n%s", needle, hay);
+}
+
+/* The verify line of check `name` (heap copy without the newline). */
+static char *line_of(const char *out, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *l = out; *l;) {
+		const char *end = strchr(l, '\n');
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+
+		if (len > n && !strncmp(l, name, n) && l[n] == ':') {
+			char *s = strndup(l, len);
+
+			assert_non_null(s);
+			return s;
+		}
+		l += len + (end ? 1 : 0);
+	}
+	fail_msg("no \"%s:\" line in:\n%s", name, out);
+	return NULL;
+}
+
+/* Check `name`'s result starts with `value` ("ok", "FAIL: ", "skipped: ...") at the column. */
+static void expect_line(const char *out, const char *name, const char *value)
+{
+	char *l = line_of(out, name);
+
+	if (strlen(l) <= VALUE_COLUMN || strncmp(l + VALUE_COLUMN, value, strlen(value)) ||
+	    l[VALUE_COLUMN - 1] != ' ')
+		fail_msg("line \"%s\": expected \"%s\" at column %d", l, value, VALUE_COLUMN + 1);
+	free(l);
+}
+
+static const char *const check_names[] = {
+	"state file",	   "state crc",	      "state magic",	 "state version",
+	"state structure", "compatibility",   "memory file",	 "memory footer",
+	"memory manifest", "manifest bounds", "pair binding",	 "extent digests",
+};
+#define N_CHECKS (sizeof(check_names) / sizeof(check_names[0]))
+
+static void expect_all(const char *out, const char *value)
+{
+	assert_int_equal(squib_test_count_lines(out), N_CHECKS);
+	for (size_t i = 0; i < N_CHECKS; i++)
+		expect_line(out, check_names[i], value);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	uint8_t *buf;
+
+	assert_int_equal(squib_test_read_file(path, &buf, len), 0);
+	return buf;
+}
+
+/* ---- verify ---- */
+
+static void test_should_verify_a_good_pair_with_every_line_ok(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char id[33];
+
+	cli(&p, NULL, "verify", f->base_snap, NULL);
+	assert_int_equal(p.status, 0);
+	expect_all(p.out, "ok");
+	squib_memfile_id_hex(f->m0.layout.id, id);
+	assert_contains(p.out, id);
+	assert_contains(p.out, f->base); /* the inferred memory path, shown */
+	assert_string_equal(p.err, "");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_verify_a_diff_pair(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	cli(&p, NULL, "verify", f->d1_snap, NULL);
+	assert_int_equal(p.status, 0);
+	expect_line(p.out, "memory footer", "ok (diff");
+	expect_line(p.out, "extent digests", "skipped: the memory file records no digests");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_skip_memory_checks_for_a_state_without_memory_section(void **state)
+{
+	char *dir = squib_test_fixture("");
+	struct squib_test_proc p;
+
+	(void)state;
+	cli(&p, dir, "verify", "demo.snap", NULL);
+	assert_int_equal(p.status, 0);
+	for (size_t i = 0; i < N_CHECKS; i++)
+		expect_line(p.out, check_names[i],
+			    i < 6 ? "ok" : "skipped: the state has no memory section");
+	squib_test_proc_free(&p);
+	free(dir);
+}
+
+static void test_should_exit_2_for_a_flipped_state_bit(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	squib_test_xor_byte(f->base_snap, (int64_t)squib_test_file_size(f->base_snap) / 2, 0x08);
+	cli(&p, NULL, "verify", f->base_snap, NULL);
+	assert_int_equal(p.status, 2);
+	expect_line(p.out, "state crc", "FAIL: snapshot CRC64 mismatch");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids(void **state)
+{
+	struct fx *f = *state;
+	struct squib_memfile_manifest other;
+	struct squib_test_proc p;
+	char want[33], have[33];
+
+	assert_int_equal(squib_memfile_verify(f->final, false, &other, NULL), 0);
+	squib_memfile_id_hex(f->m0.layout.id, want);
+	squib_memfile_id_hex(other.layout.id, have);
+	squib_memfile_manifest_release(&other);
+	cli(&p, NULL, "verify", f->base_snap, "--mem", f->final, NULL);
+	assert_int_equal(p.status, 2);
+	expect_line(p.out, "pair binding", "FAIL: snapshot pair mismatch: ");
+	assert_contains(p.out, want);
+	assert_contains(p.out, have);
+	expect_line(p.out, "extent digests", "ok");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_exit_2_for_a_corrupt_memory_footer(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	squib_test_xor_byte(f->base, -200, 0x20);
+	cli(&p, NULL, "verify", f->base_snap, NULL);
+	assert_int_equal(p.status, 2);
+	expect_line(p.out, "memory footer",
+		    "FAIL: snapshot CRC64 mismatch: memory file footer CRC");
+	expect_line(p.out, "pair binding", "skipped: the memory footer is not valid");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_report_a_missing_memory_file(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	assert_int_equal(remove(f->base), 0);
+	cli(&p, NULL, "verify", f->base_snap, NULL);
+	assert_int_equal(p.status, 1);
+	expect_line(p.out, "memory file", "FAIL: memory file I/O error: No such file or directory");
+	assert_contains(p.out, f->base);
+	expect_line(p.out, "pair binding", "skipped: no memory file to check");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_exit_2_for_digest_corruption_in_the_ram_range(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	squib_test_xor_byte(f->base, (int64_t)(40 * f->ps + 123), 0x01);
+	cli(&p, NULL, "verify", f->base_snap, NULL);
+	assert_int_equal(p.status, 2);
+	expect_line(p.out, "pair binding", "ok");
+	expect_line(p.out, "extent digests", "FAIL: snapshot CRC64 mismatch: ");
+	squib_test_proc_free(&p);
+	/* --no-digests does not read the pages. */
+	cli(&p, NULL, "verify", "--no-digests", f->base_snap, NULL);
+	assert_int_equal(p.status, 0);
+	expect_line(p.out, "extent digests", "skipped: not requested");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_draw_progress_into_a_file_only_when_asked(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	cli(&p, NULL, "verify", f->base_snap, NULL); /* stderr is a file: silent */
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, "");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "verify", f->base_snap, "--progress", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.err, "\rdigests [");
+	assert_contains(p.err, "] 100%");
+	assert_null(strstr(p.err, "\033[K")); /* no terminal escapes into a file */
+	assert_int_equal(p.err[p.err_len - 1], '\n');
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "verify", f->base_snap, "--progress", "--no-progress", NULL);
+	assert_string_equal(p.err, "");
+	squib_test_proc_free(&p);
+}
+
+/* On a terminal the bar appears by itself, but only for 64 MiB of work or more. */
+static void test_should_draw_progress_on_a_terminal_only_for_large_files(void **state)
+{
+	struct fx *f = *state;
+	uint64_t big = 64ull << 20;
+	char *snap = squib_test_path(f->dir, "big.snap"), *mem = squib_test_path(f->dir, "big.mem");
+	struct squib_memfile_manifest m;
+	struct squib_test_proc p;
+	uint8_t *ram = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(ram != MAP_FAILED);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", f->base_snap, NULL}, &p);
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, ""); /* small: nothing drawn */
+	squib_test_proc_free(&p);
+	memset(ram, 0xa5, big);
+	squib_test_save_full(mem, ram, big, true, &m);
+	munmap(ram, big);
+	squib_test_save_state(snap, &m.layout);
+	squib_memfile_manifest_release(&m);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", snap, NULL}, &p);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.err, "\rdigests [");
+	assert_contains(p.err, "] 100%  64.0 MiB / 64.0 MiB\033[K");
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	squib_test_spawn_tty_stderr(
+		NULL, (char *[]){cli_path(), "verify", "--no-progress", snap, NULL}, &p);
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, "");
+	squib_test_proc_free(&p);
+	free(snap);
+	free(mem);
+}
+
+static void test_should_exit_1_on_verify_usage_errors(void **state)
+{
+	struct squib_test_proc p;
+
+	(void)state;
+	cli(&p, NULL, "verify", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing STATE");
+	assert_contains(p.err, "usage: squib-snapshot verify");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "verify", "a.snap", "--mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "--mem needs a PATH");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "verify", "a.snap", "--bogus", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "unknown option '--bogus'");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "verify", "a.snap", "b.snap", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "more than one STATE");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_report_an_unreadable_state_file(void **state)
+{
+	struct squib_test_proc p;
+
+	(void)state;
+	cli(&p, NULL, "verify", "/nonexistent/squib/x.snap", NULL);
+	assert_int_equal(p.status, 1);
+	expect_line(p.out, "state file", "FAIL: snapshot I/O error: No such file or directory");
+	expect_line(p.out, "state crc", "skipped: the state file is unreadable");
+	squib_test_proc_free(&p);
+}
+
+/* ---- rebase ---- */
+
+/* The two memory files hold the same pages and manifest byte for byte; only
+ * the footer's id (a fresh one for every full snapshot) and so the footer's
+ * CRC may differ. */
+static void assert_same_image(const char *a, const char *b)
+{
+	size_t al, bl, foot;
+	uint8_t *x = slurp(a, &al), *y = slurp(b, &bl);
+
+	assert_int_equal(al, bl);
+	foot = al - SQUIB_MEMFILE_FOOTER_SIZE;
+	assert_memory_equal(x, y, foot); /* RAM range and manifest area */
+	assert_memory_equal(x + foot, y + foot, 24);
+	assert_memory_equal(x + foot + 40, y + foot + 40, SQUIB_MEMFILE_FOOTER_SIZE - 40 - 8);
+	free(x);
+	free(y);
+}
+
+static void test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot(void **state)
+{
+	struct fx *f = *state;
+	char *out = squib_test_path(f->dir, "merged.mem");
+	struct squib_memfile_manifest m;
+	struct squib_test_proc p;
+	size_t before_len, after_len;
+	uint8_t *before = slurp(f->base, &before_len), *after;
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
+	    "--digests", NULL);
+	assert_int_equal(p.status, 0);
+	assert_string_equal(p.err, "");
+	assert_contains(p.out, "merged.mem: full, id ");
+	squib_test_proc_free(&p);
+	assert_same_image(out, f->final);
+	/* The result keeps the newest diff's id, so d2.snap pairs with it. */
+	assert_int_equal(squib_memfile_verify(out, true, &m, NULL), 0);
+	assert_int_equal(m.layout.kind, SQUIB_MEMORY_FULL);
+	assert_memory_equal(m.layout.id, f->m2.layout.id, SQUIB_MEMORY_ID_SIZE);
+	squib_memfile_manifest_release(&m);
+	/* The inputs are untouched. */
+	after = slurp(f->base, &after_len);
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	free(before);
+	free(after);
+	free(out);
+}
+
+static void test_should_rewrite_the_state_so_that_the_rebased_pair_verifies(void **state)
+{
+	struct fx *f = *state;
+	char *out = squib_test_path(f->dir, "d2.merged");
+	struct squib_microvm_state st;
+	struct squib_test_proc p;
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
+	    "--state", f->d2_snap, "--digests", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "d2.snap: memory section updated\n");
+	squib_test_proc_free(&p);
+	assert_int_equal(squib_state_load_file(f->d2_snap, SQUIB_ARCH_ANY, &st, NULL, NULL), 0);
+	assert_non_null(st.memory);
+	assert_int_equal(st.memory->kind, SQUIB_MEMORY_FULL);
+	assert_memory_equal(st.memory->id, f->m2.layout.id, SQUIB_MEMORY_ID_SIZE);
+	for (size_t i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		assert_int_equal(st.memory->parent_id[i], 0);
+	assert_int_equal(st.memory->file_size, squib_test_file_size(out));
+	assert_int_equal(st.vcpu_count, 1); /* the rest of the state is kept */
+	squib_state_free(&st);
+	cli(&p, NULL, "verify", f->d2_snap, "--mem", out, NULL);
+	assert_int_equal(p.status, 0);
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	free(out);
+}
+
+static void test_should_rebase_in_place_without_out(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--digests",
+	    NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "base.mem: full, id ");
+	squib_test_proc_free(&p);
+	assert_same_image(f->base, f->final);
+}
+
+static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
+{
+	struct fx *f = *state;
+	char *out = squib_test_path(f->dir, "never.mem");
+	struct squib_test_proc p;
+	char parent[33], base_id[33];
+
+	squib_memfile_id_hex(f->m1.layout.id, parent);
+	squib_memfile_id_hex(f->m0.layout.id, base_id);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--out", out, NULL);
+	assert_int_equal(p.status, 1);
+	assert_string_equal(p.out, "");
+	assert_int_equal(squib_test_count_lines(p.err), 1);
+	assert_contains(p.err, "squib-snapshot: rebase: snapshot pair mismatch: diff ");
+	assert_contains(p.err, " has parent id ");
+	assert_contains(p.err, parent);
+	assert_contains(p.err, base_id);
+	assert_false(squib_test_exists(out));
+	squib_test_proc_free(&p);
+	/* Oldest first: the diffs in the wrong order are a wrong parent too. */
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--diff", f->d1, NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "has parent id");
+	squib_test_proc_free(&p);
+	free(out);
+}
+
+static void test_should_exit_1_with_the_message_for_another_geometry(void **state)
+{
+	static const uint64_t page[] = {0};
+	struct fx *f = *state;
+	char *odd = squib_test_path(f->dir, "odd.mem");
+	struct squib_test_proc p;
+
+	/* Half the RAM, but claiming the base as its parent. */
+	squib_test_save_diff(odd, f->mem, f->ram / 2, f->m0.layout.id, page, 1, false, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", odd, NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "snapshot pair mismatch: ");
+	assert_contains(p.err, "another geometry");
+	squib_test_proc_free(&p);
+	free(odd);
+}
+
+static void test_should_refuse_a_state_that_does_not_describe_the_newest_diff(void **state)
+{
+	struct fx *f = *state;
+	char *out = squib_test_path(f->dir, "never.mem");
+	struct squib_test_proc p;
+	size_t len_before, len_after;
+	uint8_t *before = slurp(f->d1_snap, &len_before), *after;
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
+	    "--state", f->d1_snap, NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "the state describes memory file ");
+	assert_false(squib_test_exists(out)); /* refused before anything was written */
+	after = slurp(f->d1_snap, &len_after);
+	assert_int_equal(len_before, len_after);
+	assert_memory_equal(before, after, len_before);
+	squib_test_proc_free(&p);
+	free(before);
+	free(after);
+	free(out);
+}
+
+static void test_should_exit_2_when_a_diff_fails_its_digests(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	squib_test_xor_byte(f->d2, (int64_t)(30 * f->ps + 1), 0x02);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, NULL);
+	assert_int_equal(p.status, 2);
+	assert_contains(p.err, "snapshot CRC64 mismatch");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_draw_rebase_progress_when_asked(void **state)
+{
+	struct fx *f = *state;
+	char *out = squib_test_path(f->dir, "p.mem");
+	struct squib_test_proc p;
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
+	    "--progress", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.err, "\rrebase [");
+	assert_contains(p.err, "] 100%");
+	squib_test_proc_free(&p);
+	free(out);
+}
+
+static void test_should_exit_1_on_rebase_usage_errors(void **state)
+{
+	struct squib_test_proc p;
+
+	(void)state;
+	cli(&p, NULL, "rebase", "--diff", "d.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing --base");
+	assert_contains(p.err, "usage: squib-snapshot rebase");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing --diff");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing value for '--diff'");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--base", "c.mem", "--diff", "d.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "more than one '--base'");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--frobnicate", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "unknown option '--frobnicate'");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base=/nonexistent/b.mem", "--diff=d.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "memory file I/O error: No such file or directory");
+	squib_test_proc_free(&p);
+}
+
+/* ---- describe ---- */
+
+static void test_should_describe_the_memory_section_from_the_cli(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char id[33], parent[33], want[128];
+	json_error_t err;
+	json_t *j, *m;
+
+	squib_memfile_id_hex(f->m2.layout.id, id);
+	squib_memfile_id_hex(f->m1.layout.id, parent);
+	cli(&p, NULL, "describe", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "d2.mem (");
+	assert_contains(p.out, "\n  memory kind:         diff\n");
+	snprintf(want, sizeof(want), "\n  memory id:           %s\n", id);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory parent id:    %s\n", parent);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory page size:    %llu\n", (unsigned long long)f->ps);
+	assert_contains(p.out, want);
+	snprintf(want, sizeof(want), "\n  memory ram size:     %llu\n", (unsigned long long)f->ram);
+	assert_contains(p.out, want);
+	assert_contains(p.out, "\n  present pages:       3\n");
+	snprintf(want, sizeof(want), "\n  present bytes:       %llu\n",
+		 (unsigned long long)(3 * f->ps));
+	assert_contains(p.out, want);
+	assert_contains(p.out, "\n  memory file match:   yes\n  crc_ok:              yes\n");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "describe", "--json", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0);
+	j = json_loads(p.out, 0, &err);
+	if (!j)
+		fail_msg("CLI JSON does not parse: %s\n%s", err.text, p.out);
+	m = json_object_get(j, "memory");
+	assert_true(json_is_object(m));
+	assert_string_equal(json_string_value(json_object_get(m, "kind")), "diff");
+	assert_string_equal(json_string_value(json_object_get(m, "id")), id);
+	assert_string_equal(json_string_value(json_object_get(m, "parent_id")), parent);
+	assert_int_equal(json_integer_value(json_object_get(m, "present_pages")), 3);
+	assert_string_equal(json_string_value(json_object_get(m, "file_match")), "yes");
+	json_decref(j);
+	squib_test_proc_free(&p);
+}
+
+static void test_should_say_in_describe_that_the_memory_file_is_another_snapshots(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+
+	assert_int_equal(rename(f->final, f->d2), 0);
+	cli(&p, NULL, "describe", f->d2_snap, NULL);
+	assert_int_equal(p.status, 0); /* describe's status is about the state file's CRC */
+	assert_contains(p.out, "\n  memory file match:   NO (memory file has id ");
+	squib_test_proc_free(&p);
+}
+
+static void test_should_describe_demo_exactly_as_before(void **state)
+{
+	char *dir = squib_test_fixture(""), *path = squib_test_fixture("demo.describe.txt");
+	struct squib_test_proc p;
+	uint8_t *expected;
+	size_t len;
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(squib_test_read_file(path, &expected, &len), 0);
+	cli(&p, dir, "describe", "demo.snap", NULL);
+	assert_int_equal(p.status, 0);
+	assert_int_equal(p.out_len, len);
+	assert_memory_equal(p.out, expected, len);
+	squib_test_proc_free(&p);
+	cli(&p, dir, "describe", "--json", "demo.snap", NULL);
+	assert_int_equal(p.status, 0);
+	j = json_loads(p.out, 0, NULL);
+	assert_non_null(j);
+	assert_true(json_is_null(json_object_get(j, "memory")));
+	json_decref(j);
+	squib_test_proc_free(&p);
+	free(expected);
+	free(path);
+	free(dir);
+}
+
+/* ---- help ---- */
+
+static void test_should_print_help_for_every_subcommand(void **state)
+{
+	static const char *const cmds[] = {"describe", "verify", "rebase", "version"};
+	struct squib_test_proc p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "usage: squib-snapshot %s", cmds[i]);
+		cli(&p, NULL, cmds[i], "--help", NULL);
+		assert_int_equal(p.status, 0);
+		assert_true(strncmp(p.out, want, strlen(want)) == 0);
+		assert_string_equal(p.err, "");
+		squib_test_proc_free(&p);
+		cli(&p, NULL, cmds[i], "-h", NULL);
+		assert_int_equal(p.status, 0);
+		assert_true(strncmp(p.out, want, strlen(want)) == 0);
+		squib_test_proc_free(&p);
+	}
+	cli(&p, NULL, "--help", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "\n  verify ");
+	assert_contains(p.out, "\n  rebase ");
+	squib_test_proc_free(&p);
+}
+
+int main(void)
+{
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_should_verify_a_good_pair_with_every_line_ok),
+		T(test_should_verify_a_diff_pair),
+		cmocka_unit_test(test_should_skip_memory_checks_for_a_state_without_memory_section),
+		T(test_should_exit_2_for_a_flipped_state_bit),
+		T(test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids),
+		T(test_should_exit_2_for_a_corrupt_memory_footer),
+		T(test_should_report_a_missing_memory_file),
+		T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
+		T(test_should_draw_progress_into_a_file_only_when_asked),
+		T(test_should_draw_progress_on_a_terminal_only_for_large_files),
+		cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
+		cmocka_unit_test(test_should_report_an_unreadable_state_file),
+		T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
+		T(test_should_rewrite_the_state_so_that_the_rebased_pair_verifies),
+		T(test_should_rebase_in_place_without_out),
+		T(test_should_exit_1_with_the_message_for_a_wrong_parent),
+		T(test_should_exit_1_with_the_message_for_another_geometry),
+		T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),
+		T(test_should_exit_2_when_a_diff_fails_its_digests),
+		T(test_should_draw_rebase_progress_when_asked),
+		cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
+		T(test_should_describe_the_memory_section_from_the_cli),
+		T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
+		cmocka_unit_test(test_should_describe_demo_exactly_as_before),
+		cmocka_unit_test(test_should_print_help_for_every_subcommand),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
