@@ -18,6 +18,9 @@
 #include <squib/dirty.h>
 #include <squib/memfile.h>
 #include <squib/track.h>
+#include <squib/vm.h>
+#include <squib/save.h>
+#include <squib/load.h>
 
 #ifdef __cplusplus
 extern "C" {
