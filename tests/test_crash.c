@@ -476,6 +476,7 @@ static void run_matrix(enum squib_snapshot_kind kind, bool has_old)
 	       "at step %d, state rename at step %d\n",
 	       kind == SQUIB_SNAPSHOT_FULL ? "full" : "diff", has_old ? "" : ", first save",
 	       e->steps, e->matrix, e->mem_rename, e->state_rename);
+	fflush(stdout);
 	assert_int_equal(e->matrix, 3 * e->steps + 1);
 	env_free(e);
 }

@@ -312,6 +312,8 @@ static void write_x86_pair(struct savetest_dir *t)
 	size_t len;
 
 	assert_int_equal(squib_state_load_file(t->state, SQUIB_ARCH_ANY, &s, NULL, NULL), 0);
+	for (uint32_t i = 0; i < s.vcpu_count; i++)
+		free(s.arm64_vcpus[i].sys_regs);
 	free(s.arm64_vcpus);
 	s.arm64_vcpus = NULL;
 	s.vcpu_count = 0;
