@@ -7,6 +7,9 @@
  * file's random id aside), never a mix, and exactly the one the step implies.
  * Plus the recovery's own crash points, a real full filesystem (tmpfs), and
  * upstream's fault-injection integration tests.
+ *
+ * No test VM (whose vCPUs are threads) may be alive in this process when it
+ * forks: each child builds its own.
  */
 #include "savetest.h"
 
@@ -600,8 +603,8 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 {
 	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
 	struct squib_testvm_config c = vm_config();
-	struct squib_testvm *rvm = savetest_restore_vm(&c);
-	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_testvm *rvm;
+	struct squib_vm v;
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->t.state, e->t.mem);
 	struct squib_load_result res;
 	struct squib_error_detail d;
@@ -624,15 +627,20 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 	}
 	squib_memfile_id_hex(a, ha);
 	squib_memfile_id_hex(b, hb);
+	rvm = savetest_restore_vm(&c); /* vCPU threads: only once no more forks follow */
+	v = squib_testvm_vm(rvm);
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
 	assert_non_null(strstr(d.msg, ha));
 	assert_non_null(strstr(d.msg, hb));
 	assert_non_null(strstr(d.msg, "SQUIB_E_CRC_MISMATCH"));
 	assert_true(squib_test_exists(e->t.state_tmp)); /* nothing removed */
 	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
 	/* Without recovery even an intact temp is not used. */
 	restore_old(e);
 	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
 	lr.no_recovery = true;
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
 	assert_true(squib_test_exists(e->t.state_tmp));
