@@ -36,6 +36,10 @@
  * after a crash at any step; docs/DESIGN.md "Saving and loading a pair"
  * has the case analysis.
  *
+ * If the pair was published but resetting the trackers then fails, that
+ * error is returned with report.state_published set: the snapshot is in
+ * place, only the next Diff may hold more pages than needed.
+ *
  * Errors: 0 or a negative SQUIB_E_*, with the detail filled. Invalid requests
  * are SQUIB_E_INVALID_ARGUMENT (or InvalidPath where upstream used it);
  * memory-file I/O is SQUIB_E_MEMORY_IO, state-file I/O SQUIB_E_IO, a failed
