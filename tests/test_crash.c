@@ -648,6 +648,28 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 	env_free(e);
 }
 
+/* Killed before the memory rename: the old pair is good, and recovery removes both temps. */
+static void test_should_remove_stale_temps_once_the_pair_is_known_good(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	enum squib_recovery_action a;
+	struct squib_error_detail d;
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->mem_rename, 0, NULL)));
+	assert_true(squib_test_exists(e->t.state_tmp) && squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
+	assert_int_equal(a, SQUIB_RECOVERY_CLEANED);
+	assert_false(squib_test_exists(e->t.state_tmp) || squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(classify(e, 0), OLD_PAIR);
+	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
+	assert_int_equal(a, SQUIB_RECOVERY_NONE); /* nothing left to do */
+	assert_int_equal(squib_pair_recover(NULL, e->t.mem, NULL, &a, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pair_recover(e->t.state, "", NULL, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	env_free(e);
+}
+
 /* A save that finds a half-published pair rolls it forward before it overwrites the temps. */
 static void test_should_recover_before_saving_over_a_half_published_pair(void **state)
 {
@@ -790,6 +812,7 @@ int main(void)
 		cmocka_unit_test(test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops),
 		cmocka_unit_test(test_should_roll_forward_a_save_killed_between_the_renames),
 		cmocka_unit_test(test_should_report_a_mismatch_that_no_temp_explains),
+		cmocka_unit_test(test_should_remove_stale_temps_once_the_pair_is_known_good),
 		cmocka_unit_test(test_should_recover_before_saving_over_a_half_published_pair),
 		cmocka_unit_test(test_should_leave_the_previous_pair_intact_when_the_first_rename_fails),
 		cmocka_unit_test(test_should_complete_the_pair_when_the_second_rename_fails),

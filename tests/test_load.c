@@ -586,6 +586,11 @@ static void test_should_read_a_diff_through_its_chain(void **state)
 	lr.chain = chain;
 	lr.chain_len = 1; /* the middle layer missing */
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	lr = (struct squib_load_request)SQUIB_LOAD_REQUEST_INIT(p[0][0], p[0][1]);
+	lr.chain = chain;
+	lr.chain_len = 1; /* a full file takes no chain */
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "takes no chain"));
 	squib_testvm_free(rvm);
 	squib_testvm_free(vm);
 	for (int i = 0; i < 3; i++) {
