@@ -77,7 +77,8 @@ static int open_layers(struct squib_memfile *top, const char *const *chain, size
 		if (!chain[i])
 			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "chain[%zu] is NULL", i);
 		rc = squib_memfile_open(chain[i], &l->v[i], d);
-		if (!rc && i == 0 && squib_memfile_manifest(l->v[0])->layout.kind != SQUIB_MEMORY_FULL)
+		if (!rc && i == 0 &&
+		    squib_memfile_manifest(l->v[0])->layout.kind != SQUIB_MEMORY_FULL)
 			rc = squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
 					    "chain base %s is a diff, not a full memory file",
 					    chain[0]);
@@ -129,8 +130,10 @@ static int copy_range(const struct squib_memfile *m, struct squib_guest_memory *
 			n = end - off;
 		if (n > SQUIB_MEMFILE_MAX_WRITE)
 			n = SQUIB_MEMFILE_MAX_WRITE;
-		if ((e = squib_pread_all(m->fd, (uint8_t *)g->regions[r].host + in, (size_t)n, off)))
-			return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path, off);
+		if ((e = squib_pread_all(m->fd, (uint8_t *)g->regions[r].host + in, (size_t)n,
+					 off)))
+			return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path,
+						      off);
 		off += n;
 	}
 	return 0;
@@ -190,8 +193,8 @@ static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_b
 	g->region_count = l->region_count;
 	g->page_size = l->page_size;
 	for (uint32_t i = 0; i < l->region_count; i++)
-		g->regions[i] = (struct squib_vm_region){l->regions[i].guest_addr,
-							 l->regions[i].size, NULL};
+		g->regions[i] =
+		    (struct squib_vm_region){l->regions[i].guest_addr, l->regions[i].size, NULL};
 	*out = g;
 	return 0;
 }
@@ -244,7 +247,8 @@ int squib_guest_memory_open(const char *memory_path, const char *const *chain, s
 	int rc;
 
 	if (!memory_path || !out || (n && !chain))
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to guest_memory_open");
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "NULL argument to guest_memory_open");
 	*out = NULL;
 	if ((rc = check_backend(backend, d)) || (rc = squib_memfile_open(memory_path, &top, d)))
 		return rc;
@@ -271,9 +275,8 @@ static int check_arch(const struct squib_microvm_state *s, enum squib_arch want,
 {
 	if (want == SQUIB_ARCH_ANY || s->arch == want)
 		return 0;
-	return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
-			      "the state file is for %s, the target is %s", squib_arch_name(s->arch),
-			      squib_arch_name(want));
+	return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "the state file is for %s, the target is %s",
+			      squib_arch_name(s->arch), squib_arch_name(want));
 }
 
 static int load_state(const char *path, enum squib_arch want, struct squib_microvm_state *out,
@@ -292,7 +295,8 @@ int squib_load_state_only(const char *state_path, enum squib_arch expected,
 			  struct squib_error_detail *d)
 {
 	if (!state_path || !out)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to load_state_only");
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "NULL argument to load_state_only");
 	return load_state(state_path, expected, out, hdr, d);
 }
 
@@ -365,8 +369,8 @@ int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
 	if ((rc = check_load_request(vm, req, d)))
 		return rc;
 	if (!req->no_recovery)
-		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks, &out->recovery,
-					d);
+		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks,
+					&out->recovery, d);
 	out->ns.recovery = squib_now_ns() - t0;
 	t = squib_now_ns();
 	if (!rc)

@@ -171,12 +171,11 @@ static int mismatch(struct recovery *r, const char *why, struct squib_error_deta
 
 	if (r->state_missing)
 		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "no state file %s for memory file %s (id %s); %s", r->state_path,
-				      r->memory_path, b.s, why);
-	return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-			      "state file %s names memory file %s, but %s has id %s; %s",
-			      r->state_path, squib_id_hex(r->state.memory->id).s, r->memory_path, b.s,
-			      why);
+				      "no state file %s for memory file %s (id %s); %s",
+				      r->state_path, r->memory_path, b.s, why);
+	return squib_fail_msg(
+	    d, SQUIB_E_PAIR_MISMATCH, "state file %s names memory file %s, but %s has id %s; %s",
+	    r->state_path, squib_id_hex(r->state.memory->id).s, r->memory_path, b.s, why);
 }
 
 static int recover(struct recovery *r, enum squib_recovery_action *action,
@@ -188,8 +187,8 @@ static int recover(struct recovery *r, enum squib_recovery_action *action,
 	/* A memory file that does not verify is the loader's to report. */
 	if (squib_memfile_open(r->memory_path, &r->mem, &r->scratch))
 		return 0;
-	r->state_rc = squib_state_load_file(r->state_path, SQUIB_ARCH_ANY, &r->state, NULL,
-					    &r->scratch);
+	r->state_rc =
+	    squib_state_load_file(r->state_path, SQUIB_ARCH_ANY, &r->state, NULL, &r->scratch);
 	r->state_missing = r->state_rc == SQUIB_E_IO && r->scratch.os_errno == ENOENT;
 	if (r->state_rc && !r->state_missing)
 		return 0; /* damaged: not something a crash leaves; the loader reports it */

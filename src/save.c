@@ -44,8 +44,10 @@ struct save {
 const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind)
 {
 	switch (kind) {
-	case SQUIB_SNAPSHOT_FULL: return "full";
-	case SQUIB_SNAPSHOT_DIFF: return "diff";
+	case SQUIB_SNAPSHOT_FULL:
+		return "full";
+	case SQUIB_SNAPSHOT_DIFF:
+		return "diff";
 	}
 	return "unknown";
 }
@@ -64,10 +66,12 @@ static int check_paths(const struct squib_save_request *r, struct squib_error_de
 	size_t sl, ml;
 
 	if (!r->state_path || !r->memory_path || !*r->state_path || !*r->memory_path)
-		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "state and memory paths are required");
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "state and memory paths are required");
 	if (!strcmp(r->state_path, r->memory_path))
 		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
-				      "state and memory paths are the same file: %s", r->state_path);
+				      "state and memory paths are the same file: %s",
+				      r->state_path);
 	/* One must not be the other's temp file. */
 	sl = strlen(r->state_path);
 	ml = strlen(r->memory_path);
@@ -75,9 +79,8 @@ static int check_paths(const struct squib_save_request *r, struct squib_error_de
 	     !strcmp(r->state_path + ml, SQUIB_TEMP_SUFFIX)) ||
 	    (ml == sl + 4 && !strncmp(r->memory_path, r->state_path, sl) &&
 	     !strcmp(r->memory_path + sl, SQUIB_TEMP_SUFFIX)))
-		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
-				      "%s is the other file's temp name", sl > ml ? r->state_path
-										: r->memory_path);
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "%s is the other file's temp name",
+				      sl > ml ? r->state_path : r->memory_path);
 	return 0;
 }
 
@@ -243,15 +246,15 @@ static int get_memory(struct save *s)
 		return squib_fail(s->d, SQUIB_E_NOMEM);
 	s->region_count = n;
 	for (uint32_t i = 0; i < n; i++)
-		s->src[i] = (struct squib_memfile_source_region){r[i].guest_addr, r[i].size,
-								 r[i].host};
+		s->src[i] =
+		    (struct squib_memfile_source_region){r[i].guest_addr, r[i].size, r[i].host};
 	if (s->parent_layout && !same_geometry(s, s->parent_layout))
-		return squib_fail_msg(s->d, SQUIB_E_PAIR_MISMATCH,
-				      "the VM's memory (%u regions, page %" PRIu64
-				      ") is not the geometry of parent %s (%u regions, page %" PRIu64
-				      ")",
-				      n, s->page_size, squib_id_hex(s->parent_id).s,
-				      s->parent_layout->region_count, s->parent_layout->page_size);
+		return squib_fail_msg(
+		    s->d, SQUIB_E_PAIR_MISMATCH,
+		    "the VM's memory (%u regions, page %" PRIu64
+		    ") is not the geometry of parent %s (%u regions, page %" PRIu64 ")",
+		    n, s->page_size, squib_id_hex(s->parent_id).s, s->parent_layout->region_count,
+		    s->parent_layout->page_size);
 	return 0;
 }
 

@@ -131,8 +131,9 @@ int squib_vm_capture(const struct squib_vm *vm, struct squib_microvm_state *s,
 	if (!rc && s->memory)
 		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "VM capture set a memory description");
 	if (!rc && s->arch != vm->ops->arch(vm->ctx))
-		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "VM capture produced an %s state for an %s VM",
-				    squib_arch_name(s->arch), squib_arch_name(vm->ops->arch(vm->ctx)));
+		rc = squib_fail_msg(
+		    d, SQUIB_E_CAPTURE, "VM capture produced an %s state for an %s VM",
+		    squib_arch_name(s->arch), squib_arch_name(vm->ops->arch(vm->ctx)));
 	return rc;
 }
 
@@ -164,7 +165,8 @@ static int check_regions(const struct squib_vm_region *r, uint32_t n, struct squ
 	for (uint32_t i = 0; i < n; i++) {
 		if (!r[i].size || !r[i].host || r[i].size > UINT64_MAX - r[i].guest_addr)
 			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-					      "VM memory region %u (guest 0x%" PRIx64 ", size 0x%" PRIx64
+					      "VM memory region %u (guest 0x%" PRIx64
+					      ", size 0x%" PRIx64
 					      ") is empty, unmapped or overflows",
 					      i, r[i].guest_addr, r[i].size);
 		if (i && r[i].guest_addr < r[i - 1].guest_addr + r[i - 1].size)

@@ -28,9 +28,9 @@
 #include <squib/envelope.h>
 #include <squib/memfile.h>
 
-#define KiB 1024ull
-#define MiB (1024ull * 1024)
-#define GPA 0x80000000ull
+#define KiB	  1024ull
+#define MiB	  (1024ull * 1024)
+#define GPA	  0x80000000ull
 #define MAX_STEPS 128
 
 enum variant { BASE, OLD, NEW };
@@ -345,9 +345,8 @@ static bool is_ref_state(const struct env *e, const struct bytes *s,
 	struct bytes want = {0};
 	bool eq;
 
-	assert_int_equal(squib_state_decode(e->ref_state.p, e->ref_state.n, SQUIB_ARCH_ANY, &st,
-					    NULL, NULL),
-			 0);
+	assert_int_equal(
+	    squib_state_decode(e->ref_state.p, e->ref_state.n, SQUIB_ARCH_ANY, &st, NULL, NULL), 0);
 	memcpy(st.memory->id, id, SQUIB_MEMORY_ID_SIZE);
 	assert_int_equal(squib_state_encode(&st, &want.p, &want.n, NULL), 0);
 	eq = same(&want, s);
@@ -378,7 +377,8 @@ static enum outcome classify(const struct env *e, int trial)
 	return o;
 }
 
-/* Load into a fresh VM: the old or new pair loads, no pair is ENOENT; no temp survives a good pair. */
+/* Load into a fresh VM: the old or new pair loads, no pair is ENOENT; no temp survives a good pair.
+ */
 static void load_and_check(const struct env *e, enum outcome o, int trial)
 {
 	struct squib_testvm_config c = vm_config();
@@ -423,8 +423,10 @@ static const char *trial_name(const struct env *e, enum mode mode, int at, int e
 	static char buf[128];
 
 	snprintf(buf, sizeof(buf), "%s before step %d (%s %s)",
-		 mode == KILL ? "SIGKILL" : err == EIO ? "EIO" : "ENOSPC", at,
-		 at < e->steps ? squib_io_step_name(e->step[at].step) : "none",
+		 mode == KILL ? "SIGKILL"
+		 : err == EIO ? "EIO"
+			      : "ENOSPC",
+		 at, at < e->steps ? squib_io_step_name(e->step[at].step) : "none",
 		 at < e->steps ? e->step[at].path : "");
 	return buf;
 }
@@ -502,7 +504,8 @@ static void test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops(vo
 	run_matrix(SQUIB_SNAPSHOT_FULL, false);
 }
 
-/* ---- recovery ------------------------------------------------------------------------------------ */
+/* ---- recovery
+ * ------------------------------------------------------------------------------------ */
 
 struct load_kill {
 	int at, n;
@@ -598,7 +601,8 @@ static void test_should_roll_forward_a_save_killed_between_the_renames(void **st
 	env_free(e);
 }
 
-/* A state temp that does not bind the memory in place is no recovery: the mismatch names both ids. */
+/* A state temp that does not bind the memory in place is no recovery: the mismatch names both ids.
+ */
 static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 {
 	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
@@ -665,8 +669,10 @@ static void test_should_remove_stale_temps_once_the_pair_is_known_good(void **st
 	assert_int_equal(classify(e, 0), OLD_PAIR);
 	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
 	assert_int_equal(a, SQUIB_RECOVERY_NONE); /* nothing left to do */
-	assert_int_equal(squib_pair_recover(NULL, e->t.mem, NULL, &a, &d), SQUIB_E_INVALID_ARGUMENT);
-	assert_int_equal(squib_pair_recover(e->t.state, "", NULL, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pair_recover(NULL, e->t.mem, NULL, &a, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pair_recover(e->t.state, "", NULL, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
 	env_free(e);
 }
 
@@ -689,7 +695,8 @@ static void test_should_recover_before_saving_over_a_half_published_pair(void **
 	env_free(e);
 }
 
-/* ---- upstream integration.rs fault injection ------------------------------------------------------- */
+/* ---- upstream integration.rs fault injection
+ * ------------------------------------------------------- */
 
 static void test_should_leave_the_previous_pair_intact_when_the_first_rename_fails(void **state)
 {
@@ -732,7 +739,8 @@ static void test_should_complete_the_pair_when_the_second_rename_fails(void **st
 	env_free(e);
 }
 
-/* ---- a real full filesystem ---------------------------------------------------------------------------- */
+/* ---- a real full filesystem
+ * ---------------------------------------------------------------------------- */
 
 static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state)
 {
@@ -756,9 +764,10 @@ static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state
 	mem = squib_test_path(mnt, "x.mem");
 	assert_int_equal(mkdir(mnt, 0700), 0);
 	if (mount("squib-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k") < 0) {
-		printf("SKIP: cannot mount a 256 KiB tmpfs (%s): the real out-of-space test did not "
-		       "run\n",
-		       strerror(errno));
+		printf(
+		    "SKIP: cannot mount a 256 KiB tmpfs (%s): the real out-of-space test did not "
+		    "run\n",
+		    strerror(errno));
 		savetest_dir_free(&t);
 		free(mnt);
 		free(snap);
@@ -784,7 +793,8 @@ static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state
 	read_or_empty(mem, &m1);
 	assert_true(same(&s0, &s1) && same(&m0, &m1));
 	{
-		char *st = squib_test_path(mnt, "x.snap.tmp"), *mt = squib_test_path(mnt, "x.mem.tmp");
+		char *st = squib_test_path(mnt, "x.snap.tmp"),
+		     *mt = squib_test_path(mnt, "x.mem.tmp");
 
 		assert_false(squib_test_exists(st) || squib_test_exists(mt));
 		free(st);
@@ -807,16 +817,17 @@ static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_keep_the_old_or_the_new_full_pair_at_every_step),
-		cmocka_unit_test(test_should_keep_the_old_or_the_new_diff_pair_at_every_step),
-		cmocka_unit_test(test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops),
-		cmocka_unit_test(test_should_roll_forward_a_save_killed_between_the_renames),
-		cmocka_unit_test(test_should_report_a_mismatch_that_no_temp_explains),
-		cmocka_unit_test(test_should_remove_stale_temps_once_the_pair_is_known_good),
-		cmocka_unit_test(test_should_recover_before_saving_over_a_half_published_pair),
-		cmocka_unit_test(test_should_leave_the_previous_pair_intact_when_the_first_rename_fails),
-		cmocka_unit_test(test_should_complete_the_pair_when_the_second_rename_fails),
-		cmocka_unit_test(test_should_keep_the_previous_pair_on_a_full_filesystem),
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_full_pair_at_every_step),
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_diff_pair_at_every_step),
+	    cmocka_unit_test(test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops),
+	    cmocka_unit_test(test_should_roll_forward_a_save_killed_between_the_renames),
+	    cmocka_unit_test(test_should_report_a_mismatch_that_no_temp_explains),
+	    cmocka_unit_test(test_should_remove_stale_temps_once_the_pair_is_known_good),
+	    cmocka_unit_test(test_should_recover_before_saving_over_a_half_published_pair),
+	    cmocka_unit_test(
+		test_should_leave_the_previous_pair_intact_when_the_first_rename_fails),
+	    cmocka_unit_test(test_should_complete_the_pair_when_the_second_rename_fails),
+	    cmocka_unit_test(test_should_keep_the_previous_pair_on_a_full_filesystem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,7 +76,8 @@ static void assert_restored_is_template(struct squib_testvm *src, struct squib_t
 	squib_state_free(&copy);
 }
 
-/* ---- upstream load.rs and integration.rs ------------------------------------------------------ */
+/* ---- upstream load.rs and integration.rs ------------------------------------------------------
+ */
 
 static void test_should_round_trip_save_then_load(void **state)
 {
@@ -132,7 +133,8 @@ static void test_should_round_trip_a_diff_writing_only_dirty_pages(void **state)
 {
 	struct savetest_dir *t = *state;
 	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * KiB, 1);
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
 	const char *chain[] = {base};
@@ -145,8 +147,10 @@ static void test_should_round_trip_a_diff_writing_only_dirty_pages(void **state)
 	vm = savetest_vm(&c);
 	savetest_save_ok(vm, &req, NULL);
 	assert_int_equal(squib_testvm_write(vm, GPA + 2 * hp(), 0xab, hp()), 0);
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .parent_state_path = bsnap};
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_state_path = bsnap};
 	savetest_save_ok(vm, &req, &rep);
 	assert_int_equal(rep.pages_written, 1);
 	lr.chain = chain;
@@ -163,7 +167,8 @@ static void test_should_round_trip_a_diff_writing_only_dirty_pages(void **state)
 	free(bsnap);
 }
 
-/* I-NET-3: the virtio-net blob [1][u32 LE len]["vmnet-shared-en0-1234"] in slot 1, byte for byte. */
+/* I-NET-3: the virtio-net blob [1][u32 LE len]["vmnet-shared-en0-1234"] in slot 1, byte for byte.
+ */
 static void test_should_round_trip_host_dev_name(void **state)
 {
 	struct savetest_dir *t = *state;
@@ -201,9 +206,10 @@ static void sweep_trial(struct savetest_dir *t, uint64_t ram, uint64_t ps, uint3
 	struct squib_testvm_config c = squib_testvm_config_simple(GPA, ram, 1);
 	uint64_t pages = ram / ps, ndirty = 0;
 	uint8_t pattern = (uint8_t)(0x80 | (lcg(seed) & 0x7f)), dirty[128] = {0};
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
-	struct squib_save_request req = {.state_path = bsnap, .memory_path = base, .page_size = ps,
-					 .kind = SQUIB_SNAPSHOT_FULL};
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
+	struct squib_save_request req = {
+	    .state_path = bsnap, .memory_path = base, .page_size = ps, .kind = SQUIB_SNAPSHOT_FULL};
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
 	const char *chain[] = {base};
 	struct squib_testvm *vm, *rvm;
@@ -221,8 +227,10 @@ static void sweep_trial(struct savetest_dir *t, uint64_t ram, uint64_t ps, uint3
 	for (uint64_t p = 0; p < pages; p++)
 		if (dirty[p])
 			assert_int_equal(squib_testvm_write(vm, GPA + p * ps, pattern, ps), 0);
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .page_size = ps,
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .page_size = ps,
 					  .parent_state_path = bsnap};
 	savetest_save_ok(vm, &req, &rep);
 	assert_int_equal(rep.pages_written, ndirty); /* I-SNAP-2: exactly the dirty pages */
@@ -270,7 +278,8 @@ static void test_should_surface_truncated_file_as_too_short(void **state)
 	squib_testvm_free(vm);
 }
 
-/* ---- invariants ------------------------------------------------------------------------------------ */
+/* ---- invariants
+ * ------------------------------------------------------------------------------------ */
 
 /* I-SNAP-5: a flipped bit anywhere in the state file is a CRC mismatch, the VM untouched. */
 static void test_should_reject_a_bit_flipped_state_with_a_crc_mismatch(void **state)
@@ -400,7 +409,8 @@ static void test_should_reject_load_on_incompatible_state(void **state)
 	squib_testvm_free(vm);
 }
 
-/* ---- the pair -------------------------------------------------------------------------------------- */
+/* ---- the pair
+ * -------------------------------------------------------------------------------------- */
 
 static void test_should_report_a_mismatched_pair_with_both_ids(void **state)
 {
@@ -472,7 +482,8 @@ static void test_should_refuse_a_state_that_describes_no_memory_file(void **stat
 	squib_testvm_free(vm);
 }
 
-/* ---- backends -------------------------------------------------------------------------------------- */
+/* ---- backends
+ * -------------------------------------------------------------------------------------- */
 
 static void test_should_map_a_full_memory_file_copy_on_write(void **state)
 {
@@ -505,7 +516,8 @@ static void test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend
 {
 	struct savetest_dir *t = *state;
 	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * KiB, 1);
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
 	const char *chain[] = {base};
@@ -519,8 +531,10 @@ static void test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend
 	rvm = savetest_restore_vm(&c);
 	v = squib_testvm_vm(rvm);
 	savetest_save_ok(vm, &req, NULL);
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .parent_state_path = bsnap};
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_state_path = bsnap};
 	squib_testvm_write(vm, GPA, 1, hp());
 	savetest_save_ok(vm, &req, NULL);
 	lr.chain = chain;
@@ -559,7 +573,8 @@ static void test_should_read_a_diff_through_its_chain(void **state)
 	vm = savetest_vm(&c);
 	squib_testvm_fill(vm, 3, 2);
 	for (int i = 0; i < 3; i++) {
-		struct squib_save_request req = {.kind = i ? SQUIB_SNAPSHOT_DIFF : SQUIB_SNAPSHOT_FULL};
+		struct squib_save_request req = {.kind =
+						     i ? SQUIB_SNAPSHOT_DIFF : SQUIB_SNAPSHOT_FULL};
 		char name[16];
 
 		snprintf(name, sizeof(name), "l%d.snap", i);
@@ -612,7 +627,7 @@ static void test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_
 	squib_testvm_fail_op(rvm, "irqchip");
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_CAPTURE);
 	assert_string_equal(squib_testvm_log(rvm), "set_memory,irqchip"); /* no vCPU after it */
-	assert_non_null(res.memory); /* the VM holds it */
+	assert_non_null(res.memory);					  /* the VM holds it */
 	assert_ptr_equal(squib_testvm_region(rvm, 0)->host, res.memory->regions[0].host);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
@@ -655,24 +670,24 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_should_round_trip_save_then_load),
-		T(test_should_round_trip_a_full_snapshot),
-		T(test_should_round_trip_a_diff_writing_only_dirty_pages),
-		T(test_should_round_trip_host_dev_name),
-		T(test_should_hold_exactly_the_dirty_pages_over_random_patterns),
-		T(test_should_surface_truncated_file_as_too_short),
-		T(test_should_reject_a_bit_flipped_state_with_a_crc_mismatch),
-		T(test_should_refuse_an_x86_state_on_an_aarch64_vm),
-		T(test_should_refuse_an_aarch64_state_on_an_x86_vm),
-		T(test_should_reject_load_on_incompatible_state),
-		T(test_should_report_a_mismatched_pair_with_both_ids),
-		T(test_should_refuse_a_memory_file_of_the_wrong_size),
-		T(test_should_refuse_a_state_that_describes_no_memory_file),
-		T(test_should_map_a_full_memory_file_copy_on_write),
-		T(test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend),
-		T(test_should_read_a_diff_through_its_chain),
-		T(test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_given),
-		T(test_should_load_the_state_alone),
+	    T(test_should_round_trip_save_then_load),
+	    T(test_should_round_trip_a_full_snapshot),
+	    T(test_should_round_trip_a_diff_writing_only_dirty_pages),
+	    T(test_should_round_trip_host_dev_name),
+	    T(test_should_hold_exactly_the_dirty_pages_over_random_patterns),
+	    T(test_should_surface_truncated_file_as_too_short),
+	    T(test_should_reject_a_bit_flipped_state_with_a_crc_mismatch),
+	    T(test_should_refuse_an_x86_state_on_an_aarch64_vm),
+	    T(test_should_refuse_an_aarch64_state_on_an_x86_vm),
+	    T(test_should_reject_load_on_incompatible_state),
+	    T(test_should_report_a_mismatched_pair_with_both_ids),
+	    T(test_should_refuse_a_memory_file_of_the_wrong_size),
+	    T(test_should_refuse_a_state_that_describes_no_memory_file),
+	    T(test_should_map_a_full_memory_file_copy_on_write),
+	    T(test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend),
+	    T(test_should_read_a_diff_through_its_chain),
+	    T(test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_given),
+	    T(test_should_load_the_state_alone),
 #undef T
 	};
 

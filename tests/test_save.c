@@ -177,7 +177,8 @@ static void test_should_save_diff_only_dirty_pages(void **state)
 	struct savetest_dir *t = *state;
 	struct squib_testvm_config c = tracked(32 * KiB, 1);
 	struct squib_testvm *vm = savetest_vm(&c), *rvm;
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
 	const char *chain[] = {base};
@@ -188,8 +189,10 @@ static void test_should_save_diff_only_dirty_pages(void **state)
 	savetest_save_ok(vm, &req, &rep); /* all-zero base */
 	assert_int_equal(rep.pages_written, 0);
 	assert_int_equal(squib_testvm_write(vm, GPA + 16 * KiB, 9, 16 * KiB), 0);
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .page_size = 16 * KiB,
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .page_size = 16 * KiB,
 					  .parent_state_path = bsnap};
 	/* The parent's geometry had the host page: a 16 KiB diff does not apply on it. */
 	{
@@ -456,7 +459,8 @@ static void test_should_publish_memory_before_state_after_both_are_durable(void 
 	state_rename = find_step(&r, SQUIB_IO_RENAME, "x.snap");
 	assert_true(mem_rename >= 0 && state_rename > mem_rename);
 	assert_true(find_step(&r, SQUIB_IO_OPEN, "x.mem.tmp") == 0);
-	assert_true(find_step(&r, SQUIB_IO_OPEN, "x.snap.tmp") == 1); /* both open before any write */
+	assert_true(find_step(&r, SQUIB_IO_OPEN, "x.snap.tmp") ==
+		    1); /* both open before any write */
 	assert_true(find_step(&r, SQUIB_IO_FSYNC, "x.mem.tmp") < mem_rename);
 	assert_true(find_step(&r, SQUIB_IO_FSYNC, "x.snap.tmp") < mem_rename);
 	assert_true(find_step(&r, SQUIB_IO_CLOSE, "x.snap.tmp") < mem_rename);
@@ -467,7 +471,8 @@ static void test_should_publish_memory_before_state_after_both_are_durable(void 
 	squib_testvm_free(vm);
 }
 
-/* ---- dirty tracking ---------------------------------------------------------------------------- */
+/* ---- dirty tracking ----------------------------------------------------------------------------
+ */
 
 static bool temp_exists(const char *path)
 {
@@ -539,9 +544,8 @@ static void probe_free(void *ctx)
 	(void)ctx;
 }
 
-static const struct squib_tracker_ops probe_ops = {"probe",	    probe_start, probe_harvest,
-						   probe_give_back, probe_reset, probe_stop,
-						   probe_free};
+static const struct squib_tracker_ops probe_ops = {
+    "probe", probe_start, probe_harvest, probe_give_back, probe_reset, probe_stop, probe_free};
 
 static struct squib_tracker *add_probe(struct squib_testvm *vm, struct probe *p)
 {
@@ -565,7 +569,8 @@ static void test_should_reset_tracking_only_after_the_pair_is_durable(void **sta
 	struct squib_tracker *tr = add_probe(vm, &p);
 	struct recorder r = {.fail_at = -1};
 	struct squib_io_hooks h = {&r, record};
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	uint8_t parent[SQUIB_MEMORY_ID_SIZE];
 	struct squib_save_report rep;
@@ -580,8 +585,10 @@ static void test_should_reset_tracking_only_after_the_pair_is_durable(void **sta
 	p.state = t->state;
 	p.mem = t->mem;
 	memcpy(parent, rep.memory_id, sizeof(parent));
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .parent_memory_id = parent,
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_memory_id = parent,
 					  .hooks = &h};
 	squib_testvm_write(vm, GPA, 0x11, hp());
 	/* Fail at every step of the save once: never a reset, always a give-back. */
@@ -611,7 +618,8 @@ static void test_should_give_harvested_pages_back_when_the_save_fails(void **sta
 	struct savetest_dir *t = *state;
 	struct squib_testvm_config c = tracked(64 * KiB, 1);
 	struct squib_testvm *vm = savetest_vm(&c), *rvm;
-	char *base = squib_test_path(t->dir, "base.mem"), *bsnap = squib_test_path(t->dir, "base.snap");
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	struct recorder r = {.fail_errno = ENOSPC};
 	struct squib_io_hooks h = {&r, record};
@@ -626,8 +634,10 @@ static void test_should_give_harvested_pages_back_when_the_save_fails(void **sta
 	squib_testvm_fill(vm, 9, 1);
 	savetest_save_ok(vm, &req, &rep);
 	memcpy(parent, rep.memory_id, sizeof(parent));
-	req = (struct squib_save_request){.state_path = t->state, .memory_path = t->mem,
-					  .kind = SQUIB_SNAPSHOT_DIFF, .parent_memory_id = parent,
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_memory_id = parent,
 					  .hooks = &h};
 	assert_int_equal(squib_testvm_write(vm, GPA + 2 * hp(), 0xab, hp()), 0);
 	r.fail_at = 2; /* open, open, the first page write: ENOSPC */
@@ -675,7 +685,8 @@ static void test_should_refuse_a_diff_over_its_own_parent(void **state)
 	squib_testvm_free(vm);
 }
 
-/* ---- integration: describe and devices ----------------------------------------------------------- */
+/* ---- integration: describe and devices
+ * ----------------------------------------------------------- */
 
 static void test_should_describe_the_state_after_save(void **state)
 {
@@ -706,22 +717,22 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_should_save_full_snapshot_pair_atomically),
-		T(test_should_reject_diff_without_dirty_bitmap),
-		T(test_should_reject_diff_when_track_dirty_is_false),
-		T(test_should_save_diff_only_dirty_pages),
-		T(test_should_reject_save_when_state_is_incompatible),
-		T(test_should_keep_existing_pair_when_save_fails_during_state_validation),
-		T(test_should_reject_a_missing_directory_without_creating_files),
-		T(test_should_reject_paths_that_cannot_form_a_pair),
-		T(test_should_save_a_pair_split_over_two_filesystems),
-		T(test_should_time_out_quiesce_when_a_vcpu_never_acks),
-		T(test_should_stay_paused_when_asked_also_on_failure),
-		T(test_should_publish_memory_before_state_after_both_are_durable),
-		T(test_should_reset_tracking_only_after_the_pair_is_durable),
-		T(test_should_give_harvested_pages_back_when_the_save_fails),
-		T(test_should_refuse_a_diff_over_its_own_parent),
-		T(test_should_describe_the_state_after_save),
+	    T(test_should_save_full_snapshot_pair_atomically),
+	    T(test_should_reject_diff_without_dirty_bitmap),
+	    T(test_should_reject_diff_when_track_dirty_is_false),
+	    T(test_should_save_diff_only_dirty_pages),
+	    T(test_should_reject_save_when_state_is_incompatible),
+	    T(test_should_keep_existing_pair_when_save_fails_during_state_validation),
+	    T(test_should_reject_a_missing_directory_without_creating_files),
+	    T(test_should_reject_paths_that_cannot_form_a_pair),
+	    T(test_should_save_a_pair_split_over_two_filesystems),
+	    T(test_should_time_out_quiesce_when_a_vcpu_never_acks),
+	    T(test_should_stay_paused_when_asked_also_on_failure),
+	    T(test_should_publish_memory_before_state_after_both_are_durable),
+	    T(test_should_reset_tracking_only_after_the_pair_is_durable),
+	    T(test_should_give_harvested_pages_back_when_the_save_fails),
+	    T(test_should_refuse_a_diff_over_its_own_parent),
+	    T(test_should_describe_the_state_after_save),
 #undef T
 	};
 

@@ -95,7 +95,7 @@ static void test_should_resume_the_others_when_one_vcpu_never_acks(void **state)
 
 struct bare {
 	char log[256];
-	int fail_begin; /* vCPU whose pause_begin fails; -1 none */
+	int fail_begin;	  /* vCPU whose pause_begin fails; -1 none */
 	const char *fail; /* restore op that fails */
 	struct squib_vm_region regions[3];
 	uint32_t nregions;
@@ -160,7 +160,8 @@ static int bare_restore(struct bare *b, const char *what, struct squib_error_det
 	return b->fail && !strcmp(b->fail, what) ? squib_fail(d, SQUIB_E_CAPTURE) : 0;
 }
 
-static int bare_irqchip(void *ctx, const struct squib_microvm_state *s, struct squib_error_detail *d)
+static int bare_irqchip(void *ctx, const struct squib_microvm_state *s,
+			struct squib_error_detail *d)
 {
 	(void)s;
 	return bare_restore(ctx, "irqchip", d);
@@ -172,7 +173,8 @@ static int bare_vcpus(void *ctx, const struct squib_microvm_state *s, struct squ
 	return bare_restore(ctx, "vcpus", d);
 }
 
-static int bare_devices(void *ctx, const struct squib_microvm_state *s, struct squib_error_detail *d)
+static int bare_devices(void *ctx, const struct squib_microvm_state *s,
+			struct squib_error_detail *d)
 {
 	(void)s;
 	return bare_restore(ctx, "devices", d);
@@ -205,9 +207,9 @@ static struct squib_tracker_set *bare_trackers(void *ctx)
 }
 
 static const struct squib_vm_ops bare_ops = {
-	"bare",	      bare_arch,    bare_count,	  bare_begin,	   bare_wait,
-	bare_resume,  bare_capture, bare_irqchip, bare_vcpus,	   bare_devices,
-	bare_get_memory, bare_set_memory, bare_trackers,
+    "bare",	     bare_arch,	      bare_count,    bare_begin, bare_wait,
+    bare_resume,     bare_capture,    bare_irqchip,  bare_vcpus, bare_devices,
+    bare_get_memory, bare_set_memory, bare_trackers,
 };
 
 static void test_should_withdraw_every_request_when_a_pause_cannot_start(void **state)
@@ -275,12 +277,13 @@ static void test_should_check_the_memory_regions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_name_the_first_missing_op),
-		cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
-		cmocka_unit_test(test_should_resume_the_others_when_one_vcpu_never_acks),
-		cmocka_unit_test(test_should_withdraw_every_request_when_a_pause_cannot_start),
-		cmocka_unit_test(test_should_restore_the_interrupt_controller_first_and_stop_at_a_failure),
-		cmocka_unit_test(test_should_check_the_memory_regions),
+	    cmocka_unit_test(test_should_name_the_first_missing_op),
+	    cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
+	    cmocka_unit_test(test_should_resume_the_others_when_one_vcpu_never_acks),
+	    cmocka_unit_test(test_should_withdraw_every_request_when_a_pause_cannot_start),
+	    cmocka_unit_test(
+		test_should_restore_the_interrupt_controller_first_and_stop_at_a_failure),
+	    cmocka_unit_test(test_should_check_the_memory_regions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,8 +57,8 @@ extern "C" {
 /* ---- pair recovery ------------------------------------------------------- */
 
 enum squib_recovery_action {
-	SQUIB_RECOVERY_NONE = 0,     /* nothing to do: no temps, or a file is missing */
-	SQUIB_RECOVERY_CLEANED,	     /* the pair was good; stale temps were removed */
+	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
+	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
 	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.tmp bound the memory file: renamed over the state */
 };
 
@@ -130,8 +130,8 @@ struct squib_load_request {
 	const char *const *chain;
 	size_t chain_len;
 	enum squib_memory_backend backend;
-	bool stay_paused;	/* do not resume the vCPUs after the restore */
-	bool no_recovery;	/* skip step 1: report a half-published pair as a mismatch */
+	bool stay_paused; /* do not resume the vCPUs after the restore */
+	bool no_recovery; /* skip step 1: report a half-published pair as a mismatch */
 	const struct squib_io_hooks *hooks; /* recovery's rename and fsync (tests); NULL */
 };
 
@@ -145,9 +145,9 @@ struct squib_load_timings {
 };
 
 struct squib_load_result {
-	struct squib_microvm_state state;	 /* the decoded state (owned; squib_load_result_free) */
+	struct squib_microvm_state state;    /* the decoded state (owned; squib_load_result_free) */
 	struct squib_envelope_header header; /* version = the file's format version */
-	struct squib_guest_memory *memory;	 /* the VM's guest RAM: keep while the VM runs */
+	struct squib_guest_memory *memory;   /* the VM's guest RAM: keep while the VM runs */
 	enum squib_recovery_action recovery;
 	struct squib_load_timings ns;
 };

@@ -120,9 +120,8 @@ struct squib_save_report {
 
 /* SQUIB_SAVE_REQUEST_INIT: a Full save to the given paths with every default. */
 #define SQUIB_SAVE_REQUEST_INIT(state, mem)                                                        \
-	((struct squib_save_request){.state_path = (state),                                        \
-				     .memory_path = (mem),                                         \
-				     .kind = SQUIB_SNAPSHOT_FULL})
+	((struct squib_save_request){                                                              \
+	    .state_path = (state), .memory_path = (mem), .kind = SQUIB_SNAPSHOT_FULL})
 
 /* The name of a kind: "full", "diff", or "unknown". */
 const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind);

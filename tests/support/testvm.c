@@ -258,19 +258,19 @@ static struct squib_tracker_set *op_trackers(void *ctx)
 }
 
 static const struct squib_vm_ops testvm_ops = {
-	.name = "testvm",
-	.arch = op_arch,
-	.vcpu_count = op_vcpu_count,
-	.pause_begin = op_pause_begin,
-	.pause_wait = op_pause_wait,
-	.resume = op_resume,
-	.capture = op_capture,
-	.restore_irqchip = op_restore_irqchip,
-	.restore_vcpus = op_restore_vcpus,
-	.restore_devices = op_restore_devices,
-	.get_memory = op_get_memory,
-	.set_memory = op_set_memory,
-	.trackers = op_trackers,
+    .name = "testvm",
+    .arch = op_arch,
+    .vcpu_count = op_vcpu_count,
+    .pause_begin = op_pause_begin,
+    .pause_wait = op_pause_wait,
+    .resume = op_resume,
+    .capture = op_capture,
+    .restore_irqchip = op_restore_irqchip,
+    .restore_vcpus = op_restore_vcpus,
+    .restore_devices = op_restore_devices,
+    .get_memory = op_get_memory,
+    .set_memory = op_set_memory,
+    .trackers = op_trackers,
 };
 
 /* ---- the template state -------------------------------------------------------------- */
@@ -327,7 +327,8 @@ static int build_template(struct squib_testvm *vm)
 	squib_state_init(s, vm->cfg.arch);
 	s->vm_info.mem_size_mib = ram_of(&vm->cfg) >> 20;
 	s->vm_info.track_dirty_pages = vm->cfg.track_dirty_pages;
-	if ((rc = squib_state_set_string(&s->vm_info.kernel_image_path, "/var/lib/squib/vmlinux")) ||
+	if ((rc =
+		 squib_state_set_string(&s->vm_info.kernel_image_path, "/var/lib/squib/vmlinux")) ||
 	    (rc = squib_state_set_string(&s->vm_info.boot_args, "console=ttyAMA0 panic=1")))
 		return rc;
 	if (vm->cfg.arch == SQUIB_ARCH_AARCH64) {
@@ -385,7 +386,7 @@ static int start_tracker(struct squib_testvm *vm)
 struct squib_testvm_config squib_testvm_config_simple(uint64_t gpa, uint64_t size, uint32_t n)
 {
 	struct squib_testvm_config c = {
-		.arch = SQUIB_ARCH_AARCH64, .vcpu_count = n, .region_count = 1, .stuck_vcpu = -1};
+	    .arch = SQUIB_ARCH_AARCH64, .vcpu_count = n, .region_count = 1, .stuck_vcpu = -1};
 
 	c.regions[0] = (struct squib_mem_region){gpa, size};
 	return c;

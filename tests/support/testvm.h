@@ -22,9 +22,9 @@
 #include <squib/track.h>
 #include <squib/vm.h>
 
-#define SQUIB_TESTVM_MAX_VCPUS 8u
+#define SQUIB_TESTVM_MAX_VCPUS	 8u
 #define SQUIB_TESTVM_MAX_REGIONS 4u
-#define SQUIB_TESTVM_LOG_MAX 256u
+#define SQUIB_TESTVM_LOG_MAX	 256u
 
 /* The host_dev_name blob of the template's virtio-net device (upstream I-NET-3). */
 #define SQUIB_TESTVM_HOST_DEV_NAME "vmnet-shared-en0-1234"
