@@ -261,7 +261,15 @@ int squib_fsync_dir(const char *dir, struct squib_error_detail *d)
 	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
 }
 
-int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d)
+void squib_atomic_forget(struct squib_atomic_writer *w)
+{
+	if (w && w->phase == SQUIB_ATOMIC_PREPARED)
+		release(w); /* the temp is durable and closed: leave it where it is */
+	else
+		squib_atomic_abort(w);
+}
+
+static int publish(struct squib_atomic_writer *w, bool keep, struct squib_error_detail *d)
 {
 	int e;
 
@@ -271,7 +279,10 @@ int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detai
 	if (!e && rename(w->temp, w->dest) < 0)
 		e = -errno;
 	if (e) {
-		squib_atomic_abort(w);
+		if (keep)
+			squib_atomic_forget(w);
+		else
+			squib_atomic_abort(w);
 		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
 	}
 	/* The temp name is gone now; a failure from here on must not unlink anything. */
@@ -280,6 +291,16 @@ int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detai
 		e = fsync_dir_errno(w->dir);
 	release(w);
 	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
+}
+
+int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d)
+{
+	return publish(w, false, d);
+}
+
+int squib_atomic_publish_keep(struct squib_atomic_writer *w, struct squib_error_detail *d)
+{
+	return publish(w, true, d);
 }
 
 int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d)

@@ -495,6 +495,48 @@ static void test_should_reject_misuse_without_side_effects(void **state)
 	free(dir_dest);
 }
 
+/* For a pair's recovery: a rename that fails keeps the durable temp, and forget leaves it. */
+static void test_should_keep_the_prepared_temp_when_asked(void **state)
+{
+	struct fixture *f = *state;
+	struct recorder r;
+	struct squib_io_hooks h = recorder_hooks(&r, SQUIB_IO_RENAME, EIO);
+	struct squib_atomic_writer w;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_test_write_file(f->dest, "old", 3), 0);
+	assert_int_equal(squib_atomic_open(&w, f->dest, &h, &d), 0);
+	assert_int_equal(squib_atomic_write(&w, "new", 3, &d), 0);
+	assert_int_equal(squib_atomic_prepare(&w, &d), 0);
+	assert_int_equal(squib_atomic_publish_keep(&w, &d), SQUIB_E_ATOMIC_COMMIT_FAILED);
+	assert_int_equal(d.os_errno, EIO);
+	assert_int_equal(w.phase, SQUIB_ATOMIC_CLOSED);
+	assert_file_is(f->dest, "old", 3);
+	assert_file_is(f->temp, "new", 3); /* kept for a recovery */
+	recorder_free(&r);
+
+	/* Without a failure it is publish. */
+	assert_int_equal(squib_atomic_open(&w, f->dest, NULL, &d), 0);
+	assert_int_equal(squib_atomic_write(&w, "newer", 5, &d), 0);
+	assert_int_equal(squib_atomic_prepare(&w, &d), 0);
+	assert_int_equal(squib_atomic_publish_keep(&w, &d), 0);
+	assert_file_is(f->dest, "newer", 5);
+	assert_false(squib_test_exists(f->temp));
+
+	/* forget: a prepared temp stays; an open one is aborted. */
+	assert_int_equal(squib_atomic_open(&w, f->dest, NULL, &d), 0);
+	assert_int_equal(squib_atomic_write(&w, "p", 1, &d), 0);
+	assert_int_equal(squib_atomic_prepare(&w, &d), 0);
+	squib_atomic_forget(&w);
+	assert_int_equal(w.phase, SQUIB_ATOMIC_CLOSED);
+	assert_file_is(f->temp, "p", 1);
+	assert_int_equal(squib_atomic_open(&w, f->dest, NULL, &d), 0);
+	squib_atomic_forget(&w);
+	assert_false(squib_test_exists(f->temp));
+	squib_atomic_forget(NULL);
+	assert_file_is(f->dest, "newer", 5);
+}
+
 static void test_should_fsync_a_directory_by_path(void **state)
 {
 	struct fixture *f = *state;
@@ -660,6 +702,7 @@ int main(int argc, char **argv)
 		T(test_should_truncate_and_reuse_stale_temp),
 		T(test_should_create_temp_with_0666_masked_by_umask),
 		T(test_should_reject_misuse_without_side_effects),
+		T(test_should_keep_the_prepared_temp_when_asked),
 		T(test_should_fsync_a_directory_by_path),
 		T(test_should_name_every_step),
 		T(test_should_fsync_parent_dir_after_rename_under_strace),

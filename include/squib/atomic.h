@@ -100,6 +100,18 @@ int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detai
  * released either way. */
 int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
+/*
+ * publish for a caller with a recovery path (a state/memory pair, see
+ * squib/save.h): like squib_atomic_publish, except that a failed rename
+ * keeps the durable temp file (the writer is released without unlinking
+ * it), so a later recovery can still complete the rename.
+ */
+int squib_atomic_publish_keep(struct squib_atomic_writer *w, struct squib_error_detail *d);
+
+/* Release a PREPARED writer without renaming or unlinking its durable temp
+ * (for the same recovery); on a writer in another phase it is abort. */
+void squib_atomic_forget(struct squib_atomic_writer *w);
+
 /* prepare + publish. */
 int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d);
 

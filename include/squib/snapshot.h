@@ -21,6 +21,9 @@
 #include <squib/track.h>
 #include <squib/vcpu.h>
 #include <squib/verify.h>
+#include <squib/vm.h>
+#include <squib/save.h>
+#include <squib/load.h>
 
 #ifdef __cplusplus
 extern "C" {

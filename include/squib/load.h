@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/load.h - restore a VM from a state/memory file pair; pair recovery.
+ *
+ * squib_load() runs, in order:
+ *
+ *   1. pair recovery (squib_pair_recover, unless disabled): a save that
+ *      crashed between its two renames left the new memory file next to the
+ *      old state file, and the new state in STATE.tmp; roll it forward
+ *   2. read and verify the state file, in the state file's check order (size
+ *      limit, too short, CRC, magic, version, structure); either architecture
+ *      decodes here
+ *   3. architecture: a state of another architecture than the VM's is
+ *      SQUIB_E_INCOMPATIBLE (I-SNAP-3), never a misread
+ *   4. verify_compatible (SQUIB_E_INCOMPATIBLE)
+ *   5. the pair: the state's MEMORY section must describe the memory file
+ *      exactly (id, kind, parent, geometry, pages, size: SQUIB_E_PAIR_MISMATCH
+ *      with both ids in hex); for a Diff, the chain below it must link up
+ *   6. guest memory, by the chosen backend (struct squib_guest_memory)
+ *   7. the VM: set_memory, then restore (interrupt controller before vCPUs,
+ *      then devices), then resume unless stay_paused
+ *
+ * Nothing is handed to the VM before step 6 has succeeded, so a refused pair
+ * leaves the VM untouched.
+ *
+ * Memory backends:
+ *   COPY   anonymous memory, filled eagerly with the present pages (for a Diff
+ *          every layer of the chain, oldest first); absent pages stay zero
+ *   FILE   the full memory file's RAM range mapped MAP_PRIVATE (copy on write);
+ *          a Diff is refused: rebase the chain first (squib_memfile_rebase).
+ *          Never rebase in place or truncate a file a VM maps.
+ *   LAZY   reserved (postcopy); SQUIB_E_INVALID_ARGUMENT for now
+ *
+ * Thread-safety: one load (or save) per VM and per pair at a time. Recovery
+ * renames and unlinks files next to the pair: never run a load while a save
+ * to the same paths is in progress (the VMM serialises them). A
+ * squib_guest_memory is owned by one thread; the memory it maps may be used
+ * from any thread.
+ */
+#ifndef SQUIB_LOAD_H
+#define SQUIB_LOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/atomic.h>
+#include <squib/envelope.h>
+#include <squib/error.h>
+#include <squib/state.h>
+#include <squib/vm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- pair recovery ------------------------------------------------------- */
+
+enum squib_recovery_action {
+	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
+	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
+	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.tmp bound the memory file: renamed over the state */
+};
+
+/*
+ * Make the pair (state_path, memory_path) consistent after a crashed or
+ * failed save. Let A be the memory id the state file names and B the id in
+ * the memory file's footer:
+ *
+ *   A == B            the pair is good; remove a stale MEM.tmp and STATE.tmp
+ *   A != B, or no state file, and STATE.tmp decodes (CRC valid), names B, and
+ *   its MEMORY section matches the memory file B (which verifies)
+ *                     roll forward: rename STATE.tmp over the state, fsync the
+ *                     directory, then remove a stale MEM.tmp
+ *   A != B otherwise  SQUIB_E_PAIR_MISMATCH naming both ids in hex; nothing
+ *                     is touched
+ *
+ * A state file or memory file that cannot be read or verified is left for
+ * the loader to report (SQUIB_RECOVERY_NONE, return 0): a crash never produces one,
+ * since both are only ever replaced by rename. hooks (may be NULL) are called
+ * before the rename (SQUIB_IO_RENAME, state path) and the directory fsync
+ * (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h. *action may be NULL.
+ */
+int squib_pair_recover(const char *state_path, const char *memory_path,
+		       const struct squib_io_hooks *hooks, enum squib_recovery_action *action,
+		       struct squib_error_detail *d);
+
+/* ---- guest memory ---------------------------------------------------------- */
+
+enum squib_memory_backend {
+	SQUIB_BACKEND_COPY = 0,
+	SQUIB_BACKEND_FILE = 1,
+	SQUIB_BACKEND_LAZY = 2, /* not implemented yet */
+};
+
+/*
+ * Guest RAM set up for a restored VM: one host mapping per region of the
+ * memory file, in its order. Owned by the caller of squib_load, who frees it
+ * once the VM no longer uses the memory.
+ */
+struct squib_guest_memory {
+	enum squib_memory_backend backend;
+	uint32_t region_count;
+	struct squib_vm_region *regions; /* host = the mapping */
+	uint64_t page_size;		 /* the memory file's */
+	uint64_t pages_read;		 /* COPY: pages copied in; FILE: 0 (mapped) */
+};
+
+/* munmap every region and free. NULL is a no-op. */
+void squib_guest_memory_free(struct squib_guest_memory *m);
+
+/*
+ * Set up guest memory from a verified memory file without a VM (tools,
+ * tests): chain (may be NULL, n 0) lists the older layers of a Diff, the
+ * full base first, then diffs oldest first; memory_path is the newest layer.
+ * layout (may be NULL) is the state file's description, checked against the
+ * memory file first.
+ */
+int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
+			    const struct squib_memory_layout *layout,
+			    enum squib_memory_backend backend, struct squib_guest_memory **out,
+			    struct squib_error_detail *d);
+
+/* ---- load ------------------------------------------------------------------ */
+
+struct squib_load_request {
+	const char *state_path;
+	const char *memory_path;
+	/* A Diff's older layers: the full base first, then diffs oldest first. */
+	const char *const *chain;
+	size_t chain_len;
+	enum squib_memory_backend backend;
+	bool stay_paused; /* do not resume the vCPUs after the restore */
+	bool no_recovery; /* skip step 1: report a half-published pair as a mismatch */
+	const struct squib_io_hooks *hooks; /* recovery's rename and fsync (tests); NULL */
+};
+
+/* Time per phase in nanoseconds. */
+struct squib_load_timings {
+	uint64_t recovery;
+	uint64_t state_read; /* read, decode, checks */
+	uint64_t memory;     /* pair check and backend set-up */
+	uint64_t restore;    /* set_memory + restore + resume */
+	uint64_t total;
+};
+
+struct squib_load_result {
+	struct squib_microvm_state state;    /* the decoded state (owned; squib_load_result_free) */
+	struct squib_envelope_header header; /* version = the file's format version */
+	struct squib_guest_memory *memory;   /* the VM's guest RAM: keep while the VM runs */
+	enum squib_recovery_action recovery;
+	struct squib_load_timings ns;
+};
+
+#define SQUIB_LOAD_REQUEST_INIT(state, mem)                                                        \
+	((struct squib_load_request){.state_path = (state), .memory_path = (mem)})
+
+/*
+ * Restore vm from the pair. On success *out owns the state and the guest
+ * memory (release with squib_load_result_free once the VM is gone). On
+ * failure the state is freed and out->memory is NULL, except when the VM
+ * had already been handed the memory (set_memory succeeded, a restore op
+ * failed): the VM is then in an undefined state, stays paused, and
+ * out->memory is kept for the caller to free once the VM is discarded.
+ */
+int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
+	       struct squib_load_result *out, struct squib_error_detail *d);
+
+/* Free the state and the guest memory; the struct itself is the caller's. */
+void squib_load_result_free(struct squib_load_result *r);
+
+/*
+ * The state file alone (upstream load(): no memory file, no VM, no
+ * recovery): read, decode for `expected` (SQUIB_ARCH_ANY: either; another
+ * architecture is SQUIB_E_INCOMPATIBLE), verify_compatible. *out must be
+ * freed with squib_state_free, also on failure; hdr may be NULL.
+ */
+int squib_load_state_only(const char *state_path, enum squib_arch expected,
+			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
+			  struct squib_error_detail *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_LOAD_H */

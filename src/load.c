@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The loader: recovery, the state file, the pair check, guest memory by
+ * backend (COPY or FILE), then the VM's restore. squib/load.h has the order.
+ */
+#include <squib/load.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <squib/memfile.h>
+
+#include "memfile_internal.h"
+#include "pair.h"
+
+/* ---- guest memory ------------------------------------------------------------------ */
+
+void squib_guest_memory_free(struct squib_guest_memory *m)
+{
+	if (!m)
+		return;
+	for (uint32_t i = 0; m->regions && i < m->region_count; i++)
+		if (m->regions[i].host)
+			munmap(m->regions[i].host, (size_t)m->regions[i].size);
+	free(m->regions);
+	free(m);
+}
+
+/* The open layers, base first, the memory file last. */
+struct layers {
+	struct squib_memfile **v;
+	size_t n;
+};
+
+static void layers_close(struct layers *l)
+{
+	for (size_t i = 0; l->v && i < l->n; i++)
+		squib_memfile_close(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+}
+
+static int check_chain_shape(const struct squib_memfile *top, size_t n,
+			     struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &squib_memfile_manifest(top)->layout;
+
+	if (l->kind == SQUIB_MEMORY_FULL && n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "%s is a full memory file: it takes no chain (%zu given)",
+				      top->path, n);
+	if (l->kind == SQUIB_MEMORY_DIFF && !n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "%s is a diff of memory file %s: pass its chain (the full "
+				      "base first, then diffs oldest first)",
+				      top->path, squib_id_hex(l->parent_id).s);
+	return 0;
+}
+
+/* Open chain[0..n) and link top over it; top belongs to l from here on. */
+static int open_layers(struct squib_memfile *top, const char *const *chain, size_t n,
+		       struct layers *l, struct squib_error_detail *d)
+{
+	int rc = 0;
+
+	if (!(l->v = calloc(n + 1, sizeof(*l->v)))) {
+		squib_memfile_close(top);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	l->n = n + 1;
+	l->v[n] = top;
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (!chain[i])
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "chain[%zu] is NULL", i);
+		rc = squib_memfile_open(chain[i], &l->v[i], d);
+		if (!rc && i == 0 &&
+		    squib_memfile_manifest(l->v[0])->layout.kind != SQUIB_MEMORY_FULL)
+			rc = squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+					    "chain base %s is a diff, not a full memory file",
+					    chain[0]);
+		if (!rc && i)
+			rc = squib_memfile_check_link(l->v[i - 1], l->v[i], d);
+	}
+	return rc ? rc : n ? squib_memfile_check_link(l->v[n - 1], top, d) : 0;
+}
+
+static int map_anon(struct squib_vm_region *r, struct squib_error_detail *d)
+{
+	void *p = mmap(NULL, (size_t)r->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return squib_memfile_io_error(d, errno, "mapping %" PRIu64 " bytes of guest memory",
+					      r->size);
+	r->host = p;
+	return 0;
+}
+
+/* Region holding file offset off (binary search over the layout's offsets). */
+static uint32_t region_of(const struct squib_memfile *m, uint64_t off)
+{
+	uint32_t lo = 0, hi = m->m.layout.region_count;
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (m->region_off[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Copy file bytes [off, end) of m into the guest regions they belong to. */
+static int copy_range(const struct squib_memfile *m, struct squib_guest_memory *g, uint64_t off,
+		      uint64_t end, struct squib_error_detail *d)
+{
+	while (off < end) {
+		uint32_t r = region_of(m, off);
+		uint64_t in = off - m->region_off[r];
+		uint64_t n = g->regions[r].size - in;
+		int e;
+
+		if (n > end - off)
+			n = end - off;
+		if (n > SQUIB_MEMFILE_MAX_WRITE)
+			n = SQUIB_MEMFILE_MAX_WRITE;
+		if ((e = squib_pread_all(m->fd, (uint8_t *)g->regions[r].host + in, (size_t)n,
+					 off)))
+			return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path,
+						      off);
+		off += n;
+	}
+	return 0;
+}
+
+/* Every layer's present pages, oldest first: the newest layer holding a page wins. */
+static int copy_layers(const struct layers *l, struct squib_guest_memory *g,
+		       struct squib_error_detail *d)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct squib_memory_layout *ml = &l->v[i]->m.layout;
+
+		for (uint64_t k = 0; k < ml->extent_count; k++) {
+			uint64_t off = ml->extents[k].first_page * ml->page_size;
+			int rc = copy_range(l->v[i], g, off,
+					    off + ml->extents[k].page_count * ml->page_size, d);
+
+			if (rc)
+				return rc;
+			g->pages_read += ml->extents[k].page_count;
+		}
+	}
+	return 0;
+}
+
+static int map_file(const struct squib_memfile *m, uint32_t i, struct squib_vm_region *r,
+		    struct squib_error_detail *d)
+{
+	uint64_t hp = (uint64_t)sysconf(_SC_PAGESIZE);
+	void *p;
+
+	if (m->region_off[i] % hp)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "region %u of %s starts at file offset %" PRIu64
+				      ", not a multiple of the host page (%" PRIu64
+				      "): use the COPY backend",
+				      i, m->path, m->region_off[i], hp);
+	p = mmap(NULL, (size_t)r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, m->fd,
+		 (off_t)m->region_off[i]);
+	if (p == MAP_FAILED)
+		return squib_memfile_io_error(d, errno, "mapping region %u of %s", i, m->path);
+	r->host = p;
+	return 0;
+}
+
+static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_backend backend,
+			    struct squib_guest_memory **out, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &top->m.layout;
+	struct squib_guest_memory *g = calloc(1, sizeof(*g));
+
+	if (!g || !(g->regions = calloc(l->region_count, sizeof(*g->regions)))) {
+		free(g);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	g->backend = backend;
+	g->region_count = l->region_count;
+	g->page_size = l->page_size;
+	for (uint32_t i = 0; i < l->region_count; i++)
+		g->regions[i] =
+		    (struct squib_vm_region){l->regions[i].guest_addr, l->regions[i].size, NULL};
+	*out = g;
+	return 0;
+}
+
+static int fill(const struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
+{
+	const struct squib_memfile *top = l->v[l->n - 1];
+	int rc = 0;
+
+	for (uint32_t i = 0; !rc && i < g->region_count; i++)
+		rc = g->backend == SQUIB_BACKEND_FILE ? map_file(top, i, &g->regions[i], d)
+						      : map_anon(&g->regions[i], d);
+	if (!rc && g->backend == SQUIB_BACKEND_COPY)
+		rc = copy_layers(l, g, d);
+	return rc;
+}
+
+static int check_backend(enum squib_memory_backend b, struct squib_error_detail *d)
+{
+	if (b == SQUIB_BACKEND_LAZY)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "the LAZY memory backend is not implemented yet (use COPY or "
+				      "FILE)");
+	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "unknown memory backend %d",
+				      (int)b);
+	return 0;
+}
+
+static int check_file_backend(const struct squib_memfile *top, enum squib_memory_backend b,
+			      struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &top->m.layout;
+
+	if (b != SQUIB_BACKEND_FILE || l->kind == SQUIB_MEMORY_FULL)
+		return 0;
+	return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+			      "%s is a diff (parent %s): the FILE backend maps only a full memory "
+			      "file; rebase the chain first (squib_memfile_rebase) or use COPY",
+			      top->path, squib_id_hex(l->parent_id).s);
+}
+
+int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
+			    const struct squib_memory_layout *layout,
+			    enum squib_memory_backend backend, struct squib_guest_memory **out,
+			    struct squib_error_detail *d)
+{
+	struct squib_memfile *top = NULL;
+	struct layers l = {0};
+	int rc;
+
+	if (!memory_path || !out || (n && !chain))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "NULL argument to guest_memory_open");
+	*out = NULL;
+	if ((rc = check_backend(backend, d)) || (rc = squib_memfile_open(memory_path, &top, d)))
+		return rc;
+	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
+	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
+		squib_memfile_close(top);
+		return rc;
+	}
+	rc = open_layers(top, chain, n, &l, d);
+	if (!rc)
+		rc = new_guest_memory(top, backend, out, d);
+	if (!rc && (rc = fill(&l, *out, d))) {
+		squib_guest_memory_free(*out);
+		*out = NULL;
+	}
+	layers_close(&l);
+	return rc;
+}
+
+/* ---- the state file ------------------------------------------------------------------- */
+
+static int check_arch(const struct squib_microvm_state *s, enum squib_arch want,
+		      struct squib_error_detail *d)
+{
+	if (want == SQUIB_ARCH_ANY || s->arch == want)
+		return 0;
+	return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "the state file is for %s, the target is %s",
+			      squib_arch_name(s->arch), squib_arch_name(want));
+}
+
+static int load_state(const char *path, enum squib_arch want, struct squib_microvm_state *out,
+		      struct squib_envelope_header *hdr, struct squib_error_detail *d)
+{
+	/* Either magic decodes, so a foreign architecture is Incompatible, not a misread. */
+	int rc = squib_state_load_file(path, SQUIB_ARCH_ANY, out, hdr, d);
+
+	if (!rc)
+		rc = check_arch(out, want, d);
+	return rc ? rc : squib_state_verify_compatible(out, d);
+}
+
+int squib_load_state_only(const char *state_path, enum squib_arch expected,
+			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
+			  struct squib_error_detail *d)
+{
+	if (!state_path || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "NULL argument to load_state_only");
+	return load_state(state_path, expected, out, hdr, d);
+}
+
+/* ---- load ------------------------------------------------------------------------------- */
+
+void squib_load_result_free(struct squib_load_result *r)
+{
+	if (!r)
+		return;
+	squib_state_free(&r->state);
+	squib_guest_memory_free(r->memory);
+	r->memory = NULL;
+}
+
+static int check_load_request(const struct squib_vm *vm, const struct squib_load_request *req,
+			      struct squib_error_detail *d)
+{
+	int rc = squib_vm_check(vm, d);
+
+	if (rc)
+		return rc;
+	if (!req || !req->state_path || !req->memory_path || (req->chain_len && !req->chain))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "a load needs a state path and a memory path");
+	return check_backend(req->backend, d);
+}
+
+static int open_memory(const struct squib_load_request *req, struct squib_load_result *out,
+		       struct squib_error_detail *d)
+{
+	uint64_t t = squib_now_ns();
+	int rc;
+
+	if (!out->state.memory)
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "state file %s describes no memory file, so it cannot pair "
+				      "with %s",
+				      req->state_path, req->memory_path);
+	rc = squib_guest_memory_open(req->memory_path, req->chain, req->chain_len,
+				     out->state.memory, req->backend, &out->memory, d);
+	out->ns.memory = squib_now_ns() - t;
+	return rc;
+}
+
+static int restore(const struct squib_vm *vm, const struct squib_load_request *req,
+		   struct squib_load_result *out, bool *given, struct squib_error_detail *d)
+{
+	uint64_t t = squib_now_ns();
+	int rc = squib_vm_set_memory(vm, out->memory->regions, out->memory->region_count, d);
+
+	*given = rc == 0;
+	if (!rc)
+		rc = squib_vm_restore(vm, &out->state, d);
+	if (!rc && !req->stay_paused)
+		rc = squib_vm_resume(vm, d);
+	out->ns.restore = squib_now_ns() - t;
+	return rc;
+}
+
+int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
+	       struct squib_load_result *out, struct squib_error_detail *d)
+{
+	uint64_t t0 = squib_now_ns(), t;
+	bool given = false;
+	int rc;
+
+	if (!out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL load result");
+	memset(out, 0, sizeof(*out));
+	if ((rc = check_load_request(vm, req, d)))
+		return rc;
+	if (!req->no_recovery)
+		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks,
+					&out->recovery, d);
+	out->ns.recovery = squib_now_ns() - t0;
+	t = squib_now_ns();
+	if (!rc)
+		rc = load_state(req->state_path, squib_vm_arch(vm), &out->state, &out->header, d);
+	out->ns.state_read = squib_now_ns() - t;
+	if (!rc)
+		rc = open_memory(req, out, d);
+	if (!rc)
+		rc = restore(vm, req, out, &given, d);
+	if (rc) {
+		struct squib_guest_memory *keep = given ? out->memory : NULL;
+
+		if (given)
+			out->memory = NULL; /* the VM uses it: the caller frees it after the VM */
+		squib_load_result_free(out);
+		out->memory = keep;
+	}
+	out->ns.total = squib_now_ns() - t0;
+	return rc;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "savetest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <squib/envelope.h>
+
+void savetest_dir_init(struct savetest_dir *t)
+{
+	t->dir = squib_test_tmpdir();
+	t->state = squib_test_path(t->dir, "x.snap");
+	t->mem = squib_test_path(t->dir, "x.mem");
+	t->state_tmp = squib_test_path(t->dir, "x.snap.tmp");
+	t->mem_tmp = squib_test_path(t->dir, "x.mem.tmp");
+}
+
+void savetest_dir_free(struct savetest_dir *t)
+{
+	squib_test_rmtree(t->dir);
+	free(t->dir);
+	free(t->state);
+	free(t->mem);
+	free(t->state_tmp);
+	free(t->mem_tmp);
+}
+
+const char *savetest_message(const struct squib_error_detail *d)
+{
+	static char buf[2048];
+	int n = squib_error_message(d->code, d, buf, sizeof(buf));
+
+	if (d->msg[0] && n >= 0 && (size_t)n < sizeof(buf) && !strstr(buf, d->msg))
+		snprintf(buf + n, sizeof(buf) - (size_t)n, " [%s]", d->msg);
+	return buf;
+}
+
+struct squib_testvm *savetest_vm(const struct squib_testvm_config *cfg)
+{
+	struct squib_testvm *vm = NULL;
+
+	assert_int_equal(squib_testvm_new(cfg, &vm), 0);
+	return vm;
+}
+
+struct squib_testvm *savetest_restore_vm(const struct squib_testvm_config *cfg)
+{
+	struct squib_testvm_config c = *cfg;
+
+	c.no_memory = true;
+	c.with_tracker = false;
+	c.region_count = 0;
+	c.stuck_vcpu = -1;
+	return savetest_vm(&c);
+}
+
+void savetest_save_ok(struct squib_testvm *vm, const struct squib_save_request *req,
+		      struct squib_save_report *rep)
+{
+	struct squib_vm v = squib_testvm_vm(vm);
+	struct squib_error_detail d;
+
+	if (squib_save(&v, req, rep, &d))
+		fail_msg("save: %s", savetest_message(&d));
+}
+
+void savetest_load_ok(const struct squib_testvm_config *cfg, const struct squib_load_request *req,
+		      struct squib_testvm **rvm, struct squib_load_result *res)
+{
+	struct squib_vm v;
+	struct squib_error_detail d;
+
+	*rvm = savetest_restore_vm(cfg);
+	v = squib_testvm_vm(*rvm);
+	if (squib_load(&v, req, res, &d))
+		fail_msg("load: %s", savetest_message(&d));
+}
+
+void savetest_assert_memory_equal(const struct squib_guest_memory *g, struct squib_testvm *vm)
+{
+	assert_non_null(g);
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		const struct squib_vm_region *r = squib_testvm_region(vm, i);
+
+		assert_non_null(r);
+		assert_int_equal(g->regions[i].guest_addr, r->guest_addr);
+		assert_int_equal(g->regions[i].size, r->size);
+		assert_memory_equal(g->regions[i].host, r->host, r->size);
+	}
+	assert_null(squib_testvm_region(vm, g->region_count));
+}
+
+void savetest_read(const char *path, uint8_t **buf, size_t *len)
+{
+	if (squib_test_read_file(path, buf, len))
+		fail_msg("cannot read %s", path);
+}
+
+void savetest_assert_no_files(const struct savetest_dir *t)
+{
+	assert_false(squib_test_exists(t->state));
+	assert_false(squib_test_exists(t->mem));
+	assert_false(squib_test_exists(t->state_tmp));
+	assert_false(squib_test_exists(t->mem_tmp));
+}
+
+void savetest_state_memory_id(const char *state_path, uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	struct squib_microvm_state s;
+
+	assert_int_equal(squib_state_load_file(state_path, SQUIB_ARCH_ANY, &s, NULL, NULL), 0);
+	assert_non_null(s.memory);
+	memcpy(id, s.memory->id, SQUIB_MEMORY_ID_SIZE);
+	squib_state_free(&s);
+}

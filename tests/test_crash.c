@@ -1,0 +1,834 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The crash matrix: a save runs in a forked child that is killed (SIGKILL,
+ * from the atomic writer's hook) before every one of its I/O steps, or has
+ * that one step fail with EIO or ENOSPC; then the parent loads the pair and
+ * checks it is byte for byte the old pair or the new one (the new memory
+ * file's random id aside), never a mix, and exactly the one the step implies.
+ * Plus the recovery's own crash points, a real full filesystem (tmpfs), and
+ * upstream's fault-injection integration tests.
+ *
+ * No test VM (whose vCPUs are threads) may be alive in this process when it
+ * forks: each child builds its own.
+ */
+#include "savetest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <squib/crc64.h>
+#include <squib/envelope.h>
+#include <squib/memfile.h>
+
+#define KiB	  1024ull
+#define MiB	  (1024ull * 1024)
+#define GPA	  0x80000000ull
+#define MAX_STEPS 128
+
+enum variant { BASE, OLD, NEW };
+enum mode { DRY, KILL, FAIL };
+enum outcome { ABSENT, OLD_PAIR, NEW_PAIR };
+
+struct bytes {
+	uint8_t *p;
+	size_t n;
+};
+
+struct step_rec {
+	enum squib_io_step step;
+	char path[64];
+};
+
+/* What a child reports through its pipe after the save returned. */
+struct child_result {
+	int rc;
+	int os_errno;
+	bool memory_published, state_published;
+};
+
+struct env {
+	struct savetest_dir t;
+	char *base_state, *base_mem;
+	uint8_t base_id[SQUIB_MEMORY_ID_SIZE];
+	enum squib_snapshot_kind kind;
+	bool has_old;
+	struct bytes old_state, old_mem; /* the pair before the save */
+	struct bytes ref_state, ref_mem; /* the pair the save produces (one random id) */
+	int steps;
+	struct step_rec step[MAX_STEPS];
+	int mem_rename, state_rename; /* step indices */
+	int matrix;		      /* trials run */
+};
+
+static uint64_t hp(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* ---- deterministic VMs (no cmocka: also built in children) ------------------------------ */
+
+static struct squib_testvm_config vm_config(void)
+{
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * KiB, 2);
+
+	c.region_count = 2;
+	c.regions[1] = (struct squib_mem_region){GPA + MiB, 32 * KiB};
+	c.track_dirty_pages = c.with_tracker = true;
+	return c;
+}
+
+/* Drop what the tracker saw so far (the fill of a base image). */
+static int clear_tracker(struct squib_testvm *vm)
+{
+	for (uint32_t i = 0; i < 2; i++) {
+		const struct squib_vm_region *r = squib_testvm_region(vm, i);
+		struct squib_dirty_bitmap *bm = NULL;
+		int rc = squib_dirty_bitmap_new(r->guest_addr, r->size, hp(), &bm, NULL);
+
+		if (!rc)
+			rc = squib_tracker_set_harvest(squib_testvm_trackers(vm), bm, NULL);
+		squib_dirty_bitmap_free(bm);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int make_vm(enum squib_snapshot_kind kind, enum variant v, struct squib_testvm **out)
+{
+	struct squib_testvm_config c = vm_config();
+	int rc = squib_testvm_new(&c, out);
+
+	if (rc)
+		return rc;
+	if (v == BASE || kind == SQUIB_SNAPSHOT_DIFF)
+		squib_testvm_fill(*out, 0xba5e, 1);
+	else
+		squib_testvm_fill(*out, v == OLD ? 0x01d : 0x4e3, v == OLD ? 1 : 2);
+	if (v == BASE || kind == SQUIB_SNAPSHOT_FULL || (rc = clear_tracker(*out)))
+		return rc;
+	if (v == OLD)
+		return squib_testvm_write(*out, GPA + 3 * hp(), 0x33, hp());
+	if ((rc = squib_testvm_write(*out, GPA + 1 * hp(), 0x11, hp())) ||
+	    (rc = squib_testvm_write(*out, GPA + 5 * hp(), 0x55, 2 * hp())))
+		return rc;
+	return squib_testvm_write(*out, GPA + MiB + 2 * hp(), 0x22, hp());
+}
+
+static struct squib_save_request request(const struct env *e, const struct squib_io_hooks *h)
+{
+	struct squib_save_request r = SQUIB_SAVE_REQUEST_INIT(e->t.state, e->t.mem);
+
+	r.kind = e->kind;
+	r.parent_memory_id = e->kind == SQUIB_SNAPSHOT_DIFF ? e->base_id : NULL;
+	r.hooks = h;
+	return r;
+}
+
+/* ---- the child ------------------------------------------------------------------------------- */
+
+struct hook_ctx {
+	enum mode mode;
+	int at, err, n, fd;
+};
+
+static int child_hook(void *ctx, enum squib_io_step step, const char *path)
+{
+	struct hook_ctx *h = ctx;
+	int i = h->n++;
+
+	if (h->mode == DRY) {
+		struct step_rec r = {.step = step};
+		const char *b = strrchr(path, '/');
+
+		snprintf(r.path, sizeof(r.path), "%s", b ? b + 1 : path);
+		if (write(h->fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(3);
+	}
+	if (i == h->at && h->mode == KILL)
+		kill(getpid(), SIGKILL);
+	return i == h->at && h->mode == FAIL ? -h->err : 0;
+}
+
+static void child(const struct env *e, enum mode mode, int at, int err, int fd)
+{
+	struct hook_ctx hc = {mode, at, err, 0, fd};
+	struct squib_io_hooks h = {&hc, child_hook};
+	struct squib_save_request req = request(e, &h);
+	struct squib_testvm *vm = NULL;
+	struct squib_save_report rep;
+	struct squib_error_detail d = {0};
+	struct child_result r = {0};
+	struct squib_vm v;
+
+	if (make_vm(e->kind, NEW, &vm))
+		_exit(2);
+	v = squib_testvm_vm(vm);
+	r.rc = squib_save(&v, &req, &rep, &d);
+	r.os_errno = d.os_errno;
+	r.memory_published = rep.memory_published;
+	r.state_published = rep.state_published;
+	if (mode != DRY && write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(3);
+	squib_testvm_free(vm);
+	_exit(0);
+}
+
+/* Fork a save; collect what it wrote to the pipe; return its wait status. */
+static int run_child(struct env *e, enum mode mode, int at, int err, struct child_result *res)
+{
+	int fds[2], status;
+	pid_t pid;
+	size_t got = 0;
+	ssize_t n;
+	uint8_t buf[sizeof(e->step)];
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		child(e, mode, at, err, fds[1]);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], buf + got, sizeof(buf) - got)) > 0)
+		got += (size_t)n;
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (mode == DRY) {
+		e->steps = (int)(got / sizeof(struct step_rec));
+		memcpy(e->step, buf, got);
+	} else if (res) {
+		*res = (struct child_result){.rc = 1};
+		if (got == sizeof(*res))
+			memcpy(res, buf, sizeof(*res));
+	}
+	return status;
+}
+
+/* ---- set-up ---------------------------------------------------------------------------------- */
+
+static void read_or_empty(const char *path, struct bytes *b)
+{
+	free(b->p);
+	*b = (struct bytes){0};
+	if (squib_test_exists(path))
+		savetest_read(path, &b->p, &b->n);
+}
+
+static void write_or_remove(const char *path, const struct bytes *b)
+{
+	unlink(path);
+	if (b->p)
+		assert_int_equal(squib_test_write_file(path, b->p, b->n), 0);
+}
+
+/* Put the old pair back and remove every temp. */
+static void restore_old(struct env *e)
+{
+	write_or_remove(e->t.state, &e->old_state);
+	write_or_remove(e->t.mem, &e->old_mem);
+	unlink(e->t.state_tmp);
+	unlink(e->t.mem_tmp);
+}
+
+static void save_in_parent(enum squib_snapshot_kind kind, enum variant v,
+			   const struct squib_save_request *req, struct squib_save_report *rep)
+{
+	struct squib_testvm *vm = NULL;
+
+	assert_int_equal(make_vm(kind, v, &vm), 0);
+	savetest_save_ok(vm, req, rep);
+	squib_testvm_free(vm);
+}
+
+static int find(const struct env *e, enum squib_io_step s, const char *name)
+{
+	for (int i = 0; i < e->steps; i++)
+		if (e->step[i].step == s && !strcmp(e->step[i].path, name))
+			return i;
+	fail_msg("no %s of %s among %d steps", squib_io_step_name(s), name, e->steps);
+	return -1;
+}
+
+static struct env *env_new(enum squib_snapshot_kind kind, bool has_old)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct squib_save_report rep;
+	struct squib_save_request req;
+
+	assert_non_null(e);
+	savetest_dir_init(&e->t);
+	e->kind = kind;
+	e->has_old = has_old;
+	e->base_state = squib_test_path(e->t.dir, "base.snap");
+	e->base_mem = squib_test_path(e->t.dir, "base.mem");
+	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(e->base_state, e->base_mem);
+	save_in_parent(kind, BASE, &req, &rep);
+	memcpy(e->base_id, rep.memory_id, sizeof(e->base_id));
+	if (has_old) {
+		req = request(e, NULL);
+		save_in_parent(kind, OLD, &req, NULL);
+	}
+	read_or_empty(e->t.state, &e->old_state);
+	read_or_empty(e->t.mem, &e->old_mem);
+	/* The dry run: count and name the steps, and keep its pair as the reference. */
+	assert_true(WIFEXITED(run_child(e, DRY, -1, 0, NULL)));
+	read_or_empty(e->t.state, &e->ref_state);
+	read_or_empty(e->t.mem, &e->ref_mem);
+	assert_non_null(e->ref_state.p);
+	assert_non_null(e->ref_mem.p);
+	e->mem_rename = find(e, SQUIB_IO_RENAME, "x.mem");
+	e->state_rename = find(e, SQUIB_IO_RENAME, "x.snap");
+	restore_old(e);
+	return e;
+}
+
+static void env_free(struct env *e)
+{
+	savetest_dir_free(&e->t);
+	free(e->base_state);
+	free(e->base_mem);
+	free(e->old_state.p);
+	free(e->old_mem.p);
+	free(e->ref_state.p);
+	free(e->ref_mem.p);
+	free(e);
+}
+
+/* ---- classification -------------------------------------------------------------------------- */
+
+static bool same(const struct bytes *a, const struct bytes *b)
+{
+	return a->n == b->n && (a->n == 0 || !memcmp(a->p, b->p, a->n));
+}
+
+/* The reference memory file with another id: footer id and footer CRC patched. */
+static bool is_ref_mem(const struct env *e, const struct bytes *m, uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	const size_t foot = SQUIB_MEMFILE_FOOTER_SIZE;
+	struct bytes want = {malloc(e->ref_mem.n), e->ref_mem.n};
+	uint8_t *f;
+	uint64_t crc;
+	bool eq;
+
+	assert_non_null(want.p);
+	if (m->n != e->ref_mem.n || m->n < foot) {
+		free(want.p);
+		return false;
+	}
+	memcpy(want.p, e->ref_mem.p, want.n);
+	f = want.p + want.n - foot;
+	memcpy(id, m->p + m->n - foot + 24, SQUIB_MEMORY_ID_SIZE);
+	memcpy(f + 24, id, SQUIB_MEMORY_ID_SIZE);
+	crc = squib_crc64(0, f, foot - 8);
+	for (int i = 0; i < 8; i++)
+		f[foot - 8 + i] = (uint8_t)(crc >> (8 * i));
+	eq = same(&want, m);
+	free(want.p);
+	return eq;
+}
+
+/* The reference state file naming memory id `id` instead. */
+static bool is_ref_state(const struct env *e, const struct bytes *s,
+			 const uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	struct squib_microvm_state st;
+	struct bytes want = {0};
+	bool eq;
+
+	assert_int_equal(
+	    squib_state_decode(e->ref_state.p, e->ref_state.n, SQUIB_ARCH_ANY, &st, NULL, NULL), 0);
+	memcpy(st.memory->id, id, SQUIB_MEMORY_ID_SIZE);
+	assert_int_equal(squib_state_encode(&st, &want.p, &want.n, NULL), 0);
+	eq = same(&want, s);
+	free(want.p);
+	squib_state_free(&st);
+	return eq;
+}
+
+/* Which pair is on disk: the old one, the new one, or (first save) none; fails on anything else. */
+static enum outcome classify(const struct env *e, int trial)
+{
+	struct bytes s = {0}, m = {0};
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	enum outcome o = ABSENT;
+
+	read_or_empty(e->t.state, &s);
+	read_or_empty(e->t.mem, &m);
+	if (!e->has_old && !s.p && !m.p)
+		o = ABSENT;
+	else if (e->has_old && same(&s, &e->old_state) && same(&m, &e->old_mem))
+		o = OLD_PAIR;
+	else if (s.p && m.p && is_ref_mem(e, &m, id) && is_ref_state(e, &s, id))
+		o = NEW_PAIR;
+	else
+		fail_msg("trial %d: the pair on disk is neither the old nor the new one", trial);
+	free(s.p);
+	free(m.p);
+	return o;
+}
+
+/* Load into a fresh VM: the old or new pair loads, no pair is ENOENT; no temp survives a good pair.
+ */
+static void load_and_check(const struct env *e, enum outcome o, int trial)
+{
+	struct squib_testvm_config c = vm_config();
+	struct squib_testvm *rvm = savetest_restore_vm(&c);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	const char *chain[] = {e->base_mem};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->t.state, e->t.mem);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	int rc;
+
+	lr.chain = chain;
+	lr.chain_len = e->kind == SQUIB_SNAPSHOT_DIFF;
+	rc = squib_load(&v, &lr, &res, &d);
+	if (o == ABSENT) {
+		assert_int_equal(rc, SQUIB_E_IO);
+		assert_int_equal(d.os_errno, ENOENT);
+	} else if (rc) {
+		fail_msg("trial %d: load failed: %s", trial, savetest_message(&d));
+	} else {
+		assert_false(squib_test_exists(e->t.state_tmp));
+		assert_false(squib_test_exists(e->t.mem_tmp));
+		squib_load_result_free(&res);
+	}
+	squib_testvm_free(rvm);
+}
+
+/*
+ * Stopped before step `at`, or with step `at` failed: the pair is the new one
+ * exactly when the memory rename ran (a failed rename did not), whatever
+ * happened after it; before that it is the old one (or none, for a first save).
+ */
+static enum outcome expected(const struct env *e, int at)
+{
+	if (at > e->mem_rename)
+		return NEW_PAIR;
+	return e->has_old ? OLD_PAIR : ABSENT;
+}
+
+static const char *trial_name(const struct env *e, enum mode mode, int at, int err)
+{
+	static char buf[128];
+
+	snprintf(buf, sizeof(buf), "%s before step %d (%s %s)",
+		 mode == KILL ? "SIGKILL"
+		 : err == EIO ? "EIO"
+			      : "ENOSPC",
+		 at, at < e->steps ? squib_io_step_name(e->step[at].step) : "none",
+		 at < e->steps ? e->step[at].path : "");
+	return buf;
+}
+
+static void check_child(const struct env *e, enum mode mode, int at, int err, int status,
+			const struct child_result *r)
+{
+	if (mode == KILL && at < e->steps) {
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		return;
+	}
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (at >= e->steps) {
+		assert_int_equal(r->rc, 0);
+		return;
+	}
+	/* The injected error is reported, with its errno. */
+	if (r->rc >= 0 || r->os_errno != err)
+		fail_msg("%s: the save returned %d (errno %d)", trial_name(e, mode, at, err), r->rc,
+			 r->os_errno);
+	assert_int_equal(r->memory_published, at > e->mem_rename);
+}
+
+/* One run of the save stopped at `at`; then the load, then the pair on disk. */
+static void trial(struct env *e, enum mode mode, int at, int err)
+{
+	struct child_result r;
+	enum outcome want = expected(e, at);
+	int status, id = e->matrix++;
+
+	restore_old(e);
+	status = run_child(e, mode, at, err, &r);
+	check_child(e, mode, at, err, status, &r);
+	load_and_check(e, want, id);
+	if (classify(e, id) != want)
+		fail_msg("trial %d, %s: the pair is the %s one", id, trial_name(e, mode, at, err),
+			 want == NEW_PAIR ? "old (or no)" : "new");
+}
+
+/* Every step killed, and failed once with EIO and once with ENOSPC; the last "step" is none. */
+static void run_matrix(enum squib_snapshot_kind kind, bool has_old)
+{
+	struct env *e = env_new(kind, has_old);
+
+	for (int at = 0; at <= e->steps; at++)
+		trial(e, KILL, at, 0);
+	for (int at = 0; at < e->steps; at++) {
+		trial(e, FAIL, at, EIO);
+		trial(e, FAIL, at, ENOSPC);
+	}
+	printf("crash matrix (%s%s): %d steps x {SIGKILL, EIO, ENOSPC}: %d trials, memory rename "
+	       "at step %d, state rename at step %d\n",
+	       kind == SQUIB_SNAPSHOT_FULL ? "full" : "diff", has_old ? "" : ", first save",
+	       e->steps, e->matrix, e->mem_rename, e->state_rename);
+	fflush(stdout);
+	assert_int_equal(e->matrix, 3 * e->steps + 1);
+	env_free(e);
+}
+
+static void test_should_keep_the_old_or_the_new_full_pair_at_every_step(void **state)
+{
+	(void)state;
+	run_matrix(SQUIB_SNAPSHOT_FULL, true);
+}
+
+static void test_should_keep_the_old_or_the_new_diff_pair_at_every_step(void **state)
+{
+	(void)state;
+	run_matrix(SQUIB_SNAPSHOT_DIFF, true);
+}
+
+static void test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops(void **state)
+{
+	(void)state;
+	run_matrix(SQUIB_SNAPSHOT_FULL, false);
+}
+
+/* ---- recovery
+ * ------------------------------------------------------------------------------------ */
+
+struct load_kill {
+	int at, n;
+};
+
+static int load_hook(void *ctx, enum squib_io_step step, const char *path)
+{
+	struct load_kill *k = ctx;
+
+	(void)step;
+	(void)path;
+	if (k->n++ == k->at)
+		kill(getpid(), SIGKILL);
+	return 0;
+}
+
+/* Load in a child whose recovery is killed before its step `at`; returns the steps it saw. */
+static int load_killed_at(const struct env *e, int at)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct load_kill k = {at, 0};
+		struct squib_io_hooks h = {&k, load_hook};
+		struct squib_testvm_config c = vm_config();
+		struct squib_testvm *rvm = NULL;
+		struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->t.state, e->t.mem);
+		struct squib_load_result res;
+		struct squib_vm v;
+
+		c.no_memory = true;
+		c.with_tracker = false;
+		c.region_count = 0;
+		if (squib_testvm_new(&c, &rvm))
+			_exit(2);
+		v = squib_testvm_vm(rvm);
+		lr.hooks = &h;
+		_exit(squib_load(&v, &lr, &res, NULL) ? 1 : 100 + k.n);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		return -1;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) >= 100);
+	return WEXITSTATUS(status) - 100;
+}
+
+/* Killed between the two renames: the new memory, the old state, and STATE.tmp naming the new
+ * memory. Load rolls forward, and so does a load killed at any step of the roll-forward. */
+static void test_should_roll_forward_a_save_killed_between_the_renames(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	struct squib_testvm_config c = vm_config();
+	struct squib_testvm *rvm;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->t.state, e->t.mem);
+	struct squib_load_result res;
+	struct bytes s = {0};
+	int steps;
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	read_or_empty(e->t.state, &s);
+	assert_true(same(&s, &e->old_state));
+	assert_true(squib_test_exists(e->t.state_tmp));
+	assert_false(squib_test_exists(e->t.mem_tmp));
+	/* The roll-forward's own steps: memory dir sync, rename, state dir sync. */
+	steps = load_killed_at(e, 1000);
+	assert_int_equal(steps, 3);
+	for (int at = 0; at < steps; at++) {
+		restore_old(e);
+		assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+		assert_int_equal(load_killed_at(e, at), -1);
+		savetest_load_ok(&c, &lr, &rvm, &res);
+		assert_true(res.recovery == SQUIB_RECOVERY_ROLLED_FORWARD ||
+			    (at > 1 && res.recovery == SQUIB_RECOVERY_NONE));
+		assert_int_equal(classify(e, at), NEW_PAIR);
+		assert_false(squib_test_exists(e->t.state_tmp));
+		squib_load_result_free(&res);
+		squib_testvm_free(rvm);
+	}
+	/* And with no crash in the load: rolled forward, temp gone. */
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.recovery, SQUIB_RECOVERY_ROLLED_FORWARD);
+	assert_false(squib_test_exists(e->t.state_tmp));
+	assert_int_equal(classify(e, 0), NEW_PAIR);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	free(s.p);
+	env_free(e);
+}
+
+/* A state temp that does not bind the memory in place is no recovery: the mismatch names both ids.
+ */
+static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	struct squib_testvm_config c = vm_config();
+	struct squib_testvm *rvm;
+	struct squib_vm v;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->t.state, e->t.mem);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	uint8_t a[SQUIB_MEMORY_ID_SIZE], b[SQUIB_MEMORY_ID_SIZE];
+	char ha[33], hb[33];
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	savetest_state_memory_id(e->t.state, a);
+	savetest_state_memory_id(e->t.state_tmp, b);
+	/* Damage the temp: its CRC fails, so it cannot be trusted to complete the pair. */
+	{
+		struct bytes tmp = {0};
+
+		read_or_empty(e->t.state_tmp, &tmp);
+		tmp.p[tmp.n / 2] ^= 1;
+		assert_int_equal(squib_test_write_file(e->t.state_tmp, tmp.p, tmp.n), 0);
+		free(tmp.p);
+	}
+	squib_memfile_id_hex(a, ha);
+	squib_memfile_id_hex(b, hb);
+	rvm = savetest_restore_vm(&c); /* vCPU threads: only once no more forks follow */
+	v = squib_testvm_vm(rvm);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, ha));
+	assert_non_null(strstr(d.msg, hb));
+	assert_non_null(strstr(d.msg, "SQUIB_E_CRC_MISMATCH"));
+	assert_true(squib_test_exists(e->t.state_tmp)); /* nothing removed */
+	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
+	/* Without recovery even an intact temp is not used. */
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	lr.no_recovery = true;
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_true(squib_test_exists(e->t.state_tmp));
+	squib_testvm_free(rvm);
+	env_free(e);
+}
+
+/* Killed before the memory rename: the old pair is good, and recovery removes both temps. */
+static void test_should_remove_stale_temps_once_the_pair_is_known_good(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	enum squib_recovery_action a;
+	struct squib_error_detail d;
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->mem_rename, 0, NULL)));
+	assert_true(squib_test_exists(e->t.state_tmp) && squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
+	assert_int_equal(a, SQUIB_RECOVERY_CLEANED);
+	assert_false(squib_test_exists(e->t.state_tmp) || squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(classify(e, 0), OLD_PAIR);
+	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
+	assert_int_equal(a, SQUIB_RECOVERY_NONE); /* nothing left to do */
+	assert_int_equal(squib_pair_recover(NULL, e->t.mem, NULL, &a, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pair_recover(e->t.state, "", NULL, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	env_free(e);
+}
+
+/* A save that finds a half-published pair rolls it forward before it overwrites the temps. */
+static void test_should_recover_before_saving_over_a_half_published_pair(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	struct squib_testvm *vm = NULL;
+	struct squib_save_request req = request(e, NULL);
+	struct squib_save_report rep;
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	assert_int_equal(make_vm(e->kind, OLD, &vm), 0);
+	savetest_save_ok(vm, &req, &rep);
+	assert_true(rep.recovered);
+	assert_false(squib_test_exists(e->t.state_tmp));
+	squib_testvm_free(vm);
+	env_free(e);
+}
+
+/* ---- upstream integration.rs fault injection
+ * ------------------------------------------------------- */
+
+static void test_should_leave_the_previous_pair_intact_when_the_first_rename_fails(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	struct child_result r;
+	struct bytes s = {0}, m = {0};
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFEXITED(run_child(e, FAIL, e->mem_rename, EIO, &r)));
+	assert_int_equal(r.rc, SQUIB_E_ATOMIC_COMMIT_FAILED);
+	assert_false(r.memory_published || r.state_published);
+	read_or_empty(e->t.state, &s);
+	read_or_empty(e->t.mem, &m);
+	assert_true(same(&s, &e->old_state) && same(&m, &e->old_mem));
+	assert_false(squib_test_exists(e->t.state_tmp) || squib_test_exists(e->t.mem_tmp));
+	free(s.p);
+	free(m.p);
+	env_free(e);
+}
+
+static void test_should_complete_the_pair_when_the_second_rename_fails(void **state)
+{
+	struct env *e = env_new(SQUIB_SNAPSHOT_FULL, true);
+	struct child_result r;
+	struct bytes s = {0};
+
+	(void)state;
+	restore_old(e);
+	assert_true(WIFEXITED(run_child(e, FAIL, e->state_rename, EIO, &r)));
+	assert_int_equal(r.rc, SQUIB_E_ATOMIC_COMMIT_FAILED);
+	assert_true(r.memory_published);
+	assert_false(r.state_published);
+	read_or_empty(e->t.state, &s);
+	assert_true(same(&s, &e->old_state)); /* upstream left this mismatched pair for good */
+	assert_true(squib_test_exists(e->t.state_tmp));
+	load_and_check(e, NEW_PAIR, 0);
+	assert_int_equal(classify(e, 0), NEW_PAIR);
+	free(s.p);
+	env_free(e);
+}
+
+/* ---- a real full filesystem
+ * ---------------------------------------------------------------------------- */
+
+static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state)
+{
+	struct savetest_dir t;
+	char *mnt, *snap, *mem;
+	struct squib_testvm_config small = squib_testvm_config_simple(GPA, 64 * KiB, 1);
+	struct squib_testvm_config big = squib_testvm_config_simple(GPA, 512 * KiB, 1);
+	struct squib_testvm *vm, *rvm;
+	struct squib_save_request req;
+	struct squib_load_request lr;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct bytes s0 = {0}, m0 = {0}, s1 = {0}, m1 = {0};
+	struct squib_vm v;
+	int rc;
+
+	(void)state;
+	savetest_dir_init(&t);
+	mnt = squib_test_path(t.dir, "mnt");
+	snap = squib_test_path(mnt, "x.snap");
+	mem = squib_test_path(mnt, "x.mem");
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("squib-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k") < 0) {
+		printf(
+		    "SKIP: cannot mount a 256 KiB tmpfs (%s): the real out-of-space test did not "
+		    "run\n",
+		    strerror(errno));
+		savetest_dir_free(&t);
+		free(mnt);
+		free(snap);
+		free(mem);
+		skip();
+	}
+	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(snap, mem);
+	lr = (struct squib_load_request)SQUIB_LOAD_REQUEST_INIT(snap, mem);
+	vm = savetest_vm(&small);
+	squib_testvm_fill(vm, 1, 1);
+	savetest_save_ok(vm, &req, NULL);
+	squib_testvm_free(vm);
+	read_or_empty(snap, &s0);
+	read_or_empty(mem, &m0);
+	vm = savetest_vm(&big); /* 512 KiB of data into what is left of 256 KiB */
+	squib_testvm_fill(vm, 2, 1);
+	v = squib_testvm_vm(vm);
+	rc = squib_save(&v, &req, NULL, &d);
+	assert_int_equal(rc, SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, ENOSPC);
+	squib_testvm_free(vm);
+	read_or_empty(snap, &s1);
+	read_or_empty(mem, &m1);
+	assert_true(same(&s0, &s1) && same(&m0, &m1));
+	{
+		char *st = squib_test_path(mnt, "x.snap.tmp"),
+		     *mt = squib_test_path(mnt, "x.mem.tmp");
+
+		assert_false(squib_test_exists(st) || squib_test_exists(mt));
+		free(st);
+		free(mt);
+	}
+	savetest_load_ok(&small, &lr, &rvm, &res); /* and it still loads */
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	free(s0.p);
+	free(m0.p);
+	free(s1.p);
+	free(m1.p);
+	savetest_dir_free(&t);
+	free(mnt);
+	free(snap);
+	free(mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_full_pair_at_every_step),
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_diff_pair_at_every_step),
+	    cmocka_unit_test(test_should_leave_no_pair_or_the_new_pair_when_a_first_save_stops),
+	    cmocka_unit_test(test_should_roll_forward_a_save_killed_between_the_renames),
+	    cmocka_unit_test(test_should_report_a_mismatch_that_no_temp_explains),
+	    cmocka_unit_test(test_should_remove_stale_temps_once_the_pair_is_known_good),
+	    cmocka_unit_test(test_should_recover_before_saving_over_a_half_published_pair),
+	    cmocka_unit_test(
+		test_should_leave_the_previous_pair_intact_when_the_first_rename_fails),
+	    cmocka_unit_test(test_should_complete_the_pair_when_the_second_rename_fails),
+	    cmocka_unit_test(test_should_keep_the_previous_pair_on_a_full_filesystem),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

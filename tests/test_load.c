@@ -1,0 +1,695 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib_load(): upstream load.rs and the round trips of integration.rs
+ * (full, diff, host_dev_name, the diff property sweep of I-SNAP-2), the
+ * architecture check both ways (I-SNAP-3), the CRC check (I-SNAP-5), the pair
+ * check, the memory backends, and squib_load_state_only. Real files, real
+ * memory, the test VM.
+ */
+#include "savetest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <squib/envelope.h>
+#include <squib/memfile.h>
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024)
+#define GPA 0x80000000ull
+
+static int setup(void **state)
+{
+	struct savetest_dir *t = calloc(1, sizeof(*t));
+
+	assert_non_null(t);
+	savetest_dir_init(t);
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct savetest_dir *t = *state;
+
+	savetest_dir_free(t);
+	free(t);
+	return 0;
+}
+
+static uint64_t hp(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A Full pair of a filled VM at the fixture's paths; the VM is returned for comparison. */
+static struct squib_testvm *saved_pair(struct savetest_dir *t, struct squib_testvm_config *c)
+{
+	struct squib_testvm *vm = savetest_vm(c);
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+
+	squib_testvm_fill(vm, 0x5eed, 3);
+	savetest_save_ok(vm, &req, NULL);
+	return vm;
+}
+
+/* The restored state without its memory section equals the captured template. */
+static void assert_restored_is_template(struct squib_testvm *src, struct squib_testvm *dst)
+{
+	const struct squib_microvm_state *r = squib_testvm_restored(dst);
+	struct squib_microvm_state copy;
+	uint8_t *buf;
+	size_t len;
+
+	assert_non_null(r);
+	assert_non_null(r->memory);
+	assert_int_equal(squib_state_encode(r, &buf, &len, NULL), 0);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_ANY, &copy, NULL, NULL), 0);
+	free(buf);
+	assert_int_equal(squib_state_set_memory(&copy, NULL, NULL), 0);
+	assert_true(squib_state_equal(&copy, squib_testvm_template(src)));
+	squib_state_free(&copy);
+}
+
+/* ---- upstream load.rs and integration.rs ------------------------------------------------------
+ */
+
+static void test_should_round_trip_save_then_load(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 256 * KiB, 2);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_load_result res;
+
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.state.vcpu_count, 2);
+	assert_int_equal(res.header.version.major, 1);
+	assert_int_equal(res.header.version.minor, 0);
+	assert_int_equal(res.recovery, SQUIB_RECOVERY_NONE);
+	assert_int_equal(res.memory->backend, SQUIB_BACKEND_COPY);
+	savetest_assert_memory_equal(res.memory, vm);
+	assert_restored_is_template(vm, rvm);
+	assert_string_equal(squib_testvm_log(rvm), "set_memory,irqchip,vcpus,devices");
+	/* The VM uses the loaded memory. */
+	assert_ptr_equal(squib_testvm_region(rvm, 0)->host, res.memory->regions[0].host);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* integration.rs full_round_trip: one vCPU in PSCI On, a 64-byte GIC, mem_size_mib 4, 16 KiB. */
+static void test_should_round_trip_a_full_snapshot(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = savetest_vm(&c), *rvm;
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_load_result res;
+
+	squib_testvm_template(vm)->vm_info.mem_size_mib = 4;
+	squib_testvm_fill(vm, 1, 1);
+	savetest_save_ok(vm, &req, NULL);
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.state.vcpu_count, 1);
+	assert_int_equal(res.state.vm_info.mem_size_mib, 4);
+	assert_int_equal(res.state.arm64_vcpus[0].psci_state, SQUIB_PSCI_ON);
+	assert_int_equal(res.state.gic.size, 64);
+	assert_int_equal(res.state.memory->ram_size, 16 * KiB);
+	savetest_assert_memory_equal(res.memory, vm);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* integration.rs diff_round_trip: 64 KiB, page 2 dirty: only page 2 is 0xAB. */
+static void test_should_round_trip_a_diff_writing_only_dirty_pages(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * KiB, 1);
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *chain[] = {base};
+	struct squib_testvm *vm, *rvm;
+	struct squib_save_report rep;
+	struct squib_load_result res;
+	const uint8_t *g;
+
+	c.track_dirty_pages = c.with_tracker = true;
+	vm = savetest_vm(&c);
+	savetest_save_ok(vm, &req, NULL);
+	assert_int_equal(squib_testvm_write(vm, GPA + 2 * hp(), 0xab, hp()), 0);
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_state_path = bsnap};
+	savetest_save_ok(vm, &req, &rep);
+	assert_int_equal(rep.pages_written, 1);
+	lr.chain = chain;
+	lr.chain_len = 1;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	g = res.memory->regions[0].host;
+	for (uint64_t i = 0; i < 64 * KiB; i++)
+		assert_int_equal(g[i], i / hp() == 2 ? 0xab : 0);
+	assert_int_equal(res.memory->pages_read, 1); /* the base holds no page */
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	free(base);
+	free(bsnap);
+}
+
+/* I-NET-3: the virtio-net blob [1][u32 LE len]["vmnet-shared-en0-1234"] in slot 1, byte for byte.
+ */
+static void test_should_round_trip_host_dev_name(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *name = SQUIB_TESTVM_HOST_DEV_NAME;
+	size_t n = strlen(name);
+	uint8_t want[64] = {1, (uint8_t)n, 0, 0, 0};
+	const struct squib_microvm_state *r;
+	struct squib_load_result res;
+
+	memcpy(want + 5, name, n);
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	r = squib_testvm_restored(rvm);
+	assert_int_equal(r->device_count, 2);
+	assert_string_equal(r->devices[1].kind, "virtio-net");
+	assert_int_equal(r->devices[1].mmio_slot, 1);
+	assert_int_equal(r->devices[1].blob_len, 5 + n);
+	assert_memory_equal(r->devices[1].blob, want, 5 + n);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+static uint32_t lcg(uint32_t *s)
+{
+	*s = *s * 1664525u + 1013904223u;
+	return *s;
+}
+
+/* One trial: a random non-empty proper subset of pages dirty with a high-bit pattern. */
+static void sweep_trial(struct savetest_dir *t, uint64_t ram, uint64_t ps, uint32_t *seed)
+{
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, ram, 1);
+	uint64_t pages = ram / ps, ndirty = 0;
+	uint8_t pattern = (uint8_t)(0x80 | (lcg(seed) & 0x7f)), dirty[128] = {0};
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
+	struct squib_save_request req = {
+	    .state_path = bsnap, .memory_path = base, .page_size = ps, .kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *chain[] = {base};
+	struct squib_testvm *vm, *rvm;
+	struct squib_save_report rep;
+	struct squib_load_result res;
+
+	while (ndirty == 0 || ndirty == pages) {
+		ndirty = 0;
+		for (uint64_t p = 0; p < pages; p++)
+			ndirty += dirty[p] = lcg(seed) >> 31;
+	}
+	c.track_dirty_pages = c.with_tracker = true;
+	vm = savetest_vm(&c);
+	savetest_save_ok(vm, &req, NULL);
+	for (uint64_t p = 0; p < pages; p++)
+		if (dirty[p])
+			assert_int_equal(squib_testvm_write(vm, GPA + p * ps, pattern, ps), 0);
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .page_size = ps,
+					  .parent_state_path = bsnap};
+	savetest_save_ok(vm, &req, &rep);
+	assert_int_equal(rep.pages_written, ndirty); /* I-SNAP-2: exactly the dirty pages */
+	lr.chain = chain;
+	lr.chain_len = 1;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.state.memory->present_pages, ndirty);
+	for (uint64_t i = 0; i < ram; i++)
+		assert_int_equal(((const uint8_t *)res.memory->regions[0].host)[i],
+				 dirty[i / ps] ? pattern : 0);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	free(base);
+	free(bsnap);
+}
+
+static void test_should_hold_exactly_the_dirty_pages_over_random_patterns(void **state)
+{
+	static const struct {
+		uint64_t ram, ps;
+	} shapes[] = {{128 * KiB, 16 * KiB}, {64 * KiB, 4 * KiB}, {512 * KiB, 16 * KiB}};
+	uint32_t seed = 0x5EEDC0DE;
+
+	for (size_t s = 0; s < 3; s++)
+		for (int trial = 0; trial < 12; trial++)
+			sweep_trial(*state, shapes[s].ram, shapes[s].ps, &seed);
+}
+
+static void test_should_surface_truncated_file_as_too_short(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+
+	assert_int_equal(truncate(t->state, 3), 0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_TOO_SHORT);
+	assert_null(res.memory);
+	assert_string_equal(squib_testvm_log(rvm), ""); /* the VM was not touched */
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* ---- invariants
+ * ------------------------------------------------------------------------------------ */
+
+/* I-SNAP-5: a flipped bit anywhere in the state file is a CRC mismatch, the VM untouched. */
+static void test_should_reject_a_bit_flipped_state_with_a_crc_mismatch(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	uint8_t *buf;
+	size_t len;
+
+	savetest_read(t->state, &buf, &len);
+	for (size_t i = 0; i < len; i++) {
+		buf[i] ^= (uint8_t)(1u << (i % 8));
+		assert_int_equal(squib_test_write_file(t->state, buf, len), 0);
+		if (squib_load(&v, &lr, &res, &d) != SQUIB_E_CRC_MISMATCH)
+			fail_msg("flip in byte %zu: %s", i, savetest_message(&d));
+		buf[i] ^= (uint8_t)(1u << (i % 8));
+	}
+	assert_string_equal(squib_testvm_log(rvm), "");
+	assert_int_equal(squib_test_write_file(t->state, buf, len), 0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), 0);
+	squib_load_result_free(&res);
+	free(buf);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* A memory file written for an x86_64 state (the format has no x86 vCPUs yet). */
+static void write_x86_pair(struct savetest_dir *t)
+{
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c);
+	struct squib_microvm_state s;
+	uint8_t *buf;
+	size_t len;
+
+	assert_int_equal(squib_state_load_file(t->state, SQUIB_ARCH_ANY, &s, NULL, NULL), 0);
+	for (uint32_t i = 0; i < s.vcpu_count; i++)
+		free(s.arm64_vcpus[i].sys_regs);
+	free(s.arm64_vcpus);
+	s.arm64_vcpus = NULL;
+	s.vcpu_count = 0;
+	s.arch = SQUIB_ARCH_X86_64;
+	free(s.gic.bytes);
+	s.gic = (struct squib_gic_state){0};
+	assert_int_equal(squib_state_encode(&s, &buf, &len, NULL), 0);
+	assert_int_equal(squib_test_write_file(t->state, buf, len), 0);
+	free(buf);
+	squib_state_free(&s);
+	squib_testvm_free(vm);
+}
+
+/* I-SNAP-3, one way: a state of the other architecture is Incompatible, cleanly. */
+static void test_should_refuse_an_x86_state_on_an_aarch64_vm(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+
+	write_x86_pair(t);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "the state file is for x86_64, the target is aarch64");
+	assert_string_equal(squib_testvm_log(rvm), "");
+	assert_null(res.memory);
+	squib_testvm_free(rvm);
+}
+
+/* I-SNAP-3, the other way; and an x86_64 VM cannot save yet (no vCPU section in 1.0). */
+static void test_should_refuse_an_aarch64_state_on_an_x86_vm(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *xvm;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	char *snap = squib_test_path(t->dir, "y.snap"), *mem = squib_test_path(t->dir, "y.mem");
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(snap, mem);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_vm v;
+
+	c.arch = SQUIB_ARCH_X86_64;
+	xvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(xvm);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "the state file is for aarch64, the target is x86_64");
+	assert_string_equal(squib_testvm_log(xvm), "");
+	squib_testvm_free(xvm);
+	c.no_memory = false;
+	xvm = savetest_vm(&c);
+	v = squib_testvm_vm(xvm);
+	assert_int_equal(squib_save(&v, &req, NULL, &d), SQUIB_E_INCOMPATIBLE);
+	assert_false(squib_test_exists(snap) || squib_test_exists(mem));
+	squib_testvm_free(xvm);
+	squib_testvm_free(vm);
+	free(snap);
+	free(mem);
+}
+
+/* upstream test_should_reject_load_on_incompatible_state: 0 vCPUs with a valid CRC. */
+static void test_should_reject_load_on_incompatible_state(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_microvm_state s;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_state_load_file(t->state, SQUIB_ARCH_ANY, &s, NULL, NULL), 0);
+	s.vcpu_count = 0;
+	assert_int_equal(squib_state_save_file(t->state, &s, NULL), 0);
+	s.vcpu_count = 1;
+	squib_state_free(&s);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* ---- the pair
+ * -------------------------------------------------------------------------------------- */
+
+static void test_should_report_a_mismatched_pair_with_both_ids(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	char *snap2 = squib_test_path(t->dir, "y.snap"), *mem2 = squib_test_path(t->dir, "y.mem");
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(snap2, mem2);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, mem2);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_save_report rep;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	uint8_t a[SQUIB_MEMORY_ID_SIZE];
+	char ha[33], hb[33];
+
+	savetest_save_ok(vm, &req, &rep);
+	savetest_state_memory_id(t->state, a);
+	squib_memfile_id_hex(a, ha);
+	squib_memfile_id_hex(rep.memory_id, hb);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, ha));
+	assert_non_null(strstr(d.msg, hb));
+	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	free(snap2);
+	free(mem2);
+}
+
+static void test_should_refuse_a_memory_file_of_the_wrong_size(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct stat st;
+
+	assert_int_equal(stat(t->mem, &st), 0);
+	assert_int_equal(truncate(t->mem, st.st_size + 4096), 0);
+	assert_true(squib_load(&v, &lr, &res, &d) < 0);
+	assert_int_equal(truncate(t->mem, 100), 0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_TOO_SHORT);
+	assert_int_equal(unlink(t->mem), 0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+static void test_should_refuse_a_state_that_describes_no_memory_file(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_state_save_file(t->state, squib_testvm_template(vm), NULL), 0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, "describes no memory file"));
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+/* ---- backends
+ * -------------------------------------------------------------------------------------- */
+
+static void test_should_map_a_full_memory_file_copy_on_write(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 256 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm;
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_load_result res;
+	uint8_t *before, *after;
+	size_t lb, la;
+
+	savetest_read(t->mem, &before, &lb);
+	lr.backend = SQUIB_BACKEND_FILE;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.memory->backend, SQUIB_BACKEND_FILE);
+	assert_int_equal(res.memory->pages_read, 0);
+	savetest_assert_memory_equal(res.memory, vm);
+	memset(res.memory->regions[0].host, 0x77, 8192); /* the guest writes */
+	savetest_read(t->mem, &after, &la);
+	assert_int_equal(la, lb);
+	assert_memory_equal(before, after, lb); /* MAP_PRIVATE: the file is untouched */
+	squib_load_result_free(&res);
+	free(before);
+	free(after);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+static void test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * KiB, 1);
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *chain[] = {base};
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_vm v;
+
+	c.track_dirty_pages = c.with_tracker = true;
+	vm = savetest_vm(&c);
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	savetest_save_ok(vm, &req, NULL);
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_state_path = bsnap};
+	squib_testvm_write(vm, GPA, 1, hp());
+	savetest_save_ok(vm, &req, NULL);
+	lr.chain = chain;
+	lr.chain_len = 1;
+	lr.backend = SQUIB_BACKEND_FILE;
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "rebase the chain first"));
+	lr.backend = SQUIB_BACKEND_LAZY;
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "not implemented yet"));
+	lr.backend = SQUIB_BACKEND_COPY;
+	lr.chain_len = 0; /* a diff without its chain */
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "pass its chain"));
+	assert_string_equal(squib_testvm_log(rvm), "");
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	free(base);
+	free(bsnap);
+}
+
+/* A chain of three layers, each with its own pages; a wrong chain is refused. */
+static void test_should_read_a_diff_through_its_chain(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 128 * KiB, 1);
+	char *p[3][2];
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *chain[2], *bad[2];
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_vm v;
+
+	c.track_dirty_pages = c.with_tracker = true;
+	vm = savetest_vm(&c);
+	squib_testvm_fill(vm, 3, 2);
+	for (int i = 0; i < 3; i++) {
+		struct squib_save_request req = {.kind =
+						     i ? SQUIB_SNAPSHOT_DIFF : SQUIB_SNAPSHOT_FULL};
+		char name[16];
+
+		snprintf(name, sizeof(name), "l%d.snap", i);
+		p[i][0] = squib_test_path(t->dir, name);
+		snprintf(name, sizeof(name), "l%d.mem", i);
+		p[i][1] = squib_test_path(t->dir, name);
+		req.state_path = p[i][0];
+		req.memory_path = p[i][1];
+		req.parent_state_path = i ? p[i - 1][0] : NULL;
+		squib_testvm_write(vm, GPA + (uint64_t)(i + 1) * 3 * hp(), 0x10 + i, 2 * hp());
+		savetest_save_ok(vm, &req, NULL);
+	}
+	chain[0] = bad[1] = p[0][1];
+	chain[1] = bad[0] = p[1][1];
+	lr = (struct squib_load_request)SQUIB_LOAD_REQUEST_INIT(p[2][0], p[2][1]);
+	lr.chain = chain;
+	lr.chain_len = 2;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	savetest_assert_memory_equal(res.memory, vm);
+	squib_load_result_free(&res);
+	v = squib_testvm_vm(rvm);
+	lr.chain = bad;
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	lr.chain = chain;
+	lr.chain_len = 1; /* the middle layer missing */
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	lr = (struct squib_load_request)SQUIB_LOAD_REQUEST_INIT(p[0][0], p[0][1]);
+	lr.chain = chain;
+	lr.chain_len = 1; /* a full file takes no chain */
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "takes no chain"));
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	for (int i = 0; i < 3; i++) {
+		free(p[i][0]);
+		free(p[i][1]);
+	}
+}
+
+static void test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_given(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 1);
+	struct squib_testvm *vm = saved_pair(t, &c), *rvm = savetest_restore_vm(&c);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+
+	squib_testvm_fail_op(rvm, "irqchip");
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(squib_testvm_log(rvm), "set_memory,irqchip"); /* no vCPU after it */
+	assert_non_null(res.memory);					  /* the VM holds it */
+	assert_ptr_equal(squib_testvm_region(rvm, 0)->host, res.memory->regions[0].host);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	squib_testvm_fail_op(rvm, "set_memory");
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_CAPTURE);
+	assert_null(res.memory);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
+static void test_should_load_the_state_alone(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 16 * KiB, 2);
+	struct squib_testvm *vm = saved_pair(t, &c);
+	struct squib_envelope_header h;
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_load_state_only(t->state, SQUIB_ARCH_ANY, &s, &h, &d), 0);
+	assert_int_equal(s.vcpu_count, 2);
+	assert_int_equal(h.version.major, 1);
+	assert_non_null(s.memory);
+	squib_state_free(&s);
+	assert_int_equal(squib_load_state_only(t->state, SQUIB_ARCH_AARCH64, &s, NULL, &d), 0);
+	squib_state_free(&s);
+	assert_int_equal(squib_load_state_only(t->state, SQUIB_ARCH_X86_64, &s, NULL, &d),
+			 SQUIB_E_INCOMPATIBLE);
+	squib_state_free(&s);
+	assert_true(squib_load_state_only(t->mem, SQUIB_ARCH_ANY, &s, NULL, &d) < 0);
+	squib_state_free(&s);
+	assert_int_equal(squib_load_state_only(NULL, SQUIB_ARCH_ANY, &s, NULL, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	squib_testvm_free(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	    T(test_should_round_trip_save_then_load),
+	    T(test_should_round_trip_a_full_snapshot),
+	    T(test_should_round_trip_a_diff_writing_only_dirty_pages),
+	    T(test_should_round_trip_host_dev_name),
+	    T(test_should_hold_exactly_the_dirty_pages_over_random_patterns),
+	    T(test_should_surface_truncated_file_as_too_short),
+	    T(test_should_reject_a_bit_flipped_state_with_a_crc_mismatch),
+	    T(test_should_refuse_an_x86_state_on_an_aarch64_vm),
+	    T(test_should_refuse_an_aarch64_state_on_an_x86_vm),
+	    T(test_should_reject_load_on_incompatible_state),
+	    T(test_should_report_a_mismatched_pair_with_both_ids),
+	    T(test_should_refuse_a_memory_file_of_the_wrong_size),
+	    T(test_should_refuse_a_state_that_describes_no_memory_file),
+	    T(test_should_map_a_full_memory_file_copy_on_write),
+	    T(test_should_refuse_a_diff_with_the_file_backend_and_the_lazy_backend),
+	    T(test_should_read_a_diff_through_its_chain),
+	    T(test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_given),
+	    T(test_should_load_the_state_alone),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
