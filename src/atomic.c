@@ -45,26 +45,6 @@ int squib_atomic_derive_temp_path(const char *dest, char *buf, size_t len)
 	return 0;
 }
 
-/*
- * Parent directory as a heap string, like dirname(3) but without touching the
- * input: "/a/b" -> "/a", "/b" -> "/", "a//b/" -> "a", and "." when there is no
- * directory part at all.
- */
-static char *parent_dir(const char *path)
-{
-	size_t n = strlen(path);
-
-	while (n > 1 && path[n - 1] == '/')
-		n--;
-	while (n > 0 && path[n - 1] != '/')
-		n--;
-	if (n == 0)
-		return strdup(".");
-	while (n > 1 && path[n - 1] == '/')
-		n--;
-	return strndup(path, n);
-}
-
 static int stat_dev(const char *dir, dev_t *dev, struct squib_error_detail *d)
 {
 	struct stat st;
@@ -83,8 +63,8 @@ int squib_atomic_check_same_fs(const char *dest, const char *temp, struct squib_
 
 	if (!dest || !temp)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL path");
-	dest_dir = parent_dir(dest);
-	temp_dir = parent_dir(temp);
+	dest_dir = squib_dir_of(dest);
+	temp_dir = squib_dir_of(temp);
 	if (!dest_dir || !temp_dir)
 		rc = squib_fail(d, SQUIB_E_NOMEM);
 	else if ((rc = stat_dev(dest_dir, &a, d)) == 0 && (rc = stat_dev(temp_dir, &b, d)) == 0 &&
@@ -134,7 +114,7 @@ static int set_paths(struct squib_atomic_writer *w, const char *dest, struct squ
 
 	w->dest = strdup(dest);
 	w->temp = malloc(n);
-	w->dir = parent_dir(dest);
+	w->dir = squib_dir_of(dest);
 	if (!w->dest || !w->temp || !w->dir)
 		return squib_fail(d, SQUIB_E_NOMEM);
 	return squib_atomic_derive_temp_path(dest, w->temp, n);

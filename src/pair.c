@@ -22,6 +22,7 @@
 
 #include "memlayout.h"
 #include "pair.h"
+#include "util.h"
 
 /* ---- shared helpers ------------------------------------------------------------ */
 
@@ -43,21 +44,6 @@ char *squib_temp_path_of(const char *path)
 		t = NULL;
 	}
 	return t;
-}
-
-char *squib_dir_of(const char *path)
-{
-	size_t n = strlen(path);
-
-	while (n > 1 && path[n - 1] == '/')
-		n--;
-	while (n > 0 && path[n - 1] != '/')
-		n--;
-	if (n == 0)
-		return strdup(".");
-	while (n > 1 && path[n - 1] == '/')
-		n--;
-	return strndup(path, n);
 }
 
 int squib_hook(const struct squib_io_hooks *hooks, enum squib_io_step step, const char *path)

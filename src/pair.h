@@ -16,8 +16,6 @@ uint64_t squib_now_ns(void);
 /* path + ".tmp" as a heap string; NULL when out of memory. */
 char *squib_temp_path_of(const char *path);
 
-/* The parent directory of path as a heap string ("." without a directory part). */
-char *squib_dir_of(const char *path);
 
 /* Run the hook of a step (0, or the negative errno it asks the step to fail with). */
 int squib_hook(const struct squib_io_hooks *hooks, enum squib_io_step step, const char *path);

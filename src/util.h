@@ -63,4 +63,8 @@ static inline void squib_put_le64(uint8_t *p, uint64_t v)
  * the file position, otherwise pwrite(2) at off. 0 or -errno. (src/fdio.c) */
 int squib_fd_write_all(int fd, const void *buf, size_t len, off_t off);
 
+/* Parent directory of a path as a heap string ("." when there is none), like
+ * dirname(3) without touching the input. NULL on allocation failure. (src/fdio.c) */
+char *squib_dir_of(const char *path);
+
 #endif /* SQUIB_UTIL_H */
