@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
+
 #include "../src/crc64_impl.h"
 
 #define MAX_REPS 64
@@ -24,17 +26,7 @@ struct run {
 
 static double now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
+	return (double)now_ns() * 1e-9;
 }
 
 static struct run summarize(double *gbps, int reps, uint64_t check)

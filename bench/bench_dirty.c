@@ -16,6 +16,8 @@
 
 #include <squib/dirty.h>
 
+#include "benchutil.h"
+
 #define RAM_BASE 0x40000000ull
 #define RAM_SIZE (1ull << 30)
 #define PAGE_2M (2ull << 20)
@@ -24,21 +26,6 @@
 
 /* Something the compiler cannot prove unused, so no measured call is optimised away. */
 static volatile uint64_t sink;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void report(const char *name, double *runs, const char *unit)
 {

@@ -26,6 +26,8 @@
 
 #include <squib/memfile.h>
 
+#include "benchutil.h"
+
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
 #define RAM_BASE 0x40000000ull
@@ -34,21 +36,6 @@
 #define PAGE 4096ull
 #define RUNS 5
 #define DIFF_BUDGET_MS 50.0
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* Sorts runs in place; returns the best. */
 static double report(const char *name, double *runs, int n, double bytes)

@@ -13,22 +13,14 @@
 
 #include <squib/snapshot.h>
 
+#include "benchutil.h"
+
 #define RUNS	  200
 #define BLOB_SIZE (64 * 1024)
 
 static double now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
+	return (double)now_ns() / 1e3;
 }
 
 struct stats {

@@ -26,6 +26,8 @@
 
 #include <squib/track.h>
 
+#include "benchutil.h"
+
 #define GPA	     0x40000000ull
 #define WRITE_SIZE   (64ull << 20)
 #define HARVEST_SIZE (1ull << 30)
@@ -37,21 +39,6 @@ static const char *const mode_name[MODES] = {
     "no tracking", "uffd-wp async", "mprotect+SIGSEGV 2 MiB", "mprotect+SIGSEGV host page"};
 
 static uint64_t page;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static double median(double *runs)
 {

@@ -42,6 +42,8 @@
 
 #include <squib/memfile.h>
 
+#include "benchutil.h"
+
 #define GiB	 (1ull << 30)
 #define MiB	 (1ull << 20)
 #define RAM_SIZE GiB
@@ -50,21 +52,6 @@
 #define SLOTS	 (RAM_SIZE / RUN_LEN)
 #define PAGE	 4096ull
 #define MAX_RUNS 99
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void fail(const char *what)
 {
