@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "x86_codec.h"
+
 static const char *or_empty(const char *s)
 {
 	return s ? s : "";
@@ -318,10 +320,14 @@ int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcp
 	return 0;
 }
 
-/* Replace *dst (n_dst entries) with a heap copy of n entries of `size` bytes. */
-static int replace_array(void **dst, uint32_t *n_dst, const void *src, uint32_t n, size_t size)
+/*
+ * Replace *dst (n_dst entries) with a heap copy of n entries of `size`
+ * bytes, sorted by cmp (NULL: kept in order). Equal keys are refused.
+ */
+static int replace_array(void **dst, uint32_t *n_dst, const void *src, uint32_t n, size_t size,
+			 int (*cmp)(const void *, const void *))
 {
-	void *copy = NULL;
+	uint8_t *copy = NULL;
 
 	if (n && !src)
 		return SQUIB_E_INVALID_ARGUMENT;
@@ -331,17 +337,27 @@ static int replace_array(void **dst, uint32_t *n_dst, const void *src, uint32_t 
 			return SQUIB_E_NOMEM;
 		memcpy(copy, src, (size_t)n * size);
 	}
+	if (n && cmp) {
+		qsort(copy, n, size, cmp);
+		for (uint32_t i = 1; i < n; i++)
+			if (cmp(copy + (i - 1) * size, copy + i * size) == 0) {
+				free(copy);
+				return SQUIB_E_INVALID_ARGUMENT;
+			}
+	}
 	free(*dst);
 	*dst = copy;
 	*n_dst = n;
 	return 0;
 }
 
-int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs, uint32_t n)
+int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
+			    uint32_t n)
 {
 	if (!v || n > SQUIB_X86_MAX_MSRS)
 		return SQUIB_E_INVALID_ARGUMENT;
-	return replace_array((void **)&v->msrs, &v->msr_count, msrs, n, sizeof(*msrs));
+	return replace_array((void **)&v->msrs, &v->msr_count, msrs, n, sizeof(*msrs),
+			     squib_x86_msr_cmp);
 }
 
 int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cpuid_entry *e,
@@ -349,14 +365,33 @@ int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cp
 {
 	if (!v || n > SQUIB_X86_MAX_CPUID)
 		return SQUIB_E_INVALID_ARGUMENT;
-	return replace_array((void **)&v->cpuid, &v->cpuid_count, e, n, sizeof(*e));
+	return replace_array((void **)&v->cpuid, &v->cpuid_count, e, n, sizeof(*e),
+			     squib_x86_cpuid_cmp);
+}
+
+int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x, uint32_t n)
+{
+	struct squib_x86_xcr sorted[SQUIB_X86_MAX_XCRS];
+
+	if (!v || n > SQUIB_X86_MAX_XCRS || (n && !x))
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (n)
+		memcpy(sorted, x, n * sizeof(*x));
+	qsort(sorted, n, sizeof(*sorted), squib_x86_xcr_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (sorted[i - 1].xcr == sorted[i].xcr)
+			return SQUIB_E_INVALID_ARGUMENT;
+	if (n)
+		memcpy(v->xcrs, sorted, n * sizeof(*x));
+	v->xcr_count = n;
+	return 0;
 }
 
 int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size)
 {
 	if (!v || (size && (size < SQUIB_X86_XSAVE_MIN || size > SQUIB_X86_XSAVE_MAX || size % 4)))
 		return SQUIB_E_INVALID_ARGUMENT;
-	return replace_array((void **)&v->xsave, &v->xsave_size, bytes, size, 1);
+	return replace_array((void **)&v->xsave, &v->xsave_size, bytes, size, 1, NULL);
 }
 
 int squib_state_set_x86_vm(struct squib_microvm_state *s, const struct squib_x86_vm_state *vm)

@@ -25,7 +25,7 @@ _Static_assert(REG_WORDS * 8 + SREGS_BYTES + DEBUGREG_WORDS * 8 + SQUIB_X86_EVEN
 
 /* ---- canonical order ----------------------------------------------------- */
 
-static int xcr_cmp(const void *a, const void *b)
+int squib_x86_xcr_cmp(const void *a, const void *b)
 {
 	uint32_t x = ((const struct squib_x86_xcr *)a)->xcr,
 		 y = ((const struct squib_x86_xcr *)b)->xcr;
@@ -33,7 +33,7 @@ static int xcr_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cpuid_cmp(const void *a, const void *b)
+int squib_x86_cpuid_cmp(const void *a, const void *b)
 {
 	const struct squib_x86_cpuid_entry *x = a, *y = b;
 
@@ -42,7 +42,7 @@ static int cpuid_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static int msr_cmp(const void *a, const void *b)
+int squib_x86_msr_cmp(const void *a, const void *b)
 {
 	uint32_t x = ((const struct squib_x86_msr *)a)->index;
 	uint32_t y = ((const struct squib_x86_msr *)b)->index;
@@ -198,12 +198,12 @@ int squib_x86_put_vcpu(struct squib_wire_writer *w, const struct squib_x86_vcpu 
 	const void *xcrs, *cpuid, *msrs;
 	int rc;
 
-	if ((rc = sorted_view(v->xcrs, v->xcr_count, sizeof(*v->xcrs), xcr_cmp, "XCR", idx, &cx,
-			      &xcrs, d)) ||
-	    (rc = sorted_view(v->cpuid, v->cpuid_count, sizeof(*v->cpuid), cpuid_cmp, "CPUID entry",
-			      idx, &cc, &cpuid, d)) ||
-	    (rc = sorted_view(v->msrs, v->msr_count, sizeof(*v->msrs), msr_cmp, "MSR", idx, &cm,
-			      &msrs, d)))
+	if ((rc = sorted_view(v->xcrs, v->xcr_count, sizeof(*v->xcrs), squib_x86_xcr_cmp, "XCR",
+			      idx, &cx, &xcrs, d)) ||
+	    (rc = sorted_view(v->cpuid, v->cpuid_count, sizeof(*v->cpuid), squib_x86_cpuid_cmp,
+			      "CPUID entry", idx, &cc, &cpuid, d)) ||
+	    (rc = sorted_view(v->msrs, v->msr_count, sizeof(*v->msrs), squib_x86_msr_cmp, "MSR",
+			      idx, &cm, &msrs, d)))
 		goto out;
 	put_fixed(w, v);
 	put_xcrs(w, xcrs, v->xcr_count);
@@ -400,7 +400,7 @@ static int get_cpuid(struct squib_wire_reader *r, uint32_t idx, struct squib_x86
 		e->ebx = squib_get_le32(p + 16);
 		e->ecx = squib_get_le32(p + 20);
 		e->edx = squib_get_le32(p + 24);
-		if (i && cpuid_cmp(e - 1, e) >= 0)
+		if (i && squib_x86_cpuid_cmp(e - 1, e) >= 0)
 			return order_error(r, idx, "CPUID entry",
 					   r->pos - (size_t)(n - i) * CPUID_BYTES);
 	}

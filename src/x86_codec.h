@@ -20,6 +20,12 @@
 /* Content of an X86_VM section without irqchip and PIT. */
 #define SQUIB_X86_VM_MIN_BYTES 30u
 
+/* qsort comparators of the canonical orders: XCRs by xcr, CPUID entries by
+ * (function, index), MSRs by index. */
+int squib_x86_xcr_cmp(const void *a, const void *b);
+int squib_x86_cpuid_cmp(const void *a, const void *b);
+int squib_x86_msr_cmp(const void *a, const void *b);
+
 /* Everything the encoder needs to refuse up front (SQUIB_E_INVALID_ARGUMENT). */
 int squib_x86_check_vcpu(const struct squib_x86_vcpu *v, uint32_t idx,
 			 struct squib_error_detail *d);

@@ -276,6 +276,19 @@ static void test_should_compare_every_x86_field_in_equal(void **state)
 	assert_false(squib_state_equal(&a, &b));
 	b.x86_vm->has_pit = false;
 	assert_true(squib_state_equal(&a, &b));
+	/* Setters store canonical order and refuse duplicate keys. */
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, (struct squib_x86_xcr[]){{1, 3}, {0, 7}}, 2),
+			 0);
+	assert_int_equal(v->xcrs[0].xcr, 0);
+	assert_int_equal(v->xcrs[1].value, 3);
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, (struct squib_x86_xcr[]){{1, 3}, {1, 7}}, 2),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(v->xcr_count, 2); /* unchanged */
+	assert_int_equal(squib_x86_vcpu_set_msrs(v, (struct squib_x86_msr[]){{9, 1}, {9, 2}}, 2),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(v->msr_count, 2);
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, NULL, 0), 0);
+	assert_true(squib_state_equal(&a, &b));
 	assert_round_trips(&b, &copy);
 	squib_state_free(&copy);
 	assert_int_equal(squib_state_set_x86_vm(&b, NULL), 0);

@@ -342,11 +342,18 @@ bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key,
  * decoder bound. */
 int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcpu **out);
 
-/* Replace an x86 vCPU's arrays with copies (n within the bounds above; the
- * XSAVE size 0 or XSAVE_MIN..XSAVE_MAX and a multiple of 4). Order is free. */
-int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs, uint32_t n);
+/*
+ * Replace an x86 vCPU's arrays with copies in canonical order (MSRs by
+ * index, CPUID by (function, index), XCRs by xcr), so a state built with
+ * them compares equal to its decoded file. SQUIB_E_INVALID_ARGUMENT for a
+ * count over the bounds above, duplicate keys, or an XSAVE size other than
+ * 0 or XSAVE_MIN..XSAVE_MAX in multiples of 4; nothing changes then.
+ */
+int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
+			    uint32_t n);
 int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cpuid_entry *e,
 			     uint32_t n);
+int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x, uint32_t n);
 int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size);
 
 /* Replace the state's x86 VM state with a copy (NULL removes it). */
