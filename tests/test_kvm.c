@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The KVM runner on real /dev/kvm: tiny guests (the .S files in tests/guests)
- * entered in long mode, port-I/O devices, pause/resume and its timeout.
- * Waits have generous time limits that only stop a broken run; nothing here
- * asserts on time.
+ * entered in long mode, port-I/O devices, pause/resume and its timeout, x86
+ * state capture -> file format -> restore into a fresh VM. Waits have
+ * generous time limits that only stop a broken run; nothing here asserts on
+ * time.
  *
  * Skipped (exit 77, one line on stderr) only when /dev/kvm does not exist.
  */
@@ -250,6 +251,36 @@ static void test_should_pause_and_resume_every_vcpu(void **state)
 	free(g.code);
 }
 
+/* Pausing right after a port-I/O exit completes the OUT first: RIP is never
+ * left on it (else a restore would execute it twice). */
+static void test_should_complete_port_io_before_acknowledging_a_pause(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	struct guest g;
+	struct tvm t;
+
+	(void)state;
+	load_guest("counter", &g);
+	counter_vm(&t, &g, 2, true, 0);
+	tvm_start(&t);
+	for (int round = 0; round < 20; round++) {
+		wait_report(&t, 0, reports_of(&t, 0) + 1);
+		tvm_pause(&t);
+		assert_int_equal(squib_kvm_vm_capture(t.vm, &s, &d), 0);
+		for (uint32_t i = 0; i < 2; i++) {
+			uint64_t rip = s.x86_vcpus[i].regs.rip;
+
+			assert_true(rip >= CODE && rip < CODE + g.len);
+			assert_int_not_equal(rip, CODE + g.report_offset);
+		}
+		squib_state_free(&s);
+		tvm_resume(&t);
+	}
+	squib_kvm_vm_free(t.vm);
+	free(g.code);
+}
+
 /* ---- the quiesce timeout -------------------------------------------------------- */
 
 struct blocker {
@@ -311,6 +342,8 @@ static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 	assert_string_equal(msg, "a vCPU did not ack quiesce within the timeout");
 	assert_non_null(strstr(d.msg, "did not ack within 50 ms"));
 	assert_false(squib_kvm_vm_is_paused(t.vm));
+	assert_int_equal(squib_kvm_vm_capture(t.vm, &(struct squib_microvm_state){0}, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
 	assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 0, &st[0]), 0);
 	assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 1, &st[1]), 0);
 	assert_true(st[0].state == SQUIB_KVM_VCPU_RUNNING || st[1].state == SQUIB_KVM_VCPU_RUNNING);
@@ -327,6 +360,207 @@ static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 }
 
 /* ---- capture, the file format, restore ------------------------------------------- */
+
+static void check_captured(const struct squib_microvm_state *s, const struct guest *g,
+			   uint32_t vcpus, bool irqchip)
+{
+	struct squib_error_detail d;
+
+	assert_int_equal(s->arch, SQUIB_ARCH_X86_64);
+	assert_int_equal(s->vcpu_count, vcpus);
+	assert_int_equal(s->vm_info.mem_size_mib, RAM_SIZE >> 20);
+	assert_non_null(s->x86_vm);
+	assert_int_equal(s->x86_vm->has_irqchip, irqchip);
+	assert_int_equal(s->x86_vm->has_pit, irqchip);
+	for (uint32_t i = 0; i < vcpus; i++) {
+		const struct squib_x86_vcpu *v = &s->x86_vcpus[i];
+
+		assert_true(v->regs.rip >= CODE && v->regs.rip < CODE + g->len);
+		assert_int_equal(v->regs.rsi, COUNTERS + i * PAGE);
+		assert_int_equal(v->sregs.cr3, TABLES + PAGE);
+		assert_true(v->sregs.efer & (1u << 10)); /* LMA */
+		assert_int_equal(v->sregs.cs.l, 1);
+		assert_int_equal(v->has_lapic, irqchip);
+		assert_true(v->xsave_size >= SQUIB_X86_XSAVE_MIN);
+		assert_true(v->cpuid_count > 0);
+		assert_true(v->msr_count > 0);
+		assert_int_equal(v->mp_state, 0); /* RUNNABLE */
+	}
+	assert_int_equal(s->device_count, 2); /* console and counter */
+	assert_int_equal(squib_state_verify_compatible(s, &d), 0);
+}
+
+/* encode -> decode -> equal, and re-encoding is byte-identical. */
+static uint8_t *encode_round_trip(const struct squib_microvm_state *s, size_t *len)
+{
+	struct squib_microvm_state back;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len2;
+
+	assert_int_equal(squib_state_encode(s, &buf, len, &d), 0);
+	assert_int_equal(squib_state_decode(buf, *len, SQUIB_ARCH_X86_64, &back, NULL, &d), 0);
+	assert_true(squib_state_equal(s, &back));
+	assert_int_equal(squib_state_encode(&back, &again, &len2, &d), 0);
+	assert_int_equal(*len, len2);
+	assert_memory_equal(buf, again, len2);
+	squib_state_free(&back);
+	free(again);
+	return buf;
+}
+
+static void test_should_capture_x86_state_and_round_trip_it_through_the_format(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	struct guest g;
+	struct tvm t;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	load_guest("counter", &g);
+	counter_vm(&t, &g, 2, true, 0);
+	tvm_start(&t);
+	wait_report(&t, 0, 2);
+	wait_report(&t, 1, 2);
+	tvm_pause(&t);
+	assert_int_equal(squib_kvm_vm_capture(t.vm, &s, &d), 0);
+	check_captured(&s, &g, 2, true);
+	buf = encode_round_trip(&s, &len);
+	print_message("  2-vCPU x86 state file: %zu bytes, %u MSRs, %u CPUID entries, "
+		      "XSAVE %u bytes\n",
+		      len, s.x86_vcpus[0].msr_count, s.x86_vcpus[0].cpuid_count,
+		      s.x86_vcpus[0].xsave_size);
+	squib_state_free(&s);
+	free(buf);
+	tvm_resume(&t);
+	squib_kvm_vm_free(t.vm);
+	free(g.code);
+}
+
+/*
+ * Run, pause, capture, copy RAM, encode; destroy the VM; decode into a new
+ * VM object, copy RAM back, restore, run: each vCPU's counter carries on
+ * from its saved value, neither from zero nor backwards.
+ */
+static void restore_continues_counting(bool irqchip)
+{
+	uint64_t saved[2], saved_reports[2];
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	struct guest g;
+	struct tvm t;
+	uint8_t *ram, *file;
+	size_t len;
+	int rc;
+
+	load_guest("counter", &g);
+	counter_vm(&t, &g, 2, irqchip, 0);
+	tvm_start(&t);
+	wait_report(&t, 0, 3);
+	wait_report(&t, 1, 3);
+	tvm_pause(&t);
+	assert_int_equal(squib_kvm_vm_capture(t.vm, &s, &d), 0);
+	check_captured(&s, &g, 2, irqchip);
+	ram = malloc(RAM_SIZE);
+	assert_non_null(ram);
+	memcpy(ram, squib_kvm_vm_gpa_to_hva(t.vm, 0, RAM_SIZE), RAM_SIZE);
+	for (uint32_t i = 0; i < 2; i++) {
+		saved[i] = guest_u64(&t, COUNTERS + i * PAGE);
+		saved_reports[i] = reports_of(&t, i);
+		assert_true(saved[i] > 0);
+	}
+	file = encode_round_trip(&s, &len);
+	squib_state_free(&s);
+	squib_kvm_vm_free(t.vm);
+
+	assert_int_equal(squib_state_decode(file, len, SQUIB_ARCH_X86_64, &s, NULL, &d), 0);
+	tvm_new(&t, 2, irqchip, 0);
+	tvm_add_counter(&t);
+	assert_int_equal(squib_kvm_vm_write(t.vm, 0, ram, RAM_SIZE, &d), 0);
+	rc = squib_kvm_vm_restore(t.vm, &s, &d);
+	if (rc)
+		fail_msg("restore: %s (%s)", squib_error_name(rc), d.msg);
+	assert_int_equal(reports_of(&t, 0), saved_reports[0]); /* the device blob came back */
+	tvm_start(&t);
+	for (uint32_t i = 0; i < 2; i++) {
+		uint64_t next = wait_report(&t, i, saved_reports[i] + 1);
+
+		assert_true(next >= saved[i]); /* not zero, not backwards */
+		assert_int_equal(next % (g.report_mask + 1), 0);
+		assert_true(guest_u64(&t, COUNTERS + i * PAGE) >= next);
+	}
+	squib_state_free(&s);
+	squib_kvm_vm_free(t.vm);
+	free(file);
+	free(ram);
+	free(g.code);
+}
+
+static void test_should_restore_into_a_fresh_vm_and_continue_counting(void **state)
+{
+	(void)state;
+	restore_continues_counting(true);
+}
+
+static void test_should_restore_without_an_irqchip_too(void **state)
+{
+	(void)state;
+	restore_continues_counting(false);
+}
+
+static void capture_paused(struct tvm *t, const struct guest *g, struct squib_microvm_state *s)
+{
+	struct squib_error_detail d;
+
+	counter_vm(t, g, 2, true, 0);
+	tvm_start(t);
+	wait_report(t, 0, 1);
+	tvm_pause(t);
+	assert_int_equal(squib_kvm_vm_capture(t->vm, s, &d), 0);
+}
+
+static void expect_restore(struct squib_microvm_state *s, uint32_t vcpus, bool irqchip, int code,
+			   const char *fragment)
+{
+	struct squib_error_detail d;
+	struct tvm t;
+
+	tvm_new(&t, vcpus, irqchip, 0);
+	tvm_add_counter(&t);
+	assert_int_equal(squib_kvm_vm_restore(t.vm, s, &d), code);
+	if (!strstr(d.msg, fragment))
+		fail_msg("\"%s\" lacks \"%s\"", d.msg, fragment);
+	squib_kvm_vm_free(t.vm);
+}
+
+static void test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_x86_msr *m;
+	struct squib_error_detail d;
+	struct guest g;
+	struct tvm t;
+
+	(void)state;
+	load_guest("counter", &g);
+	capture_paused(&t, &g, &s);
+	/* Restoring into a VM that already ran is misuse. */
+	assert_int_equal(squib_kvm_vm_restore(t.vm, &s, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_kvm_vm_free(t.vm);
+	expect_restore(&s, 1, true, SQUIB_E_INCOMPATIBLE, "does not fit a 1-vCPU");
+	expect_restore(&s, 2, false, SQUIB_E_INCOMPATIBLE, "irqchip");
+	/* KVM refuses an MSR it does not know: SQUIB_E_CAPTURE naming the ioctl. */
+	m = &s.x86_vcpus[1].msrs[s.x86_vcpus[1].msr_count - 1];
+	m->index = 0x4b564dff; /* past every KVM paravirtual MSR */
+	expect_restore(&s, 2, true, SQUIB_E_CAPTURE, "KVM_SET_MSRS refused MSR 0x4b564dff");
+	/* CR0.PG without CR0.PE: KVM_SET_SREGS fails with EINVAL, errno text included. */
+	s.x86_vcpus[0].sregs.cr0 = 1ull << 31;
+	expect_restore(&s, 2, true, SQUIB_E_CAPTURE, "KVM_SET_SREGS: Invalid argument");
+	squib_state_free(&s);
+	free(g.code);
+}
 
 /* ---- the dirty log ---------------------------------------------------------------- */
 
@@ -378,13 +612,64 @@ static void test_should_refuse_misuse(void **state)
 	free(g.code);
 }
 
+/* The console device keeps what the guest wrote, and its blob restores. */
+static void test_should_keep_console_output_in_its_device_blob(void **state)
+{
+	static const uint8_t hello[] = {
+	    0x66, 0xba, 0xe9, 0x00,	       /* mov $0xe9, %dx */
+	    0xb0, 'h',	0xee, 0xb0, 'i', 0xee, /* mov $'h', %al; out; mov $'i', %al; out */
+	    0xf4, 0xeb, 0xfd,		       /* hlt; jmp hlt */
+	};
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	struct squib_kvm_vcpu_status st;
+	char out[16];
+	struct tvm t;
+
+	(void)state;
+	tvm_new(&t, 1, false, 0);
+	assert_int_equal(squib_kvm_vm_write(t.vm, CODE, hello, sizeof(hello), &d), 0);
+	tvm_boot(&t, 0, 0, 0);
+	tvm_start(&t);
+	/* Without an irqchip HLT exits to us and the vCPU parks as HALTED. */
+	for (int i = 0; i < 10000; i++) {
+		assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 0, &st), 0);
+		if (st.state == SQUIB_KVM_VCPU_HALTED)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(st.state, SQUIB_KVM_VCPU_HALTED);
+	assert_int_equal(squib_kvm_console_read(t.console, out, sizeof(out)), 2);
+	assert_string_equal(out, "hi");
+	tvm_pause(&t); /* a halted vCPU counts as acknowledged */
+	assert_int_equal(squib_kvm_vm_capture(t.vm, &s, &d), 0);
+	assert_int_equal(s.device_count, 1);
+	assert_string_equal(s.devices[0].kind, "squib-console");
+	assert_int_equal(s.devices[0].mmio_slot, PORT_CONSOLE);
+	assert_int_equal(s.devices[0].blob_len, 12 + 2);
+	squib_kvm_vm_free(t.vm);
+	tvm_new(&t, 1, false, 0);
+	if (squib_kvm_vm_restore(t.vm, &s, &d))
+		fail_msg("restore: %s", d.msg);
+	assert_int_equal(squib_kvm_console_read(t.console, out, sizeof(out)), 2);
+	assert_string_equal(out, "hi");
+	squib_kvm_vm_free(t.vm);
+	squib_state_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_should_run_counter_guest_and_see_counters_advance),
 		cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
+		cmocka_unit_test(test_should_complete_port_io_before_acknowledging_a_pause),
 		cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
+		cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
+		cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
+		cmocka_unit_test(test_should_restore_without_an_irqchip_too),
+		cmocka_unit_test(test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls),
 		cmocka_unit_test(test_should_refuse_misuse),
+		cmocka_unit_test(test_should_keep_console_output_in_its_device_blob),
 	};
 
 	if (!squib_kvm_available(NULL)) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * squib/kvm.h - a small KVM x86_64 VM runner: enough of a VMM to run tiny
- * guests and pause them.
+ * guests, pause them, and capture and restore their x86 state.
  *
  *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM, optional in-kernel irqchip + PIT,
  *                             1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM supports)
@@ -11,6 +11,8 @@
  *                             vCPUs start directly in 64-bit mode at the given RIP
  *   squib_kvm_vm_start        one thread per vCPU, each looping on KVM_RUN
  *   squib_kvm_vm_pause/resume stop every vCPU outside KVM_RUN and let them go again
+ *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
+ *   squib_kvm_vm_restore      the same into a VM whose vCPUs never ran
  *
  * Lifecycle: new -> add_ram / add_device -> boot_long_mode or restore ->
  * start -> (pause -> capture -> resume)* -> free. capture works on a VM that
@@ -231,6 +233,31 @@ struct squib_kvm_vcpu_status {
 
 int squib_kvm_vm_vcpu_status(struct squib_kvm_vm *vm, uint32_t vcpu,
 			     struct squib_kvm_vcpu_status *st);
+
+/* ---- x86 state ------------------------------------------------------------- */
+
+/*
+ * Capture into `out` (initialised here as an x86_64 state): every vCPU's
+ * registers, special and debug registers, XSAVE area (KVM_CAP_XSAVE2 size),
+ * XCRs, CPUID, the readable MSRs of KVM_GET_MSR_INDEX_LIST, LAPIC (with the
+ * irqchip), vCPU events, MP state and TSC rate; the VM's clock, PIC, IOAPIC
+ * and PIT (when created); each device with a save op; vm_info.mem_size_mib
+ * from the RAM size. The VM must be paused or not started.
+ */
+int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
+			 struct squib_error_detail *d);
+
+/*
+ * Restore a captured state into a VM that was never started: same vCPU
+ * count, same irqchip/PIT presence, every device of the VM with a restore op
+ * present in the state (by id and port; other state devices are left for
+ * other layers). Guest memory is the caller's business (copy it, or map the
+ * memory file, before start). VM state first (clock, PIC, IOAPIC, PIT), then
+ * per vCPU: CPUID, MP state (as saved), registers, special registers, XSAVE,
+ * XCRs, debug registers, LAPIC, MSRs, events.
+ */
+int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			 struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }
