@@ -2,9 +2,9 @@
 /*
  * The KVM runner on real /dev/kvm: tiny guests (the .S files in tests/guests)
  * entered in long mode, port-I/O devices, pause/resume and its timeout, x86
- * state capture -> file format -> restore into a fresh VM. Waits have
- * generous time limits that only stop a broken run; nothing here asserts on
- * time.
+ * state capture -> file format -> restore into a fresh VM, and the dirty-log
+ * tracker. Waits have generous time limits that only stop a broken run;
+ * nothing here asserts on time.
  *
  * Skipped (exit 77, one line on stderr) only when /dev/kvm does not exist.
  */
@@ -73,7 +73,8 @@ struct tvm {
 	uint32_t vcpus;
 };
 
-static void tvm_new(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms)
+static void tvm_new_mode(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms,
+			 enum squib_kvm_dirty_log_mode mode)
 {
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
 	struct squib_error_detail d;
@@ -83,12 +84,18 @@ static void tvm_new(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_
 	cfg.vcpu_count = vcpus;
 	cfg.irqchip = irqchip;
 	cfg.pause_timeout_ms = pause_timeout_ms;
+	cfg.dirty_log = mode;
 	rc = squib_kvm_vm_new(&cfg, &t->vm, &d);
 	if (rc)
 		fail_msg("squib_kvm_vm_new: %s", d.msg);
 	t->vcpus = vcpus;
 	assert_int_equal(squib_kvm_vm_add_ram(t->vm, 0, RAM_SIZE, NULL, NULL, &d), 0);
 	assert_int_equal(squib_kvm_vm_add_console(t->vm, PORT_CONSOLE, &t->console, &d), 0);
+}
+
+static void tvm_new(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms)
+{
+	tvm_new_mode(t, vcpus, irqchip, pause_timeout_ms, SQUIB_KVM_DIRTY_LOG_AUTO);
 }
 
 static void tvm_add_counter(struct tvm *t)
@@ -564,6 +571,197 @@ static void test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls
 
 /* ---- the dirty log ---------------------------------------------------------------- */
 
+static uint64_t xorshift64(uint64_t x)
+{
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+/* The page writer's pages, as the guest computes them, plus its parameter page. */
+static void expected_pages(uint64_t seed, uint32_t writes, struct squib_dirty_bitmap *bm,
+			   uint64_t *last)
+{
+	uint64_t x = seed;
+
+	for (uint32_t i = 0; i < writes; i++) {
+		x = xorshift64(x);
+		squib_dirty_bitmap_set(bm, TARGET + ((x & (TARGET_PAGES - 1)) << 12));
+	}
+	squib_dirty_bitmap_set(bm, PARAMS);
+	*last = x;
+}
+
+static struct squib_dirty_bitmap *ram_bitmap(void)
+{
+	struct squib_dirty_bitmap *bm;
+
+	assert_int_equal(squib_dirty_bitmap_new(0, RAM_SIZE, PAGE, &bm, NULL), 0);
+	return bm;
+}
+
+static void assert_same_pages(struct squib_dirty_bitmap *got, struct squib_dirty_bitmap *want)
+{
+	for (uint64_t p = 0; p < RAM_SIZE / PAGE; p++)
+		if (squib_dirty_bitmap_test_by_index(got, p) !=
+		    squib_dirty_bitmap_test_by_index(want, p))
+			fail_msg("page 0x%llx: reported %d, written %d",
+				 (unsigned long long)(p * PAGE),
+				 squib_dirty_bitmap_test_by_index(got, p),
+				 squib_dirty_bitmap_test_by_index(want, p));
+}
+
+static void run_page_writer(struct tvm *t, uint64_t seed, uint32_t writes)
+{
+	const uint64_t params[4] = {TARGET, TARGET_PAGES - 1, writes, 0};
+	struct squib_error_detail d;
+	struct guest g;
+
+	load_guest("page_writer", &g);
+	tvm_load(t, &g);
+	assert_int_equal(squib_kvm_vm_write(t->vm, PARAMS, params, sizeof(params), &d), 0);
+	tvm_boot(t, PARAMS, seed, 0);
+	free(g.code);
+}
+
+static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
+{
+	const uint64_t seed = 0x9E3779B97F4A7C15ull;
+	const uint32_t writes = 64;
+	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap();
+	struct squib_tracker *tr;
+	struct squib_error_detail d;
+	uint64_t last;
+	struct tvm t;
+
+	tvm_new_mode(&t, 1, true, 0, mode);
+	assert_int_equal(squib_kvm_vm_dirty_log_flags(t.vm), want_flags);
+	tvm_add_counter(&t);
+	run_page_writer(&t, seed, writes);
+	expected_pages(seed, writes, want, &last);
+	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
+	assert_string_equal(squib_tracker_name(tr), "kvm-dirty-log");
+	/* The VMM wrote code, tables and parameters before start: not reported. */
+	assert_int_equal(squib_tracker_start(tr, &d), 0);
+	tvm_start(&t);
+	assert_int_equal(wait_report(&t, 0, 1), last & 0xffffffffu);
+	assert_int_equal(guest_u64(&t, PARAMS + 24), last);
+	tvm_pause(&t); /* halted already; the pause orders our reads after its writes */
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	print_message("  page writer: %llu pages reported for %u writes\n",
+		      (unsigned long long)squib_dirty_bitmap_count(got), writes);
+	assert_same_pages(got, want);
+	/* Harvested pages are re-armed: nothing new. */
+	squib_dirty_bitmap_clear(got);
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	assert_int_equal(squib_dirty_bitmap_count(got), 0);
+	/* A failed save gives its pages back; the next harvest reports them again. */
+	assert_int_equal(squib_tracker_give_back(tr, want, &d), 0);
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	assert_same_pages(got, want);
+	assert_int_equal(squib_tracker_stop(tr, &d), 0);
+	squib_tracker_free(tr);
+	squib_kvm_vm_free(t.vm);
+	squib_dirty_bitmap_free(got);
+	squib_dirty_bitmap_free(want);
+}
+
+/* This machine offers KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with INITIALLY_SET
+ * (the capability answers 3); all three modes must report the same pages. */
+#define MANUAL_PROTECT 1ull /* KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE */
+#define INITIALLY_SET  2ull /* KVM_DIRTY_LOG_INITIALLY_SET */
+
+static void test_should_report_exactly_the_pages_the_guest_wrote(void **state)
+{
+	(void)state;
+	exact_pages(SQUIB_KVM_DIRTY_LOG_AUTO, MANUAL_PROTECT | INITIALLY_SET);
+}
+
+static void test_should_report_exactly_the_written_pages_without_initially_set(void **state)
+{
+	(void)state;
+	exact_pages(SQUIB_KVM_DIRTY_LOG_MANUAL, MANUAL_PROTECT);
+}
+
+static void test_should_report_exactly_the_written_pages_with_the_classic_log(void **state)
+{
+	(void)state;
+	exact_pages(SQUIB_KVM_DIRTY_LOG_CLASSIC, 0);
+}
+
+/* Writes the VMM makes through its own mapping are not guest stores: the KVM
+ * log does not see them (a VMM-marks tracker must), and harvested pages stay
+ * clean until the guest writes them again. */
+static void test_should_not_report_vmm_writes_or_harvested_pages(void **state)
+{
+	struct squib_dirty_bitmap *got = ram_bitmap();
+	struct squib_tracker *tr;
+	struct squib_error_detail d;
+	struct tvm t;
+
+	(void)state;
+	tvm_new(&t, 1, true, 0);
+	tvm_add_counter(&t);
+	run_page_writer(&t, 7, 16);
+	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
+	assert_int_equal(squib_tracker_start(tr, &d), 0);
+	tvm_start(&t);
+	wait_report(&t, 0, 1);
+	tvm_pause(&t);
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	assert_true(squib_dirty_bitmap_count(got) > 1);
+	assert_true(squib_dirty_bitmap_test(got, PARAMS));
+	squib_dirty_bitmap_clear(got);
+	memset(squib_kvm_vm_gpa_to_hva(t.vm, TARGET, 16 * PAGE), 0x5a, 16 * PAGE);
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	assert_int_equal(squib_dirty_bitmap_count(got), 0);
+	/* Stopped and started again: earlier writes are forgotten. */
+	assert_int_equal(squib_tracker_stop(tr, &d), 0);
+	assert_int_equal(squib_tracker_start(tr, &d), 0);
+	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+	assert_int_equal(squib_dirty_bitmap_count(got), 0);
+	squib_tracker_free(tr);
+	tvm_resume(&t);
+	squib_kvm_vm_free(t.vm);
+	squib_dirty_bitmap_free(got);
+}
+
+/* Harvests while both vCPUs count: each round reports exactly the two counter
+ * pages, because each vCPU stored to its counter after the previous harvest
+ * (a report two reports later than the harvest proves 1024 stores since). */
+static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void **state)
+{
+	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap();
+	struct squib_tracker *tr;
+	struct squib_error_detail d;
+	struct guest g;
+	struct tvm t;
+
+	(void)state;
+	load_guest("counter", &g);
+	counter_vm(&t, &g, 2, true, 0);
+	squib_dirty_bitmap_set(want, COUNTERS);
+	squib_dirty_bitmap_set(want, COUNTERS + PAGE);
+	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
+	assert_int_equal(squib_tracker_start(tr, &d), 0);
+	tvm_start(&t);
+	for (int round = 0; round < 5; round++) {
+		for (uint32_t i = 0; i < 2; i++)
+			wait_report(&t, i, reports_of(&t, i) + 2);
+		squib_dirty_bitmap_clear(got);
+		assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
+		assert_same_pages(got, want);
+	}
+	tvm_pause(&t);
+	assert_int_equal(squib_tracker_stop(tr, &d), 0);
+	squib_tracker_free(tr);
+	squib_kvm_vm_free(t.vm);
+	squib_dirty_bitmap_free(got);
+	squib_dirty_bitmap_free(want);
+	free(g.code);
+}
+
 /* ---- misuse ---------------------------------------------------------------------- */
 
 static void test_should_refuse_misuse(void **state)
@@ -668,6 +866,11 @@ int main(void)
 		cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
 		cmocka_unit_test(test_should_restore_without_an_irqchip_too),
 		cmocka_unit_test(test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls),
+		cmocka_unit_test(test_should_report_exactly_the_pages_the_guest_wrote),
+		cmocka_unit_test(test_should_report_exactly_the_written_pages_without_initially_set),
+		cmocka_unit_test(test_should_report_exactly_the_written_pages_with_the_classic_log),
+		cmocka_unit_test(test_should_not_report_vmm_writes_or_harvested_pages),
+		cmocka_unit_test(test_should_harvest_exactly_the_counter_pages_while_vcpus_run),
 		cmocka_unit_test(test_should_refuse_misuse),
 		cmocka_unit_test(test_should_keep_console_output_in_its_device_blob),
 	};

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * squib/kvm.h - a small KVM x86_64 VM runner: enough of a VMM to run tiny
- * guests, pause them, and capture and restore their x86 state.
+ * guests, pause them, capture and restore their x86 state, and track the
+ * pages they dirty.
  *
  *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM, optional in-kernel irqchip + PIT,
  *                             1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM supports)
@@ -13,6 +14,7 @@
  *   squib_kvm_vm_pause/resume stop every vCPU outside KVM_RUN and let them go again
  *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
  *   squib_kvm_vm_restore      the same into a VM whose vCPUs never ran
+ *   squib_tracker_kvm_new     the KVM dirty log behind the squib/track.h interface
  *
  * Lifecycle: new -> add_ram / add_device -> boot_long_mode or restore ->
  * start -> (pause -> capture -> resume)* -> free. capture works on a VM that
@@ -73,17 +75,28 @@ extern "C" {
 
 struct squib_kvm_vm;
 
+/* How the dirty log runs (see squib_tracker_kvm_new). */
+enum squib_kvm_dirty_log_mode {
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with INITIALLY_SET, as far as offered */
+	SQUIB_KVM_DIRTY_LOG_AUTO = 0,
+	/* manual protect without INITIALLY_SET, when offered */
+	SQUIB_KVM_DIRTY_LOG_MANUAL,
+	/* KVM_GET_DIRTY_LOG fetches and re-protects in one call */
+	SQUIB_KVM_DIRTY_LOG_CLASSIC,
+};
+
 struct squib_kvm_config {
 	uint32_t vcpu_count;	   /* 1..SQUIB_KVM_MAX_VCPUS */
 	bool irqchip;		   /* in-kernel PIC, IOAPIC, LAPICs and PIT */
 	uint32_t pause_timeout_ms; /* 0: SQUIB_KVM_DEFAULT_PAUSE_TIMEOUT_MS */
 	int kick_signal;	   /* 0: SIGRTMIN */
 	const char *device_path;   /* NULL: "/dev/kvm" */
+	enum squib_kvm_dirty_log_mode dirty_log;
 };
 
 #define SQUIB_KVM_CONFIG_INIT                                                                      \
 	{                                                                                          \
-		1, true, 0, 0, NULL                                                                \
+		1, true, 0, 0, NULL, SQUIB_KVM_DIRTY_LOG_AUTO                                      \
 	}
 
 /* Does the KVM device exist (path NULL: /dev/kvm)? Says nothing about access. */
@@ -97,6 +110,10 @@ int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **o
 void squib_kvm_vm_free(struct squib_kvm_vm *vm);
 
 uint32_t squib_kvm_vm_vcpu_count(const struct squib_kvm_vm *vm);
+
+/* The KVM_DIRTY_LOG_* flags enabled with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2
+ * (0: the classic dirty log). */
+uint64_t squib_kvm_vm_dirty_log_flags(const struct squib_kvm_vm *vm);
 
 /* ---- memory ------------------------------------------------------------- */
 
@@ -258,6 +275,30 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
  */
 int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
 			 struct squib_error_detail *d);
+
+/* ---- dirty log --------------------------------------------------------------- */
+
+/*
+ * A tracker over every RAM region of the VM at the time of the call (its
+ * memory map is squib_kvm_vm_memory_map's), reporting guest writes through
+ * the KVM dirty log at host-page granularity:
+ *   start      sets KVM_MEM_LOG_DIRTY_PAGES on each slot. When the VM has
+ *              KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled with INITIALLY_SET,
+ *              KVM starts such a slot with every bit set and nothing
+ *              write-protected, so start then clears every bit
+ *              (KVM_CLEAR_DIRTY_LOG), protecting all pages: earlier writes
+ *              are not reported.
+ *   harvest    per slot inside dst: KVM_GET_DIRTY_LOG, then, in manual-protect
+ *              mode, KVM_CLEAR_DIRTY_LOG of exactly the bits it returned, then
+ *              OR them into dst; plus whatever give_back returned. Without
+ *              manual protect GET_DIRTY_LOG clears and protects by itself.
+ *   give_back  ORs into a host-page bitmap per slot drained by the next harvest.
+ *   stop       clears KVM_MEM_LOG_DIRTY_PAGES.
+ * The VM must outlive the tracker. Only guest stores are seen: join a
+ * VMM-marks tracker in a squib_tracker_set for the VMM's own writes.
+ */
+int squib_tracker_kvm_new(struct squib_kvm_vm *vm, struct squib_tracker **out,
+			  struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -94,6 +94,9 @@ static int check_config(const struct squib_kvm_config *cfg, struct squib_error_d
 				      cfg->vcpu_count, SQUIB_KVM_MAX_VCPUS);
 	if (sig < 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "kick_signal %d", sig);
+	if ((unsigned)cfg->dirty_log > SQUIB_KVM_DIRTY_LOG_CLASSIC)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "dirty_log mode %d",
+				      (int)cfg->dirty_log);
 	return 0;
 }
 
@@ -157,17 +160,20 @@ static int create_irqchip(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 	return 0;
 }
 
-/* Manual-protect dirty log when offered, with INITIALLY_SET when offered too. */
+/* Manual-protect dirty log when offered and wanted, with INITIALLY_SET in AUTO mode. */
 static int enable_dirty_log_mode(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
 	int cap = kvm_ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
 			    (void *)(uintptr_t)KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
 	struct kvm_enable_cap ec = {.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2};
+	uint64_t want = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 
-	if (cap <= 0 || !(cap & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE))
+	if (vm->cfg.dirty_log == SQUIB_KVM_DIRTY_LOG_CLASSIC || cap <= 0 ||
+	    !(cap & KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE))
 		return 0;
-	ec.args[0] =
-	    (uint64_t)cap & (KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET);
+	if (vm->cfg.dirty_log == SQUIB_KVM_DIRTY_LOG_AUTO)
+		want |= KVM_DIRTY_LOG_INITIALLY_SET;
+	ec.args[0] = (uint64_t)cap & want;
 	if (kvm_ioctl(vm->vm_fd, KVM_ENABLE_CAP, &ec))
 		return kvm_fail_ioctl(d, "KVM_ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2)");
 	vm->manual_protect = ec.args[0];
@@ -247,6 +253,11 @@ void squib_kvm_vm_free(struct squib_kvm_vm *vm)
 uint32_t squib_kvm_vm_vcpu_count(const struct squib_kvm_vm *vm)
 {
 	return vm ? vm->cfg.vcpu_count : 0;
+}
+
+uint64_t squib_kvm_vm_dirty_log_flags(const struct squib_kvm_vm *vm)
+{
+	return vm ? vm->manual_protect : 0;
 }
 
 /* ---- RAM ---------------------------------------------------------------------- */
