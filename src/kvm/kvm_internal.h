@@ -77,6 +77,12 @@ int kvm_fail_ioctl(struct squib_error_detail *d, const char *name);
 /* ioctl that retries on EINTR (not for KVM_RUN). */
 int kvm_ioctl(int fd, unsigned long req, void *arg);
 
+/* Zeroed struct kvm_cpuid2 / kvm_msrs with room for n entries (their
+ * flexible arrays; no struct with one embedded, which clang refuses);
+ * nent / nmsrs set to n. NULL when out of memory. */
+struct kvm_cpuid2 *kvm_cpuid_alloc(uint32_t n);
+struct kvm_msrs *kvm_msrs_alloc(uint32_t n);
+
 /* CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait on our condvars. */
 struct timespec kvm_deadline_after_ms(uint32_t ms);
 

@@ -18,33 +18,34 @@
 
 #define CPUID_MAX_ENTRIES 256
 
-struct cpuid_buf {
-	struct kvm_cpuid2 head;
-	struct kvm_cpuid_entry2 entries[CPUID_MAX_ENTRIES];
-};
-
 /* ---- creation --------------------------------------------------------------- */
 
-static int get_supported_cpuid(struct squib_kvm_vm *vm, struct cpuid_buf *c,
+static int get_supported_cpuid(struct squib_kvm_vm *vm, struct kvm_cpuid2 **out,
 			       struct squib_error_detail *d)
 {
-	c->head.nent = CPUID_MAX_ENTRIES;
-	if (kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, &c->head))
+	struct kvm_cpuid2 *c = kvm_cpuid_alloc(CPUID_MAX_ENTRIES);
+
+	if (!c)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
+		free(c);
 		return kvm_fail_ioctl(d, "KVM_GET_SUPPORTED_CPUID");
+	}
+	*out = c;
 	return 0;
 }
 
 /* The supported table with this vCPU's APIC id in leaves 1, 0xB and 0x1F. */
-static int set_cpuid(struct kvm_vcpu *c, const struct cpuid_buf *supported,
+static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 		     struct squib_error_detail *d)
 {
-	struct cpuid_buf *mine = malloc(sizeof(*mine));
+	struct kvm_cpuid2 *mine = kvm_cpuid_alloc(supported->nent);
 	int rc = 0;
 
 	if (!mine)
 		return squib_fail(d, SQUIB_E_NOMEM);
-	*mine = *supported;
-	for (uint32_t i = 0; i < mine->head.nent; i++) {
+	memcpy(mine->entries, supported->entries, supported->nent * sizeof(mine->entries[0]));
+	for (uint32_t i = 0; i < mine->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &mine->entries[i];
 
 		if (e->function == 1)
@@ -52,13 +53,13 @@ static int set_cpuid(struct kvm_vcpu *c, const struct cpuid_buf *supported,
 		else if (e->function == 0xb || e->function == 0x1f)
 			e->edx = c->index;
 	}
-	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, &mine->head))
+	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, mine))
 		rc = kvm_fail_ioctl(d, "KVM_SET_CPUID2");
 	free(mine);
 	return rc;
 }
 
-static int create_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct cpuid_buf *cpuid,
+static int create_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct kvm_cpuid2 *cpuid,
 		       struct squib_error_detail *d)
 {
 	struct kvm_vcpu *c = &vm->vcpus[i];
@@ -79,12 +80,9 @@ static int create_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct cpuid_b
 
 int kvm_vcpus_create(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
-	struct cpuid_buf *cpuid = malloc(sizeof(*cpuid));
-	int rc;
+	struct kvm_cpuid2 *cpuid = NULL;
+	int rc = get_supported_cpuid(vm, &cpuid, d);
 
-	if (!cpuid)
-		return squib_fail(d, SQUIB_E_NOMEM);
-	rc = get_supported_cpuid(vm, cpuid, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
 		rc = create_vcpu(vm, i, cpuid, d);
 	free(cpuid);

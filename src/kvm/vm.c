@@ -53,6 +53,24 @@ struct timespec kvm_deadline_after_ms(uint32_t ms)
 	return t;
 }
 
+struct kvm_cpuid2 *kvm_cpuid_alloc(uint32_t n)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
+
+	if (c)
+		c->nent = n;
+	return c;
+}
+
+struct kvm_msrs *kvm_msrs_alloc(uint32_t n)
+{
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + (size_t)n * sizeof(m->entries[0]));
+
+	if (m)
+		m->nmsrs = n;
+	return m;
+}
+
 bool squib_kvm_available(const char *device_path)
 {
 	return access(device_path ? device_path : "/dev/kvm", F_OK) == 0;

@@ -104,11 +104,6 @@ static void sregs_in(struct kvm_sregs *k, const struct squib_x86_sregs *o)
 
 /* ---- MSRs -------------------------------------------------------------------------- */
 
-struct msr_buf {
-	struct kvm_msrs head;
-	struct kvm_msr_entry e[SQUIB_X86_MAX_MSRS];
-};
-
 static int msr_index_list(struct squib_kvm_vm *vm, struct kvm_msr_list **out,
 			  struct squib_error_detail *d)
 {
@@ -135,27 +130,28 @@ static int msr_index_list(struct squib_kvm_vm *vm, struct kvm_msr_list **out,
 static int find_readable_msrs(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
 	struct kvm_msr_list *l = NULL;
-	struct {
-		struct kvm_msrs head;
-		struct kvm_msr_entry e;
-	} one;
+	struct kvm_msrs *one;
 	int rc;
 
 	if (vm->msrs)
 		return 0;
 	if ((rc = msr_index_list(vm, &l, d)))
 		return rc;
-	if (!(vm->msrs = malloc((l->nmsrs ? l->nmsrs : 1) * sizeof(*vm->msrs)))) {
+	one = kvm_msrs_alloc(1);
+	vm->msrs = malloc((l->nmsrs ? l->nmsrs : 1) * sizeof(*vm->msrs));
+	if (!one || !vm->msrs) {
+		free(one);
 		free(l);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	for (uint32_t i = 0; i < l->nmsrs; i++) {
-		memset(&one, 0, sizeof(one));
-		one.head.nmsrs = 1;
-		one.e.index = l->indices[i];
-		if (kvm_ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) == 1)
+		memset(one->entries, 0, sizeof(one->entries[0]));
+		one->nmsrs = 1;
+		one->entries[0].index = l->indices[i];
+		if (kvm_ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, one) == 1)
 			vm->msrs[vm->msr_count++] = l->indices[i];
 	}
+	free(one);
 	free(l);
 	return 0;
 }
@@ -163,7 +159,7 @@ static int find_readable_msrs(struct squib_kvm_vm *vm, struct squib_error_detail
 static int capture_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, struct squib_x86_vcpu *v,
 			struct squib_error_detail *d)
 {
-	struct msr_buf *b = calloc(1, sizeof(*b));
+	struct kvm_msrs *b = kvm_msrs_alloc(vm->msr_count);
 	struct squib_x86_msr *m = calloc(vm->msr_count ? vm->msr_count : 1, sizeof(*m));
 	int n, rc = 0;
 
@@ -171,10 +167,9 @@ static int capture_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, struct squi
 		rc = squib_fail(d, SQUIB_E_NOMEM);
 		goto out;
 	}
-	b->head.nmsrs = vm->msr_count;
 	for (uint32_t i = 0; i < vm->msr_count; i++)
-		b->e[i].index = vm->msrs[i];
-	n = kvm_ioctl(c->fd, KVM_GET_MSRS, &b->head);
+		b->entries[i].index = vm->msrs[i];
+	n = kvm_ioctl(c->fd, KVM_GET_MSRS, b);
 	if (n != (int)vm->msr_count) {
 		rc = n < 0 ? kvm_fail_ioctl(d, "KVM_GET_MSRS")
 			   : squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_GET_MSRS read %d of %u", n,
@@ -182,9 +177,8 @@ static int capture_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, struct squi
 		goto out;
 	}
 	for (uint32_t i = 0; i < vm->msr_count; i++)
-		m[i] = (struct squib_x86_msr){b->e[i].index, b->e[i].data};
-	rc = squib_x86_vcpu_set_msrs(v, m, vm->msr_count);
-	if (rc)
+		m[i] = (struct squib_x86_msr){b->entries[i].index, b->entries[i].data};
+	if ((rc = squib_x86_vcpu_set_msrs(v, m, vm->msr_count)))
 		squib_fail(d, rc);
 out:
 	free(b);
@@ -195,18 +189,17 @@ out:
 /* The fresh vCPU's value of one MSR; false if KVM cannot read it. */
 static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs head;
-		struct kvm_msr_entry e;
-	} one;
+	struct kvm_msrs *one = kvm_msrs_alloc(1);
+	bool ok;
 
-	memset(&one, 0, sizeof(one));
-	one.head.nmsrs = 1;
-	one.e.index = index;
-	if (kvm_ioctl(c->fd, KVM_GET_MSRS, &one) != 1)
+	if (!one)
 		return false;
-	*value = one.e.data;
-	return true;
+	one->entries[0].index = index;
+	ok = kvm_ioctl(c->fd, KVM_GET_MSRS, one) == 1;
+	if (ok)
+		*value = one->entries[0].data;
+	free(one);
+	return ok;
 }
 
 /*
@@ -219,7 +212,7 @@ static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
 static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 			struct squib_error_detail *d)
 {
-	struct msr_buf *b = calloc(1, sizeof(*b));
+	struct kvm_msrs *b = kvm_msrs_alloc(v->msr_count);
 	uint32_t done = 0;
 	uint64_t cur;
 	int n, rc = 0;
@@ -227,12 +220,12 @@ static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 	if (!b)
 		return squib_fail(d, SQUIB_E_NOMEM);
 	while (!rc && done < v->msr_count) {
-		b->head.nmsrs = v->msr_count - done;
-		for (uint32_t i = 0; i < b->head.nmsrs; i++) {
-			b->e[i].index = v->msrs[done + i].index;
-			b->e[i].data = v->msrs[done + i].value;
+		b->nmsrs = v->msr_count - done;
+		for (uint32_t i = 0; i < b->nmsrs; i++) {
+			b->entries[i].index = v->msrs[done + i].index;
+			b->entries[i].data = v->msrs[done + i].value;
 		}
-		n = kvm_ioctl(c->fd, KVM_SET_MSRS, &b->head);
+		n = kvm_ioctl(c->fd, KVM_SET_MSRS, b);
 		if (n < 0)
 			rc = kvm_fail_ioctl(d, "KVM_SET_MSRS");
 		else if ((done += (uint32_t)n) == v->msr_count)
@@ -249,14 +242,9 @@ static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 
 /* ---- CPUID --------------------------------------------------------------------- */
 
-struct cpuid_buf {
-	struct kvm_cpuid2 head;
-	struct kvm_cpuid_entry2 e[CPUID_MAX];
-};
-
 static int capture_cpuid(struct kvm_vcpu *c, struct squib_x86_vcpu *v, struct squib_error_detail *d)
 {
-	struct cpuid_buf *b = calloc(1, sizeof(*b));
+	struct kvm_cpuid2 *b = kvm_cpuid_alloc(CPUID_MAX);
 	struct squib_x86_cpuid_entry *e = calloc(CPUID_MAX, sizeof(*e));
 	int rc = 0;
 
@@ -264,17 +252,16 @@ static int capture_cpuid(struct kvm_vcpu *c, struct squib_x86_vcpu *v, struct sq
 		rc = squib_fail(d, SQUIB_E_NOMEM);
 		goto out;
 	}
-	b->head.nent = CPUID_MAX;
-	if (kvm_ioctl(c->fd, KVM_GET_CPUID2, &b->head)) {
+	if (kvm_ioctl(c->fd, KVM_GET_CPUID2, b)) {
 		rc = kvm_fail_ioctl(d, "KVM_GET_CPUID2");
 		goto out;
 	}
-	for (uint32_t i = 0; i < b->head.nent; i++) {
-		const struct kvm_cpuid_entry2 *k = &b->e[i];
+	for (uint32_t i = 0; i < b->nent; i++) {
+		const struct kvm_cpuid_entry2 *k = &b->entries[i];
 		e[i] = (struct squib_x86_cpuid_entry){k->function, k->index, k->flags, k->eax,
 						      k->ebx,	   k->ecx,   k->edx};
 	}
-	if ((rc = squib_x86_vcpu_set_cpuid(v, e, b->head.nent)))
+	if ((rc = squib_x86_vcpu_set_cpuid(v, e, b->nent)))
 		squib_fail(d, rc);
 out:
 	free(b);
@@ -285,15 +272,14 @@ out:
 static int restore_cpuid(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 			 struct squib_error_detail *d)
 {
-	struct cpuid_buf *b = calloc(1, sizeof(*b));
+	struct kvm_cpuid2 *b = kvm_cpuid_alloc(v->cpuid_count);
 	int rc = 0;
 
 	if (!b)
 		return squib_fail(d, SQUIB_E_NOMEM);
-	b->head.nent = v->cpuid_count;
 	for (uint32_t i = 0; i < v->cpuid_count; i++) {
 		const struct squib_x86_cpuid_entry *e = &v->cpuid[i];
-		struct kvm_cpuid_entry2 *k = &b->e[i];
+		struct kvm_cpuid_entry2 *k = &b->entries[i];
 
 		k->function = e->function;
 		k->index = e->index;
@@ -303,7 +289,7 @@ static int restore_cpuid(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 		k->ecx = e->ecx;
 		k->edx = e->edx;
 	}
-	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, &b->head))
+	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, b))
 		rc = kvm_fail_ioctl(d, "KVM_SET_CPUID2");
 	free(b);
 	return rc;
