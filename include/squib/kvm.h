@@ -48,10 +48,13 @@
  * does not fit the VM (vCPU count, irqchip presence, devices) SQUIB_E_INCOMPATIBLE.
  *
  * Thread-safety: the control calls (add_*, boot, start, pause, resume,
- * capture, restore, vcpu_status) serialise on a mutex inside the VM and may
- * come from any thread; squib_kvm_vm_free needs exclusive access.
- * Device callbacks run on vCPU threads, concurrently for different vCPUs.
- * The built-in devices' accessors are thread-safe.
+ * capture, restore) serialise on a mutex inside the VM and may come from any
+ * thread; vcpu_status and is_paused may run at any time. gpa_to_hva,
+ * memory_map and write read the RAM table without a lock: they may run from
+ * any thread, but not concurrently with add_ram (which start ends).
+ * squib_kvm_vm_free needs exclusive access. Device callbacks run on vCPU
+ * threads, concurrently for different vCPUs; the built-in devices'
+ * accessors are thread-safe.
  */
 #ifndef SQUIB_KVM_H
 #define SQUIB_KVM_H
