@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,8 +74,8 @@ struct tvm {
 	uint32_t vcpus;
 };
 
-static void tvm_new_mode(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms,
-			 enum squib_kvm_dirty_log_mode mode)
+static void tvm_new_ram(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms,
+			enum squib_kvm_dirty_log_mode mode, void *ram)
 {
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
 	struct squib_error_detail d;
@@ -89,8 +90,14 @@ static void tvm_new_mode(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t p
 	if (rc)
 		fail_msg("squib_kvm_vm_new: %s", d.msg);
 	t->vcpus = vcpus;
-	assert_int_equal(squib_kvm_vm_add_ram(t->vm, 0, RAM_SIZE, NULL, NULL, &d), 0);
+	assert_int_equal(squib_kvm_vm_add_ram(t->vm, 0, RAM_SIZE, ram, NULL, &d), 0);
 	assert_int_equal(squib_kvm_vm_add_console(t->vm, PORT_CONSOLE, &t->console, &d), 0);
+}
+
+static void tvm_new_mode(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms,
+			 enum squib_kvm_dirty_log_mode mode)
+{
+	tvm_new_ram(t, vcpus, irqchip, pause_timeout_ms, mode, NULL);
 }
 
 static void tvm_new(struct tvm *t, uint32_t vcpus, bool irqchip, uint32_t pause_timeout_ms)
@@ -446,13 +453,30 @@ static void test_should_capture_x86_state_and_round_trip_it_through_the_format(v
 	free(g.code);
 }
 
+/* The saved RAM as a restore backend would give it: a file (here a memfd)
+ * mapped MAP_PRIVATE, so the guest's writes never reach the file. */
+static void *map_ram_file(const uint8_t *ram, int *fd)
+{
+	void *p;
+
+	*fd = memfd_create("squib-test-ram", MFD_CLOEXEC);
+	assert_true(*fd >= 0);
+	assert_int_equal(write(*fd, ram, RAM_SIZE), RAM_SIZE);
+	p = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, *fd, 0);
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
 /*
  * Run, pause, capture, copy RAM, encode; destroy the VM; decode into a new
- * VM object, copy RAM back, restore, run: each vCPU's counter carries on
+ * VM object, give it the RAM (copied into its own memory, or as a mapped
+ * file the caller provides), restore, run: each vCPU's counter carries on
  * from its saved value, neither from zero nor backwards.
  */
-static void restore_continues_counting(bool irqchip)
+static void restore_continues_counting(bool irqchip, bool mapped)
 {
+	void *mapping = NULL;
+	int fd = -1;
 	uint64_t saved[2], saved_reports[2];
 	struct squib_microvm_state s;
 	struct squib_error_detail d;
@@ -483,9 +507,14 @@ static void restore_continues_counting(bool irqchip)
 	squib_kvm_vm_free(t.vm);
 
 	assert_int_equal(squib_state_decode(file, len, SQUIB_ARCH_X86_64, &s, NULL, &d), 0);
-	tvm_new(&t, 2, irqchip, 0);
+	if (mapped)
+		mapping = map_ram_file(ram, &fd);
+	tvm_new_ram(&t, 2, irqchip, 0, SQUIB_KVM_DIRTY_LOG_AUTO, mapping);
 	tvm_add_counter(&t);
-	assert_int_equal(squib_kvm_vm_write(t.vm, 0, ram, RAM_SIZE, &d), 0);
+	if (mapped)
+		assert_ptr_equal(squib_kvm_vm_gpa_to_hva(t.vm, 0, 1), mapping);
+	else
+		assert_int_equal(squib_kvm_vm_write(t.vm, 0, ram, RAM_SIZE, &d), 0);
 	rc = squib_kvm_vm_restore(t.vm, &s, &d);
 	if (rc)
 		fail_msg("restore: %s (%s)", squib_error_name(rc), d.msg);
@@ -500,6 +529,15 @@ static void restore_continues_counting(bool irqchip)
 	}
 	squib_state_free(&s);
 	squib_kvm_vm_free(t.vm);
+	if (mapped) {
+		uint64_t in_file = 0;
+
+		/* MAP_PRIVATE: the guest's writes stayed out of the file. */
+		assert_int_equal(pread(fd, &in_file, 8, COUNTERS), 8);
+		assert_int_equal(in_file, saved[0]);
+		munmap(mapping, RAM_SIZE);
+		close(fd);
+	}
 	free(file);
 	free(ram);
 	free(g.code);
@@ -508,13 +546,14 @@ static void restore_continues_counting(bool irqchip)
 static void test_should_restore_into_a_fresh_vm_and_continue_counting(void **state)
 {
 	(void)state;
-	restore_continues_counting(true);
+	restore_continues_counting(true, false);
 }
 
-static void test_should_restore_without_an_irqchip_too(void **state)
+/* Also: the RAM is a caller's mapping of a file, as a restore backend provides. */
+static void test_should_restore_without_an_irqchip_into_a_mapped_file(void **state)
 {
 	(void)state;
-	restore_continues_counting(false);
+	restore_continues_counting(false, true);
 }
 
 static void capture_paused(struct tvm *t, const struct guest *g, struct squib_microvm_state *s)
@@ -864,7 +903,7 @@ int main(void)
 		cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
 		cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
 		cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
-		cmocka_unit_test(test_should_restore_without_an_irqchip_too),
+		cmocka_unit_test(test_should_restore_without_an_irqchip_into_a_mapped_file),
 		cmocka_unit_test(test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls),
 		cmocka_unit_test(test_should_report_exactly_the_pages_the_guest_wrote),
 		cmocka_unit_test(test_should_report_exactly_the_written_pages_without_initially_set),
