@@ -109,7 +109,8 @@ int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **o
 		     struct squib_error_detail *d);
 
 /* Stop and join the vCPU threads, close every fd, unmap the VM's own RAM.
- * Trackers made on the VM must be freed first. NULL is a no-op. */
+ * Trackers made on the VM must be freed first, and no device callback may
+ * be blocked for good (its vCPU thread could not be joined). NULL is a no-op. */
 void squib_kvm_vm_free(struct squib_kvm_vm *vm);
 
 uint32_t squib_kvm_vm_vcpu_count(const struct squib_kvm_vm *vm);
