@@ -17,6 +17,7 @@
 #include "memlayout.h"
 #include "util.h"
 #include "wire.h"
+#include "x86_codec.h"
 
 struct squib_version squib_format_version(void)
 {
@@ -78,6 +79,7 @@ struct encoder {
 static bool is_known_tag(uint32_t tag)
 {
 	return (tag >= SQUIB_SECTION_VM_INFO && tag <= SQUIB_SECTION_MMDS) ||
+	       tag == SQUIB_SECTION_VCPU_X86_64 || tag == SQUIB_SECTION_X86_VM ||
 	       tag == SQUIB_SECTION_MEMORY;
 }
 
@@ -94,6 +96,10 @@ static const char *section_name(uint32_t tag)
 		return "DEVICE";
 	case SQUIB_SECTION_MMDS:
 		return "MMDS";
+	case SQUIB_SECTION_VCPU_X86_64:
+		return "VCPU_X86_64";
+	case SQUIB_SECTION_X86_VM:
+		return "X86_VM";
 	case SQUIB_SECTION_MEMORY:
 		return "MEMORY";
 	default:
@@ -119,14 +125,28 @@ static int check_vm_info(const struct squib_vm_info *vi, struct squib_error_deta
 	return check_str(vi->boot_args, "vm_info.boot_args", d);
 }
 
+static int check_x86(const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	int rc;
+
+	if (s->vcpu_count && !s->x86_vcpus)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "x86_64 state with %u vCPUs has no x86_vcpus", s->vcpu_count);
+	for (uint32_t i = 0; i < s->vcpu_count; i++)
+		if ((rc = squib_x86_check_vcpu(&s->x86_vcpus[i], i, d)))
+			return rc;
+	return 0;
+}
+
 static int check_vcpus(const struct squib_microvm_state *s, struct squib_error_detail *d)
 {
 	if (s->vcpu_count > SQUIB_STATE_MAX_VCPUS)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "%u vCPUs (at most %d)",
 				      s->vcpu_count, SQUIB_STATE_MAX_VCPUS);
-	if (s->vcpu_count && s->arch != SQUIB_ARCH_AARCH64)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "format 1.0 has no x86_64 vCPU section");
+	if (s->arch == SQUIB_ARCH_X86_64)
+		return check_x86(s, d);
+	if (s->x86_vm)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "x86_vm in an aarch64 state");
 	if (s->vcpu_count && !s->arm64_vcpus)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "arm64_vcpus is NULL");
 	for (uint32_t i = 0; i < s->vcpu_count; i++) {
@@ -347,9 +367,38 @@ static int put_vcpus(struct encoder *e)
 {
 	int rc = 0;
 
+	if (e->s->arch != SQUIB_ARCH_AARCH64)
+		return 0;
 	for (uint32_t i = 0; !rc && i < e->s->vcpu_count; i++)
 		rc = put_vcpu(e, i);
 	return rc;
+}
+
+static int put_x86_vcpus(struct encoder *e)
+{
+	int rc = 0;
+
+	if (e->s->arch != SQUIB_ARCH_X86_64)
+		return 0;
+	for (uint32_t i = 0; !rc && i < e->s->vcpu_count; i++) {
+		size_t sec = squib_wire_section_begin(&e->w, SQUIB_SECTION_VCPU_X86_64, 0);
+
+		rc = squib_x86_put_vcpu(&e->w, &e->s->x86_vcpus[i], i, e->d);
+		squib_wire_section_end(&e->w, sec);
+	}
+	return rc;
+}
+
+static int put_x86_vm(struct encoder *e)
+{
+	size_t sec;
+
+	if (!e->s->x86_vm)
+		return 0;
+	sec = squib_wire_section_begin(&e->w, SQUIB_SECTION_X86_VM, 0);
+	squib_x86_put_vm(&e->w, e->s->x86_vm);
+	squib_wire_section_end(&e->w, sec);
+	return 0;
 }
 
 /* x86_64 has no GIC: the section is written there only when it carries
@@ -456,9 +505,14 @@ static const struct {
 	uint16_t tag;
 	int (*put)(struct encoder *e);
 } known_sections[] = {
-	{SQUIB_SECTION_VM_INFO, put_vm_info}, {SQUIB_SECTION_VCPU_ARM64, put_vcpus},
-	{SQUIB_SECTION_GIC, put_gic},	      {SQUIB_SECTION_DEVICE, put_devices},
-	{SQUIB_SECTION_MMDS, put_mmds},       {SQUIB_SECTION_MEMORY, put_memory},
+	{SQUIB_SECTION_VM_INFO, put_vm_info},
+	{SQUIB_SECTION_VCPU_ARM64, put_vcpus},
+	{SQUIB_SECTION_GIC, put_gic},
+	{SQUIB_SECTION_DEVICE, put_devices},
+	{SQUIB_SECTION_MMDS, put_mmds},
+	{SQUIB_SECTION_VCPU_X86_64, put_x86_vcpus},
+	{SQUIB_SECTION_X86_VM, put_x86_vm},
+	{SQUIB_SECTION_MEMORY, put_memory},
 };
 
 static int put_sections(struct encoder *e)
@@ -558,25 +612,40 @@ static int next_section(struct squib_wire_reader *r, struct section *sec)
 
 /* ---- pass 1: framing, counts and presence ---------------------------- */
 
+/* The architecture a section belongs to; ANY for sections of both. */
+static enum squib_arch section_arch(uint16_t tag)
+{
+	switch (tag) {
+	case SQUIB_SECTION_VCPU_ARM64:
+		return SQUIB_ARCH_AARCH64;
+	case SQUIB_SECTION_VCPU_X86_64:
+	case SQUIB_SECTION_X86_VM:
+		return SQUIB_ARCH_X86_64;
+	default:
+		return SQUIB_ARCH_ANY;
+	}
+}
+
 static int count_known(struct decoder *c, const struct section *sec)
 {
 	uint32_t n = ++c->count[sec->tag];
 	const char *name = section_name(sec->tag);
+	enum squib_arch arch = section_arch(sec->tag);
 
 	if (sec->flags)
 		return squib_fail_msg(c->d, SQUIB_E_ENCODING,
 				      "%s section at offset %zu has flags 0x%04x (must be 0)", name,
 				      sec->off, sec->flags);
+	if (arch != SQUIB_ARCH_ANY && arch != c->s->arch)
+		return squib_fail_msg(c->d, SQUIB_E_ENCODING, "%s section at offset %zu in an %s file",
+				      name, sec->off, squib_arch_name(c->s->arch));
 	switch (sec->tag) {
 	case SQUIB_SECTION_VCPU_ARM64:
-		if (c->s->arch != SQUIB_ARCH_AARCH64)
-			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-					      "VCPU_ARM64 section at offset %zu in an %s file",
-					      sec->off, squib_arch_name(c->s->arch));
+	case SQUIB_SECTION_VCPU_X86_64:
 		if (n > SQUIB_STATE_MAX_VCPUS)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
-					      "more than %d VCPU_ARM64 sections (offset %zu)",
-					      SQUIB_STATE_MAX_VCPUS, sec->off);
+					      "more than %d %s sections (offset %zu)",
+					      SQUIB_STATE_MAX_VCPUS, name, sec->off);
 		return 0;
 	case SQUIB_SECTION_DEVICE:
 		if (n > SQUIB_STATE_MAX_DEVICES)
@@ -584,7 +653,7 @@ static int count_known(struct decoder *c, const struct section *sec)
 					      "more than %d DEVICE sections (offset %zu)",
 					      SQUIB_STATE_MAX_DEVICES, sec->off);
 		return 0;
-	default: /* VM_INFO, GIC, MMDS, MEMORY: singletons */
+	default: /* VM_INFO, GIC, MMDS, X86_VM, MEMORY: singletons */
 		if (n > 1)
 			return squib_fail_msg(c->d, SQUIB_E_ENCODING,
 					      "duplicate %s section at offset %zu", name, sec->off);
@@ -643,11 +712,15 @@ static int scan_sections(struct decoder *c)
 static int alloc_arrays(struct decoder *c)
 {
 	struct squib_microvm_state *s = c->s;
-	uint32_t nv = c->count[SQUIB_SECTION_VCPU_ARM64], nd = c->count[SQUIB_SECTION_DEVICE];
+	uint32_t na = c->count[SQUIB_SECTION_VCPU_ARM64], nx = c->count[SQUIB_SECTION_VCPU_X86_64];
+	uint32_t nd = c->count[SQUIB_SECTION_DEVICE];
 
-	if (nv && !(s->arm64_vcpus = calloc(nv, sizeof(*s->arm64_vcpus))))
+	/* count_known lets only the file's own architecture's vCPUs through. */
+	if (na && !(s->arm64_vcpus = calloc(na, sizeof(*s->arm64_vcpus))))
 		return squib_fail(c->d, SQUIB_E_NOMEM);
-	s->vcpu_count = nv;
+	if (nx && !(s->x86_vcpus = calloc(nx, sizeof(*s->x86_vcpus))))
+		return squib_fail(c->d, SQUIB_E_NOMEM);
+	s->vcpu_count = na + nx;
 	if (nd && !(s->devices = calloc(nd, sizeof(*s->devices))))
 		return squib_fail(c->d, SQUIB_E_NOMEM);
 	s->device_count = nd;
@@ -904,6 +977,13 @@ static int decode_memory(struct decoder *c, struct section *sec)
 	return rc;
 }
 
+static int decode_x86_vm(struct decoder *c, struct squib_wire_reader *r)
+{
+	if (!(c->s->x86_vm = calloc(1, sizeof(*c->s->x86_vm))))
+		return squib_fail(c->d, SQUIB_E_NOMEM);
+	return squib_x86_get_vm(r, c->s->x86_vm);
+}
+
 /* An unknown section: kept verbatim when skippable, ignored otherwise (the
  * caller reports it once everything else has been checked). */
 static int keep_extra(struct decoder *c, struct section *sec)
@@ -945,6 +1025,13 @@ static int decode_section(struct decoder *c, struct section *sec)
 		break;
 	case SQUIB_SECTION_MMDS:
 		rc = decode_mmds(c, &sec->body);
+		break;
+	case SQUIB_SECTION_VCPU_X86_64:
+		rc = squib_x86_get_vcpu(&sec->body, c->vcpus, &c->s->x86_vcpus[c->vcpus]);
+		c->vcpus++;
+		break;
+	case SQUIB_SECTION_X86_VM:
+		rc = decode_x86_vm(c, &sec->body);
 		break;
 	case SQUIB_SECTION_MEMORY:
 		return decode_memory(c, sec);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "x86_codec.h"
+
 static const char *or_empty(const char *s)
 {
 	return s ? s : "";
@@ -45,6 +47,13 @@ static void mmds_free(struct squib_mmds_state *m)
 	free(m);
 }
 
+static void x86_vcpu_release(struct squib_x86_vcpu *v)
+{
+	free(v->cpuid);
+	free(v->msrs);
+	free(v->xsave);
+}
+
 void squib_state_free(struct squib_microvm_state *s)
 {
 	if (!s)
@@ -53,6 +62,10 @@ void squib_state_free(struct squib_microvm_state *s)
 	for (uint32_t i = 0; s->arm64_vcpus && i < s->vcpu_count; i++)
 		free(s->arm64_vcpus[i].sys_regs);
 	free(s->arm64_vcpus);
+	for (uint32_t i = 0; s->x86_vcpus && i < s->vcpu_count; i++)
+		x86_vcpu_release(&s->x86_vcpus[i]);
+	free(s->x86_vcpus);
+	free(s->x86_vm);
 	free(s->gic.bytes);
 	devices_free(s->devices, s->device_count);
 	mmds_free(s->mmds);
@@ -134,16 +147,101 @@ static bool extra_equal(const struct squib_raw_section *a, const struct squib_ra
 	       bytes_equal(a->bytes, a->len, b->bytes, b->len);
 }
 
+/* ---- x86_64: field by field, the structs have padding ------------------- */
+
+static bool x86_segment_equal(const struct squib_x86_segment *a, const struct squib_x86_segment *b)
+{
+	return a->base == b->base && a->limit == b->limit && a->selector == b->selector &&
+	       a->type == b->type && a->present == b->present && a->dpl == b->dpl &&
+	       a->db == b->db && a->s == b->s && a->l == b->l && a->g == b->g && a->avl == b->avl &&
+	       a->unusable == b->unusable;
+}
+
+static bool x86_dtable_equal(const struct squib_x86_dtable *a, const struct squib_x86_dtable *b)
+{
+	return a->base == b->base && a->limit == b->limit;
+}
+
+static bool x86_sregs_equal(const struct squib_x86_sregs *a, const struct squib_x86_sregs *b)
+{
+	const struct squib_x86_segment *sa[] = {&a->cs, &a->ds, &a->es, &a->fs,
+						&a->gs, &a->ss, &a->tr, &a->ldt};
+	const struct squib_x86_segment *sb[] = {&b->cs, &b->ds, &b->es, &b->fs,
+						&b->gs, &b->ss, &b->tr, &b->ldt};
+
+	for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
+		if (!x86_segment_equal(sa[i], sb[i]))
+			return false;
+	return x86_dtable_equal(&a->gdt, &b->gdt) && x86_dtable_equal(&a->idt, &b->idt) &&
+	       a->cr0 == b->cr0 && a->cr2 == b->cr2 && a->cr3 == b->cr3 && a->cr4 == b->cr4 &&
+	       a->cr8 == b->cr8 && a->efer == b->efer && a->apic_base == b->apic_base &&
+	       memcmp(a->interrupt_bitmap, b->interrupt_bitmap, sizeof(a->interrupt_bitmap)) == 0;
+}
+
+static bool x86_arrays_equal(const struct squib_x86_vcpu *a, const struct squib_x86_vcpu *b)
+{
+	if (a->xcr_count != b->xcr_count || a->cpuid_count != b->cpuid_count ||
+	    a->msr_count != b->msr_count)
+		return false;
+	for (uint32_t i = 0; i < a->xcr_count; i++)
+		if (a->xcrs[i].xcr != b->xcrs[i].xcr || a->xcrs[i].value != b->xcrs[i].value)
+			return false;
+	for (uint32_t i = 0; i < a->cpuid_count; i++) {
+		const struct squib_x86_cpuid_entry *x = &a->cpuid[i], *y = &b->cpuid[i];
+		if (x->function != y->function || x->index != y->index || x->flags != y->flags ||
+		    x->eax != y->eax || x->ebx != y->ebx || x->ecx != y->ecx || x->edx != y->edx)
+			return false;
+	}
+	for (uint32_t i = 0; i < a->msr_count; i++)
+		if (a->msrs[i].index != b->msrs[i].index || a->msrs[i].value != b->msrs[i].value)
+			return false;
+	return bytes_equal(a->xsave, a->xsave_size, b->xsave, b->xsave_size);
+}
+
+/* Arrays compare in stored order; decoded states hold them in canonical order. */
+static bool x86_vcpu_equal(const struct squib_x86_vcpu *a, const struct squib_x86_vcpu *b)
+{
+	if (memcmp(&a->regs, &b->regs, sizeof(a->regs)) != 0 ||
+	    memcmp(&a->debugregs, &b->debugregs, sizeof(a->debugregs)) != 0 ||
+	    !x86_sregs_equal(&a->sregs, &b->sregs))
+		return false;
+	if (memcmp(a->events, b->events, sizeof(a->events)) != 0 || a->mp_state != b->mp_state ||
+	    a->tsc_khz != b->tsc_khz || a->has_lapic != b->has_lapic)
+		return false;
+	if (a->has_lapic && memcmp(a->lapic, b->lapic, sizeof(a->lapic)) != 0)
+		return false;
+	return x86_arrays_equal(a, b);
+}
+
+static bool x86_vm_equal(const struct squib_x86_vm_state *a, const struct squib_x86_vm_state *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->clock.clock != b->clock.clock || a->clock.flags != b->clock.flags ||
+	    a->clock.realtime != b->clock.realtime || a->clock.host_tsc != b->clock.host_tsc)
+		return false;
+	if (a->has_irqchip != b->has_irqchip || a->has_pit != b->has_pit)
+		return false;
+	if (a->has_irqchip && (memcmp(a->pic_master, b->pic_master, sizeof(a->pic_master)) ||
+			       memcmp(a->pic_slave, b->pic_slave, sizeof(a->pic_slave)) ||
+			       memcmp(a->ioapic, b->ioapic, sizeof(a->ioapic))))
+		return false;
+	return !a->has_pit || memcmp(a->pit, b->pit, sizeof(a->pit)) == 0;
+}
+
 static bool vcpus_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b)
 {
 	if (a->vcpu_count != b->vcpu_count)
 		return false;
-	if (a->arch != SQUIB_ARCH_AARCH64)
-		return true;
-	for (uint32_t i = 0; i < a->vcpu_count; i++)
-		if (!vcpu_equal(&a->arm64_vcpus[i], &b->arm64_vcpus[i]))
+	for (uint32_t i = 0; i < a->vcpu_count; i++) {
+		if (a->arch == SQUIB_ARCH_AARCH64 &&
+		    !vcpu_equal(&a->arm64_vcpus[i], &b->arm64_vcpus[i]))
 			return false;
-	return true;
+		if (a->arch == SQUIB_ARCH_X86_64 &&
+		    !x86_vcpu_equal(&a->x86_vcpus[i], &b->x86_vcpus[i]))
+			return false;
+	}
+	return a->arch != SQUIB_ARCH_X86_64 || x86_vm_equal(a->x86_vm, b->x86_vm);
 }
 
 bool squib_state_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b)
@@ -202,6 +300,114 @@ int squib_state_add_arm64_vcpu(struct squib_microvm_state *s, uint64_t mpidr,
 	v->psci_state = SQUIB_PSCI_OFF;
 	if (out)
 		*out = v;
+	return 0;
+}
+
+int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcpu **out)
+{
+	struct squib_x86_vcpu *v;
+
+	if (!s || s->arch != SQUIB_ARCH_X86_64 || s->vcpu_count >= SQUIB_STATE_MAX_VCPUS)
+		return SQUIB_E_INVALID_ARGUMENT;
+	v = realloc(s->x86_vcpus, (s->vcpu_count + 1) * sizeof(*v));
+	if (!v)
+		return SQUIB_E_NOMEM;
+	s->x86_vcpus = v;
+	v = &v[s->vcpu_count++];
+	memset(v, 0, sizeof(*v));
+	if (out)
+		*out = v;
+	return 0;
+}
+
+/*
+ * Replace *dst (n_dst entries) with a heap copy of n entries of `size`
+ * bytes, sorted by cmp (NULL: kept in order). Equal keys are refused.
+ */
+static int replace_array(void **dst, uint32_t *n_dst, const void *src, uint32_t n, size_t size,
+			 int (*cmp)(const void *, const void *))
+{
+	uint8_t *copy = NULL;
+
+	if (n && !src)
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (n) {
+		copy = malloc((size_t)n * size);
+		if (!copy)
+			return SQUIB_E_NOMEM;
+		memcpy(copy, src, (size_t)n * size);
+	}
+	if (n && cmp) {
+		qsort(copy, n, size, cmp);
+		for (uint32_t i = 1; i < n; i++)
+			if (cmp(copy + (i - 1) * size, copy + i * size) == 0) {
+				free(copy);
+				return SQUIB_E_INVALID_ARGUMENT;
+			}
+	}
+	free(*dst);
+	*dst = copy;
+	*n_dst = n;
+	return 0;
+}
+
+int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
+			    uint32_t n)
+{
+	if (!v || n > SQUIB_X86_MAX_MSRS)
+		return SQUIB_E_INVALID_ARGUMENT;
+	return replace_array((void **)&v->msrs, &v->msr_count, msrs, n, sizeof(*msrs),
+			     squib_x86_msr_cmp);
+}
+
+int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cpuid_entry *e,
+			     uint32_t n)
+{
+	if (!v || n > SQUIB_X86_MAX_CPUID)
+		return SQUIB_E_INVALID_ARGUMENT;
+	return replace_array((void **)&v->cpuid, &v->cpuid_count, e, n, sizeof(*e),
+			     squib_x86_cpuid_cmp);
+}
+
+int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x, uint32_t n)
+{
+	struct squib_x86_xcr sorted[SQUIB_X86_MAX_XCRS];
+
+	if (!v || n > SQUIB_X86_MAX_XCRS || (n && !x))
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (n)
+		memcpy(sorted, x, n * sizeof(*x));
+	qsort(sorted, n, sizeof(*sorted), squib_x86_xcr_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (sorted[i - 1].xcr == sorted[i].xcr)
+			return SQUIB_E_INVALID_ARGUMENT;
+	if (n)
+		memcpy(v->xcrs, sorted, n * sizeof(*x));
+	v->xcr_count = n;
+	return 0;
+}
+
+int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size)
+{
+	if (!v || (size && (size < SQUIB_X86_XSAVE_MIN || size > SQUIB_X86_XSAVE_MAX || size % 4)))
+		return SQUIB_E_INVALID_ARGUMENT;
+	return replace_array((void **)&v->xsave, &v->xsave_size, bytes, size, 1, NULL);
+}
+
+int squib_state_set_x86_vm(struct squib_microvm_state *s, const struct squib_x86_vm_state *vm)
+{
+	struct squib_x86_vm_state *copy = NULL;
+
+	if (!s || s->arch != SQUIB_ARCH_X86_64)
+		return SQUIB_E_INVALID_ARGUMENT;
+	if (vm) {
+		copy = malloc(sizeof(*copy));
+		if (!copy)
+			return SQUIB_E_NOMEM;
+		*copy = *vm;
+	}
+	free(s->x86_vm);
+	s->x86_vm = copy;
 	return 0;
 }
 
@@ -417,6 +623,9 @@ int squib_state_verify_compatible(const struct squib_microvm_state *s, struct sq
 	if (!s || (s->arch != SQUIB_ARCH_AARCH64 && s->arch != SQUIB_ARCH_X86_64))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has no architecture");
 	if (s->vcpu_count == 0 || s->vcpu_count > SQUIB_MAX_VCPUS || s->vm_info.smt)
+		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+	/* KVM x86 restores the clock and interrupt controllers from the VM state. */
+	if (s->arch == SQUIB_ARCH_X86_64 && !s->x86_vm)
 		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
 	/* The GIC rules are the arm64 interrupt controller's; x86_64 has none. */
 	if (s->arch == SQUIB_ARCH_AARCH64 && (s->gic.size == 0 || s->gic.len != s->gic.size))

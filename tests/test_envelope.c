@@ -812,6 +812,302 @@ static void b_gic_past_end(struct squib_wire_writer *w)
 	squib_wire_section_end(w, s);
 }
 
+/* ---- x86_64 sections, built by hand from docs/FORMAT.md ---------------------- */
+
+struct x86_shape {
+	uint32_t mp_state;
+	uint8_t lapic_tag;
+	uint32_t xcr_count;
+	const uint32_t *xcrs; /* indices */
+	uint32_t cpuid_count;
+	const uint32_t *cpuid; /* (function, index) pairs */
+	uint32_t msr_count;
+	const uint32_t *msrs; /* indices */
+	uint32_t xsave_size;
+	uint32_t xsave_declared; /* the blob's length field */
+	size_t trailing;	 /* extra bytes at the end */
+};
+
+static const uint32_t xcrs_ok[] = {0, 1};
+static const uint32_t cpuid_ok[] = {0, 0, 1, 0, 7, 0, 7, 1, 0x40000000, 0};
+static const uint32_t msrs_ok[] = {0x10, 0x174, 0xc0000080, 0xc0000100};
+
+static const struct x86_shape x86_ok = {
+	.mp_state = 3,
+	.lapic_tag = 1,
+	.xcr_count = 2,
+	.xcrs = xcrs_ok,
+	.cpuid_count = 5,
+	.cpuid = cpuid_ok,
+	.msr_count = 4,
+	.msrs = msrs_ok,
+	.xsave_size = 4096,
+	.xsave_declared = 4096,
+};
+
+/* Field values are derived from their offsets so a misplaced field shows. */
+static void x86_segment_fields(struct squib_wire_writer *w, uint64_t k)
+{
+	squib_wire_put_u64(w, 0x1000 * k);
+	squib_wire_put_u32(w, 0xFFFF0 + (uint32_t)k);
+	squib_wire_put_u16(w, (uint16_t)(8 * k));
+	for (uint8_t j = 0; j < 9; j++)
+		squib_wire_put_u8(w, (uint8_t)(16 * k + j));
+}
+
+static void x86_fixed_fields(struct squib_wire_writer *w, uint32_t mp_state)
+{
+	for (uint64_t i = 0; i < 18; i++) /* rax .. rflags */
+		squib_wire_put_u64(w, 0x100 + i);
+	for (uint64_t k = 0; k < 8; k++) /* cs ds es fs gs ss tr ldt */
+		x86_segment_fields(w, k);
+	squib_wire_put_u64(w, 0x6000); /* gdt */
+	squib_wire_put_u16(w, 0x27);
+	squib_wire_put_u64(w, 0x7000); /* idt */
+	squib_wire_put_u16(w, 0xFFF);
+	for (uint64_t i = 0; i < 7; i++) /* cr0 cr2 cr3 cr4 cr8 efer apic_base */
+		squib_wire_put_u64(w, 0x200 + i);
+	for (uint64_t i = 0; i < 4; i++) /* interrupt_bitmap */
+		squib_wire_put_u64(w, 0x300 + i);
+	for (uint64_t i = 0; i < 7; i++) /* db0..3, dr6, dr7, flags */
+		squib_wire_put_u64(w, 0x400 + i);
+	for (int i = 0; i < 64; i++) /* events */
+		squib_wire_put_u8(w, (uint8_t)(0x80 + i));
+	squib_wire_put_u32(w, mp_state);
+	squib_wire_put_u32(w, 2400000); /* tsc_khz */
+}
+
+static void x86_vcpu_fields(struct squib_wire_writer *w, const struct x86_shape *x)
+{
+	x86_fixed_fields(w, x->mp_state);
+	squib_wire_put_u8(w, x->lapic_tag);
+	for (int i = 0; x->lapic_tag == 1 && i < SQUIB_X86_LAPIC_SIZE; i++)
+		squib_wire_put_u8(w, (uint8_t)i);
+	squib_wire_put_u32(w, x->xcr_count);
+	for (uint32_t i = 0; i < x->xcr_count; i++) {
+		squib_wire_put_u32(w, x->xcrs[i]);
+		squib_wire_put_u64(w, 7 + x->xcrs[i]);
+	}
+	squib_wire_put_u32(w, x->cpuid_count);
+	for (uint32_t i = 0; i < x->cpuid_count; i++) {
+		squib_wire_put_u32(w, x->cpuid[2 * i]);
+		squib_wire_put_u32(w, x->cpuid[2 * i + 1]);
+		for (uint32_t k = 0; k < 5; k++) /* flags eax ebx ecx edx */
+			squib_wire_put_u32(w, 0x500 + k);
+	}
+	squib_wire_put_u32(w, x->msr_count);
+	for (uint32_t i = 0; i < x->msr_count; i++) {
+		squib_wire_put_u32(w, x->msrs[i]);
+		squib_wire_put_u64(w, 0x600 + (uint64_t)i);
+	}
+	squib_wire_put_u32(w, x->xsave_declared);
+	for (uint32_t i = 0; i < x->xsave_size; i++)
+		squib_wire_put_u8(w, (uint8_t)(i * 3));
+	for (size_t i = 0; i < x->trailing; i++)
+		squib_wire_put_u8(w, 0);
+}
+
+static void sec_x86_vcpu(struct squib_wire_writer *w, const struct x86_shape *x)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_X86_64, 0);
+
+	x86_vcpu_fields(w, x);
+	squib_wire_section_end(w, s);
+}
+
+/* irqchip / pit: 0 absent, 1 present, anything else a bad option byte. */
+static void sec_x86_vm(struct squib_wire_writer *w, uint8_t irqchip, uint8_t pit, size_t trailing)
+{
+	size_t s = squib_wire_section_begin(w, SQUIB_SECTION_X86_VM, 0);
+
+	squib_wire_put_u64(w, 123456789); /* clock */
+	squib_wire_put_u32(w, 2);	   /* flags */
+	squib_wire_put_u64(w, 11);	   /* realtime */
+	squib_wire_put_u64(w, 22);	   /* host_tsc */
+	squib_wire_put_u8(w, irqchip);
+	for (int i = 0; irqchip == 1 && i < 16 + 16 + 216; i++)
+		squib_wire_put_u8(w, (uint8_t)(i + 1));
+	squib_wire_put_u8(w, pit);
+	for (int i = 0; pit == 1 && i < 112; i++)
+		squib_wire_put_u8(w, (uint8_t)(i + 2));
+	for (size_t i = 0; i < trailing; i++)
+		squib_wire_put_u8(w, 0);
+	squib_wire_section_end(w, s);
+}
+
+static void b_x86_vcpu(struct squib_wire_writer *w, const struct x86_shape *x)
+{
+	sec_vm_info(w);
+	sec_x86_vcpu(w, x);
+	sec_x86_vm(w, 1, 1, 0);
+}
+
+static void b_x86_vcpu_in_a64(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_x86_vcpu(w, &x86_ok);
+}
+static void b_x86_vm_in_a64(struct squib_wire_writer *w)
+{
+	minimal(w);
+	sec_x86_vm(w, 0, 0, 0);
+}
+static void b_x86_dup_vm(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_x86_vm(w, 0, 0, 0);
+	sec_x86_vm(w, 0, 0, 0);
+}
+static void b_x86_too_many_vcpus(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.lapic_tag = 0;
+	x.xsave_size = x.xsave_declared = 0;
+	sec_vm_info(w);
+	for (int i = 0; i <= SQUIB_STATE_MAX_VCPUS; i++)
+		sec_x86_vcpu(w, &x);
+}
+static void b_x86_mp_state(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.mp_state = 11;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_lapic_tag(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.lapic_tag = 2;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_xcr_count(struct squib_wire_writer *w)
+{
+	static const uint32_t many[17] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	struct x86_shape x = x86_ok;
+
+	x.xcr_count = 17;
+	x.xcrs = many;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_xcr_order(struct squib_wire_writer *w)
+{
+	static const uint32_t desc[] = {1, 0};
+	struct x86_shape x = x86_ok;
+
+	x.xcrs = desc;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_cpuid_dup(struct squib_wire_writer *w)
+{
+	static const uint32_t dup[] = {7, 1, 7, 1};
+	struct x86_shape x = x86_ok;
+
+	x.cpuid_count = 2;
+	x.cpuid = dup;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_msr_order(struct squib_wire_writer *w)
+{
+	static const uint32_t desc[] = {0x174, 0x10};
+	struct x86_shape x = x86_ok;
+
+	x.msr_count = 2;
+	x.msrs = desc;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_msrs_past_end(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_X86_64, 0);
+	x86_fixed_fields(w, 0);
+	squib_wire_put_u8(w, 0);     /* no lapic */
+	squib_wire_put_u32(w, 0);    /* xcrs */
+	squib_wire_put_u32(w, 0);    /* cpuid */
+	squib_wire_put_u32(w, 1024); /* msr_count at the limit, entries missing */
+	squib_wire_section_end(w, s);
+}
+static void b_x86_msr_count(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_X86_64, 0);
+	x86_fixed_fields(w, 0);
+	squib_wire_put_u8(w, 0);
+	squib_wire_put_u32(w, 0);
+	squib_wire_put_u32(w, 0);
+	squib_wire_put_u32(w, 1025);
+	squib_wire_section_end(w, s);
+}
+static void b_x86_cpuid_over(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_VCPU_X86_64, 0);
+	x86_fixed_fields(w, 0);
+	squib_wire_put_u8(w, 0);
+	squib_wire_put_u32(w, 0);
+	squib_wire_put_u32(w, 257);
+	squib_wire_section_end(w, s);
+}
+static void b_x86_xsave_small(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.xsave_size = x.xsave_declared = 512;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_xsave_odd(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.xsave_size = x.xsave_declared = 4098;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_xsave_past_end(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.xsave_declared = 8192;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_vcpu_trailing(struct squib_wire_writer *w)
+{
+	struct x86_shape x = x86_ok;
+
+	x.trailing = 3;
+	b_x86_vcpu(w, &x);
+}
+static void b_x86_vm_opt(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_x86_vm(w, 1, 2, 0);
+}
+static void b_x86_vm_trailing(struct squib_wire_writer *w)
+{
+	sec_vm_info(w);
+	sec_x86_vm(w, 0, 1, 5);
+}
+static void b_x86_vm_truncated(struct squib_wire_writer *w)
+{
+	size_t s;
+
+	sec_vm_info(w);
+	s = squib_wire_section_begin(w, SQUIB_SECTION_X86_VM, 0);
+	squib_wire_put_u64(w, 1);
+	squib_wire_put_u32(w, 0);
+	squib_wire_put_u64(w, 0);
+	squib_wire_put_u64(w, 0);
+	squib_wire_put_u8(w, 1);
+	squib_wire_put_bytes(w, "pic", 3);
+	squib_wire_section_end(w, s);
+}
+
 #define A64 SQUIB_MAGIC_AARCH64
 #define X86 SQUIB_MAGIC_X86_64
 
@@ -860,6 +1156,30 @@ static const struct bad_file bad_files[] = {
 	 "duplicate device (mmio_slot 2, id \"eth0\")"},
 	{"empty GIC in x86_64 file", X86, b_x86_empty_gic, NULL, "empty GIC section"},
 	{"GIC blob past end", A64, b_gic_past_end, NULL, "truncated gic.bytes"},
+	{"x86 vCPU in aarch64 file", A64, b_x86_vcpu_in_a64, NULL,
+	 "VCPU_X86_64 section at offset 114 in an aarch64 file"},
+	{"x86 VM state in aarch64 file", A64, b_x86_vm_in_a64, NULL,
+	 "X86_VM section at offset 114 in an aarch64 file"},
+	{"duplicate X86_VM", X86, b_x86_dup_vm, NULL, "duplicate X86_VM"},
+	{"too many x86 vCPUs", X86, b_x86_too_many_vcpus, NULL, "more than 256 VCPU_X86_64"},
+	{"invalid mp_state", X86, b_x86_mp_state, NULL, "invalid mp_state 11 at offset 655"},
+	{"invalid lapic option", X86, b_x86_lapic_tag, NULL, "option tag of x86 vCPU lapic"},
+	{"too many XCRs", X86, b_x86_xcr_count, NULL, "xcr_count 17"},
+	{"XCRs out of order", X86, b_x86_xcr_order, NULL, "XCR at offset 1704"},
+	{"duplicate CPUID entry", X86, b_x86_cpuid_dup, NULL, "CPUID entry at offset"},
+	{"too many CPUID entries", X86, b_x86_cpuid_over, NULL, "cpuid_count 257"},
+	{"MSRs out of order", X86, b_x86_msr_order, NULL, "MSR at offset"},
+	{"too many MSRs", X86, b_x86_msr_count, NULL, "msr_count 1025"},
+	{"MSRs past section end", X86, b_x86_msrs_past_end, NULL, "truncated x86 vCPU MSRs"},
+	{"XSAVE area too small", X86, b_x86_xsave_small, NULL, "XSAVE area of 512 bytes"},
+	{"XSAVE area not whole words", X86, b_x86_xsave_odd, NULL, "XSAVE area of 4098 bytes"},
+	{"XSAVE past section end", X86, b_x86_xsave_past_end, NULL, "truncated x86 vCPU xsave"},
+	{"trailing bytes in x86 vCPU", X86, b_x86_vcpu_trailing, NULL,
+	 "3 trailing bytes in VCPU_X86_64 section"},
+	{"invalid PIT option", X86, b_x86_vm_opt, NULL, "option tag of x86_vm.pit"},
+	{"trailing bytes in X86_VM", X86, b_x86_vm_trailing, NULL,
+	 "5 trailing bytes in X86_VM section"},
+	{"truncated irqchip", X86, b_x86_vm_truncated, NULL, "truncated x86_vm.pic_master"},
 };
 
 static uint8_t *build_bad(const struct bad_file *b, size_t *len)
@@ -943,8 +1263,8 @@ static uint8_t *file_with_extras(size_t *len)
 	sec_raw(&w, 0x0000, SQUIB_SECTION_FLAG_SKIPPABLE, "before everything");
 	minimal(&w);
 	sec_mmds(&w, 0);
-	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "first");
-	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "second");
+	sec_raw(&w, 0x0012, SQUIB_SECTION_FLAG_SKIPPABLE, "first");
+	sec_raw(&w, 0x0012, SQUIB_SECTION_FLAG_SKIPPABLE, "second");
 	sec_raw(&w, 0x0021, SQUIB_SECTION_FLAG_SKIPPABLE, "");
 	sec_raw(&w, 0xFFFF, SQUIB_SECTION_FLAG_SKIPPABLE, "last");
 	return fb_finish(&w, len);
@@ -962,7 +1282,7 @@ static void test_should_preserve_unknown_skippable_sections(void **state)
 	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_AARCH64, &out, NULL, &d), 0);
 	assert_int_equal(out.extra_section_count, 5);
 	assert_int_equal(out.extra_sections[0].tag, 0);
-	assert_int_equal(out.extra_sections[1].tag, SQUIB_SECTION_VCPU_X86_64);
+	assert_int_equal(out.extra_sections[1].tag, 0x0012);
 	assert_memory_equal(out.extra_sections[2].bytes, "second", 6);
 	assert_int_equal(out.extra_sections[3].len, 0);
 	assert_null(out.extra_sections[3].bytes);
@@ -977,8 +1297,7 @@ static void test_should_preserve_unknown_skippable_sections(void **state)
 
 static void test_should_reject_unknown_mandatory_section_as_incompatible(void **state)
 {
-	static const uint16_t tags[] = {0x0000, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_X86_VM,
-					0x0021, 0x1234};
+	static const uint16_t tags[] = {0x0000, 0x0012, 0x0013, 0x0021, 0x1234};
 	struct squib_error_detail d;
 
 	(void)state;
@@ -1294,7 +1613,7 @@ static void test_should_refuse_to_encode_unrepresentable_states(void **state)
 	expect_encode_invalid(&s, "extra section 0");
 	s.extra_sections = NULL;
 	s.extra_section_count = 0;
-	s.arch = SQUIB_ARCH_X86_64;
+	s.arch = SQUIB_ARCH_X86_64; /* the vCPUs are in arm64_vcpus */
 	expect_encode_invalid(&s, "x86_64");
 	s.arch = SQUIB_ARCH_AARCH64;
 	squib_state_free(&s);
@@ -1571,7 +1890,7 @@ static void test_should_place_memory_section_in_tag_order_among_extras(void **st
 	l.parent_id[15] = 0x42;
 	fb_begin(&w, A64);
 	minimal(&w);
-	sec_raw(&w, SQUIB_SECTION_VCPU_X86_64, SQUIB_SECTION_FLAG_SKIPPABLE, "x");
+	sec_raw(&w, 0x0012, SQUIB_SECTION_FLAG_SKIPPABLE, "x");
 	sec_memory(&w, &l);
 	sec_raw(&w, 0x0021, SQUIB_SECTION_FLAG_SKIPPABLE, "after");
 	buf = fb_finish(&w, &len);
@@ -1861,6 +2180,300 @@ static void test_should_survive_truncation_and_corruption_of_memory_section(void
 	free(buf);
 }
 
+/* ---- x86_64 vCPU and VM sections ---------------------------------------------- */
+
+/* Two vCPUs with every field set, arrays deliberately out of order, and VM state. */
+static void x86_populated(struct squib_microvm_state *s)
+{
+	static const struct squib_x86_msr msrs[] = {
+		{0xc0000080, 0x500}, {0x10, 123456}, {0x174, 8}, {0x3b, 0}};
+	static const struct squib_x86_cpuid_entry cpuid[] = {
+		{7, 1, 1, 0, 0, 0, 0}, {0, 0, 0, 0xd, 0x68747541, 0x444d4163, 0x69746e65},
+		{7, 0, 1, 0, 0x219c07ab, 0, 0}, {0x80000001, 0, 0, 0, 0, 0x20000800, 0x2c100800}};
+	struct squib_x86_vm_state vm;
+	uint8_t xsave[4096];
+
+	squib_state_init(s, SQUIB_ARCH_X86_64);
+	s->vm_info.mem_size_mib = 64;
+	for (size_t i = 0; i < sizeof(xsave); i++)
+		xsave[i] = (uint8_t)(i ^ 0x5a);
+	for (uint32_t c = 0; c < 2; c++) {
+		struct squib_x86_vcpu *v;
+
+		assert_int_equal(squib_state_add_x86_vcpu(s, &v), 0);
+		v->regs.rip = 0x100000 + c;
+		v->regs.rflags = 0x2;
+		v->regs.r15 = ~0ull;
+		v->sregs.cs = (struct squib_x86_segment){0, 0xffffffff, 8, 11, 1, 0, 0, 1, 1, 1, 0, 0};
+		v->sregs.tr.unusable = 1;
+		v->sregs.gdt = (struct squib_x86_dtable){0x500, 0x1f};
+		v->sregs.cr0 = 0x80050033;
+		v->sregs.cr3 = 0x2000;
+		v->sregs.efer = 0xd00;
+		v->sregs.interrupt_bitmap[3] = 1ull << 63;
+		v->debugregs.dr7 = 0x400;
+		v->events[0] = 1;
+		v->events[63] = 0xee;
+		v->mp_state = c ? 3 : 0;
+		v->tsc_khz = 2400000;
+		v->has_lapic = true;
+		memset(v->lapic, 0x11 + (int)c, sizeof(v->lapic));
+		v->xcr_count = 1;
+		v->xcrs[0] = (struct squib_x86_xcr){0, 7};
+		assert_int_equal(squib_x86_vcpu_set_msrs(v, msrs, 4), 0);
+		assert_int_equal(squib_x86_vcpu_set_cpuid(v, cpuid, 4), 0);
+		assert_int_equal(squib_x86_vcpu_set_xsave(v, xsave, sizeof(xsave)), 0);
+	}
+	memset(&vm, 0, sizeof(vm));
+	vm.clock = (struct squib_x86_clock){987654321, 2, 5, 6};
+	vm.has_irqchip = true;
+	memset(vm.pic_master, 1, sizeof(vm.pic_master));
+	memset(vm.pic_slave, 2, sizeof(vm.pic_slave));
+	memset(vm.ioapic, 3, sizeof(vm.ioapic));
+	vm.has_pit = true;
+	memset(vm.pit, 4, sizeof(vm.pit));
+	assert_int_equal(squib_state_set_x86_vm(s, &vm), 0);
+}
+
+static void test_should_round_trip_x86_vcpus_and_vm_state(void **state)
+{
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	x86_populated(&s);
+	buf = encode_ok(&s, &len);
+	assert_int_equal(squib_get_le64(buf), SQUIB_MAGIC_X86_64);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_X86_64, &out, NULL, &d), 0);
+	assert_int_equal(out.vcpu_count, 2);
+	assert_null(out.arm64_vcpus);
+	assert_non_null(out.x86_vm);
+	/* Decoded arrays are canonical: MSRs by index, CPUID by (function, index). */
+	assert_int_equal(out.x86_vcpus[0].msrs[0].index, 0x10);
+	assert_int_equal(out.x86_vcpus[0].msrs[3].index, 0xc0000080);
+	assert_int_equal(out.x86_vcpus[1].cpuid[1].function, 7);
+	assert_int_equal(out.x86_vcpus[1].cpuid[1].index, 0);
+	assert_int_equal(out.x86_vcpus[1].mp_state, 3);
+	assert_int_equal(squib_state_verify_compatible(&out, &d), 0);
+	/* The canonical form of s equals what came back, and encodes to the same bytes. */
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	free(again);
+	squib_state_free(&s);
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_X86_64, &s, NULL, &d), 0);
+	assert_true(squib_state_equal(&s, &out));
+	out.x86_vcpus[1].lapic[1023] ^= 1;
+	assert_false(squib_state_equal(&s, &out));
+	out.x86_vcpus[1].lapic[1023] ^= 1;
+	out.x86_vm->pit[111] ^= 1;
+	assert_false(squib_state_equal(&s, &out));
+	squib_state_free(&out);
+	squib_state_free(&s);
+	free(buf);
+}
+
+/* The hand-built section (every field at the offset FORMAT.md gives) decodes
+ * into the right members and re-encodes byte for byte. */
+static void test_should_accept_the_hand_built_x86_baseline(void **state)
+{
+	struct squib_microvm_state out;
+	struct squib_wire_writer w;
+	struct squib_error_detail d;
+	const struct squib_x86_vcpu *v;
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	fb_begin(&w, X86);
+	b_x86_vcpu(&w, &x86_ok);
+	buf = fb_finish(&w, &len);
+	/* VM_INFO ends at 91; the vCPU section's content starts at 99. */
+	assert_int_equal(squib_get_le16(buf + 91), SQUIB_SECTION_VCPU_X86_64);
+	assert_int_equal(squib_get_le32(buf + 95), 564 + 1 + 1024 + 4 + 2 * 12 + 4 + 5 * 28 + 4 +
+							4 * 12 + 4 + 4096);
+	assert_int_equal(squib_get_le64(buf + 99 + 128), 0x110); /* rip */
+	assert_int_equal(squib_state_decode(buf, len, SQUIB_ARCH_X86_64, &out, NULL, &d), 0);
+	v = &out.x86_vcpus[0];
+	assert_int_equal(v->regs.rax, 0x100);
+	assert_int_equal(v->regs.rip, 0x110);
+	assert_int_equal(v->regs.rflags, 0x111);
+	assert_int_equal(v->sregs.cs.base, 0);
+	assert_int_equal(v->sregs.ds.selector, 8);
+	assert_int_equal(v->sregs.ldt.base, 0x7000);
+	assert_int_equal(v->sregs.ldt.unusable, 16 * 7 + 8);
+	assert_int_equal(v->sregs.ss.type, 16 * 5);
+	assert_int_equal(v->sregs.gdt.limit, 0x27);
+	assert_int_equal(v->sregs.idt.base, 0x7000);
+	assert_int_equal(v->sregs.cr3, 0x202);
+	assert_int_equal(v->sregs.apic_base, 0x206);
+	assert_int_equal(v->sregs.interrupt_bitmap[3], 0x303);
+	assert_int_equal(v->debugregs.db[0], 0x400);
+	assert_int_equal(v->debugregs.flags, 0x406);
+	assert_int_equal(v->events[63], 0x80 + 63);
+	assert_int_equal(v->mp_state, 3);
+	assert_int_equal(v->tsc_khz, 2400000);
+	assert_true(v->has_lapic);
+	assert_int_equal(v->lapic[1023], 1023 & 0xff);
+	assert_int_equal(v->xcrs[1].value, 8);
+	assert_int_equal(v->cpuid[4].function, 0x40000000);
+	assert_int_equal(v->cpuid[4].edx, 0x504);
+	assert_int_equal(v->msrs[2].index, 0xc0000080);
+	assert_int_equal(v->msrs[2].value, 0x602);
+	assert_int_equal(v->xsave_size, 4096);
+	assert_int_equal(out.x86_vm->clock.clock, 123456789);
+	assert_int_equal(out.x86_vm->clock.host_tsc, 22);
+	assert_int_equal(out.x86_vm->ioapic[215], 248);
+	assert_int_equal(out.x86_vm->pit[0], 2);
+	again = encode_ok(&out, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	squib_state_free(&out);
+	free(again);
+	free(buf);
+}
+
+static void test_should_encode_x86_arrays_in_canonical_order_whatever_the_array_order(void **state)
+{
+	struct squib_microvm_state a, b;
+	struct squib_x86_vcpu *v;
+	uint8_t *ba, *bb;
+	size_t la, lb;
+
+	(void)state;
+	x86_populated(&a);
+	x86_populated(&b);
+	v = &b.x86_vcpus[0];
+	/* Reverse every array of b's first vCPU. */
+	for (uint32_t i = 0; i < v->msr_count / 2; i++) {
+		struct squib_x86_msr t = v->msrs[i];
+		v->msrs[i] = v->msrs[v->msr_count - 1 - i];
+		v->msrs[v->msr_count - 1 - i] = t;
+	}
+	for (uint32_t i = 0; i < v->cpuid_count / 2; i++) {
+		struct squib_x86_cpuid_entry t = v->cpuid[i];
+		v->cpuid[i] = v->cpuid[v->cpuid_count - 1 - i];
+		v->cpuid[v->cpuid_count - 1 - i] = t;
+	}
+	v->xcr_count = 2;
+	v->xcrs[1] = v->xcrs[0];
+	v->xcrs[0] = (struct squib_x86_xcr){1, 3};
+	a.x86_vcpus[0].xcr_count = 2;
+	a.x86_vcpus[0].xcrs[1] = (struct squib_x86_xcr){1, 3};
+	ba = encode_ok(&a, &la);
+	bb = encode_ok(&b, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(ba, bb, la);
+	assert_int_equal(v->msrs[0].index, 0xc0000080); /* the caller's arrays are left alone */
+	squib_state_free(&a);
+	squib_state_free(&b);
+	free(ba);
+	free(bb);
+}
+
+static void test_should_refuse_to_encode_unrepresentable_x86_states(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_x86_vcpu *v;
+
+	(void)state;
+	x86_populated(&s);
+	v = &s.x86_vcpus[1];
+	v->msrs[1].index = v->msrs[0].index;
+	expect_encode_invalid(&s, "x86 vCPU 1: duplicate MSR");
+	v->msrs[1].index = 0x11;
+	v->cpuid[1] = v->cpuid[2];
+	expect_encode_invalid(&s, "x86 vCPU 1: duplicate CPUID entry");
+	v->cpuid[1].index = 9;
+	v->xcr_count = 2;
+	v->xcrs[1] = v->xcrs[0];
+	expect_encode_invalid(&s, "duplicate XCR");
+	v->xcr_count = SQUIB_X86_MAX_XCRS + 1;
+	expect_encode_invalid(&s, "17 XCRs");
+	v->xcr_count = 1;
+	v->mp_state = SQUIB_X86_MAX_MP_STATE + 1;
+	expect_encode_invalid(&s, "mp_state 11");
+	v->mp_state = 0;
+	v->msr_count = SQUIB_X86_MAX_MSRS + 1;
+	expect_encode_invalid(&s, "bad MSR array");
+	v->msr_count = 4;
+	v->cpuid_count = SQUIB_X86_MAX_CPUID + 1;
+	expect_encode_invalid(&s, "bad CPUID array");
+	v->cpuid_count = 4;
+	v->xsave_size = 4095;
+	expect_encode_invalid(&s, "bad XSAVE area (4095 bytes)");
+	v->xsave_size = 4096;
+	free(s.x86_vcpus[0].xsave);
+	s.x86_vcpus[0].xsave = NULL;
+	expect_encode_invalid(&s, "x86 vCPU 0: bad XSAVE area");
+	s.x86_vcpus[0].xsave_size = 0; /* no XSAVE area at all is representable */
+	squib_state_free(&s);
+	/* Setters refuse what the encoder would. */
+	x86_populated(&s);
+	v = &s.x86_vcpus[0];
+	assert_int_equal(squib_x86_vcpu_set_msrs(v, v->msrs, SQUIB_X86_MAX_MSRS + 1),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_x86_vcpu_set_cpuid(v, NULL, 1), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_x86_vcpu_set_xsave(v, v->xsave, 4097), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_x86_vcpu_set_xsave(v, NULL, 0), 0);
+	assert_null(v->xsave);
+	squib_state_free(&s);
+	/* x86 members on the wrong architecture. */
+	populated_state(&s);
+	assert_int_equal(squib_state_add_x86_vcpu(&s, &v), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_state_set_x86_vm(&s, NULL), SQUIB_E_INVALID_ARGUMENT);
+	s.x86_vm = calloc(1, sizeof(*s.x86_vm));
+	assert_non_null(s.x86_vm);
+	expect_encode_invalid(&s, "x86_vm in an aarch64 state");
+	squib_state_free(&s);
+	assert_null(s.x86_vm);
+}
+
+static void test_should_reject_every_truncation_and_corruption_of_x86_sections(void **state)
+{
+	struct squib_microvm_state s, out;
+	struct squib_error_detail d;
+	uint8_t *buf, *cut;
+	size_t len, ok = 0;
+
+	(void)state;
+	x86_populated(&s);
+	s.x86_vcpus[0].xsave_size = 0; /* keep the sweep short: no XSAVE areas */
+	free(s.x86_vcpus[0].xsave);
+	s.x86_vcpus[0].xsave = NULL;
+	s.x86_vcpus[1].xsave_size = 0;
+	free(s.x86_vcpus[1].xsave);
+	s.x86_vcpus[1].xsave = NULL;
+	buf = encode_ok(&s, &len);
+	cut = malloc(len);
+	assert_non_null(cut);
+	for (size_t n = 24; n <= len - 8; n++) {
+		int rc;
+		memcpy(cut, buf, n);
+		squib_put_le64(cut + 16, n - 24);
+		squib_put_le64(cut + n, squib_crc64(0, cut, n));
+		rc = squib_state_decode(cut, n + 8, SQUIB_ARCH_X86_64, &out, NULL, &d);
+		ok += rc == 0;
+		assert_true(rc == 0 || rc == SQUIB_E_ENCODING);
+		assert_rejected_or_canonical(cut, n + 8, rc, &out);
+	}
+	/* After VM_INFO, after each vCPU, and whole. */
+	assert_int_equal(ok, 4);
+	for (size_t i = 24; i < len - 8; i++) {
+		buf[i] ^= 0x81;
+		recrc(buf, len);
+		assert_rejected_or_canonical(
+			buf, len, squib_state_decode(buf, len, SQUIB_ARCH_X86_64, &out, NULL, &d),
+			&out);
+		buf[i] ^= 0x81;
+	}
+	squib_state_free(&s);
+	free(cut);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1903,6 +2516,11 @@ int main(void)
 		cmocka_unit_test(test_should_reject_every_invalid_memory_layout_as_encoding),
 		cmocka_unit_test(test_should_reject_malformed_memory_section_framing),
 		cmocka_unit_test(test_should_survive_truncation_and_corruption_of_memory_section),
+		cmocka_unit_test(test_should_round_trip_x86_vcpus_and_vm_state),
+		cmocka_unit_test(test_should_accept_the_hand_built_x86_baseline),
+		cmocka_unit_test(test_should_encode_x86_arrays_in_canonical_order_whatever_the_array_order),
+		cmocka_unit_test(test_should_refuse_to_encode_unrepresentable_x86_states),
+		cmocka_unit_test(test_should_reject_every_truncation_and_corruption_of_x86_sections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

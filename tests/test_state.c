@@ -177,15 +177,124 @@ static void test_should_bound_vcpus_at_decoder_limit(void **state)
 static void test_should_apply_x86_rules_without_gic(void **state)
 {
 	struct squib_microvm_state s;
+	struct squib_x86_vm_state vm;
 	struct squib_arm64_vcpu *v;
+	struct squib_x86_vcpu *x;
 
 	(void)state;
+	memset(&vm, 0, sizeof(vm));
 	squib_state_init(&s, SQUIB_ARCH_X86_64);
 	assert_int_equal(squib_state_add_arm64_vcpu(&s, 0, &v), SQUIB_E_INVALID_ARGUMENT);
-	/* No x86_64 vCPU model yet, so an x86_64 state can never be restored. */
+	assert_int_equal(squib_state_set_x86_vm(&s, &vm), 0);
+	assert_int_equal(squib_state_verify_compatible(&s, NULL),
+			 SQUIB_E_INCOMPATIBLE); /* 0 vCPUs */
+	assert_int_equal(squib_state_add_x86_vcpu(&s, &x), 0);
+	assert_ptr_equal(x, &s.x86_vcpus[0]);
+	assert_int_equal(x->mp_state, 0);
+	assert_false(x->has_lapic);
+	/* No GIC needed on x86_64, but the VM state (clock, irqchip) is. */
+	assert_int_equal(squib_state_verify_compatible(&s, NULL), 0);
+	assert_int_equal(squib_state_set_x86_vm(&s, NULL), 0);
+	assert_null(s.x86_vm);
 	assert_int_equal(squib_state_verify_compatible(&s, NULL), SQUIB_E_INCOMPATIBLE);
+	assert_int_equal(squib_state_set_x86_vm(&s, &vm), 0);
+	s.vm_info.smt = true;
+	assert_int_equal(squib_state_verify_compatible(&s, NULL), SQUIB_E_INCOMPATIBLE);
+	s.vm_info.smt = false;
+	while (s.vcpu_count < SQUIB_MAX_VCPUS)
+		assert_int_equal(squib_state_add_x86_vcpu(&s, NULL), 0);
+	assert_int_equal(squib_state_verify_compatible(&s, NULL), 0);
+	assert_int_equal(squib_state_add_x86_vcpu(&s, NULL), 0);
+	assert_int_equal(squib_state_verify_compatible(&s, NULL), SQUIB_E_INCOMPATIBLE);
+	squib_state_free(&s);
+	assert_null(s.x86_vcpus);
+	assert_null(s.x86_vm);
+	assert_int_equal(s.arch, SQUIB_ARCH_X86_64);
 	squib_state_init(&s, SQUIB_ARCH_ANY);
 	assert_int_equal(squib_state_verify_compatible(&s, NULL), SQUIB_E_INVALID_ARGUMENT);
+}
+
+/* One x86 vCPU with arrays and VM state: equality sees every field. */
+static void make_x86(struct squib_microvm_state *s)
+{
+	static const struct squib_x86_msr msrs[] = {{0x10, 1}, {0x174, 2}};
+	static const struct squib_x86_cpuid_entry cpuid[] = {{0, 0, 0, 0xd, 1, 2, 3}};
+	struct squib_x86_vm_state vm;
+	uint8_t xsave[SQUIB_X86_XSAVE_MIN];
+	struct squib_x86_vcpu *v;
+
+	memset(&vm, 0, sizeof(vm));
+	memset(xsave, 0x33, sizeof(xsave));
+	squib_state_init(s, SQUIB_ARCH_X86_64);
+	assert_int_equal(squib_state_add_x86_vcpu(s, &v), 0);
+	assert_int_equal(squib_x86_vcpu_set_msrs(v, msrs, 2), 0);
+	assert_int_equal(squib_x86_vcpu_set_cpuid(v, cpuid, 1), 0);
+	assert_int_equal(squib_x86_vcpu_set_xsave(v, xsave, sizeof(xsave)), 0);
+	assert_int_equal(squib_state_set_x86_vm(s, &vm), 0);
+}
+
+static void test_should_compare_every_x86_field_in_equal(void **state)
+{
+	struct squib_microvm_state a, b, copy;
+	struct squib_x86_vcpu *v;
+
+	(void)state;
+	make_x86(&a);
+	make_x86(&b);
+	v = &b.x86_vcpus[0];
+	assert_true(squib_state_equal(&a, &b));
+	v->sregs.ldt.avl = 1;
+	assert_false(squib_state_equal(&a, &b));
+	v->sregs.ldt.avl = 0;
+	v->sregs.idt.limit = 1;
+	assert_false(squib_state_equal(&a, &b));
+	v->sregs.idt.limit = 0;
+	v->regs.rflags = 2;
+	assert_false(squib_state_equal(&a, &b));
+	v->regs.rflags = 0;
+	v->lapic[5] = 1; /* ignored without a LAPIC */
+	assert_true(squib_state_equal(&a, &b));
+	v->has_lapic = true;
+	assert_false(squib_state_equal(&a, &b));
+	v->has_lapic = false;
+	v->msrs[1].value = 3;
+	assert_false(squib_state_equal(&a, &b));
+	v->msrs[1].value = 2;
+	v->cpuid[0].edx = 4;
+	assert_false(squib_state_equal(&a, &b));
+	v->cpuid[0].edx = 3;
+	v->xsave[4095] = 0;
+	assert_false(squib_state_equal(&a, &b));
+	v->xsave[4095] = 0x33;
+	v->xcr_count = 1;
+	assert_false(squib_state_equal(&a, &b));
+	v->xcr_count = 0;
+	b.x86_vm->clock.flags = 2;
+	assert_false(squib_state_equal(&a, &b));
+	b.x86_vm->clock.flags = 0;
+	b.x86_vm->has_pit = true;
+	assert_false(squib_state_equal(&a, &b));
+	b.x86_vm->has_pit = false;
+	assert_true(squib_state_equal(&a, &b));
+	/* Setters store canonical order and refuse duplicate keys. */
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, (struct squib_x86_xcr[]){{1, 3}, {0, 7}}, 2),
+			 0);
+	assert_int_equal(v->xcrs[0].xcr, 0);
+	assert_int_equal(v->xcrs[1].value, 3);
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, (struct squib_x86_xcr[]){{1, 3}, {1, 7}}, 2),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(v->xcr_count, 2); /* unchanged */
+	assert_int_equal(squib_x86_vcpu_set_msrs(v, (struct squib_x86_msr[]){{9, 1}, {9, 2}}, 2),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(v->msr_count, 2);
+	assert_int_equal(squib_x86_vcpu_set_xcrs(v, NULL, 0), 0);
+	assert_true(squib_state_equal(&a, &b));
+	assert_round_trips(&b, &copy);
+	squib_state_free(&copy);
+	assert_int_equal(squib_state_set_x86_vm(&b, NULL), 0);
+	assert_false(squib_state_equal(&a, &b));
+	squib_state_free(&a);
+	squib_state_free(&b);
 }
 
 static void test_should_create_vcpu_like_upstream_new(void **state)
@@ -427,27 +536,28 @@ static void test_should_compare_and_free_the_memory_description(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_round_trip_default_microvm_state),
-		cmocka_unit_test(test_should_sort_device_states_by_slot_then_id),
-		cmocka_unit_test(test_should_order_same_slot_devices_bytewise_then_shorter_first),
-		cmocka_unit_test(test_should_reject_duplicate_device),
-		cmocka_unit_test(test_should_reject_zero_vcpu_state),
-		cmocka_unit_test(test_should_reject_smt_enabled),
-		cmocka_unit_test(test_should_reject_empty_gic_blob),
-		cmocka_unit_test(test_should_reject_gic_length_mismatch),
-		cmocka_unit_test(test_should_accept_32_vcpus_and_reject_33),
-		cmocka_unit_test(test_should_bound_vcpus_at_decoder_limit),
-		cmocka_unit_test(test_should_apply_x86_rules_without_gic),
-		cmocka_unit_test(test_should_create_vcpu_like_upstream_new),
-		cmocka_unit_test(test_should_keep_sysregs_sorted_on_insert_and_replace),
-		cmocka_unit_test(test_should_bound_sysregs_per_vcpu),
-		cmocka_unit_test(test_should_round_trip_populated_mmds_state),
-		cmocka_unit_test(test_should_round_trip_psci_state),
-		cmocka_unit_test(test_should_compare_every_field_in_equal),
-		cmocka_unit_test(test_should_release_everything_and_keep_arch_on_free),
-		cmocka_unit_test(test_should_copy_and_replace_strings),
-		cmocka_unit_test(test_should_name_architectures),
-		cmocka_unit_test(test_should_compare_and_free_the_memory_description),
+	    cmocka_unit_test(test_should_round_trip_default_microvm_state),
+	    cmocka_unit_test(test_should_sort_device_states_by_slot_then_id),
+	    cmocka_unit_test(test_should_order_same_slot_devices_bytewise_then_shorter_first),
+	    cmocka_unit_test(test_should_reject_duplicate_device),
+	    cmocka_unit_test(test_should_reject_zero_vcpu_state),
+	    cmocka_unit_test(test_should_reject_smt_enabled),
+	    cmocka_unit_test(test_should_reject_empty_gic_blob),
+	    cmocka_unit_test(test_should_reject_gic_length_mismatch),
+	    cmocka_unit_test(test_should_accept_32_vcpus_and_reject_33),
+	    cmocka_unit_test(test_should_bound_vcpus_at_decoder_limit),
+	    cmocka_unit_test(test_should_apply_x86_rules_without_gic),
+	    cmocka_unit_test(test_should_compare_every_x86_field_in_equal),
+	    cmocka_unit_test(test_should_create_vcpu_like_upstream_new),
+	    cmocka_unit_test(test_should_keep_sysregs_sorted_on_insert_and_replace),
+	    cmocka_unit_test(test_should_bound_sysregs_per_vcpu),
+	    cmocka_unit_test(test_should_round_trip_populated_mmds_state),
+	    cmocka_unit_test(test_should_round_trip_psci_state),
+	    cmocka_unit_test(test_should_compare_every_field_in_equal),
+	    cmocka_unit_test(test_should_release_everything_and_keep_arch_on_free),
+	    cmocka_unit_test(test_should_copy_and_replace_strings),
+	    cmocka_unit_test(test_should_name_architectures),
+	    cmocka_unit_test(test_should_compare_and_free_the_memory_description),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

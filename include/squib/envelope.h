@@ -53,15 +53,14 @@ extern "C" {
 #define SQUIB_SECTION_FLAG_SKIPPABLE 0x0001u
 
 enum squib_section_tag {
-	SQUIB_SECTION_VM_INFO = 0x0001,    /* exactly one */
-	SQUIB_SECTION_VCPU_ARM64 = 0x0002, /* one per vCPU, in vCPU order (aarch64 files) */
-	SQUIB_SECTION_GIC = 0x0003,        /* exactly one */
-	SQUIB_SECTION_DEVICE = 0x0004,     /* one per device, sorted */
-	SQUIB_SECTION_MMDS = 0x0005,       /* at most one */
-	/* Reserved for the features that follow; not decoded by 1.0. */
-	SQUIB_SECTION_VCPU_X86_64 = 0x0010,
-	SQUIB_SECTION_X86_VM = 0x0011,
-	SQUIB_SECTION_MEMORY = 0x0020,
+	SQUIB_SECTION_VM_INFO = 0x0001,     /* exactly one */
+	SQUIB_SECTION_VCPU_ARM64 = 0x0002,  /* one per vCPU, in vCPU order (aarch64 files) */
+	SQUIB_SECTION_GIC = 0x0003,         /* exactly one */
+	SQUIB_SECTION_DEVICE = 0x0004,      /* one per device, sorted */
+	SQUIB_SECTION_MMDS = 0x0005,        /* at most one */
+	SQUIB_SECTION_VCPU_X86_64 = 0x0010, /* one per vCPU, in vCPU order (x86_64 files) */
+	SQUIB_SECTION_X86_VM = 0x0011,      /* at most one (x86_64 files) */
+	SQUIB_SECTION_MEMORY = 0x0020,      /* at most one */
 };
 
 struct squib_envelope_header {
@@ -78,11 +77,13 @@ enum squib_arch squib_arch_from_magic(uint64_t magic); /* SQUIB_ARCH_ANY if unkn
 enum squib_arch squib_host_arch(void);
 
 /*
- * Encode a state into a new heap buffer (*out, *out_len; free() it). Devices and
- * sysregs are emitted in canonical order whatever their array order. Fails with
- * SQUIB_E_INVALID_ARGUMENT for a state that cannot be represented (invalid
- * UTF-8 or NUL in a string, duplicate sysreg key or device, bad enum value,
- * arch ANY) and SQUIB_E_SIZE_LIMIT_EXCEEDED when the file would exceed the limit.
+ * Encode a state into a new heap buffer (*out, *out_len; free() it). Devices,
+ * sysregs and the x86 XCR, CPUID and MSR arrays are emitted in canonical order
+ * whatever their array order. Fails with SQUIB_E_INVALID_ARGUMENT for a state
+ * that cannot be represented (invalid UTF-8 or NUL in a string, duplicate
+ * sysreg key, XCR, CPUID entry, MSR or device, a count or blob size outside
+ * docs/FORMAT.md's bounds, bad enum value, arch ANY) and
+ * SQUIB_E_SIZE_LIMIT_EXCEEDED when the file would exceed the limit.
  */
 int squib_state_encode(const struct squib_microvm_state *s, uint8_t **out, size_t *out_len,
 		       struct squib_error_detail *d);

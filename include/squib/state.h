@@ -4,9 +4,10 @@
  *
  * Field for field the upstream MicrovmState (vm_info, vCPUs, GIC blob, devices,
  * MMDS), plus what our format adds. The model is architecture-tagged: `arch`
- * says which vCPU array is meaningful. Later additions (x86_64 vCPUs and VM
- * state) arrive as new members; existing ones keep their meaning. `memory`
- * describes the memory file the state pairs with (squib/memfile.h).
+ * says which vCPU array is meaningful (arm64_vcpus on aarch64, x86_vcpus and
+ * x86_vm on x86_64). Later additions arrive as new members; existing ones
+ * keep their meaning. `memory` describes the memory file the state pairs
+ * with (squib/memfile.h).
  *
  * Ownership: every pointer inside a squib_microvm_state is heap memory owned by
  * the state and released by squib_state_free(). Set string fields with strdup()
@@ -174,6 +175,120 @@ struct squib_memory_layout {
 	struct squib_page_extent *extents;
 };
 
+/* ---- x86_64 vCPUs and VM (sections 0x0010 and 0x0011) ------------------- */
+
+/*
+ * The x86_64 model mirrors what KVM reports (docs/FORMAT.md documents every
+ * byte). Register files are named fields; a few kernel structures whose
+ * layout is a stable KVM ABI are kept as fixed-size byte images (LAPIC page,
+ * vCPU events, PIC, IOAPIC, PIT), so this header needs no <linux/kvm.h>.
+ */
+#define SQUIB_X86_MAX_XCRS     16     /* KVM_MAX_XCRS */
+#define SQUIB_X86_MAX_CPUID    256    /* CPUID entries per vCPU */
+#define SQUIB_X86_MAX_MSRS     1024   /* MSRs per vCPU */
+#define SQUIB_X86_XSAVE_MIN    4096u  /* sizeof(struct kvm_xsave) */
+#define SQUIB_X86_XSAVE_MAX    65536u /* KVM_CAP_XSAVE2 sizes are far below */
+#define SQUIB_X86_LAPIC_SIZE   1024   /* struct kvm_lapic_state */
+#define SQUIB_X86_EVENTS_SIZE  64     /* struct kvm_vcpu_events */
+#define SQUIB_X86_PIC_SIZE     16     /* struct kvm_pic_state */
+#define SQUIB_X86_IOAPIC_SIZE  216    /* struct kvm_ioapic_state */
+#define SQUIB_X86_PIT_SIZE     112    /* struct kvm_pit_state2 */
+#define SQUIB_X86_MAX_MP_STATE 10     /* KVM_MP_STATE_SUSPENDED, the highest defined */
+
+/* struct kvm_regs, in its order. */
+struct squib_x86_regs {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rip, rflags;
+};
+
+/* struct kvm_segment without its padding byte. */
+struct squib_x86_segment {
+	uint64_t base;
+	uint32_t limit;
+	uint16_t selector;
+	uint8_t type, present, dpl, db, s, l, g, avl, unusable;
+};
+
+/* struct kvm_dtable without its padding. */
+struct squib_x86_dtable {
+	uint64_t base;
+	uint16_t limit;
+};
+
+/* struct kvm_sregs. */
+struct squib_x86_sregs {
+	struct squib_x86_segment cs, ds, es, fs, gs, ss, tr, ldt;
+	struct squib_x86_dtable gdt, idt;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer, apic_base;
+	uint64_t interrupt_bitmap[4];
+};
+
+/* struct kvm_debugregs without its reserved words. */
+struct squib_x86_debugregs {
+	uint64_t db[4];
+	uint64_t dr6, dr7, flags;
+};
+
+struct squib_x86_xcr {
+	uint32_t xcr; /* XCR index (0 = XCR0) */
+	uint64_t value;
+};
+
+/* struct kvm_cpuid_entry2 without its padding. */
+struct squib_x86_cpuid_entry {
+	uint32_t function, index, flags;
+	uint32_t eax, ebx, ecx, edx;
+};
+
+struct squib_x86_msr {
+	uint32_t index;
+	uint64_t value;
+};
+
+/*
+ * One x86_64 vCPU. Arrays are heap memory owned by the state; the encoder
+ * writes xcrs (by xcr), cpuid (by function, then index) and msrs (by index)
+ * in ascending order whatever their array order, and refuses duplicates.
+ */
+struct squib_x86_vcpu {
+	struct squib_x86_regs regs;
+	struct squib_x86_sregs sregs;
+	struct squib_x86_debugregs debugregs;
+	uint8_t events[SQUIB_X86_EVENTS_SIZE]; /* struct kvm_vcpu_events, verbatim */
+	uint32_t mp_state;		       /* KVM_MP_STATE_*, 0..SQUIB_X86_MAX_MP_STATE */
+	uint32_t tsc_khz;		       /* KVM_GET_TSC_KHZ; 0 = unknown */
+	bool has_lapic;			       /* false: no in-kernel LAPIC */
+	uint8_t lapic[SQUIB_X86_LAPIC_SIZE];   /* struct kvm_lapic_state, verbatim */
+	uint32_t xcr_count;		       /* 0..SQUIB_X86_MAX_XCRS */
+	struct squib_x86_xcr xcrs[SQUIB_X86_MAX_XCRS];
+	uint32_t cpuid_count; /* 0..SQUIB_X86_MAX_CPUID */
+	struct squib_x86_cpuid_entry *cpuid;
+	uint32_t msr_count; /* 0..SQUIB_X86_MAX_MSRS */
+	struct squib_x86_msr *msrs;
+	uint32_t xsave_size; /* 0 (none) or XSAVE_MIN..XSAVE_MAX, a multiple of 4 */
+	uint8_t *xsave;	     /* the KVM_GET_XSAVE(2) buffer, verbatim */
+};
+
+/* struct kvm_clock_data without its padding. */
+struct squib_x86_clock {
+	uint64_t clock;
+	uint32_t flags;
+	uint64_t realtime;
+	uint64_t host_tsc;
+};
+
+/* VM-wide x86_64 state: KVM clock, in-kernel irqchip and PIT when created. */
+struct squib_x86_vm_state {
+	struct squib_x86_clock clock;
+	bool has_irqchip;
+	uint8_t pic_master[SQUIB_X86_PIC_SIZE]; /* KVM_GET_IRQCHIP chip 0, verbatim */
+	uint8_t pic_slave[SQUIB_X86_PIC_SIZE];	/* chip 1 */
+	uint8_t ioapic[SQUIB_X86_IOAPIC_SIZE];	/* chip 2 */
+	bool has_pit;
+	uint8_t pit[SQUIB_X86_PIT_SIZE]; /* KVM_GET_PIT2, verbatim */
+};
+
 /* A section this library does not know but which carries the skip flag: kept so
  * that re-encoding a decoded file reproduces it byte for byte. */
 struct squib_raw_section {
@@ -188,6 +303,8 @@ struct squib_microvm_state {
 	struct squib_vm_info vm_info;
 	uint32_t vcpu_count;
 	struct squib_arm64_vcpu *arm64_vcpus; /* arch == AARCH64: vcpu_count entries */
+	struct squib_x86_vcpu *x86_vcpus;     /* arch == X86_64: vcpu_count entries */
+	struct squib_x86_vm_state *x86_vm;    /* x86_64 VM state; NULL = absent */
 	struct squib_gic_state gic;
 	uint32_t device_count;
 	struct squib_device_state *devices; /* sorted by (mmio_slot, id bytewise) */
@@ -219,6 +336,28 @@ int squib_arm64_vcpu_set_sysreg(struct squib_arm64_vcpu *v, uint64_t key, uint64
 
 /* Look up a sysreg; returns false if the key is absent. */
 bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key, uint64_t *value);
+
+/* Append an x86_64 vCPU, every field zero (mp_state RUNNABLE, no LAPIC, no
+ * arrays). SQUIB_E_INVALID_ARGUMENT unless arch == X86_64 and below the
+ * decoder bound. */
+int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcpu **out);
+
+/*
+ * Replace an x86 vCPU's arrays with copies in canonical order (MSRs by
+ * index, CPUID by (function, index), XCRs by xcr), so a state built with
+ * them compares equal to its decoded file. SQUIB_E_INVALID_ARGUMENT for a
+ * count over the bounds above, duplicate keys, or an XSAVE size other than
+ * 0 or XSAVE_MIN..XSAVE_MAX in multiples of 4; nothing changes then.
+ */
+int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
+			    uint32_t n);
+int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cpuid_entry *e,
+			     uint32_t n);
+int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x, uint32_t n);
+int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size);
+
+/* Replace the state's x86 VM state with a copy (NULL removes it). */
+int squib_state_set_x86_vm(struct squib_microvm_state *s, const struct squib_x86_vm_state *vm);
 
 /* Copy `bytes` into the GIC blob and set len to its size. */
 int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t size);
@@ -263,8 +402,9 @@ int squib_device_compare(const struct squib_device_state *a, const struct squib_
 
 /*
  * Upstream verify_compatible, for the state's architecture: SQUIB_E_INCOMPATIBLE
- * when the vCPU count is outside 1..32, smt is set, the GIC blob is empty or its
- * declared len differs from its size.
+ * when the vCPU count is outside 1..32 or smt is set; on aarch64 also when the
+ * GIC blob is empty or its declared len differs from its size; on x86_64 when
+ * the x86 VM state is absent.
  */
 int squib_state_verify_compatible(const struct squib_microvm_state *s,
 				  struct squib_error_detail *d);
