@@ -202,8 +202,7 @@ static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_b
 }
 
 /* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
-static int start_pager(struct layers *l, struct squib_guest_memory *g,
-		       struct squib_error_detail *d)
+static int start_pager(struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
 {
 	const struct squib_memfile *top = l->v[l->n - 1];
 	struct squib_pager_region *r = calloc(g->region_count, sizeof(*r));

@@ -519,7 +519,8 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 {
 	struct savetest_dir *t = *state;
 	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 256 * KiB, 1);
-	char *base = squib_test_path(t->dir, "lbase.mem"), *bsnap = squib_test_path(t->dir, "lbase.snap");
+	char *base = squib_test_path(t->dir, "lbase.mem"),
+	     *bsnap = squib_test_path(t->dir, "lbase.snap");
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
 	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(bsnap, base);
 	const char *chain[] = {base};
@@ -529,7 +530,8 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
 
 	if (fd < 0 && errno == ENOSYS && access("/dev/userfaultfd", F_OK)) {
-		fprintf(stderr, "*** SKIP: userfaultfd does not exist (ENOSYS): LAZY not tested ***\n");
+		fprintf(stderr,
+			"*** SKIP: userfaultfd does not exist (ENOSYS): LAZY not tested ***\n");
 		skip();
 	}
 	if (fd >= 0)

@@ -217,7 +217,7 @@ static void test_should_resolve_a_batch_of_pages_per_fault(void **state)
 	SKIP_WITHOUT_UFFD();
 	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
 	lazy_open(&l, f->path, pages * ps(), 0); /* default: 64 KiB */
-	for (uint64_t k = 0; k < pages; k++)	  /* touch every page, in order */
+	for (uint64_t k = 0; k < pages; k++)	 /* touch every page, in order */
 		assert_memory_equal(l.mem + k * ps(), want + k * ps(), ps());
 	squib_pager_stats(l.p, &st);
 	assert_int_equal(st.pages_copied, pages);
@@ -395,8 +395,8 @@ static void test_should_open_a_full_file_lazily(void **state)
 
 	SKIP_WITHOUT_UFFD();
 	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
-	assert_int_equal(squib_guest_memory_open(f->path, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, &d),
-			 0);
+	assert_int_equal(
+	    squib_guest_memory_open(f->path, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, &d), 0);
 	assert_int_equal(g->backend, SQUIB_BACKEND_LAZY);
 	assert_non_null(g->pager);
 	assert_int_equal(g->region_count, 1);

@@ -22,9 +22,9 @@
 #include <squib/memfile.h>
 #include <squib/pager.h>
 
-#define PAGES 512
+#define PAGES	512
 #define READERS 4
-#define ROUNDS 3
+#define ROUNDS	3
 
 static bool uffd_missing(void)
 {
@@ -102,7 +102,8 @@ static void test_should_serve_concurrent_faults_and_removes(void **state)
 
 	(void)state;
 	if (uffd_missing()) {
-		fprintf(stderr, "*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+		fprintf(stderr,
+			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
 		skip();
 	}
 	for (uint64_t k = 0; k < PAGES; k += 3)

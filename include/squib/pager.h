@@ -75,7 +75,7 @@ struct squib_page_source_ops {
 struct squib_page_source {
 	const struct squib_page_source_ops *ops;
 	void *ctx;
-	uint64_t page_size; /* bytes per source page: a multiple of the host page */
+	uint64_t page_size;  /* bytes per source page: a multiple of the host page */
 	uint64_t page_count; /* pages in the RAM range */
 };
 
@@ -111,18 +111,18 @@ struct squib_pager_options {
 #define SQUIB_PAGER_HIST_BUCKETS 160
 
 struct squib_pager_stats {
-	uint64_t faults;	/* page-fault messages served */
-	uint64_t pages_copied;	/* installed by UFFDIO_COPY */
-	uint64_t pages_zeroed;	/* installed by UFFDIO_ZEROPAGE */
-	uint64_t bytes_read;	/* from the source */
-	uint64_t batches;	/* source reads (one per copied run) */
+	uint64_t faults;	 /* page-fault messages served */
+	uint64_t pages_copied;	 /* installed by UFFDIO_COPY */
+	uint64_t pages_zeroed;	 /* installed by UFFDIO_ZEROPAGE */
+	uint64_t bytes_read;	 /* from the source */
+	uint64_t batches;	 /* source reads (one per copied run) */
 	uint64_t pages_existing; /* EEXIST: already present */
-	uint64_t eagain;	/* retries after EAGAIN */
-	uint64_t removes;	/* UFFD_EVENT_REMOVE events */
-	uint64_t errors;	/* failed source reads or ioctls */
-	uint64_t pages_present; /* now, as far as the pager knows */
+	uint64_t eagain;	 /* retries after EAGAIN */
+	uint64_t removes;	 /* UFFD_EVENT_REMOVE events */
+	uint64_t errors;	 /* failed source reads or ioctls */
+	uint64_t pages_present;	 /* now, as far as the pager knows */
 	uint64_t page_count;
-	bool complete;		/* pages_present == page_count */
+	bool complete; /* pages_present == page_count */
 	/* Service time per fault (message read -> resolved), microseconds. */
 	double median_us, p99_us, max_us;
 };

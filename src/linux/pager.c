@@ -32,9 +32,9 @@
 #endif
 
 #define DEFAULT_BATCH (64u << 10)
-#define MAX_PENDING 64
+#define MAX_PENDING   64
 /* Histogram: 128 buckets of 0.5 us up to 64 us, then one per octave. */
-#define HIST_LINEAR 128
+#define HIST_LINEAR  128
 #define HIST_STEP_NS 500u
 
 struct pending {
@@ -46,10 +46,10 @@ struct squib_pager {
 	struct squib_pager_region *regions;
 	uint32_t region_count;
 	struct squib_page_source src;
-	uint64_t ps;	       /* page size */
+	uint64_t ps; /* page size */
 	uint64_t batch_pages;
-	uint8_t *present;      /* one flag per source page */
-	uint8_t *buf;	       /* batch_pages * ps, the thread's read buffer */
+	uint8_t *present; /* one flag per source page */
+	uint8_t *buf;	  /* batch_pages * ps, the thread's read buffer */
 	int uffd, efd;
 	bool running, stopped;
 	pthread_t thread;
@@ -493,10 +493,11 @@ static int check_regions(const struct squib_pager_region *regions, uint32_t n,
 		if (!r->host || (uintptr_t)r->host % hp || !r->size || r->size % hp ||
 		    r->first_page > src->page_count ||
 		    r->size / hp > src->page_count - r->first_page)
-			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-					      "pager: region %u is not page-aligned or lies outside "
-					      "the source's %" PRIu64 " pages",
-					      i, src->page_count);
+			return squib_fail_msg(
+			    d, SQUIB_E_INVALID_ARGUMENT,
+			    "pager: region %u is not page-aligned or lies outside "
+			    "the source's %" PRIu64 " pages",
+			    i, src->page_count);
 	}
 	return 0;
 }
@@ -504,7 +505,8 @@ static int check_regions(const struct squib_pager_region *regions, uint32_t n,
 static int open_and_register(struct squib_pager *p, struct squib_error_detail *d)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE};
-	uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
+	uint64_t need =
+	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
 	if ((p->uffd = open_uffd()) < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
