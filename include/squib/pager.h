@@ -75,7 +75,7 @@ struct squib_page_source_ops {
 struct squib_page_source {
 	const struct squib_page_source_ops *ops;
 	void *ctx;
-	uint64_t page_size;  /* bytes per source page: a multiple of the host page */
+	uint64_t page_size;  /* bytes per source page: the host page size */
 	uint64_t page_count; /* pages in the RAM range */
 };
 
@@ -111,7 +111,7 @@ struct squib_pager_options {
 #define SQUIB_PAGER_HIST_BUCKETS 160
 
 struct squib_pager_stats {
-	uint64_t faults;	 /* page-fault messages served */
+	uint64_t faults;	 /* page-fault messages served (not failed) */
 	uint64_t pages_copied;	 /* installed by UFFDIO_COPY */
 	uint64_t pages_zeroed;	 /* installed by UFFDIO_ZEROPAGE */
 	uint64_t bytes_read;	 /* from the source */
