@@ -32,7 +32,7 @@
 #endif
 
 #define DEFAULT_BATCH (64u << 10)
-#define MAX_PENDING   64
+#define PENDING_MIN   64
 /* Histogram: 128 buckets of 0.5 us up to 64 us, then one per octave. */
 #define HIST_LINEAR  128
 #define HIST_STEP_NS 500u
@@ -53,8 +53,8 @@ struct squib_pager {
 	int uffd, efd;
 	bool running, stopped;
 	pthread_t thread;
-	struct pending pend[MAX_PENDING];
-	size_t npend;
+	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
+	size_t npend, cap;
 
 	pthread_mutex_t lock; /* guards everything below */
 	struct squib_pager_stats st;
@@ -227,13 +227,15 @@ static const struct squib_pager_region *region_of(const struct squib_pager *p, u
 
 /*
  * UFFDIO_COPY (src non-NULL) or UFFDIO_ZEROPAGE over [addr, addr + len),
- * whose first page is source page `page`. EEXIST pages are skipped and the
- * range woken at the end. 0, -EAGAIN (retry later), or -errno.
+ * whose first page is source page `page`, without waking. EEXIST pages are
+ * skipped. 0, -EAGAIN (retry later), or -errno; *done: the bytes from addr
+ * now present (all of len on success).
  */
 static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uint64_t len,
-		   uint64_t page)
+		   uint64_t page, uint64_t *donep)
 {
 	uint64_t done = 0, existing = 0;
+	int ret = 0;
 
 	while (done < len) {
 		int64_t got;
@@ -267,26 +269,32 @@ static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uin
 				p->st.pages_zeroed += n;
 			pthread_mutex_unlock(&p->lock);
 			done += n * p->ps;
-			if (!n)
-				return -EIO; /* less than a page: cannot happen */
+			if (!n) {
+				ret = -EIO; /* less than a page: cannot happen */
+				break;
+			}
 			continue;
 		}
-		if (!rc)
-			return -EIO;
+		if (!rc) {
+			ret = -EIO;
+			break;
+		}
 		if (e == EEXIST) {
 			mark(p, page + done / p->ps, 1, true);
 			existing++;
 			done += p->ps;
 			continue;
 		}
-		return -e;
+		ret = -e;
+		break;
 	}
 	if (existing) {
 		pthread_mutex_lock(&p->lock);
 		p->st.pages_existing += existing;
 		pthread_mutex_unlock(&p->lock);
 	}
-	return 0;
+	*donep = done;
+	return ret;
 }
 
 /* Wake the threads faulting in [addr, addr + len): those whose page is still
@@ -320,7 +328,7 @@ static void account(struct squib_pager *p, uint64_t t0);
 static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 {
 	const struct squib_pager_region *r = region_of(p, addr);
-	uint64_t base, rel, lo, hi, wlo, whi, rpages, first;
+	uint64_t base, rel, lo, hi, wlo, whi, rpages, first, done;
 	bool data;
 	int rc;
 
@@ -356,12 +364,14 @@ static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 		p->st.batches++;
 		pthread_mutex_unlock(&p->lock);
 	}
-	rc = install(p, base + lo * p->ps, data ? p->buf : NULL, (hi - lo) * p->ps, first);
+	rc = install(p, base + lo * p->ps, data ? p->buf : NULL, (hi - lo) * p->ps, first, &done);
 	if (rc && rc != -EAGAIN)
 		record_errno(p, -rc, data ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE", addr);
 	if (!rc)
 		account(p, t0);
-	wake(p, base + lo * p->ps, (hi - lo) * p->ps);
+	/* Only what is present: a thread woken on a missing page would fault again at once. */
+	if (done)
+		wake(p, base + lo * p->ps, done);
 	return rc;
 }
 
@@ -382,18 +392,44 @@ static void on_remove(struct squib_pager *p, uint64_t start, uint64_t end)
 	}
 }
 
-/* Read every available message: events handled, faults queued. 0 or -errno. */
+/* Room for 16 more queued faults; false when memory is short. */
+static bool reserve(struct squib_pager *p)
+{
+	size_t cap = p->cap ? p->cap : PENDING_MIN;
+	struct pending *v;
+
+	while (cap < p->npend + 16)
+		cap *= 2;
+	if (cap == p->cap)
+		return true;
+	if (!(v = realloc(p->pend, cap * sizeof(*v))))
+		return false;
+	p->pend = v;
+	p->cap = cap;
+	return true;
+}
+
+/*
+ * Read every available message: events handled, faults queued. Never stops
+ * reading while messages remain (a remove waits for its event to be read,
+ * and until then copies fail with EAGAIN). 0 or -errno.
+ */
 static int drain(struct squib_pager *p)
 {
 	struct uffd_msg msg[16];
 
-	while (p->npend < MAX_PENDING) {
-		size_t room = MAX_PENDING - p->npend;
-		ssize_t n = read(p->uffd, msg, (room < 16 ? room : 16) * sizeof(msg[0]));
-		uint64_t t = now_ns();
+	for (;;) {
+		ssize_t n;
+		uint64_t t;
 
+		if (!reserve(p)) {
+			record_error(p, SQUIB_E_NOMEM, NULL);
+			return 0; /* serve what is queued; read the rest later */
+		}
+		n = read(p->uffd, msg, sizeof(msg));
 		if (n < 0)
 			return errno == EAGAIN ? 0 : errno == EINTR ? 0 : -errno;
+		t = now_ns();
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
 			if (msg[i].event == UFFD_EVENT_PAGEFAULT)
 				p->pend[p->npend++] =
@@ -404,7 +440,6 @@ static int drain(struct squib_pager *p)
 		if ((size_t)n < sizeof(msg))
 			return 0;
 	}
-	return 0;
 }
 
 static void account(struct squib_pager *p, uint64_t t0)
@@ -626,6 +661,7 @@ void squib_pager_free(struct squib_pager *p)
 	free(p->regions);
 	free(p->present);
 	free(p->buf);
+	free(p->pend);
 	free(p);
 }
 
