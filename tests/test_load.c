@@ -536,6 +536,8 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	}
 	if (fd >= 0)
 		close((int)fd);
+	c.region_count = 2; /* the second region's pages start past the first's in the file */
+	c.regions[1] = (struct squib_mem_region){.guest_addr = GPA + 1024 * MiB, .size = 192 * KiB};
 	c.track_dirty_pages = c.with_tracker = true;
 	vm = savetest_vm(&c);
 	squib_testvm_fill(vm, 0x1a2, 3);
@@ -545,6 +547,7 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	assert_int_equal(res.memory->backend, SQUIB_BACKEND_LAZY);
 	assert_non_null(res.memory->pager);
 	assert_int_equal(res.memory->pages_read, 0);
+	assert_int_equal(res.memory->region_count, 2);
 	savetest_assert_memory_equal(res.memory, vm);
 	squib_pager_stats(res.memory->pager, &st);
 	assert_true(st.faults > 0);
@@ -557,6 +560,7 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 					  .kind = SQUIB_SNAPSHOT_DIFF,
 					  .parent_state_path = bsnap};
 	squib_testvm_write(vm, GPA + 5 * hp(), 0x42, 3 * hp());
+	squib_testvm_write(vm, GPA + 1024 * MiB + 7 * hp(), 0x43, 2 * hp());
 	savetest_save_ok(vm, &req, NULL);
 	lr = (struct squib_load_request)SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
 	lr.chain = chain;
