@@ -356,6 +356,8 @@ static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 
 		memset(&d, 0, sizeof(d));
 		if ((rc = p->src.ops->read(p->src.ctx, first, hi - lo, p->buf, &d))) {
+			if (rc > SQUIB_E_QUIESCE_TIMEOUT) /* not a SQUIB_E_* (never "retry") */
+				rc = SQUIB_E_MEMORY_IO;
 			record_error(p, rc, &d);
 			return rc;
 		}
