@@ -15,6 +15,7 @@
 #include <squib/memfile.h>
 
 #include "memfile_internal.h"
+#include "pager_internal.h"
 #include "pair.h"
 
 /* ---- guest memory ------------------------------------------------------------------ */
@@ -23,6 +24,7 @@ void squib_guest_memory_free(struct squib_guest_memory *m)
 {
 	if (!m)
 		return;
+	squib_pager_free(m->pager); /* stops serving before the memory goes away */
 	for (uint32_t i = 0; m->regions && i < m->region_count; i++)
 		if (m->regions[i].host)
 			munmap(m->regions[i].host, (size_t)m->regions[i].size);
@@ -199,7 +201,29 @@ static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_b
 	return 0;
 }
 
-static int fill(const struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
+/* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
+static int start_pager(struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
+{
+	const struct squib_memfile *top = l->v[l->n - 1];
+	struct squib_pager_region *r = calloc(g->region_count, sizeof(*r));
+	struct squib_page_source src;
+	int rc;
+
+	if (!r)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (uint32_t i = 0; i < g->region_count; i++)
+		r[i] = (struct squib_pager_region){g->regions[i].host, g->regions[i].size,
+						   top->region_off[i] / g->page_size};
+	rc = squib_page_source_layers(l->v, l->n, true, &src, d);
+	l->v = NULL; /* the source owns them now, also on failure */
+	l->n = 0;
+	if (!rc)
+		rc = squib_pager_start(r, g->region_count, src, NULL, &g->pager, d);
+	free(r);
+	return rc;
+}
+
+static int fill(struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
 {
 	const struct squib_memfile *top = l->v[l->n - 1];
 	int rc = 0;
@@ -209,16 +233,14 @@ static int fill(const struct layers *l, struct squib_guest_memory *g, struct squ
 						      : map_anon(&g->regions[i], d);
 	if (!rc && g->backend == SQUIB_BACKEND_COPY)
 		rc = copy_layers(l, g, d);
+	if (!rc && g->backend == SQUIB_BACKEND_LAZY)
+		rc = start_pager(l, g, d);
 	return rc;
 }
 
 static int check_backend(enum squib_memory_backend b, struct squib_error_detail *d)
 {
-	if (b == SQUIB_BACKEND_LAZY)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "the LAZY memory backend is not implemented yet (use COPY or "
-				      "FILE)");
-	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE)
+	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE && b != SQUIB_BACKEND_LAZY)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "unknown memory backend %d",
 				      (int)b);
 	return 0;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "pager_internal.h"
 
 /* ---- opening ------------------------------------------------------------- */
 
@@ -407,4 +408,10 @@ int squib_memfile_chain_read_page(const struct squib_memfile_chain *c, uint64_t 
 			return read_file_page(c->layers[i], page, buf, d);
 	memset(buf, 0, (size_t)c->layers[0]->m.layout.page_size); /* the full base lacks it: zero */
 	return 0;
+}
+
+struct squib_memfile **squib_memfile_chain_layers(const struct squib_memfile_chain *c, size_t *n)
+{
+	*n = c->n;
+	return c->layers;
 }

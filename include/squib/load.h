@@ -29,7 +29,11 @@
  *   FILE   the full memory file's RAM range mapped MAP_PRIVATE (copy on write);
  *          a Diff is refused: rebase the chain first (squib_memfile_rebase).
  *          Never rebase in place or truncate a file a VM maps.
- *   LAZY   reserved (postcopy); SQUIB_E_INVALID_ARGUMENT for now
+ *   LAZY   anonymous memory filled on demand by a userfaultfd pager thread
+ *          (squib/pager.h) reading the file (a Diff: its chain); the pager
+ *          is owned by the squib_guest_memory (g->pager: statistics, error)
+ *          and stopped before the memory is unmapped. Never falls back to
+ *          another backend: no userfaultfd is SQUIB_E_IO with the errno.
  *
  * Thread-safety: one load (or save) per VM and per pair at a time. Recovery
  * renames and unlinks files next to the pair: never run a load while a save
@@ -47,6 +51,7 @@
 #include <squib/atomic.h>
 #include <squib/envelope.h>
 #include <squib/error.h>
+#include <squib/pager.h>
 #include <squib/state.h>
 #include <squib/vm.h>
 
@@ -90,7 +95,7 @@ int squib_pair_recover(const char *state_path, const char *memory_path,
 enum squib_memory_backend {
 	SQUIB_BACKEND_COPY = 0,
 	SQUIB_BACKEND_FILE = 1,
-	SQUIB_BACKEND_LAZY = 2, /* not implemented yet */
+	SQUIB_BACKEND_LAZY = 2, /* userfaultfd pager (squib/pager.h) */
 };
 
 /*
@@ -103,10 +108,11 @@ struct squib_guest_memory {
 	uint32_t region_count;
 	struct squib_vm_region *regions; /* host = the mapping */
 	uint64_t page_size;		 /* the memory file's */
-	uint64_t pages_read;		 /* COPY: pages copied in; FILE: 0 (mapped) */
+	uint64_t pages_read;		 /* COPY: pages copied in; FILE, LAZY: 0 */
+	struct squib_pager *pager;	 /* LAZY: serves the regions' faults; else NULL */
 };
 
-/* munmap every region and free. NULL is a no-op. */
+/* Stop and free the pager (LAZY), munmap every region, free. NULL is a no-op. */
 void squib_guest_memory_free(struct squib_guest_memory *m);
 
 /*

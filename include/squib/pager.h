@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/pager.h - lazy restore: an in-process userfaultfd pager (Linux).
+ *
+ * Guest RAM is private anonymous memory the caller maps (unpopulated) and
+ * hands to squib_pager_start, which registers it with a userfaultfd in
+ * MISSING mode (UFFD_FEATURE_EVENT_REMOVE requested) and starts one pager
+ * thread. The thread polls the uffd and an eventfd (shutdown) and resolves
+ * every missing-page fault from a page source:
+ *
+ *   absent page  UFFDIO_ZEROPAGE over the absent run around the fault
+ *                (inside the batch window); the source is not read
+ *   present page one source read + one UFFDIO_COPY of the contiguous present
+ *                run holding the fault, inside the window of batch_bytes
+ *                (default 64 KiB) aligned to the region start
+ *
+ * EEXIST (a page is already there, e.g. two threads faulted on it) is fine:
+ * the copy continues after that page and the faulting range is woken
+ * (UFFDIO_WAKE). EAGAIN (a remove event is queued) makes the thread drain
+ * the uffd's events and retry. UFFD_EVENT_REMOVE (madvise(MADV_DONTNEED) on
+ * the memory) makes the range missing again; its next faults are served
+ * from the source again, so the memory keeps reading as the snapshot (not
+ * as zeros: a balloon that wants zeros must not use this pager).
+ *
+ * The thread runs until squib_pager_stop, also once every page is present
+ * (a later remove makes pages missing again). squib_pager_stats().complete
+ * says whether every page is currently present.
+ *
+ * Source errors: the failing fault is left unresolved (its thread stays
+ * blocked), the error is counted (stats.errors) and the first one is kept
+ * (squib_pager_error); the pager keeps serving other faults. The owner must
+ * treat the memory as lost and stop the pager: stop unregisters the memory
+ * and closes the uffd, which wakes every blocked thread; from then on the
+ * memory is plain anonymous memory and unserved pages read as zeros.
+ * Never use guest memory after its pager failed except to tear it down.
+ *
+ * Thread-safety: start, stop and free are called by the owner, one at a
+ * time. squib_pager_stats and squib_pager_error may be called from any
+ * thread at any time before squib_pager_free. The memory may be read and
+ * written by any number of threads at once while the pager runs. A page
+ * source's ops are called only from the pager thread (and release from
+ * squib_pager_free), never concurrently.
+ */
+#ifndef SQUIB_PAGER_H
+#define SQUIB_PAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/error.h>
+#include <squib/memfile.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- page sources ------------------------------------------------------- */
+
+/*
+ * Where pages come from. Pages are numbered over the RAM range: regions back
+ * to back, page k is bytes [k * page_size, (k + 1) * page_size) (the memory
+ * file's numbering). A socket or external source plugs in by filling these.
+ */
+struct squib_page_source_ops {
+	/* true: page holds data (read it); false: it is zero (never read). */
+	bool (*present)(void *ctx, uint64_t page);
+	/* Read pages [first, first + count), all present, into buf; 0 or SQUIB_E_*. */
+	int (*read)(void *ctx, uint64_t first, uint64_t count, void *buf,
+		    struct squib_error_detail *d);
+	/* Free ctx (may be NULL); called once by squib_pager_free. */
+	void (*release)(void *ctx);
+};
+
+struct squib_page_source {
+	const struct squib_page_source_ops *ops;
+	void *ctx;
+	uint64_t page_size;  /* bytes per source page: the host page size */
+	uint64_t page_count; /* pages in the RAM range */
+};
+
+/*
+ * The file source over an open memory file (a FULL file: absent pages are
+ * zero) or over an open chain (the newest layer holding a page supplies it;
+ * no layer: zero). The file or chain is borrowed: it must stay open until
+ * the pager using the source is freed. Adjacent pages from one layer are
+ * read with one pread. SQUIB_E_INVALID_ARGUMENT for a DIFF file alone.
+ */
+int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
+			   struct squib_error_detail *d);
+int squib_page_source_chain(const struct squib_memfile_chain *c, struct squib_page_source *out,
+			    struct squib_error_detail *d);
+
+/* ---- the pager ------------------------------------------------------------ */
+
+/* One mapping to serve: `host` private anonymous, size bytes, not yet touched;
+ * its first byte is source page first_page. */
+struct squib_pager_region {
+	void *host;
+	uint64_t size;
+	uint64_t first_page;
+};
+
+struct squib_pager_options {
+	/* Largest batch per fault in bytes (0: 64 KiB); rounded down to whole
+	 * source pages, at least one. The window is aligned to it. */
+	uint64_t batch_bytes;
+};
+
+/* Service-latency histogram bucket count (see squib_pager_stats). */
+#define SQUIB_PAGER_HIST_BUCKETS 160
+
+struct squib_pager_stats {
+	uint64_t faults;	 /* page-fault messages served (not failed) */
+	uint64_t pages_copied;	 /* installed by UFFDIO_COPY */
+	uint64_t pages_zeroed;	 /* installed by UFFDIO_ZEROPAGE */
+	uint64_t bytes_read;	 /* from the source */
+	uint64_t batches;	 /* source reads (one per copied run) */
+	uint64_t pages_existing; /* EEXIST: already present */
+	uint64_t eagain;	 /* retries after EAGAIN */
+	uint64_t removes;	 /* UFFD_EVENT_REMOVE events */
+	uint64_t errors;	 /* failed source reads or ioctls */
+	uint64_t pages_present;	 /* now, as far as the pager knows */
+	uint64_t page_count;
+	bool complete; /* pages_present == page_count */
+	/* Service time per fault (message read -> resolved), microseconds. */
+	double median_us, p99_us, max_us;
+};
+
+struct squib_pager;
+
+/*
+ * Register regions[0..n) (copied; page-aligned, multiples of the source
+ * page) and start the pager thread. The pager owns src from here on, also
+ * on failure (src.ops->release is called). opts may be NULL. Errors:
+ * SQUIB_E_INVALID_ARGUMENT (geometry), SQUIB_E_IO with the errno when
+ * userfaultfd is not available (ENOSYS, EPERM) or refuses a feature or
+ * registration, SQUIB_E_NOMEM.
+ */
+int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
+		      struct squib_page_source src, const struct squib_pager_options *opts,
+		      struct squib_pager **out, struct squib_error_detail *d);
+
+/* Stop and join the thread, unregister the memory, close the fds (idempotent). */
+void squib_pager_stop(struct squib_pager *p);
+
+/* Stop, release the source, free. NULL is a no-op. The memory is not unmapped. */
+void squib_pager_free(struct squib_pager *p);
+
+/* A snapshot of the counters (consistent with each other). */
+void squib_pager_stats(const struct squib_pager *p, struct squib_pager_stats *out);
+
+/* 0, or the first error the pager met (its detail into d, may be NULL). */
+int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_PAGER_H */

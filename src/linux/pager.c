@@ -1,0 +1,808 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Lazy restore: the userfaultfd pager (squib/pager.h) and the file page
+ * source. One thread per pager polls the uffd and a shutdown eventfd; faults
+ * are queued and served in arrival order, events (REMOVE) handled as read.
+ */
+#include <squib/pager.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../memfile_internal.h"
+#include "../pager_internal.h"
+
+/* As in track_uffd_wp.c: newer than the build machine's headers (Linux 6.1). */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+#define DEFAULT_BATCH (64u << 10)
+#define PENDING_MIN   64
+/* Histogram: 128 buckets of 0.5 us up to 64 us, then one per octave. */
+#define HIST_LINEAR  128
+#define HIST_STEP_NS 500u
+
+struct pending {
+	uint64_t addr;
+	uint64_t t0;
+};
+
+struct squib_pager {
+	struct squib_pager_region *regions;
+	uint32_t region_count;
+	struct squib_page_source src;
+	uint64_t ps; /* page size */
+	uint64_t batch_pages;
+	uint8_t *present; /* one flag per source page */
+	uint8_t *buf;	  /* batch_pages * ps, the thread's read buffer */
+	int uffd, efd;
+	bool running, stopped;
+	pthread_t thread;
+	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
+	size_t npend, cap;
+
+	pthread_mutex_t lock; /* guards everything below */
+	struct squib_pager_stats st;
+	uint64_t hist[SQUIB_PAGER_HIST_BUCKETS];
+	uint64_t max_ns;
+	int err;
+	struct squib_error_detail err_detail;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- opening the uffd (as track_uffd_wp.c) ----------------------------------------- */
+
+static int open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	int dev, err;
+
+	if (fd < 0 && errno == EINVAL)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0 || errno == ENOSYS)
+		return fd;
+	err = errno;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0) {
+		errno = err;
+		return -1;
+	}
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	err = errno;
+	close(dev);
+	errno = err;
+	return fd;
+}
+
+/* ---- statistics ----------------------------------------------------------------------- */
+
+static unsigned bucket_of(uint64_t ns)
+{
+	uint64_t lim = (uint64_t)HIST_LINEAR * HIST_STEP_NS;
+	unsigned b = HIST_LINEAR;
+
+	if (ns < lim)
+		return (unsigned)(ns / HIST_STEP_NS);
+	while (ns >= 2 * lim && b < SQUIB_PAGER_HIST_BUCKETS - 1) {
+		lim *= 2;
+		b++;
+	}
+	return b;
+}
+
+/* Middle of bucket b in microseconds. */
+static double bucket_us(unsigned b)
+{
+	double lo;
+
+	if (b < HIST_LINEAR)
+		return (b + 0.5) * HIST_STEP_NS / 1000.0;
+	lo = (double)HIST_LINEAR * HIST_STEP_NS / 1000.0;
+	for (unsigned i = HIST_LINEAR; i < b; i++)
+		lo *= 2;
+	return lo * 1.5;
+}
+
+static double percentile(const uint64_t *h, uint64_t total, double q)
+{
+	uint64_t want = (uint64_t)(q * (double)total), seen = 0;
+
+	if (!total)
+		return 0;
+	if (want >= total)
+		want = total - 1;
+	for (unsigned b = 0; b < SQUIB_PAGER_HIST_BUCKETS; b++) {
+		seen += h[b];
+		if (seen > want)
+			return bucket_us(b);
+	}
+	return 0;
+}
+
+void squib_pager_stats(const struct squib_pager *cp, struct squib_pager_stats *out)
+{
+	struct squib_pager *p = (struct squib_pager *)cp;
+	uint64_t total = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	*out = p->st;
+	for (unsigned b = 0; b < SQUIB_PAGER_HIST_BUCKETS; b++)
+		total += p->hist[b];
+	out->median_us = percentile(p->hist, total, 0.5);
+	out->p99_us = percentile(p->hist, total, 0.99);
+	out->max_us = (double)p->max_ns / 1000.0;
+	out->complete = out->pages_present == out->page_count;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int squib_pager_error(const struct squib_pager *cp, struct squib_error_detail *d)
+{
+	struct squib_pager *p = (struct squib_pager *)cp;
+	int err;
+
+	if (!p)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL pager");
+	pthread_mutex_lock(&p->lock);
+	err = p->err;
+	if (err && d)
+		*d = p->err_detail;
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+/* Record an error (the first one is kept); called without the lock. */
+static void record_error(struct squib_pager *p, int code, const struct squib_error_detail *d)
+{
+	pthread_mutex_lock(&p->lock);
+	p->st.errors++;
+	if (!p->err) {
+		p->err = code;
+		if (d)
+			p->err_detail = *d;
+		else
+			p->err_detail.code = code;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void record_errno(struct squib_pager *p, int e, const char *what, uint64_t addr)
+{
+	struct squib_error_detail d;
+
+	squib_fail_msg(&d, SQUIB_E_MEMORY_IO, "pager: %s at 0x%" PRIx64 ": %s", what, addr,
+		       strerror(e));
+	d.os_errno = e;
+	record_error(p, SQUIB_E_MEMORY_IO, &d);
+}
+
+/* Mark `count` pages from source page `first` present (or not); lock taken here. */
+static void mark(struct squib_pager *p, uint64_t first, uint64_t count, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t k = first; k < first + count && k < p->src.page_count; k++) {
+		if (p->present[k] != on)
+			p->st.pages_present += on ? 1 : (uint64_t)-1;
+		p->present[k] = on;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- serving a fault ----------------------------------------------------------------- */
+
+static const struct squib_pager_region *region_of(const struct squib_pager *p, uint64_t addr)
+{
+	for (uint32_t i = 0; i < p->region_count; i++) {
+		uint64_t h = (uint64_t)(uintptr_t)p->regions[i].host;
+
+		if (addr >= h && addr - h < p->regions[i].size)
+			return &p->regions[i];
+	}
+	return NULL;
+}
+
+/*
+ * UFFDIO_COPY (src non-NULL) or UFFDIO_ZEROPAGE over [addr, addr + len),
+ * whose first page is source page `page`, without waking. EEXIST pages are
+ * skipped. 0, -EAGAIN (retry later), or -errno; *done: the bytes from addr
+ * now present (all of len on success).
+ */
+static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uint64_t len,
+		   uint64_t page, uint64_t *donep)
+{
+	uint64_t done = 0, existing = 0;
+	int ret = 0;
+
+	while (done < len) {
+		int64_t got;
+		int rc, e;
+
+		if (src) {
+			struct uffdio_copy c = {.dst = addr + done,
+						.src = (uint64_t)(uintptr_t)(src + done),
+						.len = len - done,
+						.mode = UFFDIO_COPY_MODE_DONTWAKE};
+
+			rc = ioctl(p->uffd, UFFDIO_COPY, &c);
+			e = errno;
+			got = c.copy;
+		} else {
+			struct uffdio_zeropage z = {.range = {addr + done, len - done},
+						    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
+
+			rc = ioctl(p->uffd, UFFDIO_ZEROPAGE, &z);
+			e = errno;
+			got = z.zeropage;
+		}
+		if (got > 0) {
+			uint64_t n = (uint64_t)got / p->ps;
+
+			mark(p, page + done / p->ps, n, true);
+			pthread_mutex_lock(&p->lock);
+			if (src)
+				p->st.pages_copied += n;
+			else
+				p->st.pages_zeroed += n;
+			pthread_mutex_unlock(&p->lock);
+			done += n * p->ps;
+			if (!n) {
+				ret = -EIO; /* less than a page: cannot happen */
+				break;
+			}
+			continue;
+		}
+		if (!rc) {
+			ret = -EIO;
+			break;
+		}
+		if (e == EEXIST) {
+			mark(p, page + done / p->ps, 1, true);
+			existing++;
+			done += p->ps;
+			continue;
+		}
+		ret = -e;
+		break;
+	}
+	if (existing) {
+		pthread_mutex_lock(&p->lock);
+		p->st.pages_existing += existing;
+		pthread_mutex_unlock(&p->lock);
+	}
+	*donep = done;
+	return ret;
+}
+
+/* Wake the threads faulting in [addr, addr + len): those whose page is still
+ * missing fault again (a new message). */
+static void wake(struct squib_pager *p, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = {addr, len};
+
+	if (ioctl(p->uffd, UFFDIO_WAKE, &r))
+		record_errno(p, errno, "UFFDIO_WAKE", addr);
+}
+
+/* Known present: the pager installed it and no remove came since. */
+static bool known(struct squib_pager *p, uint64_t page)
+{
+	bool v;
+
+	pthread_mutex_lock(&p->lock);
+	v = p->present[page];
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+static void account(struct squib_pager *p, uint64_t t0);
+
+/*
+ * 0 served, -EAGAIN keep it queued, other: failed (recorded, dropped).
+ * Pages are installed without waking (DONTWAKE), the counters updated, then
+ * the range woken: a woken thread sees statistics that include its fault.
+ */
+static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
+{
+	const struct squib_pager_region *r = region_of(p, addr);
+	uint64_t base, rel, lo, hi, wlo, whi, rpages, first, done;
+	bool data;
+	int rc;
+
+	if (!r) {
+		record_errno(p, EFAULT, "fault outside the pager's memory", addr);
+		return -EFAULT;
+	}
+	base = (uint64_t)(uintptr_t)r->host;
+	rel = (addr - base) / p->ps;
+	rpages = r->size / p->ps;
+	wlo = rel / p->batch_pages * p->batch_pages;
+	whi = wlo + p->batch_pages < rpages ? wlo + p->batch_pages : rpages;
+	data = p->src.ops->present(p->src.ctx, r->first_page + rel);
+	lo = rel;
+	hi = rel + 1;
+	while (lo > wlo && !known(p, r->first_page + lo - 1) &&
+	       p->src.ops->present(p->src.ctx, r->first_page + lo - 1) == data)
+		lo--;
+	while (hi < whi && !known(p, r->first_page + hi) &&
+	       p->src.ops->present(p->src.ctx, r->first_page + hi) == data)
+		hi++;
+	first = r->first_page + lo;
+	if (data) {
+		struct squib_error_detail d;
+
+		memset(&d, 0, sizeof(d));
+		if ((rc = p->src.ops->read(p->src.ctx, first, hi - lo, p->buf, &d))) {
+			if (rc > SQUIB_E_QUIESCE_TIMEOUT) /* not a SQUIB_E_* (never "retry") */
+				rc = SQUIB_E_MEMORY_IO;
+			record_error(p, rc, &d);
+			return rc;
+		}
+		pthread_mutex_lock(&p->lock);
+		p->st.bytes_read += (hi - lo) * p->ps;
+		p->st.batches++;
+		pthread_mutex_unlock(&p->lock);
+	}
+	rc = install(p, base + lo * p->ps, data ? p->buf : NULL, (hi - lo) * p->ps, first, &done);
+	if (rc && rc != -EAGAIN)
+		record_errno(p, -rc, data ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE", addr);
+	if (!rc)
+		account(p, t0);
+	/* Only what is present: a thread woken on a missing page would fault again at once. */
+	if (done)
+		wake(p, base + lo * p->ps, done);
+	return rc;
+}
+
+/* ---- the thread -------------------------------------------------------------------------- */
+
+static void on_remove(struct squib_pager *p, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&p->lock);
+	p->st.removes++;
+	pthread_mutex_unlock(&p->lock);
+	for (uint32_t i = 0; i < p->region_count; i++) {
+		uint64_t h = (uint64_t)(uintptr_t)p->regions[i].host, e = h + p->regions[i].size;
+		uint64_t a = start > h ? start : h, b = end < e ? end : e;
+
+		if (a < b)
+			mark(p, p->regions[i].first_page + (a - h) / p->ps,
+			     (b - a + p->ps - 1) / p->ps, false);
+	}
+}
+
+/* Room for 16 more queued faults; false when memory is short. */
+static bool reserve(struct squib_pager *p)
+{
+	size_t cap = p->cap ? p->cap : PENDING_MIN;
+	struct pending *v;
+
+	while (cap < p->npend + 16)
+		cap *= 2;
+	if (cap == p->cap)
+		return true;
+	if (!(v = realloc(p->pend, cap * sizeof(*v))))
+		return false;
+	p->pend = v;
+	p->cap = cap;
+	return true;
+}
+
+/*
+ * Read every available message: events handled, faults queued. Never stops
+ * reading while messages remain (a remove waits for its event to be read,
+ * and until then copies fail with EAGAIN). 0 or -errno.
+ */
+static int drain(struct squib_pager *p)
+{
+	struct uffd_msg msg[16];
+
+	for (;;) {
+		ssize_t n;
+		uint64_t t;
+
+		if (!reserve(p)) {
+			record_error(p, SQUIB_E_NOMEM, NULL);
+			return 0; /* serve what is queued; read the rest later */
+		}
+		n = read(p->uffd, msg, sizeof(msg));
+		if (n < 0)
+			return errno == EAGAIN ? 0 : errno == EINTR ? 0 : -errno;
+		t = now_ns();
+		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
+			if (msg[i].event == UFFD_EVENT_PAGEFAULT)
+				p->pend[p->npend++] =
+				    (struct pending){msg[i].arg.pagefault.address, t};
+			else if (msg[i].event == UFFD_EVENT_REMOVE)
+				on_remove(p, msg[i].arg.remove.start, msg[i].arg.remove.end);
+		}
+		if ((size_t)n < sizeof(msg))
+			return 0;
+	}
+}
+
+static void account(struct squib_pager *p, uint64_t t0)
+{
+	uint64_t ns = now_ns() - t0;
+
+	pthread_mutex_lock(&p->lock);
+	p->st.faults++;
+	p->hist[bucket_of(ns)]++;
+	if (ns > p->max_ns)
+		p->max_ns = ns;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Serve the queue in order; stop at the first EAGAIN (the rest stays queued). */
+static bool serve_pending(struct squib_pager *p)
+{
+	size_t i = 0;
+	bool again = false;
+
+	for (; i < p->npend; i++) {
+		int rc = serve(p, p->pend[i].addr, p->pend[i].t0);
+
+		if (rc == -EAGAIN) {
+			pthread_mutex_lock(&p->lock);
+			p->st.eagain++;
+			pthread_mutex_unlock(&p->lock);
+			again = true;
+			break;
+		}
+	}
+	memmove(p->pend, p->pend + i, (p->npend - i) * sizeof(p->pend[0]));
+	p->npend -= i;
+	return again;
+}
+
+static void *pager_thread(void *arg)
+{
+	struct squib_pager *p = arg;
+	bool again = false;
+
+	for (;;) {
+		struct pollfd pf[2] = {{.fd = p->uffd, .events = POLLIN},
+				       {.fd = p->efd, .events = POLLIN}};
+		/* After EAGAIN, poll briefly: the events that cleared it may not be queued yet. */
+		int n = poll(pf, 2, again ? 1 : -1), rc;
+
+		if (n < 0 && errno != EINTR) {
+			record_errno(p, errno, "poll", 0);
+			break;
+		}
+		if (n > 0 && pf[1].revents)
+			break;
+		if (n > 0 && (pf[0].revents & (POLLERR | POLLNVAL))) {
+			record_errno(p, EIO, "userfaultfd poll error", 0);
+			break;
+		}
+		if ((rc = drain(p))) {
+			record_errno(p, -rc, "reading the userfaultfd", 0);
+			break;
+		}
+		again = serve_pending(p);
+	}
+	return NULL;
+}
+
+/* ---- start / stop ------------------------------------------------------------------------- */
+
+static int check_regions(const struct squib_pager_region *regions, uint32_t n,
+			 const struct squib_page_source *src, struct squib_error_detail *d)
+{
+	uint64_t hp = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (!src->ops || !src->ops->present || !src->ops->read)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: incomplete page source");
+	if (src->page_size != hp)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "pager: source page size %" PRIu64
+				      " is not the host page size %" PRIu64,
+				      src->page_size, hp);
+	if (!regions || !n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: no regions");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct squib_pager_region *r = &regions[i];
+
+		if (!r->host || (uintptr_t)r->host % hp || !r->size || r->size % hp ||
+		    r->first_page > src->page_count ||
+		    r->size / hp > src->page_count - r->first_page)
+			return squib_fail_msg(
+			    d, SQUIB_E_INVALID_ARGUMENT,
+			    "pager: region %u is not page-aligned or lies outside "
+			    "the source's %" PRIu64 " pages",
+			    i, src->page_count);
+	}
+	return 0;
+}
+
+static int open_and_register(struct squib_pager *p, struct squib_error_detail *d)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE};
+	uint64_t need =
+	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
+
+	if ((p->uffd = open_uffd()) < 0)
+		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	if (ioctl(p->uffd, UFFDIO_API, &api))
+		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	if (!(api.features & UFFD_FEATURE_EVENT_REMOVE))
+		return squib_fail_errno(d, SQUIB_E_IO, EOPNOTSUPP);
+	for (uint32_t i = 0; i < p->region_count; i++) {
+		struct uffdio_register reg = {
+		    .range = {(uint64_t)(uintptr_t)p->regions[i].host, p->regions[i].size},
+		    .mode = UFFDIO_REGISTER_MODE_MISSING};
+
+		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg))
+			return squib_fail_errno(d, SQUIB_E_IO, errno);
+		if ((reg.ioctls & need) != need)
+			return squib_fail_errno(d, SQUIB_E_IO, EOPNOTSUPP);
+	}
+	if ((p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	return 0;
+}
+
+int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
+		      struct squib_page_source src, const struct squib_pager_options *opts,
+		      struct squib_pager **out, struct squib_error_detail *d)
+{
+	uint64_t batch = opts && opts->batch_bytes ? opts->batch_bytes : DEFAULT_BATCH;
+	struct squib_pager *p;
+	int rc;
+
+	if (!out) {
+		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL out");
+		goto release;
+	}
+	*out = NULL;
+	if ((rc = check_regions(regions, n, &src, d)))
+		goto release;
+	if (!(p = calloc(1, sizeof(*p)))) {
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+		goto release;
+	}
+	p->uffd = p->efd = -1;
+	p->src = src;
+	p->ps = src.page_size;
+	p->batch_pages = batch / p->ps ? batch / p->ps : 1;
+	p->region_count = n;
+	p->st.page_count = src.page_count;
+	pthread_mutex_init(&p->lock, NULL);
+	if (!(p->regions = calloc(n, sizeof(*regions))) ||
+	    !(p->present = calloc(src.page_count ? src.page_count : 1, 1)) ||
+	    !(p->buf = malloc(p->batch_pages * p->ps))) {
+		squib_pager_free(p);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	memcpy(p->regions, regions, n * sizeof(*regions));
+	/* Pages outside every region are never faulted: count them present. */
+	for (uint64_t k = 0; k < src.page_count; k++)
+		p->present[k] = 1;
+	p->st.pages_present = src.page_count;
+	for (uint32_t i = 0; i < n; i++)
+		mark(p, regions[i].first_page, regions[i].size / p->ps, false);
+	if ((rc = open_and_register(p, d))) {
+		squib_pager_free(p);
+		return rc;
+	}
+	if ((rc = pthread_create(&p->thread, NULL, pager_thread, p))) {
+		squib_pager_free(p);
+		return squib_fail_errno(d, SQUIB_E_IO, rc);
+	}
+	p->running = true;
+	*out = p;
+	return 0;
+release:
+	if (src.ops && src.ops->release)
+		src.ops->release(src.ctx);
+	return rc;
+}
+
+void squib_pager_stop(struct squib_pager *p)
+{
+	if (!p || p->stopped)
+		return;
+	p->stopped = true;
+	if (p->running) {
+		uint64_t one = 1;
+
+		while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+		pthread_join(p->thread, NULL);
+		p->running = false;
+	}
+	if (p->uffd >= 0) {
+		/* Unregistering wakes every thread still blocked on a missing page. */
+		for (uint32_t i = 0; i < p->region_count; i++) {
+			struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host,
+						 p->regions[i].size};
+
+			ioctl(p->uffd, UFFDIO_UNREGISTER, &r);
+		}
+		close(p->uffd);
+		p->uffd = -1;
+	}
+	if (p->efd >= 0) {
+		close(p->efd);
+		p->efd = -1;
+	}
+}
+
+void squib_pager_free(struct squib_pager *p)
+{
+	if (!p)
+		return;
+	squib_pager_stop(p);
+	if (p->src.ops && p->src.ops->release)
+		p->src.ops->release(p->src.ctx);
+	pthread_mutex_destroy(&p->lock);
+	free(p->regions);
+	free(p->present);
+	free(p->buf);
+	free(p->pend);
+	free(p);
+}
+
+/* ---- the file source ------------------------------------------------------------------------ */
+
+struct file_source {
+	struct squib_memfile **layers;
+	size_t n;
+	bool own;
+	uint64_t ps;
+	uint16_t *owner; /* per page: 1 + the newest layer holding it, 0 none */
+};
+
+static void file_release(void *ctx)
+{
+	struct file_source *f = ctx;
+
+	if (!f)
+		return;
+	if (f->own)
+		for (size_t i = 0; i < f->n; i++)
+			squib_memfile_close(f->layers[i]);
+	free(f->layers);
+	free(f->owner);
+	free(f);
+}
+
+static bool file_present(void *ctx, uint64_t page)
+{
+	const struct file_source *f = ctx;
+
+	return f->owner[page] != 0;
+}
+
+static int file_read(void *ctx, uint64_t first, uint64_t count, void *buf,
+		     struct squib_error_detail *d)
+{
+	const struct file_source *f = ctx;
+	uint8_t *out = buf;
+
+	for (uint64_t k = 0; k < count;) {
+		uint16_t o = f->owner[first + k];
+		uint64_t run = 1;
+
+		while (k + run < count && f->owner[first + k + run] == o)
+			run++;
+		if (!o) {
+			memset(out + k * f->ps, 0, run * f->ps);
+		} else {
+			const struct squib_memfile *m = f->layers[o - 1];
+			int e = squib_pread_all(m->fd, out + k * f->ps, run * f->ps,
+						(first + k) * f->ps);
+
+			if (e)
+				return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64,
+							      m->path, (first + k) * f->ps);
+		}
+		k += run;
+	}
+	return 0;
+}
+
+static const struct squib_page_source_ops file_ops = {
+    .present = file_present, .read = file_read, .release = file_release};
+
+int squib_page_source_layers(struct squib_memfile **layers, size_t n, bool own,
+			     struct squib_page_source *out, struct squib_error_detail *d)
+{
+	struct file_source *f = NULL;
+	const struct squib_memory_layout *top;
+	uint64_t pages;
+	int rc;
+
+	if (!layers || !n || !out || n >= UINT16_MAX) {
+		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: bad layers");
+		goto fail;
+	}
+	top = &layers[n - 1]->m.layout;
+	if (layers[0]->m.layout.kind != SQUIB_MEMORY_FULL) {
+		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				    "page source: %s is a diff; read it through its chain",
+				    layers[0]->path);
+		goto fail;
+	}
+	pages = top->ram_size / top->page_size;
+	if (!(f = calloc(1, sizeof(*f))) || !(f->owner = calloc(pages ? pages : 1, 2)) ||
+	    !(f->layers = calloc(n, sizeof(*layers)))) {
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+		goto fail;
+	}
+	memcpy(f->layers, layers, n * sizeof(*layers));
+	if (own)
+		free(layers); /* the copy holds them now */
+	f->n = n;
+	f->own = own;
+	f->ps = top->page_size;
+	for (size_t i = 0; i < n; i++) {
+		const struct squib_memory_layout *l = &f->layers[i]->m.layout;
+
+		for (uint64_t k = 0; k < l->extent_count; k++)
+			for (uint64_t pg = l->extents[k].first_page;
+			     pg < l->extents[k].first_page + l->extents[k].page_count && pg < pages;
+			     pg++)
+				f->owner[pg] = (uint16_t)(i + 1);
+	}
+	*out = (struct squib_page_source){&file_ops, f, top->page_size, pages};
+	return 0;
+fail:
+	if (f) {
+		free(f->owner);
+		free(f->layers);
+	}
+	free(f);
+	if (own && layers) {
+		for (size_t i = 0; i < n; i++)
+			squib_memfile_close(layers[i]);
+		free(layers);
+	}
+	return rc;
+}
+
+int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
+			   struct squib_error_detail *d)
+{
+	struct squib_memfile *one = (struct squib_memfile *)m;
+
+	if (!m || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: NULL argument");
+	return squib_page_source_layers(&one, 1, false, out, d);
+}
+
+int squib_page_source_chain(const struct squib_memfile_chain *c, struct squib_page_source *out,
+			    struct squib_error_detail *d)
+{
+	size_t n;
+	struct squib_memfile **l;
+
+	if (!c || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: NULL argument");
+	l = squib_memfile_chain_layers(c, &n);
+	return squib_page_source_layers(l, n, false, out, d);
+}

@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The userfaultfd pager (squib/pager.h) and the LAZY backend: real
+ * userfaultfd, real memory files from tests/support/pair.h. Without
+ * userfaultfd (ENOSYS) every test prints one SKIP line and is skipped.
+ */
+#include "pair.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <squib/load.h>
+#include <squib/memfile.h>
+#include <squib/pager.h>
+
+struct fixture {
+	char *dir;
+	char *path;
+};
+
+static bool uffd_missing(void)
+{
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd >= 0) {
+		close((int)fd);
+		return false;
+	}
+	return errno == ENOSYS && access("/dev/userfaultfd", F_OK) != 0;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->dir = squib_test_tmpdir();
+	f->path = squib_test_path(f->dir, "ram.mem");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	squib_test_rmtree(f->dir);
+	free(f->dir);
+	free(f->path);
+	free(f);
+	return 0;
+}
+
+#define SKIP_WITHOUT_UFFD()                                                                        \
+	do {                                                                                       \
+		if (uffd_missing()) {                                                              \
+			fprintf(stderr, "*** SKIP: userfaultfd does not exist on this kernel "     \
+					"(ENOSYS): pager not tested ***\n");                       \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+
+static uint64_t ps(void)
+{
+	return squib_test_page_size();
+}
+
+/* RAM of `pages` pages with a pattern; every page where zero_every divides
+ * its index (zero_every 0: none) is cleared, so it becomes a hole. */
+static uint8_t *pattern_ram(uint64_t pages, uint64_t zero_every, uint64_t *zeros)
+{
+	uint8_t *m = squib_test_guest_ram(pages * ps(), 0xc0ffee);
+
+	*zeros = 0;
+	for (uint64_t k = 0; zero_every && k < pages; k++)
+		if (k % zero_every == 0) {
+			memset(m + k * ps(), 0, ps());
+			(*zeros)++;
+		}
+	return m;
+}
+
+static void *anon(uint64_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	madvise(p, size, MADV_NOHUGEPAGE);
+	return p;
+}
+
+/* A pager over the memory file at path serving fresh memory of `size` bytes. */
+struct lazy {
+	struct squib_memfile *m;
+	struct squib_pager *p;
+	uint8_t *mem;
+	uint64_t size;
+};
+
+static void lazy_open(struct lazy *l, const char *path, uint64_t size, uint64_t batch)
+{
+	struct squib_pager_options o = {.batch_bytes = batch};
+	struct squib_page_source src;
+	struct squib_pager_region r;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_memfile_open(path, &l->m, &d), 0);
+	assert_int_equal(squib_page_source_file(l->m, &src, &d), 0);
+	l->size = size;
+	l->mem = anon(size);
+	r = (struct squib_pager_region){l->mem, size, 0};
+	assert_int_equal(squib_pager_start(&r, 1, src, &o, &l->p, &d), 0);
+}
+
+static void lazy_close(struct lazy *l)
+{
+	squib_pager_free(l->p);
+	squib_memfile_close(l->m);
+	munmap(l->mem, l->size);
+}
+
+/* ---- content ----------------------------------------------------------------------------- */
+
+struct reader {
+	const uint8_t *mem, *want;
+	uint64_t pages, start;
+	uint64_t bad;
+};
+
+static void *read_all(void *arg)
+{
+	struct reader *r = arg;
+
+	for (uint64_t i = 0; i < r->pages; i++) {
+		uint64_t k = (r->start + i * 7) % r->pages; /* strided: faults all over */
+
+		if (memcmp(r->mem + k * ps(), r->want + k * ps(), ps()))
+			r->bad++;
+	}
+	return NULL;
+}
+
+static void test_should_serve_memory_equal_to_the_file_to_several_threads(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 512, zeros;
+	uint8_t *want = pattern_ram(pages, 5, &zeros);
+	struct reader rd[4];
+	pthread_t th[4];
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	for (int i = 0; i < 4; i++) {
+		rd[i] = (struct reader){l.mem, want, pages, (uint64_t)i * 131, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, read_all, &rd[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(rd[i].bad, 0);
+	}
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(squib_pager_error(l.p, NULL), 0);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(st.pages_copied, pages - zeros);
+	assert_int_equal(st.pages_zeroed, zeros);
+	assert_true(st.complete);
+	assert_int_equal(st.pages_present, pages);
+	assert_true(st.faults > 0);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_install_zero_pages_without_reading_the_file(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros;
+	uint8_t *want = pattern_ram(pages, 2, &zeros); /* every other page a hole */
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_memory_equal(l.mem, want, pages * ps()); /* one thread, in order */
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(zeros, pages / 2);
+	assert_int_equal(st.pages_zeroed, zeros);
+	assert_int_equal(st.pages_copied, pages - zeros);
+	assert_int_equal(st.bytes_read, (pages - zeros) * ps()); /* holes never read */
+	assert_int_equal(st.pages_existing, 0);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_resolve_a_batch_of_pages_per_fault(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_stats st;
+	struct lazy l;
+	uint64_t batch_pages = (64u << 10) / ps();
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0); /* default: 64 KiB */
+	for (uint64_t k = 0; k < pages; k++)	 /* touch every page, in order */
+		assert_memory_equal(l.mem + k * ps(), want + k * ps(), ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.pages_copied, pages);
+	assert_int_equal(st.faults, pages / batch_pages); /* one fault per aligned window */
+	assert_int_equal(st.batches, st.faults);
+	assert_true(st.faults < pages);
+	assert_int_equal(st.bytes_read, pages * ps());
+	assert_true(st.median_us > 0);
+	assert_true(st.p99_us >= st.median_us);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_honour_a_configured_batch_bound(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 64, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 1); /* less than a page: one page per fault */
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, pages);
+	assert_int_equal(st.batches, pages);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_serve_a_removed_range_again(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 128, zeros;
+	uint8_t *want = pattern_ram(pages, 3, &zeros);
+	struct squib_pager_stats a, b;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &a);
+	assert_true(a.complete);
+	l.mem[40 * ps()] ^= 0xff; /* the guest writes; the remove drops it */
+	assert_int_equal(madvise(l.mem + 32 * ps(), 32 * ps(), MADV_DONTNEED), 0);
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &b);
+	assert_true(b.removes >= 1);
+	assert_true(b.faults > a.faults);
+	assert_true(b.pages_copied + b.pages_zeroed >= a.pages_copied + a.pages_zeroed + 32);
+	assert_int_equal(b.errors, 0);
+	assert_true(b.complete);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_stop_cleanly_with_pages_never_served(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 1024, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_memory_equal(l.mem + 100 * ps(), want + 100 * ps(), ps());
+	squib_pager_stats(l.p, &st);
+	assert_false(st.complete);
+	assert_true(st.pages_present < pages);
+	squib_pager_stop(l.p);
+	squib_pager_stop(l.p); /* idempotent */
+	assert_int_equal(squib_pager_error(l.p, NULL), 0);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+/* ---- a failing source -------------------------------------------------------------------- */
+
+static bool fail_present(void *ctx, uint64_t page)
+{
+	(void)ctx;
+	(void)page;
+	return true;
+}
+
+static int fail_read(void *ctx, uint64_t first, uint64_t count, void *buf,
+		     struct squib_error_detail *d)
+{
+	(void)ctx;
+	(void)first;
+	(void)count;
+	(void)buf;
+	return squib_fail_errno(d, SQUIB_E_MEMORY_IO, ECONNRESET);
+}
+
+static void fail_release(void *ctx)
+{
+	(*(int *)ctx)++;
+}
+
+static void *touch(void *arg)
+{
+	volatile uint8_t *p = arg;
+
+	return (void *)(uintptr_t)p[0]; /* blocks until the pager is stopped */
+}
+
+static void test_should_report_a_source_error_and_wake_the_thread_at_stop(void **state)
+{
+	static const struct squib_page_source_ops ops = {fail_present, fail_read, fail_release};
+	int released = 0;
+	struct squib_page_source src = {&ops, &released, ps(), 16};
+	struct squib_pager_region r;
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct squib_pager *p;
+	uint8_t *mem;
+	pthread_t th;
+	void *got;
+
+	(void)state;
+	SKIP_WITHOUT_UFFD();
+	mem = anon(16 * ps());
+	r = (struct squib_pager_region){mem, 16 * ps(), 0};
+	assert_int_equal(squib_pager_start(&r, 1, src, NULL, &p, &d), 0);
+	assert_int_equal(pthread_create(&th, NULL, touch, mem), 0);
+	while (!squib_pager_error(p, NULL)) /* waits for the failure, asserts no time */
+		usleep(1000);
+	assert_int_equal(squib_pager_error(p, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, ECONNRESET);
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.errors, 1); /* the fault is dropped, not retried in a loop */
+	assert_int_equal(st.pages_copied, 0);
+	squib_pager_stop(p); /* wakes the blocked reader: plain anonymous memory now */
+	assert_int_equal(pthread_join(th, &got), 0);
+	assert_null(got);
+	squib_pager_free(p);
+	assert_int_equal(released, 1);
+	munmap(mem, 16 * ps());
+}
+
+static void test_should_refuse_bad_geometry_and_release_the_source(void **state)
+{
+	static const struct squib_page_source_ops ops = {fail_present, fail_read, fail_release};
+	int released = 0;
+	struct squib_page_source src = {&ops, &released, ps(), 4};
+	struct squib_pager_region r;
+	struct squib_pager *p = (struct squib_pager *)&r;
+	uint8_t *mem;
+
+	(void)state;
+	mem = anon(8 * ps());
+	r = (struct squib_pager_region){mem, 8 * ps(), 0}; /* 8 pages, source has 4 */
+	assert_int_equal(squib_pager_start(&r, 1, src, NULL, &p, NULL), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(p);
+	assert_int_equal(released, 1);
+	munmap(mem, 8 * ps());
+}
+
+/* ---- a copy racing a remove (EAGAIN) ----------------------------------------------------- */
+
+/* Wraps the file source: its first read lets a remove start and gives it time to queue. */
+struct racing {
+	struct squib_page_source inner;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool go;
+	int reads;
+};
+
+static bool racing_present(void *ctx, uint64_t page)
+{
+	struct racing *r = ctx;
+
+	return r->inner.ops->present(r->inner.ctx, page);
+}
+
+static int racing_read(void *ctx, uint64_t first, uint64_t count, void *buf,
+		       struct squib_error_detail *d)
+{
+	struct racing *r = ctx;
+
+	if (r->reads++ == 0) {
+		pthread_mutex_lock(&r->mu);
+		r->go = true;
+		pthread_cond_signal(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		usleep(50000); /* the remove queues its event meanwhile (not asserted on) */
+	}
+	return r->inner.ops->read(r->inner.ctx, first, count, buf, d);
+}
+
+static void racing_release(void *ctx)
+{
+	struct racing *r = ctx;
+
+	r->inner.ops->release(r->inner.ctx);
+}
+
+struct remove_arg {
+	struct racing *r;
+	uint8_t *addr;
+	size_t len;
+	int rc;
+};
+
+static void *remove_when_told(void *arg)
+{
+	struct remove_arg *a = arg;
+
+	pthread_mutex_lock(&a->r->mu);
+	while (!a->r->go)
+		pthread_cond_wait(&a->r->cv, &a->r->mu);
+	pthread_mutex_unlock(&a->r->mu);
+	a->rc = madvise(a->addr, a->len, MADV_DONTNEED);
+	return NULL;
+}
+
+static void test_should_retry_a_copy_that_races_a_remove(void **state)
+{
+	static const struct squib_page_source_ops ops = {racing_present, racing_read,
+							 racing_release};
+	struct fixture *f = *state;
+	uint64_t pages = 64, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros), *mem;
+	struct racing rc = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct squib_page_source src;
+	struct squib_pager_region r;
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct squib_pager *p;
+	struct remove_arg ra;
+	pthread_t th;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	assert_int_equal(squib_memfile_open(f->path, &m, &d), 0);
+	assert_int_equal(squib_page_source_file(m, &rc.inner, &d), 0);
+	src = (struct squib_page_source){&ops, &rc, rc.inner.page_size, rc.inner.page_count};
+	mem = anon(pages * ps());
+	r = (struct squib_pager_region){mem, pages * ps(), 0};
+	assert_int_equal(squib_pager_start(&r, 1, src, NULL, &p, &d), 0);
+	ra = (struct remove_arg){&rc, mem + 32 * ps(), 16 * ps(), -1};
+	assert_int_equal(pthread_create(&th, NULL, remove_when_told, &ra), 0);
+	assert_memory_equal(mem, want, pages * ps());
+	pthread_join(th, NULL);
+	assert_int_equal(ra.rc, 0);
+	assert_memory_equal(mem, want, pages * ps()); /* after the remove too */
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.errors, 0);
+	assert_true(st.removes >= 1);
+	fprintf(stderr, "    (EAGAIN retries: %llu)\n", (unsigned long long)st.eagain);
+	squib_pager_free(p);
+	squib_memfile_close(m);
+	munmap(mem, pages * ps());
+	munmap(want, pages * ps());
+}
+
+/* ---- the LAZY backend -------------------------------------------------------------------- */
+
+static void test_should_open_a_full_file_lazily(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 300, zeros;
+	uint8_t *want = pattern_ram(pages, 4, &zeros);
+	struct squib_guest_memory *g;
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	assert_int_equal(
+	    squib_guest_memory_open(f->path, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, &d), 0);
+	assert_int_equal(g->backend, SQUIB_BACKEND_LAZY);
+	assert_non_null(g->pager);
+	assert_int_equal(g->region_count, 1);
+	assert_int_equal(g->regions[0].guest_addr, SQUIB_TEST_GUEST_BASE);
+	assert_memory_equal(g->regions[0].host, want, pages * ps());
+	squib_pager_stats(g->pager, &st);
+	assert_int_equal(st.pages_zeroed, zeros);
+	assert_int_equal(st.bytes_read, (pages - zeros) * ps());
+	squib_guest_memory_free(g);
+	munmap(want, pages * ps());
+}
+
+static void test_should_open_a_diff_chain_lazily(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 200, zeros;
+	uint8_t *mem = pattern_ram(pages, 6, &zeros);
+	char *diff = squib_test_path(f->dir, "diff.mem");
+	const uint64_t dirty[] = {0, 1, 7, 60, 61, 62, 199};
+	const char *chain[1] = {f->path};
+	struct squib_memfile_manifest base;
+	struct squib_guest_memory *g, *c;
+	struct squib_error_detail d;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, mem, pages * ps(), false, &base);
+	for (size_t i = 0; i < sizeof(dirty) / sizeof(dirty[0]); i++)
+		squib_test_fill_page(mem, dirty[i], 0xd1ff + (uint32_t)i);
+	memset(mem + 60 * ps(), 0, ps()); /* a cleared page is data in a diff */
+	squib_test_save_diff(diff, mem, pages * ps(), base.layout.id, dirty,
+			     sizeof(dirty) / sizeof(dirty[0]), false, NULL);
+	assert_int_equal(squib_guest_memory_open(diff, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, &d),
+			 SQUIB_E_INVALID_ARGUMENT); /* a diff needs its chain */
+	assert_int_equal(squib_guest_memory_open(diff, chain, 1, NULL, SQUIB_BACKEND_LAZY, &g, &d),
+			 0);
+	assert_int_equal(squib_guest_memory_open(diff, chain, 1, NULL, SQUIB_BACKEND_COPY, &c, &d),
+			 0);
+	assert_memory_equal(g->regions[0].host, mem, pages * ps());
+	assert_memory_equal(c->regions[0].host, g->regions[0].host, pages * ps());
+	squib_guest_memory_free(c);
+	squib_guest_memory_free(g);
+	squib_memfile_manifest_release(&base);
+	free(diff);
+	munmap(mem, pages * ps());
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_should_serve_memory_equal_to_the_file_to_several_threads),
+	    T(test_should_install_zero_pages_without_reading_the_file),
+	    T(test_should_resolve_a_batch_of_pages_per_fault),
+	    T(test_should_honour_a_configured_batch_bound),
+	    T(test_should_serve_a_removed_range_again),
+	    T(test_should_stop_cleanly_with_pages_never_served),
+	    T(test_should_report_a_source_error_and_wake_the_thread_at_stop),
+	    T(test_should_refuse_bad_geometry_and_release_the_source),
+	    T(test_should_retry_a_copy_that_races_a_remove),
+	    T(test_should_open_a_full_file_lazily),
+	    T(test_should_open_a_diff_chain_lazily),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
