@@ -561,6 +561,158 @@ static void test_should_refuse_an_aarch64_state_on_the_kvm_vm(void **state)
 	pair_free(&p);
 }
 
+/* ---- I-SNAP-2 on KVM ------------------------------------------------------------------------ */
+
+static uint64_t xorshift64(uint64_t x)
+{
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+/* The VMM's own writes: pages the guest never touches. */
+static const uint64_t vmm_pages[] = {0x200000ull, 0x201000ull, 0x3ff000ull};
+
+/* The VMM writes a page through its mapping and reports it (the KVM log cannot see it). */
+static void vmm_write(struct kvm *k, uint64_t gpa, int byte)
+{
+	uint8_t buf[PAGE];
+	struct squib_error_detail d;
+	struct squib_tracker *t = squib_kvm_adapter_vmm_tracker(k->adapter);
+
+	assert_non_null(t);
+	memset(buf, byte, sizeof(buf));
+	must(squib_kvm_vm_write(k->vm, gpa, buf, sizeof(buf), &d), &d, "VMM write");
+	assert_int_equal(squib_tracker_mark_write(t, gpa, PAGE), 1);
+}
+
+/* Guest RAM of the VM equals memory set up from mem (with its chain). */
+static void assert_ram_equals(const uint8_t *ram, const char *mem, const char *const *chain,
+			      size_t n)
+{
+	struct squib_guest_memory *g = NULL;
+	struct squib_error_detail d;
+
+	must(squib_guest_memory_open(mem, chain, n, NULL, SQUIB_BACKEND_COPY, &g, &d), &d,
+	     "memory");
+	assert_true(memcmp(ram, g->regions[0].host, RAM_SIZE) == 0);
+	squib_guest_memory_free(g);
+}
+
+static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it(void **state)
+{
+	const uint64_t seed = 0x9E3779B97F4A7C15ull;
+	const uint32_t writes = 64;
+	const uint64_t params[4] = {TARGET, TARGET_PAGES - 1, writes, 0};
+	bool want[RAM_SIZE / PAGE] = {false};
+	struct squib_save_request full, diff;
+	struct squib_save_report rep;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct pair p0, p1;
+	struct squib_memfile_manifest man = {0};
+	struct squib_microvm_state ds;
+	char *rebased, *rebased_state;
+	uint8_t *final;
+	uint64_t x = seed, wanted = 0;
+	struct guest g;
+	struct kvm k;
+
+	(void)state;
+	load_guest("page_writer", &g);
+	pair_new(&p0);
+	pair_new(&p1);
+	rebased = squib_test_path(p1.dir, "rebased.mem");
+	rebased_state = squib_test_path(p1.dir, "rebased.snap");
+	for (uint32_t i = 0; i < writes; i++) {
+		x = xorshift64(x);
+		want[(TARGET >> 12) + (x & (TARGET_PAGES - 1))] = true;
+	}
+	want[PARAMS >> 12] = true; /* the guest's own bookkeeping: its result word */
+	for (size_t i = 0; i < sizeof(vmm_pages) / sizeof(vmm_pages[0]); i++)
+		want[vmm_pages[i] >> 12] = true;
+	/* Full checkpoint of the booted, never-run guest; the save's resume starts it. */
+	must(kvm_new(&k, 1, true, true, &d), &d, "VM");
+	must(squib_kvm_vm_write(k.vm, PARAMS, params, sizeof(params), &d), &d, "params");
+	must(kvm_boot(&k, &g, 1, PARAMS, seed, 0, &d), &d, "boot");
+	assert_non_null(squib_vm_trackers(&k.v));
+	full = SQUIB_SAVE_REQUEST_INIT(p0.state, p0.mem);
+	must(squib_save(&k.v, &full, &rep, &d), &d, "full save");
+	assert_true(rep.resumed);
+	must(squib_kvm_counter_wait(k.counter, 0, 1, WAIT_MS, NULL, &d), &d, "page writer");
+	for (size_t i = 0; i < sizeof(vmm_pages) / sizeof(vmm_pages[0]); i++)
+		vmm_write(&k, vmm_pages[i], 0x40 + (int)i);
+	diff = SQUIB_SAVE_REQUEST_INIT(p1.state, p1.mem);
+	diff.kind = SQUIB_SNAPSHOT_DIFF;
+	diff.parent_state_path = p0.state;
+	diff.stay_paused = true;
+	must(squib_save(&k.v, &diff, &rep, &d), &d, "diff save");
+	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
+		wanted += want[pg];
+	print_message("  diff: %llu pages (%llu expected)\n", (unsigned long long)rep.pages_written,
+		      (unsigned long long)wanted);
+	assert_int_equal(rep.pages_written, wanted);
+	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
+	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
+		if (squib_memfile_page_present(m, pg) != want[pg])
+			fail_msg("page 0x%llx: in the diff %d, written %d",
+				 (unsigned long long)(pg * PAGE), squib_memfile_page_present(m, pg),
+				 want[pg]);
+	squib_memfile_close(m);
+	/* The chain and its rebase both equal the final memory. */
+	assert_non_null(final = malloc(RAM_SIZE));
+	memcpy(final, squib_kvm_vm_gpa_to_hva(k.vm, 0, RAM_SIZE), RAM_SIZE);
+	assert_ram_equals(final, p1.mem, (const char *const[]){p0.mem}, 1);
+	must(
+	    squib_memfile_rebase(p0.mem, (const char *const[]){p1.mem}, 1, rebased, NULL, &man, &d),
+	    &d, "rebase");
+	assert_ram_equals(final, rebased, NULL, 0);
+	/* The rebased file is a Full with the diff's id: a state naming it pairs with it. */
+	must(squib_load_state_only(p1.state, SQUIB_ARCH_X86_64, &ds, NULL, &d), &d, "diff state");
+	assert_int_equal(ds.memory->kind, SQUIB_MEMORY_DIFF);
+	must(squib_state_set_memory(&ds, &man.layout, &d), &d, "set memory");
+	must(squib_state_save_file(rebased_state, &ds, &d), &d, "rebased state");
+	squib_state_free(&ds);
+	squib_memfile_manifest_release(&man);
+	kvm_free(&k);
+	/* Both restore: the diff with its chain (COPY), the rebased file (FILE). */
+	for (int b = 0; b < 2; b++) {
+		struct squib_load_request req =
+		    SQUIB_LOAD_REQUEST_INIT(b ? rebased_state : p1.state, b ? rebased : p1.mem);
+		struct squib_load_result res;
+		struct squib_kvm_vcpu_status st;
+		uint64_t reports;
+		struct kvm t;
+
+		req.chain = b ? NULL : (const char *const[]){p0.mem};
+		req.chain_len = b ? 0 : 1;
+		req.backend = b ? SQUIB_BACKEND_FILE : SQUIB_BACKEND_COPY;
+		req.stay_paused = true;
+		must(kvm_new(&t, 1, false, true, &d), &d, "target VM");
+		must(squib_load(&t.v, &req, &res, &d), &d, "load");
+		assert_true(memcmp(squib_kvm_vm_gpa_to_hva(t.vm, 0, RAM_SIZE), final, RAM_SIZE) ==
+			    0);
+		assert_true(squib_kvm_counter_get(t.counter, 0, NULL, &reports));
+		assert_int_equal(reports, 1);
+		/* Resumed, the guest sits in its HLT loop again: no failure, no new report. */
+		must(squib_vm_resume(&t.v, &d), &d, "resume");
+		must(squib_vm_pause(&t.v, 0, &d), &d, "pause");
+		assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 0, &st), 0);
+		assert_int_not_equal(st.state, SQUIB_KVM_VCPU_FAILED);
+		assert_true(squib_kvm_counter_get(t.counter, 0, NULL, &reports));
+		assert_int_equal(reports, 1);
+		kvm_free(&t);
+		squib_load_result_free(&res);
+	}
+	free(final);
+	free(rebased);
+	free(rebased_state);
+	pair_free(&p0);
+	pair_free(&p1);
+	free(g.code);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,6 +720,8 @@ int main(void)
 	    cmocka_unit_test(test_should_keep_a_loaded_vm_paused_until_resumed),
 	    cmocka_unit_test(test_should_restore_snapshots_of_a_paused_and_of_a_running_guest),
 	    cmocka_unit_test(test_should_refuse_an_aarch64_state_on_the_kvm_vm),
+	    cmocka_unit_test(
+		test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it),
 	};
 
 	if (!squib_kvm_available(NULL)) {
