@@ -160,6 +160,7 @@ struct saved {
 	uint64_t last[VCPUS];	 /* the counter device's registers in the state file */
 	uint64_t reports[VCPUS];
 	uint64_t after[VCPUS]; /* a report the saver's guest made after the save */
+	uint64_t paused_ns, total_ns, mem_bytes;
 };
 
 static uint64_t le64(const uint8_t *p)
@@ -221,6 +222,9 @@ static void saver_child(int fd, const struct guest *g, const char *state, const 
 	s.rc = counter_guest(&k, g, false, &d);
 	if (!s.rc)
 		s.rc = squib_save(&k.v, &req, &rep, &d);
+	s.paused_ns = rep.ns.paused;
+	s.total_ns = rep.ns.total;
+	s.mem_bytes = rep.memory_bytes_written;
 	if (!s.rc && !rep.resumed)
 		s.rc = squib_fail_msg(&d, SQUIB_E_INVALID_ARGUMENT, "the save did not resume");
 	if (!s.rc)
@@ -386,6 +390,11 @@ static void test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm
 	if (s.rc)
 		fail_msg("saver: %s", s.msg);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	print_message(
+	    "  full save of a running 2-vCPU guest: %llu KiB RAM data, guest paused %llu us, "
+	    "save %llu us\n",
+	    (unsigned long long)(s.mem_bytes >> 10), (unsigned long long)(s.paused_ns / 1000),
+	    (unsigned long long)(s.total_ns / 1000));
 	for (uint32_t i = 0; i < VCPUS; i++) {
 		/* Memory and device were captured at one instant, and the saver went on. */
 		uint64_t steps = s.counter[i] / (g.report_mask + 1);
@@ -401,6 +410,11 @@ static void test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm
 		struct kvm k;
 
 		load_paused(&k, &p, backends[b], false, &res);
+		print_message("  load (%s): memory %llu us, restore %llu us, total %llu us\n",
+			      backends[b] == SQUIB_BACKEND_COPY ? "COPY" : "FILE",
+			      (unsigned long long)(res.ns.memory / 1000),
+			      (unsigned long long)(res.ns.restore / 1000),
+			      (unsigned long long)(res.ns.total / 1000));
 		assert_ram_is_file(&k, p.mem);
 		for (uint32_t i = 0; i < VCPUS; i++) {
 			uint64_t last, reports;
