@@ -32,6 +32,7 @@
 #include <squib/track.h>
 #include <squib/vm.h>
 
+#include "spawn.h"
 #include "testvm.h"
 
 #define RAM_SIZE     (4u << 20)
@@ -727,6 +728,81 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 	free(g.code);
 }
 
+/* ---- the CLI: run and restore ----------------------------------------------------------- */
+
+static void cli(const char *dir, char *const *args, struct squib_test_proc *p)
+{
+	char *argv[12];
+	const char *path = getenv("SQUIB_CLI");
+	size_t n = 0;
+
+	if (!path)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	argv[n++] = (char *)path;
+	while (*args && n < 11)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	squib_test_spawn(dir, argv, p);
+}
+
+static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
+{
+	const char *dir_guests = getenv("SQUIB_GUESTS");
+	struct squib_test_proc p;
+	char guest[4096], line[64];
+	struct pair pr;
+	unsigned long long saved[VCPUS];
+
+	(void)state;
+	snprintf(guest, sizeof(guest), "%s/counter.bin", dir_guests ? dir_guests : "tests/guests");
+	pair_new(&pr);
+	cli(pr.dir, (char *[]){"run", guest, "vm.snap", NULL}, &p);
+	if (p.status)
+		fail_msg("run: %s", p.err);
+	assert_non_null(strstr(p.out, "saved vm.snap and vm.mem: full"));
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		const char *at;
+
+		snprintf(line, sizeof(line), "vCPU %u: saved counter ", i);
+		assert_non_null(at = strstr(p.out, line));
+		saved[i] = strtoull(at + strlen(line), NULL, 10);
+		assert_true(saved[i] > 0);
+	}
+	squib_test_proc_free(&p);
+	for (int b = 0; b < 3; b++) {
+		char *const copy[] = {"restore", "vm.snap", "--mem-backend", "copy", NULL};
+		char *const file[] = {"restore", "vm.snap", "--mem-backend=file", NULL};
+		char *const paused[] = {"restore", "vm.snap", "--paused", NULL};
+
+		cli(pr.dir, b == 0 ? copy : b == 1 ? file : paused, &p);
+		if (p.status)
+			fail_msg("restore: %s", p.err);
+		for (uint32_t i = 0; i < VCPUS; i++) {
+			snprintf(line, sizeof(line), "vCPU %u: counter %llu,", i, saved[i]);
+			assert_non_null(strstr(p.out, line));
+		}
+		assert_non_null(strstr(p.out, b == 2 ? "paused: the guest was not resumed"
+						     : "resumed; after 2 more reports per vCPU"));
+		squib_test_proc_free(&p);
+	}
+	/* The committed aarch64 demo pair: refused, exit 1, naming both architectures. */
+	{
+		char *snap = squib_test_fixture("demo.snap"), *mem = squib_test_fixture("demo.mem");
+
+		cli(pr.dir, (char *[]){"restore", snap, "--mem", mem, NULL}, &p);
+		assert_int_equal(p.status, 1);
+		assert_non_null(
+		    strstr(p.err, "the state file is for aarch64, the target is x86_64"));
+		squib_test_proc_free(&p);
+		free(snap);
+		free(mem);
+	}
+	cli(pr.dir, (char *[]){"restore", "vm.snap", "--mem-backend", "lazy", NULL}, &p);
+	assert_int_equal(p.status, 1);
+	squib_test_proc_free(&p);
+	pair_free(&pr);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +812,7 @@ int main(void)
 	    cmocka_unit_test(test_should_refuse_an_aarch64_state_on_the_kvm_vm),
 	    cmocka_unit_test(
 		test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it),
+	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	};
 
 	if (!squib_kvm_available(NULL)) {
