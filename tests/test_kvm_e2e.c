@@ -17,6 +17,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -803,6 +804,128 @@ static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
 	pair_free(&pr);
 }
 
+/* ---- the quiesce timeout and misuse through the adapter ------------------------------------ */
+
+struct blocker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool blocking, entered;
+};
+
+/* Holds the vCPU thread in the device (outside KVM_RUN) while blocking is set. */
+static int blocker_io(void *ctx, uint32_t vcpu, uint16_t port, bool is_write, uint8_t *data,
+		      uint32_t size)
+{
+	struct blocker *b = ctx;
+
+	(void)vcpu;
+	(void)port;
+	(void)is_write;
+	(void)data;
+	(void)size;
+	pthread_mutex_lock(&b->lock);
+	b->entered = true;
+	pthread_cond_broadcast(&b->cond);
+	while (b->blocking)
+		pthread_cond_wait(&b->cond, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+static const struct squib_kvm_device_ops blocker_ops = {
+    .kind = "test-blocker",
+    .io = blocker_io,
+};
+
+static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(void **state)
+{
+	struct blocker b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false};
+	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
+	struct squib_save_request req;
+	struct squib_save_report rep;
+	struct squib_kvm_adapter *a;
+	struct squib_error_detail d;
+	struct squib_kvm_vm *vm;
+	struct squib_vm v;
+	struct guest g;
+	struct pair p;
+
+	(void)state;
+	load_guest("counter", &g);
+	pair_new(&p);
+	cfg.vcpu_count = VCPUS;
+	must(squib_kvm_vm_new(&cfg, &vm, &d), &d, "VM");
+	must(squib_kvm_vm_add_ram(vm, 0, RAM_SIZE, NULL, NULL, &d), &d, "RAM");
+	must(squib_kvm_vm_add_device(vm, "blocker", PORT_COUNTER, 1, &blocker_ops, &b, &d), &d,
+	     "device");
+	must(squib_kvm_adapter_new(vm, NULL, &a, &d), &d, "adapter");
+	v = squib_kvm_adapter_vm(a);
+	{
+		struct kvm k = {vm, NULL, a, v};
+
+		must(kvm_boot(&k, &g, VCPUS, 0, COUNTERS, PAGE, &d), &d, "boot");
+	}
+	must(squib_kvm_vm_start(vm, &d), &d, "start");
+	pthread_mutex_lock(&b.lock);
+	while (!b.entered)
+		pthread_cond_wait(&b.cond, &b.lock);
+	pthread_mutex_unlock(&b.lock);
+	/* A vCPU sits in the device: the save times out, resumes the rest, writes nothing. */
+	req = SQUIB_SAVE_REQUEST_INIT(p.state, p.mem);
+	req.quiesce_timeout_ms = 50;
+	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_QUIESCE_TIMEOUT);
+	assert_non_null(strstr(d.msg, "did not ack the pause within 50 ms"));
+	assert_false(rep.memory_published);
+	assert_false(squib_test_exists(p.state));
+	assert_false(squib_test_exists(p.mem));
+	assert_false(squib_kvm_vm_is_paused(vm));
+	/* Released, the same save succeeds. */
+	pthread_mutex_lock(&b.lock);
+	b.blocking = false;
+	pthread_cond_broadcast(&b.cond);
+	pthread_mutex_unlock(&b.lock);
+	req.quiesce_timeout_ms = WAIT_MS;
+	must(squib_save(&v, &req, &rep, &d), &d, "save");
+	assert_true(rep.state_published && rep.resumed);
+	assert_false(squib_kvm_vm_is_paused(vm));
+	squib_kvm_adapter_free(a);
+	squib_kvm_vm_free(vm);
+	pair_free(&p);
+	free(g.code);
+}
+
+static void test_should_refuse_adapter_misuse(void **state)
+{
+	struct squib_vm_region r = {0, RAM_SIZE, NULL};
+	struct squib_save_request req;
+	struct squib_error_detail d;
+	struct squib_kvm_adapter *a;
+	struct kvm k;
+	struct pair p;
+
+	(void)state;
+	pair_new(&p);
+	assert_int_equal(squib_kvm_adapter_new(NULL, NULL, &a, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(squib_kvm_adapter_vmm_tracker(NULL));
+	squib_kvm_adapter_free(NULL);
+	must(kvm_new(&k, 1, true, false, &d), &d, "VM");
+	/* Untracked: no trackers, and a Diff is refused (I-SNAP-6) before any file exists. */
+	assert_null(squib_vm_trackers(&k.v));
+	assert_null(squib_kvm_adapter_vmm_tracker(k.adapter));
+	req = SQUIB_SAVE_REQUEST_INIT(p.state, p.mem);
+	req.kind = SQUIB_SNAPSHOT_DIFF;
+	req.parent_memory_id = (const uint8_t[SQUIB_MEMORY_ID_SIZE]){1};
+	assert_int_not_equal(squib_save(&k.v, &req, NULL, &d), 0);
+	assert_non_null(strstr(d.msg, "track_dirty_pages"));
+	assert_false(squib_test_exists(p.mem));
+	/* A VM that has RAM takes no more through set_memory. */
+	r.host = squib_kvm_vm_gpa_to_hva(k.vm, 0, RAM_SIZE);
+	assert_int_equal(squib_vm_set_memory(&k.v, &r, 1, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(k.v.ops->pause_begin(k.v.ctx, VCPUS + 5, &d), SQUIB_E_INVALID_ARGUMENT);
+	kvm_free(&k);
+	pair_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -813,6 +936,8 @@ int main(void)
 	    cmocka_unit_test(
 		test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it),
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
+	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
+	    cmocka_unit_test(test_should_refuse_adapter_misuse),
 	};
 
 	if (!squib_kvm_available(NULL)) {
