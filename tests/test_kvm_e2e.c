@@ -544,6 +544,7 @@ static void assert_refused(const char *state_path, const char *mem_path)
 static void test_should_refuse_an_aarch64_state_on_the_kvm_vm(void **state)
 {
 	struct squib_testvm_config cfg = squib_testvm_config_simple(0, 1 << 20, 2);
+	struct squib_save_request areq;
 	struct squib_error_detail d;
 	struct squib_testvm *arm;
 	struct squib_vm av;
@@ -559,9 +560,8 @@ static void test_should_refuse_an_aarch64_state_on_the_kvm_vm(void **state)
 	assert_int_equal(squib_testvm_new(&cfg, &arm), 0);
 	av = squib_testvm_vm(arm);
 	squib_testvm_fill(arm, 7, 3);
-	must(squib_save(&av, &(struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(p.state, p.mem),
-			NULL, &d),
-	     &d, "aarch64 save");
+	areq = SQUIB_SAVE_REQUEST_INIT(p.state, p.mem);
+	must(squib_save(&av, &areq, NULL, &d), &d, "aarch64 save");
 	squib_testvm_free(arm);
 	assert_refused(p.state, p.mem);
 	/* The committed demo pair (copied: the load may recover pairs in place). */
