@@ -729,6 +729,75 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 	free(g.code);
 }
 
+/* A restored VM tracks from its load on: its first Diff names the loaded pair as parent and
+ * holds exactly the pages written since (the counters, one VMM page); the chain restores. */
+static void test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain(void **state)
+{
+	const uint64_t vmm_page = 0x300000ull;
+	uint64_t c0[VCPUS], r0[VCPUS], c1[VCPUS], r1[VCPUS];
+	struct squib_save_request req;
+	struct squib_save_report rep;
+	struct squib_load_result res, res2;
+	struct squib_load_request lr;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct kvm k, t, u;
+	struct guest g;
+	struct pair p0, p1;
+	struct saved s;
+
+	(void)state;
+	load_guest("counter", &g);
+	pair_new(&p0);
+	pair_new(&p1);
+	must(counter_guest(&k, &g, true, &d), &d, "counter guest");
+	save_pair(&k, &p0, false, c0, r0);
+	kvm_free(&k);
+	/* Restored with tracking: run, let the VMM write a page, save a Diff over p0. */
+	load_paused(&t, &p0, SQUIB_BACKEND_FILE, true, &res);
+	assert_non_null(squib_vm_trackers(&t.v));
+	must(squib_vm_resume(&t.v, &d), &d, "resume");
+	for (uint32_t i = 0; i < VCPUS; i++)
+		must(squib_kvm_counter_wait(t.counter, i, r0[i] + 2, WAIT_MS, NULL, &d), &d,
+		     "reports");
+	vmm_write(&t, vmm_page, 0x77);
+	req = SQUIB_SAVE_REQUEST_INIT(p1.state, p1.mem);
+	req.kind = SQUIB_SNAPSHOT_DIFF;
+	req.parent_state_path = p0.state;
+	req.stay_paused = true;
+	must(squib_save(&t.v, &req, &rep, &d), &d, "diff of the restored VM");
+	assert_int_equal(rep.pages_written, VCPUS + 1);
+	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
+	for (uint32_t i = 0; i < VCPUS; i++)
+		assert_true(squib_memfile_page_present(m, (COUNTERS >> 12) + i));
+	assert_true(squib_memfile_page_present(m, vmm_page >> 12));
+	squib_memfile_close(m);
+	assert_ram_equals(squib_kvm_vm_gpa_to_hva(t.vm, 0, RAM_SIZE), p1.mem,
+			  (const char *const[]){p0.mem}, 1);
+	must(read_device(p1.state, &s, &d), &d, "device");
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		c1[i] = counter_in(squib_kvm_vm_gpa_to_hva(t.vm, 0, RAM_SIZE), i);
+		r1[i] = s.reports[i];
+		assert_true(c1[i] > c0[i]);
+	}
+	kvm_free(&t);
+	squib_load_result_free(&res);
+	/* The chain into a third VM: it goes on from the Diff's counters. */
+	lr = SQUIB_LOAD_REQUEST_INIT(p1.state, p1.mem);
+	lr.chain = (const char *const[]){p0.mem};
+	lr.chain_len = 1;
+	lr.stay_paused = true;
+	must(kvm_new(&u, VCPUS, false, false, &d), &d, "third VM");
+	must(squib_load(&u.v, &lr, &res2, &d), &d, "load the chain");
+	assert_int_equal(*(uint8_t *)squib_kvm_vm_gpa_to_hva(u.vm, vmm_page, 1), 0x77);
+	assert_continues(&u, c1, r1, g.report_mask);
+	kvm_free(&u);
+	squib_load_result_free(&res2);
+	pair_free(&p0);
+	pair_free(&p1);
+	free(g.code);
+}
+
 /* ---- the CLI: run and restore ----------------------------------------------------------- */
 
 static void cli(const char *dir, char *const *args, struct squib_test_proc *p)
@@ -935,6 +1004,7 @@ int main(void)
 	    cmocka_unit_test(test_should_refuse_an_aarch64_state_on_the_kvm_vm),
 	    cmocka_unit_test(
 		test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it),
+	    cmocka_unit_test(test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain),
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),
