@@ -15,6 +15,7 @@
  *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
  *   squib_kvm_vm_restore      the same into a VM whose vCPUs never ran
  *   squib_tracker_kvm_new     the KVM dirty log behind the squib/track.h interface
+ *   squib_kvm_adapter_new     the VM as a squib/vm.h struct squib_vm, for squib_save/squib_load
  *
  * Lifecycle: new -> add_ram / add_device -> boot_long_mode or restore ->
  * start -> (pause -> capture -> resume)* -> free. capture works on a VM that
