@@ -3,16 +3,18 @@
 #ifndef SQUIB_CLI_H
 #define SQUIB_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include <squib/error.h>
+#include <squib/kvm.h>
 #include <squib/progress.h>
 
 /* Exit codes shared by every subcommand. */
 enum {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_ERROR = 1,     /* unreadable or malformed input, bad usage */
+	CLI_EXIT_ERROR = 1,	/* unreadable or malformed input, bad usage */
 	CLI_EXIT_INTEGRITY = 2, /* the file is readable but fails an integrity check */
 };
 
@@ -27,6 +29,8 @@ extern const struct cli_command cli_cmd_version;
 extern const struct cli_command cli_cmd_describe;
 extern const struct cli_command cli_cmd_verify;
 extern const struct cli_command cli_cmd_rebase;
+extern const struct cli_command cli_cmd_run;
+extern const struct cli_command cli_cmd_restore;
 
 /* Is argv[i] "--help" or "-h"? */
 int cli_wants_help(int argc, char **argv);
@@ -43,6 +47,43 @@ void cli_put_text(FILE *f, const char *s);
 
 /* "squib-snapshot: CMD: WHAT: message (detail)" on stderr; what may be NULL. */
 void cli_error(const char *cmd, const char *what, int code, const struct squib_error_detail *d);
+
+/* STATE with its last extension replaced by ".mem" (malloc'd; NULL when out of memory). */
+char *cli_default_mem_path(const char *state);
+
+/* ---- the KVM guest of `run` and `restore` (tools/kvm_guest.c) ---- */
+
+/*
+ * The guest protocol of tests/guests/counter.S: a flat 64-bit binary loaded
+ * at CLI_GUEST_CODE and entered with %rsi = vCPU i's counter (its own page
+ * at CLI_GUEST_COUNTERS + i * 4 KiB) and %rdx = the counter-report port.
+ * The VM: CLI_GUEST_RAM of RAM at 0, in-kernel irqchip, the console on port
+ * 0xe9 and the counter-report device on CLI_GUEST_PORT.
+ */
+#define CLI_GUEST_RAM	   (4ull << 20)
+#define CLI_GUEST_TABLES   0x1000ull
+#define CLI_GUEST_CODE	   0x10000ull
+#define CLI_GUEST_COUNTERS 0x20000ull
+#define CLI_GUEST_PORT	   0x3f0
+#define CLI_GUEST_CONSOLE  0xe9
+#define CLI_GUEST_WAIT_MS  10000u
+
+struct cli_vm {
+	struct squib_kvm_vm *vm;
+	struct squib_kvm_counter *counter;
+	struct squib_kvm_adapter *adapter;
+	struct squib_vm v;
+};
+
+/* A VM of n vCPUs with both devices and the adapter; RAM only when with_ram. */
+int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, struct squib_error_detail *d);
+void cli_vm_free(struct cli_vm *c);
+/* Wait until every vCPU has made `reports` more reports than now. */
+int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_detail *d);
+/* Print "vCPU i: counter C, reports R" for each vCPU (counter from guest memory). */
+void cli_vm_print_counters(struct cli_vm *c, FILE *out);
+/* Parse a decimal count in [lo, hi]; -1 when it is not one. */
+int cli_parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
 
 /* ---- progress bar on stderr ---- */
 

@@ -9,6 +9,8 @@ static const struct cli_command *const commands[] = {
 	&cli_cmd_describe,
 	&cli_cmd_verify,
 	&cli_cmd_rebase,
+	&cli_cmd_run,
+	&cli_cmd_restore,
 	&cli_cmd_version,
 };
 

@@ -15,6 +15,7 @@
  *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
  *   squib_kvm_vm_restore      the same into a VM whose vCPUs never ran
  *   squib_tracker_kvm_new     the KVM dirty log behind the squib/track.h interface
+ *   squib_kvm_adapter_new     the VM as a squib/vm.h struct squib_vm, for squib_save/squib_load
  *
  * Lifecycle: new -> add_ram / add_device -> boot_long_mode or restore ->
  * start -> (pause -> capture -> resume)* -> free. capture works on a VM that
@@ -66,6 +67,7 @@
 #include <squib/error.h>
 #include <squib/state.h>
 #include <squib/track.h>
+#include <squib/vm.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -303,6 +305,55 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
  */
 int squib_tracker_kvm_new(struct squib_kvm_vm *vm, struct squib_tracker **out,
 			  struct squib_error_detail *d);
+
+/* ---- the squib/vm.h adapter ------------------------------------------------------ */
+
+/*
+ * A squib_kvm_vm as a struct squib_vm, for squib_save() and squib_load():
+ *
+ *   pause_begin/pause_wait/resume  the runner's pause is VM-wide: the first
+ *                      pause_begin requests it (kick, no wait), pause_wait(i)
+ *                      waits for vCPU i's acknowledgement against the
+ *                      deadline, and the request is withdrawn when the last
+ *                      vCPU asked to pause is resumed. A VM that was never
+ *                      started counts as paused; resume starts it (so a
+ *                      restored VM runs when squib_load resumes it, and stays
+ *                      unstarted with stay_paused until squib_vm_resume).
+ *   capture            squib_kvm_vm_capture, then vm_info from the config
+ *                      (track_dirty_pages, kernel image path, boot args)
+ *   restore_*          VM state (clock, PIC, IOAPIC, PIT), then every vCPU,
+ *                      then the devices: squib_kvm_vm_restore in three steps
+ *   get_memory         the VM's RAM regions
+ *   set_memory         adds the regions (a squib_guest_memory's COPY or FILE
+ *                      mappings) as the memslots of a VM that has no RAM yet
+ *                      and was never started; the memory stays the caller's
+ *   trackers           with track_dirty_pages: the KVM dirty-log tracker plus
+ *                      a VMM-marks tracker (squib_kvm_adapter_vmm_tracker) in
+ *                      one set, started once the VM has RAM (at adapter_new,
+ *                      or at set_memory for a restore target)
+ *
+ * The adapter does not own the VM: free the adapter (its trackers) first,
+ * then the VM. Thread-safety: as squib/vm.h (one orchestrator at a time);
+ * the adapter's own fields are only touched by those ops, and the VM's
+ * control calls serialise on the VM's mutex.
+ */
+struct squib_kvm_adapter_config {
+	bool track_dirty_pages;
+	const char *kernel_image_path; /* vm_info strings; NULL: empty */
+	const char *boot_args;
+};
+
+struct squib_kvm_adapter;
+
+int squib_kvm_adapter_new(struct squib_kvm_vm *vm, const struct squib_kvm_adapter_config *cfg,
+			  struct squib_kvm_adapter **out, struct squib_error_detail *d);
+/* Stops and frees the trackers; the VM is left alone. NULL is a no-op. */
+void squib_kvm_adapter_free(struct squib_kvm_adapter *a);
+/* The ops table and context for squib_save / squib_load. */
+struct squib_vm squib_kvm_adapter_vm(struct squib_kvm_adapter *a);
+/* The VMM-marks tracker (report the VMM's own guest-memory writes with
+ * squib_tracker_mark_write), or NULL without tracking or before RAM. */
+struct squib_tracker *squib_kvm_adapter_vmm_tracker(struct squib_kvm_adapter *a);
 
 #ifdef __cplusplus
 }

@@ -92,6 +92,27 @@ void kvm_vcpus_destroy(struct squib_kvm_vm *vm);
 /* Paused, or not started: vCPU ioctls may run from the control thread. */
 bool kvm_vcpus_quiet(struct squib_kvm_vm *vm);
 
+/*
+ * The per-vCPU view of the VM-wide pause, for the squib/vm.h adapter:
+ * kvm_pause_request sets (on) or withdraws (off) the pause request without
+ * waiting, kicking every vCPU; kvm_pause_wait_vcpu waits until vCPU i has
+ * acknowledged or the absolute CLOCK_MONOTONIC deadline passes (ETIMEDOUT).
+ * A VM that was never started counts as paused. kvm_vm_started says whether
+ * squib_kvm_vm_start ran.
+ */
+void kvm_pause_request(struct squib_kvm_vm *vm, bool on);
+int kvm_pause_wait_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct timespec *deadline);
+bool kvm_vm_started(struct squib_kvm_vm *vm);
+
+/* x86_state.c: squib_kvm_vm_restore in the three steps of squib/vm.h (each
+ * checks that the state fits and the VM was never started). */
+int kvm_restore_vm_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			struct squib_error_detail *d);
+int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			   struct squib_error_detail *d);
+int kvm_restore_devices_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			     struct squib_error_detail *d);
+
 /* devices.c */
 /* Serve one KVM_EXIT_IO; 0 or the device's error. */
 int kvm_dispatch_io(struct squib_kvm_vm *vm, struct kvm_vcpu *c);

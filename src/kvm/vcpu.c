@@ -373,6 +373,43 @@ int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 	return 0;
 }
 
+void kvm_pause_request(struct squib_kvm_vm *vm, bool on)
+{
+	kvm_lock(&vm->ctl);
+	kvm_lock(&vm->lock);
+	if (on && !vm->pause_req && vm->started) {
+		vm->pause_req = true;
+		kick_all(vm);
+	} else if (!on && vm->pause_req) {
+		vm->pause_req = false;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	kvm_unlock(&vm->lock);
+	kvm_unlock(&vm->ctl);
+}
+
+int kvm_pause_wait_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct timespec *deadline)
+{
+	int err = 0;
+
+	kvm_lock(&vm->lock);
+	while (vm->started && !vm->vcpus[i].acked && err != ETIMEDOUT)
+		err = pthread_cond_timedwait(&vm->cond, &vm->lock, deadline);
+	err = !vm->started || vm->vcpus[i].acked ? 0 : ETIMEDOUT;
+	kvm_unlock(&vm->lock);
+	return err;
+}
+
+bool kvm_vm_started(struct squib_kvm_vm *vm)
+{
+	bool started;
+
+	kvm_lock(&vm->lock);
+	started = vm->started;
+	kvm_unlock(&vm->lock);
+	return started;
+}
+
 static bool all_paused(struct squib_kvm_vm *vm)
 {
 	return vm->pause_req && vm->acked == vm->cfg.vcpu_count;

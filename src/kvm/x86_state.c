@@ -667,3 +667,42 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
 	kvm_unlock(&vm->ctl);
 	return rc;
 }
+
+int kvm_restore_vm_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			struct squib_error_detail *d)
+{
+	int rc;
+
+	kvm_lock(&vm->ctl);
+	rc = check_fits(vm, s, d);
+	if (!rc)
+		rc = restore_vm(vm, s->x86_vm, d);
+	kvm_unlock(&vm->ctl);
+	return rc;
+}
+
+int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			   struct squib_error_detail *d)
+{
+	int rc;
+
+	kvm_lock(&vm->ctl);
+	rc = check_fits(vm, s, d);
+	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
+		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
+	kvm_unlock(&vm->ctl);
+	return rc;
+}
+
+int kvm_restore_devices_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+			     struct squib_error_detail *d)
+{
+	int rc;
+
+	kvm_lock(&vm->ctl);
+	rc = check_fits(vm, s, d);
+	if (!rc)
+		rc = kvm_devices_restore(vm, s, d);
+	kvm_unlock(&vm->ctl);
+	return rc;
+}

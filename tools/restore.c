@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `squib-snapshot restore STATE`: load a pair into a fresh KVM VM and run it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <squib/load.h>
+
+#include "cli.h"
+
+static void restore_usage(FILE *out)
+{
+	fprintf(out, "usage: squib-snapshot restore STATE [--mem PATH] [--mem-backend copy|file]\n"
+		     "                              [--paused] [--reports N]\n\n"
+		     "Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
+		     "/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
+		     "resumes the guest, waits until every vCPU has reported N more times, pauses\n"
+		     "it and prints the counters again.\n\n"
+		     "  --mem PATH           the memory file (default: STATE with its extension\n"
+		     "                       replaced by .mem)\n"
+		     "  --mem-backend copy   read the pages into anonymous memory (default)\n"
+		     "  --mem-backend file   map the memory file copy-on-write (a Full file only)\n"
+		     "  --paused             restore and stop: the guest never runs\n"
+		     "  --reports N          reports per vCPU to wait for (default 2)\n\n"
+		     "exit status: 0 restored (and ran); 1 otherwise (e.g. an aarch64 state:\n"
+		     "Incompatible).\n");
+}
+
+struct restore_args {
+	const char *state, *mem;
+	enum squib_memory_backend backend;
+	bool paused;
+	uint32_t reports;
+};
+
+static int parse_args(int argc, char **argv, struct restore_args *a)
+{
+	const char *v;
+
+	memset(a, 0, sizeof(*a));
+	a->reports = 2;
+	for (int i = 1; i < argc; i++) {
+		int r;
+
+		if ((r = cli_option_value(argc, argv, &i, "--mem", &a->mem))) {
+			if (r < 0)
+				return fprintf(stderr,
+					       "squib-snapshot: restore: --mem needs a PATH\n"),
+				       -1;
+		} else if ((r = cli_option_value(argc, argv, &i, "--mem-backend", &v))) {
+			if (r > 0 && !strcmp(v, "copy"))
+				a->backend = SQUIB_BACKEND_COPY;
+			else if (r > 0 && !strcmp(v, "file"))
+				a->backend = SQUIB_BACKEND_FILE;
+			else
+				return fprintf(stderr, "squib-snapshot: restore: --mem-backend is "
+						       "copy or file\n"),
+				       -1;
+		} else if ((r = cli_option_value(argc, argv, &i, "--reports", &v))) {
+			if (r < 0 || cli_parse_count(v, 1, 1000000, &a->reports))
+				return fprintf(stderr, "squib-snapshot: restore: bad --reports\n"),
+				       -1;
+		} else if (!strcmp(argv[i], "--paused")) {
+			a->paused = true;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return fprintf(stderr, "squib-snapshot: restore: unknown option '%s'\n",
+				       argv[i]),
+			       -1;
+		} else if (!a->state) {
+			a->state = argv[i];
+		} else {
+			return fprintf(stderr, "squib-snapshot: restore: more than one STATE\n"),
+			       -1;
+		}
+	}
+	if (!a->state)
+		return fprintf(stderr, "squib-snapshot: restore: missing STATE\n"), -1;
+	return 0;
+}
+
+/* As many vCPUs as the state has (the load refuses a state that does not fit). */
+static uint32_t vcpus_of(const char *state)
+{
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	uint32_t n = 1;
+
+	if (!squib_load_state_only(state, SQUIB_ARCH_ANY, &s, NULL, &d) && s.vcpu_count &&
+	    s.vcpu_count <= SQUIB_KVM_MAX_VCPUS)
+		n = s.vcpu_count;
+	squib_state_free(&s);
+	return n;
+}
+
+static int restore_vm(struct cli_vm *c, const struct restore_args *a, struct squib_error_detail *d)
+{
+	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(a->state, a->mem);
+	struct squib_load_result res;
+	int rc;
+
+	req.backend = a->backend;
+	req.stay_paused = true;
+	if ((rc = squib_load(&c->v, &req, &res, d))) {
+		cli_vm_free(c);
+		squib_guest_memory_free(res.memory);
+		return rc;
+	}
+	printf("restored %s (%s backend, %u vCPUs) in %llu us\n", a->state,
+	       a->backend == SQUIB_BACKEND_FILE ? "file" : "copy", squib_kvm_vm_vcpu_count(c->vm),
+	       (unsigned long long)(res.ns.total / 1000));
+	cli_vm_print_counters(c, stdout);
+	if (a->paused) {
+		printf("paused: the guest was not resumed\n");
+	} else if (!(rc = squib_vm_resume(&c->v, d)) &&
+		   !(rc = cli_vm_wait_reports(c, a->reports, d)) &&
+		   !(rc = squib_vm_pause(&c->v, 0, d))) {
+		printf("resumed; after %u more reports per vCPU:\n", a->reports);
+		cli_vm_print_counters(c, stdout);
+	}
+	cli_vm_free(c);
+	squib_load_result_free(&res);
+	return rc;
+}
+
+static int restore_run(int argc, char **argv)
+{
+	struct squib_error_detail d;
+	struct restore_args a;
+	struct cli_vm c;
+	char *mem_default = NULL;
+	int rc;
+
+	if (parse_args(argc, argv, &a)) {
+		restore_usage(stderr);
+		return CLI_EXIT_ERROR;
+	}
+	if (!a.mem && !(a.mem = mem_default = cli_default_mem_path(a.state)))
+		return CLI_EXIT_ERROR;
+	rc = cli_vm_new(&c, vcpus_of(a.state), false, &d);
+	if (!rc)
+		rc = restore_vm(&c, &a, &d);
+	if (rc)
+		cli_error("restore", a.state, rc, &d);
+	free(mem_default);
+	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+}
+
+const struct cli_command cli_cmd_restore = {
+    .name = "restore",
+    .summary = "load a pair saved by run into a fresh KVM VM and let it run (or --paused)",
+    .run = restore_run,
+    .usage = restore_usage,
+};
