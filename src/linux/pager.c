@@ -22,14 +22,7 @@
 
 #include "../memfile_internal.h"
 #include "../pager_internal.h"
-
-/* As in track_uffd_wp.c: newer than the build machine's headers (Linux 6.1). */
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
+#include "uffd.h"
 
 #define DEFAULT_BATCH (64u << 10)
 #define PENDING_MIN   64
@@ -70,30 +63,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- opening the uffd (as track_uffd_wp.c) ----------------------------------------- */
-
-static int open_uffd(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	int dev, err;
-
-	if (fd < 0 && errno == EINVAL)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd >= 0 || errno == ENOSYS)
-		return fd;
-	err = errno;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0) {
-		errno = err;
-		return -1;
-	}
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-	err = errno;
-	close(dev);
-	errno = err;
-	return fd;
 }
 
 /* ---- statistics ----------------------------------------------------------------------- */
@@ -545,7 +514,7 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	uint64_t need =
 	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
-	if ((p->uffd = open_uffd()) < 0)
+	if ((p->uffd = squib_uffd_open()) < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
 	if (ioctl(p->uffd, UFFDIO_API, &api))
 		return squib_fail_errno(d, SQUIB_E_IO, errno);

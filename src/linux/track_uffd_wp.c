@@ -28,6 +28,7 @@
 
 #include "../track_internal.h"
 #include "pagemap_scan.h"
+#include "uffd.h"
 
 /*
  * The build machine's headers (6.1) predate these; the values are the
@@ -39,12 +40,6 @@
 #endif
 #ifndef UFFD_FEATURE_WP_ASYNC
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
 #endif
 
 /*
@@ -62,42 +57,12 @@ struct uffd_wp {
 	struct page_region vec[SCAN_VEC_LEN];
 };
 
-static int open_uffd_syscall(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-
-	/* Older kernels refuse UFFD_USER_MODE_ONLY; user-mode faults are all we need anyway. */
-	if (fd < 0 && errno == EINVAL)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	return fd;
-}
-
-/* The syscall, else /dev/userfaultfd (allowed by file permissions, not by sysctl). */
-static int open_uffd(void)
-{
-	int fd = open_uffd_syscall(), dev, err;
-
-	if (fd >= 0 || errno == ENOSYS)
-		return fd;
-	err = errno;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0) {
-		errno = err; /* the syscall's refusal is the informative one */
-		return -1;
-	}
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-	err = errno;
-	close(dev);
-	errno = err;
-	return fd;
-}
-
 static int uffd_open_api(struct uffd_wp *u, struct squib_error_detail *d)
 {
 	struct uffdio_api api = {.api = UFFD_API,
 				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
 
-	u->uffd = open_uffd();
+	u->uffd = squib_uffd_open();
 	if (u->uffd < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
 	/* EINVAL here: the kernel does not know WP_ASYNC (before 6.7). */
