@@ -1,27 +1,149 @@
 #!/usr/bin/env bash
-# demo.sh BUILD_DIR (`make demo`): make a snapshot pair with the library, describe it
-# for people and for tools, then damage a copy and show describe catching it.
+# demo.sh BUILD_DIR (`make demo`).
+#
+# With /dev/kvm: boot the counter guest (tests/guests/counter.S) on KVM, take a
+# FULL snapshot while it runs, let it run, take a DIFF, SIGKILL the process,
+# describe and verify the files, restore from the chain and watch the counters
+# continue, then print the timings.
+#
+# Always (the part that needs no hypervisor): make a snapshot pair with the
+# library, describe it for people and for tools, then damage a copy and show
+# describe catching it.
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 cli="$build/squib-snapshot"
+guest="$build/tests/guests/counter.bin"
 for prog in "$cli" "$build/produce_demo_pair"; do
 	[ -x "$prog" ] || { echo "demo: $prog is missing; run 'make build' first" >&2; exit 1; }
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/squib-demo-XXXXXX")
-trap 'rm -rf "$work"' EXIT
-step() { printf '\n== %s\n' "$*"; }
+run_pid=
+cleanup() {
+	if [ -n "$run_pid" ] && kill -0 "$run_pid" 2>/dev/null; then
+		kill -KILL "$run_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+n=0
+step() {
+	n=$((n + 1))
+	printf '\n== %d) %s\n' "$n" "$*"
+}
+die() {
+	echo "demo: $*" >&2
+	exit 1
+}
+now_us() { echo $(($(date +%s%N) / 1000)); }
+# The number after "vCPU I: <what> " in a block of output.
+counter_of() { awk -v k="vCPU $2: $3 " 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/[^0-9].*/, "", v); print v; exit }' <<<"$1"; }
 
-step "1) produce a demo snapshot pair with the library (examples/produce_demo_pair)"
+kvm_demo() {
+	local out="$work/run.out" t0 t1 i status full_part diff_part restored after
+	local -a full_c diff_c
+
+	cd "$work"
+	step "boot the counter guest on KVM (2 vCPUs, 4 MiB) and save a FULL snapshot while it runs"
+	echo "\$ squib-snapshot run $guest full.snap --diff diff.snap --reports 3 --hold &"
+	echo "  (each vCPU counts in its own page and reports to an I/O port; the save pauses"
+	echo "   the guest, writes full.snap + full.mem, and resumes it)"
+	t0=$(now_us)
+	"$cli" run "$guest" full.snap --diff diff.snap --reports 3 --hold >"$out" 2>"$work/run.err" &
+	run_pid=$!
+	for i in $(seq 300); do
+		grep -q '^holding:' "$out" && break
+		if ! kill -0 "$run_pid" 2>/dev/null; then
+			cat "$out" "$work/run.err" >&2
+			die "squib-snapshot run exited early"
+		fi
+		sleep 0.1
+	done
+	grep -q '^holding:' "$out" || die "squib-snapshot run did not save within 30 s"
+	t1=$(now_us)
+	full_part=$(sed -n '/^saved full.snap/,/^saved diff.snap/p' "$out" | grep -v '^saved diff.snap')
+	diff_part=$(sed -n '/^saved diff.snap/,/^holding:/p' "$out" | grep -v '^holding:')
+	echo "$full_part"
+
+	step "let it run (3 more reports per vCPU), then save a DIFF: only the dirtied pages"
+	echo "$diff_part"
+	grep '^holding:' "$out"
+
+	step "kill the VMM process with SIGKILL: no shutdown, no flush, nothing left running"
+	echo "\$ kill -KILL $run_pid"
+	kill -KILL "$run_pid"
+	status=0
+	wait "$run_pid" 2>/dev/null || status=$?
+	run_pid=
+	echo "the process is gone (exit status $status = 128 + SIGKILL); the files stay:"
+	ls -l full.snap full.mem diff.snap diff.mem | awk '{ printf "  %10s  %s\n", $5, $NF }'
+	echo "  (the .mem files are sparse: full.mem holds every page, diff.mem only the dirty ones)"
+
+	step "describe both state files: the DIFF names the FULL's memory id as its parent"
+	echo "\$ squib-snapshot describe full.snap"
+	"$cli" describe full.snap | grep -E '^snapshot|vcpu_count|track_dirty|memory (kind|id)|present pages|crc_ok'
+	echo "\$ squib-snapshot describe diff.snap"
+	"$cli" describe diff.snap | grep -E '^snapshot|vcpu_count|track_dirty|memory (kind|id|parent id)|present pages|crc_ok'
+
+	step "verify both pairs (CRCs, footers, manifests, state <-> memory binding)"
+	echo "\$ squib-snapshot verify full.snap"
+	"$cli" verify full.snap
+	echo "\$ squib-snapshot verify diff.snap"
+	"$cli" verify diff.snap
+	echo "a DIFF alone is not a whole memory image: merge the chain into one FULL file"
+	echo "and point a copy of its state at it, then verify that pair"
+	cp diff.snap rebased.snap
+	echo "\$ squib-snapshot rebase --base full.mem --diff diff.mem --out rebased.mem --state rebased.snap"
+	"$cli" rebase --base full.mem --diff diff.mem --out rebased.mem --state rebased.snap
+	echo "\$ squib-snapshot verify rebased.snap"
+	"$cli" verify rebased.snap
+
+	step "restore from the chain (full.mem, then diff.mem) into a fresh VM and let it run"
+	echo "\$ squib-snapshot restore diff.snap --chain full.mem"
+	restored=$("$cli" restore diff.snap --chain full.mem)
+	echo "$restored"
+	for i in 0 1; do
+		full_c[i]=$(counter_of "$full_part" "$i" "saved counter")
+		diff_c[i]=$(counter_of "$diff_part" "$i" "saved counter")
+		[ "$(counter_of "$restored" "$i" counter)" = "${diff_c[i]}" ] ||
+			die "vCPU $i restored with another counter than the DIFF saved (${diff_c[i]})"
+		after=$(awk '/^resumed;/ { on = 1 } on' <<<"$restored")
+		[ "$(counter_of "$after" "$i" counter)" -gt "${diff_c[i]}" ] ||
+			die "vCPU $i did not count on after the restore"
+		echo "vCPU $i: FULL ${full_c[i]} -> DIFF ${diff_c[i]} -> restored ${diff_c[i]} -> running again $(counter_of "$after" "$i" counter)"
+	done
+	echo "the same state from the rebased FULL file, mapped copy-on-write, not resumed:"
+	echo "\$ squib-snapshot restore rebased.snap --mem-backend file --paused"
+	"$cli" restore rebased.snap --mem-backend file --paused
+
+	step "timings"
+	awk '/^saved / { sub(/^saved /, ""); print "- save " $0 }' "$out"
+	echo "- restore from the chain (copy backend): $(grep -o 'in [0-9]* us' <<<"$restored" | head -1)"
+	echo "- boot + FULL + run + DIFF, wall clock as the script saw it: $(((t1 - t0) / 1000)) ms"
+	cd - >/dev/null
+}
+
+kvm=${SQUIB_DEMO_KVM_DEVICE:-/dev/kvm} # another path only to try the fallback
+if [ ! -e "$kvm" ] || [ ! -r "$kvm" ] || [ ! -w "$kvm" ]; then
+	echo "!!! NO USABLE $kvm ON THIS MACHINE: skipping the KVM demo (boot, FULL + DIFF snapshot, SIGKILL, restore); running only the library demo, which needs no hypervisor !!!"
+elif [ ! -f "$guest" ]; then
+	echo "!!! NO GUEST BINARY ($guest; it is built with the tests, SQUIB_TESTS=ON, and needs an assembler): skipping the KVM demo; running only the library demo !!!"
+else
+	echo "== the KVM demo: a real guest, snapshotted while it runs, killed and restored"
+	kvm_demo
+	printf '\n== the library demo (no hypervisor needed)\n'
+fi
+
+step "produce a demo snapshot pair with the library (examples/produce_demo_pair)"
 "$build/produce_demo_pair" "$work/demo"
 
-step "2) describe it: squib-snapshot describe $work/demo.snap"
+step "describe it: squib-snapshot describe $work/demo.snap"
 human=$("$cli" describe "$work/demo.snap")
 echo "$human"
 
-step "3) the same for tools: squib-snapshot describe --json"
+step "the same for tools: squib-snapshot describe --json"
 "$cli" describe --json "$work/demo.snap"
 
-step "4) flip one byte in a copy and describe that"
+step "flip one byte in a copy and describe that"
 cp "$work/demo.snap" "$work/damaged.snap"
 cp "$work/demo.mem" "$work/damaged.mem"
 offset=$(($(stat -c %s "$work/damaged.snap") / 2))
@@ -36,7 +158,7 @@ if [ "$status" -ne 2 ]; then
 	exit 1
 fi
 
-step "5) summary"
+step "summary"
 echo "- the library wrote a $(stat -c %s "$work/demo.snap")-byte state file and a $(stat -c %s "$work/demo.mem")-byte memory file"
 field() { awk -v k="  $1:" 'index($0, k) == 1 { print $2 }' <<<"$human"; }
 echo "- describe reads it back: $(field vcpu_count) vCPUs, $(field mem_size_mib) MiB, $(field devices) devices, MMDS $(field mmds_present), CRC ok: $(field crc_ok) (exit 0)"

@@ -873,6 +873,68 @@ static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
 	pair_free(&pr);
 }
 
+/* run --diff: a Full pair, N more reports, a Diff over it; restore --chain goes on from it. */
+static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli(void **state)
+{
+	const char *dir_guests = getenv("SQUIB_GUESTS");
+	struct squib_test_proc p;
+	char guest[4096], line[64];
+	const char *diff_line;
+	struct pair pr;
+	unsigned long long full[VCPUS], diff[VCPUS];
+
+	(void)state;
+	snprintf(guest, sizeof(guest), "%s/counter.bin", dir_guests ? dir_guests : "tests/guests");
+	pair_new(&pr);
+	cli(pr.dir,
+	    (char *[]){"run", guest, "full.snap", "--diff", "diff.snap", "--diff-mem", "d.mem",
+		       "--reports", "3", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("run: %s", p.err);
+	assert_non_null(strstr(p.out, "saved full.snap and full.mem: full"));
+	assert_non_null(diff_line =
+			    strstr(p.out, "saved diff.snap and d.mem: diff over full.snap"));
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		const char *at;
+
+		snprintf(line, sizeof(line), "vCPU %u: saved counter ", i);
+		assert_non_null(at = strstr(p.out, line));
+		assert_true(at < diff_line);
+		full[i] = strtoull(at + strlen(line), NULL, 10);
+		assert_non_null(at = strstr(diff_line, line));
+		diff[i] = strtoull(at + strlen(line), NULL, 10);
+		assert_true(full[i] > 0);
+		assert_true(diff[i] > full[i]);
+	}
+	squib_test_proc_free(&p);
+	/* The Diff holds only what changed; it pairs with its state and restores over its base. */
+	cli(pr.dir, (char *[]){"verify", "diff.snap", "--mem", "d.mem", NULL}, &p);
+	if (p.status)
+		fail_msg("verify: %s%s", p.out, p.err);
+	assert_non_null(strstr(p.out, "memory footer:    ok (diff"));
+	squib_test_proc_free(&p);
+	cli(pr.dir,
+	    (char *[]){"restore", "diff.snap", "--mem", "d.mem", "--chain", "full.mem", NULL}, &p);
+	if (p.status)
+		fail_msg("restore: %s", p.err);
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		snprintf(line, sizeof(line), "vCPU %u: counter %llu,", i, diff[i]);
+		assert_non_null(strstr(p.out, line));
+	}
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+	/* Without its base the Diff is refused; --diff-mem alone is a usage error. */
+	cli(pr.dir, (char *[]){"restore", "diff.snap", "--mem", "d.mem", NULL}, &p);
+	assert_int_equal(p.status, 1);
+	squib_test_proc_free(&p);
+	cli(pr.dir, (char *[]){"run", guest, "x.snap", "--diff-mem", "x.mem", NULL}, &p);
+	assert_int_equal(p.status, 1);
+	assert_non_null(strstr(p.err, "--diff-mem needs --diff"));
+	squib_test_proc_free(&p);
+	pair_free(&pr);
+}
+
 /* ---- the quiesce timeout and misuse through the adapter ------------------------------------ */
 
 struct blocker {
@@ -1005,6 +1067,8 @@ int main(void)
 	    cmocka_unit_test(
 		test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it),
 	    cmocka_unit_test(test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain),
+	    cmocka_unit_test(
+		test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli),
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),

@@ -75,8 +75,10 @@ struct cli_vm {
 	struct squib_vm v;
 };
 
-/* A VM of n vCPUs with both devices and the adapter; RAM only when with_ram. */
-int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, struct squib_error_detail *d);
+/* A VM of n vCPUs with both devices and the adapter; RAM only when with_ram;
+ * the adapter tracks dirty pages (for a Diff save) when track. */
+int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, bool track,
+	       struct squib_error_detail *d);
 void cli_vm_free(struct cli_vm *c);
 /* Wait until every vCPU has made `reports` more reports than now. */
 int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_detail *d);

@@ -40,9 +40,11 @@ void cli_vm_free(struct cli_vm *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, struct squib_error_detail *d)
+int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, bool track,
+	       struct squib_error_detail *d)
 {
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
+	struct squib_kvm_adapter_config acfg = {track, NULL, NULL};
 	int rc;
 
 	memset(c, 0, sizeof(*c));
@@ -51,7 +53,7 @@ int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, struct squib_err
 	    (with_ram && (rc = squib_kvm_vm_add_ram(c->vm, 0, CLI_GUEST_RAM, NULL, NULL, d))) ||
 	    (rc = squib_kvm_vm_add_console(c->vm, CLI_GUEST_CONSOLE, NULL, d)) ||
 	    (rc = squib_kvm_vm_add_counter(c->vm, CLI_GUEST_PORT, &c->counter, d)) ||
-	    (rc = squib_kvm_adapter_new(c->vm, NULL, &c->adapter, d))) {
+	    (rc = squib_kvm_adapter_new(c->vm, &acfg, &c->adapter, d))) {
 		cli_vm_free(c);
 		return rc;
 	}

@@ -10,7 +10,7 @@
 static void restore_usage(FILE *out)
 {
 	fprintf(out, "usage: squib-snapshot restore STATE [--mem PATH] [--mem-backend copy|file]\n"
-		     "                              [--paused] [--reports N]\n\n"
+		     "                              [--chain MEM ...] [--paused] [--reports N]\n\n"
 		     "Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
 		     "/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
 		     "resumes the guest, waits until every vCPU has reported N more times, pauses\n"
@@ -19,14 +19,20 @@ static void restore_usage(FILE *out)
 		     "                       replaced by .mem)\n"
 		     "  --mem-backend copy   read the pages into anonymous memory (default)\n"
 		     "  --mem-backend file   map the memory file copy-on-write (a Full file only)\n"
+		     "  --chain MEM          a Diff's older layer (copy backend): the Full base\n"
+		     "                       first, then older diffs oldest first; repeat it\n"
 		     "  --paused             restore and stop: the guest never runs\n"
 		     "  --reports N          reports per vCPU to wait for (default 2)\n\n"
 		     "exit status: 0 restored (and ran); 1 otherwise (e.g. an aarch64 state:\n"
 		     "Incompatible).\n");
 }
 
+#define RESTORE_MAX_CHAIN 16
+
 struct restore_args {
 	const char *state, *mem;
+	const char *chain[RESTORE_MAX_CHAIN];
+	size_t chain_len;
 	enum squib_memory_backend backend;
 	bool paused;
 	uint32_t reports;
@@ -55,6 +61,14 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 				return fprintf(stderr, "squib-snapshot: restore: --mem-backend is "
 						       "copy or file\n"),
 				       -1;
+		} else if ((r = cli_option_value(argc, argv, &i, "--chain", &v))) {
+			if (r < 0 || a->chain_len == RESTORE_MAX_CHAIN)
+				return fprintf(stderr,
+					       "squib-snapshot: restore: --chain needs a MEM "
+					       "(at most %d)\n",
+					       RESTORE_MAX_CHAIN),
+				       -1;
+			a->chain[a->chain_len++] = v;
 		} else if ((r = cli_option_value(argc, argv, &i, "--reports", &v))) {
 			if (r < 0 || cli_parse_count(v, 1, 1000000, &a->reports))
 				return fprintf(stderr, "squib-snapshot: restore: bad --reports\n"),
@@ -98,6 +112,8 @@ static int restore_vm(struct cli_vm *c, const struct restore_args *a, struct squ
 	int rc;
 
 	req.backend = a->backend;
+	req.chain = a->chain_len ? a->chain : NULL;
+	req.chain_len = a->chain_len;
 	req.stay_paused = true;
 	if ((rc = squib_load(&c->v, &req, &res, d))) {
 		cli_vm_free(c);
@@ -135,7 +151,7 @@ static int restore_run(int argc, char **argv)
 	}
 	if (!a.mem && !(a.mem = mem_default = cli_default_mem_path(a.state)))
 		return CLI_EXIT_ERROR;
-	rc = cli_vm_new(&c, vcpus_of(a.state), false, &d);
+	rc = cli_vm_new(&c, vcpus_of(a.state), false, false, &d);
 	if (!rc)
 		rc = restore_vm(&c, &a, &d);
 	if (rc)
