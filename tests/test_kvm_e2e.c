@@ -15,6 +15,7 @@
  * exist.
  */
 #include "testutil.h"
+#include "kvm_blocker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -936,37 +937,6 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 }
 
 /* ---- the quiesce timeout and misuse through the adapter ------------------------------------ */
-
-struct blocker {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool blocking, entered;
-};
-
-/* Holds the vCPU thread in the device (outside KVM_RUN) while blocking is set. */
-static int blocker_io(void *ctx, uint32_t vcpu, uint16_t port, bool is_write, uint8_t *data,
-		      uint32_t size)
-{
-	struct blocker *b = ctx;
-
-	(void)vcpu;
-	(void)port;
-	(void)is_write;
-	(void)data;
-	(void)size;
-	pthread_mutex_lock(&b->lock);
-	b->entered = true;
-	pthread_cond_broadcast(&b->cond);
-	while (b->blocking)
-		pthread_cond_wait(&b->cond, &b->lock);
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-static const struct squib_kvm_device_ops blocker_ops = {
-    .kind = "test-blocker",
-    .io = blocker_io,
-};
 
 static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(void **state)
 {
