@@ -141,7 +141,23 @@ int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
 		      struct squib_page_source src, const struct squib_pager_options *opts,
 		      struct squib_pager **out, struct squib_error_detail *d);
 
-/* Stop and join the thread, unregister the memory, close the fds (idempotent). */
+/*
+ * Serve a userfaultfd another process created and registered (the external
+ * handler of squib/uffd_remote.h; Firecracker's Uffd backend). Its creator
+ * did UFFDIO_API with UFFD_FEATURE_EVENT_REMOVE and registered every region
+ * in MISSING mode. regions[i].host are addresses in the creator's address
+ * space: they are never dereferenced here (UFFDIO_COPY and UFFDIO_ZEROPAGE
+ * write into the uffd's own mm). The pager owns uffd (closed by stop, or
+ * here on failure) and src; stop does not unregister (the creator owns the
+ * registrations). Once the creator's process is gone the ioctls fail
+ * (ESRCH): the owner stops the pager when its peer hangs up.
+ */
+int squib_pager_attach(int uffd, const struct squib_pager_region *regions, uint32_t n,
+		       struct squib_page_source src, const struct squib_pager_options *opts,
+		       struct squib_pager **out, struct squib_error_detail *d);
+
+/* Stop and join the thread, unregister the memory (not for an attached
+ * uffd), close the fds (idempotent). */
 void squib_pager_stop(struct squib_pager *p);
 
 /* Stop, release the source, free. NULL is a no-op. The memory is not unmapped. */

@@ -45,6 +45,7 @@ struct squib_pager {
 	uint8_t *buf;	  /* batch_pages * ps, the thread's read buffer */
 	int uffd, efd;
 	bool running, stopped;
+	bool attached; /* the uffd came from another process: its registrations are not ours */
 	pthread_t thread;
 	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
 	size_t npend, cap;
@@ -514,7 +515,7 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	uint64_t need =
 	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
-	if ((p->uffd = squib_uffd_open()) < 0)
+	if ((p->uffd = squib_uffd_open(false)) < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
 	if (ioctl(p->uffd, UFFDIO_API, &api))
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
@@ -530,28 +531,22 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 		if ((reg.ioctls & need) != need)
 			return squib_fail_errno(d, SQUIB_E_IO, EOPNOTSUPP);
 	}
-	if ((p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
 	return 0;
 }
 
-int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
-		      struct squib_page_source src, const struct squib_pager_options *opts,
-		      struct squib_pager **out, struct squib_error_detail *d)
+/* A pager over regions with no uffd yet, or NULL with the error in d; src released on failure. */
+static struct squib_pager *pager_new(const struct squib_pager_region *regions, uint32_t n,
+				     struct squib_page_source src,
+				     const struct squib_pager_options *opts,
+				     struct squib_error_detail *d, int *rcp)
 {
 	uint64_t batch = opts && opts->batch_bytes ? opts->batch_bytes : DEFAULT_BATCH;
 	struct squib_pager *p;
-	int rc;
 
-	if (!out) {
-		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL out");
-		goto release;
-	}
-	*out = NULL;
-	if ((rc = check_regions(regions, n, &src, d)))
+	if ((*rcp = check_regions(regions, n, &src, d)))
 		goto release;
 	if (!(p = calloc(1, sizeof(*p)))) {
-		rc = squib_fail(d, SQUIB_E_NOMEM);
+		*rcp = squib_fail(d, SQUIB_E_NOMEM);
 		goto release;
 	}
 	p->uffd = p->efd = -1;
@@ -565,7 +560,8 @@ int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
 	    !(p->present = calloc(src.page_count ? src.page_count : 1, 1)) ||
 	    !(p->buf = malloc(p->batch_pages * p->ps))) {
 		squib_pager_free(p);
-		return squib_fail(d, SQUIB_E_NOMEM);
+		*rcp = squib_fail(d, SQUIB_E_NOMEM);
+		return NULL;
 	}
 	memcpy(p->regions, regions, n * sizeof(*regions));
 	/* Pages outside every region are never faulted: count them present. */
@@ -574,21 +570,74 @@ int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
 	p->st.pages_present = src.page_count;
 	for (uint32_t i = 0; i < n; i++)
 		mark(p, regions[i].first_page, regions[i].size / p->ps, false);
-	if ((rc = open_and_register(p, d))) {
+	return p;
+release:
+	if (src.ops && src.ops->release)
+		src.ops->release(src.ctx);
+	return NULL;
+}
+
+static int launch(struct squib_pager *p, struct squib_pager **out, struct squib_error_detail *d)
+{
+	int rc;
+
+	if (p->efd < 0 && (p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		rc = squib_fail_errno(d, SQUIB_E_IO, errno);
+	else if ((rc = pthread_create(&p->thread, NULL, pager_thread, p)))
+		rc = squib_fail_errno(d, SQUIB_E_IO, rc);
+	if (rc) {
 		squib_pager_free(p);
 		return rc;
-	}
-	if ((rc = pthread_create(&p->thread, NULL, pager_thread, p))) {
-		squib_pager_free(p);
-		return squib_fail_errno(d, SQUIB_E_IO, rc);
 	}
 	p->running = true;
 	*out = p;
 	return 0;
-release:
-	if (src.ops && src.ops->release)
-		src.ops->release(src.ctx);
-	return rc;
+}
+
+int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
+		      struct squib_page_source src, const struct squib_pager_options *opts,
+		      struct squib_pager **out, struct squib_error_detail *d)
+{
+	struct squib_pager *p;
+	int rc;
+
+	if (!out) {
+		if (src.ops && src.ops->release)
+			src.ops->release(src.ctx);
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL out");
+	}
+	*out = NULL;
+	if (!(p = pager_new(regions, n, src, opts, d, &rc)))
+		return rc;
+	if ((rc = open_and_register(p, d))) {
+		squib_pager_free(p);
+		return rc;
+	}
+	return launch(p, out, d);
+}
+
+int squib_pager_attach(int uffd, const struct squib_pager_region *regions, uint32_t n,
+		       struct squib_page_source src, const struct squib_pager_options *opts,
+		       struct squib_pager **out, struct squib_error_detail *d)
+{
+	struct squib_pager *p;
+	int rc;
+
+	if (!out || uffd < 0) {
+		if (uffd >= 0)
+			close(uffd);
+		if (src.ops && src.ops->release)
+			src.ops->release(src.ctx);
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL out or no uffd");
+	}
+	*out = NULL;
+	if (!(p = pager_new(regions, n, src, opts, d, &rc))) {
+		close(uffd);
+		return rc;
+	}
+	p->uffd = uffd;
+	p->attached = true;
+	return launch(p, out, d);
 }
 
 void squib_pager_stop(struct squib_pager *p)
@@ -606,7 +655,7 @@ void squib_pager_stop(struct squib_pager *p)
 	}
 	if (p->uffd >= 0) {
 		/* Unregistering wakes every thread still blocked on a missing page. */
-		for (uint32_t i = 0; i < p->region_count; i++) {
+		for (uint32_t i = 0; !p->attached && i < p->region_count; i++) {
 			struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host,
 						 p->regions[i].size};
 

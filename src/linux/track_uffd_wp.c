@@ -62,7 +62,7 @@ static int uffd_open_api(struct uffd_wp *u, struct squib_error_detail *d)
 	struct uffdio_api api = {.api = UFFD_API,
 				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
 
-	u->uffd = squib_uffd_open();
+	u->uffd = squib_uffd_open(true);
 	if (u->uffd < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
 	/* EINVAL here: the kernel does not know WP_ASYNC (before 6.7). */

@@ -16,19 +16,22 @@
 #define UFFD_USER_MODE_ONLY 1
 #endif
 
-static int uffd_syscall(void)
+static int uffd_syscall(bool user_mode_only)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	int fd = -1;
 
-	/* Older kernels refuse UFFD_USER_MODE_ONLY; user-mode faults are all we need anyway. */
-	if (fd < 0 && errno == EINVAL)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	return fd;
+	if (user_mode_only) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+		/* Older kernels refuse UFFD_USER_MODE_ONLY; fall back to the plain fd. */
+		if (fd >= 0 || errno != EINVAL)
+			return fd;
+	}
+	return (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 }
 
-int squib_uffd_open(void)
+int squib_uffd_open(bool user_mode_only)
 {
-	int fd = uffd_syscall(), dev, err;
+	int fd = uffd_syscall(user_mode_only), dev, err;
 
 	if (fd >= 0 || errno == ENOSYS)
 		return fd;
@@ -38,6 +41,7 @@ int squib_uffd_open(void)
 		errno = err;
 		return -1;
 	}
+	/* /dev/userfaultfd handles kernel-mode faults whatever the flags: none needed. */
 	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 	err = errno;
 	close(dev);
