@@ -664,6 +664,7 @@ static void test_should_never_crash_on_random_tables_and_registers(void **state)
 	struct squib_prewarm_report r;
 	uint64_t pages[CAP], x = 0x9e3779b97f4a7c15ull;
 	size_t n;
+	uint64_t walked = 0, tables = 0;
 
 #define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
 	/* Tables full of entries pointing back into the first 64 KiB, with random flags. */
@@ -693,10 +694,15 @@ static void test_should_never_crash_on_random_tables_and_registers(void **state)
 		assert_true(r.translated + r.untranslatable + r.outside_ram <= 3 * (4 - r.parked));
 		for (size_t i = 1; i < n; i++)
 			assert_true(pages[i - 1] < pages[i]);
+		walked += r.translated;
+		tables += r.table_pages;
 		for (size_t i = 0; i < n; i++)
 			assert_true(pages[i] < m->src.page_count);
 	}
 #undef RND
+	print_message("random: %llu addresses translated, %llu table pages\n",
+		      (unsigned long long)walked, (unsigned long long)tables);
+	assert_true(walked > 0 && tables > 0); /* the random input reaches the walkers */
 	squib_state_free(&s);
 }
 
@@ -880,6 +886,54 @@ static void test_should_count_what_the_a64_walk_cannot_translate(void **state)
 	squib_state_free(&s);
 }
 
+/* The same for aarch64: random TCR, TTBRs, SCTLR, PSTATE and addresses. */
+static void test_should_never_crash_on_random_a64_registers(void **state)
+{
+	struct mem *m = *state;
+	struct squib_microvm_state s;
+	struct squib_prewarm_report r;
+	uint64_t pages[CAP], x = 0x2545f4914f6cdd1dull;
+	size_t n;
+	uint64_t walked = 0, tables = 0;
+
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+	for (uint64_t a = 0; a < 0x10000; a += 8)
+		put64(m, a, (RND() & 0xf000) | (RND() & 0xfff0000000000fffull));
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	for (int i = 0; i < 4; i++)
+		a64_vcpu(&s, 0, 0, 0);
+	mem_open(m);
+	for (int iter = 0; iter < 3000; iter++) {
+		for (uint32_t i = 0; i < 4; i++) {
+			struct squib_arm64_vcpu *v = &s.arm64_vcpus[i];
+			uint64_t tcr = RND() & 1 ? RND() : (RND() & 0x3f003full) | TCR_TG1_4K;
+
+			uint64_t sctlr = RND() & 1;
+			uint64_t t0 = RND() & 1 ? RND() & 0xfff0 : RND();
+			uint64_t t1 = RND() & 1 ? RND() & 0xfff0 : RND();
+
+			a64_mmu(v, sctlr, tcr, t0, t1);
+			v->regs.pc = RND() & 1 ? RND() & 0xffff : RND();
+			v->regs.sp = RND() & 1 ? RND() & 0xffff : RND();
+			v->regs.pstate = RND() & 1 ? PSTATE_EL1H : RND() & 0x1f;
+			v->psci_state = (enum squib_psci_state)(RND() % 3);
+		}
+		assert_int_equal(prewarm(m, &s, pages, &n, &r), 0);
+		assert_true(n <= 4 * SQUIB_PREWARM_PAGES_PER_VCPU);
+		assert_true(r.translated + r.untranslatable + r.outside_ram >= 2 * (4 - r.parked));
+		assert_true(r.translated + r.untranslatable + r.outside_ram <= 3 * (4 - r.parked));
+		for (size_t i = 1; i < n; i++)
+			assert_true(pages[i - 1] < pages[i]);
+		walked += r.translated;
+		tables += r.table_pages;
+	}
+#undef RND
+	print_message("random: %llu addresses translated, %llu table pages\n",
+		      (unsigned long long)walked, (unsigned long long)tables);
+	assert_true(walked > 0 && tables > 0); /* the random input reaches the walkers */
+	squib_state_free(&s);
+}
+
 /* ---- the real thing: KVM's long-mode tables ------------------------------------------------ */
 
 #define KVM_RAM	     (4 * MiB)
@@ -1047,6 +1101,7 @@ int main(void)
 	    T(test_should_walk_4k_granule_tables_through_ttbr0_and_ttbr1),
 	    T(test_should_walk_a_short_start_table),
 	    T(test_should_count_what_the_a64_walk_cannot_translate),
+	    T(test_should_never_crash_on_random_a64_registers),
 	    T(test_should_walk_the_tables_of_a_saved_kvm_guest),
 	};
 
