@@ -655,6 +655,15 @@ static void test_should_refuse_bad_arguments_and_pass_source_errors_on(void **st
 	squib_state_free(&s);
 }
 
+/* xorshift64: a function, so that two calls in one expression are sequenced. */
+static uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 /* Random page tables and random control registers: never a crash, every address counted. */
 static void test_should_never_crash_on_random_tables_and_registers(void **state)
 {
@@ -666,26 +675,25 @@ static void test_should_never_crash_on_random_tables_and_registers(void **state)
 	size_t n;
 	uint64_t walked = 0, tables = 0;
 
-#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
 	/* Tables full of entries pointing back into the first 64 KiB, with random flags. */
 	for (uint64_t a = 0; a < 0x10000; a += 8)
-		put64(m, a, (RND() & 0xf000) | (RND() & 0x8000000000000fffull));
+		put64(m, a, (rnd(&x) & 0xf000) | (rnd(&x) & 0x8000000000000fffull));
 	mem_open(m);
 	for (int iter = 0; iter < 3000; iter++) {
 		for (uint32_t i = 0; i < 4; i++) {
 			struct squib_x86_sregs *sr = &v[i].sregs;
 
-			sr->cr0 = RND() & (CR0_PE | CR0_PG);
-			sr->cr4 = RND() & (CR4_PSE | CR4_PAE | CR4_LA57);
-			sr->efer = RND() & EFER_LMA;
-			sr->cr3 = RND() & 3 ? RND() & 0xffff : RND();
-			sr->cs.l = RND() & 1;
-			sr->cs.db = sr->ss.db = RND() & 1;
-			sr->cs.base = RND() & 1 ? 0 : RND();
-			sr->ss.base = RND() & 1 ? 0 : RND();
-			v[i].regs.rip = RND() & 1 ? RND() & 0xffffff : RND();
-			v[i].regs.rsp = RND() & 1 ? RND() & 0xffffff : RND();
-			v[i].mp_state = (uint32_t)(RND() % 4);
+			sr->cr0 = rnd(&x) & (CR0_PE | CR0_PG);
+			sr->cr4 = rnd(&x) & (CR4_PSE | CR4_PAE | CR4_LA57);
+			sr->efer = rnd(&x) & EFER_LMA;
+			sr->cr3 = rnd(&x) & 3 ? rnd(&x) & 0xffff : rnd(&x);
+			sr->cs.l = rnd(&x) & 1;
+			sr->cs.db = sr->ss.db = rnd(&x) & 1;
+			sr->cs.base = rnd(&x) & 1 ? 0 : rnd(&x);
+			sr->ss.base = rnd(&x) & 1 ? 0 : rnd(&x);
+			v[i].regs.rip = rnd(&x) & 1 ? rnd(&x) & 0xffffff : rnd(&x);
+			v[i].regs.rsp = rnd(&x) & 1 ? rnd(&x) & 0xffffff : rnd(&x);
+			v[i].mp_state = (uint32_t)(rnd(&x) % 4);
 		}
 		assert_int_equal(prewarm(m, &s, pages, &n, &r), 0);
 		assert_true(n <= 4 * SQUIB_PREWARM_PAGES_PER_VCPU);
@@ -699,7 +707,6 @@ static void test_should_never_crash_on_random_tables_and_registers(void **state)
 		for (size_t i = 0; i < n; i++)
 			assert_true(pages[i] < m->src.page_count);
 	}
-#undef RND
 	print_message("random: %llu addresses translated, %llu table pages\n",
 		      (unsigned long long)walked, (unsigned long long)tables);
 	assert_true(walked > 0 && tables > 0); /* the random input reaches the walkers */
@@ -896,9 +903,8 @@ static void test_should_never_crash_on_random_a64_registers(void **state)
 	size_t n;
 	uint64_t walked = 0, tables = 0;
 
-#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
 	for (uint64_t a = 0; a < 0x10000; a += 8)
-		put64(m, a, (RND() & 0xf000) | (RND() & 0xfff0000000000fffull));
+		put64(m, a, (rnd(&x) & 0xf000) | (rnd(&x) & 0xfff0000000000fffull));
 	squib_state_init(&s, SQUIB_ARCH_AARCH64);
 	for (int i = 0; i < 4; i++)
 		a64_vcpu(&s, 0, 0, 0);
@@ -906,17 +912,17 @@ static void test_should_never_crash_on_random_a64_registers(void **state)
 	for (int iter = 0; iter < 3000; iter++) {
 		for (uint32_t i = 0; i < 4; i++) {
 			struct squib_arm64_vcpu *v = &s.arm64_vcpus[i];
-			uint64_t tcr = RND() & 1 ? RND() : (RND() & 0x3f003full) | TCR_TG1_4K;
+			uint64_t tcr = rnd(&x) & 1 ? rnd(&x) : (rnd(&x) & 0x3f003full) | TCR_TG1_4K;
 
-			uint64_t sctlr = RND() & 1;
-			uint64_t t0 = RND() & 1 ? RND() & 0xfff0 : RND();
-			uint64_t t1 = RND() & 1 ? RND() & 0xfff0 : RND();
+			uint64_t sctlr = rnd(&x) & 1;
+			uint64_t t0 = rnd(&x) & 1 ? rnd(&x) & 0xfff0 : rnd(&x);
+			uint64_t t1 = rnd(&x) & 1 ? rnd(&x) & 0xfff0 : rnd(&x);
 
 			a64_mmu(v, sctlr, tcr, t0, t1);
-			v->regs.pc = RND() & 1 ? RND() & 0xffff : RND();
-			v->regs.sp = RND() & 1 ? RND() & 0xffff : RND();
-			v->regs.pstate = RND() & 1 ? PSTATE_EL1H : RND() & 0x1f;
-			v->psci_state = (enum squib_psci_state)(RND() % 3);
+			v->regs.pc = rnd(&x) & 1 ? rnd(&x) & 0xffff : rnd(&x);
+			v->regs.sp = rnd(&x) & 1 ? rnd(&x) & 0xffff : rnd(&x);
+			v->regs.pstate = rnd(&x) & 1 ? PSTATE_EL1H : rnd(&x) & 0x1f;
+			v->psci_state = (enum squib_psci_state)(rnd(&x) % 3);
 		}
 		assert_int_equal(prewarm(m, &s, pages, &n, &r), 0);
 		assert_true(n <= 4 * SQUIB_PREWARM_PAGES_PER_VCPU);
@@ -927,7 +933,6 @@ static void test_should_never_crash_on_random_a64_registers(void **state)
 		walked += r.translated;
 		tables += r.table_pages;
 	}
-#undef RND
 	print_message("random: %llu addresses translated, %llu table pages\n",
 		      (unsigned long long)walked, (unsigned long long)tables);
 	assert_true(walked > 0 && tables > 0); /* the random input reaches the walkers */
