@@ -412,6 +412,41 @@ static size_t pw_finish(struct pw *w)
 	return out;
 }
 
+/* Only the geometry is used, so only it is checked: a loader may describe its
+ * memory without the file's id and extents. */
+static int check_geometry(const struct squib_memory_layout *l, struct squib_error_detail *d)
+{
+	uint64_t ps = l->page_size, sum = 0, end = 0;
+
+	if (ps < SQUIB_MEMORY_MIN_PAGE_SIZE || ps > SQUIB_PREWARM_MAX_PAGE_SIZE || (ps & (ps - 1)))
+		return squib_fail_msg(
+		    d, SQUIB_E_INVALID_ARGUMENT,
+		    "prewarm: page size %llu is not a power of two in [%llu, %llu]",
+		    (unsigned long long)ps, (unsigned long long)SQUIB_MEMORY_MIN_PAGE_SIZE,
+		    (unsigned long long)SQUIB_PREWARM_MAX_PAGE_SIZE);
+	if (!l->regions || !l->region_count || l->region_count > SQUIB_MEMORY_MAX_REGIONS)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "prewarm: %u regions",
+				      l->region_count);
+	for (uint32_t i = 0; i < l->region_count; i++) {
+		const struct squib_mem_region *g = &l->regions[i];
+
+		if (!g->size || g->guest_addr % ps || g->size % ps || (i && g->guest_addr < end) ||
+		    g->size > UINT64_MAX - g->guest_addr ||
+		    g->size > SQUIB_MEMORY_MAX_RAM_SIZE - sum)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "prewarm: region %u is empty, unaligned, out of "
+					      "order or too large",
+					      i);
+		end = g->guest_addr + g->size;
+		sum += g->size;
+	}
+	if (sum != l->ram_size)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "prewarm: regions sum to %llu bytes, ram_size is %llu",
+				      (unsigned long long)sum, (unsigned long long)l->ram_size);
+	return 0;
+}
+
 static int check_args(const struct squib_microvm_state *s, const struct squib_memory_layout *l,
 		      const struct squib_page_source *src, struct squib_error_detail *d)
 {
@@ -420,15 +455,11 @@ static int check_args(const struct squib_microvm_state *s, const struct squib_me
 	if (!src->ops || !src->ops->present || !src->ops->read)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "prewarm: page source without ops");
-	if ((rc = squib_memory_layout_validate(l, SQUIB_E_INVALID_ARGUMENT, d)))
+	if ((rc = check_geometry(l, d)))
 		return rc;
 	if (src->page_size != l->page_size || src->page_count != l->ram_size / l->page_size)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "prewarm: page source does not match the memory layout");
-	if (l->page_size > SQUIB_PREWARM_MAX_PAGE_SIZE)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "prewarm: page size above %llu bytes",
-				      (unsigned long long)SQUIB_PREWARM_MAX_PAGE_SIZE);
 	if (s->vcpu_count > SQUIB_STATE_MAX_VCPUS)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "prewarm: %u vCPUs",
 				      s->vcpu_count);

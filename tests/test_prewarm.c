@@ -637,6 +637,38 @@ static void test_should_refuse_bad_arguments_and_pass_source_errors_on(void **st
 	bad.page_count--;
 	assert_int_equal(squib_prewarm_boot_pages(&s, m->layout, &bad, pages, CAP, &n, NULL, &d),
 			 SQUIB_E_INVALID_ARGUMENT);
+	/* Only the geometry counts: regions alone (no id, no extents) are enough... */
+	{
+		struct squib_memory_layout g = {.page_size = m->layout->page_size,
+						.ram_size = m->layout->ram_size,
+						.region_count = m->layout->region_count,
+						.regions = m->layout->regions};
+		struct squib_mem_region two[2] = {m->layout->regions[0], m->layout->regions[1]};
+
+		assert_int_equal(
+		    squib_prewarm_boot_pages(&s, &g, &m->src, pages, CAP, &n, NULL, &d), 0);
+		/* ... but they must be ordered, aligned and add up. */
+		g.regions = two;
+		two[1].guest_addr = two[0].guest_addr + 4096;
+		assert_int_equal(
+		    squib_prewarm_boot_pages(&s, &g, &m->src, pages, CAP, &n, NULL, &d),
+		    SQUIB_E_INVALID_ARGUMENT);
+		two[1] = m->layout->regions[1];
+		two[1].guest_addr += 1;
+		assert_int_equal(
+		    squib_prewarm_boot_pages(&s, &g, &m->src, pages, CAP, &n, NULL, &d),
+		    SQUIB_E_INVALID_ARGUMENT);
+		two[1] = m->layout->regions[1];
+		g.ram_size += 4096;
+		assert_int_equal(
+		    squib_prewarm_boot_pages(&s, &g, &m->src, pages, CAP, &n, NULL, &d),
+		    SQUIB_E_INVALID_ARGUMENT);
+		g.ram_size = m->layout->ram_size;
+		g.page_size = 3 * 4096;
+		assert_int_equal(
+		    squib_prewarm_boot_pages(&s, &g, &m->src, pages, CAP, &n, NULL, &d),
+		    SQUIB_E_INVALID_ARGUMENT);
+	}
 	/* The layout of the state itself is used when none is given. */
 	assert_int_equal(squib_state_set_memory(&s, m->layout, &d), 0);
 	assert_int_equal(squib_prewarm_boot_pages(&s, NULL, &m->src, pages, CAP, &n, NULL, &d), 0);

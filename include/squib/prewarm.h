@@ -83,11 +83,14 @@ struct squib_prewarm_report {
  * and the page source number them: regions back to back, page k is bytes
  * [k * page_size, (k + 1) * page_size) of the RAM range.
  *
- * layout describes the RAM (NULL: s->memory); src serves its pages and must
- * match it (same page size, ram_size / page_size pages). rep may be NULL.
+ * layout describes the RAM (NULL: s->memory). Only its geometry is used:
+ * page_size, regions (non-empty, page-aligned, ascending, not overlapping)
+ * and ram_size (their sum); id, kind and extents may be left zero by a
+ * loader describing its own memory. src serves the pages and must match it
+ * (same page size, ram_size / page_size pages). rep may be NULL.
  *
- * Errors: SQUIB_E_INVALID_ARGUMENT for a NULL argument, an invalid layout,
- * a source that does not match it or whose page size is above
+ * Errors: SQUIB_E_INVALID_ARGUMENT for a NULL argument, a bad geometry, a
+ * source that does not match it, a page size above
  * SQUIB_PREWARM_MAX_PAGE_SIZE, an architecture without vCPU state, a vCPU
  * count above SQUIB_STATE_MAX_VCPUS — and when the pages do not fit in cap:
  * then *count receives the number needed and pages is left untouched
