@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -106,9 +108,9 @@ struct lazy {
 	uint64_t size;
 };
 
-static void lazy_open(struct lazy *l, const char *path, uint64_t size, uint64_t batch)
+static void lazy_open_opts(struct lazy *l, const char *path, uint64_t size,
+			   const struct squib_pager_options *o)
 {
-	struct squib_pager_options o = {.batch_bytes = batch};
 	struct squib_page_source src;
 	struct squib_pager_region r;
 	struct squib_error_detail d;
@@ -118,7 +120,14 @@ static void lazy_open(struct lazy *l, const char *path, uint64_t size, uint64_t 
 	l->size = size;
 	l->mem = anon(size);
 	r = (struct squib_pager_region){l->mem, size, 0};
-	assert_int_equal(squib_pager_start(&r, 1, src, &o, &l->p, &d), 0);
+	assert_int_equal(squib_pager_start(&r, 1, src, o, &l->p, &d), 0);
+}
+
+static void lazy_open(struct lazy *l, const char *path, uint64_t size, uint64_t batch)
+{
+	struct squib_pager_options o = {.batch_bytes = batch};
+
+	lazy_open_opts(l, path, size, &o);
 }
 
 static void lazy_close(struct lazy *l)
@@ -482,6 +491,214 @@ static void test_should_retry_a_copy_that_races_a_remove(void **state)
 	munmap(want, pages * ps());
 }
 
+/* ---- prefetch ---------------------------------------------------------------------------- */
+
+static void test_should_prefetch_pages_so_that_touching_them_never_faults(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, installed = 0;
+	uint8_t *want = pattern_ram(pages, 5, &zeros);
+	const struct squib_ws_run all = {0, pages};
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_prefetch(l.p, &all, 1, &installed, &d), 0);
+	assert_int_equal(installed, pages);
+	squib_pager_stats(l.p, &st);
+	assert_true(st.complete);
+	assert_int_equal(st.pages_prefetched, pages);
+	assert_memory_equal(l.mem, want, pages * ps()); /* touch everything */
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.pages_copied, pages - zeros);
+	assert_int_equal(st.pages_zeroed, zeros);
+	assert_int_equal(st.errors, 0);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_prefetch_absent_pages_as_zeros_without_reading(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 128, zeros, installed = 0;
+	uint8_t *want = pattern_ram(pages, 2, &zeros); /* even pages are holes */
+	const struct squib_ws_run runs[] = {{10, 20}, {64, 1}, {65, 1}};
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_prefetch(l.p, runs, 3, &installed, NULL), 0);
+	assert_int_equal(installed, 22);
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.pages_zeroed, 11); /* 10, 12, ..., 28 and 64 */
+	assert_int_equal(st.pages_copied, 11); /* 11, 13, ..., 29 and 65 */
+	assert_int_equal(st.bytes_read, 11 * ps());
+	assert_int_equal(st.batches, 11); /* one read per present run */
+	assert_memory_equal(l.mem + 10 * ps(), want + 10 * ps(), 20 * ps());
+	assert_memory_equal(l.mem + 64 * ps(), want + 64 * ps(), 2 * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.pages_present, 22);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_prefetch_overlapping_and_duplicate_runs_once(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 512, zeros, installed = 0, faulted;
+	uint8_t *want = pattern_ram(pages, 7, &zeros);
+	/* Out of order, overlapping, duplicated, one crossing a 1 MiB prefetch chunk. */
+	const struct squib_ws_run runs[] = {{300, 10}, {100, 50}, {120, 10},  {100, 50},
+					    {0, 1},    {140, 20}, {200, 300}, {499, 1}};
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_memory_equal(l.mem + 205 * ps(), want + 205 * ps(), ps()); /* one fault first */
+	squib_pager_stats(l.p, &st);
+	faulted = st.pages_present; /* its batch: the present run 204..207 (203 is a hole) */
+	assert_int_equal(faulted, 4);
+	assert_int_equal(squib_pager_prefetch(l.p, runs, 8, &installed, NULL), 0);
+	squib_pager_stats(l.p, &st);
+	/* pages 0, 100..159, 200..499, once each; the fault's batch is not installed again */
+	assert_int_equal(st.pages_present, 1 + 60 + 300);
+	assert_int_equal(installed, 1 + 60 + 300 - faulted);
+	assert_int_equal(st.pages_prefetched, installed);
+	assert_int_equal(squib_pager_prefetch(l.p, runs, 8, &installed, NULL), 0);
+	assert_int_equal(installed, 0); /* everything already there: nothing read */
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 1);
+	assert_memory_equal(l.mem + 100 * ps(), want + 100 * ps(), 60 * ps());
+	assert_memory_equal(l.mem + 200 * ps(), want + 200 * ps(), 300 * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 1);
+	assert_int_equal(st.pages_copied + st.pages_zeroed, 1 + 60 + 300);
+	assert_int_equal(st.pages_existing, 0);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_prefetch_all_pages(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 700, zeros, installed = 0;
+	uint8_t *want = pattern_ram(pages, 3, &zeros);
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_prefetch_all(l.p, &installed, NULL), 0);
+	assert_int_equal(installed, pages);
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &st);
+	assert_true(st.complete);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.bytes_read, (pages - zeros) * ps());
+	assert_int_equal(st.pages_zeroed, zeros);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_refuse_prefetch_runs_outside_the_range(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 64, zeros, installed = 99;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	const struct squib_ws_run bad[][2] = {{{0, 4}, {60, 5}},
+					      {{0, 4}, {65, 0}},
+					      {{0, 4}, {UINT64_MAX, 2}},
+					      {{0, 4}, {1, UINT64_MAX}}};
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(squib_pager_prefetch(l.p, bad[i], 2, &installed, &d),
+				 SQUIB_E_INVALID_ARGUMENT);
+		assert_int_equal(installed, 0);
+	}
+	assert_int_equal(squib_pager_prefetch(l.p, NULL, 1, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pager_prefetch(NULL, bad[0], 1, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_pager_prefetch(l.p, NULL, 0, &installed, &d), 0);
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.pages_present, 0); /* nothing installed by a refused call */
+	squib_pager_stop(l.p);
+	assert_int_equal(squib_pager_prefetch_all(l.p, &installed, &d), SQUIB_E_INVALID_ARGUMENT);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+/* A uffd made and registered here, as another process would, served through attach. */
+static int make_registered_uffd(void *mem, uint64_t size)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE};
+	struct uffdio_register reg = {.range = {(uint64_t)(uintptr_t)mem, size},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ioctl(fd, UFFDIO_API, &api), 0);
+	assert_int_equal(ioctl(fd, UFFDIO_REGISTER, &reg), 0);
+	return fd;
+}
+
+static void test_should_prefetch_through_an_attached_uffd(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 300, zeros, installed = 0, size = pages * ps();
+	uint8_t *want = pattern_ram(pages, 4, &zeros), *mem;
+	const struct squib_ws_run runs[] = {{0, 100}, {250, 50}};
+	struct squib_page_source src;
+	struct squib_pager_region r;
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct squib_pager *p;
+	struct uffdio_range ur;
+	int fd;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, size, false, NULL);
+	assert_int_equal(squib_memfile_open(f->path, &m, &d), 0);
+	assert_int_equal(squib_page_source_file(m, &src, &d), 0);
+	mem = anon(size);
+	fd = make_registered_uffd(mem, size);
+	r = (struct squib_pager_region){mem, size, 0};
+	assert_int_equal(squib_pager_attach(fd, &r, 1, src, NULL, &p, &d), 0);
+	assert_int_equal(squib_pager_prefetch(p, runs, 2, &installed, &d), 0);
+	assert_int_equal(installed, 150);
+	assert_memory_equal(mem, want, 100 * ps());
+	assert_memory_equal(mem + 250 * ps(), want + 250 * ps(), 50 * ps());
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_memory_equal(mem, want, size); /* the rest by faults */
+	squib_pager_stats(p, &st);
+	assert_true(st.faults > 0);
+	assert_true(st.complete);
+	assert_int_equal(st.errors, 0);
+	/* attach leaves the registration to the uffd's creator */
+	ur = (struct uffdio_range){(uint64_t)(uintptr_t)mem, size};
+	squib_pager_free(p);
+	assert_int_equal(ioctl(fd, UFFDIO_UNREGISTER, &ur), -1); /* fd closed by the pager */
+	squib_memfile_close(m);
+	munmap(mem, size);
+	munmap(want, size);
+}
+
 /* ---- the LAZY backend -------------------------------------------------------------------- */
 
 static void test_should_open_a_full_file_lazily(void **state)
@@ -557,6 +774,12 @@ int main(void)
 	    T(test_should_report_a_source_error_and_wake_the_thread_at_stop),
 	    T(test_should_refuse_bad_geometry_and_release_the_source),
 	    T(test_should_retry_a_copy_that_races_a_remove),
+	    T(test_should_prefetch_pages_so_that_touching_them_never_faults),
+	    T(test_should_prefetch_absent_pages_as_zeros_without_reading),
+	    T(test_should_prefetch_overlapping_and_duplicate_runs_once),
+	    T(test_should_prefetch_all_pages),
+	    T(test_should_refuse_prefetch_runs_outside_the_range),
+	    T(test_should_prefetch_through_an_attached_uffd),
 	    T(test_should_open_a_full_file_lazily),
 	    T(test_should_open_a_diff_chain_lazily),
 	};
