@@ -30,7 +30,7 @@ extern "C" {
 #define SQUIB_WS_MAGIC_BYTES   "SQUIBWS\0" /* 8 bytes, NUL included */
 #define SQUIB_WS_VERSION_MAJOR 1
 #define SQUIB_WS_VERSION_MINOR 0
-#define SQUIB_WS_HEADER_SIZE   64 /* magic .. run_count */
+#define SQUIB_WS_HEADER_SIZE   56 /* magic .. run_count */
 #define SQUIB_WS_RUN_SIZE      16
 #define SQUIB_WS_TRAILER_SIZE  8
 #define SQUIB_WS_SIZE_LIMIT    (64ull << 20)
