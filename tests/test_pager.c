@@ -22,6 +22,7 @@
 #include <squib/load.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
+#include <squib/workset.h>
 
 struct fixture {
 	char *dir;
@@ -699,6 +700,211 @@ static void test_should_prefetch_through_an_attached_uffd(void **state)
 	munmap(want, size);
 }
 
+/* ---- record and background fill ---------------------------------------------------------- */
+
+static void touch_page(const struct lazy *l, const uint8_t *want, uint64_t k)
+{
+	assert_memory_equal(l->mem + k * ps(), want + k * ps(), ps());
+}
+
+static void test_should_record_fault_driven_installs_in_order(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_options o = {.batch_bytes = 1, .record = true}; /* a page per fault */
+	const struct squib_ws_run pre = {100, 20};
+	const uint64_t order[] = {50, 10, 11, 12, 200, 105, 9};
+	const struct squib_ws_run want_runs[] = {{50, 1}, {10, 3}, {200, 1}, {9, 1}};
+	struct squib_workset ws;
+	struct squib_error_detail d;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	memset(want + 12 * ps(), 0, ps()); /* a zero run is recorded too */
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open_opts(&l, f->path, pages * ps(), &o);
+	assert_int_equal(squib_pager_prefetch(l.p, &pre, 1, NULL, &d), 0); /* not recorded */
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		touch_page(&l, want, order[i]); /* 105 was prefetched: no fault */
+	assert_int_equal(squib_pager_recorded(l.p, &ws, &d), 0);
+	assert_int_equal(ws.page_size, ps());
+	assert_int_equal(ws.page_count, pages);
+	for (int i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		assert_int_equal(ws.memory_id[i], 0); /* unbound: the caller binds it */
+	assert_int_equal(ws.run_count, 4);
+	assert_memory_equal(ws.runs, want_runs, sizeof(want_runs));
+	squib_workset_free(&ws);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_record_a_page_again_after_a_remove(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 64, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_options o = {.batch_bytes = 1, .record = true};
+	const struct squib_ws_run want_runs[] = {{20, 2}, {20, 1}};
+	struct squib_workset ws;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open_opts(&l, f->path, pages * ps(), &o);
+	touch_page(&l, want, 20);
+	touch_page(&l, want, 21);
+	assert_int_equal(madvise(l.mem + 20 * ps(), ps(), MADV_DONTNEED), 0);
+	touch_page(&l, want, 20);
+	assert_int_equal(squib_pager_recorded(l.p, &ws, NULL), 0);
+	assert_int_equal(ws.run_count, 2);
+	assert_memory_equal(ws.runs, want_runs, sizeof(want_runs));
+	squib_workset_free(&ws);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_refuse_the_record_when_not_recording(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 16, zeros;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_workset ws;
+	struct squib_error_detail d;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_recorded(l.p, &ws, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(ws.runs);
+	assert_int_equal(squib_pager_recorded(NULL, &ws, &d), SQUIB_E_INVALID_ARGUMENT);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+/* A scattered touch pattern, the same on every call: pages of a guest's working set. */
+static void touch_pattern(const struct lazy *l, const uint8_t *want, uint64_t pages,
+			  uint64_t touches)
+{
+	uint64_t x = 12345;
+
+	for (uint64_t i = 0; i < touches; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		touch_page(l, want, (x >> 33) % pages);
+	}
+}
+
+static void test_should_cut_faults_by_90_percent_with_a_recorded_working_set(void **state)
+{
+	struct fixture *f = *state;
+	char *wsfile = squib_test_path(f->dir, "ram.ws");
+	uint64_t pages = 4096, zeros, installed;
+	uint8_t *want = pattern_ram(pages, 9, &zeros);
+	struct squib_pager_options rec = {.record = true};
+	struct squib_pager_stats one, two;
+	struct squib_workset ws, back;
+	struct squib_error_detail d;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	/* restore 1: on demand, recording */
+	lazy_open_opts(&l, f->path, pages * ps(), &rec);
+	touch_pattern(&l, want, pages, 600);
+	squib_pager_stats(l.p, &one);
+	assert_int_equal(squib_pager_recorded(l.p, &ws, &d), 0);
+	assert_int_equal(squib_workset_write(wsfile, &ws, &d), 0);
+	squib_workset_free(&ws);
+	lazy_close(&l);
+	/* restore 2: the same touches after prefetching the recorded set */
+	assert_int_equal(squib_workset_read(wsfile, &back, &d), 0);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_prefetch(l.p, back.runs, back.run_count, &installed, &d), 0);
+	assert_int_equal(installed, one.pages_present);
+	touch_pattern(&l, want, pages, 600);
+	squib_pager_stats(l.p, &two);
+	fprintf(stderr, "    faults: on demand %llu, after prefetch %llu (%llu pages prefetched)\n",
+		(unsigned long long)one.faults, (unsigned long long)two.faults,
+		(unsigned long long)installed);
+	assert_true(one.faults >= 100);
+	assert_true(two.faults * 10 <= one.faults); /* at least 90 % fewer */
+	assert_int_equal(two.pages_present, one.pages_present);
+	assert_int_equal(two.errors, 0);
+	squib_workset_free(&back);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+	free(wsfile);
+}
+
+/* Waits for the fill to finish; a liveness bound, not a speed assertion. */
+static void wait_fill_done(const struct squib_pager *p, struct squib_pager_stats *st)
+{
+	for (int i = 0; i < 20000; i++) {
+		squib_pager_stats(p, st);
+		if (st->fill_done)
+			return;
+		usleep(1000);
+	}
+	fail_msg("background fill did not finish within 20 s");
+}
+
+static void test_should_fill_every_page_in_the_background(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 2048, zeros;
+	uint8_t *want = pattern_ram(pages, 6, &zeros);
+	struct squib_pager_options o = {
+	    .background_fill = true, .fill_max_bytes = 1u << 20, .record = true};
+	struct squib_pager_stats st;
+	struct squib_workset ws;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open_opts(&l, f->path, pages * ps(), &o);
+	wait_fill_done(l.p, &st);
+	assert_true(st.complete);
+	assert_int_equal(st.pages_filled, pages);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.pages_zeroed, zeros);
+	assert_int_equal(st.bytes_read, (pages - zeros) * ps()); /* holes never read */
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(squib_pager_recorded(l.p, &ws, NULL), 0);
+	assert_int_equal(ws.run_count, 0); /* filled pages are not recorded */
+	squib_workset_free(&ws);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+static void test_should_fill_in_growing_chunks_around_faulted_pages(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 1024, zeros, batch = 16;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_pager_options o = {.background_fill = true, .fill_max_bytes = 256 * ps()};
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open_opts(&l, f->path, pages * ps(), &o);
+	touch_page(&l, want, pages - 1); /* may come before or during the fill */
+	wait_fill_done(l.p, &st);
+	assert_true(st.complete);
+	assert_true(st.faults <= 1);
+	assert_int_equal(st.pages_filled + st.faults * batch, pages);
+	/* chunks 16, 32, 64, 128, 256, 256, 256, 16 (+ the fault's 16 somewhere): at most 10 reads
+	 */
+	assert_true(st.batches <= 10);
+	assert_memory_equal(l.mem, want, pages * ps());
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
 /* ---- the LAZY backend -------------------------------------------------------------------- */
 
 static void test_should_open_a_full_file_lazily(void **state)
@@ -780,6 +986,12 @@ int main(void)
 	    T(test_should_prefetch_all_pages),
 	    T(test_should_refuse_prefetch_runs_outside_the_range),
 	    T(test_should_prefetch_through_an_attached_uffd),
+	    T(test_should_record_fault_driven_installs_in_order),
+	    T(test_should_record_a_page_again_after_a_remove),
+	    T(test_should_refuse_the_record_when_not_recording),
+	    T(test_should_cut_faults_by_90_percent_with_a_recorded_working_set),
+	    T(test_should_fill_every_page_in_the_background),
+	    T(test_should_fill_in_growing_chunks_around_faulted_pages),
 	    T(test_should_open_a_full_file_lazily),
 	    T(test_should_open_a_diff_chain_lazily),
 	};

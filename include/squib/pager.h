@@ -226,12 +226,13 @@ int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
 
 /*
  * The fault-driven installs so far (options.record), in order, as a working
- * set: each fault's batch (copy or zero run) is one run, merged with the
- * previous run when it continues it; a page installed again after a remove
- * appears again. page_size and page_count are the source's, memory_id is
- * zero (the caller binds it). Prefetched and background-filled pages are
- * not recorded. *out is the caller's (squib_workset_free). Recording stops
- * at SQUIB_WS_MAX_RUNS runs (the prefix is kept). Errors:
+ * set: the pages each fault installed (its batch, copy or zero run, less
+ * pages already there) are a run, merged with the previous run when they
+ * continue it; a page installed again after a remove appears again.
+ * page_size and page_count are the source's, memory_id is zero (the caller
+ * binds it). Prefetched and background-filled pages are not recorded. *out
+ * is the caller's (squib_workset_free). Recording stops at
+ * SQUIB_WS_MAX_RUNS runs (the prefix is kept). Errors:
  * SQUIB_E_INVALID_ARGUMENT (NULL, or record was off), SQUIB_E_NOMEM (also
  * when the record could not grow: its prefix would be misleading).
  */

@@ -208,6 +208,44 @@ static void mark(struct squib_pager *p, uint64_t first, uint64_t count, bool on)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* ---- recording (under p->lock)
+ * ------------------------------------------------------------------------- */
+
+/* Room for one more recorded run (p->lock held); false when full or out of memory. */
+static bool record_room(struct squib_pager *p)
+{
+	uint64_t cap = p->rec_cap ? p->rec_cap * 2 : RECORD_MIN;
+	struct squib_ws_run *v;
+
+	if (p->nrec < p->rec_cap)
+		return true;
+	if (p->rec_cap >= SQUIB_WS_MAX_RUNS)
+		return false; /* full: the prefix is kept */
+	if (cap > SQUIB_WS_MAX_RUNS)
+		cap = SQUIB_WS_MAX_RUNS;
+	if (!(v = realloc(p->rec, cap * sizeof(*v)))) {
+		p->rec_failed = true;
+		return false;
+	}
+	p->rec = v;
+	p->rec_cap = cap;
+	return true;
+}
+
+/* Append a fault-driven install of [first, first + n), merged with the run it continues
+ * (p->lock held). */
+static void record_locked(struct squib_pager *p, uint64_t first, uint64_t n)
+{
+	struct squib_ws_run *last = p->nrec ? &p->rec[p->nrec - 1] : NULL;
+
+	if (!p->record || p->rec_failed)
+		return;
+	if (last && last->first_page + last->page_count == first)
+		last->page_count += n;
+	else if (record_room(p))
+		p->rec[p->nrec++] = (struct squib_ws_run){first, n};
+}
+
 /* ---- installing pages ---------------------------------------------------------------- */
 
 /* What made an install happen (which counter it adds to). */
@@ -226,6 +264,8 @@ static void count_installed(struct squib_pager *p, uint64_t first, uint64_t n, b
 		p->st.pages_prefetched += n;
 	else if (by == BY_FILL)
 		p->st.pages_filled += n;
+	else
+		record_locked(p, first, n);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -364,39 +404,7 @@ static int source_read(struct squib_pager *p, uint64_t first, uint64_t count, ui
 	return 0;
 }
 
-/* ---- recording ------------------------------------------------------------------------- */
-
-/* Append the fault-driven install of [first, first + n), merged with the run it continues. */
-static void record_run(struct squib_pager *p, uint64_t first, uint64_t n)
-{
-	struct squib_ws_run *last;
-
-	pthread_mutex_lock(&p->lock);
-	last = p->nrec ? &p->rec[p->nrec - 1] : NULL;
-	if (!p->record || p->rec_failed) {
-		/* off, or stopped growing */
-	} else if (last && last->first_page + last->page_count == first) {
-		last->page_count += n;
-	} else if (p->nrec == p->rec_cap && p->rec_cap >= SQUIB_WS_MAX_RUNS) {
-		/* full: keep the prefix */
-	} else {
-		uint64_t cap = p->rec_cap ? p->rec_cap * 2 : RECORD_MIN;
-		struct squib_ws_run *v = p->rec;
-
-		if (cap > SQUIB_WS_MAX_RUNS)
-			cap = SQUIB_WS_MAX_RUNS;
-		if (p->nrec == p->rec_cap && !(v = realloc(p->rec, cap * sizeof(*v)))) {
-			p->rec_failed = true;
-		} else {
-			if (p->nrec == p->rec_cap) {
-				p->rec = v;
-				p->rec_cap = cap;
-			}
-			p->rec[p->nrec++] = (struct squib_ws_run){first, n};
-		}
-	}
-	pthread_mutex_unlock(&p->lock);
-}
+/* ---- reading the record ---------------------------------------------------------------- */
 
 int squib_pager_recorded(const struct squib_pager *cp, struct squib_workset *out,
 			 struct squib_error_detail *d)
@@ -483,8 +491,6 @@ static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 		     &done, NULL);
 	if (rc && rc != -EAGAIN)
 		record_errno(p, -rc, data ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE", addr);
-	if (done)
-		record_run(p, first, done / p->ps);
 	if (!rc)
 		account(p, t0);
 	/* Only what is present: a thread woken on a missing page would fault again at once. */
