@@ -16,7 +16,9 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <squib/load.h>
@@ -905,6 +907,169 @@ static void test_should_fill_in_growing_chunks_around_faulted_pages(void **state
 	munmap(want, pages * ps());
 }
 
+static void test_should_return_a_prefetch_read_error_without_failing_the_pager(void **state)
+{
+	static const struct squib_page_source_ops ops = {fail_present, fail_read, fail_release};
+	int released = 0;
+	struct squib_page_source src = {&ops, &released, ps(), 16};
+	struct squib_pager_region r;
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct squib_pager *p;
+	uint64_t installed = 7;
+	uint8_t *mem;
+
+	(void)state;
+	SKIP_WITHOUT_UFFD();
+	mem = anon(16 * ps());
+	r = (struct squib_pager_region){mem, 16 * ps(), 0};
+	assert_int_equal(squib_pager_start(&r, 1, src, NULL, &p, &d), 0);
+	assert_int_equal(squib_pager_prefetch_all(p, &installed, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, ECONNRESET);
+	assert_int_equal(installed, 0);
+	assert_int_equal(squib_pager_prefetch_all(p, NULL, NULL), SQUIB_E_MEMORY_IO);
+	assert_int_equal(squib_pager_error(p, NULL), 0); /* no memory was lost */
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.pages_present, 0);
+	assert_int_equal(st.errors, 0);
+	squib_pager_free(p);
+	assert_int_equal(released, 1);
+	munmap(mem, 16 * ps());
+}
+
+static void test_should_end_the_fill_on_a_source_error(void **state)
+{
+	static const struct squib_page_source_ops ops = {fail_present, fail_read, fail_release};
+	int released = 0;
+	struct squib_page_source src = {&ops, &released, ps(), 16};
+	struct squib_pager_options o = {.background_fill = true};
+	struct squib_pager_region r;
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct squib_pager *p;
+	uint8_t *mem;
+
+	(void)state;
+	SKIP_WITHOUT_UFFD();
+	mem = anon(16 * ps());
+	r = (struct squib_pager_region){mem, 16 * ps(), 0};
+	assert_int_equal(squib_pager_start(&r, 1, src, &o, &p, &d), 0);
+	wait_fill_done(p, &st);
+	assert_int_equal(squib_pager_error(p, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, ECONNRESET);
+	assert_int_equal(st.errors, 1); /* not retried in a loop */
+	assert_int_equal(st.pages_filled, 0);
+	squib_pager_free(p);
+	munmap(mem, 16 * ps());
+}
+
+/* ---- another process's uffd -------------------------------------------------------------- */
+
+static void send_fd(int sock, int fd, uint64_t addr)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec io = {&addr, sizeof(addr)};
+	struct msghdr mh = {
+	    .msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &mh, 0) != (ssize_t)sizeof(addr))
+		_exit(3);
+}
+
+static int recv_fd(int sock, uint64_t *addr)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec io = {addr, sizeof(*addr)};
+	struct msghdr mh = {
+	    .msg_iov = &io, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c;
+	int fd = -1;
+
+	assert_int_equal(recvmsg(sock, &mh, 0), sizeof(*addr));
+	c = CMSG_FIRSTHDR(&mh);
+	assert_non_null(c);
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* The child: guest memory and its uffd live here; the parent's pager fills it. */
+static void child_vm(int sock, const uint8_t *want, uint64_t size, const struct squib_ws_run *run)
+{
+	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE};
+	struct uffdio_register reg = {.range = {(uint64_t)(uintptr_t)mem, size},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	uint8_t cmd, ok;
+
+	if (mem == MAP_FAILED || fd < 0 || ioctl(fd, UFFDIO_API, &api) ||
+	    ioctl(fd, UFFDIO_REGISTER, &reg))
+		_exit(2);
+	send_fd(sock, fd, (uint64_t)(uintptr_t)mem);
+	if (read(sock, &cmd, 1) != 1) /* prefetched: check it */
+		_exit(4);
+	ok = !memcmp((uint8_t *)mem + run->first_page * ps(), want + run->first_page * ps(),
+		     run->page_count * ps());
+	if (write(sock, &ok, 1) != 1 || read(sock, &cmd, 1) != 1)
+		_exit(5);
+	_exit(0);
+}
+
+static void test_should_prefetch_into_another_process_and_fail_once_it_is_gone(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, installed = 0, size = pages * ps(), addr;
+	uint8_t *want = pattern_ram(pages, 3, &zeros), go = 1, ok = 0;
+	const struct squib_ws_run run = {40, 100}, later = {200, 10};
+	struct squib_page_source src;
+	struct squib_pager_region r;
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct squib_pager *p;
+	int sv[2], status, fd;
+	pid_t pid;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, size, false, NULL);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	if ((pid = fork()) == 0) {
+		close(sv[0]);
+		child_vm(sv[1], want, size, &run);
+	}
+	assert_true(pid > 0);
+	close(sv[1]);
+	assert_int_equal(squib_memfile_open(f->path, &m, &d), 0);
+	assert_int_equal(squib_page_source_file(m, &src, &d), 0);
+	fd = recv_fd(sv[0], &addr);
+	/* the child's address: never dereferenced here */
+	r = (struct squib_pager_region){(void *)(uintptr_t)addr, size, 0};
+	assert_int_equal(squib_pager_attach(fd, &r, 1, src, NULL, &p, &d), 0);
+	assert_int_equal(squib_pager_prefetch(p, &run, 1, &installed, &d), 0);
+	assert_int_equal(installed, 100);
+	assert_int_equal(write(sv[0], &go, 1), 1);
+	assert_int_equal(read(sv[0], &ok, 1), 1);
+	assert_int_equal(ok, 1); /* the child reads the file's bytes */
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(write(sv[0], &go, 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(squib_pager_prefetch(p, &later, 1, &installed, &d), SQUIB_E_MEMORY_IO);
+	fprintf(stderr, "    (prefetch into an exited process: %s)\n", strerror(d.os_errno));
+	assert_int_equal(installed, 0);
+	squib_pager_free(p);
+	squib_memfile_close(m);
+	close(sv[0]);
+	munmap(want, size);
+}
+
 /* ---- the LAZY backend -------------------------------------------------------------------- */
 
 static void test_should_open_a_full_file_lazily(void **state)
@@ -992,6 +1157,9 @@ int main(void)
 	    T(test_should_cut_faults_by_90_percent_with_a_recorded_working_set),
 	    T(test_should_fill_every_page_in_the_background),
 	    T(test_should_fill_in_growing_chunks_around_faulted_pages),
+	    T(test_should_return_a_prefetch_read_error_without_failing_the_pager),
+	    T(test_should_end_the_fill_on_a_source_error),
+	    T(test_should_prefetch_into_another_process_and_fail_once_it_is_gone),
 	    T(test_should_open_a_full_file_lazily),
 	    T(test_should_open_a_diff_chain_lazily),
 	};

@@ -545,7 +545,8 @@ static int put_chunk(struct squib_pager *p, struct chunk *c, bool data)
 	return rc;
 }
 
-/* Read (when present) and install one chunk. 0 or SQUIB_E_* with d filled. */
+/* Read (when present) and install one chunk. 0 or SQUIB_E_* with d (never NULL: the
+ * source's read gets it) filled. */
 static int fill_chunk(struct squib_pager *p, struct chunk *c, struct squib_error_detail *d)
 {
 	uint64_t page = c->r->first_page + c->k;
@@ -630,6 +631,7 @@ static bool clip(const struct squib_pager *p, const struct squib_pager_region *r
 int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
 			 uint64_t *installed, struct squib_error_detail *d)
 {
+	struct squib_error_detail err;
 	uint64_t chunk, total = 0, lo, hi;
 	uint8_t *buf;
 	int rc;
@@ -643,14 +645,17 @@ int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
 	chunk = PREFETCH_CHUNK / p->ps ? PREFETCH_CHUNK / p->ps : 1;
 	if (!(buf = malloc(chunk * p->ps)))
 		return squib_fail(d, SQUIB_E_NOMEM);
+	memset(&err, 0, sizeof(err));
 	for (uint64_t i = 0; i < n && !rc; i++)
 		for (uint32_t j = 0; j < p->region_count && !rc; j++)
 			if (clip(p, &p->regions[j], &runs[i], &lo, &hi))
 				rc = prefetch_range(p, &p->regions[j], lo, hi, buf, chunk, &total,
-						    d);
+						    &err);
 	free(buf);
 	if (installed)
 		*installed = total;
+	if (rc && d)
+		*d = err;
 	return rc;
 }
 
