@@ -2,7 +2,9 @@
 /*
  * Lazy restore: the userfaultfd pager (squib/pager.h) and the file page
  * source. One thread per pager polls the uffd and a shutdown eventfd; faults
- * are queued and served in arrival order, events (REMOVE) handled as read.
+ * are queued and served in arrival order, events (REMOVE) handled as read;
+ * when nothing waits, the same thread runs the background fill. Prefetch
+ * installs from the caller's thread; the source is shared under src_lock.
  */
 #include <squib/pager.h>
 
@@ -933,7 +935,6 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	return 0;
 }
 
-/* A pager over regions with no uffd yet, or NULL with the error in d; src released on failure. */
 /* Batch, record and fill settings; false when the fill buffer cannot be had. */
 static bool apply_options(struct squib_pager *p, const struct squib_pager_options *opts)
 {
@@ -953,6 +954,7 @@ static bool apply_options(struct squib_pager *p, const struct squib_pager_option
 	return (p->fill_buf = malloc(p->fill_max_pages * p->ps)) != NULL;
 }
 
+/* A pager over regions with no uffd yet, or NULL with the error in d; src released on failure. */
 static struct squib_pager *pager_new(const struct squib_pager_region *regions, uint32_t n,
 				     struct squib_page_source src,
 				     const struct squib_pager_options *opts,
