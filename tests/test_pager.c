@@ -907,6 +907,61 @@ static void test_should_fill_in_growing_chunks_around_faulted_pages(void **state
 	munmap(want, pages * ps());
 }
 
+/* Two regions over pages 0..63 and 128..191 of a 256-page file: pages 64..127 and 192..255
+ * belong to no region and are never installed. */
+static void test_should_prefetch_and_fill_only_what_regions_map(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, installed = 0;
+	uint8_t *want = pattern_ram(pages, 4, &zeros), *a, *b;
+	const struct squib_ws_run runs[] = {{32, 64}, {100, 40}, {250, 6}};
+	struct squib_pager_options o = {.background_fill = true, .fill_max_bytes = 8 * ps()};
+	struct squib_page_source src;
+	struct squib_pager_region r[2];
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct squib_memfile *m;
+	struct squib_pager *p, *q;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	assert_int_equal(squib_memfile_open(f->path, &m, &d), 0);
+	a = anon(64 * ps());
+	b = anon(64 * ps());
+	r[0] = (struct squib_pager_region){a, 64 * ps(), 0};
+	r[1] = (struct squib_pager_region){b, 64 * ps(), 128};
+	assert_int_equal(squib_page_source_file(m, &src, &d), 0);
+	assert_int_equal(squib_pager_start(r, 2, src, NULL, &p, &d), 0);
+	assert_int_equal(squib_pager_prefetch(p, runs, 3, &installed, &d), 0);
+	assert_int_equal(installed, 32 + 12); /* 32..63 and 128..139 */
+	assert_memory_equal(a + 32 * ps(), want + 32 * ps(), 32 * ps());
+	assert_memory_equal(b, want + 128 * ps(), 12 * ps());
+	squib_pager_stats(p, &st);
+	assert_int_equal(st.faults, 0);
+	squib_pager_free(p);
+	munmap(a, 64 * ps());
+	munmap(b, 64 * ps());
+	/* the fill walks both regions, and only them */
+	a = anon(64 * ps());
+	b = anon(64 * ps());
+	r[0].host = a;
+	r[1].host = b;
+	assert_int_equal(squib_page_source_file(m, &src, &d), 0);
+	assert_int_equal(squib_pager_start(r, 2, src, &o, &q, &d), 0);
+	wait_fill_done(q, &st);
+	assert_true(st.complete);
+	assert_int_equal(st.pages_filled, 128);
+	assert_memory_equal(a, want, 64 * ps());
+	assert_memory_equal(b, want + 128 * ps(), 64 * ps());
+	squib_pager_stats(q, &st);
+	assert_int_equal(st.faults, 0);
+	squib_pager_free(q);
+	squib_memfile_close(m);
+	munmap(a, 64 * ps());
+	munmap(b, 64 * ps());
+	munmap(want, pages * ps());
+}
+
 static void test_should_return_a_prefetch_read_error_without_failing_the_pager(void **state)
 {
 	static const struct squib_page_source_ops ops = {fail_present, fail_read, fail_release};
@@ -1157,6 +1212,7 @@ int main(void)
 	    T(test_should_cut_faults_by_90_percent_with_a_recorded_working_set),
 	    T(test_should_fill_every_page_in_the_background),
 	    T(test_should_fill_in_growing_chunks_around_faulted_pages),
+	    T(test_should_prefetch_and_fill_only_what_regions_map),
 	    T(test_should_return_a_prefetch_read_error_without_failing_the_pager),
 	    T(test_should_end_the_fill_on_a_source_error),
 	    T(test_should_prefetch_into_another_process_and_fail_once_it_is_gone),
