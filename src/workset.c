@@ -11,6 +11,7 @@
 
 #include <squib/atomic.h>
 #include <squib/crc64.h>
+#include <squib/memfile.h>
 
 #include "memlayout.h"
 #include "util.h"
@@ -276,6 +277,39 @@ int squib_workset_read(const char *path, struct squib_workset *out, struct squib
 	rc = squib_workset_decode(buf, len, out, d);
 	free(buf);
 	return rc;
+}
+
+static bool id_is_zero(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	for (int i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		if (id[i])
+			return false;
+	return true;
+}
+
+int squib_workset_check_fits(const struct squib_workset *ws, uint64_t page_size,
+			     uint64_t page_count, const uint8_t memory_id[SQUIB_MEMORY_ID_SIZE],
+			     struct squib_error_detail *d)
+{
+	char want[2 * SQUIB_MEMORY_ID_SIZE + 1], got[2 * SQUIB_MEMORY_ID_SIZE + 1];
+
+	if (!ws || !memory_id)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "working set: NULL argument");
+	if (ws->page_size != page_size)
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "working set has %" PRIu64 "-byte pages, the memory %" PRIu64,
+				      ws->page_size, page_size);
+	if (ws->page_count != page_count)
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "working set is for %" PRIu64
+				      " pages, the memory has %" PRIu64,
+				      ws->page_count, page_count);
+	if (id_is_zero(ws->memory_id) || !memcmp(ws->memory_id, memory_id, SQUIB_MEMORY_ID_SIZE))
+		return 0;
+	squib_memfile_id_hex(ws->memory_id, got);
+	squib_memfile_id_hex(memory_id, want);
+	return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+			      "working set was recorded on memory file %s, not %s", got, want);
 }
 
 uint64_t squib_workset_pages(const struct squib_workset *ws)

@@ -335,6 +335,27 @@ static void test_should_refuse_to_encode_what_decode_would_refuse(void **state)
 	assert_int_equal(squib_workset_encode(NULL, &buf, &len, NULL), SQUIB_E_INVALID_ARGUMENT);
 }
 
+static void test_should_tell_whether_a_set_fits_a_memory_file(void **state)
+{
+	struct squib_workset ws = sample();
+	uint8_t id[SQUIB_MEMORY_ID_SIZE], other[SQUIB_MEMORY_ID_SIZE];
+	struct squib_error_detail d;
+
+	(void)state;
+	memcpy(id, ws.memory_id, sizeof(id));
+	memset(other, 0x11, sizeof(other));
+	assert_int_equal(squib_workset_check_fits(&ws, 4096, 256, id, &d), 0);
+	assert_int_equal(squib_workset_check_fits(&ws, 8192, 256, id, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_int_equal(squib_workset_check_fits(&ws, 4096, 255, id, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_int_equal(squib_workset_check_fits(&ws, 4096, 256, other, &d),
+			 SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, "a0a1a2a3"));
+	memset(ws.memory_id, 0, sizeof(ws.memory_id)); /* unbound: fits any file */
+	assert_int_equal(squib_workset_check_fits(&ws, 4096, 256, other, &d), 0);
+	assert_int_equal(squib_workset_check_fits(NULL, 4096, 256, other, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+}
+
 static void test_should_write_and_read_a_file(void **state)
 {
 	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "ws.bin");
@@ -389,6 +410,7 @@ int main(void)
 	    cmocka_unit_test(test_should_refuse_runs_that_are_empty_or_out_of_range),
 	    cmocka_unit_test(test_should_check_in_the_documented_order),
 	    cmocka_unit_test(test_should_refuse_to_encode_what_decode_would_refuse),
+	    cmocka_unit_test(test_should_tell_whether_a_set_fits_a_memory_file),
 	    cmocka_unit_test(test_should_write_and_read_a_file),
 	};
 

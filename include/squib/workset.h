@@ -80,6 +80,16 @@ int squib_workset_write(const char *path, const struct squib_workset *ws,
 /* Read at most SQUIB_WS_SIZE_LIMIT + 1 bytes of path and decode them. */
 int squib_workset_read(const char *path, struct squib_workset *out, struct squib_error_detail *d);
 
+/*
+ * Does ws belong to a memory file with this page size, page count and id?
+ * 0, or SQUIB_E_PAIR_MISMATCH naming the first difference (page size, page
+ * count, then the id; an all-zero ws->memory_id matches any id). A restorer
+ * calls this before prefetching a set read from a file.
+ */
+int squib_workset_check_fits(const struct squib_workset *ws, uint64_t page_size,
+			     uint64_t page_count, const uint8_t memory_id[SQUIB_MEMORY_ID_SIZE],
+			     struct squib_error_detail *d);
+
 /* Pages the runs cover, counting overlaps twice. */
 uint64_t squib_workset_pages(const struct squib_workset *ws);
 
