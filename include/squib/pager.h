@@ -39,6 +39,8 @@
  * and closes the uffd, which wakes every blocked thread; from then on the
  * memory is plain anonymous memory and unserved pages read as zeros.
  * Never use guest memory after its pager failed except to tear it down.
+ * A background-fill failure is such an error too (and ends the fill); a
+ * failed prefetch is only returned to its caller (nothing was lost).
  *
  * Thread-safety: start, stop and free are called by the owner, one at a
  * time. squib_pager_stats, squib_pager_error and squib_pager_recorded may
@@ -143,7 +145,7 @@ struct squib_pager_stats {
 	uint64_t pages_existing; /* EEXIST: already present */
 	uint64_t eagain;	 /* retries after EAGAIN */
 	uint64_t removes;	 /* UFFD_EVENT_REMOVE events */
-	uint64_t errors;	 /* failed source reads or ioctls */
+	uint64_t errors;	 /* failed source reads or ioctls (faults, fill) */
 	uint64_t pages_present;	 /* now, as far as the pager knows */
 	uint64_t page_count;
 	bool complete;		   /* pages_present == page_count */
