@@ -24,6 +24,7 @@
 #include <squib/vm.h>
 #include <squib/save.h>
 #include <squib/load.h>
+#include <squib/workset.h>
 #include <squib/pager.h>
 #include <squib/prewarm.h>
 
