@@ -21,6 +21,7 @@
 
 #include <squib/memfile.h>
 #include <squib/pager.h>
+#include <squib/workset.h>
 
 #define PAGES	512
 #define READERS 4
@@ -144,10 +145,163 @@ static void test_should_serve_concurrent_faults_and_removes(void **state)
 	free(dir);
 }
 
+/* ---- prefetch and background fill racing faults ---------------------------------------- */
+
+struct prefetcher {
+	struct squib_pager *p;
+	int rc;
+	uint64_t installed;
+};
+
+/* Prefetches the whole range in overlapping runs from the top down, against the readers. */
+static void *prefetch_all_runs(void *arg)
+{
+	struct prefetcher *f = arg;
+	struct squib_ws_run runs[PAGES / 32];
+	uint64_t n = 0, got = 0;
+
+	for (uint64_t k = PAGES; k >= 48; k -= 32)
+		runs[n++] = (struct squib_ws_run){k - 48, 48};
+	f->rc = squib_pager_prefetch(f->p, runs, n, &got, NULL);
+	f->installed = got;
+	if (!f->rc)
+		f->rc = squib_pager_prefetch_all(f->p, &got, NULL);
+	f->installed += got;
+	return NULL;
+}
+
+struct racer {
+	struct squib_memfile *m;
+	struct squib_pager *p;
+	struct shared s;
+	uint8_t *want;
+	char *dir, *path;
+};
+
+static void racer_open(struct racer *r, const struct squib_pager_options *o)
+{
+	uint64_t ps = squib_test_page_size();
+	struct squib_page_source src;
+	struct squib_pager_region reg;
+	struct squib_error_detail d;
+
+	r->dir = squib_test_tmpdir();
+	r->path = squib_test_path(r->dir, "c.mem");
+	r->want = squib_test_guest_ram(PAGES * ps, 91);
+	for (uint64_t k = 0; k < PAGES; k += 5)
+		memset(r->want + k * ps, 0, ps);
+	squib_test_save_full(r->path, r->want, PAGES * ps, false, NULL);
+	assert_int_equal(squib_memfile_open(r->path, &r->m, &d), 0);
+	assert_int_equal(squib_page_source_file(r->m, &src, &d), 0);
+	memset(&r->s, 0, sizeof(r->s));
+	r->s.mem = mmap(NULL, PAGES * ps, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(r->s.mem != MAP_FAILED);
+	r->s.want = r->want;
+	r->s.ps = ps;
+	reg = (struct squib_pager_region){r->s.mem, PAGES * ps, 0};
+	assert_int_equal(squib_pager_start(&reg, 1, src, o, &r->p, &d), 0);
+	r->s.pager = r->p;
+}
+
+static void racer_close(struct racer *r)
+{
+	uint64_t ps = squib_test_page_size();
+
+	squib_pager_free(r->p);
+	squib_memfile_close(r->m);
+	munmap(r->s.mem, PAGES * ps);
+	munmap(r->want, PAGES * ps);
+	squib_test_rmtree(r->dir);
+	free(r->path);
+	free(r->dir);
+}
+
+static void test_should_prefetch_and_fill_while_threads_fault(void **state)
+{
+	struct squib_pager_options o = {.background_fill = true, .record = true};
+	struct squib_pager_stats st;
+	struct prefetcher pf;
+	struct squib_workset ws;
+	struct racer r;
+	pthread_t rd[READERS], pt, sr;
+
+	(void)state;
+	if (uffd_missing()) {
+		fprintf(stderr,
+			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+		skip();
+	}
+	racer_open(&r, &o);
+	pf = (struct prefetcher){r.p, -1, 0};
+	assert_int_equal(pthread_create(&sr, NULL, stats_reader, &r.s), 0);
+	assert_int_equal(pthread_create(&pt, NULL, prefetch_all_runs, &pf), 0);
+	for (int i = 0; i < READERS; i++)
+		assert_int_equal(pthread_create(&rd[i], NULL, reader, &r.s), 0);
+	for (int i = 0; i < READERS; i++)
+		pthread_join(rd[i], NULL);
+	pthread_join(pt, NULL);
+	atomic_store(&r.s.done, true);
+	pthread_join(sr, NULL);
+	assert_int_equal(pf.rc, 0);
+	assert_int_equal(atomic_load(&r.s.bad), 0);
+	assert_memory_equal(r.s.mem, r.want, PAGES * r.s.ps);
+	squib_pager_stats(r.p, &st);
+	assert_int_equal(st.errors, 0);
+	assert_true(st.complete);
+	/* every page installed exactly once, by one of the three; faults' pages recorded */
+	assert_int_equal(st.pages_copied + st.pages_zeroed, PAGES);
+	assert_int_equal(st.pages_prefetched, pf.installed);
+	assert_int_equal(squib_pager_recorded(r.p, &ws, NULL), 0);
+	assert_int_equal(squib_workset_pages(&ws) + st.pages_prefetched + st.pages_filled, PAGES);
+	squib_workset_free(&ws);
+	racer_close(&r);
+}
+
+static void test_should_prefetch_while_ranges_are_removed(void **state)
+{
+	struct prefetcher pf;
+	struct squib_pager_stats st;
+	struct racer r;
+	pthread_t rd[READERS], rm, pt;
+
+	(void)state;
+	if (uffd_missing()) {
+		fprintf(stderr,
+			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+		skip();
+	}
+	racer_open(&r, NULL);
+	pf = (struct prefetcher){r.p, -1, 0};
+	assert_int_equal(pthread_create(&rm, NULL, remover, &r.s), 0);
+	for (int i = 0; i < READERS; i++)
+		assert_int_equal(pthread_create(&rd[i], NULL, reader, &r.s), 0);
+	for (int round = 0; round < 3; round++) { /* prefetch against removes (EAGAIN) */
+		assert_int_equal(pthread_create(&pt, NULL, prefetch_all_runs, &pf), 0);
+		pthread_join(pt, NULL);
+		assert_int_equal(pf.rc, 0);
+	}
+	for (int i = 0; i < READERS; i++)
+		pthread_join(rd[i], NULL);
+	atomic_store(&r.s.done, true);
+	pthread_join(rm, NULL);
+	assert_int_equal(atomic_load(&r.s.bad), 0);
+	assert_memory_equal(r.s.mem, r.want, PAGES * r.s.ps);
+	squib_pager_stats(r.p, &st);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(squib_pager_error(r.p, NULL), 0);
+	fprintf(stderr, "    (removes %llu, EAGAIN retries %llu, prefetched %llu)\n",
+		(unsigned long long)st.removes, (unsigned long long)st.eagain,
+		(unsigned long long)st.pages_prefetched);
+	racer_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_should_serve_concurrent_faults_and_removes),
+	    cmocka_unit_test(test_should_prefetch_and_fill_while_threads_fault),
+	    cmocka_unit_test(test_should_prefetch_while_ranges_are_removed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,12 @@
  * (a later remove makes pages missing again). squib_pager_stats().complete
  * says whether every page is currently present.
  *
+ * Beyond faults (see "prefetch, record, background fill" below): the owner
+ * can install pages before they are touched (squib_pager_prefetch, e.g. a
+ * working set recorded with options.record on an earlier restore), and the
+ * thread can fill the remaining pages while no fault waits
+ * (options.background_fill). Faults are always served first.
+ *
  * Source errors: the failing fault is left unresolved (its thread stays
  * blocked), the error is counted (stats.errors) and the first one is kept
  * (squib_pager_error); the pager keeps serving other faults. The owner must
@@ -33,13 +39,18 @@
  * and closes the uffd, which wakes every blocked thread; from then on the
  * memory is plain anonymous memory and unserved pages read as zeros.
  * Never use guest memory after its pager failed except to tear it down.
+ * A background-fill failure is such an error too (and ends the fill); a
+ * failed prefetch is only returned to its caller (nothing was lost).
  *
  * Thread-safety: start, stop and free are called by the owner, one at a
- * time. squib_pager_stats and squib_pager_error may be called from any
- * thread at any time before squib_pager_free. The memory may be read and
- * written by any number of threads at once while the pager runs. A page
- * source's ops are called only from the pager thread (and release from
- * squib_pager_free), never concurrently.
+ * time. squib_pager_stats, squib_pager_error and squib_pager_recorded may
+ * be called from any thread at any time before squib_pager_free.
+ * squib_pager_prefetch(_all) may be called from any number of threads at
+ * once, concurrently with faults, but must have returned before stop or
+ * free is called. The memory may be read and written by any number of
+ * threads at once while the pager runs. A page source's present and read
+ * are called from the pager thread and from prefetching threads, but never
+ * concurrently (one lock per pager); release only from squib_pager_free.
  */
 #ifndef SQUIB_PAGER_H
 #define SQUIB_PAGER_H
@@ -50,6 +61,7 @@
 
 #include <squib/error.h>
 #include <squib/memfile.h>
+#include <squib/workset.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -105,24 +117,41 @@ struct squib_pager_options {
 	/* Largest batch per fault in bytes (0: 64 KiB); rounded down to whole
 	 * source pages, at least one. The window is aligned to it. */
 	uint64_t batch_bytes;
+	/* Remember every fault-driven install, in order (squib_pager_recorded). */
+	bool record;
+	/* While no fault waits, install the remaining pages in growing chunks:
+	 * one pass over the regions in page order; pages removed behind it
+	 * stay lazy. */
+	bool background_fill;
+	/* Largest background chunk in bytes (0: 2 MiB; at most 64 MiB, at
+	 * least one page); chunks start at one batch (or this, if smaller)
+	 * and double after each chunk. */
+	uint64_t fill_max_bytes;
 };
 
 /* Service-latency histogram bucket count (see squib_pager_stats). */
 #define SQUIB_PAGER_HIST_BUCKETS 160
 
+/* pages_copied, pages_zeroed, bytes_read and batches count every install,
+ * whatever drove it; pages_prefetched and pages_filled say how many of the
+ * installed pages came from prefetch and background fill; faults counts
+ * fault messages only. */
 struct squib_pager_stats {
 	uint64_t faults;	 /* page-fault messages served (not failed) */
 	uint64_t pages_copied;	 /* installed by UFFDIO_COPY */
 	uint64_t pages_zeroed;	 /* installed by UFFDIO_ZEROPAGE */
 	uint64_t bytes_read;	 /* from the source */
-	uint64_t batches;	 /* source reads (one per copied run) */
+	uint64_t batches;	 /* source reads (one per copied run or chunk) */
 	uint64_t pages_existing; /* EEXIST: already present */
 	uint64_t eagain;	 /* retries after EAGAIN */
 	uint64_t removes;	 /* UFFD_EVENT_REMOVE events */
-	uint64_t errors;	 /* failed source reads or ioctls */
+	uint64_t errors;	 /* failed source reads or ioctls (faults, fill) */
 	uint64_t pages_present;	 /* now, as far as the pager knows */
 	uint64_t page_count;
-	bool complete; /* pages_present == page_count */
+	bool complete;		   /* pages_present == page_count */
+	uint64_t pages_prefetched; /* installed by squib_pager_prefetch(_all) */
+	uint64_t pages_filled;	   /* installed by the background fill */
+	bool fill_done;		   /* the background fill finished its pass (or is off) */
 	/* Service time per fault (message read -> resolved), microseconds. */
 	double median_us, p99_us, max_us;
 };
@@ -168,6 +197,49 @@ void squib_pager_stats(const struct squib_pager *p, struct squib_pager_stats *ou
 
 /* 0, or the first error the pager met (its detail into d, may be NULL). */
 int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d);
+
+/* ---- prefetch, record, background fill ------------------------------------ */
+
+/*
+ * Install the pages of runs[0..n) now, without waiting for faults (working
+ * set prefetch, pre-warm, "fault all"), on the calling thread while the
+ * pager thread keeps serving faults. Runs may come in any order, overlap or
+ * hold pages already present (skipped); pages no region maps are skipped.
+ * Present pages: one source read + one UFFDIO_COPY per contiguous run, in
+ * chunks of at most 1 MiB (a fault waits at most one chunk's source read);
+ * absent pages: UFFDIO_ZEROPAGE, no read. Installed ranges are woken.
+ * EEXIST is fine; EAGAIN (a remove is in flight) is retried for up to about
+ * a second, then the chunk is left to faults. *installed (may be NULL): the
+ * pages this call installed. Counted in stats.pages_prefetched, never in
+ * faults; not recorded.
+ * Errors: SQUIB_E_INVALID_ARGUMENT (NULL pager, runs NULL with n > 0, a run
+ * past the source's pages or overflowing, a stopped pager; nothing is
+ * installed then), SQUIB_E_NOMEM, the source's read error, SQUIB_E_MEMORY_IO
+ * with the errno of a failed ioctl (ESRCH: an attached uffd's process is
+ * gone). A failed prefetch leaves the remaining pages to faults; it is not
+ * the pager's error (squib_pager_error) since no memory was lost.
+ */
+int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
+			 uint64_t *installed, struct squib_error_detail *d);
+
+/* Every page of every region (serve --mode all; Firecracker's fault_all). */
+int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
+			     struct squib_error_detail *d);
+
+/*
+ * The fault-driven installs so far (options.record), in order, as a working
+ * set: the pages each fault installed (its batch, copy or zero run, less
+ * pages already there) are a run, merged with the previous run when they
+ * continue it; a page installed again after a remove appears again.
+ * page_size and page_count are the source's, memory_id is zero (the caller
+ * binds it). Prefetched and background-filled pages are not recorded. *out
+ * is the caller's (squib_workset_free). Recording stops at
+ * SQUIB_WS_MAX_RUNS runs (the prefix is kept). Errors:
+ * SQUIB_E_INVALID_ARGUMENT (NULL, or record was off), SQUIB_E_NOMEM (also
+ * when the record could not grow: its prefix would be misleading).
+ */
+int squib_pager_recorded(const struct squib_pager *p, struct squib_workset *out,
+			 struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

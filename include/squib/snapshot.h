@@ -24,7 +24,9 @@
 #include <squib/vm.h>
 #include <squib/save.h>
 #include <squib/load.h>
+#include <squib/workset.h>
 #include <squib/pager.h>
+#include <squib/prewarm.h>
 
 #ifdef __cplusplus
 extern "C" {

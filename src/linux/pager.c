@@ -2,7 +2,9 @@
 /*
  * Lazy restore: the userfaultfd pager (squib/pager.h) and the file page
  * source. One thread per pager polls the uffd and a shutdown eventfd; faults
- * are queued and served in arrival order, events (REMOVE) handled as read.
+ * are queued and served in arrival order, events (REMOVE) handled as read;
+ * when nothing waits, the same thread runs the background fill. Prefetch
+ * installs from the caller's thread; the source is shared under src_lock.
  */
 #include <squib/pager.h>
 
@@ -20,12 +22,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/workset.h>
+
 #include "../memfile_internal.h"
 #include "../pager_internal.h"
 #include "uffd.h"
 
 #define DEFAULT_BATCH (64u << 10)
 #define PENDING_MIN   64
+/* Prefetch reads at most this much per chunk: a fault waits for one chunk's read at most. */
+#define PREFETCH_CHUNK	 (1u << 20)
+#define DEFAULT_FILL_MAX (2u << 20)
+#define FILL_MAX_LIMIT	 (64u << 20)
+/* EAGAIN retries of one prefetch chunk, PREFETCH_RETRY_US apart (about a second in all). */
+#define PREFETCH_TRIES	  10000
+#define PREFETCH_RETRY_US 100
+#define RECORD_MIN	  256
 /* Histogram: 128 buckets of 0.5 us up to 64 us, then one per octave. */
 #define HIST_LINEAR  128
 #define HIST_STEP_NS 500u
@@ -49,8 +61,19 @@ struct squib_pager {
 	pthread_t thread;
 	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
 	size_t npend, cap;
+	/* Background fill (pager thread only): cursor, chunk size, its buffer. */
+	bool fill;
+	uint32_t fill_region;
+	uint64_t fill_rel, fill_pages, fill_max_pages;
+	uint8_t *fill_buf;
+
+	/* The source is read by the pager thread and by prefetching threads: one at a time. */
+	pthread_mutex_t src_lock;
 
 	pthread_mutex_t lock; /* guards everything below */
+	bool record, rec_failed;
+	struct squib_ws_run *rec; /* fault-driven installs, in order */
+	uint64_t nrec, rec_cap;
 	struct squib_pager_stats st;
 	uint64_t hist[SQUIB_PAGER_HIST_BUCKETS];
 	uint64_t max_ns;
@@ -170,19 +193,83 @@ static void record_errno(struct squib_pager *p, int e, const char *what, uint64_
 	record_error(p, SQUIB_E_MEMORY_IO, &d);
 }
 
-/* Mark `count` pages from source page `first` present (or not); lock taken here. */
-static void mark(struct squib_pager *p, uint64_t first, uint64_t count, bool on)
+/* Mark `count` pages from source page `first` present (or not); p->lock held. */
+static void mark_locked(struct squib_pager *p, uint64_t first, uint64_t count, bool on)
 {
-	pthread_mutex_lock(&p->lock);
 	for (uint64_t k = first; k < first + count && k < p->src.page_count; k++) {
 		if (p->present[k] != on)
 			p->st.pages_present += on ? 1 : (uint64_t)-1;
 		p->present[k] = on;
 	}
+}
+
+static void mark(struct squib_pager *p, uint64_t first, uint64_t count, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	mark_locked(p, first, count, on);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* ---- serving a fault ----------------------------------------------------------------- */
+/* ---- recording (under p->lock)
+ * ------------------------------------------------------------------------- */
+
+/* Room for one more recorded run (p->lock held); false when full or out of memory. */
+static bool record_room(struct squib_pager *p)
+{
+	uint64_t cap = p->rec_cap ? p->rec_cap * 2 : RECORD_MIN;
+	struct squib_ws_run *v;
+
+	if (p->nrec < p->rec_cap)
+		return true;
+	if (p->rec_cap >= SQUIB_WS_MAX_RUNS)
+		return false; /* full: the prefix is kept */
+	if (cap > SQUIB_WS_MAX_RUNS)
+		cap = SQUIB_WS_MAX_RUNS;
+	if (!(v = realloc(p->rec, cap * sizeof(*v)))) {
+		p->rec_failed = true;
+		return false;
+	}
+	p->rec = v;
+	p->rec_cap = cap;
+	return true;
+}
+
+/* Append a fault-driven install of [first, first + n), merged with the run it continues
+ * (p->lock held). */
+static void record_locked(struct squib_pager *p, uint64_t first, uint64_t n)
+{
+	struct squib_ws_run *last = p->nrec ? &p->rec[p->nrec - 1] : NULL;
+
+	if (!p->record || p->rec_failed)
+		return;
+	if (last && last->first_page + last->page_count == first)
+		last->page_count += n;
+	else if (record_room(p))
+		p->rec[p->nrec++] = (struct squib_ws_run){first, n};
+}
+
+/* ---- installing pages ---------------------------------------------------------------- */
+
+/* What made an install happen (which counter it adds to). */
+enum by { BY_FAULT, BY_PREFETCH, BY_FILL };
+
+static void count_installed(struct squib_pager *p, uint64_t first, uint64_t n, bool copied,
+			    enum by by)
+{
+	pthread_mutex_lock(&p->lock);
+	mark_locked(p, first, n, true);
+	if (copied)
+		p->st.pages_copied += n;
+	else
+		p->st.pages_zeroed += n;
+	if (by == BY_PREFETCH)
+		p->st.pages_prefetched += n;
+	else if (by == BY_FILL)
+		p->st.pages_filled += n;
+	else
+		record_locked(p, first, n);
+	pthread_mutex_unlock(&p->lock);
+}
 
 static const struct squib_pager_region *region_of(const struct squib_pager *p, uint64_t addr)
 {
@@ -195,50 +282,53 @@ static const struct squib_pager_region *region_of(const struct squib_pager *p, u
 	return NULL;
 }
 
+/* One UFFDIO_COPY (src non-NULL) or UFFDIO_ZEROPAGE without waking; *got: bytes installed. */
+static int install_once(struct squib_pager *p, uint64_t addr, const uint8_t *src, uint64_t len,
+			int64_t *got)
+{
+	int rc;
+
+	if (src) {
+		struct uffdio_copy c = {.dst = addr,
+					.src = (uint64_t)(uintptr_t)src,
+					.len = len,
+					.mode = UFFDIO_COPY_MODE_DONTWAKE};
+
+		rc = ioctl(p->uffd, UFFDIO_COPY, &c);
+		*got = c.copy;
+	} else {
+		struct uffdio_zeropage z = {.range = {addr, len},
+					    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
+
+		rc = ioctl(p->uffd, UFFDIO_ZEROPAGE, &z);
+		*got = z.zeropage;
+	}
+	return rc;
+}
+
 /*
- * UFFDIO_COPY (src non-NULL) or UFFDIO_ZEROPAGE over [addr, addr + len),
- * whose first page is source page `page`, without waking. EEXIST pages are
- * skipped. 0, -EAGAIN (retry later), or -errno; *done: the bytes from addr
- * now present (all of len on success).
+ * Install [addr, addr + len), whose first page is source page `page`, from
+ * src (NULL: zeros), without waking. EEXIST pages are skipped. 0, -EAGAIN
+ * (retry later), or -errno; *donep: the bytes from addr now present (all of
+ * len on success); *newp (may be NULL): pages this call installed.
  */
 static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uint64_t len,
-		   uint64_t page, uint64_t *donep)
+		   uint64_t page, enum by by, uint64_t *donep, uint64_t *newp)
 {
-	uint64_t done = 0, existing = 0;
+	uint64_t done = 0, existing = 0, fresh = 0;
 	int ret = 0;
 
 	while (done < len) {
 		int64_t got;
-		int rc, e;
+		int rc = install_once(p, addr + done, src ? src + done : NULL, len - done, &got);
+		int e = errno;
 
-		if (src) {
-			struct uffdio_copy c = {.dst = addr + done,
-						.src = (uint64_t)(uintptr_t)(src + done),
-						.len = len - done,
-						.mode = UFFDIO_COPY_MODE_DONTWAKE};
-
-			rc = ioctl(p->uffd, UFFDIO_COPY, &c);
-			e = errno;
-			got = c.copy;
-		} else {
-			struct uffdio_zeropage z = {.range = {addr + done, len - done},
-						    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
-
-			rc = ioctl(p->uffd, UFFDIO_ZEROPAGE, &z);
-			e = errno;
-			got = z.zeropage;
-		}
 		if (got > 0) {
 			uint64_t n = (uint64_t)got / p->ps;
 
-			mark(p, page + done / p->ps, n, true);
-			pthread_mutex_lock(&p->lock);
-			if (src)
-				p->st.pages_copied += n;
-			else
-				p->st.pages_zeroed += n;
-			pthread_mutex_unlock(&p->lock);
+			count_installed(p, page + done / p->ps, n, src != NULL, by);
 			done += n * p->ps;
+			fresh += n;
 			if (!n) {
 				ret = -EIO; /* less than a page: cannot happen */
 				break;
@@ -264,20 +354,21 @@ static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uin
 		pthread_mutex_unlock(&p->lock);
 	}
 	*donep = done;
+	if (newp)
+		*newp = fresh;
 	return ret;
 }
 
 /* Wake the threads faulting in [addr, addr + len): those whose page is still
- * missing fault again (a new message). */
-static void wake(struct squib_pager *p, uint64_t addr, uint64_t len)
+ * missing fault again (a new message). 0 or the errno. */
+static int wake(struct squib_pager *p, uint64_t addr, uint64_t len)
 {
 	struct uffdio_range r = {addr, len};
 
-	if (ioctl(p->uffd, UFFDIO_WAKE, &r))
-		record_errno(p, errno, "UFFDIO_WAKE", addr);
+	return ioctl(p->uffd, UFFDIO_WAKE, &r) ? errno : 0;
 }
 
-/* Known present: the pager installed it and no remove came since. */
+/* Known present: installed here and no remove came since. */
 static bool known(struct squib_pager *p, uint64_t page)
 {
 	bool v;
@@ -288,7 +379,84 @@ static bool known(struct squib_pager *p, uint64_t page)
 	return v;
 }
 
+/* The same-kind pages after region-relative page `from` that are not known present, up to `lim`. */
+static uint64_t run_end(struct squib_pager *p, const struct squib_pager_region *r, uint64_t from,
+			uint64_t lim, bool data)
+{
+	uint64_t hi = from + 1;
+
+	while (hi < lim && !known(p, r->first_page + hi) &&
+	       p->src.ops->present(p->src.ctx, r->first_page + hi) == data)
+		hi++;
+	return hi;
+}
+
+/* Read `count` present pages from `first` into buf (src_lock held); 0 or SQUIB_E_*. */
+static int source_read(struct squib_pager *p, uint64_t first, uint64_t count, uint8_t *buf,
+		       struct squib_error_detail *d)
+{
+	int rc = p->src.ops->read(p->src.ctx, first, count, buf, d);
+
+	if (rc) /* not a SQUIB_E_* (never "retry"): an I/O error */
+		return rc > SQUIB_E_QUIESCE_TIMEOUT ? SQUIB_E_MEMORY_IO : rc;
+	pthread_mutex_lock(&p->lock);
+	p->st.bytes_read += count * p->ps;
+	p->st.batches++;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* ---- reading the record ---------------------------------------------------------------- */
+
+int squib_pager_recorded(const struct squib_pager *cp, struct squib_workset *out,
+			 struct squib_error_detail *d)
+{
+	struct squib_pager *p = (struct squib_pager *)cp;
+	int rc = 0;
+
+	if (!p || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL argument");
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&p->lock);
+	if (!p->record)
+		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: not recording");
+	else if (p->rec_failed)
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+	else if (p->nrec && !(out->runs = malloc(p->nrec * sizeof(*out->runs))))
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+	if (!rc) {
+		if (p->nrec)
+			memcpy(out->runs, p->rec, p->nrec * sizeof(*out->runs));
+		out->run_count = p->nrec;
+		out->page_size = p->ps;
+		out->page_count = p->src.page_count;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* ---- serving a fault ----------------------------------------------------------------- */
+
 static void account(struct squib_pager *p, uint64_t t0);
+
+/*
+ * The run to serve around region-relative page rel: pages of rel's kind not
+ * known present, inside the batch window. src_lock held.
+ */
+static void fault_run(struct squib_pager *p, const struct squib_pager_region *r, uint64_t rel,
+		      bool data, uint64_t *lop, uint64_t *hip)
+{
+	uint64_t rpages = r->size / p->ps, lo = rel;
+	uint64_t wlo = rel / p->batch_pages * p->batch_pages;
+	uint64_t whi = wlo + p->batch_pages < rpages ? wlo + p->batch_pages : rpages;
+
+	while (lo > wlo && !known(p, r->first_page + lo - 1) &&
+	       p->src.ops->present(p->src.ctx, r->first_page + lo - 1) == data)
+		lo--;
+	*lop = lo;
+	/* The fault's own page is served even when known: the flag may be stale after a remove. */
+	*hip = run_end(p, r, rel, whi, data);
+}
 
 /*
  * 0 served, -EAGAIN keep it queued, other: failed (recorded, dropped).
@@ -298,9 +466,10 @@ static void account(struct squib_pager *p, uint64_t t0);
 static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 {
 	const struct squib_pager_region *r = region_of(p, addr);
-	uint64_t base, rel, lo, hi, wlo, whi, rpages, first, done;
+	struct squib_error_detail d;
+	uint64_t base, rel, lo, hi, first, done;
 	bool data;
-	int rc;
+	int rc = 0, e;
 
 	if (!r) {
 		record_errno(p, EFAULT, "fault outside the pager's memory", addr);
@@ -308,43 +477,266 @@ static int serve(struct squib_pager *p, uint64_t addr, uint64_t t0)
 	}
 	base = (uint64_t)(uintptr_t)r->host;
 	rel = (addr - base) / p->ps;
-	rpages = r->size / p->ps;
-	wlo = rel / p->batch_pages * p->batch_pages;
-	whi = wlo + p->batch_pages < rpages ? wlo + p->batch_pages : rpages;
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_lock(&p->src_lock);
 	data = p->src.ops->present(p->src.ctx, r->first_page + rel);
-	lo = rel;
-	hi = rel + 1;
-	while (lo > wlo && !known(p, r->first_page + lo - 1) &&
-	       p->src.ops->present(p->src.ctx, r->first_page + lo - 1) == data)
-		lo--;
-	while (hi < whi && !known(p, r->first_page + hi) &&
-	       p->src.ops->present(p->src.ctx, r->first_page + hi) == data)
-		hi++;
+	fault_run(p, r, rel, data, &lo, &hi);
 	first = r->first_page + lo;
-	if (data) {
-		struct squib_error_detail d;
-
-		memset(&d, 0, sizeof(d));
-		if ((rc = p->src.ops->read(p->src.ctx, first, hi - lo, p->buf, &d))) {
-			if (rc > SQUIB_E_QUIESCE_TIMEOUT) /* not a SQUIB_E_* (never "retry") */
-				rc = SQUIB_E_MEMORY_IO;
-			record_error(p, rc, &d);
-			return rc;
-		}
-		pthread_mutex_lock(&p->lock);
-		p->st.bytes_read += (hi - lo) * p->ps;
-		p->st.batches++;
-		pthread_mutex_unlock(&p->lock);
+	if (data)
+		rc = source_read(p, first, hi - lo, p->buf, &d);
+	pthread_mutex_unlock(&p->src_lock);
+	if (rc) {
+		record_error(p, rc, &d);
+		return rc;
 	}
-	rc = install(p, base + lo * p->ps, data ? p->buf : NULL, (hi - lo) * p->ps, first, &done);
+	rc = install(p, base + lo * p->ps, data ? p->buf : NULL, (hi - lo) * p->ps, first, BY_FAULT,
+		     &done, NULL);
 	if (rc && rc != -EAGAIN)
 		record_errno(p, -rc, data ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE", addr);
 	if (!rc)
 		account(p, t0);
 	/* Only what is present: a thread woken on a missing page would fault again at once. */
-	if (done)
-		wake(p, base + lo * p->ps, done);
+	if (done && (e = wake(p, base + lo * p->ps, done)))
+		record_errno(p, e, "UFFDIO_WAKE", addr);
 	return rc;
+}
+
+/* ---- prefetch -------------------------------------------------------------------------- */
+
+/* One chunk: the same-kind run of missing pages from region-relative page k, below lim. */
+struct chunk {
+	const struct squib_pager_region *r;
+	uint64_t k, lim;
+	uint8_t *buf; /* room for lim - k pages */
+	enum by by;
+	int tries;	/* EAGAIN attempts before giving the chunk up */
+	uint64_t pages; /* out: the run's length */
+	uint64_t done;	/* out: pages from k now present */
+	uint64_t fresh; /* out: pages this chunk installed */
+	bool gave_up;	/* out: EAGAIN every time */
+};
+
+/* Install c->buf's data (or zeros) over the chunk, retrying EAGAIN c->tries times. 0 or -errno. */
+static int put_chunk(struct squib_pager *p, struct chunk *c, bool data)
+{
+	uint64_t addr = (uint64_t)(uintptr_t)c->r->host + c->k * p->ps, len = c->pages * p->ps;
+	uint64_t off = 0;
+	int rc = -EAGAIN, e;
+
+	for (int t = 0; t < c->tries && rc == -EAGAIN; t++) {
+		uint64_t done, fresh;
+
+		if (t) {
+			pthread_mutex_lock(&p->lock);
+			p->st.eagain++;
+			pthread_mutex_unlock(&p->lock);
+			usleep(PREFETCH_RETRY_US); /* the pager thread reads the remove event */
+		}
+		rc = install(p, addr + off, data ? c->buf + off : NULL, len - off,
+			     c->r->first_page + c->k + off / p->ps, c->by, &done, &fresh);
+		off += done;
+		c->fresh += fresh;
+	}
+	c->done = off / p->ps;
+	c->gave_up = rc == -EAGAIN;
+	if (c->gave_up)
+		rc = 0;
+	/* A thread may already wait on these pages (its message still queued). */
+	if (off && (e = wake(p, addr, off)) && !rc)
+		rc = -e;
+	return rc;
+}
+
+/* Read (when present) and install one chunk. 0 or SQUIB_E_* with d (never NULL: the
+ * source's read gets it) filled. */
+static int fill_chunk(struct squib_pager *p, struct chunk *c, struct squib_error_detail *d)
+{
+	uint64_t page = c->r->first_page + c->k;
+	bool data;
+	int rc = 0;
+
+	c->done = c->fresh = 0;
+	c->gave_up = false;
+	pthread_mutex_lock(&p->src_lock);
+	data = p->src.ops->present(p->src.ctx, page);
+	c->pages = run_end(p, c->r, c->k, c->lim, data) - c->k;
+	if (data)
+		rc = source_read(p, page, c->pages, c->buf, d);
+	pthread_mutex_unlock(&p->src_lock);
+	if (rc)
+		return rc;
+	if ((rc = put_chunk(p, c, data))) {
+		squib_fail_msg(d, SQUIB_E_MEMORY_IO, "pager: %s at page %" PRIu64 ": %s",
+			       data ? "UFFDIO_COPY" : "UFFDIO_ZEROPAGE", page, strerror(-rc));
+		d->os_errno = -rc;
+		return SQUIB_E_MEMORY_IO;
+	}
+	return 0;
+}
+
+/* Prefetch region-relative pages [lo, hi) of r. */
+static int prefetch_range(struct squib_pager *p, const struct squib_pager_region *r, uint64_t lo,
+			  uint64_t hi, uint8_t *buf, uint64_t chunk_pages, uint64_t *installed,
+			  struct squib_error_detail *d)
+{
+	struct chunk c = {.r = r, .buf = buf, .by = BY_PREFETCH, .tries = PREFETCH_TRIES};
+	int rc;
+
+	for (uint64_t k = lo; k < hi;) {
+		if (known(p, r->first_page + k)) {
+			k++;
+			continue;
+		}
+		c.k = k;
+		c.lim = hi - k < chunk_pages ? hi : k + chunk_pages;
+		rc = fill_chunk(p, &c, d);
+		*installed += c.fresh;
+		if (rc)
+			return rc;
+		k += c.gave_up ? c.pages : c.done; /* given up: left to faults */
+	}
+	return 0;
+}
+
+static int check_runs(const struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
+		      struct squib_error_detail *d)
+{
+	uint64_t pages = p->src.page_count;
+
+	if (!runs && n)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "prefetch: NULL runs");
+	if (p->stopped || p->uffd < 0)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "prefetch: the pager is stopped");
+	for (uint64_t i = 0; i < n; i++)
+		if (runs[i].first_page > pages || runs[i].page_count > pages - runs[i].first_page)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "prefetch: run %" PRIu64 " (%" PRIu64 "+%" PRIu64
+					      ") lies outside the %" PRIu64 " pages",
+					      i, runs[i].first_page, runs[i].page_count, pages);
+	return 0;
+}
+
+/* The pages of run that region r maps, region-relative: false when none. */
+static bool clip(const struct squib_pager *p, const struct squib_pager_region *r,
+		 const struct squib_ws_run *run, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t a = r->first_page, b = a + r->size / p->ps;
+	uint64_t s = run->first_page > a ? run->first_page : a;
+	uint64_t e = run->first_page + run->page_count < b ? run->first_page + run->page_count : b;
+
+	*lo = s - a;
+	*hi = e - a;
+	return s < e;
+}
+
+int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
+			 uint64_t *installed, struct squib_error_detail *d)
+{
+	struct squib_error_detail err;
+	uint64_t chunk, total = 0, lo, hi;
+	uint8_t *buf;
+	int rc;
+
+	if (installed)
+		*installed = 0;
+	if (!p)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "prefetch: NULL pager");
+	if ((rc = check_runs(p, runs, n, d)))
+		return rc;
+	chunk = PREFETCH_CHUNK / p->ps ? PREFETCH_CHUNK / p->ps : 1;
+	if (!(buf = malloc(chunk * p->ps)))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	memset(&err, 0, sizeof(err));
+	for (uint64_t i = 0; i < n && !rc; i++)
+		for (uint32_t j = 0; j < p->region_count && !rc; j++)
+			if (clip(p, &p->regions[j], &runs[i], &lo, &hi))
+				rc = prefetch_range(p, &p->regions[j], lo, hi, buf, chunk, &total,
+						    &err);
+	free(buf);
+	if (installed)
+		*installed = total;
+	if (rc && d)
+		*d = err;
+	return rc;
+}
+
+int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
+			     struct squib_error_detail *d)
+{
+	struct squib_ws_run all;
+
+	if (installed)
+		*installed = 0;
+	if (!p)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "prefetch: NULL pager");
+	all = (struct squib_ws_run){0, p->src.page_count};
+	return squib_pager_prefetch(p, &all, 1, installed, d);
+}
+
+/* ---- background fill ------------------------------------------------------------------- */
+
+/* Move the cursor to the next page not known present; false at the end of the pass. */
+static bool fill_seek(struct squib_pager *p)
+{
+	while (p->fill_region < p->region_count) {
+		const struct squib_pager_region *r = &p->regions[p->fill_region];
+		uint64_t rpages = r->size / p->ps;
+
+		while (p->fill_rel < rpages && known(p, r->first_page + p->fill_rel))
+			p->fill_rel++;
+		if (p->fill_rel < rpages)
+			return true;
+		p->fill_region++;
+		p->fill_rel = 0;
+	}
+	return false;
+}
+
+static void fill_finish(struct squib_pager *p)
+{
+	p->fill = false;
+	pthread_mutex_lock(&p->lock);
+	p->st.fill_done = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * One chunk of the background fill, on the pager thread (no retry on EAGAIN:
+ * this thread must read the remove event first). A failure is the pager's
+ * error (a fault on those pages would meet it too) and ends the fill.
+ */
+static void fill_step(struct squib_pager *p)
+{
+	struct squib_error_detail d;
+	struct chunk c = {.buf = p->fill_buf, .by = BY_FILL, .tries = 1};
+	uint64_t rpages;
+	int rc;
+
+	if (!fill_seek(p)) {
+		fill_finish(p);
+		return;
+	}
+	c.r = &p->regions[p->fill_region];
+	rpages = c.r->size / p->ps;
+	c.k = p->fill_rel;
+	c.lim = rpages - c.k < p->fill_pages ? rpages : c.k + p->fill_pages;
+	memset(&d, 0, sizeof(d));
+	if ((rc = fill_chunk(p, &c, &d))) {
+		record_error(p, rc, &d);
+		fill_finish(p);
+		return;
+	}
+	p->fill_rel += c.done;
+	if (c.gave_up) {
+		pthread_mutex_lock(&p->lock);
+		p->st.eagain++;
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	if (p->fill_pages < p->fill_max_pages)
+		p->fill_pages =
+		    p->fill_pages * 2 < p->fill_max_pages ? p->fill_pages * 2 : p->fill_max_pages;
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -448,6 +840,13 @@ static bool serve_pending(struct squib_pager *p)
 	return again;
 }
 
+/* Poll timeout: 1 ms after EAGAIN (the events that cleared it may not be
+ * queued yet), 0 while a background fill has work, else forever. */
+static int poll_timeout(const struct squib_pager *p, bool again)
+{
+	return again ? 1 : p->fill ? 0 : -1;
+}
+
 static void *pager_thread(void *arg)
 {
 	struct squib_pager *p = arg;
@@ -456,8 +855,7 @@ static void *pager_thread(void *arg)
 	for (;;) {
 		struct pollfd pf[2] = {{.fd = p->uffd, .events = POLLIN},
 				       {.fd = p->efd, .events = POLLIN}};
-		/* After EAGAIN, poll briefly: the events that cleared it may not be queued yet. */
-		int n = poll(pf, 2, again ? 1 : -1), rc;
+		int n = poll(pf, 2, poll_timeout(p, again)), rc;
 
 		if (n < 0 && errno != EINTR) {
 			record_errno(p, errno, "poll", 0);
@@ -474,6 +872,9 @@ static void *pager_thread(void *arg)
 			break;
 		}
 		again = serve_pending(p);
+		/* Faults first: fill only when the poll found nothing to read. */
+		if (n == 0 && !p->npend && p->fill)
+			fill_step(p);
 	}
 	return NULL;
 }
@@ -534,13 +935,31 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	return 0;
 }
 
+/* Batch, record and fill settings; false when the fill buffer cannot be had. */
+static bool apply_options(struct squib_pager *p, const struct squib_pager_options *opts)
+{
+	uint64_t batch = opts && opts->batch_bytes ? opts->batch_bytes : DEFAULT_BATCH;
+	uint64_t fmax = opts && opts->fill_max_bytes ? opts->fill_max_bytes : DEFAULT_FILL_MAX;
+
+	p->batch_pages = batch / p->ps ? batch / p->ps : 1;
+	p->record = opts && opts->record;
+	p->fill = opts && opts->background_fill;
+	p->st.fill_done = !p->fill;
+	if (!p->fill)
+		return true;
+	if (fmax > FILL_MAX_LIMIT)
+		fmax = FILL_MAX_LIMIT;
+	p->fill_max_pages = fmax / p->ps ? fmax / p->ps : 1;
+	p->fill_pages = p->batch_pages < p->fill_max_pages ? p->batch_pages : p->fill_max_pages;
+	return (p->fill_buf = malloc(p->fill_max_pages * p->ps)) != NULL;
+}
+
 /* A pager over regions with no uffd yet, or NULL with the error in d; src released on failure. */
 static struct squib_pager *pager_new(const struct squib_pager_region *regions, uint32_t n,
 				     struct squib_page_source src,
 				     const struct squib_pager_options *opts,
 				     struct squib_error_detail *d, int *rcp)
 {
-	uint64_t batch = opts && opts->batch_bytes ? opts->batch_bytes : DEFAULT_BATCH;
 	struct squib_pager *p;
 
 	if ((*rcp = check_regions(regions, n, &src, d)))
@@ -552,11 +971,11 @@ static struct squib_pager *pager_new(const struct squib_pager_region *regions, u
 	p->uffd = p->efd = -1;
 	p->src = src;
 	p->ps = src.page_size;
-	p->batch_pages = batch / p->ps ? batch / p->ps : 1;
 	p->region_count = n;
 	p->st.page_count = src.page_count;
 	pthread_mutex_init(&p->lock, NULL);
-	if (!(p->regions = calloc(n, sizeof(*regions))) ||
+	pthread_mutex_init(&p->src_lock, NULL);
+	if (!apply_options(p, opts) || !(p->regions = calloc(n, sizeof(*regions))) ||
 	    !(p->present = calloc(src.page_count ? src.page_count : 1, 1)) ||
 	    !(p->buf = malloc(p->batch_pages * p->ps))) {
 		squib_pager_free(p);
@@ -678,7 +1097,10 @@ void squib_pager_free(struct squib_pager *p)
 	if (p->src.ops && p->src.ops->release)
 		p->src.ops->release(p->src.ctx);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->src_lock);
 	free(p->regions);
+	free(p->fill_buf);
+	free(p->rec);
 	free(p->present);
 	free(p->buf);
 	free(p->pend);
