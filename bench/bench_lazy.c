@@ -10,8 +10,12 @@
  *    threads reading (then, separately, writing) one byte of every
  *    working-set page, per backend: COPY
  *    (read every present page up front), FILE (MAP_PRIVATE, page-cache
- *    faults), LAZY (uffd faults served by the pager); against a memcpy of
- *    256 MiB between populated buffers measured in the same run;
+ *    faults), LAZY (uffd faults served by the pager), LAZY with the working
+ *    set recorded on an earlier restore prefetched (squib_pager_prefetch)
+ *    before the touches; against a memcpy of 256 MiB between populated
+ *    buffers measured in the same run; reading and writing with the page
+ *    cache warm, and reading with it dropped (POSIX_FADV_DONTNEED) before
+ *    each run;
  * 3. upstream P7 on KVM: squib_load LAZY into a fresh VM, 10 % of the pages
  *    installed before resume (a contiguous block of the working set, the
  *    guest's own pages left out) so 90 % are cold, resume, until the
@@ -36,6 +40,7 @@
 #include <squib/load.h>
 #include <squib/pager.h>
 #include <squib/save.h>
+#include <squib/workset.h>
 
 #include "benchutil.h"
 
@@ -212,13 +217,28 @@ static void touch_working_set(uint8_t *ram, bool write)
 		pthread_join(th[i], NULL);
 }
 
+static void drop_page_cache(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) {
+		fprintf(stderr, "bench_lazy: dropping the page cache of %s failed\n", path);
+		exit(1);
+	}
+	close(fd);
+}
+
 /* One open + touch; ms, or -1 with d set. */
-static double open_and_touch(const char *mem, enum squib_memory_backend b, bool write,
+static double open_and_touch(const char *mem, enum squib_memory_backend b, bool write, bool cold,
 			     struct squib_pager_stats *stats, struct squib_error_detail *d)
 {
 	struct squib_guest_memory *g = NULL;
-	uint64_t t0 = now_ns();
+	uint64_t t0;
 	double t;
+
+	if (cold)
+		drop_page_cache(mem);
+	t0 = now_ns();
 
 	if (squib_guest_memory_open(mem, NULL, 0, NULL, b, &g, d))
 		return -1;
@@ -264,34 +284,139 @@ static const char *backend_name(enum squib_memory_backend b)
 }
 
 /*
- * "uffd + prefetched working set" goes here once squib_pager_prefetch (and
- * options.record + squib_pager_recorded) land in squib/pager.h: record the
- * faulted pages of one LAZY run, then per run open LAZY, prefetch the
- * recorded runs before touching, touch, and print the row with its ratio
- * against COPY and against LAZY on demand (the issue's goal: >= 3x faster
- * than on demand). Returns the median in ms, or -1: not measured yet.
+ * The working set as a restore would have recorded it: a pager of our own
+ * over the same file with options.record, the same touches, then
+ * squib_pager_recorded (squib_guest_memory_open takes no pager options).
  */
-static double bench_prefetched_working_set(const char *mem, bool write)
+static void record_working_set(const char *mem, bool write, struct squib_workset *ws)
 {
-	(void)mem;
-	(void)write;
-	printf("  %-24s not measured: needs squib_pager_prefetch (not in this build)\n",
-	       "LAZY + prefetched WS");
-	return -1;
+	struct squib_pager_options opts = {.record = true};
+	struct squib_memfile *m = NULL;
+	struct squib_page_source src;
+	struct squib_pager *p = NULL;
+	struct squib_error_detail d;
+	struct squib_pager_region r;
+	uint8_t *ram;
+
+	ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (ram == MAP_FAILED) {
+		fprintf(stderr, "bench_lazy: mmap: %s\n", strerror(errno));
+		exit(1);
+	}
+	r = (struct squib_pager_region){ram, RAM, 0};
+	check(squib_memfile_open(mem, &m, &d), "memfile", &d);
+	check(squib_page_source_file(m, &src, &d), "page source", &d);
+	check(squib_pager_start(&r, 1, src, &opts, &p, &d), "recording pager", &d);
+	touch_working_set(ram, write);
+	check(squib_pager_recorded(p, ws, &d), "recorded", &d);
+	squib_pager_free(p);
+	squib_memfile_close(m);
+	munmap(ram, RAM);
 }
 
-static void bench_working_set(const char *mem, bool write, double base)
+static int cmp_run(const void *a, const void *b)
+{
+	uint64_t x = ((const struct squib_ws_run *)a)->first_page,
+		 y = ((const struct squib_ws_run *)b)->first_page;
+
+	return (x > y) - (x < y);
+}
+
+/* The recorded runs in page order, adjacent ones merged (fault order is lost). */
+static void sort_and_merge(struct squib_workset *ws)
+{
+	uint64_t n = 0;
+
+	qsort(ws->runs, (size_t)ws->run_count, sizeof(ws->runs[0]), cmp_run);
+	for (uint64_t i = 0; i < ws->run_count; i++) {
+		struct squib_ws_run *last = n ? &ws->runs[n - 1] : NULL;
+
+		if (last && last->first_page + last->page_count >= ws->runs[i].first_page) {
+			uint64_t end = ws->runs[i].first_page + ws->runs[i].page_count;
+
+			if (end > last->first_page + last->page_count)
+				last->page_count = end - last->first_page;
+		} else {
+			ws->runs[n++] = ws->runs[i];
+		}
+	}
+	ws->run_count = n;
+}
+
+/* One open + prefetch of the recorded set + touch; ms, or -1 with d set. */
+static double open_prefetch_touch(const char *mem, const struct squib_workset *ws, bool write,
+				  bool cold, struct squib_pager_stats *stats,
+				  struct squib_error_detail *d)
+{
+	struct squib_guest_memory *g = NULL;
+	uint64_t t0;
+	double t;
+
+	if (cold)
+		drop_page_cache(mem);
+	t0 = now_ns();
+
+	if (squib_guest_memory_open(mem, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, d))
+		return -1;
+	if (squib_pager_prefetch(g->pager, ws->runs, ws->run_count, NULL, d)) {
+		squib_guest_memory_free(g);
+		return -1;
+	}
+	touch_working_set(g->regions[0].host, write);
+	t = ms(now_ns() - t0);
+	squib_pager_stats(g->pager, stats);
+	squib_guest_memory_free(g);
+	return t;
+}
+
+/*
+ * uffd + prefetched working set (REAP's record-and-prefetch): the set
+ * recorded on one on-demand restore is installed with squib_pager_prefetch
+ * right after the open, on the opening thread, before the touches. The
+ * issue's goal: >= 3x faster than on demand. Returns the median in ms.
+ */
+static double bench_prefetched_working_set(const char *mem, bool write, bool cold, double copy_ms,
+					   double lazy_ms, double floor_ms)
+{
+	static const char *const rows[] = {"LAZY + prefetched WS", "  same, runs sorted+merged"};
+	struct squib_workset ws;
+	struct squib_pager_stats stats;
+	struct squib_error_detail d;
+	double t[RUNS], m = 0;
+
+	memset(&ws, 0, sizeof(ws));
+	record_working_set(mem, write, &ws);
+	for (int row = 0; row < 2; row++) {
+		if (row == 1)
+			sort_and_merge(&ws);
+		memset(&stats, 0, sizeof(stats));
+		for (int r = 0; r < RUNS; r++)
+			if ((t[r] = open_prefetch_touch(mem, &ws, write, cold, &stats, &d)) < 0)
+				check(d.code ? d.code : SQUIB_E_IO, "prefetch", &d);
+		m = median(t, RUNS);
+		printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy  %.2fx faster than on demand "
+		       "| %llu runs; last run: %llu pages prefetched, %llu faults\n",
+		       rows[row], m, m / copy_ms, m / floor_ms, lazy_ms / m,
+		       (unsigned long long)ws.run_count, (unsigned long long)stats.pages_prefetched,
+		       (unsigned long long)stats.faults);
+	}
+	squib_workset_free(&ws);
+	return m;
+}
+
+static void bench_working_set(const char *mem, bool write, bool cold, double base)
 {
 	static const enum squib_memory_backend backends[] = {SQUIB_BACKEND_COPY, SQUIB_BACKEND_FILE,
 							     SQUIB_BACKEND_LAZY};
 	struct squib_pager_stats stats;
 	struct squib_error_detail d;
-	double copy_ms = 0;
+	double copy_ms = 0, lazy_ms = 0;
 
 	printf("restore + touch a %llu MiB working set of the 1 GiB snapshot (open + %u threads "
-	       "%s 1 byte per page; median of %d; page cache warm):\n",
+	       "%s 1 byte per page; median of %d; page cache %s):\n",
 	       (unsigned long long)(WS_BYTES >> 20), TOUCH_THREADS, write ? "writing" : "reading",
-	       RUNS);
+	       RUNS, cold ? "dropped before each run" : "warm");
 	printf("  %-24s %9.2f ms  (physical floor: memcpy of %llu MiB, same run)\n", "memcpy", base,
 	       (unsigned long long)(WS_BYTES >> 20));
 	for (size_t bi = 0; bi < sizeof(backends) / sizeof(backends[0]); bi++) {
@@ -299,11 +424,13 @@ static void bench_working_set(const char *mem, bool write, double base)
 
 		memset(&stats, 0, sizeof(stats));
 		for (int r = 0; r < RUNS; r++)
-			if ((t[r] = open_and_touch(mem, backends[bi], write, &stats, &d)) < 0)
+			if ((t[r] = open_and_touch(mem, backends[bi], write, cold, &stats, &d)) < 0)
 				check(d.code ? d.code : SQUIB_E_IO, backend_name(backends[bi]), &d);
 		m = median(t, RUNS);
 		if (backends[bi] == SQUIB_BACKEND_COPY)
 			copy_ms = m;
+		if (backends[bi] == SQUIB_BACKEND_LAZY)
+			lazy_ms = m;
 		printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy", backend_name(backends[bi]),
 		       m, m / copy_ms, m / base);
 		if (backends[bi] == SQUIB_BACKEND_LAZY)
@@ -315,21 +442,10 @@ static void bench_working_set(const char *mem, bool write, double base)
 			       stats.p99_us);
 		printf("\n");
 	}
-	bench_prefetched_working_set(mem, write);
+	bench_prefetched_working_set(mem, write, cold, copy_ms, lazy_ms, base);
 }
 
 /* ---- 3. P7: time to the first report with 90 % of the pages cold ---------------------- */
-
-static void drop_page_cache(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) {
-		fprintf(stderr, "bench_lazy: dropping the page cache of %s failed\n", path);
-		exit(1);
-	}
-	close(fd);
-}
 
 /* Install [FILL_BASE, FILL_BASE + WARM_BYTES): part of the working set, none of the guest's pages.
  */
@@ -451,8 +567,9 @@ int main(int argc, char **argv)
 	{
 		double floor_ms = memcpy_baseline();
 
-		bench_working_set(mem, false, floor_ms);
-		bench_working_set(mem, true, floor_ms);
+		bench_working_set(mem, false, false, floor_ms);
+		bench_working_set(mem, true, false, floor_ms);
+		bench_working_set(mem, false, true, floor_ms);
 	}
 	bench_p7(state, mem, reports);
 	unlink(state);
