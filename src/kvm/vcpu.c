@@ -255,15 +255,21 @@ static void kick_all(struct squib_kvm_vm *vm)
 
 static void stop_threads(struct squib_kvm_vm *vm)
 {
+	bool started[SQUIB_KVM_MAX_VCPUS];
+
+	/* Forget the threads under the lock before joining: a concurrent
+	 * squib_kvm_vm_fail must never signal a thread that was joined. */
 	kvm_lock(&vm->lock);
 	vm->stop_req = true;
 	kick_all(vm);
-	kvm_unlock(&vm->lock);
 	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++) {
-		if (vm->vcpus[i].thread_started)
-			pthread_join(vm->vcpus[i].thread, NULL);
+		started[i] = vm->vcpus[i].thread_started;
 		vm->vcpus[i].thread_started = false;
 	}
+	kvm_unlock(&vm->lock);
+	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++)
+		if (started[i])
+			pthread_join(vm->vcpus[i].thread, NULL);
 }
 
 void kvm_vcpus_destroy(struct squib_kvm_vm *vm)
@@ -293,7 +299,10 @@ static int spawn_threads(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 		struct kvm_vcpu *c = &vm->vcpus[i];
 
 		err = pthread_create(&c->thread, NULL, vcpu_thread, c);
+		/* Under the lock: squib_kvm_vm_fail may kick from another thread. */
+		kvm_lock(&vm->lock);
 		c->thread_started = !err;
+		kvm_unlock(&vm->lock);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
