@@ -54,7 +54,7 @@
  * capture, restore) serialise on a mutex inside the VM and may come from any
  * thread; vcpu_status, is_paused, fail, error and wait_stopped may run at
  * any time from any thread (fail also while pause waits; not concurrently
- * with add_ram). gpa_to_hva,
+ * with add_ram or free). gpa_to_hva,
  * memory_map and write read the RAM table without a lock: they may run from
  * any thread, but not concurrently with add_ram (which start ends).
  * squib_kvm_vm_free needs exclusive access. Device callbacks run on vCPU
@@ -250,7 +250,8 @@ bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
  * every RAM mapping of the VM is made inaccessible (mprotect PROT_NONE).
  * From then on start, pause and resume (and the adapter's pause_wait and
  * resume) return the error with its detail, vcpu_status reports FAILED for
- * each vCPU out of KVM_RUN, and capture works once all are out (post-mortem
+ * each vCPU out of KVM_RUN (one parked earlier keeps its HALTED or FAILED
+ * state), and capture works once all are out (post-mortem
  * only: never save a failed VM). Only the first failure is kept; a later
  * call returns 0 and changes nothing. Returns at once, without waiting:
  *
