@@ -200,14 +200,20 @@ static void print_pager_stats(const struct squib_pager *p)
 static int run_restored(struct cli_vm *c, const struct restore_args *a, struct squib_pager *p,
 			struct squib_error_detail *d)
 {
-	int rc;
+	struct squib_error_detail pd;
+	int rc = 0, prc;
 
-	if (a->paused) {
+	if (a->paused)
 		printf("paused: the guest was not resumed\n");
-		return check_pager(c, p, d);
+	else if (!(rc = squib_vm_resume(&c->v, d)) && !(rc = wait_reports(c, p, a->reports, d)))
+		rc = squib_vm_pause(&c->v, 0, d);
+	/* Whatever failed, a pager error explains it best, and a vCPU blocked on
+	 * it must be released before the VM can be freed. */
+	if ((prc = check_pager(c, p, &pd))) {
+		*d = pd;
+		return prc;
 	}
-	if ((rc = squib_vm_resume(&c->v, d)) || (rc = wait_reports(c, p, a->reports, d)) ||
-	    (rc = squib_vm_pause(&c->v, 0, d)) || (rc = check_pager(c, p, d)))
+	if (rc || a->paused)
 		return rc;
 	printf("resumed; after %u more reports per vCPU:\n", a->reports);
 	cli_vm_print_counters(c, stdout);
