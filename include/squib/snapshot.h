@@ -25,6 +25,7 @@
 #include <squib/save.h>
 #include <squib/load.h>
 #include <squib/pager.h>
+#include <squib/uffd_remote.h>
 
 #ifdef __cplusplus
 extern "C" {
