@@ -16,6 +16,7 @@
 
 #define MIN_PAGE 4096ull
 #define MAX_PAGE (1ull << 30)
+#define END_MAX	 (1ull << 63)
 
 static const char *const fields[] = {"base_host_virt_addr", "size", "offset", "page_size"};
 
@@ -59,10 +60,12 @@ static int check_mapping(const struct squib_uffd_mapping *m, uint32_t i,
 		return bad(d, i, "base_host_virt_addr", "is not a multiple of page_size");
 	if (m->offset % ps)
 		return bad(d, i, "offset", "is not a multiple of page_size");
-	if (m->base_host_virt_addr > UINT64_MAX - m->size)
-		return bad(d, i, "base_host_virt_addr", "+ size overflows");
-	if (m->offset > UINT64_MAX - m->size)
-		return bad(d, i, "offset", "+ size overflows");
+	/* Every value is at most 2^63 - 1 (jansson's integers), so these sums cannot wrap;
+	 * the ends must stay in that space too, so that a range can be encoded back. */
+	if (m->base_host_virt_addr + m->size > END_MAX)
+		return bad(d, i, "base_host_virt_addr", "+ size exceeds 2^63");
+	if (m->offset + m->size > END_MAX)
+		return bad(d, i, "offset", "+ size exceeds 2^63");
 	return 0;
 }
 
@@ -214,15 +217,16 @@ int squib_uffd_handshake_encode(const struct squib_uffd_mapping *m, uint32_t n, 
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd handshake: NULL argument");
 	*json = NULL;
 	*len = 0;
+	/* Above 2^63 - 1 first: jansson cannot write it, and the checks' sums could wrap. */
+	for (uint32_t i = 0; i < n && i < SQUIB_UFFD_MAX_REGIONS; i++)
+		if ((rc = fits_int64(&m[i], i, d)))
+			return rc;
 	/* What the parser would refuse is the caller's mistake here. */
 	if (check_all(m, n, d)) {
 		if (d)
 			d->code = SQUIB_E_INVALID_ARGUMENT;
 		return SQUIB_E_INVALID_ARGUMENT;
 	}
-	for (uint32_t i = 0; i < n; i++)
-		if ((rc = fits_int64(&m[i], i, d)))
-			return rc;
 	if (!(root = json_array()))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	for (uint32_t i = 0; i < n; i++)

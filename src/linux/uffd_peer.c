@@ -169,9 +169,9 @@ struct rx {
 	char *buf;
 	size_t len;
 	int fds[MAX_FDS];
-	int nfds;	/* kept in fds */
-	int extra;	/* beyond MAX_FDS (closed at once) */
-	bool ctrunc;	/* the kernel dropped control data */
+	int nfds;    /* kept in fds */
+	int extra;   /* beyond MAX_FDS (closed at once) */
+	bool ctrunc; /* the kernel dropped control data */
 };
 
 static void rx_close_fds(struct rx *x)
@@ -220,7 +220,8 @@ static int rx_once(int fd, struct rx *x, struct squib_error_detail *d)
 	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? -1 : squib_fail_errno(d, SQUIB_E_IO, errno);
+		return errno == EAGAIN || errno == EINTR ? -1
+							 : squib_fail_errno(d, SQUIB_E_IO, errno);
 	take_fds(x, &mh);
 	x->len += (size_t)n;
 	return n > 0;
@@ -352,8 +353,8 @@ int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out
 	memset(out, 0, sizeof(*out));
 	out->conn_fd = out->uffd = -1;
 	for (;;) {
-		int rc = squib_uffd_wait(listen_fd, POLLIN, deadline,
-					 "waiting for a VMM to connect", d);
+		int rc =
+		    squib_uffd_wait(listen_fd, POLLIN, deadline, "waiting for a VMM to connect", d);
 		int c;
 
 		if (rc)

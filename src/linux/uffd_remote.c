@@ -137,15 +137,16 @@ static bool retryable(int e)
 static int connect_fail(const char *path, int e, struct squib_error_detail *d)
 {
 	if (e == ENOENT)
-		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
-				      "no uffd handler socket at %.400s", path);
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "no uffd handler socket at %.400s",
+				      path);
 	if (e == ECONNREFUSED)
 		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
 				      "no uffd handler listens on %.400s (connection refused)",
 				      path);
 	if (e == EAGAIN)
-		return squib_uffd_fail_io(d, ETIMEDOUT, "uffd handler at %.400s accepts no "
-							"connection",
+		return squib_uffd_fail_io(d, ETIMEDOUT,
+					  "uffd handler at %.400s accepts no "
+					  "connection",
 					  path);
 	return squib_uffd_fail_io(d, e, "connecting to the uffd handler at %.400s", path);
 }
@@ -211,8 +212,8 @@ static int send_handshake(struct squib_uffd_remote *u, const char *json, size_t 
 		if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			return squib_uffd_fail_io(d, n ? errno : EPIPE,
 						  "sending the uffd handshake");
-		if ((rc = squib_uffd_wait(u->sock, POLLOUT, deadline,
-					  "sending the uffd handshake", d)))
+		if ((rc = squib_uffd_wait(u->sock, POLLOUT, deadline, "sending the uffd handshake",
+					  d)))
 			return rc;
 	}
 	return 0;
@@ -346,8 +347,8 @@ int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_rem
 			    const struct squib_uffd_remote_options *opts,
 			    struct squib_uffd_remote **out, struct squib_error_detail *d)
 {
-	uint32_t ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms
-						       : DEFAULT_CONNECT_MS;
+	uint32_t ms =
+	    opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
 	int64_t deadline = squib_uffd_now_ms() + ms;
 	struct squib_uffd_remote *u;
 	char *json = NULL;
@@ -364,7 +365,8 @@ int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_rem
 		free(json);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	if (!(rc = register_regions(u, d)) && !(rc = connect_handler(u, socket_path, deadline, d)) &&
+	if (!(rc = register_regions(u, d)) &&
+	    !(rc = connect_handler(u, socket_path, deadline, d)) &&
 	    !(rc = send_handshake(u, json, len, deadline, d)) && !(rc = learn_peer(u, d)))
 		rc = launch(u, d);
 	free(json);

@@ -23,6 +23,6 @@ int squib_uffd_wait(int fd, short events, int64_t deadline, const char *what,
 
 /* SQUIB_E_IO with errno e and the message "WHAT: strerror(e)". */
 int squib_uffd_fail_io(struct squib_error_detail *d, int e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif
