@@ -91,7 +91,13 @@ struct squib_uffd_remote_options {
 	uint32_t connect_timeout_ms;
 	/* Called once, from the watcher thread, when the handler is gone (socket
 	 * hang-up, its pid exited). The VMM stops its vCPUs here (or soon after)
-	 * and must not resume them: memory can no longer be served. May be NULL. */
+	 * and must not resume them: memory can no longer be served. May be NULL.
+	 * A vCPU blocked on a missing page inside the kernel may not acknowledge
+	 * a pause: a fault taken by kernel code (KVM's instruction emulator
+	 * walking guest page tables, as on this project's nested-PVM host) is
+	 * interrupted by fatal signals only. Then leave the pause requested,
+	 * call squib_uffd_remote_free (which wakes it) and pause again: in the
+	 * KVM test the vCPU then stops at once, the guest making no progress. */
 	void (*on_lost)(void *ctx, int code, const struct squib_error_detail *d);
 	void *ctx;
 };
