@@ -483,7 +483,7 @@ static void test_should_report_a_socket_closed_before_the_handshake(void **state
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	close(sv[1]);
 	sv[1] = -1;
-	receive_fails(sv, 2000, SQUIB_E_ENCODING, "the VMM closed the socket before the handshake");
+	receive_fails(sv, 2000, SQUIB_E_IO, "the VMM closed the socket before the handshake");
 	/* Half a message, then EOF. */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	send_with_fds(sv[1], FC_EXAMPLE, 20, NULL, 0);
@@ -1034,18 +1034,23 @@ static char *cli_path(void)
 	return (char *)cli;
 }
 
-static void cli_start(struct cli *c, const char *sock, const char *mem, const char *st)
+/* serve --socket sock --mem mem [--state st] [--batch 4096 when one_page]. */
+static void cli_start_ex(struct cli *c, const char *sock, const char *mem, const char *st,
+			 bool one_page)
 {
-	char *argv[] = {cli_path(),
-			"serve",
-			"--socket",
-			(char *)sock,
-			"--mem",
-			(char *)mem,
-			st ? "--state" : NULL,
-			(char *)st,
-			NULL};
+	char *argv[10] = {cli_path(), "serve", "--socket", (char *)sock, "--mem", (char *)mem};
+	int k = 6;
 	int o[2], e[2];
+
+	if (st) {
+		argv[k++] = "--state";
+		argv[k++] = (char *)st;
+	}
+	if (one_page) {
+		argv[k++] = "--batch";
+		argv[k++] = "4096";
+	}
+	argv[k] = NULL;
 
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(pipe2(o, O_CLOEXEC), 0);
@@ -1063,6 +1068,11 @@ static void cli_start(struct cli *c, const char *sock, const char *mem, const ch
 	close(e[1]);
 	c->out = o[0];
 	c->err = e[0];
+}
+
+static void cli_start(struct cli *c, const char *sock, const char *mem, const char *st)
+{
+	cli_start_ex(c, sock, mem, st, false);
 }
 
 /* Read what is there from fd into buf (non-blocking); false at EOF. */
@@ -1151,16 +1161,21 @@ static void vmm_read_through_serve(const char *sock, const uint8_t *want, uint64
 static void test_should_serve_a_memory_file_with_the_cli(void **state)
 {
 	struct dir *f = *state;
+	struct squib_error_detail d;
 	uint64_t pages = 512, zeros;
 	uint8_t *want;
 	struct cli c;
 	char stats[160];
+	int lfd;
 
 	SKIP_WITHOUT_UFFD();
 	want = pattern_ram(pages, 3, &zeros);
 	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
 	cli_start(&c, f->sock, f->mem, NULL);
 	cli_wait_for(&c, "listening on ");
+	/* A second handler on the same path is refused; its probe does not disturb serve. */
+	assert_int_equal(squib_uffd_listen(f->sock, &lfd, &d), SQUIB_E_INVALID_PATH);
+	assert_non_null(strstr(d.msg, "another handler is listening"));
 	vmm_read_through_serve(f->sock, want, pages, &c);
 	assert_int_equal(cli_finish(&c), 0);
 	assert_non_null(strstr(c.obuf, "stopped: the VMM hung up"));
@@ -1213,12 +1228,15 @@ static void test_should_serve_a_raw_firecracker_memory_file(void **state)
 	SKIP_WITHOUT_UFFD();
 	want = pattern_ram(pages, 7, &zeros);
 	assert_int_equal(squib_test_write_file(f->mem, want, pages * ps()), 0);
-	cli_start(&c, f->sock, f->mem, NULL);
+	cli_start_ex(&c, f->sock, f->mem, NULL, ps() == 4096);
 	cli_wait_for(&c, "listening on ");
 	vmm_read_through_serve(f->sock, want, pages, &c);
 	assert_int_equal(cli_finish(&c), 0);
-	/* No manifest: every page is read, none zero-filled. */
+	/* No manifest: every page is read, none zero-filled; --batch 4096: one page per fault. */
 	assert_non_null(strstr(c.obuf, "pages zeroed 0,"));
+	if (ps() == 4096)
+		assert_non_null(strstr(c.obuf, "faults 96, pages copied 96, pages zeroed 0, "
+					       "bytes read 393216, batches 96,"));
 	munmap(want, pages * ps());
 }
 
@@ -1278,13 +1296,30 @@ static void test_should_stop_serve_on_sigterm_before_a_vmm_connects(void **state
 
 static void test_should_report_cli_usage_errors(void **state)
 {
+	char *help[] = {cli_path(), "serve", "--help", NULL};
+	char *bad[] = {cli_path(), "serve", "--socket", "x.sock", "--batch",
+		       "0",	   "--mem", "m",	NULL};
+	char *none[] = {cli_path(), "serve", "--mem", "m", NULL};
 	struct dir *f = *state;
+	struct squib_test_proc p;
 	struct cli c;
 
 	cli_start(&c, f->sock, "/nonexistent/ram.mem", NULL);
 	assert_int_equal(cli_finish(&c), 1);
 	assert_non_null(strstr(c.ebuf, "/nonexistent/ram.mem"));
 	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
+	squib_test_spawn(NULL, help, &p);
+	assert_int_equal(p.status, 0);
+	assert_non_null(strstr(p.out, "usage: squib-snapshot serve --socket PATH --mem MEMFILE"));
+	squib_test_proc_free(&p);
+	squib_test_spawn(NULL, bad, &p);
+	assert_int_equal(p.status, 1);
+	assert_non_null(strstr(p.err, "--batch needs a byte count"));
+	squib_test_proc_free(&p);
+	squib_test_spawn(NULL, none, &p);
+	assert_int_equal(p.status, 1);
+	assert_non_null(strstr(p.err, "--socket and --mem are required"));
+	squib_test_proc_free(&p);
 }
 
 /* ---- a KVM guest whose memory `serve` provides --------------------------------------------- */

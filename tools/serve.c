@@ -430,19 +430,35 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	return rc;
 }
 
+/* The first connection that hands over a uffd; 0 with peer->conn_fd -1 after a signal. */
+static int accept_vmm(int lfd, int sfd, struct squib_uffd_peer *peer, struct squib_error_detail *d)
+{
+	for (;;) {
+		int rc = wait_connection(lfd, sfd, d);
+
+		if (rc <= 0) {
+			peer->conn_fd = peer->uffd = -1;
+			return rc;
+		}
+		rc = squib_uffd_accept(lfd, SERVE_ACCEPT_MS, peer, d);
+		/* Closed without a byte (e.g. another serve probing the socket): not a VMM. */
+		if (rc != SQUIB_E_IO || d->os_errno != ECONNABORTED)
+			return rc;
+	}
+}
+
 static int serve_on(int lfd, int sfd, struct source *s, const struct serve_args *a,
 		    struct squib_error_detail *d)
 {
 	struct squib_uffd_peer peer;
-	int rc = wait_connection(lfd, sfd, d);
+	int rc = accept_vmm(lfd, sfd, &peer, d);
 
-	if (rc <= 0) {
-		if (!rc)
-			printf("stopped: signal before a VMM connected\n");
+	if (rc)
 		return rc;
+	if (peer.conn_fd < 0) {
+		printf("stopped: signal before a VMM connected\n");
+		return 0;
 	}
-	if ((rc = squib_uffd_accept(lfd, SERVE_ACCEPT_MS, &peer, d)))
-		return rc;
 	rc = serve_peer(s, &peer, a, sfd, d);
 	squib_uffd_peer_close(&peer);
 	return rc;

@@ -163,9 +163,11 @@ struct squib_uffd_peer {
  * with them. timeout_ms >= 0 bounds the whole call; < 0 waits for a
  * connection forever, then SQUIB_UFFD_RECV_TIMEOUT_MS for the message.
  * EINTR is retried. On failure nothing is left open and *out is zeroed.
- * Errors: SQUIB_E_IO (ETIMEDOUT, accept/recv errno), SQUIB_E_ENCODING (the
+ * Errors: SQUIB_E_IO (ETIMEDOUT, accept/recv errno; ECONNABORTED: "the VMM
+ * closed the socket before the handshake", having sent nothing at all - a
+ * caller waiting for a VMM may accept the next one), SQUIB_E_ENCODING (the
  * JSON; "no userfaultfd received"; more than one fd; control data
- * truncated; "the VMM closed the socket before the handshake"),
+ * truncated; closed in the middle of the handshake),
  * SQUIB_E_SIZE_LIMIT_EXCEEDED, SQUIB_E_NOMEM.
  */
 int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out,

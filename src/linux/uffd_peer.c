@@ -240,6 +240,25 @@ static bool complete(const struct rx *x)
 	return json_error_code(&e) != json_error_premature_end_of_input;
 }
 
+/*
+ * EOF before a whole message. Nothing at all (no byte, no fd) is ECONNABORTED:
+ * a connection that never was a handshake, such as another handler probing
+ * whether the socket is live; a caller waiting for a VMM may simply go on.
+ */
+static int eof_error(const struct rx *x, struct squib_error_detail *d)
+{
+	if (x->len || x->nfds || x->extra)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "uffd handshake: the VMM closed the socket in the middle of "
+				      "the handshake");
+	squib_fail_msg(d, SQUIB_E_IO,
+		       "uffd handshake: the VMM closed the socket before the "
+		       "handshake");
+	if (d)
+		d->os_errno = ECONNABORTED;
+	return SQUIB_E_IO;
+}
+
 static int gather(int fd, struct rx *x, int64_t deadline, struct squib_error_detail *d)
 {
 	for (;;) {
@@ -250,11 +269,7 @@ static int gather(int fd, struct rx *x, int64_t deadline, struct squib_error_det
 		if (rc == -1)
 			continue;
 		if (rc == 0)
-			return squib_fail_msg(d, SQUIB_E_ENCODING,
-					      x->len ? "uffd handshake: the VMM closed the socket "
-						       "in the middle of the handshake"
-						     : "uffd handshake: the VMM closed the socket "
-						       "before the handshake");
+			return eof_error(x, d);
 		if (x->len > SQUIB_UFFD_HANDSHAKE_MAX)
 			return squib_fail_limit(d, SQUIB_UFFD_HANDSHAKE_MAX);
 		if (complete(x))

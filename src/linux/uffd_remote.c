@@ -289,9 +289,15 @@ static void *watcher(void *arg)
 				       {.fd = u->sock, .events = POLLIN | POLLRDHUP}};
 		int n = poll(pf, 3, -1);
 
-		if (n < 0 && errno == EINTR)
+		if (n < 0) {
+			/* EINTR, or ENOMEM for a moment: the watcher must not give up. */
+			struct timespec pause = {0, RETRY_NS};
+
+			if (errno != EINTR)
+				nanosleep(&pause, NULL);
 			continue;
-		if (n < 0 || pf[0].revents)
+		}
+		if (pf[0].revents)
 			break;
 		if (pf[1].revents) {
 			lost(u, true);
