@@ -489,6 +489,11 @@ static void test_should_report_a_socket_closed_before_the_handshake(void **state
 	send_with_fds(sv[1], FC_EXAMPLE, 20, NULL, 0);
 	shutdown(sv[1], SHUT_WR);
 	receive_fails(sv, 2000, SQUIB_E_ENCODING, "in the middle of the handshake");
+	/* Bytes that are no JSON at all, then EOF: the parser says why. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	send_with_fds(sv[1], "hello", 5, NULL, 0);
+	shutdown(sv[1], SHUT_WR);
+	receive_fails(sv, 2000, SQUIB_E_ENCODING, "invalid JSON");
 }
 
 static void test_should_time_out_and_refuse_endless_messages(void **state)

@@ -259,20 +259,30 @@ static int eof_error(const struct rx *x, struct squib_error_detail *d)
 	return SQUIB_E_IO;
 }
 
+/* Could bytes [from, len) have completed a value? Only a closing bracket can; parsing the
+ * whole buffer after every small read would be quadratic. */
+static bool may_close(const struct rx *x, size_t from)
+{
+	return memchr(x->buf + from, ']', x->len - from) ||
+	       memchr(x->buf + from, '}', x->len - from);
+}
+
 static int gather(int fd, struct rx *x, int64_t deadline, struct squib_error_detail *d)
 {
 	for (;;) {
 		int rc = squib_uffd_wait(fd, POLLIN, deadline, "waiting for the uffd handshake", d);
+		size_t from = x->len;
 
 		if (rc || (rc = rx_once(fd, x, d)) < -1)
 			return rc;
 		if (rc == -1)
 			continue;
+		/* At EOF, bytes that are no JSON at all get the parser's message, not "closed". */
 		if (rc == 0)
-			return eof_error(x, d);
+			return x->len && complete(x) ? 0 : eof_error(x, d);
 		if (x->len > SQUIB_UFFD_HANDSHAKE_MAX)
 			return squib_fail_limit(d, SQUIB_UFFD_HANDSHAKE_MAX);
-		if (complete(x))
+		if (may_close(x, from) && complete(x))
 			return 0;
 	}
 }
@@ -340,8 +350,9 @@ int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
 		close(conn_fd);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	if (!(rc = gather(conn_fd, &x, deadline, d)) && !(rc = check_fds(&x, d)) &&
-	    !(rc = squib_uffd_handshake_parse(x.buf, x.len, &out->mappings, &out->n, d)))
+	if (!(rc = gather(conn_fd, &x, deadline, d)) &&
+	    !(rc = squib_uffd_handshake_parse(x.buf, x.len, &out->mappings, &out->n, d)) &&
+	    !(rc = check_fds(&x, d)))
 		rc = peer_pid(conn_fd, &out->pid, d);
 	free(x.buf);
 	if (rc) {
