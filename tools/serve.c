@@ -165,7 +165,6 @@ struct source {
 	struct squib_memfile *m; /* NULL: raw */
 	struct squib_page_source src;
 	bool have_src;
-	uint64_t raw_size;
 };
 
 static int raw_open(struct source *s, const char *path, int open_rc,
@@ -188,8 +187,8 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	*r = (struct raw_source){fd, ps};
-	s->raw_size = (uint64_t)st.st_size;
-	s->src = (struct squib_page_source){&raw_ops, r, ps, s->raw_size / ps};
+	/* A partial last page is not RAM: Firecracker's files are whole pages. */
+	s->src = (struct squib_page_source){&raw_ops, r, ps, (uint64_t)st.st_size / ps};
 	s->have_src = true;
 	return 0;
 }
