@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -613,6 +615,7 @@ enum handler_mode {
 	SERVE,		 /* serve with the pager until the VMM hangs up; stats to the pipe */
 	ACCEPT_AND_HANG, /* take the uffd, serve nothing, wait to be killed */
 	ACCEPT_AND_EXIT, /* a grandchild keeps the connection; the listener exits */
+	MINIMAL,	 /* Firecracker's example handler's way: one recv, page by page */
 };
 
 struct handler {
@@ -674,6 +677,66 @@ static int child_serve(struct squib_uffd_peer *peer, const char *mem, struct rep
 	return 0;
 }
 
+/* One page from the raw RAM range of the memory file at the faulting address. */
+static int minimal_copy(int uffd, int memfd, uint64_t base, uint64_t addr, uint8_t *page)
+{
+	uint64_t pg = (addr - base) / ps() * ps();
+	struct uffdio_copy c = {.dst = base + pg, .src = (uint64_t)(uintptr_t)page, .len = ps()};
+
+	if (pread(memfd, page, ps(), (off_t)pg) != (ssize_t)ps())
+		return -1;
+	return ioctl(uffd, UFFDIO_COPY, &c) && errno != EEXIST ? -1 : 0;
+}
+
+/*
+ * As Firecracker's example handlers do it (uffd_utils.rs): one recv into 1 KiB
+ * must bring the whole message and the fd; every fault is served with one
+ * UFFDIO_COPY of one page; no library code on this side.
+ */
+static int child_minimal(int lfd, const char *mem, int wr)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	char buf[1025];
+	struct iovec iov = {buf, sizeof(buf) - 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.b,
+			    .msg_controllen = sizeof(ctl.b)};
+	struct pollfd pf[2];
+	unsigned long long base;
+	int c, uffd, memfd, served = 0;
+	uint8_t *page;
+	ssize_t n;
+
+	/* squib_uffd_listen's fd is non-blocking: wait for the VMM first. */
+	pf[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+	if (poll(pf, 1, 5000) != 1 || (c = accept(lfd, NULL, NULL)) < 0 ||
+	    (n = recvmsg(c, &mh, 0)) <= 0 || !CMSG_FIRSTHDR(&mh))
+		return 10;
+	buf[n] = '\0';
+	if (buf[n - 1] != ']' || sscanf(buf, "[{\"base_host_virt_addr\":%llu,", &base) != 1)
+		return 10;
+	memcpy(&uffd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+	if ((memfd = open(mem, O_RDONLY)) < 0 || !(page = malloc(ps())))
+		return 11;
+	pf[0] = (struct pollfd){.fd = uffd, .events = POLLIN};
+	pf[1] = (struct pollfd){.fd = c, .events = POLLRDHUP};
+	while (poll(pf, 2, 10000) > 0 && !pf[1].revents) {
+		struct uffd_msg m;
+
+		if (read(uffd, &m, sizeof(m)) != sizeof(m) || m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (minimal_copy(uffd, memfd, base, m.arg.pagefault.address, page))
+			return 12;
+		served++;
+	}
+	write_all(wr, &served, sizeof(served));
+	return 0;
+}
+
 static void child_main(const char *sock, const char *mem, enum handler_mode mode, int wr)
 {
 	struct report rep = {0};
@@ -683,6 +746,8 @@ static void child_main(const char *sock, const char *mem, enum handler_mode mode
 	if (squib_uffd_listen(sock, &lfd, NULL))
 		_exit(2);
 	write_all(wr, "L", 1);
+	if (mode == MINIMAL)
+		_exit(child_minimal(lfd, mem, wr));
 	if (squib_uffd_accept(lfd, 5000, &peer, NULL))
 		_exit(3);
 	rep.vmm_pid = peer.pid;
@@ -838,6 +903,34 @@ static void test_should_serve_guest_memory_from_another_process(void **state)
 	assert_true(rep.st.faults >= 2 && rep.st.faults < pages);
 	munmap(m0, R0_PAGES * ps());
 	munmap(m1, R1_PAGES * ps());
+	munmap(want, pages * ps());
+}
+
+static void test_should_work_with_a_handler_written_like_firecrackers_examples(void **state)
+{
+	struct dir *f = *state;
+	uint64_t pages = 48, zeros;
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	struct squib_error_detail d;
+	struct handler h;
+	uint8_t *want, *m;
+	int served = 0;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 6, &zeros);
+	assert_int_equal(squib_test_write_file(f->mem, want, pages * ps()),
+			 0); /* raw, as Firecracker's */
+	handler_start(&h, f->sock, f->mem, MINIMAL);
+	m = anon(pages * ps());
+	r = (struct squib_uffd_remote_region){m, pages * ps(), 0};
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), NULL, &u, &d), 0);
+	assert_memory_equal(m, want, pages * ps());
+	squib_uffd_remote_free(u);
+	assert_int_equal(read_timeout(h.rd, &served, sizeof(served), 10000), 0);
+	assert_int_equal(handler_wait(&h), 0);
+	assert_int_equal(served, pages);
+	munmap(m, pages * ps());
 	munmap(want, pages * ps());
 }
 
@@ -1506,6 +1599,9 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_serve_guest_memory_from_another_process,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_work_with_a_handler_written_like_firecrackers_examples, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_should_detect_a_killed_handler_within_two_seconds,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
