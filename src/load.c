@@ -14,6 +14,7 @@
 
 #include <squib/memfile.h>
 
+#include "load_internal.h"
 #include "memfile_internal.h"
 #include "pager_internal.h"
 #include "pair.h"
@@ -24,7 +25,8 @@ void squib_guest_memory_free(struct squib_guest_memory *m)
 {
 	if (!m)
 		return;
-	squib_pager_free(m->pager); /* stops serving before the memory goes away */
+	squib_pager_free(m->pager);	   /* stops serving before the memory goes away */
+	squib_uffd_remote_free(m->remote); /* likewise: unregisters, then closes */
 	for (uint32_t i = 0; m->regions && i < m->region_count; i++)
 		if (m->regions[i].host)
 			munmap(m->regions[i].host, (size_t)m->regions[i].size);
@@ -181,10 +183,10 @@ static int map_file(const struct squib_memfile *m, uint32_t i, struct squib_vm_r
 	return 0;
 }
 
-static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_backend backend,
+/* Guest memory for layout l (the newest layer's: its id is the memory's), nothing mapped yet. */
+static int new_guest_memory(const struct squib_memory_layout *l, enum squib_memory_backend backend,
 			    struct squib_guest_memory **out, struct squib_error_detail *d)
 {
-	const struct squib_memory_layout *l = &top->m.layout;
 	struct squib_guest_memory *g = calloc(1, sizeof(*g));
 
 	if (!g || !(g->regions = calloc(l->region_count, sizeof(*g->regions)))) {
@@ -194,6 +196,8 @@ static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_b
 	g->backend = backend;
 	g->region_count = l->region_count;
 	g->page_size = l->page_size;
+	g->page_count = l->ram_size / l->page_size;
+	memcpy(g->memory_id, l->id, sizeof(g->memory_id));
 	for (uint32_t i = 0; i < l->region_count; i++)
 		g->regions[i] =
 		    (struct squib_vm_region){l->regions[i].guest_addr, l->regions[i].size, NULL};
@@ -202,7 +206,8 @@ static int new_guest_memory(const struct squib_memfile *top, enum squib_memory_b
 }
 
 /* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
-static int start_pager(struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
+static int start_pager(struct layers *l, struct squib_guest_memory *g,
+		       const struct squib_lazy_options *lazy, struct squib_error_detail *d)
 {
 	const struct squib_memfile *top = l->v[l->n - 1];
 	struct squib_pager_region *r = calloc(g->region_count, sizeof(*r));
@@ -218,29 +223,35 @@ static int start_pager(struct layers *l, struct squib_guest_memory *g, struct sq
 	l->v = NULL; /* the source owns them now, also on failure */
 	l->n = 0;
 	if (!rc)
-		rc = squib_pager_start(r, g->region_count, src, NULL, &g->pager, d);
+		rc = squib_pager_start(r, g->region_count, src, lazy ? &lazy->pager : NULL,
+				       &g->pager, d);
 	free(r);
 	return rc;
 }
 
-static int fill(struct layers *l, struct squib_guest_memory *g, struct squib_error_detail *d)
+/* l is NULL for UFFD without a memory file (the handler has it). */
+static int fill(struct layers *l, struct squib_guest_memory *g,
+		const struct squib_lazy_options *lazy, struct squib_error_detail *d)
 {
-	const struct squib_memfile *top = l->v[l->n - 1];
 	int rc = 0;
 
 	for (uint32_t i = 0; !rc && i < g->region_count; i++)
-		rc = g->backend == SQUIB_BACKEND_FILE ? map_file(top, i, &g->regions[i], d)
-						      : map_anon(&g->regions[i], d);
+		rc = g->backend == SQUIB_BACKEND_FILE
+			 ? map_file(l->v[l->n - 1], i, &g->regions[i], d)
+			 : map_anon(&g->regions[i], d);
 	if (!rc && g->backend == SQUIB_BACKEND_COPY)
 		rc = copy_layers(l, g, d);
 	if (!rc && g->backend == SQUIB_BACKEND_LAZY)
-		rc = start_pager(l, g, d);
+		rc = start_pager(l, g, lazy, d);
+	if (!rc && g->backend == SQUIB_BACKEND_UFFD)
+		rc = squib_load_start_remote(g, lazy, d);
 	return rc;
 }
 
 static int check_backend(enum squib_memory_backend b, struct squib_error_detail *d)
 {
-	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE && b != SQUIB_BACKEND_LAZY)
+	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE && b != SQUIB_BACKEND_LAZY &&
+	    b != SQUIB_BACKEND_UFFD)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "unknown memory backend %d",
 				      (int)b);
 	return 0;
@@ -259,20 +270,50 @@ static int check_file_backend(const struct squib_memfile *top, enum squib_memory
 			      top->path, squib_id_hex(l->parent_id).s);
 }
 
+/* UFFD with no memory file: the regions come from the state's layout. */
+static int open_without_file(const struct squib_memory_layout *layout,
+			     const struct squib_lazy_options *lazy, struct squib_guest_memory **out,
+			     struct squib_error_detail *d)
+{
+	int rc = squib_memory_layout_validate(layout, SQUIB_E_INVALID_ARGUMENT, d);
+
+	if (!rc)
+		rc = new_guest_memory(layout, SQUIB_BACKEND_UFFD, out, d);
+	if (!rc && (rc = fill(NULL, *out, lazy, d))) {
+		squib_guest_memory_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
 			    const struct squib_memory_layout *layout,
 			    enum squib_memory_backend backend, struct squib_guest_memory **out,
 			    struct squib_error_detail *d)
 {
+	return squib_guest_memory_open_lazy(memory_path, chain, n, layout, backend, NULL, out, d);
+}
+
+int squib_guest_memory_open_lazy(const char *memory_path, const char *const *chain, size_t n,
+				 const struct squib_memory_layout *layout,
+				 enum squib_memory_backend backend,
+				 const struct squib_lazy_options *lazy,
+				 struct squib_guest_memory **out, struct squib_error_detail *d)
+{
 	struct squib_memfile *top = NULL;
 	struct layers l = {0};
 	int rc;
 
-	if (!memory_path || !out || (n && !chain))
+	if (!out || (n && !chain) ||
+	    (!memory_path && (backend != SQUIB_BACKEND_UFFD || !layout || n)))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "NULL argument to guest_memory_open");
 	*out = NULL;
-	if ((rc = check_backend(backend, d)) || (rc = squib_memfile_open(memory_path, &top, d)))
+	if ((rc = check_backend(backend, d)))
+		return rc;
+	if (!memory_path)
+		return open_without_file(layout, lazy, out, d);
+	if ((rc = squib_memfile_open(memory_path, &top, d)))
 		return rc;
 	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
 	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
@@ -281,8 +322,8 @@ int squib_guest_memory_open(const char *memory_path, const char *const *chain, s
 	}
 	rc = open_layers(top, chain, n, &l, d);
 	if (!rc)
-		rc = new_guest_memory(top, backend, out, d);
-	if (!rc && (rc = fill(&l, *out, d))) {
+		rc = new_guest_memory(&top->m.layout, backend, out, d);
+	if (!rc && (rc = fill(&l, *out, lazy, d))) {
 		squib_guest_memory_free(*out);
 		*out = NULL;
 	}
@@ -340,9 +381,11 @@ static int check_load_request(const struct squib_vm *vm, const struct squib_load
 
 	if (rc)
 		return rc;
-	if (!req || !req->state_path || !req->memory_path || (req->chain_len && !req->chain))
+	if (!req || !req->state_path || (req->chain_len && !req->chain) ||
+	    (!req->memory_path && req->backend != SQUIB_BACKEND_UFFD))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "a load needs a state path and a memory path");
+				      "a load needs a state path and a memory path (only the UFFD "
+				      "backend may leave the memory file to its handler)");
 	return check_backend(req->backend, d);
 }
 
@@ -356,10 +399,27 @@ static int open_memory(const struct squib_load_request *req, struct squib_load_r
 		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
 				      "state file %s describes no memory file, so it cannot pair "
 				      "with %s",
-				      req->state_path, req->memory_path);
-	rc = squib_guest_memory_open(req->memory_path, req->chain, req->chain_len,
-				     out->state.memory, req->backend, &out->memory, d);
+				      req->state_path,
+				      req->memory_path ? req->memory_path : "a page-fault handler");
+	rc = squib_guest_memory_open_lazy(req->memory_path, req->chain, req->chain_len,
+					  out->state.memory, req->backend, req->lazy, &out->memory,
+					  d);
 	out->ns.memory = squib_now_ns() - t;
+	return rc;
+}
+
+/* Lazy backends: boot-critical pages, then the working set, before the VM has the memory. */
+static int warm_memory(const struct squib_load_request *req, struct squib_load_result *out,
+		       struct squib_error_detail *d)
+{
+	uint64_t t = squib_now_ns();
+	int rc = 0;
+
+	if (!req->lazy || !req->lazy->no_prewarm)
+		rc = squib_guest_memory_prewarm(out->memory, &out->state, d);
+	if (!rc && req->lazy && req->lazy->prefetch)
+		rc = squib_guest_memory_prefetch(out->memory, req->lazy->prefetch, d);
+	out->ns.prewarm = squib_now_ns() - t;
 	return rc;
 }
 
@@ -390,7 +450,7 @@ int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
 	memset(out, 0, sizeof(*out));
 	if ((rc = check_load_request(vm, req, d)))
 		return rc;
-	if (!req->no_recovery)
+	if (!req->no_recovery && req->memory_path)
 		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks,
 					&out->recovery, d);
 	out->ns.recovery = squib_now_ns() - t0;
@@ -400,6 +460,8 @@ int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
 	out->ns.state_read = squib_now_ns() - t;
 	if (!rc)
 		rc = open_memory(req, out, d);
+	if (!rc)
+		rc = warm_memory(req, out, d);
 	if (!rc)
 		rc = restore(vm, req, out, &given, d);
 	if (rc) {

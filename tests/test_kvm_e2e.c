@@ -579,14 +579,33 @@ static void test_should_restore_snapshots_of_a_paused_and_of_a_running_guest(voi
 
 /* ---- lazy restore: the guest faults its pages in ------------------------------------------ */
 
+/* Load the pair LAZY into a fresh VM, paused, with or without the boot-page pre-warm. */
+static void load_lazy_paused(struct kvm *k, const struct pair *p, bool prewarm,
+			     struct squib_load_result *res)
+{
+	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(p->state, p->mem);
+	struct squib_lazy_options lazy;
+	struct squib_error_detail d;
+
+	memset(&lazy, 0, sizeof(lazy));
+	lazy.no_prewarm = !prewarm;
+	must(kvm_new(k, VCPUS, false, false, &d), &d, "target VM");
+	req.backend = SQUIB_BACKEND_LAZY;
+	req.stay_paused = true;
+	req.lazy = &lazy;
+	must(squib_load(&k->v, &req, res, &d), &d, "squib_load");
+}
+
 /*
  * Loaded LAZY and resumed without the VMM touching guest RAM: the vCPUs'
  * own accesses (KVM's kernel-mode faults) are what the pager serves. The
  * counters continue, only the pages the guest used became present, and
  * nothing absent was read (bytes read are whole copied pages, at most one
- * per page installed or found already there).
+ * per page installed or found already there). Without the pre-warm nothing
+ * is present before resume, so every page the guest used was a fault; with
+ * it (squib_load's default) the boot pages are there before it runs.
  */
-static void test_should_restore_lazily_with_the_guest_faulting_its_pages_in(void **state)
+static void guest_faults_its_pages_in(bool prewarm)
 {
 	uint64_t c[VCPUS], r[VCPUS];
 	struct squib_load_result res;
@@ -596,24 +615,33 @@ static void test_should_restore_lazily_with_the_guest_faulting_its_pages_in(void
 	struct guest g;
 	struct pair p;
 
-	(void)state;
 	load_guest("counter", &g);
 	pair_new(&p);
 	must(counter_guest(&k, &g, false, &d), &d, "counter guest");
 	save_pair(&k, &p, false, c, r);
 	kvm_free(&k);
-	load_paused(&t, &p, SQUIB_BACKEND_LAZY, false, &res);
+	load_lazy_paused(&t, &p, prewarm, &res);
 	pager_stats(&res, &s0);
-	assert_int_equal(s0.pages_present, 0); /* the load itself touched nothing */
+	if (prewarm) {
+		assert_true(res.memory->pages_prewarmed > 0);
+		/* (walking the saved page tables faults them in: a fault or so before resume) */
+		assert_true(s0.pages_present > 0);
+	} else {
+		assert_int_equal(res.memory->pages_prewarmed, 0);
+		assert_int_equal(s0.pages_present, 0); /* the load itself touched nothing */
+	}
 	assert_continues(&t, c, r, g.report_mask);
 	must(squib_vm_pause(&t.v, 0, &d), &d, "pause");
 	pager_stats(&res, &s);
-	print_message("  guest-driven: %llu faults, %llu copied, %llu zeroed, %llu already there, "
+	print_message("  guest-driven, %s: %llu pages present before resume (%llu pre-warmed), "
+		      "%llu faults in all; %llu copied, %llu zeroed, %llu already there, "
 		      "%llu of %llu pages present\n",
-		      (unsigned long long)s.faults, (unsigned long long)s.pages_copied,
-		      (unsigned long long)s.pages_zeroed, (unsigned long long)s.pages_existing,
-		      (unsigned long long)s.pages_present, (unsigned long long)s.page_count);
-	assert_true(s.faults > 0);
+		      prewarm ? "pre-warmed" : "no pre-warm", (unsigned long long)s0.pages_present,
+		      (unsigned long long)res.memory->pages_prewarmed, (unsigned long long)s.faults,
+		      (unsigned long long)s.pages_copied, (unsigned long long)s.pages_zeroed,
+		      (unsigned long long)s.pages_existing, (unsigned long long)s.pages_present,
+		      (unsigned long long)s.page_count);
+	assert_true(s.faults > 0); /* the counter pages are not boot pages */
 	assert_true(s.pages_copied > 0);
 	assert_true(s.pages_present < s.page_count / 4); /* lazy: most pages never touched */
 	assert_int_equal(s.bytes_read % PAGE, 0);
@@ -624,6 +652,18 @@ static void test_should_restore_lazily_with_the_guest_faulting_its_pages_in(void
 	squib_load_result_free(&res);
 	pair_free(&p);
 	free(g.code);
+}
+
+static void test_should_restore_lazily_with_the_guest_faulting_its_pages_in(void **state)
+{
+	(void)state;
+	guest_faults_its_pages_in(false);
+}
+
+static void test_should_restore_lazily_with_the_boot_pages_prewarmed(void **state)
+{
+	(void)state;
+	guest_faults_its_pages_in(true);
 }
 
 /*
@@ -1234,6 +1274,7 @@ int main(void)
 	    cmocka_unit_test(test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm),
 	    cmocka_unit_test(test_should_keep_a_loaded_vm_paused_until_resumed),
 	    cmocka_unit_test(test_should_restore_lazily_with_the_guest_faulting_its_pages_in),
+	    cmocka_unit_test(test_should_restore_lazily_with_the_boot_pages_prewarmed),
 	    cmocka_unit_test(
 		test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fails),
 	    cmocka_unit_test(test_should_restore_snapshots_of_a_paused_and_of_a_running_guest),

@@ -10,16 +10,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <squib/envelope.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
+#include <squib/uffd_remote.h>
+#include <squib/workset.h>
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
@@ -576,6 +581,231 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	free(bsnap);
 }
 
+static bool uffd_missing(void)
+{
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd >= 0)
+		close((int)fd);
+	if (fd < 0 && errno == ENOSYS && access("/dev/userfaultfd", F_OK)) {
+		fprintf(stderr, "*** SKIP: userfaultfd does not exist (ENOSYS): lazy backends not "
+				"tested ***\n");
+		return true;
+	}
+	return false;
+}
+
+/* Read one byte of every 5th page of every region (a fixed "working set"). */
+static void touch_pattern(const struct squib_guest_memory *g)
+{
+	for (uint32_t i = 0; i < g->region_count; i++)
+		for (uint64_t off = 0; off < g->regions[i].size; off += 5 * hp())
+			(void)*(volatile const uint8_t *)((const uint8_t *)g->regions[i].host +
+							  off);
+}
+
+/*
+ * REAP's record and prefetch through squib_load: restore 1 records the pages
+ * its touches fault in, the set goes through a file, restore 2 prefetches it
+ * before the VM runs and the same touches take (almost) no faults.
+ */
+static void test_should_prefetch_a_recorded_working_set_and_cut_the_faults(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 512 * KiB, 1);
+	struct squib_lazy_options lz = {.no_prewarm = true};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	char *wsp = squib_test_path(t->dir, "x.ws");
+	struct squib_workset ws, back;
+	struct squib_pager_stats s1, s2;
+	struct squib_vm v;
+	struct squib_error_detail d;
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+
+	if (uffd_missing())
+		skip();
+	vm = saved_pair(t, &c);
+	lz.pager.record = true;
+	lz.pager.batch_bytes = hp(); /* one page per fault: the set is exactly the touches */
+	lr.backend = SQUIB_BACKEND_LAZY;
+	lr.lazy = &lz;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	touch_pattern(res.memory);
+	squib_pager_stats(res.memory->pager, &s1);
+	assert_true(s1.faults >= 512 * KiB / hp() / 5);
+	assert_int_equal(squib_guest_memory_recorded(res.memory, &ws, &d), 0);
+	assert_memory_equal(ws.memory_id, res.state.memory->id, SQUIB_MEMORY_ID_SIZE);
+	assert_int_equal(squib_workset_pages(&ws), s1.pages_copied + s1.pages_zeroed);
+	assert_int_equal(squib_workset_write(wsp, &ws, &d), 0);
+	squib_workset_free(&ws);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+
+	assert_int_equal(squib_workset_read(wsp, &back, &d), 0);
+	lz.pager.record = false;
+	lz.prefetch = &back;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_true(res.memory->pages_prefetched >= s1.faults);
+	touch_pattern(res.memory);
+	squib_pager_stats(res.memory->pager, &s2);
+	assert_true(s2.faults * 10 <= s1.faults); /* >= 90 % fewer (here: none) */
+	assert_int_equal(s2.faults, 0);
+	savetest_assert_memory_equal(res.memory, vm);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+
+	/* A set recorded on another memory file is refused before the VM is touched. */
+	back.memory_id[0] ^= 1;
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_null(res.memory);
+	squib_testvm_free(rvm);
+	squib_workset_free(&back);
+	squib_testvm_free(vm);
+	free(wsp);
+}
+
+/* The handler side, in a forked child: serve the memory file until the VMM hangs up. */
+static void handler_child(const char *sock, const char *mem, int ready)
+{
+	struct squib_pager_region r[4];
+	struct squib_page_source src;
+	struct squib_uffd_peer peer;
+	struct squib_memfile *m;
+	struct squib_pager *pg;
+	struct pollfd p;
+	int lfd;
+
+	if (squib_uffd_listen(sock, &lfd, NULL) || write(ready, "L", 1) != 1 ||
+	    squib_uffd_accept(lfd, 5000, &peer, NULL) || peer.n > 4 ||
+	    squib_memfile_open(mem, &m, NULL) || squib_page_source_file(m, &src, NULL))
+		_exit(2);
+	for (uint32_t i = 0; i < peer.n; i++)
+		r[i] = (struct squib_pager_region){
+		    (void *)(uintptr_t)peer.mappings[i].base_host_virt_addr, peer.mappings[i].size,
+		    peer.mappings[i].offset / peer.mappings[i].page_size};
+	if (squib_pager_attach(peer.uffd, r, peer.n, src, NULL, &pg, NULL))
+		_exit(3);
+	peer.uffd = -1;
+	p = (struct pollfd){.fd = peer.conn_fd, .events = POLLRDHUP};
+	poll(&p, 1, 10000);
+	squib_pager_free(pg);
+	_exit(0);
+}
+
+/*
+ * UFFD: the VMM never opens the memory file; the regions come from the state,
+ * an external handler serves every page, and the memory equals the snapshot.
+ */
+static void test_should_load_through_an_external_handler_without_the_memory_file(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 256 * KiB, 1);
+	char *sock = squib_test_path(t->dir, "h.sock");
+	struct squib_lazy_options lz = {.uffd_socket = sock};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, NULL);
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_vm v;
+	int pfd[2], st;
+	char ch;
+	pid_t pid;
+
+	if (uffd_missing())
+		skip();
+	c.region_count = 2;
+	c.regions[1] = (struct squib_mem_region){.guest_addr = GPA + 1024 * MiB, .size = 128 * KiB};
+	vm = saved_pair(t, &c);
+	assert_int_equal(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(pfd[0]);
+		handler_child(sock, t->mem, pfd[1]);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &ch, 1), 1);
+	lr.backend = SQUIB_BACKEND_UFFD;
+	lr.lazy = &lz;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.memory->backend, SQUIB_BACKEND_UFFD);
+	assert_non_null(res.memory->remote);
+	assert_null(res.memory->pager);
+	assert_int_equal(squib_uffd_remote_peer_pid(res.memory->remote), pid);
+	savetest_assert_memory_equal(res.memory, vm);
+	assert_int_equal(squib_uffd_remote_error(res.memory->remote, &d), 0);
+	squib_load_result_free(&res); /* hangs up: the handler exits */
+	squib_testvm_free(rvm);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* Without a handler listening: a clear error naming the socket, nothing given to the VM. */
+	lz.remote.connect_timeout_ms = 50;
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_PATH);
+	assert_non_null(strstr(savetest_message(&d), "h.sock"));
+	assert_null(res.memory);
+	/* Only UFFD may leave the memory file out. */
+	lr.backend = SQUIB_BACKEND_LAZY;
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_testvm_free(rvm);
+	close(pfd[0]);
+	squib_testvm_free(vm);
+	free(sock);
+}
+
+/* LAZY pre-warms the vCPUs' boot pages before the VM runs (test VM: MMU off, so PC is physical). */
+static void test_should_prewarm_the_boot_pages_of_a_lazy_load(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 1 * MiB, 1);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_pager_stats st, after;
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	uint64_t pc;
+
+	if (uffd_missing())
+		skip();
+	vm = saved_pair(t, &c);
+	lr.backend = SQUIB_BACKEND_LAZY;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	pc = res.state.arm64_vcpus[0].regs.pc; /* inside RAM; SP (0) is not */
+	assert_int_equal(res.memory->prewarm.vcpus, res.state.vcpu_count);
+	assert_true(res.memory->prewarm.translated >= 1);
+	assert_true(res.memory->pages_prewarmed >= 1);
+	squib_pager_stats(res.memory->pager, &st);
+	assert_true(st.pages_prefetched >= 1);
+	assert_int_equal(st.faults, 0);
+	/* The PC page is there already: reading it takes no fault. */
+	(void)*(volatile const uint8_t *)((const uint8_t *)res.memory->regions[0].host +
+					  (pc - GPA));
+	squib_pager_stats(res.memory->pager, &after);
+	assert_int_equal(after.faults, 0);
+	savetest_assert_memory_equal(res.memory, vm);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+
+	/* no_prewarm: nothing installed before the VM's own faults. */
+	{
+		struct squib_lazy_options lz = {.no_prewarm = true};
+
+		lr.lazy = &lz;
+		savetest_load_ok(&c, &lr, &rvm, &res);
+		assert_int_equal(res.memory->pages_prewarmed, 0);
+		squib_pager_stats(res.memory->pager, &st);
+		assert_int_equal(st.pages_prefetched, 0);
+		squib_load_result_free(&res);
+		squib_testvm_free(rvm);
+	}
+	squib_testvm_free(vm);
+}
+
 static void test_should_refuse_a_diff_with_the_file_backend_or_without_its_chain(void **state)
 {
 	struct savetest_dir *t = *state;
@@ -746,6 +976,9 @@ int main(void)
 	    T(test_should_refuse_a_state_that_describes_no_memory_file),
 	    T(test_should_map_a_full_memory_file_copy_on_write),
 	    T(test_should_load_a_full_pair_and_a_diff_lazily),
+	    T(test_should_prefetch_a_recorded_working_set_and_cut_the_faults),
+	    T(test_should_load_through_an_external_handler_without_the_memory_file),
+	    T(test_should_prewarm_the_boot_pages_of_a_lazy_load),
 	    T(test_should_refuse_a_diff_with_the_file_backend_or_without_its_chain),
 	    T(test_should_read_a_diff_through_its_chain),
 	    T(test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_given),

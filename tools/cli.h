@@ -31,6 +31,7 @@ extern const struct cli_command cli_cmd_verify;
 extern const struct cli_command cli_cmd_rebase;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_restore;
+extern const struct cli_command cli_cmd_serve;
 
 /* Is argv[i] "--help" or "-h"? */
 int cli_wants_help(int argc, char **argv);

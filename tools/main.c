@@ -11,6 +11,7 @@ static const struct cli_command *const commands[] = {
 	&cli_cmd_rebase,
 	&cli_cmd_run,
 	&cli_cmd_restore,
+	&cli_cmd_serve,
 	&cli_cmd_version,
 };
 

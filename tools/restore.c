@@ -53,6 +53,8 @@ static const char *backend_name(enum squib_memory_backend b)
 		return "file";
 	case SQUIB_BACKEND_LAZY:
 		return "uffd";
+	case SQUIB_BACKEND_UFFD:
+		return "uffd, external handler";
 	}
 	return "?";
 }

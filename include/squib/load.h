@@ -34,6 +34,23 @@
  *          is owned by the squib_guest_memory (g->pager: statistics, error)
  *          and stopped before the memory is unmapped. Never falls back to
  *          another backend: no userfaultfd is SQUIB_E_IO with the errno.
+ *   UFFD   anonymous memory registered with a userfaultfd that is handed
+ *          to an external page-fault handler over a Unix socket, in
+ *          Firecracker's Uffd handshake (squib/uffd_remote.h); the VMM never
+ *          reads page data. The memory path may be NULL (the handler has the
+ *          file): the regions then come from the state's memory section and
+ *          the pair is not checked here (`squib-snapshot serve --state`
+ *          checks it). When the handler dies, lazy.remote.on_lost is called
+ *          from a watcher thread: stop the vCPUs there and never resume them.
+ *
+ * Lazy backends, before the VM is handed the memory (step 6 above):
+ *   pre-warm  each vCPU's instruction and stack pages, and the page-table
+ *             pages that translate them (squib/prewarm.h), are installed
+ *             (LAZY: squib_pager_prefetch; UFFD: touched, so the handler
+ *             serves them) - unless lazy.no_prewarm
+ *   prefetch  LAZY: a recorded working set (squib/workset.h) is installed
+ *             in bulk; it must have been recorded on the same memory file
+ *             (or be unbound) and have its geometry
  *
  * Thread-safety: one load (or save) per VM and per pair at a time. Recovery
  * renames and unlinks files next to the pair: never run a load while a save
@@ -52,7 +69,10 @@
 #include <squib/envelope.h>
 #include <squib/error.h>
 #include <squib/pager.h>
+#include <squib/prewarm.h>
 #include <squib/state.h>
+#include <squib/uffd_remote.h>
+#include <squib/workset.h>
 #include <squib/vm.h>
 
 #ifdef __cplusplus
@@ -96,6 +116,16 @@ enum squib_memory_backend {
 	SQUIB_BACKEND_COPY = 0,
 	SQUIB_BACKEND_FILE = 1,
 	SQUIB_BACKEND_LAZY = 2, /* userfaultfd pager (squib/pager.h) */
+	SQUIB_BACKEND_UFFD = 3, /* external page-fault handler (squib/uffd_remote.h) */
+};
+
+/* Options of the lazy backends (LAZY, UFFD); zero-initialised = defaults. */
+struct squib_lazy_options {
+	struct squib_pager_options pager;	 /* LAZY: batch, record, background fill */
+	const struct squib_workset *prefetch;	 /* LAZY: installed before the VM runs; NULL */
+	bool no_prewarm;			 /* skip the boot-critical pages */
+	const char *uffd_socket;		 /* UFFD: the handler's socket (backend_path) */
+	struct squib_uffd_remote_options remote; /* UFFD: connect timeout, on_lost */
 };
 
 /*
@@ -108,11 +138,19 @@ struct squib_guest_memory {
 	uint32_t region_count;
 	struct squib_vm_region *regions; /* host = the mapping */
 	uint64_t page_size;		 /* the memory file's */
-	uint64_t pages_read;		 /* COPY: pages copied in; FILE, LAZY: 0 */
-	struct squib_pager *pager;	 /* LAZY: serves the regions' faults; else NULL */
+	uint64_t page_count;		 /* pages in the RAM range */
+	uint8_t
+	    memory_id[SQUIB_MEMORY_ID_SIZE]; /* the newest layer's id (zero: UFFD without a file) */
+	uint64_t pages_read;		     /* COPY: pages copied in; FILE, LAZY: 0 */
+	struct squib_pager *pager;	     /* LAZY: serves the regions' faults; else NULL */
+	struct squib_uffd_remote *remote;    /* UFFD: the handler's connection; else NULL */
+	uint64_t pages_prewarmed;	     /* boot-critical pages installed (or touched) */
+	uint64_t pages_prefetched; /* working-set pages installed by squib_guest_memory_prefetch */
+	struct squib_prewarm_report prewarm;
 };
 
-/* Stop and free the pager (LAZY), munmap every region, free. NULL is a no-op. */
+/* Stop and free the pager (LAZY) or the handler connection (UFFD), munmap
+ * every region, free. NULL is a no-op. */
 void squib_guest_memory_free(struct squib_guest_memory *m);
 
 /*
@@ -127,6 +165,38 @@ int squib_guest_memory_open(const char *memory_path, const char *const *chain, s
 			    enum squib_memory_backend backend, struct squib_guest_memory **out,
 			    struct squib_error_detail *d);
 
+/* The same with the lazy backends' options (lazy may be NULL). For UFFD,
+ * memory_path may be NULL if layout is given. */
+int squib_guest_memory_open_lazy(const char *memory_path, const char *const *chain, size_t n,
+				 const struct squib_memory_layout *layout,
+				 enum squib_memory_backend backend,
+				 const struct squib_lazy_options *lazy,
+				 struct squib_guest_memory **out, struct squib_error_detail *d);
+
+/*
+ * Install (LAZY) or touch (UFFD) the boot-critical pages of the state's
+ * vCPUs; for COPY and FILE a no-op. Page tables are read through the guest
+ * memory itself, so walking them faults them in - they are boot-critical
+ * too. Before the VM runs. Fills g->pages_prewarmed and g->prewarm.
+ */
+int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
+			       struct squib_error_detail *d);
+
+/*
+ * LAZY: install a working set's pages in bulk. The set must have this
+ * memory's page size and page count, and its memory_id must be zero or
+ * this memory's id (squib_workset_check_fits: SQUIB_E_PAIR_MISMATCH
+ * otherwise; a set is recorded for one snapshot). Other backends:
+ * SQUIB_E_INVALID_ARGUMENT.
+ */
+int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib_workset *ws,
+				struct squib_error_detail *d);
+
+/* LAZY with lazy.pager.record: the pages faulted in so far, bound to this
+ * memory (memory_id set), ready for squib_workset_write. */
+int squib_guest_memory_recorded(const struct squib_guest_memory *g, struct squib_workset *out,
+				struct squib_error_detail *d);
+
 /* ---- load ------------------------------------------------------------------ */
 
 struct squib_load_request {
@@ -138,7 +208,8 @@ struct squib_load_request {
 	enum squib_memory_backend backend;
 	bool stay_paused; /* do not resume the vCPUs after the restore */
 	bool no_recovery; /* skip step 1: report a half-published pair as a mismatch */
-	const struct squib_io_hooks *hooks; /* recovery's rename and fsync (tests); NULL */
+	const struct squib_io_hooks *hooks;    /* recovery's rename and fsync (tests); NULL */
+	const struct squib_lazy_options *lazy; /* LAZY, UFFD; NULL: defaults */
 };
 
 /* Time per phase in nanoseconds. */
@@ -146,6 +217,7 @@ struct squib_load_timings {
 	uint64_t recovery;
 	uint64_t state_read; /* read, decode, checks */
 	uint64_t memory;     /* pair check and backend set-up */
+	uint64_t prewarm;    /* lazy backends: boot-critical pages and the working set */
 	uint64_t restore;    /* set_memory + restore + resume */
 	uint64_t total;
 };

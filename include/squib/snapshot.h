@@ -27,6 +27,7 @@
 #include <squib/workset.h>
 #include <squib/pager.h>
 #include <squib/prewarm.h>
+#include <squib/uffd_remote.h>
 
 #ifdef __cplusplus
 extern "C" {

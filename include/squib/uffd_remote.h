@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * squib/uffd_remote.h - guest memory served by another process over
+ * userfaultfd: Firecracker's "Uffd" memory backend, both ends (Linux).
+ *
+ * The protocol (Firecracker's, so handlers written for it work unchanged):
+ * the VMM maps anonymous guest memory, creates a userfaultfd (UFFDIO_API with
+ * UFFD_FEATURE_EVENT_REMOVE), registers every region in MISSING mode,
+ * connects to the handler's AF_UNIX stream socket and sends ONE message: a
+ * JSON array with one object per region (docs/FORMAT.md, "Uffd handshake
+ * message") and the uffd attached as SCM_RIGHTS. It keeps the socket open
+ * while the VM lives and sends nothing else. The handler learns the VMM's pid
+ * with SO_PEERCRED and resolves faults with UFFDIO_COPY / UFFDIO_ZEROPAGE on
+ * the uffd (which act on the VMM's address space).
+ *
+ * Unlike Firecracker, the VMM side watches its handler: a watcher thread
+ * polls the socket (hang-up) and a pidfd of the handler process (SO_PEERCRED
+ * pid of the process that called listen()). When either fires, the loss is
+ * recorded and on_lost called, so the VMM can stop its vCPUs with a clear
+ * error instead of hanging forever on the next missing page.
+ *
+ * Thread-safety: the handshake codec is reentrant. A squib_uffd_remote is
+ * started and freed by one owner thread; squib_uffd_remote_error and
+ * squib_uffd_remote_peer_pid may be called from any thread (on_lost
+ * included) before squib_uffd_remote_free. on_lost runs on the watcher
+ * thread and must not call squib_uffd_remote_free (free joins that thread).
+ * The handler-side calls use only their arguments: one thread per peer.
+ */
+#ifndef SQUIB_UFFD_REMOTE_H
+#define SQUIB_UFFD_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the handshake message ------------------------------------------------ */
+
+/* One region as the handshake states it (Firecracker's GuestRegionUffdMapping). */
+struct squib_uffd_mapping {
+	uint64_t base_host_virt_addr; /* in the VMM's address space */
+	uint64_t size;		      /* bytes */
+	uint64_t offset;	      /* of the region's first byte in the memory file */
+	uint64_t page_size;	      /* bytes: the backing page size */
+};
+
+#define SQUIB_UFFD_MAX_REGIONS	 256
+#define SQUIB_UFFD_HANDSHAKE_MAX 65536 /* bytes of JSON */
+
+/*
+ * The handshake JSON for m[0..n): compact, Firecracker's field order, with
+ * page_size_kib (deprecated; holds bytes, as Firecracker writes it). The
+ * mappings must pass the parser's checks. *json is malloc'd (free it), not
+ * NUL-terminated in *len. SQUIB_E_INVALID_ARGUMENT, SQUIB_E_NOMEM.
+ */
+int squib_uffd_handshake_encode(const struct squib_uffd_mapping *m, uint32_t n, char **json,
+				size_t *len, struct squib_error_detail *d);
+
+/*
+ * Strict parse of one handshake message (buf need not be NUL-terminated): a
+ * JSON array of 1..SQUIB_UFFD_MAX_REGIONS objects, each with non-negative
+ * integers base_host_virt_addr, size, offset, page_size (at most INT64_MAX);
+ * page_size_kib optional and, if present, equal to page_size; other fields
+ * ignored. page_size a power of two in [4 KiB, 1 GiB]; address, size and
+ * offset multiples of it; size > 0; no range wraps; host ranges disjoint.
+ * *out is malloc'd (free it) with *n entries; on failure *out is NULL and
+ * *n 0. SQUIB_E_ENCODING naming the region and field (or the JSON error
+ * position), SQUIB_E_SIZE_LIMIT_EXCEEDED beyond SQUIB_UFFD_HANDSHAKE_MAX
+ * bytes, SQUIB_E_NOMEM.
+ */
+int squib_uffd_handshake_parse(const char *buf, size_t len, struct squib_uffd_mapping **out,
+			       uint32_t *n, struct squib_error_detail *d);
+
+/* ---- VMM side ---------------------------------------------------------------- */
+
+/* One region of guest memory: private anonymous, page-aligned, not yet touched. */
+struct squib_uffd_remote_region {
+	void *host;
+	uint64_t size;
+	uint64_t offset; /* in the memory file: with squib's files, the running sum of sizes */
+};
+
+struct squib_uffd_remote_options {
+	/* Bound on reaching the handler: connect is retried while the socket is
+	 * missing or refuses (a handler still starting), then the message must be
+	 * sent within what is left. 0: 2000 ms. */
+	uint32_t connect_timeout_ms;
+	/* Called once, from the watcher thread, when the handler is gone (socket
+	 * hang-up, its pid exited). The VMM stops its vCPUs here (or soon after)
+	 * and must not resume them: memory can no longer be served. May be NULL.
+	 * A vCPU blocked on a missing page inside the kernel may not acknowledge
+	 * a pause: a fault taken by kernel code (KVM's instruction emulator
+	 * walking guest page tables, as on this project's nested-PVM host) is
+	 * interrupted by fatal signals only. Then leave the pause requested,
+	 * call squib_uffd_remote_free (which wakes it) and pause again: in the
+	 * KVM test the vCPU then stops at once, the guest making no progress. */
+	void (*on_lost)(void *ctx, int code, const struct squib_error_detail *d);
+	void *ctx;
+};
+
+struct squib_uffd_remote;
+
+/*
+ * Create the uffd (kernel-mode faults included: KVM resolves guest faults
+ * with get_user_pages), register r[0..n) in MISSING mode, connect to
+ * socket_path, send the handshake with the uffd, learn the handler's pid and
+ * start the watcher. page_size must be the host page size (anonymous memory;
+ * hugepages are not supported). opts may be NULL. The VMM keeps its own copy
+ * of the uffd only to unregister the regions at free time; it never reads it.
+ * Errors: SQUIB_E_INVALID_ARGUMENT (geometry), SQUIB_E_INVALID_PATH (path too
+ * long, no handler listening there within the timeout: the message names the
+ * path), SQUIB_E_IO with the errno (userfaultfd, socket, send, timeout:
+ * ETIMEDOUT), SQUIB_E_NOMEM. Nothing is left registered on failure.
+ */
+int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_remote_region *r,
+			    uint32_t n, uint64_t page_size,
+			    const struct squib_uffd_remote_options *opts,
+			    struct squib_uffd_remote **out, struct squib_error_detail *d);
+
+/* 0 while the handler is there, else the loss (SQUIB_E_MEMORY_IO; its detail
+ * into d, may be NULL): "uffd page-fault handler (pid N) exited: ...". */
+int squib_uffd_remote_error(const struct squib_uffd_remote *r, struct squib_error_detail *d);
+
+/* The handler's pid (SO_PEERCRED: the process that called listen()). */
+int squib_uffd_remote_peer_pid(const struct squib_uffd_remote *r);
+
+/*
+ * Stop the watcher, unregister the regions (this wakes any thread blocked on
+ * a missing page: after a loss it then reads zeros, so stop the vCPUs
+ * first), close uffd and socket. The memory is not unmapped. NULL: no-op.
+ */
+void squib_uffd_remote_free(struct squib_uffd_remote *r);
+
+/* ---- handler side ------------------------------------------------------------- */
+
+/*
+ * A listening AF_UNIX stream socket at socket_path (close-on-exec). An
+ * existing file there is replaced only if it is a socket nobody listens on
+ * (a stale one); a live socket or another kind of file is
+ * SQUIB_E_INVALID_PATH. The caller unlinks the path when done.
+ */
+int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_error_detail *d);
+
+/* What one VMM sent. */
+struct squib_uffd_peer {
+	int conn_fd; /* keep open while serving: its hang-up means the VMM is gone */
+	int uffd;    /* the VMM's userfaultfd (set to -1 when handed to a pager) */
+	int pid;     /* the VMM's pid (SO_PEERCRED) */
+	uint32_t n;
+	struct squib_uffd_mapping *mappings;
+};
+
+/* Bound on receiving the message after a connection when accept waits forever. */
+#define SQUIB_UFFD_RECV_TIMEOUT_MS 5000
+
+/*
+ * Accept one VMM on listen_fd and receive its handshake: recvmsg until the
+ * bytes form complete JSON, then exactly one SCM_RIGHTS fd must have come
+ * with them. timeout_ms >= 0 bounds the whole call; < 0 waits for a
+ * connection forever, then SQUIB_UFFD_RECV_TIMEOUT_MS for the message.
+ * EINTR is retried. On failure nothing is left open and *out is zeroed.
+ * Errors: SQUIB_E_IO (ETIMEDOUT, accept/recv errno; ECONNABORTED: "the VMM
+ * closed the socket before the handshake", having sent nothing at all - a
+ * caller waiting for a VMM may accept the next one), SQUIB_E_ENCODING (the
+ * JSON; "no userfaultfd received"; more than one fd; control data
+ * truncated; closed in the middle of the handshake),
+ * SQUIB_E_SIZE_LIMIT_EXCEEDED, SQUIB_E_NOMEM.
+ */
+int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out,
+		      struct squib_error_detail *d);
+
+/* The same on an already connected socket (takes ownership of conn_fd). */
+int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
+		       struct squib_error_detail *d);
+
+/* Close the fds that are still >= 0, free the mappings; *p is left zeroed with
+ * both fds -1 (closing twice is harmless). NULL: no-op. */
+void squib_uffd_peer_close(struct squib_uffd_peer *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SQUIB_UFFD_REMOTE_H */

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lazy backends' extras (squib/load.h): the external handler's
+ * connection (UFFD), pre-warming the boot-critical pages, prefetching a
+ * recorded working set. The in-process pager itself is started in load.c.
+ */
+#include <squib/load.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "load_internal.h"
+#include "pair.h"
+
+/* ---- UFFD: hand the memory to an external page-fault handler ------------------------------- */
+
+int squib_load_start_remote(struct squib_guest_memory *g, const struct squib_lazy_options *lazy,
+			    struct squib_error_detail *d)
+{
+	struct squib_uffd_remote_region *r;
+	uint64_t off = 0;
+	int rc;
+
+	if (!lazy || !lazy->uffd_socket)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "the UFFD backend needs the page-fault handler's socket "
+				      "(lazy.uffd_socket)");
+	if (!(r = calloc(g->region_count, sizeof(*r))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	/* RAM starts at file offset 0, regions back to back: Firecracker's `offset`. */
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		r[i] =
+		    (struct squib_uffd_remote_region){g->regions[i].host, g->regions[i].size, off};
+		off += g->regions[i].size;
+	}
+	rc = squib_uffd_remote_start(lazy->uffd_socket, r, g->region_count, g->page_size,
+				     &lazy->remote, &g->remote, d);
+	free(r);
+	return rc;
+}
+
+/* ---- a page source over the guest memory itself ---------------------------------------- */
+
+/*
+ * Reading guest memory through its mapping faults each page in through the
+ * pager or the external handler: the page-table walk of the pre-warm is
+ * served like the vCPU's own walk would be, and installs what it reads.
+ */
+static bool guest_present(void *ctx, uint64_t page)
+{
+	(void)ctx;
+	(void)page;
+	return true;
+}
+
+static int guest_read(void *ctx, uint64_t first, uint64_t count, void *buf,
+		      struct squib_error_detail *d)
+{
+	const struct squib_guest_memory *g = ctx;
+	uint64_t base = 0, off = first * g->page_size, len = count * g->page_size;
+	uint8_t *out = buf;
+
+	for (uint32_t i = 0; i < g->region_count && len; i++) {
+		uint64_t size = g->regions[i].size;
+
+		if (off < base + size) {
+			uint64_t in = off - base, n = size - in < len ? size - in : len;
+
+			memcpy(out, (const uint8_t *)g->regions[i].host + in, (size_t)n);
+			out += n;
+			off += n;
+			len -= n;
+		}
+		base += size;
+	}
+	if (len)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "page %" PRIu64 " lies outside guest memory", first);
+	return 0;
+}
+
+static const struct squib_page_source_ops guest_source_ops = {
+    .present = guest_present, .read = guest_read, .release = NULL};
+
+/* The memory's layout as the pre-warm needs it (regions only). */
+static int layout_of(const struct squib_guest_memory *g, struct squib_memory_layout *l,
+		     struct squib_error_detail *d)
+{
+	memset(l, 0, sizeof(*l));
+	if (!(l->regions = calloc(g->region_count, sizeof(*l->regions))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	l->kind = SQUIB_MEMORY_FULL;
+	l->page_size = g->page_size;
+	l->region_count = g->region_count;
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		l->regions[i] =
+		    (struct squib_mem_region){g->regions[i].guest_addr, g->regions[i].size};
+		l->ram_size += g->regions[i].size;
+	}
+	return 0;
+}
+
+/* Sorted page numbers -> coalesced runs; n runs into runs (as many as pages at most). */
+static uint64_t to_runs(const uint64_t *pages, size_t count, struct squib_ws_run *runs)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		if (n && runs[n - 1].first_page + runs[n - 1].page_count == pages[i])
+			runs[n - 1].page_count++;
+		else
+			runs[n++] = (struct squib_ws_run){pages[i], 1};
+	}
+	return n;
+}
+
+/* The host address of source page `page`, or NULL. */
+static volatile const uint8_t *page_addr(const struct squib_guest_memory *g, uint64_t page)
+{
+	uint64_t off = page * g->page_size, base = 0;
+
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		if (off < base + g->regions[i].size)
+			return (volatile const uint8_t *)g->regions[i].host + (off - base);
+		base += g->regions[i].size;
+	}
+	return NULL;
+}
+
+static int install_pages(struct squib_guest_memory *g, const uint64_t *pages, size_t count,
+			 struct squib_error_detail *d)
+{
+	struct squib_ws_run *runs;
+	uint64_t n, installed = 0;
+	int rc;
+
+	if (g->backend == SQUIB_BACKEND_UFFD) {
+		/* The handler serves what we read: a read fault installs the page. */
+		for (size_t i = 0; i < count; i++) {
+			volatile const uint8_t *a = page_addr(g, pages[i]);
+
+			if (a)
+				(void)*a;
+		}
+		g->pages_prewarmed += count;
+		return 0;
+	}
+	if (!(runs = calloc(count ? count : 1, sizeof(*runs))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	n = to_runs(pages, count, runs);
+	rc = squib_pager_prefetch(g->pager, runs, n, &installed, d);
+	free(runs);
+	g->pages_prewarmed += count;
+	return rc;
+}
+
+int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
+			       struct squib_error_detail *d)
+{
+	struct squib_page_source src;
+	struct squib_memory_layout l;
+	size_t cap, count = 0;
+	uint64_t *pages;
+	int rc;
+
+	if (!g || !s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prewarm");
+	if (g->backend != SQUIB_BACKEND_LAZY && g->backend != SQUIB_BACKEND_UFFD)
+		return 0;
+	if ((rc = layout_of(g, &l, d)))
+		return rc;
+	src = (struct squib_page_source){&guest_source_ops, g, g->page_size, g->page_count};
+	cap = SQUIB_PREWARM_PAGES_PER_VCPU * (size_t)(s->vcpu_count ? s->vcpu_count : 1);
+	if (!(pages = calloc(cap, sizeof(*pages)))) {
+		free(l.regions);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	rc = squib_prewarm_boot_pages(s, &l, &src, pages, cap, &count, &g->prewarm, d);
+	if (!rc)
+		rc = install_pages(g, pages, count, d);
+	free(pages);
+	free(l.regions);
+	return rc;
+}
+
+/* ---- working sets ------------------------------------------------------------------------ */
+
+int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib_workset *ws,
+				struct squib_error_detail *d)
+{
+	uint64_t installed = 0;
+	int rc;
+
+	if (!g || !ws)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prefetch");
+	if (g->backend != SQUIB_BACKEND_LAZY || !g->pager)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "a working set is prefetched by the in-process pager (LAZY "
+				      "backend) only");
+	if ((rc = squib_workset_check_fits(ws, g->page_size, g->page_count, g->memory_id, d)))
+		return rc;
+	rc = squib_pager_prefetch(g->pager, ws->runs, ws->run_count, &installed, d);
+	g->pages_prefetched += installed;
+	return rc;
+}
+
+int squib_guest_memory_recorded(const struct squib_guest_memory *g, struct squib_workset *out,
+				struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!g || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to recorded");
+	memset(out, 0, sizeof(*out));
+	if (g->backend != SQUIB_BACKEND_LAZY || !g->pager)
+		return squib_fail_msg(
+		    d, SQUIB_E_INVALID_ARGUMENT,
+		    "only the in-process pager (LAZY backend) records a working set");
+	if (!(rc = squib_pager_recorded(g->pager, out, d)))
+		memcpy(out->memory_id, g->memory_id, sizeof(out->memory_id));
+	return rc;
+}
