@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -731,6 +733,145 @@ static void test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fai
 	free(g.code);
 }
 
+/* ---- the external handler (`serve`) dies under a running guest ----------------------- */
+
+/* What on_lost saw; it fails the VM right there (any thread may). */
+struct lost {
+	struct squib_kvm_vm *vm;
+	int code;
+	struct squib_error_detail d;
+	int called; /* atomic */
+};
+
+static void on_lost_fail_vm(void *ctx, int code, const struct squib_error_detail *d)
+{
+	struct lost *l = ctx;
+
+	l->code = code;
+	l->d = *d;
+	squib_kvm_vm_fail(l->vm, code, d, NULL);
+	__atomic_store_n(&l->called, 1, __ATOMIC_SEQ_CST);
+}
+
+/* `squib-snapshot serve` in the background, quiet; its pid. */
+static pid_t start_serve(const char *sock, const struct pair *p)
+{
+	const char *cli_path = getenv("SQUIB_CLI");
+	pid_t pid;
+
+	if (!cli_path)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(cli_path, cli_path, "serve", "--socket", sock, "--mem", p->mem, "--state",
+		      p->state, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static bool page_populated(struct kvm *k, uint64_t gpa)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore(squib_kvm_vm_gpa_to_hva(k->vm, gpa, PAGE), PAGE, &v), 0);
+	return v & 1;
+}
+
+/*
+ * The UFFD backend with `squib-snapshot serve` as the handler. The handler
+ * is stopped (SIGSTOP), the guest resumed: its vCPUs block on their counter
+ * pages. The handler is killed: on_lost fails the VM, freeing the connection
+ * unregisters the memory and wakes the faults into PROT_NONE, and within 2 s
+ * every vCPU is out for good, the counter pages never populated (no zeros
+ * read), no report made, and resume returns the handler's loss.
+ */
+static void test_should_stop_the_guest_for_good_when_the_external_handler_dies(void **state)
+{
+	uint64_t c[VCPUS], r[VCPUS];
+	struct squib_load_request req;
+	struct squib_lazy_options lazy;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct timespec t0, t1;
+	struct lost lost;
+	struct kvm k, t;
+	struct guest g;
+	struct pair p;
+	char *sock;
+	pid_t serve;
+	int status;
+
+	(void)state;
+	load_guest("counter", &g);
+	pair_new(&p);
+	sock = squib_test_path(p.dir, "h.sock");
+	must(counter_guest(&k, &g, false, &d), &d, "counter guest");
+	save_pair(&k, &p, false, c, r);
+	kvm_free(&k);
+	serve = start_serve(sock, &p);
+	must(kvm_new(&t, VCPUS, false, false, &d), &d, "target VM");
+	memset(&lost, 0, sizeof(lost));
+	lost.vm = t.vm;
+	memset(&lazy, 0, sizeof(lazy));
+	lazy.uffd_socket = sock;
+	lazy.remote.on_lost = on_lost_fail_vm;
+	lazy.remote.ctx = &lost;
+	req = SQUIB_LOAD_REQUEST_INIT(p.state, p.mem);
+	req.backend = SQUIB_BACKEND_UFFD;
+	req.stay_paused = true;
+	req.lazy = &lazy;
+	must(squib_load(&t.v, &req, &res, &d), &d, "squib_load (UFFD, serve)");
+	assert_int_equal(kill(serve, SIGSTOP), 0);
+	must(squib_vm_resume(&t.v, &d), &d, "resume");
+	usleep(50000); /* the vCPUs reach their counter pages at once, and wait */
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		uint64_t reports;
+
+		assert_true(squib_kvm_counter_get(t.counter, i, NULL, &reports));
+		assert_int_equal(reports, r[i]);
+		assert_false(page_populated(&t, COUNTERS + i * PAGE));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(kill(serve, SIGKILL), 0);
+	assert_int_equal(waitpid(serve, &status, 0), serve);
+	for (int i = 0; i < 2000 && !__atomic_load_n(&lost.called, __ATOMIC_SEQ_CST); i++)
+		usleep(1000); /* liveness bound: the watcher sees the hang-up at once */
+	assert_true(__atomic_load_n(&lost.called, __ATOMIC_SEQ_CST));
+	/* Wake the faults: unregister by freeing the connection (the memory stays). */
+	squib_uffd_remote_free(res.memory->remote);
+	res.memory->remote = NULL;
+	must(squib_kvm_vm_wait_stopped(t.vm, 2000, &d), &d, "every vCPU out within 2 s");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	print_message(
+	    "  handler killed -> VM stopped for good in %lld us: %s\n",
+	    (long long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000),
+	    lost.d.msg);
+	assert_int_equal(lost.code, SQUIB_E_MEMORY_IO);
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		struct squib_kvm_vcpu_status st;
+		uint64_t reports;
+
+		assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, i, &st), 0);
+		assert_int_equal(st.state, SQUIB_KVM_VCPU_FAILED);
+		assert_true(squib_kvm_counter_get(t.counter, i, NULL, &reports));
+		assert_int_equal(reports, r[i]);
+		assert_false(page_populated(&t, COUNTERS + i * PAGE));
+	}
+	assert_int_equal(squib_vm_resume(&t.v, &d), SQUIB_E_MEMORY_IO);
+	assert_string_equal(d.msg, lost.d.msg);
+	kvm_free(&t);
+	squib_load_result_free(&res);
+	free(sock);
+	pair_free(&p);
+	free(g.code);
+}
+
 /* ---- I-SNAP-3 ----------------------------------------------------------------------------- */
 
 static void assert_refused(const char *state_path, const char *mem_path)
@@ -1277,6 +1418,7 @@ int main(void)
 	    cmocka_unit_test(test_should_restore_lazily_with_the_boot_pages_prewarmed),
 	    cmocka_unit_test(
 		test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fails),
+	    cmocka_unit_test(test_should_stop_the_guest_for_good_when_the_external_handler_dies),
 	    cmocka_unit_test(test_should_restore_snapshots_of_a_paused_and_of_a_running_guest),
 	    cmocka_unit_test(test_should_refuse_an_aarch64_state_on_the_kvm_vm),
 	    cmocka_unit_test(
