@@ -1132,14 +1132,18 @@ static char *cli_path(void)
 	return (char *)cli;
 }
 
-/* serve --socket sock --mem mem [--state st] [--batch 4096 when one_page]. */
-static void cli_start_ex(struct cli *c, const char *sock, const char *mem, const char *st,
-			 bool one_page)
+/* serve --socket sock --mem mem [--state st] [--batch 4096 when one_page] [--mode all]. */
+static void cli_start_mode(struct cli *c, const char *sock, const char *mem, const char *st,
+			   bool one_page, bool all)
 {
-	char *argv[10] = {cli_path(), "serve", "--socket", (char *)sock, "--mem", (char *)mem};
+	char *argv[12] = {cli_path(), "serve", "--socket", (char *)sock, "--mem", (char *)mem};
 	int k = 6;
 	int o[2], e[2];
 
+	if (all) {
+		argv[k++] = "--mode";
+		argv[k++] = "all";
+	}
 	if (st) {
 		argv[k++] = "--state";
 		argv[k++] = (char *)st;
@@ -1166,6 +1170,12 @@ static void cli_start_ex(struct cli *c, const char *sock, const char *mem, const
 	close(e[1]);
 	c->out = o[0];
 	c->err = e[0];
+}
+
+static void cli_start_ex(struct cli *c, const char *sock, const char *mem, const char *st,
+			 bool one_page)
+{
+	cli_start_mode(c, sock, mem, st, one_page, false);
 }
 
 static void cli_start(struct cli *c, const char *sock, const char *mem, const char *st)
@@ -1285,6 +1295,41 @@ static void test_should_serve_a_memory_file_with_the_cli(void **state)
 	assert_non_null(strstr(c.obuf, "median "));
 	assert_int_equal(c.elen, 0);
 	assert_int_equal(squib_test_exists(f->sock), 0); /* removed on exit */
+	munmap(want, pages * ps());
+}
+
+/* --mode all: every page is installed as soon as the VMM connects; its reads then fault nothing. */
+static void test_should_install_every_page_with_mode_all(void **state)
+{
+	struct dir *f = *state;
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	struct squib_error_detail d;
+	uint64_t pages = 256, zeros;
+	uint8_t *want, *mem;
+	struct cli c;
+	char stats[160];
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 5, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start_mode(&c, f->sock, f->mem, NULL, false, true);
+	cli_wait_for(&c, "listening on ");
+	mem = anon(pages * ps());
+	r = (struct squib_uffd_remote_region){mem, pages * ps(), 0};
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), NULL, &u, &d), 0);
+	cli_wait_for(&c, "installed all pages: 256 by this fill");
+	assert_memory_equal(mem, want, pages * ps());
+	squib_uffd_remote_free(u);
+	munmap(mem, pages * ps());
+	assert_int_equal(cli_finish(&c), 0);
+	/* Installed by the fill, none by a fault: holes zeroed without a read. */
+	snprintf(stats, sizeof(stats),
+		 "faults 0, pages copied %llu, pages zeroed %llu, bytes read %llu,",
+		 (unsigned long long)(pages - zeros), (unsigned long long)zeros,
+		 (unsigned long long)((pages - zeros) * ps()));
+	if (!strstr(c.obuf, stats))
+		fail_msg("stats '%s' not in '%s'", stats, c.obuf);
 	munmap(want, pages * ps());
 }
 
@@ -1607,6 +1652,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_should_detect_a_handler_pid_exit_while_its_socket_stays_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_detect_a_handler_closing_its_socket, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_should_install_every_page_with_mode_all, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_serve_a_memory_file_with_the_cli, setup,
 					    teardown),

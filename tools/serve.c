@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squib/load.h>
@@ -32,7 +33,7 @@ static void serve_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: squib-snapshot serve --socket PATH --mem MEMFILE [--state STATE]\n"
-		"                            [--batch BYTES]\n\n"
+		"                            [--batch BYTES] [--mode on-demand|all]\n\n"
 		"A page-fault handler for a VMM's Uffd memory backend (Firecracker's protocol):\n"
 		"listens on PATH, prints `listening on PATH`, accepts ONE VMM, receives its\n"
 		"regions and userfaultfd, prints `serving pid N: K regions, M MiB`, and serves\n"
@@ -46,7 +47,11 @@ static void serve_usage(FILE *out)
 		"  --mem MEMFILE   the memory file to serve\n"
 		"  --state STATE   check that STATE's memory section names MEMFILE (id and\n"
 		"                  geometry); every handshake region must then match it\n"
-		"  --batch BYTES   largest batch per fault (default 65536)\n\n"
+		"  --batch BYTES   largest batch per fault (default 65536)\n"
+		"  --mode on-demand  serve each fault as it comes (default)\n"
+		"  --mode all      as soon as the VMM is connected, install every page in\n"
+		"                  bulk (Firecracker's fault_all handler); faults that come\n"
+		"                  first are still served on demand meanwhile\n\n"
 		"exit status: 0 served until the VMM hung up (or a signal); 1 bad usage, an\n"
 		"unusable memory or state file, a refused handshake, or a read error.\n");
 }
@@ -54,6 +59,7 @@ static void serve_usage(FILE *out)
 struct serve_args {
 	const char *socket, *mem, *state;
 	uint64_t batch;
+	bool all; /* --mode all */
 };
 
 static int parse_batch(const char *v, uint64_t *out)
@@ -92,6 +98,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		} else if ((r = cli_option_value(argc, argv, &i, "--state", &a->state))) {
 			if (r < 0)
 				return bad_usage("--state needs a STATE");
+		} else if ((r = cli_option_value(argc, argv, &i, "--mode", &v))) {
+			if (r > 0 && !strcmp(v, "all"))
+				a->all = true;
+			else if (r < 0 || strcmp(v, "on-demand"))
+				return bad_usage("--mode is on-demand or all");
 		} else if ((r = cli_option_value(argc, argv, &i, "--batch", &v))) {
 			if (r < 0 || parse_batch(v, &a->batch))
 				return bad_usage("--batch needs a byte count from 1 to 2^30");
@@ -404,6 +415,32 @@ static int attach(struct source *s, struct squib_uffd_peer *peer, uint64_t batch
 	return rc;
 }
 
+/*
+ * --mode all: every page now, on this thread, while the pager thread keeps
+ * serving the faults that come first. A failure (the VMM went away) is
+ * reported; serving goes on until the hang-up is seen.
+ */
+static void fill_all(struct squib_pager *p)
+{
+	struct timespec t0, t1;
+	struct squib_error_detail d;
+	uint64_t n = 0;
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = squib_pager_prefetch_all(p, &n, &d);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc) {
+		fflush(stdout);
+		cli_error("serve --mode all", "the VMM's memory", rc, &d);
+		return;
+	}
+	printf("installed all pages: %" PRIu64 " by this fill in %.1f ms\n", n,
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	fflush(stdout);
+}
+
 static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
 		      int sfd, struct squib_error_detail *d)
 {
@@ -420,7 +457,8 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	fflush(stdout);
 	if ((rc = attach(s, peer, a->batch, &p, d)))
 		return rc;
-	/* A `--mode all` prefetch of every page would start here, before waiting. */
+	if (a->all)
+		fill_all(p);
 	rc = wait_end(p, peer->conn_fd, sfd, &why, d);
 	squib_pager_stop(p);
 	if (!rc)
