@@ -12,10 +12,14 @@
 #include "kvm_blocker.h"
 
 #include <errno.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +28,8 @@
 #include <squib/kvm.h>
 #include <squib/state.h>
 #include <squib/track.h>
+
+#include "../src/linux/uffd.h"
 
 #define RAM_SIZE     (4u << 20)
 #define TABLES	     0x1000ull	 /* GDT, PML4, PDPT, PD: 0x1000..0x4fff */
@@ -776,6 +782,299 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 	free(g.code);
 }
 
+/* ---- a vCPU blocked on a page nobody serves --------------------------------------------- */
+
+/*
+ * A minimal page server over guest RAM registered with a userfaultfd in
+ * MISSING mode (kernel-mode faults included: KVM's get_user_pages): it
+ * zero-fills every faulting page except `withheld`, whose faults it only
+ * counts, as a dead page server would.
+ */
+struct withholder {
+	int uffd, stop;
+	uint8_t *ram;
+	uint64_t withheld; /* gpa */
+	pthread_t thread;
+	uint64_t served, withheld_faults; /* atomics */
+};
+
+static void withholder_serve(struct withholder *w, const struct uffd_msg *m)
+{
+	uint64_t at = m->arg.pagefault.address & ~(PAGE - 1);
+	struct uffdio_zeropage z = {.range = {at, PAGE}};
+
+	if (at == (uint64_t)(uintptr_t)w->ram + w->withheld) {
+		__atomic_add_fetch(&w->withheld_faults, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
+	if (ioctl(w->uffd, UFFDIO_ZEROPAGE, &z) && errno != EEXIST)
+		fail_msg("UFFDIO_ZEROPAGE: %s", strerror(errno));
+	__atomic_add_fetch(&w->served, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *withholder_thread(void *arg)
+{
+	struct withholder *w = arg;
+	struct pollfd fds[2] = {{w->uffd, POLLIN, 0}, {w->stop, POLLIN, 0}};
+	struct uffd_msg m;
+
+	while (poll(fds, 2, -1) >= 0 && !(fds[1].revents & POLLIN)) {
+		while (read(w->uffd, &m, sizeof(m)) == (ssize_t)sizeof(m))
+			if (m.event == UFFD_EVENT_PAGEFAULT)
+				withholder_serve(w, &m);
+	}
+	return NULL;
+}
+
+/* Register [ram, ram + RAM_SIZE) (its untouched pages fault from now on) and serve it. */
+static void withholder_start(struct withholder *w, uint8_t *ram, uint64_t withheld)
+{
+	struct uffdio_api api = {.api = UFFD_API};
+	struct uffdio_register reg = {.range = {(uint64_t)(uintptr_t)ram, RAM_SIZE},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+
+	memset(w, 0, sizeof(*w));
+	w->ram = ram;
+	w->withheld = withheld;
+	w->uffd = squib_uffd_open(false);
+	if (w->uffd < 0)
+		fail_msg("userfaultfd: %s", strerror(errno));
+	assert_int_equal(ioctl(w->uffd, UFFDIO_API, &api), 0);
+	assert_int_equal(ioctl(w->uffd, UFFDIO_REGISTER, &reg), 0);
+	w->stop = eventfd(0, EFD_CLOEXEC);
+	assert_true(w->stop >= 0);
+	assert_int_equal(pthread_create(&w->thread, NULL, withholder_thread, w), 0);
+}
+
+/* Stop serving; closing the uffd unregisters the memory and wakes blocked faults. */
+static void withholder_stop(struct withholder *w)
+{
+	assert_int_equal(eventfd_write(w->stop, 1), 0);
+	pthread_join(w->thread, NULL);
+	close(w->stop);
+	close(w->uffd);
+}
+
+/* Is the page at gpa populated? (Reading it could block on the uffd.) */
+static bool resident(const uint8_t *ram, uint64_t gpa)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore((void *)(ram + gpa), PAGE, &v), 0);
+	return v & 1;
+}
+
+static void wait_withheld_fault(struct withholder *w)
+{
+	for (int i = 0; i < (int)WAIT_MS && !__atomic_load_n(&w->withheld_faults, __ATOMIC_SEQ_CST);
+	     i++)
+		usleep(1000);
+	assert_true(__atomic_load_n(&w->withheld_faults, __ATOMIC_SEQ_CST) > 0);
+}
+
+/*
+ * A 2-vCPU counter guest on uffd-registered RAM whose vCPU 1 counter page is
+ * never served: vCPU 0 counts, vCPU 1 sits in KVM_RUN, inside KVM's fault
+ * path, waiting on the userfaultfd.
+ */
+struct blocked {
+	struct guest g;
+	struct tvm t;
+	struct withholder w;
+	uint8_t *ram;
+};
+
+#define WITHHELD (COUNTERS + PAGE)
+
+static void blocked_vm(struct blocked *b, uint32_t pause_timeout_ms)
+{
+	struct squib_kvm_vcpu_status st;
+
+	load_guest("counter", &b->g);
+	b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(b->ram != MAP_FAILED);
+	tvm_new_ram(&b->t, 2, true, pause_timeout_ms, SQUIB_KVM_DIRTY_LOG_AUTO, b->ram);
+	tvm_add_counter(&b->t);
+	tvm_load(&b->t, &b->g);
+	tvm_boot(&b->t, 0, COUNTERS, PAGE); /* code and tables are present; the counters are not */
+	withholder_start(&b->w, b->ram, WITHHELD);
+	tvm_start(&b->t);
+	wait_report(&b->t, 0, 2);
+	wait_withheld_fault(&b->w);
+	assert_int_equal(reports_of(&b->t, 1), 0);
+	assert_int_equal(squib_kvm_vm_vcpu_status(b->t.vm, 1, &st), 0);
+	assert_int_equal(st.state, SQUIB_KVM_VCPU_RUNNING);
+}
+
+static void blocked_free(struct blocked *b)
+{
+	squib_kvm_vm_free(b->t.vm);
+	munmap(b->ram, RAM_SIZE);
+	free(b->g.code);
+}
+
+static long long us_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (long long)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+/* counter.S's loop starts with the load of the counter, 16 bytes (movq 3, incq 3,
+ * movq 3, testl 5, jnz 2) before its report OUT. */
+static uint64_t counter_load_offset(const struct guest *g)
+{
+	return g->report_offset - 16;
+}
+
+/*
+ * Why squib_kvm_vm_fail revokes the RAM: waking the blocked access by
+ * unregistering alone (the pause request still in force, the kick pending)
+ * lets it complete on a zero page the server never sent; only then does the
+ * vCPU stop. Where the kick was not enough (the pause timed out) this shows
+ * what the guest got: vCPU 1's first access is the load of its counter.
+ */
+static void unregister_alone(struct blocked *b)
+{
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+	uint64_t rip, rax;
+	bool mapped;
+
+	withholder_stop(&b->w);
+	tvm_pause(&b->t); /* the request was still in force: now every vCPU acknowledges */
+	mapped = resident(b->ram, WITHHELD);
+	assert_int_equal(squib_kvm_vm_capture(b->t.vm, &s, &d), 0);
+	rip = s.x86_vcpus[1].regs.rip - CODE;
+	rax = s.x86_vcpus[1].regs.rax;
+	print_message("  unregistering alone: withheld page %s, vCPU 1 at code +%llu (its report "
+		      "OUT at +%llu), rax %llu, counter in memory %llu\n",
+		      mapped ? "mapped (zero page)" : "still unpopulated", (unsigned long long)rip,
+		      (unsigned long long)b->g.report_offset, (unsigned long long)rax,
+		      (unsigned long long)guest_u64(&b->t, WITHHELD));
+	assert_true(rip < b->g.len);
+	/* Observed under kvm_pvm: the load completed on the zero page (rip past it, page mapped).
+	 */
+	if (mapped)
+		assert_int_equal(rip, counter_load_offset(&b->g) + 3);
+	squib_state_free(&s);
+}
+
+/*
+ * Pausing such a VM returns within its timeout, whatever the host does. On
+ * x86 with hardware paging KVM faults guest memory in interruptibly and the
+ * kick gets the vCPU out (pause succeeds); under kvm_pvm the access is
+ * emulated and waits in handle_userfault, deaf to the kick: the pause times
+ * out (squib_kvm_vm_fail is the way out, next test). Either way the page
+ * stays missing and vCPU 1 never reported.
+ */
+static void
+test_should_return_from_pause_in_time_while_a_vcpu_waits_for_a_missing_page(void **state)
+{
+	struct squib_error_detail d;
+	struct timespec t0;
+	struct blocked b;
+	int rc;
+
+	(void)state;
+	blocked_vm(&b, 200);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = squib_kvm_vm_pause(b.t.vm, &d);
+	print_message("  pause with vCPU 1 blocked on a missing page: %s after %lld us\n",
+		      rc ? squib_error_name(rc) : "paused", us_since(&t0));
+	assert_true(rc == 0 || rc == SQUIB_E_QUIESCE_TIMEOUT);
+	for (uint32_t i = 0; !rc && i < 2; i++) {
+		struct squib_kvm_vcpu_status st;
+
+		assert_int_equal(squib_kvm_vm_vcpu_status(b.t.vm, i, &st), 0);
+		assert_int_equal(st.state, SQUIB_KVM_VCPU_PAUSED);
+	}
+	assert_false(resident(b.ram, WITHHELD));
+	assert_int_equal(reports_of(&b.t, 1), 0);
+	if (rc)
+		unregister_alone(&b);
+	/* Free needs every vCPU thread out: fail, then wake the fault as a pager's stop does. */
+	assert_int_equal(squib_kvm_vm_fail(b.t.vm, SQUIB_E_IO, NULL, &d), 0);
+	if (!rc)
+		withholder_stop(&b.w);
+	assert_int_equal(squib_kvm_vm_wait_stopped(b.t.vm, WAIT_MS, &d), 0);
+	blocked_free(&b);
+}
+
+/*
+ * squib_kvm_vm_fail, then the memory's owner wakes the fault (closing the
+ * uffd unregisters the RAM, as squib_pager_stop does): every vCPU leaves
+ * KVM_RUN for good, the guest never read or wrote the page it waited for
+ * (not even as a zero page: it stays unpopulated) and made no report, and
+ * every later control call returns the failure.
+ */
+static void test_should_stop_a_vcpu_blocked_on_a_missing_page_for_good_with_fail(void **state)
+{
+	struct squib_error_detail why, d;
+	struct squib_microvm_state s;
+	struct timespec t0;
+	struct blocked b;
+
+	(void)state;
+	blocked_vm(&b, 0);
+	memset(&why, 0, sizeof(why));
+	snprintf(why.msg, sizeof(why.msg), "page server died");
+	assert_int_equal(squib_kvm_vm_fail(b.t.vm, SQUIB_E_MEMORY_IO, &why, &d), 0);
+	/* A second failure changes nothing. */
+	assert_int_equal(squib_kvm_vm_fail(b.t.vm, SQUIB_E_IO, NULL, &d), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	withholder_stop(&b.w);
+	assert_int_equal(squib_kvm_vm_wait_stopped(b.t.vm, WAIT_MS, &d), 0);
+	print_message("  fail + unregister: every vCPU out of KVM_RUN %lld us later\n",
+		      us_since(&t0));
+	for (uint32_t i = 0; i < 2; i++) {
+		struct squib_kvm_vcpu_status st;
+
+		assert_int_equal(squib_kvm_vm_vcpu_status(b.t.vm, i, &st), 0);
+		assert_int_equal(st.state, SQUIB_KVM_VCPU_FAILED);
+		print_message("  vCPU %u: last exit %u, error %d\n", i, st.exit_reason, st.error);
+	}
+	usleep(20000); /* a stopped guest makes no progress, however long we look */
+	assert_false(resident(b.ram, WITHHELD));
+	assert_int_equal(reports_of(&b.t, 1), 0);
+	assert_int_equal(squib_kvm_vm_error(b.t.vm, &d), SQUIB_E_MEMORY_IO);
+	assert_string_equal(d.msg, "page server died");
+	assert_int_equal(squib_kvm_vm_resume(b.t.vm, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(squib_kvm_vm_pause(b.t.vm, &d), SQUIB_E_MEMORY_IO);
+	assert_string_equal(d.msg, "page server died");
+	assert_int_equal(squib_kvm_vm_start(b.t.vm, &d), SQUIB_E_MEMORY_IO);
+	assert_false(squib_kvm_vm_is_paused(b.t.vm));
+	/* Post-mortem: vCPU 1 still sits on the load of its counter, which never completed. */
+	assert_int_equal(squib_kvm_vm_capture(b.t.vm, &s, &d), 0);
+	print_message("  vCPU 1 stopped at code +%llu (its counter load at +%llu)\n",
+		      (unsigned long long)(s.x86_vcpus[1].regs.rip - CODE),
+		      (unsigned long long)counter_load_offset(&b.g));
+	assert_int_equal(s.x86_vcpus[1].regs.rip, CODE + counter_load_offset(&b.g));
+	assert_true(s.x86_vcpus[0].regs.rip >= CODE && s.x86_vcpus[0].regs.rip < CODE + b.g.len);
+	squib_state_free(&s);
+	blocked_free(&b);
+}
+
+static void test_should_refuse_fail_misuse(void **state)
+{
+	struct squib_error_detail d;
+	struct tvm t;
+
+	(void)state;
+	assert_int_equal(squib_kvm_vm_fail(NULL, SQUIB_E_IO, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	tvm_new(&t, 1, true, 0);
+	assert_int_equal(squib_kvm_vm_fail(t.vm, 0, NULL, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_int_equal(squib_kvm_vm_error(t.vm, &d), 0);
+	assert_int_equal(squib_kvm_vm_wait_stopped(t.vm, 10, &d), SQUIB_E_INVALID_ARGUMENT);
+	/* Failed before start: it never starts, and nothing waits. */
+	assert_int_equal(squib_kvm_vm_fail(t.vm, SQUIB_E_IO, NULL, &d), 0);
+	assert_int_equal(squib_kvm_vm_wait_stopped(t.vm, 10, &d), 0);
+	assert_int_equal(squib_kvm_vm_start(t.vm, &d), SQUIB_E_IO);
+	squib_kvm_vm_free(t.vm);
+}
+
 /* ---- misuse ---------------------------------------------------------------------- */
 
 static void test_should_refuse_misuse(void **state)
@@ -872,21 +1171,25 @@ static void test_should_keep_console_output_in_its_device_blob(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_run_counter_guest_and_see_counters_advance),
-		cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
-		cmocka_unit_test(test_should_complete_port_io_before_acknowledging_a_pause),
-		cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
-		cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
-		cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
-		cmocka_unit_test(test_should_restore_without_an_irqchip_into_a_mapped_file),
-		cmocka_unit_test(test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls),
-		cmocka_unit_test(test_should_report_exactly_the_pages_the_guest_wrote),
-		cmocka_unit_test(test_should_report_exactly_the_written_pages_without_initially_set),
-		cmocka_unit_test(test_should_report_exactly_the_written_pages_with_the_classic_log),
-		cmocka_unit_test(test_should_not_report_vmm_writes_or_harvested_pages),
-		cmocka_unit_test(test_should_harvest_exactly_the_counter_pages_while_vcpus_run),
-		cmocka_unit_test(test_should_refuse_misuse),
-		cmocka_unit_test(test_should_keep_console_output_in_its_device_blob),
+	    cmocka_unit_test(test_should_run_counter_guest_and_see_counters_advance),
+	    cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
+	    cmocka_unit_test(test_should_complete_port_io_before_acknowledging_a_pause),
+	    cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
+	    cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
+	    cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
+	    cmocka_unit_test(test_should_restore_without_an_irqchip_into_a_mapped_file),
+	    cmocka_unit_test(test_should_refuse_a_state_that_does_not_fit_and_name_failing_ioctls),
+	    cmocka_unit_test(test_should_report_exactly_the_pages_the_guest_wrote),
+	    cmocka_unit_test(test_should_report_exactly_the_written_pages_without_initially_set),
+	    cmocka_unit_test(test_should_report_exactly_the_written_pages_with_the_classic_log),
+	    cmocka_unit_test(test_should_not_report_vmm_writes_or_harvested_pages),
+	    cmocka_unit_test(test_should_harvest_exactly_the_counter_pages_while_vcpus_run),
+	    cmocka_unit_test(
+		test_should_return_from_pause_in_time_while_a_vcpu_waits_for_a_missing_page),
+	    cmocka_unit_test(test_should_stop_a_vcpu_blocked_on_a_missing_page_for_good_with_fail),
+	    cmocka_unit_test(test_should_refuse_fail_misuse),
+	    cmocka_unit_test(test_should_refuse_misuse),
+	    cmocka_unit_test(test_should_keep_console_output_in_its_device_blob),
 	};
 
 	if (!squib_kvm_available(NULL)) {

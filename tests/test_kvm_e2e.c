@@ -4,8 +4,10 @@
  * saved with squib_save() and restored with squib_load() into a fresh VM.
  *
  * I-SNAP-1: a forked child runs a 2-vCPU counter guest and saves a Full pair
- * while it runs; the parent kills the child, then loads the pair (COPY and
- * FILE backends) into a new VM and checks memory, counters, device state.
+ * while it runs; the parent kills the child, then loads the pair (COPY, FILE
+ * and LAZY backends: LAZY is the userfaultfd pager) into a new VM and checks
+ * memory, counters, device state, and the pager's statistics. A pager that
+ * fails under a running guest stops it for good (squib_kvm_vm_fail).
  * Also: stay-paused loads, snapshots of a paused and of a running guest,
  * an aarch64 state refused by the x86_64 VM (I-SNAP-3), and a Diff on KVM
  * with guest and VMM writes (I-SNAP-2).
@@ -23,12 +25,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squib/kvm.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
+#include <squib/pager.h>
 #include <squib/save.h>
 #include <squib/state.h>
 #include <squib/track.h>
@@ -360,12 +366,63 @@ static void assert_continues(struct kvm *k, const uint64_t *saved, const uint64_
 	must(squib_vm_resume(&k->v, &d), &d, "resume");
 }
 
+/* ---- the LAZY backend's pager ------------------------------------------------------------ */
+
+static void pager_stats(const struct squib_load_result *res, struct squib_pager_stats *s)
+{
+	assert_non_null(res->memory->pager);
+	squib_pager_stats(res->memory->pager, s);
+	assert_int_equal(squib_pager_error(res->memory->pager, NULL), 0);
+}
+
+/* Pages present in either layer of a base + diff chain. */
+static uint64_t present_in_chain(const char *base, const char *diff)
+{
+	struct squib_memfile *m[2];
+	struct squib_error_detail d;
+	uint64_t n = 0;
+
+	must(squib_memfile_open(base, &m[0], &d), &d, "base");
+	must(squib_memfile_open(diff, &m[1], &d), &d, "diff");
+	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
+		n += squib_memfile_page_present(m[0], pg) || squib_memfile_page_present(m[1], pg);
+	squib_memfile_close(m[0]);
+	squib_memfile_close(m[1]);
+	return n;
+}
+
+/*
+ * After one thread read every page of a paused VM's RAM through the pager:
+ * every present page of the file was copied once, every other page zeroed
+ * without a read (bytes read = pages copied), nothing is missing any more.
+ */
+static void assert_pager_served_all_once(const struct squib_load_result *res, uint64_t present)
+{
+	struct squib_pager_stats s;
+	uint64_t pages = RAM_SIZE / PAGE;
+
+	pager_stats(res, &s);
+	print_message("  pager: %llu faults, %llu copied, %llu zeroed, %llu bytes read, "
+		      "median %.1f us, p99 %.1f us\n",
+		      (unsigned long long)s.faults, (unsigned long long)s.pages_copied,
+		      (unsigned long long)s.pages_zeroed, (unsigned long long)s.bytes_read,
+		      s.median_us, s.p99_us);
+	assert_true(s.faults > 0);
+	assert_true(s.faults < pages); /* batches: several pages per fault */
+	assert_int_equal(s.pages_copied, present);
+	assert_int_equal(s.pages_copied + s.pages_zeroed, pages);
+	assert_int_equal(s.bytes_read, s.pages_copied * PAGE);
+	assert_int_equal(s.errors, 0);
+	assert_true(s.complete);
+}
+
 /* ---- I-SNAP-1 -------------------------------------------------------------------------- */
 
 static void test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm(void **state)
 {
-	static const enum squib_memory_backend backends[] = {SQUIB_BACKEND_COPY,
-							     SQUIB_BACKEND_FILE};
+	static const enum squib_memory_backend backends[] = {SQUIB_BACKEND_COPY, SQUIB_BACKEND_FILE,
+							     SQUIB_BACKEND_LAZY};
+	static const char *const names[] = {"COPY", "FILE", "LAZY"};
 	struct guest g;
 	struct saved s;
 	struct pair p;
@@ -408,17 +465,18 @@ static void test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm
 		assert_true(s.after[i] > (s.last[i] & 0xffffffffu) ||
 			    s.after[i] < (s.last[i] & 0xffffffffu) /* 32-bit wrap */);
 	}
-	for (size_t b = 0; b < 2; b++) {
+	for (size_t b = 0; b < 3; b++) {
 		struct squib_load_result res;
 		struct kvm k;
 
 		load_paused(&k, &p, backends[b], false, &res);
 		print_message("  load (%s): memory %llu us, restore %llu us, total %llu us\n",
-			      backends[b] == SQUIB_BACKEND_COPY ? "COPY" : "FILE",
-			      (unsigned long long)(res.ns.memory / 1000),
+			      names[b], (unsigned long long)(res.ns.memory / 1000),
 			      (unsigned long long)(res.ns.restore / 1000),
 			      (unsigned long long)(res.ns.total / 1000));
 		assert_ram_is_file(&k, p.mem);
+		if (backends[b] == SQUIB_BACKEND_LAZY)
+			assert_pager_served_all_once(&res, res.state.memory->present_pages);
 		for (uint32_t i = 0; i < VCPUS; i++) {
 			uint64_t last, reports;
 
@@ -518,6 +576,299 @@ static void test_should_restore_snapshots_of_a_paused_and_of_a_running_guest(voi
 		squib_load_result_free(&res);
 		pair_free(&p[n]);
 	}
+	free(g.code);
+}
+
+/* ---- lazy restore: the guest faults its pages in ------------------------------------------ */
+
+/* Load the pair LAZY into a fresh VM, paused, with or without the boot-page pre-warm. */
+static void load_lazy_paused(struct kvm *k, const struct pair *p, bool prewarm,
+			     struct squib_load_result *res)
+{
+	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(p->state, p->mem);
+	struct squib_lazy_options lazy;
+	struct squib_error_detail d;
+
+	memset(&lazy, 0, sizeof(lazy));
+	lazy.no_prewarm = !prewarm;
+	must(kvm_new(k, VCPUS, false, false, &d), &d, "target VM");
+	req.backend = SQUIB_BACKEND_LAZY;
+	req.stay_paused = true;
+	req.lazy = &lazy;
+	must(squib_load(&k->v, &req, res, &d), &d, "squib_load");
+}
+
+/*
+ * Loaded LAZY and resumed without the VMM touching guest RAM: the vCPUs'
+ * own accesses (KVM's kernel-mode faults) are what the pager serves. The
+ * counters continue, only the pages the guest used became present, and
+ * nothing absent was read (bytes read are whole copied pages, at most one
+ * per page installed or found already there). Without the pre-warm nothing
+ * is present before resume, so every page the guest used was a fault; with
+ * it (squib_load's default) the boot pages are there before it runs.
+ */
+static void guest_faults_its_pages_in(bool prewarm)
+{
+	uint64_t c[VCPUS], r[VCPUS];
+	struct squib_load_result res;
+	struct squib_pager_stats s0, s;
+	struct squib_error_detail d;
+	struct kvm k, t;
+	struct guest g;
+	struct pair p;
+
+	load_guest("counter", &g);
+	pair_new(&p);
+	must(counter_guest(&k, &g, false, &d), &d, "counter guest");
+	save_pair(&k, &p, false, c, r);
+	kvm_free(&k);
+	load_lazy_paused(&t, &p, prewarm, &res);
+	pager_stats(&res, &s0);
+	if (prewarm) {
+		assert_true(res.memory->pages_prewarmed > 0);
+		/* (walking the saved page tables faults them in: a fault or so before resume) */
+		assert_true(s0.pages_present > 0);
+	} else {
+		assert_int_equal(res.memory->pages_prewarmed, 0);
+		assert_int_equal(s0.pages_present, 0); /* the load itself touched nothing */
+	}
+	assert_continues(&t, c, r, g.report_mask);
+	must(squib_vm_pause(&t.v, 0, &d), &d, "pause");
+	pager_stats(&res, &s);
+	print_message("  guest-driven, %s: %llu pages present before resume (%llu pre-warmed), "
+		      "%llu faults in all; %llu copied, %llu zeroed, %llu already there, "
+		      "%llu of %llu pages present\n",
+		      prewarm ? "pre-warmed" : "no pre-warm", (unsigned long long)s0.pages_present,
+		      (unsigned long long)res.memory->pages_prewarmed, (unsigned long long)s.faults,
+		      (unsigned long long)s.pages_copied, (unsigned long long)s.pages_zeroed,
+		      (unsigned long long)s.pages_existing, (unsigned long long)s.pages_present,
+		      (unsigned long long)s.page_count);
+	assert_true(s.faults > 0); /* the counter pages are not boot pages */
+	assert_true(s.pages_copied > 0);
+	assert_true(s.pages_present < s.page_count / 4); /* lazy: most pages never touched */
+	assert_int_equal(s.bytes_read % PAGE, 0);
+	assert_true(s.bytes_read >= s.pages_copied * PAGE);
+	assert_true(s.bytes_read <= (s.pages_copied + s.pages_existing) * PAGE);
+	assert_true(s.pages_copied <= res.state.memory->present_pages);
+	kvm_free(&t);
+	squib_load_result_free(&res);
+	pair_free(&p);
+	free(g.code);
+}
+
+static void test_should_restore_lazily_with_the_guest_faulting_its_pages_in(void **state)
+{
+	(void)state;
+	guest_faults_its_pages_in(false);
+}
+
+static void test_should_restore_lazily_with_the_boot_pages_prewarmed(void **state)
+{
+	(void)state;
+	guest_faults_its_pages_in(true);
+}
+
+/*
+ * The memory file loses its data under a lazily restored guest (truncated:
+ * every read fails), as when a page server dies. The vCPUs block on pages
+ * the pager cannot serve; the VMM sees the pager's error, fails the VM and
+ * stops the pager: within a bound every vCPU is out for good, the guest made
+ * no report, and resume and a save return the pager's error.
+ */
+static void test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fails(void **state)
+{
+	uint64_t c[VCPUS], r[VCPUS];
+	struct squib_save_request req;
+	struct squib_load_result res;
+	struct squib_error_detail d, pd;
+	struct squib_pager *pg;
+	struct timespec t0, t1;
+	struct kvm k, t;
+	struct guest g;
+	struct pair p, p2;
+	int rc = 0;
+
+	(void)state;
+	load_guest("counter", &g);
+	pair_new(&p);
+	pair_new(&p2);
+	must(counter_guest(&k, &g, false, &d), &d, "counter guest");
+	save_pair(&k, &p, false, c, r);
+	kvm_free(&k);
+	load_paused(&t, &p, SQUIB_BACKEND_LAZY, false, &res);
+	pg = res.memory->pager;
+	assert_int_equal(truncate(p.mem, 0), 0);
+	must(squib_vm_resume(&t.v, &d), &d, "resume");
+	for (int i = 0; i < 2000 && !(rc = squib_pager_error(pg, &pd)); i++)
+		usleep(1000); /* liveness bound: the first fault fails at once */
+	assert_int_equal(rc, SQUIB_E_MEMORY_IO);
+	print_message("  pager error: %s\n", pd.msg);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	must(squib_kvm_vm_fail(t.vm, rc, &pd, &d), &d, "fail");
+	squib_pager_stop(pg);
+	must(squib_kvm_vm_wait_stopped(t.vm, 2000, &d), &d, "every vCPU out within 2 s");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	print_message(
+	    "  VM stopped %lld us after the failure was seen\n",
+	    (long long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		struct squib_kvm_vcpu_status st;
+		uint64_t reports;
+
+		assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, i, &st), 0);
+		assert_int_equal(st.state, SQUIB_KVM_VCPU_FAILED);
+		assert_true(squib_kvm_counter_get(t.counter, i, NULL, &reports));
+		assert_int_equal(reports, r[i]);
+	}
+	assert_int_equal(squib_vm_resume(&t.v, &d), SQUIB_E_MEMORY_IO);
+	assert_string_equal(d.msg, pd.msg);
+	req = SQUIB_SAVE_REQUEST_INIT(p2.state, p2.mem);
+	assert_int_equal(squib_save(&t.v, &req, NULL, &d), SQUIB_E_MEMORY_IO);
+	assert_false(squib_test_exists(p2.state));
+	assert_false(squib_test_exists(p2.mem));
+	kvm_free(&t);
+	squib_load_result_free(&res);
+	pair_free(&p);
+	pair_free(&p2);
+	free(g.code);
+}
+
+/* ---- the external handler (`serve`) dies under a running guest ----------------------- */
+
+/* What on_lost saw; it fails the VM right there (any thread may). */
+struct lost {
+	struct squib_kvm_vm *vm;
+	int code;
+	struct squib_error_detail d;
+	int called; /* atomic */
+};
+
+static void on_lost_fail_vm(void *ctx, int code, const struct squib_error_detail *d)
+{
+	struct lost *l = ctx;
+
+	l->code = code;
+	l->d = *d;
+	squib_kvm_vm_fail(l->vm, code, d, NULL);
+	__atomic_store_n(&l->called, 1, __ATOMIC_SEQ_CST);
+}
+
+/* `squib-snapshot serve` in the background, quiet; its pid. */
+static pid_t start_serve(const char *sock, const struct pair *p)
+{
+	const char *cli_path = getenv("SQUIB_CLI");
+	pid_t pid;
+
+	if (!cli_path)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(cli_path, cli_path, "serve", "--socket", sock, "--mem", p->mem, "--state",
+		      p->state, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static bool page_populated(struct kvm *k, uint64_t gpa)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore(squib_kvm_vm_gpa_to_hva(k->vm, gpa, PAGE), PAGE, &v), 0);
+	return v & 1;
+}
+
+/*
+ * The UFFD backend with `squib-snapshot serve` as the handler. The handler
+ * is stopped (SIGSTOP), the guest resumed: its vCPUs block on their counter
+ * pages. The handler is killed: on_lost fails the VM, freeing the connection
+ * unregisters the memory and wakes the faults into PROT_NONE, and within 2 s
+ * every vCPU is out for good, the counter pages never populated (no zeros
+ * read), no report made, and resume returns the handler's loss.
+ */
+static void test_should_stop_the_guest_for_good_when_the_external_handler_dies(void **state)
+{
+	uint64_t c[VCPUS], r[VCPUS];
+	struct squib_load_request req;
+	struct squib_lazy_options lazy;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct timespec t0, t1;
+	struct lost lost;
+	struct kvm k, t;
+	struct guest g;
+	struct pair p;
+	char *sock;
+	pid_t serve;
+	int status;
+
+	(void)state;
+	load_guest("counter", &g);
+	pair_new(&p);
+	sock = squib_test_path(p.dir, "h.sock");
+	must(counter_guest(&k, &g, false, &d), &d, "counter guest");
+	save_pair(&k, &p, false, c, r);
+	kvm_free(&k);
+	serve = start_serve(sock, &p);
+	must(kvm_new(&t, VCPUS, false, false, &d), &d, "target VM");
+	memset(&lost, 0, sizeof(lost));
+	lost.vm = t.vm;
+	memset(&lazy, 0, sizeof(lazy));
+	lazy.uffd_socket = sock;
+	lazy.remote.on_lost = on_lost_fail_vm;
+	lazy.remote.ctx = &lost;
+	req = SQUIB_LOAD_REQUEST_INIT(p.state, p.mem);
+	req.backend = SQUIB_BACKEND_UFFD;
+	req.stay_paused = true;
+	req.lazy = &lazy;
+	must(squib_load(&t.v, &req, &res, &d), &d, "squib_load (UFFD, serve)");
+	assert_int_equal(kill(serve, SIGSTOP), 0);
+	must(squib_vm_resume(&t.v, &d), &d, "resume");
+	usleep(50000); /* the vCPUs reach their counter pages at once, and wait */
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		uint64_t reports;
+
+		assert_true(squib_kvm_counter_get(t.counter, i, NULL, &reports));
+		assert_int_equal(reports, r[i]);
+		assert_false(page_populated(&t, COUNTERS + i * PAGE));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(kill(serve, SIGKILL), 0);
+	assert_int_equal(waitpid(serve, &status, 0), serve);
+	for (int i = 0; i < 2000 && !__atomic_load_n(&lost.called, __ATOMIC_SEQ_CST); i++)
+		usleep(1000); /* liveness bound: the watcher sees the hang-up at once */
+	assert_true(__atomic_load_n(&lost.called, __ATOMIC_SEQ_CST));
+	/* Wake the faults: unregister by freeing the connection (the memory stays). */
+	squib_uffd_remote_free(res.memory->remote);
+	res.memory->remote = NULL;
+	must(squib_kvm_vm_wait_stopped(t.vm, 2000, &d), &d, "every vCPU out within 2 s");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	print_message(
+	    "  handler killed -> VM stopped for good in %lld us: %s\n",
+	    (long long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000),
+	    lost.d.msg);
+	assert_int_equal(lost.code, SQUIB_E_MEMORY_IO);
+	for (uint32_t i = 0; i < VCPUS; i++) {
+		struct squib_kvm_vcpu_status st;
+		uint64_t reports;
+
+		assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, i, &st), 0);
+		assert_int_equal(st.state, SQUIB_KVM_VCPU_FAILED);
+		assert_true(squib_kvm_counter_get(t.counter, i, NULL, &reports));
+		assert_int_equal(reports, r[i]);
+		assert_false(page_populated(&t, COUNTERS + i * PAGE));
+	}
+	assert_int_equal(squib_vm_resume(&t.v, &d), SQUIB_E_MEMORY_IO);
+	assert_string_equal(d.msg, lost.d.msg);
+	kvm_free(&t);
+	squib_load_result_free(&res);
+	free(sock);
+	pair_free(&p);
 	free(g.code);
 }
 
@@ -783,17 +1134,25 @@ static void test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain(void 
 	}
 	kvm_free(&t);
 	squib_load_result_free(&res);
-	/* The chain into a third VM: it goes on from the Diff's counters. */
-	lr = SQUIB_LOAD_REQUEST_INIT(p1.state, p1.mem);
-	lr.chain = (const char *const[]){p0.mem};
-	lr.chain_len = 1;
-	lr.stay_paused = true;
-	must(kvm_new(&u, VCPUS, false, false, &d), &d, "third VM");
-	must(squib_load(&u.v, &lr, &res2, &d), &d, "load the chain");
-	assert_int_equal(*(uint8_t *)squib_kvm_vm_gpa_to_hva(u.vm, vmm_page, 1), 0x77);
-	assert_continues(&u, c1, r1, g.report_mask);
-	kvm_free(&u);
-	squib_load_result_free(&res2);
+	/* The chain into a third VM (COPY, then LAZY): it goes on from the Diff's counters. */
+	for (int b = 0; b < 2; b++) {
+		lr = SQUIB_LOAD_REQUEST_INIT(p1.state, p1.mem);
+		lr.chain = (const char *const[]){p0.mem};
+		lr.chain_len = 1;
+		lr.stay_paused = true;
+		lr.backend = b ? SQUIB_BACKEND_LAZY : SQUIB_BACKEND_COPY;
+		must(kvm_new(&u, VCPUS, false, false, &d), &d, "third VM");
+		must(squib_load(&u.v, &lr, &res2, &d), &d, "load the chain");
+		if (b) {
+			assert_ram_equals(squib_kvm_vm_gpa_to_hva(u.vm, 0, RAM_SIZE), p1.mem,
+					  (const char *const[]){p0.mem}, 1);
+			assert_pager_served_all_once(&res2, present_in_chain(p0.mem, p1.mem));
+		}
+		assert_int_equal(*(uint8_t *)squib_kvm_vm_gpa_to_hva(u.vm, vmm_page, 1), 0x77);
+		assert_continues(&u, c1, r1, g.report_mask);
+		kvm_free(&u);
+		squib_load_result_free(&res2);
+	}
 	pair_free(&p0);
 	pair_free(&p1);
 	free(g.code);
@@ -840,20 +1199,36 @@ static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
 		assert_true(saved[i] > 0);
 	}
 	squib_test_proc_free(&p);
-	for (int b = 0; b < 3; b++) {
+	for (int b = 0; b < 5; b++) {
+		static const char *const backend[] = {"copy", "file", "copy", "uffd", "uffd"};
 		char *const copy[] = {"restore", "vm.snap", "--mem-backend", "copy", NULL};
 		char *const file[] = {"restore", "vm.snap", "--mem-backend=file", NULL};
 		char *const paused[] = {"restore", "vm.snap", "--paused", NULL};
+		char *const uffd[] = {"restore", "vm.snap", "--mem-backend", "uffd", NULL};
+		char *const uffd_paused[] = {"restore", "vm.snap", "--mem-backend=uffd", "--paused",
+					     NULL};
+		char *const *const argv[] = {copy, file, paused, uffd, uffd_paused};
+		bool stays = b == 2 || b == 4;
 
-		cli(pr.dir, b == 0 ? copy : b == 1 ? file : paused, &p);
+		cli(pr.dir, argv[b], &p);
 		if (p.status)
 			fail_msg("restore: %s", p.err);
+		snprintf(line, sizeof(line), "(%s backend, 2 vCPUs)", backend[b]);
+		assert_non_null(strstr(p.out, line));
 		for (uint32_t i = 0; i < VCPUS; i++) {
 			snprintf(line, sizeof(line), "vCPU %u: counter %llu,", i, saved[i]);
 			assert_non_null(strstr(p.out, line));
 		}
-		assert_non_null(strstr(p.out, b == 2 ? "paused: the guest was not resumed"
-						     : "resumed; after 2 more reports per vCPU"));
+		assert_non_null(strstr(p.out, stays ? "paused: the guest was not resumed"
+						    : "resumed; after 2 more reports per vCPU"));
+		/* Only the lazy backend has a pager, and the counters it printed were faults. */
+		assert_true((strstr(p.out, "pager: ") != NULL) == (b >= 3));
+		if (b >= 3) {
+			unsigned long long faults =
+			    strtoull(strstr(p.out, "pager: ") + 7, NULL, 10);
+
+			assert_true(faults > 0);
+		}
 		squib_test_proc_free(&p);
 	}
 	/* The committed aarch64 demo pair: refused, exit 1, naming both architectures. */
@@ -868,8 +1243,10 @@ static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
 		free(snap);
 		free(mem);
 	}
+	/* Backends are named copy, file and uffd: anything else is a usage error. */
 	cli(pr.dir, (char *[]){"restore", "vm.snap", "--mem-backend", "lazy", NULL}, &p);
 	assert_int_equal(p.status, 1);
+	assert_non_null(strstr(p.err, "--mem-backend is copy, file or uffd"));
 	squib_test_proc_free(&p);
 	pair_free(&pr);
 }
@@ -915,16 +1292,21 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 		fail_msg("verify: %s%s", p.out, p.err);
 	assert_non_null(strstr(p.out, "memory footer:    ok (diff"));
 	squib_test_proc_free(&p);
-	cli(pr.dir,
-	    (char *[]){"restore", "diff.snap", "--mem", "d.mem", "--chain", "full.mem", NULL}, &p);
-	if (p.status)
-		fail_msg("restore: %s", p.err);
-	for (uint32_t i = 0; i < VCPUS; i++) {
-		snprintf(line, sizeof(line), "vCPU %u: counter %llu,", i, diff[i]);
-		assert_non_null(strstr(p.out, line));
+	for (int b = 0; b < 2; b++) {
+		cli(pr.dir,
+		    (char *[]){"restore", "diff.snap", "--mem", "d.mem", "--chain", "full.mem",
+			       "--mem-backend", b ? "uffd" : "copy", NULL},
+		    &p);
+		if (p.status)
+			fail_msg("restore: %s", p.err);
+		for (uint32_t i = 0; i < VCPUS; i++) {
+			snprintf(line, sizeof(line), "vCPU %u: counter %llu,", i, diff[i]);
+			assert_non_null(strstr(p.out, line));
+		}
+		assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+		assert_true((strstr(p.out, "pager: ") != NULL) == (b == 1));
+		squib_test_proc_free(&p);
 	}
-	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
-	squib_test_proc_free(&p);
 	/* Without its base the Diff is refused; --diff-mem alone is a usage error. */
 	cli(pr.dir, (char *[]){"restore", "diff.snap", "--mem", "d.mem", NULL}, &p);
 	assert_int_equal(p.status, 1);
@@ -1032,6 +1414,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_should_restore_a_pair_saved_by_a_killed_process_into_a_fresh_vm),
 	    cmocka_unit_test(test_should_keep_a_loaded_vm_paused_until_resumed),
+	    cmocka_unit_test(test_should_restore_lazily_with_the_guest_faulting_its_pages_in),
+	    cmocka_unit_test(test_should_restore_lazily_with_the_boot_pages_prewarmed),
+	    cmocka_unit_test(
+		test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fails),
+	    cmocka_unit_test(test_should_stop_the_guest_for_good_when_the_external_handler_dies),
 	    cmocka_unit_test(test_should_restore_snapshots_of_a_paused_and_of_a_running_guest),
 	    cmocka_unit_test(test_should_refuse_an_aarch64_state_on_the_kvm_vm),
 	    cmocka_unit_test(

@@ -12,6 +12,8 @@
  *                             vCPUs start directly in 64-bit mode at the given RIP
  *   squib_kvm_vm_start        one thread per vCPU, each looping on KVM_RUN
  *   squib_kvm_vm_pause/resume stop every vCPU outside KVM_RUN and let them go again
+ *   squib_kvm_vm_fail         stop it for good with an error (a dead page server),
+ *                             also a vCPU blocked on a page nobody will serve
  *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
  *   squib_kvm_vm_restore      the same into a VM whose vCPUs never ran
  *   squib_tracker_kvm_new     the KVM dirty log behind the squib/track.h interface
@@ -50,7 +52,9 @@
  *
  * Thread-safety: the control calls (add_*, boot, start, pause, resume,
  * capture, restore) serialise on a mutex inside the VM and may come from any
- * thread; vcpu_status and is_paused may run at any time. gpa_to_hva,
+ * thread; vcpu_status, is_paused, fail, error and wait_stopped may run at
+ * any time from any thread (fail also while pause waits; not concurrently
+ * with add_ram or free). gpa_to_hva,
  * memory_map and write read the RAM table without a lock: they may run from
  * any thread, but not concurrently with add_ram (which start ends).
  * squib_kvm_vm_free needs exclusive access. Device callbacks run on vCPU
@@ -237,6 +241,45 @@ int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
+
+/*
+ * Stop the VM for good because something it cannot run without failed (its
+ * page server died, the pager reported an error): the error `code` (< 0)
+ * with `why` (may be NULL; copied) is remembered, every vCPU is kicked and
+ * never enters KVM_RUN again (a pending port I/O is not completed), and
+ * every RAM mapping of the VM is made inaccessible (mprotect PROT_NONE).
+ * From then on start, pause and resume (and the adapter's pause_wait and
+ * resume) return the error with its detail, vcpu_status reports FAILED for
+ * each vCPU out of KVM_RUN (one parked earlier keeps its HALTED or FAILED
+ * state), and capture works once all are out (post-mortem
+ * only: never save a failed VM). Only the first failure is kept; a later
+ * call returns 0 and changes nothing. Returns at once, without waiting:
+ *
+ * A vCPU may be blocked in the kernel on a userfaultfd page nobody will
+ * serve, and the kick signal does not always get it out. On x86 with
+ * hardware paging KVM faults guest memory in with FOLL_INTERRUPTIBLE and
+ * KVM_RUN returns EINTR; under kvm_pvm (Linux 6.18, the development
+ * machine) the access is emulated, copy_from_user waits in
+ * handle_userfault, and a pending non-fatal signal does not end that wait.
+ * The memory's owner must therefore wake such faults after this call:
+ * squib_pager_stop (it unregisters the memory), or, for an external
+ * handler, unregister the range or close the uffd. The woken access then
+ * meets PROT_NONE and fails, so the vCPU leaves KVM_RUN (an MMIO exit or
+ * EFAULT) without the guest reading a zero page the server never sent and
+ * without running another instruction. squib_kvm_vm_wait_stopped then
+ * returns; squib_kvm_vm_free would otherwise wait for ever to join it.
+ * The VMM must not touch guest RAM after this call either.
+ */
+int squib_kvm_vm_fail(struct squib_kvm_vm *vm, int code, const struct squib_error_detail *why,
+		      struct squib_error_detail *d);
+
+/* 0, or the failure squib_kvm_vm_fail recorded (its detail into d, may be NULL). */
+int squib_kvm_vm_error(struct squib_kvm_vm *vm, struct squib_error_detail *d);
+
+/* After squib_kvm_vm_fail: wait until every vCPU is out of KVM_RUN for good
+ * (0), or SQUIB_E_QUIESCE_TIMEOUT naming one still inside after timeout_ms. */
+int squib_kvm_vm_wait_stopped(struct squib_kvm_vm *vm, uint32_t timeout_ms,
+			      struct squib_error_detail *d);
 
 enum squib_kvm_vcpu_run_state {
 	SQUIB_KVM_VCPU_IDLE = 0, /* not started */

@@ -98,7 +98,9 @@ static int op_pause_wait(void *ctx, uint32_t i, const struct timespec *dl,
 
 	if (rc)
 		return rc;
-	if (kvm_pause_wait_vcpu(a->vm, i, dl))
+	if ((rc = kvm_pause_wait_vcpu(a->vm, i, dl)) == ECANCELED)
+		return squib_kvm_vm_error(a->vm, d);
+	if (rc)
 		return squib_fail_msg(d, SQUIB_E_QUIESCE_TIMEOUT,
 				      "KVM vCPU %u did not acknowledge the pause in time", i);
 	return 0;
@@ -117,7 +119,7 @@ static int op_resume(void *ctx, uint32_t i, struct squib_error_detail *d)
 	if (!kvm_vm_started(a->vm))
 		return squib_kvm_vm_start(a->vm, d);
 	kvm_pause_request(a->vm, false);
-	return 0;
+	return squib_kvm_vm_error(a->vm, d);
 }
 
 static int op_capture(void *ctx, struct squib_microvm_state *s, struct squib_error_detail *d)

@@ -60,6 +60,8 @@ struct squib_kvm_vm {
 	bool started;
 	bool pause_req;
 	bool stop_req;
+	int fail_code;				/* squib_kvm_vm_fail: the VM's error, for good */
+	struct squib_error_detail *fail_detail; /* its detail (heap: the struct is large) */
 	uint32_t acked;
 	uint32_t slot_count;
 	struct kvm_slot slots[SQUIB_KVM_MAX_SLOTS];		/* gpa order */
@@ -96,7 +98,8 @@ bool kvm_vcpus_quiet(struct squib_kvm_vm *vm);
  * The per-vCPU view of the VM-wide pause, for the squib/vm.h adapter:
  * kvm_pause_request sets (on) or withdraws (off) the pause request without
  * waiting, kicking every vCPU; kvm_pause_wait_vcpu waits until vCPU i has
- * acknowledged or the absolute CLOCK_MONOTONIC deadline passes (ETIMEDOUT).
+ * acknowledged or the absolute CLOCK_MONOTONIC deadline passes (ETIMEDOUT);
+ * ECANCELED once the VM failed (squib_kvm_vm_fail: nothing is paused).
  * A VM that was never started counts as paused. kvm_vm_started says whether
  * squib_kvm_vm_start ran.
  */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vCPUs: creation (CPUID = what KVM supports, APIC ids fixed up), one thread
- * per vCPU looping on KVM_RUN, and the pause/resume protocol described in
- * squib/kvm.h. vm->lock guards pause_req, stop_req, acked and every vCPU's
- * acked/parked/exit fields; kvm_run.immediate_exit is written under it too.
+ * per vCPU looping on KVM_RUN, the pause/resume protocol described in
+ * squib/kvm.h, and squib_kvm_vm_fail. vm->lock guards pause_req, stop_req,
+ * fail_code/fail_detail, acked and every vCPU's acked/parked/exit fields;
+ * kvm_run.immediate_exit is written under it too.
  */
 #include "kvm_internal.h"
 
@@ -205,6 +206,12 @@ static void *vcpu_thread(void *arg)
 	unblock_run_signals(vm->cfg.kick_signal);
 	kvm_lock(&vm->lock);
 	while (!vm->stop_req) {
+		if (vm->fail_code) {
+			/* For good, and without completing a pending I/O: the guest stops here. */
+			set_acked(c, true);
+			pthread_cond_wait(&vm->cond, &vm->lock);
+			continue;
+		}
 		if (vm->pause_req && c->pending_io) {
 			/* immediate_exit is set: KVM finishes the I/O and returns at once. */
 			kvm_unlock(&vm->lock);
@@ -248,15 +255,21 @@ static void kick_all(struct squib_kvm_vm *vm)
 
 static void stop_threads(struct squib_kvm_vm *vm)
 {
+	bool started[SQUIB_KVM_MAX_VCPUS];
+
+	/* Forget the threads under the lock before joining: a concurrent
+	 * squib_kvm_vm_fail must never signal a thread that was joined. */
 	kvm_lock(&vm->lock);
 	vm->stop_req = true;
 	kick_all(vm);
-	kvm_unlock(&vm->lock);
 	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++) {
-		if (vm->vcpus[i].thread_started)
-			pthread_join(vm->vcpus[i].thread, NULL);
+		started[i] = vm->vcpus[i].thread_started;
 		vm->vcpus[i].thread_started = false;
 	}
+	kvm_unlock(&vm->lock);
+	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++)
+		if (started[i])
+			pthread_join(vm->vcpus[i].thread, NULL);
 }
 
 void kvm_vcpus_destroy(struct squib_kvm_vm *vm)
@@ -286,7 +299,10 @@ static int spawn_threads(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 		struct kvm_vcpu *c = &vm->vcpus[i];
 
 		err = pthread_create(&c->thread, NULL, vcpu_thread, c);
+		/* Under the lock: squib_kvm_vm_fail may kick from another thread. */
+		kvm_lock(&vm->lock);
 		c->thread_started = !err;
+		kvm_unlock(&vm->lock);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
@@ -304,9 +320,10 @@ int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 	if (!vm)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL VM");
 	kvm_lock(&vm->ctl);
-	if (vm->started)
+	rc = squib_kvm_vm_error(vm, d);
+	if (!rc && vm->started)
 		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "VM already started");
-	else if (!(rc = spawn_threads(vm, d))) {
+	else if (!rc && !(rc = spawn_threads(vm, d))) {
 		kvm_lock(&vm->lock);
 		vm->started = true;
 		kvm_unlock(&vm->lock);
@@ -325,13 +342,25 @@ static uint32_t first_unacked(const struct squib_kvm_vm *vm)
 	return i;
 }
 
+/* Under vm->lock: the failure recorded by squib_kvm_vm_fail into d, or 0. */
+static int failure(const struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	if (!vm->fail_code)
+		return 0;
+	if (d)
+		*d = *vm->fail_detail;
+	return vm->fail_code;
+}
+
 static int wait_for_acks(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
 	struct timespec deadline = kvm_deadline_after_ms(vm->cfg.pause_timeout_ms);
 	int err = 0;
 
-	while (vm->acked < vm->cfg.vcpu_count && err != ETIMEDOUT)
+	while (!vm->fail_code && vm->acked < vm->cfg.vcpu_count && err != ETIMEDOUT)
 		err = pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline);
+	if (vm->fail_code)
+		return failure(vm, d);
 	if (vm->acked == vm->cfg.vcpu_count)
 		return 0;
 	return squib_fail_msg(d, SQUIB_E_QUIESCE_TIMEOUT, "vCPU %u did not ack within %u ms",
@@ -362,15 +391,18 @@ int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 
 int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
+	int rc;
+
 	if (!vm)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL VM");
 	kvm_lock(&vm->ctl);
 	kvm_lock(&vm->lock);
 	vm->pause_req = false;
 	pthread_cond_broadcast(&vm->cond);
+	rc = failure(vm, d);
 	kvm_unlock(&vm->lock);
 	kvm_unlock(&vm->ctl);
-	return 0;
+	return rc;
 }
 
 void kvm_pause_request(struct squib_kvm_vm *vm, bool on)
@@ -393,9 +425,12 @@ int kvm_pause_wait_vcpu(struct squib_kvm_vm *vm, uint32_t i, const struct timesp
 	int err = 0;
 
 	kvm_lock(&vm->lock);
-	while (vm->started && !vm->vcpus[i].acked && err != ETIMEDOUT)
+	while (!vm->fail_code && vm->started && !vm->vcpus[i].acked && err != ETIMEDOUT)
 		err = pthread_cond_timedwait(&vm->cond, &vm->lock, deadline);
-	err = !vm->started || vm->vcpus[i].acked ? 0 : ETIMEDOUT;
+	if (vm->fail_code)
+		err = ECANCELED;
+	else
+		err = !vm->started || vm->vcpus[i].acked ? 0 : ETIMEDOUT;
 	kvm_unlock(&vm->lock);
 	return err;
 }
@@ -412,7 +447,7 @@ bool kvm_vm_started(struct squib_kvm_vm *vm)
 
 static bool all_paused(struct squib_kvm_vm *vm)
 {
-	return vm->pause_req && vm->acked == vm->cfg.vcpu_count;
+	return !vm->fail_code && vm->pause_req && vm->acked == vm->cfg.vcpu_count;
 }
 
 bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm)
@@ -432,7 +467,9 @@ bool kvm_vcpus_quiet(struct squib_kvm_vm *vm)
 	bool quiet;
 
 	kvm_lock(&vm->lock);
-	quiet = !vm->started || all_paused(vm);
+	/* A failed VM whose vCPUs are all out may be captured: post-mortem only. */
+	quiet =
+	    !vm->started || all_paused(vm) || (vm->fail_code && vm->acked == vm->cfg.vcpu_count);
 	kvm_unlock(&vm->lock);
 	return quiet;
 }
@@ -444,6 +481,8 @@ static enum squib_kvm_vcpu_run_state run_state(const struct squib_kvm_vm *vm,
 		return SQUIB_KVM_VCPU_IDLE;
 	if (c->parked != SQUIB_KVM_VCPU_RUNNING)
 		return c->parked;
+	if (vm->fail_code && c->acked)
+		return SQUIB_KVM_VCPU_FAILED;
 	return c->acked ? SQUIB_KVM_VCPU_PAUSED : SQUIB_KVM_VCPU_RUNNING;
 }
 
@@ -458,9 +497,89 @@ int squib_kvm_vm_vcpu_status(struct squib_kvm_vm *vm, uint32_t vcpu,
 	kvm_lock(&vm->lock);
 	st->state = run_state(vm, c);
 	st->exit_reason = c->exit_reason;
-	st->error = c->error;
+	st->error = c->error ? c->error : (st->state == SQUIB_KVM_VCPU_FAILED ? vm->fail_code : 0);
 	st->exits = c->exits;
 	st->io_exits = c->io_exits;
 	kvm_unlock(&vm->lock);
 	return 0;
+}
+
+/* ---- failing the VM for good ------------------------------------------------------ */
+
+/*
+ * Revoke the guest's access to its RAM: a vCPU blocked in the kernel on a
+ * page nobody serves (kvm_pvm emulates the access and waits in
+ * handle_userfault, deaf to the kick) fails its access once the memory's
+ * owner wakes it, instead of reading a zero page the owner never served.
+ */
+static int revoke_ram(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < vm->slot_count; i++)
+		if (mprotect(vm->slots[i].hva, vm->slots[i].size, PROT_NONE) && !rc)
+			rc = squib_fail_errno(d, SQUIB_E_IO, errno);
+	return rc;
+}
+
+int squib_kvm_vm_fail(struct squib_kvm_vm *vm, int code, const struct squib_error_detail *why,
+		      struct squib_error_detail *d)
+{
+	struct squib_error_detail *copy;
+	bool first;
+
+	if (!vm || code >= 0)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "fail needs a VM and an error");
+	if (!(copy = calloc(1, sizeof(*copy))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (why)
+		*copy = *why;
+	copy->code = code;
+	kvm_lock(&vm->lock);
+	first = !vm->fail_code;
+	if (first) {
+		vm->fail_code = code;
+		vm->fail_detail = copy;
+		copy = NULL;
+		kick_all(vm);
+	}
+	kvm_unlock(&vm->lock);
+	free(copy);
+	return first ? revoke_ram(vm, d) : 0;
+}
+
+int squib_kvm_vm_error(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!vm)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL VM");
+	kvm_lock(&vm->lock);
+	rc = failure(vm, d);
+	kvm_unlock(&vm->lock);
+	return rc;
+}
+
+int squib_kvm_vm_wait_stopped(struct squib_kvm_vm *vm, uint32_t timeout_ms,
+			      struct squib_error_detail *d)
+{
+	struct timespec deadline = kvm_deadline_after_ms(timeout_ms);
+	int err = 0;
+
+	if (!vm)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL VM");
+	kvm_lock(&vm->lock);
+	if (!vm->fail_code) {
+		kvm_unlock(&vm->lock);
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "wait_stopped before fail");
+	}
+	while (vm->started && vm->acked < vm->cfg.vcpu_count && err != ETIMEDOUT)
+		err = pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline);
+	err = !vm->started || vm->acked == vm->cfg.vcpu_count
+		  ? 0
+		  : squib_fail_msg(d, SQUIB_E_QUIESCE_TIMEOUT,
+				   "vCPU %u still in KVM_RUN %u ms after the VM failed",
+				   first_unacked(vm), timeout_ms);
+	kvm_unlock(&vm->lock);
+	return err;
 }

@@ -262,6 +262,7 @@ void squib_kvm_vm_free(struct squib_kvm_vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	free(vm->msrs);
+	free(vm->fail_detail);
 	pthread_mutex_destroy(&vm->ctl);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
