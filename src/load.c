@@ -34,6 +34,15 @@ void squib_guest_memory_free(struct squib_guest_memory *m)
 	free(m);
 }
 
+void squib_guest_memory_release(struct squib_guest_memory *g)
+{
+	if (!g)
+		return;
+	squib_pager_stop(g->pager); /* the pager stays for its statistics */
+	squib_uffd_remote_free(g->remote);
+	g->remote = NULL;
+}
+
 /* The open layers, base first, the memory file last. */
 struct layers {
 	struct squib_memfile **v;

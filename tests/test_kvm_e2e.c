@@ -1251,6 +1251,140 @@ static void test_should_run_save_and_restore_a_guest_from_the_cli(void **state)
 	pair_free(&pr);
 }
 
+/* The "pager: N faults" figure of a restore's output. */
+static unsigned long long pager_faults(const char *out)
+{
+	const char *at = strstr(out, "pager: ");
+
+	if (!at)
+		fail_msg("no pager statistics in '%s'", out);
+	return strtoull(at + 7, NULL, 10);
+}
+
+/* A Full pair of the running counter guest saved by `run` into a new directory. */
+static void cli_saved_pair(struct pair *pr)
+{
+	const char *dir_guests = getenv("SQUIB_GUESTS");
+	struct squib_test_proc p;
+	char guest[4096];
+
+	snprintf(guest, sizeof(guest), "%s/counter.bin", dir_guests ? dir_guests : "tests/guests");
+	pair_new(pr);
+	cli(pr->dir, (char *[]){"run", guest, "vm.snap", NULL}, &p);
+	if (p.status)
+		fail_msg("run: %s", p.err);
+	squib_test_proc_free(&p);
+}
+
+/*
+ * REAP on KVM: restore 1 records the pages the guest faulted in, restore 2
+ * prefetches them before the guest runs and the guest takes at least 90 %
+ * fewer faults (here: none). Pre-warm is off in both, so the set is all the
+ * guest's own doing.
+ */
+static void test_should_record_a_working_set_and_prefetch_it_from_the_cli(void **state)
+{
+	struct squib_test_proc p;
+	unsigned long long on_demand, prefetched;
+	struct pair pr;
+
+	(void)state;
+	cli_saved_pair(&pr);
+	cli(pr.dir,
+	    (char *[]){"restore", "vm.snap", "--mem-backend", "uffd", "--no-prewarm", "--record-ws",
+		       "vm.ws", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("restore --record-ws: %s", p.err);
+	on_demand = pager_faults(p.out);
+	assert_true(on_demand > 0);
+	assert_non_null(strstr(p.out, "recorded working set: "));
+	squib_test_proc_free(&p);
+
+	cli(pr.dir,
+	    (char *[]){"restore", "vm.snap", "--mem-backend", "uffd", "--no-prewarm",
+		       "--prefetch-ws", "vm.ws", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("restore --prefetch-ws: %s", p.err);
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	prefetched = pager_faults(p.out);
+	if (prefetched * 10 > on_demand)
+		fail_msg("prefetch left %llu of %llu faults: '%s'", prefetched, on_demand, p.out);
+	assert_null(strstr(p.out, " 0 working-set pages prefetched"));
+	squib_test_proc_free(&p);
+
+	/* Options of the in-process pager need its backend. */
+	cli(pr.dir, (char *[]){"restore", "vm.snap", "--prefetch-ws", "vm.ws", NULL}, &p);
+	assert_int_equal(p.status, 1);
+	assert_non_null(strstr(p.err, "need --mem-backend uffd"));
+	squib_test_proc_free(&p);
+	pair_free(&pr);
+}
+
+/* serve --socket --mem --state in the background, listening. */
+static void serve_bg(const struct pair *pr, struct squib_test_bg *b)
+{
+	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket", "h.sock", "--mem", "vm.mem",
+			"--state",	     "vm.snap", NULL};
+
+	if (!argv[0])
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	squib_test_bg_start(pr->dir, argv, b);
+	squib_test_bg_wait_for(b, "listening on h.sock", 5000);
+}
+
+/* I-SNAP-1 through the CLI pair: `serve` holds the pages, `restore --uffd-sock` runs the guest on.
+ */
+static void test_should_restore_through_serve_from_the_cli(void **state)
+{
+	struct squib_test_proc p;
+	struct squib_test_bg h;
+	struct pair pr;
+
+	(void)state;
+	cli_saved_pair(&pr);
+	serve_bg(&pr, &h);
+	cli(pr.dir, (char *[]){"restore", "vm.snap", "--uffd-sock", "h.sock", NULL}, &p);
+	if (p.status)
+		fail_msg("restore --uffd-sock: %s", p.err);
+	assert_non_null(strstr(p.out, "(uffd, external handler backend, 2 vCPUs)"));
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
+	assert_non_null(strstr(h.obuf, "stopped: the VMM hung up"));
+	assert_null(strstr(h.obuf, "pages copied 0,")); /* it did serve the guest's pages */
+	pair_free(&pr);
+}
+
+/*
+ * The handler is SIGKILLed under a running guest: restore stops the guest for
+ * good and exits 1 with the reason within 2 s (the watcher sees the hang-up;
+ * the CLI looks every 100 ms), never hangs.
+ */
+static void test_should_stop_the_guest_when_serve_is_killed_from_the_cli(void **state)
+{
+	char *argv[] = {getenv("SQUIB_CLI"), "restore", "vm.snap", "--uffd-sock", "h.sock",
+			"--reports",	     "1000000", NULL};
+	struct squib_test_bg h, vmm;
+	struct pair pr;
+
+	(void)state;
+	if (!argv[0])
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	cli_saved_pair(&pr);
+	serve_bg(&pr, &h);
+	squib_test_bg_start(pr.dir, argv, &vmm);
+	squib_test_bg_wait_for(&vmm, "page-fault handler: pid", 5000);
+	assert_int_equal(kill(h.pid, SIGKILL), 0);
+	assert_int_equal(squib_test_bg_finish(&h, 2000), 128 + SIGKILL);
+	assert_int_equal(squib_test_bg_finish(&vmm, 2000), 1);
+	if (!strstr(vmm.ebuf, "the guest was stopped: the page-fault handler is gone"))
+		fail_msg("stderr: '%s'", vmm.ebuf);
+	assert_null(strstr(vmm.obuf, "resumed; after"));
+	pair_free(&pr);
+}
+
 /* run --diff: a Full pair, N more reports, a Diff over it; restore --chain goes on from it. */
 static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli(void **state)
 {
@@ -1427,6 +1561,9 @@ int main(void)
 	    cmocka_unit_test(
 		test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli),
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
+	    cmocka_unit_test(test_should_record_a_working_set_and_prefetch_it_from_the_cli),
+	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),
+	    cmocka_unit_test(test_should_stop_the_guest_when_serve_is_killed_from_the_cli),
 	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),
 	};

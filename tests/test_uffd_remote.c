@@ -1116,13 +1116,6 @@ static void test_should_detect_a_handler_closing_its_socket(void **state)
 
 /* ---- the `serve` CLI --------------------------------------------------------------------- */
 
-struct cli {
-	pid_t pid;
-	int out, err;
-	char obuf[16384], ebuf[16384];
-	size_t olen, elen;
-};
-
 static char *cli_path(void)
 {
 	const char *cli = getenv("SQUIB_CLI");
@@ -1133,12 +1126,11 @@ static char *cli_path(void)
 }
 
 /* serve --socket sock --mem mem [--state st] [--batch 4096 when one_page] [--mode all]. */
-static void cli_start_mode(struct cli *c, const char *sock, const char *mem, const char *st,
-			   bool one_page, bool all)
+static void cli_start_mode(struct squib_test_bg *c, const char *sock, const char *mem,
+			   const char *st, bool one_page, bool all)
 {
 	char *argv[12] = {cli_path(), "serve", "--socket", (char *)sock, "--mem", (char *)mem};
 	int k = 6;
-	int o[2], e[2];
 
 	if (all) {
 		argv[k++] = "--mode";
@@ -1153,101 +1145,35 @@ static void cli_start_mode(struct cli *c, const char *sock, const char *mem, con
 		argv[k++] = "4096";
 	}
 	argv[k] = NULL;
-
-	memset(c, 0, sizeof(*c));
-	assert_int_equal(pipe2(o, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(e, O_CLOEXEC), 0);
-	fflush(NULL);
-	c->pid = fork();
-	assert_true(c->pid >= 0);
-	if (!c->pid) {
-		dup2(o[1], 1);
-		dup2(e[1], 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(o[1]);
-	close(e[1]);
-	c->out = o[0];
-	c->err = e[0];
+	squib_test_bg_start(NULL, argv, c);
 }
 
-static void cli_start_ex(struct cli *c, const char *sock, const char *mem, const char *st,
+static void cli_start_ex(struct squib_test_bg *c, const char *sock, const char *mem, const char *st,
 			 bool one_page)
 {
 	cli_start_mode(c, sock, mem, st, one_page, false);
 }
 
-static void cli_start(struct cli *c, const char *sock, const char *mem, const char *st)
+static void cli_start(struct squib_test_bg *c, const char *sock, const char *mem, const char *st)
 {
 	cli_start_ex(c, sock, mem, st, false);
 }
 
-/* Read what is there from fd into buf (non-blocking); false at EOF. */
-static bool pump(int fd, char *buf, size_t *len, size_t cap)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	ssize_t n;
-
-	if (fd < 0 || poll(&p, 1, 0) <= 0)
-		return fd >= 0;
-	n = read(fd, buf + *len, cap - 1 - *len);
-	if (n <= 0)
-		return false;
-	*len += (size_t)n;
-	buf[*len] = '\0';
-	return true;
-}
-
-static void cli_pump(struct cli *c)
-{
-	if (c->out >= 0 && !pump(c->out, c->obuf, &c->olen, sizeof(c->obuf))) {
-		close(c->out);
-		c->out = -1;
-	}
-	if (c->err >= 0 && !pump(c->err, c->ebuf, &c->elen, sizeof(c->ebuf))) {
-		close(c->err);
-		c->err = -1;
-	}
-}
-
 /* Wait (at most 5 s) until stdout holds `text`. */
-static void cli_wait_for(struct cli *c, const char *text)
+static void cli_wait_for(struct squib_test_bg *c, const char *text)
 {
-	int64_t end = now_ms() + 5000;
-
-	while (!strstr(c->obuf, text)) {
-		if (now_ms() > end)
-			fail_msg("serve did not print '%s' (stdout '%s', stderr '%s')", text,
-				 c->obuf, c->ebuf);
-		cli_pump(c);
-		sleep_ms(5);
-	}
+	squib_test_bg_wait_for(c, text, 5000);
 }
 
 /* Wait (at most 10 s) for the exit; its status, with all output read. */
-static int cli_finish(struct cli *c)
+static int cli_finish(struct squib_test_bg *c)
 {
-	int64_t end = now_ms() + 10000;
-	int st = 0;
-
-	while (waitpid(c->pid, &st, WNOHANG) == 0) {
-		cli_pump(c);
-		if (now_ms() > end) {
-			kill(c->pid, SIGKILL);
-			waitpid(c->pid, &st, 0);
-			fail_msg("serve did not exit (stdout '%s', stderr '%s')", c->obuf, c->ebuf);
-		}
-		sleep_ms(5);
-	}
-	while (c->out >= 0 || c->err >= 0)
-		cli_pump(c);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return squib_test_bg_finish(c, 10000);
 }
 
 /* The VMM: memory of `pages` pages through `serve`, compared with want. */
 static void vmm_read_through_serve(const char *sock, const uint8_t *want, uint64_t pages,
-				   struct cli *c)
+				   struct squib_test_bg *c)
 {
 	struct squib_uffd_remote_region r;
 	struct squib_uffd_remote *u;
@@ -1272,7 +1198,7 @@ static void test_should_serve_a_memory_file_with_the_cli(void **state)
 	struct squib_error_detail d;
 	uint64_t pages = 512, zeros;
 	uint8_t *want;
-	struct cli c;
+	struct squib_test_bg c;
 	char stats[160];
 	int lfd;
 
@@ -1307,7 +1233,7 @@ static void test_should_install_every_page_with_mode_all(void **state)
 	struct squib_error_detail d;
 	uint64_t pages = 256, zeros;
 	uint8_t *want, *mem;
-	struct cli c;
+	struct squib_test_bg c;
 	char stats[160];
 
 	SKIP_WITHOUT_UFFD();
@@ -1339,7 +1265,7 @@ static void test_should_serve_with_a_matching_state_and_refuse_another(void **st
 	uint64_t pages = 64, zeros;
 	char *st = NULL, *mem = NULL, *other = NULL;
 	uint8_t *want;
-	struct cli c;
+	struct squib_test_bg c;
 
 	SKIP_WITHOUT_UFFD();
 	want = pattern_ram(pages, 4, &zeros);
@@ -1366,7 +1292,7 @@ static void test_should_serve_a_raw_firecracker_memory_file(void **state)
 	struct dir *f = *state;
 	uint64_t pages = 96, zeros;
 	uint8_t *want;
-	struct cli c;
+	struct squib_test_bg c;
 
 	SKIP_WITHOUT_UFFD();
 	want = pattern_ram(pages, 7, &zeros);
@@ -1392,7 +1318,7 @@ static void test_should_refuse_a_handshake_that_does_not_fit_the_memory_file(voi
 	struct squib_error_detail d;
 	struct stuck s;
 	uint8_t *want;
-	struct cli c;
+	struct squib_test_bg c;
 
 	SKIP_WITHOUT_UFFD();
 	want = pattern_ram(pages, 4, &zeros);
@@ -1424,7 +1350,7 @@ static void test_should_stop_serve_on_sigterm_before_a_vmm_connects(void **state
 	struct dir *f = *state;
 	uint64_t zeros;
 	uint8_t *want;
-	struct cli c;
+	struct squib_test_bg c;
 
 	want = pattern_ram(8, 4, &zeros);
 	squib_test_save_full(f->mem, want, 8 * ps(), false, NULL);
@@ -1445,7 +1371,7 @@ static void test_should_report_cli_usage_errors(void **state)
 	char *none[] = {cli_path(), "serve", "--mem", "m", NULL};
 	struct dir *f = *state;
 	struct squib_test_proc p;
-	struct cli c;
+	struct squib_test_bg c;
 
 	cli_start(&c, f->sock, "/nonexistent/ram.mem", NULL);
 	assert_int_equal(cli_finish(&c), 1);
@@ -1525,7 +1451,7 @@ static void test_should_run_a_kvm_guest_whose_memory_serve_provides(void **state
 	struct squib_kvm_vm *vm;
 	uint64_t before = 0, saved, now;
 	uint8_t *mem;
-	struct cli c;
+	struct squib_test_bg c;
 
 	SKIP_WITHOUT_UFFD();
 	if (kvm_missing())
@@ -1573,7 +1499,7 @@ static void test_should_stop_a_kvm_guest_whose_handler_was_killed(void **state)
 	struct squib_kvm_vm *vm;
 	uint64_t before = 0, after = 0;
 	struct stuck s;
-	struct cli c;
+	struct squib_test_bg c;
 	int rc;
 
 	SKIP_WITHOUT_UFFD();

@@ -5,6 +5,8 @@
 
 #include <squib/load.h>
 #include <squib/pager.h>
+#include <squib/uffd_remote.h>
+#include <squib/workset.h>
 
 #include "cli.h"
 
@@ -12,7 +14,10 @@ static void restore_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: squib-snapshot restore STATE [--mem PATH] [--mem-backend copy|file|uffd]\n"
-		"                              [--chain MEM ...] [--paused] [--reports N]\n\n"
+		"                              [--chain MEM ...] [--paused] [--reports N]\n"
+		"                              [--uffd-sock PATH] [--record-ws FILE]\n"
+		"                              [--prefetch-ws FILE] [--background-fill]\n"
+		"                              [--no-prewarm]\n\n"
 		"Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
 		"/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
 		"resumes the guest, waits until every vCPU has reported N more times, pauses\n"
@@ -24,12 +29,25 @@ static void restore_usage(FILE *out)
 		"  --mem-backend uffd   lazy: anonymous memory filled on first touch by an\n"
 		"                       in-process userfaultfd pager reading the file (or the\n"
 		"                       chain); prints the pager's statistics at the end\n"
+		"  --uffd-sock PATH     uffd with an external page-fault handler listening at\n"
+		"                       PATH (e.g. `squib-snapshot serve`, or a handler written\n"
+		"                       for Firecracker): the memory is handed over in\n"
+		"                       Firecracker's Uffd handshake; the memory file is not\n"
+		"                       opened unless --mem is given. If the handler dies, the\n"
+		"                       guest is stopped for good and restore exits 1\n"
+		"  --record-ws FILE     uffd: write the pages the guest faulted in (the working\n"
+		"                       set) to FILE at the end\n"
+		"  --prefetch-ws FILE   uffd: install FILE's working set before the guest runs\n"
+		"  --background-fill    uffd: install the remaining pages while the pager idles\n"
+		"  --no-prewarm         lazy backends: do not install the vCPUs' boot pages (RIP,\n"
+		"                       stack and their page tables) before the guest runs\n"
 		"  --chain MEM          a Diff's older layer (copy and uffd backends): the Full\n"
 		"                       base first, then older diffs oldest first; repeat it\n"
 		"  --paused             restore and stop: the guest never runs\n"
 		"  --reports N          reports per vCPU to wait for (default 2)\n\n"
 		"exit status: 0 restored (and ran); 1 otherwise (e.g. an aarch64 state:\n"
-		"Incompatible; with uffd, a pager error: the guest is stopped for good).\n");
+		"Incompatible; with uffd, a pager error or the handler's death: the guest\n"
+		"is stopped for good).\n");
 }
 
 #define RESTORE_MAX_CHAIN 16
@@ -39,7 +57,9 @@ struct restore_args {
 	const char *chain[RESTORE_MAX_CHAIN];
 	size_t chain_len;
 	enum squib_memory_backend backend;
-	/* uffd backend options (--uffd-sock, --record-ws, --prefetch-ws) go here. */
+	const char *uffd_sock, *record_ws, *prefetch_ws;
+	bool background_fill, no_prewarm;
+	bool mem_given; /* --mem on the command line (uffd-sock: else no memory file) */
 	bool paused;
 	uint32_t reports;
 };
@@ -59,6 +79,51 @@ static const char *backend_name(enum squib_memory_backend b)
 	return "?";
 }
 
+/* One of the lazy backends' options at argv[*i]: 1 taken, 0 not one, -1 bad. */
+static int lazy_option(int argc, char **argv, int *i, struct restore_args *a)
+{
+	static const char *const names[] = {"--uffd-sock", "--record-ws", "--prefetch-ws"};
+	const char **dst[] = {&a->uffd_sock, &a->record_ws, &a->prefetch_ws};
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		int r = cli_option_value(argc, argv, i, names[k], dst[k]);
+
+		if (r < 0)
+			return fprintf(stderr, "squib-snapshot: restore: %s needs a PATH\n",
+				       names[k]),
+			       -1;
+		if (r)
+			return 1;
+	}
+	if (!strcmp(argv[*i], "--background-fill"))
+		return a->background_fill = true, 1;
+	if (!strcmp(argv[*i], "--no-prewarm"))
+		return a->no_prewarm = true, 1;
+	return 0;
+}
+
+/* --uffd-sock selects the external handler; the in-process pager's options need it absent. */
+static int check_lazy_args(struct restore_args *a)
+{
+	bool pager_opt = a->record_ws || a->prefetch_ws || a->background_fill;
+
+	if (a->uffd_sock && a->backend == SQUIB_BACKEND_COPY)
+		a->backend = SQUIB_BACKEND_LAZY; /* --uffd-sock alone implies uffd */
+	if ((a->uffd_sock || pager_opt || a->no_prewarm) && a->backend != SQUIB_BACKEND_LAZY)
+		return fprintf(stderr, "squib-snapshot: restore: --uffd-sock, --record-ws, "
+				       "--prefetch-ws, --background-fill and --no-prewarm need "
+				       "--mem-backend uffd\n"),
+		       -1;
+	if (a->uffd_sock && pager_opt)
+		return fprintf(stderr, "squib-snapshot: restore: --record-ws, --prefetch-ws and "
+				       "--background-fill belong to the in-process pager, not to "
+				       "--uffd-sock (the handler has the pages)\n"),
+		       -1;
+	if (a->uffd_sock)
+		a->backend = SQUIB_BACKEND_UFFD;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct restore_args *a)
 {
 	const char *v;
@@ -73,6 +138,11 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 				return fprintf(stderr,
 					       "squib-snapshot: restore: --mem needs a PATH\n"),
 				       -1;
+			a->mem_given = true;
+		} else if ((r = lazy_option(argc, argv, &i, a)) < 0) {
+			return -1;
+		} else if (r) {
+			continue;
 		} else if ((r = cli_option_value(argc, argv, &i, "--mem-backend", &v))) {
 			if (r > 0 && !strcmp(v, "copy"))
 				a->backend = SQUIB_BACKEND_COPY;
@@ -111,7 +181,7 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 	}
 	if (!a->state)
 		return fprintf(stderr, "squib-snapshot: restore: missing STATE\n"), -1;
-	return 0;
+	return check_lazy_args(a);
 }
 
 /* As many vCPUs as the state has (the load refuses a state that does not fit). */
@@ -128,40 +198,53 @@ static uint32_t vcpus_of(const char *state)
 	return n;
 }
 
-/* ---- the uffd backend: watch the pager while the guest runs ---- */
+/* ---- the lazy backends: watch the memory while the guest runs ---- */
 
 #define RESTORE_POLL_MS 100u
 
+/* 0, or why the lazy memory failed: the pager's error or the handler's death. */
+static int memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
+{
+	if (g->pager)
+		return squib_pager_error(g->pager, d);
+	if (g->remote)
+		return squib_uffd_remote_error(g->remote, d);
+	return 0;
+}
+
 /*
- * The pager failed: the guest can never get the page it waits for. Stop it
- * for good (kicked, RAM revoked), then stop the pager, which unregisters the
- * memory and so wakes a vCPU blocked on that page; it leaves KVM_RUN and the
- * VM can be freed.
+ * The memory failed: the guest can never get the page it waits for. Stop it
+ * for good (kicked, RAM revoked), then stop serving, which unregisters the
+ * memory and so wakes a vCPU blocked on that page into the revoked RAM; it
+ * leaves KVM_RUN without reading a zero page, and the VM can be freed.
  */
-static int fail_on_pager_error(struct cli_vm *c, struct squib_pager *p, int code,
-			       struct squib_error_detail *d)
+static int fail_on_memory_error(struct cli_vm *c, struct squib_guest_memory *g, int code,
+				struct squib_error_detail *d)
 {
 	struct squib_error_detail why = *d, ignored;
 
 	squib_kvm_vm_fail(c->vm, code, &why, &ignored);
-	squib_pager_stop(p);
+	squib_guest_memory_release(g);
 	squib_kvm_vm_wait_stopped(c->vm, CLI_GUEST_WAIT_MS, &ignored);
 	*d = why;
-	snprintf(d->msg, sizeof(d->msg), "the guest was stopped: the uffd pager failed: %.400s",
+	snprintf(d->msg, sizeof(d->msg), "the guest was stopped: %s: %.400s",
+		 g->backend == SQUIB_BACKEND_UFFD ? "the page-fault handler is gone"
+						  : "the uffd pager failed",
 		 why.msg);
 	return code;
 }
 
-/* 0, or the pager's error (the VM then stopped for good). No pager: 0. */
-static int check_pager(struct cli_vm *c, struct squib_pager *p, struct squib_error_detail *d)
+/* 0, or the memory's error (the VM then stopped for good). */
+static int check_memory(struct cli_vm *c, struct squib_guest_memory *g,
+			struct squib_error_detail *d)
 {
-	int rc = p ? squib_pager_error(p, d) : 0;
+	int rc = memory_error(g, d);
 
-	return rc ? fail_on_pager_error(c, p, rc, d) : 0;
+	return rc ? fail_on_memory_error(c, g, rc, d) : 0;
 }
 
-/* cli_vm_wait_reports in short slices, looking at the pager between them. */
-static int wait_reports(struct cli_vm *c, struct squib_pager *p, uint64_t reports,
+/* cli_vm_wait_reports in short slices, looking at the memory between them. */
+static int wait_reports(struct cli_vm *c, struct squib_guest_memory *g, uint64_t reports,
 			struct squib_error_detail *d)
 {
 	uint32_t n = squib_kvm_vm_vcpu_count(c->vm);
@@ -178,7 +261,7 @@ static int wait_reports(struct cli_vm *c, struct squib_pager *p, uint64_t report
 
 			rc = squib_kvm_counter_wait(c->counter, i, want, RESTORE_POLL_MS, NULL, d);
 			waited += RESTORE_POLL_MS;
-			if (rc && (prc = check_pager(c, p, d)))
+			if (rc && (prc = check_memory(c, g, d)))
 				return prc;
 		} while (rc && waited < CLI_GUEST_WAIT_MS);
 	}
@@ -191,27 +274,28 @@ static void print_pager_stats(const struct squib_pager *p)
 
 	squib_pager_stats(p, &s);
 	printf("pager: %llu faults, %llu pages copied, %llu zeroed, %llu already there, "
-	       "%llu bytes read, %llu of %llu pages present; service median %.1f us, "
-	       "p99 %.1f us\n",
+	       "%llu prefetched, %llu filled, %llu bytes read, %llu of %llu pages present; "
+	       "service median %.1f us, p99 %.1f us\n",
 	       (unsigned long long)s.faults, (unsigned long long)s.pages_copied,
 	       (unsigned long long)s.pages_zeroed, (unsigned long long)s.pages_existing,
+	       (unsigned long long)s.pages_prefetched, (unsigned long long)s.pages_filled,
 	       (unsigned long long)s.bytes_read, (unsigned long long)s.pages_present,
 	       (unsigned long long)s.page_count, s.median_us, s.p99_us);
 }
 
-static int run_restored(struct cli_vm *c, const struct restore_args *a, struct squib_pager *p,
-			struct squib_error_detail *d)
+static int run_restored(struct cli_vm *c, const struct restore_args *a,
+			struct squib_guest_memory *g, struct squib_error_detail *d)
 {
 	struct squib_error_detail pd;
 	int rc = 0, prc;
 
 	if (a->paused)
 		printf("paused: the guest was not resumed\n");
-	else if (!(rc = squib_vm_resume(&c->v, d)) && !(rc = wait_reports(c, p, a->reports, d)))
+	else if (!(rc = squib_vm_resume(&c->v, d)) && !(rc = wait_reports(c, g, a->reports, d)))
 		rc = squib_vm_pause(&c->v, 0, d);
-	/* Whatever failed, a pager error explains it best, and a vCPU blocked on
+	/* Whatever failed, a memory error explains it best, and a vCPU blocked on
 	 * it must be released before the VM can be freed. */
-	if ((prc = check_pager(c, p, &pd))) {
+	if ((prc = check_memory(c, g, &pd))) {
 		*d = pd;
 		return prc;
 	}
@@ -222,30 +306,82 @@ static int run_restored(struct cli_vm *c, const struct restore_args *a, struct s
 	return 0;
 }
 
+/* --record-ws: the pages the guest faulted in, bound to the memory file. */
+static int record_ws(const struct squib_guest_memory *g, const char *path,
+		     struct squib_error_detail *d)
+{
+	struct squib_workset ws;
+	int rc = squib_guest_memory_recorded(g, &ws, d);
+
+	if (!rc && !(rc = squib_workset_write(path, &ws, d)))
+		printf("recorded working set: %llu runs, %llu pages -> %s\n",
+		       (unsigned long long)ws.run_count,
+		       (unsigned long long)squib_workset_pages(&ws), path);
+	squib_workset_free(&ws);
+	return rc;
+}
+
+static void lazy_options(const struct restore_args *a, const struct squib_workset *ws,
+			 struct squib_lazy_options *lz)
+{
+	memset(lz, 0, sizeof(*lz));
+	lz->pager.record = a->record_ws != NULL;
+	lz->pager.background_fill = a->background_fill;
+	lz->prefetch = a->prefetch_ws ? ws : NULL;
+	lz->no_prewarm = a->no_prewarm;
+	lz->uffd_socket = a->uffd_sock;
+}
+
+static void print_restored(struct cli_vm *c, const struct restore_args *a,
+			   const struct squib_load_result *res)
+{
+	printf("restored %s (%s backend, %u vCPUs) in %llu us\n", a->state,
+	       backend_name(a->backend), squib_kvm_vm_vcpu_count(c->vm),
+	       (unsigned long long)(res->ns.total / 1000));
+	if (a->backend == SQUIB_BACKEND_LAZY || a->backend == SQUIB_BACKEND_UFFD)
+		printf("before the guest ran: %llu boot pages pre-warmed, %llu working-set pages "
+		       "prefetched (%llu us)\n",
+		       (unsigned long long)res->memory->pages_prewarmed,
+		       (unsigned long long)res->memory->pages_prefetched,
+		       (unsigned long long)(res->ns.prewarm / 1000));
+	if (res->memory->remote)
+		printf("page-fault handler: pid %d\n",
+		       squib_uffd_remote_peer_pid(res->memory->remote));
+}
+
 static int restore_vm(struct cli_vm *c, const struct restore_args *a, struct squib_error_detail *d)
 {
 	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(a->state, a->mem);
+	struct squib_workset ws = {0};
+	struct squib_lazy_options lz;
 	struct squib_load_result res;
-	struct squib_pager *p;
 	int rc;
 
+	if (a->prefetch_ws && (rc = squib_workset_read(a->prefetch_ws, &ws, d))) {
+		cli_vm_free(c);
+		return rc;
+	}
+	lazy_options(a, &ws, &lz);
 	req.backend = a->backend;
 	req.chain = a->chain_len ? a->chain : NULL;
 	req.chain_len = a->chain_len;
 	req.stay_paused = true;
-	if ((rc = squib_load(&c->v, &req, &res, d))) {
+	req.lazy = &lz;
+	rc = squib_load(&c->v, &req, &res, d);
+	squib_workset_free(&ws);
+	if (rc) {
 		cli_vm_free(c);
 		squib_guest_memory_free(res.memory);
 		return rc;
 	}
-	p = res.memory->pager;
-	printf("restored %s (%s backend, %u vCPUs) in %llu us\n", a->state,
-	       backend_name(a->backend), squib_kvm_vm_vcpu_count(c->vm),
-	       (unsigned long long)(res.ns.total / 1000));
+	print_restored(c, a, &res);
 	cli_vm_print_counters(c, stdout);
-	rc = run_restored(c, a, p, d);
-	if (p)
-		print_pager_stats(p);
+	fflush(stdout); /* a script or a test waits for these lines while the guest runs */
+	rc = run_restored(c, a, res.memory, d);
+	if (res.memory->pager)
+		print_pager_stats(res.memory->pager);
+	if (!rc && a->record_ws)
+		rc = record_ws(res.memory, a->record_ws, d);
 	cli_vm_free(c);
 	squib_load_result_free(&res);
 	return rc;
@@ -263,7 +399,9 @@ static int restore_run(int argc, char **argv)
 		restore_usage(stderr);
 		return CLI_EXIT_ERROR;
 	}
-	if (!a.mem && !(a.mem = mem_default = cli_default_mem_path(a.state)))
+	/* With an external handler the memory file is the handler's, unless named. */
+	if (!a.mem && a.backend != SQUIB_BACKEND_UFFD &&
+	    !(a.mem = mem_default = cli_default_mem_path(a.state)))
 		return CLI_EXIT_ERROR;
 	rc = cli_vm_new(&c, vcpus_of(a.state), false, false, &d);
 	if (!rc)

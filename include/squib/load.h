@@ -154,6 +154,17 @@ struct squib_guest_memory {
 void squib_guest_memory_free(struct squib_guest_memory *m);
 
 /*
+ * Stop serving the memory, keeping the mappings: stop the pager (LAZY) or
+ * drop the handler's connection (UFFD; g->remote becomes NULL, so read its
+ * error first). Either unregisters the memory, which wakes every thread
+ * blocked on a missing page; unserved pages then read as zeros. For a VMM
+ * whose memory failed: revoke the guest's access first (the KVM runner's
+ * squib_kvm_vm_fail), then release, so a blocked vCPU leaves without
+ * reading a page the snapshot never had. Other backends: no-op.
+ */
+void squib_guest_memory_release(struct squib_guest_memory *g);
+
+/*
  * Set up guest memory from a verified memory file without a VM (tools,
  * tests): chain (may be NULL, n 0) lists the older layers of a Diff, the
  * full base first, then diffs oldest first; memory_path is the newest layer.

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* In the child: cwd, stdin, stdout, stderr (a file, or the terminal `tty`), then exec;
@@ -158,4 +160,107 @@ size_t squib_test_count_lines(const char *s)
 		if (*s == '\n' || s[1] == '\0')
 			n++;
 	return n;
+}
+
+/* ---- background programs -------------------------------------------------------------- */
+
+static int64_t bg_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+void squib_test_bg_start(const char *cwd, char *const argv[], struct squib_test_bg *b)
+{
+	int o[2], e[2];
+
+	memset(b, 0, sizeof(*b));
+	if (pipe2(o, O_CLOEXEC) || pipe2(e, O_CLOEXEC))
+		fail_msg("pipe: %s", strerror(errno));
+	fflush(NULL);
+	b->pid = fork();
+	if (b->pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (!b->pid) {
+		int in = open("/dev/null", O_RDONLY);
+
+		if (in < 0 || dup2(in, 0) < 0 || dup2(o[1], 1) < 0 || dup2(e[1], 2) < 0 ||
+		    (cwd && chdir(cwd) != 0))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(o[1]);
+	close(e[1]);
+	b->out = o[0];
+	b->err = e[0];
+}
+
+/* Append what fd has now to buf; false at EOF (or error). */
+static bool bg_read(int fd, char *buf, size_t *len, size_t cap)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ssize_t n;
+
+	if (poll(&p, 1, 0) <= 0)
+		return true;
+	if (*len + 1 >= cap) { /* full: drop the rest, keep reading to see EOF */
+		char sink[4096];
+
+		return read(fd, sink, sizeof(sink)) > 0;
+	}
+	n = read(fd, buf + *len, cap - 1 - *len);
+	if (n <= 0)
+		return false;
+	*len += (size_t)n;
+	buf[*len] = '\0';
+	return true;
+}
+
+void squib_test_bg_pump(struct squib_test_bg *b)
+{
+	if (b->out >= 0 && !bg_read(b->out, b->obuf, &b->olen, sizeof(b->obuf))) {
+		close(b->out);
+		b->out = -1;
+	}
+	if (b->err >= 0 && !bg_read(b->err, b->ebuf, &b->elen, sizeof(b->ebuf))) {
+		close(b->err);
+		b->err = -1;
+	}
+}
+
+void squib_test_bg_wait_for(struct squib_test_bg *b, const char *text, int ms)
+{
+	int64_t end = bg_now_ms() + ms;
+
+	while (!strstr(b->obuf, text)) {
+		if (bg_now_ms() > end)
+			fail_msg(
+			    "pid %d did not print '%s' within %d ms (stdout '%s', stderr '%s')",
+			    b->pid, text, ms, b->obuf, b->ebuf);
+		squib_test_bg_pump(b);
+		usleep(2000);
+	}
+}
+
+int squib_test_bg_finish(struct squib_test_bg *b, int ms)
+{
+	int64_t end = bg_now_ms() + ms;
+	int st = 0;
+
+	while (waitpid(b->pid, &st, WNOHANG) == 0) {
+		squib_test_bg_pump(b);
+		if (bg_now_ms() > end) {
+			kill(b->pid, SIGKILL);
+			waitpid(b->pid, &st, 0);
+			fail_msg("pid %d did not exit within %d ms (stdout '%s', stderr '%s')",
+				 b->pid, ms, b->obuf, b->ebuf);
+		}
+		usleep(2000);
+	}
+	while (b->out >= 0 || b->err >= 0)
+		squib_test_bg_pump(b);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -29,6 +29,30 @@ void squib_test_spawn_tty_stderr(const char *cwd, char *const argv[], struct squ
 
 void squib_test_proc_free(struct squib_test_proc *p);
 
+/*
+ * A program running in the background (a page-fault handler, a VMM), its
+ * stdout and stderr collected through pipes while the test goes on.
+ */
+struct squib_test_bg {
+	int pid;
+	int out, err; /* read ends; -1 once at EOF */
+	char obuf[16384], ebuf[16384];
+	size_t olen, elen;
+};
+
+/* Start argv[0] with argv in cwd (NULL: here), stdin from /dev/null. */
+void squib_test_bg_start(const char *cwd, char *const argv[], struct squib_test_bg *b);
+
+/* Read whatever the program has written so far (never blocks). */
+void squib_test_bg_pump(struct squib_test_bg *b);
+
+/* Wait at most ms for stdout to contain text; fails the test otherwise. */
+void squib_test_bg_wait_for(struct squib_test_bg *b, const char *text, int ms);
+
+/* Wait at most ms for the exit (then SIGKILL and fail the test); the exit
+ * status (128 + signal when killed), all output read. */
+int squib_test_bg_finish(struct squib_test_bg *b, int ms);
+
 /* Number of '\n'-terminated lines in s (a final unterminated line counts too). */
 size_t squib_test_count_lines(const char *s);
 
