@@ -8,8 +8,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "load_internal.h"
 #include "pair.h"
@@ -187,6 +189,112 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
 
 /* ---- working sets ------------------------------------------------------------------------ */
 
+/*
+ * Installing a page costs about a microsecond of kernel work here (page
+ * allocation, LRU and memcg accounting: perf), not I/O, so a large set is
+ * installed by several threads at once (bench_lazy: 2 threads cut 256 MiB
+ * from ~69 to ~48 ms). Small sets are not worth a thread.
+ */
+#define PREFETCH_MAX_THREADS	  4
+#define PREFETCH_PAGES_PER_THREAD 4096u
+
+struct prefetch_slice {
+	struct squib_pager *p;
+	const struct squib_ws_run *runs;
+	uint64_t n, installed;
+	int rc;
+	struct squib_error_detail d;
+};
+
+static void *prefetch_slice_run(void *arg)
+{
+	struct prefetch_slice *s = arg;
+
+	memset(&s->d, 0, sizeof(s->d));
+	s->rc = squib_pager_prefetch(s->p, s->runs, s->n, &s->installed, &s->d);
+	return NULL;
+}
+
+static uint32_t prefetch_threads(uint64_t pages)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t k = pages / PREFETCH_PAGES_PER_THREAD;
+
+	if (cpus < 1)
+		cpus = 1;
+	if (k > (uint64_t)cpus)
+		k = (uint64_t)cpus;
+	if (k > PREFETCH_MAX_THREADS)
+		k = PREFETCH_MAX_THREADS;
+	return k ? (uint32_t)k : 1;
+}
+
+/* Cut ws's runs into k slices of about equal pages (runs split at the borders) into out
+ * (room for run_count + k runs); slice i is out[first[i], first[i + 1]). */
+static void slice_runs(const struct squib_workset *ws, uint32_t k, uint64_t pages,
+		       struct squib_ws_run *out, uint64_t *first)
+{
+	uint64_t per = (pages + k - 1) / k, room = per, n = 0;
+	uint32_t slice = 0;
+
+	first[0] = 0;
+	for (uint64_t i = 0; i < ws->run_count; i++) {
+		struct squib_ws_run r = ws->runs[i];
+
+		while (r.page_count) {
+			uint64_t take = r.page_count < room ? r.page_count : room;
+
+			out[n++] = (struct squib_ws_run){r.first_page, take};
+			r.first_page += take;
+			r.page_count -= take;
+			if (!(room -= take) && slice + 1 < k) {
+				first[++slice] = n;
+				room = per;
+			}
+		}
+	}
+	while (slice + 1 <= k)
+		first[++slice] = n;
+}
+
+static int prefetch_parallel(struct squib_pager *p, const struct squib_workset *ws,
+			     uint64_t *installed, struct squib_error_detail *d)
+{
+	uint64_t pages = squib_workset_pages(ws), first[PREFETCH_MAX_THREADS + 1];
+	uint32_t k = prefetch_threads(pages);
+	struct prefetch_slice sl[PREFETCH_MAX_THREADS];
+	pthread_t th[PREFETCH_MAX_THREADS];
+	bool started[PREFETCH_MAX_THREADS] = {false};
+	struct squib_ws_run *runs;
+	int rc = 0;
+
+	if (k == 1)
+		return squib_pager_prefetch(p, ws->runs, ws->run_count, installed, d);
+	if (!(runs = calloc(ws->run_count + k, sizeof(*runs))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	slice_runs(ws, k, pages, runs, first);
+	for (uint32_t i = 0; i < k; i++) {
+		sl[i] = (struct prefetch_slice){
+		    .p = p, .runs = runs + first[i], .n = first[i + 1] - first[i]};
+		/* The last slice runs here; a thread that cannot start runs here too. */
+		started[i] = i + 1 < k && !pthread_create(&th[i], NULL, prefetch_slice_run, &sl[i]);
+		if (!started[i])
+			prefetch_slice_run(&sl[i]);
+	}
+	for (uint32_t i = 0; i < k; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		*installed += sl[i].installed;
+		if (sl[i].rc && !rc) {
+			rc = sl[i].rc;
+			if (d)
+				*d = sl[i].d;
+		}
+	}
+	free(runs);
+	return rc;
+}
+
 int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib_workset *ws,
 				struct squib_error_detail *d)
 {
@@ -201,7 +309,7 @@ int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib
 				      "backend) only");
 	if ((rc = squib_workset_check_fits(ws, g->page_size, g->page_count, g->memory_id, d)))
 		return rc;
-	rc = squib_pager_prefetch(g->pager, ws->runs, ws->run_count, &installed, d);
+	rc = prefetch_parallel(g->pager, ws, &installed, d);
 	g->pages_prefetched += installed;
 	return rc;
 }

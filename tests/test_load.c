@@ -667,6 +667,45 @@ static void test_should_prefetch_a_recorded_working_set_and_cut_the_faults(void 
 	free(wsp);
 }
 
+/*
+ * A large set is installed by several threads, its runs cut between them
+ * (up to 4; here as many as the CPUs): every page once, none left to fault.
+ */
+static void test_should_prefetch_a_large_working_set_on_several_threads(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 64 * MiB, 1);
+	struct squib_ws_run runs[] = {{15000, 1000}, {0, 5000}, {6000, 7000}, {16383, 1}};
+	struct squib_workset ws = {.run_count = 4, .runs = runs};
+	struct squib_lazy_options lz = {.no_prewarm = true, .prefetch = &ws};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	struct squib_pager_stats st;
+
+	if (uffd_missing())
+		skip();
+	ws.page_size = hp();
+	ws.page_count = 64 * MiB / hp();
+	vm = saved_pair(t, &c);
+	lr.backend = SQUIB_BACKEND_LAZY;
+	lr.lazy = &lz;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	assert_int_equal(res.memory->pages_prefetched, 13001);
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
+		for (uint64_t k = 0; k < runs[i].page_count; k++)
+			(void)*(
+			    volatile const uint8_t *)((const uint8_t *)res.memory->regions[0].host +
+						      (runs[i].first_page + k) * hp());
+	squib_pager_stats(res.memory->pager, &st);
+	assert_int_equal(st.faults, 0);
+	assert_int_equal(st.pages_prefetched, 13001);
+	savetest_assert_memory_equal(res.memory, vm);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+}
+
 /* The handler side, in a forked child: serve the memory file until the VMM hangs up. */
 static void handler_child(const char *sock, const char *mem, int ready)
 {
@@ -977,6 +1016,7 @@ int main(void)
 	    T(test_should_map_a_full_memory_file_copy_on_write),
 	    T(test_should_load_a_full_pair_and_a_diff_lazily),
 	    T(test_should_prefetch_a_recorded_working_set_and_cut_the_faults),
+	    T(test_should_prefetch_a_large_working_set_on_several_threads),
 	    T(test_should_load_through_an_external_handler_without_the_memory_file),
 	    T(test_should_prewarm_the_boot_pages_of_a_lazy_load),
 	    T(test_should_refuse_a_diff_with_the_file_backend_or_without_its_chain),

@@ -1527,17 +1527,23 @@ static void test_should_stop_a_kvm_guest_whose_handler_was_killed(void **state)
 	/* Let the vCPU reach its first page and block there (not a measurement). */
 	sleep_ms(200);
 	/*
-	 * What the VMM does on the loss: stop the vCPUs. A vCPU blocked on the page inside
-	 * the kernel may not acknowledge (here KVM's emulator faults on a guest page-table
-	 * read: a kernel-mode fault, which only a fatal signal interrupts); the request stays.
-	 * Unregistering (free) wakes it, and it stops at once at the pending request.
+	 * What the VMM does on the loss (squib/uffd_remote.h, on_lost): a vCPU blocked on
+	 * the page inside the kernel does not acknowledge a pause here (KVM's emulator
+	 * faults on a guest page-table read: a kernel-mode fault, which only a fatal signal
+	 * interrupts), and unregistering alone would let the access complete on a zero page.
+	 * So: revoke the guest's access for good, then wake the fault by unregistering.
 	 */
-	rc = squib_kvm_vm_pause(vm, &d);
-	assert_true(rc == 0 || rc == SQUIB_E_QUIESCE_TIMEOUT);
+	{
+		struct squib_error_detail why = d;
+
+		assert_int_equal(squib_kvm_vm_fail(vm, SQUIB_E_MEMORY_IO, &why, &d), 0);
+	}
 	squib_uffd_remote_free(s.u);
-	if ((rc = squib_kvm_vm_pause(vm, &d)))
-		fail_msg("pause after the memory was unregistered: %s (%s)", squib_error_name(rc),
-			 d.msg);
+	if ((rc = squib_kvm_vm_wait_stopped(vm, 2000, &d)))
+		fail_msg("vCPUs still running after fail + unregister: %s (%s)",
+			 squib_error_name(rc), d.msg);
+	assert_int_equal(squib_kvm_vm_error(vm, &d), SQUIB_E_MEMORY_IO);
+	assert_int_equal(squib_kvm_vm_resume(vm, &d), SQUIB_E_MEMORY_IO);
 	/* The guest made no progress (no report) on memory nobody could serve. */
 	assert_true(squib_kvm_counter_get(counter, 0, NULL, &after));
 	assert_int_equal(after, before);

@@ -94,10 +94,14 @@ struct squib_uffd_remote_options {
 	 * and must not resume them: memory can no longer be served. May be NULL.
 	 * A vCPU blocked on a missing page inside the kernel may not acknowledge
 	 * a pause: a fault taken by kernel code (KVM's instruction emulator
-	 * walking guest page tables, as on this project's nested-PVM host) is
-	 * interrupted by fatal signals only. Then leave the pause requested,
-	 * call squib_uffd_remote_free (which wakes it) and pause again: in the
-	 * KVM test the vCPU then stops at once, the guest making no progress. */
+	 * reading guest memory, as on this project's nested-PVM host) is
+	 * interrupted by fatal signals only. Unregistering wakes it, but the
+	 * access then completes on a zero page the snapshot never had. So first
+	 * revoke the guest's access (the KVM runner's squib_kvm_vm_fail: vCPUs
+	 * kicked and parked for good, RAM PROT_NONE), then wake the fault from
+	 * another thread than this one (squib_uffd_remote_free joins the
+	 * watcher; squib_guest_memory_release in squib/load.h): the access
+	 * fails and the vCPU leaves KVM_RUN without running on. */
 	void (*on_lost)(void *ctx, int code, const struct squib_error_detail *d);
 	void *ctx;
 };
