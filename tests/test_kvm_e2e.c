@@ -1314,6 +1314,15 @@ static void test_should_record_a_working_set_and_prefetch_it_from_the_cli(void *
 	assert_null(strstr(p.out, " 0 working-set pages prefetched"));
 	squib_test_proc_free(&p);
 
+	/* A background fill racing the guest's faults: the guest still continues. */
+	cli(pr.dir,
+	    (char *[]){"restore", "vm.snap", "--mem-backend", "uffd", "--background-fill", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("restore --background-fill: %s", p.err);
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+
 	/* Options of the in-process pager need its backend. */
 	cli(pr.dir, (char *[]){"restore", "vm.snap", "--prefetch-ws", "vm.ws", NULL}, &p);
 	assert_int_equal(p.status, 1);
