@@ -2,7 +2,7 @@
 /*
  * Lazy restore (the userfaultfd pager) against the eager backends:
  *
- * 1. the snapshot: a 1-vCPU KVM VM with 1 GiB of RAM, 256 MiB of it
+ * 1. the snapshot: a 1-vCPU KVM VM with 1 GiB of BK_RAM, 256 MiB of it
  *    non-zero (256 runs of 1 MiB, 3 MiB apart, from 16 MiB: the working
  *    set), the rest zero and absent from the file, running the counter
  *    guest; a Full pair saved with squib_save (page cache warm);
@@ -11,11 +11,10 @@
  *    working-set page, per backend: COPY
  *    (read every present page up front), FILE (MAP_PRIVATE, page-cache
  *    faults), LAZY (uffd faults served by the pager), LAZY with the working
- *    set recorded on an earlier restore prefetched (squib_guest_memory_prefetch: threads by CPUs; and on one thread)
- *    before the touches; against a memcpy of 256 MiB between populated
- *    buffers measured in the same run; reading and writing with the page
- *    cache warm, and reading with it dropped (POSIX_FADV_DONTNEED) before
- *    each run;
+ *    set recorded on an earlier restore prefetched (squib_guest_memory_prefetch: threads by CPUs;
+ * and on one thread) before the touches; against a memcpy of 256 MiB between populated buffers
+ * measured in the same run; reading and writing with the page cache warm, and reading with it
+ * dropped (POSIX_FADV_DONTNEED) before each run;
  * 3. upstream P7 on KVM: squib_load LAZY (with its default pre-warm of the
  *    boot pages, and once without) into a fresh VM, 10 % of the pages
  *    installed before resume (a contiguous block of the working set, the
@@ -43,108 +42,15 @@
 #include <squib/save.h>
 #include <squib/workset.h>
 
-#include "benchutil.h"
+#include "benchkvm.h"
 
 #define RUNS	      5
-#define RAM	      (1ull << 30)
-#define PAGE	      4096ull
-#define TABLES	      0x1000ull
-#define CODE	      0x10000ull
-#define COUNTERS      0x20000ull
-#define STACKS	      0x40000ull
-#define FILL_BASE     (16ull << 20)
-#define FILL_RUN      (1ull << 20)
-#define FILL_STEP     (3ull << 20)
-#define FILL_RUNS     256u /* 256 MiB: the working set */
-#define WS_BYTES      ((uint64_t)FILL_RUNS * FILL_RUN)
-#define WARM_BYTES    (RAM / 10) /* P7: 10 % installed, 90 % cold */
+#define WS_BYTES      ((uint64_t)BK_FILL_RUNS * BK_FILL_RUN)
+#define WARM_BYTES    (BK_RAM / 10) /* P7: 10 % installed, 90 % cold */
 #define TOUCH_THREADS 2u
-#define PORT	      0x3f0
-#define WAIT_MS	      10000u
 
 static char guest_dir[4096];
 static char dir[4096];
-
-struct vmk {
-	struct squib_kvm_vm *vm;
-	struct squib_kvm_counter *counter;
-	struct squib_kvm_adapter *adapter;
-	struct squib_vm v;
-};
-
-static void check(int rc, const char *what, const struct squib_error_detail *d)
-{
-	if (rc) {
-		fprintf(stderr, "bench_lazy: %s: %s (%s)\n", what, squib_error_name(rc), d->msg);
-		exit(1);
-	}
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
-
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
-static void vmk_new(struct vmk *k, bool with_ram)
-{
-	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
-	struct squib_kvm_adapter_config acfg = {false, "/squib/bench/counter.bin", "bench"};
-	struct squib_error_detail d;
-
-	memset(k, 0, sizeof(*k));
-	check(squib_kvm_vm_new(&cfg, &k->vm, &d), "vm_new", &d);
-	if (with_ram)
-		check(squib_kvm_vm_add_ram(k->vm, 0, RAM, NULL, NULL, &d), "add_ram", &d);
-	check(squib_kvm_vm_add_counter(k->vm, PORT, &k->counter, &d), "add_counter", &d);
-	check(squib_kvm_adapter_new(k->vm, &acfg, &k->adapter, &d), "adapter", &d);
-	k->v = squib_kvm_adapter_vm(k->adapter);
-}
-
-static void vmk_free(struct vmk *k)
-{
-	squib_kvm_adapter_free(k->adapter);
-	squib_kvm_vm_free(k->vm);
-	memset(k, 0, sizeof(*k));
-}
-
-static void write_guest(struct vmk *k)
-{
-	char path[4200];
-	static uint8_t buf[65536];
-	struct squib_error_detail d;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "%s/counter.bin", guest_dir);
-	if (!(f = fopen(path, "rb"))) {
-		fprintf(stderr, "bench_lazy: %s: %s\n", path, strerror(errno));
-		exit(1);
-	}
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	check(squib_kvm_vm_write(k->vm, CODE, buf, n, &d), "write guest", &d);
-}
-
-/* The working set: 256 MiB of non-zero data in 1 MiB runs. */
-static void fill(struct vmk *k)
-{
-	for (uint32_t i = 0; i < FILL_RUNS; i++) {
-		uint64_t gpa = FILL_BASE + i * FILL_STEP;
-		uint8_t *p = squib_kvm_vm_gpa_to_hva(k->vm, gpa, FILL_RUN);
-
-		for (uint64_t off = 0; off < FILL_RUN; off += 8) {
-			uint64_t v = (gpa + off) * 0x9E3779B97F4A7C15ull | 1;
-
-			memcpy(p + off, &v, 8);
-		}
-	}
-}
 
 /* A Full pair of the running counter guest, left paused; its report count. */
 static uint64_t make_snapshot(const char *state, const char *mem)
@@ -152,24 +58,15 @@ static uint64_t make_snapshot(const char *state, const char *mem)
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(state, mem);
 	struct squib_save_report rep;
 	struct squib_error_detail d;
-	struct squib_kvm_boot b;
 	uint64_t reports = 0;
-	struct vmk k;
+	struct bk_vm k;
 
-	vmk_new(&k, true);
-	fill(&k);
-	write_guest(&k);
-	memset(&b, 0, sizeof(b));
-	b.tables_gpa = TABLES;
-	b.map_size = RAM;
-	b.entry[0] = (struct squib_kvm_entry){CODE, STACKS + PAGE, 0, COUNTERS, PORT};
-	check(squib_kvm_vm_boot_long_mode(k.vm, &b, &d), "boot", &d);
-	check(squib_kvm_vm_start(k.vm, &d), "start", &d);
-	check(squib_kvm_counter_wait(k.counter, 0, 1, WAIT_MS, NULL, &d), "counter", &d);
+	bk_vm_new(&k, true, false);
+	bk_boot_counter(&k, guest_dir);
 	req.stay_paused = true;
-	check(squib_save(&k.v, &req, &rep, &d), "full save", &d);
+	bk_check(squib_save(&k.v, &req, &rep, &d), "full save", &d);
 	squib_kvm_counter_get(k.counter, 0, NULL, &reports);
-	vmk_free(&k);
+	bk_vm_free(&k);
 	return reports;
 }
 
@@ -188,9 +85,9 @@ static void *touch_runs(void *arg)
 	uint64_t sum = 0;
 
 	for (uint32_t i = t->first; i < t->first + t->n; i++) {
-		volatile uint8_t *p = t->ram + FILL_BASE + (uint64_t)i * FILL_STEP;
+		volatile uint8_t *p = t->ram + BK_FILL_BASE + (uint64_t)i * BK_FILL_STEP;
 
-		for (uint64_t off = 0; off < FILL_RUN; off += PAGE)
+		for (uint64_t off = 0; off < BK_FILL_RUN; off += BK_PAGE)
 			if (t->write)
 				p[off] = (uint8_t)off;
 			else
@@ -205,7 +102,7 @@ static void touch_working_set(uint8_t *ram, bool write)
 {
 	struct toucher t[TOUCH_THREADS];
 	pthread_t th[TOUCH_THREADS];
-	uint32_t per = FILL_RUNS / TOUCH_THREADS;
+	uint32_t per = BK_FILL_RUNS / TOUCH_THREADS;
 
 	for (uint32_t i = 0; i < TOUCH_THREADS; i++) {
 		t[i] = (struct toucher){ram, i * per, per, write, 0};
@@ -245,7 +142,7 @@ static double open_and_touch_lazy(const char *mem, enum squib_memory_backend b,
 	if (squib_guest_memory_open_lazy(mem, NULL, 0, NULL, b, lz, &g, d))
 		return -1;
 	touch_working_set(g->regions[0].host, write);
-	t = ms(now_ns() - t0);
+	t = bk_ms(now_ns() - t0);
 	if (g->pager && stats)
 		squib_pager_stats(g->pager, stats);
 	squib_guest_memory_free(g);
@@ -271,13 +168,13 @@ static double bench_one_page_per_fault(const char *mem, bool write, bool cold, d
 	double t[RUNS], m;
 
 	memset(&lz, 0, sizeof(lz));
-	lz.pager.batch_bytes = PAGE;
+	lz.pager.batch_bytes = BK_PAGE;
 	memset(&stats, 0, sizeof(stats));
 	for (int r = 0; r < RUNS; r++)
 		if ((t[r] = open_and_touch_lazy(mem, SQUIB_BACKEND_LAZY, &lz, write, cold, &stats,
 						&d)) < 0)
-			check(d.code ? d.code : SQUIB_E_IO, "lazy, one page per fault", &d);
-	m = median(t, RUNS);
+			bk_check(d.code ? d.code : SQUIB_E_IO, "lazy, one page per fault", &d);
+	m = bk_median(t, RUNS);
 	printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy  | last run: %llu faults, "
 	       "service median %.1f us, p99 %.1f us\n",
 	       "LAZY, 4 KiB per fault", m, m / copy_ms, m / floor_ms,
@@ -304,11 +201,11 @@ static double memcpy_baseline(void)
 		uint64_t t0 = now_ns();
 
 		memcpy(b, a, WS_BYTES);
-		t[r] = ms(now_ns() - t0);
+		t[r] = bk_ms(now_ns() - t0);
 	}
 	munmap(a, WS_BYTES);
 	munmap(b, WS_BYTES);
-	return median(t, RUNS);
+	return bk_median(t, RUNS);
 }
 
 static const char *backend_name(enum squib_memory_backend b)
@@ -333,21 +230,21 @@ static void record_working_set(const char *mem, bool write, struct squib_workset
 	struct squib_pager_region r;
 	uint8_t *ram;
 
-	ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		   -1, 0);
+	ram = mmap(NULL, BK_RAM, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ram == MAP_FAILED) {
 		fprintf(stderr, "bench_lazy: mmap: %s\n", strerror(errno));
 		exit(1);
 	}
-	r = (struct squib_pager_region){ram, RAM, 0};
-	check(squib_memfile_open(mem, &m, &d), "memfile", &d);
-	check(squib_page_source_file(m, &src, &d), "page source", &d);
-	check(squib_pager_start(&r, 1, src, &opts, &p, &d), "recording pager", &d);
+	r = (struct squib_pager_region){ram, BK_RAM, 0};
+	bk_check(squib_memfile_open(mem, &m, &d), "memfile", &d);
+	bk_check(squib_page_source_file(m, &src, &d), "page source", &d);
+	bk_check(squib_pager_start(&r, 1, src, &opts, &p, &d), "recording pager", &d);
 	touch_working_set(ram, write);
-	check(squib_pager_recorded(p, ws, &d), "recorded", &d);
+	bk_check(squib_pager_recorded(p, ws, &d), "recorded", &d);
 	squib_pager_free(p);
 	squib_memfile_close(m);
-	munmap(ram, RAM);
+	munmap(ram, BK_RAM);
 }
 
 static int cmp_run(const void *a, const void *b)
@@ -404,7 +301,7 @@ static double open_prefetch_touch(const char *mem, const struct squib_workset *w
 		return -1;
 	}
 	touch_working_set(g->regions[0].host, write);
-	t = ms(now_ns() - t0);
+	t = bk_ms(now_ns() - t0);
 	squib_pager_stats(g->pager, stats);
 	squib_guest_memory_free(g);
 	return t;
@@ -435,8 +332,8 @@ static double bench_prefetched_working_set(const char *mem, bool write, bool col
 		for (int r = 0; r < RUNS; r++)
 			if ((t[r] = open_prefetch_touch(mem, &ws, write, cold, row == 2, &stats,
 							&d)) < 0)
-				check(d.code ? d.code : SQUIB_E_IO, "prefetch", &d);
-		m = median(t, RUNS);
+				bk_check(d.code ? d.code : SQUIB_E_IO, "prefetch", &d);
+		m = bk_median(t, RUNS);
 		printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy  %.2fx faster than on demand "
 		       "(%.2fx than 4 KiB per fault) | %llu runs; last run: %llu pages prefetched, "
 		       "%llu faults\n",
@@ -468,8 +365,9 @@ static void bench_working_set(const char *mem, bool write, bool cold, double bas
 		memset(&stats, 0, sizeof(stats));
 		for (int r = 0; r < RUNS; r++)
 			if ((t[r] = open_and_touch(mem, backends[bi], write, cold, &stats, &d)) < 0)
-				check(d.code ? d.code : SQUIB_E_IO, backend_name(backends[bi]), &d);
-		m = median(t, RUNS);
+				bk_check(d.code ? d.code : SQUIB_E_IO, backend_name(backends[bi]),
+					 &d);
+		m = bk_median(t, RUNS);
 		if (backends[bi] == SQUIB_BACKEND_COPY)
 			copy_ms = m;
 		if (backends[bi] == SQUIB_BACKEND_LAZY)
@@ -491,14 +389,15 @@ static void bench_working_set(const char *mem, bool write, bool cold, double bas
 
 /* ---- 3. P7: time to the first report with 90 % of the pages cold ---------------------- */
 
-/* Install [FILL_BASE, FILL_BASE + WARM_BYTES): part of the working set, none of the guest's pages.
+/* Install [BK_FILL_BASE, BK_FILL_BASE + WARM_BYTES): part of the working set, none of the guest's
+ * pages.
  */
 static void warm(const uint8_t *ram)
 {
 	uint64_t sum = 0;
 
-	for (uint64_t off = 0; off < WARM_BYTES; off += PAGE)
-		sum += ((const volatile uint8_t *)ram)[FILL_BASE + off];
+	for (uint64_t off = 0; off < WARM_BYTES; off += BK_PAGE)
+		sum += ((const volatile uint8_t *)ram)[BK_FILL_BASE + off];
 	(void)sum;
 }
 
@@ -516,33 +415,33 @@ static void p7_once(const char *state, const char *mem, uint64_t saved_reports, 
 	struct squib_pager_stats s0, s;
 	struct squib_error_detail d;
 	uint64_t t0, t1, t2;
-	struct vmk k;
+	struct bk_vm k;
 
 	if (cold_cache)
 		drop_page_cache(mem);
-	vmk_new(&k, false);
+	bk_vm_new(&k, false, false);
 	req.backend = SQUIB_BACKEND_LAZY;
 	req.stay_paused = true;
 	req.lazy = &lazy;
 	t0 = now_ns();
-	check(squib_load(&k.v, &req, &res, &d), "lazy load", &d);
+	bk_check(squib_load(&k.v, &req, &res, &d), "lazy load", &d);
 	t1 = now_ns();
 	if (warm10)
 		warm(res.memory->regions[0].host);
 	t2 = now_ns();
 	squib_pager_stats(res.memory->pager, &s0);
-	check(squib_vm_resume(&k.v, &d), "resume", &d);
-	check(squib_kvm_counter_wait(k.counter, 0, saved_reports + 1, WAIT_MS, NULL, &d),
-	      "first report", &d);
-	out->total = ms(now_ns() - t0);
-	out->load = ms(t1 - t0);
-	out->warm = ms(t2 - t1);
+	bk_check(squib_vm_resume(&k.v, &d), "resume", &d);
+	bk_check(squib_kvm_counter_wait(k.counter, 0, saved_reports + 1, BK_WAIT_MS, NULL, &d),
+		 "first report", &d);
+	out->total = bk_ms(now_ns() - t0);
+	out->load = bk_ms(t1 - t0);
+	out->warm = bk_ms(t2 - t1);
 	out->run = out->total - out->load - out->warm;
 	squib_pager_stats(res.memory->pager, &s);
 	out->faults_to_report = s.faults - s0.faults;
 	out->present = s.pages_present;
-	check(squib_pager_error(res.memory->pager, &d), "pager", &d);
-	vmk_free(&k);
+	bk_check(squib_pager_error(res.memory->pager, &d), "pager", &d);
+	bk_vm_free(&k);
 	squib_load_result_free(&res);
 }
 
@@ -579,17 +478,17 @@ static void bench_p7(const char *state, const char *mem, uint64_t saved_reports)
 		printf("  %-31s %8.2f ms (%.4fx the goal) | load %.2f, install 10 %% %.2f, resume "
 		       "-> report %.2f ms | last run: %llu faults after resume, %.1f %% of pages "
 		       "present\n",
-		       cases[c].what, median(tot, RUNS), median(tot, RUNS) / 1000.0,
-		       median(load, RUNS), median(wrm, RUNS), median(run, RUNS),
+		       cases[c].what, bk_median(tot, RUNS), bk_median(tot, RUNS) / 1000.0,
+		       bk_median(load, RUNS), bk_median(wrm, RUNS), bk_median(run, RUNS),
 		       (unsigned long long)p.faults_to_report,
-		       100.0 * (double)p.present / (double)(RAM / PAGE));
+		       100.0 * (double)p.present / (double)(BK_RAM / BK_PAGE));
 	}
 }
 
 int main(int argc, char **argv)
 {
-	const char *env = getenv("SQUIB_GUESTS"), *base = getenv("SQUIB_BENCH_DIR");
-	char self[4096], state[4200], mem[4200];
+	const char *base = getenv("SQUIB_BENCH_DIR");
+	char state[4200], mem[4200];
 	uint64_t reports;
 
 	(void)argc;
@@ -597,11 +496,7 @@ int main(int argc, char **argv)
 		printf("bench_lazy: /dev/kvm does not exist; nothing measured\n");
 		return 0;
 	}
-	snprintf(self, sizeof(self), "%s", argv[0]);
-	if (env)
-		snprintf(guest_dir, sizeof(guest_dir), "%s", env);
-	else
-		snprintf(guest_dir, sizeof(guest_dir), "%s/tests/guests", dirname(self));
+	bk_guest_dir(argv[0], guest_dir, sizeof(guest_dir));
 	snprintf(dir, sizeof(dir), "%s/squib-lbench-XXXXXX", base ? base : "/var/tmp");
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "bench_lazy: mkdtemp %s: %s\n", dir, strerror(errno));

@@ -532,15 +532,9 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	struct squib_pager_stats st;
 	struct squib_testvm *vm, *rvm;
 	struct squib_load_result res;
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
 
-	if (fd < 0 && errno == ENOSYS && access("/dev/userfaultfd", F_OK)) {
-		fprintf(stderr,
-			"*** SKIP: userfaultfd does not exist (ENOSYS): LAZY not tested ***\n");
+	if (squib_test_uffd_missing("lazy backends"))
 		skip();
-	}
-	if (fd >= 0)
-		close((int)fd);
 	c.region_count = 2; /* the second region's pages start past the first's in the file */
 	c.regions[1] = (struct squib_mem_region){.guest_addr = GPA + 1024 * MiB, .size = 192 * KiB};
 	c.track_dirty_pages = c.with_tracker = true;
@@ -581,20 +575,6 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	free(bsnap);
 }
 
-static bool uffd_missing(void)
-{
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
-
-	if (fd >= 0)
-		close((int)fd);
-	if (fd < 0 && errno == ENOSYS && access("/dev/userfaultfd", F_OK)) {
-		fprintf(stderr, "*** SKIP: userfaultfd does not exist (ENOSYS): lazy backends not "
-				"tested ***\n");
-		return true;
-	}
-	return false;
-}
-
 /* Read one byte of every 5th page of every region (a fixed "working set"). */
 static void touch_pattern(const struct squib_guest_memory *g)
 {
@@ -623,7 +603,7 @@ static void test_should_prefetch_a_recorded_working_set_and_cut_the_faults(void 
 	struct squib_testvm *vm, *rvm;
 	struct squib_load_result res;
 
-	if (uffd_missing())
+	if (squib_test_uffd_missing("lazy backends"))
 		skip();
 	vm = saved_pair(t, &c);
 	lz.pager.record = true;
@@ -683,7 +663,7 @@ static void test_should_prefetch_a_large_working_set_on_several_threads(void **s
 	struct squib_load_result res;
 	struct squib_pager_stats st;
 
-	if (uffd_missing())
+	if (squib_test_uffd_missing("lazy backends"))
 		skip();
 	ws.page_size = hp();
 	ws.page_count = 64 * MiB / hp();
@@ -753,7 +733,7 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	char ch;
 	pid_t pid;
 
-	if (uffd_missing())
+	if (squib_test_uffd_missing("lazy backends"))
 		skip();
 	c.region_count = 2;
 	c.regions[1] = (struct squib_mem_region){.guest_addr = GPA + 1024 * MiB, .size = 128 * KiB};
@@ -809,7 +789,7 @@ static void test_should_prewarm_the_boot_pages_of_a_lazy_load(void **state)
 	struct squib_load_result res;
 	uint64_t pc;
 
-	if (uffd_missing())
+	if (squib_test_uffd_missing("lazy backends"))
 		skip();
 	vm = saved_pair(t, &c);
 	lr.backend = SQUIB_BACKEND_LAZY;

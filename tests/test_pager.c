@@ -31,17 +31,6 @@ struct fixture {
 	char *path;
 };
 
-static bool uffd_missing(void)
-{
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
-
-	if (fd >= 0) {
-		close((int)fd);
-		return false;
-	}
-	return errno == ENOSYS && access("/dev/userfaultfd", F_OK) != 0;
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -66,11 +55,8 @@ static int teardown(void **state)
 
 #define SKIP_WITHOUT_UFFD()                                                                        \
 	do {                                                                                       \
-		if (uffd_missing()) {                                                              \
-			fprintf(stderr, "*** SKIP: userfaultfd does not exist on this kernel "     \
-					"(ENOSYS): pager not tested ***\n");                       \
+		if (squib_test_uffd_missing("pager"))                                              \
 			skip();                                                                    \
-		}                                                                                  \
 	} while (0)
 
 static uint64_t ps(void)

@@ -27,17 +27,6 @@
 #define READERS 4
 #define ROUNDS	3
 
-static bool uffd_missing(void)
-{
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
-
-	if (fd >= 0) {
-		close((int)fd);
-		return false;
-	}
-	return errno == ENOSYS && access("/dev/userfaultfd", F_OK) != 0;
-}
-
 struct shared {
 	uint8_t *mem;
 	const uint8_t *want;
@@ -102,11 +91,8 @@ static void test_should_serve_concurrent_faults_and_removes(void **state)
 	pthread_t rd[READERS], rm, sr;
 
 	(void)state;
-	if (uffd_missing()) {
-		fprintf(stderr,
-			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+	if (squib_test_uffd_missing("pager"))
 		skip();
-	}
 	for (uint64_t k = 0; k < PAGES; k += 3)
 		memset(want + k * ps, 0, ps);
 	squib_test_save_full(path, want, PAGES * ps, false, NULL);
@@ -227,11 +213,8 @@ static void test_should_prefetch_and_fill_while_threads_fault(void **state)
 	pthread_t rd[READERS], pt, sr;
 
 	(void)state;
-	if (uffd_missing()) {
-		fprintf(stderr,
-			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+	if (squib_test_uffd_missing("pager"))
 		skip();
-	}
 	racer_open(&r, &o);
 	pf = (struct prefetcher){r.p, -1, 0};
 	assert_int_equal(pthread_create(&sr, NULL, stats_reader, &r.s), 0);
@@ -266,11 +249,8 @@ static void test_should_prefetch_while_ranges_are_removed(void **state)
 	pthread_t rd[READERS], rm, pt;
 
 	(void)state;
-	if (uffd_missing()) {
-		fprintf(stderr,
-			"*** SKIP: userfaultfd does not exist (ENOSYS): pager not tested ***\n");
+	if (squib_test_uffd_missing("pager"))
 		skip();
-	}
 	racer_open(&r, NULL);
 	pf = (struct prefetcher){r.p, -1, 0};
 	assert_int_equal(pthread_create(&rm, NULL, remover, &r.s), 0);

@@ -41,24 +41,10 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static bool uffd_missing(void)
-{
-	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
-
-	if (fd >= 0) {
-		close((int)fd);
-		return false;
-	}
-	return errno == ENOSYS && access("/dev/userfaultfd", F_OK) != 0;
-}
-
 #define SKIP_WITHOUT_UFFD()                                                                        \
 	do {                                                                                       \
-		if (uffd_missing()) {                                                              \
-			fprintf(stderr, "*** SKIP: userfaultfd does not exist on this kernel "     \
-					"(ENOSYS): Uffd backend not tested ***\n");                \
+		if (squib_test_uffd_missing("Uffd backend"))                                       \
 			skip();                                                                    \
-		}                                                                                  \
 	} while (0)
 
 static uint64_t ps(void)

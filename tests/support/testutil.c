@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 char *squib_test_tmpdir(void)
@@ -117,4 +118,21 @@ int squib_test_write_file(const char *path, const void *buf, size_t len)
 int squib_test_exists(const char *path)
 {
 	return access(path, F_OK) == 0;
+}
+
+int squib_test_uffd_missing(const char *what)
+{
+	long fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd >= 0) {
+		close((int)fd);
+		return 0;
+	}
+	if (errno != ENOSYS || access("/dev/userfaultfd", F_OK) == 0)
+		return 0;
+	fprintf(stderr,
+		"*** SKIP: userfaultfd does not exist on this kernel (ENOSYS): %s not "
+		"tested ***\n",
+		what);
+	return 1;
 }

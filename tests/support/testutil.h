@@ -28,4 +28,12 @@ int squib_test_write_file(const char *path, const void *buf, size_t len);
 /* Does the path exist? */
 int squib_test_exists(const char *path);
 
+/*
+ * Is userfaultfd truly absent (the syscall is ENOSYS and there is no
+ * /dev/userfaultfd)? Then it prints one loud SKIP line naming `what` (what
+ * goes untested) and returns 1; a test calls skip() on it. Any other
+ * failure (EPERM...) is not absence: the test runs and reports it.
+ */
+int squib_test_uffd_missing(const char *what);
+
 #endif
