@@ -828,6 +828,10 @@ static void test_should_stop_the_guest_for_good_when_the_external_handler_dies(v
 	req.lazy = &lazy;
 	must(squib_load(&t.v, &req, &res, &d), &d, "squib_load (UFFD, serve)");
 	assert_int_equal(kill(serve, SIGSTOP), 0);
+	/* kill() only queues the stop: wait until every thread of the handler has stopped,
+	 * or its pager could still serve the counter pages the guest asks for first. */
+	assert_int_equal(waitpid(serve, &status, WUNTRACED), serve);
+	assert_true(WIFSTOPPED(status));
 	must(squib_vm_resume(&t.v, &d), &d, "resume");
 	usleep(50000); /* the vCPUs reach their counter pages at once, and wait */
 	for (uint32_t i = 0; i < VCPUS; i++) {
@@ -1331,11 +1335,11 @@ static void test_should_record_a_working_set_and_prefetch_it_from_the_cli(void *
 	pair_free(&pr);
 }
 
-/* serve --socket --mem --state in the background, listening. */
-static void serve_bg(const struct pair *pr, struct squib_test_bg *b)
+/* serve --socket --mem --state [opt value] in the background, listening. */
+static void serve_bg(const struct pair *pr, char *opt, char *value, struct squib_test_bg *b)
 {
 	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket", "h.sock", "--mem", "vm.mem",
-			"--state",	     "vm.snap", NULL};
+			"--state",	     "vm.snap", opt,	    value,    NULL};
 
 	if (!argv[0])
 		fail_msg("SQUIB_CLI is not set (run through ctest)");
@@ -1353,7 +1357,7 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
 
 	(void)state;
 	cli_saved_pair(&pr);
-	serve_bg(&pr, &h);
+	serve_bg(&pr, NULL, NULL, &h);
 	cli(pr.dir, (char *[]){"restore", "vm.snap", "--uffd-sock", "h.sock", NULL}, &p);
 	if (p.status)
 		fail_msg("restore --uffd-sock: %s", p.err);
@@ -1363,6 +1367,44 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
 	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
 	assert_non_null(strstr(h.obuf, "stopped: the VMM hung up"));
 	assert_null(strstr(h.obuf, "pages copied 0,")); /* it did serve the guest's pages */
+	pair_free(&pr);
+}
+
+/* The handler's own record and prefetch: the second restore's guest faults (almost) nothing. */
+static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
+{
+	char *restore[] = {"restore", "vm.snap", "--uffd-sock", "h.sock", "--no-prewarm", NULL};
+	unsigned long long first, second;
+	struct squib_test_proc p;
+	struct squib_test_bg h;
+	struct pair pr;
+	const char *at;
+
+	(void)state;
+	cli_saved_pair(&pr);
+	serve_bg(&pr, "--record-ws", "h.ws", &h);
+	cli(pr.dir, restore, &p);
+	if (p.status)
+		fail_msg("restore --uffd-sock: %s", p.err);
+	squib_test_proc_free(&p);
+	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
+	assert_non_null(strstr(h.obuf, "recorded working set: "));
+	assert_non_null(at = strstr(h.obuf, "faults "));
+	first = strtoull(at + 7, NULL, 10);
+	assert_true(first > 0);
+
+	serve_bg(&pr, "--prefetch-ws", "h.ws", &h);
+	cli(pr.dir, restore, &p);
+	if (p.status)
+		fail_msg("restore --uffd-sock: %s", p.err);
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
+	assert_non_null(strstr(h.obuf, "prefetched the working set: "));
+	assert_non_null(at = strstr(h.obuf, "faults "));
+	second = strtoull(at + 7, NULL, 10);
+	if (second * 10 > first)
+		fail_msg("prefetch left %llu of %llu faults: '%s'", second, first, h.obuf);
 	pair_free(&pr);
 }
 
@@ -1382,7 +1424,7 @@ static void test_should_stop_the_guest_when_serve_is_killed_from_the_cli(void **
 	if (!argv[0])
 		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	cli_saved_pair(&pr);
-	serve_bg(&pr, &h);
+	serve_bg(&pr, NULL, NULL, &h);
 	squib_test_bg_start(pr.dir, argv, &vmm);
 	squib_test_bg_wait_for(&vmm, "page-fault handler: pid", 5000);
 	assert_int_equal(kill(h.pid, SIGKILL), 0);
@@ -1572,6 +1614,7 @@ int main(void)
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	    cmocka_unit_test(test_should_record_a_working_set_and_prefetch_it_from_the_cli),
 	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),
+	    cmocka_unit_test(test_should_record_and_prefetch_a_working_set_in_serve),
 	    cmocka_unit_test(test_should_stop_the_guest_when_serve_is_killed_from_the_cli),
 	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),

@@ -22,6 +22,7 @@
 #include <squib/memfile.h>
 #include <squib/pager.h>
 #include <squib/uffd_remote.h>
+#include <squib/workset.h>
 
 #include "cli.h"
 
@@ -33,7 +34,8 @@ static void serve_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: squib-snapshot serve --socket PATH --mem MEMFILE [--state STATE]\n"
-		"                            [--batch BYTES] [--mode on-demand|all]\n\n"
+		"                            [--batch BYTES] [--mode on-demand|all]\n"
+		"                            [--record-ws FILE] [--prefetch-ws FILE]\n\n"
 		"A page-fault handler for a VMM's Uffd memory backend (Firecracker's protocol):\n"
 		"listens on PATH, prints `listening on PATH`, accepts ONE VMM, receives its\n"
 		"regions and userfaultfd, prints `serving pid N: K regions, M MiB`, and serves\n"
@@ -51,13 +53,18 @@ static void serve_usage(FILE *out)
 		"  --mode on-demand  serve each fault as it comes (default)\n"
 		"  --mode all      as soon as the VMM is connected, install every page in\n"
 		"                  bulk (Firecracker's fault_all handler); faults that come\n"
-		"                  first are still served on demand meanwhile\n\n"
+		"                  first are still served on demand meanwhile\n"
+		"  --record-ws FILE  at the end, write the pages the VMM faulted in (the\n"
+		"                  working set, in fault order) to FILE\n"
+		"  --prefetch-ws FILE  as soon as the VMM is connected, install FILE's working\n"
+		"                  set (recorded on this memory file) in bulk; the rest stays\n"
+		"                  on demand\n\n"
 		"exit status: 0 served until the VMM hung up (or a signal); 1 bad usage, an\n"
 		"unusable memory or state file, a refused handshake, or a read error.\n");
 }
 
 struct serve_args {
-	const char *socket, *mem, *state;
+	const char *socket, *mem, *state, *record_ws, *prefetch_ws;
 	uint64_t batch;
 	bool all; /* --mode all */
 };
@@ -98,6 +105,13 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		} else if ((r = cli_option_value(argc, argv, &i, "--state", &a->state))) {
 			if (r < 0)
 				return bad_usage("--state needs a STATE");
+		} else if ((r = cli_option_value(argc, argv, &i, "--record-ws", &a->record_ws))) {
+			if (r < 0)
+				return bad_usage("--record-ws needs a FILE");
+		} else if ((r = cli_option_value(argc, argv, &i, "--prefetch-ws",
+						 &a->prefetch_ws))) {
+			if (r < 0)
+				return bad_usage("--prefetch-ws needs a FILE");
 		} else if ((r = cli_option_value(argc, argv, &i, "--mode", &v))) {
 			if (r > 0 && !strcmp(v, "all"))
 				a->all = true;
@@ -176,6 +190,8 @@ struct source {
 	struct squib_memfile *m; /* NULL: raw */
 	struct squib_page_source src;
 	bool have_src;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE]; /* the memory file's (raw: zero) */
+	struct squib_workset ws;	  /* --prefetch-ws */
 };
 
 static int raw_open(struct source *s, const char *path, int open_rc,
@@ -221,6 +237,7 @@ static int source_open(struct source *s, const char *path, struct squib_error_de
 	if ((rc = squib_page_source_file(s->m, &s->src, d)))
 		return rc;
 	s->have_src = true;
+	memcpy(s->id, squib_memfile_manifest(s->m)->layout.id, sizeof(s->id));
 	return 0;
 }
 
@@ -230,6 +247,7 @@ static void source_close(struct source *s)
 	if (s->have_src && s->src.ops->release)
 		s->src.ops->release(s->src.ctx);
 	squib_memfile_close(s->m);
+	squib_workset_free(&s->ws);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -394,10 +412,10 @@ static void print_stats(const struct squib_pager *p, const char *why)
 	fflush(stdout);
 }
 
-static int attach(struct source *s, struct squib_uffd_peer *peer, uint64_t batch,
+static int attach(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
 		  struct squib_pager **p, struct squib_error_detail *d)
 {
-	struct squib_pager_options o = {.batch_bytes = batch};
+	struct squib_pager_options o = {.batch_bytes = a->batch, .record = a->record_ws != NULL};
 	struct squib_pager_region *r = calloc(peer->n, sizeof(*r));
 	int rc;
 
@@ -441,6 +459,41 @@ static void fill_all(struct squib_pager *p)
 	fflush(stdout);
 }
 
+/* --prefetch-ws: the set now, on this thread, as fill_all does for every page. */
+static void prefetch_ws(struct squib_pager *p, const struct squib_workset *ws)
+{
+	struct squib_error_detail d;
+	uint64_t n = 0;
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((rc = squib_pager_prefetch(p, ws->runs, ws->run_count, &n, &d))) {
+		fflush(stdout);
+		cli_error("serve --prefetch-ws", "the VMM's memory", rc, &d);
+		return;
+	}
+	printf("prefetched the working set: %" PRIu64 " pages installed\n", n);
+	fflush(stdout);
+}
+
+/* --record-ws: the pages the VMM faulted in, bound to the memory file (raw: unbound). */
+static int record_ws(const struct squib_pager *p, const struct source *s, const char *path,
+		     struct squib_error_detail *d)
+{
+	struct squib_workset ws;
+	int rc = squib_pager_recorded(p, &ws, d);
+
+	if (!rc) {
+		memcpy(ws.memory_id, s->id, sizeof(ws.memory_id));
+		rc = squib_workset_write(path, &ws, d);
+	}
+	if (!rc)
+		printf("recorded working set: %" PRIu64 " runs, %" PRIu64 " pages -> %s\n",
+		       ws.run_count, squib_workset_pages(&ws), path);
+	squib_workset_free(&ws);
+	return rc;
+}
+
 static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
 		      int sfd, struct squib_error_detail *d)
 {
@@ -455,14 +508,18 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 		bytes += peer->mappings[i].size;
 	printf("serving pid %d: %u regions, %" PRIu64 " MiB\n", peer->pid, peer->n, bytes >> 20);
 	fflush(stdout);
-	if ((rc = attach(s, peer, a->batch, &p, d)))
+	if ((rc = attach(s, peer, a, &p, d)))
 		return rc;
+	if (a->prefetch_ws)
+		prefetch_ws(p, &s->ws);
 	if (a->all)
 		fill_all(p);
 	rc = wait_end(p, peer->conn_fd, sfd, &why, d);
 	squib_pager_stop(p);
 	if (!rc)
 		print_stats(p, why);
+	if (!rc && a->record_ws)
+		rc = record_ws(p, s, a->record_ws, d);
 	squib_pager_free(p);
 	return rc;
 }
@@ -509,6 +566,14 @@ static int serve(const struct serve_args *a, struct squib_error_detail *d, const
 	*what = a->mem;
 	if ((rc = source_open(&s, a->mem, d)))
 		goto out;
+	/* A set for another snapshot is refused before any VMM connects. */
+	if (a->prefetch_ws) {
+		*what = a->prefetch_ws;
+		if ((rc = squib_workset_read(a->prefetch_ws, &s.ws, d)) ||
+		    (rc = squib_workset_check_fits(&s.ws, s.src.page_size, s.src.page_count, s.id,
+						   d)))
+			goto out;
+	}
 	if (a->state) {
 		*what = a->state;
 		if ((rc = check_state(&s, a->state, d)))
