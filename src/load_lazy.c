@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "load_internal.h"
@@ -158,8 +159,9 @@ static int install_pages(struct squib_guest_memory *g, const uint64_t *pages, si
 	return rc;
 }
 
-int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
-			       struct squib_error_detail *d)
+/* The walk and the installs, on whatever thread: may block on a fault. */
+static int prewarm_now(struct squib_guest_memory *g, const struct squib_microvm_state *s,
+		       struct squib_error_detail *d)
 {
 	struct squib_page_source src;
 	struct squib_memory_layout l;
@@ -167,10 +169,6 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
 	uint64_t *pages;
 	int rc;
 
-	if (!g || !s)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prewarm");
-	if (g->backend != SQUIB_BACKEND_LAZY && g->backend != SQUIB_BACKEND_UFFD)
-		return 0;
 	if ((rc = layout_of(g, &l, d)))
 		return rc;
 	src = (struct squib_page_source){&guest_source_ops, g, g->page_size, g->page_count};
@@ -184,6 +182,98 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
 		rc = install_pages(g, pages, count, d);
 	free(pages);
 	free(l.regions);
+	return rc;
+}
+
+/* 0, or why the memory can no longer be served (the pager's error, the handler's loss). */
+static int memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
+{
+	if (g->pager)
+		return squib_pager_error(g->pager, d);
+	if (g->remote)
+		return squib_uffd_remote_error(g->remote, d);
+	return 0;
+}
+
+struct warm_job {
+	struct squib_guest_memory *g;
+	const struct squib_microvm_state *s;
+	int rc;
+	struct squib_error_detail d;
+	bool done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *warm_thread(void *arg)
+{
+	struct warm_job *j = arg;
+	int rc = prewarm_now(j->g, j->s, &j->d);
+
+	pthread_mutex_lock(&j->lock);
+	j->rc = rc;
+	j->done = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* Wait for the job; on a memory failure first, release the memory (it wakes the job). */
+static int watch_warm(struct warm_job *j, pthread_t t, struct squib_error_detail *d)
+{
+	struct squib_error_detail lost;
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->done) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+		if (!j->done && (rc = memory_error(j->g, &lost)))
+			break;
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (rc) {
+		squib_guest_memory_release(j->g); /* unregisters: the blocked read completes */
+		if (d)
+			*d = lost;
+	}
+	pthread_join(t, NULL);
+	if (!rc && (rc = j->rc) && d)
+		*d = j->d;
+	return rc;
+}
+
+/*
+ * The walk reads guest memory, and a read blocks until the page is served:
+ * if the pager fails or the handler dies meanwhile it would block for ever.
+ * So it runs on a helper thread, and this one watches the memory's error.
+ */
+int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
+			       struct squib_error_detail *d)
+{
+	struct warm_job j = {.g = g, .s = s};
+	pthread_t t;
+	int rc;
+
+	if (!g || !s)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prewarm");
+	if (g->backend != SQUIB_BACKEND_LAZY && g->backend != SQUIB_BACKEND_UFFD)
+		return 0;
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.cond, NULL);
+	if ((rc = pthread_create(&t, NULL, warm_thread, &j)))
+		rc = squib_fail_errno(d, SQUIB_E_IO, rc);
+	else
+		rc = watch_warm(&j, t, d);
+	pthread_cond_destroy(&j.cond);
+	pthread_mutex_destroy(&j.lock);
 	return rc;
 }
 

@@ -687,6 +687,19 @@ static void test_should_prefetch_a_large_working_set_on_several_threads(void **s
 }
 
 /* The handler side, in a forked child: serve the memory file until the VMM hangs up. */
+/* A handler that takes the memory and dies after 300 ms without serving a page. */
+static void dying_handler_child(const char *sock, int ready)
+{
+	struct squib_uffd_peer peer;
+	int lfd;
+
+	if (squib_uffd_listen(sock, &lfd, NULL) || write(ready, "L", 1) != 1 ||
+	    squib_uffd_accept(lfd, 5000, &peer, NULL))
+		_exit(2);
+	usleep(300000);
+	_exit(0);
+}
+
 static void handler_child(const char *sock, const char *mem, int ready)
 {
 	struct squib_pager_region r[4];
@@ -772,6 +785,57 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	/* Only UFFD may leave the memory file out. */
 	lr.backend = SQUIB_BACKEND_LAZY;
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
+	squib_testvm_free(rvm);
+	close(pfd[0]);
+	squib_testvm_free(vm);
+	free(sock);
+}
+
+/*
+ * The handler dies while the load pre-warms the boot pages (its touch waits
+ * for a page that never comes): the load fails with the loss, never hangs.
+ */
+static void test_should_fail_a_load_whose_handler_dies_during_the_prewarm(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 1 * MiB, 1);
+	char *sock = squib_test_path(t->dir, "d.sock");
+	struct squib_lazy_options lz = {.uffd_socket = sock};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, NULL);
+	struct squib_testvm *vm, *rvm;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct timespec t0, t1;
+	struct squib_vm v;
+	int pfd[2], st;
+	char ch;
+	pid_t pid;
+
+	if (squib_test_uffd_missing("lazy backends"))
+		skip();
+	vm = saved_pair(t, &c); /* the test VM's PC lies inside its 1 MiB: a page to pre-warm */
+	assert_int_equal(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(pfd[0]);
+		dying_handler_child(sock, pfd[1]);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &ch, 1), 1);
+	lr.backend = SQUIB_BACKEND_UFFD;
+	lr.lazy = &lz;
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_MEMORY_IO);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(strstr(savetest_message(&d), "exited"));
+	assert_null(res.memory);
+	/* Liveness bound, not a measurement: 300 ms of handler life + detection. */
+	assert_true(t1.tv_sec - t0.tv_sec < 3);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
 	squib_testvm_free(rvm);
 	close(pfd[0]);
 	squib_testvm_free(vm);
@@ -998,6 +1062,7 @@ int main(void)
 	    T(test_should_prefetch_a_recorded_working_set_and_cut_the_faults),
 	    T(test_should_prefetch_a_large_working_set_on_several_threads),
 	    T(test_should_load_through_an_external_handler_without_the_memory_file),
+	    T(test_should_fail_a_load_whose_handler_dies_during_the_prewarm),
 	    T(test_should_prewarm_the_boot_pages_of_a_lazy_load),
 	    T(test_should_refuse_a_diff_with_the_file_backend_or_without_its_chain),
 	    T(test_should_read_a_diff_through_its_chain),

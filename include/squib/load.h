@@ -188,7 +188,9 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
  * Install (LAZY) or touch (UFFD) the boot-critical pages of the state's
  * vCPUs; for COPY and FILE a no-op. Page tables are read through the guest
  * memory itself, so walking them faults them in - they are boot-critical
- * too. Before the VM runs. Fills g->pages_prewarmed and g->prewarm.
+ * too. Before the VM runs. Fills g->pages_prewarmed and g->prewarm. If the
+ * pager fails or the handler dies meanwhile, the memory is released
+ * (squib_guest_memory_release) and that error returned: never hangs.
  */
 int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
 			       struct squib_error_detail *d);
