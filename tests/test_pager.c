@@ -868,6 +868,89 @@ static void test_should_fill_every_page_in_the_background(void **state)
 	munmap(want, pages * ps());
 }
 
+/* Waits for release_when_complete to happen; a liveness bound, not a speed assertion. */
+static void wait_released(const struct squib_pager *p, struct squib_pager_stats *st)
+{
+	for (int i = 0; i < 20000; i++) {
+		squib_pager_stats(p, st);
+		if (st->released)
+			return;
+		usleep(1000);
+	}
+	fail_msg("the pager did not release the memory within 20 s");
+}
+
+/*
+ * Fill + release: the pager installs everything, unregisters and ends; the
+ * memory is ordinary anonymous memory from then on (MADV_DONTNEED reads
+ * zeros, no fault is served, madvise does not wait for anyone).
+ */
+static void test_should_release_the_memory_once_every_page_is_present(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 1024, zeros;
+	uint8_t *want = pattern_ram(pages, 8, &zeros), zero[4096] = {0};
+	struct squib_pager_options o = {.background_fill = true, .release_when_complete = true};
+	struct squib_pager_stats st, after;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	assert_true(ps() <= sizeof(zero));
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open_opts(&l, f->path, pages * ps(), &o);
+	assert_memory_equal(l.mem, want, 10 * ps()); /* a fault or two may come first */
+	wait_released(l.p, &st);
+	assert_true(st.complete);
+	assert_true(st.fill_done);
+	assert_int_equal(st.errors, 0);
+	assert_memory_equal(l.mem, want, pages * ps());
+	/* Released: a removed page is plain anonymous memory again. */
+	assert_int_equal(madvise(l.mem + 7 * ps(), ps(), MADV_DONTNEED), 0);
+	assert_memory_equal(l.mem + 7 * ps(), zero, ps());
+	squib_pager_stats(l.p, &after);
+	assert_int_equal(after.faults, st.faults);
+	assert_int_equal(after.removes, st.removes);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
+/* Prefetching everything from the caller's thread releases too; an attached uffd refuses it. */
+static void test_should_release_after_a_prefetch_and_refuse_release_when_attached(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, size = pages * ps();
+	uint8_t *want = pattern_ram(pages, 9, &zeros), *mem;
+	struct squib_pager_options o = {.release_when_complete = true};
+	struct squib_page_source src;
+	struct squib_pager_region r;
+	struct squib_pager_stats st;
+	struct squib_error_detail d;
+	struct squib_pager *p = NULL;
+	struct squib_memfile *m;
+	struct lazy l;
+	int fd;
+
+	SKIP_WITHOUT_UFFD();
+	squib_test_save_full(f->path, want, size, false, NULL);
+	lazy_open_opts(&l, f->path, size, &o);
+	assert_int_equal(squib_pager_prefetch_all(l.p, NULL, &d), 0);
+	wait_released(l.p, &st);
+	assert_int_equal(st.faults, 0);
+	assert_memory_equal(l.mem, want, size);
+	lazy_close(&l);
+
+	assert_int_equal(squib_memfile_open(f->path, &m, &d), 0);
+	assert_int_equal(squib_page_source_file(m, &src, &d), 0);
+	mem = anon(size);
+	fd = make_registered_uffd(mem, size);
+	r = (struct squib_pager_region){mem, size, 0};
+	assert_int_equal(squib_pager_attach(fd, &r, 1, src, &o, &p, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_null(p);
+	squib_memfile_close(m);
+	munmap(mem, size);
+	munmap(want, size);
+}
+
 static void test_should_fill_in_growing_chunks_around_faulted_pages(void **state)
 {
 	struct fixture *f = *state;
@@ -1197,6 +1280,8 @@ int main(void)
 	    T(test_should_refuse_the_record_when_not_recording),
 	    T(test_should_cut_faults_by_90_percent_with_a_recorded_working_set),
 	    T(test_should_fill_every_page_in_the_background),
+	    T(test_should_release_the_memory_once_every_page_is_present),
+	    T(test_should_release_after_a_prefetch_and_refuse_release_when_attached),
 	    T(test_should_fill_in_growing_chunks_around_faulted_pages),
 	    T(test_should_prefetch_and_fill_only_what_regions_map),
 	    T(test_should_return_a_prefetch_read_error_without_failing_the_pager),

@@ -38,7 +38,9 @@ static void restore_usage(FILE *out)
 		"  --record-ws FILE     uffd: write the pages the guest faulted in (the working\n"
 		"                       set) to FILE at the end\n"
 		"  --prefetch-ws FILE   uffd: install FILE's working set before the guest runs\n"
-		"  --background-fill    uffd: install the remaining pages while the pager idles\n"
+		"  --background-fill    uffd: install the remaining pages while the pager idles;\n"
+		"                       once all are present the pager unregisters the memory\n"
+		"                       and ends\n"
 		"  --no-prewarm         lazy backends: do not install the vCPUs' boot pages (RIP,\n"
 		"                       stack and their page tables) before the guest runs\n"
 		"  --chain MEM          a Diff's older layer (copy and uffd backends): the Full\n"
@@ -275,12 +277,13 @@ static void print_pager_stats(const struct squib_pager *p)
 	squib_pager_stats(p, &s);
 	printf("pager: %llu faults, %llu pages copied, %llu zeroed, %llu already there, "
 	       "%llu prefetched, %llu filled, %llu bytes read, %llu of %llu pages present; "
-	       "service median %.1f us, p99 %.1f us\n",
+	       "service median %.1f us, p99 %.1f us%s\n",
 	       (unsigned long long)s.faults, (unsigned long long)s.pages_copied,
 	       (unsigned long long)s.pages_zeroed, (unsigned long long)s.pages_existing,
 	       (unsigned long long)s.pages_prefetched, (unsigned long long)s.pages_filled,
 	       (unsigned long long)s.bytes_read, (unsigned long long)s.pages_present,
-	       (unsigned long long)s.page_count, s.median_us, s.p99_us);
+	       (unsigned long long)s.page_count, s.median_us, s.p99_us,
+	       s.released ? "; released: every page present, memory unregistered" : "");
 }
 
 static int run_restored(struct cli_vm *c, const struct restore_args *a,
@@ -327,6 +330,8 @@ static void lazy_options(const struct restore_args *a, const struct squib_workse
 	memset(lz, 0, sizeof(*lz));
 	lz->pager.record = a->record_ws != NULL;
 	lz->pager.background_fill = a->background_fill;
+	/* A fill that finishes ends the pager: the memory becomes ordinary memory. */
+	lz->pager.release_when_complete = a->background_fill;
 	lz->prefetch = a->prefetch_ws ? ws : NULL;
 	lz->no_prewarm = a->no_prewarm;
 	lz->uffd_socket = a->uffd_sock;

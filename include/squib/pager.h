@@ -127,6 +127,14 @@ struct squib_pager_options {
 	 * least one page); chunks start at one batch (or this, if smaller)
 	 * and double after each chunk. */
 	uint64_t fill_max_bytes;
+	/* Once every page is present and nothing is pending, unregister the
+	 * memory and end the thread ("until every page is present"): from then
+	 * on it is ordinary anonymous memory - a later MADV_DONTNEED reads
+	 * zeros, as anonymous memory does, instead of the snapshot again - and
+	 * the VM's faults no longer go through userfaultfd. With background_fill
+	 * it makes a restore that finishes on its own. Not for an attached uffd
+	 * (the registrations are its creator's): SQUIB_E_INVALID_ARGUMENT. */
+	bool release_when_complete;
 };
 
 /* Service-latency histogram bucket count (see squib_pager_stats). */
@@ -152,6 +160,7 @@ struct squib_pager_stats {
 	uint64_t pages_prefetched; /* installed by squib_pager_prefetch(_all) */
 	uint64_t pages_filled;	   /* installed by the background fill */
 	bool fill_done;		   /* the background fill finished its pass (or is off) */
+	bool released;		   /* release_when_complete happened: the thread has ended */
 	/* Service time per fault (message read -> resolved), microseconds. */
 	double median_us, p99_us, max_us;
 };

@@ -61,6 +61,7 @@ struct squib_pager {
 	pthread_t thread;
 	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
 	size_t npend, cap;
+	bool release; /* options.release_when_complete */
 	/* Background fill (pager thread only): cursor, chunk size, its buffer. */
 	bool fill;
 	uint32_t fill_region;
@@ -842,9 +843,51 @@ static bool serve_pending(struct squib_pager *p)
 
 /* Poll timeout: 1 ms after EAGAIN (the events that cleared it may not be
  * queued yet), 0 while a background fill has work, else forever. */
+/* Milliseconds: 1 after EAGAIN, 0 while filling, 100 while a release may come from a
+ * prefetch on another thread (nothing wakes this one then), else wait for a message. */
 static int poll_timeout(const struct squib_pager *p, bool again)
 {
-	return again ? 1 : p->fill ? 0 : -1;
+	return again ? 1 : p->fill ? 0 : p->release ? 100 : -1;
+}
+
+static bool all_present(struct squib_pager *p)
+{
+	bool v;
+
+	pthread_mutex_lock(&p->lock);
+	v = p->st.pages_present == p->st.page_count;
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+/*
+ * release_when_complete: with every page present and nothing queued,
+ * unregister the memory (a thread whose fault was queued meanwhile is woken
+ * and gets ordinary anonymous memory), then read what the uffd still holds:
+ * a REMOVE event queued before the unregister blocks its madvise() until it
+ * is read. true: released, the thread ends.
+ */
+static bool try_release(struct squib_pager *p)
+{
+	if (!p->release || p->npend || !all_present(p))
+		return false;
+	for (uint32_t i = 0; i < p->region_count; i++) {
+		struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host, p->regions[i].size};
+
+		if (ioctl(p->uffd, UFFDIO_UNREGISTER, &r)) {
+			record_errno(p, errno, "UFFDIO_UNREGISTER", r.start);
+			p->release = false; /* keep serving what is still registered */
+			return false;
+		}
+	}
+	(void)drain(p);
+	p->npend = 0; /* woken by the unregister: nothing left to serve */
+	if (p->fill)
+		fill_finish(p); /* every page is there: the pass has nothing left */
+	pthread_mutex_lock(&p->lock);
+	p->st.released = true;
+	pthread_mutex_unlock(&p->lock);
+	return true;
 }
 
 static void *pager_thread(void *arg)
@@ -875,6 +918,8 @@ static void *pager_thread(void *arg)
 		/* Faults first: fill only when the poll found nothing to read. */
 		if (n == 0 && !p->npend && p->fill)
 			fill_step(p);
+		if (!again && try_release(p))
+			break;
 	}
 	return NULL;
 }
@@ -943,6 +988,7 @@ static bool apply_options(struct squib_pager *p, const struct squib_pager_option
 
 	p->batch_pages = batch / p->ps ? batch / p->ps : 1;
 	p->record = opts && opts->record;
+	p->release = opts && opts->release_when_complete;
 	p->fill = opts && opts->background_fill;
 	p->st.fill_done = !p->fill;
 	if (!p->fill)
@@ -1050,6 +1096,14 @@ int squib_pager_attach(int uffd, const struct squib_pager_region *regions, uint3
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "pager: NULL out or no uffd");
 	}
 	*out = NULL;
+	if (opts && opts->release_when_complete) {
+		close(uffd);
+		if (src.ops && src.ops->release)
+			src.ops->release(src.ctx);
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "pager: an attached uffd's registrations are its creator's: "
+				      "release_when_complete does not apply");
+	}
 	if (!(p = pager_new(regions, n, src, opts, d, &rc))) {
 		close(uffd);
 		return rc;
