@@ -1370,7 +1370,7 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
 	pair_free(&pr);
 }
 
-/* The handler's own record and prefetch: the second restore's guest faults (almost) nothing. */
+/* The handler's own record and prefetch: the second restore takes fewer faults (3 -> 0 here). */
 static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
 {
 	char *restore[] = {"restore", "vm.snap", "--uffd-sock", "h.sock", "--no-prewarm", NULL};
@@ -1403,7 +1403,14 @@ static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
 	assert_non_null(strstr(h.obuf, "prefetched the working set: "));
 	assert_non_null(at = strstr(h.obuf, "faults "));
 	second = strtoull(at + 7, NULL, 10);
-	if (second * 10 > first)
+	/*
+	 * Fewer, not "none": Firecracker's protocol has no acknowledgement, so the VMM may
+	 * touch a page before serve's prefetch (right after the handshake) installs it. Here
+	 * it is 3 -> 0 in a normal build; a TSan-slowed serve has been seen to lose one page
+	 * of the race. The >= 90 % cut is asserted where the prefetch is ordered before the
+	 * guest runs (in-process: test_should_record_a_working_set_and_prefetch_it_from_the_cli).
+	 */
+	if (second >= first)
 		fail_msg("prefetch left %llu of %llu faults: '%s'", second, first, h.obuf);
 	pair_free(&pr);
 }

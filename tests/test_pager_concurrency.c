@@ -203,16 +203,17 @@ static void racer_close(struct racer *r)
 	free(r->dir);
 }
 
-static void test_should_prefetch_and_fill_while_threads_fault(void **state)
+/* Prefetch, fill and faults at once; with `release`, the pager then lets the memory go. */
+static void prefetch_fill_race(bool release)
 {
-	struct squib_pager_options o = {.background_fill = true, .record = true};
+	struct squib_pager_options o = {
+	    .background_fill = true, .record = true, .release_when_complete = release};
 	struct squib_pager_stats st;
 	struct prefetcher pf;
 	struct squib_workset ws;
 	struct racer r;
 	pthread_t rd[READERS], pt, sr;
 
-	(void)state;
 	if (squib_test_uffd_missing("pager"))
 		skip();
 	racer_open(&r, &o);
@@ -237,8 +238,28 @@ static void test_should_prefetch_and_fill_while_threads_fault(void **state)
 	assert_int_equal(st.pages_prefetched, pf.installed);
 	assert_int_equal(squib_pager_recorded(r.p, &ws, NULL), 0);
 	assert_int_equal(squib_workset_pages(&ws) + st.pages_prefetched + st.pages_filled, PAGES);
+	if (release) {
+		for (int t = 0; t < 20000 && !st.released; t++) { /* liveness bound */
+			usleep(1000);
+			squib_pager_stats(r.p, &st);
+		}
+		assert_true(st.released);
+		assert_memory_equal(r.s.mem, r.want, PAGES * r.s.ps);
+	}
 	squib_workset_free(&ws);
 	racer_close(&r);
+}
+
+static void test_should_prefetch_and_fill_while_threads_fault(void **state)
+{
+	(void)state;
+	prefetch_fill_race(false);
+}
+
+static void test_should_release_after_a_race_of_prefetch_fill_and_faults(void **state)
+{
+	(void)state;
+	prefetch_fill_race(true);
 }
 
 static void test_should_prefetch_while_ranges_are_removed(void **state)
@@ -281,6 +302,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_should_serve_concurrent_faults_and_removes),
 	    cmocka_unit_test(test_should_prefetch_and_fill_while_threads_fault),
+	    cmocka_unit_test(test_should_release_after_a_race_of_prefetch_fill_and_faults),
 	    cmocka_unit_test(test_should_prefetch_while_ranges_are_removed),
 	};
 
