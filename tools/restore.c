@@ -61,7 +61,7 @@ struct restore_args {
 	enum squib_memory_backend backend;
 	const char *uffd_sock, *record_ws, *prefetch_ws;
 	bool background_fill, no_prewarm;
-	bool mem_given; /* --mem on the command line (uffd-sock: else no memory file) */
+	bool backend_given; /* --mem-backend on the command line */
 	bool paused;
 	uint32_t reports;
 };
@@ -109,7 +109,7 @@ static int check_lazy_args(struct restore_args *a)
 {
 	bool pager_opt = a->record_ws || a->prefetch_ws || a->background_fill;
 
-	if (a->uffd_sock && a->backend == SQUIB_BACKEND_COPY)
+	if (a->uffd_sock && !a->backend_given)
 		a->backend = SQUIB_BACKEND_LAZY; /* --uffd-sock alone implies uffd */
 	if ((a->uffd_sock || pager_opt || a->no_prewarm) && a->backend != SQUIB_BACKEND_LAZY)
 		return fprintf(stderr, "squib-snapshot: restore: --uffd-sock, --record-ws, "
@@ -140,12 +140,12 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 				return fprintf(stderr,
 					       "squib-snapshot: restore: --mem needs a PATH\n"),
 				       -1;
-			a->mem_given = true;
 		} else if ((r = lazy_option(argc, argv, &i, a)) < 0) {
 			return -1;
 		} else if (r) {
 			continue;
 		} else if ((r = cli_option_value(argc, argv, &i, "--mem-backend", &v))) {
+			a->backend_given = true;
 			if (r > 0 && !strcmp(v, "copy"))
 				a->backend = SQUIB_BACKEND_COPY;
 			else if (r > 0 && !strcmp(v, "file"))
