@@ -185,9 +185,10 @@ static int prewarm_now(struct squib_guest_memory *g, const struct squib_microvm_
 	return rc;
 }
 
-/* 0, or why the memory can no longer be served (the pager's error, the handler's loss). */
-static int memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
+int squib_guest_memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
 {
+	if (!g)
+		return 0;
 	if (g->pager)
 		return squib_pager_error(g->pager, d);
 	if (g->remote)
@@ -235,7 +236,7 @@ static int watch_warm(struct warm_job *j, pthread_t t, struct squib_error_detail
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&j->cond, &j->lock, &ts);
-		if (!j->done && (rc = memory_error(j->g, &lost)))
+		if (!j->done && (rc = squib_guest_memory_error(j->g, &lost)))
 			break;
 	}
 	pthread_mutex_unlock(&j->lock);

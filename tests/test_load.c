@@ -688,11 +688,12 @@ static void test_should_prefetch_a_large_working_set_on_several_threads(void **s
 
 /* The handler side, in a forked child: serve the memory file until the VMM hangs up. */
 /* A handler that takes the memory and dies after 300 ms without serving a page. */
-static void dying_handler_child(const char *sock, int ready)
+static void dying_handler_child(const char *sock, const char *mem, int ready)
 {
 	struct squib_uffd_peer peer;
 	int lfd;
 
+	(void)mem;
 	if (squib_uffd_listen(sock, &lfd, NULL) || write(ready, "L", 1) != 1 ||
 	    squib_uffd_accept(lfd, 5000, &peer, NULL))
 		_exit(2);
@@ -727,6 +728,28 @@ static void handler_child(const char *sock, const char *mem, int ready)
 	_exit(0);
 }
 
+/* Fork a handler child running fn; returns once it listens. *rd: a pipe end to close. */
+static pid_t fork_handler(void (*fn)(const char *, const char *, int), const char *sock,
+			  const char *mem, int *rd)
+{
+	int pfd[2];
+	char ch;
+	pid_t pid;
+
+	assert_int_equal(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(pfd[0]);
+		fn(sock, mem, pfd[1]);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &ch, 1), 1);
+	*rd = pfd[0];
+	return pid;
+}
+
 /*
  * UFFD: the VMM never opens the memory file; the regions come from the state,
  * an external handler serves every page, and the memory equals the snapshot.
@@ -742,8 +765,7 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	struct squib_load_result res;
 	struct squib_error_detail d;
 	struct squib_vm v;
-	int pfd[2], st;
-	char ch;
+	int rd, st;
 	pid_t pid;
 
 	if (squib_test_uffd_missing("lazy backends"))
@@ -751,16 +773,7 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	c.region_count = 2;
 	c.regions[1] = (struct squib_mem_region){.guest_addr = GPA + 1024 * MiB, .size = 128 * KiB};
 	vm = saved_pair(t, &c);
-	assert_int_equal(pipe(pfd), 0);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (!pid) {
-		close(pfd[0]);
-		handler_child(sock, t->mem, pfd[1]);
-	}
-	close(pfd[1]);
-	assert_int_equal(read(pfd[0], &ch, 1), 1);
+	pid = fork_handler(handler_child, sock, t->mem, &rd);
 	lr.backend = SQUIB_BACKEND_UFFD;
 	lr.lazy = &lz;
 	savetest_load_ok(&c, &lr, &rvm, &res);
@@ -786,7 +799,7 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	lr.backend = SQUIB_BACKEND_LAZY;
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_INVALID_ARGUMENT);
 	squib_testvm_free(rvm);
-	close(pfd[0]);
+	close(rd);
 	squib_testvm_free(vm);
 	free(sock);
 }
@@ -807,23 +820,13 @@ static void test_should_fail_a_load_whose_handler_dies_during_the_prewarm(void *
 	struct squib_error_detail d;
 	struct timespec t0, t1;
 	struct squib_vm v;
-	int pfd[2], st;
-	char ch;
+	int rd, st;
 	pid_t pid;
 
 	if (squib_test_uffd_missing("lazy backends"))
 		skip();
 	vm = saved_pair(t, &c); /* the test VM's PC lies inside its 1 MiB: a page to pre-warm */
-	assert_int_equal(pipe(pfd), 0);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (!pid) {
-		close(pfd[0]);
-		dying_handler_child(sock, pfd[1]);
-	}
-	close(pfd[1]);
-	assert_int_equal(read(pfd[0], &ch, 1), 1);
+	pid = fork_handler(dying_handler_child, sock, NULL, &rd);
 	lr.backend = SQUIB_BACKEND_UFFD;
 	lr.lazy = &lz;
 	rvm = savetest_restore_vm(&c);
@@ -837,7 +840,7 @@ static void test_should_fail_a_load_whose_handler_dies_during_the_prewarm(void *
 	assert_true(t1.tv_sec - t0.tv_sec < 3);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	squib_testvm_free(rvm);
-	close(pfd[0]);
+	close(rd);
 	squib_testvm_free(vm);
 	free(sock);
 }

@@ -825,16 +825,37 @@ static void test_should_cut_faults_by_90_percent_with_a_recorded_working_set(voi
 	free(wsfile);
 }
 
-/* Waits for the fill to finish; a liveness bound, not a speed assertion. */
-static void wait_fill_done(const struct squib_pager *p, struct squib_pager_stats *st)
+static bool fill_done(const struct squib_pager_stats *st)
+{
+	return st->fill_done;
+}
+
+static bool released(const struct squib_pager_stats *st)
+{
+	return st->released;
+}
+
+/* Waits (at most 20 s: a liveness bound, not a speed assertion) until done(stats). */
+static void wait_until(const struct squib_pager *p, struct squib_pager_stats *st,
+		       bool (*done)(const struct squib_pager_stats *), const char *what)
 {
 	for (int i = 0; i < 20000; i++) {
 		squib_pager_stats(p, st);
-		if (st->fill_done)
+		if (done(st))
 			return;
 		usleep(1000);
 	}
-	fail_msg("background fill did not finish within 20 s");
+	fail_msg("%s did not happen within 20 s", what);
+}
+
+static void wait_fill_done(const struct squib_pager *p, struct squib_pager_stats *st)
+{
+	wait_until(p, st, fill_done, "the background fill's end");
+}
+
+static void wait_released(const struct squib_pager *p, struct squib_pager_stats *st)
+{
+	wait_until(p, st, released, "the release of the memory");
 }
 
 static void test_should_fill_every_page_in_the_background(void **state)
@@ -866,18 +887,6 @@ static void test_should_fill_every_page_in_the_background(void **state)
 	squib_workset_free(&ws);
 	lazy_close(&l);
 	munmap(want, pages * ps());
-}
-
-/* Waits for release_when_complete to happen; a liveness bound, not a speed assertion. */
-static void wait_released(const struct squib_pager *p, struct squib_pager_stats *st)
-{
-	for (int i = 0; i < 20000; i++) {
-		squib_pager_stats(p, st);
-		if (st->released)
-			return;
-		usleep(1000);
-	}
-	fail_msg("the pager did not release the memory within 20 s");
 }
 
 /*

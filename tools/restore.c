@@ -204,16 +204,6 @@ static uint32_t vcpus_of(const char *state)
 
 #define RESTORE_POLL_MS 100u
 
-/* 0, or why the lazy memory failed: the pager's error or the handler's death. */
-static int memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
-{
-	if (g->pager)
-		return squib_pager_error(g->pager, d);
-	if (g->remote)
-		return squib_uffd_remote_error(g->remote, d);
-	return 0;
-}
-
 /*
  * The memory failed: the guest can never get the page it waits for. Stop it
  * for good (kicked, RAM revoked), then stop serving, which unregisters the
@@ -240,7 +230,7 @@ static int fail_on_memory_error(struct cli_vm *c, struct squib_guest_memory *g, 
 static int check_memory(struct cli_vm *c, struct squib_guest_memory *g,
 			struct squib_error_detail *d)
 {
-	int rc = memory_error(g, d);
+	int rc = squib_guest_memory_error(g, d);
 
 	return rc ? fail_on_memory_error(c, g, rc, d) : 0;
 }

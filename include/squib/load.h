@@ -205,6 +205,10 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
 int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib_workset *ws,
 				struct squib_error_detail *d);
 
+/* 0, or why the memory can no longer be served: the pager's first error
+ * (LAZY) or the handler's loss (UFFD); other backends: 0. Any thread. */
+int squib_guest_memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d);
+
 /* LAZY with lazy.pager.record: the pages faulted in so far, bound to this
  * memory (memory_id set), ready for squib_workset_write. */
 int squib_guest_memory_recorded(const struct squib_guest_memory *g, struct squib_workset *out,
