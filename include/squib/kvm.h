@@ -4,8 +4,12 @@
  * guests, pause them, capture and restore their x86 state, and track the
  * pages they dirty.
  *
- *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM, optional in-kernel irqchip + PIT,
- *                             1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM supports)
+ *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM; the optional in-kernel irqchip + PIT
+ *                             and the 1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM
+ *                             supports) are created by the first boot, start, capture
+ *                             or restore, after the RAM: KVM registers a memslot far
+ *                             faster while no irqchip exists (here ~0.3 ms instead of
+ *                             ~6 ms per 1 GiB), which is most of a FILE restore
  *   squib_kvm_vm_add_ram      a memslot over anonymous private memory or a caller's mapping
  *   squib_kvm_vm_add_device   port-I/O devices (a console and a counter-report device are built in)
  *   squib_kvm_vm_boot_long_mode  page tables (identity map, 2 MiB pages), GDT, CR0/CR4/EFER:
@@ -111,6 +115,7 @@ struct squib_kvm_config {
 /* Does the KVM device exist (path NULL: /dev/kvm)? Says nothing about access. */
 bool squib_kvm_available(const char *device_path);
 
+/* Errors of the irqchip or vCPU creation surface at that first call. */
 int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **out,
 		     struct squib_error_detail *d);
 

@@ -144,7 +144,7 @@ int squib_kvm_vm_boot_long_mode(struct squib_kvm_vm *vm, const struct squib_kvm_
 	if (!vm || !b)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to boot");
 	kvm_lock(&vm->ctl);
-	if (!(rc = check_boot(vm, b, &tables, d))) {
+	if (!(rc = kvm_vm_realize(vm, d)) && !(rc = check_boot(vm, b, &tables, d))) {
 		write_tables(tables, b->tables_gpa, b->map_size);
 		for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
 			rc = boot_vcpu(&vm->vcpus[i], &b->entry[i], b->tables_gpa, d);

@@ -323,7 +323,9 @@ int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 	rc = squib_kvm_vm_error(vm, d);
 	if (!rc && vm->started)
 		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "VM already started");
-	else if (!rc && !(rc = spawn_threads(vm, d))) {
+	if (!rc)
+		rc = kvm_vm_realize(vm, d);
+	if (!rc && !(rc = spawn_threads(vm, d))) {
 		kvm_lock(&vm->lock);
 		vm->started = true;
 		kvm_unlock(&vm->lock);

@@ -163,18 +163,40 @@ static int open_kvm(struct squib_kvm_vm *vm, const char *path, struct squib_erro
 	return 0;
 }
 
+static int set_tss(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	if (kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)KVM_TSS_ADDR))
+		return kvm_fail_ioctl(d, "KVM_SET_TSS_ADDR");
+	return 0;
+}
+
 static int create_irqchip(struct squib_kvm_vm *vm, struct squib_error_detail *d)
 {
 	struct kvm_pit_config pit = {.flags = 0};
 
-	if (kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)KVM_TSS_ADDR))
-		return kvm_fail_ioctl(d, "KVM_SET_TSS_ADDR");
 	if (!vm->cfg.irqchip)
 		return 0;
 	if (kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL))
 		return kvm_fail_ioctl(d, "KVM_CREATE_IRQCHIP");
 	if (kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit))
 		return kvm_fail_ioctl(d, "KVM_CREATE_PIT2");
+	return 0;
+}
+
+int kvm_vm_realize(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!vm->irqchip_created) {
+		if ((rc = create_irqchip(vm, d)))
+			return rc;
+		vm->irqchip_created = true;
+	}
+	if (!vm->vcpus_created) {
+		if ((rc = kvm_vcpus_create(vm, d)))
+			return rc;
+		vm->vcpus_created = true;
+	}
 	return 0;
 }
 
@@ -235,11 +257,9 @@ int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **o
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	rc = open_kvm(vm, cfg->device_path ? cfg->device_path : "/dev/kvm", d);
-	if (!rc && !(rc = install_kick_handler(vm->cfg.kick_signal, d)) &&
-	    !(rc = create_irqchip(vm, d)) && !(rc = enable_dirty_log_mode(vm, d))) {
-		probe_xsave(vm);
-		rc = kvm_vcpus_create(vm, d);
-	}
+	if (!rc && !(rc = install_kick_handler(vm->cfg.kick_signal, d)) && !(rc = set_tss(vm, d)) &&
+	    !(rc = enable_dirty_log_mode(vm, d)))
+		probe_xsave(vm); /* the irqchip and the vCPUs come later: kvm_vm_realize */
 	if (rc) {
 		squib_kvm_vm_free(vm);
 		return rc;

@@ -606,7 +606,7 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
 	kvm_lock(&vm->ctl);
 	if (!kvm_vcpus_quiet(vm))
 		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "capture needs a paused VM");
-	else
+	else if (!(rc = kvm_vm_realize(vm, d)))
 		rc = capture_all(vm, out, d);
 	kvm_unlock(&vm->ctl);
 	if (rc)
@@ -659,6 +659,8 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
 	kvm_lock(&vm->ctl);
 	rc = check_fits(vm, s, d);
 	if (!rc)
+		rc = kvm_vm_realize(vm, d);
+	if (!rc)
 		rc = restore_vm(vm, s->x86_vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
 		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
@@ -676,6 +678,8 @@ int kvm_restore_vm_step(struct squib_kvm_vm *vm, const struct squib_microvm_stat
 	kvm_lock(&vm->ctl);
 	rc = check_fits(vm, s, d);
 	if (!rc)
+		rc = kvm_vm_realize(vm, d);
+	if (!rc)
 		rc = restore_vm(vm, s->x86_vm, d);
 	kvm_unlock(&vm->ctl);
 	return rc;
@@ -688,6 +692,8 @@ int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_s
 
 	kvm_lock(&vm->ctl);
 	rc = check_fits(vm, s, d);
+	if (!rc)
+		rc = kvm_vm_realize(vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
 		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
 	kvm_unlock(&vm->ctl);
