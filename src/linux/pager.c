@@ -576,6 +576,16 @@ static int fill_chunk(struct squib_pager *p, struct chunk *c, struct squib_error
 }
 
 /* Prefetch region-relative pages [lo, hi) of r. */
+static bool was_released(struct squib_pager *p)
+{
+	bool v;
+
+	pthread_mutex_lock(&p->lock);
+	v = p->st.released;
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
 static int prefetch_range(struct squib_pager *p, const struct squib_pager_region *r, uint64_t lo,
 			  uint64_t hi, uint8_t *buf, uint64_t chunk_pages, uint64_t *installed,
 			  struct squib_error_detail *d)
@@ -592,6 +602,10 @@ static int prefetch_range(struct squib_pager *p, const struct squib_pager_region
 		c.lim = hi - k < chunk_pages ? hi : k + chunk_pages;
 		rc = fill_chunk(p, &c, d);
 		*installed += c.fresh;
+		/* Released meanwhile (release_when_complete): every page is there, and the
+		 * unregistered memory refuses UFFDIO_COPY - that is not a failure. */
+		if (rc && was_released(p))
+			return 0;
 		if (rc)
 			return rc;
 		k += c.gave_up ? c.pages : c.done; /* given up: left to faults */
