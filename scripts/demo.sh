@@ -115,11 +115,46 @@ kvm_demo() {
 	echo "\$ squib-snapshot restore rebased.snap --mem-backend file --paused"
 	"$cli" restore rebased.snap --mem-backend file --paused
 
+	lazy_demo
+
 	step "timings"
 	awk '/^saved / { sub(/^saved /, ""); print "- save " $0 }' "$out"
 	echo "- restore from the chain (copy backend): $(grep -o 'in [0-9]* us' <<<"$restored" | head -1)"
 	echo "- boot + FULL + run + DIFF, wall clock as the script saw it: $(((t1 - t0) / 1000)) ms"
 	cd - >/dev/null
+}
+
+# Lazy restore of the rebased pair: pages on first touch, from an external page-fault
+# handler (squib-snapshot serve, Firecracker's Uffd handshake), then from the in-process
+# pager with a recorded working set prefetched. Fails the demo unless the guest counts on.
+lazy_demo() {
+	local served serve_pid faults1 faults2 out i
+
+	step "lazy restore: guest pages on first touch, served by an external handler over Firecracker's Uffd protocol"
+	echo "\$ squib-snapshot serve --socket uffd.sock --mem rebased.mem --state rebased.snap &"
+	"$cli" serve --socket uffd.sock --mem rebased.mem --state rebased.snap >serve.out 2>&1 &
+	serve_pid=$!
+	for i in $(seq 1 100); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.05; done
+	echo "\$ squib-snapshot restore rebased.snap --uffd-sock uffd.sock"
+	out=$("$cli" restore rebased.snap --uffd-sock uffd.sock) || die "restore through serve failed"
+	echo "$out"
+	wait "$serve_pid" || die "serve failed: $(cat serve.out)"
+	sed 's/^/  serve: /' serve.out
+	grep -q "^resumed;" <<<"$out" || die "the guest restored through serve did not run"
+
+	step "record the pages the guest faults in, then prefetch that working set on the next restore"
+	echo "\$ squib-snapshot restore rebased.snap --mem-backend uffd --no-prewarm --record-ws ws.bin"
+	out=$("$cli" restore rebased.snap --mem-backend uffd --no-prewarm --record-ws ws.bin) ||
+		die "restore --record-ws failed"
+	grep -E "^(restored|pager|recorded)" <<<"$out"
+	faults1=$(sed -n 's/^pager: \([0-9]*\) faults.*/\1/p' <<<"$out")
+	echo "\$ squib-snapshot restore rebased.snap --mem-backend uffd --no-prewarm --prefetch-ws ws.bin"
+	out=$("$cli" restore rebased.snap --mem-backend uffd --no-prewarm --prefetch-ws ws.bin) ||
+		die "restore --prefetch-ws failed"
+	grep -E "^(restored|before|pager)" <<<"$out"
+	faults2=$(sed -n 's/^pager: \([0-9]*\) faults.*/\1/p' <<<"$out")
+	[ "$faults2" -lt "$faults1" ] || die "prefetching the working set did not cut the faults"
+	echo "faults taken by the guest: $faults1 on demand -> $faults2 with the working set prefetched"
 }
 
 kvm=${SQUIB_DEMO_KVM_DEVICE:-/dev/kvm} # another path only to try the fallback
