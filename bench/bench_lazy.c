@@ -126,10 +126,16 @@ static void drop_page_cache(const char *path)
 	close(fd);
 }
 
-/* One open (lazy options: may be NULL) + touch; ms, or -1 with d set. */
+/*
+ * One open (lazy options: may be NULL), the working set ws installed when
+ * given (by the loader's threads, or on this thread with one_thread), then
+ * the touches; ms, or -1 with d set.
+ */
 static double open_and_touch_lazy(const char *mem, enum squib_memory_backend b,
-				  const struct squib_lazy_options *lz, bool write, bool cold,
-				  struct squib_pager_stats *stats, struct squib_error_detail *d)
+				  const struct squib_lazy_options *lz,
+				  const struct squib_workset *ws, bool one_thread, bool write,
+				  bool cold, struct squib_pager_stats *stats,
+				  struct squib_error_detail *d)
 {
 	struct squib_guest_memory *g = NULL;
 	uint64_t t0;
@@ -141,6 +147,11 @@ static double open_and_touch_lazy(const char *mem, enum squib_memory_backend b,
 
 	if (squib_guest_memory_open_lazy(mem, NULL, 0, NULL, b, lz, &g, d))
 		return -1;
+	if (ws && (one_thread ? squib_pager_prefetch(g->pager, ws->runs, ws->run_count, NULL, d)
+			      : squib_guest_memory_prefetch(g, ws, d))) {
+		squib_guest_memory_free(g);
+		return -1;
+	}
 	touch_working_set(g->regions[0].host, write);
 	t = bk_ms(now_ns() - t0);
 	if (g->pager && stats)
@@ -152,7 +163,7 @@ static double open_and_touch_lazy(const char *mem, enum squib_memory_backend b,
 static double open_and_touch(const char *mem, enum squib_memory_backend b, bool write, bool cold,
 			     struct squib_pager_stats *stats, struct squib_error_detail *d)
 {
-	return open_and_touch_lazy(mem, b, NULL, write, cold, stats, d);
+	return open_and_touch_lazy(mem, b, NULL, NULL, false, write, cold, stats, d);
 }
 
 /*
@@ -171,8 +182,8 @@ static double bench_one_page_per_fault(const char *mem, bool write, bool cold, d
 	lz.pager.batch_bytes = BK_PAGE;
 	memset(&stats, 0, sizeof(stats));
 	for (int r = 0; r < RUNS; r++)
-		if ((t[r] = open_and_touch_lazy(mem, SQUIB_BACKEND_LAZY, &lz, write, cold, &stats,
-						&d)) < 0)
+		if ((t[r] = open_and_touch_lazy(mem, SQUIB_BACKEND_LAZY, &lz, NULL, false, write,
+						cold, &stats, &d)) < 0)
 			bk_check(d.code ? d.code : SQUIB_E_IO, "lazy, one page per fault", &d);
 	m = bk_median(t, RUNS);
 	printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy  | last run: %llu faults, "
@@ -276,37 +287,6 @@ static void sort_and_merge(struct squib_workset *ws)
 	ws->run_count = n;
 }
 
-/* One open + prefetch of the recorded set + touch; ms, or -1 with d set. */
-static double open_prefetch_touch(const char *mem, const struct squib_workset *ws, bool write,
-				  bool cold, bool one_thread, struct squib_pager_stats *stats,
-				  struct squib_error_detail *d)
-{
-	int rc;
-
-	struct squib_guest_memory *g = NULL;
-	uint64_t t0;
-	double t;
-
-	if (cold)
-		drop_page_cache(mem);
-	t0 = now_ns();
-
-	if (squib_guest_memory_open(mem, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, d))
-		return -1;
-	/* The loader's path (threads by CPUs), or the pager's call on this thread. */
-	rc = one_thread ? squib_pager_prefetch(g->pager, ws->runs, ws->run_count, NULL, d)
-			: squib_guest_memory_prefetch(g, ws, d);
-	if (rc) {
-		squib_guest_memory_free(g);
-		return -1;
-	}
-	touch_working_set(g->regions[0].host, write);
-	t = bk_ms(now_ns() - t0);
-	squib_pager_stats(g->pager, stats);
-	squib_guest_memory_free(g);
-	return t;
-}
-
 /*
  * uffd + prefetched working set (REAP's record-and-prefetch): the set
  * recorded on one on-demand restore is installed with squib_pager_prefetch
@@ -330,8 +310,8 @@ static double bench_prefetched_working_set(const char *mem, bool write, bool col
 			sort_and_merge(&ws);
 		memset(&stats, 0, sizeof(stats));
 		for (int r = 0; r < RUNS; r++)
-			if ((t[r] = open_prefetch_touch(mem, &ws, write, cold, row == 2, &stats,
-							&d)) < 0)
+			if ((t[r] = open_and_touch_lazy(mem, SQUIB_BACKEND_LAZY, NULL, &ws,
+							row == 2, write, cold, &stats, &d)) < 0)
 				bk_check(d.code ? d.code : SQUIB_E_IO, "prefetch", &d);
 		m = bk_median(t, RUNS);
 		printf("  %-24s %9.2f ms  %5.2fx COPY  %6.2fx memcpy  %.2fx faster than on demand "

@@ -58,29 +58,33 @@ static bool guest_present(void *ctx, uint64_t page)
 	return true;
 }
 
+/* The host address of source page `page`, or NULL. */
+static volatile const uint8_t *page_addr(const struct squib_guest_memory *g, uint64_t page)
+{
+	uint64_t off = page * g->page_size, base = 0;
+
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		if (off < base + g->regions[i].size)
+			return (volatile const uint8_t *)g->regions[i].host + (off - base);
+		base += g->regions[i].size;
+	}
+	return NULL;
+}
+
 static int guest_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		      struct squib_error_detail *d)
 {
 	const struct squib_guest_memory *g = ctx;
-	uint64_t base = 0, off = first * g->page_size, len = count * g->page_size;
-	uint8_t *out = buf;
 
-	for (uint32_t i = 0; i < g->region_count && len; i++) {
-		uint64_t size = g->regions[i].size;
+	for (uint64_t k = 0; k < count; k++) {
+		volatile const uint8_t *a = page_addr(g, first + k);
 
-		if (off < base + size) {
-			uint64_t in = off - base, n = size - in < len ? size - in : len;
-
-			memcpy(out, (const uint8_t *)g->regions[i].host + in, (size_t)n);
-			out += n;
-			off += n;
-			len -= n;
-		}
-		base += size;
+		if (!a)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "page %" PRIu64 " lies outside guest memory",
+					      first + k);
+		memcpy((uint8_t *)buf + k * g->page_size, (const void *)a, (size_t)g->page_size);
 	}
-	if (len)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "page %" PRIu64 " lies outside guest memory", first);
 	return 0;
 }
 
@@ -117,19 +121,6 @@ static uint64_t to_runs(const uint64_t *pages, size_t count, struct squib_ws_run
 			runs[n++] = (struct squib_ws_run){pages[i], 1};
 	}
 	return n;
-}
-
-/* The host address of source page `page`, or NULL. */
-static volatile const uint8_t *page_addr(const struct squib_guest_memory *g, uint64_t page)
-{
-	uint64_t off = page * g->page_size, base = 0;
-
-	for (uint32_t i = 0; i < g->region_count; i++) {
-		if (off < base + g->regions[i].size)
-			return (volatile const uint8_t *)g->regions[i].host + (off - base);
-		base += g->regions[i].size;
-	}
-	return NULL;
 }
 
 static int install_pages(struct squib_guest_memory *g, const uint64_t *pages, size_t count,
