@@ -713,6 +713,9 @@ static int listen_and_serve(struct source *s, const struct serve_args *a, int sf
 	struct squib_uffd_server_options o = {.handshake_timeout_ms = a->timeout_ms,
 					      .allow_uids = a->allow,
 					      .allow_uid_count = a->nallow,
+					      /* Allowed uids must reach the socket at all:
+					       * SO_PEERCRED then keeps the others out. */
+					      .socket_mode = a->nallow ? 0666 : 0600,
 					      .check = check_peer,
 					      .on_refused = on_refused,
 					      .ctx = s};

@@ -150,8 +150,8 @@ void squib_uffd_remote_free(struct squib_uffd_remote *r);
 
 /*
  * A listening AF_UNIX stream socket at socket_path (close-on-exec,
- * non-blocking), created with mode 0600 whatever the umask (a umask can only
- * narrow it). An existing file there is replaced only if it is a socket
+ * non-blocking), its file created with mode 0600 whatever the umask (the
+ * bind runs in a thread with its own umask; the process's is not touched). An existing file there is replaced only if it is a socket
  * nobody listens on (a stale one); a live socket or another kind of file is
  * SQUIB_E_INVALID_PATH. The caller unlinks the path when done.
  */
@@ -210,8 +210,9 @@ void squib_uffd_peer_close(struct squib_uffd_peer *p);
  * connection closed without any byte is dropped silently (another handler
  * probing whether the socket is live).
  *
- * The socket file is created 0600 (squib_uffd_listen) and removed by
- * squib_uffd_server_close if it is still the file this server bound.
+ * The socket file is created 0600 (or socket_mode) whatever the umask and
+ * removed by squib_uffd_server_close if it is still the file this server
+ * bound.
  *
  * Thread-safety: one thread uses a server; the callbacks run on it.
  */
@@ -235,6 +236,10 @@ struct squib_uffd_server_options {
 	/* Connections gathering at once (0: SQUIB_UFFD_MAX_PENDING, the most); one more
 	 * drops the oldest, so a flood cannot keep a new VMM out. */
 	uint32_t max_pending;
+	/* The socket file's permission bits (0: 0600). Wider lets other users
+	 * connect at all (e.g. 0666 for allow_uids when the server runs as root):
+	 * the uid check is then what keeps the others out. */
+	uint32_t socket_mode;
 	/* The caller's own test of a received handshake (e.g. its regions against a
 	 * memory file): non-zero refuses it (reported, then the server goes on). May be NULL. */
 	int (*check)(void *ctx, const struct squib_uffd_peer *p, struct squib_error_detail *d);

@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -85,10 +87,55 @@ fail:
 	return squib_uffd_fail_io(d, errno, "binding %.400s", sa->sun_path);
 }
 
+/*
+ * The socket file's mode, race-free. bind creates the file in one step with
+ * the socket inode's mode (set by fchmod before) less the umask, so it is
+ * never wider than wanted - no window where another user could connect, and
+ * no chmod of a path someone could swap. To get the mode exactly (the umask
+ * would turn a wanted 0666 into 0644), the bind runs in a short thread of its
+ * own with its own filesystem context (unshare(CLONE_FS)) and umask 0: the
+ * process-wide umask, which other threads share, is never touched. Without
+ * that thread or unshare the bind happens here and the umask may narrow the
+ * mode, never widen it.
+ */
+struct bind_job {
+	int s;
+	const struct sockaddr_un *sa;
+	struct squib_error_detail *d;
+	int rc;
+};
+
+static void *bind_job_run(void *arg)
+{
+	struct bind_job *j = arg;
+
+	if (!unshare(CLONE_FS))
+		umask(0); /* this thread's own umask now */
+	j->rc = bind_replacing(j->s, j->sa, j->d);
+	return NULL;
+}
+
+static int bind_exact(int s, const struct sockaddr_un *sa, struct squib_error_detail *d)
+{
+	struct bind_job j = {s, sa, d, 0};
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, bind_job_run, &j))
+		return bind_replacing(s, sa, d);
+	pthread_join(t, NULL);
+	return j.rc;
+}
+
 int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_error_detail *d)
 {
+	return squib_uffd_listen_mode(socket_path, 0600, listen_fd, d);
+}
+
+int squib_uffd_listen_mode(const char *socket_path, unsigned mode, int *listen_fd,
+			   struct squib_error_detail *d)
+{
 	struct sockaddr_un sa;
-	int s, rc;
+	int s, rc = 0;
 
 	if (!listen_fd)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd listen: NULL argument");
@@ -98,18 +145,10 @@ int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_erro
 	/* Non-blocking: a connection that vanishes between poll and accept must not block. */
 	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	/*
-	 * bind creates the file with the socket inode's mode less the umask, in
-	 * one step: set that mode first and the file is never wider than 0600,
-	 * whatever the umask, with no window and without touching the
-	 * process-wide umask (which other threads share).
-	 */
-	if (fchmod(s, 0600)) {
-		rc = squib_uffd_fail_io(d, errno, "fchmod of the socket for %.400s", socket_path);
-		close(s);
-		return rc;
-	}
-	if ((rc = bind_replacing(s, &sa, d))) {
+	if (fchmod(s, (mode_t)mode) || (rc = bind_exact(s, &sa, d))) {
+		rc = rc ? rc
+			: squib_uffd_fail_io(d, errno, "fchmod of the socket for %.400s",
+					     socket_path);
 		close(s);
 		return rc;
 	}
@@ -292,6 +331,19 @@ static bool may_close(const struct squib_uffd_rx *x, size_t from)
 	       memchr(x->buf + from, '}', x->len - from);
 }
 
+/* A message is an array: a first byte that is neither '[' nor JSON whitespace already tells
+ * (a client sending one garbage byte and keeping the socket open is answered now). Only the
+ * new bytes [from, len) are looked at, until the first significant one is seen. */
+static bool starts_wrong(struct squib_uffd_rx *x, size_t from)
+{
+	for (size_t i = from; i < x->len && !x->started; i++)
+		if (!x->buf[i] || !strchr(" \t\r\n", x->buf[i])) {
+			x->started = true;
+			return x->buf[i] != '[';
+		}
+	return false;
+}
+
 int squib_uffd_rx_step(int fd, struct squib_uffd_rx *x, struct squib_error_detail *d)
 {
 	for (;;) {
@@ -307,7 +359,7 @@ int squib_uffd_rx_step(int fd, struct squib_uffd_rx *x, struct squib_error_detai
 			return x->len && complete(x) ? 1 : eof_error(x, d);
 		if (x->len > SQUIB_UFFD_HANDSHAKE_MAX)
 			return squib_fail_limit(d, SQUIB_UFFD_HANDSHAKE_MAX);
-		if (may_close(x, from) && complete(x))
+		if ((starts_wrong(x, from) || may_close(x, from)) && complete(x))
 			return 1;
 	}
 }

@@ -15,6 +15,10 @@
 /* sa for path, or SQUIB_E_INVALID_PATH (empty, longer than sun_path allows). */
 int squib_uffd_sockaddr(const char *path, struct sockaddr_un *sa, struct squib_error_detail *d);
 
+/* squib_uffd_listen with the socket file created `mode` (permission bits) at most. */
+int squib_uffd_listen_mode(const char *socket_path, unsigned mode, int *listen_fd,
+			   struct squib_error_detail *d);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t squib_uffd_now_ms(void);
 
@@ -41,9 +45,10 @@ struct squib_uffd_rx {
 	char *buf; /* SQUIB_UFFD_HANDSHAKE_MAX + 1 bytes */
 	size_t len;
 	int fds[SQUIB_UFFD_RX_MAX_FDS];
-	int nfds;    /* kept in fds */
-	int extra;   /* beyond SQUIB_UFFD_RX_MAX_FDS (closed at once) */
-	bool ctrunc; /* the kernel dropped control data */
+	int nfds;     /* kept in fds */
+	int extra;    /* beyond SQUIB_UFFD_RX_MAX_FDS (closed at once) */
+	bool ctrunc;  /* the kernel dropped control data */
+	bool started; /* the first byte that is not whitespace has come */
 };
 
 /* Allocate the buffer: 0 or SQUIB_E_NOMEM. */

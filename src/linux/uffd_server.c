@@ -36,7 +36,7 @@ struct squib_uffd_server {
 	ino_t ino;
 	uid_t self;
 	uint32_t allow[SQUIB_UFFD_MAX_ALLOW_UIDS];
-	uint32_t nallow, timeout_ms, max_pending;
+	uint32_t nallow, timeout_ms, max_pending, mode;
 	int (*check)(void *ctx, const struct squib_uffd_peer *p, struct squib_error_detail *d);
 	void (*on_refused)(void *ctx, const struct squib_uffd_refusal *r);
 	void *ctx;
@@ -258,6 +258,10 @@ static int check_options(const struct squib_uffd_server_options *o, struct squib
 				      o->allow_uid_count, SQUIB_UFFD_MAX_ALLOW_UIDS);
 	if (o && o->allow_uid_count && !o->allow_uids)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd server: NULL allow_uids");
+	if (o && o->socket_mode > 0777)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "uffd server: socket_mode 0%o is not permission bits",
+				      o->socket_mode);
 	if (o && o->max_pending > SQUIB_UFFD_MAX_PENDING)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "uffd server: max_pending %u (at most %u)", o->max_pending,
@@ -277,6 +281,7 @@ static struct squib_uffd_server *server_new(const char *path,
 	s->timeout_ms =
 	    o && o->handshake_timeout_ms ? o->handshake_timeout_ms : SQUIB_UFFD_RECV_TIMEOUT_MS;
 	s->max_pending = o && o->max_pending ? o->max_pending : SQUIB_UFFD_MAX_PENDING;
+	s->mode = o && o->socket_mode ? o->socket_mode : 0600;
 	if (o) {
 		s->nallow = o->allow_uid_count;
 		if (s->nallow)
@@ -309,7 +314,7 @@ int squib_uffd_server_open(const char *socket_path, const struct squib_uffd_serv
 		return rc;
 	if (!(s = server_new(socket_path, o)))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	if ((rc = squib_uffd_listen(socket_path, &s->lfd, d))) {
+	if ((rc = squib_uffd_listen_mode(socket_path, s->mode, &s->lfd, d))) {
 		squib_uffd_server_close(s);
 		return rc;
 	}
