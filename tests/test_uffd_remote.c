@@ -1514,6 +1514,67 @@ static void test_should_stop_serve_on_sigterm_before_a_vmm_connects(void **state
 	munmap(want, 8 * ps());
 }
 
+/* A blocking client connection to sock. */
+static int connect_to(const char *sock)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(s >= 0);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, sock);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)))
+		fail_msg("connect %s: %s", sock, strerror(errno));
+	return s;
+}
+
+/* SIGTERM while a client is in the middle of its handshake, SIGINT while a VMM is served. */
+static void test_should_stop_serve_on_a_signal_during_a_handshake_and_while_serving(void **state)
+{
+	struct dir *f = *state;
+	uint64_t pages = 8, zeros;
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	struct squib_error_detail d;
+	struct squib_test_bg c;
+	uint8_t *want, *mem;
+	int64_t t0;
+	int half;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 4, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	half = connect_to(f->sock);
+	send_with_fds(half, FC_EXAMPLE, 20, NULL, 0); /* and then nothing */
+	sleep_ms(50);
+	t0 = now_ms();
+	kill(c.pid, SIGTERM);
+	assert_int_equal(squib_test_bg_finish(&c, 2000), 0); /* liveness bound; aim 100 ms */
+	print_message("stopped %lld ms after SIGTERM during a handshake\n",
+		      (long long)(now_ms() - t0));
+	assert_non_null(strstr(c.obuf, "stopped: signal before a VMM connected"));
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	close(half);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	mem = anon(pages * ps());
+	r = (struct squib_uffd_remote_region){mem, pages * ps(), 0};
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), NULL, &u, &d), 0);
+	cli_wait_for(&c, "serving pid ");
+	assert_memory_equal(mem, want, pages * ps());
+	t0 = now_ms();
+	kill(c.pid, SIGINT);
+	assert_int_equal(squib_test_bg_finish(&c, 2000), 0);
+	print_message("stopped %lld ms after SIGINT while serving\n", (long long)(now_ms() - t0));
+	assert_non_null(strstr(c.obuf, "stopped: signal\n"));
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	squib_uffd_remote_free(u);
+	munmap(mem, pages * ps());
+	munmap(want, pages * ps());
+}
+
 static void test_should_report_cli_usage_errors(void **state)
 {
 	char *help[] = {cli_path(), "serve", "--help", NULL};
@@ -1543,20 +1604,6 @@ static void test_should_report_cli_usage_errors(void **state)
 }
 
 /* ---- `serve` against bad, silent and foreign clients ------------------------------------- */
-
-/* A blocking client connection to sock. */
-static int connect_to(const char *sock)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(s >= 0);
-	assert_true(strlen(sock) < sizeof(sa.sun_path));
-	strcpy(sa.sun_path, sock);
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)))
-		fail_msg("connect %s: %s", sock, strerror(errno));
-	return s;
-}
 
 /* serve --socket --mem plus extra arguments (NULL-terminated, at most 8). */
 static void cli_start_args(struct squib_test_bg *c, const struct dir *f, char *const *extra)
@@ -2139,6 +2186,9 @@ int main(void)
 		test_should_refuse_a_handshake_that_does_not_fit_the_memory_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_stop_serve_on_sigterm_before_a_vmm_connects,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_stop_serve_on_a_signal_during_a_handshake_and_while_serving, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_should_report_cli_usage_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_serve_the_vmm_after_garbage_bad_fds_and_a_silent_client, setup,
