@@ -110,10 +110,13 @@ static void admit(struct squib_uffd_server *s, int c)
 	s->p[s->np++] = p;
 }
 
-/* Accept whatever is waiting (the socket is non-blocking). 0, or SQUIB_E_IO. */
+/* Connections taken per wake-up: a flood must not keep the loop from its stop fd. */
+#define ACCEPT_BURST 256
+
+/* Accept what is waiting (the socket is non-blocking). 0, or SQUIB_E_IO. */
 static int accept_all(struct squib_uffd_server *s, struct squib_error_detail *d)
 {
-	for (;;) {
+	for (int k = 0; k < ACCEPT_BURST; k++) {
 		int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (c >= 0) {
@@ -127,6 +130,7 @@ static int accept_all(struct squib_uffd_server *s, struct squib_error_detail *d)
 			return 0;
 		return squib_uffd_fail_io(d, errno, "accepting on %.400s", s->path);
 	}
+	return 0;
 }
 
 /*
@@ -231,7 +235,7 @@ void squib_uffd_server_refuse_all(struct squib_uffd_server *s, const char *why)
 	squib_uffd_fail_why(&busy, EBUSY, "%.300s", why ? why : "refused");
 	while (s->np)
 		drop(s, 0, closed_silent(s->p[0].fd, &s->p[0].rx) ? 0 : busy.code, &busy);
-	for (;;) {
+	for (int k = 0; k < ACCEPT_BURST; k++) {
 		pid_t pid;
 		uid_t uid;
 		int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -239,7 +243,7 @@ void squib_uffd_server_refuse_all(struct squib_uffd_server *s, const char *why)
 		if (c < 0 && errno == EINTR)
 			continue;
 		if (c < 0)
-			return;
+			return; /* the rest waits for the caller's next poll */
 		/* Who it was, and the first reason it cannot be served. */
 		if (squib_uffd_check_cred(c, s->self, s->allow, s->nallow, "the peer", &pid, &uid,
 					  &d))
