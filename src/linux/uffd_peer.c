@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -20,7 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -376,37 +375,37 @@ static int gather(int fd, struct squib_uffd_rx *x, int64_t deadline, struct squi
 	}
 }
 
+/* A guest-unlikely, page-aligned address below every TASK_SIZE and above every mmap_min_addr. */
+#define PROBE_ADDR (1ull << 30)
+
 /*
- * A userfaultfd is recognised by what the kernel says, not by a name a path
- * could imitate: it lives on the anonymous-inode filesystem (the st_dev of an
- * eventfd of our own), and it understands UFFDIO_API - EINVAL because the VMM
- * already did it, as the protocol has it, or success when it had not (then
- * this call did it, without features). Other anonymous-inode files (eventfd,
- * signalfd, timerfd, epoll...) have no such ioctl: ENOTTY.
+ * The fd is asked, not named: UFFDIO_WAKE of one page succeeds only on an
+ * initialised userfaultfd (it wakes nothing unless a fault waits on that
+ * page, and one woken early just faults again). Everything else refuses it:
+ * ENOTTY for most fds, EINVAL for an epoll fd and for a userfaultfd nobody
+ * initialised - which UFFDIO_API then tells apart (it succeeds only there;
+ * the fd is refused either way, since its sender registered nothing).
  */
 static int check_is_uffd(int fd, struct squib_error_detail *d)
 {
+	struct uffdio_range r = {PROBE_ADDR, (uint64_t)sysconf(_SC_PAGESIZE)};
 	struct uffdio_api api = {.api = UFFD_API};
-	struct stat st = {0}, anon;
-	int ev = eventfd(0, EFD_CLOEXEC), e;
-	bool same;
+	int e;
 
-	if (ev < 0)
-		return squib_uffd_fail_io(d, errno, "uffd handshake: eventfd");
-	same = !fstat(fd, &st) && !fstat(ev, &anon) && st.st_dev == anon.st_dev;
-	close(ev);
-	if (!same)
-		return squib_fail_msg(d, SQUIB_E_ENCODING,
-				      "uffd handshake: the fd received is not a userfaultfd (not "
-				      "an anonymous inode: mode 0%o)",
-				      (unsigned)st.st_mode);
-	e = ioctl(fd, UFFDIO_API, &api) ? errno : 0;
-	if (!e || e == EINVAL)
+	if (ioctl(fd, UFFDIO_WAKE, &r) == 0)
 		return 0;
-	return squib_fail_msg(d, SQUIB_E_ENCODING,
-			      "uffd handshake: the fd received is not a userfaultfd (UFFDIO_API: "
-			      "%s)",
-			      strerror(e));
+	e = errno;
+	if (e == ESRCH)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "uffd handshake: the userfaultfd's process has exited");
+	if (e == EINVAL && ioctl(fd, UFFDIO_API, &api) == 0)
+		return squib_fail_msg(
+		    d, SQUIB_E_ENCODING,
+		    "uffd handshake: the userfaultfd received was never initialised "
+		    "(UFFDIO_API), so it serves no memory");
+	return squib_fail_msg(
+	    d, SQUIB_E_ENCODING,
+	    "uffd handshake: the fd received is not a userfaultfd (UFFDIO_WAKE: %s)", strerror(e));
 }
 
 static int check_fds(struct squib_uffd_rx *x, struct squib_error_detail *d)
