@@ -399,13 +399,12 @@ static int check_is_uffd(int fd, struct squib_error_detail *d)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
 				      "uffd handshake: the userfaultfd's process has exited");
 	if (e == EINVAL && ioctl(fd, UFFDIO_API, &api) == 0)
-		return squib_fail_msg(
-		    d, SQUIB_E_ENCODING,
-		    "uffd handshake: the userfaultfd received was never initialised "
-		    "(UFFDIO_API), so it serves no memory");
-	return squib_fail_msg(
-	    d, SQUIB_E_ENCODING,
-	    "uffd handshake: the fd received is not a userfaultfd (UFFDIO_WAKE: %s)", strerror(e));
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "uffd handshake: the userfaultfd received was never initialised "
+				      "(UFFDIO_API), so it serves no memory");
+	return squib_fail_msg(d, SQUIB_E_ENCODING,
+			      "uffd handshake: the fd received is not a userfaultfd (UFFDIO_WAKE: %s)",
+			      strerror(e));
 }
 
 static int check_fds(struct squib_uffd_rx *x, struct squib_error_detail *d)
