@@ -1936,8 +1936,8 @@ static void test_should_stop_serve_on_sigterm_during_a_huge_prefetch(void **stat
 		    strstr(c.obuf, "prefetched the working set: "));
 	assert_non_null(strstr(c.obuf, "stopped: signal"));
 	assert_int_equal(squib_test_exists(f->sock), 0);
-	/* Whatever was installed is the file's content. */
-	assert_memory_equal(mem, want, ps());
+	/* (mem is not read: a page the stopped prefetch did not install would block on the uffd
+	 * until free unregisters it.) */
 	squib_uffd_remote_free(u);
 	munmap(mem, pages * ps());
 	free(ws_path);
