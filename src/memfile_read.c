@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <squib/input.h>
+
 #include "util.h"
 #include "pager_internal.h"
 
@@ -41,17 +43,12 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	return rc;
 }
 
-static int load(struct squib_memfile *mf, struct squib_error_detail *d)
+static int load(struct squib_memfile *mf, const struct stat *st, struct squib_error_detail *d)
 {
 	const struct squib_memory_layout *l;
-	struct stat st;
 	int rc;
 
-	if (fstat(mf->fd, &st) < 0)
-		return squib_memfile_io_error(d, errno, "stat of %s", mf->path);
-	if (!S_ISREG(st.st_mode))
-		return squib_memfile_io_error(d, EINVAL, "%s is not a regular file", mf->path);
-	if ((rc = read_tail(mf->fd, (uint64_t)st.st_size, &mf->m, d)))
+	if ((rc = read_tail(mf->fd, (uint64_t)st->st_size, &mf->m, d)))
 		return rc;
 	l = &mf->m.layout;
 	if (!(mf->region_off = calloc(l->region_count, sizeof(*mf->region_off))))
@@ -65,6 +62,7 @@ int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile *
 			     struct squib_error_detail *d)
 {
 	struct squib_memfile *mf;
+	struct stat st;
 	int rc;
 
 	if (!path || !out)
@@ -74,13 +72,8 @@ int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile *
 		free(mf);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	do
-		mf->fd = open(path, flags | O_CLOEXEC);
-	while (mf->fd < 0 && errno == EINTR);
-	if (mf->fd < 0)
-		rc = squib_memfile_io_error(d, errno, "opening %s", path);
-	else
-		rc = load(mf, d);
+	mf->fd = squib_input_open(path, flags, SQUIB_E_MEMORY_IO, &st, d);
+	rc = mf->fd < 0 ? mf->fd : load(mf, &st, d);
 	if (rc) {
 		squib_memfile_close(mf);
 		return rc;

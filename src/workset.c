@@ -11,6 +11,7 @@
 
 #include <squib/atomic.h>
 #include <squib/crc64.h>
+#include <squib/input.h>
 #include <squib/memfile.h>
 
 #include "memlayout.h"
@@ -268,8 +269,8 @@ int squib_workset_read(const char *path, struct squib_workset *out, struct squib
 	if (!path || !out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "working set: NULL argument");
 	memset(out, 0, sizeof(*out));
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	if ((fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, NULL, d)) < 0)
+		return fd;
 	rc = read_limited(fd, &buf, &len, d);
 	close(fd);
 	if (rc)

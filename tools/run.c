@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `squib-snapshot run GUEST STATE`: boot a guest on KVM and snapshot it while it runs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/save.h>
 
@@ -101,11 +103,16 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 
 static int read_guest(const char *path, uint8_t **buf, size_t *len, struct squib_error_detail *d)
 {
-	FILE *f = fopen(path, "rb");
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, NULL, d);
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
 	size_t n;
 
-	if (!f)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	if (fd < 0)
+		return fd;
+	if (!f) {
+		close(fd);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "reading %s", path);
+	}
 	if (!(*buf = malloc(RUN_MAX_GUEST + 1))) {
 		fclose(f);
 		return squib_fail(d, SQUIB_E_NOMEM);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
@@ -200,10 +201,10 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	struct raw_source *r;
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_MEMORY_IO, &st, NULL);
 
 	/* Unreadable, or a squib file that does not open: report why it did not. */
-	if (fd < 0 || fstat(fd, &st) || has_squib_magic(fd, (uint64_t)st.st_size)) {
+	if (fd < 0 || has_squib_magic(fd, (uint64_t)st.st_size)) {
 		if (fd >= 0)
 			close(fd);
 		*d = *open_d;
