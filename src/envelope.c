@@ -15,6 +15,7 @@
 #include <squib/crc64.h>
 #include <squib/input.h>
 
+#include "input_internal.h"
 #include "memlayout.h"
 #include "util.h"
 #include "wire.h"
@@ -1242,7 +1243,9 @@ int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
 		return fd;
 	if (st.st_size > 0)
 		hint = (size_t)st.st_size;
-	rc = read_bounded(fd, hint, buf, len, d);
+	rc = squib_input_expect(fd, (uint64_t)st.st_size, path, SQUIB_INPUT_STATE, d);
+	if (!rc && (rc = read_bounded(fd, hint, buf, len, d)) == SQUIB_E_IO && d)
+		snprintf(d->msg, sizeof(d->msg), "reading %s", path);
 	close(fd);
 	return rc;
 }

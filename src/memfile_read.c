@@ -12,6 +12,7 @@
 
 #include <squib/input.h>
 
+#include "input_internal.h"
 #include "util.h"
 #include "pager_internal.h"
 
@@ -43,12 +44,76 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	return rc;
 }
 
+/*
+ * Holes the present extents may hold beyond their data. squib writes every
+ * present page, so its own files have none; a filesystem that stores zero
+ * blocks as holes (ZFS with compression) may make some.
+ */
+#define HOLE_SLACK (64ull << 20)
+
+/* Bytes of [off, off + len) that are holes, counting stops past `limit`. One
+ * SEEK_HOLE/SEEK_DATA pair per hole: the walk costs what the file holds. */
+static int count_holes(int fd, uint64_t off, uint64_t len, uint64_t limit, uint64_t *holes)
+{
+	uint64_t end = off + len;
+
+	while (off < end && *holes <= limit) {
+		off_t h = lseek(fd, (off_t)off, SEEK_HOLE), n;
+
+		if (h < 0)
+			return errno == ENXIO ? 0 : -errno;
+		if ((uint64_t)h >= end)
+			return 0;
+		n = lseek(fd, h, SEEK_DATA);
+		if (n < 0 && errno != ENXIO)
+			return -errno;
+		off = n < 0 || (uint64_t)n > end ? end : (uint64_t)n;
+		*holes += off - (uint64_t)h;
+	}
+	return 0;
+}
+
+/*
+ * The work a memory file can ask for (verify's digests, a copy load, a
+ * rebase) is its present bytes. Those must be backed by the file's real
+ * blocks, or an 8 KiB sparse file claiming 1 TiB present would buy hours of
+ * reading zeros or a disk filled by a rebase. Refused: present extents that
+ * are more holes than data, beyond HOLE_SLACK.
+ */
+static int check_backed(const struct squib_memfile *mf, const struct stat *st,
+			struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &mf->m.layout;
+	uint64_t present = l->present_pages * l->page_size, holes = 0, limit;
+	int e = 0;
+
+	if ((uint64_t)st->st_blocks * 512 >= present)
+		return 0; /* enough blocks for every present byte: no walk needed */
+	limit = present / 2 + HOLE_SLACK / 2;
+	for (uint64_t i = 0; !e && i < l->extent_count && holes <= limit; i++)
+		e = count_holes(mf->fd, l->extents[i].first_page * l->page_size,
+				l->extents[i].page_count * l->page_size, limit, &holes);
+	if (e)
+		return squib_memfile_io_error(d, -e, "looking for holes in %s", mf->path);
+	if (holes <= limit)
+		return 0;
+	return squib_memfile_io_error(d, EINVAL,
+				      "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
+				      "more than %" PRIu64 " of them are holes in the file (%" PRIu64
+				      " bytes allocated): a sparse file cannot stand for its pages",
+				      mf->path, present, limit,
+				      (uint64_t)st->st_blocks * 512);
+}
+
 static int load(struct squib_memfile *mf, const struct stat *st, struct squib_error_detail *d)
 {
 	const struct squib_memory_layout *l;
 	int rc;
 
-	if ((rc = read_tail(mf->fd, (uint64_t)st->st_size, &mf->m, d)))
+	if ((rc = squib_input_expect(mf->fd, (uint64_t)st->st_size, mf->path, SQUIB_INPUT_MEMORY,
+				     d)) ||
+	    (rc = read_tail(mf->fd, (uint64_t)st->st_size, &mf->m, d)) ||
+	    (rc = check_backed(mf, st, d)))
 		return rc;
 	l = &mf->m.layout;
 	if (!(mf->region_off = calloc(l->region_count, sizeof(*mf->region_off))))

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "input_internal.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "util.h"
@@ -302,6 +303,10 @@ static bool open_memory_file(struct run *x)
 	if (x->mem_fd < 0) {
 		fail(x, SQUIB_CHECK_MEMORY_FILE, x->mem_fd, &d);
 		x->mem_fd = -1;
+		return false;
+	}
+	if (squib_input_expect(x->mem_fd, (uint64_t)st.st_size, path, SQUIB_INPUT_MEMORY, &d)) {
+		fail(x, SQUIB_CHECK_MEMORY_FILE, d.code, &d);
 		return false;
 	}
 	x->mem_size = (uint64_t)st.st_size;

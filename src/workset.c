@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <squib/atomic.h>
@@ -14,6 +16,7 @@
 #include <squib/input.h>
 #include <squib/memfile.h>
 
+#include "input_internal.h"
 #include "memlayout.h"
 #include "util.h"
 
@@ -264,14 +267,17 @@ int squib_workset_read(const char *path, struct squib_workset *out, struct squib
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	struct stat st;
 	int fd, rc;
 
 	if (!path || !out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "working set: NULL argument");
 	memset(out, 0, sizeof(*out));
-	if ((fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, NULL, d)) < 0)
+	if ((fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, &st, d)) < 0)
 		return fd;
-	rc = read_limited(fd, &buf, &len, d);
+	rc = squib_input_expect(fd, (uint64_t)st.st_size, path, SQUIB_INPUT_WORKSET, d);
+	if (!rc && (rc = read_limited(fd, &buf, &len, d)) == SQUIB_E_IO && d)
+		snprintf(d->msg, sizeof(d->msg), "reading %s", path);
 	close(fd);
 	if (rc)
 		return rc;

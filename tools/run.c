@@ -190,7 +190,7 @@ static int save_diff(struct cli_vm *c, const struct run_args *a, struct squib_er
 }
 
 /* Boot, save the Full pair (and the Diff), print; with --hold, wait to be killed. */
-static int run_vm(const struct run_args *a, const uint8_t *code, size_t len,
+static int run_vm(const struct run_args *a, const uint8_t *code, size_t len, const char **what,
 		  struct squib_error_detail *d)
 {
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(a->state, a->mem);
@@ -198,8 +198,10 @@ static int run_vm(const struct run_args *a, const uint8_t *code, size_t len,
 	struct cli_vm c;
 	int rc = cli_vm_new(&c, a->vcpus, true, a->diff != NULL, d);
 
+	*what = NULL; /* the VM: the detail names /dev/kvm */
 	if (rc)
 		return rc;
+	*what = a->state;
 	if (!(rc = boot(&c, a, code, len, d)) && !(rc = squib_save(&c.v, &req, &rep, d))) {
 		printf("saved %s and %s: full, %llu KiB of page data, guest paused %llu us, "
 		       "save took %llu us\n",
@@ -228,6 +230,7 @@ static int run_run(int argc, char **argv)
 	struct run_args a;
 	uint8_t *code = NULL;
 	char *mem_default = NULL, *diff_mem_default = NULL;
+	const char *what = NULL;
 	size_t len = 0;
 	int rc;
 
@@ -244,8 +247,8 @@ static int run_run(int argc, char **argv)
 	}
 	if ((rc = read_guest(a.guest, &code, &len, &d))) {
 		cli_error("run", a.guest, rc, &d);
-	} else if ((rc = run_vm(&a, code, len, &d))) {
-		cli_error("run", a.state, rc, &d);
+	} else if ((rc = run_vm(&a, code, len, &what, &d))) {
+		cli_error("run", what, rc, &d);
 	}
 	free(code);
 	free(mem_default);
