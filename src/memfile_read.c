@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,7 +19,7 @@
 
 /* ---- opening ------------------------------------------------------------- */
 
-static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
+static int read_tail(int fd, const char *path, uint64_t size, struct squib_memfile_manifest *m,
 		     struct squib_error_detail *d)
 {
 	uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE];
@@ -30,7 +31,7 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	if (size < SQUIB_MEMFILE_FOOTER_SIZE)
 		return squib_memfile_too_short(size, d);
 	if ((e = squib_pread_all(fd, foot, sizeof(foot), size - sizeof(foot))))
-		return squib_memfile_io_error(d, -e, "reading the footer");
+		return squib_memfile_io_error(d, -e, "reading the footer of %s", path);
 	if ((rc = squib_memfile_footer_parse(foot, size, &f, d)))
 		return rc;
 	/* The footer's counts are bounded, so this is too (< 400 MiB). */
@@ -38,7 +39,7 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	if (!(area = malloc((size_t)n)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	e = squib_pread_all(fd, area, (size_t)n, f.manifest_offset);
-	rc = e ? squib_memfile_io_error(d, -e, "reading the manifest")
+	rc = e ? squib_memfile_io_error(d, -e, "reading the manifest of %s", path)
 	       : squib_memfile_manifest_parse(area, (size_t)n, &f, m, d);
 	free(area);
 	return rc;
@@ -112,7 +113,7 @@ static int load(struct squib_memfile *mf, const struct stat *st, struct squib_er
 
 	if ((rc = squib_input_expect(mf->fd, (uint64_t)st->st_size, mf->path, SQUIB_INPUT_MEMORY,
 				     d)) ||
-	    (rc = read_tail(mf->fd, (uint64_t)st->st_size, &mf->m, d)) ||
+	    (rc = read_tail(mf->fd, mf->path, (uint64_t)st->st_size, &mf->m, d)) ||
 	    (rc = check_backed(mf, st, d)))
 		return rc;
 	l = &mf->m.layout;
@@ -274,8 +275,12 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 		uint64_t crc;
 
 		if ((rc = squib_memfile_crc_range_run(m->fd, e->first_page * l->page_size,
-						      e->page_count * l->page_size, &crc, run, d)))
+						      e->page_count * l->page_size, &crc, run, d))) {
+			if (rc == SQUIB_E_MEMORY_IO && d) /* the range reader knows no path */
+				snprintf(d->msg + strlen(d->msg), sizeof(d->msg) - strlen(d->msg),
+					 " of %s", m->path);
 			return rc;
+		}
 		if (crc != m->m.digests[i])
 			return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
 					      "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
