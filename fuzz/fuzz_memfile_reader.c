@@ -66,12 +66,14 @@ static void read_pages(struct squib_memfile *m, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < l->region_count; i++) {
 		for (uint64_t k = 0; k < 8 && k < l->regions[i].size / l->page_size; k++) {
 			uint64_t off = file_off + k * l->page_size;
-			int rc = squib_memfile_read_page(m, l->regions[i].guest_addr + k * l->page_size,
-							 page, NULL);
+			int rc = squib_memfile_read_page(
+			    m, l->regions[i].guest_addr + k * l->page_size, page, NULL);
 
 			if (!rc && squib_memfile_page_present(m, off / l->page_size) &&
-			    off + l->page_size <= len && memcmp(page, buf + off, (size_t)l->page_size))
-				abort(); /* a hole punched by the harness reads as zeros: skip those */
+			    off + l->page_size <= len &&
+			    memcmp(page, buf + off, (size_t)l->page_size))
+				abort(); /* a hole punched by the harness reads as zeros: skip those
+					  */
 		}
 		file_off += l->regions[i].size;
 	}

@@ -30,8 +30,8 @@ static uint8_t *slurp(const char *path, size_t *len)
 	return b;
 }
 
-static void put(const char *root, const char *target, const char *name, const void *a,
-		size_t alen, const void *b, size_t blen)
+static void put(const char *root, const char *target, const char *name, const void *a, size_t alen,
+		const void *b, size_t blen)
 {
 	char path[4096];
 	FILE *f;
@@ -134,13 +134,13 @@ static void prewarm_a64(const char *root, const char *name, int mmu)
 	put64(ram + 0x3000, 0x4003);
 	for (int i = 0; i < 16; i++)
 		put64(ram + 0x4000 + 8 * i, (uint64_t)i * PS | 0x403);
-	put64(b, 0x8000);     /* sp */
-	put64(b + 8, 0x5000); /* pc */
-	put64(b + 16, 0x5);   /* pstate: EL1h */
-	b[24] = 0;	      /* PSCI on */
-	b[25] = 1, put64(b + 26, mmu ? 1 : 0);	 /* SCTLR_EL1.M */
-	b[34] = 1, put64(b + 35, 0x1000);	 /* TTBR0 */
-	b[43] = 1, put64(b + 44, 0);		 /* TTBR1 */
+	put64(b, 0x8000);			      /* sp */
+	put64(b + 8, 0x5000);			      /* pc */
+	put64(b + 16, 0x5);			      /* pstate: EL1h */
+	b[24] = 0;				      /* PSCI on */
+	b[25] = 1, put64(b + 26, mmu ? 1 : 0);	      /* SCTLR_EL1.M */
+	b[34] = 1, put64(b + 35, 0x1000);	      /* TTBR0 */
+	b[43] = 1, put64(b + 44, 0);		      /* TTBR1 */
 	b[52] = 1, put64(b + 53, 16 | (16ull << 16)); /* TCR: T0SZ = T1SZ = 16, 4 KiB */
 	put(root, "fuzz_prewarm", name, in, HDR + 16 * PS, NULL, 0);
 	free(in);

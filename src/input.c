@@ -105,10 +105,14 @@ static bool is_kind(int fd, uint64_t size, enum squib_input_kind k)
 static const char *kind_name(enum squib_input_kind k)
 {
 	switch (k) {
-	case SQUIB_INPUT_STATE: return "state file";
-	case SQUIB_INPUT_MEMORY: return "memory file";
-	case SQUIB_INPUT_WORKSET: return "working-set file";
-	default: return "file";
+	case SQUIB_INPUT_STATE:
+		return "state file";
+	case SQUIB_INPUT_MEMORY:
+		return "memory file";
+	case SQUIB_INPUT_WORKSET:
+		return "working-set file";
+	default:
+		return "file";
 	}
 }
 

@@ -25,7 +25,8 @@
 #define MAX_ARGS 16
 #define LIVE_MS	 60000 /* liveness bound: a hang, not a slow machine */
 
-/* base.mem/.snap (full; x86.snap: an x86_64 state of it, for restore), d1.mem (a diff of it), ws (a working set), a FIFO and a directory. */
+/* base.mem/.snap (full; x86.snap: an x86_64 state of it, for restore), d1.mem (a diff of it), ws (a
+ * working set), a FIFO and a directory. */
 struct fx {
 	char *dir, *base, *base_snap, *x86_snap, *d1, *ws, *fifo, *sub, *out, *sock;
 	uint8_t *mem;
@@ -178,14 +179,23 @@ static void test_should_refuse_a_fifo_at_every_input_path_without_hanging(void *
 	expect(&r, 1, want);
 	cli(&r, "serve", "--socket", f->sock, "--mem", f->base, "--prefetch-ws", f->fifo, NULL);
 	expect(&r, 1, want);
+	cli(&r, "serve", "--socket", f->sock, "--mem", f->base, "--state", f->fifo, NULL);
+	expect(&r, 1, want);
 	assert_false(squib_test_exists(f->out));
+	assert_false(squib_test_exists(f->sock));
 }
 
-static void test_should_refuse_a_directory_input_naming_it(void **state)
+static void test_should_refuse_a_directory_or_device_input_naming_it(void **state)
 {
 	struct fx *f = *state;
 	char want[4200];
 	struct run r;
+
+	/* A device is not read either: /dev/zero used to be read up to the 10 MB limit. */
+	cli(&r, "verify", "/dev/zero", NULL);
+	expect(&r, 1, "/dev/zero is a character device, not a regular file");
+	cli(&r, "verify", f->base_snap, "--mem", "/dev/null", NULL);
+	expect(&r, 1, "/dev/null is a character device, not a regular file");
 
 	snprintf(want, sizeof(want), "%s is a directory, not a regular file", f->sub);
 	cli(&r, "verify", f->sub, NULL);
@@ -263,7 +273,8 @@ static void test_should_name_a_working_set_passed_elsewhere(void **state)
 static void test_should_refuse_a_sparse_memory_file_claiming_a_tib_quickly(void **state)
 {
 	struct fx *f = *state;
-	char *mem = squib_test_path(f->dir, "huge.mem"), *snap = squib_test_path(f->dir, "huge.snap");
+	char *mem = squib_test_path(f->dir, "huge.mem"),
+	     *snap = squib_test_path(f->dir, "huge.snap");
 	struct squib_memfile_manifest m;
 	struct run r;
 
@@ -338,14 +349,14 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_should_refuse_a_fifo_at_every_input_path_without_hanging),
-		T(test_should_refuse_a_directory_input_naming_it),
-		T(test_should_name_a_memory_file_passed_as_a_state_file_with_exit_1),
-		T(test_should_name_a_state_file_passed_as_a_memory_file_with_exit_1),
-		T(test_should_name_a_working_set_passed_elsewhere),
-		T(test_should_refuse_a_sparse_memory_file_claiming_a_tib_quickly),
-		T(test_should_name_dev_kvm_when_it_is_missing),
-		T(test_should_check_the_pair_before_opening_kvm),
+	    T(test_should_refuse_a_fifo_at_every_input_path_without_hanging),
+	    T(test_should_refuse_a_directory_or_device_input_naming_it),
+	    T(test_should_name_a_memory_file_passed_as_a_state_file_with_exit_1),
+	    T(test_should_name_a_state_file_passed_as_a_memory_file_with_exit_1),
+	    T(test_should_name_a_working_set_passed_elsewhere),
+	    T(test_should_refuse_a_sparse_memory_file_claiming_a_tib_quickly),
+	    T(test_should_name_dev_kvm_when_it_is_missing),
+	    T(test_should_check_the_pair_before_opening_kvm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
