@@ -318,22 +318,17 @@ static int sync_out(struct rebase *rb)
 
 /* ---- into a new file ------------------------------------------------------------ */
 
-static int build_new(struct rebase *rb, struct squib_atomic_writer *w)
+static int build_new(struct rebase *rb)
 {
-	int rfd, rc;
+	int rc;
 
 	if (ftruncate(rb->out_fd, (off_t)rb->base->m.layout.ram_size) < 0)
 		return squib_memfile_io_error(rb->d, errno, "sizing %s", rb->out_name);
 	if ((rc = copy_layer(rb, rb->base)) || (rc = copy_diffs(rb)))
 		return rc;
-	if (rb->opts.digests) { /* the temp is write-only: read it back through its name */
-		if ((rfd = open(w->temp, O_RDONLY | O_CLOEXEC)) < 0)
-			return squib_memfile_io_error(rb->d, errno, "reopening %s", w->temp);
-		rc = merged_digests(rb, rfd);
-		close(rfd);
-		if (rc)
-			return rc;
-	}
+	/* The temp is open read-write: read back through the fd, never its name again. */
+	if ((rc = merged_digests(rb, rb->out_fd)))
+		return rc;
 	return write_tail(rb, SQUIB_MEMFILE_MAGIC);
 }
 
@@ -346,7 +341,7 @@ static int rebase_new(struct rebase *rb, const char *out_path)
 		return rc;
 	rb->out_fd = w.fd;
 	rb->out_name = w.temp;
-	rc = build_new(rb, &w);
+	rc = build_new(rb);
 	if (!rc)
 		return squib_atomic_commit(&w, rb->d);
 	squib_atomic_abort(&w);

@@ -236,8 +236,7 @@ static void restore_old(struct env *e)
 {
 	write_or_remove(e->t.state, &e->old_state);
 	write_or_remove(e->t.mem, &e->old_mem);
-	unlink(e->t.state_tmp);
-	unlink(e->t.mem_tmp);
+	savetest_remove_temps(&e->t);
 }
 
 static void save_in_parent(enum squib_snapshot_kind kind, enum variant v,
@@ -399,8 +398,7 @@ static void load_and_check(const struct env *e, enum outcome o, int trial)
 	} else if (rc) {
 		fail_msg("trial %d: load failed: %s", trial, savetest_message(&d));
 	} else {
-		assert_false(squib_test_exists(e->t.state_tmp));
-		assert_false(squib_test_exists(e->t.mem_tmp));
+		assert_int_equal(savetest_temps(&e->t), 0);
 		squib_load_result_free(&res);
 	}
 	squib_testvm_free(rvm);
@@ -571,20 +569,20 @@ static void test_should_roll_forward_a_save_killed_between_the_renames(void **st
 	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
 	read_or_empty(e->t.state, &s);
 	assert_true(same(&s, &e->old_state));
-	assert_true(squib_test_exists(e->t.state_tmp));
-	assert_false(squib_test_exists(e->t.mem_tmp));
-	/* The roll-forward's own steps: memory dir sync, rename, state dir sync. */
+	assert_int_equal(squib_test_temps(e->t.state, NULL), 1);
+	assert_int_equal(squib_test_temps(e->t.mem, NULL), 0);
+	/* The roll-forward's own steps: the two locks, memory dir sync, rename, state dir sync. */
 	steps = load_killed_at(e, 1000);
-	assert_int_equal(steps, 3);
+	assert_int_equal(steps, 5);
 	for (int at = 0; at < steps; at++) {
 		restore_old(e);
 		assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
 		assert_int_equal(load_killed_at(e, at), -1);
 		savetest_load_ok(&c, &lr, &rvm, &res);
 		assert_true(res.recovery == SQUIB_RECOVERY_ROLLED_FORWARD ||
-			    (at > 1 && res.recovery == SQUIB_RECOVERY_NONE));
+			    (at > 3 && res.recovery == SQUIB_RECOVERY_NONE));
 		assert_int_equal(classify(e, at), NEW_PAIR);
-		assert_false(squib_test_exists(e->t.state_tmp));
+		assert_int_equal(savetest_temps(&e->t), 0);
 		squib_load_result_free(&res);
 		squib_testvm_free(rvm);
 	}
@@ -593,7 +591,7 @@ static void test_should_roll_forward_a_save_killed_between_the_renames(void **st
 	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
 	savetest_load_ok(&c, &lr, &rvm, &res);
 	assert_int_equal(res.recovery, SQUIB_RECOVERY_ROLLED_FORWARD);
-	assert_false(squib_test_exists(e->t.state_tmp));
+	assert_int_equal(savetest_layer_files(&e->t), 0);
 	assert_int_equal(classify(e, 0), NEW_PAIR);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
@@ -618,15 +616,18 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 	(void)state;
 	restore_old(e);
 	assert_true(WIFSIGNALED(run_child(e, KILL, e->state_rename, 0, NULL)));
+	char *temp = savetest_state_temp(&e->t);
+
+	assert_non_null(temp);
 	savetest_state_memory_id(e->t.state, a);
-	savetest_state_memory_id(e->t.state_tmp, b);
+	savetest_state_memory_id(temp, b);
 	/* Damage the temp: its CRC fails, so it cannot be trusted to complete the pair. */
 	{
 		struct bytes tmp = {0};
 
-		read_or_empty(e->t.state_tmp, &tmp);
+		read_or_empty(temp, &tmp);
 		tmp.p[tmp.n / 2] ^= 1;
-		assert_int_equal(squib_test_write_file(e->t.state_tmp, tmp.p, tmp.n), 0);
+		assert_int_equal(squib_test_write_file(temp, tmp.p, tmp.n), 0);
 		free(tmp.p);
 	}
 	squib_memfile_id_hex(a, ha);
@@ -637,7 +638,7 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 	assert_non_null(strstr(d.msg, ha));
 	assert_non_null(strstr(d.msg, hb));
 	assert_non_null(strstr(d.msg, "SQUIB_E_CRC_MISMATCH"));
-	assert_true(squib_test_exists(e->t.state_tmp)); /* nothing removed */
+	assert_true(squib_test_exists(temp)); /* nothing removed */
 	assert_string_equal(squib_testvm_log(rvm), "");
 	squib_testvm_free(rvm);
 	/* Without recovery even an intact temp is not used. */
@@ -647,8 +648,9 @@ static void test_should_report_a_mismatch_that_no_temp_explains(void **state)
 	v = squib_testvm_vm(rvm);
 	lr.no_recovery = true;
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_PAIR_MISMATCH);
-	assert_true(squib_test_exists(e->t.state_tmp));
+	assert_int_equal(squib_test_temps(e->t.state, NULL), 1);
 	squib_testvm_free(rvm);
+	free(temp);
 	env_free(e);
 }
 
@@ -662,10 +664,11 @@ static void test_should_remove_stale_temps_once_the_pair_is_known_good(void **st
 	(void)state;
 	restore_old(e);
 	assert_true(WIFSIGNALED(run_child(e, KILL, e->mem_rename, 0, NULL)));
-	assert_true(squib_test_exists(e->t.state_tmp) && squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(squib_test_temps(e->t.state, NULL), 1);
+	assert_int_equal(squib_test_temps(e->t.mem, NULL), 1);
 	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
 	assert_int_equal(a, SQUIB_RECOVERY_CLEANED);
-	assert_false(squib_test_exists(e->t.state_tmp) || squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(savetest_layer_files(&e->t), 0);
 	assert_int_equal(classify(e, 0), OLD_PAIR);
 	assert_int_equal(squib_pair_recover(e->t.state, e->t.mem, NULL, &a, &d), 0);
 	assert_int_equal(a, SQUIB_RECOVERY_NONE); /* nothing left to do */
@@ -690,7 +693,7 @@ static void test_should_recover_before_saving_over_a_half_published_pair(void **
 	assert_int_equal(make_vm(e->kind, OLD, &vm), 0);
 	savetest_save_ok(vm, &req, &rep);
 	assert_true(rep.recovered);
-	assert_false(squib_test_exists(e->t.state_tmp));
+	assert_int_equal(savetest_layer_files(&e->t), 0);
 	squib_testvm_free(vm);
 	env_free(e);
 }
@@ -712,7 +715,7 @@ static void test_should_leave_the_previous_pair_intact_when_the_first_rename_fai
 	read_or_empty(e->t.state, &s);
 	read_or_empty(e->t.mem, &m);
 	assert_true(same(&s, &e->old_state) && same(&m, &e->old_mem));
-	assert_false(squib_test_exists(e->t.state_tmp) || squib_test_exists(e->t.mem_tmp));
+	assert_int_equal(savetest_layer_files(&e->t), 0);
 	free(s.p);
 	free(m.p);
 	env_free(e);
@@ -732,7 +735,7 @@ static void test_should_complete_the_pair_when_the_second_rename_fails(void **st
 	assert_false(r.state_published);
 	read_or_empty(e->t.state, &s);
 	assert_true(same(&s, &e->old_state)); /* upstream left this mismatched pair for good */
-	assert_true(squib_test_exists(e->t.state_tmp));
+	assert_int_equal(squib_test_temps(e->t.state, NULL), 1);
 	load_and_check(e, NEW_PAIR, 0);
 	assert_int_equal(classify(e, 0), NEW_PAIR);
 	free(s.p);
@@ -792,14 +795,7 @@ static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state
 	read_or_empty(snap, &s1);
 	read_or_empty(mem, &m1);
 	assert_true(same(&s0, &s1) && same(&m0, &m1));
-	{
-		char *st = squib_test_path(mnt, "x.snap.tmp"),
-		     *mt = squib_test_path(mnt, "x.mem.tmp");
-
-		assert_false(squib_test_exists(st) || squib_test_exists(mt));
-		free(st);
-		free(mt);
-	}
+	assert_int_equal(squib_test_layer_files(snap, NULL) + squib_test_layer_files(mem, NULL), 0);
 	savetest_load_ok(&small, &lr, &rvm, &res); /* and it still loads */
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);

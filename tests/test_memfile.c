@@ -599,27 +599,26 @@ static void test_should_prepare_without_publishing_until_asked(void **state)
 	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
 	struct squib_memfile_manifest m;
 	struct squib_atomic_writer w;
-	char *path = path_in(f, "pair.mem"), *tmp = path_in(f, "pair.mem.tmp");
+	char *path = path_in(f, "pair.mem");
 
 	fill_pattern(mem, ram, 5);
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	assert_int_equal(squib_atomic_prepare(&w, NULL), 0);
 	assert_false(squib_test_exists(path)); /* durable but not yet visible */
-	assert_true(squib_test_exists(tmp));
+	assert_int_equal(squib_test_temps(path, NULL), 1);
 	assert_int_equal(squib_atomic_publish(&w, NULL), 0);
 	assert_true(squib_test_exists(path));
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	/* Dropped after writing: nothing is left behind. */
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	squib_atomic_abort(&w);
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	munmap(mem, ram);
 	free(path);
-	free(tmp);
 }
 
 struct fail_nth {

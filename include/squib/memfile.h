@@ -132,6 +132,9 @@ enum squib_memfile_detect {
 struct squib_memfile_write_options {
 	bool digests; /* record a CRC-64/Jones digest per extent */
 	enum squib_memfile_detect detect;
+	/* The new file's id (non-zero, fresh per file); NULL: a random one. A
+	 * save draws it first, to name its state temp after it (squib/atomic.h). */
+	const uint8_t *id;
 };
 
 /* What a writer did (for tests, benchmarks and logs). */
