@@ -6,20 +6,25 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <squib/atomic.h>
 
 #define MAX_CALLS 32
-#define NO_STEP SQUIB_IO_STEP_COUNT
+#define NO_STEP	  SQUIB_IO_STEP_COUNT
 
 struct fixture {
 	char *dir;
@@ -354,7 +359,7 @@ static void test_should_call_hooks_in_commit_order(void **state)
 	assert_int_equal(squib_atomic_commit(&w, NULL), 0);
 	assert_int_equal(r.n, (int)(sizeof(want) / sizeof(want[0])));
 	for (int i = 0; i < r.n; i++) {
-		const char *path = want[i] == SQUIB_IO_RENAME	 ? f->dest
+		const char *path = want[i] == SQUIB_IO_RENAME	   ? f->dest
 				   : want[i] == SQUIB_IO_FSYNC_DIR ? f->dir
 				   : want[i] == SQUIB_IO_LOCK	   ? f->lock
 								   : temp;
@@ -688,6 +693,340 @@ static void test_should_name_every_step(void **state)
 	assert_string_equal(squib_io_step_name(SQUIB_IO_STEP_COUNT), "unknown");
 }
 
+/* ---- hostile paths ------------------------------------------------------------------------ */
+
+/* Entries in the fixture's directory (to see that a refusal created nothing). */
+static int entries(const struct fixture *f)
+{
+	DIR *d = opendir(f->dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/* A refused destination: INVALID_PATH naming it and what it is; nothing created
+ * beside it, the node itself untouched. */
+static void assert_refused(struct fixture *f, const char *dest, const char *what)
+{
+	struct stat before, after;
+	struct squib_error_detail d;
+	struct squib_atomic_writer w;
+	int n = entries(f);
+	char msg[1024];
+
+	assert_int_equal(lstat(dest, &before), 0);
+	assert_int_equal(squib_atomic_write_file(dest, "x", 1, NULL, &d), SQUIB_E_INVALID_PATH);
+	squib_error_message(d.code, &d, msg, sizeof(msg));
+	if (!strstr(msg, dest) || !strstr(msg, what))
+		fail_msg("%s: message \"%s\" does not name it as %s", dest, msg, what);
+	assert_int_equal(squib_atomic_open(&w, dest, NULL, &d), SQUIB_E_INVALID_PATH);
+	assert_int_equal(w.phase, SQUIB_ATOMIC_CLOSED);
+	assert_int_equal(lstat(dest, &after), 0);
+	assert_true(before.st_ino == after.st_ino && before.st_mode == after.st_mode &&
+		    before.st_rdev == after.st_rdev && before.st_size == after.st_size);
+	assert_int_equal(entries(f), n);
+}
+
+static void test_should_refuse_a_destination_that_is_not_a_regular_file(void **state)
+{
+	struct fixture *f = *state;
+	char *sub = squib_test_path(f->dir, "sub"), *fifo = squib_test_path(f->dir, "fifo"),
+	     *sock = squib_test_path(f->dir, "sock"), *link = squib_test_path(f->dir, "link"),
+	     *victim = squib_test_path(f->dir, "victim"), *node = squib_test_path(f->dir, "null");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_true(sfd >= 0 && strlen(sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	assert_int_equal(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(squib_test_write_file(victim, "secret", 6), 0);
+	assert_int_equal(symlink(victim, link), 0);
+	assert_refused(f, sub, "directory");
+	assert_refused(f, fifo, "FIFO"); /* and it did not hang waiting for a reader */
+	assert_refused(f, sock, "socket");
+	assert_refused(f, link, "symbolic link");
+	assert_file_is(victim, "secret", 6);
+	if (mknod(node, S_IFCHR | 0600, makedev(1, 3)) == 0)
+		assert_refused(f, node, "character device");
+	else
+		printf("SKIP: mknod of a character device not permitted (%s): /dev/null stands "
+		       "in\n",
+		       strerror(errno));
+	{
+		struct stat before, after;
+		struct squib_error_detail d;
+
+		/* A real device directory: refused before even the lock file is made there. */
+		assert_int_equal(stat("/dev/null", &before), 0);
+		assert_int_equal(squib_atomic_write_file("/dev/null", "x", 1, NULL, &d),
+				 SQUIB_E_INVALID_PATH);
+		assert_int_equal(stat("/dev/null", &after), 0);
+		assert_true(S_ISCHR(after.st_mode) && after.st_rdev == before.st_rdev);
+		assert_false(squib_test_exists("/dev/.null.squib-lock"));
+	}
+	close(sfd);
+	free(sub);
+	free(fifo);
+	free(sock);
+	free(link);
+	free(victim);
+	free(node);
+}
+
+/* What the planting hook does at the temp's open: a link at exactly the name the writer is
+ * about to create, as an attacker racing it would. */
+struct planter {
+	const char *victim;
+	bool hard;
+	int planted;
+	char at[PATH_MAX];
+};
+
+static int plant(void *ctx, enum squib_io_step step, const char *path)
+{
+	struct planter *p = ctx;
+
+	if (step != SQUIB_IO_OPEN || p->planted)
+		return 0;
+	assert_int_equal(p->hard ? link(p->victim, path) : symlink(p->victim, path), 0);
+	snprintf(p->at, sizeof(p->at), "%s", path);
+	p->planted++;
+	return 0;
+}
+
+static void test_should_never_write_through_a_link_planted_at_the_temp_name(void **state)
+{
+	struct fixture *f = *state;
+	char *victim = squib_test_path(f->dir, "victim");
+
+	assert_int_equal(squib_test_write_file(victim, "secret", 6), 0);
+	for (int hard = 0; hard < 2; hard++) {
+		struct planter p = {.victim = victim, .hard = hard};
+		struct squib_io_hooks h = {&p, plant};
+		const uint8_t id[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+		const struct squib_atomic_options pair = {.hooks = &h, .pair_id = id};
+		struct squib_atomic_writer w;
+		struct squib_error_detail d;
+		struct stat st;
+
+		/* An ordinary temp: the planted name is taken, so another fresh one is drawn. */
+		assert_int_equal(squib_atomic_write_file(f->dest, "published", 9, &h, &d), 0);
+		assert_int_equal(p.planted, 1);
+		assert_file_is(victim, "secret", 6);
+		assert_int_equal(lstat(f->dest, &st), 0);
+		assert_true(S_ISREG(st.st_mode));
+		assert_file_is(f->dest, "published", 9);
+		/* The plant is left for the next writer under the lock to remove: only the name. */
+		assert_int_equal(squib_atomic_write_file(f->dest, "again", 5, NULL, &d), 0);
+		assert_false(squib_test_exists(p.at));
+		assert_file_is(victim, "secret", 6);
+		/* A pair's state temp is named by a fresh memory id: a plant there is refused. */
+		p.planted = 0;
+		assert_int_equal(squib_atomic_open_ex(&w, f->dest, &pair, &d), SQUIB_E_IO);
+		assert_int_equal(d.os_errno, EEXIST);
+		assert_file_is(victim, "secret", 6);
+		assert_file_is(f->dest, "again", 5);
+		assert_int_equal(unlink(p.at), 0);
+	}
+	assert_int_equal(strays(f), 0);
+	free(victim);
+}
+
+static void test_should_never_follow_a_link_planted_at_the_lock_or_old_temp_name(void **state)
+{
+	struct fixture *f = *state;
+	char *victim = squib_test_path(f->dir, "victim"),
+	     *old = squib_test_path(f->dir, "x.snap.tmp");
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_test_write_file(victim, "secret", 6), 0);
+	/* The temp name every earlier version used: now just another file. */
+	assert_int_equal(symlink(victim, old), 0);
+	assert_int_equal(squib_atomic_write_file(f->dest, "one", 3, NULL, &d), 0);
+	assert_file_is(victim, "secret", 6);
+	/* A symbolic link at the lock name: refused (ELOOP), nothing written. */
+	assert_int_equal(symlink(victim, f->lock), 0);
+	assert_int_equal(squib_atomic_write_file(f->dest, "two", 3, NULL, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ELOOP);
+	assert_file_is(victim, "secret", 6);
+	assert_file_is(f->dest, "one", 3);
+	assert_int_equal(unlink(f->lock), 0);
+	/* A hard link there: only locked, never written; its name goes with the lock. */
+	assert_int_equal(link(victim, f->lock), 0);
+	assert_int_equal(squib_atomic_write_file(f->dest, "three", 5, NULL, &d), 0);
+	assert_file_is(victim, "secret", 6);
+	assert_file_is(f->dest, "three", 5);
+	assert_false(squib_test_exists(f->lock));
+	/* A FIFO there: refused without waiting for a writer. */
+	assert_int_equal(mkfifo(f->lock, 0600), 0);
+	assert_int_equal(squib_atomic_write_file(f->dest, "four", 4, NULL, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_non_null(strstr(d.msg, "FIFO"));
+	assert_int_equal(unlink(f->lock), 0);
+	free(victim);
+	free(old);
+}
+
+/* ---- writers that race ------------------------------------------------------------------ */
+
+static void assert_busy(const struct squib_error_detail *d, const char *dest)
+{
+	char msg[1024];
+
+	assert_int_equal(d->code, SQUIB_E_BUSY);
+	squib_error_message(d->code, d, msg, sizeof(msg));
+	if (!strstr(msg, dest) || !strstr(msg, "busy") || !strstr(msg, ".x.snap.squib-lock"))
+		fail_msg("busy message \"%s\" does not name %s and its lock", msg, dest);
+}
+
+/* A writer in another process holds the destination: busy, at once; once that writer is
+ * killed, its temp and lock are garbage the next writer clears. */
+static void test_should_fail_busy_while_another_writer_holds_it(void **state)
+{
+	struct fixture *f = *state;
+	struct squib_atomic_writer w;
+	struct squib_error_detail d;
+	int ready[2], status;
+	pid_t pid;
+	char c;
+
+	/* In one process too: flock excludes open file descriptions, not processes. */
+	assert_int_equal(squib_atomic_open(&w, f->dest, NULL, &d), 0);
+	assert_int_equal(squib_atomic_write_file(f->dest, "x", 1, NULL, &d), SQUIB_E_BUSY);
+	assert_busy(&d, f->dest);
+	squib_atomic_abort(&w);
+
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (squib_atomic_open(&w, f->dest, NULL, NULL) ||
+		    squib_atomic_write(&w, "child", 5, NULL) || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		pause(); /* killed while writing */
+		_exit(2);
+	}
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	assert_int_equal(squib_atomic_write_file(f->dest, "parent", 6, NULL, &d), SQUIB_E_BUSY);
+	assert_busy(&d, f->dest);
+	assert_false(squib_test_exists(f->dest));
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(squib_test_temps(f->dest, NULL), 1); /* the dead writer's */
+	assert_int_equal(squib_atomic_write_file(f->dest, "parent", 6, NULL, &d), 0);
+	assert_file_is(f->dest, "parent", 6);
+	assert_int_equal(strays(f), 0);
+}
+
+#define RACE_CHUNK  65536
+#define RACE_CHUNKS 16
+
+/* Writer `id`'s content: every byte says which writer wrote it (0 for all when same). */
+static uint8_t race_byte(int id, int chunk)
+{
+	return (uint8_t)(id * 16 + chunk + 1);
+}
+
+static void race_child(const char *dest, int id, int go)
+{
+	static uint8_t buf[RACE_CHUNK];
+	struct squib_atomic_writer w;
+	struct squib_error_detail d;
+	char c;
+	int rc;
+
+	if (read(go, &c, 1) != 0) /* the start line: EOF for every writer at once */
+		_exit(3);
+	rc = squib_atomic_open(&w, dest, NULL, &d);
+	for (int i = 0; !rc && i < RACE_CHUNKS; i++) {
+		memset(buf, race_byte(id, i), sizeof(buf));
+		rc = squib_atomic_write(&w, buf, sizeof(buf), &d);
+	}
+	if (!rc)
+		rc = squib_atomic_commit(&w, &d);
+	if (rc == SQUIB_E_BUSY && strstr(d.msg, dest))
+		_exit(1);
+	_exit(rc ? 2 : 0);
+}
+
+/* Which writer's whole result the file is; fails if it is a mixture. */
+static int race_winner(const char *path, int writers)
+{
+	uint8_t *buf;
+	size_t len;
+	int id;
+
+	assert_int_equal(squib_test_read_file(path, &buf, &len), 0);
+	assert_int_equal(len, (size_t)RACE_CHUNK * RACE_CHUNKS);
+	id = (buf[0] - 1) / 16;
+	assert_true(id >= 0 && id < writers);
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] != race_byte(id, (int)(i / RACE_CHUNK)))
+			fail_msg("byte %zu is 0x%02x: not writer %d's result alone", i, buf[i], id);
+	free(buf);
+	return id;
+}
+
+/* `writers` processes released at once onto one destination, `trials` times; `same`: one input. */
+static void race(struct fixture *f, int writers, int trials, bool same)
+{
+	int won = 0, busy = 0;
+
+	for (int t = 0; t < trials; t++) {
+		int go[2], ok[16] = {0}, winner;
+		pid_t pids[16];
+
+		unlink(f->dest);
+		assert_int_equal(pipe(go), 0);
+		for (int i = 0; i < writers; i++) {
+			pids[i] = fork();
+			assert_true(pids[i] >= 0);
+			if (pids[i] == 0) {
+				close(go[1]);
+				race_child(f->dest, same ? 0 : i, go[0]);
+			}
+		}
+		close(go[0]);
+		close(go[1]); /* go */
+		for (int i = 0, status; i < writers; i++) {
+			assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+			assert_true(WIFEXITED(status));
+			if (WEXITSTATUS(status) > 1)
+				fail_msg("trial %d: writer %d failed other than busy", t, i);
+			ok[i] = WEXITSTATUS(status) == 0;
+			won += ok[i];
+			busy += !ok[i];
+		}
+		winner = race_winner(f->dest, same ? 1 : writers);
+		/* The published file is a writer's that succeeded: */
+		assert_true(same ? won > 0 : ok[winner]);
+		assert_int_equal(strays(f), 0);
+	}
+	printf("race: %d writers x %d trials (%s inputs): %d published, %d busy, 0 mixed\n",
+	       writers, trials, same ? "same" : "different", won, busy);
+}
+
+static void test_should_publish_one_whole_result_when_two_writers_race(void **state)
+{
+	race(*state, 2, 40, false);
+	race(*state, 2, 20, true);
+}
+
+static void test_should_publish_one_whole_result_when_eight_writers_race(void **state)
+{
+	race(*state, 8, 15, false);
+	race(*state, 8, 10, true);
+}
+
 /* ---- the directory fsync, observed with strace ------------------------------------------- */
 
 /* Runs in the child re-executed under strace: one plain commit, no hooks. */
@@ -840,6 +1179,12 @@ int main(int argc, char **argv)
 	    T(test_should_fsync_a_directory_by_path),
 	    T(test_should_name_every_step),
 	    T(test_should_fsync_parent_dir_after_rename_under_strace),
+	    T(test_should_refuse_a_destination_that_is_not_a_regular_file),
+	    T(test_should_never_write_through_a_link_planted_at_the_temp_name),
+	    T(test_should_never_follow_a_link_planted_at_the_lock_or_old_temp_name),
+	    T(test_should_fail_busy_while_another_writer_holds_it),
+	    T(test_should_publish_one_whole_result_when_two_writers_race),
+	    T(test_should_publish_one_whole_result_when_eight_writers_race),
 	};
 #undef T
 
