@@ -742,11 +742,40 @@ static void test_should_describe_the_state_after_save(void **state)
 	squib_testvm_free(vm);
 }
 
+/* State and memory are private whatever the umask; a replaced pair keeps its modes. */
+static void test_should_create_the_pair_0600_and_keep_a_replaced_pairs_modes(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 32 * KiB, 1);
+	struct squib_testvm *vm = savetest_vm(&c);
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+	mode_t old = umask(0);
+	struct stat s, m;
+
+	squib_testvm_fill(vm, 3, 1);
+	savetest_save_ok(vm, &req, NULL);
+	assert_int_equal(stat(t->state, &s), 0);
+	assert_int_equal(stat(t->mem, &m), 0);
+	assert_int_equal(s.st_mode & 0777, 0600);
+	assert_int_equal(m.st_mode & 0777, 0600);
+	assert_int_equal(chmod(t->state, 0640), 0);
+	assert_int_equal(chmod(t->mem, 0400), 0);
+	savetest_save_ok(vm, &req, NULL);
+	umask(old);
+	assert_int_equal(stat(t->state, &s), 0);
+	assert_int_equal(stat(t->mem, &m), 0);
+	assert_int_equal(s.st_mode & 0777, 0640);
+	assert_int_equal(m.st_mode & 0777, 0400);
+	assert_int_equal(savetest_layer_files(t), 0);
+	squib_testvm_free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	    T(test_should_save_full_snapshot_pair_atomically),
+	    T(test_should_create_the_pair_0600_and_keep_a_replaced_pairs_modes),
 	    T(test_should_reject_diff_without_dirty_bitmap),
 	    T(test_should_reject_diff_when_track_dirty_is_false),
 	    T(test_should_save_diff_only_dirty_pages),
