@@ -753,23 +753,21 @@ static void test_should_refuse_a_destination_that_is_not_a_regular_file(void **s
 	assert_refused(f, sock, "socket");
 	assert_refused(f, link, "symbolic link");
 	assert_file_is(victim, "secret", 6);
-	if (mknod(node, S_IFCHR | 0600, makedev(1, 3)) == 0)
+	/* A node like /dev/null of our own: as root, a regression here would replace the
+	 * real one for the whole machine. Without root, /dev/null itself is safe to aim at. */
+	if (mknod(node, S_IFCHR | 0666, makedev(1, 3)) == 0) {
 		assert_refused(f, node, "character device");
-	else
-		printf("SKIP: mknod of a character device not permitted (%s): /dev/null stands "
-		       "in\n",
-		       strerror(errno));
-	{
-		struct stat before, after;
+	} else if (geteuid() != 0) {
 		struct squib_error_detail d;
+		struct stat st;
 
-		/* A real device directory: refused before even the lock file is made there. */
-		assert_int_equal(stat("/dev/null", &before), 0);
 		assert_int_equal(squib_atomic_write_file("/dev/null", "x", 1, NULL, &d),
 				 SQUIB_E_INVALID_PATH);
-		assert_int_equal(stat("/dev/null", &after), 0);
-		assert_true(S_ISCHR(after.st_mode) && after.st_rdev == before.st_rdev);
-		assert_false(squib_test_exists("/dev/.null.squib-lock"));
+		assert_int_equal(stat("/dev/null", &st), 0);
+		assert_true(S_ISCHR(st.st_mode));
+	} else {
+		printf("SKIP: root but mknod failed (%s): no device node destination tested\n",
+		       strerror(errno));
 	}
 	close(sfd);
 	free(sub);
