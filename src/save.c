@@ -361,7 +361,7 @@ static int sync_temps(struct save *s)
 
 /*
  * Memory first, then state. Until the memory rename nothing is visible. Once
- * it happened, STATE.tmp (durable, naming the new memory) is never unlinked:
+ * it happened, STATE.<B>.tmp (durable, naming the new memory B) is never unlinked:
  * if anything after fails, recovery rolls the pair forward.
  */
 static int publish(struct save *s)
