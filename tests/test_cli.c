@@ -676,7 +676,7 @@ static void test_should_refuse_to_rebase_onto_a_device_fifo_socket_directory_or_
 	free(sock);
 }
 
-#define RACE_PAGES 4096
+#define RACE_PAGES 1024
 
 struct race_chain {
 	char *base, *d1, *d2, *out, *ref[2];
@@ -786,11 +786,11 @@ static void test_should_publish_one_whole_image_when_rebases_race(void **state)
 	    NULL);
 	assert_int_equal(p.status, 0);
 	squib_test_proc_free(&p);
-	rebase_race(&c, 2, 10, &won, &busy);
-	printf("rebase race: 2 processes x 10 trials: %d published, %d busy, 0 mixed\n", won, busy);
+	rebase_race(&c, 2, 8, &won, &busy);
+	printf("rebase race: 2 processes x 8 trials: %d published, %d busy, 0 mixed\n", won, busy);
 	won = busy = 0;
-	rebase_race(&c, 8, 4, &won, &busy);
-	printf("rebase race: 8 processes x 4 trials: %d published, %d busy, 0 mixed\n", won, busy);
+	rebase_race(&c, 8, 3, &won, &busy);
+	printf("rebase race: 8 processes x 3 trials: %d published, %d busy, 0 mixed\n", won, busy);
 	race_chain_free(&c);
 }
 

@@ -956,13 +956,13 @@ static void save_race(int n, int trials)
 static void test_should_publish_one_whole_pair_when_two_saves_race(void **state)
 {
 	(void)state;
-	save_race(2, 20);
+	save_race(2, 12);
 }
 
 static void test_should_publish_one_whole_pair_when_eight_saves_race(void **state)
 {
 	(void)state;
-	save_race(8, 10);
+	save_race(8, 6);
 }
 
 int main(void)
