@@ -122,7 +122,7 @@ int squib_temp_name(const char *name, const uint8_t *id, size_t id_len, char *bu
 	return 0;
 }
 
-int squib_temps(int dir_fd, const char *name, unsigned int kinds, const char *keep, bool remove)
+int squib_temps(int dir_fd, const char *name, unsigned int kinds, bool remove)
 {
 	int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
 	struct dirent *e;
@@ -134,8 +134,7 @@ int squib_temps(int dir_fd, const char *name, unsigned int kinds, const char *ke
 		return 0; /* nothing found is what a later scan will see too */
 	}
 	while ((e = readdir(dir)))
-		if ((squib_temp_kind_of(e->d_name, name) & kinds) &&
-		    (!keep || strcmp(e->d_name, keep))) {
+		if (squib_temp_kind_of(e->d_name, name) & kinds) {
 			n++;
 			if (remove)
 				unlinkat(dir_fd, e->d_name, 0);
@@ -343,7 +342,7 @@ int squib_dest_lock(struct squib_dest_lock *l, const char *dest, const struct sq
 	if (rc)
 		squib_dest_unlock(l);
 	else /* no writer of this name is alive: what its temps held is garbage */
-		squib_temps(l->dir_fd, l->name, SQUIB_TEMP_ORDINARY, NULL, true);
+		squib_temps(l->dir_fd, l->name, SQUIB_TEMP_ORDINARY, true);
 	return rc;
 }
 

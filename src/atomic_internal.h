@@ -28,11 +28,11 @@ int squib_temp_name(const char *name, const uint8_t *id, size_t id_len, char *bu
 
 /*
  * The temps of `name` in the directory dir_fd whose kind is in the mask
- * `kinds`, except the entry `keep` (may be NULL): how many there are; with
+ * `kinds`: how many there are; with
  * `remove`, each is unlinked (unlinkat never follows a link, so a planted one
  * is only removed). Only under the destination's lock may anything be removed.
  */
-int squib_temps(int dir_fd, const char *name, unsigned int kinds, const char *keep, bool remove);
+int squib_temps(int dir_fd, const char *name, unsigned int kinds, bool remove);
 
 /* Open NAME in dir_fd for reading only if it is a regular file that this
  * process's user owns, with one link (a temp we made, not one planted): the

@@ -64,13 +64,12 @@ static void recovery_release(struct recovery *r)
 	squib_state_free(&r->state);
 }
 
-/* Every temp of both destinations but `keep` (the state temp a roll-forward
- * needs): under both locks, no writer of either is alive. */
+/* Every temp of both destinations: under both locks, no writer of either is alive. */
 static int remove_temps(struct recovery *r)
 {
-	return squib_temps(r->sl->dir_fd, r->sl->name, SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR, NULL,
+	return squib_temps(r->sl->dir_fd, r->sl->name, SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR,
 			   true) +
-	       squib_temps(r->ml->dir_fd, r->ml->name, SQUIB_TEMP_ORDINARY, NULL, true);
+	       squib_temps(r->ml->dir_fd, r->ml->name, SQUIB_TEMP_ORDINARY, true);
 }
 
 /* The state temp named by B, read only if it is a regular file of ours with one link. */
@@ -219,11 +218,11 @@ static bool any_temps(const char *state_path, const char *memory_path)
 		const char *slash = strrchr(paths[i], '/');
 		int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 
-		if (fd >= 0)
+		if (fd >= 0) {
 			found = squib_temps(fd, slash ? slash + 1 : paths[i],
-					    SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR, NULL, false) > 0;
-		if (fd >= 0)
+					    SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR, false) > 0;
 			close(fd);
+		}
 		free(dir);
 	}
 	return found;
