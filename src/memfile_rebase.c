@@ -332,10 +332,11 @@ static int build_new(struct rebase *rb)
 	return write_tail(rb, SQUIB_MEMFILE_MAGIC);
 }
 
-static int rebase_new(struct rebase *rb, const char *out_path)
+static int rebase_new(struct rebase *rb, const char *out_path, struct squib_dest_lock *lock)
 {
+	const struct squib_atomic_options o = {.hooks = rb->opts.hooks, .lock = lock};
 	struct squib_atomic_writer w;
-	int rc = squib_atomic_open(&w, out_path, rb->opts.hooks, rb->d);
+	int rc = squib_atomic_open_ex(&w, out_path, &o, rb->d);
 
 	if (rc)
 		return rc;
@@ -390,6 +391,7 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 			    struct squib_memfile_manifest *result, struct squib_error_detail *d)
 {
 	struct rebase rb = {.n = n, .out_fd = -1, .run = {.p = progress}, .d = d};
+	struct squib_dest_lock lock = {.dir_fd = -1, .fd = -1};
 	int rc;
 
 	if (result)
@@ -398,15 +400,22 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
-	rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	/* The file written is checked and locked before the work: an output before
+	 * any input is read, a base in place once it opened as a memory file. */
+	rc = out_path ? squib_dest_lock(&lock, out_path, rb.opts.hooks, d) : 0;
+	if (!rc)
+		rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	if (!rc && !out_path)
+		rc = squib_dest_lock(&lock, base, rb.opts.hooks, d);
 	if (!rc)
 		rc = merged_manifest(&rb);
 	if (!rc) {
 		rb.run.total = work_bytes(&rb, out_path != NULL);
 		if (!(rc = verify_inputs(&rb)))
-			rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);
+			rc = out_path ? rebase_new(&rb, out_path, &lock) : rebase_in_place(&rb);
 	}
 	close_inputs(&rb);
+	squib_dest_unlock(&lock);
 	if (!rc && result)
 		*result = rb.result;
 	else

@@ -276,6 +276,11 @@ struct squib_memfile_rebase_options {
  * SQUIB_E_PAIR_MISMATCH) before anything is written. Only present extents are
  * copied (copy_file_range, falling back to pread/pwrite).
  *
+ * The file to be written is locked (squib_dest_lock: SQUIB_E_BUSY while
+ * another writer holds it, SQUIB_E_INVALID_PATH if it is not a regular
+ * file) before the work: out_path before any input is read, base in place
+ * once it opened.
+ *
  * out_path non-NULL: the result is built in out_path's temp and published
  * atomically (out_path may be base itself); the inputs are not modified.
  * out_path NULL: base is rebased in place. Its footer is first replaced by a
