@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -588,7 +589,60 @@ static void test_should_never_widen_the_mode_of_a_replaced_file(void **state)
 	assert_int_equal(write_with(f, 000, 0), 0755); /* never the set-id bits */
 	assert_int_equal(chmod(f->dest, 0400), 0);
 	assert_int_equal(write_with(f, 022, 0), 0400);
+	/* Group bits carry over with the group, or not at all. */
+	if (chown(f->dest, (uid_t)-1, 65534) == 0) {
+		struct stat st;
+
+		assert_int_equal(chmod(f->dest, 0640), 0);
+		assert_int_equal(write_with(f, 000, 0), 0640);
+		assert_int_equal(stat(f->dest, &st), 0);
+		assert_int_equal(st.st_gid, 65534); /* fchown kept it (root, or a member) */
+	} else {
+		printf("SKIP: cannot chown to group 65534 (%s): group carry-over untested\n",
+		       strerror(errno));
+	}
 	assert_int_equal(strays(f), 0);
+}
+
+/* A writer that cannot give the new file the old group drops the group bits: another
+ * group must not gain what the old one had. Run as user and group 65534 (needs root to
+ * set up; skipped loudly otherwise). */
+static void test_should_drop_group_bits_when_the_group_cannot_be_kept(void **state)
+{
+	struct fixture *f = *state;
+	char *sub = squib_test_path(f->dir, "nobody"), *dest = squib_test_path(sub, "x.snap");
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		printf("SKIP: not root: cannot run a writer as another user\n");
+		free(sub);
+		free(dest);
+		skip();
+	}
+	assert_int_equal(chmod(f->dir, 0711), 0); /* mkdtemp's 0700: let 65534 through */
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chown(sub, 65534, 65534), 0);
+	assert_int_equal(squib_test_write_file(dest, "old", 3), 0);
+	assert_int_equal(chown(dest, 65534, 0), 0); /* group 0: 65534 is no member */
+	assert_int_equal(chmod(dest, 0640), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct stat st;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) ||
+		    squib_atomic_write_file(dest, "new", 3, NULL, NULL) || stat(dest, &st))
+			_exit(255);
+		_exit((int)(st.st_mode & 0777) == 0600 && st.st_gid == 65534 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_file_is(dest, "new", 3);
+	assert_int_equal(squib_test_layer_files(dest, NULL), 0);
+	free(sub);
+	free(dest);
 }
 
 static void test_should_reject_misuse_without_side_effects(void **state)
@@ -1172,6 +1226,7 @@ int main(int argc, char **argv)
 	    T(test_should_remove_stale_temps_of_dead_writers_only),
 	    T(test_should_create_files_0600_under_any_umask),
 	    T(test_should_never_widen_the_mode_of_a_replaced_file),
+	    T(test_should_drop_group_bits_when_the_group_cannot_be_kept),
 	    T(test_should_reject_misuse_without_side_effects),
 	    T(test_should_keep_the_prepared_temp_when_asked),
 	    T(test_should_fsync_a_directory_by_path),
