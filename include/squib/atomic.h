@@ -133,7 +133,8 @@ int squib_dest_lock(struct squib_dest_lock *l, const char *dest, const struct sq
 void squib_dest_unlock(struct squib_dest_lock *l);
 
 /* SQUIB_E_ATOMIC_COMMIT_CROSS_FS when the parents of dest and temp are on different
- * filesystems; SQUIB_E_IO when either cannot be stat-ed. */
+ * filesystems; SQUIB_E_IO when either cannot be stat-ed. (The writer's temp is
+ * always in dest's directory; this is for callers that place files themselves.) */
 int squib_atomic_check_same_fs(const char *dest, const char *temp, struct squib_error_detail *d);
 
 /* Steps 1-3 with default options and `hooks` (may be NULL; must outlive the
@@ -161,7 +162,7 @@ int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detai
 /* rename temp -> dest, then fsync the directory. A rename failure is
  * SQUIB_E_ATOMIC_COMMIT_FAILED (temp unlinked); a directory fsync failure is
  * SQUIB_E_IO (dest is already replaced but may not be durable). The writer is
- * released either way. */
+ * released either way, with its own lock (a caller's lock stays held). */
 int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /*
@@ -180,8 +181,8 @@ void squib_atomic_forget(struct squib_atomic_writer *w);
 int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /* Drop without committing: close and unlink the temp if still present; release
- * (the writer's own lock too).
- * Safe on a CLOSED writer and after commit. Never fails. */
+ * (the writer's own lock too). Safe on a CLOSED or zero-initialised writer and
+ * after commit. Never fails. */
 void squib_atomic_abort(struct squib_atomic_writer *w);
 
 /* Whole-file convenience: open, write, commit. */
