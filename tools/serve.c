@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
@@ -30,8 +31,6 @@
 #define SERVE_TICK_MS	     200 /* how often a running pager's error is checked */
 #define SERVE_MAX_BATCH	     (1ull << 30)
 #define SERVE_MAX_TIMEOUT_MS 600000u
-#define SERVE_SLICE_PAGES    4096 /* prefetched between two looks at the signals */
-#define SERVE_SLICE_RUNS     1024
 
 static void serve_usage(FILE *out)
 {
@@ -247,10 +246,12 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	struct raw_source *r;
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_MEMORY_IO, &st, NULL);
 
-	/* Unreadable, or a squib file that does not open: report why it did not. */
-	if (fd < 0 || fstat(fd, &st) || has_squib_magic(fd, (uint64_t)st.st_size)) {
+	/* Unreadable, a squib file that does not open, or another kind of squib file (a
+	 * state file is no raw memory): report why it did not open. */
+	if (open_rc == SQUIB_E_INVALID_PATH || fd < 0 ||
+	    has_squib_magic(fd, (uint64_t)st.st_size)) {
 		if (fd >= 0)
 			close(fd);
 		*d = *open_d;
@@ -520,63 +521,13 @@ static int attach(struct source *s, struct squib_uffd_peer *peer, const struct s
 	return rc;
 }
 
-static bool signalled(int sfd)
-{
-	struct pollfd pf = {.fd = sfd, .events = POLLIN};
-
-	return poll(&pf, 1, 0) > 0;
-}
-
-/*
- * Install runs[0..n) through the pager in slices of at most SERVE_SLICE_PAGES
- * pages (and SERVE_SLICE_RUNS runs), looking at the signals between two: a
- * set of any size or overlap stays interruptible, and a slice costs at most a
- * few milliseconds. *stopped: a signal came before the end.
- */
-static int prefetch_sliced(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
-			   int sfd, uint64_t *installed, bool *stopped,
-			   struct squib_error_detail *d)
-{
-	struct squib_ws_run slice[SERVE_SLICE_RUNS];
-	uint64_t i = 0, off = 0; /* the next page: runs[i].first_page + off */
-
-	*installed = 0;
-	*stopped = false;
-	while (i < n) {
-		uint64_t k = 0, budget = SERVE_SLICE_PAGES, got = 0;
-		int rc;
-
-		for (; i < n && k < SERVE_SLICE_RUNS && budget; off = 0, i++) {
-			uint64_t left = runs[i].page_count - off;
-			uint64_t take = left < budget ? left : budget;
-
-			if (take)
-				slice[k++] = (struct squib_ws_run){runs[i].first_page + off, take};
-			budget -= take;
-			if (take < left) {
-				off += take; /* the budget ran out inside this run */
-				break;
-			}
-		}
-		rc = squib_pager_prefetch(p, slice, k, &got, d);
-		*installed += got;
-		if (rc)
-			return rc;
-		if (signalled(sfd)) {
-			*stopped = true;
-			return 0;
-		}
-	}
-	return 0;
-}
-
 /*
  * --prefetch-ws, --mode all (Firecracker's fault_all): pages now, on this
  * thread, while the pager thread keeps serving the faults that come first. A
  * failure (the VMM went away) is reported; serving goes on until the hang-up
  * is seen. 1 done (*got pages in *ms), 0 stopped by a signal, -1 failed.
  */
-static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n, int sfd,
+static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
 		   const char *cmd, uint64_t *got, double *ms)
 {
 	struct timespec t0, t1;
@@ -586,7 +537,11 @@ static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint6
 
 	memset(&d, 0, sizeof(d));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = prefetch_sliced(p, runs, n, sfd, got, &stopped, &d);
+	rc = squib_pager_prefetch(p, runs, n, got, &d);
+	/* The pager asked signal_pending between chunks: a signal waits in the signalfd. */
+	stopped = rc == SQUIB_E_IO && d.os_errno == ECANCELED;
+	if (stopped)
+		rc = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	*ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	fflush(stdout);
@@ -602,8 +557,7 @@ static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint6
 }
 
 /* The bulk installs asked for; false when a signal stopped them. */
-static bool install_asked(struct squib_pager *p, const struct source *s, const struct serve_args *a,
-			  int sfd)
+static bool install_asked(struct squib_pager *p, const struct source *s, const struct serve_args *a)
 {
 	struct squib_ws_run all = {0, s->src.page_count};
 	uint64_t n = 0;
@@ -611,14 +565,14 @@ static bool install_asked(struct squib_pager *p, const struct source *s, const s
 	int r;
 
 	if (a->prefetch_ws) {
-		r = install(p, s->ws.runs, s->ws.run_count, sfd, "serve --prefetch-ws", &n, &ms);
+		r = install(p, s->ws.runs, s->ws.run_count, "serve --prefetch-ws", &n, &ms);
 		if (!r)
 			return false;
 		if (r > 0)
 			printf("prefetched the working set: %" PRIu64 " pages installed\n", n);
 	}
 	if (a->all) {
-		r = install(p, &all, 1, sfd, "serve --mode all", &n, &ms);
+		r = install(p, &all, 1, "serve --mode all", &n, &ms);
 		if (!r)
 			return false;
 		if (r > 0)
@@ -646,6 +600,14 @@ static int record_ws(const struct squib_pager *p, const struct source *s, const 
 	return rc;
 }
 
+/* A signal waits in the signalfd (not read here): a long prefetch ends, wait_end reads it. */
+static bool signal_pending(void *ctx)
+{
+	struct pollfd pfd = {.fd = *(const int *)ctx, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) > 0;
+}
+
 static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
 		      struct squib_uffd_server *srv, int sfd, struct squib_error_detail *d)
 {
@@ -660,7 +622,8 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	fflush(stdout);
 	if ((rc = attach(s, peer, a, &p, d)))
 		return rc;
-	install_asked(p, s, a, sfd);
+	squib_pager_set_prefetch_stop(p, signal_pending, &sfd);
+	install_asked(p, s, a);
 	rc = wait_end(p, peer, srv, sfd, &why, d);
 	squib_pager_stop(p);
 	if (!rc)
