@@ -173,9 +173,8 @@ struct squib_uffd_peer {
  * Accept one VMM on listen_fd and receive its handshake: the peer must run
  * as this process's effective uid (SO_PEERCRED; else SQUIB_E_IO with EPERM,
  * before a byte is read); recvmsg until the bytes form complete JSON, then
- * exactly one SCM_RIGHTS fd must have come with them, and it must be an
- * initialised userfaultfd (an anonymous inode whose UFFDIO_API says it was
- * already done). timeout_ms >= 0 bounds the whole call; < 0 waits for a
+ * exactly one SCM_RIGHTS fd must have come with them, and it must answer as
+ * an initialised userfaultfd (UFFDIO_WAKE of one page). timeout_ms >= 0 bounds the whole call; < 0 waits for a
  * connection forever, then SQUIB_UFFD_RECV_TIMEOUT_MS for the message.
  * EINTR is retried. On failure nothing is left open and *out is zeroed.
  * Errors: SQUIB_E_IO (ETIMEDOUT, accept/recv errno; ECONNABORTED: "the VMM
