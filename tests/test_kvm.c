@@ -312,25 +312,22 @@ static void test_should_complete_port_io_before_acknowledging_a_pause(void **sta
 
 static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 {
-	struct blocker b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false};
+	struct blocker *b = *state;
 	struct squib_kvm_vcpu_status st[2];
 	struct squib_error_detail d;
 	char msg[256];
 	struct guest g;
 	struct tvm t;
 
-	(void)state;
 	load_guest("counter", &g);
 	tvm_new(&t, 2, true, 50);
+	b->vm = t.vm; /* the teardown frees it, after releasing the blocker */
 	assert_int_equal(
-	    squib_kvm_vm_add_device(t.vm, "blocker", PORT_COUNTER, 1, &blocker_ops, &b, &d), 0);
+	    squib_kvm_vm_add_device(t.vm, "blocker", PORT_COUNTER, 1, &blocker_ops, b, &d), 0);
 	tvm_load(&t, &g);
 	tvm_boot(&t, 0, COUNTERS, PAGE);
 	tvm_start(&t);
-	pthread_mutex_lock(&b.lock);
-	while (!b.entered)
-		pthread_cond_wait(&b.cond, &b.lock);
-	pthread_mutex_unlock(&b.lock);
+	blocker_wait_entered(b);
 	/* A vCPU sits in the device: it cannot acknowledge. */
 	assert_int_equal(squib_kvm_vm_pause(t.vm, &d), SQUIB_E_QUIESCE_TIMEOUT);
 	squib_error_message(d.code, &d, msg, sizeof(msg));
@@ -343,14 +340,10 @@ static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 	assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 1, &st[1]), 0);
 	assert_true(st[0].state == SQUIB_KVM_VCPU_RUNNING || st[1].state == SQUIB_KVM_VCPU_RUNNING);
 	/* Released, the vCPU completes its OUT and acknowledges. */
-	pthread_mutex_lock(&b.lock);
-	b.blocking = false;
-	pthread_cond_broadcast(&b.cond);
-	pthread_mutex_unlock(&b.lock);
+	blocker_release(b);
 	tvm_pause(&t);
 	assert_true(squib_kvm_vm_is_paused(t.vm));
 	tvm_resume(&t);
-	squib_kvm_vm_free(t.vm);
 	free(g.code);
 }
 
@@ -1174,7 +1167,8 @@ int main(void)
 	    cmocka_unit_test(test_should_run_counter_guest_and_see_counters_advance),
 	    cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
 	    cmocka_unit_test(test_should_complete_port_io_before_acknowledging_a_pause),
-	    cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
+	    cmocka_unit_test_setup_teardown(test_should_time_out_when_a_vcpu_does_not_acknowledge,
+					    blocker_setup, blocker_teardown),
 	    cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
 	    cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
 	    cmocka_unit_test(test_should_restore_without_an_irqchip_into_a_mapped_file),

@@ -1514,7 +1514,7 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 
 static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(void **state)
 {
-	struct blocker b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false};
+	struct blocker *b = *state;
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
 	struct squib_save_request req;
 	struct squib_save_report rep;
@@ -1525,15 +1525,16 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 	struct guest g;
 	struct pair p;
 
-	(void)state;
 	load_guest("counter", &g);
 	pair_new(&p);
 	cfg.vcpu_count = VCPUS;
 	must(squib_kvm_vm_new(&cfg, &vm, &d), &d, "VM");
+	b->vm = vm; /* the teardown frees it (and the adapter), after releasing the blocker */
 	must(squib_kvm_vm_add_ram(vm, 0, RAM_SIZE, NULL, NULL, &d), &d, "RAM");
-	must(squib_kvm_vm_add_device(vm, "blocker", PORT_COUNTER, 1, &blocker_ops, &b, &d), &d,
+	must(squib_kvm_vm_add_device(vm, "blocker", PORT_COUNTER, 1, &blocker_ops, b, &d), &d,
 	     "device");
 	must(squib_kvm_adapter_new(vm, NULL, &a, &d), &d, "adapter");
+	b->adapter = a;
 	v = squib_kvm_adapter_vm(a);
 	{
 		struct kvm k = {vm, NULL, a, v};
@@ -1541,10 +1542,7 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 		must(kvm_boot(&k, &g, VCPUS, 0, COUNTERS, PAGE, &d), &d, "boot");
 	}
 	must(squib_kvm_vm_start(vm, &d), &d, "start");
-	pthread_mutex_lock(&b.lock);
-	while (!b.entered)
-		pthread_cond_wait(&b.cond, &b.lock);
-	pthread_mutex_unlock(&b.lock);
+	blocker_wait_entered(b);
 	/* A vCPU sits in the device: the save times out, resumes the rest, writes nothing. */
 	req = SQUIB_SAVE_REQUEST_INIT(p.state, p.mem);
 	req.quiesce_timeout_ms = 50;
@@ -1555,16 +1553,11 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 	assert_false(squib_test_exists(p.mem));
 	assert_false(squib_kvm_vm_is_paused(vm));
 	/* Released, the same save succeeds. */
-	pthread_mutex_lock(&b.lock);
-	b.blocking = false;
-	pthread_cond_broadcast(&b.cond);
-	pthread_mutex_unlock(&b.lock);
+	blocker_release(b);
 	req.quiesce_timeout_ms = WAIT_MS;
 	must(squib_save(&v, &req, &rep, &d), &d, "save");
 	assert_true(rep.state_published && rep.resumed);
 	assert_false(squib_kvm_vm_is_paused(vm));
-	squib_kvm_adapter_free(a);
-	squib_kvm_vm_free(vm);
 	pair_free(&p);
 	free(g.code);
 }
@@ -1623,7 +1616,9 @@ int main(void)
 	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),
 	    cmocka_unit_test(test_should_record_and_prefetch_a_working_set_in_serve),
 	    cmocka_unit_test(test_should_stop_the_guest_when_serve_is_killed_from_the_cli),
-	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
+	    cmocka_unit_test_setup_teardown(
+		test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge, blocker_setup,
+		blocker_teardown),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),
 	};
 
