@@ -614,15 +614,56 @@ static struct squib_dirty_bitmap *ram_bitmap(void)
 	return bm;
 }
 
-static void assert_same_pages(struct squib_dirty_bitmap *got, struct squib_dirty_bitmap *want)
+/*
+ * What KVM's log holds besides the guest's stores under two-dimensional
+ * paging (squib_test_kvm_tdp), for these guests. On the first harvest, the
+ * pages the guest reached for the first time since logging started: its
+ * code page and the three table pages its walks read (PML4, PDPT, PD; the
+ * GDT page is never read in 64-bit mode), because KVM maps a page writable
+ * at its first fault, an instruction fetch or a table walk included, and
+ * logs it. On any later harvest, the table pages may be back: the CPU
+ * accesses the guest's page tables with write operations at the nested
+ * level (AMD's walker always, Intel's with EPT A/D bits), and a walk
+ * follows a TLB miss, which a test cannot time. With shadow paging the log
+ * holds the stores and nothing else.
+ */
+static void add_first_touches(struct squib_dirty_bitmap *bm)
 {
-	for (uint64_t p = 0; p < RAM_SIZE / PAGE; p++)
-		if (squib_dirty_bitmap_test_by_index(got, p) !=
-		    squib_dirty_bitmap_test_by_index(want, p))
-			fail_msg("page 0x%llx: reported %d, written %d",
-				 (unsigned long long)(p * PAGE),
-				 squib_dirty_bitmap_test_by_index(got, p),
-				 squib_dirty_bitmap_test_by_index(want, p));
+	if (!squib_test_kvm_tdp())
+		return;
+	squib_dirty_bitmap_set(bm, CODE);
+	for (uint64_t p = 1; p <= 3; p++)
+		squib_dirty_bitmap_set(bm, TABLES + p * PAGE);
+}
+
+static struct squib_dirty_bitmap *walked_tables(void)
+{
+	struct squib_dirty_bitmap *bm = ram_bitmap();
+
+	if (squib_test_kvm_tdp())
+		for (uint64_t p = 1; p <= 3; p++)
+			squib_dirty_bitmap_set(bm, TABLES + p * PAGE);
+	return bm;
+}
+
+/* got holds every page of want, and besides them only pages of maybe (NULL: none). */
+static void assert_same_pages(struct squib_dirty_bitmap *got, struct squib_dirty_bitmap *want,
+			      struct squib_dirty_bitmap *maybe)
+{
+	uint32_t wrong = 0;
+
+	for (uint64_t p = 0; p < RAM_SIZE / PAGE; p++) {
+		bool g = squib_dirty_bitmap_test_by_index(got, p);
+		bool w = squib_dirty_bitmap_test_by_index(want, p);
+
+		if (g == w || (g && maybe && squib_dirty_bitmap_test_by_index(maybe, p)))
+			continue;
+		print_error("page 0x%llx: reported %d, written %d\n",
+			    (unsigned long long)(p * PAGE), g, w);
+		wrong++;
+	}
+	if (wrong)
+		fail_msg("%u pages differ", wrong);
 }
 
 static void run_page_writer(struct tvm *t, uint64_t seed, uint32_t writes)
@@ -653,6 +694,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	tvm_add_counter(&t);
 	run_page_writer(&t, seed, writes);
 	expected_pages(seed, writes, want, &last);
+	add_first_touches(want);
 	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
 	assert_string_equal(squib_tracker_name(tr), "kvm-dirty-log");
 	/* The VMM wrote code, tables and parameters before start: not reported. */
@@ -664,7 +706,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
 	print_message("  page writer: %llu pages reported for %u writes\n",
 		      (unsigned long long)squib_dirty_bitmap_count(got), writes);
-	assert_same_pages(got, want);
+	assert_same_pages(got, want, NULL);
 	/* Harvested pages are re-armed: nothing new. */
 	squib_dirty_bitmap_clear(got);
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
@@ -672,7 +714,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	/* A failed save gives its pages back; the next harvest reports them again. */
 	assert_int_equal(squib_tracker_give_back(tr, want, &d), 0);
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
-	assert_same_pages(got, want);
+	assert_same_pages(got, want, NULL);
 	assert_int_equal(squib_tracker_stop(tr, &d), 0);
 	squib_tracker_free(tr);
 	squib_kvm_vm_free(t.vm);
@@ -745,7 +787,8 @@ static void test_should_not_report_vmm_writes_or_harvested_pages(void **state)
  * (a report two reports later than the harvest proves 1024 stores since). */
 static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void **state)
 {
-	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap();
+	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap(), *first = ram_bitmap();
+	struct squib_dirty_bitmap *walked = walked_tables();
 	struct squib_tracker *tr;
 	struct squib_error_detail d;
 	struct guest g;
@@ -756,6 +799,8 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 	counter_vm(&t, &g, 2, true, 0);
 	squib_dirty_bitmap_set(want, COUNTERS);
 	squib_dirty_bitmap_set(want, COUNTERS + PAGE);
+	assert_int_equal(squib_dirty_bitmap_merge(first, want, &d), 0);
+	add_first_touches(first);
 	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
 	assert_int_equal(squib_tracker_start(tr, &d), 0);
 	tvm_start(&t);
@@ -764,7 +809,10 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 			wait_report(&t, i, reports_of(&t, i) + 2);
 		squib_dirty_bitmap_clear(got);
 		assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
-		assert_same_pages(got, want);
+		if (round == 0)
+			assert_same_pages(got, first, NULL);
+		else
+			assert_same_pages(got, want, walked);
 	}
 	tvm_pause(&t);
 	assert_int_equal(squib_tracker_stop(tr, &d), 0);
@@ -772,6 +820,8 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 	squib_kvm_vm_free(t.vm);
 	squib_dirty_bitmap_free(got);
 	squib_dirty_bitmap_free(want);
+	squib_dirty_bitmap_free(first);
+	squib_dirty_bitmap_free(walked);
 	free(g.code);
 }
 
@@ -887,6 +937,9 @@ static void blocked_vm(struct blocked *b, uint32_t pause_timeout_ms)
 	b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(b->ram != MAP_FAILED);
+	/* Small pages only: since Linux 6.7 a 4 MiB anonymous mapping is 2 MiB aligned, and a
+	 * transparent huge page would populate the counter pages with the code and tables. */
+	assert_int_equal(madvise(b->ram, RAM_SIZE, MADV_NOHUGEPAGE), 0);
 	tvm_new_ram(&b->t, 2, true, pause_timeout_ms, SQUIB_KVM_DIRTY_LOG_AUTO, b->ram);
 	tvm_add_counter(&b->t);
 	tvm_load(&b->t, &b->g);
@@ -948,10 +1001,12 @@ static void unregister_alone(struct blocked *b)
 		      (unsigned long long)b->g.report_offset, (unsigned long long)rax,
 		      (unsigned long long)guest_u64(&b->t, WITHHELD));
 	assert_true(rip < b->g.len);
-	/* Observed under kvm_pvm: the load completed on the zero page (rip past it, page mapped).
-	 */
+	/* The fault was resolved with a zero page the server never sent, and the load retired on
+	 * it (kvm_pvm emulates the access: rip past the load) or retires on it at the next entry
+	 * (kvm_amd saw the pause request before re-entering the guest: rip on the load). */
 	if (mapped)
-		assert_int_equal(rip, counter_load_offset(&b->g) + 3);
+		assert_true(rip == counter_load_offset(&b->g) ||
+			    rip == counter_load_offset(&b->g) + 3);
 	squib_state_free(&s);
 }
 

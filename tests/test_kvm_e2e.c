@@ -972,6 +972,22 @@ static void assert_ram_equals(const uint8_t *ram, const char *mem, const char *c
 	squib_guest_memory_free(g);
 }
 
+/*
+ * Under two-dimensional paging KVM also logs the pages a guest reaches for
+ * the first time since logging started, read or written: KVM maps a page
+ * writable at its first fault and logs it (test_kvm.c, add_first_touches).
+ * For these guests: the code page and the three table pages (PML4, PDPT,
+ * PD) its walks read.
+ */
+static void want_first_touches(bool *want)
+{
+	if (!squib_test_kvm_tdp())
+		return;
+	want[CODE >> 12] = true;
+	for (uint64_t p = 1; p <= 3; p++)
+		want[(TABLES >> 12) + p] = true;
+}
+
 static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it(void **state)
 {
 	const uint64_t seed = 0x9E3779B97F4A7C15ull;
@@ -1002,6 +1018,7 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 		want[(TARGET >> 12) + (x & (TARGET_PAGES - 1))] = true;
 	}
 	want[PARAMS >> 12] = true; /* the guest's own bookkeeping: its result word */
+	want_first_touches(want);
 	for (size_t i = 0; i < sizeof(vmm_pages) / sizeof(vmm_pages[0]); i++)
 		want[vmm_pages[i] >> 12] = true;
 	/* Full checkpoint of the booted, never-run guest; the save's resume starts it. */
@@ -1024,13 +1041,15 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 		wanted += want[pg];
 	print_message("  diff: %llu pages (%llu expected)\n", (unsigned long long)rep.pages_written,
 		      (unsigned long long)wanted);
-	assert_int_equal(rep.pages_written, wanted);
 	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
 	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
 		if (squib_memfile_page_present(m, pg) != want[pg])
-			fail_msg("page 0x%llx: in the diff %d, written %d",
-				 (unsigned long long)(pg * PAGE), squib_memfile_page_present(m, pg),
-				 want[pg]);
+			print_error("page 0x%llx: in the diff %d, written %d\n",
+				    (unsigned long long)(pg * PAGE),
+				    squib_memfile_page_present(m, pg), want[pg]);
+	assert_int_equal(rep.pages_written, wanted);
+	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
+		assert_int_equal(squib_memfile_page_present(m, pg), want[pg]);
 	squib_memfile_close(m);
 	/* The chain and its rebase both equal the final memory. */
 	assert_non_null(final = malloc(RAM_SIZE));
@@ -1122,7 +1141,11 @@ static void test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain(void 
 	req.parent_state_path = p0.state;
 	req.stay_paused = true;
 	must(squib_save(&t.v, &req, &rep, &d), &d, "diff of the restored VM");
-	assert_int_equal(rep.pages_written, VCPUS + 1);
+	/* Under two-dimensional paging also the three table pages: the first walk after the
+	 * restore is a write at the nested level (test_kvm.c, add_first_touches). Not the code
+	 * page: the FILE backend maps the memory file private, so a fetch leaves its host page
+	 * read-only and KVM maps it read-only, logging nothing. */
+	assert_int_equal(rep.pages_written, VCPUS + 1 + (squib_test_kvm_tdp() ? 3 : 0));
 	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
 	for (uint32_t i = 0; i < VCPUS; i++)
 		assert_true(squib_memfile_page_present(m, (COUNTERS >> 12) + i));
