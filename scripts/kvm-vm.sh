@@ -7,7 +7,7 @@
 # the given commands inside it; their output comes back over the serial console.
 # See docs/DESIGN.md, "KVM inside a TCG VM".
 #
-# usage: kvm-vm.sh [options] [--] [COMMAND...]
+# usage: kvm-vm.sh [options] [COMMAND...] [-- COMMAND...]   (options may follow commands)
 #   COMMAND            a shell command line run inside the VM (busybox sh), in order
 #   --kernel 6.1|6.12  which Debian cloud kernel and KVM (default 6.1)
 #   --add PATH         put PATH (file or directory, recursively) into the VM at the
@@ -30,7 +30,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SQUIB_KVM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/squib-kvm-vm}
-kernel=6.1 mem=2048 smp=2 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
+kernel=6.1 tcg_thread=single mem=2048 smp=2 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
 adds=() envs=() cmds=() names=() ctests=()
 M=@@KVMVM@@
 
@@ -41,6 +41,7 @@ die() {
 }
 
 parse_args() {
+	local -a pos=()
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--kernel) kernel=$2 && shift ;;
@@ -52,14 +53,15 @@ parse_args() {
 		--smp) smp=$2 && shift ;;
 		--timeout) timeout_s=$2 && shift ;;
 		--cpu) cpu=$2 && shift ;;
+		--tcg-thread) tcg_thread=$2 && shift ;;
 		--log) log=$2 && shift ;;
-		--) shift && break ;;
+		--) shift && pos+=("$@") && break ;;
 		-*) die "unknown option $1 (see the comment at the top of $0)" ;;
-		*) break ;;
+		*) pos+=("$1") ;;
 		esac
 		shift
 	done
-	for c in "$@"; do
+	for c in "${pos[@]}"; do
 		cmds+=("cd '$cwd' && $c")
 		names+=("$c")
 	done
@@ -126,6 +128,7 @@ kernel_612() {
 	if [ ! -f "$dir/ok" ]; then
 		say "fetching $pkg into $dir"
 		tmp=$(mktemp -d "$work/k612-XXXXXX")
+		chmod a+x "$work" && chmod a+rwx "$tmp" # apt's _apt user downloads into it
 		(cd "$tmp" && apt-get download -qq "$pkg") || die "apt-get download $pkg failed"
 		dpkg-deb -x "$tmp"/*.deb "$tmp/x"
 		rm -rf "$dir" && mkdir -p "$dir"
@@ -228,7 +231,7 @@ boot() {
 		"initramfs $(($(stat -c %s "$work/initramfs.cpio") / 1048576)) MiB, ${#cmds[@]} command(s), timeout ${timeout_s}s"
 	t_start=$(date +%s.%N)
 	set +e
-	timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu "$cpu" -m "$mem" -smp "$smp" \
+	timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$cpu" -m "$mem" -smp "$smp" \
 		-display none -monitor none -serial stdio -no-reboot -nodefaults \
 		-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" </dev/null 2>"$work/qemu.err" |
 		tr -d '\r' | tee "$clog"
@@ -241,16 +244,16 @@ boot() {
 # Reads the markers off the console log, prints the summary, exits.
 report() {
 	local kvm_line init_at done_rc wall
-	kvm_line=$(grep -a "^$M KVM " "$clog" | head -1 | cut -d' ' -f3-)
-	init_at=$(grep -a "^$M INIT " "$clog" | head -1 | cut -d' ' -f3)
-	done_rc=$(grep -a "^$M DONE " "$clog" | tail -1 | cut -d' ' -f3)
+	kvm_line=$(grep -a "^$M KVM " "$clog" | head -1 | cut -d' ' -f3- || true)
+	init_at=$(grep -a "^$M INIT " "$clog" | head -1 | cut -d' ' -f3 || true)
+	done_rc=$(grep -a "^$M DONE " "$clog" | tail -1 | cut -d' ' -f3 || true)
 	wall=$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
 	echo
 	say "==== summary: Linux ${kvm_line:-?} (QEMU TCG, -cpu $cpu, -smp $smp)"
 	say "boot to /init: ${init_at:-?} s (guest uptime); whole VM: $wall s wall"
 	grep -a "^$M EXIT " "$clog" | while read -r _ _ rc secs name; do
 		printf 'kvm-vm:   %-4s %-40s exit %-3s %7.1f s\n' "$([ "$rc" = 0 ] && echo ok || echo FAIL)" "$name" "$rc" "$secs"
-	done
+	done || true
 	if grep -aqE 'Kernel panic|BUG: |Oops|general protection fault|soft lockup' "$clog"; then
 		say "!!! THE VM'S KERNEL PANICKED OR OOPSED (see above):"
 		grep -aE 'Kernel panic|BUG: |Oops|general protection fault|soft lockup|RIP: ' "$clog" | head -10 | sed 's/^/kvm-vm:   /'
