@@ -22,6 +22,8 @@
 #   --timeout SEC      hard limit for the whole VM (default 1800)
 #   --cpu MODEL        QEMU CPU model (default EPYC,+svm,+npt)
 #   --log FILE         keep the raw console log there
+#   --prepare          only install the packages and fetch the kernel, then exit
+#   --tcg-thread single|multi  QEMU's TCG threading (default single: see DESIGN.md)
 # Exit status: the first non-zero exit status of the COMMANDs (0 when all pass);
 # 125 the VM did not finish within --timeout; 126 the VM itself failed (no
 # /dev/kvm inside it, kernel panic or oops, QEMU error).
@@ -30,8 +32,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SQUIB_KVM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/squib-kvm-vm}
-kernel=6.1 tcg_thread=single mem=2048 smp=2 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
-adds=() envs=() cmds=() names=() ctests=()
+prepare=0 kernel=6.1 tcg_thread=single mem=2048 smp=2 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
+adds=() envs=() cmds=() names=() ctests=() user_cmds=()
 M=@@KVMVM@@
 
 say() { echo "kvm-vm: $*"; }
@@ -55,16 +57,14 @@ parse_args() {
 		--cpu) cpu=$2 && shift ;;
 		--tcg-thread) tcg_thread=$2 && shift ;;
 		--log) log=$2 && shift ;;
+		--prepare) prepare=1 ;;
 		--) shift && pos+=("$@") && break ;;
 		-*) die "unknown option $1 (see the comment at the top of $0)" ;;
 		*) pos+=("$1") ;;
 		esac
 		shift
 	done
-	for c in "${pos[@]}"; do
-		cmds+=("cd '$cwd' && $c")
-		names+=("$c")
-	done
+	user_cmds=("${pos[@]}")
 }
 
 # Debian packages, installed only when missing; apt-get update only when an install fails.
@@ -166,19 +166,37 @@ add_path() {
 	fi
 }
 
+# One ctest test as a command script: ctest's cwd, environment and command; a
+# skip inside the VM (its SKIP_RETURN_CODE, or a cmocka "[  SKIPPED ]" line) fails it.
+ctest_command() {
+	local name=$1 dir=$2 skip_rc=$3 run=$4
+	cat <<-EOS
+		cd '$dir' || exit 1
+		{ $run; echo \$? >/tmp/.kvm-vm-rc; } 2>&1 | tee /tmp/.kvm-vm-out
+		rc=\$(cat /tmp/.kvm-vm-rc)
+		if [ "\$rc" = "$skip_rc" ] || grep -q '^\[  SKIPPED \]' /tmp/.kvm-vm-out; then
+			echo "kvm-vm: !!! $name SKIPPED tests inside the VM, where /dev/kvm exists: a failure here"
+			exit 1
+		fi
+		exit \$rc
+	EOS
+}
+
 # The tests labelled $2 in build tree $1, as commands with ctest's environment and cwd.
 add_ctest() {
-	local build=$1 label=$2 json n i name dir cmd kv v
+	local build=$1 label=$2 json n i t name dir run kv v skip_rc
 	json=$(ctest --test-dir "$build" -N -L "^$label\$" --show-only=json-v1) || die "ctest -N failed in $build"
 	n=$(jq '.tests | length' <<<"$json")
 	[ "$n" -gt 0 ] || die "no ctest test labelled $label in $build (is the build configured with tests?)"
 	for ((i = 0; i < n; i++)); do
-		name=$(jq -r ".tests[$i].name" <<<"$json")
-		dir=$(jq -r ".tests[$i].properties[] | select(.name == \"WORKING_DIRECTORY\") | .value" <<<"$json")
-		cmd="cd '$dir' && exec env"
+		t=$(jq ".tests[$i]" <<<"$json")
+		name=$(jq -r .name <<<"$t")
+		dir=$(jq -r '.properties[] | select(.name == "WORKING_DIRECTORY") | .value' <<<"$t")
+		skip_rc=$(jq -r '(.properties[] | select(.name == "SKIP_RETURN_CODE") | .value) // "none"' <<<"$t")
+		run="env"
 		while IFS= read -r kv; do
 			[ -n "$kv" ] || continue
-			cmd+=" '$kv'"
+			run+=" '$kv'"
 			v=${kv#*=}
 			case "$v" in /*) ;; *) continue ;; esac
 			if [ -d "$v" ] && [ -e "$v/CMakeLists.txt" -o -e "$v/CMakeCache.txt" ]; then
@@ -186,13 +204,11 @@ add_ctest() {
 			elif [ -e "$v" ]; then
 				add_path "$v"
 			fi
-		done < <(jq -r ".tests[$i].properties[] | select(.name == \"ENVIRONMENT\") | .value[]" <<<"$json")
-		while IFS= read -r v; do
-			cmd+=" '$v'"
-		done < <(jq -r ".tests[$i].command[]" <<<"$json")
-		add_path "$(jq -r ".tests[$i].command[0]" <<<"$json")"
+		done < <(jq -r '.properties[] | select(.name == "ENVIRONMENT") | .value[]' <<<"$t")
+		while IFS= read -r v; do run+=" '$v'"; done < <(jq -r '.command[]' <<<"$t")
+		add_path "$(jq -r '.command[0]' <<<"$t")"
 		mkdir -p "$root$dir"
-		cmds+=("$cmd")
+		cmds+=("$(ctest_command "$name" "$dir" "$skip_rc" "$run")")
 		names+=("$name")
 	done
 }
@@ -207,10 +223,11 @@ build_initramfs() {
 		[ $((i % 2)) -eq 0 ] && add_ctest "${ctests[i]}" "${ctests[i + 1]}"
 	done
 	for i in "${adds[@]}"; do add_path "$i"; done
-	for i in "${cmds[@]}"; do # an absolute program path comes along by itself
-		first=${i#cd * && }
-		first=${first%% *}
+	for i in "${user_cmds[@]}"; do
+		first=${i%% *} # an absolute program path comes along by itself
 		case "$first" in /*) [ -f "$first" ] && add_path "$first" ;; esac
+		cmds+=("cd '$cwd' && $i")
+		names+=("$i")
 	done
 	mkdir -p "$root$cwd"
 	{
@@ -249,8 +266,10 @@ report() {
 	done_rc=$(grep -a "^$M DONE " "$clog" | tail -1 | cut -d' ' -f3 || true)
 	wall=$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
 	echo
-	say "==== summary: Linux ${kvm_line:-?} (QEMU TCG, -cpu $cpu, -smp $smp)"
-	say "boot to /init: ${init_at:-?} s (guest uptime); whole VM: $wall s wall"
+	kvm_line=$(tr ' ' '\n' <<<"${kvm_line:-?}" | grep -vE '^(pause_filter|dump_|force_|intercept_)' | xargs)
+	say "==== summary: Linux $kvm_line (QEMU TCG, -cpu $cpu, -smp $smp)"
+	say "host preparation (packages, kernel, initramfs): $prep s; boot to /init: ${init_at:-?} s" \
+		"(guest uptime); whole VM: $wall s wall"
 	grep -a "^$M EXIT " "$clog" | while read -r _ _ rc secs name; do
 		printf 'kvm-vm:   %-4s %-40s exit %-3s %7.1f s\n' "$([ "$rc" = 0 ] && echo ok || echo FAIL)" "$name" "$rc" "$secs"
 	done || true
@@ -270,6 +289,7 @@ report() {
 }
 
 main() {
+	t_main=$(date +%s.%N)
 	parse_args "$@"
 	ensure_packages
 	work=$(mktemp -d "${TMPDIR:-/tmp}/kvm-vm-XXXXXX")
@@ -281,7 +301,9 @@ main() {
 	6.12) kernel_612 ;;
 	*) die "--kernel $kernel: use 6.1 or 6.12" ;;
 	esac
+	[ "$prepare" = 1 ] && { say "ready: $vmlinuz"; exit 0; }
 	build_initramfs
+	prep=$(awk -v a="$t_main" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	[ ${#cmds[@]} -gt 0 ] || say "no commands: only checking that /dev/kvm comes up"
 	boot
 	report
