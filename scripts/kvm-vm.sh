@@ -144,11 +144,12 @@ kernel_612() {
 # add_file PATH: PATH (dereferenced) into the staging root at the same path,
 # with the libraries it links when it is an ELF file.
 add_file() {
-	local src=$1 dst=$root$1 lib
+	local src=$1 dst=$root$1 lib magic=
 	[ -e "$dst" ] && return 0
-	mkdir -p "$(dirname "$dst")"
+	mkdir -p "${dst%/*}"
 	cp -L --preserve=mode "$src" "$dst"
-	if [ "$(head -c 4 "$src" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+	IFS= read -r -N 4 magic <"$src" 2>/dev/null || true
+	if [ "$magic" = $'\x7fELF' ]; then
 		for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*'); do
 			[ -e "$lib" ] && add_file "$lib"
 		done
