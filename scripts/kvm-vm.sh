@@ -101,7 +101,7 @@ copy_modules() {
 
 # Sets vmlinuz and moddir for Debian 12's own cloud kernel (the installed 6.1).
 kernel_61() {
-	vmlinuz=$(ls /boot/vmlinuz-6.1.*-cloud-amd64 2>/dev/null | sort -V | tail -1)
+	vmlinuz=$(find /boot -maxdepth 1 -name 'vmlinuz-6.1.*-cloud-amd64' 2>/dev/null | sort -V | tail -1)
 	[ -n "$vmlinuz" ] || die "no /boot/vmlinuz-6.1.*-cloud-amd64 (package linux-image-cloud-amd64)"
 	local kver=${vmlinuz#/boot/vmlinuz-}
 	moddir=$work/modules
@@ -121,7 +121,7 @@ kernel_612() {
 		pkg=$(pick)
 	fi
 	if [ -z "$pkg" ]; then # offline: whatever the cache holds
-		pkg=$(ls "$cache" 2>/dev/null | grep '^linux-image-6\.12' | sort -V | tail -1)
+		pkg=$(find "$cache" -maxdepth 1 -name 'linux-image-6.12*' -printf '%f\n' 2>/dev/null | sort -V | tail -1)
 	fi
 	[ -n "$pkg" ] || die "no 6.12 cloud kernel package found (apt-cache search linux-image-6.12 | grep cloud)"
 	dir=$cache/$pkg
@@ -200,7 +200,7 @@ add_ctest() {
 			run+=" '$kv'"
 			v=${kv#*=}
 			case "$v" in /*) ;; *) continue ;; esac
-			if [ -d "$v" ] && [ -e "$v/CMakeLists.txt" -o -e "$v/CMakeCache.txt" ]; then
+			if [ -d "$v" ] && { [ -e "$v/CMakeLists.txt" ] || [ -e "$v/CMakeCache.txt" ]; }; then
 				mkdir -p "$root$v"
 			elif [ -e "$v" ]; then
 				add_path "$v"
