@@ -111,13 +111,14 @@ kernel_61() {
 # Sets vmlinuz and moddir for the newest 6.12 cloud kernel of Debian 12's security
 # updates, fetched once with apt-get download and unpacked into the cache.
 kernel_612() {
-	local pkg dir tmp
+	local pkg dir tmp sudo=
+	[ "$(id -u)" -ne 0 ] && sudo=sudo
 	pick() { apt-cache search --names-only '^linux-image-6\.12\.[0-9.]+\+deb12-cloud-amd64-unsigned$' |
 		awk '{ print $1 }' | sort -V | tail -1; }
 	pkg=$(pick)
 	if [ -z "$pkg" ]; then
 		say "no linux-image-6.12.*-cloud-amd64-unsigned in the package lists: apt-get update"
-		$([ "$(id -u)" -ne 0 ] && echo sudo) apt-get update -qq || true
+		$sudo apt-get update -qq || true
 		pkg=$(pick)
 	fi
 	if [ -z "$pkg" ]; then # offline: whatever the cache holds
@@ -129,7 +130,9 @@ kernel_612() {
 		say "fetching $pkg into $dir"
 		tmp=$(mktemp -d "$work/k612-XXXXXX")
 		chmod a+x "$work" && chmod a+rwx "$tmp" # apt's _apt user downloads into it
-		(cd "$tmp" && apt-get download -qq "$pkg") || die "apt-get download $pkg failed"
+		(cd "$tmp" && apt-get download -qq "$pkg") ||
+			{ $sudo apt-get update -qq && (cd "$tmp" && apt-get download -qq "$pkg"); } ||
+			die "apt-get download $pkg failed (stale package lists fixed by apt-get update did not help)"
 		dpkg-deb -x "$tmp"/*.deb "$tmp/x"
 		rm -rf "$dir" && mkdir -p "$dir"
 		cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz"
