@@ -277,9 +277,12 @@ report() {
 	grep -a "^$M EXIT " "$clog" | while read -r _ _ rc secs name; do
 		printf 'kvm-vm:   %-4s %-40s exit %-3s %7.1f s\n' "$([ "$rc" = 0 ] && echo ok || echo FAIL)" "$name" "$rc" "$secs"
 	done || true
-	if grep -aqE 'Kernel panic|BUG: |Oops|general protection fault|soft lockup' "$clog"; then
+	# Kernel lines only ("[ seconds] ..."), so a test's own output cannot match.
+	local klog='^\[ *[0-9]+\.[0-9]+\] '
+	if grep -aqE "$klog(Kernel panic|BUG: |Oops|general protection fault|watchdog: BUG)" "$clog"; then
 		say "!!! THE VM'S KERNEL PANICKED OR OOPSED (see above):"
-		grep -aE 'Kernel panic|BUG: |Oops|general protection fault|soft lockup|RIP: ' "$clog" | head -10 | sed 's/^/kvm-vm:   /'
+		grep -aE "$klog(Kernel panic|BUG: |Oops|general protection fault|watchdog: BUG|RIP: )" "$clog" |
+			head -10 | sed 's/^/kvm-vm:   /'
 		exit 126
 	fi
 	if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then

@@ -3,14 +3,23 @@
 #
 # The KVM test programs of BUILD_DIR (ctest label kvm) inside a QEMU TCG VM
 # with a real KVM (scripts/kvm-vm.sh), once per kernel (default: Debian 12's
-# 6.1 and 6.12), the kernels side by side (each VM is one host thread). Runs
-# whether or not this machine has /dev/kvm: the host's own KVM, when there is
-# one, runs the same programs in `make test-normal`. Fails if any run fails.
+# 6.1 and 6.12 with nested paging, and 6.12-shadow: the same KVM without the
+# CPU's npt, so kvm_amd uses shadow paging), side by side (each VM is one host
+# thread). Runs whether or not this machine has /dev/kvm: the host's own KVM,
+# when there is one, runs the same programs in `make test-normal`. Fails if
+# any run fails.
 set -euo pipefail
 build=$(cd "${1:?usage: test-kvm-vm.sh BUILD_DIR [KERNEL...]}" && pwd)
 shift
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12 6.12-shadow)
+# KERNEL[-shadow]: kvm-vm.sh's options for one run.
+vm_args() {
+	case "$1" in
+	*-shadow) echo "--kernel ${1%-shadow} --cpu EPYC,+svm,-npt" ;;
+	*) echo "--kernel $1" ;;
+	esac
+}
 here=$(cd "$(dirname "$0")" && pwd)
 logs=$(mktemp -d "${TMPDIR:-/tmp}/test-kvm-vm-XXXXXX")
 trap 'rm -rf "$logs"' EXIT
@@ -20,11 +29,13 @@ else
 	echo "test-kvm-vm: no /dev/kvm here: the KVM tests run inside a TCG VM with emulated AMD SVM, under Linux ${kernels[*]}"
 fi
 for k in "${kernels[@]}"; do # packages and kernels fetched before the parallel runs
-	"$here/kvm-vm.sh" --kernel "$k" --prepare
+	# shellcheck disable=SC2046 # vm_args gives words
+	"$here/kvm-vm.sh" $(vm_args "$k") --prepare
 done
 pids=()
 for k in "${kernels[@]}"; do
-	"$here/kvm-vm.sh" --kernel "$k" --ctest "$build" kvm >"$logs/$k.log" 2>&1 </dev/null &
+	# shellcheck disable=SC2046
+	"$here/kvm-vm.sh" $(vm_args "$k") --ctest "$build" kvm >"$logs/$k.log" 2>&1 </dev/null &
 	pids+=($!)
 done
 status=0
@@ -35,6 +46,6 @@ for i in "${!kernels[@]}"; do
 	cat "$logs/${kernels[i]}.log"
 	[ "$rc" -eq 0 ] || status=1
 done
-for k in "${kernels[@]}"; do grep -E '^kvm-vm: (====|boot to|  (ok|FAIL)|result)' "$logs/$k.log" || true; done
+for k in "${kernels[@]}"; do grep -E '^kvm-vm: (====|host preparation|  (ok|FAIL)|result)' "$logs/$k.log" || true; done
 [ "$status" -eq 0 ] && echo "test-kvm-vm: all passed under ${kernels[*]}" || echo "test-kvm-vm: FAILED"
 exit "$status"
