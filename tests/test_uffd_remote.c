@@ -1971,6 +1971,18 @@ static void test_should_check_every_path_before_listening(void **state)
 		assert_null(strstr(c.obuf, "listening"));
 		assert_int_equal(squib_test_exists(f->sock), 0);
 	}
+	/* A good relative path (no directory part: its directory is the working one). */
+	{
+		char *argv[] = {cli_path(), "serve",	   "--socket", f->sock, "--mem",
+				f->mem,	    "--record-ws", "rel.ws",   NULL};
+		struct squib_test_bg c;
+
+		squib_test_bg_start(f->dir, argv, &c);
+		cli_wait_for(&c, "listening on ");
+		kill(c.pid, SIGTERM);
+		assert_int_equal(cli_finish(&c), 0);
+		assert_int_equal(c.elen, 0);
+	}
 	free(sub);
 	free(bogus);
 	munmap(want, 8 * ps());

@@ -337,7 +337,7 @@ static bool same_file(const struct stat *st, const char *other)
  */
 static int check_output(const struct serve_args *a, struct squib_error_detail *d)
 {
-	const char *path = a->record_ws;
+	const char *path = a->record_ws, *parent;
 	char *dir = strdup(path);
 	struct stat st;
 	int e = 0;
@@ -352,12 +352,14 @@ static int check_output(const struct serve_args *a, struct squib_error_detail *d
 	} else if (errno != ENOENT) {
 		e = errno;
 	}
-	/* The set is written next to its path and renamed over it. */
-	if (!e && stat(dirname(dir), &st))
+	/* The set is written next to its path and renamed over it. (dirname may return a
+	 * static "." instead of cutting dir.) */
+	parent = dirname(dir);
+	if (!e && stat(parent, &st))
 		e = errno;
 	else if (!e && !S_ISDIR(st.st_mode))
 		e = ENOTDIR;
-	else if (!e && access(dir, W_OK | X_OK))
+	else if (!e && access(parent, W_OK | X_OK))
 		e = errno;
 	free(dir);
 	if (e == EISDIR)
