@@ -27,6 +27,7 @@ const char *squib_io_step_name(enum squib_io_step step)
 	case SQUIB_IO_CLOSE: return "close";
 	case SQUIB_IO_RENAME: return "rename";
 	case SQUIB_IO_FSYNC_DIR: return "fsync_dir";
+	case SQUIB_IO_UNLINK: return "unlink";
 	default: return "unknown";
 	}
 }

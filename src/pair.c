@@ -79,6 +79,32 @@ struct squib_id_hex squib_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 	return h;
 }
 
+/* ---- publication ---------------------------------------------------------------- */
+
+int squib_publish_writer(void *writer, struct squib_error_detail *d)
+{
+	return squib_atomic_publish(writer, d);
+}
+
+int squib_pair_publish(squib_publish_fn publish_memory, void *ctx,
+		       struct squib_atomic_writer *state, struct squib_pair_outcome *out,
+		       struct squib_error_detail *d)
+{
+	int rc = publish_memory(ctx, d);
+
+	*out = (struct squib_pair_outcome){.memory_published = rc == 0 || rc == SQUIB_E_IO};
+	if (rc == 0) {
+		/* From here the temp is what a recovery needs: never unlinked. */
+		rc = squib_atomic_publish_keep(state, d);
+		out->state_published = rc == 0 || rc == SQUIB_E_IO;
+	} else if (out->memory_published) {
+		squib_atomic_forget(state); /* the memory's directory did not sync */
+	} else {
+		squib_atomic_abort(state);
+	}
+	return rc;
+}
+
 /* ---- recovery ------------------------------------------------------------------ */
 
 struct recovery {
@@ -159,9 +185,30 @@ static int mismatch(struct recovery *r, const char *why, struct squib_error_deta
 		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
 				      "no state file %s for memory file %s (id %s); %s",
 				      r->state_path, r->memory_path, b.s, why);
+	if (!memcmp(r->state.memory->id, squib_memfile_manifest(r->mem)->layout.id,
+		    SQUIB_MEMORY_ID_SIZE))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "state file %s names memory file %s, and %s has that id but "
+				      "not that layout (a rebase's result?); %s",
+				      r->state_path, b.s, r->memory_path, why);
 	return squib_fail_msg(
 	    d, SQUIB_E_PAIR_MISMATCH, "state file %s names memory file %s, but %s has id %s; %s",
 	    r->state_path, squib_id_hex(r->state.memory->id).s, r->memory_path, b.s, why);
+}
+
+/* An in-place rebase of the memory file that did not commit is undone; the
+ * state temp it prepared names what was never published. */
+static int roll_back_rebase(struct recovery *r, enum squib_recovery_action *action,
+			    struct squib_error_detail *d)
+{
+	bool rolled = false;
+	int rc = squib_memfile_rebase_recover(r->memory_path, r->hooks, &rolled, d);
+
+	if (!rc && rolled) {
+		remove_stale(r->state_tmp);
+		*action = SQUIB_RECOVERY_ROLLED_BACK;
+	}
+	return rc;
 }
 
 static int recover(struct recovery *r, enum squib_recovery_action *action,
@@ -181,8 +228,7 @@ static int recover(struct recovery *r, enum squib_recovery_action *action,
 	if (!r->state_missing && !r->state.memory)
 		return 0; /* a state-only file: the loader reports it */
 	if (!r->state_missing &&
-	    !memcmp(r->state.memory->id, squib_memfile_manifest(r->mem)->layout.id,
-		    SQUIB_MEMORY_ID_SIZE)) {
+	    !squib_memfile_check_layout(r->mem, r->state.memory, &r->scratch)) {
 		remove_stale(r->memory_tmp);
 		remove_stale(r->state_tmp);
 		*action = SQUIB_RECOVERY_CLEANED;
@@ -220,9 +266,9 @@ int squib_pair_recover(const char *state_path, const char *memory_path,
 	r->memory_tmp = squib_temp_path_of(memory_path);
 	if (!r->state_tmp || !r->memory_tmp)
 		rc = squib_fail(d, SQUIB_E_NOMEM);
-	else if (!squib_path_exists(r->state_tmp) && !squib_path_exists(r->memory_tmp))
-		rc = 0; /* nothing a save left behind */
-	else
+	/* After a roll-back the memory is the old file again and the state was never touched. */
+	else if (!(rc = roll_back_rebase(r, action, d)) && *action == SQUIB_RECOVERY_NONE &&
+		 (squib_path_exists(r->state_tmp) || squib_path_exists(r->memory_tmp)))
 		rc = recover(r, action, d);
 	recovery_release(r);
 	free(r);

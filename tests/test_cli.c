@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include <squib/snapshot.h>
@@ -471,17 +472,71 @@ static void test_should_rewrite_the_state_so_that_the_rebased_pair_verifies(void
 	free(out);
 }
 
-static void test_should_rebase_in_place_without_out(void **state)
+static void test_should_rebase_in_place_when_asked(void **state)
 {
 	struct fx *f = *state;
 	struct squib_test_proc p;
 
 	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--digests",
-	    NULL);
+	    "--in-place", NULL);
 	assert_int_equal(p.status, 0);
 	assert_contains(p.out, "base.mem: full, id ");
 	squib_test_proc_free(&p);
 	assert_same_image(f->base, f->final);
+}
+
+/* --in-place --state: the base becomes the full file and the state describes it; no undo log stays.
+ */
+static void test_should_publish_the_state_with_an_in_place_rebase(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char *undo = squib_memfile_undo_path(f->base);
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--in-place",
+	    "--state", f->d2_snap, "--digests", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "d2.snap: memory section updated\n");
+	squib_test_proc_free(&p);
+	assert_same_image(f->base, f->final);
+	assert_false(squib_test_exists(undo));
+	cli(&p, NULL, "verify", f->d2_snap, "--mem", f->base, NULL);
+	assert_int_equal(p.status, 0);
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	free(undo);
+}
+
+/* --out naming an input (itself, a hard link, a symlink) is refused before anything is written. */
+static void test_should_refuse_an_out_that_is_one_of_the_inputs(void **state)
+{
+	struct fx *f = *state;
+	char *hard = squib_test_path(f->dir, "hard.mem"),
+	     *soft = squib_test_path(f->dir, "soft.mem");
+	const char *outs[3] = {f->base, hard, soft};
+	struct squib_test_proc p;
+	size_t before_len, after_len;
+	uint8_t *before = slurp(f->base, &before_len), *after;
+
+	assert_int_equal(link(f->d1, hard), 0);
+	assert_int_equal(symlink(f->d2, soft), 0);
+	for (int i = 0; i < 3; i++) {
+		cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2,
+		    "--out", outs[i], NULL);
+		assert_int_equal(p.status, 1);
+		assert_contains(p.err, "(the same file)");
+		assert_string_equal(p.out, "");
+		squib_test_proc_free(&p);
+	}
+	after = slurp(f->base, &after_len);
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	assert_int_equal(squib_memfile_verify(f->d1, false, NULL, NULL), 0);
+	assert_int_equal(squib_memfile_verify(f->d2, false, NULL, NULL), 0);
+	free(before);
+	free(after);
+	free(hard);
+	free(soft);
 }
 
 static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
@@ -504,7 +559,8 @@ static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
 	assert_false(squib_test_exists(out));
 	squib_test_proc_free(&p);
 	/* Oldest first: the diffs in the wrong order are a wrong parent too. */
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--diff", f->d1, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--diff", f->d1, "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "has parent id");
 	squib_test_proc_free(&p);
@@ -520,7 +576,7 @@ static void test_should_exit_1_with_the_message_for_another_geometry(void **stat
 
 	/* Half the RAM, but claiming the base as its parent. */
 	squib_test_save_diff(odd, f->mem, f->ram / 2, f->m0.layout.id, page, 1, false, NULL);
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", odd, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", odd, "--in-place", NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "snapshot pair mismatch: ");
 	assert_contains(p.err, "another geometry");
@@ -539,7 +595,8 @@ static void test_should_refuse_a_state_that_does_not_describe_the_newest_diff(vo
 	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
 	    "--state", f->d1_snap, NULL);
 	assert_int_equal(p.status, 1);
-	assert_contains(p.err, "the state describes memory file ");
+	assert_contains(p.err, "d1.snap describes memory file ");
+	assert_contains(p.err, ", not the newest diff ");
 	assert_false(squib_test_exists(out)); /* refused before anything was written */
 	after = slurp(f->d1_snap, &len_after);
 	assert_int_equal(len_before, len_after);
@@ -556,7 +613,8 @@ static void test_should_exit_2_when_a_diff_fails_its_digests(void **state)
 	struct squib_test_proc p;
 
 	squib_test_xor_byte(f->d2, (int64_t)(30 * f->ps + 1), 0x02);
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 2);
 	assert_contains(p.err, "snapshot CRC64 mismatch");
 	squib_test_proc_free(&p);
@@ -599,13 +657,25 @@ static void test_should_exit_1_on_rebase_usage_errors(void **state)
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "more than one '--base'");
 	squib_test_proc_free(&p);
-	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--frobnicate", NULL);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--frobnicate", "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "unknown option '--frobnicate'");
 	squib_test_proc_free(&p);
-	cli(&p, NULL, "rebase", "--base=/nonexistent/b.mem", "--diff=d.mem", NULL);
+	cli(&p, NULL, "rebase", "--base=/nonexistent/b.mem", "--diff=d.mem", "--in-place", NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "memory file I/O error: No such file or directory");
+	squib_test_proc_free(&p);
+	/* In place only when asked: no --out is no longer an in-place rebase. */
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing --out PATH or --in-place");
+	assert_contains(p.err, "usage: squib-snapshot rebase");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--out", "o.mem",
+	    "--in-place", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "--out and --in-place exclude each other");
 	squib_test_proc_free(&p);
 }
 
@@ -727,31 +797,33 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_should_verify_a_good_pair_with_every_line_ok),
-		T(test_should_verify_a_diff_pair),
-		cmocka_unit_test(test_should_skip_memory_checks_for_a_state_without_memory_section),
-		T(test_should_exit_2_for_a_flipped_state_bit),
-		T(test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids),
-		T(test_should_exit_2_for_a_corrupt_memory_footer),
-		T(test_should_report_a_missing_memory_file),
-		T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
-		T(test_should_draw_progress_into_a_file_only_when_asked),
-		T(test_should_draw_progress_on_a_terminal_only_for_large_files),
-		cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
-		cmocka_unit_test(test_should_report_an_unreadable_state_file),
-		T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
-		T(test_should_rewrite_the_state_so_that_the_rebased_pair_verifies),
-		T(test_should_rebase_in_place_without_out),
-		T(test_should_exit_1_with_the_message_for_a_wrong_parent),
-		T(test_should_exit_1_with_the_message_for_another_geometry),
-		T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),
-		T(test_should_exit_2_when_a_diff_fails_its_digests),
-		T(test_should_draw_rebase_progress_when_asked),
-		cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
-		T(test_should_describe_the_memory_section_from_the_cli),
-		T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
-		cmocka_unit_test(test_should_describe_demo_exactly_as_before),
-		cmocka_unit_test(test_should_print_help_for_every_subcommand),
+	    T(test_should_verify_a_good_pair_with_every_line_ok),
+	    T(test_should_verify_a_diff_pair),
+	    cmocka_unit_test(test_should_skip_memory_checks_for_a_state_without_memory_section),
+	    T(test_should_exit_2_for_a_flipped_state_bit),
+	    T(test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids),
+	    T(test_should_exit_2_for_a_corrupt_memory_footer),
+	    T(test_should_report_a_missing_memory_file),
+	    T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
+	    T(test_should_draw_progress_into_a_file_only_when_asked),
+	    T(test_should_draw_progress_on_a_terminal_only_for_large_files),
+	    cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
+	    cmocka_unit_test(test_should_report_an_unreadable_state_file),
+	    T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
+	    T(test_should_rewrite_the_state_so_that_the_rebased_pair_verifies),
+	    T(test_should_rebase_in_place_when_asked),
+	    T(test_should_publish_the_state_with_an_in_place_rebase),
+	    T(test_should_refuse_an_out_that_is_one_of_the_inputs),
+	    T(test_should_exit_1_with_the_message_for_a_wrong_parent),
+	    T(test_should_exit_1_with_the_message_for_another_geometry),
+	    T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),
+	    T(test_should_exit_2_when_a_diff_fails_its_digests),
+	    T(test_should_draw_rebase_progress_when_asked),
+	    cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
+	    T(test_should_describe_the_memory_section_from_the_cli),
+	    T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
+	    cmocka_unit_test(test_should_describe_demo_exactly_as_before),
+	    cmocka_unit_test(test_should_print_help_for_every_subcommand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

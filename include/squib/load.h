@@ -85,20 +85,28 @@ enum squib_recovery_action {
 	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
 	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
 	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.tmp bound the memory file: renamed over the state */
+	SQUIB_RECOVERY_ROLLED_BACK,    /* an in-place rebase of the memory file that did not
+					  commit was undone (MEM.undo); STATE.tmp removed */
 };
 
 /*
  * Make the pair (state_path, memory_path) consistent after a crashed or
- * failed save. Let A be the memory id the state file names and B the id in
- * the memory file's footer:
+ * failed save or rebase. First an in-place rebase of the memory file that
+ * did not commit is rolled back (squib_memfile_rebase_recover; its errors are
+ * returned), and then STATE.tmp, which belonged to it, is removed. Then let A
+ * be the MEMORY section of the state file and B the memory file:
  *
- *   A == B            the pair is good; remove a stale MEM.tmp and STATE.tmp
- *   A != B, or no state file, and STATE.tmp decodes (CRC valid), names B, and
- *   its MEMORY section matches the memory file B (which verifies)
+ *   A describes B exactly (id and every field, squib_memfile_check_layout)
+ *                     the pair is good; remove a stale MEM.tmp and STATE.tmp
+ *   otherwise, or no state file, when STATE.tmp decodes (CRC valid) and its
+ *   MEMORY section describes B exactly (B verifies)
  *                     roll forward: rename STATE.tmp over the state, fsync the
  *                     directory, then remove a stale MEM.tmp
- *   A != B otherwise  SQUIB_E_PAIR_MISMATCH naming both ids in hex; nothing
+ *   otherwise         SQUIB_E_PAIR_MISMATCH naming both ids in hex; nothing
  *                     is touched
+ *
+ * The whole layout, not the id alone, decides: a rebase's result keeps the
+ * newest diff's id, so "same id" does not mean "this pair".
  *
  * A state file or memory file that cannot be read or verified is left for
  * the loader to report (SQUIB_RECOVERY_NONE, return 0): a crash never produces one,
