@@ -90,6 +90,15 @@ int squib_undo_write(const struct squib_memfile *base, const struct squib_page_e
 		     const struct squib_io_hooks *hooks, struct squib_error_detail *d);
 
 /*
+ * squib_memfile_rebase_recover, which also unlinks `garbage` (may be NULL),
+ * a file that belonged to the rebase, once the log is known to be this
+ * base's and before the log is removed (so that a crash in between cannot
+ * leave the file without the log that says it is garbage).
+ */
+int squib_undo_recover(const char *base, const struct squib_io_hooks *hooks, const char *garbage,
+		       bool *rolled_back, struct squib_error_detail *d);
+
+/*
  * The in-place rebase's commit: unlink BASE.undo (hook SQUIB_IO_UNLINK),
  * fsync its directory. 0; SQUIB_E_IO when unlinked but the directory did not
  * sync; SQUIB_E_ATOMIC_COMMIT_FAILED when the log is still there.

@@ -474,7 +474,8 @@ static int apply(struct undo *u, int bfd, const char *base, const struct squib_i
 	return e ? squib_memfile_io_error(u->d, -e, "rolling %s back from %s", base, u->path) : 0;
 }
 
-static int roll_back(struct undo *u, const char *base, const struct squib_io_hooks *hooks)
+static int roll_back(struct undo *u, const char *base, const struct squib_io_hooks *hooks,
+		     const char *garbage)
 {
 	int bfd, rc;
 
@@ -485,6 +486,9 @@ static int roll_back(struct undo *u, const char *base, const struct squib_io_hoo
 		return squib_memfile_io_error(u->d, errno, "opening %s to roll back its rebase",
 					      base);
 	rc = check_base(u, bfd, base);
+	/* Before the log goes: once it is gone nothing says this file is garbage. */
+	if (!rc && garbage)
+		unlink(garbage);
 	if (!rc)
 		rc = apply(u, bfd, base, hooks);
 	close(bfd);
@@ -492,7 +496,7 @@ static int roll_back(struct undo *u, const char *base, const struct squib_io_hoo
 }
 
 static int recover(const char *base, const char *path, const struct squib_io_hooks *hooks,
-		   bool *rolled_back, struct squib_error_detail *d)
+		   const char *garbage, bool *rolled_back, struct squib_error_detail *d)
 {
 	struct undo u = {.path = path, .d = d};
 	int rc;
@@ -506,7 +510,7 @@ static int recover(const char *base, const char *path, const struct squib_io_hoo
 			   : squib_memfile_io_error(d, errno, "opening undo log %s", path);
 	rc = load_log(&u);
 	if (!rc)
-		rc = roll_back(&u, base, hooks);
+		rc = roll_back(&u, base, hooks, garbage);
 	*rolled_back = rc == 0;
 	close(u.fd);
 	free(u.buf);
@@ -514,8 +518,8 @@ static int recover(const char *base, const char *path, const struct squib_io_hoo
 	return rc;
 }
 
-int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
-				 bool *rolled_back, struct squib_error_detail *d)
+int squib_undo_recover(const char *base, const struct squib_io_hooks *hooks, const char *garbage,
+		       bool *rolled_back, struct squib_error_detail *d)
 {
 	char *path, *temp;
 	bool dummy;
@@ -533,8 +537,14 @@ int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *
 	else if (squib_path_exists(temp))
 		unlink(temp); /* a log never published: the base was not touched */
 	if (!rc)
-		rc = recover(base, path, hooks, rolled_back, d);
+		rc = recover(base, path, hooks, garbage, rolled_back, d);
 	free(temp);
 	free(path);
 	return rc;
+}
+
+int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
+				 bool *rolled_back, struct squib_error_detail *d)
+{
+	return squib_undo_recover(base, hooks, NULL, rolled_back, d);
 }

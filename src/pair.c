@@ -20,6 +20,7 @@
 #include <squib/envelope.h>
 #include <squib/memfile.h>
 
+#include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
 #include "util.h"
@@ -202,12 +203,10 @@ static int roll_back_rebase(struct recovery *r, enum squib_recovery_action *acti
 			    struct squib_error_detail *d)
 {
 	bool rolled = false;
-	int rc = squib_memfile_rebase_recover(r->memory_path, r->hooks, &rolled, d);
+	int rc = squib_undo_recover(r->memory_path, r->hooks, r->state_tmp, &rolled, d);
 
-	if (!rc && rolled) {
-		remove_stale(r->state_tmp);
+	if (!rc && rolled)
 		*action = SQUIB_RECOVERY_ROLLED_BACK;
-	}
 	return rc;
 }
 

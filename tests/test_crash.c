@@ -1129,6 +1129,83 @@ static void test_should_keep_the_old_or_the_new_pair_when_a_rebase_with_state_st
 	rb_matrix(RB_IN_PLACE_STATE);
 }
 
+static void recover_body(const void *arg, const struct squib_io_hooks *h, struct child_result *r)
+{
+	const struct rb_env *e = arg;
+	struct squib_error_detail d = {0};
+
+	r->rc = squib_pair_recover(e->d_state, e->base_mem, h, NULL, &d);
+	r->os_errno = d.os_errno;
+}
+
+/* An in-place --state rebase killed just before its commit leaves a complete new base, a
+ * complete STATE.tmp and the undo log. The roll-back (a load's recovery), itself killed before
+ * each of its steps, is rolled back again by the next one: the old files, byte for byte. */
+static void test_should_roll_back_again_after_a_roll_back_is_killed(void **state)
+{
+	struct rb_env *e = rb_env_new(RB_IN_PLACE_STATE);
+	struct step_rec steps[MAX_STEPS];
+	int nsteps = 0, at;
+
+	(void)state;
+	for (at = 0;; at++) {
+		rb_restore(e);
+		assert_true(WIFSIGNALED(fork_trial(rebase_body, e, KILL, e->commit, 0, e->step,
+						   &e->steps, NULL)));
+		assert_true(squib_test_exists(e->undo) && squib_test_exists(e->d_state_tmp));
+		if (at == 0) { /* the roll-back's own steps */
+			assert_true(WIFEXITED(
+			    fork_trial(recover_body, e, DRY, -1, 0, steps, &nsteps, NULL)));
+			assert_true(nsteps >= 4);
+			assert_int_equal(steps[nsteps - 2].step, SQUIB_IO_UNLINK);
+			assert_int_equal(rb_classify(e, at), OLD_PAIR);
+			continue;
+		}
+		if (at > nsteps)
+			break;
+		assert_true(WIFSIGNALED(
+		    fork_trial(recover_body, e, KILL, at - 1, 0, steps, &nsteps, NULL)));
+		rb_recover(e, at);
+		assert_int_equal(rb_classify(e, at), OLD_PAIR);
+		assert_false(squib_test_exists(e->d_state_tmp));
+	}
+	printf("roll-back killed before each of its %d steps, then recovered: the old files\n",
+	       nsteps);
+	rb_env_free(e);
+}
+
+/* A base whose undo log no longer belongs to it (a save renamed another file over it since) is
+ * not "rolled back": the log is refused and nothing is touched. */
+static void test_should_not_apply_an_undo_log_to_another_file(void **state)
+{
+	struct rb_env *e = rb_env_new(RB_IN_PLACE);
+	struct squib_error_detail d;
+	struct bytes other = {0}, now = {0};
+	bool rolled = true;
+
+	(void)state;
+	rb_restore(e);
+	assert_true(WIFSIGNALED(
+	    fork_trial(rebase_body, e, KILL, e->commit, 0, e->step, &e->steps, NULL)));
+	{ /* a valid memory file of another snapshot */
+		struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(e->t.state, e->t.mem);
+
+		save_in_parent(SQUIB_SNAPSHOT_FULL, OLD, &req, NULL);
+	}
+	read_or_empty(e->t.mem, &other);
+	write_or_remove(e->base_mem, &other);
+	assert_int_equal(squib_memfile_rebase_recover(e->base_mem, NULL, &rolled, &d),
+			 SQUIB_E_PAIR_MISMATCH);
+	assert_false(rolled);
+	assert_non_null(strstr(d.msg, "it was not applied"));
+	read_or_empty(e->base_mem, &now);
+	assert_true(same(&now, &other));
+	assert_true(squib_test_exists(e->undo));
+	free(other.p);
+	free(now.p);
+	rb_env_free(e);
+}
+
 /* `run`'s saves: its Full (the full matrices above) and its Diff, which names its parent by the
  * Full's state file. */
 static void test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops(void **state)
@@ -1158,6 +1235,8 @@ int main(void)
 	    cmocka_unit_test(
 		test_should_keep_the_old_or_the_new_pair_when_a_rebase_with_state_stops),
 	    cmocka_unit_test(test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops),
+	    cmocka_unit_test(test_should_roll_back_again_after_a_roll_back_is_killed),
+	    cmocka_unit_test(test_should_not_apply_an_undo_log_to_another_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
