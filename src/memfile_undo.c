@@ -243,6 +243,8 @@ int squib_undo_write(const struct squib_memfile *base, const struct squib_page_e
 		else
 			squib_atomic_abort(&u.w);
 	}
+	if (rc == SQUIB_E_IO && d) /* the atomic writer's: say which file */
+		rc = squib_memfile_io_error(d, d->os_errno, "writing the undo log %s", path);
 	free(u.buf);
 	free(r.v);
 	free(path);

@@ -13,14 +13,18 @@
  */
 #include "savetest.h"
 
+#include "pair.h" /* tests/support: memory files from this process's memory */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1215,6 +1219,134 @@ static void test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops(v
 	run_matrix_as(SQUIB_SNAPSHOT_DIFF, false, true);
 }
 
+/* ---- rebase on a real full filesystem ------------------------------------------------------ */
+
+#define TF_PAGES 512 /* 2 MiB of RAM */
+
+struct tmpfs_rebase {
+	struct savetest_dir t;
+	char *mnt, *base, *diff, *out, *undo, *filler, *snap;
+	struct bytes before;
+	uint8_t *ram;
+};
+
+static uint64_t free_bytes(const char *dir)
+{
+	struct statvfs v;
+
+	assert_int_equal(statvfs(dir, &v), 0);
+	return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* A 512 KiB tmpfs holding a sparse base (32 of 512 pages, with its state); the diff outside
+ * it rewrites 8 of those pages and fills 128 holes: 512 KiB that cannot fit. */
+static bool tmpfs_rebase_init(struct tmpfs_rebase *x)
+{
+	static uint64_t pages[8 + 128];
+	struct squib_memfile_manifest fm, dm;
+	uint64_t ps = hp();
+
+	savetest_dir_init(&x->t);
+	x->mnt = squib_test_path(x->t.dir, "mnt");
+	x->base = squib_test_path(x->mnt, "base.mem");
+	x->snap = squib_test_path(x->mnt, "d.snap");
+	x->out = squib_test_path(x->mnt, "merged.mem");
+	x->filler = squib_test_path(x->mnt, "filler");
+	x->diff = squib_test_path(x->t.dir, "d.mem");
+	x->undo = squib_memfile_undo_path(x->base);
+	assert_int_equal(mkdir(x->mnt, 0700), 0);
+	if (mount("squib-test", x->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=512k") < 0) {
+		printf("SKIP: cannot mount a 512 KiB tmpfs (%s): the real out-of-space rebase test "
+		       "did not run\n",
+		       strerror(errno));
+		return false;
+	}
+	x->ram = mmap(NULL, TF_PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	assert_true(x->ram != MAP_FAILED);
+	for (uint64_t p = 0; p < 32; p++)
+		squib_test_fill_page(x->ram, p, 7);
+	squib_test_save_full(x->base, x->ram, TF_PAGES * ps, false, &fm);
+	for (uint64_t i = 0; i < 8 + 128; i++) {
+		pages[i] = i < 8 ? i : 64 + (i - 8);
+		squib_test_fill_page(x->ram, pages[i], 9);
+	}
+	squib_test_save_diff(x->diff, x->ram, TF_PAGES * ps, fm.layout.id, pages, 8 + 128, false,
+			     &dm);
+	squib_test_save_state(x->snap, &dm.layout);
+	read_or_empty(x->base, &x->before);
+	squib_memfile_manifest_release(&fm);
+	squib_memfile_manifest_release(&dm);
+	return true;
+}
+
+static void tmpfs_rebase_free(struct tmpfs_rebase *x)
+{
+	if (x->ram)
+		munmap(x->ram, TF_PAGES * hp());
+	if (x->before.p)
+		assert_int_equal(umount2(x->mnt, MNT_DETACH), 0);
+	free(x->before.p);
+	free(x->mnt);
+	free(x->base);
+	free(x->snap);
+	free(x->out);
+	free(x->filler);
+	free(x->diff);
+	free(x->undo);
+	savetest_dir_free(&x->t);
+}
+
+/* Fails with ENOSPC; the base is byte for byte the old one, nothing is left behind. */
+static void rebase_out_of_space(struct tmpfs_rebase *x, const char *out, const char *state)
+{
+	struct squib_memfile_rebase_options o = {.state_path = state};
+	const char *diffs[1] = {x->diff};
+	struct squib_error_detail d;
+	struct bytes now = {0};
+	uint64_t before = free_bytes(x->mnt);
+	char *tmp = squib_test_path(x->mnt, "merged.mem.tmp");
+	int rc = squib_memfile_rebase(x->base, diffs, 1, out, &o, NULL, &d);
+
+	if (rc >= 0 || d.os_errno != ENOSPC)
+		fail_msg("rebase %s: %d, errno %d (%s)", out ? "--out" : "--in-place", rc,
+			 d.os_errno, savetest_message(&d));
+	printf("tmpfs full, rebase %s%s: %s\n", out ? "--out" : "--in-place",
+	       state ? " --state" : "", d.msg);
+	read_or_empty(x->base, &now);
+	assert_true(same(&now, &x->before));
+	assert_false(squib_test_exists(x->undo) || squib_test_exists(x->out) ||
+		     squib_test_exists(tmp));
+	/* The holes the rebase filled were punched back: the space is free again. */
+	assert_int_equal(free_bytes(x->mnt), before);
+	assert_int_equal(squib_memfile_verify(x->base, false, NULL, NULL), 0);
+	free(now.p);
+	free(tmp);
+}
+
+static void test_should_keep_the_base_when_a_rebase_runs_out_of_space(void **state)
+{
+	struct tmpfs_rebase x = {0};
+	uint64_t room;
+	int fd;
+
+	(void)state;
+	if (!tmpfs_rebase_init(&x)) {
+		tmpfs_rebase_free(&x);
+		skip();
+	}
+	rebase_out_of_space(&x, x.out, NULL);	   /* the new file does not fit */
+	rebase_out_of_space(&x, NULL, NULL);	   /* the log fits; the copy into holes does not */
+	rebase_out_of_space(&x, NULL, x.snap);	   /* the same, publishing a pair */
+	room = free_bytes(x.mnt);		   /* now leave less than the log needs */
+	fd = open(x.filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(posix_fallocate(fd, 0, (off_t)(room - 16 * KiB)), 0);
+	close(fd);
+	rebase_out_of_space(&x, NULL, NULL);	   /* refused before the base is touched */
+	tmpfs_rebase_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1237,6 +1369,7 @@ int main(void)
 	    cmocka_unit_test(test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops),
 	    cmocka_unit_test(test_should_roll_back_again_after_a_roll_back_is_killed),
 	    cmocka_unit_test(test_should_not_apply_an_undo_log_to_another_file),
+	    cmocka_unit_test(test_should_keep_the_base_when_a_rebase_runs_out_of_space),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
