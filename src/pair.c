@@ -154,6 +154,27 @@ static bool temp_binds(struct recovery *r, char *why, size_t why_len)
 	return rc == 0;
 }
 
+/*
+ * Is STATE.tmp a rebase's, describing the result of rebasing this pair's
+ * chain (another file, published under another name, or the chain's base in
+ * place)? It names the same id (a rebase keeps the newest diff's) with
+ * another layout; a save's names a fresh id. It completes that other pair
+ * once its memory is published, so this pair's recovery must not remove it.
+ */
+static bool pending_rebase(struct recovery *r)
+{
+	struct squib_microvm_state tmp;
+	bool pending;
+
+	if (squib_state_load_file(r->state_tmp, SQUIB_ARCH_ANY, &tmp, NULL, &r->scratch))
+		return false;
+	pending = tmp.memory &&
+		  !memcmp(tmp.memory->id, r->state.memory->id, SQUIB_MEMORY_ID_SIZE) &&
+		  !squib_memory_layout_equal(tmp.memory, r->state.memory);
+	squib_state_free(&tmp);
+	return pending;
+}
+
 /* fsync the memory's directory (the memory rename must be durable before the
  * state names it), rename STATE.tmp over the state, fsync the state's directory. */
 static int roll_forward(struct recovery *r, struct squib_error_detail *d)
@@ -229,7 +250,8 @@ static int recover(struct recovery *r, enum squib_recovery_action *action,
 	if (!r->state_missing &&
 	    !squib_memfile_check_layout(r->mem, r->state.memory, &r->scratch)) {
 		remove_stale(r->memory_tmp);
-		remove_stale(r->state_tmp);
+		if (!pending_rebase(r))
+			remove_stale(r->state_tmp);
 		*action = SQUIB_RECOVERY_CLEANED;
 		return 0;
 	}

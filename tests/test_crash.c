@@ -1210,6 +1210,52 @@ static void test_should_not_apply_an_undo_log_to_another_file(void **state)
 	rb_env_free(e);
 }
 
+/* Load (d.snap, mem) with the chain [base] when chained; 0 or the error code. */
+static int rb_try_load(const struct rb_env *e, const char *mem, bool chained)
+{
+	struct squib_testvm_config c = vm_config();
+	const char *chain[] = {e->base_mem};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->d_state, mem);
+	struct squib_testvm *rvm = savetest_restore_vm(&c);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	int rc;
+
+	lr.chain = chained ? chain : NULL;
+	lr.chain_len = chained;
+	rc = squib_load(&v, &lr, &res, &d);
+	if (!rc)
+		squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	return rc;
+}
+
+/* A rebase --state stopped between its commit and the state's rename: loading the old pair
+ * first (it still loads after --out; after --in-place its chain is gone) must not remove the
+ * STATE.tmp that completes the new pair, and a load of the new pair then rolls it forward. */
+static void test_should_complete_a_rebased_pair_after_its_old_pair_was_loaded(void **state)
+{
+	(void)state;
+	for (enum rb_cmd cmd = RB_OUT_STATE; cmd <= RB_IN_PLACE_STATE; cmd++) {
+		struct rb_env *e = rb_env_new(cmd);
+		int at = rb_find(e, SQUIB_IO_RENAME, "d.snap");
+
+		rb_restore(e);
+		assert_true(WIFSIGNALED(
+		    fork_trial(rebase_body, e, KILL, at, 0, e->step, &e->steps, NULL)));
+		if (cmd == RB_OUT_STATE)
+			assert_int_equal(rb_try_load(e, e->d_mem, true), 0);
+		else
+			assert_int_equal(rb_try_load(e, e->d_mem, true), SQUIB_E_PAIR_MISMATCH);
+		assert_true(squib_test_exists(e->d_state_tmp));
+		assert_int_equal(rb_try_load(e, rb_target(e), false), 0);
+		assert_int_equal(rb_classify(e, 0), NEW_PAIR);
+		assert_false(squib_test_exists(e->d_state_tmp));
+		rb_env_free(e);
+	}
+}
+
 /* `run`'s saves: its Full (the full matrices above) and its Diff, which names its parent by the
  * Full's state file. */
 static void test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops(void **state)
@@ -1368,6 +1414,7 @@ int main(void)
 		test_should_keep_the_old_or_the_new_pair_when_a_rebase_with_state_stops),
 	    cmocka_unit_test(test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops),
 	    cmocka_unit_test(test_should_roll_back_again_after_a_roll_back_is_killed),
+	    cmocka_unit_test(test_should_complete_a_rebased_pair_after_its_old_pair_was_loaded),
 	    cmocka_unit_test(test_should_not_apply_an_undo_log_to_another_file),
 	    cmocka_unit_test(test_should_keep_the_base_when_a_rebase_runs_out_of_space),
 	};
