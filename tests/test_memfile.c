@@ -1433,7 +1433,7 @@ static void test_should_roll_back_an_in_place_rebase_that_fails(void **state)
 	free_chain(&c);
 	assert_int_equal(all.n[SQUIB_IO_UNLINK], 1);
 	for (int step = 0; step < SQUIB_IO_STEP_COUNT; step++) {
-		for (int n = 1; n <= all.n[step]; n++, trials++) {
+		for (int n = 1; n <= all.n[step]; n++) {
 			struct fail_nth fn = {(enum squib_io_step)step, n, 0};
 			struct squib_io_hooks hooks = {&fn, fail_nth_before};
 			char *undo;
@@ -1441,6 +1441,11 @@ static void test_should_roll_back_an_in_place_rebase_that_fails(void **state)
 			size_t len;
 			int rc;
 
+			/* Of the many page writes, the first and last few and every 16th
+			 * (test_crash.c fails every step of a smaller rebase). */
+			if (step == SQUIB_IO_WRITE && n > 4 && n % 16 && n <= all.n[step] - 4)
+				continue;
+			trials++;
 			o.hooks = &hooks;
 			build_chain(*state, &c, false);
 			undo = squib_memfile_undo_path(c.paths[0]);
@@ -1459,7 +1464,7 @@ static void test_should_roll_back_an_in_place_rebase_that_fails(void **state)
 			free_chain(&c);
 		}
 	}
-	printf("in-place rebase: %d steps, each failed once with ENOSPC\n", trials);
+	printf("in-place rebase: %d of its steps failed once with ENOSPC\n", trials);
 }
 
 static void test_should_refuse_to_rebase_without_diffs(void **state)
