@@ -1239,6 +1239,18 @@ int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
 	return rc;
 }
 
+int squib_state_read_fd(int fd, uint8_t **buf, size_t *len, struct squib_error_detail *d)
+{
+	struct stat st;
+
+	if (fd < 0 || !buf || !len)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "bad argument to read_fd");
+	*buf = NULL;
+	*len = 0;
+	return read_bounded(fd, fstat(fd, &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0, buf,
+			    len, d);
+}
+
 int squib_state_load_file(const char *path, enum squib_arch expected,
 			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
 			  struct squib_error_detail *d)

@@ -90,20 +90,26 @@ int squib_undo_write(const struct squib_memfile *base, const struct squib_page_e
 		     const struct squib_io_hooks *hooks, struct squib_error_detail *d);
 
 /*
- * squib_memfile_rebase_recover, which also unlinks `garbage` (may be NULL),
- * a file that belonged to the rebase, once the log is known to be this
- * base's and before the log is removed (so that a crash in between cannot
- * leave the file without the log that says it is garbage).
+ * squib_memfile_rebase_recover with the base's lock held (squib/atomic.h),
+ * and, when `state` (may be NULL) is a held state lock, the state temp the
+ * rebase prepared (STATE.<new id>.tmp) removed once the log is known to be
+ * this base's and before the log goes (so that a crash in between cannot
+ * leave that temp without the log that says it is garbage).
  */
-int squib_undo_recover(const char *base, const struct squib_io_hooks *hooks, const char *garbage,
-		       bool *rolled_back, struct squib_error_detail *d);
+int squib_undo_recover_locked(const struct squib_dest_lock *base,
+			      const struct squib_io_hooks *hooks,
+			      const struct squib_dest_lock *state, bool *rolled_back,
+			      struct squib_error_detail *d);
+
+/* Is there an undo log of base, or a temp of one (no lock: only to decide whether to take one)? */
+bool squib_undo_present(const char *base);
 
 /*
- * The in-place rebase's commit: unlink BASE.undo (hook SQUIB_IO_UNLINK),
- * fsync its directory. 0; SQUIB_E_IO when unlinked but the directory did not
- * sync; SQUIB_E_ATOMIC_COMMIT_FAILED when the log is still there.
+ * The in-place rebase's commit, under the base's lock: unlink BASE.undo (hook
+ * SQUIB_IO_UNLINK), fsync its directory. 0; SQUIB_E_IO when unlinked but the
+ * directory did not sync; SQUIB_E_ATOMIC_COMMIT_FAILED when the log is still there.
  */
-int squib_undo_discard(const char *base, const struct squib_io_hooks *hooks,
+int squib_undo_discard(const struct squib_dest_lock *base, const struct squib_io_hooks *hooks,
 		       struct squib_error_detail *d);
 
 /* ---- growable extent list (memfile_format.c) ---------------------------- */

@@ -39,6 +39,9 @@ struct rebase {
 	struct squib_memfile_manifest result;
 	struct squib_microvm_state state; /* opts.state_path's, rewritten for the result */
 	struct squib_atomic_writer state_w;
+	/* Held from before the recovery to the end: the file written (the output, or the
+	 * base in place) and the state; a second writer of either fails busy. */
+	struct squib_dest_lock target_lock, state_lock;
 	struct squib_progress_run run;
 	struct squib_error_detail *d;
 };
@@ -363,8 +366,13 @@ static int prepare_state(struct rebase *rb)
 
 	if (!rc)
 		rc = squib_state_encode(&rb->state, &buf, &len, rb->d);
-	if (!rc)
-		rc = squib_atomic_open(&rb->state_w, rb->opts.state_path, rb->opts.hooks, rb->d);
+	if (!rc) {
+		const struct squib_atomic_options o = {.hooks = rb->opts.hooks,
+						       .lock = &rb->state_lock,
+						       .pair_id = rb->result.layout.id};
+
+		rc = squib_atomic_open_ex(&rb->state_w, rb->opts.state_path, &o, rb->d);
+	}
 	if (!rc)
 		rc = squib_atomic_write(&rb->state_w, buf, len, rb->d);
 	if (!rc)
@@ -397,36 +405,32 @@ static int publish(struct rebase *rb, squib_publish_fn publish_memory, void *ctx
 
 /* ---- into a new file ------------------------------------------------------------ */
 
-static int build_new(struct rebase *rb, struct squib_atomic_writer *w)
+static int build_new(struct rebase *rb)
 {
-	int rfd, rc;
+	int rc;
 
 	if (ftruncate(rb->out_fd, (off_t)rb->base->m.layout.ram_size) < 0)
 		return squib_memfile_io_error(rb->d, errno, "sizing %s", rb->out_name);
 	if ((rc = copy_layer(rb, rb->base)) || (rc = copy_diffs(rb)))
 		return rc;
-	if (rb->opts.digests) { /* the temp is write-only: read it back through its name */
-		if ((rfd = open(w->temp, O_RDONLY | O_CLOEXEC)) < 0)
-			return squib_memfile_io_error(rb->d, errno, "reopening %s", w->temp);
-		rc = merged_digests(rb, rfd);
-		close(rfd);
-		if (rc)
-			return rc;
-	}
+	/* The temp is open read-write: read back through the fd, never its name again. */
+	if ((rc = merged_digests(rb, rb->out_fd)))
+		return rc;
 	return write_tail(rb, SQUIB_MEMFILE_MAGIC);
 }
 
-static int rebase_new(struct rebase *rb, const char *out_path)
+static int rebase_new(struct rebase *rb, const char *out_path, struct squib_dest_lock *lock)
 {
+	const struct squib_atomic_options o = {.hooks = rb->opts.hooks, .lock = lock};
 	struct squib_atomic_writer w;
 	bool published;
-	int rc = squib_atomic_open(&w, out_path, rb->opts.hooks, rb->d);
+	int rc = squib_atomic_open_ex(&w, out_path, &o, rb->d);
 
 	if (rc)
 		return rc;
 	rb->out_fd = w.fd;
 	rb->out_name = w.temp;
-	rc = build_new(rb, &w);
+	rc = build_new(rb);
 	if (!rc)
 		rc = squib_atomic_prepare(&w, rb->d);
 	if (!rc)
@@ -489,7 +493,7 @@ static int discard_undo(void *ctx, struct squib_error_detail *d)
 {
 	const struct rebase *rb = ctx;
 
-	return squib_undo_discard(rb->base->path, rb->opts.hooks, d);
+	return squib_undo_discard(&rb->target_lock, rb->opts.hooks, d);
 }
 
 static int rebase_in_place(struct rebase *rb)
@@ -507,7 +511,9 @@ static int rebase_in_place(struct rebase *rb)
 		rc = publish(rb, discard_undo, rb, &published);
 	/* Not committed: the old bytes go back now (else at the next recovery). */
 	if (rc && !published)
-		squib_memfile_rebase_recover(rb->base->path, rb->opts.hooks, NULL, NULL);
+		squib_undo_recover_locked(&rb->target_lock, rb->opts.hooks,
+					  rb->opts.state_path ? &rb->state_lock : NULL, &published,
+					  NULL);
 	return rc;
 }
 
@@ -559,20 +565,35 @@ static int check_outputs(const struct rebase *rb, const char *out_path)
 	return rc;
 }
 
-/* A crashed earlier run is finished first: rolled back in place, rolled forward as a pair. */
-static int recover_first(struct rebase *rb, const char *base, const char *out_path)
+/* The files written locked, then a crashed earlier run finished: rolled back in place, rolled
+ * forward as a pair. */
+static int lock_and_recover(struct rebase *rb, const char *base, const char *out_path)
 {
+	const struct squib_io_hooks *h = rb->opts.hooks;
+	enum squib_recovery_action a;
+	struct stat st;
+	bool rolled;
+	int rc;
+
+	/* A base that is not there is the memory file's error, not the lock's. */
+	if (!out_path && stat(base, &st) < 0)
+		return squib_memfile_io_error(rb->d, errno, "opening %s", base);
+	rc = squib_dest_lock(&rb->target_lock, out_path ? out_path : base, h, rb->d);
+
+	if (!rc && rb->opts.state_path)
+		rc = squib_dest_lock(&rb->state_lock, rb->opts.state_path, h, rb->d);
+	if (rc)
+		return rc;
 	if (rb->opts.state_path)
-		return squib_pair_recover(rb->opts.state_path, out_path ? out_path : base,
-					  rb->opts.hooks, NULL, rb->d);
-	return out_path ? 0 : squib_memfile_rebase_recover(base, rb->opts.hooks, NULL, rb->d);
+		return squib_pair_recover_locked(&rb->state_lock, &rb->target_lock, h, &a, rb->d);
+	return out_path ? 0 : squib_undo_recover_locked(&rb->target_lock, h, NULL, &rolled, rb->d);
 }
 
 /* Everything checked before a byte is written. */
 static int prepare(struct rebase *rb, const char *base, const char *const *diffs,
 		   const char *out_path)
 {
-	int rc = recover_first(rb, base, out_path);
+	int rc = lock_and_recover(rb, base, out_path);
 
 	if (!rc)
 		rc = open_inputs(rb, base, diffs, out_path == NULL);
@@ -604,13 +625,16 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 	if (opts)
 		rb.opts = *opts;
 	rb.state_w = (struct squib_atomic_writer){.fd = -1};
+	rb.target_lock = rb.state_lock = (struct squib_dest_lock){.dir_fd = -1, .fd = -1};
 	squib_state_init(&rb.state, SQUIB_ARCH_ANY);
 	rc = prepare(&rb, base, diffs, out_path);
 	if (!rc)
-		rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);
+		rc = out_path ? rebase_new(&rb, out_path, &rb.target_lock) : rebase_in_place(&rb);
 	squib_atomic_abort(&rb.state_w);
 	squib_state_free(&rb.state);
 	close_inputs(&rb);
+	squib_dest_unlock(&rb.state_lock);
+	squib_dest_unlock(&rb.target_lock);
 	if (!rc && result)
 		*result = rb.result;
 	else

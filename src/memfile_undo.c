@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +21,7 @@
 
 #include <squib/crc64.h>
 
+#include "atomic_internal.h"
 #include "pair.h"
 
 #define UNDO_MAGIC   0x444E554249555153ULL /* "SQUIBUND" */
@@ -251,26 +254,29 @@ int squib_undo_write(const struct squib_memfile *base, const struct squib_page_e
 	return rc;
 }
 
-int squib_undo_discard(const char *base, const struct squib_io_hooks *hooks,
+/* The log's name in the base's directory: NAME.undo. */
+static int undo_name(const struct squib_dest_lock *l, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s%s", l->name, SQUIB_MEMFILE_UNDO_SUFFIX);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int squib_undo_discard(const struct squib_dest_lock *base, const struct squib_io_hooks *hooks,
 		       struct squib_error_detail *d)
 {
-	char *path = squib_memfile_undo_path(base), *dir = squib_dir_of(base);
-	int rc = 0, e;
+	char name[NAME_MAX + 1], path[PATH_MAX];
+	int e = undo_name(base, name, sizeof(name));
 
-	if (!path || !dir)
-		rc = squib_fail(d, SQUIB_E_NOMEM);
-	if (!rc) {
+	snprintf(path, sizeof(path), "%s/%s", base->dir, name);
+	if (!e)
 		e = squib_hook(hooks, SQUIB_IO_UNLINK, path);
-		if (!e && unlink(path) < 0)
-			e = -errno;
-		if (e)
-			rc = squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
-	}
-	if (!rc)
-		rc = squib_hooked_fsync_dir(hooks, dir, d); /* SQUIB_E_IO: gone, not durable */
-	free(path);
-	free(dir);
-	return rc;
+	if (!e && unlinkat(base->dir_fd, name, 0) < 0)
+		e = -errno;
+	if (e)
+		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
+	e = squib_hooked_fsync_dir_fd(hooks, base->dir_fd, base->dir);
+	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0; /* SQUIB_E_IO: gone, not durable */
 }
 
 /* ---- reading the log back ---------------------------------------------------------- */
@@ -476,43 +482,55 @@ static int apply(struct undo *u, int bfd, const char *base, const struct squib_i
 	return e ? squib_memfile_io_error(u->d, -e, "rolling %s back from %s", base, u->path) : 0;
 }
 
-static int roll_back(struct undo *u, const char *base, const struct squib_io_hooks *hooks,
-		     const char *garbage)
+static int roll_back(struct undo *u, const struct squib_dest_lock *base,
+		     const struct squib_io_hooks *hooks, const struct squib_dest_lock *state)
 {
+	char garbage[NAME_MAX + 1];
 	int bfd, rc;
 
 	do
-		bfd = open(base, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		bfd = openat(base->dir_fd, base->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	while (bfd < 0 && errno == EINTR);
 	if (bfd < 0)
 		return squib_memfile_io_error(u->d, errno, "opening %s to roll back its rebase",
-					      base);
-	rc = check_base(u, bfd, base);
-	/* Before the log goes: once it is gone nothing says this file is garbage. */
-	if (!rc && garbage)
-		unlink(garbage);
+					      base->dest);
+	rc = check_base(u, bfd, base->dest);
+	/* The state temp the rebase prepared (named by the new id) goes before the log: once
+	 * the log is gone nothing says that temp is garbage. */
+	if (!rc && state &&
+	    !squib_temp_name(state->name, u->h.new_id, SQUIB_MEMORY_ID_SIZE, garbage,
+			     sizeof(garbage), NULL))
+		unlinkat(state->dir_fd, garbage, 0);
 	if (!rc)
-		rc = apply(u, bfd, base, hooks);
+		rc = apply(u, bfd, base->dest, hooks);
 	close(bfd);
 	return rc ? rc : squib_undo_discard(base, hooks, u->d);
 }
 
-static int recover(const char *base, const char *path, const struct squib_io_hooks *hooks,
-		   const char *garbage, bool *rolled_back, struct squib_error_detail *d)
+int squib_undo_recover_locked(const struct squib_dest_lock *base,
+			      const struct squib_io_hooks *hooks,
+			      const struct squib_dest_lock *state, bool *rolled_back,
+			      struct squib_error_detail *d)
 {
+	char name[NAME_MAX + 1], path[PATH_MAX];
 	struct undo u = {.path = path, .d = d};
 	int rc;
 
-	do
-		u.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	while (u.fd < 0 && errno == EINTR);
-	if (u.fd < 0)
-		return errno == ENOENT
-			   ? 0
-			   : squib_memfile_io_error(d, errno, "opening undo log %s", path);
+	*rolled_back = false;
+	if (undo_name(base, name, sizeof(name)))
+		return 0; /* no log can have that name */
+	snprintf(path, sizeof(path), "%s/%s", base->dir, name);
+	/* Under the base's lock no rebase of it runs: a log's temps are a dead one's. */
+	squib_temps(base->dir_fd, name, SQUIB_TEMP_ORDINARY, true);
+	if ((u.fd = squib_open_own_file(base->dir_fd, name)) < 0)
+		return errno == ENOENT ? 0
+				       : squib_memfile_io_error(d, errno,
+								"opening undo log %s (it must be a "
+								"regular file of this user)",
+								path);
 	rc = load_log(&u);
 	if (!rc)
-		rc = roll_back(&u, base, hooks, garbage);
+		rc = roll_back(&u, base, hooks, state);
 	*rolled_back = rc == 0;
 	close(u.fd);
 	free(u.buf);
@@ -520,33 +538,46 @@ static int recover(const char *base, const char *path, const struct squib_io_hoo
 	return rc;
 }
 
-int squib_undo_recover(const char *base, const struct squib_io_hooks *hooks, const char *garbage,
-		       bool *rolled_back, struct squib_error_detail *d)
+bool squib_undo_present(const char *base)
 {
-	char *path, *temp;
+	char *path = squib_memfile_undo_path(base), *dir = squib_dir_of(base);
+	const char *slash = strrchr(path ? path : "", '/');
+	struct stat st;
+	bool found = false;
+	int fd;
+
+	if (path && dir) {
+		found = lstat(path, &st) == 0;
+		if (!found && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			found = squib_temps(fd, slash ? slash + 1 : path, SQUIB_TEMP_ORDINARY,
+					    false) > 0;
+			close(fd);
+		}
+	}
+	free(path);
+	free(dir);
+	return found;
+}
+
+int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
+				 bool *rolled_back, struct squib_error_detail *d)
+{
+	struct squib_dest_lock l;
 	bool dummy;
-	int rc = 0;
+	int rc;
 
 	if (!rolled_back)
 		rolled_back = &dummy;
 	*rolled_back = false;
 	if (!base || !*base)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL or empty memory path");
-	path = squib_memfile_undo_path(base);
-	temp = path ? squib_temp_path_of(path) : NULL;
-	if (!temp)
-		rc = squib_fail(d, SQUIB_E_NOMEM);
-	else if (squib_path_exists(temp))
-		unlink(temp); /* a log never published: the base was not touched */
-	if (!rc)
-		rc = recover(base, path, hooks, garbage, rolled_back, d);
-	free(temp);
-	free(path);
+	if (!squib_undo_present(base))
+		return 0;
+	/* A rebase of base running now holds this lock: SQUIB_E_BUSY, never a roll-back
+	 * under its feet. */
+	if ((rc = squib_dest_lock(&l, base, hooks, d)))
+		return rc;
+	rc = squib_undo_recover_locked(&l, hooks, NULL, rolled_back, d);
+	squib_dest_unlock(&l);
 	return rc;
-}
-
-int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
-				 bool *rolled_back, struct squib_error_detail *d)
-{
-	return squib_undo_recover(base, hooks, NULL, rolled_back, d);
 }

@@ -1751,7 +1751,6 @@ static void test_should_load_file_written_by_encode(void **state)
 static void test_should_save_file_atomically_and_load_it_back(void **state)
 {
 	char *dir = squib_test_tmpdir(), *path = squib_test_path(dir, "vm.snap");
-	char *tmp = squib_test_path(dir, "vm.snap.tmp");
 	struct squib_microvm_state ref, out;
 	struct squib_error_detail d;
 	uint8_t *on_disk, *encoded;
@@ -1760,7 +1759,7 @@ static void test_should_save_file_atomically_and_load_it_back(void **state)
 	(void)state;
 	populated_state(&ref);
 	assert_int_equal(squib_state_save_file(path, &ref, &d), 0);
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	encoded = encode_ok(&ref, &enc_len);
 	assert_int_equal(squib_test_read_file(path, &on_disk, &disk_len), 0);
 	assert_int_equal(disk_len, enc_len);
@@ -1776,11 +1775,10 @@ static void test_should_save_file_atomically_and_load_it_back(void **state)
 	assert_int_equal(squib_test_read_file(path, &on_disk, &disk_len), 0);
 	assert_int_equal(disk_len, enc_len);
 	assert_memory_equal(on_disk, encoded, enc_len);
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_state_free(&ref);
 	free(on_disk);
 	free(encoded);
-	free(tmp);
 	free(path);
 	squib_test_rmtree(dir);
 	free(dir);

@@ -599,27 +599,26 @@ static void test_should_prepare_without_publishing_until_asked(void **state)
 	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
 	struct squib_memfile_manifest m;
 	struct squib_atomic_writer w;
-	char *path = path_in(f, "pair.mem"), *tmp = path_in(f, "pair.mem.tmp");
+	char *path = path_in(f, "pair.mem");
 
 	fill_pattern(mem, ram, 5);
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	assert_int_equal(squib_atomic_prepare(&w, NULL), 0);
 	assert_false(squib_test_exists(path)); /* durable but not yet visible */
-	assert_true(squib_test_exists(tmp));
+	assert_int_equal(squib_test_temps(path, NULL), 1);
 	assert_int_equal(squib_atomic_publish(&w, NULL), 0);
 	assert_true(squib_test_exists(path));
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	/* Dropped after writing: nothing is left behind. */
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	squib_atomic_abort(&w);
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	munmap(mem, ram);
 	free(path);
-	free(tmp);
 }
 
 struct fail_nth {
@@ -1313,7 +1312,9 @@ static void test_should_refuse_an_output_that_is_one_of_the_inputs(void **state)
 		assert_int_equal(squib_memfile_rebase(c.paths[0], (const char *const *)c.paths + 1,
 						      3, outs[i], NULL, NULL, &d),
 				 SQUIB_E_INVALID_PATH);
-		assert_non_null(strstr(d.msg, "(the same file)"));
+		/* A symlink is refused as the output whatever it points to. */
+		if (!strstr(d.msg, i == 2 ? "symbolic link" : "(the same file)"))
+			fail_msg("output %zu: \"%s\"", i, d.msg);
 	}
 	assert_file_equals(c.paths[0], before, len);
 	assert_int_equal(squib_test_exists(hard) && squib_test_exists(soft), 1);
@@ -1322,6 +1323,40 @@ static void test_should_refuse_an_output_that_is_one_of_the_inputs(void **state)
 	free(before);
 	free(hard);
 	free(soft);
+	free_chain(&c);
+}
+
+/* The file a rebase writes is locked first: busy while another writer holds it, before
+ * an input is read (out) or a byte of the base is changed (in place). */
+static void test_should_fail_a_rebase_busy_while_its_output_is_being_written(void **state)
+{
+	struct fx *f = *state;
+	struct squib_error_detail d;
+	struct squib_dest_lock held;
+	struct chain_fx c;
+	char *out = path_in(f, "merged.mem");
+	uint8_t *before;
+	size_t before_len;
+
+	build_chain(f, &c, false);
+	assert_int_equal(squib_dest_lock(&held, out, NULL, &d), 0);
+	assert_int_equal(
+	    squib_memfile_rebase(c.paths[0], (const char *const *)c.paths + 1, 3, out, NULL, NULL, &d),
+	    SQUIB_E_BUSY);
+	assert_non_null(strstr(d.msg, out));
+	assert_false(squib_test_exists(out));
+	assert_int_equal(squib_test_temps(out, NULL), 0);
+	squib_dest_unlock(&held);
+	assert_int_equal(squib_test_read_file(c.paths[0], &before, &before_len), 0);
+	assert_int_equal(squib_dest_lock(&held, c.paths[0], NULL, &d), 0);
+	assert_int_equal(
+	    squib_memfile_rebase(c.paths[0], (const char *const *)c.paths + 1, 3, NULL, NULL, NULL, &d),
+	    SQUIB_E_BUSY);
+	assert_file_equals(c.paths[0], before, before_len);
+	squib_dest_unlock(&held);
+	assert_int_equal(squib_test_layer_files(c.paths[0], NULL), 0);
+	free(before);
+	free(out);
 	free_chain(&c);
 }
 
@@ -1556,6 +1591,7 @@ int main(void)
 	    T(test_should_roll_back_an_in_place_rebase_that_fails),
 	    T(test_should_refuse_to_rebase_without_diffs),
 	    T(test_should_accept_the_documented_example),
+		T(test_should_fail_a_rebase_busy_while_its_output_is_being_written),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,7 @@ enum squib_error {
 	SQUIB_E_NOMEM = -1015,         /* an allocation failed */
 	SQUIB_E_INVALID_ARGUMENT = -1016, /* API misuse (NULL pointer, bad flag) */
 	SQUIB_E_PAIR_MISMATCH = -1017, /* state and memory file do not belong together */
+	SQUIB_E_BUSY = -1018,          /* another writer holds the destination (msg names it) */
 };
 
 #define SQUIB_SEMVER_FMT "%u.%u.%u"
@@ -69,7 +70,7 @@ struct squib_version {
  *   SIZE_LIMIT_EXCEEDED   limit
  *   ATOMIC_COMMIT_CROSS_FS path_a (dest), path_b (temp dir)
  *   ATOMIC_COMMIT_FAILED, MEMORY_IO, IO   os_errno (the io error text)
- *   INVALID_PATH, ENCODING, CAPTURE, PAIR_MISMATCH, INVALID_ARGUMENT   msg
+ *   INVALID_PATH, ENCODING, CAPTURE, PAIR_MISMATCH, INVALID_ARGUMENT, BUSY   msg
  */
 struct squib_error_detail {
 	int code;

@@ -6,7 +6,7 @@
  *
  *   1. pair recovery (squib_pair_recover, unless disabled): a save that
  *      crashed between its two renames left the new memory file next to the
- *      old state file, and the new state in STATE.tmp; roll it forward
+ *      old state file, and the new state in STATE.<B>.tmp; roll it forward
  *   2. read and verify the state file, in the state file's check order (size
  *      limit, too short, CRC, magic, version, structure); either architecture
  *      decodes here
@@ -84,26 +84,34 @@ extern "C" {
 enum squib_recovery_action {
 	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
 	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
-	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.tmp bound the memory file: renamed over the state */
+	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.<B>.tmp bound the memory file: renamed over the state */
 	SQUIB_RECOVERY_ROLLED_BACK,    /* an in-place rebase of the memory file that did not
-					  commit was undone (MEM.undo); STATE.tmp removed */
+					  commit was undone (MEM.undo); its state temp removed */
 };
 
 /*
  * Make the pair (state_path, memory_path) consistent after a crashed or
- * failed save or rebase. First an in-place rebase of the memory file that
- * did not commit is rolled back (squib_memfile_rebase_recover; its errors are
- * returned), and then STATE.tmp, which belonged to it, is removed. Then let A
- * be the MEMORY section of the state file and B the memory file:
+ * failed save or rebase. Without any temp of either name beside them
+ * (squib/atomic.h) and without an undo log of the memory file it returns at
+ * once, writing nothing. Otherwise it takes both destinations' locks
+ * (SQUIB_E_BUSY while a save or rebase of the pair runs; a lock that cannot
+ * be made at all, e.g. a read-only directory, means nothing can be fixed: 0).
+ * Under them it first rolls back an in-place rebase of the memory file that
+ * did not commit (squib_memfile_rebase_recover; its errors are returned) and
+ * removes the state temp that rebase prepared. Then, with A the state file's
+ * MEMORY section and B the memory file (its footer and manifest):
  *
- *   A describes B exactly (id and every field, squib_memfile_check_layout)
- *                     the pair is good; remove a stale MEM.tmp and STATE.tmp
- *   otherwise, or no state file, when STATE.tmp decodes (CRC valid) and its
- *   MEMORY section describes B exactly (B verifies)
- *                     roll forward: rename STATE.tmp over the state, fsync the
- *                     directory, then remove a stale MEM.tmp
- *   otherwise         SQUIB_E_PAIR_MISMATCH naming both ids in hex; nothing
- *                     is touched
+ *   A describes B exactly (the id and every field, squib_memfile_check_layout)
+ *                     the pair is good; remove every temp of both names,
+ *                     except a rebase's state temp (same id, another layout:
+ *                     it completes the rebased pair)
+ *   otherwise, or no state file, and STATE.<B's id in hex>.tmp is a regular
+ *   file of this user with one link (not a symlink, FIFO or hard link),
+ *   decodes (CRC valid) and its MEMORY section describes B exactly
+ *                     roll forward: rename it over the state, fsync the
+ *                     directories, then remove the other temps
+ *   otherwise         SQUIB_E_PAIR_MISMATCH naming both ids in hex and why
+ *                     the temp does not complete the pair; nothing is touched
  *
  * The whole layout, not the id alone, decides: a rebase's result keeps the
  * newest diff's id, so "same id" does not mean "this pair".
@@ -111,8 +119,9 @@ enum squib_recovery_action {
  * A state file or memory file that cannot be read or verified is left for
  * the loader to report (SQUIB_RECOVERY_NONE, return 0): a crash never produces one,
  * since both are only ever replaced by rename. hooks (may be NULL) are called
- * before the rename (SQUIB_IO_RENAME, state path) and the directory fsync
- * (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h. *action may be NULL.
+ * before each lock (SQUIB_IO_LOCK), the rename (SQUIB_IO_RENAME, state path)
+ * and the directory fsyncs (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h.
+ * *action may be NULL.
  */
 int squib_pair_recover(const char *state_path, const char *memory_path,
 		       const struct squib_io_hooks *hooks, enum squib_recovery_action *action,
