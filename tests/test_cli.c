@@ -13,7 +13,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -546,6 +548,105 @@ static void test_should_refuse_an_out_that_is_one_of_the_inputs(void **state)
 	free(soft);
 }
 
+#define KILL_PAGES  4096 /* 16 MiB of RAM at 4 KiB pages */
+#define KILL_DIFF   1024
+#define KILL_TRIALS 20
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* One `rebase --in-place` started; SIGKILL after `after_us` (0: let it finish).
+ * Returns its exit status (128 + 9 when the kill came first). */
+static int run_in_place(const struct fx *f, char *base, char *diff, uint64_t after_us)
+{
+	char *argv[] = {cli_path(), "rebase", "--base", base, "--diff", diff, "--in-place", NULL};
+	struct squib_test_bg b;
+
+	squib_test_bg_start(f->dir, argv, &b);
+	if (after_us) {
+		usleep((useconds_t)after_us);
+		kill(b.pid, SIGKILL);
+	}
+	return squib_test_bg_finish(&b, 120000);
+}
+
+static uint64_t next_rand(uint64_t *seed)
+{
+	*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+	return *seed >> 33;
+}
+
+/* Which of the two files path holds now: 0 old, 1 new; fails the test on anything else. */
+static int old_or_new(const char *path, const uint8_t *const v[2], const size_t len[2], int t)
+{
+	uint8_t *now;
+	size_t n;
+	int which = -1;
+
+	assert_int_equal(squib_test_read_file(path, &now, &n), 0);
+	for (int i = 0; i < 2; i++)
+		if (n == len[i] && !memcmp(now, v[i], n))
+			which = i;
+	free(now);
+	if (which < 0)
+		fail_msg("kill %d: the base is neither the old file nor the rebased one", t);
+	return which;
+}
+
+/*
+ * The issue's reproduction, with a real process and a real signal (no hooks):
+ * `rebase --in-place` killed at random moments of its run. After the recovery
+ * a load runs, the base is the old file or the rebased one, byte for byte.
+ */
+static void test_should_keep_the_base_whole_when_an_in_place_rebase_is_killed(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = KILL_PAGES * f->ps, pages[KILL_DIFF], seed = 7, t0, took;
+	uint8_t *mem = squib_test_guest_ram(ram, 5), *v[2];
+	char *base = squib_test_path(f->dir, "big.mem"),
+	     *diff = squib_test_path(f->dir, "big.d.mem");
+	struct squib_memfile_manifest m;
+	size_t len[2];
+	int outcome[2] = {0, 0}, rolled_back = 0;
+
+	squib_test_save_full(base, mem, ram, false, &m);
+	for (int i = 0; i < KILL_DIFF; i++) {
+		pages[i] = next_rand(&seed) % KILL_PAGES;
+		squib_test_fill_page(mem, pages[i], 99);
+	}
+	squib_test_save_diff(diff, mem, ram, m.layout.id, pages, KILL_DIFF, false, NULL);
+	assert_int_equal(squib_test_read_file(base, &v[0], &len[0]), 0);
+	t0 = mono_us();
+	assert_int_equal(run_in_place(f, base, diff, 0), 0);
+	took = mono_us() - t0;
+	assert_int_equal(squib_test_read_file(base, &v[1], &len[1]), 0);
+	assert_false(len[0] == len[1] && !memcmp(v[0], v[1], len[0]));
+	for (int t = 0; t < KILL_TRIALS; t++) {
+		bool rolled = false;
+
+		assert_int_equal(squib_test_write_file(base, v[0], len[0]), 0);
+		run_in_place(f, base, diff, 1 + next_rand(&seed) % (took * 3 / 2 + 1));
+		/* what a load (or the next rebase of it) runs first */
+		assert_int_equal(squib_memfile_rebase_recover(base, NULL, &rolled, NULL), 0);
+		rolled_back += rolled;
+		outcome[old_or_new(base, (const uint8_t *const *)v, len, t)]++;
+	}
+	printf("rebase --in-place (%llu ms) SIGKILLed at random %d times: %d old (%d of them rolled "
+	       "back from the undo log), %d rebased\n",
+	       (unsigned long long)(took / 1000), KILL_TRIALS, outcome[0], rolled_back, outcome[1]);
+	squib_memfile_manifest_release(&m);
+	munmap(mem, ram);
+	free(v[0]);
+	free(v[1]);
+	free(base);
+	free(diff);
+}
+
 static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
 {
 	struct fx *f = *state;
@@ -1000,6 +1101,7 @@ int main(void)
 	    T(test_should_rebase_in_place_when_asked),
 	    T(test_should_publish_the_state_with_an_in_place_rebase),
 	    T(test_should_refuse_an_out_that_is_one_of_the_inputs),
+	    T(test_should_keep_the_base_whole_when_an_in_place_rebase_is_killed),
 	    T(test_should_exit_1_with_the_message_for_a_wrong_parent),
 	    T(test_should_exit_1_with_the_message_for_another_geometry),
 	    T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),

@@ -329,11 +329,15 @@ char *squib_memfile_undo_path(const char *base);
  * Roll back an in-place rebase of base that did not commit: when BASE.undo
  * exists and verifies (size, CRC), every byte it recorded is written back,
  * the file cut to its old size and synced, and the log removed; a stale
- * BASE.undo.tmp (a log never published) is removed. *rolled_back (may be
+ * temp of BASE.undo (a log never published) is removed. *rolled_back (may be
  * NULL) says whether a log was applied. A log that does not verify is
  * SQUIB_E_ENCODING, one whose base now has another id (replaced since)
- * SQUIB_E_PAIR_MISMATCH; neither touches anything. Idempotent: a crash
- * during the roll-back is rolled back again. Hooks as for the rebase.
+ * SQUIB_E_PAIR_MISMATCH; neither touches anything; a log that is not a
+ * regular file of this user with one link is SQUIB_E_MEMORY_IO. It runs
+ * under base's lock (squib/atomic.h): SQUIB_E_BUSY while a rebase or save of
+ * base runs. With no log nor temp of one it returns at once, writing
+ * nothing. Idempotent: a crash during the roll-back is rolled back again.
+ * Hooks as for the rebase.
  */
 int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
 				 bool *rolled_back, struct squib_error_detail *d);
