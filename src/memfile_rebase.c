@@ -598,11 +598,12 @@ static int prepare(struct rebase *rb, const char *base, const char *const *diffs
 	if (!rc)
 		rc = open_inputs(rb, base, diffs, out_path == NULL);
 	if (!rc)
-		rc = check_outputs(rb, out_path);
-	if (!rc)
 		rc = merged_manifest(rb);
+	/* A state that is no state file is named as such before it is compared with the inputs. */
 	if (!rc && rb->opts.state_path)
 		rc = load_state(rb);
+	if (!rc)
+		rc = check_outputs(rb, out_path);
 	if (!rc) {
 		rb->run.total = work_bytes(rb, out_path != NULL);
 		rc = verify_inputs(rb);

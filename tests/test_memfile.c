@@ -5,6 +5,7 @@
  * the state file, layered reads, rebase, and every kind of damaged file.
  * Real memory, real files in a temp directory, real system calls.
  */
+#include "sparse.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -1560,10 +1561,56 @@ static void test_should_accept_the_documented_example(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* An 8 KiB file whose manifest claims 1 TiB present: refused at open, before any page
+ * is read (before: verify read zeros for hours, rebase wrote them until the disk filled). */
+static void test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds(void **state)
+{
+	char *dir = squib_test_tmpdir(), *p = squib_test_path(dir, "huge.mem");
+	struct squib_memfile_manifest m, got;
+	struct squib_memfile *mf = NULL;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_test_write_sparse_memfile(p, 1ull << 40, 8192, &m);
+	assert_int_equal(squib_memfile_open(p, &mf, &d), SQUIB_E_MEMORY_IO);
+	assert_null(mf);
+	assert_non_null(strstr(d.msg, p));
+	assert_non_null(strstr(d.msg, "bytes of present pages, but more than"));
+	assert_non_null(strstr(d.msg, "holes"));
+	assert_int_equal(squib_memfile_verify(p, true, &got, &d), SQUIB_E_MEMORY_IO);
+	squib_memfile_manifest_release(&m);
+	squib_test_rmtree(dir);
+	free(p);
+	free(dir);
+}
+
+/* A few holes inside present extents (a filesystem storing zero blocks as holes) are
+ * tolerated up to the slack: the bound is on the work, not on the layout. */
+static void test_should_open_a_file_with_a_few_holes_in_present_pages(void **state)
+{
+	char *dir = squib_test_tmpdir(), *p = squib_test_path(dir, "holey.mem");
+	struct squib_memfile_manifest m;
+	struct squib_memfile *mf = NULL;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_test_write_sparse_memfile(p, 16ull << 20, 8192, &m);
+	assert_int_equal(squib_memfile_open(p, &mf, &d), 0);
+	assert_int_equal(squib_memfile_manifest(mf)->layout.present_pages,
+			 (16ull << 20) / m.layout.page_size);
+	squib_memfile_close(mf);
+	squib_memfile_manifest_release(&m);
+	squib_test_rmtree(dir);
+	free(p);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_should_write_full_dump_dense),
+	    cmocka_unit_test(test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
+	    cmocka_unit_test(test_should_open_a_file_with_a_few_holes_in_present_pages),
 	    T(test_should_write_diff_only_dirty_pages),
 	    T(test_should_write_whole_bitmap_block_when_granule_is_coarser),
 	    T(test_should_hold_exactly_the_dirty_pages_over_random_patterns),
@@ -1591,7 +1638,7 @@ int main(void)
 	    T(test_should_roll_back_an_in_place_rebase_that_fails),
 	    T(test_should_refuse_to_rebase_without_diffs),
 	    T(test_should_accept_the_documented_example),
-		T(test_should_fail_a_rebase_busy_while_its_output_is_being_written),
+	    T(test_should_fail_a_rebase_busy_while_its_output_is_being_written),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

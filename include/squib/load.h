@@ -291,6 +291,18 @@ int squib_load_state_only(const char *state_path, enum squib_arch expected,
 			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
 			  struct squib_error_detail *d);
 
+/*
+ * Everything squib_load checks before it needs a VM, without one: pair
+ * recovery (unless req->no_recovery), the state file (decoded for
+ * `expected`, compatible), and when req->memory_path is set the memory file
+ * bound to the state's memory section, over req->chain, fit for
+ * req->backend. Nothing is mapped. A tool calls it before it opens a
+ * hypervisor, so that a bad file is reported as itself and not as a missing
+ * /dev/kvm. *vcpus (may be NULL) gets the state's vCPU count.
+ */
+int squib_load_check(const struct squib_load_request *req, enum squib_arch expected,
+		     uint32_t *vcpus, struct squib_error_detail *d);
+
 #ifdef __cplusplus
 }
 #endif
