@@ -56,6 +56,8 @@ static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 	}
 	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, mine))
 		rc = kvm_fail_ioctl(d, "KVM_SET_CPUID2");
+	else
+		c->cpuid_nent = mine->nent;
 	free(mine);
 	return rc;
 }
