@@ -63,7 +63,7 @@ struct squib_pager {
 	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
 	size_t npend, cap;
 	bool release; /* options.release_when_complete */
-	/* Under lock: the unregister of a release has begun (prefetchers' failures are expected). */
+	/* Under lock: a release began unregistering (a prefetch may fail now). */
 	bool releasing;
 	/* Background fill (pager thread only): cursor, chunk size, its buffer. */
 	bool fill;
