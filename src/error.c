@@ -201,6 +201,20 @@ int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
 	return code;
 }
 
+int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno, const char *fmt,
+			 ...)
+{
+	if (d) {
+		va_list ap;
+		reset(d, code);
+		d->os_errno = os_errno;
+		va_start(ap, fmt);
+		vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
 int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected)
 {
 	if (d) {

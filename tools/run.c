@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `squib-snapshot run GUEST STATE`: boot a guest on KVM and snapshot it while it runs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/save.h>
 
@@ -101,11 +103,16 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 
 static int read_guest(const char *path, uint8_t **buf, size_t *len, struct squib_error_detail *d)
 {
-	FILE *f = fopen(path, "rb");
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, NULL, d);
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
 	size_t n;
 
-	if (!f)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+	if (fd < 0)
+		return fd;
+	if (!f) {
+		close(fd);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "reading %s", path);
+	}
 	if (!(*buf = malloc(RUN_MAX_GUEST + 1))) {
 		fclose(f);
 		return squib_fail(d, SQUIB_E_NOMEM);
@@ -183,7 +190,7 @@ static int save_diff(struct cli_vm *c, const struct run_args *a, struct squib_er
 }
 
 /* Boot, save the Full pair (and the Diff), print; with --hold, wait to be killed. */
-static int run_vm(const struct run_args *a, const uint8_t *code, size_t len,
+static int run_vm(const struct run_args *a, const uint8_t *code, size_t len, const char **what,
 		  struct squib_error_detail *d)
 {
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(a->state, a->mem);
@@ -191,8 +198,10 @@ static int run_vm(const struct run_args *a, const uint8_t *code, size_t len,
 	struct cli_vm c;
 	int rc = cli_vm_new(&c, a->vcpus, true, a->diff != NULL, d);
 
+	*what = NULL; /* the VM: the detail names /dev/kvm */
 	if (rc)
 		return rc;
+	*what = a->state;
 	if (!(rc = boot(&c, a, code, len, d)) && !(rc = squib_save(&c.v, &req, &rep, d))) {
 		printf("saved %s and %s: full, %llu KiB of page data, guest paused %llu us, "
 		       "save took %llu us\n",
@@ -221,6 +230,7 @@ static int run_run(int argc, char **argv)
 	struct run_args a;
 	uint8_t *code = NULL;
 	char *mem_default = NULL, *diff_mem_default = NULL;
+	const char *what = NULL;
 	size_t len = 0;
 	int rc;
 
@@ -237,8 +247,8 @@ static int run_run(int argc, char **argv)
 	}
 	if ((rc = read_guest(a.guest, &code, &len, &d))) {
 		cli_error("run", a.guest, rc, &d);
-	} else if ((rc = run_vm(&a, code, len, &d))) {
-		cli_error("run", a.state, rc, &d);
+	} else if ((rc = run_vm(&a, code, len, &what, &d))) {
+		cli_error("run", what, rc, &d);
 	}
 	free(code);
 	free(mem_default);

@@ -103,6 +103,10 @@ int squib_fail(struct squib_error_detail *d, int code);
 int squib_fail_errno(struct squib_error_detail *d, int code, int os_errno);
 int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* An OS error (os_errno) with msg saying what failed, e.g. "opening /dev/kvm":
+ * the code's fixed text stays as upstream has it, the detail names the path. */
+int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
 int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected);
 int squib_fail_version(struct squib_error_detail *d, struct squib_version found,
 		       struct squib_version expected);
