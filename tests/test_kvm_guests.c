@@ -14,15 +14,17 @@
  * and checks what the guest saw: the guest itself checks that kvmclock never
  * goes backwards and that its vector registers keep their values (a failure
  * is a distinct report, never a triple fault); the parent checks that every
- * vCPU continued, the ping-pong of IPIs neither lost nor doubled one, the
- * timers neither stopped nor fired more often than their periods allow, and
- * that the guest clock gained no more than the restored process ran (the
- * downtime between save and restore is not added). Some generations wait
- * extra long before restoring, so a clock that took the downtime would show.
+ * vCPU continued, the ping-pong of IPIs lost none and doubled none (doubles
+ * are counted only inside the nested TCG VM, where they happen without any
+ * snapshot: see check_ipis), the timers neither stopped nor fired more
+ * often than their periods allow, and that the guest clock gained no more
+ * than the restored process ran (the downtime between save and restore is
+ * not added). Some generations wait extra long before restoring, so a clock
+ * that took the downtime would show.
  *
- * The loop runs for a time budget (SQUIB_GUESTS_SECONDS per
- * test, default 20; the pause test half that) up to 400 generations and prints the count. Skipped
- * (exit 77, one line on stderr) only when /dev/kvm does not exist.
+ * The loop runs for a time budget (SQUIB_GUESTS_SECONDS per test, default
+ * 20; the pause test half that) up to 400 generations and prints the count.
+ * Skipped (exit 77, one line on stderr) only when /dev/kvm does not exist.
  */
 #include "testutil.h"
 
