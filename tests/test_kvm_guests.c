@@ -120,7 +120,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Never freed: each VM lives in a child that is SIGKILLed. */
+/* A generation's VM is never freed (its child is SIGKILLed); the pause test's is. */
+static void vmh_free(struct vmh *h)
+{
+	squib_kvm_adapter_free(h->adapter);
+	squib_kvm_vm_free(h->vm);
+	memset(h, 0, sizeof(*h));
+}
+
 static int vmh_new(struct vmh *h, bool with_ram, struct squib_error_detail *d)
 {
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
@@ -681,6 +688,7 @@ static void test_should_keep_ipis_and_timers_across_pauses(void **state)
 		      (unsigned long long)g->at_check[0][C_IPI_RECV], (unsigned long long)doubles,
 		      (unsigned long long)g->at_check[0][C_TICKS]);
 	assert_true(nested_tcg() || unpaused == 0);
+	vmh_free(&h);
 	free(code);
 }
 
