@@ -71,6 +71,14 @@ int squib_hook(const struct squib_io_hooks *hooks, enum squib_io_step step, cons
 	return r == INT_MIN ? -EIO : r; /* -INT_MIN would overflow */
 }
 
+/* An I/O error naming what failed and where ("fsync of /x/y.mem.<rand>.tmp"); the code's own
+ * text stays the upstream one. */
+static int io_fail(struct squib_error_detail *d, int code, int e, const char *what,
+		   const char *path)
+{
+	return squib_fail_errno_msg(d, code, e, "%s %.440s", what, path);
+}
+
 /* ---- names ------------------------------------------------------------------------ */
 
 static bool is_hex(const char *s, size_t n)
@@ -190,7 +198,7 @@ static int stat_dest(int dir_fd, const char *name, const char *dest, struct stat
 {
 	if (fstatat(dir_fd, name, st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno != ENOENT)
-			return squib_fail_errno(d, SQUIB_E_IO, errno);
+			return io_fail(d, SQUIB_E_IO, errno, "stat of", dest);
 		memset(st, 0, sizeof(*st));
 		return 0;
 	}
@@ -243,7 +251,7 @@ static int open_dir(struct squib_dest_lock *l, struct squib_error_detail *d)
 	do
 		l->dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	while (l->dir_fd < 0 && errno == EINTR);
-	return l->dir_fd < 0 ? squib_fail_errno(d, SQUIB_E_IO, errno) : 0;
+	return l->dir_fd < 0 ? io_fail(d, SQUIB_E_IO, errno, "open of directory", l->dir) : 0;
 }
 
 static int busy(const struct squib_dest_lock *l, struct squib_error_detail *d)
@@ -255,7 +263,7 @@ static int busy(const struct squib_dest_lock *l, struct squib_error_detail *d)
 }
 
 /* One attempt: 1 locked, 0 the file we locked is no longer the lock (retry), or an error. */
-static int lock_once(struct squib_dest_lock *l, struct squib_error_detail *d)
+static int lock_once(struct squib_dest_lock *l, const char *path, struct squib_error_detail *d)
 {
 	struct stat st, now;
 	int fd, e;
@@ -266,7 +274,7 @@ static int lock_once(struct squib_dest_lock *l, struct squib_error_detail *d)
 			    SQUIB_FILE_MODE_PRIVATE);
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return io_fail(d, SQUIB_E_IO, errno, "open of lock file", path);
 	if (fstat(fd, &st) < 0)
 		st.st_mode = 0;
 	if (!S_ISREG(st.st_mode)) {
@@ -280,7 +288,7 @@ static int lock_once(struct squib_dest_lock *l, struct squib_error_detail *d)
 	if (e < 0) {
 		e = errno;
 		close(fd);
-		return e == EWOULDBLOCK ? busy(l, d) : squib_fail_errno(d, SQUIB_E_IO, e);
+		return e == EWOULDBLOCK ? busy(l, d) : io_fail(d, SQUIB_E_IO, e, "lock of", path);
 	}
 	/* The holder before us unlinks the lock file before it lets go: ours must still be the one
 	 * named. */
@@ -300,9 +308,9 @@ static int take_lock(struct squib_dest_lock *l, struct squib_error_detail *d)
 
 	snprintf(path, sizeof(path), "%s/%s", l->dir, l->lock_name);
 	if ((e = squib_hook(l->hooks, SQUIB_IO_LOCK, path)))
-		return squib_fail_errno(d, SQUIB_E_IO, -e);
+		return io_fail(d, SQUIB_E_IO, -e, "lock of", path);
 	for (int i = 0; i < LOCK_TRIES && r == 0; i++)
-		r = lock_once(l, d);
+		r = lock_once(l, path, d);
 	return r == 1 ? 0 : r == 0 ? busy(l, d) : r;
 }
 
@@ -362,8 +370,10 @@ int squib_atomic_check_same_fs(const char *dest, const char *temp, struct squib_
 	temp_dir = squib_dir_of(temp);
 	if (!dest_dir || !temp_dir)
 		rc = squib_fail(d, SQUIB_E_NOMEM);
-	else if (stat(dest_dir, &a) < 0 || stat(temp_dir, &b) < 0)
-		rc = squib_fail_errno(d, SQUIB_E_IO, errno);
+	else if (stat(dest_dir, &a) < 0)
+		rc = io_fail(d, SQUIB_E_IO, errno, "stat of", dest_dir);
+	else if (stat(temp_dir, &b) < 0)
+		rc = io_fail(d, SQUIB_E_IO, errno, "stat of", temp_dir);
 	else if (a.st_dev != b.st_dev)
 		rc = squib_fail_cross_fs(d, dest, temp_dir);
 	free(dest_dir);
@@ -416,7 +426,8 @@ static int name_temp(struct squib_atomic_writer *w, const uint8_t *pair_id,
 	int rc;
 
 	if (!pair_id && getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		return squib_fail_errno(d, SQUIB_E_IO, errno ? errno : EIO);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno ? errno : EIO,
+					    "getrandom for a temp name of %.440s", w->dest);
 	free(w->temp_name);
 	free(w->temp);
 	w->temp = malloc(prefix + n);
@@ -440,7 +451,7 @@ static int keep_mode(struct squib_atomic_writer *w, const struct stat *old, mode
 	if ((m & 070) && (fstat(w->fd, &st) < 0 || st.st_gid != old->st_gid) &&
 	    fchown(w->fd, (uid_t)-1, old->st_gid) < 0)
 		m &= (mode_t)~070;
-	return fchmod(w->fd, m) < 0 ? squib_fail_errno(d, SQUIB_E_IO, errno) : 0;
+	return fchmod(w->fd, m) < 0 ? io_fail(d, SQUIB_E_IO, errno, "fchmod of", w->temp) : 0;
 }
 
 static int open_temp(struct squib_atomic_writer *w, const struct squib_atomic_options *o,
@@ -450,7 +461,7 @@ static int open_temp(struct squib_atomic_writer *w, const struct squib_atomic_op
 
 	for (int i = 0; !rc; i++) {
 		if ((e = before(w, SQUIB_IO_OPEN, w->temp)))
-			return squib_fail_errno(d, SQUIB_E_IO, -e);
+			return io_fail(d, SQUIB_E_IO, -e, "create of", w->temp);
 		w->fd = openat(lock_of(w)->dir_fd, w->temp_name,
 			       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (w->fd >= 0)
@@ -459,7 +470,7 @@ static int open_temp(struct squib_atomic_writer *w, const struct squib_atomic_op
 		/* Only a plant can take a fresh random name: draw another. A pair's
 		 * name is its memory id, fresh too: a plant there is refused. */
 		if (e != EEXIST || o->pair_id || i + 1 == TEMP_TRIES)
-			return squib_fail_errno(d, SQUIB_E_IO, e);
+			return io_fail(d, SQUIB_E_IO, e, "create of", w->temp);
 		rc = name_temp(w, NULL, d);
 	}
 	return rc;
@@ -535,7 +546,7 @@ static int do_write(struct squib_atomic_writer *w, const void *buf, size_t len, 
 	e = before(w, SQUIB_IO_WRITE, w->temp);
 	if (!e)
 		e = squib_fd_write_all(w->fd, buf, len, off);
-	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
+	return e ? io_fail(d, SQUIB_E_IO, -e, "write of", w->temp) : 0;
 }
 
 int squib_atomic_write(struct squib_atomic_writer *w, const void *buf, size_t len,
@@ -555,15 +566,18 @@ int squib_atomic_pwrite(struct squib_atomic_writer *w, const void *buf, size_t l
 
 int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detail *d)
 {
-	int e;
+	int e, rc;
 
 	if (!w || w->phase != SQUIB_ATOMIC_OPEN)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "atomic writer is not open");
 	/* fsync is never retried: after a failure the dirty pages may already be dropped. */
+	const char *op = "fsync of";
+
 	e = before(w, SQUIB_IO_FSYNC, w->temp);
 	if (!e && fsync(w->fd) < 0)
 		e = -errno;
 	if (!e) {
+		op = "close of";
 		e = before(w, SQUIB_IO_CLOSE, w->temp);
 		/* Linux frees the fd even when close reports an error, so close exactly once. */
 		if (close(w->fd) < 0 && !e)
@@ -571,8 +585,10 @@ int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detai
 		w->fd = -1;
 	}
 	if (e) {
+		/* The failure is reported before abort frees the temp's path. */
+		rc = io_fail(d, SQUIB_E_IO, -e, op, w->temp);
 		squib_atomic_abort(w);
-		return squib_fail_errno(d, SQUIB_E_IO, -e);
+		return rc;
 	}
 	w->phase = SQUIB_ATOMIC_PREPARED;
 	return 0;
@@ -595,10 +611,10 @@ int squib_fsync_dir(const char *dir, struct squib_error_detail *d)
 		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return io_fail(d, SQUIB_E_IO, errno, "open of directory", dir);
 	e = fsync(fd) < 0 ? errno : 0;
 	close(fd);
-	return e ? squib_fail_errno(d, SQUIB_E_IO, e) : 0;
+	return e ? io_fail(d, SQUIB_E_IO, e, "fsync of directory", dir) : 0;
 }
 
 void squib_atomic_forget(struct squib_atomic_writer *w)
@@ -621,16 +637,20 @@ static int publish(struct squib_atomic_writer *w, bool keep, struct squib_error_
 	if (!e && renameat(l->dir_fd, w->temp_name, l->dir_fd, l->name) < 0)
 		e = -errno;
 	if (e) {
+		squib_fail_errno_msg(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e,
+				     "rename of %.220s to %.220s", w->temp, w->dest);
 		if (keep)
 			squib_atomic_forget(w);
 		else
 			squib_atomic_abort(w);
-		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
+		return SQUIB_E_ATOMIC_COMMIT_FAILED;
 	}
 	/* The temp name is gone now; a failure from here on must not unlink anything. */
 	e = squib_hooked_fsync_dir_fd(w->hooks, l->dir_fd, w->dir);
+	if (e)
+		io_fail(d, SQUIB_E_IO, -e, "fsync of directory", w->dir);
 	release(w);
-	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
+	return e ? SQUIB_E_IO : 0;
 }
 
 int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d)

@@ -246,8 +246,12 @@ int squib_undo_write(const struct squib_memfile *base, const struct squib_page_e
 		else
 			squib_atomic_abort(&u.w);
 	}
-	if (rc == SQUIB_E_IO && d) /* the atomic writer's: say which file */
-		rc = squib_memfile_io_error(d, d->os_errno, "writing the undo log %s", path);
+	if (rc == SQUIB_E_IO && d) { /* the atomic writer's: keep its operation and path */
+		char what[SQUIB_DETAIL_MSG_MAX];
+
+		squib_strlcpy(what, d->msg, sizeof(what));
+		rc = squib_memfile_io_error(d, d->os_errno, "undo log: %s", what);
+	}
 	free(u.buf);
 	free(r.v);
 	free(path);
@@ -274,9 +278,12 @@ int squib_undo_discard(const struct squib_dest_lock *base, const struct squib_io
 	if (!e && unlinkat(base->dir_fd, name, 0) < 0)
 		e = -errno;
 	if (e)
-		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
+		return squib_fail_errno_msg(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e, "unlink of %.400s",
+					    path);
 	e = squib_hooked_fsync_dir_fd(hooks, base->dir_fd, base->dir);
-	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0; /* SQUIB_E_IO: gone, not durable */
+	/* SQUIB_E_IO: gone, not durable */
+	return e ? squib_fail_errno_msg(d, SQUIB_E_IO, -e, "fsync of directory %.400s", base->dir)
+		 : 0;
 }
 
 /* ---- reading the log back ---------------------------------------------------------- */

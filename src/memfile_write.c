@@ -131,8 +131,9 @@ static int flush(struct writer *wr)
 	if (!e)
 		e = squib_pwrite_all(wr->aw->fd, wr->ptr, wr->len, wr->off);
 	if (e)
-		return squib_memfile_io_error(wr->d, -e, "writing %zu bytes at offset %" PRIu64,
-					      wr->len, wr->off);
+		return squib_memfile_io_error(wr->d, -e,
+					      "write of %zu bytes at offset %" PRIu64 " of %.400s",
+					      wr->len, wr->off, wr->aw->temp);
 	wr->st.write_calls++;
 	start_writeback(wr->aw->fd, wr->off, wr->len);
 	wr->len = 0;
@@ -405,7 +406,8 @@ static int finish(struct writer *wr, enum squib_memory_kind kind, const uint8_t 
 		e = squib_pwrite_all(wr->aw->fd, tail, len, l->ram_size);
 	free(tail);
 	if (e)
-		return squib_memfile_io_error(wr->d, -e, "writing the manifest and footer");
+		return squib_memfile_io_error(
+		    wr->d, -e, "write of the manifest and footer of %.400s", wr->aw->temp);
 	return 0;
 }
 
@@ -417,8 +419,8 @@ static int truncate_to_ram(struct writer *wr)
 		ram += wr->regions[i].size;
 	/* Holes everywhere first: pages never written read back as zeros. */
 	if (ftruncate(wr->aw->fd, (off_t)ram) < 0)
-		return squib_memfile_io_error(wr->d, errno, "extending the memory file to %" PRIu64,
-					      ram);
+		return squib_memfile_io_error(wr->d, errno, "extending %.400s to %" PRIu64 " bytes",
+					      wr->aw->temp, ram);
 	return 0;
 }
 

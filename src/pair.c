@@ -149,14 +149,18 @@ static int roll_forward(struct recovery *r, struct squib_error_detail *d)
 	int e = squib_hooked_fsync_dir_fd(r->hooks, r->ml->dir_fd, r->ml->dir);
 
 	if (e)
-		return squib_fail_errno(d, SQUIB_E_IO, -e);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, -e, "fsync of directory %.400s",
+					    r->ml->dir);
 	e = squib_hook(r->hooks, SQUIB_IO_RENAME, r->sl->dest);
 	if (!e && renameat(r->sl->dir_fd, r->tmp_name, r->sl->dir_fd, r->sl->name) < 0)
 		e = -errno;
 	if (e)
-		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
+		return squib_fail_errno_msg(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e,
+					    "rename of %.200s to %.200s (in %.100s)", r->tmp_name,
+					    r->sl->name, r->sl->dir);
 	e = squib_hooked_fsync_dir_fd(r->hooks, r->sl->dir_fd, r->sl->dir);
-	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
+	return e ? squib_fail_errno_msg(d, SQUIB_E_IO, -e, "fsync of directory %.400s", r->sl->dir)
+		 : 0;
 }
 
 /*

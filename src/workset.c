@@ -252,7 +252,7 @@ static int read_limited(int fd, uint8_t **out, size_t *len, struct squib_error_d
 			int e = errno;
 
 			free(buf);
-			return squib_fail_errno(d, SQUIB_E_IO, e);
+			return squib_fail_errno(d, SQUIB_E_IO, e); /* the caller names the path */
 		}
 		if (!n)
 			break;

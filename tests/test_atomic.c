@@ -405,6 +405,50 @@ static void test_should_keep_previous_destination_when_any_step_fails(void **sta
 	}
 }
 
+/* Issue 10: every I/O error names the operation and the path that failed, while the code's own
+ * text stays upstream's. */
+static void test_should_name_the_operation_and_path_of_every_failed_step(void **state)
+{
+	static const struct {
+		enum squib_io_step step;
+		int err;
+		const char *op;
+		const char *text;
+	} cases[] = {
+	    {SQUIB_IO_LOCK, EIO, "lock of ", "snapshot I/O error: "},
+	    {SQUIB_IO_OPEN, ENOSPC, "create of ", "snapshot I/O error: "},
+	    {SQUIB_IO_WRITE, ENOSPC, "write of ", "snapshot I/O error: "},
+	    {SQUIB_IO_FSYNC, EIO, "fsync of ", "snapshot I/O error: "},
+	    {SQUIB_IO_CLOSE, EIO, "close of ", "snapshot I/O error: "},
+	    {SQUIB_IO_RENAME, EIO, "rename of ", "atomic commit (rename) failed: "},
+	    {SQUIB_IO_FSYNC_DIR, EIO, "fsync of directory ", "snapshot I/O error: "},
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct recorder r;
+		struct squib_io_hooks h = recorder_hooks(&r, cases[i].step, cases[i].err);
+		struct squib_error_detail d;
+		char msg[1024], want[PATH_MAX + 64];
+
+		assert_int_not_equal(squib_atomic_write_file(f->dest, "next!", 5, &h, &d), 0);
+		assert_int_equal(d.os_errno, cases[i].err);
+		/* The path the failing step was about to touch, after the operation's name. */
+		snprintf(want, sizeof(want), "%s%s", cases[i].op, r.paths[r.n - 1]);
+		if (cases[i].step == SQUIB_IO_RENAME) /* "rename of TEMP to DEST" */
+			snprintf(want, sizeof(want), " to %s", r.paths[r.n - 1]);
+		assert_non_null(strstr(d.msg, cases[i].op));
+		if (!strstr(d.msg, want))
+			print_message("step %s: \"%s\" lacks \"%s\"\n",
+				      squib_io_step_name(cases[i].step), d.msg, want);
+		assert_non_null(strstr(d.msg, want));
+		squib_error_message(d.code, &d, msg, sizeof(msg));
+		assert_int_equal(strncmp(msg, cases[i].text, strlen(cases[i].text)), 0);
+		assert_int_equal(strays(f), 0);
+		recorder_free(&r);
+	}
+}
+
 static void test_should_keep_writer_open_after_failed_write(void **state)
 {
 	struct fixture *f = *state;
@@ -1217,6 +1261,7 @@ int main(int argc, char **argv)
 	    T(test_should_fail_same_fs_check_with_io_when_dir_cannot_be_stat_ed),
 	    T(test_should_fsync_parent_dir_once_after_rename),
 	    T(test_should_call_hooks_in_commit_order),
+	    T(test_should_name_the_operation_and_path_of_every_failed_step),
 	    T(test_should_keep_previous_destination_when_any_step_fails),
 	    T(test_should_keep_writer_open_after_failed_write),
 	    T(test_should_return_io_with_new_content_when_dir_fsync_fails),

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -809,6 +810,51 @@ static void assert_out_refused(struct fx *f, const char *out, const char *what)
 		    before.st_rdev == after.st_rdev && before.st_size == after.st_size);
 }
 
+/* rebase --out into a directory on mnt (a tmpfs of `size`, read-only if asked): the error names
+ * the file and the operation that failed, after upstream's fixed text. */
+static void rebase_out_fails(struct fx *f, const char *mnt, const char *size, bool ro,
+			     const char *want_path, const char *want_text)
+{
+	char *out = squib_test_path(mnt, "merged.mem");
+	struct squib_test_proc p;
+
+	assert_int_equal(mount("squib-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, size), 0);
+	if (ro)
+		assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--out", out, NULL);
+	printf("rebase --out %s tmpfs: %s", ro ? "read-only" : "full", p.err);
+	assert_int_not_equal(p.status, 0);
+	assert_contains(p.err, want_text);
+	assert_contains(p.err, want_path);
+	assert_false(squib_test_exists(out));
+	squib_test_proc_free(&p);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	free(out);
+}
+
+static void test_should_name_the_path_when_rebase_out_cannot_write(void **state)
+{
+	struct fx *f = *state;
+	char *mnt = squib_test_path(f->dir, "mnt"), *lock = squib_test_path(mnt, ".merged.mem");
+
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (mount("squib-test", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=16k") < 0) {
+		printf("SKIP: cannot mount a tmpfs (%s): rebase --out into a full or read-only "
+		       "filesystem untested\n",
+		       strerror(errno));
+		free(mnt);
+		free(lock);
+		skip();
+	}
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	/* The lock file's creation is the first write there. */
+	rebase_out_fails(f, mnt, "size=16k", true, lock,
+			 "snapshot I/O error: Read-only file system");
+	rebase_out_fails(f, mnt, "size=16k", false, mnt, "No space left on device");
+	free(mnt);
+	free(lock);
+}
+
 static void test_should_refuse_to_rebase_onto_a_device_fifo_socket_directory_or_link(void **state)
 {
 	struct fx *f = *state;
@@ -1108,6 +1154,7 @@ int main(void)
 	    T(test_should_exit_2_when_a_diff_fails_its_digests),
 	    T(test_should_draw_rebase_progress_when_asked),
 	    T(test_should_refuse_to_rebase_onto_a_device_fifo_socket_directory_or_link),
+	    T(test_should_name_the_path_when_rebase_out_cannot_write),
 	    T(test_should_publish_one_whole_image_when_rebases_race),
 	    cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
 	    T(test_should_describe_the_memory_section_from_the_cli),

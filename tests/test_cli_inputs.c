@@ -266,6 +266,28 @@ static void test_should_name_a_working_set_passed_elsewhere(void **state)
 	expect(&r, 1, want);
 }
 
+/* ---- restore --handler-uid ---- */
+
+/* The uids trusted besides restore's own are checked as arguments, before any file or /dev/kvm
+ * is opened (the refusal of a foreign handler itself runs the guest: test_kvm_e2e). */
+static void test_should_check_restore_handler_uids_as_arguments(void **state)
+{
+	struct fx *f = *state;
+	struct run r;
+
+	cli(&r, "restore", f->x86_snap, "--handler-uid", "65534", NULL);
+	expect(&r, 1, "--handler-uid needs --uffd-sock");
+	cli(&r, "restore", f->x86_snap, "--uffd-sock", f->sock, "--handler-uid", "-1", NULL);
+	expect(&r, 1, "--handler-uid needs a uid (0 to 4294967294)");
+	cli(&r, "restore", f->x86_snap, "--uffd-sock", f->sock, "--handler-uid", "4294967295",
+	    NULL);
+	expect(&r, 1, "--handler-uid needs a uid (0 to 4294967294)");
+	cli(&r, "restore", f->x86_snap, "--uffd-sock", f->sock, "--handler-uid", NULL);
+	expect(&r, 1, "--handler-uid needs a uid");
+	cli(&r, "restore", "--help", NULL);
+	expect(&r, 0, "--handler-uid UID");
+}
+
 /* ---- a sparse file that claims a huge RAM ---- */
 
 /* 8 KiB of data, 1 TiB claimed present: before, verify read zeros for about two hours
@@ -357,6 +379,7 @@ int main(void)
 	    T(test_should_refuse_a_sparse_memory_file_claiming_a_tib_quickly),
 	    T(test_should_name_dev_kvm_when_it_is_missing),
 	    T(test_should_check_the_pair_before_opening_kvm),
+	    T(test_should_check_restore_handler_uids_as_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

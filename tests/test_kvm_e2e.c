@@ -1397,6 +1397,48 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
 	pair_free(&pr);
 }
 
+/* restore --handler-uid: a `serve` running as another uid (65534) is refused by default, nothing
+ * sent to it, and trusted with the flag. */
+static void test_should_trust_a_handler_of_another_uid_only_with_handler_uid(void **state)
+{
+	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket",    "h.sock", "--mem", "vm.mem",
+			"--state",	     "vm.snap", "--allow-uid", "0",	 NULL};
+	struct squib_test_proc p;
+	struct squib_test_bg h;
+	struct pair pr;
+
+	(void)state;
+	if (geteuid() != 0) {
+		print_message("*** SKIP: not root: no serve of another uid: restore --handler-uid "
+			      "untested ***\n");
+		skip();
+	}
+	cli_saved_pair(&pr);
+	assert_int_equal(chown(pr.dir, 65534, 65534), 0);
+	assert_int_equal(chown(pr.mem, 65534, 65534), 0);
+	assert_int_equal(chown(pr.state, 65534, 65534), 0);
+	squib_test_bg_start_as(pr.dir, argv, 65534, &h);
+	squib_test_bg_wait_for(&h, "listening on h.sock", 5000);
+	cli(pr.dir, (char *[]){"restore", "vm.snap", "--uffd-sock", "h.sock", NULL}, &p);
+	assert_int_equal(p.status, 1);
+	if (!strstr(p.err, "the uffd is not sent to h.sock"))
+		fail_msg("restore refused for another reason: %s", p.err);
+	squib_test_proc_free(&p);
+	/* serve is still there after the refusal: it was sent nothing. */
+	cli(pr.dir,
+	    (char *[]){"restore", "vm.snap", "--uffd-sock", "h.sock", "--handler-uid", "65534",
+		       NULL},
+	    &p);
+	if (p.status)
+		fail_msg("restore --handler-uid 65534: %s", p.err);
+	assert_non_null(strstr(p.out, "(uffd, external handler backend, 2 vCPUs)"));
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
+	assert_null(strstr(h.obuf, "pages copied 0,"));
+	pair_free(&pr);
+}
+
 /* The handler's own record and prefetch: the second restore takes fewer faults (3 -> 0 here). */
 static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
 {
@@ -1641,6 +1683,7 @@ int main(void)
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	    cmocka_unit_test(test_should_record_a_working_set_and_prefetch_it_from_the_cli),
 	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),
+	    cmocka_unit_test(test_should_trust_a_handler_of_another_uid_only_with_handler_uid),
 	    cmocka_unit_test(test_should_record_and_prefetch_a_working_set_in_serve),
 	    cmocka_unit_test(test_should_stop_the_guest_when_serve_is_killed_from_the_cli),
 	    cmocka_unit_test_setup_teardown(

@@ -647,6 +647,71 @@ static void test_should_stop_a_prefetch_between_chunks_when_asked(void **state)
 	munmap(want, pages * ps());
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool count_looks(void *ctx)
+{
+	int *looks = ctx;
+
+	return ++*looks < 0; /* never */
+}
+
+static bool stop_at_second_look(void *ctx)
+{
+	int *looks = ctx;
+
+	return ++*looks >= 2;
+}
+
+/* The merge of a million runs asks the stop function while it sorts (at least every 64 Ki runs
+ * of each pass), not only once it is done: before, the first look came after the whole sort
+ * (250-875 ms of a SIGTERM ignored under serve --prefetch-ws). Told to stop at its second look,
+ * the prefetch ends inside the merge with nothing installed. */
+static void test_should_ask_the_stop_function_while_merging_runs(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, installed = 99, n = 1u << 20, t0;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	struct squib_ws_run *many = calloc(n, sizeof(*many));
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct lazy l;
+	int looks = 0;
+
+	SKIP_WITHOUT_UFFD();
+	assert_non_null(many);
+	for (uint64_t i = 0; i < n; i++)
+		many[i] = (struct squib_ws_run){(i * 37) % 200, 57 - i % 7}; /* 0..255 */
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	squib_pager_set_prefetch_stop(l.p, stop_at_second_look, &looks);
+	assert_int_equal(squib_pager_prefetch(l.p, many, n, &installed, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ECANCELED);
+	assert_int_equal(looks, 2);
+	assert_int_equal(installed, 0);
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.pages_present, 0);
+	looks = 0;
+	squib_pager_set_prefetch_stop(l.p, count_looks, &looks);
+	t0 = now_us();
+	assert_int_equal(squib_pager_prefetch(l.p, many, n, &installed, &d), 0);
+	/* one pass by page (256 pages): two loops over 16 x 64 Ki runs, a look every 64 Ki */
+	print_message("1 Mi overlapping runs: merged and prefetched in %llu us, %d looks\n",
+		      (unsigned long long)(now_us() - t0), looks);
+	assert_true(looks >= 16);
+	assert_int_equal(installed, pages);
+	assert_memory_equal(l.mem, want, pages * ps());
+	lazy_close(&l);
+	free(many);
+	munmap(want, pages * ps());
+}
+
 static void test_should_prefetch_all_pages(void **state)
 {
 	struct fixture *f = *state;
@@ -1355,6 +1420,7 @@ int main(void)
 	    T(test_should_prefetch_all_pages),
 	    T(test_should_merge_runs_before_visiting_pages),
 	    T(test_should_stop_a_prefetch_between_chunks_when_asked),
+	    T(test_should_ask_the_stop_function_while_merging_runs),
 	    T(test_should_refuse_prefetch_runs_outside_the_range),
 	    T(test_should_prefetch_through_an_attached_uffd),
 	    T(test_should_record_fault_driven_installs_in_order),

@@ -17,7 +17,7 @@ static void restore_usage(FILE *out)
 		"                              [--chain MEM ...] [--paused] [--reports N]\n"
 		"                              [--uffd-sock PATH] [--record-ws FILE]\n"
 		"                              [--prefetch-ws FILE] [--background-fill]\n"
-		"                              [--no-prewarm]\n\n"
+		"                              [--no-prewarm] [--handler-uid UID]...\n\n"
 		"Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
 		"/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
 		"resumes the guest, waits until every vCPU has reported N more times, pauses\n"
@@ -35,6 +35,10 @@ static void restore_usage(FILE *out)
 		"                       Firecracker's Uffd handshake; the memory file is not\n"
 		"                       opened unless --mem is given. If the handler dies, the\n"
 		"                       guest is stopped for good and restore exits 1\n"
+		"  --handler-uid UID    --uffd-sock: also trust a handler running as UID\n"
+		"                       (repeatable). By default only a handler of restore's\n"
+		"                       own uid (or root) is sent the guest's memory; the\n"
+		"                       listener's uid is checked before anything is sent\n"
 		"  --record-ws FILE     uffd: write the pages the guest faulted in (the working\n"
 		"                       set) to FILE at the end\n"
 		"  --prefetch-ws FILE   uffd: install FILE's working set before the guest runs\n"
@@ -60,6 +64,8 @@ struct restore_args {
 	size_t chain_len;
 	enum squib_memory_backend backend;
 	const char *uffd_sock, *record_ws, *prefetch_ws;
+	uint32_t handler_uids[SQUIB_UFFD_MAX_ALLOW_UIDS];
+	uint32_t handler_uid_count;
 	bool background_fill, no_prewarm;
 	bool backend_given; /* --mem-backend on the command line */
 	bool paused;
@@ -86,9 +92,12 @@ static int lazy_option(int argc, char **argv, int *i, struct restore_args *a)
 {
 	static const char *const names[] = {"--uffd-sock", "--record-ws", "--prefetch-ws"};
 	const char **dst[] = {&a->uffd_sock, &a->record_ws, &a->prefetch_ws};
+	const char *v;
+	uint32_t uid;
+	int r;
 
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		int r = cli_option_value(argc, argv, i, names[k], dst[k]);
+		r = cli_option_value(argc, argv, i, names[k], dst[k]);
 
 		if (r < 0)
 			return fprintf(stderr, "squib-snapshot: restore: %s needs a PATH\n",
@@ -96,6 +105,20 @@ static int lazy_option(int argc, char **argv, int *i, struct restore_args *a)
 			       -1;
 		if (r)
 			return 1;
+	}
+	if ((r = cli_option_value(argc, argv, i, "--handler-uid", &v))) {
+		/* (uid_t)-1 means "no uid" to the kernel: never a peer's. */
+		if (r < 0 || cli_parse_count(v, 0, UINT32_MAX - 1, &uid))
+			return fprintf(stderr, "squib-snapshot: restore: --handler-uid needs a uid "
+					       "(0 to 4294967294)\n"),
+			       -1;
+		if (a->handler_uid_count == SQUIB_UFFD_MAX_ALLOW_UIDS)
+			return fprintf(stderr,
+				       "squib-snapshot: restore: --handler-uid: at most %d uids\n",
+				       SQUIB_UFFD_MAX_ALLOW_UIDS),
+			       -1;
+		a->handler_uids[a->handler_uid_count++] = uid;
+		return 1;
 	}
 	if (!strcmp(argv[*i], "--background-fill"))
 		return a->background_fill = true, 1;
@@ -115,6 +138,10 @@ static int check_lazy_args(struct restore_args *a)
 		return fprintf(stderr, "squib-snapshot: restore: --uffd-sock, --record-ws, "
 				       "--prefetch-ws, --background-fill and --no-prewarm need "
 				       "--mem-backend uffd\n"),
+		       -1;
+	if (a->handler_uid_count && !a->uffd_sock)
+		return fprintf(stderr,
+			       "squib-snapshot: restore: --handler-uid needs --uffd-sock\n"),
 		       -1;
 	if (a->uffd_sock && pager_opt)
 		return fprintf(stderr, "squib-snapshot: restore: --record-ws, --prefetch-ws and "
@@ -327,6 +354,8 @@ static void lazy_options(const struct restore_args *a, const struct squib_workse
 	lz->prefetch = a->prefetch_ws ? ws : NULL;
 	lz->no_prewarm = a->no_prewarm;
 	lz->uffd_socket = a->uffd_sock;
+	lz->remote.handler_uids = a->handler_uid_count ? a->handler_uids : NULL;
+	lz->remote.handler_uid_count = a->handler_uid_count;
 }
 
 static void print_restored(struct cli_vm *c, const struct restore_args *a,

@@ -676,40 +676,70 @@ struct span {
 	uint64_t first, end, order;
 };
 
-static int by_first(const void *a, const void *b)
-{
-	const struct span *x = a, *y = b;
+/* The merge sorts by radix (no comparison sort, O(runs) per pass) and asks the stop function
+ * every STOP_CHECK_RUNS runs of every pass: 4 M runs must not delay a SIGTERM. A merge of fewer
+ * runs is too short to ask at all. */
+#define RADIX_BITS	11u
+#define RADIX		(1u << RADIX_BITS)
+#define STOP_CHECK_RUNS 65536u
 
-	return x->first < y->first ? -1 : x->first > y->first;
+static bool stop_at(struct squib_pager *p, uint64_t i, struct squib_error_detail *d)
+{
+	return i && i % STOP_CHECK_RUNS == 0 && asked_to_stop(p, d);
 }
 
-static int by_order(const void *a, const void *b)
+static uint64_t digit(const struct span *s, bool by_order, unsigned int shift)
 {
-	const struct span *x = a, *y = b;
-
-	return x->order < y->order ? -1 : x->order > y->order;
+	return ((by_order ? s->order : s->first) >> shift) & (RADIX - 1);
 }
 
-/*
- * runs[0..n) as disjoint runs: overlapping and touching runs merged, so that
- * each page is visited once whatever the runs (4 M overlapping runs cost
- * their pages, not runs x pages). The merged runs keep the order of the first
- * run that touched each - the working set's first-fault order, roughly.
- */
-static int merge_runs(const struct squib_ws_run *runs, uint64_t n, struct squib_ws_run **out,
-		      uint64_t *m)
+/* One stable counting pass of src into dst by the digit at shift. */
+static int radix_pass(struct squib_pager *p, const struct span *src, struct span *dst, uint64_t n,
+		      bool by_order, unsigned int shift, struct squib_error_detail *d)
 {
-	struct span *s;
+	uint64_t count[RADIX] = {0}, at = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (stop_at(p, i, d))
+			return SQUIB_E_IO;
+		count[digit(&src[i], by_order, shift)]++;
+	}
+	for (uint32_t b = 0; b < RADIX; b++) {
+		uint64_t c = count[b];
+
+		count[b] = at;
+		at += c;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (stop_at(p, i, d))
+			return SQUIB_E_IO;
+		dst[count[digit(&src[i], by_order, shift)]++] = src[i];
+	}
+	return 0;
+}
+
+/* *s[0..n) sorted by first page or by order (keys at most max); *s and *tmp may swap. */
+static int sort_spans(struct squib_pager *p, struct span **s, struct span **tmp, uint64_t n,
+		      bool by_order, uint64_t max, struct squib_error_detail *d)
+{
+	for (unsigned int shift = 0; shift < 64 && (shift == 0 || max >> shift);
+	     shift += RADIX_BITS) {
+		struct span *t = *s;
+		int rc = radix_pass(p, *s, *tmp, n, by_order, shift, d);
+
+		if (rc)
+			return rc;
+		*s = *tmp;
+		*tmp = t;
+	}
+	return 0;
+}
+
+/* Sorted spans [0..n) merged in place where they overlap or touch; the count left. */
+static uint64_t merge_sorted(struct span *s, uint64_t n)
+{
 	uint64_t k = 0;
 
-	*m = 0;
-	if (!n)
-		return 0;
-	if (n > SIZE_MAX / sizeof(*s) || !(s = malloc((size_t)n * sizeof(*s))))
-		return -ENOMEM;
-	for (uint64_t i = 0; i < n; i++)
-		s[i] = (struct span){runs[i].first_page, runs[i].first_page + runs[i].page_count, i};
-	qsort(s, (size_t)n, sizeof(*s), by_first);
 	for (uint64_t i = 1; i < n; i++) {
 		if (s[i].first <= s[k].end) {
 			s[k].end = s[i].end > s[k].end ? s[i].end : s[k].end;
@@ -718,13 +748,46 @@ static int merge_runs(const struct squib_ws_run *runs, uint64_t n, struct squib_
 			s[++k] = s[i];
 		}
 	}
-	qsort(s, (size_t)(k + 1), sizeof(*s), by_order);
-	if ((*out = malloc((size_t)(k + 1) * sizeof(**out))))
-		for (uint64_t i = 0; i <= k; i++)
-			(*out)[i] = (struct squib_ws_run){s[i].first, s[i].end - s[i].first};
+	return k + 1;
+}
+
+/*
+ * runs[0..n) as disjoint runs: overlapping and touching runs merged, so that
+ * each page is visited once whatever the runs (4 M overlapping runs cost
+ * their pages, not runs x pages). The merged runs keep the order of the first
+ * run that touched each - the working set's first-fault order, roughly.
+ * 0, SQUIB_E_NOMEM, or SQUIB_E_IO when the stop function said so.
+ */
+static int merge_runs(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
+		      struct squib_ws_run **out, uint64_t *m, struct squib_error_detail *d)
+{
+	struct span *s = NULL, *tmp = NULL;
+	uint64_t merged = 0;
+	int rc;
+
+	*m = 0;
+	*out = NULL;
+	if (!n)
+		return 0;
+	if (n > SIZE_MAX / 2 / sizeof(*s) || !(s = malloc((size_t)n * sizeof(*s))) ||
+	    !(tmp = malloc((size_t)n * sizeof(*s)))) {
+		free(s);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	for (uint64_t i = 0; i < n; i++)
+		s[i] = (struct span){runs[i].first_page, runs[i].first_page + runs[i].page_count, i};
+	rc = sort_spans(p, &s, &tmp, n, false, p->src.page_count, d);
+	if (!rc) /* orders stay below the runs' count */
+		rc = sort_spans(p, &s, &tmp, merged = merge_sorted(s, n), true, n - 1, d);
+	n = merged;
+	if (!rc && !(*out = malloc((size_t)n * sizeof(**out))))
+		rc = squib_fail(d, SQUIB_E_NOMEM);
+	for (uint64_t i = 0; !rc && i < n; i++)
+		(*out)[i] = (struct squib_ws_run){s[i].first, s[i].end - s[i].first};
 	free(s);
-	*m = *out ? k + 1 : 0;
-	return *out ? 0 : -ENOMEM;
+	free(tmp);
+	*m = rc ? 0 : n;
+	return rc;
 }
 
 int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
@@ -743,11 +806,13 @@ int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
 	if ((rc = check_runs(p, runs, n, d)))
 		return rc;
 	chunk = PREFETCH_CHUNK / p->ps ? PREFETCH_CHUNK / p->ps : 1;
-	if (merge_runs(runs, n, &merged, &m) || !(buf = malloc(chunk * p->ps))) {
+	memset(&err, 0, sizeof(err));
+	if ((rc = merge_runs(p, runs, n, &merged, &m, &err)))
+		goto out;
+	if (!(buf = malloc(chunk * p->ps))) {
 		free(merged);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	memset(&err, 0, sizeof(err));
 	for (uint64_t i = 0; i < m && !rc; i++)
 		for (uint32_t j = 0; j < p->region_count && !rc; j++)
 			if (clip(p, &p->regions[j], &merged[i], &lo, &hi))
@@ -755,6 +820,7 @@ int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
 						    &err);
 	free(merged);
 	free(buf);
+out:
 	if (installed)
 		*installed = total;
 	if (rc && d)

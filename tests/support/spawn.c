@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -174,6 +175,11 @@ static int64_t bg_now_ms(void)
 
 void squib_test_bg_start(const char *cwd, char *const argv[], struct squib_test_bg *b)
 {
+	squib_test_bg_start_as(cwd, argv, -1, b);
+}
+
+void squib_test_bg_start_as(const char *cwd, char *const argv[], long uid, struct squib_test_bg *b)
+{
 	int o[2], e[2];
 
 	memset(b, 0, sizeof(*b));
@@ -189,6 +195,11 @@ void squib_test_bg_start(const char *cwd, char *const argv[], struct squib_test_
 		if (in < 0 || dup2(in, 0) < 0 || dup2(o[1], 1) < 0 || dup2(e[1], 2) < 0 ||
 		    (cwd && chdir(cwd) != 0))
 			_exit(126);
+		/* For good: groups, gid and uid, so nothing of the caller's is left. */
+		if (uid >= 0 &&
+		    (setgroups(0, NULL) || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) ||
+		     setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid)))
+			_exit(125);
 		execv(argv[0], argv);
 		_exit(127);
 	}

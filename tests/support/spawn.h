@@ -43,6 +43,10 @@ struct squib_test_bg {
 /* Start argv[0] with argv in cwd (NULL: here), stdin from /dev/null. */
 void squib_test_bg_start(const char *cwd, char *const argv[], struct squib_test_bg *b);
 
+/* The same as user and group `uid` (root only; uid < 0: unchanged); exit 125 if the switch
+ * fails. */
+void squib_test_bg_start_as(const char *cwd, char *const argv[], long uid, struct squib_test_bg *b);
+
 /* Read whatever the program has written so far (never blocks). */
 void squib_test_bg_pump(struct squib_test_bg *b);
 
