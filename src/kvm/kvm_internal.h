@@ -35,6 +35,7 @@ struct kvm_vcpu {
 	uint32_t index;
 	int fd;
 	struct kvm_run *run;
+	uint32_t cpuid_nent; /* entries of the last KVM_SET_CPUID2 (control thread) */
 	pthread_t thread;
 	bool thread_started;
 	bool pending_io; /* vCPU thread only: the last exit needs KVM_RUN to complete */

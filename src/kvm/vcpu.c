@@ -36,7 +36,8 @@ static int get_supported_cpuid(struct squib_kvm_vm *vm, struct kvm_cpuid2 **out,
 	return 0;
 }
 
-/* The supported table with this vCPU's APIC id in leaves 1, 0xB and 0x1F. */
+/* The supported table with this vCPU's APIC id in leaves 1, 0xB and 0x1F, and the
+ * hypervisor bit that KVM leaves to the VMM. */
 static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 		     struct squib_error_detail *d)
 {
@@ -49,13 +50,18 @@ static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 	for (uint32_t i = 0; i < mine->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &mine->entries[i];
 
-		if (e->function == 1)
+		if (e->function == 1) {
 			e->ebx = (e->ebx & 0x00ffffffu) | (c->index << 24);
-		else if (e->function == 0xb || e->function == 0x1f)
+			e->ecx |=
+			    1u
+			    << 31; /* "running under a hypervisor": guests look for KVM's leaves */
+		} else if (e->function == 0xb || e->function == 0x1f)
 			e->edx = c->index;
 	}
 	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, mine))
 		rc = kvm_fail_ioctl(d, "KVM_SET_CPUID2");
+	else
+		c->cpuid_nent = mine->nent;
 	free(mine);
 	return rc;
 }

@@ -179,7 +179,8 @@ static int capture_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, struct squi
 	for (uint32_t i = 0; i < vm->msr_count; i++)
 		m[i] = (struct squib_x86_msr){b->entries[i].index, b->entries[i].data};
 	if ((rc = squib_x86_vcpu_set_msrs(v, m, vm->msr_count)))
-		squib_fail(d, rc);
+		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_GET_MSRS: %u MSRs, some twice",
+				    vm->msr_count);
 out:
 	free(b);
 	free(m);
@@ -242,10 +243,17 @@ static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 
 /* ---- CPUID --------------------------------------------------------------------- */
 
+/*
+ * The table is asked for with exactly as many entries as the vCPU was given:
+ * Debian 12's 6.1 kernel (6.1.192) answers KVM_GET_CPUID2 without writing
+ * nent back, so a larger buffer came back as the table followed by zeroed
+ * entries, which the state model refuses as duplicates of leaf 0.
+ */
 static int capture_cpuid(struct kvm_vcpu *c, struct squib_x86_vcpu *v, struct squib_error_detail *d)
 {
-	struct kvm_cpuid2 *b = kvm_cpuid_alloc(CPUID_MAX);
-	struct squib_x86_cpuid_entry *e = calloc(CPUID_MAX, sizeof(*e));
+	uint32_t n = c->cpuid_nent ? c->cpuid_nent : CPUID_MAX;
+	struct kvm_cpuid2 *b = kvm_cpuid_alloc(n);
+	struct squib_x86_cpuid_entry *e = calloc(n, sizeof(*e));
 	int rc = 0;
 
 	if (!b || !e) {
@@ -256,13 +264,20 @@ static int capture_cpuid(struct kvm_vcpu *c, struct squib_x86_vcpu *v, struct sq
 		rc = kvm_fail_ioctl(d, "KVM_GET_CPUID2");
 		goto out;
 	}
+	if (b->nent > n) {
+		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_GET_CPUID2: %u entries in room for %u",
+				    b->nent, n);
+		goto out;
+	}
 	for (uint32_t i = 0; i < b->nent; i++) {
 		const struct kvm_cpuid_entry2 *k = &b->entries[i];
 		e[i] = (struct squib_x86_cpuid_entry){k->function, k->index, k->flags, k->eax,
 						      k->ebx,	   k->ecx,   k->edx};
 	}
 	if ((rc = squib_x86_vcpu_set_cpuid(v, e, b->nent)))
-		squib_fail(d, rc);
+		rc = squib_fail_msg(d, SQUIB_E_CAPTURE,
+				    "KVM_GET_CPUID2: %u entries, some (function, index) twice",
+				    b->nent);
 out:
 	free(b);
 	free(e);
@@ -291,6 +306,8 @@ static int restore_cpuid(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 	}
 	if (kvm_ioctl(c->fd, KVM_SET_CPUID2, b))
 		rc = kvm_fail_ioctl(d, "KVM_SET_CPUID2");
+	else
+		c->cpuid_nent = v->cpuid_count;
 	free(b);
 	return rc;
 }
@@ -583,7 +600,7 @@ static int capture_all(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
 		struct squib_x86_vcpu *v;
 
 		if ((rc = squib_state_add_x86_vcpu(out, &v)))
-			return squib_fail(d, rc);
+			return squib_fail_msg(d, rc, "adding vCPU %u to the state", i);
 		if ((rc = capture_vcpu(vm, &vm->vcpus[i], v, d)))
 			return rc;
 	}
@@ -591,7 +608,7 @@ static int capture_all(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
 	if ((rc = capture_vm(vm, &x, d)))
 		return rc;
 	if ((rc = squib_state_set_x86_vm(out, &x)))
-		return squib_fail(d, rc);
+		return squib_fail_msg(d, rc, "setting the VM-wide x86 state");
 	return kvm_devices_save(vm, out, d);
 }
 
