@@ -111,7 +111,7 @@ uint32_t cli_vm_wait_ms(const struct cli_vm *c);
 /* Wait until every vCPU has made `reports` more reports than now. */
 int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_detail *d);
 /* Print "vCPU i: counter C, reports R" for each vCPU (counter from guest memory),
- * or for Linux "console: N lines, last 'LINE'". */
+ * or for Linux "console: N lines, B bytes, last 'LINE'". */
 void cli_vm_print_counters(struct cli_vm *c, FILE *out);
 /* The console's output: PATH created or truncated (NULL: stdout, fd 1); -1 with a message. */
 int cli_console_open(const char *path);

@@ -119,7 +119,8 @@ void cli_vm_print_counters(struct cli_vm *c, FILE *out)
 
 	if (c->kind == CLI_GUEST_KIND_LINUX) {
 		squib_kvm_uart_get(c->uart, &info);
-		fprintf(out, "console: %llu lines, last '", (unsigned long long)info.lines);
+		fprintf(out, "console: %llu lines, %llu bytes, last '", (unsigned long long)info.lines,
+			(unsigned long long)info.bytes);
 		cli_put_text(out, info.last_line);
 		fprintf(out, "'\n");
 		return;

@@ -294,7 +294,8 @@ static int print_saved_console(const char *state, struct squib_error_detail *d)
 	if (!rc && cli_state_console(&s, &info))
 		rc = squib_fail_msg(d, SQUIB_E_ENCODING, "no UART in the saved state");
 	if (!rc) {
-		printf("saved console: %llu lines, last '", (unsigned long long)info.lines);
+		printf("saved console: %llu lines, %llu bytes, last '", (unsigned long long)info.lines,
+		       (unsigned long long)info.bytes);
 		cli_put_text(stdout, info.last_line);
 		printf("'\n");
 	}
