@@ -204,18 +204,111 @@ static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
 }
 
 /*
+ * The guest TSC and kvm-clock move together: kvm-clock is computed from the
+ * TSC, and the guest's clocksource watchdog compares the two. A state holds
+ * them as one pair — capture reads the TSC of every vCPU right after its
+ * final KVM_GET_CLOCK (pair_tsc_with_clock) — and restore keeps the pair:
+ * the clock was set first (VM state), so by the time a vCPU's MSRs are set
+ * the clock has run on for a while, and the TSC is set that much further
+ * (cycles at the vCPU's TSC rate). Setting the saved TSC unchanged, with the
+ * capture's gaps on top, moved the relation by 3-4 ms in a nested guest,
+ * and Linux then marked its TSC unstable after every restore. The TSC
+ * cannot be corrected by a second write: KVM takes a host write within a
+ * second of the last one as a synchronisation and keeps the old offset.
+ */
+#define MSR_IA32_TSC 0x10u
+
+static uint64_t tsc_since_clock(struct squib_kvm_vm *vm, struct kvm_vcpu *c,
+				const struct squib_x86_vcpu *v, uint64_t saved_clock)
+{
+	struct kvm_clock_data now;
+	int khz = v->tsc_khz ? (int)v->tsc_khz : kvm_ioctl(c->fd, KVM_GET_TSC_KHZ, NULL);
+
+	memset(&now, 0, sizeof(now));
+	if (khz <= 0 || kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &now) || now.clock < saved_clock)
+		return 0;
+	return (uint64_t)((unsigned __int128)(now.clock - saved_clock) * (unsigned)khz / 1000000u);
+}
+
+static uint64_t *tsc_slot(struct squib_x86_vcpu *v)
+{
+	for (uint32_t i = 0; i < v->msr_count; i++)
+		if (v->msrs[i].index == MSR_IA32_TSC)
+			return &v->msrs[i].value;
+	return NULL;
+}
+
+/*
+ * What the guest itself reads as kvm-clock at guest TSC `tsc`: vCPU 0's
+ * pvclock page (struct pvclock_vcpu_time_info at the gpa of
+ * MSR_KVM_SYSTEM_TIME_NEW) extrapolated as the guest does. Without KVM's
+ * master clock (KVM_CLOCK_TSC_STABLE clear: the host's clocksource is not a
+ * stable TSC, as in a nested TCG VM) KVM_GET_CLOCK derives the clock from the
+ * host's monotonic clock, which drifts from the guest's TSC-extrapolated view
+ * between pvclock updates (0.5 ms was seen); a restore that sets the KVM
+ * value then makes guest time jump by that much against the TSC. QEMU reads
+ * the page for the same reason. false: no enabled, readable page.
+ */
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+static bool guest_kvmclock(struct squib_kvm_vm *vm, uint64_t tsc, uint64_t *ns)
+{
+	uint64_t msr, stamp, sys, delta;
+	const uint8_t *pv;
+	uint32_t version, mul;
+	int8_t shift;
+
+	if (!read_msr(&vm->vcpus[0], MSR_KVM_SYSTEM_TIME_NEW, &msr) || !(msr & 1) ||
+	    !(pv = squib_kvm_vm_gpa_to_hva(vm, msr & ~1ull, 32)))
+		return false;
+	memcpy(&version, pv, 4);
+	memcpy(&stamp, pv + 8, 8);
+	memcpy(&sys, pv + 16, 8);
+	memcpy(&mul, pv + 24, 4);
+	memcpy(&shift, pv + 28, 1);
+	if ((version & 1) || tsc < stamp || shift > 31 || shift < -31)
+		return false;
+	delta = shift < 0 ? (tsc - stamp) >> -shift : (tsc - stamp) << shift;
+	*ns = sys + (uint64_t)(((unsigned __int128)delta * mul) >> 32);
+	return true;
+}
+
+/* See above: x's clock and every vCPU's TSC read back to back. */
+static int pair_tsc_with_clock(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
+			       struct squib_x86_vm_state *x, struct squib_error_detail *d)
+{
+	struct kvm_clock_data clock;
+	uint64_t *tsc0 = tsc_slot(&out->x86_vcpus[0]), guest_ns;
+
+	memset(&clock, 0, sizeof(clock));
+	if (kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock))
+		return kvm_fail_ioctl(d, "KVM_GET_CLOCK");
+	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++) {
+		uint64_t *tsc = tsc_slot(&out->x86_vcpus[i]);
+
+		if (tsc && !read_msr(&vm->vcpus[i], MSR_IA32_TSC, tsc))
+			return kvm_fail_ioctl(d, "KVM_GET_MSRS(IA32_TSC)");
+	}
+	if (!(clock.flags & KVM_CLOCK_TSC_STABLE) && tsc0 && guest_kvmclock(vm, *tsc0, &guest_ns))
+		clock.clock = guest_ns;
+	x->clock =
+	    (struct squib_x86_clock){clock.clock, clock.flags, clock.realtime, clock.host_tsc};
+	return 0;
+}
+
+/*
  * KVM_SET_MSRS stops at the first MSR it refuses. Some readable MSRs cannot
  * be written in every configuration (MSR_KVM_ASYNC_PF_INT without an
  * in-kernel LAPIC, say) even with the value they already hold; such an MSR
  * is skipped when the fresh vCPU holds the saved value already. Any other
  * refusal fails the restore.
  */
-static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
-			struct squib_error_detail *d)
+static int restore_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
+			uint64_t saved_clock, struct squib_error_detail *d)
 {
 	struct kvm_msrs *b = kvm_msrs_alloc(v->msr_count);
+	uint64_t cur, tsc_shift = tsc_since_clock(vm, c, v, saved_clock);
 	uint32_t done = 0;
-	uint64_t cur;
 	int n, rc = 0;
 
 	if (!b)
@@ -225,6 +318,8 @@ static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 		for (uint32_t i = 0; i < b->nmsrs; i++) {
 			b->entries[i].index = v->msrs[done + i].index;
 			b->entries[i].data = v->msrs[done + i].value;
+			if (b->entries[i].index == MSR_IA32_TSC)
+				b->entries[i].data += tsc_shift;
 		}
 		n = kvm_ioctl(c->fd, KVM_SET_MSRS, b);
 		if (n < 0)
@@ -478,7 +573,7 @@ static int restore_basics(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 }
 
 static int restore_vcpu(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
-			struct squib_error_detail *d)
+			uint64_t saved_clock, struct squib_error_detail *d)
 {
 	struct kvm_debugregs dbg;
 	int rc;
@@ -495,7 +590,7 @@ static int restore_vcpu(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struc
 		return kvm_fail_ioctl(d, "KVM_SET_DEBUGREGS");
 	if (v->has_lapic && kvm_ioctl(c->fd, KVM_SET_LAPIC, (void *)v->lapic))
 		return kvm_fail_ioctl(d, "KVM_SET_LAPIC");
-	if ((rc = restore_msrs(c, v, d)))
+	if ((rc = restore_msrs(vm, c, v, saved_clock, d)))
 		return rc;
 	if (kvm_ioctl(c->fd, KVM_SET_VCPU_EVENTS, (void *)v->events))
 		return kvm_fail_ioctl(d, "KVM_SET_VCPU_EVENTS");
@@ -605,7 +700,7 @@ static int capture_all(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
 			return rc;
 	}
 	memset(&x, 0, sizeof(x));
-	if ((rc = capture_vm(vm, &x, d)))
+	if ((rc = capture_vm(vm, &x, d)) || (rc = pair_tsc_with_clock(vm, out, &x, d)))
 		return rc;
 	if ((rc = squib_state_set_x86_vm(out, &x)))
 		return squib_fail_msg(d, rc, "setting the VM-wide x86 state");
@@ -680,7 +775,7 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
 	if (!rc)
 		rc = restore_vm(vm, s->x86_vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
-		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
+		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], s->x86_vm->clock.clock, d);
 	if (!rc)
 		rc = kvm_devices_restore(vm, s, d);
 	kvm_unlock(&vm->ctl);
@@ -712,7 +807,7 @@ int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_s
 	if (!rc)
 		rc = kvm_vm_realize(vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
-		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
+		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], s->x86_vm->clock.clock, d);
 	kvm_unlock(&vm->ctl);
 	return rc;
 }
