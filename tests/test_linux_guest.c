@@ -15,7 +15,9 @@
  * snapshot (the run's console file cut at the byte count the saved UART
  * holds) followed by the restored guest's output must count on without a
  * gap or a repeat, the uptime must not go back, and no kernel panic, oops,
- * soft lockup or squib-error may appear.
+ * soft lockup, squib-error or clocksource watchdog complaint (the guest TSC
+ * and kvm-clock drifting apart across the restore) may appear; the kernel
+ * logs at loglevel 5, warnings included.
  *
  * Under nested TCG (no /dev/kvm on the host, KVM inside a QEMU VM) the boot
  * takes 15-60 s; each step prints how long it took. Skipped (exit 77, one
@@ -43,7 +45,7 @@
 #define LINE_WAIT_S  120	      /* the same for a guest that stopped printing */
 #define CMDLINE                                                                                    \
 	"console=ttyS0 acpi=off pci=off nokaslr 8250.nr_uarts=1 i8042.noaux i8042.nokbd "          \
-	"i8042.nomux panic=0 quiet"
+	"i8042.nomux panic=0 loglevel=5"
 
 struct linux_pairs {
 	char *dir;
@@ -140,8 +142,9 @@ static uint64_t number_after(const char *text, const char *key)
 /* No sign of a guest in trouble. */
 static void assert_guest_healthy(const char *console)
 {
-	static const char *const bad[] = {"squib-error", "Kernel panic", "soft lockup", "Oops",
-					  "BUG:",	 "Call Trace",	 "hung_task"};
+	static const char *const bad[] = {
+	    "squib-error", "Kernel panic", "soft lockup", "Oops",
+	    "BUG:",	   "Call Trace",   "hung_task",	  "Marking clocksource"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (strstr(console, bad[i]))
@@ -304,9 +307,18 @@ static void test_should_boot_linux_and_save_it_while_it_runs(void **state)
 	struct linux_pairs *lp = *state;
 	char *mem = squib_test_path(lp->dir, "vm.mem");
 	struct stat st;
+	const char *init = strstr(lp->run_console, "squib-init: up"), *warn;
 
-	assert_non_null(strstr(lp->run_console, "squib-init: up"));
-	assert_guest_healthy(lp->run_console);
+	assert_non_null(init);
+	/*
+	 * From /init on. Before it, nested TCG's CPU model makes the kernel warn once
+	 * (with a call trace) that the XSAVE size CPUID reports is not the sum of the
+	 * enabled components (TCG has no AVX); printed, not failed.
+	 */
+	if ((warn = strstr(lp->run_console, "WARNING:")) && warn < init)
+		printf("[linux] note: the kernel warned during boot: %.*s\n",
+		       (int)strcspn(warn, "\n"), warn);
+	assert_guest_healthy(init);
 	/* It kept counting after both saves (the run was killed, not the guest stopped). */
 	assert_true(lp->full_bytes < lp->diff_bytes);
 	assert_true(lp->diff_bytes < strlen(lp->run_console));
