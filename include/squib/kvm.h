@@ -379,9 +379,11 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
  * count, same irqchip/PIT presence, every device of the VM with a restore op
  * present in the state (by id and port; other state devices are left for
  * other layers). Guest memory is the caller's business (copy it, or map the
- * memory file, before start). VM state first (clock, PIC, IOAPIC, PIT), then
+ * memory file, before start). VM state first (PIC, IOAPIC, PIT), then
  * per vCPU: CPUID, MP state (as saved), registers, special registers, XSAVE,
- * XCRs, debug registers, LAPIC, MSRs, events.
+ * XCRs, debug registers, LAPIC, MSRs but the TSC, events. The KVM clock and
+ * the TSCs are set when the VM starts (or is captured first), as one pair:
+ * the clock as saved, each TSC as far on as the clock ran since.
  */
 int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
 			 struct squib_error_detail *d);

@@ -207,27 +207,63 @@ static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
  * The guest TSC and kvm-clock move together: kvm-clock is computed from the
  * TSC, and the guest's clocksource watchdog compares the two. A state holds
  * them as one pair — capture reads the TSC of every vCPU right after its
- * final KVM_GET_CLOCK (pair_tsc_with_clock) — and restore keeps the pair:
- * the clock was set first (VM state), so by the time a vCPU's MSRs are set
- * the clock has run on for a while, and the TSC is set that much further
- * (cycles at the vCPU's TSC rate). Setting the saved TSC unchanged, with the
- * capture's gaps on top, moved the relation by 3-4 ms in a nested guest,
- * and Linux then marked its TSC unstable after every restore. The TSC
- * cannot be corrected by a second write: KVM takes a host write within a
- * second of the last one as a synchronisation and keeps the old offset.
+ * final KVM_GET_CLOCK and takes the clock the guest sees at that TSC
+ * (pair_tsc_with_clock) — and a restore sets the pair only when the vCPUs
+ * start (kvm_apply_restored_clock): the clock, then each TSC as far on as the
+ * clock ran meanwhile (cycles at the vCPU's TSC rate). Set at restore time,
+ * the two ran on separately until the guest did, and any difference between
+ * the host's time and its TSC rate (a nested TCG host has one) became skew.
+ * The TSC is written only there: KVM takes a host write within a second of
+ * the previous one as a synchronisation and keeps the old offset, so an early
+ * write could not be corrected later.
  */
 #define MSR_IA32_TSC 0x10u
 
-static uint64_t tsc_since_clock(struct squib_kvm_vm *vm, struct kvm_vcpu *c,
-				const struct squib_x86_vcpu *v, uint64_t saved_clock)
+static int set_tsc(struct squib_kvm_vm *vm, uint32_t i, struct squib_error_detail *d)
 {
+	struct kvm_vcpu *c = &vm->vcpus[i];
+	struct kvm_msrs *m = kvm_msrs_alloc(1);
 	struct kvm_clock_data now;
-	int khz = v->tsc_khz ? (int)v->tsc_khz : kvm_ioctl(c->fd, KVM_GET_TSC_KHZ, NULL);
+	int khz = vm->tsc_khz[i] ? (int)vm->tsc_khz[i] : kvm_ioctl(c->fd, KVM_GET_TSC_KHZ, NULL);
+	int rc = 0;
 
 	memset(&now, 0, sizeof(now));
-	if (khz <= 0 || kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &now) || now.clock < saved_clock)
+	if (!m)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &now)) {
+		free(m);
+		return kvm_fail_ioctl(d, "KVM_GET_CLOCK");
+	}
+	m->entries[0].index = MSR_IA32_TSC;
+	m->entries[0].data = vm->tsc_saved[i];
+	if (khz > 0 && now.clock > vm->clock_saved)
+		m->entries[0].data += (uint64_t)((unsigned __int128)(now.clock - vm->clock_saved) *
+						 (unsigned)khz / 1000000u);
+	if (kvm_ioctl(c->fd, KVM_SET_MSRS, m) != 1)
+		rc = kvm_fail_ioctl(d, "KVM_SET_MSRS(IA32_TSC)");
+	free(m);
+	return rc;
+}
+
+int kvm_apply_restored_clock(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	struct kvm_clock_data clock;
+	int rc = 0;
+
+	if (!vm->clock_pending)
 		return 0;
-	return (uint64_t)((unsigned __int128)(now.clock - saved_clock) * (unsigned)khz / 1000000u);
+	/* A plain value (flags 0): KVM neither adds the time elapsed since the save
+	 * (KVM_CLOCK_REALTIME) nor checks the host TSC; guest time resumes where it stopped. */
+	memset(&clock, 0, sizeof(clock));
+	clock.clock = vm->clock_saved;
+	if (kvm_ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock))
+		return kvm_fail_ioctl(d, "KVM_SET_CLOCK");
+	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
+		if (vm->tsc_pending[i] && !(rc = set_tsc(vm, i, d)))
+			vm->tsc_pending[i] = false;
+	if (!rc)
+		vm->clock_pending = false;
+	return rc;
 }
 
 static uint64_t *tsc_slot(struct squib_x86_vcpu *v)
@@ -303,36 +339,59 @@ static int pair_tsc_with_clock(struct squib_kvm_vm *vm, struct squib_microvm_sta
  * is skipped when the fresh vCPU holds the saved value already. Any other
  * refusal fails the restore.
  */
-static int restore_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
-			uint64_t saved_clock, struct squib_error_detail *d)
+static int set_msr_list(struct kvm_vcpu *c, const struct squib_x86_msr *m, uint32_t count,
+			struct squib_error_detail *d)
 {
-	struct kvm_msrs *b = kvm_msrs_alloc(v->msr_count);
-	uint64_t cur, tsc_shift = tsc_since_clock(vm, c, v, saved_clock);
+	struct kvm_msrs *b = kvm_msrs_alloc(count);
 	uint32_t done = 0;
+	uint64_t cur;
 	int n, rc = 0;
 
 	if (!b)
 		return squib_fail(d, SQUIB_E_NOMEM);
-	while (!rc && done < v->msr_count) {
-		b->nmsrs = v->msr_count - done;
+	while (!rc && done < count) {
+		b->nmsrs = count - done;
 		for (uint32_t i = 0; i < b->nmsrs; i++) {
-			b->entries[i].index = v->msrs[done + i].index;
-			b->entries[i].data = v->msrs[done + i].value;
-			if (b->entries[i].index == MSR_IA32_TSC)
-				b->entries[i].data += tsc_shift;
+			b->entries[i].index = m[done + i].index;
+			b->entries[i].data = m[done + i].value;
 		}
 		n = kvm_ioctl(c->fd, KVM_SET_MSRS, b);
 		if (n < 0)
 			rc = kvm_fail_ioctl(d, "KVM_SET_MSRS");
-		else if ((done += (uint32_t)n) == v->msr_count)
+		else if ((done += (uint32_t)n) == count)
 			break;
-		else if (!read_msr(c, v->msrs[done].index, &cur) || cur != v->msrs[done].value)
+		else if (!read_msr(c, m[done].index, &cur) || cur != m[done].value)
 			rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_SET_MSRS refused MSR 0x%x",
-					    v->msrs[done].index);
+					    m[done].index);
 		else
 			done++; /* refused, but already holding the saved value */
 	}
 	free(b);
+	return rc;
+}
+
+/* Every saved MSR but the TSC, which waits for the start (see above). */
+static int restore_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
+			struct squib_error_detail *d)
+{
+	struct squib_x86_msr *m = calloc(v->msr_count ? v->msr_count : 1, sizeof(*m));
+	uint32_t n = 0;
+	int rc;
+
+	if (!m)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	vm->tsc_pending[c->index] = false;
+	for (uint32_t i = 0; i < v->msr_count; i++) {
+		if (v->msrs[i].index != MSR_IA32_TSC) {
+			m[n++] = v->msrs[i];
+			continue;
+		}
+		vm->tsc_pending[c->index] = true;
+		vm->tsc_saved[c->index] = v->msrs[i].value;
+		vm->tsc_khz[c->index] = v->tsc_khz;
+	}
+	rc = set_msr_list(c, m, n, d);
+	free(m);
 	return rc;
 }
 
@@ -573,7 +632,7 @@ static int restore_basics(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
 }
 
 static int restore_vcpu(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
-			uint64_t saved_clock, struct squib_error_detail *d)
+			struct squib_error_detail *d)
 {
 	struct kvm_debugregs dbg;
 	int rc;
@@ -590,7 +649,7 @@ static int restore_vcpu(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struc
 		return kvm_fail_ioctl(d, "KVM_SET_DEBUGREGS");
 	if (v->has_lapic && kvm_ioctl(c->fd, KVM_SET_LAPIC, (void *)v->lapic))
 		return kvm_fail_ioctl(d, "KVM_SET_LAPIC");
-	if ((rc = restore_msrs(vm, c, v, saved_clock, d)))
+	if ((rc = restore_msrs(vm, c, v, d)))
 		return rc;
 	if (kvm_ioctl(c->fd, KVM_SET_VCPU_EVENTS, (void *)v->events))
 		return kvm_fail_ioctl(d, "KVM_SET_VCPU_EVENTS");
@@ -649,18 +708,14 @@ static int capture_vm(struct squib_kvm_vm *vm, struct squib_x86_vm_state *x,
 	return 0;
 }
 
-/* The clock goes back as a plain value: flags 0, so KVM neither adds the
- * time elapsed since (KVM_CLOCK_REALTIME) nor checks the host TSC. */
+/* The clock waits for the vCPUs to start (kvm_apply_restored_clock). */
 static int restore_vm(struct squib_kvm_vm *vm, const struct squib_x86_vm_state *x,
 		      struct squib_error_detail *d)
 {
-	struct kvm_clock_data clock;
 	int rc;
 
-	memset(&clock, 0, sizeof(clock));
-	clock.clock = x->clock.clock;
-	if (kvm_ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock))
-		return kvm_fail_ioctl(d, "KVM_SET_CLOCK");
+	vm->clock_pending = true;
+	vm->clock_saved = x->clock.clock;
 	if (x->has_irqchip &&
 	    ((rc = set_chip(vm, KVM_IRQCHIP_PIC_MASTER, x->pic_master, SQUIB_X86_PIC_SIZE, d)) ||
 	     (rc = set_chip(vm, KVM_IRQCHIP_PIC_SLAVE, x->pic_slave, SQUIB_X86_PIC_SIZE, d)) ||
@@ -718,7 +773,7 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
 	kvm_lock(&vm->ctl);
 	if (!kvm_vcpus_quiet(vm))
 		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "capture needs a paused VM");
-	else if (!(rc = kvm_vm_realize(vm, d)))
+	else if (!(rc = kvm_vm_realize(vm, d)) && !(rc = kvm_apply_restored_clock(vm, d)))
 		rc = capture_all(vm, out, d);
 	kvm_unlock(&vm->ctl);
 	if (rc)
@@ -775,7 +830,7 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
 	if (!rc)
 		rc = restore_vm(vm, s->x86_vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
-		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], s->x86_vm->clock.clock, d);
+		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
 	if (!rc)
 		rc = kvm_devices_restore(vm, s, d);
 	kvm_unlock(&vm->ctl);
@@ -807,7 +862,7 @@ int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_s
 	if (!rc)
 		rc = kvm_vm_realize(vm, d);
 	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
-		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], s->x86_vm->clock.clock, d);
+		rc = restore_vcpu(vm, &vm->vcpus[i], &s->x86_vcpus[i], d);
 	kvm_unlock(&vm->ctl);
 	return rc;
 }
