@@ -5,6 +5,7 @@
  */
 #include <squib/describe.h>
 #include <squib/envelope.h>
+#include <squib/input.h>
 #include <squib/memfile.h>
 
 #include <errno.h>
@@ -393,17 +394,8 @@ static int match_memory_file(struct squib_description *desc)
 		desc->memory_match = SQUIB_MEMORY_MATCH_MISSING;
 		return 0;
 	}
-	do
-		fd = open(desc->inferred_memory_path, O_RDONLY | O_CLOEXEC);
-	while (fd < 0 && errno == EINTR);
-	if (fd < 0)
-		r = squib_memfile_io_error(&e, errno, "opening the memory file");
-	else if (fstat(fd, &st) < 0)
-		r = squib_memfile_io_error(&e, errno, "stat of the memory file");
-	else if (!S_ISREG(st.st_mode))
-		r = squib_memfile_io_error(&e, EINVAL, "the memory file is not a regular file");
-	else
-		r = read_footer(fd, (uint64_t)st.st_size, &f, &e);
+	fd = squib_input_open(desc->inferred_memory_path, O_RDONLY, SQUIB_E_MEMORY_IO, &st, &e);
+	r = fd < 0 ? fd : read_footer(fd, (uint64_t)st.st_size, &f, &e);
 	if (fd >= 0)
 		close(fd);
 	if (r == SQUIB_E_NOMEM)

@@ -13,7 +13,9 @@
 
 #include <squib/atomic.h>
 #include <squib/crc64.h>
+#include <squib/input.h>
 
+#include "input_internal.h"
 #include "memlayout.h"
 #include "util.h"
 #include "wire.h"
@@ -582,6 +584,8 @@ struct decoder {
 	uint32_t count[SQUIB_SECTION_MEMORY + 1]; /* known sections seen, by tag */
 	uint32_t extra_count;
 	bool unknown_mandatory;
+	uint16_t unknown_tag; /* the first unknown mandatory section, for the message */
+	size_t unknown_off;
 	/* Entries filled so far by the content pass. */
 	uint32_t vcpus, devices, extras;
 };
@@ -664,6 +668,10 @@ static int count_known(struct decoder *c, const struct section *sec)
 static int count_unknown(struct decoder *c, const struct section *sec)
 {
 	if (!(sec->flags & SQUIB_SECTION_FLAG_SKIPPABLE)) {
+		if (!c->unknown_mandatory) {
+			c->unknown_tag = sec->tag;
+			c->unknown_off = sec->off;
+		}
 		c->unknown_mandatory = true;
 		return 0;
 	}
@@ -1056,7 +1064,9 @@ static int decode_payload(struct decoder *c)
 		if ((rc = next_section(&r, &sec)) || (rc = decode_section(c, &sec)))
 			return rc;
 	if (c->unknown_mandatory)
-		return squib_fail(c->d, SQUIB_E_INCOMPATIBLE);
+		return squib_fail_msg(c->d, SQUIB_E_INCOMPATIBLE,
+				      "unknown mandatory section, tag %u at offset %zu",
+				      c->unknown_tag, c->unknown_off);
 	return 0;
 }
 
@@ -1229,14 +1239,27 @@ int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to read_file");
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+	if ((fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, &st, d)) < 0)
+		return fd;
+	if (st.st_size > 0)
 		hint = (size_t)st.st_size;
-	rc = read_bounded(fd, hint, buf, len, d);
+	rc = squib_input_expect(fd, (uint64_t)st.st_size, path, SQUIB_INPUT_STATE, d);
+	if (!rc && (rc = read_bounded(fd, hint, buf, len, d)) == SQUIB_E_IO && d)
+		snprintf(d->msg, sizeof(d->msg), "reading %s", path);
 	close(fd);
 	return rc;
+}
+
+int squib_state_read_fd(int fd, uint8_t **buf, size_t *len, struct squib_error_detail *d)
+{
+	struct stat st;
+
+	if (fd < 0 || !buf || !len)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "bad argument to read_fd");
+	*buf = NULL;
+	*len = 0;
+	return read_bounded(fd, fstat(fd, &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0, buf,
+			    len, d);
 }
 
 int squib_state_load_file(const char *path, enum squib_arch expected,

@@ -125,6 +125,8 @@ int squib_error_message(int code, const struct squib_error_detail *d, char *buf,
 		return snprintf(buf, len, "invalid argument: %s", d->msg);
 	case SQUIB_E_PAIR_MISMATCH:
 		return snprintf(buf, len, "snapshot pair mismatch: %s", d->msg);
+	case SQUIB_E_BUSY:
+		return snprintf(buf, len, "snapshot file busy: %s", d->msg);
 	default:
 		return snprintf(buf, len, "unknown squib error %d", code);
 	}
@@ -153,6 +155,7 @@ const char *squib_error_name(int code)
 		N(SQUIB_E_NOMEM);
 		N(SQUIB_E_INVALID_ARGUMENT);
 		N(SQUIB_E_PAIR_MISMATCH);
+		N(SQUIB_E_BUSY);
 #undef N
 	default:
 		return "SQUIB_E_UNKNOWN";
@@ -191,6 +194,20 @@ int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
 	if (d) {
 		va_list ap;
 		reset(d, code);
+		va_start(ap, fmt);
+		vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno, const char *fmt,
+			 ...)
+{
+	if (d) {
+		va_list ap;
+		reset(d, code);
+		d->os_errno = os_errno;
 		va_start(ap, fmt);
 		vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
 		va_end(ap);

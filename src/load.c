@@ -295,6 +295,27 @@ static int open_without_file(const struct squib_memory_layout *layout,
 	return rc;
 }
 
+/* The memory file bound to layout (NULL: any), over its chain: l->v[n] is the memory file.
+ * On failure l is closed. */
+static int open_checked(const char *memory_path, const char *const *chain, size_t n,
+			const struct squib_memory_layout *layout, enum squib_memory_backend backend,
+			struct layers *l, struct squib_error_detail *d)
+{
+	struct squib_memfile *top = NULL;
+	int rc;
+
+	if ((rc = squib_memfile_open(memory_path, &top, d)))
+		return rc;
+	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
+	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
+		squib_memfile_close(top);
+		return rc;
+	}
+	if ((rc = open_layers(top, chain, n, l, d)))
+		layers_close(l);
+	return rc;
+}
+
 int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
 			    const struct squib_memory_layout *layout,
 			    enum squib_memory_backend backend, struct squib_guest_memory **out,
@@ -309,7 +330,6 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
 				 const struct squib_lazy_options *lazy,
 				 struct squib_guest_memory **out, struct squib_error_detail *d)
 {
-	struct squib_memfile *top = NULL;
 	struct layers l = {0};
 	int rc;
 
@@ -322,16 +342,9 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
 		return rc;
 	if (!memory_path)
 		return open_without_file(layout, lazy, out, d);
-	if ((rc = squib_memfile_open(memory_path, &top, d)))
-		return rc;
-	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
-	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
-		squib_memfile_close(top);
-		return rc;
-	}
-	rc = open_layers(top, chain, n, &l, d);
+	rc = open_checked(memory_path, chain, n, layout, backend, &l, d);
 	if (!rc)
-		rc = new_guest_memory(&top->m.layout, backend, out, d);
+		rc = new_guest_memory(&l.v[n]->m.layout, backend, out, d);
 	if (!rc && (rc = fill(&l, *out, lazy, d))) {
 		squib_guest_memory_free(*out);
 		*out = NULL;
@@ -372,6 +385,41 @@ int squib_load_state_only(const char *state_path, enum squib_arch expected,
 	return load_state(state_path, expected, out, hdr, d);
 }
 
+static int no_memory_section(const struct squib_load_request *req, struct squib_error_detail *d)
+{
+	return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+			      "state file %s describes no memory file, so it cannot pair with %s",
+			      req->state_path,
+			      req->memory_path ? req->memory_path : "a page-fault handler");
+}
+
+int squib_load_check(const struct squib_load_request *req, enum squib_arch expected,
+		     uint32_t *vcpus, struct squib_error_detail *d)
+{
+	enum squib_recovery_action action;
+	struct squib_microvm_state s;
+	struct layers l = {0};
+	int rc = 0;
+
+	if (!req || !req->state_path || (req->chain_len && !req->chain))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to load_check");
+	if (!req->no_recovery && req->memory_path)
+		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks, &action, d);
+	squib_state_init(&s, expected);
+	if (!rc)
+		rc = load_state(req->state_path, expected, &s, NULL, d);
+	if (!rc && vcpus)
+		*vcpus = s.vcpu_count;
+	if (!rc && req->memory_path && !s.memory)
+		rc = no_memory_section(req, d);
+	if (!rc && req->memory_path)
+		rc = open_checked(req->memory_path, req->chain, req->chain_len, s.memory,
+				  req->backend, &l, d);
+	layers_close(&l);
+	squib_state_free(&s);
+	return rc;
+}
+
 /* ---- load ------------------------------------------------------------------------------- */
 
 void squib_load_result_free(struct squib_load_result *r)
@@ -405,11 +453,7 @@ static int open_memory(const struct squib_load_request *req, struct squib_load_r
 	int rc;
 
 	if (!out->state.memory)
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "state file %s describes no memory file, so it cannot pair "
-				      "with %s",
-				      req->state_path,
-				      req->memory_path ? req->memory_path : "a page-fault handler");
+		return no_memory_section(req, d);
 	rc = squib_guest_memory_open_lazy(req->memory_path, req->chain, req->chain_len,
 					  out->state.memory, req->backend, req->lazy, &out->memory,
 					  d);

@@ -5,17 +5,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <squib/input.h>
+
+#include "input_internal.h"
 #include "util.h"
 #include "pager_internal.h"
 
 /* ---- opening ------------------------------------------------------------- */
 
-static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
+static int read_tail(int fd, const char *path, uint64_t size, struct squib_memfile_manifest *m,
 		     struct squib_error_detail *d)
 {
 	uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE];
@@ -27,7 +31,7 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	if (size < SQUIB_MEMFILE_FOOTER_SIZE)
 		return squib_memfile_too_short(size, d);
 	if ((e = squib_pread_all(fd, foot, sizeof(foot), size - sizeof(foot))))
-		return squib_memfile_io_error(d, -e, "reading the footer");
+		return squib_memfile_io_error(d, -e, "reading the footer of %s", path);
 	if ((rc = squib_memfile_footer_parse(foot, size, &f, d)))
 		return rc;
 	/* The footer's counts are bounded, so this is too (< 400 MiB). */
@@ -35,23 +39,82 @@ static int read_tail(int fd, uint64_t size, struct squib_memfile_manifest *m,
 	if (!(area = malloc((size_t)n)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	e = squib_pread_all(fd, area, (size_t)n, f.manifest_offset);
-	rc = e ? squib_memfile_io_error(d, -e, "reading the manifest")
+	rc = e ? squib_memfile_io_error(d, -e, "reading the manifest of %s", path)
 	       : squib_memfile_manifest_parse(area, (size_t)n, &f, m, d);
 	free(area);
 	return rc;
 }
 
-static int load(struct squib_memfile *mf, struct squib_error_detail *d)
+/*
+ * Holes the present extents may hold beyond their data. squib writes every
+ * present page, so its own files have none; a filesystem that stores zero
+ * blocks as holes (ZFS with compression) may make some.
+ */
+#define HOLE_SLACK (64ull << 20)
+
+/* Bytes of [off, off + len) that are holes, counting stops past `limit`. One
+ * SEEK_HOLE/SEEK_DATA pair per hole: the walk costs what the file holds. */
+static int count_holes(int fd, uint64_t off, uint64_t len, uint64_t limit, uint64_t *holes)
+{
+	uint64_t end = off + len;
+
+	while (off < end && *holes <= limit) {
+		off_t h = lseek(fd, (off_t)off, SEEK_HOLE), n;
+
+		if (h < 0)
+			return errno == ENXIO ? 0 : -errno;
+		if ((uint64_t)h >= end)
+			return 0;
+		n = lseek(fd, h, SEEK_DATA);
+		if (n < 0 && errno != ENXIO)
+			return -errno;
+		off = n < 0 || (uint64_t)n > end ? end : (uint64_t)n;
+		*holes += off - (uint64_t)h;
+	}
+	return 0;
+}
+
+/*
+ * The work a memory file can ask for (verify's digests, a copy load, a
+ * rebase) is its present bytes. Those must be backed by the file's real
+ * blocks, or an 8 KiB sparse file claiming 1 TiB present would buy hours of
+ * reading zeros or a disk filled by a rebase. Refused: present extents that
+ * are more holes than data, beyond HOLE_SLACK.
+ */
+static int check_backed(const struct squib_memfile *mf, const struct stat *st,
+			struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &mf->m.layout;
+	uint64_t present = l->present_pages * l->page_size, holes = 0, limit;
+	int e = 0;
+
+	if ((uint64_t)st->st_blocks * 512 >= present)
+		return 0; /* enough blocks for every present byte: no walk needed */
+	limit = present / 2 + HOLE_SLACK / 2;
+	for (uint64_t i = 0; !e && i < l->extent_count && holes <= limit; i++)
+		e = count_holes(mf->fd, l->extents[i].first_page * l->page_size,
+				l->extents[i].page_count * l->page_size, limit, &holes);
+	if (e)
+		return squib_memfile_io_error(d, -e, "looking for holes in %s", mf->path);
+	if (holes <= limit)
+		return 0;
+	return squib_memfile_io_error(d, EINVAL,
+				      "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
+				      "more than %" PRIu64 " of them are holes in the file (%" PRIu64
+				      " bytes allocated): a sparse file cannot stand for its pages",
+				      mf->path, present, limit,
+				      (uint64_t)st->st_blocks * 512);
+}
+
+static int load(struct squib_memfile *mf, const struct stat *st, struct squib_error_detail *d)
 {
 	const struct squib_memory_layout *l;
-	struct stat st;
 	int rc;
 
-	if (fstat(mf->fd, &st) < 0)
-		return squib_memfile_io_error(d, errno, "stat of %s", mf->path);
-	if (!S_ISREG(st.st_mode))
-		return squib_memfile_io_error(d, EINVAL, "%s is not a regular file", mf->path);
-	if ((rc = read_tail(mf->fd, (uint64_t)st.st_size, &mf->m, d)))
+	if ((rc = squib_input_expect(mf->fd, (uint64_t)st->st_size, mf->path, SQUIB_INPUT_MEMORY,
+				     d)) ||
+	    (rc = read_tail(mf->fd, mf->path, (uint64_t)st->st_size, &mf->m, d)) ||
+	    (rc = check_backed(mf, st, d)))
 		return rc;
 	l = &mf->m.layout;
 	if (!(mf->region_off = calloc(l->region_count, sizeof(*mf->region_off))))
@@ -65,6 +128,7 @@ int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile *
 			     struct squib_error_detail *d)
 {
 	struct squib_memfile *mf;
+	struct stat st;
 	int rc;
 
 	if (!path || !out)
@@ -74,13 +138,8 @@ int squib_memfile_open_flags(const char *path, int flags, struct squib_memfile *
 		free(mf);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	do
-		mf->fd = open(path, flags | O_CLOEXEC);
-	while (mf->fd < 0 && errno == EINTR);
-	if (mf->fd < 0)
-		rc = squib_memfile_io_error(d, errno, "opening %s", path);
-	else
-		rc = load(mf, d);
+	mf->fd = squib_input_open(path, flags, SQUIB_E_MEMORY_IO, &st, d);
+	rc = mf->fd < 0 ? mf->fd : load(mf, &st, d);
 	if (rc) {
 		squib_memfile_close(mf);
 		return rc;
@@ -216,8 +275,12 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 		uint64_t crc;
 
 		if ((rc = squib_memfile_crc_range_run(m->fd, e->first_page * l->page_size,
-						      e->page_count * l->page_size, &crc, run, d)))
+						      e->page_count * l->page_size, &crc, run, d))) {
+			if (rc == SQUIB_E_MEMORY_IO && d) /* the range reader knows no path */
+				snprintf(d->msg + strlen(d->msg), sizeof(d->msg) - strlen(d->msg),
+					 " of %s", m->path);
 			return rc;
+		}
 		if (crc != m->m.digests[i])
 			return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
 					      "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64

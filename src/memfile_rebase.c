@@ -318,35 +318,31 @@ static int sync_out(struct rebase *rb)
 
 /* ---- into a new file ------------------------------------------------------------ */
 
-static int build_new(struct rebase *rb, struct squib_atomic_writer *w)
+static int build_new(struct rebase *rb)
 {
-	int rfd, rc;
+	int rc;
 
 	if (ftruncate(rb->out_fd, (off_t)rb->base->m.layout.ram_size) < 0)
 		return squib_memfile_io_error(rb->d, errno, "sizing %s", rb->out_name);
 	if ((rc = copy_layer(rb, rb->base)) || (rc = copy_diffs(rb)))
 		return rc;
-	if (rb->opts.digests) { /* the temp is write-only: read it back through its name */
-		if ((rfd = open(w->temp, O_RDONLY | O_CLOEXEC)) < 0)
-			return squib_memfile_io_error(rb->d, errno, "reopening %s", w->temp);
-		rc = merged_digests(rb, rfd);
-		close(rfd);
-		if (rc)
-			return rc;
-	}
+	/* The temp is open read-write: read back through the fd, never its name again. */
+	if ((rc = merged_digests(rb, rb->out_fd)))
+		return rc;
 	return write_tail(rb, SQUIB_MEMFILE_MAGIC);
 }
 
-static int rebase_new(struct rebase *rb, const char *out_path)
+static int rebase_new(struct rebase *rb, const char *out_path, struct squib_dest_lock *lock)
 {
+	const struct squib_atomic_options o = {.hooks = rb->opts.hooks, .lock = lock};
 	struct squib_atomic_writer w;
-	int rc = squib_atomic_open(&w, out_path, rb->opts.hooks, rb->d);
+	int rc = squib_atomic_open_ex(&w, out_path, &o, rb->d);
 
 	if (rc)
 		return rc;
 	rb->out_fd = w.fd;
 	rb->out_name = w.temp;
-	rc = build_new(rb, &w);
+	rc = build_new(rb);
 	if (!rc)
 		return squib_atomic_commit(&w, rb->d);
 	squib_atomic_abort(&w);
@@ -395,6 +391,7 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 			    struct squib_memfile_manifest *result, struct squib_error_detail *d)
 {
 	struct rebase rb = {.n = n, .out_fd = -1, .run = {.p = progress}, .d = d};
+	struct squib_dest_lock lock = {.dir_fd = -1, .fd = -1};
 	int rc;
 
 	if (result)
@@ -403,15 +400,22 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
-	rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	/* The file written is checked and locked before the work: an output before
+	 * any input is read, a base in place once it opened as a memory file. */
+	rc = out_path ? squib_dest_lock(&lock, out_path, rb.opts.hooks, d) : 0;
+	if (!rc)
+		rc = open_inputs(&rb, base, diffs, out_path == NULL);
+	if (!rc && !out_path)
+		rc = squib_dest_lock(&lock, base, rb.opts.hooks, d);
 	if (!rc)
 		rc = merged_manifest(&rb);
 	if (!rc) {
 		rb.run.total = work_bytes(&rb, out_path != NULL);
 		if (!(rc = verify_inputs(&rb)))
-			rc = out_path ? rebase_new(&rb, out_path) : rebase_in_place(&rb);
+			rc = out_path ? rebase_new(&rb, out_path, &lock) : rebase_in_place(&rb);
 	}
 	close_inputs(&rb);
+	squib_dest_unlock(&lock);
 	if (!rc && result)
 		*result = rb.result;
 	else

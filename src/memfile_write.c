@@ -31,6 +31,7 @@ struct writer {
 	size_t len;
 	int pagemap_fd;
 	enum squib_memfile_detect detect;
+	const uint8_t *id; /* the caller's id, or NULL */
 	struct squib_memfile_write_stats st;
 	struct squib_error_detail *d;
 };
@@ -379,7 +380,11 @@ static int finish(struct writer *wr, enum squib_memory_kind kind, const uint8_t 
 	int rc, e;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = flush(wr)) || (rc = squib_memfile_new_id(l->id, wr->d)))
+	if ((rc = flush(wr)))
+		return rc;
+	if (wr->id && !squib_mem_id_is_zero(wr->id))
+		memcpy(l->id, wr->id, SQUIB_MEMORY_ID_SIZE);
+	else if ((rc = squib_memfile_new_id(l->id, wr->d)))
 		return rc;
 	l->kind = kind;
 	if (parent)
@@ -443,6 +448,7 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
 	if ((rc = writer_init(&wr, w, src, o.digests, d)) || (rc = choose_detect(&wr, o.detect)) ||
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
+	wr.id = o.id;
 	wr.st.detect = wr.detect;
 	for (uint32_t i = 0; !rc && i < src->region_count; i++)
 		rc = full_region(&wr, i);
@@ -487,6 +493,7 @@ int squib_memfile_write_diff(struct squib_atomic_writer *w, const struct squib_m
 	    (rc = check_bitmaps(&wr, parent_id, bitmaps, bitmap_count)) ||
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
+	wr.id = opts ? opts->id : NULL;
 	for (uint32_t i = 0; !rc && i < src->region_count; i++)
 		rc = diff_region(&wr, i, bitmaps[i]);
 	if (!rc)

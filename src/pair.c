@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pair recovery: after a save stopped between its two renames, the new
- * memory file sits next to the old state file and the new state waits in
- * STATE.tmp. Roll it forward, or say exactly why the pair does not match.
+ * memory file (id B) sits next to the old state file and the new state waits
+ * in STATE.<B in hex>.tmp. Roll it forward, or say exactly why the pair does
+ * not match. Under both destinations' locks, so no save runs meanwhile.
  * docs/DESIGN.md "Saving and loading a pair" has the protocol.
  */
 #include <squib/load.h>
@@ -20,6 +21,7 @@
 #include <squib/envelope.h>
 #include <squib/memfile.h>
 
+#include "atomic_internal.h"
 #include "memlayout.h"
 #include "pair.h"
 #include "util.h"
@@ -34,43 +36,6 @@ uint64_t squib_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-char *squib_temp_path_of(const char *path)
-{
-	size_t n = strlen(path) + sizeof(SQUIB_TEMP_SUFFIX);
-	char *t = malloc(n);
-
-	if (t && squib_atomic_derive_temp_path(path, t, n)) {
-		free(t);
-		t = NULL;
-	}
-	return t;
-}
-
-int squib_hook(const struct squib_io_hooks *hooks, enum squib_io_step step, const char *path)
-{
-	int r;
-
-	if (!hooks || !hooks->before)
-		return 0;
-	r = hooks->before(hooks->ctx, step, path);
-	return r >= 0 ? 0 : r == INT_MIN ? -EIO : r;
-}
-
-int squib_hooked_fsync_dir(const struct squib_io_hooks *hooks, const char *dir,
-			   struct squib_error_detail *d)
-{
-	int e = squib_hook(hooks, SQUIB_IO_FSYNC_DIR, dir);
-
-	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : squib_fsync_dir(dir, d);
-}
-
-bool squib_path_exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
 struct squib_id_hex squib_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 {
 	struct squib_id_hex h;
@@ -82,9 +47,10 @@ struct squib_id_hex squib_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 /* ---- recovery ------------------------------------------------------------------ */
 
 struct recovery {
-	const char *state_path, *memory_path;
-	char *state_tmp, *memory_tmp;
+	struct squib_dest_lock *sl, *ml; /* held: state, memory */
 	const struct squib_io_hooks *hooks;
+	char tmp_name[NAME_MAX + 1]; /* STATE.<B>.tmp */
+	char tmp_path[PATH_MAX + NAME_MAX + 2];
 	struct squib_memfile *mem; /* the memory file in place (id B) */
 	struct squib_microvm_state state;
 	int state_rc; /* 0, or why the state file did not load */
@@ -96,59 +62,72 @@ static void recovery_release(struct recovery *r)
 {
 	squib_memfile_close(r->mem);
 	squib_state_free(&r->state);
-	free(r->state_tmp);
-	free(r->memory_tmp);
 }
 
-static void remove_stale(const char *path)
+/* Every temp of both destinations: under both locks, no writer of either is alive. */
+static int remove_temps(struct recovery *r)
 {
-	unlink(path); /* best effort: a stale temp is garbage, and the next save truncates it */
+	return squib_temps(r->sl->dir_fd, r->sl->name, SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR,
+			   true) +
+	       squib_temps(r->ml->dir_fd, r->ml->name, SQUIB_TEMP_ORDINARY, true);
 }
 
-/* Does STATE.tmp complete the pair: CRC-valid, and its MEMORY section is the file in place? */
+/* The state temp named by B, read only if it is a regular file of ours with one link. */
+static int load_temp(struct recovery *r, struct squib_microvm_state *tmp)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int fd = squib_open_own_file(r->sl->dir_fd, r->tmp_name), rc;
+
+	if (fd < 0)
+		return squib_fail_msg(&r->scratch, SQUIB_E_IO, "%s",
+				      errno == ENOENT  ? "it does not exist"
+				      : errno == EPERM ? "it is not a file this user made"
+				      : errno == ELOOP ? "it is a symbolic link"
+						       : "it is not a regular file");
+	rc = squib_state_read_fd(fd, &buf, &len, &r->scratch);
+	close(fd);
+	if (!rc)
+		rc = squib_state_decode(buf, len, SQUIB_ARCH_ANY, tmp, NULL, &r->scratch);
+	free(buf);
+	return rc;
+}
+
+/* Does STATE.<B>.tmp complete the pair: ours, CRC-valid, and its MEMORY section is the file in
+ * place? */
 static bool temp_binds(struct recovery *r, char *why, size_t why_len)
 {
 	struct squib_microvm_state tmp;
 	int rc;
 
-	if (!squib_path_exists(r->state_tmp)) {
-		snprintf(why, why_len, "no %s", r->state_tmp);
-		return false;
-	}
-	rc = squib_state_load_file(r->state_tmp, SQUIB_ARCH_ANY, &tmp, NULL, &r->scratch);
+	squib_state_init(&tmp, SQUIB_ARCH_ANY);
+	rc = load_temp(r, &tmp);
 	if (!rc && !tmp.memory)
 		rc = squib_fail_msg(&r->scratch, SQUIB_E_PAIR_MISMATCH, "it names no memory file");
 	if (!rc)
 		rc = squib_memfile_check_layout(r->mem, tmp.memory, &r->scratch);
 	if (rc)
-		snprintf(why, why_len, "%s does not complete it (%s: %.300s)", r->state_tmp,
+		snprintf(why, why_len, "%.150s does not complete it (%s: %.250s)", r->tmp_path,
 			 squib_error_name(rc), r->scratch.msg);
 	squib_state_free(&tmp);
 	return rc == 0;
 }
 
 /* fsync the memory's directory (the memory rename must be durable before the
- * state names it), rename STATE.tmp over the state, fsync the state's directory. */
+ * state names it), rename STATE.<B>.tmp over the state, fsync the state's directory. */
 static int roll_forward(struct recovery *r, struct squib_error_detail *d)
 {
-	char *mdir = squib_dir_of(r->memory_path), *sdir = squib_dir_of(r->state_path);
-	int rc = (!mdir || !sdir) ? squib_fail(d, SQUIB_E_NOMEM) : 0;
-	int e;
+	int e = squib_hooked_fsync_dir_fd(r->hooks, r->ml->dir_fd, r->ml->dir);
 
-	if (!rc)
-		rc = squib_hooked_fsync_dir(r->hooks, mdir, d);
-	if (!rc) {
-		e = squib_hook(r->hooks, SQUIB_IO_RENAME, r->state_path);
-		if (!e && rename(r->state_tmp, r->state_path) < 0)
-			e = -errno;
-		if (e)
-			rc = squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
-	}
-	if (!rc)
-		rc = squib_hooked_fsync_dir(r->hooks, sdir, d);
-	free(mdir);
-	free(sdir);
-	return rc;
+	if (e)
+		return squib_fail_errno(d, SQUIB_E_IO, -e);
+	e = squib_hook(r->hooks, SQUIB_IO_RENAME, r->sl->dest);
+	if (!e && renameat(r->sl->dir_fd, r->tmp_name, r->sl->dir_fd, r->sl->name) < 0)
+		e = -errno;
+	if (e)
+		return squib_fail_errno(d, SQUIB_E_ATOMIC_COMMIT_FAILED, -e);
+	e = squib_hooked_fsync_dir_fd(r->hooks, r->sl->dir_fd, r->sl->dir);
+	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
 }
 
 static int mismatch(struct recovery *r, const char *why, struct squib_error_detail *d)
@@ -158,43 +137,95 @@ static int mismatch(struct recovery *r, const char *why, struct squib_error_deta
 	if (r->state_missing)
 		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
 				      "no state file %s for memory file %s (id %s); %s",
-				      r->state_path, r->memory_path, b.s, why);
+				      r->sl->dest, r->ml->dest, b.s, why);
 	return squib_fail_msg(
 	    d, SQUIB_E_PAIR_MISMATCH, "state file %s names memory file %s, but %s has id %s; %s",
-	    r->state_path, squib_id_hex(r->state.memory->id).s, r->memory_path, b.s, why);
+	    r->sl->dest, squib_id_hex(r->state.memory->id).s, r->ml->dest, b.s, why);
+}
+
+/* The pair in place: 1 to go on deciding, 0 when it is the loader's to report. */
+static int read_pair(struct recovery *r)
+{
+	/* A memory file that does not verify is the loader's to report. */
+	if (squib_memfile_open(r->ml->dest, &r->mem, &r->scratch))
+		return 0;
+	r->state_rc =
+	    squib_state_load_file(r->sl->dest, SQUIB_ARCH_ANY, &r->state, NULL, &r->scratch);
+	r->state_missing = r->state_rc == SQUIB_E_IO && r->scratch.os_errno == ENOENT;
+	if (r->state_rc && !r->state_missing)
+		return 0; /* damaged: not something a crash leaves; the loader reports it */
+	return r->state_missing || r->state.memory; /* a state-only file: the loader's */
 }
 
 static int recover(struct recovery *r, enum squib_recovery_action *action,
 		   struct squib_error_detail *d)
 {
+	const uint8_t *b;
 	char why[SQUIB_DETAIL_MSG_MAX];
 	int rc;
 
-	/* A memory file that does not verify is the loader's to report. */
-	if (squib_memfile_open(r->memory_path, &r->mem, &r->scratch))
+	if (!read_pair(r))
 		return 0;
-	r->state_rc =
-	    squib_state_load_file(r->state_path, SQUIB_ARCH_ANY, &r->state, NULL, &r->scratch);
-	r->state_missing = r->state_rc == SQUIB_E_IO && r->scratch.os_errno == ENOENT;
-	if (r->state_rc && !r->state_missing)
-		return 0; /* damaged: not something a crash leaves; the loader reports it */
-	if (!r->state_missing && !r->state.memory)
-		return 0; /* a state-only file: the loader reports it */
-	if (!r->state_missing &&
-	    !memcmp(r->state.memory->id, squib_memfile_manifest(r->mem)->layout.id,
-		    SQUIB_MEMORY_ID_SIZE)) {
-		remove_stale(r->memory_tmp);
-		remove_stale(r->state_tmp);
-		*action = SQUIB_RECOVERY_CLEANED;
+	b = squib_memfile_manifest(r->mem)->layout.id;
+	if (!r->state_missing && !memcmp(r->state.memory->id, b, SQUIB_MEMORY_ID_SIZE)) {
+		if (remove_temps(r))
+			*action = SQUIB_RECOVERY_CLEANED;
 		return 0;
 	}
+	if ((rc = squib_temp_name(r->sl->name, b, SQUIB_MEMORY_ID_SIZE, r->tmp_name,
+				  sizeof(r->tmp_name), d)))
+		return rc;
+	snprintf(r->tmp_path, sizeof(r->tmp_path), "%s/%s", r->sl->dir, r->tmp_name);
 	if (!temp_binds(r, why, sizeof(why)))
 		return r->state_missing ? 0 : mismatch(r, why, d);
 	if ((rc = roll_forward(r, d)))
 		return rc;
-	remove_stale(r->memory_tmp);
+	remove_temps(r);
 	*action = SQUIB_RECOVERY_ROLLED_FORWARD;
 	return 0;
+}
+
+int squib_pair_recover_locked(struct squib_dest_lock *state_lock,
+			      struct squib_dest_lock *memory_lock,
+			      const struct squib_io_hooks *hooks,
+			      enum squib_recovery_action *action, struct squib_error_detail *d)
+{
+	struct recovery *r;
+	int rc;
+
+	*action = SQUIB_RECOVERY_NONE;
+	/* The scratch detail is large: keep it off the stack. */
+	if (!(r = calloc(1, sizeof(*r))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	r->sl = state_lock;
+	r->ml = memory_lock;
+	r->hooks = hooks;
+	rc = recover(r, action, d);
+	recovery_release(r);
+	free(r);
+	return rc;
+}
+
+/* Any temp a save of this pair can leave (looked for without a lock: only to decide whether to take
+ * one). */
+static bool any_temps(const char *state_path, const char *memory_path)
+{
+	const char *paths[2] = {state_path, memory_path};
+	bool found = false;
+
+	for (int i = 0; i < 2 && !found; i++) {
+		char *dir = squib_dir_of(paths[i]);
+		const char *slash = strrchr(paths[i], '/');
+		int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+
+		if (fd >= 0) {
+			found = squib_temps(fd, slash ? slash + 1 : paths[i],
+					    SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR, false) > 0;
+			close(fd);
+		}
+		free(dir);
+	}
+	return found;
 }
 
 int squib_pair_recover(const char *state_path, const char *memory_path,
@@ -202,7 +233,7 @@ int squib_pair_recover(const char *state_path, const char *memory_path,
 		       struct squib_error_detail *d)
 {
 	enum squib_recovery_action dummy;
-	struct recovery *r;
+	struct squib_dest_lock sl, ml;
 	int rc;
 
 	if (!action)
@@ -210,21 +241,15 @@ int squib_pair_recover(const char *state_path, const char *memory_path,
 	*action = SQUIB_RECOVERY_NONE;
 	if (!state_path || !memory_path || !*state_path || !*memory_path)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "recovery needs both paths");
-	/* The scratch detail is large: keep it off the stack. */
-	if (!(r = calloc(1, sizeof(*r))))
-		return squib_fail(d, SQUIB_E_NOMEM);
-	r->state_path = state_path;
-	r->memory_path = memory_path;
-	r->hooks = hooks;
-	r->state_tmp = squib_temp_path_of(state_path);
-	r->memory_tmp = squib_temp_path_of(memory_path);
-	if (!r->state_tmp || !r->memory_tmp)
-		rc = squib_fail(d, SQUIB_E_NOMEM);
-	else if (!squib_path_exists(r->state_tmp) && !squib_path_exists(r->memory_tmp))
-		rc = 0; /* nothing a save left behind */
-	else
-		rc = recover(r, action, d);
-	recovery_release(r);
-	free(r);
+	if (!any_temps(state_path, memory_path))
+		return 0; /* nothing a save left behind */
+	rc = squib_dest_lock(&sl, state_path, hooks, d);
+	if (!rc && (rc = squib_dest_lock(&ml, memory_path, hooks, d)))
+		squib_dest_unlock(&sl);
+	if (rc) /* a save is running (busy); otherwise nothing here can be fixed by us */
+		return rc == SQUIB_E_BUSY ? rc : 0;
+	rc = squib_pair_recover_locked(&sl, &ml, hooks, action, d);
+	squib_dest_unlock(&ml);
+	squib_dest_unlock(&sl);
 	return rc;
 }

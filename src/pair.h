@@ -8,24 +8,19 @@
 
 #include <squib/atomic.h>
 #include <squib/error.h>
+#include <squib/load.h>
 #include <squib/state.h>
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t squib_now_ns(void);
 
-/* path + ".tmp" as a heap string; NULL when out of memory. */
-char *squib_temp_path_of(const char *path);
+/* squib_pair_recover with both destinations' locks already held (a save holds them
+ * from before its recovery until its last rename). */
+int squib_pair_recover_locked(struct squib_dest_lock *state_lock,
+			      struct squib_dest_lock *memory_lock,
+			      const struct squib_io_hooks *hooks,
+			      enum squib_recovery_action *action, struct squib_error_detail *d);
 
-
-/* Run the hook of a step (0, or the negative errno it asks the step to fail with). */
-int squib_hook(const struct squib_io_hooks *hooks, enum squib_io_step step, const char *path);
-
-/* fsync a directory, after the hook; SQUIB_E_IO on failure. */
-int squib_hooked_fsync_dir(const struct squib_io_hooks *hooks, const char *dir,
-			   struct squib_error_detail *d);
-
-/* Does the path exist (lstat)? */
-bool squib_path_exists(const char *path);
 
 /* Two ids as hex for messages. */
 struct squib_id_hex {

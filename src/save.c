@@ -18,6 +18,7 @@
 #include <squib/memfile.h>
 #include <squib/track.h>
 
+#include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
 
@@ -35,6 +36,8 @@ struct save {
 	struct squib_tracker_set *set;
 	struct squib_dirty_bitmap **bitmaps;
 	uint32_t harvested; /* bitmaps[0..harvested) hold pages taken from the trackers */
+	struct squib_dest_lock mem_lock, state_lock; /* held from before recovery to the end */
+	uint8_t memory_id[SQUIB_MEMORY_ID_SIZE];     /* the new file's; names the state temp */
 	struct squib_atomic_writer mem_w, state_w;
 	struct squib_memfile_manifest manifest;
 	bool paused;
@@ -63,8 +66,6 @@ static uint64_t host_page(void)
 
 static int check_paths(const struct squib_save_request *r, struct squib_error_detail *d)
 {
-	size_t sl, ml;
-
 	if (!r->state_path || !r->memory_path || !*r->state_path || !*r->memory_path)
 		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
 				      "state and memory paths are required");
@@ -72,16 +73,7 @@ static int check_paths(const struct squib_save_request *r, struct squib_error_de
 		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
 				      "state and memory paths are the same file: %s",
 				      r->state_path);
-	/* One must not be the other's temp file. */
-	sl = strlen(r->state_path);
-	ml = strlen(r->memory_path);
-	if ((sl == ml + 4 && !strncmp(r->state_path, r->memory_path, ml) &&
-	     !strcmp(r->state_path + ml, SQUIB_TEMP_SUFFIX)) ||
-	    (ml == sl + 4 && !strncmp(r->memory_path, r->state_path, sl) &&
-	     !strcmp(r->memory_path + sl, SQUIB_TEMP_SUFFIX)))
-		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "%s is the other file's temp name",
-				      sl > ml ? r->state_path : r->memory_path);
-	return 0;
+	return 0; /* a path named like the other's temp: the file-safety layer refuses it */
 }
 
 static int check_request(struct save *s)
@@ -157,15 +149,24 @@ static int check_not_own_parent(struct save *s)
 	return 0;
 }
 
-/* A save that crashed between its renames left what a recovery needs: use it first. */
-static int recover_first(struct save *s)
+/*
+ * Both destinations locked for the whole save (a second save of either fails
+ * busy), then a save that crashed between its renames left what a recovery
+ * needs: use it first. Then the new memory file's id, which names the state temp.
+ */
+static int lock_and_recover(struct save *s)
 {
 	enum squib_recovery_action a = SQUIB_RECOVERY_NONE;
+	int rc = squib_dest_lock(&s->mem_lock, s->req->memory_path, s->req->hooks, s->d);
 
+	if (!rc)
+		rc = squib_dest_lock(&s->state_lock, s->req->state_path, s->req->hooks, s->d);
+	if (rc)
+		return rc;
 	/* An unrecoverable pair is about to be replaced anyway: its error does not matter. */
-	squib_pair_recover(s->req->state_path, s->req->memory_path, s->req->hooks, &a, NULL);
+	squib_pair_recover_locked(&s->state_lock, &s->mem_lock, s->req->hooks, &a, NULL);
 	s->rep->recovered = a == SQUIB_RECOVERY_ROLLED_FORWARD;
-	return 0;
+	return squib_memfile_new_id(s->memory_id, s->d);
 }
 
 /* ---- the VM ----------------------------------------------------------------------- */
@@ -293,15 +294,19 @@ static void give_back(struct save *s)
 
 static int open_temps(struct save *s)
 {
-	int rc = squib_atomic_open(&s->mem_w, s->req->memory_path, s->req->hooks, s->d);
+	struct squib_atomic_options mo = {.hooks = s->req->hooks, .lock = &s->mem_lock};
+	struct squib_atomic_options so = {
+	    .hooks = s->req->hooks, .lock = &s->state_lock, .pair_id = s->memory_id};
+	int rc = squib_atomic_open_ex(&s->mem_w, s->req->memory_path, &mo, s->d);
 
-	return rc ? rc : squib_atomic_open(&s->state_w, s->req->state_path, s->req->hooks, s->d);
+	return rc ? rc : squib_atomic_open_ex(&s->state_w, s->req->state_path, &so, s->d);
 }
 
 static int write_memory(struct save *s)
 {
 	const struct squib_memfile_source src = {s->src, s->region_count, s->page_size};
-	const struct squib_memfile_write_options o = {.digests = s->req->digests};
+	const struct squib_memfile_write_options o = {.digests = s->req->digests,
+						      .id = s->memory_id};
 	struct squib_memfile_write_stats st = {0};
 	uint64_t t = squib_now_ns();
 	int rc;
@@ -356,7 +361,7 @@ static int sync_temps(struct save *s)
 
 /*
  * Memory first, then state. Until the memory rename nothing is visible. Once
- * it happened, STATE.tmp (durable, naming the new memory) is never unlinked:
+ * it happened, STATE.<B>.tmp (durable, naming the new memory B) is never unlinked:
  * if anything after fails, recovery rolls the pair forward.
  */
 static int publish(struct save *s)
@@ -382,6 +387,8 @@ static void release(struct save *s)
 {
 	squib_atomic_abort(&s->mem_w);
 	squib_atomic_abort(&s->state_w);
+	squib_dest_unlock(&s->state_lock);
+	squib_dest_unlock(&s->mem_lock);
 	squib_memfile_manifest_release(&s->manifest);
 	for (uint32_t i = 0; s->bitmaps && i < s->region_count; i++)
 		squib_dirty_bitmap_free(s->bitmaps[i]);
@@ -428,6 +435,7 @@ int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
 		memcpy(s.parent_id, req->parent_memory_id, SQUIB_MEMORY_ID_SIZE);
 	*s.rep = (struct squib_save_report){.kind = req ? req->kind : 0};
 	s.mem_w = s.state_w = (struct squib_atomic_writer){.fd = -1};
+	s.mem_lock = s.state_lock = (struct squib_dest_lock){.dir_fd = -1, .fd = -1};
 	squib_state_init(&s.state, SQUIB_ARCH_ANY);
 	rc = check_request(&s);
 	if (!rc)
@@ -435,7 +443,7 @@ int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
 	if (!rc)
 		rc = check_not_own_parent(&s);
 	if (!rc)
-		rc = recover_first(&s);
+		rc = lock_and_recover(&s);
 	if (!rc)
 		rc = snapshot(&s);
 	if (!rc)

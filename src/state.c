@@ -2,6 +2,7 @@
 /* The in-memory microVM state: ownership, canonical ordering, verify_compatible. */
 #include <squib/state.h>
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -622,14 +623,20 @@ int squib_state_verify_compatible(const struct squib_microvm_state *s, struct sq
 {
 	if (!s || (s->arch != SQUIB_ARCH_AARCH64 && s->arch != SQUIB_ARCH_X86_64))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "state has no architecture");
-	if (s->vcpu_count == 0 || s->vcpu_count > SQUIB_MAX_VCPUS || s->vm_info.smt)
-		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+	if (s->vcpu_count == 0 || s->vcpu_count > SQUIB_MAX_VCPUS)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "%" PRIu32 " vCPUs (1..%d)",
+				      s->vcpu_count, SQUIB_MAX_VCPUS);
+	if (s->vm_info.smt)
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE, "SMT is enabled in the VM info");
 	/* KVM x86 restores the clock and interrupt controllers from the VM state. */
 	if (s->arch == SQUIB_ARCH_X86_64 && !s->x86_vm)
-		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+				      "x86_64 state without an x86 VM section");
 	/* The GIC rules are the arm64 interrupt controller's; x86_64 has none. */
 	if (s->arch == SQUIB_ARCH_AARCH64 && (s->gic.size == 0 || s->gic.len != s->gic.size))
-		return squib_fail(d, SQUIB_E_INCOMPATIBLE);
+		return squib_fail_msg(d, SQUIB_E_INCOMPATIBLE,
+				      "GIC blob shape: %zu bytes, declared length %" PRIu64,
+				      s->gic.size, s->gic.len);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <squib/crc64.h>
 #include <squib/describe.h>
 #include <squib/envelope.h>
+#include <squib/input.h>
 #include <squib/memfile.h>
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "input_internal.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "util.h"
@@ -296,21 +298,15 @@ static bool open_memory_file(struct run *x)
 	const char *path = x->r->memory_path;
 	struct squib_error_detail d;
 	struct stat st;
-	int e = 0;
 
-	do
-		x->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
-	while (x->mem_fd < 0 && errno == EINTR);
-	if (x->mem_fd < 0 || fstat(x->mem_fd, &st) < 0)
-		e = errno;
-	else if (!S_ISREG(st.st_mode))
-		e = EINVAL;
-	if (e) {
-		if (e == EINVAL)
-			squib_memfile_io_error(&d, e, "%s is not a regular file", path);
-		else
-			squib_memfile_io_error(&d, e, "opening %s", path);
-		fail(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_E_MEMORY_IO, &d);
+	x->mem_fd = squib_input_open(path, O_RDONLY, SQUIB_E_MEMORY_IO, &st, &d);
+	if (x->mem_fd < 0) {
+		fail(x, SQUIB_CHECK_MEMORY_FILE, x->mem_fd, &d);
+		x->mem_fd = -1;
+		return false;
+	}
+	if (squib_input_expect(x->mem_fd, (uint64_t)st.st_size, path, SQUIB_INPUT_MEMORY, &d)) {
+		fail(x, SQUIB_CHECK_MEMORY_FILE, d.code, &d);
 		return false;
 	}
 	x->mem_size = (uint64_t)st.st_size;

@@ -5,14 +5,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <squib/atomic.h>
 #include <squib/crc64.h>
+#include <squib/input.h>
 #include <squib/memfile.h>
 
+#include "input_internal.h"
 #include "memlayout.h"
 #include "util.h"
 
@@ -263,14 +267,17 @@ int squib_workset_read(const char *path, struct squib_workset *out, struct squib
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	struct stat st;
 	int fd, rc;
 
 	if (!path || !out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "working set: NULL argument");
 	memset(out, 0, sizeof(*out));
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	rc = read_limited(fd, &buf, &len, d);
+	if ((fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, &st, d)) < 0)
+		return fd;
+	rc = squib_input_expect(fd, (uint64_t)st.st_size, path, SQUIB_INPUT_WORKSET, d);
+	if (!rc && (rc = read_limited(fd, &buf, &len, d)) == SQUIB_E_IO && d)
+		snprintf(d->msg, sizeof(d->msg), "reading %s", path);
 	close(fd);
 	if (rc)
 		return rc;

@@ -1025,7 +1025,8 @@ static void test_should_exit_1_for_a_nonexistent_path(void **state)
 	run_cli(NULL, "describe", "/nonexistent/squib/x.snap", NULL, &p);
 	assert_int_equal(p.status, 1);
 	assert_string_equal(p.err, "squib-snapshot: describe: /nonexistent/squib/x.snap: snapshot "
-				   "I/O error: No such file or directory (os error 2)\n");
+				   "I/O error: No such file or directory (os error 2) (opening "
+				   "/nonexistent/squib/x.snap)\n");
 	squib_test_proc_free(&p);
 }
 

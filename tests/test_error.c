@@ -67,6 +67,17 @@ static void test_should_render_parameterless_variants_exactly(void **state)
 			    "snapshot is from a different VMM (sysreg or GIC blob shape mismatch)");
 }
 
+static void test_should_render_busy_with_the_path_it_names(void **state)
+{
+	struct squib_error_detail d;
+
+	(void)state;
+	assert_int_equal(squib_fail_msg(&d, SQUIB_E_BUSY, "%s is being written", "/s/x.mem"),
+			 SQUIB_E_BUSY);
+	assert_string_equal(render(d.code, &d), "snapshot file busy: /s/x.mem is being written");
+	assert_string_equal(squib_error_name(SQUIB_E_BUSY), "SQUIB_E_BUSY");
+}
+
 static void test_should_classify_io_errors_under_io_variant(void **state)
 {
 	struct squib_error_detail d;
@@ -147,7 +158,7 @@ static void test_should_truncate_like_snprintf(void **state)
 static void test_should_name_every_code_distinctly(void **state)
 {
 	(void)state;
-	for (int c = SQUIB_E_PAIR_MISMATCH; c <= SQUIB_E_QUIESCE_TIMEOUT; c++) {
+	for (int c = SQUIB_E_BUSY; c <= SQUIB_E_QUIESCE_TIMEOUT; c++) {
 		assert_string_not_equal(squib_error_name(c), "SQUIB_E_UNKNOWN");
 		for (int o = c + 1; o <= SQUIB_E_QUIESCE_TIMEOUT; o++)
 			assert_string_not_equal(squib_error_name(c), squib_error_name(o));
@@ -173,6 +184,7 @@ int main(void)
 		cmocka_unit_test(test_should_format_version_mismatch_as_semver),
 		cmocka_unit_test(test_should_render_parameterless_variants_exactly),
 		cmocka_unit_test(test_should_classify_io_errors_under_io_variant),
+		cmocka_unit_test(test_should_render_busy_with_the_path_it_names),
 		cmocka_unit_test(test_should_route_atomic_commit_failure_into_dedicated_variant),
 		cmocka_unit_test(test_should_describe_cross_fs_with_paths),
 		cmocka_unit_test(test_should_escape_cross_fs_paths_like_rust_debug),

@@ -5,6 +5,7 @@
  * the state file, layered reads, rebase, and every kind of damaged file.
  * Real memory, real files in a temp directory, real system calls.
  */
+#include "sparse.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -599,27 +600,26 @@ static void test_should_prepare_without_publishing_until_asked(void **state)
 	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
 	struct squib_memfile_manifest m;
 	struct squib_atomic_writer w;
-	char *path = path_in(f, "pair.mem"), *tmp = path_in(f, "pair.mem.tmp");
+	char *path = path_in(f, "pair.mem");
 
 	fill_pattern(mem, ram, 5);
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	assert_int_equal(squib_atomic_prepare(&w, NULL), 0);
 	assert_false(squib_test_exists(path)); /* durable but not yet visible */
-	assert_true(squib_test_exists(tmp));
+	assert_int_equal(squib_test_temps(path, NULL), 1);
 	assert_int_equal(squib_atomic_publish(&w, NULL), 0);
 	assert_true(squib_test_exists(path));
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	/* Dropped after writing: nothing is left behind. */
 	assert_int_equal(squib_atomic_open(&w, path, NULL, NULL), 0);
 	assert_int_equal(squib_memfile_write_full(&w, &src, NULL, &m, NULL, NULL), 0);
 	squib_atomic_abort(&w);
-	assert_false(squib_test_exists(tmp));
+	assert_int_equal(squib_test_layer_files(path, NULL), 0);
 	squib_memfile_manifest_release(&m);
 	munmap(mem, ram);
 	free(path);
-	free(tmp);
 }
 
 struct fail_nth {
@@ -1308,6 +1308,40 @@ static void test_should_rebase_onto_the_base_path_atomically(void **state)
 	free_chain(&c);
 }
 
+/* The file a rebase writes is locked first: busy while another writer holds it, before
+ * an input is read (out) or a byte of the base is changed (in place). */
+static void test_should_fail_a_rebase_busy_while_its_output_is_being_written(void **state)
+{
+	struct fx *f = *state;
+	struct squib_error_detail d;
+	struct squib_dest_lock held;
+	struct chain_fx c;
+	char *out = path_in(f, "merged.mem");
+	uint8_t *before;
+	size_t before_len;
+
+	build_chain(f, &c, false);
+	assert_int_equal(squib_dest_lock(&held, out, NULL, &d), 0);
+	assert_int_equal(
+	    squib_memfile_rebase(c.paths[0], (const char *const *)c.paths + 1, 3, out, NULL, NULL, &d),
+	    SQUIB_E_BUSY);
+	assert_non_null(strstr(d.msg, out));
+	assert_false(squib_test_exists(out));
+	assert_int_equal(squib_test_temps(out, NULL), 0);
+	squib_dest_unlock(&held);
+	assert_int_equal(squib_test_read_file(c.paths[0], &before, &before_len), 0);
+	assert_int_equal(squib_dest_lock(&held, c.paths[0], NULL, &d), 0);
+	assert_int_equal(
+	    squib_memfile_rebase(c.paths[0], (const char *const *)c.paths + 1, 3, NULL, NULL, NULL, &d),
+	    SQUIB_E_BUSY);
+	assert_file_equals(c.paths[0], before, before_len);
+	squib_dest_unlock(&held);
+	assert_int_equal(squib_test_layer_files(c.paths[0], NULL), 0);
+	free(before);
+	free(out);
+	free_chain(&c);
+}
+
 static void assert_pair_mismatch_names(const struct squib_error_detail *d, const uint8_t *a,
 				       const uint8_t *b)
 {
@@ -1487,10 +1521,56 @@ static void test_should_accept_the_documented_example(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* An 8 KiB file whose manifest claims 1 TiB present: refused at open, before any page
+ * is read (before: verify read zeros for hours, rebase wrote them until the disk filled). */
+static void test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds(void **state)
+{
+	char *dir = squib_test_tmpdir(), *p = squib_test_path(dir, "huge.mem");
+	struct squib_memfile_manifest m, got;
+	struct squib_memfile *mf = NULL;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_test_write_sparse_memfile(p, 1ull << 40, 8192, &m);
+	assert_int_equal(squib_memfile_open(p, &mf, &d), SQUIB_E_MEMORY_IO);
+	assert_null(mf);
+	assert_non_null(strstr(d.msg, p));
+	assert_non_null(strstr(d.msg, "bytes of present pages, but more than"));
+	assert_non_null(strstr(d.msg, "holes"));
+	assert_int_equal(squib_memfile_verify(p, true, &got, &d), SQUIB_E_MEMORY_IO);
+	squib_memfile_manifest_release(&m);
+	squib_test_rmtree(dir);
+	free(p);
+	free(dir);
+}
+
+/* A few holes inside present extents (a filesystem storing zero blocks as holes) are
+ * tolerated up to the slack: the bound is on the work, not on the layout. */
+static void test_should_open_a_file_with_a_few_holes_in_present_pages(void **state)
+{
+	char *dir = squib_test_tmpdir(), *p = squib_test_path(dir, "holey.mem");
+	struct squib_memfile_manifest m;
+	struct squib_memfile *mf = NULL;
+	struct squib_error_detail d;
+
+	(void)state;
+	squib_test_write_sparse_memfile(p, 16ull << 20, 8192, &m);
+	assert_int_equal(squib_memfile_open(p, &mf, &d), 0);
+	assert_int_equal(squib_memfile_manifest(mf)->layout.present_pages,
+			 (16ull << 20) / m.layout.page_size);
+	squib_memfile_close(mf);
+	squib_memfile_manifest_release(&m);
+	squib_test_rmtree(dir);
+	free(p);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_should_write_full_dump_dense),
+		cmocka_unit_test(test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
+		cmocka_unit_test(test_should_open_a_file_with_a_few_holes_in_present_pages),
 		T(test_should_write_diff_only_dirty_pages),
 		T(test_should_write_whole_bitmap_block_when_granule_is_coarser),
 		T(test_should_hold_exactly_the_dirty_pages_over_random_patterns),
@@ -1513,6 +1593,7 @@ int main(void)
 		T(test_should_rebase_a_chain_into_a_new_file),
 		T(test_should_rebase_a_chain_in_place),
 		T(test_should_rebase_onto_the_base_path_atomically),
+		T(test_should_fail_a_rebase_busy_while_its_output_is_being_written),
 		T(test_should_refuse_a_diff_whose_parent_is_not_the_base),
 		T(test_should_refuse_a_diff_of_another_geometry),
 		T(test_should_leave_an_interrupted_in_place_rebase_unreadable),

@@ -576,6 +576,77 @@ static void test_should_prefetch_overlapping_and_duplicate_runs_once(void **stat
 	munmap(want, pages * ps());
 }
 
+/* Touching and overlapping runs are merged before any page is visited: one read for
+ * pages 10..29 (before: one per run), and a million runs over the same 256 pages cost
+ * those pages once (before: runs x pages, minutes here). */
+static void test_should_merge_runs_before_visiting_pages(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 256, zeros, installed = 0, n = 1u << 20;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	const struct squib_ws_run touching[] = {{20, 10}, {10, 5}, {15, 5}, {12, 10}};
+	struct squib_ws_run *many = calloc(n, sizeof(*many));
+	struct squib_pager_stats st;
+	struct lazy l;
+
+	SKIP_WITHOUT_UFFD();
+	assert_non_null(many);
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	assert_int_equal(squib_pager_prefetch(l.p, touching, 4, &installed, NULL), 0);
+	assert_int_equal(installed, 20);
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.batches, 1);
+	assert_int_equal(st.bytes_read, 20 * ps());
+	for (uint64_t i = 0; i < n; i++)
+		many[i] = (struct squib_ws_run){i % 7, pages - i % 7};
+	assert_int_equal(squib_pager_prefetch(l.p, many, n, &installed, NULL), 0);
+	assert_int_equal(installed, pages - 20);
+	assert_memory_equal(l.mem, want, pages * ps());
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.faults, 0);
+	lazy_close(&l);
+	free(many);
+	munmap(want, pages * ps());
+}
+
+static bool stop_after_first_look(void *ctx)
+{
+	int *looks = ctx;
+
+	return ++*looks > 1;
+}
+
+/* A prefetch asks the stop function between chunks and ends when told (serve's SIGTERM). */
+static void test_should_stop_a_prefetch_between_chunks_when_asked(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t pages = 1024, zeros, installed = 0, chunk;
+	uint8_t *want = pattern_ram(pages, 0, &zeros);
+	const struct squib_ws_run all = {0, pages};
+	struct squib_error_detail d;
+	struct squib_pager_stats st;
+	struct lazy l;
+	int looks = 0;
+
+	SKIP_WITHOUT_UFFD();
+	chunk = (1u << 20) / ps();
+	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
+	lazy_open(&l, f->path, pages * ps(), 0);
+	squib_pager_set_prefetch_stop(l.p, stop_after_first_look, &looks);
+	assert_int_equal(squib_pager_prefetch(l.p, &all, 1, &installed, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ECANCELED);
+	assert_int_equal(looks, 2);
+	assert_int_equal(installed, chunk); /* the first chunk, then the stop */
+	squib_pager_stats(l.p, &st);
+	assert_int_equal(st.pages_prefetched, chunk);
+	squib_pager_set_prefetch_stop(l.p, NULL, NULL);
+	assert_int_equal(squib_pager_prefetch(l.p, &all, 1, &installed, &d), 0);
+	assert_int_equal(installed, pages - chunk);
+	lazy_close(&l);
+	munmap(want, pages * ps());
+}
+
 static void test_should_prefetch_all_pages(void **state)
 {
 	struct fixture *f = *state;
@@ -1282,6 +1353,8 @@ int main(void)
 	    T(test_should_prefetch_absent_pages_as_zeros_without_reading),
 	    T(test_should_prefetch_overlapping_and_duplicate_runs_once),
 	    T(test_should_prefetch_all_pages),
+	    T(test_should_merge_runs_before_visiting_pages),
+	    T(test_should_stop_a_prefetch_between_chunks_when_asked),
 	    T(test_should_refuse_prefetch_runs_outside_the_range),
 	    T(test_should_prefetch_through_an_attached_uffd),
 	    T(test_should_record_fault_driven_installs_in_order),

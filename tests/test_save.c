@@ -99,8 +99,7 @@ static void test_should_save_full_snapshot_pair_atomically(void **state)
 	savetest_save_ok(vm, &req, &rep);
 	assert_true(squib_test_exists(t->state));
 	assert_true(squib_test_exists(t->mem));
-	assert_false(squib_test_exists(t->state_tmp));
-	assert_false(squib_test_exists(t->mem_tmp));
+	assert_int_equal(savetest_layer_files(t), 0);
 	m = verify_mem(t->mem);
 	assert_int_equal(m.layout.ram_size, 32 * KiB);
 	assert_int_equal(m.layout.kind, SQUIB_MEMORY_FULL);
@@ -257,7 +256,7 @@ static void test_should_keep_existing_pair_when_save_fails_during_state_validati
 	assert_int_equal(ml0, ml1);
 	assert_memory_equal(s0, s1, sl0);
 	assert_memory_equal(m0, m1, ml0);
-	assert_false(squib_test_exists(t->state_tmp) || squib_test_exists(t->mem_tmp));
+	assert_int_equal(savetest_layer_files(t), 0);
 	assert_running(vm, 1);
 	free(s0);
 	free(m0);
@@ -300,8 +299,14 @@ static void test_should_reject_paths_that_cannot_form_a_pair(void **state)
 	struct squib_vm v = squib_testvm_vm(vm);
 
 	assert_int_equal(squib_save(&v, &req, NULL, &d), SQUIB_E_INVALID_PATH);
-	req.memory_path = t->state_tmp; /* the state's own temp */
-	assert_int_equal(squib_save(&v, &req, NULL, &d), SQUIB_E_INVALID_PATH);
+	{
+		char *temp = squib_test_path(t->dir, "x.snap.0123456789abcdef.tmp");
+
+		req.memory_path = temp; /* named like a temp of the state */
+		assert_int_equal(squib_save(&v, &req, NULL, &d), SQUIB_E_INVALID_PATH);
+		assert_false(squib_test_exists(temp));
+		free(temp);
+	}
 	req.memory_path = NULL;
 	assert_int_equal(squib_save(&v, &req, NULL, &d), SQUIB_E_INVALID_PATH);
 	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
@@ -440,6 +445,20 @@ static int find_step(const struct recorder *r, enum squib_io_step s, const char 
 	return -1;
 }
 
+/* The first step s on a temp of `name` (NAME.<hex>.tmp, hex_len digits). */
+static int find_temp_step(const struct recorder *r, enum squib_io_step s, const char *name,
+			  size_t hex_len)
+{
+	size_t n = strlen(name);
+
+	for (int i = 0; i < r->n; i++)
+		if (r->step[i] == s && !strncmp(r->path[i], name, n) && r->path[i][n] == '.' &&
+		    strlen(r->path[i]) == n + 1 + hex_len + 4 &&
+		    !strcmp(r->path[i] + n + 1 + hex_len, ".tmp"))
+			return i;
+	return -1;
+}
+
 /* Both temps durable before either rename; memory renamed before state; each directory synced. */
 static void test_should_publish_memory_before_state_after_both_are_durable(void **state)
 {
@@ -452,18 +471,26 @@ static void test_should_publish_memory_before_state_after_both_are_durable(void 
 	const char *dir = strrchr(t->dir, '/') + 1;
 	int mem_rename, state_rename;
 
+	struct squib_save_report rep;
+	char id[33], state_temp[64];
+
 	req.hooks = &h;
 	squib_testvm_fill(vm, 5, 2);
-	savetest_save_ok(vm, &req, NULL);
+	savetest_save_ok(vm, &req, &rep);
 	mem_rename = find_step(&r, SQUIB_IO_RENAME, "x.mem");
 	state_rename = find_step(&r, SQUIB_IO_RENAME, "x.snap");
 	assert_true(mem_rename >= 0 && state_rename > mem_rename);
-	assert_true(find_step(&r, SQUIB_IO_OPEN, "x.mem.tmp") == 0);
-	assert_true(find_step(&r, SQUIB_IO_OPEN, "x.snap.tmp") ==
-		    1); /* both open before any write */
-	assert_true(find_step(&r, SQUIB_IO_FSYNC, "x.mem.tmp") < mem_rename);
-	assert_true(find_step(&r, SQUIB_IO_FSYNC, "x.snap.tmp") < mem_rename);
-	assert_true(find_step(&r, SQUIB_IO_CLOSE, "x.snap.tmp") < mem_rename);
+	/* Both destinations locked first, for the whole save. */
+	assert_int_equal(find_step(&r, SQUIB_IO_LOCK, ".x.mem.squib-lock"), 0);
+	assert_int_equal(find_step(&r, SQUIB_IO_LOCK, ".x.snap.squib-lock"), 1);
+	assert_true(find_temp_step(&r, SQUIB_IO_OPEN, "x.mem", 16) == 2);
+	/* The state temp is named after the new memory id: recovery finds it by name. */
+	squib_memfile_id_hex(rep.memory_id, id);
+	snprintf(state_temp, sizeof(state_temp), "x.snap.%s.tmp", id);
+	assert_true(find_step(&r, SQUIB_IO_OPEN, state_temp) == 3); /* both open before any write */
+	assert_true(find_temp_step(&r, SQUIB_IO_FSYNC, "x.mem", 16) < mem_rename);
+	assert_true(find_step(&r, SQUIB_IO_FSYNC, state_temp) < mem_rename);
+	assert_true(find_step(&r, SQUIB_IO_CLOSE, state_temp) < mem_rename);
 	assert_int_equal(r.step[mem_rename + 1], SQUIB_IO_FSYNC_DIR);
 	assert_string_equal(r.path[mem_rename + 1], dir);
 	assert_int_equal(r.step[state_rename + 1], SQUIB_IO_FSYNC_DIR);
@@ -476,10 +503,7 @@ static void test_should_publish_memory_before_state_after_both_are_durable(void 
 
 static bool temp_exists(const char *path)
 {
-	char tmp[4200];
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	return squib_test_exists(tmp);
+	return squib_test_temps(path, NULL) > 0;
 }
 
 /* A tracker that records when it is reset and what it is given back. */
@@ -595,16 +619,21 @@ static void test_should_reset_tracking_only_after_the_pair_is_durable(void **sta
 	savetest_save_ok(vm, &req, &rep);
 	assert_int_equal(p.resets, 2);
 	assert_true(p.durable_at_reset);
-	for (int i = 0, n = r.n; i < n; i++) {
+	struct recorder first = r;
+
+	for (int i = 0, n = r.n, backs = 0; i < n; i++) {
+		/* The locks come before the harvest: failing there gives nothing back. */
+		bool harvested = first.step[i] != SQUIB_IO_LOCK;
+
 		/* Start each from a clean directory state: no recovery steps in the count. */
-		unlink(t->state_tmp);
-		unlink(t->mem_tmp);
+		savetest_remove_temps(t);
 		squib_testvm_write(vm, GPA, 0x11, hp()); /* the same steps as the first save */
 		r = (struct recorder){.fail_at = i, .fail_errno = EIO};
 		if (squib_save(&v, &req, NULL, &d) >= 0)
 			fail_msg("step %d of %d did not fail", i, n);
 		assert_int_equal(p.resets, 2);
-		assert_int_equal(p.give_backs, i + 1);
+		backs += harvested;
+		assert_int_equal(p.give_backs, backs);
 	}
 	squib_testvm_free(vm);
 	squib_tracker_free(tr);
@@ -640,7 +669,7 @@ static void test_should_give_harvested_pages_back_when_the_save_fails(void **sta
 					  .parent_memory_id = parent,
 					  .hooks = &h};
 	assert_int_equal(squib_testvm_write(vm, GPA + 2 * hp(), 0xab, hp()), 0);
-	r.fail_at = 2; /* open, open, the first page write: ENOSPC */
+	r.fail_at = 4; /* lock, lock, open, open, the first page write: ENOSPC */
 	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_MEMORY_IO);
 	assert_int_equal(d.os_errno, ENOSPC);
 	savetest_assert_no_files(t);
@@ -713,11 +742,40 @@ static void test_should_describe_the_state_after_save(void **state)
 	squib_testvm_free(vm);
 }
 
+/* State and memory are private whatever the umask; a replaced pair keeps its modes. */
+static void test_should_create_the_pair_0600_and_keep_a_replaced_pairs_modes(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 32 * KiB, 1);
+	struct squib_testvm *vm = savetest_vm(&c);
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+	mode_t old = umask(0);
+	struct stat s, m;
+
+	squib_testvm_fill(vm, 3, 1);
+	savetest_save_ok(vm, &req, NULL);
+	assert_int_equal(stat(t->state, &s), 0);
+	assert_int_equal(stat(t->mem, &m), 0);
+	assert_int_equal(s.st_mode & 0777, 0600);
+	assert_int_equal(m.st_mode & 0777, 0600);
+	assert_int_equal(chmod(t->state, 0640), 0);
+	assert_int_equal(chmod(t->mem, 0400), 0);
+	savetest_save_ok(vm, &req, NULL);
+	umask(old);
+	assert_int_equal(stat(t->state, &s), 0);
+	assert_int_equal(stat(t->mem, &m), 0);
+	assert_int_equal(s.st_mode & 0777, 0640);
+	assert_int_equal(m.st_mode & 0777, 0400);
+	assert_int_equal(savetest_layer_files(t), 0);
+	squib_testvm_free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	    T(test_should_save_full_snapshot_pair_atomically),
+	    T(test_should_create_the_pair_0600_and_keep_a_replaced_pairs_modes),
 	    T(test_should_reject_diff_without_dirty_bitmap),
 	    T(test_should_reject_diff_when_track_dirty_is_false),
 	    T(test_should_save_diff_only_dirty_pages),

@@ -145,6 +145,34 @@ static void test_should_reject_gic_length_mismatch(void **state)
 	squib_state_free(&s);
 }
 
+/* Each refusal says which shape did not match (the fixed text cannot). */
+static void test_should_say_which_shape_is_incompatible(void **state)
+{
+	struct squib_microvm_state s;
+	struct squib_error_detail d;
+
+	(void)state;
+	make_compatible(&s);
+	s.vm_info.smt = true;
+	assert_int_equal(squib_state_verify_compatible(&s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "SMT is enabled in the VM info");
+	s.vm_info.smt = false;
+	s.gic.len = 99;
+	assert_int_equal(squib_state_verify_compatible(&s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "GIC blob shape: 3 bytes, declared length 99");
+	squib_state_free(&s);
+	squib_state_init(&s, SQUIB_ARCH_AARCH64);
+	assert_int_equal(squib_state_set_gic(&s, gic3, sizeof(gic3)), 0);
+	assert_int_equal(squib_state_verify_compatible(&s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "0 vCPUs (1..32)");
+	squib_state_free(&s);
+	squib_state_init(&s, SQUIB_ARCH_X86_64);
+	assert_int_equal(squib_state_add_x86_vcpu(&s, NULL), 0);
+	assert_int_equal(squib_state_verify_compatible(&s, &d), SQUIB_E_INCOMPATIBLE);
+	assert_string_equal(d.msg, "x86_64 state without an x86 VM section");
+	squib_state_free(&s);
+}
+
 static void test_should_accept_32_vcpus_and_reject_33(void **state)
 {
 	struct squib_microvm_state s;
@@ -544,6 +572,7 @@ int main(void)
 	    cmocka_unit_test(test_should_reject_smt_enabled),
 	    cmocka_unit_test(test_should_reject_empty_gic_blob),
 	    cmocka_unit_test(test_should_reject_gic_length_mismatch),
+	    cmocka_unit_test(test_should_say_which_shape_is_incompatible),
 	    cmocka_unit_test(test_should_accept_32_vcpus_and_reject_33),
 	    cmocka_unit_test(test_should_bound_vcpus_at_decoder_limit),
 	    cmocka_unit_test(test_should_apply_x86_rules_without_gic),

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -366,11 +367,14 @@ static void send_with_fds(int s, const void *buf, size_t len, const int *fds, in
 	assert_int_equal(sendmsg(s, &mh, MSG_NOSIGNAL), (ssize_t)len);
 }
 
+/* Initialised, as a VMM sends it (Firecracker calls UFFDIO_API before registering). */
 static int new_uffd(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	struct uffdio_api api = {.api = UFFD_API};
 
 	assert_true(fd >= 0);
+	assert_int_equal(ioctl(fd, UFFDIO_API, &api), 0);
 	return fd;
 }
 
@@ -461,6 +465,36 @@ static void test_should_refuse_two_fds_or_one_that_is_no_userfaultfd(void **stat
 	receive_fails(sv, 2000, SQUIB_E_ENCODING, "not a userfaultfd");
 	close(pf[0]);
 	close(pf[1]);
+}
+
+/* Before, a substring of the fd's /proc link decided: a file named "userfaultfd" passed and
+ * so did an uninitialised userfaultfd. Now the fd is asked with ioctls. */
+static void test_should_recognise_a_userfaultfd_by_ioctl_not_by_name(void **state)
+{
+	char *dir = squib_test_tmpdir(), *p = squib_test_path(dir, "userfaultfd");
+	int sv[2], fd, raw, ep;
+
+	(void)state;
+	SKIP_WITHOUT_UFFD();
+	assert_int_equal(squib_test_write_file(p, "x", 1), 0);
+	assert_true((fd = open(p, O_RDONLY | O_CLOEXEC)) >= 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	send_with_fds(sv[1], FC_EXAMPLE, strlen(FC_EXAMPLE), &fd, 1);
+	receive_fails(sv, 2000, SQUIB_E_ENCODING, "not a userfaultfd");
+	assert_true((ep = epoll_create1(EPOLL_CLOEXEC)) >= 0); /* EINVAL for UFFDIO_API too */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	send_with_fds(sv[1], FC_EXAMPLE, strlen(FC_EXAMPLE), &ep, 1);
+	receive_fails(sv, 2000, SQUIB_E_ENCODING, "not a userfaultfd");
+	assert_true((raw = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)) >= 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	send_with_fds(sv[1], FC_EXAMPLE, strlen(FC_EXAMPLE), &raw, 1);
+	receive_fails(sv, 2000, SQUIB_E_ENCODING, "never initialised");
+	close(fd);
+	close(ep);
+	close(raw);
+	squib_test_rmtree(dir);
+	free(p);
+	free(dir);
 }
 
 static void test_should_report_a_socket_closed_before_the_handshake(void **state)
@@ -1554,6 +1588,7 @@ int main(void)
 	    cmocka_unit_test(test_should_receive_a_message_split_over_several_writes),
 	    cmocka_unit_test(test_should_refuse_a_message_without_a_userfaultfd),
 	    cmocka_unit_test(test_should_refuse_two_fds_or_one_that_is_no_userfaultfd),
+	    cmocka_unit_test(test_should_recognise_a_userfaultfd_by_ioctl_not_by_name),
 	    cmocka_unit_test(test_should_report_a_socket_closed_before_the_handshake),
 	    cmocka_unit_test(test_should_time_out_and_refuse_endless_messages),
 	    cmocka_unit_test_setup_teardown(test_should_replace_only_a_stale_socket, setup,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <squib/crc64.h>
@@ -367,7 +368,16 @@ static void test_should_write_and_read_a_file(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(squib_workset_write(path, &in, &d), 0);
+	{
+		/* Private whatever the umask: it lists which guest pages were touched. */
+		mode_t old = umask(0);
+		struct stat st;
+
+		assert_int_equal(squib_workset_write(path, &in, &d), 0);
+		umask(old);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
 	assert_int_equal(squib_test_read_file(path, &disk, &dlen), 0);
 	encode_sample(&enc, &len);
 	assert_int_equal(dlen, len);

@@ -27,25 +27,9 @@ static void describe_usage(FILE *out)
 		"             1 unreadable or not a state file, or bad usage.\n");
 }
 
-/* A path on one line: control characters escaped. */
-static void put_path(FILE *f, const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\x%02x", *p);
-		else
-			fputc(*p, f);
-	}
-}
-
 static int describe_fail(const char *path, int code, const struct squib_error_detail *d)
 {
-	char msg[2 * SQUIB_DETAIL_PATH_MAX + 512];
-
-	squib_error_message(code, d, msg, sizeof(msg));
-	fputs("squib-snapshot: describe: ", stderr);
-	put_path(stderr, path);
-	fprintf(stderr, ": %s\n", msg);
+	cli_error("describe", path, code, d); /* the detail names what failed */
 	return CLI_EXIT_ERROR;
 }
 

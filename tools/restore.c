@@ -198,6 +198,22 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 	return check_lazy_args(a);
 }
 
+/* The pair checked before KVM is opened, so a bad file is reported as itself; the VM
+ * gets as many vCPUs as the state has (the load refuses a state that does not fit). */
+static int check_pair(const struct restore_args *a, uint32_t *vcpus, struct squib_error_detail *d)
+{
+	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(a->state, a->mem);
+	int rc;
+
+	req.backend = a->backend;
+	req.chain = a->chain_len ? a->chain : NULL;
+	req.chain_len = a->chain_len;
+	rc = squib_load_check(&req, SQUIB_ARCH_X86_64, vcpus, d);
+	if (!rc && (*vcpus == 0 || *vcpus > SQUIB_KVM_MAX_VCPUS))
+		*vcpus = 1;
+	return rc;
+}
+
 /* ---- the lazy backends: watch the memory while the guest runs ---- */
 
 #define RESTORE_POLL_MS 100u
@@ -357,26 +373,21 @@ static void print_restored(struct cli_vm *c, const struct restore_args *a,
 		       squib_uffd_remote_peer_pid(res->memory->remote));
 }
 
-static int restore_vm(struct cli_vm *c, const struct restore_args *a, struct squib_error_detail *d)
+static int restore_vm(struct cli_vm *c, const struct restore_args *a,
+		      const struct squib_workset *ws, struct squib_error_detail *d)
 {
 	struct squib_load_request req = SQUIB_LOAD_REQUEST_INIT(a->state, a->mem);
-	struct squib_workset ws = {0};
 	struct squib_lazy_options lz;
 	struct squib_load_result res;
 	int rc;
 
-	if (a->prefetch_ws && (rc = squib_workset_read(a->prefetch_ws, &ws, d))) {
-		cli_vm_free(c);
-		return rc;
-	}
-	lazy_options(a, &ws, &lz);
+	lazy_options(a, ws, &lz);
 	req.backend = a->backend;
 	req.chain = a->chain_len ? a->chain : NULL;
 	req.chain_len = a->chain_len;
 	req.stay_paused = true;
 	req.lazy = &lz;
 	rc = squib_load(&c->v, &req, &res, d);
-	squib_workset_free(&ws);
 	if (rc) {
 		cli_vm_free(c);
 		squib_guest_memory_free(res.memory);
@@ -399,6 +410,7 @@ static int restore_run(int argc, char **argv)
 {
 	struct squib_error_detail d;
 	struct restore_args a;
+	struct squib_workset ws = {0};
 	struct cli_vm_shape shape;
 	struct cli_vm c;
 	char *mem_default = NULL;
@@ -413,18 +425,20 @@ static int restore_run(int argc, char **argv)
 	if (!a.mem && a.backend != SQUIB_BACKEND_UFFD &&
 	    !(a.mem = mem_default = cli_default_mem_path(a.state)))
 		return CLI_EXIT_ERROR;
-	cli_state_shape(a.state, &shape);
-	if ((shape.console_fd = cli_console_open(a.console)) < 0) {
-		free(mem_default);
-		return CLI_EXIT_ERROR;
-	}
-	rc = cli_vm_new(&c, &shape, &d);
-	if (!rc)
-		rc = restore_vm(&c, &a, &d);
-	if (rc)
+	cli_state_shape(a.state, &shape); /* the guest's kind; check_pair sets the vCPUs */
+	if ((rc = check_pair(&a, &shape.vcpus, &d)))
+		cli_error("restore", a.state, rc, &d);
+	else if (a.prefetch_ws && (rc = squib_workset_read(a.prefetch_ws, &ws, &d)))
+		cli_error("restore", a.prefetch_ws, rc, &d);
+	else if ((shape.console_fd = cli_console_open(a.console)) < 0)
+		rc = SQUIB_E_IO;
+	else if ((rc = cli_vm_new(&c, &shape, &d)))
+		cli_error("restore", NULL, rc, &d); /* the detail names /dev/kvm */
+	else if ((rc = restore_vm(&c, &a, &ws, &d)))
 		cli_error("restore", a.state, rc, &d);
 	if (shape.console_fd > 2)
 		close(shape.console_fd);
+	squib_workset_free(&ws);
 	free(mem_default);
 	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;
 }

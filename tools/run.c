@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `squib-snapshot run GUEST STATE`: boot a guest on KVM and snapshot it while it runs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/save.h>
 
@@ -170,16 +172,20 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 static int read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 		     struct squib_error_detail *d)
 {
-	FILE *f = fopen(path, "rb");
-	long size;
+	struct stat st;
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_IO, &st, d);
+	FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
 	size_t n = 0;
 
 	*buf = NULL;
-	if (!f)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && (uint64_t)size <= max &&
-	    fseek(f, 0, SEEK_SET) == 0 && (*buf = malloc((size_t)size)))
-		n = fread(*buf, 1, (size_t)size, f);
+	if (fd < 0)
+		return fd;
+	if (!f) {
+		close(fd);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "reading %s", path);
+	}
+	if (st.st_size > 0 && (uint64_t)st.st_size <= max && (*buf = malloc((size_t)st.st_size)))
+		n = fread(*buf, 1, (size_t)st.st_size, f);
 	fclose(f);
 	if (!n || !*buf) {
 		free(*buf);
@@ -294,8 +300,8 @@ static int print_saved_console(const char *state, struct squib_error_detail *d)
 	if (!rc && cli_state_console(&s, &info))
 		rc = squib_fail_msg(d, SQUIB_E_ENCODING, "no UART in the saved state");
 	if (!rc) {
-		printf("saved console: %llu lines, %llu bytes, last '", (unsigned long long)info.lines,
-		       (unsigned long long)info.bytes);
+		printf("saved console: %llu lines, %llu bytes, last '",
+		       (unsigned long long)info.lines, (unsigned long long)info.bytes);
 		cli_put_text(stdout, info.last_line);
 		printf("'\n");
 	}
@@ -359,15 +365,17 @@ static int new_vm(struct cli_vm *c, const struct run_args *a, int console_fd,
 
 /* Boot, save the Full pair (and the Diff), print; with --hold, wait to be killed. */
 static int run_vm(const struct run_args *a, const struct run_images *im, int console_fd,
-		  struct squib_error_detail *d)
+		  const char **what, struct squib_error_detail *d)
 {
 	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(a->state, a->mem);
 	struct squib_save_report rep;
 	struct cli_vm c;
 	int rc = new_vm(&c, a, console_fd, d);
 
+	*what = NULL; /* the VM: the detail names /dev/kvm */
 	if (rc)
 		return rc;
+	*what = a->state;
 	if (!(rc = boot(&c, a, im, d)) && !(rc = squib_save(&c.v, &req, &rep, d))) {
 		printf("saved %s and %s: full, %llu KiB of page data, guest paused %llu us, "
 		       "save took %llu us\n",
@@ -396,7 +404,7 @@ static int run_run(int argc, char **argv)
 	struct run_args a;
 	struct run_images im = {0};
 	char *mem_default = NULL, *diff_mem_default = NULL;
-	const char *what;
+	const char *what = NULL;
 	int rc, console_fd;
 
 	if (parse_args(argc, argv, &a)) {
@@ -414,8 +422,8 @@ static int run_run(int argc, char **argv)
 		rc = SQUIB_E_IO;
 	else if ((rc = read_images(&a, &im, &what, &d)))
 		cli_error("run", what, rc, &d);
-	else if ((rc = run_vm(&a, &im, console_fd, &d)))
-		cli_error("run", a.state, rc, &d);
+	else if ((rc = run_vm(&a, &im, console_fd, &what, &d)))
+		cli_error("run", what, rc, &d);
 	if (console_fd > 2)
 		close(console_fd);
 	free_images(&im);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/input.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
@@ -200,10 +201,11 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	struct raw_source *r;
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = squib_input_open(path, O_RDONLY, SQUIB_E_MEMORY_IO, &st, NULL);
 
-	/* Unreadable, or a squib file that does not open: report why it did not. */
-	if (fd < 0 || fstat(fd, &st) || has_squib_magic(fd, (uint64_t)st.st_size)) {
+	/* Unreadable, a squib file that does not open, or another kind of squib file (a
+	 * state file is no raw memory): report why it did not open. */
+	if (open_rc == SQUIB_E_INVALID_PATH || fd < 0 || has_squib_magic(fd, (uint64_t)st.st_size)) {
 		if (fd >= 0)
 			close(fd);
 		*d = *open_d;
@@ -494,6 +496,14 @@ static int record_ws(const struct squib_pager *p, const struct source *s, const 
 	return rc;
 }
 
+/* A signal waits in the signalfd (not read here): a long prefetch ends, wait_end reads it. */
+static bool signal_pending(void *ctx)
+{
+	struct pollfd pfd = {.fd = *(const int *)ctx, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) > 0;
+}
+
 static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
 		      int sfd, struct squib_error_detail *d)
 {
@@ -510,6 +520,7 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	fflush(stdout);
 	if ((rc = attach(s, peer, a, &p, d)))
 		return rc;
+	squib_pager_set_prefetch_stop(p, signal_pending, &sfd);
 	if (a->prefetch_ws)
 		prefetch_ws(p, &s->ws);
 	if (a->all)

@@ -1,25 +1,49 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * squib/atomic.h - crash-safe publication of one file.
+ * squib/atomic.h - crash-safe, race-safe publication of one file (the
+ * file-safety layer every squib writer goes through; docs/DESIGN.md §4).
  *
- * The temp file is the destination path + ".tmp", in the same directory. Open
- * checks that both parent directories are on one filesystem (st_dev; "." when
- * the name has no directory part), then creates/truncates the temp. Commit is
- * fsync, close, rename, and fsync of the parent directory, so the new name is
- * durable when commit returns 0. Any failure before the rename unlinks the temp
- * and leaves an existing destination byte-identical.
+ * A writer works inside the destination's directory, through a directory fd
+ * opened once (every later step is *at() relative to it):
+ *
+ *   1. The destination, if it exists, must be a regular file: a directory,
+ *      device node, FIFO, socket or symbolic link there is refused
+ *      (SQUIB_E_INVALID_PATH naming what it is) before anything is created.
+ *   2. A per-destination lock: flock(LOCK_EX|LOCK_NB) on ".NAME.squib-lock"
+ *      beside it (opened O_NOFOLLOW, a regular file). A second writer to the
+ *      same destination fails at once with SQUIB_E_BUSY naming the path;
+ *      writers to other names in the directory do not wait for each other.
+ *      Holding the lock proves no other writer of NAME is alive, so temps of
+ *      NAME left by dead writers are removed here. The lock file is removed
+ *      when the lock is released.
+ *   3. The temp: "NAME.<16 hex digits>.tmp", a fresh random name created
+ *      O_CREAT|O_EXCL|O_NOFOLLOW (never an existing file, never through a
+ *      link), mode 0600. A pair's state temp is named after the memory id it
+ *      describes, "NAME.<32 hex digits>.tmp", so that pair recovery finds it by
+ *      name (squib/load.h).
+ *   4. Commit: fsync, close, renameat onto NAME, fsync of the directory fd;
+ *      then the lock is released. Any failure before the rename unlinks the
+ *      temp and leaves an existing destination byte-identical.
+ *
+ * Modes: a new file is created 0600 (or squib_atomic_options.mode, which the
+ * umask still narrows); a replaced file keeps its mode, narrowed by an
+ * explicit mode, never widened (group bits only if the new file can keep the
+ * old group). The umask alone never widens anything.
  *
  * Commit is split in two so a caller can publish several files in an order of
  * its choosing: squib_atomic_prepare() makes the temp durable and closes it;
- * squib_atomic_publish() renames and syncs the directory.
+ * squib_atomic_publish() renames and syncs the directory. A caller publishing
+ * several files as one (the state/memory pair) holds their locks itself
+ * (squib_dest_lock) across all the publications and passes them in the options.
  *
  * Fault injection: every step first calls hooks->before(ctx, step, path) when
  * hooks are given. A negative errno return makes the step fail with that errno
  * as if the system call had; tests also use the hook to observe or to kill the
  * process at a step. Production passes NULL.
  *
- * Thread-safety: a writer is owned by one thread at a time; distinct writers
- * are independent.
+ * Thread-safety: a writer or lock is owned by one thread at a time; distinct
+ * ones are independent (flock excludes open file descriptions, so two writers
+ * in one process exclude each other too).
  */
 #ifndef SQUIB_ATOMIC_H
 #define SQUIB_ATOMIC_H
@@ -35,7 +59,8 @@
 extern "C" {
 #endif
 
-#define SQUIB_TEMP_SUFFIX ".tmp"
+/* Mode of a new file when the options give none. */
+#define SQUIB_FILE_MODE_PRIVATE 0600
 
 enum squib_io_step {
 	SQUIB_IO_OPEN = 0,  /* path = temp */
@@ -44,6 +69,7 @@ enum squib_io_step {
 	SQUIB_IO_CLOSE,     /* path = temp */
 	SQUIB_IO_RENAME,    /* path = dest */
 	SQUIB_IO_FSYNC_DIR, /* path = parent directory */
+	SQUIB_IO_LOCK,	    /* path = the lock file; once per lock taken */
 	SQUIB_IO_STEP_COUNT
 };
 
@@ -59,28 +85,67 @@ enum squib_atomic_phase {
 	SQUIB_ATOMIC_PREPARED,   /* temp durable and closed, not yet renamed */
 };
 
+/* A held lock on one destination (step 2 above). */
+struct squib_dest_lock {
+	int dir_fd; /* the destination's directory; -1 when not held */
+	int fd;	    /* the lock file, flock-ed; -1 when not held */
+	char *dest; /* the destination as given */
+	char *dir;  /* its parent directory ("." if none) */
+	char *name; /* its name in dir */
+	char *lock_name;
+	const struct squib_io_hooks *hooks;
+};
+
+struct squib_atomic_options {
+	const struct squib_io_hooks *hooks; /* NULL in production */
+	mode_t mode;			    /* 0: SQUIB_FILE_MODE_PRIVATE; see "Modes" above */
+	/* A lock on the destination the caller holds (and releases after the
+	 * writer); NULL: the writer takes its own and releases it when done. */
+	struct squib_dest_lock *lock;
+	/* A pair's state temp: name it after this memory id (16 bytes). */
+	const uint8_t *pair_id;
+};
+
 struct squib_atomic_writer {
-	int fd;
+	int fd; /* the temp, open O_RDWR */
 	enum squib_atomic_phase phase;
 	char *dest;
-	char *temp;
-	char *dir; /* parent directory of dest ("." if none) */
+	char *temp; /* the temp's path, for hooks and messages */
+	char *dir;  /* parent directory of dest ("." if none) */
 	const struct squib_io_hooks *hooks;
+	char *temp_name;	      /* the temp's name in dir */
+	struct squib_dest_lock own;   /* the writer's own lock ... */
+	struct squib_dest_lock *held; /* ... or the caller's (NULL: own) */
 };
 
 const char *squib_io_step_name(enum squib_io_step step);
 
-/* dest + ".tmp" into buf. SQUIB_E_INVALID_PATH if it does not fit or dest is empty. */
-int squib_atomic_derive_temp_path(const char *dest, char *buf, size_t len);
+/*
+ * Steps 1 and 2 for dest: SQUIB_E_INVALID_PATH (not a file name, a name too
+ * long for a temp beside it, or not a regular file), SQUIB_E_BUSY (another
+ * writer holds it), SQUIB_E_IO (the directory or lock file cannot be opened;
+ * a symbolic link at the lock name is ELOOP). On failure *l holds nothing.
+ */
+int squib_dest_lock(struct squib_dest_lock *l, const char *dest, const struct squib_io_hooks *hooks,
+		    struct squib_error_detail *d);
+
+/* Remove the lock file, release the lock, close. Safe on a released lock. */
+void squib_dest_unlock(struct squib_dest_lock *l);
 
 /* SQUIB_E_ATOMIC_COMMIT_CROSS_FS when the parents of dest and temp are on different
- * filesystems; SQUIB_E_IO when either cannot be stat-ed. */
+ * filesystems; SQUIB_E_IO when either cannot be stat-ed. (The writer's temp is
+ * always in dest's directory; this is for callers that place files themselves.) */
 int squib_atomic_check_same_fs(const char *dest, const char *temp, struct squib_error_detail *d);
 
-/* Open the temp (create, truncate, 0666 & ~umask). `hooks` may be NULL and must
- * outlive the writer. On failure the writer is left CLOSED. */
+/* Steps 1-3 with default options and `hooks` (may be NULL; must outlive the
+ * writer). On failure the writer is left CLOSED. */
 int squib_atomic_open(struct squib_atomic_writer *w, const char *dest,
 		      const struct squib_io_hooks *hooks, struct squib_error_detail *d);
+
+/* squib_atomic_open with options (NULL: defaults). A given lock must be held
+ * on this very dest (SQUIB_E_INVALID_ARGUMENT otherwise). */
+int squib_atomic_open_ex(struct squib_atomic_writer *w, const char *dest,
+			 const struct squib_atomic_options *opts, struct squib_error_detail *d);
 
 /* Append len bytes (retrying short writes and EINTR). Failure: SQUIB_E_IO, and
  * the writer stays open (abort it). */
@@ -97,7 +162,7 @@ int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detai
 /* rename temp -> dest, then fsync the directory. A rename failure is
  * SQUIB_E_ATOMIC_COMMIT_FAILED (temp unlinked); a directory fsync failure is
  * SQUIB_E_IO (dest is already replaced but may not be durable). The writer is
- * released either way. */
+ * released either way, with its own lock (a caller's lock stays held). */
 int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /*
@@ -115,8 +180,9 @@ void squib_atomic_forget(struct squib_atomic_writer *w);
 /* prepare + publish. */
 int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
-/* Drop without committing: close and unlink the temp if still present; release.
- * Safe on a CLOSED writer and after commit. Never fails. */
+/* Drop without committing: close and unlink the temp if still present; release
+ * (the writer's own lock too). Safe on a CLOSED or zero-initialised writer and
+ * after commit. Never fails. */
 void squib_atomic_abort(struct squib_atomic_writer *w);
 
 /* Whole-file convenience: open, write, commit. */

@@ -114,6 +114,9 @@ int squib_envelope_parse_header(const uint8_t *buf, size_t len, struct squib_env
 int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
 			  struct squib_error_detail *d);
 
+/* read_file of an open fd (from its current offset; the fd stays open). */
+int squib_state_read_fd(int fd, uint8_t **buf, size_t *len, struct squib_error_detail *d);
+
 /* read_file + decode. */
 int squib_state_load_file(const char *path, enum squib_arch expected,
 			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,

@@ -46,6 +46,7 @@ enum squib_error {
 	SQUIB_E_NOMEM = -1015,         /* an allocation failed */
 	SQUIB_E_INVALID_ARGUMENT = -1016, /* API misuse (NULL pointer, bad flag) */
 	SQUIB_E_PAIR_MISMATCH = -1017, /* state and memory file do not belong together */
+	SQUIB_E_BUSY = -1018,          /* another writer holds the destination (msg names it) */
 };
 
 #define SQUIB_SEMVER_FMT "%u.%u.%u"
@@ -69,7 +70,7 @@ struct squib_version {
  *   SIZE_LIMIT_EXCEEDED   limit
  *   ATOMIC_COMMIT_CROSS_FS path_a (dest), path_b (temp dir)
  *   ATOMIC_COMMIT_FAILED, MEMORY_IO, IO   os_errno (the io error text)
- *   INVALID_PATH, ENCODING, CAPTURE, PAIR_MISMATCH, INVALID_ARGUMENT   msg
+ *   INVALID_PATH, ENCODING, CAPTURE, PAIR_MISMATCH, INVALID_ARGUMENT, BUSY   msg
  */
 struct squib_error_detail {
 	int code;
@@ -102,6 +103,10 @@ int squib_fail(struct squib_error_detail *d, int code);
 int squib_fail_errno(struct squib_error_detail *d, int code, int os_errno);
 int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* An OS error (os_errno) with msg saying what failed, e.g. "opening /dev/kvm":
+ * the code's fixed text stays as upstream has it, the detail names the path. */
+int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
 int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected);
 int squib_fail_version(struct squib_error_detail *d, struct squib_version found,
 		       struct squib_version expected);

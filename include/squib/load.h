@@ -6,7 +6,7 @@
  *
  *   1. pair recovery (squib_pair_recover, unless disabled): a save that
  *      crashed between its two renames left the new memory file next to the
- *      old state file, and the new state in STATE.tmp; roll it forward
+ *      old state file, and the new state in STATE.<B>.tmp; roll it forward
  *   2. read and verify the state file, in the state file's check order (size
  *      limit, too short, CRC, magic, version, structure); either architecture
  *      decodes here
@@ -84,27 +84,33 @@ extern "C" {
 enum squib_recovery_action {
 	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
 	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
-	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.tmp bound the memory file: renamed over the state */
+	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.<B>.tmp bound the memory file: renamed over the state */
 };
 
 /*
  * Make the pair (state_path, memory_path) consistent after a crashed or
- * failed save. Let A be the memory id the state file names and B the id in
- * the memory file's footer:
+ * failed save. Without any temp of either name beside them (squib/atomic.h)
+ * it returns at once, writing nothing. Otherwise it takes both destinations'
+ * locks (SQUIB_E_BUSY while a save of the pair runs; a lock that cannot be
+ * made at all, e.g. a read-only directory, means nothing can be fixed: 0)
+ * and, under them, with A the memory id the state file names and B the id
+ * in the memory file's footer:
  *
- *   A == B            the pair is good; remove a stale MEM.tmp and STATE.tmp
- *   A != B, or no state file, and STATE.tmp decodes (CRC valid), names B, and
- *   its MEMORY section matches the memory file B (which verifies)
- *                     roll forward: rename STATE.tmp over the state, fsync the
- *                     directory, then remove a stale MEM.tmp
- *   A != B otherwise  SQUIB_E_PAIR_MISMATCH naming both ids in hex; nothing
- *                     is touched
+ *   A == B            the pair is good; remove every temp of both names
+ *   A != B, or no state file, and STATE.<B in hex>.tmp is a regular file of
+ *   this user with one link (not a symlink, FIFO or hard link), decodes (CRC
+ *   valid), names B, and its MEMORY section matches the memory file B
+ *                     roll forward: rename it over the state, fsync the
+ *                     directories, then remove the other temps
+ *   A != B otherwise  SQUIB_E_PAIR_MISMATCH naming both ids in hex and why
+ *                     the temp does not complete the pair; nothing is touched
  *
  * A state file or memory file that cannot be read or verified is left for
  * the loader to report (SQUIB_RECOVERY_NONE, return 0): a crash never produces one,
  * since both are only ever replaced by rename. hooks (may be NULL) are called
- * before the rename (SQUIB_IO_RENAME, state path) and the directory fsync
- * (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h. *action may be NULL.
+ * before each lock (SQUIB_IO_LOCK), the rename (SQUIB_IO_RENAME, state path)
+ * and the directory fsyncs (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h.
+ * *action may be NULL.
  */
 int squib_pair_recover(const char *state_path, const char *memory_path,
 		       const struct squib_io_hooks *hooks, enum squib_recovery_action *action,
@@ -273,6 +279,18 @@ void squib_load_result_free(struct squib_load_result *r);
 int squib_load_state_only(const char *state_path, enum squib_arch expected,
 			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
 			  struct squib_error_detail *d);
+
+/*
+ * Everything squib_load checks before it needs a VM, without one: pair
+ * recovery (unless req->no_recovery), the state file (decoded for
+ * `expected`, compatible), and when req->memory_path is set the memory file
+ * bound to the state's memory section, over req->chain, fit for
+ * req->backend. Nothing is mapped. A tool calls it before it opens a
+ * hypervisor, so that a bad file is reported as itself and not as a missing
+ * /dev/kvm. *vcpus (may be NULL) gets the state's vCPU count.
+ */
+int squib_load_check(const struct squib_load_request *req, enum squib_arch expected,
+		     uint32_t *vcpus, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

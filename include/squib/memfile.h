@@ -132,6 +132,9 @@ enum squib_memfile_detect {
 struct squib_memfile_write_options {
 	bool digests; /* record a CRC-64/Jones digest per extent */
 	enum squib_memfile_detect detect;
+	/* The new file's id (non-zero, fresh per file); NULL: a random one. A
+	 * save draws it first, to name its state temp after it (squib/atomic.h). */
+	const uint8_t *id;
 };
 
 /* What a writer did (for tests, benchmarks and logs). */
@@ -272,6 +275,11 @@ struct squib_memfile_rebase_options {
  * is the id the base has at that point; same regions and page size, else
  * SQUIB_E_PAIR_MISMATCH) before anything is written. Only present extents are
  * copied (copy_file_range, falling back to pread/pwrite).
+ *
+ * The file to be written is locked (squib_dest_lock: SQUIB_E_BUSY while
+ * another writer holds it, SQUIB_E_INVALID_PATH if it is not a regular
+ * file) before the work: out_path before any input is read, base in place
+ * once it opened.
  *
  * out_path non-NULL: the result is built in out_path's temp and published
  * atomically (out_path may be base itself); the inputs are not modified.

@@ -220,7 +220,11 @@ int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d)
  * EEXIST is fine; EAGAIN (a remove is in flight) is retried for up to about
  * a second, then the chunk is left to faults. *installed (may be NULL): the
  * pages this call installed. Counted in stats.pages_prefetched, never in
- * faults; not recorded.
+ * faults; not recorded. Overlapping and touching runs are merged first, so
+ * the cost is O(n log n) plus the pages, never runs x pages; the merged runs
+ * keep the order of the first run that touched each. Between chunks (and
+ * every 64 Ki pages found present) the stop function, if set, is asked:
+ * true ends the prefetch with SQUIB_E_IO, os_errno ECANCELED.
  * Errors: SQUIB_E_INVALID_ARGUMENT (NULL pager, runs NULL with n > 0, a run
  * past the source's pages or overflowing, a stopped pager; nothing is
  * installed then), SQUIB_E_NOMEM, the source's read error, SQUIB_E_MEMORY_IO
@@ -230,6 +234,14 @@ int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d)
  */
 int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
 			 uint64_t *installed, struct squib_error_detail *d);
+
+/*
+ * Make squib_pager_prefetch(_all) ask stop(ctx) between chunks, so that a
+ * long prefetch ends soon after, e.g., a SIGTERM (stop reads a flag the
+ * handler set, or polls a signalfd). NULL: never stop. Set it before any
+ * prefetch starts; stop is called on the prefetching thread.
+ */
+void squib_pager_set_prefetch_stop(struct squib_pager *p, bool (*stop)(void *ctx), void *ctx);
 
 /* Every page of every region (serve --mode all; Firecracker's fault_all). */
 int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,

@@ -5,9 +5,10 @@
  * squib_save() drives a struct squib_vm (squib/vm.h):
  *
  *    1. check the request; for a Diff, resolve the parent memory id
- *    2. if a crashed save left temps next to the destination, recover the pair
- *       first (squib_pair_recover), so this save cannot destroy what a
- *       recovery needs
+ *    2. lock both destinations for the whole save (squib_dest_lock: another
+ *       writer of either path makes this save fail SQUIB_E_BUSY, before the
+ *       pause); under the locks recover the pair a crashed save left, so this
+ *       save cannot destroy what a recovery needs; draw the new memory id
  *    3. pause every vCPU (quiesce timeout, default 1 s: SQUIB_E_QUIESCE_TIMEOUT,
  *       the VM keeps running)
  *    4. capture the state; a Diff then needs vm_info.track_dirty_pages
@@ -16,21 +17,23 @@
  *       requires track_dirty_pages=true and a dirty bitmap"); then
  *       verify_compatible. No file exists before this point.
  *    5. Diff: harvest the VM's tracker set into one bitmap per region
- *    6. open both temps (MEM.tmp, STATE.tmp: destination + ".tmp")
- *    7. write the memory file (full or diff) into MEM.tmp, put its manifest in
- *       the state's MEMORY section, write the state into STATE.tmp
+ *    6. open both temps (squib/atomic.h: MEM.<random hex>.tmp, and
+ *       STATE.<new memory id in hex>.tmp, the name recovery looks for)
+ *    7. write the memory file (full or diff) into its temp, put its manifest
+ *       in the state's MEMORY section, write the state into its temp
  *    8. resume the vCPUs (unless stay_paused): the image is complete, the rest
  *       is durability, and the trackers see every later write
  *    9. fsync and close both temps
- *   10. publish: rename MEM.tmp -> memory path and fsync its directory, then
- *       rename STATE.tmp -> state path and fsync its directory
+ *   10. publish: rename the memory temp -> memory path and fsync its
+ *       directory, then the state temp -> state path and fsync its directory;
+ *       release the locks
  *   11. the pair is durable: reset the trackers (squib_tracker_set_reset_after_commit)
  *
  * Any failure gives the harvested pages back to the trackers (the next Diff
  * contains them), resumes the vCPUs (unless stay_paused) and leaves the
  * previous pair: up to the memory rename both temps are unlinked and the
  * destination files are untouched. Past the memory rename the new memory
- * file is in place; STATE.tmp is then kept (never unlinked), and the next
+ * file is in place; the state temp is then kept (never unlinked), and the next
  * squib_load (or save) rolls the pair forward to the new one. The pair on
  * disk is therefore always the old one or the new one, after a failure as
  * after a crash at any step; docs/DESIGN.md "Saving and loading a pair"

@@ -14,6 +14,7 @@
 #include <squib/state.h>
 #include <squib/envelope.h>
 #include <squib/atomic.h>
+#include <squib/input.h>
 #include <squib/describe.h>
 #include <squib/dirty.h>
 #include <squib/progress.h>

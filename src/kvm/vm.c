@@ -148,7 +148,7 @@ static int open_kvm(struct squib_kvm_vm *vm, const char *path, struct squib_erro
 
 	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "opening %s", path);
 	api = kvm_ioctl(vm->kvm_fd, KVM_GET_API_VERSION, NULL);
 	if (api != KVM_API_VERSION)
 		return squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_GET_API_VERSION: %d (need %d)", api,

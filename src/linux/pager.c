@@ -14,6 +14,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -67,6 +68,9 @@ struct squib_pager {
 	uint32_t fill_region;
 	uint64_t fill_rel, fill_pages, fill_max_pages;
 	uint8_t *fill_buf;
+	/* Asked between prefetch chunks: true ends the prefetch (squib_pager_set_prefetch_stop). */
+	bool (*stop_fn)(void *ctx);
+	void *stop_ctx;
 
 	/* The source is read by the pager thread and by prefetching threads: one at a time. */
 	pthread_mutex_t src_lock;
@@ -586,18 +590,34 @@ static bool was_released(struct squib_pager *p)
 	return v;
 }
 
+/* Pages skipped as already present between two looks at the stop function. */
+#define STOP_CHECK_PAGES 65536u
+
+static bool asked_to_stop(struct squib_pager *p, struct squib_error_detail *d)
+{
+	if (!p->stop_fn || !p->stop_fn(p->stop_ctx))
+		return false;
+	squib_fail_errno_msg(d, SQUIB_E_IO, ECANCELED, "prefetch: stopped on request");
+	return true;
+}
+
 static int prefetch_range(struct squib_pager *p, const struct squib_pager_region *r, uint64_t lo,
 			  uint64_t hi, uint8_t *buf, uint64_t chunk_pages, uint64_t *installed,
 			  struct squib_error_detail *d)
 {
 	struct chunk c = {.r = r, .buf = buf, .by = BY_PREFETCH, .tries = PREFETCH_TRIES};
+	uint64_t skipped = 0;
 	int rc;
 
 	for (uint64_t k = lo; k < hi;) {
 		if (known(p, r->first_page + k)) {
 			k++;
+			if (++skipped % STOP_CHECK_PAGES == 0 && asked_to_stop(p, d))
+				return SQUIB_E_IO;
 			continue;
 		}
+		if (asked_to_stop(p, d))
+			return SQUIB_E_IO;
 		c.k = k;
 		c.lim = hi - k < chunk_pages ? hi : k + chunk_pages;
 		rc = fill_chunk(p, &c, d);
@@ -645,11 +665,68 @@ static bool clip(const struct squib_pager *p, const struct squib_pager_region *r
 	return s < e;
 }
 
+/* A run of the merge: [first, end) and the index of the first run that touched it. */
+struct span {
+	uint64_t first, end, order;
+};
+
+static int by_first(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int by_order(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/*
+ * runs[0..n) as disjoint runs: overlapping and touching runs merged, so that
+ * each page is visited once whatever the runs (4 M overlapping runs cost
+ * their pages, not runs x pages). The merged runs keep the order of the first
+ * run that touched each - the working set's first-fault order, roughly.
+ */
+static int merge_runs(const struct squib_ws_run *runs, uint64_t n, struct squib_ws_run **out,
+		      uint64_t *m)
+{
+	struct span *s;
+	uint64_t k = 0;
+
+	*m = 0;
+	if (!n)
+		return 0;
+	if (n > SIZE_MAX / sizeof(*s) || !(s = malloc((size_t)n * sizeof(*s))))
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++)
+		s[i] = (struct span){runs[i].first_page, runs[i].first_page + runs[i].page_count, i};
+	qsort(s, (size_t)n, sizeof(*s), by_first);
+	for (uint64_t i = 1; i < n; i++) {
+		if (s[i].first <= s[k].end) {
+			s[k].end = s[i].end > s[k].end ? s[i].end : s[k].end;
+			s[k].order = s[i].order < s[k].order ? s[i].order : s[k].order;
+		} else {
+			s[++k] = s[i];
+		}
+	}
+	qsort(s, (size_t)(k + 1), sizeof(*s), by_order);
+	if ((*out = malloc((size_t)(k + 1) * sizeof(**out))))
+		for (uint64_t i = 0; i <= k; i++)
+			(*out)[i] = (struct squib_ws_run){s[i].first, s[i].end - s[i].first};
+	free(s);
+	*m = *out ? k + 1 : 0;
+	return *out ? 0 : -ENOMEM;
+}
+
 int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
 			 uint64_t *installed, struct squib_error_detail *d)
 {
 	struct squib_error_detail err;
-	uint64_t chunk, total = 0, lo, hi;
+	struct squib_ws_run *merged = NULL;
+	uint64_t chunk, total = 0, lo, hi, m;
 	uint8_t *buf;
 	int rc;
 
@@ -660,20 +737,31 @@ int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
 	if ((rc = check_runs(p, runs, n, d)))
 		return rc;
 	chunk = PREFETCH_CHUNK / p->ps ? PREFETCH_CHUNK / p->ps : 1;
-	if (!(buf = malloc(chunk * p->ps)))
+	if (merge_runs(runs, n, &merged, &m) || !(buf = malloc(chunk * p->ps))) {
+		free(merged);
 		return squib_fail(d, SQUIB_E_NOMEM);
+	}
 	memset(&err, 0, sizeof(err));
-	for (uint64_t i = 0; i < n && !rc; i++)
+	for (uint64_t i = 0; i < m && !rc; i++)
 		for (uint32_t j = 0; j < p->region_count && !rc; j++)
-			if (clip(p, &p->regions[j], &runs[i], &lo, &hi))
+			if (clip(p, &p->regions[j], &merged[i], &lo, &hi))
 				rc = prefetch_range(p, &p->regions[j], lo, hi, buf, chunk, &total,
 						    &err);
+	free(merged);
 	free(buf);
 	if (installed)
 		*installed = total;
 	if (rc && d)
 		*d = err;
 	return rc;
+}
+
+void squib_pager_set_prefetch_stop(struct squib_pager *p, bool (*stop)(void *ctx), void *ctx)
+{
+	if (!p)
+		return;
+	p->stop_fn = stop;
+	p->stop_ctx = ctx;
 }
 
 int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
@@ -976,9 +1064,10 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
 	if ((p->uffd = squib_uffd_open(false)) < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno,
+					    "opening a userfaultfd (syscall, then /dev/userfaultfd)");
 	if (ioctl(p->uffd, UFFDIO_API, &api))
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "UFFDIO_API");
 	if (!(api.features & UFFD_FEATURE_EVENT_REMOVE))
 		return squib_fail_errno(d, SQUIB_E_IO, EOPNOTSUPP);
 	for (uint32_t i = 0; i < p->region_count; i++) {

@@ -64,13 +64,15 @@ static int uffd_open_api(struct uffd_wp *u, struct squib_error_detail *d)
 
 	u->uffd = squib_uffd_open(true);
 	if (u->uffd < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno,
+					    "opening a userfaultfd (syscall, then /dev/userfaultfd)");
 	/* EINVAL here: the kernel does not know WP_ASYNC (before 6.7). */
 	if (ioctl(u->uffd, UFFDIO_API, &api))
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno,
+					    "UFFDIO_API with WP_ASYNC (Linux 6.7+)");
 	u->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (u->pagemap < 0)
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "opening /proc/self/pagemap");
 	return 0;
 }
 

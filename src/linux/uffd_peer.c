@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -287,20 +289,36 @@ static int gather(int fd, struct rx *x, int64_t deadline, struct squib_error_det
 	}
 }
 
-/* /proc tells what an fd is; without /proc the check is skipped. */
+/* A guest-unlikely, page-aligned address below every TASK_SIZE and above every mmap_min_addr. */
+#define PROBE_ADDR (1ull << 30)
+
+/*
+ * The fd is asked, not named: UFFDIO_WAKE of one page succeeds only on an
+ * initialised userfaultfd (it wakes nothing unless a fault waits on that
+ * page, and one woken early just faults again). Everything else refuses it:
+ * ENOTTY for most fds, EINVAL for an epoll fd and for a userfaultfd nobody
+ * initialised - which UFFDIO_API then tells apart (it succeeds only there;
+ * the fd is refused either way, since its sender registered nothing).
+ */
 static int check_is_uffd(int fd, struct squib_error_detail *d)
 {
-	char link[64], target[128];
-	ssize_t n;
+	struct uffdio_range r = {PROBE_ADDR, (uint64_t)sysconf(_SC_PAGESIZE)};
+	struct uffdio_api api = {.api = UFFD_API};
+	int e;
 
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	if ((n = readlink(link, target, sizeof(target) - 1)) < 0)
+	if (ioctl(fd, UFFDIO_WAKE, &r) == 0)
 		return 0;
-	target[n] = '\0';
-	if (strstr(target, "userfaultfd"))
-		return 0;
+	e = errno;
+	if (e == ESRCH)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "uffd handshake: the userfaultfd's process has exited");
+	if (e == EINVAL && ioctl(fd, UFFDIO_API, &api) == 0)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "uffd handshake: the userfaultfd received was never initialised "
+				      "(UFFDIO_API), so it serves no memory");
 	return squib_fail_msg(d, SQUIB_E_ENCODING,
-			      "uffd handshake: the fd received is not a userfaultfd (%s)", target);
+			      "uffd handshake: the fd received is not a userfaultfd (UFFDIO_WAKE: %s)",
+			      strerror(e));
 }
 
 static int check_fds(struct rx *x, struct squib_error_detail *d)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <squib/envelope.h>
 
@@ -12,8 +13,6 @@ void savetest_dir_init(struct savetest_dir *t)
 	t->dir = squib_test_tmpdir();
 	t->state = squib_test_path(t->dir, "x.snap");
 	t->mem = squib_test_path(t->dir, "x.mem");
-	t->state_tmp = squib_test_path(t->dir, "x.snap.tmp");
-	t->mem_tmp = squib_test_path(t->dir, "x.mem.tmp");
 }
 
 void savetest_dir_free(struct savetest_dir *t)
@@ -22,8 +21,6 @@ void savetest_dir_free(struct savetest_dir *t)
 	free(t->dir);
 	free(t->state);
 	free(t->mem);
-	free(t->state_tmp);
-	free(t->mem_tmp);
 }
 
 const char *savetest_message(const struct squib_error_detail *d)
@@ -101,8 +98,25 @@ void savetest_assert_no_files(const struct savetest_dir *t)
 {
 	assert_false(squib_test_exists(t->state));
 	assert_false(squib_test_exists(t->mem));
-	assert_false(squib_test_exists(t->state_tmp));
-	assert_false(squib_test_exists(t->mem_tmp));
+	assert_int_equal(savetest_layer_files(t), 0);
+}
+
+int savetest_temps(const struct savetest_dir *t)
+{
+	return squib_test_temps(t->state, NULL) + squib_test_temps(t->mem, NULL);
+}
+
+int savetest_layer_files(const struct savetest_dir *t)
+{
+	return squib_test_layer_files(t->state, NULL) + squib_test_layer_files(t->mem, NULL);
+}
+
+char *savetest_state_temp(const struct savetest_dir *t)
+{
+	char *p;
+
+	squib_test_temps(t->state, &p);
+	return p;
 }
 
 void savetest_state_memory_id(const char *state_path, uint8_t id[SQUIB_MEMORY_ID_SIZE])
@@ -113,4 +127,16 @@ void savetest_state_memory_id(const char *state_path, uint8_t id[SQUIB_MEMORY_ID
 	assert_non_null(s.memory);
 	memcpy(id, s.memory->id, SQUIB_MEMORY_ID_SIZE);
 	squib_state_free(&s);
+}
+
+void savetest_remove_temps(const struct savetest_dir *t)
+{
+	const char *paths[] = {t->state, t->mem};
+	char *p;
+
+	for (int i = 0; i < 2; i++)
+		while (squib_test_temps(paths[i], &p)) {
+			assert_int_equal(unlink(p), 0);
+			free(p);
+		}
 }

@@ -12,8 +12,7 @@
 /* A temp directory with the pair's paths in it. */
 struct savetest_dir {
 	char *dir;
-	char *state, *mem;	   /* x.snap, x.mem */
-	char *state_tmp, *mem_tmp; /* their ".tmp" */
+	char *state, *mem; /* x.snap, x.mem */
 };
 
 void savetest_dir_init(struct savetest_dir *t);
@@ -42,8 +41,20 @@ void savetest_assert_memory_equal(const struct squib_guest_memory *g, struct squ
 /* Read a whole file or fail. */
 void savetest_read(const char *path, uint8_t **buf, size_t *len);
 
-/* Neither file nor temp of the pair exists. */
+/* Neither file, temp nor lock of the pair exists. */
 void savetest_assert_no_files(const struct savetest_dir *t);
+
+/* Temps of either file beside them (squib/atomic.h names). */
+int savetest_temps(const struct savetest_dir *t);
+
+/* Temps and lock files of either. */
+int savetest_layer_files(const struct savetest_dir *t);
+
+/* Unlink every temp of either (what a crash or failure left). */
+void savetest_remove_temps(const struct savetest_dir *t);
+
+/* The path of the state's temp (heap), NULL when there is none. */
+char *savetest_state_temp(const struct savetest_dir *t);
 
 /* The memory id a state file names (fails the test if none). */
 void savetest_state_memory_id(const char *state_path, uint8_t id[SQUIB_MEMORY_ID_SIZE]);

@@ -2,6 +2,7 @@
 
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -118,6 +119,62 @@ int squib_test_write_file(const char *path, const void *buf, size_t len)
 int squib_test_exists(const char *path)
 {
 	return access(path, F_OK) == 0;
+}
+
+/* 0 not the layer's, 1 a lock, 16 or 32: a temp with that many hex digits. */
+static size_t layer_kind(const char *entry, const char *name)
+{
+	size_t nl = strlen(name), el = strlen(entry), hex;
+
+	if (entry[0] == '.' && !strncmp(entry + 1, name, nl) &&
+	    !strcmp(entry + 1 + nl, ".squib-lock"))
+		return 1;
+	if (el < nl + 6 || strncmp(entry, name, nl) || entry[nl] != '.' ||
+	    strcmp(entry + el - 4, ".tmp"))
+		return 0;
+	hex = el - nl - 5;
+	for (size_t i = 0; i < hex; i++)
+		if (!strchr("0123456789abcdef", entry[nl + 1 + i]))
+			return 0;
+	return hex == 16 || hex == 32 ? hex : 0;
+}
+
+static int scan_layer_files(const char *path, int min_kind, char **temp)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	size_t best = 0;
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	if (temp)
+		*temp = NULL;
+	if (!(d = opendir(dir)))
+		return 0;
+	while ((e = readdir(d))) {
+		size_t k = layer_kind(e->d_name, slash ? slash + 1 : path);
+
+		n += k != 0 && (int)k >= min_kind;
+		if (temp && k > 1 && k > best) {
+			best = k;
+			free(*temp);
+			*temp = squib_test_path(dir, e->d_name);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int squib_test_layer_files(const char *path, char **temp)
+{
+	return scan_layer_files(path, 1, temp);
+}
+
+int squib_test_temps(const char *path, char **temp)
+{
+	return scan_layer_files(path, 2, temp);
 }
 
 int squib_test_uffd_missing(const char *what)

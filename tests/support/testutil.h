@@ -29,6 +29,17 @@ int squib_test_write_file(const char *path, const void *buf, size_t len);
 int squib_test_exists(const char *path);
 
 /*
+ * The file-safety layer's files of the destination `path` beside it (names as
+ * in squib/atomic.h: NAME.<hex>.tmp temps, the .NAME.squib-lock lock): how
+ * many there are. With `temp` non-NULL, *temp is the path of one temp (heap;
+ * the pair's state temp, NAME.<32 hex>.tmp, first), or NULL when there is none.
+ */
+int squib_test_layer_files(const char *path, char **temp);
+
+/* The same, temps only (a killed writer's lock file stays, and is harmless). */
+int squib_test_temps(const char *path, char **temp);
+
+/*
  * Is userfaultfd truly absent (the syscall is ENOSYS and there is no
  * /dev/userfaultfd)? Then it prints one loud SKIP line naming `what` (what
  * goes untested) and returns 1; a test calls skip() on it. Any other
