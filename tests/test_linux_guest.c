@@ -48,7 +48,7 @@
 #define LINE_WAIT_S	120		 /* the same for a guest that stopped printing */
 #define CMDLINE                                                                                    \
 	"console=ttyS0 acpi=off pci=off nokaslr 8250.nr_uarts=1 i8042.noaux i8042.nokbd "          \
-	"i8042.nomux panic=0 loglevel=5"
+	"i8042.nomux panic=0 initcall_blacklist=cmos_init loglevel=5"
 
 struct linux_pairs {
 	char *dir;

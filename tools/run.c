@@ -18,7 +18,7 @@
 #define RUN_LINUX_READY	  "squib-count"
 #define RUN_LINUX_CMDLINE                                                                          \
 	"console=ttyS0 acpi=off pci=off nokaslr 8250.nr_uarts=1 i8042.noaux i8042.nokbd "          \
-	"i8042.nomux panic=0"
+	"i8042.nomux panic=0 initcall_blacklist=cmos_init"
 
 static void run_usage(FILE *out)
 {
