@@ -9,13 +9,14 @@ FUZZ_BUILD ?= build-fuzz
 BENCH_BUILD ?= build-release
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 20
+KVM_VM_KERNELS ?= 6.1 6.12 6.12-shadow
 PREFIX ?= /usr/local
 DESTDIR ?=
 , := ,
 
 
 .PHONY: fuzz-build
-.PHONY: all deps build test test-normal test-asan test-tsan fuzz-smoke fuzz demo bench install fixtures format clean
+.PHONY: all deps build test test-normal test-asan test-tsan test-kvm-vm fuzz-smoke fuzz demo bench install fixtures format clean
 
 all: build
 
@@ -30,7 +31,7 @@ build: deps
 	$(call configure,$(BUILD),)
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: deps test-normal test-asan test-tsan fuzz-smoke
+test: deps test-normal test-asan test-tsan fuzz-smoke test-kvm-vm
 	@echo "make test: all suites passed"
 
 test-normal: build
@@ -45,6 +46,12 @@ test-tsan: deps
 	$(call configure,$(TSAN_BUILD),-DSQUIB_SANITIZE=thread -DSQUIB_BENCH=OFF)
 	cmake --build $(TSAN_BUILD) -j$(JOBS)
 	cd $(TSAN_BUILD) && ctest --output-on-failure -L concurrency --no-tests=ignore -j$(JOBS)
+
+# The KVM tests (ctest label kvm) of the normal build inside a QEMU TCG VM with a real KVM,
+# under each of Debian 12's cloud kernels, on every machine: test-normal runs them on the
+# host's own /dev/kvm when there is one (scripts/kvm-vm.sh, docs/DESIGN.md).
+test-kvm-vm: build
+	@scripts/test-kvm-vm.sh $(BUILD) $(KVM_VM_KERNELS)
 
 $(FUZZ_BUILD)/.configured:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSQUIB_FUZZ=ON >/dev/null

@@ -312,25 +312,22 @@ static void test_should_complete_port_io_before_acknowledging_a_pause(void **sta
 
 static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 {
-	struct blocker b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false};
+	struct blocker *b = *state;
 	struct squib_kvm_vcpu_status st[2];
 	struct squib_error_detail d;
 	char msg[256];
 	struct guest g;
 	struct tvm t;
 
-	(void)state;
 	load_guest("counter", &g);
 	tvm_new(&t, 2, true, 50);
+	b->vm = t.vm; /* the teardown frees it, after releasing the blocker */
 	assert_int_equal(
-	    squib_kvm_vm_add_device(t.vm, "blocker", PORT_COUNTER, 1, &blocker_ops, &b, &d), 0);
+	    squib_kvm_vm_add_device(t.vm, "blocker", PORT_COUNTER, 1, &blocker_ops, b, &d), 0);
 	tvm_load(&t, &g);
 	tvm_boot(&t, 0, COUNTERS, PAGE);
 	tvm_start(&t);
-	pthread_mutex_lock(&b.lock);
-	while (!b.entered)
-		pthread_cond_wait(&b.cond, &b.lock);
-	pthread_mutex_unlock(&b.lock);
+	blocker_wait_entered(b);
 	/* A vCPU sits in the device: it cannot acknowledge. */
 	assert_int_equal(squib_kvm_vm_pause(t.vm, &d), SQUIB_E_QUIESCE_TIMEOUT);
 	squib_error_message(d.code, &d, msg, sizeof(msg));
@@ -343,14 +340,10 @@ static void test_should_time_out_when_a_vcpu_does_not_acknowledge(void **state)
 	assert_int_equal(squib_kvm_vm_vcpu_status(t.vm, 1, &st[1]), 0);
 	assert_true(st[0].state == SQUIB_KVM_VCPU_RUNNING || st[1].state == SQUIB_KVM_VCPU_RUNNING);
 	/* Released, the vCPU completes its OUT and acknowledges. */
-	pthread_mutex_lock(&b.lock);
-	b.blocking = false;
-	pthread_cond_broadcast(&b.cond);
-	pthread_mutex_unlock(&b.lock);
+	blocker_release(b);
 	tvm_pause(&t);
 	assert_true(squib_kvm_vm_is_paused(t.vm));
 	tvm_resume(&t);
-	squib_kvm_vm_free(t.vm);
 	free(g.code);
 }
 
@@ -621,15 +614,62 @@ static struct squib_dirty_bitmap *ram_bitmap(void)
 	return bm;
 }
 
-static void assert_same_pages(struct squib_dirty_bitmap *got, struct squib_dirty_bitmap *want)
+/*
+ * What KVM's log holds besides the guest's stores, for these guests
+ * (docs/DESIGN.md, "What the dirty log reports"). Under two-dimensional
+ * paging (squib_test_kvm_tdp), on the first harvest, the pages the guest
+ * reached for the first time since logging started: its code page and the
+ * three table pages its walks read (PML4, PDPT, PD; the GDT page is never
+ * read in 64-bit mode), because KVM maps a page writable at its first
+ * fault, an instruction fetch or a table walk included, and logs it; on
+ * any later harvest the table pages may be back: the CPU accesses the
+ * guest's page tables with write operations at the nested level, and a
+ * walk follows a TLB miss, which a test cannot time (walked_tables). Under
+ * shadow paging the tables never show (the CPU walks KVM's shadow tables),
+ * and the code page may: kvm_amd with npt=0 maps it writable at its first
+ * fault since the guest's own entry is dirty already (our preset bits),
+ * kvm_pvm did not. must gets what has to be in the first harvest, may what
+ * can be.
+ */
+static void add_first_touches(struct squib_dirty_bitmap *must, struct squib_dirty_bitmap *may)
 {
-	for (uint64_t p = 0; p < RAM_SIZE / PAGE; p++)
-		if (squib_dirty_bitmap_test_by_index(got, p) !=
-		    squib_dirty_bitmap_test_by_index(want, p))
-			fail_msg("page 0x%llx: reported %d, written %d",
-				 (unsigned long long)(p * PAGE),
-				 squib_dirty_bitmap_test_by_index(got, p),
-				 squib_dirty_bitmap_test_by_index(want, p));
+	if (!squib_test_kvm_tdp()) {
+		squib_dirty_bitmap_set(may, CODE);
+		return;
+	}
+	squib_dirty_bitmap_set(must, CODE);
+	for (uint64_t p = 1; p <= 3; p++)
+		squib_dirty_bitmap_set(must, TABLES + p * PAGE);
+}
+
+static struct squib_dirty_bitmap *walked_tables(void)
+{
+	struct squib_dirty_bitmap *bm = ram_bitmap();
+
+	if (squib_test_kvm_tdp())
+		for (uint64_t p = 1; p <= 3; p++)
+			squib_dirty_bitmap_set(bm, TABLES + p * PAGE);
+	return bm;
+}
+
+/* got holds every page of want, and besides them only pages of maybe (NULL: none). */
+static void assert_same_pages(struct squib_dirty_bitmap *got, struct squib_dirty_bitmap *want,
+			      struct squib_dirty_bitmap *maybe)
+{
+	uint32_t wrong = 0;
+
+	for (uint64_t p = 0; p < RAM_SIZE / PAGE; p++) {
+		bool g = squib_dirty_bitmap_test_by_index(got, p);
+		bool w = squib_dirty_bitmap_test_by_index(want, p);
+
+		if (g == w || (g && maybe && squib_dirty_bitmap_test_by_index(maybe, p)))
+			continue;
+		print_error("page 0x%llx: reported %d, written %d\n",
+			    (unsigned long long)(p * PAGE), g, w);
+		wrong++;
+	}
+	if (wrong)
+		fail_msg("%u pages differ", wrong);
 }
 
 static void run_page_writer(struct tvm *t, uint64_t seed, uint32_t writes)
@@ -649,7 +689,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 {
 	const uint64_t seed = 0x9E3779B97F4A7C15ull;
 	const uint32_t writes = 64;
-	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap();
+	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap(), *maybe = ram_bitmap();
 	struct squib_tracker *tr;
 	struct squib_error_detail d;
 	uint64_t last;
@@ -660,6 +700,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	tvm_add_counter(&t);
 	run_page_writer(&t, seed, writes);
 	expected_pages(seed, writes, want, &last);
+	add_first_touches(want, maybe);
 	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
 	assert_string_equal(squib_tracker_name(tr), "kvm-dirty-log");
 	/* The VMM wrote code, tables and parameters before start: not reported. */
@@ -671,7 +712,7 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
 	print_message("  page writer: %llu pages reported for %u writes\n",
 		      (unsigned long long)squib_dirty_bitmap_count(got), writes);
-	assert_same_pages(got, want);
+	assert_same_pages(got, want, maybe);
 	/* Harvested pages are re-armed: nothing new. */
 	squib_dirty_bitmap_clear(got);
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
@@ -679,12 +720,13 @@ static void exact_pages(enum squib_kvm_dirty_log_mode mode, uint64_t want_flags)
 	/* A failed save gives its pages back; the next harvest reports them again. */
 	assert_int_equal(squib_tracker_give_back(tr, want, &d), 0);
 	assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
-	assert_same_pages(got, want);
+	assert_same_pages(got, want, NULL);
 	assert_int_equal(squib_tracker_stop(tr, &d), 0);
 	squib_tracker_free(tr);
 	squib_kvm_vm_free(t.vm);
 	squib_dirty_bitmap_free(got);
 	squib_dirty_bitmap_free(want);
+	squib_dirty_bitmap_free(maybe);
 }
 
 /* This machine offers KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with INITIALLY_SET
@@ -752,7 +794,8 @@ static void test_should_not_report_vmm_writes_or_harvested_pages(void **state)
  * (a report two reports later than the harvest proves 1024 stores since). */
 static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void **state)
 {
-	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap();
+	struct squib_dirty_bitmap *got = ram_bitmap(), *want = ram_bitmap(), *first = ram_bitmap();
+	struct squib_dirty_bitmap *walked = walked_tables(), *maybe = ram_bitmap();
 	struct squib_tracker *tr;
 	struct squib_error_detail d;
 	struct guest g;
@@ -763,6 +806,8 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 	counter_vm(&t, &g, 2, true, 0);
 	squib_dirty_bitmap_set(want, COUNTERS);
 	squib_dirty_bitmap_set(want, COUNTERS + PAGE);
+	assert_int_equal(squib_dirty_bitmap_merge(first, want, &d), 0);
+	add_first_touches(first, maybe);
 	assert_int_equal(squib_tracker_kvm_new(t.vm, &tr, &d), 0);
 	assert_int_equal(squib_tracker_start(tr, &d), 0);
 	tvm_start(&t);
@@ -771,7 +816,10 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 			wait_report(&t, i, reports_of(&t, i) + 2);
 		squib_dirty_bitmap_clear(got);
 		assert_int_equal(squib_tracker_harvest(tr, got, &d), 0);
-		assert_same_pages(got, want);
+		if (round == 0)
+			assert_same_pages(got, first, maybe);
+		else
+			assert_same_pages(got, want, walked);
 	}
 	tvm_pause(&t);
 	assert_int_equal(squib_tracker_stop(tr, &d), 0);
@@ -779,6 +827,9 @@ static void test_should_harvest_exactly_the_counter_pages_while_vcpus_run(void *
 	squib_kvm_vm_free(t.vm);
 	squib_dirty_bitmap_free(got);
 	squib_dirty_bitmap_free(want);
+	squib_dirty_bitmap_free(first);
+	squib_dirty_bitmap_free(walked);
+	squib_dirty_bitmap_free(maybe);
 	free(g.code);
 }
 
@@ -894,6 +945,9 @@ static void blocked_vm(struct blocked *b, uint32_t pause_timeout_ms)
 	b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(b->ram != MAP_FAILED);
+	/* Small pages only: since Linux 6.7 a 4 MiB anonymous mapping is 2 MiB aligned, and a
+	 * transparent huge page would populate the counter pages with the code and tables. */
+	assert_int_equal(madvise(b->ram, RAM_SIZE, MADV_NOHUGEPAGE), 0);
 	tvm_new_ram(&b->t, 2, true, pause_timeout_ms, SQUIB_KVM_DIRTY_LOG_AUTO, b->ram);
 	tvm_add_counter(&b->t);
 	tvm_load(&b->t, &b->g);
@@ -955,10 +1009,12 @@ static void unregister_alone(struct blocked *b)
 		      (unsigned long long)b->g.report_offset, (unsigned long long)rax,
 		      (unsigned long long)guest_u64(&b->t, WITHHELD));
 	assert_true(rip < b->g.len);
-	/* Observed under kvm_pvm: the load completed on the zero page (rip past it, page mapped).
-	 */
+	/* The fault was resolved with a zero page the server never sent, and the load retired on
+	 * it (kvm_pvm emulates the access: rip past the load) or retires on it at the next entry
+	 * (kvm_amd saw the pause request before re-entering the guest: rip on the load). */
 	if (mapped)
-		assert_int_equal(rip, counter_load_offset(&b->g) + 3);
+		assert_true(rip == counter_load_offset(&b->g) ||
+			    rip == counter_load_offset(&b->g) + 3);
 	squib_state_free(&s);
 }
 
@@ -1174,7 +1230,8 @@ int main(void)
 	    cmocka_unit_test(test_should_run_counter_guest_and_see_counters_advance),
 	    cmocka_unit_test(test_should_pause_and_resume_every_vcpu),
 	    cmocka_unit_test(test_should_complete_port_io_before_acknowledging_a_pause),
-	    cmocka_unit_test(test_should_time_out_when_a_vcpu_does_not_acknowledge),
+	    cmocka_unit_test_setup_teardown(test_should_time_out_when_a_vcpu_does_not_acknowledge,
+					    blocker_setup, blocker_teardown),
 	    cmocka_unit_test(test_should_capture_x86_state_and_round_trip_it_through_the_format),
 	    cmocka_unit_test(test_should_restore_into_a_fresh_vm_and_continue_counting),
 	    cmocka_unit_test(test_should_restore_without_an_irqchip_into_a_mapped_file),

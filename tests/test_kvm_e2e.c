@@ -972,12 +972,29 @@ static void assert_ram_equals(const uint8_t *ram, const char *mem, const char *c
 	squib_guest_memory_free(g);
 }
 
+/*
+ * The pages KVM also logs when a guest reaches them for the first time since
+ * logging started (test_kvm.c, add_first_touches): under two-dimensional
+ * paging the code page and the three table pages (PML4, PDPT, PD) its walks
+ * read, for certain; under shadow paging the code page, perhaps.
+ */
+static void want_first_touches(bool *must, bool *may)
+{
+	if (!squib_test_kvm_tdp()) {
+		may[CODE >> 12] = true;
+		return;
+	}
+	must[CODE >> 12] = true;
+	for (uint64_t p = 1; p <= 3; p++)
+		must[(TABLES >> 12) + p] = true;
+}
+
 static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_restore_it(void **state)
 {
 	const uint64_t seed = 0x9E3779B97F4A7C15ull;
 	const uint32_t writes = 64;
 	const uint64_t params[4] = {TARGET, TARGET_PAGES - 1, writes, 0};
-	bool want[RAM_SIZE / PAGE] = {false};
+	bool want[RAM_SIZE / PAGE] = {false}, may[RAM_SIZE / PAGE] = {false};
 	struct squib_save_request full, diff;
 	struct squib_save_report rep;
 	struct squib_error_detail d;
@@ -1002,6 +1019,7 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 		want[(TARGET >> 12) + (x & (TARGET_PAGES - 1))] = true;
 	}
 	want[PARAMS >> 12] = true; /* the guest's own bookkeeping: its result word */
+	want_first_touches(want, may);
 	for (size_t i = 0; i < sizeof(vmm_pages) / sizeof(vmm_pages[0]); i++)
 		want[vmm_pages[i] >> 12] = true;
 	/* Full checkpoint of the booted, never-run guest; the save's resume starts it. */
@@ -1020,17 +1038,22 @@ static void test_should_save_exactly_the_guest_and_vmm_pages_in_a_diff_and_resto
 	diff.parent_state_path = p0.state;
 	diff.stay_paused = true;
 	must(squib_save(&k.v, &diff, &rep, &d), &d, "diff save");
-	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
+	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
+	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++) {
+		bool present = squib_memfile_page_present(m, pg);
+
+		if (present && may[pg])
+			want[pg] = true; /* the perhaps-logged first touch was logged */
+		if (present != want[pg])
+			print_error("page 0x%llx: in the diff %d, written %d\n",
+				    (unsigned long long)(pg * PAGE), present, want[pg]);
 		wanted += want[pg];
+	}
 	print_message("  diff: %llu pages (%llu expected)\n", (unsigned long long)rep.pages_written,
 		      (unsigned long long)wanted);
 	assert_int_equal(rep.pages_written, wanted);
-	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
 	for (uint64_t pg = 0; pg < RAM_SIZE / PAGE; pg++)
-		if (squib_memfile_page_present(m, pg) != want[pg])
-			fail_msg("page 0x%llx: in the diff %d, written %d",
-				 (unsigned long long)(pg * PAGE), squib_memfile_page_present(m, pg),
-				 want[pg]);
+		assert_int_equal(squib_memfile_page_present(m, pg), want[pg]);
 	squib_memfile_close(m);
 	/* The chain and its rebase both equal the final memory. */
 	assert_non_null(final = malloc(RAM_SIZE));
@@ -1122,7 +1145,11 @@ static void test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain(void 
 	req.parent_state_path = p0.state;
 	req.stay_paused = true;
 	must(squib_save(&t.v, &req, &rep, &d), &d, "diff of the restored VM");
-	assert_int_equal(rep.pages_written, VCPUS + 1);
+	/* Under two-dimensional paging also the three table pages: the first walk after the
+	 * restore is a write at the nested level (test_kvm.c, add_first_touches). Not the code
+	 * page: the FILE backend maps the memory file private, so a fetch leaves its host page
+	 * read-only and KVM maps it read-only, logging nothing. */
+	assert_int_equal(rep.pages_written, VCPUS + 1 + (squib_test_kvm_tdp() ? 3 : 0));
 	must(squib_memfile_open(p1.mem, &m, &d), &d, "diff file");
 	for (uint32_t i = 0; i < VCPUS; i++)
 		assert_true(squib_memfile_page_present(m, (COUNTERS >> 12) + i));
@@ -1514,7 +1541,7 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 
 static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(void **state)
 {
-	struct blocker b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false};
+	struct blocker *b = *state;
 	struct squib_kvm_config cfg = SQUIB_KVM_CONFIG_INIT;
 	struct squib_save_request req;
 	struct squib_save_report rep;
@@ -1525,15 +1552,16 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 	struct guest g;
 	struct pair p;
 
-	(void)state;
 	load_guest("counter", &g);
 	pair_new(&p);
 	cfg.vcpu_count = VCPUS;
 	must(squib_kvm_vm_new(&cfg, &vm, &d), &d, "VM");
+	b->vm = vm; /* the teardown frees it (and the adapter), after releasing the blocker */
 	must(squib_kvm_vm_add_ram(vm, 0, RAM_SIZE, NULL, NULL, &d), &d, "RAM");
-	must(squib_kvm_vm_add_device(vm, "blocker", PORT_COUNTER, 1, &blocker_ops, &b, &d), &d,
+	must(squib_kvm_vm_add_device(vm, "blocker", PORT_COUNTER, 1, &blocker_ops, b, &d), &d,
 	     "device");
 	must(squib_kvm_adapter_new(vm, NULL, &a, &d), &d, "adapter");
+	b->adapter = a;
 	v = squib_kvm_adapter_vm(a);
 	{
 		struct kvm k = {vm, NULL, a, v};
@@ -1541,10 +1569,7 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 		must(kvm_boot(&k, &g, VCPUS, 0, COUNTERS, PAGE, &d), &d, "boot");
 	}
 	must(squib_kvm_vm_start(vm, &d), &d, "start");
-	pthread_mutex_lock(&b.lock);
-	while (!b.entered)
-		pthread_cond_wait(&b.cond, &b.lock);
-	pthread_mutex_unlock(&b.lock);
+	blocker_wait_entered(b);
 	/* A vCPU sits in the device: the save times out, resumes the rest, writes nothing. */
 	req = SQUIB_SAVE_REQUEST_INIT(p.state, p.mem);
 	req.quiesce_timeout_ms = 50;
@@ -1555,16 +1580,11 @@ static void test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge(vo
 	assert_false(squib_test_exists(p.mem));
 	assert_false(squib_kvm_vm_is_paused(vm));
 	/* Released, the same save succeeds. */
-	pthread_mutex_lock(&b.lock);
-	b.blocking = false;
-	pthread_cond_broadcast(&b.cond);
-	pthread_mutex_unlock(&b.lock);
+	blocker_release(b);
 	req.quiesce_timeout_ms = WAIT_MS;
 	must(squib_save(&v, &req, &rep, &d), &d, "save");
 	assert_true(rep.state_published && rep.resumed);
 	assert_false(squib_kvm_vm_is_paused(vm));
-	squib_kvm_adapter_free(a);
-	squib_kvm_vm_free(vm);
 	pair_free(&p);
 	free(g.code);
 }
@@ -1623,7 +1643,9 @@ int main(void)
 	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),
 	    cmocka_unit_test(test_should_record_and_prefetch_a_working_set_in_serve),
 	    cmocka_unit_test(test_should_stop_the_guest_when_serve_is_killed_from_the_cli),
-	    cmocka_unit_test(test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge),
+	    cmocka_unit_test_setup_teardown(
+		test_should_roll_back_a_save_when_a_kvm_vcpu_does_not_acknowledge, blocker_setup,
+		blocker_teardown),
 	    cmocka_unit_test(test_should_refuse_adapter_misuse),
 	};
 

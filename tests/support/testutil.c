@@ -193,3 +193,22 @@ int squib_test_uffd_missing(const char *what)
 		what);
 	return 1;
 }
+
+static bool param_is_yes(const char *path)
+{
+	char c = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	if (fread(&c, 1, 1, f) != 1)
+		c = 0;
+	fclose(f);
+	return c == 'Y' || c == 'y' || c == '1';
+}
+
+bool squib_test_kvm_tdp(void)
+{
+	return param_is_yes("/sys/module/kvm_amd/parameters/npt") ||
+	       param_is_yes("/sys/module/kvm_intel/parameters/ept");
+}

@@ -4,6 +4,7 @@
 #define SQUIB_TESTUTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -46,5 +47,15 @@ int squib_test_temps(const char *path, char **temp);
  * failure (EPERM...) is not absence: the test runs and reports it.
  */
 int squib_test_uffd_missing(const char *what);
+
+/*
+ * Does this machine's KVM map guest memory with two-dimensional paging (AMD
+ * NPT, Intel EPT: kvm_amd's npt or kvm_intel's ept parameter is Y)? Then
+ * its dirty log holds more than the guest's stores (docs/DESIGN.md, "What
+ * the dirty log reports"): every page the guest first touches after logging
+ * starts, and the guest's page tables whenever the CPU walks them. With
+ * shadow paging (kvm_pvm, or npt/ept off) it holds exactly the stores.
+ */
+bool squib_test_kvm_tdp(void);
 
 #endif
