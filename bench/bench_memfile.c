@@ -7,8 +7,10 @@
  *          publish, against memcpy of the same 256 MiB;
  *   diff   1 GiB, 1 % of its 4 KiB pages dirty at random: write_diff + fsync +
  *          publish, against upstream's 50 ms budget;
- *   rebase a diff like that onto a full file like that: in place (copies the
- *          diff's pages), and into a new file (copies everything).
+ *   rebase a diff like that onto a full file like that: in place (saves the
+ *          base's bytes the diff overwrites to an undo log, then copies the
+ *          diff's pages), and into a new file (copies everything); then the
+ *          same onto a dense base (all of the 1 GiB non-zero).
  *
  * Files go to $SQUIB_BENCH_DIR (default /var/tmp: a disk, not tmpfs) and are
  * deleted afterwards. Each figure is the best and the median of RUNS runs;
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,9 +250,22 @@ static void make_pair(uint8_t *ram, const struct squib_memfile_source *src, cons
 	squib_memfile_manifest_release(&dm);
 }
 
-static double rebase_once(const char *full, const char *diff, const char *out)
+/* The undo log's size, taken just before the commit removes it. */
+static int undo_size_hook(void *ctx, enum squib_io_step step, const char *path)
+{
+	struct stat st;
+
+	if (step == SQUIB_IO_UNLINK && stat(path, &st) == 0)
+		*(uint64_t *)ctx = (uint64_t)st.st_size;
+	return 0;
+}
+
+static double rebase_once(const char *full, const char *diff, const char *out,
+			  uint64_t *undo_bytes)
 {
 	const char *diffs[1] = {diff};
+	struct squib_io_hooks h = {undo_bytes, undo_size_hook};
+	struct squib_memfile_rebase_options o = {.hooks = &h};
 	struct squib_memfile_manifest m;
 	struct squib_error_detail d;
 	uint64_t t0;
@@ -258,25 +274,36 @@ static double rebase_once(const char *full, const char *diff, const char *out)
 		unlink(out);
 	sync();
 	t0 = now_ns();
-	if (squib_memfile_rebase(full, diffs, 1, out, NULL, &m, &d))
+	if (squib_memfile_rebase(full, diffs, 1, out, &o, &m, &d))
 		die(out ? "rebase into a new file" : "rebase in place", &d);
 	squib_memfile_manifest_release(&m);
 	return (double)(now_ns() - t0) / 1e6;
 }
 
 static void bench_rebase(uint8_t *ram, const struct squib_memfile_source *src, const char *full,
-			 const char *diff, const char *merged)
+			 const char *diff, const char *merged, const char *base, double base_bytes)
 {
 	double in_place[RUNS], new_file[RUNS];
+	uint64_t undo = 0;
+	char name[2][64];
 
 	for (int r = 0; r < RUNS; r++) {
 		make_pair(ram, src, full, diff, 100 + (uint64_t)r);
-		new_file[r] = rebase_once(full, diff, merged);
-		in_place[r] = rebase_once(full, diff, NULL);
+		new_file[r] = rebase_once(full, diff, merged, &undo);
+		in_place[r] = rebase_once(full, diff, NULL, &undo);
 	}
-	report("rebase 1 % diff onto full, in place", in_place, RUNS,
-	       (double)(GiB / PAGE / 100 * PAGE));
-	report("rebase 1 % diff onto full, into a new file", new_file, RUNS, (double)TOUCHED);
+	snprintf(name[0], sizeof(name[0]), "rebase 1 %% diff onto %s, in place", base);
+	snprintf(name[1], sizeof(name[1]), "rebase 1 %% diff onto %s, new file", base);
+	report(name[0], in_place, RUNS, (double)(GiB / PAGE / 100 * PAGE));
+	printf("%-44s undo log %.2f MiB\n", "", (double)undo / (double)MiB);
+	report(name[1], new_file, RUNS, base_bytes);
+}
+
+/* Every page of the 1 GiB non-zero: the base a rebase into a new file copies in full. */
+static void touch_all(uint8_t *ram)
+{
+	for (uint64_t off = 0; off < GiB; off += PAGE)
+		*(uint64_t *)(ram + off) = off | 1;
 }
 
 static char *bench_path(const char *dir, const char *name)
@@ -312,7 +339,9 @@ int main(void)
 	printf("%-44s %.2fx memcpy without fsync, %.2fx with (best)\n", "", nosync / cp,
 	       synced / cp);
 	bench_diff(ram, &src, diff, full_m.layout.id, &diff_m);
-	bench_rebase(ram, &src, full, diff, merged);
+	bench_rebase(ram, &src, full, diff, merged, "sparse full", (double)TOUCHED);
+	touch_all(ram);
+	bench_rebase(ram, &src, full, diff, merged, "dense full", (double)GiB);
 	squib_memfile_manifest_release(&full_m);
 	squib_memfile_manifest_release(&diff_m);
 	unlink(full);

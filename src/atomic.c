@@ -52,6 +52,8 @@ const char *squib_io_step_name(enum squib_io_step step)
 		return "fsync_dir";
 	case SQUIB_IO_LOCK:
 		return "lock";
+	case SQUIB_IO_UNLINK:
+		return "unlink";
 	default:
 		return "unknown";
 	}

@@ -446,6 +446,21 @@ static int check_load_request(const struct squib_vm *vm, const struct squib_load
 	return check_backend(req->backend, d);
 }
 
+/* The pair, and every older layer of a Diff: one of them may be the base of an
+ * in-place rebase that did not commit. */
+static int recover(const struct squib_load_request *req, struct squib_load_result *out,
+		   struct squib_error_detail *d)
+{
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < req->chain_len; i++)
+		rc = squib_memfile_rebase_recover(req->chain[i], req->hooks, NULL, d);
+	if (!rc && req->memory_path)
+		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks,
+					&out->recovery, d);
+	return rc;
+}
+
 static int open_memory(const struct squib_load_request *req, struct squib_load_result *out,
 		       struct squib_error_detail *d)
 {
@@ -503,9 +518,8 @@ int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
 	memset(out, 0, sizeof(*out));
 	if ((rc = check_load_request(vm, req, d)))
 		return rc;
-	if (!req->no_recovery && req->memory_path)
-		rc = squib_pair_recover(req->state_path, req->memory_path, req->hooks,
-					&out->recovery, d);
+	if (!req->no_recovery)
+		rc = recover(req, out, d);
 	out->ns.recovery = squib_now_ns() - t0;
 	t = squib_now_ns();
 	if (!rc)

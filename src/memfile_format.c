@@ -230,6 +230,18 @@ void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_
 	squib_put_le64(foot + F_CRC, squib_crc64(0, foot, F_CRC));
 }
 
+bool squib_memfile_footer_id(const uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE],
+			     uint8_t id[SQUIB_MEMORY_ID_SIZE])
+{
+	uint64_t magic = squib_get_le64(foot + F_MAGIC);
+
+	if (squib_crc64(0, foot, F_CRC) != squib_get_le64(foot + F_CRC) ||
+	    (magic != SQUIB_MEMFILE_MAGIC && magic != SQUIB_MEMFILE_MAGIC_REBASING))
+		return false;
+	memcpy(id, foot + F_ID, SQUIB_MEMORY_ID_SIZE);
+	return true;
+}
+
 static void put_manifest(const struct squib_memfile_manifest *m, uint8_t *p)
 {
 	const struct squib_memory_layout *l = &m->layout;
@@ -415,7 +427,8 @@ static int check_magic_version(const struct squib_memfile_footer *f, struct squi
 	if (f->magic == SQUIB_MEMFILE_MAGIC_REBASING)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
 				      "memory file footer: an in-place rebase was interrupted; "
-				      "the pages are incomplete");
+				      "the pages are incomplete (a load or an in-place rebase of "
+				      "the file rolls it back from its .undo log)");
 	if (f->magic != SQUIB_MEMFILE_MAGIC) {
 		squib_fail_magic(d, f->magic, SQUIB_MEMFILE_MAGIC);
 		if (d)

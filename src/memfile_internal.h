@@ -71,6 +71,47 @@ int squib_memfile_encode_tail(struct squib_memfile_manifest *m, uint64_t magic, 
 void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_t magic,
 				 uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE]);
 
+/* A CRC-valid footer (magic SQUIBMEM or SQUIBRBS): its id into id, true.
+ * Anything else (torn, another format): false. */
+bool squib_memfile_footer_id(const uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE],
+			     uint8_t id[SQUIB_MEMORY_ID_SIZE]);
+
+/* ---- the undo log of an in-place rebase (memfile_undo.c) ----------------- */
+
+/*
+ * Write and publish BASE.undo: the bytes of `base` that pages
+ * [first_page, +page_count) of `over` (sorted, disjoint) and the tail will
+ * overwrite, with the base's id and new_id, the id it is rebased to. Durable
+ * (fsync, rename, directory fsync) when it returns 0; nothing published
+ * otherwise. Hooks: the atomic writer's, on the log's path.
+ */
+int squib_undo_write(const struct squib_memfile *base, const struct squib_page_extent *over,
+		     uint64_t count, const uint8_t new_id[SQUIB_MEMORY_ID_SIZE],
+		     const struct squib_io_hooks *hooks, struct squib_error_detail *d);
+
+/*
+ * squib_memfile_rebase_recover with the base's lock held (squib/atomic.h),
+ * and, when `state` (may be NULL) is a held state lock, the state temp the
+ * rebase prepared (STATE.<new id>.tmp) removed once the log is known to be
+ * this base's and before the log goes (so that a crash in between cannot
+ * leave that temp without the log that says it is garbage).
+ */
+int squib_undo_recover_locked(const struct squib_dest_lock *base,
+			      const struct squib_io_hooks *hooks,
+			      const struct squib_dest_lock *state, bool *rolled_back,
+			      struct squib_error_detail *d);
+
+/* Is there an undo log of base, or a temp of one (no lock: only to decide whether to take one)? */
+bool squib_undo_present(const char *base);
+
+/*
+ * The in-place rebase's commit, under the base's lock: unlink BASE.undo (hook
+ * SQUIB_IO_UNLINK), fsync its directory. 0; SQUIB_E_IO when unlinked but the
+ * directory did not sync; SQUIB_E_ATOMIC_COMMIT_FAILED when the log is still there.
+ */
+int squib_undo_discard(const struct squib_dest_lock *base, const struct squib_io_hooks *hooks,
+		       struct squib_error_detail *d);
+
 /* ---- growable extent list (memfile_format.c) ---------------------------- */
 
 /* Extents appended in ascending page order; touching runs merge. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Rebase: apply a chain of diffs onto its full base, into a new file
- * (atomically published) or in place (a footer that never claims pages the
- * file lacks, at every point a crash can stop it).
+ * (atomically published) or in place (behind an undo log, memfile_undo.c),
+ * optionally publishing a rewritten state file with the result as a pair
+ * (the save's protocol, pair.c). docs/DESIGN.md §7 has the case analysis.
  */
 #include "memfile_internal.h"
 
@@ -12,8 +13,13 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <squib/envelope.h>
+#include <squib/load.h>
+
+#include "pair.h"
 #include "util.h"
 
 /* Largest single copy_file_range request and the pread/pwrite bounce buffer. */
@@ -31,6 +37,11 @@ struct rebase {
 	const char *out_name; /* for hooks and messages */
 	uint8_t *bounce;      /* pread/pwrite fallback buffer, made on first use */
 	struct squib_memfile_manifest result;
+	struct squib_microvm_state state; /* opts.state_path's, rewritten for the result */
+	struct squib_atomic_writer state_w;
+	/* Held from before the recovery to the end: the file written (the output, or the
+	 * base in place) and the state; a second writer of either fails busy. */
+	struct squib_dest_lock target_lock, state_lock;
 	struct squib_progress_run run;
 	struct squib_error_detail *d;
 };
@@ -150,15 +161,16 @@ static uint64_t coalesce(struct squib_page_extent *v, uint64_t n)
 	return out;
 }
 
-static int union_extents(struct rebase *rb, struct squib_memory_layout *l)
+/* The union of the diffs' extents (and the base's, with_base) into l. */
+static int union_extents(struct rebase *rb, struct squib_memory_layout *l, bool with_base)
 {
-	uint64_t total = rb->base->m.layout.extent_count, at;
+	uint64_t total = with_base ? rb->base->m.layout.extent_count : 0, at;
 
 	for (size_t i = 0; i < rb->n; i++)
 		total += rb->diffs[i]->m.layout.extent_count;
 	if (total && !(l->extents = malloc((size_t)total * sizeof(*l->extents))))
 		return squib_fail(rb->d, SQUIB_E_NOMEM);
-	at = rb->base->m.layout.extent_count;
+	at = with_base ? rb->base->m.layout.extent_count : 0;
 	if (at)
 		memcpy(l->extents, rb->base->m.layout.extents, (size_t)at * sizeof(*l->extents));
 	for (size_t i = 0; i < rb->n; i++) {
@@ -190,7 +202,7 @@ static int merged_manifest(struct rebase *rb)
 		return squib_fail(rb->d, SQUIB_E_NOMEM);
 	memcpy(l->regions, b->regions, b->region_count * sizeof(*l->regions));
 	rb->result.flags = rb->opts.digests ? SQUIB_MEMFILE_FLAG_DIGESTS : 0;
-	return union_extents(rb, l);
+	return union_extents(rb, l, true);
 }
 
 /* ---- copying pages ------------------------------------------------------------- */
@@ -316,6 +328,81 @@ static int sync_out(struct rebase *rb)
 	return e ? squib_memfile_io_error(rb->d, -e, "syncing %s", rb->out_name) : 0;
 }
 
+/* ---- the state file, published with the result as a pair ------------------------ */
+
+/* The state must describe the newest diff exactly: only that diff's state belongs with the result.
+ */
+static int load_state(struct rebase *rb)
+{
+	const char *path = rb->opts.state_path;
+	const struct squib_memfile *newest = rb->diffs[rb->n - 1];
+	int rc = squib_state_load_file(path, SQUIB_ARCH_ANY, &rb->state, NULL, rb->d);
+
+	if (rc)
+		return rc;
+	if (!rb->state.memory)
+		return squib_fail_msg(rb->d, SQUIB_E_PAIR_MISMATCH,
+				      "state file %s has no memory section, so nothing says it "
+				      "belongs with the newest diff %s",
+				      path, newest->path);
+	if (squib_memfile_check_layout(newest, rb->state.memory, rb->d))
+		return squib_fail_msg(rb->d, SQUIB_E_PAIR_MISMATCH,
+				      "state file %s describes memory file %s, not the newest diff "
+				      "%s (id %s)%s",
+				      path, squib_id_hex(rb->state.memory->id).s, newest->path,
+				      squib_id_hex(newest->m.layout.id).s,
+				      rb->state.memory->kind == SQUIB_MEMORY_FULL
+					  ? ": it already describes a full file (rebased already?)"
+					  : "");
+	return 0;
+}
+
+/* STATE.tmp describing the result, durable and closed (PREPARED). */
+static int prepare_state(struct rebase *rb)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = squib_state_set_memory(&rb->state, &rb->result.layout, rb->d);
+
+	if (!rc)
+		rc = squib_state_encode(&rb->state, &buf, &len, rb->d);
+	if (!rc) {
+		const struct squib_atomic_options o = {.hooks = rb->opts.hooks,
+						       .lock = &rb->state_lock,
+						       .pair_id = rb->result.layout.id};
+
+		rc = squib_atomic_open_ex(&rb->state_w, rb->opts.state_path, &o, rb->d);
+	}
+	if (!rc)
+		rc = squib_atomic_write(&rb->state_w, buf, len, rb->d);
+	if (!rc)
+		rc = squib_atomic_prepare(&rb->state_w, rb->d);
+	free(buf);
+	return rc;
+}
+
+/* Memory through `publish`, then (with a state) the state, by the pair protocol. */
+static int publish(struct rebase *rb, squib_publish_fn publish_memory, void *ctx,
+		   bool *memory_published)
+{
+	struct squib_pair_outcome o = {0};
+	int rc;
+
+	if (!rb->opts.state_path) {
+		rc = publish_memory(ctx, rb->d);
+		*memory_published = rc == 0 || rc == SQUIB_E_IO;
+		return rc;
+	}
+	rc = prepare_state(rb);
+	if (rc) {
+		*memory_published = false;
+		return rc;
+	}
+	rc = squib_pair_publish(publish_memory, ctx, &rb->state_w, &o, rb->d);
+	*memory_published = o.memory_published;
+	return rc;
+}
+
 /* ---- into a new file ------------------------------------------------------------ */
 
 static int build_new(struct rebase *rb)
@@ -336,6 +423,7 @@ static int rebase_new(struct rebase *rb, const char *out_path, struct squib_dest
 {
 	const struct squib_atomic_options o = {.hooks = rb->opts.hooks, .lock = lock};
 	struct squib_atomic_writer w;
+	bool published;
 	int rc = squib_atomic_open_ex(&w, out_path, &o, rb->d);
 
 	if (rc)
@@ -344,29 +432,31 @@ static int rebase_new(struct rebase *rb, const char *out_path, struct squib_dest
 	rb->out_name = w.temp;
 	rc = build_new(rb);
 	if (!rc)
-		return squib_atomic_commit(&w, rb->d);
-	squib_atomic_abort(&w);
+		rc = squib_atomic_prepare(&w, rb->d);
+	if (!rc)
+		rc = publish(rb, squib_publish_writer, &w, &published);
+	squib_atomic_abort(&w); /* a no-op once published */
 	return rc;
 }
 
 /* ---- in place ---------------------------------------------------------------------- */
 
 /*
- * Three durable steps, so a crash anywhere leaves a file that does not claim
- * pages it lacks: (1) the footer is marked "rebase in progress" (CRC-valid,
- * refused by every reader); (2) the diffs' pages are copied; (3) the merged
- * manifest and footer are written over the old tail, and the file is cut to
- * its new size. Until (3) is complete the last 4096 bytes are the marked
+ * The base's bytes change only while BASE.undo holds their old values: (1)
+ * the footer is marked "rebase in progress" (CRC-valid, refused by every
+ * reader); (2) the diffs' pages are copied; (3) the merged manifest and
+ * footer are written over the old tail, and the file is cut to its new size.
+ * Each is synced. Until (3) is complete the last 4096 bytes are the marked
  * footer, old manifest bytes or a torn new footer: refused (magic or CRC).
+ * Never truncate to ram_size first: the file would end in guest RAM, and a
+ * guest can write bytes that look like a footer.
  */
-static int rebase_in_place(struct rebase *rb)
+static int rewrite_base(struct rebase *rb)
 {
 	const struct squib_memfile_manifest *old = &rb->base->m;
 	uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE];
 	int rc, e;
 
-	rb->out_fd = rb->base->fd;
-	rb->out_name = rb->base->path;
 	squib_memfile_encode_footer(old, SQUIB_MEMFILE_MAGIC_REBASING, foot);
 	e = before(rb, SQUIB_IO_WRITE);
 	if (!e)
@@ -377,12 +467,148 @@ static int rebase_in_place(struct rebase *rb)
 	if ((rc = sync_out(rb)) || (rc = copy_diffs(rb)) || (rc = sync_out(rb)) ||
 	    (rc = merged_digests(rb, rb->out_fd)) || (rc = write_tail(rb, SQUIB_MEMFILE_MAGIC)))
 		return rc;
-	/* Only now drop what is left of a longer old tail. Never truncate to
-	 * ram_size first: the file would end in guest RAM, and a guest can
-	 * write bytes that look like a footer. */
-	if (ftruncate(rb->out_fd, (off_t)rb->result.layout.file_size) < 0)
-		return squib_memfile_io_error(rb->d, errno, "truncating %s", rb->out_name);
+	e = before(rb, SQUIB_IO_WRITE);
+	if (!e && ftruncate(rb->out_fd, (off_t)rb->result.layout.file_size) < 0)
+		e = -errno;
+	if (e)
+		return squib_memfile_io_error(rb->d, -e, "truncating %s", rb->out_name);
 	return sync_out(rb);
+}
+
+/* The undo log: the old bytes of every page a diff holds, and the old tail. */
+static int write_undo(struct rebase *rb)
+{
+	struct squib_memory_layout over = {0};
+	int rc = union_extents(rb, &over, false);
+
+	if (!rc)
+		rc = squib_undo_write(rb->base, over.extents, over.extent_count,
+				      rb->result.layout.id, rb->opts.hooks, rb->d);
+	free(over.extents);
+	return rc;
+}
+
+/* squib_publish_fn of an in-place rebase: removing the undo log commits. */
+static int discard_undo(void *ctx, struct squib_error_detail *d)
+{
+	const struct rebase *rb = ctx;
+
+	return squib_undo_discard(&rb->target_lock, rb->opts.hooks, d);
+}
+
+static int rebase_in_place(struct rebase *rb)
+{
+	bool published = false;
+	int rc;
+
+	rb->out_fd = rb->base->fd;
+	rb->out_name = rb->base->path;
+	/* A log whose directory did not sync fails too: it is in place, and removed below. */
+	rc = write_undo(rb);
+	if (!rc)
+		rc = rewrite_base(rb);
+	if (!rc)
+		rc = publish(rb, discard_undo, rb, &published);
+	/* Not committed: the old bytes go back now (else at the next recovery). */
+	if (rc && !published)
+		squib_undo_recover_locked(&rb->target_lock, rb->opts.hooks,
+					  rb->opts.state_path ? &rb->state_lock : NULL, &published,
+					  NULL);
+	return rc;
+}
+
+/* ---- the whole ------------------------------------------------------------------- */
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* path (itself, or what it links to) must not be any memory file this rebase reads. */
+static int not_an_input(const struct rebase *rb, const char *path, const char *what)
+{
+	struct stat p, l, in;
+
+	if (!path)
+		return 0;
+	if (stat(path, &p) < 0 && lstat(path, &p) < 0)
+		return 0; /* it does not exist yet */
+	if (lstat(path, &l) < 0)
+		l = p;
+	for (size_t i = 0; i <= rb->n; i++) {
+		const struct squib_memfile *m = i ? rb->diffs[i - 1] : rb->base;
+
+		if (fstat(m->fd, &in) == 0 && (same_file(&p, &in) || same_file(&l, &in)))
+			return squib_fail_msg(rb->d, SQUIB_E_INVALID_PATH,
+					      "%s %s is the input %s (the same file): write the "
+					      "result elsewhere, or rebase the base --in-place",
+					      what, path, m->path);
+	}
+	return 0;
+}
+
+static int check_outputs(const struct rebase *rb, const char *out_path)
+{
+	int rc = not_an_input(rb, out_path, "the output");
+	struct stat a, b;
+
+	if (!rc)
+		rc = not_an_input(rb, rb->opts.state_path, "the state file");
+	if (!rc && out_path && rb->opts.state_path && stat(out_path, &a) == 0 &&
+	    stat(rb->opts.state_path, &b) == 0 && same_file(&a, &b))
+		rc = squib_fail_msg(rb->d, SQUIB_E_INVALID_PATH,
+				    "the output %s and the state file %s are the same file",
+				    out_path, rb->opts.state_path);
+	if (!rc && out_path && rb->opts.state_path && !strcmp(out_path, rb->opts.state_path))
+		rc = squib_fail_msg(rb->d, SQUIB_E_INVALID_PATH,
+				    "the output and the state file are both %s", out_path);
+	return rc;
+}
+
+/* The files written locked, then a crashed earlier run finished: rolled back in place, rolled
+ * forward as a pair. */
+static int lock_and_recover(struct rebase *rb, const char *base, const char *out_path)
+{
+	const struct squib_io_hooks *h = rb->opts.hooks;
+	enum squib_recovery_action a;
+	struct stat st;
+	bool rolled;
+	int rc;
+
+	/* A base that is not there is the memory file's error, not the lock's. */
+	if (!out_path && stat(base, &st) < 0)
+		return squib_memfile_io_error(rb->d, errno, "opening %s", base);
+	rc = squib_dest_lock(&rb->target_lock, out_path ? out_path : base, h, rb->d);
+
+	if (!rc && rb->opts.state_path)
+		rc = squib_dest_lock(&rb->state_lock, rb->opts.state_path, h, rb->d);
+	if (rc)
+		return rc;
+	if (rb->opts.state_path)
+		return squib_pair_recover_locked(&rb->state_lock, &rb->target_lock, h, &a, rb->d);
+	return out_path ? 0 : squib_undo_recover_locked(&rb->target_lock, h, NULL, &rolled, rb->d);
+}
+
+/* Everything checked before a byte is written. */
+static int prepare(struct rebase *rb, const char *base, const char *const *diffs,
+		   const char *out_path)
+{
+	int rc = lock_and_recover(rb, base, out_path);
+
+	if (!rc)
+		rc = open_inputs(rb, base, diffs, out_path == NULL);
+	if (!rc)
+		rc = merged_manifest(rb);
+	/* A state that is no state file is named as such before it is compared with the inputs. */
+	if (!rc && rb->opts.state_path)
+		rc = load_state(rb);
+	if (!rc)
+		rc = check_outputs(rb, out_path);
+	if (!rc) {
+		rb->run.total = work_bytes(rb, out_path != NULL);
+		rc = verify_inputs(rb);
+	}
+	return rc;
 }
 
 int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n,
@@ -391,7 +617,6 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 			    struct squib_memfile_manifest *result, struct squib_error_detail *d)
 {
 	struct rebase rb = {.n = n, .out_fd = -1, .run = {.p = progress}, .d = d};
-	struct squib_dest_lock lock = {.dir_fd = -1, .fd = -1};
 	int rc;
 
 	if (result)
@@ -400,22 +625,17 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
-	/* The file written is checked and locked before the work: an output before
-	 * any input is read, a base in place once it opened as a memory file. */
-	rc = out_path ? squib_dest_lock(&lock, out_path, rb.opts.hooks, d) : 0;
+	rb.state_w = (struct squib_atomic_writer){.fd = -1};
+	rb.target_lock = rb.state_lock = (struct squib_dest_lock){.dir_fd = -1, .fd = -1};
+	squib_state_init(&rb.state, SQUIB_ARCH_ANY);
+	rc = prepare(&rb, base, diffs, out_path);
 	if (!rc)
-		rc = open_inputs(&rb, base, diffs, out_path == NULL);
-	if (!rc && !out_path)
-		rc = squib_dest_lock(&lock, base, rb.opts.hooks, d);
-	if (!rc)
-		rc = merged_manifest(&rb);
-	if (!rc) {
-		rb.run.total = work_bytes(&rb, out_path != NULL);
-		if (!(rc = verify_inputs(&rb)))
-			rc = out_path ? rebase_new(&rb, out_path, &lock) : rebase_in_place(&rb);
-	}
+		rc = out_path ? rebase_new(&rb, out_path, &rb.target_lock) : rebase_in_place(&rb);
+	squib_atomic_abort(&rb.state_w);
+	squib_state_free(&rb.state);
 	close_inputs(&rb);
-	squib_dest_unlock(&lock);
+	squib_dest_unlock(&rb.state_lock);
+	squib_dest_unlock(&rb.target_lock);
 	if (!rc && result)
 		*result = rb.result;
 	else

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Pair recovery: after a save stopped between its two renames, the new
- * memory file (id B) sits next to the old state file and the new state waits
- * in STATE.<B in hex>.tmp. Roll it forward, or say exactly why the pair does
- * not match. Under both destinations' locks, so no save runs meanwhile.
- * docs/DESIGN.md "Saving and loading a pair" has the protocol.
+ * Pair recovery: an in-place rebase of the memory file that did not commit is
+ * rolled back first (memfile_undo.c). Then, after a save stopped between its
+ * two renames, the new memory file (id B) sits next to the old state file and
+ * the new state waits in STATE.<B in hex>.tmp. Roll it forward, or say exactly
+ * why the pair does not match. Under both destinations' locks, so no save runs
+ * meanwhile. docs/DESIGN.md "Saving and loading a pair" has the protocol.
  */
 #include <squib/load.h>
 
@@ -22,6 +23,7 @@
 #include <squib/memfile.h>
 
 #include "atomic_internal.h"
+#include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
 #include "util.h"
@@ -44,6 +46,32 @@ struct squib_id_hex squib_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 	return h;
 }
 
+/* ---- publication ---------------------------------------------------------------- */
+
+int squib_publish_writer(void *writer, struct squib_error_detail *d)
+{
+	return squib_atomic_publish(writer, d);
+}
+
+int squib_pair_publish(squib_publish_fn publish_memory, void *ctx,
+		       struct squib_atomic_writer *state, struct squib_pair_outcome *out,
+		       struct squib_error_detail *d)
+{
+	int rc = publish_memory(ctx, d);
+
+	*out = (struct squib_pair_outcome){.memory_published = rc == 0 || rc == SQUIB_E_IO};
+	if (rc == 0) {
+		/* From here the temp is what a recovery needs: never unlinked. */
+		rc = squib_atomic_publish_keep(state, d);
+		out->state_published = rc == 0 || rc == SQUIB_E_IO;
+	} else if (out->memory_published) {
+		squib_atomic_forget(state); /* the memory's directory did not sync */
+	} else {
+		squib_atomic_abort(state);
+	}
+	return rc;
+}
+
 /* ---- recovery ------------------------------------------------------------------ */
 
 struct recovery {
@@ -64,11 +92,12 @@ static void recovery_release(struct recovery *r)
 	squib_state_free(&r->state);
 }
 
-/* Every temp of both destinations: under both locks, no writer of either is alive. */
-static int remove_temps(struct recovery *r)
+/* Every temp of both destinations (the state's pair temps only with `pair`): under both locks,
+ * no writer of either is alive. */
+static int remove_temps(struct recovery *r, bool pair)
 {
-	return squib_temps(r->sl->dir_fd, r->sl->name, SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR,
-			   true) +
+	return squib_temps(r->sl->dir_fd, r->sl->name,
+			   SQUIB_TEMP_ORDINARY | (pair ? SQUIB_TEMP_PAIR : 0), true) +
 	       squib_temps(r->ml->dir_fd, r->ml->name, SQUIB_TEMP_ORDINARY, true);
 }
 
@@ -130,6 +159,30 @@ static int roll_forward(struct recovery *r, struct squib_error_detail *d)
 	return e ? squib_fail_errno(d, SQUIB_E_IO, -e) : 0;
 }
 
+/*
+ * Is STATE.<A>.tmp, A the id the state names, a rebase's: the state
+ * describing the result of rebasing this pair's chain (published under
+ * another name, or the chain's base rebased in place)? It names the same id
+ * (a rebase keeps the newest diff's) with another layout; a save's names a
+ * fresh id. It completes that other pair once its memory is published, so
+ * this pair's recovery must not remove it.
+ */
+static bool pending_rebase(struct recovery *r)
+{
+	struct squib_microvm_state tmp;
+	bool pending;
+
+	if (squib_temp_name(r->sl->name, r->state.memory->id, SQUIB_MEMORY_ID_SIZE, r->tmp_name,
+			    sizeof(r->tmp_name), &r->scratch))
+		return false;
+	squib_state_init(&tmp, SQUIB_ARCH_ANY);
+	pending = !load_temp(r, &tmp) && tmp.memory &&
+		  !memcmp(tmp.memory->id, r->state.memory->id, SQUIB_MEMORY_ID_SIZE) &&
+		  !squib_memory_layout_equal(tmp.memory, r->state.memory);
+	squib_state_free(&tmp);
+	return pending;
+}
+
 static int mismatch(struct recovery *r, const char *why, struct squib_error_detail *d)
 {
 	struct squib_id_hex b = squib_id_hex(squib_memfile_manifest(r->mem)->layout.id);
@@ -138,6 +191,12 @@ static int mismatch(struct recovery *r, const char *why, struct squib_error_deta
 		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
 				      "no state file %s for memory file %s (id %s); %s",
 				      r->sl->dest, r->ml->dest, b.s, why);
+	if (!memcmp(r->state.memory->id, squib_memfile_manifest(r->mem)->layout.id,
+		    SQUIB_MEMORY_ID_SIZE))
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "state file %s names memory file %s, and %s has that id but "
+				      "not that layout (a rebase's result?); %s",
+				      r->sl->dest, b.s, r->ml->dest, why);
 	return squib_fail_msg(
 	    d, SQUIB_E_PAIR_MISMATCH, "state file %s names memory file %s, but %s has id %s; %s",
 	    r->sl->dest, squib_id_hex(r->state.memory->id).s, r->ml->dest, b.s, why);
@@ -167,8 +226,10 @@ static int recover(struct recovery *r, enum squib_recovery_action *action,
 	if (!read_pair(r))
 		return 0;
 	b = squib_memfile_manifest(r->mem)->layout.id;
-	if (!r->state_missing && !memcmp(r->state.memory->id, b, SQUIB_MEMORY_ID_SIZE)) {
-		if (remove_temps(r))
+	/* The whole layout decides: a rebase's result keeps the newest diff's id. */
+	if (!r->state_missing &&
+	    !squib_memfile_check_layout(r->mem, r->state.memory, &r->scratch)) {
+		if (remove_temps(r, !pending_rebase(r)))
 			*action = SQUIB_RECOVERY_CLEANED;
 		return 0;
 	}
@@ -180,9 +241,22 @@ static int recover(struct recovery *r, enum squib_recovery_action *action,
 		return r->state_missing ? 0 : mismatch(r, why, d);
 	if ((rc = roll_forward(r, d)))
 		return rc;
-	remove_temps(r);
+	remove_temps(r, true);
 	*action = SQUIB_RECOVERY_ROLLED_FORWARD;
 	return 0;
+}
+
+/* An in-place rebase of the memory file that did not commit is undone; the
+ * state temp it prepared names what was never published. */
+static int roll_back_rebase(struct recovery *r, enum squib_recovery_action *action,
+			    struct squib_error_detail *d)
+{
+	bool rolled = false;
+	int rc = squib_undo_recover_locked(r->ml, r->hooks, r->sl, &rolled, d);
+
+	if (!rc && rolled)
+		*action = SQUIB_RECOVERY_ROLLED_BACK;
+	return rc;
 }
 
 int squib_pair_recover_locked(struct squib_dest_lock *state_lock,
@@ -200,7 +274,14 @@ int squib_pair_recover_locked(struct squib_dest_lock *state_lock,
 	r->sl = state_lock;
 	r->ml = memory_lock;
 	r->hooks = hooks;
-	rc = recover(r, action, d);
+	rc = roll_back_rebase(r, action, d);
+	/* After a roll-back the memory is the old file again and the state was never touched;
+	 * without temps there is nothing to complete (a pair about to be made may not match). */
+	if (!rc && *action == SQUIB_RECOVERY_NONE &&
+	    squib_temps(state_lock->dir_fd, state_lock->name, SQUIB_TEMP_ORDINARY | SQUIB_TEMP_PAIR,
+			false) +
+		squib_temps(memory_lock->dir_fd, memory_lock->name, SQUIB_TEMP_ORDINARY, false))
+		rc = recover(r, action, d);
 	recovery_release(r);
 	free(r);
 	return rc;
@@ -241,8 +322,8 @@ int squib_pair_recover(const char *state_path, const char *memory_path,
 	*action = SQUIB_RECOVERY_NONE;
 	if (!state_path || !memory_path || !*state_path || !*memory_path)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "recovery needs both paths");
-	if (!any_temps(state_path, memory_path))
-		return 0; /* nothing a save left behind */
+	if (!any_temps(state_path, memory_path) && !squib_undo_present(memory_path))
+		return 0; /* nothing a save or a rebase left behind */
 	rc = squib_dest_lock(&sl, state_path, hooks, d);
 	if (!rc && (rc = squib_dest_lock(&ml, memory_path, hooks, d)))
 		squib_dest_unlock(&sl);

@@ -367,16 +367,11 @@ static int sync_temps(struct save *s)
 static int publish(struct save *s)
 {
 	uint64_t t = squib_now_ns();
-	int rc = squib_atomic_publish(&s->mem_w, s->d);
+	struct squib_pair_outcome o = {0};
+	int rc = squib_pair_publish(squib_publish_writer, &s->mem_w, &s->state_w, &o, s->d);
 
-	/* SQUIB_E_IO: renamed, but the directory did not sync. */
-	s->rep->memory_published = rc == 0 || rc == SQUIB_E_IO;
-	if (rc == 0) {
-		rc = squib_atomic_publish_keep(&s->state_w, s->d);
-		s->rep->state_published = rc == 0 || rc == SQUIB_E_IO;
-	} else if (s->rep->memory_published) {
-		squib_atomic_forget(&s->state_w); /* the memory directory did not sync */
-	}
+	s->rep->memory_published = o.memory_published;
+	s->rep->state_published = o.state_published;
 	s->rep->ns.publish = squib_now_ns() - t;
 	return rc;
 }

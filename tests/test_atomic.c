@@ -738,10 +738,10 @@ static void test_should_fsync_a_directory_by_path(void **state)
 static void test_should_name_every_step(void **state)
 {
 	static const char *const names[] = {"open",   "write",	   "fsync", "close",
-					    "rename", "fsync_dir", "lock"};
+					    "rename", "fsync_dir", "lock",  "unlink"};
 
 	(void)state;
-	assert_int_equal(SQUIB_IO_STEP_COUNT, 7);
+	assert_int_equal(SQUIB_IO_STEP_COUNT, 8);
 	for (int s = 0; s < SQUIB_IO_STEP_COUNT; s++)
 		assert_string_equal(squib_io_step_name((enum squib_io_step)s), names[s]);
 	assert_string_equal(squib_io_step_name(SQUIB_IO_STEP_COUNT), "unknown");

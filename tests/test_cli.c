@@ -13,7 +13,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -477,17 +480,171 @@ static void test_should_rewrite_the_state_so_that_the_rebased_pair_verifies(void
 	free(out);
 }
 
-static void test_should_rebase_in_place_without_out(void **state)
+static void test_should_rebase_in_place_when_asked(void **state)
 {
 	struct fx *f = *state;
 	struct squib_test_proc p;
 
 	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--digests",
-	    NULL);
+	    "--in-place", NULL);
 	assert_int_equal(p.status, 0);
 	assert_contains(p.out, "base.mem: full, id ");
 	squib_test_proc_free(&p);
 	assert_same_image(f->base, f->final);
+}
+
+/* --in-place --state: the base becomes the full file and the state describes it; no undo log stays.
+ */
+static void test_should_publish_the_state_with_an_in_place_rebase(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char *undo = squib_memfile_undo_path(f->base);
+
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--in-place",
+	    "--state", f->d2_snap, "--digests", NULL);
+	assert_int_equal(p.status, 0);
+	assert_contains(p.out, "d2.snap: memory section updated\n");
+	squib_test_proc_free(&p);
+	assert_same_image(f->base, f->final);
+	assert_false(squib_test_exists(undo));
+	cli(&p, NULL, "verify", f->d2_snap, "--mem", f->base, NULL);
+	assert_int_equal(p.status, 0);
+	expect_all(p.out, "ok");
+	squib_test_proc_free(&p);
+	free(undo);
+}
+
+/* --out naming an input (itself, a hard link, a symlink) is refused before anything is written. */
+static void test_should_refuse_an_out_that_is_one_of_the_inputs(void **state)
+{
+	struct fx *f = *state;
+	char *hard = squib_test_path(f->dir, "hard.mem"),
+	     *soft = squib_test_path(f->dir, "soft.mem");
+	const char *outs[3] = {f->base, hard, soft};
+	struct squib_test_proc p;
+	size_t before_len, after_len;
+	uint8_t *before = slurp(f->base, &before_len), *after;
+
+	assert_int_equal(link(f->d1, hard), 0);
+	assert_int_equal(symlink(f->d2, soft), 0);
+	for (int i = 0; i < 3; i++) {
+		cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2,
+		    "--out", outs[i], NULL);
+		assert_int_equal(p.status, 1);
+		/* A symlink is refused as an output whatever it points to. */
+		assert_contains(p.err, i == 2 ? "is a symbolic link" : "(the same file)");
+		assert_string_equal(p.out, "");
+		squib_test_proc_free(&p);
+	}
+	after = slurp(f->base, &after_len);
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	assert_int_equal(squib_memfile_verify(f->d1, false, NULL, NULL), 0);
+	assert_int_equal(squib_memfile_verify(f->d2, false, NULL, NULL), 0);
+	free(before);
+	free(after);
+	free(hard);
+	free(soft);
+}
+
+#define KILL_PAGES  4096 /* 16 MiB of RAM at 4 KiB pages */
+#define KILL_DIFF   1024
+#define KILL_TRIALS 20
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* One `rebase --in-place` started; SIGKILL after `after_us` (0: let it finish).
+ * Returns its exit status (128 + 9 when the kill came first). */
+static int run_in_place(const struct fx *f, char *base, char *diff, uint64_t after_us)
+{
+	char *argv[] = {cli_path(), "rebase", "--base", base, "--diff", diff, "--in-place", NULL};
+	struct squib_test_bg b;
+
+	squib_test_bg_start(f->dir, argv, &b);
+	if (after_us) {
+		usleep((useconds_t)after_us);
+		kill(b.pid, SIGKILL);
+	}
+	return squib_test_bg_finish(&b, 120000);
+}
+
+static uint64_t next_rand(uint64_t *seed)
+{
+	*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+	return *seed >> 33;
+}
+
+/* Which of the two files path holds now: 0 old, 1 new; fails the test on anything else. */
+static int old_or_new(const char *path, const uint8_t *const v[2], const size_t len[2], int t)
+{
+	uint8_t *now;
+	size_t n;
+	int which = -1;
+
+	assert_int_equal(squib_test_read_file(path, &now, &n), 0);
+	for (int i = 0; i < 2; i++)
+		if (n == len[i] && !memcmp(now, v[i], n))
+			which = i;
+	free(now);
+	if (which < 0)
+		fail_msg("kill %d: the base is neither the old file nor the rebased one", t);
+	return which;
+}
+
+/*
+ * The issue's reproduction, with a real process and a real signal (no hooks):
+ * `rebase --in-place` killed at random moments of its run. After the recovery
+ * a load runs, the base is the old file or the rebased one, byte for byte.
+ */
+static void test_should_keep_the_base_whole_when_an_in_place_rebase_is_killed(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = KILL_PAGES * f->ps, pages[KILL_DIFF], seed = 7, t0, took;
+	uint8_t *mem = squib_test_guest_ram(ram, 5), *v[2];
+	char *base = squib_test_path(f->dir, "big.mem"),
+	     *diff = squib_test_path(f->dir, "big.d.mem");
+	struct squib_memfile_manifest m;
+	size_t len[2];
+	int outcome[2] = {0, 0}, rolled_back = 0;
+
+	squib_test_save_full(base, mem, ram, false, &m);
+	for (int i = 0; i < KILL_DIFF; i++) {
+		pages[i] = next_rand(&seed) % KILL_PAGES;
+		squib_test_fill_page(mem, pages[i], 99);
+	}
+	squib_test_save_diff(diff, mem, ram, m.layout.id, pages, KILL_DIFF, false, NULL);
+	assert_int_equal(squib_test_read_file(base, &v[0], &len[0]), 0);
+	t0 = mono_us();
+	assert_int_equal(run_in_place(f, base, diff, 0), 0);
+	took = mono_us() - t0;
+	assert_int_equal(squib_test_read_file(base, &v[1], &len[1]), 0);
+	assert_false(len[0] == len[1] && !memcmp(v[0], v[1], len[0]));
+	for (int t = 0; t < KILL_TRIALS; t++) {
+		bool rolled = false;
+
+		assert_int_equal(squib_test_write_file(base, v[0], len[0]), 0);
+		run_in_place(f, base, diff, 1 + next_rand(&seed) % (took * 3 / 2 + 1));
+		/* what a load (or the next rebase of it) runs first */
+		assert_int_equal(squib_memfile_rebase_recover(base, NULL, &rolled, NULL), 0);
+		rolled_back += rolled;
+		outcome[old_or_new(base, (const uint8_t *const *)v, len, t)]++;
+	}
+	printf("rebase --in-place (%llu ms) SIGKILLed at random %d times: %d old (%d of them rolled "
+	       "back from the undo log), %d rebased\n",
+	       (unsigned long long)(took / 1000), KILL_TRIALS, outcome[0], rolled_back, outcome[1]);
+	squib_memfile_manifest_release(&m);
+	munmap(mem, ram);
+	free(v[0]);
+	free(v[1]);
+	free(base);
+	free(diff);
 }
 
 static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
@@ -510,7 +667,8 @@ static void test_should_exit_1_with_the_message_for_a_wrong_parent(void **state)
 	assert_false(squib_test_exists(out));
 	squib_test_proc_free(&p);
 	/* Oldest first: the diffs in the wrong order are a wrong parent too. */
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--diff", f->d1, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d2, "--diff", f->d1, "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "has parent id");
 	squib_test_proc_free(&p);
@@ -526,7 +684,7 @@ static void test_should_exit_1_with_the_message_for_another_geometry(void **stat
 
 	/* Half the RAM, but claiming the base as its parent. */
 	squib_test_save_diff(odd, f->mem, f->ram / 2, f->m0.layout.id, page, 1, false, NULL);
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", odd, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", odd, "--in-place", NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "snapshot pair mismatch: ");
 	assert_contains(p.err, "another geometry");
@@ -545,7 +703,8 @@ static void test_should_refuse_a_state_that_does_not_describe_the_newest_diff(vo
 	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--out", out,
 	    "--state", f->d1_snap, NULL);
 	assert_int_equal(p.status, 1);
-	assert_contains(p.err, "the state describes memory file ");
+	assert_contains(p.err, "d1.snap describes memory file ");
+	assert_contains(p.err, ", not the newest diff ");
 	assert_false(squib_test_exists(out)); /* refused before anything was written */
 	after = slurp(f->d1_snap, &len_after);
 	assert_int_equal(len_before, len_after);
@@ -562,7 +721,8 @@ static void test_should_exit_2_when_a_diff_fails_its_digests(void **state)
 	struct squib_test_proc p;
 
 	squib_test_xor_byte(f->d2, (int64_t)(30 * f->ps + 1), 0x02);
-	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, NULL);
+	cli(&p, NULL, "rebase", "--base", f->base, "--diff", f->d1, "--diff", f->d2, "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 2);
 	assert_contains(p.err, "snapshot CRC64 mismatch");
 	squib_test_proc_free(&p);
@@ -605,13 +765,25 @@ static void test_should_exit_1_on_rebase_usage_errors(void **state)
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "more than one '--base'");
 	squib_test_proc_free(&p);
-	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--frobnicate", NULL);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--frobnicate", "--in-place",
+	    NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "unknown option '--frobnicate'");
 	squib_test_proc_free(&p);
-	cli(&p, NULL, "rebase", "--base=/nonexistent/b.mem", "--diff=d.mem", NULL);
+	cli(&p, NULL, "rebase", "--base=/nonexistent/b.mem", "--diff=d.mem", "--in-place", NULL);
 	assert_int_equal(p.status, 1);
 	assert_contains(p.err, "memory file I/O error: No such file or directory");
+	squib_test_proc_free(&p);
+	/* In place only when asked: no --out is no longer an in-place rebase. */
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "missing --out PATH or --in-place");
+	assert_contains(p.err, "usage: squib-snapshot rebase");
+	squib_test_proc_free(&p);
+	cli(&p, NULL, "rebase", "--base", "b.mem", "--diff", "d.mem", "--out", "o.mem",
+	    "--in-place", NULL);
+	assert_int_equal(p.status, 1);
+	assert_contains(p.err, "--out and --in-place exclude each other");
 	squib_test_proc_free(&p);
 }
 
@@ -912,33 +1084,36 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_should_verify_a_good_pair_with_every_line_ok),
-		T(test_should_verify_a_diff_pair),
-		cmocka_unit_test(test_should_skip_memory_checks_for_a_state_without_memory_section),
-		T(test_should_exit_2_for_a_flipped_state_bit),
-		T(test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids),
-		T(test_should_exit_2_for_a_corrupt_memory_footer),
-		T(test_should_report_a_missing_memory_file),
-		T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
-		T(test_should_draw_progress_into_a_file_only_when_asked),
-		T(test_should_draw_progress_on_a_terminal_only_for_large_files),
-		cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
-		cmocka_unit_test(test_should_report_an_unreadable_state_file),
-		T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
-		T(test_should_rewrite_the_state_so_that_the_rebased_pair_verifies),
-		T(test_should_rebase_in_place_without_out),
-		T(test_should_exit_1_with_the_message_for_a_wrong_parent),
-		T(test_should_exit_1_with_the_message_for_another_geometry),
-		T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),
-		T(test_should_exit_2_when_a_diff_fails_its_digests),
-		T(test_should_draw_rebase_progress_when_asked),
-		T(test_should_refuse_to_rebase_onto_a_device_fifo_socket_directory_or_link),
-		T(test_should_publish_one_whole_image_when_rebases_race),
-		cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
-		T(test_should_describe_the_memory_section_from_the_cli),
-		T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
-		cmocka_unit_test(test_should_describe_demo_exactly_as_before),
-		cmocka_unit_test(test_should_print_help_for_every_subcommand),
+	    T(test_should_verify_a_good_pair_with_every_line_ok),
+	    T(test_should_verify_a_diff_pair),
+	    cmocka_unit_test(test_should_skip_memory_checks_for_a_state_without_memory_section),
+	    T(test_should_exit_2_for_a_flipped_state_bit),
+	    T(test_should_exit_2_for_another_snapshots_memory_file_naming_both_ids),
+	    T(test_should_exit_2_for_a_corrupt_memory_footer),
+	    T(test_should_report_a_missing_memory_file),
+	    T(test_should_exit_2_for_digest_corruption_in_the_ram_range),
+	    T(test_should_draw_progress_into_a_file_only_when_asked),
+	    T(test_should_draw_progress_on_a_terminal_only_for_large_files),
+	    cmocka_unit_test(test_should_exit_1_on_verify_usage_errors),
+	    cmocka_unit_test(test_should_report_an_unreadable_state_file),
+	    T(test_should_rebase_a_chain_into_the_same_image_as_a_full_snapshot),
+	    T(test_should_rewrite_the_state_so_that_the_rebased_pair_verifies),
+	    T(test_should_rebase_in_place_when_asked),
+	    T(test_should_publish_the_state_with_an_in_place_rebase),
+	    T(test_should_refuse_an_out_that_is_one_of_the_inputs),
+	    T(test_should_keep_the_base_whole_when_an_in_place_rebase_is_killed),
+	    T(test_should_exit_1_with_the_message_for_a_wrong_parent),
+	    T(test_should_exit_1_with_the_message_for_another_geometry),
+	    T(test_should_refuse_a_state_that_does_not_describe_the_newest_diff),
+	    T(test_should_exit_2_when_a_diff_fails_its_digests),
+	    T(test_should_draw_rebase_progress_when_asked),
+	    T(test_should_refuse_to_rebase_onto_a_device_fifo_socket_directory_or_link),
+	    T(test_should_publish_one_whole_image_when_rebases_race),
+	    cmocka_unit_test(test_should_exit_1_on_rebase_usage_errors),
+	    T(test_should_describe_the_memory_section_from_the_cli),
+	    T(test_should_say_in_describe_that_the_memory_file_is_another_snapshots),
+	    cmocka_unit_test(test_should_describe_demo_exactly_as_before),
+	    cmocka_unit_test(test_should_print_help_for_every_subcommand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,14 +13,19 @@
  */
 #include "savetest.h"
 
+#include "pair.h" /* tests/support: memory files from this process's memory */
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +65,7 @@ struct env {
 	uint8_t base_id[SQUIB_MEMORY_ID_SIZE];
 	enum squib_snapshot_kind kind;
 	bool has_old;
+	bool by_parent_state; /* a Diff names its parent by state file, as `run --diff` does */
 	struct bytes old_state, old_mem; /* the pair before the save */
 	struct bytes ref_state, ref_mem; /* the pair the save produces (one random id) */
 	int steps;
@@ -129,6 +135,10 @@ static struct squib_save_request request(const struct env *e, const struct squib
 
 	r.kind = e->kind;
 	r.parent_memory_id = e->kind == SQUIB_SNAPSHOT_DIFF ? e->base_id : NULL;
+	if (e->kind == SQUIB_SNAPSHOT_DIFF && e->by_parent_state) {
+		r.parent_memory_id = NULL;
+		r.parent_state_path = e->base_state;
+	}
 	r.hooks = h;
 	return r;
 }
@@ -158,45 +168,39 @@ static int child_hook(void *ctx, enum squib_io_step step, const char *path)
 	return i == h->at && h->mode == FAIL ? -h->err : 0;
 }
 
-static void child(const struct env *e, enum mode mode, int at, int err, int fd)
+/* What a child runs: the operation under test, with the trial's hooks; fills r. */
+typedef void (*child_body)(const void *arg, const struct squib_io_hooks *h, struct child_result *r);
+
+/* In the forked child: the body with the hook of the trial, its result to the pipe, exit. */
+static void child(child_body body, const void *arg, enum mode mode, int at, int err, int fd)
 {
 	struct hook_ctx hc = {mode, at, err, 0, fd};
 	struct squib_io_hooks h = {&hc, child_hook};
-	struct squib_save_request req = request(e, &h);
-	struct squib_testvm *vm = NULL;
-	struct squib_save_report rep;
-	struct squib_error_detail d = {0};
 	struct child_result r = {0};
-	struct squib_vm v;
 
-	if (make_vm(e->kind, NEW, &vm))
-		_exit(2);
-	v = squib_testvm_vm(vm);
-	r.rc = squib_save(&v, &req, &rep, &d);
-	r.os_errno = d.os_errno;
-	r.memory_published = rep.memory_published;
-	r.state_published = rep.state_published;
+	body(arg, &h, &r);
 	if (mode != DRY && write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
 		_exit(3);
-	squib_testvm_free(vm);
 	_exit(0);
 }
 
-/* Fork a save; collect what it wrote to the pipe; return its wait status. */
-static int run_child(struct env *e, enum mode mode, int at, int err, struct child_result *res)
+/* Fork a body; collect what it wrote to the pipe (the steps of a dry run, else its result);
+ * return its wait status. */
+static int fork_trial(child_body body, const void *arg, enum mode mode, int at, int err,
+		      struct step_rec *steps, int *nsteps, struct child_result *res)
 {
 	int fds[2], status;
 	pid_t pid;
 	size_t got = 0;
 	ssize_t n;
-	uint8_t buf[sizeof(e->step)];
+	uint8_t buf[MAX_STEPS * sizeof(struct step_rec)];
 
 	assert_int_equal(pipe(fds), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		child(e, mode, at, err, fds[1]);
+		child(body, arg, mode, at, err, fds[1]);
 	}
 	close(fds[1]);
 	while ((n = read(fds[0], buf + got, sizeof(buf) - got)) > 0)
@@ -204,14 +208,39 @@ static int run_child(struct env *e, enum mode mode, int at, int err, struct chil
 	close(fds[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (mode == DRY) {
-		e->steps = (int)(got / sizeof(struct step_rec));
-		memcpy(e->step, buf, got);
+		*nsteps = (int)(got / sizeof(struct step_rec));
+		memcpy(steps, buf, got);
 	} else if (res) {
 		*res = (struct child_result){.rc = 1};
 		if (got == sizeof(*res))
 			memcpy(res, buf, sizeof(*res));
 	}
 	return status;
+}
+
+static void save_body(const void *arg, const struct squib_io_hooks *h, struct child_result *r)
+{
+	const struct env *e = arg;
+	struct squib_save_request req = request(e, h);
+	struct squib_testvm *vm = NULL;
+	struct squib_save_report rep;
+	struct squib_error_detail d = {0};
+	struct squib_vm v;
+
+	if (make_vm(e->kind, NEW, &vm))
+		_exit(2);
+	v = squib_testvm_vm(vm);
+	r->rc = squib_save(&v, &req, &rep, &d);
+	r->os_errno = d.os_errno;
+	r->memory_published = rep.memory_published;
+	r->state_published = rep.state_published;
+	squib_testvm_free(vm);
+}
+
+/* Fork a save; collect what it wrote to the pipe; return its wait status. */
+static int run_child(struct env *e, enum mode mode, int at, int err, struct child_result *res)
+{
+	return fork_trial(save_body, e, mode, at, err, e->step, &e->steps, res);
 }
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
@@ -258,7 +287,7 @@ static int find(const struct env *e, enum squib_io_step s, const char *name)
 	return -1;
 }
 
-static struct env *env_new(enum squib_snapshot_kind kind, bool has_old)
+static struct env *env_new_as(enum squib_snapshot_kind kind, bool has_old, bool by_parent_state)
 {
 	struct env *e = calloc(1, sizeof(*e));
 	struct squib_save_report rep;
@@ -268,6 +297,7 @@ static struct env *env_new(enum squib_snapshot_kind kind, bool has_old)
 	savetest_dir_init(&e->t);
 	e->kind = kind;
 	e->has_old = has_old;
+	e->by_parent_state = by_parent_state;
 	e->base_state = squib_test_path(e->t.dir, "base.snap");
 	e->base_mem = squib_test_path(e->t.dir, "base.mem");
 	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(e->base_state, e->base_mem);
@@ -289,6 +319,11 @@ static struct env *env_new(enum squib_snapshot_kind kind, bool has_old)
 	e->state_rename = find(e, SQUIB_IO_RENAME, "x.snap");
 	restore_old(e);
 	return e;
+}
+
+static struct env *env_new(enum squib_snapshot_kind kind, bool has_old)
+{
+	return env_new_as(kind, has_old, false);
 }
 
 static void env_free(struct env *e)
@@ -465,9 +500,10 @@ static void trial(struct env *e, enum mode mode, int at, int err)
 }
 
 /* Every step killed, and failed once with EIO and once with ENOSPC; the last "step" is none. */
-static void run_matrix(enum squib_snapshot_kind kind, bool has_old)
+static int run_matrix_as(enum squib_snapshot_kind kind, bool has_old, bool by_parent_state)
 {
-	struct env *e = env_new(kind, has_old);
+	struct env *e = env_new_as(kind, has_old, by_parent_state);
+	int trials;
 
 	for (int at = 0; at <= e->steps; at++)
 		trial(e, KILL, at, 0);
@@ -475,13 +511,21 @@ static void run_matrix(enum squib_snapshot_kind kind, bool has_old)
 		trial(e, FAIL, at, EIO);
 		trial(e, FAIL, at, ENOSPC);
 	}
-	printf("crash matrix (%s%s): %d steps x {SIGKILL, EIO, ENOSPC}: %d trials, memory rename "
+	printf("crash matrix (%s%s%s): %d steps x {SIGKILL, EIO, ENOSPC}: %d trials, memory rename "
 	       "at step %d, state rename at step %d\n",
 	       kind == SQUIB_SNAPSHOT_FULL ? "full" : "diff", has_old ? "" : ", first save",
-	       e->steps, e->matrix, e->mem_rename, e->state_rename);
+	       by_parent_state ? ", parent by state file" : "", e->steps, e->matrix, e->mem_rename,
+	       e->state_rename);
 	fflush(stdout);
 	assert_int_equal(e->matrix, 3 * e->steps + 1);
+	trials = e->matrix;
 	env_free(e);
+	return trials;
+}
+
+static void run_matrix(enum squib_snapshot_kind kind, bool has_old)
+{
+	run_matrix_as(kind, has_old, false);
 }
 
 static void test_should_keep_the_old_or_the_new_full_pair_at_every_step(void **state)
@@ -810,6 +854,565 @@ static void test_should_keep_the_previous_pair_on_a_full_filesystem(void **state
 	free(mem);
 }
 
+/* ---- the rebase matrix ----------------------------------------------------------------------
+ *
+ * The chain base.mem (Full) <- d.mem (Diff, with its state d.snap) is rebased by a forked child
+ * that is killed before each of its I/O steps, or has one step fail with EIO or ENOSPC; four
+ * commands: --out merged.mem, --in-place, and each with --state d.snap. Then the parent runs
+ * what a load runs (the pair recovery of the new pair, which first rolls back an in-place
+ * rebase that did not commit) and compares every file byte for byte with the files before the
+ * rebase and with the files the rebase produces (it is deterministic: the result keeps d.mem's
+ * id): the old files or the new ones, never a mix, and the new ones exactly when the commit
+ * step (the rename of merged.mem, or the removal of base.mem.undo) ran. The pair (or chain)
+ * that should be there is then loaded.
+ */
+
+enum rb_cmd { RB_OUT, RB_IN_PLACE, RB_OUT_STATE, RB_IN_PLACE_STATE, RB_CMD_COUNT };
+
+static const char *const rb_cmd_name[RB_CMD_COUNT] = {"--out", "--in-place", "--out --state",
+						      "--in-place --state"};
+
+struct rb_env {
+	struct savetest_dir t;
+	enum rb_cmd cmd;
+	char *base_state, *base_mem, *d_state, *d_mem, *out, *undo;
+	struct bytes old_base, old_d_state, old_d_mem; /* before */
+	struct bytes ref_target, ref_d_state;	       /* after the dry run */
+	int steps, commit, matrix;
+	struct step_rec step[MAX_STEPS];
+};
+
+static bool rb_in_place(const struct rb_env *e)
+{
+	return e->cmd == RB_IN_PLACE || e->cmd == RB_IN_PLACE_STATE;
+}
+
+static bool rb_state(const struct rb_env *e)
+{
+	return e->cmd == RB_OUT_STATE || e->cmd == RB_IN_PLACE_STATE;
+}
+
+static const char *rb_target(const struct rb_env *e)
+{
+	return rb_in_place(e) ? e->base_mem : e->out;
+}
+
+static void rebase_body(const void *arg, const struct squib_io_hooks *h, struct child_result *r)
+{
+	const struct rb_env *e = arg;
+	struct squib_memfile_rebase_options o = {.state_path = rb_state(e) ? e->d_state : NULL,
+						 .hooks = h};
+	const char *diffs[1] = {e->d_mem};
+	struct squib_error_detail d = {0};
+
+	r->rc = squib_memfile_rebase(e->base_mem, diffs, 1, rb_in_place(e) ? NULL : e->out, &o,
+				     NULL, &d);
+	r->os_errno = d.os_errno;
+}
+
+/* Files in dir named PREFIX*SUFFIX (temps: NAME.<hex>.tmp; lock files: .NAME.squib-lock);
+ * removed with `remove`. */
+static int litter(const char *dir, const char *prefix, const char *suffix, bool remove)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(dp);
+	while ((de = readdir(dp))) {
+		size_t l = strlen(de->d_name), pl = strlen(prefix), sl = strlen(suffix);
+
+		if (l <= pl + sl || strncmp(de->d_name, prefix, pl) ||
+		    strcmp(de->d_name + l - sl, suffix))
+			continue;
+		n++;
+		if (remove)
+			assert_int_equal(unlinkat(dirfd(dp), de->d_name, 0), 0);
+	}
+	closedir(dp);
+	return n;
+}
+
+/* Does a temp of d.snap exist (the rebase's state temp)? */
+static bool rb_state_temp(const struct rb_env *e)
+{
+	return litter(e->t.dir, "d.snap.", ".tmp", false) > 0;
+}
+
+/* Every file as it was before the rebase; no temp, no log. */
+static void rb_restore(const struct rb_env *e)
+{
+	write_or_remove(e->base_mem, &e->old_base);
+	write_or_remove(e->d_state, &e->old_d_state);
+	write_or_remove(e->d_mem, &e->old_d_mem);
+	unlink(e->out);
+	unlink(e->undo);
+	litter(e->t.dir, "", ".tmp", true);
+}
+
+static int rb_find(const struct rb_env *e, enum squib_io_step s, const char *name)
+{
+	for (int i = 0; i < e->steps; i++)
+		if (e->step[i].step == s && !strcmp(e->step[i].path, name))
+			return i;
+	fail_msg("no %s of %s among %d steps", squib_io_step_name(s), name, e->steps);
+	return -1;
+}
+
+static struct rb_env *rb_env_new(enum rb_cmd cmd)
+{
+	struct rb_env *e = calloc(1, sizeof(*e));
+	struct squib_save_request req;
+	struct squib_save_report rep;
+
+	assert_non_null(e);
+	savetest_dir_init(&e->t);
+	e->cmd = cmd;
+	e->base_state = squib_test_path(e->t.dir, "base.snap");
+	e->base_mem = squib_test_path(e->t.dir, "base.mem");
+	e->d_state = squib_test_path(e->t.dir, "d.snap");
+	e->d_mem = squib_test_path(e->t.dir, "d.mem");
+	e->out = squib_test_path(e->t.dir, "merged.mem");
+	e->undo = squib_memfile_undo_path(e->base_mem);
+	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(e->base_state, e->base_mem);
+	save_in_parent(SQUIB_SNAPSHOT_FULL, BASE, &req, &rep);
+	req = (struct squib_save_request)SQUIB_SAVE_REQUEST_INIT(e->d_state, e->d_mem);
+	req.kind = SQUIB_SNAPSHOT_DIFF;
+	req.parent_memory_id = rep.memory_id;
+	save_in_parent(SQUIB_SNAPSHOT_DIFF, NEW, &req, NULL);
+	read_or_empty(e->base_mem, &e->old_base);
+	read_or_empty(e->d_state, &e->old_d_state);
+	read_or_empty(e->d_mem, &e->old_d_mem);
+	assert_true(WIFEXITED(fork_trial(rebase_body, e, DRY, -1, 0, e->step, &e->steps, NULL)));
+	read_or_empty(rb_target(e), &e->ref_target);
+	read_or_empty(e->d_state, &e->ref_d_state);
+	assert_non_null(e->ref_target.p);
+	assert_false(same(&e->ref_target, &e->old_base));
+	assert_true(same(&e->ref_d_state, &e->old_d_state) != rb_state(e));
+	e->commit = rb_in_place(e) ? rb_find(e, SQUIB_IO_UNLINK, "base.mem.undo")
+				   : rb_find(e, SQUIB_IO_RENAME, "merged.mem");
+	rb_restore(e);
+	return e;
+}
+
+static void rb_env_free(struct rb_env *e)
+{
+	struct bytes *b[] = {&e->old_base, &e->old_d_state, &e->old_d_mem, &e->ref_target,
+			     &e->ref_d_state};
+
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+		free(b[i]->p);
+	free(e->base_state);
+	free(e->base_mem);
+	free(e->d_state);
+	free(e->d_mem);
+	free(e->out);
+	free(e->undo);
+	savetest_dir_free(&e->t);
+	free(e);
+}
+
+/* What a load of the new pair (or of the old chain) runs first. */
+static void rb_recover(const struct rb_env *e, int trial)
+{
+	struct squib_error_detail d;
+	int rc = rb_state(e)	  ? squib_pair_recover(e->d_state, rb_target(e), NULL, NULL, &d)
+		 : rb_in_place(e) ? squib_memfile_rebase_recover(e->base_mem, NULL, NULL, &d)
+				  : 0;
+
+	if (rc)
+		fail_msg("trial %d: recovery failed: %s", trial, savetest_message(&d));
+	assert_false(squib_test_exists(e->undo));
+}
+
+/* The old files or the new ones, byte for byte; fails on anything else. */
+static enum outcome rb_classify(const struct rb_env *e, int trial)
+{
+	struct bytes base = {0}, ds = {0}, dm = {0}, out = {0};
+	enum outcome o = ABSENT;
+
+	read_or_empty(e->base_mem, &base);
+	read_or_empty(e->d_state, &ds);
+	read_or_empty(e->d_mem, &dm);
+	read_or_empty(e->out, &out);
+	if (!same(&dm, &e->old_d_mem))
+		fail_msg("trial %d: the diff changed", trial);
+	if (same(&base, &e->old_base) && same(&ds, &e->old_d_state) && !out.p)
+		o = OLD_PAIR;
+	else if (same(rb_in_place(e) ? &base : &out, &e->ref_target) &&
+		 same(&ds, &e->ref_d_state) &&
+		 (rb_in_place(e) ? !out.p : same(&base, &e->old_base)))
+		o = NEW_PAIR;
+	else
+		fail_msg("trial %d (%s): the files are neither the old nor the new ones", trial,
+			 rb_cmd_name[e->cmd]);
+	free(base.p);
+	free(ds.p);
+	free(dm.p);
+	free(out.p);
+	return o;
+}
+
+/* The old chain loads as before; the new pair loads (with --state), or the result verifies. */
+static void rb_load(const struct rb_env *e, enum outcome o, int trial)
+{
+	struct squib_testvm_config c = vm_config();
+	const char *chain[] = {e->base_mem};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->d_state, e->d_mem);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_testvm *rvm;
+	struct squib_vm v;
+	int rc;
+
+	if (o == NEW_PAIR && !rb_state(e)) {
+		assert_int_equal(squib_memfile_verify(rb_target(e), true, NULL, NULL), 0);
+		return;
+	}
+	if (o == NEW_PAIR) {
+		lr.memory_path = rb_target(e);
+	} else {
+		lr.chain = chain;
+		lr.chain_len = 1;
+	}
+	rvm = savetest_restore_vm(&c);
+	v = squib_testvm_vm(rvm);
+	rc = squib_load(&v, &lr, &res, &d);
+	if (rc)
+		fail_msg("trial %d (%s): load failed: %s", trial, rb_cmd_name[e->cmd],
+			 savetest_message(&d));
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+}
+
+static void rb_trial(struct rb_env *e, enum mode mode, int at, int err)
+{
+	struct child_result r;
+	enum outcome want = at > e->commit ? NEW_PAIR : OLD_PAIR, got;
+	int status, id = e->matrix++;
+
+	rb_restore(e);
+	status = fork_trial(rebase_body, e, mode, at, err, e->step, &e->steps, &r);
+	if (mode == KILL && at < e->steps) {
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	} else {
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		if (at >= e->steps)
+			assert_int_equal(r.rc, 0);
+		else if (r.rc >= 0 || r.os_errno != err)
+			fail_msg("trial %d: the rebase returned %d (errno %d)", id, r.rc,
+				 r.os_errno);
+	}
+	rb_recover(e, id);
+	got = rb_classify(e, id);
+	if (got != want)
+		fail_msg("trial %d (%s), %s before step %d (%s %s): the %s files", id,
+			 rb_cmd_name[e->cmd], mode == KILL ? "SIGKILL" : strerror(err), at,
+			 at < e->steps ? squib_io_step_name(e->step[at].step) : "none",
+			 at < e->steps ? e->step[at].path : "", want == NEW_PAIR ? "old" : "new");
+	rb_load(e, got, id);
+}
+
+static int rb_matrix(enum rb_cmd cmd)
+{
+	struct rb_env *e = rb_env_new(cmd);
+	int trials;
+
+	for (int at = 0; at <= e->steps; at++)
+		rb_trial(e, KILL, at, 0);
+	for (int at = 0; at < e->steps; at++) {
+		rb_trial(e, FAIL, at, EIO);
+		rb_trial(e, FAIL, at, ENOSPC);
+	}
+	printf("crash matrix (rebase %s): %d steps x {SIGKILL, EIO, ENOSPC}: %d trials, commit at "
+	       "step %d (%s %s)\n",
+	       rb_cmd_name[cmd], e->steps, e->matrix, e->commit,
+	       squib_io_step_name(e->step[e->commit].step), e->step[e->commit].path);
+	fflush(stdout);
+	assert_int_equal(e->matrix, 3 * e->steps + 1);
+	trials = e->matrix;
+	rb_env_free(e);
+	return trials;
+}
+
+static void test_should_keep_the_old_or_the_new_file_when_a_rebase_out_stops(void **state)
+{
+	(void)state;
+	rb_matrix(RB_OUT);
+}
+
+static void test_should_keep_the_old_or_the_new_base_when_an_in_place_rebase_stops(void **state)
+{
+	(void)state;
+	rb_matrix(RB_IN_PLACE);
+}
+
+static void test_should_keep_the_old_or_the_new_pair_when_a_rebase_with_state_stops(void **state)
+{
+	(void)state;
+	rb_matrix(RB_OUT_STATE);
+	rb_matrix(RB_IN_PLACE_STATE);
+}
+
+static void recover_body(const void *arg, const struct squib_io_hooks *h, struct child_result *r)
+{
+	const struct rb_env *e = arg;
+	struct squib_error_detail d = {0};
+
+	r->rc = squib_pair_recover(e->d_state, e->base_mem, h, NULL, &d);
+	r->os_errno = d.os_errno;
+}
+
+/* An in-place --state rebase killed just before its commit leaves a complete new base, a
+ * complete STATE.tmp and the undo log. The roll-back (a load's recovery), itself killed before
+ * each of its steps, is rolled back again by the next one: the old files, byte for byte. */
+static void test_should_roll_back_again_after_a_roll_back_is_killed(void **state)
+{
+	struct rb_env *e = rb_env_new(RB_IN_PLACE_STATE);
+	struct step_rec steps[MAX_STEPS];
+	int nsteps = 0, at;
+
+	(void)state;
+	for (at = 0;; at++) {
+		rb_restore(e);
+		assert_true(WIFSIGNALED(fork_trial(rebase_body, e, KILL, e->commit, 0, e->step,
+						   &e->steps, NULL)));
+		assert_true(squib_test_exists(e->undo) && rb_state_temp(e));
+		if (at == 0) { /* the roll-back's own steps */
+			assert_true(WIFEXITED(
+			    fork_trial(recover_body, e, DRY, -1, 0, steps, &nsteps, NULL)));
+			assert_true(nsteps >= 4);
+			assert_int_equal(steps[nsteps - 2].step, SQUIB_IO_UNLINK);
+			assert_int_equal(rb_classify(e, at), OLD_PAIR);
+			continue;
+		}
+		if (at > nsteps)
+			break;
+		assert_true(WIFSIGNALED(
+		    fork_trial(recover_body, e, KILL, at - 1, 0, steps, &nsteps, NULL)));
+		rb_recover(e, at);
+		assert_int_equal(rb_classify(e, at), OLD_PAIR);
+		assert_false(rb_state_temp(e));
+	}
+	printf("roll-back killed before each of its %d steps, then recovered: the old files\n",
+	       nsteps);
+	rb_env_free(e);
+}
+
+/* A base whose undo log no longer belongs to it (a save renamed another file over it since) is
+ * not "rolled back": the log is refused and nothing is touched. */
+static void test_should_not_apply_an_undo_log_to_another_file(void **state)
+{
+	struct rb_env *e = rb_env_new(RB_IN_PLACE);
+	struct squib_error_detail d;
+	struct bytes other = {0}, now = {0};
+	bool rolled = true;
+
+	(void)state;
+	rb_restore(e);
+	assert_true(WIFSIGNALED(
+	    fork_trial(rebase_body, e, KILL, e->commit, 0, e->step, &e->steps, NULL)));
+	{ /* a valid memory file of another snapshot */
+		struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(e->t.state, e->t.mem);
+
+		save_in_parent(SQUIB_SNAPSHOT_FULL, OLD, &req, NULL);
+	}
+	read_or_empty(e->t.mem, &other);
+	write_or_remove(e->base_mem, &other);
+	assert_int_equal(squib_memfile_rebase_recover(e->base_mem, NULL, &rolled, &d),
+			 SQUIB_E_PAIR_MISMATCH);
+	assert_false(rolled);
+	assert_non_null(strstr(d.msg, "it was not applied"));
+	read_or_empty(e->base_mem, &now);
+	assert_true(same(&now, &other));
+	assert_true(squib_test_exists(e->undo));
+	free(other.p);
+	free(now.p);
+	rb_env_free(e);
+}
+
+/* Load (d.snap, mem) with the chain [base] when chained; 0 or the error code. */
+static int rb_try_load(const struct rb_env *e, const char *mem, bool chained)
+{
+	struct squib_testvm_config c = vm_config();
+	const char *chain[] = {e->base_mem};
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(e->d_state, mem);
+	struct squib_testvm *rvm = savetest_restore_vm(&c);
+	struct squib_vm v = squib_testvm_vm(rvm);
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	int rc;
+
+	lr.chain = chained ? chain : NULL;
+	lr.chain_len = chained;
+	rc = squib_load(&v, &lr, &res, &d);
+	if (!rc)
+		squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	return rc;
+}
+
+/* A rebase --state stopped between its commit and the state's rename: loading the old pair
+ * first (it still loads after --out; after --in-place its chain is gone) must not remove the
+ * STATE.tmp that completes the new pair, and a load of the new pair then rolls it forward. */
+static void test_should_complete_a_rebased_pair_after_its_old_pair_was_loaded(void **state)
+{
+	(void)state;
+	for (enum rb_cmd cmd = RB_OUT_STATE; cmd <= RB_IN_PLACE_STATE; cmd++) {
+		struct rb_env *e = rb_env_new(cmd);
+		int at = rb_find(e, SQUIB_IO_RENAME, "d.snap");
+
+		rb_restore(e);
+		assert_true(WIFSIGNALED(
+		    fork_trial(rebase_body, e, KILL, at, 0, e->step, &e->steps, NULL)));
+		if (cmd == RB_OUT_STATE)
+			assert_int_equal(rb_try_load(e, e->d_mem, true), 0);
+		else
+			assert_int_equal(rb_try_load(e, e->d_mem, true), SQUIB_E_PAIR_MISMATCH);
+		assert_true(rb_state_temp(e));
+		assert_int_equal(rb_try_load(e, rb_target(e), false), 0);
+		assert_int_equal(rb_classify(e, 0), NEW_PAIR);
+		assert_false(rb_state_temp(e));
+		rb_env_free(e);
+	}
+}
+
+/* `run`'s saves: its Full (the full matrices above) and its Diff, which names its parent by the
+ * Full's state file. */
+static void test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops(void **state)
+{
+	(void)state;
+	run_matrix_as(SQUIB_SNAPSHOT_DIFF, true, true);
+	run_matrix_as(SQUIB_SNAPSHOT_DIFF, false, true);
+}
+
+/* ---- rebase on a real full filesystem ------------------------------------------------------ */
+
+#define TF_PAGES 512 /* 2 MiB of RAM */
+
+struct tmpfs_rebase {
+	struct savetest_dir t;
+	char *mnt, *base, *diff, *out, *undo, *filler, *snap;
+	struct bytes before;
+	uint8_t *ram;
+};
+
+static uint64_t free_bytes(const char *dir)
+{
+	struct statvfs v;
+
+	assert_int_equal(statvfs(dir, &v), 0);
+	return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* A 512 KiB tmpfs holding a sparse base (32 of 512 pages, with its state); the diff outside
+ * it rewrites 8 of those pages and fills 128 holes: 512 KiB that cannot fit. */
+static bool tmpfs_rebase_init(struct tmpfs_rebase *x)
+{
+	static uint64_t pages[8 + 128];
+	struct squib_memfile_manifest fm, dm;
+	uint64_t ps = hp();
+
+	savetest_dir_init(&x->t);
+	x->mnt = squib_test_path(x->t.dir, "mnt");
+	x->base = squib_test_path(x->mnt, "base.mem");
+	x->snap = squib_test_path(x->mnt, "d.snap");
+	x->out = squib_test_path(x->mnt, "merged.mem");
+	x->filler = squib_test_path(x->mnt, "filler");
+	x->diff = squib_test_path(x->t.dir, "d.mem");
+	x->undo = squib_memfile_undo_path(x->base);
+	assert_int_equal(mkdir(x->mnt, 0700), 0);
+	if (mount("squib-test", x->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=512k") < 0) {
+		printf("SKIP: cannot mount a 512 KiB tmpfs (%s): the real out-of-space rebase test "
+		       "did not run\n",
+		       strerror(errno));
+		return false;
+	}
+	x->ram = mmap(NULL, TF_PAGES * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	assert_true(x->ram != MAP_FAILED);
+	for (uint64_t p = 0; p < 32; p++)
+		squib_test_fill_page(x->ram, p, 7);
+	squib_test_save_full(x->base, x->ram, TF_PAGES * ps, false, &fm);
+	for (uint64_t i = 0; i < 8 + 128; i++) {
+		pages[i] = i < 8 ? i : 64 + (i - 8);
+		squib_test_fill_page(x->ram, pages[i], 9);
+	}
+	squib_test_save_diff(x->diff, x->ram, TF_PAGES * ps, fm.layout.id, pages, 8 + 128, false,
+			     &dm);
+	squib_test_save_state(x->snap, &dm.layout);
+	read_or_empty(x->base, &x->before);
+	squib_memfile_manifest_release(&fm);
+	squib_memfile_manifest_release(&dm);
+	return true;
+}
+
+static void tmpfs_rebase_free(struct tmpfs_rebase *x)
+{
+	if (x->ram)
+		munmap(x->ram, TF_PAGES * hp());
+	if (x->before.p)
+		assert_int_equal(umount2(x->mnt, MNT_DETACH), 0);
+	free(x->before.p);
+	free(x->mnt);
+	free(x->base);
+	free(x->snap);
+	free(x->out);
+	free(x->filler);
+	free(x->diff);
+	free(x->undo);
+	savetest_dir_free(&x->t);
+}
+
+/* Fails with ENOSPC; the base is byte for byte the old one, nothing is left behind. */
+static void rebase_out_of_space(struct tmpfs_rebase *x, const char *out, const char *state)
+{
+	struct squib_memfile_rebase_options o = {.state_path = state};
+	const char *diffs[1] = {x->diff};
+	struct squib_error_detail d;
+	struct bytes now = {0};
+	uint64_t before = free_bytes(x->mnt);
+
+	int rc = squib_memfile_rebase(x->base, diffs, 1, out, &o, NULL, &d);
+
+	if (rc >= 0 || d.os_errno != ENOSPC)
+		fail_msg("rebase %s: %d, errno %d (%s)", out ? "--out" : "--in-place", rc,
+			 d.os_errno, savetest_message(&d));
+	printf("tmpfs full, rebase %s%s: %s\n", out ? "--out" : "--in-place",
+	       state ? " --state" : "", d.msg);
+	read_or_empty(x->base, &now);
+	assert_true(same(&now, &x->before));
+	assert_false(squib_test_exists(x->undo) || squib_test_exists(x->out));
+	assert_int_equal(litter(x->mnt, "", ".tmp", false) + litter(x->mnt, ".", "-lock", false), 0);
+	/* The holes the rebase filled were punched back: the space is free again. */
+	assert_int_equal(free_bytes(x->mnt), before);
+	assert_int_equal(squib_memfile_verify(x->base, false, NULL, NULL), 0);
+	free(now.p);
+}
+
+static void test_should_keep_the_base_when_a_rebase_runs_out_of_space(void **state)
+{
+	struct tmpfs_rebase x = {0};
+	uint64_t room;
+	int fd;
+
+	(void)state;
+	if (!tmpfs_rebase_init(&x)) {
+		tmpfs_rebase_free(&x);
+		skip();
+	}
+	rebase_out_of_space(&x, x.out, NULL);	   /* the new file does not fit */
+	rebase_out_of_space(&x, NULL, NULL);	   /* the log fits; the copy into holes does not */
+	rebase_out_of_space(&x, NULL, x.snap);	   /* the same, publishing a pair */
+	room = free_bytes(x.mnt);		   /* now leave less than the log needs */
+	fd = open(x.filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(posix_fallocate(fd, 0, (off_t)(room - 16 * KiB)), 0);
+	close(fd);
+	rebase_out_of_space(&x, NULL, NULL);	   /* refused before the base is touched */
+	tmpfs_rebase_free(&x);
+}
+
 /* ---- planted state temps ------------------------------------------------------------ */
 
 /* Recovery reads STATE.<B>.tmp only if it is a regular file of this user with one link:
@@ -979,6 +1582,16 @@ int main(void)
 		test_should_leave_the_previous_pair_intact_when_the_first_rename_fails),
 	    cmocka_unit_test(test_should_complete_the_pair_when_the_second_rename_fails),
 	    cmocka_unit_test(test_should_keep_the_previous_pair_on_a_full_filesystem),
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_file_when_a_rebase_out_stops),
+	    cmocka_unit_test(
+		test_should_keep_the_old_or_the_new_base_when_an_in_place_rebase_stops),
+	    cmocka_unit_test(
+		test_should_keep_the_old_or_the_new_pair_when_a_rebase_with_state_stops),
+	    cmocka_unit_test(test_should_keep_the_old_or_the_new_pair_when_runs_diff_save_stops),
+	    cmocka_unit_test(test_should_roll_back_again_after_a_roll_back_is_killed),
+	    cmocka_unit_test(test_should_complete_a_rebased_pair_after_its_old_pair_was_loaded),
+	    cmocka_unit_test(test_should_not_apply_an_undo_log_to_another_file),
+	    cmocka_unit_test(test_should_keep_the_base_when_a_rebase_runs_out_of_space),
 	    cmocka_unit_test(test_should_not_roll_forward_a_state_temp_someone_planted),
 	    cmocka_unit_test(test_should_publish_one_whole_pair_when_two_saves_race),
 	    cmocka_unit_test(test_should_publish_one_whole_pair_when_eight_saves_race),

@@ -18,10 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1134,6 +1137,96 @@ static void test_should_detect_a_handler_closing_its_socket(void **state)
 	stuck_expect_lost(&s, getpid(), "closed its socket");
 }
 
+/* ---- a handler of another uid is not trusted with the uffd ---------------------------- */
+
+#define OTHER_UID 65534 /* nobody */
+
+/* In a forked child: become OTHER_UID for good (false: not possible here). */
+static bool become_other(void)
+{
+	return !setgroups(0, NULL) && !setresgid(OTHER_UID, OTHER_UID, OTHER_UID) &&
+	       !setresuid(OTHER_UID, OTHER_UID, OTHER_UID);
+}
+
+/* Another uid needs root (to switch to it) and a tmpdir it can walk through. */
+static bool other_uid_missing(const struct dir *f)
+{
+	if (geteuid() != 0) {
+		print_message("*** SKIP: not root: no process of another uid can be made here: "
+			      "SO_PEERCRED checks not tested ***\n");
+		return true;
+	}
+	assert_int_equal(chmod(f->dir, 0711), 0);
+	return false;
+}
+
+/* A listener that binds sock as root and listens as OTHER_UID; its exit: 1 if the VMM's
+ * connection brought any byte, 0 if it closed without one, else a failure. */
+static void foreign_listener(const char *sock, struct handler *h)
+{
+	int pf[2];
+	char c;
+
+	assert_int_equal(pipe2(pf, O_CLOEXEC), 0);
+	fflush(NULL);
+	if (!(h->pid = fork())) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), conn;
+		struct pollfd p = {.fd = s, .events = POLLIN};
+
+		strcpy(sa.sun_path, sock);
+		unlink(sock);
+		/* SO_PEERCRED reports who called listen(). */
+		if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) || !become_other() || listen(s, 4))
+			_exit(20);
+		write_all(pf[1], "L", 1);
+		if (poll(&p, 1, 5000) != 1 || (conn = accept(s, NULL, NULL)) < 0)
+			_exit(21);
+		p = (struct pollfd){.fd = conn, .events = POLLIN};
+		if (poll(&p, 1, 5000) != 1)
+			_exit(22);
+		_exit(recv(conn, &c, 1, 0) > 0 ? 1 : 0);
+	}
+	assert_true(h->pid > 0);
+	close(pf[1]);
+	h->rd = pf[0];
+	assert_int_equal(read_timeout(h->rd, &c, 1, 5000), 0);
+}
+
+static void test_should_not_send_the_uffd_to_a_handler_of_another_uid(void **state)
+{
+	const uint32_t trusted = OTHER_UID;
+	struct squib_uffd_remote_options o = {.connect_timeout_ms = 1000};
+	struct dir *f = *state;
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u = NULL;
+	struct squib_error_detail d;
+	struct handler h;
+	uint8_t *mem;
+
+	SKIP_WITHOUT_UFFD();
+	if (other_uid_missing(f))
+		skip();
+	mem = anon(4 * ps());
+	r = (struct squib_uffd_remote_region){mem, 4 * ps(), 0};
+	foreign_listener(f->sock, &h);
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), &o, &u, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_null(u);
+	if (!strstr(d.msg, "runs as uid 65534") || !strstr(d.msg, "the uffd is not sent to") ||
+	    !strstr(d.msg, f->sock))
+		fail_msg("unexpected message '%s'", d.msg);
+	assert_int_equal(handler_wait(&h), 0); /* not one byte reached it */
+	/* Named in handler_uids, it is trusted. */
+	o.handler_uids = &trusted;
+	o.handler_uid_count = 1;
+	foreign_listener(f->sock, &h);
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), &o, &u, &d), 0);
+	assert_int_equal(handler_wait(&h), 1);
+	squib_uffd_remote_free(u);
+	munmap(mem, 4 * ps());
+}
+
 /* ---- the `serve` CLI --------------------------------------------------------------------- */
 
 static char *cli_path(void)
@@ -1183,6 +1276,37 @@ static void cli_start(struct squib_test_bg *c, const char *sock, const char *mem
 static void cli_wait_for(struct squib_test_bg *c, const char *text)
 {
 	squib_test_bg_wait_for(c, text, 5000);
+}
+
+/* Complete lines of s holding text. */
+static int lines_with(const char *s, const char *text)
+{
+	int n = 0;
+
+	for (const char *at = s; (at = strstr(at, text)) && strchr(at, '\n'); n++)
+		at = strchr(at, '\n') + 1;
+	return n;
+}
+
+/* Wait (at most 5 s) until n complete lines of stderr hold `text`. */
+static void cli_wait_err_n(struct squib_test_bg *c, const char *text, int n)
+{
+	int64_t until = now_ms() + 5000;
+
+	for (;;) {
+		squib_test_bg_pump(c);
+		if (lines_with(c->ebuf, text) >= n)
+			return;
+		if (now_ms() > until)
+			fail_msg("stderr lacks %d lines with '%s' after 5 s: '%s' (stdout '%s')", n,
+				 text, c->ebuf, c->obuf);
+		sleep_ms(5);
+	}
+}
+
+static void cli_wait_err(struct squib_test_bg *c, const char *text)
+{
+	cli_wait_err_n(c, text, 1);
 }
 
 /* Wait (at most 10 s) for the exit; its status, with all output read. */
@@ -1239,7 +1363,8 @@ static void test_should_serve_a_memory_file_with_the_cli(void **state)
 	if (!strstr(c.obuf, stats))
 		fail_msg("stats '%s' not in '%s'", stats, c.obuf);
 	assert_non_null(strstr(c.obuf, "median "));
-	assert_int_equal(c.elen, 0);
+	if (c.elen)
+		fail_msg("stderr: '%s'", c.ebuf);
 	assert_int_equal(squib_test_exists(f->sock), 0); /* removed on exit */
 	munmap(want, pages * ps());
 }
@@ -1355,13 +1480,17 @@ static void test_should_refuse_a_handshake_that_does_not_fit_the_memory_file(voi
 	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), &o, &s.u, &d), 0);
 	s.b.addr = s.mem;
 	assert_int_equal(pthread_create(&s.t, NULL, touch, &s.b), 0);
-	assert_int_equal(cli_finish(&c), 1);
+	/* Refused with one line naming the VMM; serve itself goes on waiting for a fitting one. */
+	cli_wait_err(&c, "refused a connection from pid ");
 	if (!strstr(c.ebuf, "handshake region 0: 65536 bytes at offset 0; the memory file's "
 			    "region 0 is 131072 bytes") &&
 	    ps() == 4096)
 		fail_msg("unexpected error '%s'", c.ebuf);
+	stuck_expect_lost(&s, c.pid, "closed its socket");
+	kill(c.pid, SIGTERM);
+	assert_int_equal(cli_finish(&c), 0);
 	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
-	stuck_expect_lost(&s, c.pid, "");
+	assert_non_null(strstr(c.obuf, "stopped: signal before a VMM connected"));
 	munmap(want, pages * ps());
 }
 
@@ -1381,6 +1510,67 @@ static void test_should_stop_serve_on_sigterm_before_a_vmm_connects(void **state
 	assert_non_null(strstr(c.obuf, "stopped: signal before a VMM connected"));
 	assert_int_equal(squib_test_exists(f->sock), 0);
 	munmap(want, 8 * ps());
+}
+
+/* A blocking client connection to sock. */
+static int connect_to(const char *sock)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(s >= 0);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, sock);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)))
+		fail_msg("connect %s: %s", sock, strerror(errno));
+	return s;
+}
+
+/* SIGTERM while a client is in the middle of its handshake, SIGINT while a VMM is served. */
+static void test_should_stop_serve_on_a_signal_during_a_handshake_and_while_serving(void **state)
+{
+	struct dir *f = *state;
+	uint64_t pages = 8, zeros;
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	struct squib_error_detail d;
+	struct squib_test_bg c;
+	uint8_t *want, *mem;
+	int64_t t0;
+	int half;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 4, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	half = connect_to(f->sock);
+	send_with_fds(half, FC_EXAMPLE, 20, NULL, 0); /* and then nothing */
+	sleep_ms(50);
+	t0 = now_ms();
+	kill(c.pid, SIGTERM);
+	assert_int_equal(squib_test_bg_finish(&c, 2000), 0); /* liveness bound; aim 100 ms */
+	print_message("stopped %lld ms after SIGTERM during a handshake\n",
+		      (long long)(now_ms() - t0));
+	assert_non_null(strstr(c.obuf, "stopped: signal before a VMM connected"));
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	close(half);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	mem = anon(pages * ps());
+	r = (struct squib_uffd_remote_region){mem, pages * ps(), 0};
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), NULL, &u, &d), 0);
+	cli_wait_for(&c, "serving pid ");
+	assert_memory_equal(mem, want, pages * ps());
+	t0 = now_ms();
+	kill(c.pid, SIGINT);
+	assert_int_equal(squib_test_bg_finish(&c, 2000), 0);
+	print_message("stopped %lld ms after SIGINT while serving\n", (long long)(now_ms() - t0));
+	assert_non_null(strstr(c.obuf, "stopped: signal\n"));
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	squib_uffd_remote_free(u);
+	munmap(mem, pages * ps());
+	munmap(want, pages * ps());
 }
 
 static void test_should_report_cli_usage_errors(void **state)
@@ -1409,6 +1599,393 @@ static void test_should_report_cli_usage_errors(void **state)
 	assert_int_equal(p.status, 1);
 	assert_non_null(strstr(p.err, "--socket and --mem are required"));
 	squib_test_proc_free(&p);
+}
+
+/* ---- `serve` against bad, silent and foreign clients ------------------------------------- */
+
+/* serve --socket --mem plus extra arguments (NULL-terminated, at most 8). */
+static void cli_start_args(struct squib_test_bg *c, const struct dir *f, char *const *extra)
+{
+	char *argv[16] = {cli_path(), "serve", "--socket", f->sock, "--mem", f->mem};
+	int k = 6;
+
+	for (; *extra && k < 15; extra++)
+		argv[k++] = *extra;
+	argv[k] = NULL;
+	squib_test_bg_start(NULL, argv, c);
+}
+
+/* Every line of s holds `want`. */
+static void every_line_has(const char *s, const char *want)
+{
+	for (const char *l = s; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t n = e ? (size_t)(e - l) : strlen(l);
+
+		if (!memmem(l, n, want, strlen(want)))
+			fail_msg("line '%.*s' lacks '%s'", (int)n, l, want);
+		l += n + (e != NULL);
+	}
+}
+
+static void test_should_serve_the_vmm_after_garbage_bad_fds_and_a_silent_client(void **state)
+{
+	struct dir *f = *state;
+	uint64_t pages = 64, zeros;
+	char *named = squib_test_path(f->dir, "userfaultfd"), who[96];
+	int silent, bad[4], pf[2], file;
+	struct squib_test_bg c;
+	uint8_t *want;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 4, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	/* Silent until the end (its 5 s handshake timeout): it must hold up nobody. */
+	silent = connect_to(f->sock);
+	/* One garbage byte, the connection kept open. */
+	bad[0] = connect_to(f->sock);
+	send_with_fds(bad[0], "x", 1, NULL, 0);
+	/* A whole handshake without a fd, with a regular file whose name says userfaultfd, with
+	 * a pipe. */
+	bad[1] = connect_to(f->sock);
+	send_with_fds(bad[1], FC_EXAMPLE, strlen(FC_EXAMPLE), NULL, 0);
+	assert_true((file = open(named, O_CREAT | O_RDWR | O_CLOEXEC, 0600)) >= 0);
+	bad[2] = connect_to(f->sock);
+	send_with_fds(bad[2], FC_EXAMPLE, strlen(FC_EXAMPLE), &file, 1);
+	assert_int_equal(pipe2(pf, O_CLOEXEC), 0);
+	bad[3] = connect_to(f->sock);
+	send_with_fds(bad[3], FC_EXAMPLE, strlen(FC_EXAMPLE), pf, 1);
+	cli_wait_err(&c, "invalid JSON");
+	cli_wait_err(&c, "no userfaultfd received");
+	cli_wait_err_n(&c, "is not a userfaultfd", 2);
+	assert_null(strstr(c.obuf, "serving"));
+	/* The real VMM is served at once, the silent client still connected. */
+	vmm_read_through_serve(f->sock, want, pages, &c);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_non_null(strstr(c.obuf, "stopped: the VMM hung up"));
+	/* The silent one was told when serving began; one line per refused client, each naming
+	 * it. */
+	snprintf(who, sizeof(who), "already serving pid %d", (int)getpid());
+	assert_non_null(strstr(c.ebuf, who));
+	assert_int_equal(squib_test_count_lines(c.ebuf), 5);
+	snprintf(who, sizeof(who), "refused a connection from pid %d (uid %u)", (int)getpid(),
+		 (unsigned)geteuid());
+	every_line_has(c.ebuf, who);
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	for (int i = 0; i < 4; i++)
+		close(bad[i]);
+	close(silent);
+	close(file);
+	close(pf[0]);
+	close(pf[1]);
+	free(named);
+	munmap(want, pages * ps());
+}
+
+/* More silent connections than serve keeps pending: the oldest make room, the VMM gets in. */
+static void test_should_serve_a_vmm_behind_a_flood_of_silent_connections(void **state)
+{
+	enum { FLOOD = SQUIB_UFFD_MAX_PENDING + 8 };
+	struct dir *f = *state;
+	uint64_t pages = 16, zeros;
+	struct squib_test_bg c;
+	int flood[FLOOD];
+	uint8_t *want;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 3, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start(&c, f->sock, f->mem, NULL);
+	cli_wait_for(&c, "listening on ");
+	for (int i = 0; i < FLOOD; i++)
+		flood[i] = connect_to(f->sock);
+	cli_wait_err(&c, "connections without a handshake: the oldest is dropped");
+	vmm_read_through_serve(f->sock, want, pages, &c);
+	assert_int_equal(cli_finish(&c), 0);
+	/* Each flooding connection refused once: 8 dropped for room, the rest when serving began.
+	 */
+	assert_int_equal(squib_test_count_lines(c.ebuf), FLOOD);
+	for (int i = 0; i < FLOOD; i++)
+		close(flood[i]);
+	munmap(want, pages * ps());
+}
+
+static void test_should_report_a_silent_client_after_the_handshake_timeout(void **state)
+{
+	char *extra[] = {"--handshake-timeout", "200", NULL};
+	struct dir *f = *state;
+	uint64_t pages = 16, zeros;
+	struct squib_test_bg c;
+	uint8_t *want;
+	int silent;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 3, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start_args(&c, f, extra);
+	cli_wait_for(&c, "listening on ");
+	silent = connect_to(f->sock);
+	cli_wait_err(&c, "no uffd handshake within 200 ms");
+	/* Dropped by serve: the client sees EOF. */
+	{
+		char b;
+		struct pollfd p = {.fd = silent, .events = POLLIN};
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_int_equal(recv(silent, &b, 1, 0), 0);
+	}
+	vmm_read_through_serve(f->sock, want, pages, &c);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
+	close(silent);
+	munmap(want, pages * ps());
+}
+
+static void test_should_create_the_socket_0600_under_umask_000(void **state)
+{
+	struct dir *f = *state;
+	uint64_t zeros;
+	struct squib_test_bg c;
+	struct stat st;
+	uint8_t *want;
+	mode_t old;
+
+	want = pattern_ram(8, 4, &zeros);
+	squib_test_save_full(f->mem, want, 8 * ps(), false, NULL);
+	old = umask(0);
+	cli_start(&c, f->sock, f->mem, NULL);
+	umask(old);
+	cli_wait_for(&c, "listening on ");
+	assert_int_equal(lstat(f->sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	if ((st.st_mode & 07777) != 0600)
+		fail_msg("socket mode 0%o under umask 000, not 0600",
+			 (unsigned)(st.st_mode & 07777));
+	kill(c.pid, SIGTERM);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	munmap(want, 8 * ps());
+}
+
+/* A child of OTHER_UID connects and sends a handshake; its exit: 0 connected, else the
+ * errno of connect. */
+static int other_uid_client(const char *sock)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	pid_t pid;
+	int st;
+
+	strcpy(sa.sun_path, sock);
+	fflush(NULL);
+	if (!(pid = fork())) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (!become_other())
+			_exit(200);
+		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)))
+			_exit(errno);
+		/* serve may refuse it before the send: EPIPE then, which is fine. */
+		send(s, FC_EXAMPLE, strlen(FC_EXAMPLE), MSG_NOSIGNAL);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_should_refuse_a_peer_of_another_uid(void **state)
+{
+	char *allow_other[] = {"--allow-uid", "4242", NULL}, want_msg[160];
+	struct dir *f = *state;
+	uint64_t pages = 16, zeros;
+	struct squib_test_bg c;
+	struct stat st;
+	uint8_t *want;
+	mode_t old;
+
+	SKIP_WITHOUT_UFFD();
+	if (other_uid_missing(f))
+		skip();
+	want = pattern_ram(pages, 3, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	/* By default the socket's mode alone keeps another user out, whatever the umask. */
+	old = umask(0);
+	cli_start(&c, f->sock, f->mem, NULL);
+	umask(old);
+	cli_wait_for(&c, "listening on ");
+	assert_int_equal(other_uid_client(f->sock), EACCES);
+	kill(c.pid, SIGTERM);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_int_equal(c.elen, 0);
+	/* With --allow-uid the socket is 0666: SO_PEERCRED refuses a uid not allowed, before
+	 * reading its handshake, and serve goes on to serve the real VMM. */
+	cli_start_args(&c, f, allow_other);
+	cli_wait_for(&c, "listening on ");
+	assert_int_equal(lstat(f->sock, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0666);
+	assert_int_equal(other_uid_client(f->sock), 0);
+	snprintf(want_msg, sizeof(want_msg), "(uid %u): ", OTHER_UID);
+	cli_wait_err(&c, want_msg);
+	snprintf(want_msg, sizeof(want_msg), "runs as uid %u, not uid %u or an allowed one",
+		 OTHER_UID, (unsigned)geteuid());
+	assert_non_null(strstr(c.ebuf, want_msg));
+	vmm_read_through_serve(f->sock, want, pages, &c);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
+	munmap(want, pages * ps());
+}
+
+/* The VMM as OTHER_UID, keeping only CAP_SYS_PTRACE (a userfaultfd that sees KVM's
+ * kernel-mode faults needs it): 0 when its memory through serve equals want. */
+static int other_uid_vmm(const char *sock, const uint8_t *want, uint64_t pages)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct cap[2] = {{0}};
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	uint8_t *mem;
+	int rc;
+
+	cap[0].effective = cap[0].permitted = 1u << CAP_SYS_PTRACE;
+	if (prctl(PR_SET_KEEPCAPS, 1) || !become_other() || syscall(SYS_capset, &h, cap))
+		return 200;
+	mem = mmap(NULL, pages * ps(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return 201;
+	r = (struct squib_uffd_remote_region){mem, pages * ps(), 0};
+	if (squib_uffd_remote_start(sock, &r, 1, ps(), NULL, &u, NULL))
+		return 202;
+	rc = memcmp(mem, want, pages * ps()) ? 203 : 0;
+	squib_uffd_remote_free(u);
+	return rc;
+}
+
+static void test_should_serve_a_vmm_of_an_allowed_uid(void **state)
+{
+	char *allow[] = {"--allow-uid", "65534", NULL}, line[96];
+	struct dir *f = *state;
+	uint64_t pages = 32, zeros;
+	struct squib_test_bg c;
+	uint8_t *want;
+	pid_t pid;
+	int st;
+
+	SKIP_WITHOUT_UFFD();
+	if (other_uid_missing(f))
+		skip();
+	want = pattern_ram(pages, 3, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	cli_start_args(&c, f, allow);
+	cli_wait_for(&c, "listening on ");
+	fflush(NULL);
+	if (!(pid = fork()))
+		_exit(other_uid_vmm(f->sock, want, pages));
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	snprintf(line, sizeof(line), "serving pid %d: 1 regions", (int)pid);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_non_null(strstr(c.obuf, line));
+	assert_int_equal(c.elen, 0);
+	munmap(want, pages * ps());
+}
+
+static void test_should_stop_serve_on_sigterm_during_a_huge_prefetch(void **state)
+{
+	struct dir *f = *state;
+	uint64_t pages = 4096, zeros, runs = 1u << 17;
+	char *ws_path = squib_test_path(f->dir, "huge.ws");
+	char *extra[] = {"--prefetch-ws", ws_path, NULL};
+	struct squib_workset ws = {.page_size = ps(), .page_count = pages, .run_count = runs};
+	struct squib_uffd_remote_region r;
+	struct squib_uffd_remote *u;
+	struct squib_error_detail d;
+	struct squib_test_bg c;
+	uint8_t *want, *mem;
+	int64_t t0;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 3, &zeros);
+	squib_test_save_full(f->mem, want, pages * ps(), false, NULL);
+	/* 128 Ki runs over the whole memory: 512 Mi page visits if runs are not merged first, and a
+	 * merge that stays cheap next to the 2 s bound under a sanitizer on a loaded machine. */
+	assert_non_null(ws.runs = calloc(runs, sizeof(*ws.runs)));
+	for (uint64_t i = 0; i < runs; i++)
+		ws.runs[i] = (struct squib_ws_run){0, pages};
+	assert_int_equal(squib_workset_write(ws_path, &ws, &d), 0);
+	free(ws.runs);
+	cli_start_args(&c, f, extra);
+	cli_wait_for(&c, "listening on ");
+	mem = anon(pages * ps());
+	r = (struct squib_uffd_remote_region){mem, pages * ps(), 0};
+	assert_int_equal(squib_uffd_remote_start(f->sock, &r, 1, ps(), NULL, &u, &d), 0);
+	cli_wait_for(&c, "serving pid ");
+	sleep_ms(50);
+	t0 = now_ms();
+	kill(c.pid, SIGTERM);
+	/* A liveness bound, not a measurement: 100 ms is the aim. */
+	assert_int_equal(squib_test_bg_finish(&c, 2000), 0);
+	print_message("serve exited %lld ms after SIGTERM%s\n", (long long)(now_ms() - t0),
+		      strstr(c.obuf, "--prefetch-ws: stopped by a signal") ? " during the prefetch"
+									   : "");
+	/* The prefetch was cut short, or (a faster prefetch) had ended before the signal. */
+	assert_true(strstr(c.obuf, "serve --prefetch-ws: stopped by a signal after ") ||
+		    strstr(c.obuf, "prefetched the working set: "));
+	assert_non_null(strstr(c.obuf, "stopped: signal"));
+	assert_int_equal(squib_test_exists(f->sock), 0);
+	/* (mem is not read: a page the stopped prefetch did not install would block on the uffd
+	 * until free unregisters it.) */
+	squib_uffd_remote_free(u);
+	munmap(mem, pages * ps());
+	free(ws_path);
+	munmap(want, pages * ps());
+}
+
+static void test_should_check_every_path_before_listening(void **state)
+{
+	struct dir *f = *state;
+	char *sub = squib_test_path(f->dir, "nodir/ws.ws"),
+	     *bogus = squib_test_path(f->dir, "no.ws");
+	char *cases[][3] = {{"--record-ws", sub, sub},
+			    {"--record-ws", f->dir, "is not a regular file"},
+			    {"--record-ws", f->mem, "names an input"},
+			    {"--prefetch-ws", bogus, bogus},
+			    {"--state", bogus, bogus}};
+	uint64_t zeros;
+	uint8_t *want = pattern_ram(8, 4, &zeros);
+
+	squib_test_save_full(f->mem, want, 8 * ps(), false, NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *extra[] = {cases[i][0], cases[i][1], NULL};
+		struct squib_test_bg c;
+
+		cli_start_args(&c, f, extra);
+		assert_int_equal(squib_test_bg_finish(&c, 5000), 1);
+		if (!strstr(c.ebuf, cases[i][1]) || !strstr(c.ebuf, cases[i][2]))
+			fail_msg("%s %s: stderr '%s'", cases[i][0], cases[i][1], c.ebuf);
+		assert_int_equal(squib_test_count_lines(c.ebuf), 1);
+		assert_null(strstr(c.obuf, "listening"));
+		assert_int_equal(squib_test_exists(f->sock), 0);
+	}
+	/* A good relative path (no directory part: its directory is the working one). */
+	{
+		char *argv[] = {cli_path(), "serve",	   "--socket", f->sock, "--mem",
+				f->mem,	    "--record-ws", "rel.ws",   NULL};
+		struct squib_test_bg c;
+
+		squib_test_bg_start(f->dir, argv, &c);
+		cli_wait_for(&c, "listening on ");
+		kill(c.pid, SIGTERM);
+		assert_int_equal(cli_finish(&c), 0);
+		assert_int_equal(c.elen, 0);
+	}
+	free(sub);
+	free(bogus);
+	munmap(want, 8 * ps());
 }
 
 /* ---- a KVM guest whose memory `serve` provides --------------------------------------------- */
@@ -1604,6 +2181,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_detect_a_handler_pid_exit_while_its_socket_stays_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_not_send_the_uffd_to_a_handler_of_another_uid, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_detect_a_handler_closing_its_socket, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_install_every_page_with_mode_all, setup,
@@ -1618,7 +2197,27 @@ int main(void)
 		test_should_refuse_a_handshake_that_does_not_fit_the_memory_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_stop_serve_on_sigterm_before_a_vmm_connects,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_stop_serve_on_a_signal_during_a_handshake_and_while_serving, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_should_report_cli_usage_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_serve_the_vmm_after_garbage_bad_fds_and_a_silent_client, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_report_a_silent_client_after_the_handshake_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_serve_a_vmm_behind_a_flood_of_silent_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_create_the_socket_0600_under_umask_000,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_refuse_a_peer_of_another_uid, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_should_serve_a_vmm_of_an_allowed_uid, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_stop_serve_on_sigterm_during_a_huge_prefetch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_check_every_path_before_listening, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_run_a_kvm_guest_whose_memory_serve_provides,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_stop_a_kvm_guest_whose_handler_was_killed,

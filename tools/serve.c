@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -27,26 +28,32 @@
 
 #include "cli.h"
 
-#define SERVE_ACCEPT_MS 5000 /* from a pending connection to a received handshake */
-#define SERVE_TICK_MS	200  /* how often a running pager's error is checked */
-#define SERVE_MAX_BATCH (1ull << 30)
+#define SERVE_TICK_MS	     200 /* how often a running pager's error is checked */
+#define SERVE_MAX_BATCH	     (1ull << 30)
+#define SERVE_MAX_TIMEOUT_MS 600000u
 
 static void serve_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: squib-snapshot serve --socket PATH --mem MEMFILE [--state STATE]\n"
 		"                            [--batch BYTES] [--mode on-demand|all]\n"
-		"                            [--record-ws FILE] [--prefetch-ws FILE]\n\n"
+		"                            [--record-ws FILE] [--prefetch-ws FILE]\n"
+		"                            [--allow-uid UID]... [--handshake-timeout MS]\n\n"
 		"A page-fault handler for a VMM's Uffd memory backend (Firecracker's protocol):\n"
-		"listens on PATH, prints `listening on PATH`, accepts ONE VMM, receives its\n"
-		"regions and userfaultfd, prints `serving pid N: K regions, M MiB`, and serves\n"
-		"every missing-page fault from MEMFILE: pages the memory file's manifest lists\n"
-		"as absent are installed as zero pages without a read; present runs are read\n"
-		"and copied in batches. A memory file without a squib footer is served as a raw\n"
-		"Firecracker memory file (every page read from the file).\n\n"
+		"listens on PATH, prints `listening on PATH`, and serves ONE VMM: the first\n"
+		"connection that hands over a valid handshake (its regions and userfaultfd).\n"
+		"Every other connection (a peer of another uid, garbage, no fd or not a\n"
+		"userfaultfd, regions that do not fit MEMFILE, silence past the handshake\n"
+		"timeout, anyone connecting while a VMM is served) is refused with one line on\n"
+		"stderr, and serve goes on. It prints `serving pid N: K regions, M MiB`, and\n"
+		"serves every missing-page fault from MEMFILE: pages the memory file's manifest\n"
+		"lists as absent are installed as zero pages without a read; present runs are\n"
+		"read and copied in batches. A memory file without a squib footer is served as\n"
+		"a raw Firecracker memory file (every page read from the file).\n\n"
 		"Runs until the VMM hangs up, or SIGINT/SIGTERM, then prints statistics.\n\n"
-		"  --socket PATH   the AF_UNIX socket to listen on (a stale socket file there\n"
-		"                  is replaced; the file is removed on exit)\n"
+		"  --socket PATH   the AF_UNIX socket to listen on, created mode 0600 whatever\n"
+		"                  the umask (a stale socket file there is replaced; the file\n"
+		"                  is removed on exit)\n"
 		"  --mem MEMFILE   the memory file to serve\n"
 		"  --state STATE   check that STATE's memory section names MEMFILE (id and\n"
 		"                  geometry); every handshake region must then match it\n"
@@ -59,34 +66,71 @@ static void serve_usage(FILE *out)
 		"                  working set, in fault order) to FILE\n"
 		"  --prefetch-ws FILE  as soon as the VMM is connected, install FILE's working\n"
 		"                  set (recorded on this memory file) in bulk; the rest stays\n"
-		"                  on demand\n\n"
+		"                  on demand\n"
+		"  --allow-uid UID  also serve VMMs running as UID (repeatable). By default\n"
+		"                  only serve's own uid is served; with --allow-uid the socket\n"
+		"                  is 0666 and every peer's uid (SO_PEERCRED) is checked\n"
+		"                  before a byte is read\n"
+		"  --handshake-timeout MS  how long a connection may take to send its\n"
+		"                  handshake (default 5000); a slow one delays no other\n\n"
+		"Every path is checked before listening. SIGINT/SIGTERM stop serve at any\n"
+		"point (also during --prefetch-ws or --mode all).\n\n"
 		"exit status: 0 served until the VMM hung up (or a signal); 1 bad usage, an\n"
-		"unusable memory or state file, a refused handshake, or a read error.\n");
+		"unusable memory, state or working-set path, or a read error.\n");
 }
 
 struct serve_args {
 	const char *socket, *mem, *state, *record_ws, *prefetch_ws;
 	uint64_t batch;
 	bool all; /* --mode all */
+	uint32_t allow[SQUIB_UFFD_MAX_ALLOW_UIDS];
+	uint32_t nallow;
+	uint32_t timeout_ms; /* 0: the library's default */
 };
 
-static int parse_batch(const char *v, uint64_t *out)
+static int bad_usage(const char *what)
+{
+	fprintf(stderr, "squib-snapshot: serve: %s\n", what);
+	return -1;
+}
+
+/* A decimal in [1, max] (min 0 allowed when zero_ok). */
+static int parse_u64(const char *v, uint64_t max, bool zero_ok, uint64_t *out)
 {
 	char *end;
 	unsigned long long x;
 
 	errno = 0;
 	x = strtoull(v, &end, 10);
-	if (errno || end == v || *end || v[0] == '-' || !x || x > SERVE_MAX_BATCH)
+	if (errno || end == v || *end || v[0] == '-' || (!x && !zero_ok) || x > max)
 		return -1;
 	*out = x;
 	return 0;
 }
 
-static int bad_usage(const char *what)
+/* --allow-uid, --handshake-timeout: 1 taken, 0 not these, -1 bad. */
+static int parse_access(int argc, char **argv, int *i, struct serve_args *a)
 {
-	fprintf(stderr, "squib-snapshot: serve: %s\n", what);
-	return -1;
+	const char *v;
+	uint64_t x;
+	int r;
+
+	if ((r = cli_option_value(argc, argv, i, "--allow-uid", &v))) {
+		/* (uid_t)-1 means "no uid" to the kernel: never a peer's. */
+		if (r < 0 || parse_u64(v, UINT32_MAX - 1, true, &x))
+			return bad_usage("--allow-uid needs a uid (0 to 4294967294)");
+		if (a->nallow == SQUIB_UFFD_MAX_ALLOW_UIDS)
+			return bad_usage("--allow-uid: at most 64 uids");
+		a->allow[a->nallow++] = (uint32_t)x;
+		return 1;
+	}
+	if ((r = cli_option_value(argc, argv, i, "--handshake-timeout", &v))) {
+		if (r < 0 || parse_u64(v, SERVE_MAX_TIMEOUT_MS, false, &x))
+			return bad_usage("--handshake-timeout needs milliseconds from 1 to 600000");
+		a->timeout_ms = (uint32_t)x;
+		return 1;
+	}
+	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
@@ -119,8 +163,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			else if (r < 0 || strcmp(v, "on-demand"))
 				return bad_usage("--mode is on-demand or all");
 		} else if ((r = cli_option_value(argc, argv, &i, "--batch", &v))) {
-			if (r < 0 || parse_batch(v, &a->batch))
+			if (r < 0 || parse_u64(v, SERVE_MAX_BATCH, false, &a->batch))
 				return bad_usage("--batch needs a byte count from 1 to 2^30");
+		} else if ((r = parse_access(argc, argv, &i, a))) {
+			if (r < 0)
+				return -1;
 		} else {
 			fprintf(stderr, "squib-snapshot: serve: unknown argument '%s'\n", argv[i]);
 			return -1;
@@ -205,7 +252,8 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 
 	/* Unreadable, a squib file that does not open, or another kind of squib file (a
 	 * state file is no raw memory): report why it did not open. */
-	if (open_rc == SQUIB_E_INVALID_PATH || fd < 0 || has_squib_magic(fd, (uint64_t)st.st_size)) {
+	if (open_rc == SQUIB_E_INVALID_PATH || fd < 0 ||
+	    has_squib_magic(fd, (uint64_t)st.st_size)) {
 		if (fd >= 0)
 			close(fd);
 		*d = *open_d;
@@ -273,6 +321,58 @@ static int check_state(const struct source *s, const char *state, struct squib_e
 	return rc;
 }
 
+/* Is path the very file `other` names (NULL: no)? */
+static bool same_file(const struct stat *st, const char *other)
+{
+	struct stat o;
+
+	return other && !stat(other, &o) && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+}
+
+/*
+ * --record-ws is written at the end of a session: a path that cannot be
+ * written, or that names an input, is refused now rather than after the VMM
+ * has run. (The set that --prefetch-ws read may be replaced: that is how a
+ * set is refreshed.)
+ */
+static int check_output(const struct serve_args *a, struct squib_error_detail *d)
+{
+	const char *path = a->record_ws, *parent;
+	char *dir = strdup(path);
+	struct stat st;
+	int e = 0;
+
+	if (!dir)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (!lstat(path, &st)) {
+		if (!S_ISREG(st.st_mode))
+			e = EISDIR; /* a directory, device, FIFO, socket or symlink */
+		else if (same_file(&st, a->mem) || same_file(&st, a->state))
+			e = EEXIST;
+	} else if (errno != ENOENT) {
+		e = errno;
+	}
+	/* The set is written next to its path and renamed over it. (dirname may return a
+	 * static "." instead of cutting dir.) */
+	parent = dirname(dir);
+	if (!e && stat(parent, &st))
+		e = errno;
+	else if (!e && !S_ISDIR(st.st_mode))
+		e = ENOTDIR;
+	else if (!e && access(parent, W_OK | X_OK))
+		e = errno;
+	free(dir);
+	if (e == EISDIR)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "exists and is not a regular file");
+	if (e == EEXIST)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "names an input of this serve (--mem or --state)");
+	if (e)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "cannot be written: its directory: %s", strerror(e));
+	return 0;
+}
+
 /* ---- the handshake's regions against the source ---------------------------------------- */
 
 static int check_region(const struct source *s, const struct squib_uffd_mapping *m, uint32_t i,
@@ -316,9 +416,10 @@ static int check_layout(const struct squib_memory_layout *l, const struct squib_
 	return 0;
 }
 
-static int check_peer(const struct source *s, const struct squib_uffd_peer *p,
-		      struct squib_error_detail *d)
+/* The server's check of every handshake (a bad one is refused and serve goes on). */
+static int check_peer(void *ctx, const struct squib_uffd_peer *p, struct squib_error_detail *d)
 {
+	const struct source *s = ctx;
 	int rc;
 
 	for (uint32_t i = 0; i < p->n; i++)
@@ -342,25 +443,6 @@ static int signals_fd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-/* 1: a connection is pending; 0: a signal came first; SQUIB_E_IO. */
-static int wait_connection(int lfd, int sfd, struct squib_error_detail *d)
-{
-	for (;;) {
-		struct pollfd pf[2] = {{.fd = lfd, .events = POLLIN},
-				       {.fd = sfd, .events = POLLIN}};
-
-		if (poll(pf, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return squib_fail_errno(d, SQUIB_E_IO, errno);
-		}
-		if (pf[1].revents)
-			return 0;
-		if (pf[0].revents)
-			return 1;
-	}
-}
-
 /* The VMM gone: hang-up, EOF, or the pager's ioctls finding its mm gone (ESRCH). */
 static bool peer_gone(int conn, short revents)
 {
@@ -376,24 +458,32 @@ static bool peer_gone(int conn, short revents)
 	return n == 0 || (errno != EAGAIN && errno != EINTR);
 }
 
-/* Serve until the VMM hangs up or a signal (0), or the pager fails (its error). */
-static int wait_end(struct squib_pager *p, int conn, int sfd, const char **why,
+/* Serve until the VMM hangs up or a signal (0), or the pager fails (its error). Whoever
+ * else connects meanwhile is refused at once: one VMM per serve. */
+static int wait_end(struct squib_pager *p, const struct squib_uffd_peer *peer,
+		    struct squib_uffd_server *srv, int sfd, const char **why,
 		    struct squib_error_detail *d)
 {
+	char busy[64];
+
+	snprintf(busy, sizeof(busy), "already serving pid %d", peer->pid);
 	for (;;) {
-		struct pollfd pf[2] = {{.fd = conn, .events = POLLIN | POLLRDHUP},
-				       {.fd = sfd, .events = POLLIN}};
-		int n = poll(pf, 2, SERVE_TICK_MS), rc;
+		struct pollfd pf[3] = {{.fd = peer->conn_fd, .events = POLLIN | POLLRDHUP},
+				       {.fd = sfd, .events = POLLIN},
+				       {.fd = squib_uffd_server_fd(srv), .events = POLLIN}};
+		int n = poll(pf, 3, SERVE_TICK_MS), rc;
 
 		if (n < 0 && errno != EINTR)
 			return squib_fail_errno(d, SQUIB_E_IO, errno);
 		if ((rc = squib_pager_error(p, d)) && d->os_errno != ESRCH)
 			return rc;
+		if (n > 0 && pf[2].revents)
+			squib_uffd_server_refuse_all(srv, busy);
 		if (rc)
 			*why = "the VMM exited"; /* its mm is gone: nothing left to serve */
 		else if (n > 0 && pf[1].revents)
 			*why = "signal";
-		else if (n > 0 && peer_gone(conn, pf[0].revents))
+		else if (n > 0 && peer_gone(peer->conn_fd, pf[0].revents))
 			*why = "the VMM hung up";
 		else
 			continue;
@@ -436,46 +526,64 @@ static int attach(struct source *s, struct squib_uffd_peer *peer, const struct s
 }
 
 /*
- * --mode all: every page now, on this thread, while the pager thread keeps
- * serving the faults that come first. A failure (the VMM went away) is
- * reported; serving goes on until the hang-up is seen.
+ * --prefetch-ws, --mode all (Firecracker's fault_all): pages now, on this
+ * thread, while the pager thread keeps serving the faults that come first. A
+ * failure (the VMM went away) is reported; serving goes on until the hang-up
+ * is seen. 1 done (*got pages in *ms), 0 stopped by a signal, -1 failed.
  */
-static void fill_all(struct squib_pager *p)
+static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
+		   const char *cmd, uint64_t *got, double *ms)
 {
 	struct timespec t0, t1;
 	struct squib_error_detail d;
-	uint64_t n = 0;
+	bool stopped;
 	int rc;
 
 	memset(&d, 0, sizeof(d));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = squib_pager_prefetch_all(p, &n, &d);
+	rc = squib_pager_prefetch(p, runs, n, got, &d);
+	/* The pager asked signal_pending between chunks: a signal waits in the signalfd. */
+	stopped = rc == SQUIB_E_IO && d.os_errno == ECANCELED;
+	if (stopped)
+		rc = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (rc) {
-		fflush(stdout);
-		cli_error("serve --mode all", "the VMM's memory", rc, &d);
-		return;
-	}
-	printf("installed all pages: %" PRIu64 " by this fill in %.1f ms\n", n,
-	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	*ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
 	fflush(stdout);
+	if (rc) {
+		cli_error(cmd, "the VMM's memory", rc, &d);
+		return -1;
+	}
+	if (stopped) {
+		printf("%s: stopped by a signal after %" PRIu64 " pages\n", cmd, *got);
+		fflush(stdout);
+	}
+	return !stopped;
 }
 
-/* --prefetch-ws: the set now, on this thread, as fill_all does for every page. */
-static void prefetch_ws(struct squib_pager *p, const struct squib_workset *ws)
+/* The bulk installs asked for; false when a signal stopped them. */
+static bool install_asked(struct squib_pager *p, const struct source *s, const struct serve_args *a)
 {
-	struct squib_error_detail d;
+	struct squib_ws_run all = {0, s->src.page_count};
 	uint64_t n = 0;
-	int rc;
+	double ms;
+	int r;
 
-	memset(&d, 0, sizeof(d));
-	if ((rc = squib_pager_prefetch(p, ws->runs, ws->run_count, &n, &d))) {
-		fflush(stdout);
-		cli_error("serve --prefetch-ws", "the VMM's memory", rc, &d);
-		return;
+	if (a->prefetch_ws) {
+		r = install(p, s->ws.runs, s->ws.run_count, "serve --prefetch-ws", &n, &ms);
+		if (!r)
+			return false;
+		if (r > 0)
+			printf("prefetched the working set: %" PRIu64 " pages installed\n", n);
 	}
-	printf("prefetched the working set: %" PRIu64 " pages installed\n", n);
+	if (a->all) {
+		r = install(p, &all, 1, "serve --mode all", &n, &ms);
+		if (!r)
+			return false;
+		if (r > 0)
+			printf("installed all pages: %" PRIu64 " by this fill in %.1f ms\n", n, ms);
+	}
 	fflush(stdout);
+	return true;
 }
 
 /* --record-ws: the pages the VMM faulted in, bound to the memory file (raw: unbound). */
@@ -505,15 +613,13 @@ static bool signal_pending(void *ctx)
 }
 
 static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const struct serve_args *a,
-		      int sfd, struct squib_error_detail *d)
+		      struct squib_uffd_server *srv, int sfd, struct squib_error_detail *d)
 {
 	struct squib_pager *p = NULL;
 	const char *why = "";
 	uint64_t bytes = 0;
 	int rc;
 
-	if ((rc = check_peer(s, peer, d)))
-		return rc;
 	for (uint32_t i = 0; i < peer->n; i++)
 		bytes += peer->mappings[i].size;
 	printf("serving pid %d: %u regions, %" PRIu64 " MiB\n", peer->pid, peer->n, bytes >> 20);
@@ -521,11 +627,8 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	if ((rc = attach(s, peer, a, &p, d)))
 		return rc;
 	squib_pager_set_prefetch_stop(p, signal_pending, &sfd);
-	if (a->prefetch_ws)
-		prefetch_ws(p, &s->ws);
-	if (a->all)
-		fill_all(p);
-	rc = wait_end(p, peer->conn_fd, sfd, &why, d);
+	install_asked(p, s, a);
+	rc = wait_end(p, peer, srv, sfd, &why, d);
 	squib_pager_stop(p);
 	if (!rc)
 		print_stats(p, why);
@@ -535,28 +638,27 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	return rc;
 }
 
-/* The first connection that hands over a uffd; 0 with peer->conn_fd -1 after a signal. */
-static int accept_vmm(int lfd, int sfd, struct squib_uffd_peer *peer, struct squib_error_detail *d)
+/* Every refused connection: one line on stderr, and serve goes on. */
+static void on_refused(void *ctx, const struct squib_uffd_refusal *r)
 {
-	for (;;) {
-		int rc = wait_connection(lfd, sfd, d);
+	char who[96];
 
-		if (rc <= 0) {
-			peer->conn_fd = peer->uffd = -1;
-			return rc;
-		}
-		rc = squib_uffd_accept(lfd, SERVE_ACCEPT_MS, peer, d);
-		/* Closed without a byte (e.g. another serve probing the socket): not a VMM. */
-		if (rc != SQUIB_E_IO || d->os_errno != ECONNABORTED)
-			return rc;
-	}
+	(void)ctx;
+	if (r->uid == UINT32_MAX)
+		snprintf(who, sizeof(who), "refused a connection");
+	else
+		snprintf(who, sizeof(who), "refused a connection from pid %d (uid %u)", r->pid,
+			 r->uid);
+	fflush(stdout);
+	cli_error("serve", who, r->code, r->detail);
 }
 
-static int serve_on(int lfd, int sfd, struct source *s, const struct serve_args *a,
-		    struct squib_error_detail *d)
+static int serve_on(struct squib_uffd_server *srv, int sfd, struct source *s,
+		    const struct serve_args *a, struct squib_error_detail *d)
 {
 	struct squib_uffd_peer peer;
-	int rc = accept_vmm(lfd, sfd, &peer, d);
+	char busy[64];
+	int rc = squib_uffd_server_next(srv, sfd, &peer, d);
 
 	if (rc)
 		return rc;
@@ -564,15 +666,42 @@ static int serve_on(int lfd, int sfd, struct source *s, const struct serve_args 
 		printf("stopped: signal before a VMM connected\n");
 		return 0;
 	}
-	rc = serve_peer(s, &peer, a, sfd, d);
+	snprintf(busy, sizeof(busy), "already serving pid %d", peer.pid);
+	squib_uffd_server_refuse_all(srv, busy);
+	rc = serve_peer(s, &peer, a, srv, sfd, d);
 	squib_uffd_peer_close(&peer);
+	return rc;
+}
+
+/* Listen (0600, peers checked), serve one VMM, remove the socket. */
+static int listen_and_serve(struct source *s, const struct serve_args *a, int sfd,
+			    struct squib_error_detail *d)
+{
+	struct squib_uffd_server_options o = {.handshake_timeout_ms = a->timeout_ms,
+					      .allow_uids = a->allow,
+					      .allow_uid_count = a->nallow,
+					      /* Allowed uids must reach the socket at all:
+					       * SO_PEERCRED then keeps the others out. */
+					      .socket_mode = a->nallow ? 0666 : 0600,
+					      .check = check_peer,
+					      .on_refused = on_refused,
+					      .ctx = s};
+	struct squib_uffd_server *srv;
+	int rc = squib_uffd_server_open(a->socket, &o, &srv, d);
+
+	if (rc)
+		return rc;
+	printf("listening on %s\n", a->socket);
+	fflush(stdout);
+	rc = serve_on(srv, sfd, s, a, d);
+	squib_uffd_server_close(srv);
 	return rc;
 }
 
 static int serve(const struct serve_args *a, struct squib_error_detail *d, const char **what)
 {
 	struct source s;
-	int lfd = -1, sfd, rc;
+	int sfd, rc;
 
 	*what = a->mem;
 	if ((rc = source_open(&s, a->mem, d)))
@@ -590,18 +719,17 @@ static int serve(const struct serve_args *a, struct squib_error_detail *d, const
 		if ((rc = check_state(&s, a->state, d)))
 			goto out;
 	}
+	if (a->record_ws) {
+		*what = a->record_ws;
+		if ((rc = check_output(a, d)))
+			goto out;
+	}
 	*what = a->socket;
 	if ((sfd = signals_fd()) < 0) {
 		rc = squib_fail_errno(d, SQUIB_E_IO, errno);
 		goto out;
 	}
-	if (!(rc = squib_uffd_listen(a->socket, &lfd, d))) {
-		printf("listening on %s\n", a->socket);
-		fflush(stdout);
-		rc = serve_on(lfd, sfd, &s, a, d);
-		close(lfd);
-		unlink(a->socket);
-	}
+	rc = listen_and_serve(&s, a, sfd, d);
 	close(sfd);
 out:
 	source_close(&s);

@@ -70,6 +70,7 @@ enum squib_io_step {
 	SQUIB_IO_RENAME,    /* path = dest */
 	SQUIB_IO_FSYNC_DIR, /* path = parent directory */
 	SQUIB_IO_LOCK,	    /* path = the lock file; once per lock taken */
+	SQUIB_IO_UNLINK,    /* path = the file removed (an in-place rebase's undo log) */
 	SQUIB_IO_STEP_COUNT
 };
 

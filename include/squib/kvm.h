@@ -6,7 +6,8 @@
  *
  *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM; the optional in-kernel irqchip + PIT
  *                             and the 1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM
- *                             supports) are created by the first boot, start, capture
+ *                             supports, plus the TSC-deadline timer bit with the
+ *                             irqchip, which KVM leaves to the VMM) are created by the first boot, start, capture
  *                             or restore, after the RAM: KVM registers a memslot far
  *                             faster while no irqchip exists (here ~0.3 ms instead of
  *                             ~6 ms per 1 GiB), which is most of a FILE restore

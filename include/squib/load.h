@@ -85,25 +85,36 @@ enum squib_recovery_action {
 	SQUIB_RECOVERY_NONE = 0,       /* nothing to do: no temps, or a file is missing */
 	SQUIB_RECOVERY_CLEANED,	       /* the pair was good; stale temps were removed */
 	SQUIB_RECOVERY_ROLLED_FORWARD, /* STATE.<B>.tmp bound the memory file: renamed over the state */
+	SQUIB_RECOVERY_ROLLED_BACK,    /* an in-place rebase of the memory file that did not
+					  commit was undone (MEM.undo); its state temp removed */
 };
 
 /*
  * Make the pair (state_path, memory_path) consistent after a crashed or
- * failed save. Without any temp of either name beside them (squib/atomic.h)
- * it returns at once, writing nothing. Otherwise it takes both destinations'
- * locks (SQUIB_E_BUSY while a save of the pair runs; a lock that cannot be
- * made at all, e.g. a read-only directory, means nothing can be fixed: 0)
- * and, under them, with A the memory id the state file names and B the id
- * in the memory file's footer:
+ * failed save or rebase. Without any temp of either name beside them
+ * (squib/atomic.h) and without an undo log of the memory file it returns at
+ * once, writing nothing. Otherwise it takes both destinations' locks
+ * (SQUIB_E_BUSY while a save or rebase of the pair runs; a lock that cannot
+ * be made at all, e.g. a read-only directory, means nothing can be fixed: 0).
+ * Under them it first rolls back an in-place rebase of the memory file that
+ * did not commit (squib_memfile_rebase_recover; its errors are returned) and
+ * removes the state temp that rebase prepared. Then, with A the state file's
+ * MEMORY section and B the memory file (its footer and manifest):
  *
- *   A == B            the pair is good; remove every temp of both names
- *   A != B, or no state file, and STATE.<B in hex>.tmp is a regular file of
- *   this user with one link (not a symlink, FIFO or hard link), decodes (CRC
- *   valid), names B, and its MEMORY section matches the memory file B
+ *   A describes B exactly (the id and every field, squib_memfile_check_layout)
+ *                     the pair is good; remove every temp of both names,
+ *                     except a rebase's state temp (same id, another layout:
+ *                     it completes the rebased pair)
+ *   otherwise, or no state file, and STATE.<B's id in hex>.tmp is a regular
+ *   file of this user with one link (not a symlink, FIFO or hard link),
+ *   decodes (CRC valid) and its MEMORY section describes B exactly
  *                     roll forward: rename it over the state, fsync the
  *                     directories, then remove the other temps
- *   A != B otherwise  SQUIB_E_PAIR_MISMATCH naming both ids in hex and why
+ *   otherwise         SQUIB_E_PAIR_MISMATCH naming both ids in hex and why
  *                     the temp does not complete the pair; nothing is touched
+ *
+ * The whole layout, not the id alone, decides: a rebase's result keeps the
+ * newest diff's id, so "same id" does not mean "this pair".
  *
  * A state file or memory file that cannot be read or verified is left for
  * the loader to report (SQUIB_RECOVERY_NONE, return 0): a crash never produces one,

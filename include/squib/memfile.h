@@ -261,9 +261,21 @@ int squib_memfile_chain_read_page(const struct squib_memfile_chain *c, uint64_t 
 struct squib_memfile_rebase_options {
 	bool digests;		/* record digests in the result */
 	bool no_copy_file_range; /* copy with pread/pwrite only */
-	/* Fault injection (NULL in production): into a new file, the atomic
-	 * writer's hooks; in place, before(SQUIB_IO_WRITE or SQUIB_IO_FSYNC, base)
-	 * ahead of each footer write, copy and sync. */
+	/*
+	 * A state file to publish with the result as a pair (NULL: none). It
+	 * must describe the newest diff exactly (its MEMORY section is that
+	 * file's layout); it is rewritten to describe the result (kind full, no
+	 * parent, the merged manifest) and published with the save's pair
+	 * protocol (squib/save.h): memory first, then state; a crash in
+	 * between is rolled forward by squib_pair_recover(state_path, result).
+	 * It must not be one of the memory files.
+	 */
+	const char *state_path;
+	/* Fault injection (NULL in production): the atomic writers' hooks (the
+	 * result's temp, the state's temp, the undo log); in place also
+	 * before(SQUIB_IO_WRITE or SQUIB_IO_FSYNC, base) ahead of each footer
+	 * write, copy, truncate and sync of the base, and
+	 * before(SQUIB_IO_UNLINK, BASE.undo) at the commit. */
 	const struct squib_io_hooks *hooks;
 };
 
@@ -282,21 +294,53 @@ struct squib_memfile_rebase_options {
  * once it opened.
  *
  * out_path non-NULL: the result is built in out_path's temp and published
- * atomically (out_path may be base itself); the inputs are not modified.
- * out_path NULL: base is rebased in place. Its footer is first replaced by a
- * "rebase in progress" footer and synced, then the pages are copied and
- * synced, then the new manifest and footer are written over the old tail,
- * the file is cut to its new size and synced. A crash
- * in between leaves a file every reader refuses (SQUIB_E_ENCODING, "in-place
- * rebase was interrupted"), never one whose footer claims pages it lacks; the
- * base is lost then, the diffs are intact. Never rebase in place a file a
- * running VM maps.
+ * atomically; the inputs are not modified. out_path must not be one of the
+ * inputs (the same file: compared by device and inode, through symlinks and
+ * hard links): SQUIB_E_INVALID_PATH.
+ *
+ * out_path NULL: base is rebased in place, crash-safe by an undo log. Any
+ * interrupted in-place rebase of base is rolled back first
+ * (squib_memfile_rebase_recover). Then the bytes about to be overwritten
+ * (the old bytes of every page a diff holds, holes recorded as holes, and
+ * the old manifest and footer) are written to BASE.undo and published
+ * atomically; the footer is replaced by a "rebase in progress" footer and
+ * synced; the pages are copied and synced; the new manifest and footer are
+ * written over the old tail, the file is cut to its new size and synced;
+ * removing BASE.undo (and syncing its directory) commits. A failure rolls
+ * the base back before returning; after a crash, the next
+ * squib_memfile_rebase_recover (every squib_load and squib_pair_recover of
+ * the file, and every in-place rebase of it, run one) does. So the base is
+ * either the old file, byte for byte, or the rebased one. The log costs the
+ * bytes of the base's pages that the diffs overwrite: with too little space
+ * the rebase fails before the base is touched. Never rebase in place a file
+ * a running VM maps.
  *
  * result (may be NULL) receives the merged manifest.
  */
 int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
 			 const char *out_path, const struct squib_memfile_rebase_options *opts,
 			 struct squib_memfile_manifest *result, struct squib_error_detail *d);
+
+/* The undo log of an in-place rebase of base: base + ".undo", heap string (NULL: no memory). */
+#define SQUIB_MEMFILE_UNDO_SUFFIX ".undo"
+char *squib_memfile_undo_path(const char *base);
+
+/*
+ * Roll back an in-place rebase of base that did not commit: when BASE.undo
+ * exists and verifies (size, CRC), every byte it recorded is written back,
+ * the file cut to its old size and synced, and the log removed; a stale
+ * temp of BASE.undo (a log never published) is removed. *rolled_back (may be
+ * NULL) says whether a log was applied. A log that does not verify is
+ * SQUIB_E_ENCODING, one whose base now has another id (replaced since)
+ * SQUIB_E_PAIR_MISMATCH; neither touches anything; a log that is not a
+ * regular file of this user with one link is SQUIB_E_MEMORY_IO. It runs
+ * under base's lock (squib/atomic.h): SQUIB_E_BUSY while a rebase or save of
+ * base runs. With no log nor temp of one it returns at once, writing
+ * nothing. Idempotent: a crash during the roll-back is rolled back again.
+ * Hooks as for the rebase.
+ */
+int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
+				 bool *rolled_back, struct squib_error_detail *d);
 
 /*
  * squib_memfile_rebase reporting progress (may be NULL) in bytes: the total

@@ -48,8 +48,9 @@ struct squib_uffd_mapping {
 	uint64_t page_size;	      /* bytes: the backing page size */
 };
 
-#define SQUIB_UFFD_MAX_REGIONS	 256
-#define SQUIB_UFFD_HANDSHAKE_MAX 65536 /* bytes of JSON */
+#define SQUIB_UFFD_MAX_REGIONS	  256
+#define SQUIB_UFFD_MAX_ALLOW_UIDS 64	/* uids trusted besides one's own, either side */
+#define SQUIB_UFFD_HANDSHAKE_MAX  65536 /* bytes of JSON */
 
 /*
  * The handshake JSON for m[0..n): compact, Firecracker's field order, with
@@ -104,6 +105,11 @@ struct squib_uffd_remote_options {
 	 * fails and the vCPU leaves KVM_RUN without running on. */
 	void (*on_lost)(void *ctx, int code, const struct squib_error_detail *d);
 	void *ctx;
+	/* Handlers trusted with the uffd besides the VMM's own effective uid and
+	 * root: the listener's uid (SO_PEERCRED) is checked before anything is
+	 * sent. At most SQUIB_UFFD_MAX_ALLOW_UIDS. */
+	const uint32_t *handler_uids;
+	uint32_t handler_uid_count;
 };
 
 struct squib_uffd_remote;
@@ -117,7 +123,8 @@ struct squib_uffd_remote;
  * of the uffd only to unregister the regions at free time; it never reads it.
  * Errors: SQUIB_E_INVALID_ARGUMENT (geometry), SQUIB_E_INVALID_PATH (path too
  * long, no handler listening there within the timeout: the message names the
- * path), SQUIB_E_IO with the errno (userfaultfd, socket, send, timeout:
+ * path; a handler running as an untrusted uid, see handler_uids: nothing is
+ * sent), SQUIB_E_IO with the errno (userfaultfd, socket, send, timeout:
  * ETIMEDOUT), SQUIB_E_NOMEM. Nothing is left registered on failure.
  */
 int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_remote_region *r,
@@ -142,9 +149,10 @@ void squib_uffd_remote_free(struct squib_uffd_remote *r);
 /* ---- handler side ------------------------------------------------------------- */
 
 /*
- * A listening AF_UNIX stream socket at socket_path (close-on-exec). An
- * existing file there is replaced only if it is a socket nobody listens on
- * (a stale one); a live socket or another kind of file is
+ * A listening AF_UNIX stream socket at socket_path (close-on-exec,
+ * non-blocking), its file created with mode 0600 whatever the umask (the
+ * bind runs in a thread with its own umask; the process's is not touched). An existing file there is replaced only if it is a socket
+ * nobody listens on (a stale one); a live socket or another kind of file is
  * SQUIB_E_INVALID_PATH. The caller unlinks the path when done.
  */
 int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_error_detail *d);
@@ -162,9 +170,11 @@ struct squib_uffd_peer {
 #define SQUIB_UFFD_RECV_TIMEOUT_MS 5000
 
 /*
- * Accept one VMM on listen_fd and receive its handshake: recvmsg until the
- * bytes form complete JSON, then exactly one SCM_RIGHTS fd must have come
- * with them. timeout_ms >= 0 bounds the whole call; < 0 waits for a
+ * Accept one VMM on listen_fd and receive its handshake: the peer must run
+ * as this process's effective uid (SO_PEERCRED; else SQUIB_E_IO with EPERM,
+ * before a byte is read); recvmsg until the bytes form complete JSON, then
+ * exactly one SCM_RIGHTS fd must have come with them, and it must answer as
+ * an initialised userfaultfd (UFFDIO_WAKE of one page). timeout_ms >= 0 bounds the whole call; < 0 waits for a
  * connection forever, then SQUIB_UFFD_RECV_TIMEOUT_MS for the message.
  * EINTR is retried. On failure nothing is left open and *out is zeroed.
  * Errors: SQUIB_E_IO (ETIMEDOUT, accept/recv errno; ECONNABORTED: "the VMM
@@ -184,6 +194,85 @@ int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
 /* Close the fds that are still >= 0, free the mappings; *p is left zeroed with
  * both fds -1 (closing twice is harmless). NULL: no-op. */
 void squib_uffd_peer_close(struct squib_uffd_peer *p);
+
+/* ---- handler side: a server that one client cannot stop ------------------------ */
+
+/*
+ * For a long-running handler (`serve`): every connection is accepted at once
+ * and its peer's uid checked with SO_PEERCRED before a byte is read (the
+ * server's effective uid, or one of allow_uids); allowed connections gather
+ * their handshakes side by side, without blocking, each with its own
+ * deadline. The first complete handshake that passes the receive checks and
+ * `check` is returned; every other connection that ends (refused uid,
+ * garbage, no fd or not a userfaultfd, closed early, too slow, too many
+ * pending) is closed and reported to on_refused, and the server goes on. A
+ * connection closed without any byte is dropped silently (another handler
+ * probing whether the socket is live).
+ *
+ * The socket file is created 0600 (or socket_mode) whatever the umask and
+ * removed by squib_uffd_server_close if it is still the file this server
+ * bound.
+ *
+ * Thread-safety: one thread uses a server; the callbacks run on it.
+ */
+
+#define SQUIB_UFFD_MAX_PENDING 64 /* connections gathering a handshake at once */
+
+/* A connection the server refused. */
+struct squib_uffd_refusal {
+	int pid;      /* the peer's (SO_PEERCRED; 0 if unknown) */
+	uint32_t uid; /* the peer's ((uint32_t)-1 if unknown) */
+	int code;     /* SQUIB_E_*: why */
+	const struct squib_error_detail *detail;
+};
+
+struct squib_uffd_server_options {
+	/* From accept to the whole message, per connection. 0: SQUIB_UFFD_RECV_TIMEOUT_MS. */
+	uint32_t handshake_timeout_ms;
+	/* Peers allowed besides the server's effective uid (at most SQUIB_UFFD_MAX_ALLOW_UIDS). */
+	const uint32_t *allow_uids;
+	uint32_t allow_uid_count;
+	/* Connections gathering at once (0: SQUIB_UFFD_MAX_PENDING, the most); one more
+	 * drops the oldest, so a flood cannot keep a new VMM out. */
+	uint32_t max_pending;
+	/* The socket file's permission bits (0: 0600). Wider lets other users
+	 * connect at all (e.g. 0666 for allow_uids when the server runs as root):
+	 * the uid check is then what keeps the others out. */
+	uint32_t socket_mode;
+	/* The caller's own test of a received handshake (e.g. its regions against a
+	 * memory file): non-zero refuses it (reported, then the server goes on). May be NULL. */
+	int (*check)(void *ctx, const struct squib_uffd_peer *p, struct squib_error_detail *d);
+	/* Told of every refused connection. May be NULL. */
+	void (*on_refused)(void *ctx, const struct squib_uffd_refusal *r);
+	void *ctx;
+};
+
+struct squib_uffd_server;
+
+/* Listen on socket_path (squib_uffd_listen's rules). opts may be NULL.
+ * SQUIB_E_INVALID_ARGUMENT, SQUIB_E_NOMEM, squib_uffd_listen's errors. */
+int squib_uffd_server_open(const char *socket_path, const struct squib_uffd_server_options *opts,
+			   struct squib_uffd_server **out, struct squib_error_detail *d);
+
+/*
+ * Wait for the first valid handshake: 0 with *out filled (close it with
+ * squib_uffd_peer_close). When stop_fd (>= 0; e.g. a signalfd) becomes
+ * readable first: 0 with out->conn_fd == -1 (stop_fd is not read). Other
+ * connections stay pending for a later call. Errors (the listening socket
+ * failing): SQUIB_E_IO, SQUIB_E_INVALID_ARGUMENT.
+ */
+int squib_uffd_server_next(struct squib_uffd_server *s, int stop_fd, struct squib_uffd_peer *out,
+			   struct squib_error_detail *d);
+
+/* The listening fd, to poll while serving (readable: call squib_uffd_server_refuse_all). */
+int squib_uffd_server_fd(const struct squib_uffd_server *s);
+
+/* Close every pending connection and every one waiting to be accepted, each
+ * reported with `why` (EBUSY) - or its refused uid. */
+void squib_uffd_server_refuse_all(struct squib_uffd_server *s, const char *why);
+
+/* Close everything; remove the socket file if it is still the one bound here. NULL: no-op. */
+void squib_uffd_server_close(struct squib_uffd_server *s);
 
 #ifdef __cplusplus
 }

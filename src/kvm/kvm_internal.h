@@ -79,7 +79,8 @@ struct squib_kvm_vm {
 	uint64_t clock_saved;
 	bool tsc_pending[SQUIB_KVM_MAX_VCPUS];
 	uint64_t tsc_saved[SQUIB_KVM_MAX_VCPUS];
-	uint32_t tsc_khz[SQUIB_KVM_MAX_VCPUS]; /* 0: the vCPU's own rate */
+	uint32_t tsc_khz[SQUIB_KVM_MAX_VCPUS];	      /* 0: the vCPU's own rate */
+	uint64_t deadline_saved[SQUIB_KVM_MAX_VCPUS]; /* IA32_TSC_DEADLINE, set after the TSC */
 };
 
 /*

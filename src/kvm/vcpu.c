@@ -50,12 +50,28 @@ static int get_supported_cpuid(struct squib_kvm_vm *vm, struct kvm_cpuid2 **out,
 	((1u << KVM_FEATURE_ASYNC_PF) | (1u << KVM_FEATURE_ASYNC_PF_VMEXIT) |                      \
 	 (1u << KVM_FEATURE_ASYNC_PF_INT))
 
-/* The supported table with this vCPU's APIC id in leaves 1, 0xB and 0x1F, and the
- * hypervisor bit that KVM leaves to the VMM; no async page faults (above). */
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+
+/*
+ * KVM emulates the LAPIC's TSC-deadline timer mode (KVM_CAP_TSC_DEADLINE_TIMER)
+ * but leaves the CPUID bit out of KVM_GET_SUPPORTED_CPUID for the VMM to
+ * set; without the bit KVM masks the mode out of LVTT writes, so a guest
+ * that arms a deadline never gets its interrupt.
+ */
+static bool tsc_deadline_offered(struct squib_kvm_vm *vm)
+{
+	return vm->cfg.irqchip && kvm_ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION,
+					    (void *)(uintptr_t)KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+}
+
+/* The supported table with this vCPU's APIC id in leaves 1, 0xB and 0x1F, the
+ * hypervisor bit that KVM leaves to the VMM, with the in-kernel LAPIC the
+ * TSC-deadline bit, and no async page faults (above). */
 static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 		     struct squib_error_detail *d)
 {
 	struct kvm_cpuid2 *mine = kvm_cpuid_alloc(supported->nent);
+	bool deadline = tsc_deadline_offered(c->vm);
 	int rc = 0;
 
 	if (!mine)
@@ -71,6 +87,8 @@ static int set_cpuid(struct kvm_vcpu *c, const struct kvm_cpuid2 *supported,
 			e->ecx |=
 			    1u
 			    << 31; /* "running under a hypervisor": guests look for KVM's leaves */
+			if (deadline)
+				e->ecx |= CPUID_1_ECX_TSC_DEADLINE;
 		} else if (e->function == 0xb || e->function == 0x1f)
 			e->edx = c->index;
 	}

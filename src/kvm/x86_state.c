@@ -217,12 +217,13 @@ static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
  * the previous one as a synchronisation and keeps the old offset, so an early
  * write could not be corrected later.
  */
-#define MSR_IA32_TSC 0x10u
+#define MSR_IA32_TSC	      0x10u
+#define MSR_IA32_TSC_DEADLINE 0x6e0u
 
 static int set_tsc(struct squib_kvm_vm *vm, uint32_t i, struct squib_error_detail *d)
 {
 	struct kvm_vcpu *c = &vm->vcpus[i];
-	struct kvm_msrs *m = kvm_msrs_alloc(1);
+	struct kvm_msrs *m = kvm_msrs_alloc(2);
 	struct kvm_clock_data now;
 	int khz = vm->tsc_khz[i] ? (int)vm->tsc_khz[i] : kvm_ioctl(c->fd, KVM_GET_TSC_KHZ, NULL);
 	int rc = 0;
@@ -239,8 +240,12 @@ static int set_tsc(struct squib_kvm_vm *vm, uint32_t i, struct squib_error_detai
 	if (khz > 0 && now.clock > vm->clock_saved)
 		m->entries[0].data += (uint64_t)((unsigned __int128)(now.clock - vm->clock_saved) *
 						 (unsigned)khz / 1000000u);
-	if (kvm_ioctl(c->fd, KVM_SET_MSRS, m) != 1)
-		rc = kvm_fail_ioctl(d, "KVM_SET_MSRS(IA32_TSC)");
+	/* KVM arms a TSC deadline against the guest TSC of the moment: after the TSC. */
+	m->entries[1].index = MSR_IA32_TSC_DEADLINE;
+	m->entries[1].data = vm->deadline_saved[i];
+	m->nmsrs = vm->deadline_saved[i] ? 2 : 1;
+	if (kvm_ioctl(c->fd, KVM_SET_MSRS, m) != (int)m->nmsrs)
+		rc = kvm_fail_ioctl(d, "KVM_SET_MSRS(IA32_TSC, IA32_TSC_DEADLINE)");
 	free(m);
 	return rc;
 }
@@ -381,7 +386,12 @@ static int restore_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struc
 	if (!m)
 		return squib_fail(d, SQUIB_E_NOMEM);
 	vm->tsc_pending[c->index] = false;
+	vm->deadline_saved[c->index] = 0;
 	for (uint32_t i = 0; i < v->msr_count; i++) {
+		if (v->msrs[i].index == MSR_IA32_TSC_DEADLINE) {
+			vm->deadline_saved[c->index] = v->msrs[i].value;
+			continue;
+		}
 		if (v->msrs[i].index != MSR_IA32_TSC) {
 			m[n++] = v->msrs[i];
 			continue;

@@ -63,6 +63,8 @@ struct squib_pager {
 	struct pending *pend; /* queued faults: grows (one per blocked thread at most) */
 	size_t npend, cap;
 	bool release; /* options.release_when_complete */
+	/* Under lock: a release began unregistering (a prefetch may fail now). */
+	bool releasing;
 	/* Background fill (pager thread only): cursor, chunk size, its buffer. */
 	bool fill;
 	uint32_t fill_region;
@@ -579,13 +581,16 @@ static int fill_chunk(struct squib_pager *p, struct chunk *c, struct squib_error
 	return 0;
 }
 
-/* Prefetch region-relative pages [lo, hi) of r. */
+/*
+ * A release has begun: the memory may already be unregistered although
+ * st.released is not yet set (the thread drains the uffd in between).
+ */
 static bool was_released(struct squib_pager *p)
 {
 	bool v;
 
 	pthread_mutex_lock(&p->lock);
-	v = p->st.released;
+	v = p->releasing || p->st.released;
 	pthread_mutex_unlock(&p->lock);
 	return v;
 }
@@ -601,6 +606,7 @@ static bool asked_to_stop(struct squib_pager *p, struct squib_error_detail *d)
 	return true;
 }
 
+/* Prefetch region-relative pages [lo, hi) of r. */
 static int prefetch_range(struct squib_pager *p, const struct squib_pager_region *r, uint64_t lo,
 			  uint64_t hi, uint8_t *buf, uint64_t chunk_pages, uint64_t *installed,
 			  struct squib_error_detail *d)
@@ -973,6 +979,10 @@ static bool try_release(struct squib_pager *p)
 {
 	if (!p->release || p->npend || !all_present(p))
 		return false;
+	/* Every page is present: a prefetch that fails from here on lost nothing. */
+	pthread_mutex_lock(&p->lock);
+	p->releasing = true;
+	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 0; i < p->region_count; i++) {
 		struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host, p->regions[i].size};
 

@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,9 +28,6 @@
 #include <unistd.h>
 
 #include "uffd_remote_internal.h"
-
-/* fds kept per handshake before the rest is treated as "too many". */
-#define MAX_FDS 8
 
 /* ---- listen ---------------------------------------------------------------------- */
 
@@ -87,10 +86,55 @@ fail:
 	return squib_uffd_fail_io(d, errno, "binding %.400s", sa->sun_path);
 }
 
+/*
+ * The socket file's mode, race-free. bind creates the file in one step with
+ * the socket inode's mode (set by fchmod before) less the umask, so it is
+ * never wider than wanted - no window where another user could connect, and
+ * no chmod of a path someone could swap. To get the mode exactly (the umask
+ * would turn a wanted 0666 into 0644), the bind runs in a short thread of its
+ * own with its own filesystem context (unshare(CLONE_FS)) and umask 0: the
+ * process-wide umask, which other threads share, is never touched. Without
+ * that thread or unshare the bind happens here and the umask may narrow the
+ * mode, never widen it.
+ */
+struct bind_job {
+	int s;
+	const struct sockaddr_un *sa;
+	struct squib_error_detail *d;
+	int rc;
+};
+
+static void *bind_job_run(void *arg)
+{
+	struct bind_job *j = arg;
+
+	if (!unshare(CLONE_FS))
+		umask(0); /* this thread's own umask now */
+	j->rc = bind_replacing(j->s, j->sa, j->d);
+	return NULL;
+}
+
+static int bind_exact(int s, const struct sockaddr_un *sa, struct squib_error_detail *d)
+{
+	struct bind_job j = {s, sa, d, 0};
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, bind_job_run, &j))
+		return bind_replacing(s, sa, d);
+	pthread_join(t, NULL);
+	return j.rc;
+}
+
 int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_error_detail *d)
 {
+	return squib_uffd_listen_mode(socket_path, 0600, listen_fd, d);
+}
+
+int squib_uffd_listen_mode(const char *socket_path, unsigned mode, int *listen_fd,
+			   struct squib_error_detail *d)
+{
 	struct sockaddr_un sa;
-	int s, rc;
+	int s, rc = 0;
 
 	if (!listen_fd)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd listen: NULL argument");
@@ -100,7 +144,10 @@ int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_erro
 	/* Non-blocking: a connection that vanishes between poll and accept must not block. */
 	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		return squib_fail_errno(d, SQUIB_E_IO, errno);
-	if ((rc = bind_replacing(s, &sa, d))) {
+	if (fchmod(s, (mode_t)mode) || (rc = bind_exact(s, &sa, d))) {
+		rc = rc ? rc
+			: squib_uffd_fail_io(d, errno, "fchmod of the socket for %.400s",
+					     socket_path);
 		close(s);
 		return rc;
 	}
@@ -124,6 +171,20 @@ int squib_uffd_fail_io(struct squib_error_detail *d, int e, const char *fmt, ...
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	squib_fail_msg(d, SQUIB_E_IO, "%s: %s", what, strerror(e));
+	if (d)
+		d->os_errno = e;
+	return SQUIB_E_IO;
+}
+
+int squib_uffd_fail_why(struct squib_error_detail *d, int e, const char *fmt, ...)
+{
+	char what[SQUIB_DETAIL_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	squib_fail_msg(d, SQUIB_E_IO, "%s", what);
 	if (d)
 		d->os_errno = e;
 	return SQUIB_E_IO;
@@ -167,23 +228,23 @@ int squib_uffd_wait(int fd, short events, int64_t deadline, const char *what,
 
 /* ---- receive --------------------------------------------------------------------- */
 
-struct rx {
-	char *buf;
-	size_t len;
-	int fds[MAX_FDS];
-	int nfds;    /* kept in fds */
-	int extra;   /* beyond MAX_FDS (closed at once) */
-	bool ctrunc; /* the kernel dropped control data */
-};
+int squib_uffd_rx_init(struct squib_uffd_rx *x, struct squib_error_detail *d)
+{
+	memset(x, 0, sizeof(*x));
+	if (!(x->buf = malloc(SQUIB_UFFD_HANDSHAKE_MAX + 1)))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	return 0;
+}
 
-static void rx_close_fds(struct rx *x)
+void squib_uffd_rx_free(struct squib_uffd_rx *x)
 {
 	for (int i = 0; i < x->nfds; i++)
 		close(x->fds[i]);
-	x->nfds = 0;
+	free(x->buf);
+	memset(x, 0, sizeof(*x));
 }
 
-static void take_fds(struct rx *x, struct msghdr *mh)
+static void take_fds(struct squib_uffd_rx *x, struct msghdr *mh)
 {
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		size_t k;
@@ -195,7 +256,7 @@ static void take_fds(struct rx *x, struct msghdr *mh)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (x->nfds < MAX_FDS) {
+			if (x->nfds < SQUIB_UFFD_RX_MAX_FDS) {
 				x->fds[x->nfds++] = fd;
 			} else {
 				close(fd);
@@ -208,10 +269,10 @@ static void take_fds(struct rx *x, struct msghdr *mh)
 }
 
 /* One recvmsg; >0 bytes, 0 EOF, -1 nothing yet (EAGAIN/EINTR), else SQUIB_E_IO. */
-static int rx_once(int fd, struct rx *x, struct squib_error_detail *d)
+static int rx_once(int fd, struct squib_uffd_rx *x, struct squib_error_detail *d)
 {
 	union {
-		char b[CMSG_SPACE(MAX_FDS * sizeof(int))];
+		char b[CMSG_SPACE(SQUIB_UFFD_RX_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = {x->buf + x->len, SQUIB_UFFD_HANDSHAKE_MAX + 1 - x->len};
@@ -230,7 +291,7 @@ static int rx_once(int fd, struct rx *x, struct squib_error_detail *d)
 }
 
 /* Do the bytes so far form a whole JSON value (valid or not)? Only a premature end says no. */
-static bool complete(const struct rx *x)
+static bool complete(const struct squib_uffd_rx *x)
 {
 	json_error_t e;
 	json_t *j = json_loadb(x->buf, x->len, 0, &e);
@@ -247,7 +308,7 @@ static bool complete(const struct rx *x)
  * a connection that never was a handshake, such as another handler probing
  * whether the socket is live; a caller waiting for a VMM may simply go on.
  */
-static int eof_error(const struct rx *x, struct squib_error_detail *d)
+static int eof_error(const struct squib_uffd_rx *x, struct squib_error_detail *d)
 {
 	if (x->len || x->nfds || x->extra)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
@@ -263,28 +324,53 @@ static int eof_error(const struct rx *x, struct squib_error_detail *d)
 
 /* Could bytes [from, len) have completed a value? Only a closing bracket can; parsing the
  * whole buffer after every small read would be quadratic. */
-static bool may_close(const struct rx *x, size_t from)
+static bool may_close(const struct squib_uffd_rx *x, size_t from)
 {
 	return memchr(x->buf + from, ']', x->len - from) ||
 	       memchr(x->buf + from, '}', x->len - from);
 }
 
-static int gather(int fd, struct rx *x, int64_t deadline, struct squib_error_detail *d)
+/* A message is an array: a first byte that is neither '[' nor JSON whitespace already tells
+ * (a client sending one garbage byte and keeping the socket open is answered now). Only the
+ * new bytes [from, len) are looked at, until the first significant one is seen. */
+static bool starts_wrong(struct squib_uffd_rx *x, size_t from)
+{
+	for (size_t i = from; i < x->len && !x->started; i++)
+		if (!x->buf[i] || !strchr(" \t\r\n", x->buf[i])) {
+			x->started = true;
+			return x->buf[i] != '[';
+		}
+	return false;
+}
+
+int squib_uffd_rx_step(int fd, struct squib_uffd_rx *x, struct squib_error_detail *d)
+{
+	for (;;) {
+		size_t from = x->len;
+		int rc = rx_once(fd, x, d);
+
+		if (rc == -1)
+			return 0;
+		if (rc < 0)
+			return rc;
+		/* At EOF, bytes that are no JSON at all get the parser's message, not "closed". */
+		if (rc == 0)
+			return x->len && complete(x) ? 1 : eof_error(x, d);
+		if (x->len > SQUIB_UFFD_HANDSHAKE_MAX)
+			return squib_fail_limit(d, SQUIB_UFFD_HANDSHAKE_MAX);
+		if ((starts_wrong(x, from) || may_close(x, from)) && complete(x))
+			return 1;
+	}
+}
+
+static int gather(int fd, struct squib_uffd_rx *x, int64_t deadline, struct squib_error_detail *d)
 {
 	for (;;) {
 		int rc = squib_uffd_wait(fd, POLLIN, deadline, "waiting for the uffd handshake", d);
-		size_t from = x->len;
 
-		if (rc || (rc = rx_once(fd, x, d)) < -1)
+		if (rc || (rc = squib_uffd_rx_step(fd, x, d)) < 0)
 			return rc;
-		if (rc == -1)
-			continue;
-		/* At EOF, bytes that are no JSON at all get the parser's message, not "closed". */
-		if (rc == 0)
-			return x->len && complete(x) ? 0 : eof_error(x, d);
-		if (x->len > SQUIB_UFFD_HANDSHAKE_MAX)
-			return squib_fail_limit(d, SQUIB_UFFD_HANDSHAKE_MAX);
-		if (may_close(x, from) && complete(x))
+		if (rc == 1)
 			return 0;
 	}
 }
@@ -321,7 +407,7 @@ static int check_is_uffd(int fd, struct squib_error_detail *d)
 			      strerror(e));
 }
 
-static int check_fds(struct rx *x, struct squib_error_detail *d)
+static int check_fds(struct squib_uffd_rx *x, struct squib_error_detail *d)
 {
 	if (x->ctrunc)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
@@ -336,14 +422,53 @@ static int check_fds(struct rx *x, struct squib_error_detail *d)
 	return check_is_uffd(x->fds[0], d);
 }
 
-static int peer_pid(int fd, int *pid, struct squib_error_detail *d)
+int squib_uffd_check_cred(int fd, uid_t uid_self, const uint32_t *allow, uint32_t n,
+			  const char *who, pid_t *pid, uid_t *uid, struct squib_error_detail *d)
 {
 	struct ucred cr;
 	socklen_t l = sizeof(cr);
 
+	*pid = 0;
+	*uid = (uid_t)-1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l))
-		return squib_fail_errno(d, SQUIB_E_IO, errno);
+		return squib_uffd_fail_io(d, errno, "SO_PEERCRED");
 	*pid = cr.pid;
+	*uid = cr.uid;
+	if (cr.uid == uid_self)
+		return 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (cr.uid == allow[i])
+			return 0;
+	return squib_uffd_fail_why(d, EPERM, "%s (pid %d) runs as uid %u, not uid %u%s", who,
+				   (int)cr.pid, (unsigned)cr.uid, (unsigned)uid_self,
+				   n ? " or an allowed one" : "");
+}
+
+int squib_uffd_rx_finish(int conn_fd, struct squib_uffd_rx *x, struct squib_uffd_peer *out,
+			 struct squib_error_detail *d)
+{
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->conn_fd = out->uffd = -1;
+	if (!(rc = squib_uffd_handshake_parse(x->buf, x->len, &out->mappings, &out->n, d)) &&
+	    !(rc = check_fds(x, d)) && getsockopt(conn_fd, SOL_SOCKET, SO_PEERCRED, &cr, &l))
+		rc = squib_fail_errno(d, SQUIB_E_IO, errno);
+	if (rc) {
+		free(out->mappings);
+		out->mappings = NULL;
+		out->n = 0;
+		close(conn_fd);
+		squib_uffd_rx_free(x);
+		return rc;
+	}
+	out->conn_fd = conn_fd;
+	out->uffd = x->fds[0];
+	out->pid = cr.pid;
+	x->nfds = 0; /* the uffd is out's now */
+	squib_uffd_rx_free(x);
 	return 0;
 }
 
@@ -352,7 +477,7 @@ int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
 {
 	int64_t deadline = timeout_ms < 0 ? squib_uffd_now_ms() + SQUIB_UFFD_RECV_TIMEOUT_MS
 					  : squib_uffd_now_ms() + timeout_ms;
-	struct rx x = {0};
+	struct squib_uffd_rx x;
 	int rc;
 
 	if (!out) {
@@ -364,26 +489,16 @@ int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
 	out->conn_fd = out->uffd = -1;
 	if (conn_fd < 0)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd receive: no socket");
-	if (!(x.buf = malloc(SQUIB_UFFD_HANDSHAKE_MAX + 1))) {
-		close(conn_fd);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	if (!(rc = gather(conn_fd, &x, deadline, d)) &&
-	    !(rc = squib_uffd_handshake_parse(x.buf, x.len, &out->mappings, &out->n, d)) &&
-	    !(rc = check_fds(&x, d)))
-		rc = peer_pid(conn_fd, &out->pid, d);
-	free(x.buf);
-	if (rc) {
-		rx_close_fds(&x);
-		free(out->mappings);
-		out->mappings = NULL;
-		out->n = 0;
+	if ((rc = squib_uffd_rx_init(&x, d))) {
 		close(conn_fd);
 		return rc;
 	}
-	out->conn_fd = conn_fd;
-	out->uffd = x.fds[0];
-	return 0;
+	if ((rc = gather(conn_fd, &x, deadline, d))) {
+		squib_uffd_rx_free(&x);
+		close(conn_fd);
+		return rc;
+	}
+	return squib_uffd_rx_finish(conn_fd, &x, out, d);
 }
 
 int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out,
@@ -399,11 +514,19 @@ int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out
 	for (;;) {
 		int rc =
 		    squib_uffd_wait(listen_fd, POLLIN, deadline, "waiting for a VMM to connect", d);
+		pid_t pid;
+		uid_t uid;
 		int c;
 
 		if (rc)
 			return rc;
+
 		c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (c >= 0 &&
+		    (rc = squib_uffd_check_cred(c, geteuid(), NULL, 0, "the VMM", &pid, &uid, d))) {
+			close(c);
+			return rc;
+		}
 		if (c >= 0)
 			return squib_uffd_receive(
 			    c, deadline < 0 ? -1 : squib_uffd_left_ms(deadline), out, d);

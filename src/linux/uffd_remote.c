@@ -219,14 +219,36 @@ static int send_handshake(struct squib_uffd_remote *u, const char *json, size_t 
 	return 0;
 }
 
-static int learn_peer(struct squib_uffd_remote *u, struct squib_error_detail *d)
+/*
+ * Who listens there gets the VMM's guest memory with the uffd, so it is
+ * checked before the uffd is sent: a socket someone else bound at the path
+ * (a shared /tmp, a directory others can write) must not receive it. Trusted:
+ * the VMM's own effective uid, root (who could read the memory anyway), and
+ * the options' handler_uids.
+ */
+static int learn_peer(struct squib_uffd_remote *u, const char *path,
+		      const struct squib_uffd_remote_options *o, struct squib_error_detail *d)
 {
-	struct ucred cr;
-	socklen_t l = sizeof(cr);
+	uint32_t allow[SQUIB_UFFD_MAX_ALLOW_UIDS + 1] = {0};
+	uint32_t n = o ? o->handler_uid_count : 0;
+	struct squib_error_detail e;
+	pid_t pid;
+	uid_t uid;
+	int rc;
 
-	if (getsockopt(u->sock, SOL_SOCKET, SO_PEERCRED, &cr, &l))
-		return squib_uffd_fail_io(d, errno, "uffd remote: SO_PEERCRED");
-	u->pid = cr.pid;
+	if (n)
+		memcpy(allow + 1, o->handler_uids, n * sizeof(allow[0]));
+	rc = squib_uffd_check_cred(u->sock, geteuid(), allow, n + 1, "the uffd handler", &pid, &uid,
+				   &e);
+	if (rc && e.os_errno == EPERM)
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "%.300s: the uffd is not sent to %.180s", e.msg, path);
+	if (rc) {
+		if (d)
+			*d = e;
+		return rc;
+	}
+	u->pid = pid;
 	/* No pidfd (old kernel, or the pid already gone): the socket's hang-up still tells. */
 	if (u->pid > 0)
 		u->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)u->pid, 0);
@@ -363,6 +385,11 @@ int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_rem
 
 	if (!out || !socket_path)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "uffd remote: NULL argument");
+	if (opts && (opts->handler_uid_count > SQUIB_UFFD_MAX_ALLOW_UIDS ||
+		     (opts->handler_uid_count && !opts->handler_uids)))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "uffd remote: handler_uids: NULL or more than %u",
+				      SQUIB_UFFD_MAX_ALLOW_UIDS);
 	*out = NULL;
 	if ((rc = check_geometry(r, n, page_size, d)) ||
 	    (rc = handshake_json(r, n, page_size, &json, &len, d)))
@@ -373,7 +400,8 @@ int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_rem
 	}
 	if (!(rc = register_regions(u, d)) &&
 	    !(rc = connect_handler(u, socket_path, deadline, d)) &&
-	    !(rc = send_handshake(u, json, len, deadline, d)) && !(rc = learn_peer(u, d)))
+	    !(rc = learn_peer(u, socket_path, opts, d)) &&
+	    !(rc = send_handshake(u, json, len, deadline, d)))
 		rc = launch(u, d);
 	free(json);
 	if (rc) {
