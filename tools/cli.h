@@ -69,22 +69,58 @@ char *cli_default_mem_path(const char *state);
 #define CLI_GUEST_CONSOLE  0xe9
 #define CLI_GUEST_WAIT_MS  10000u
 
+/*
+ * The Linux guest of `run --kernel` and its restore: one vCPU, RAM at 0, the
+ * in-kernel irqchip and PIT, a 16550 UART at COM1 (0x3f8, IRQ 4) as the
+ * console. Its "reports" are console lines.
+ */
+#define CLI_LINUX_UART_PORT 0x3f8
+#define CLI_LINUX_UART_IRQ  4
+#define CLI_LINUX_WAIT_MS   120000u /* per line: nested, lazily restored guests are slow */
+#define CLI_LINUX_BOOT_MS   900000u /* to the ready line: a nested TCG boot can take minutes */
+
+enum cli_guest_kind { CLI_GUEST_KIND_COUNTER = 0, CLI_GUEST_KIND_LINUX };
+
+struct cli_vm_shape {
+	enum cli_guest_kind kind;
+	uint32_t vcpus;
+	uint64_t ram;	/* bytes at gpa 0; 0: none yet (a restore target) */
+	bool track;	/* dirty-page tracking, for a Diff save */
+	int console_fd; /* the Linux guest's UART output */
+};
+
 struct cli_vm {
+	enum cli_guest_kind kind;
 	struct squib_kvm_vm *vm;
-	struct squib_kvm_counter *counter;
+	struct squib_kvm_counter *counter; /* counter guest */
+	struct squib_kvm_uart *uart;	   /* Linux guest */
 	struct squib_kvm_adapter *adapter;
 	struct squib_vm v;
 };
 
-/* A VM of n vCPUs with both devices and the adapter; RAM only when with_ram;
- * the adapter tracks dirty pages (for a Diff save) when track. */
-int cli_vm_new(struct cli_vm *c, uint32_t vcpus, bool with_ram, bool track,
-	       struct squib_error_detail *d);
+/* A VM of the shape's kind with its devices and the adapter. */
+int cli_vm_new(struct cli_vm *c, const struct cli_vm_shape *shape, struct squib_error_detail *d);
 void cli_vm_free(struct cli_vm *c);
+/* Reports so far by vCPU i: counter reports, or the Linux console's lines. */
+uint64_t cli_vm_reports(struct cli_vm *c, uint32_t i);
+/* Wait until vCPU i has made `want` reports in all (SQUIB_E_IO, ETIMEDOUT after timeout_ms). */
+int cli_vm_wait_until(struct cli_vm *c, uint32_t i, uint64_t want, uint32_t timeout_ms,
+		      struct squib_error_detail *d);
+/* The default per-report timeout of the VM's kind. */
+uint32_t cli_vm_wait_ms(const struct cli_vm *c);
 /* Wait until every vCPU has made `reports` more reports than now. */
 int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_detail *d);
-/* Print "vCPU i: counter C, reports R" for each vCPU (counter from guest memory). */
+/* Print "vCPU i: counter C, reports R" for each vCPU (counter from guest memory),
+ * or for Linux "console: N lines, B bytes, last 'LINE'". */
 void cli_vm_print_counters(struct cli_vm *c, FILE *out);
+/* The console's output: PATH created or truncated (NULL: stdout, fd 1); -1 with a message. */
+int cli_console_open(const char *path);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t cli_now_ns(void);
+/* The guest kind a saved state holds (a UART device: Linux) and its vCPU count. */
+void cli_state_shape(const char *state_path, struct cli_vm_shape *shape);
+/* The console's last line as saved in a state (Linux guests); -1 if there is none. */
+int cli_state_console(const struct squib_microvm_state *s, struct squib_kvm_uart_info *info);
 /* Parse a decimal count in [lo, hi]; -1 when it is not one. */
 int cli_parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
 

@@ -2,6 +2,7 @@
 /* `squib-snapshot restore STATE`: load a pair into a fresh KVM VM and run it. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <squib/load.h>
 #include <squib/pager.h>
@@ -17,11 +18,15 @@ static void restore_usage(FILE *out)
 		"                              [--chain MEM ...] [--paused] [--reports N]\n"
 		"                              [--uffd-sock PATH] [--record-ws FILE]\n"
 		"                              [--prefetch-ws FILE] [--background-fill]\n"
-		"                              [--no-prewarm] [--handler-uid UID]...\n\n"
+		"                              [--no-prewarm] [--handler-uid UID]...\n"
+		"                              [--console PATH]\n\n"
 		"Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
 		"/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
 		"resumes the guest, waits until every vCPU has reported N more times, pauses\n"
-		"it and prints the counters again.\n\n"
+		"it and prints the counters again. A Linux guest's pair (saved by\n"
+		"`run --kernel`) restores with its UART: the console continues on stdout, a\n"
+		"report is a console line, and the time from the start of the restore to\n"
+		"the first console line is printed.\n\n"
 		"  --mem PATH           the memory file (default: STATE with its extension\n"
 		"                       replaced by .mem)\n"
 		"  --mem-backend copy   read the pages into anonymous memory (default)\n"
@@ -50,7 +55,8 @@ static void restore_usage(FILE *out)
 		"  --chain MEM          a Diff's older layer (copy and uffd backends): the Full\n"
 		"                       base first, then older diffs oldest first; repeat it\n"
 		"  --paused             restore and stop: the guest never runs\n"
-		"  --reports N          reports per vCPU to wait for (default 2)\n\n"
+		"  --reports N          reports per vCPU to wait for (default 2)\n"
+		"  --console PATH       a Linux guest's console output to PATH, not stdout\n\n"
 		"exit status: 0 restored (and ran); 1 otherwise (e.g. an aarch64 state:\n"
 		"Incompatible; with uffd, a pager error or the handler's death: the guest\n"
 		"is stopped for good).\n");
@@ -70,6 +76,8 @@ struct restore_args {
 	bool backend_given; /* --mem-backend on the command line */
 	bool paused;
 	uint32_t reports;
+	const char *console;
+	uint64_t start_ns; /* CLOCK_MONOTONIC when the restore began */
 };
 
 static const char *backend_name(enum squib_memory_backend b)
@@ -195,6 +203,11 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 			if (r < 0 || cli_parse_count(v, 1, 1000000, &a->reports))
 				return fprintf(stderr, "squib-snapshot: restore: bad --reports\n"),
 				       -1;
+		} else if ((r = cli_option_value(argc, argv, &i, "--console", &a->console))) {
+			if (r < 0)
+				return fprintf(stderr,
+					       "squib-snapshot: restore: --console needs a PATH\n"),
+				       -1;
 		} else if (!strcmp(argv[i], "--paused")) {
 			a->paused = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
@@ -272,19 +285,17 @@ static int wait_reports(struct cli_vm *c, struct squib_guest_memory *g, uint64_t
 	int rc = 0;
 
 	for (uint32_t i = 0; !rc && i < n; i++) {
-		uint64_t want = 0;
+		uint64_t want = cli_vm_reports(c, i) + reports;
 		uint32_t waited = 0;
 
-		squib_kvm_counter_get(c->counter, i, NULL, &want);
-		want += reports;
 		do {
 			int prc;
 
-			rc = squib_kvm_counter_wait(c->counter, i, want, RESTORE_POLL_MS, NULL, d);
+			rc = cli_vm_wait_until(c, i, want, RESTORE_POLL_MS, d);
 			waited += RESTORE_POLL_MS;
 			if (rc && (prc = check_memory(c, g, d)))
 				return prc;
-		} while (rc && waited < CLI_GUEST_WAIT_MS);
+		} while (rc && waited < cli_vm_wait_ms(c));
 	}
 	return rc;
 }
@@ -305,6 +316,22 @@ static void print_pager_stats(const struct squib_pager *p)
 	       s.released ? "; released: every page present, memory unregistered" : "");
 }
 
+/* A Linux guest: the first console line after the resume, timed from the start. */
+static int first_line(struct cli_vm *c, const struct restore_args *a, struct squib_guest_memory *g,
+		      struct squib_error_detail *d)
+{
+	int rc;
+
+	if (c->kind != CLI_GUEST_KIND_LINUX)
+		return 0;
+	if (!(rc = wait_reports(c, g, 1, d))) {
+		printf("first console line %.1f ms after the restore began\n",
+		       (double)(cli_now_ns() - a->start_ns) / 1e6);
+		fflush(stdout);
+	}
+	return rc;
+}
+
 static int run_restored(struct cli_vm *c, const struct restore_args *a,
 			struct squib_guest_memory *g, struct squib_error_detail *d)
 {
@@ -313,7 +340,8 @@ static int run_restored(struct cli_vm *c, const struct restore_args *a,
 
 	if (a->paused)
 		printf("paused: the guest was not resumed\n");
-	else if (!(rc = squib_vm_resume(&c->v, d)) && !(rc = wait_reports(c, g, a->reports, d)))
+	else if (!(rc = squib_vm_resume(&c->v, d)) && !(rc = first_line(c, a, g, d)) &&
+		 !(rc = wait_reports(c, g, a->reports - (c->kind == CLI_GUEST_KIND_LINUX), d)))
 		rc = squib_vm_pause(&c->v, 0, d);
 	/* Whatever failed, a memory error explains it best, and a vCPU blocked on
 	 * it must be released before the VM can be freed. */
@@ -413,27 +441,33 @@ static int restore_run(int argc, char **argv)
 	struct squib_error_detail d;
 	struct restore_args a;
 	struct squib_workset ws = {0};
+	struct cli_vm_shape shape;
 	struct cli_vm c;
 	char *mem_default = NULL;
-	uint32_t vcpus = 1;
 	int rc;
 
 	if (parse_args(argc, argv, &a)) {
 		restore_usage(stderr);
 		return CLI_EXIT_ERROR;
 	}
+	a.start_ns = cli_now_ns();
 	/* With an external handler the memory file is the handler's, unless named. */
 	if (!a.mem && a.backend != SQUIB_BACKEND_UFFD &&
 	    !(a.mem = mem_default = cli_default_mem_path(a.state)))
 		return CLI_EXIT_ERROR;
-	if ((rc = check_pair(&a, &vcpus, &d)))
+	cli_state_shape(a.state, &shape); /* the guest's kind; check_pair sets the vCPUs */
+	if ((rc = check_pair(&a, &shape.vcpus, &d)))
 		cli_error("restore", a.state, rc, &d);
 	else if (a.prefetch_ws && (rc = squib_workset_read(a.prefetch_ws, &ws, &d)))
 		cli_error("restore", a.prefetch_ws, rc, &d);
-	else if ((rc = cli_vm_new(&c, vcpus, false, false, &d)))
+	else if ((shape.console_fd = cli_console_open(a.console)) < 0)
+		rc = SQUIB_E_IO;
+	else if ((rc = cli_vm_new(&c, &shape, &d)))
 		cli_error("restore", NULL, rc, &d); /* the detail names /dev/kvm */
 	else if ((rc = restore_vm(&c, &a, &ws, &d)))
 		cli_error("restore", a.state, rc, &d);
+	if (shape.console_fd > 2)
+		close(shape.console_fd);
 	squib_workset_free(&ws);
 	free(mem_default);
 	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;

@@ -213,6 +213,36 @@ bool squib_kvm_counter_get(struct squib_kvm_counter *c, uint32_t vcpu, uint64_t 
 int squib_kvm_counter_wait(struct squib_kvm_counter *c, uint32_t vcpu, uint64_t min_reports,
 			   uint32_t timeout_ms, uint64_t *last, struct squib_error_detail *d);
 
+/*
+ * A 16550A UART at ports [port, port + 8) (the PC's COM1: 0x3f8, IRQ 4), as
+ * Linux's 8250 driver and serial console need it: THR/RBR, IER, IIR/FCR,
+ * LCR, MCR with loopback, LSR, MSR, SCR, DLL/DLM. Transmission is instant;
+ * the interrupt line follows IIR through KVM_IRQ_LINE (with the in-kernel
+ * irqchip; without one the driver polls). Every byte the guest sends is
+ * written to out_fd (-1: nowhere) from the vCPU thread; the UART counts
+ * bytes and lines and keeps the last complete line (up to
+ * SQUIB_KVM_UART_LINE - 1 bytes, CRs dropped). Nothing is ever received.
+ * Device id "serial0", kind "uart-16550"; blob: u32 version (1), the 12
+ * register bytes, u8 line level, u8 0, u16 n, u64 bytes, u64 lines, then
+ * the n bytes of the last line. out_fd is the caller's and must stay open.
+ */
+#define SQUIB_KVM_UART_LINE 256u
+struct squib_kvm_uart;
+struct squib_kvm_uart_info {
+	uint64_t bytes; /* sent by the guest since boot (carried through snapshots) */
+	uint64_t lines;
+	char last_line[SQUIB_KVM_UART_LINE]; /* NUL-terminated */
+};
+int squib_kvm_vm_add_uart(struct squib_kvm_vm *vm, uint16_t port, uint32_t irq, int out_fd,
+			  struct squib_kvm_uart **out, struct squib_error_detail *d);
+void squib_kvm_uart_get(struct squib_kvm_uart *u, struct squib_kvm_uart_info *out);
+/* Block until the guest has sent min_lines lines in all; SQUIB_E_IO with
+ * ETIMEDOUT after timeout_ms. info (may be NULL) receives the counts then. */
+int squib_kvm_uart_wait_lines(struct squib_kvm_uart *u, uint64_t min_lines, uint32_t timeout_ms,
+			      struct squib_kvm_uart_info *info, struct squib_error_detail *d);
+/* Decode a saved UART blob (from a state's devices); SQUIB_E_ENCODING if it is not one. */
+int squib_kvm_uart_blob_info(const uint8_t *blob, size_t len, struct squib_kvm_uart_info *out);
+
 /* ---- entering a guest ----------------------------------------------------- */
 
 /* Registers a vCPU starts with; all others are zero and RFLAGS is 0x2. */
@@ -239,6 +269,32 @@ struct squib_kvm_boot {
 
 int squib_kvm_vm_boot_long_mode(struct squib_kvm_vm *vm, const struct squib_kvm_boot *b,
 				struct squib_error_detail *d);
+
+/*
+ * Boot a Linux bzImage directly, through the 64-bit entry of the x86 boot
+ * protocol (2.12+, XLF_KERNEL_64): no firmware, no real-mode setup code.
+ * The VM needs one RAM region at gpa 0 (at least 32 MiB plus the kernel's
+ * init_size and the initrd). The runner writes the zero page (boot_params)
+ * at 0x7000 (the image's setup header, loader type 0xff, the command line at
+ * 0x20000, the initrd, an e820 map: [0, 0x9fc00) and [1 MiB, RAM end)
+ * usable), identity page tables for the first 4 GiB at 0x9000 (as
+ * boot_long_mode), the protected-mode kernel at 1 MiB, the initrd page
+ * aligned at the top of RAM below initrd_addr_max; then each vCPU gets
+ * IA32_MISC_ENABLE fast strings and MTRRs enabled with write-back default
+ * (what a BIOS leaves), RIP = 1 MiB + 0x200, RSI = the zero page, interrupts
+ * off. Only vCPU 0 runs the kernel: use one vCPU (without ACPI or MP tables
+ * Linux finds no other CPU; pass acpi=off). Not after start.
+ */
+struct squib_kvm_linux {
+	const uint8_t *kernel; /* the bzImage */
+	size_t kernel_len;
+	const uint8_t *initrd; /* NULL: none */
+	size_t initrd_len;
+	const char *cmdline; /* NULL: empty */
+};
+
+int squib_kvm_vm_boot_linux(struct squib_kvm_vm *vm, const struct squib_kvm_linux *l,
+			    struct squib_error_detail *d);
 
 /* ---- running -------------------------------------------------------------- */
 
@@ -324,9 +380,11 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
  * count, same irqchip/PIT presence, every device of the VM with a restore op
  * present in the state (by id and port; other state devices are left for
  * other layers). Guest memory is the caller's business (copy it, or map the
- * memory file, before start). VM state first (clock, PIC, IOAPIC, PIT), then
+ * memory file, before start). VM state first (PIC, IOAPIC, PIT), then
  * per vCPU: CPUID, MP state (as saved), registers, special registers, XSAVE,
- * XCRs, debug registers, LAPIC, MSRs, events.
+ * XCRs, debug registers, LAPIC, MSRs but the TSC, events. The KVM clock and
+ * the TSCs are set when the VM starts (or is captured first), as one pair:
+ * the clock as saved, each TSC as far on as the clock ran since.
  */
 int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
 			 struct squib_error_detail *d);

@@ -74,6 +74,13 @@ struct squib_kvm_vm {
 	struct kvm_vcpu vcpus[SQUIB_KVM_MAX_VCPUS];
 	uint32_t msr_count; /* readable MSRs, found at the first capture */
 	uint32_t *msrs;
+	/* A restored clock and TSCs, set when the vCPUs start (kvm_apply_restored_clock). */
+	bool clock_pending;
+	uint64_t clock_saved;
+	bool tsc_pending[SQUIB_KVM_MAX_VCPUS];
+	uint64_t tsc_saved[SQUIB_KVM_MAX_VCPUS];
+	uint32_t tsc_khz[SQUIB_KVM_MAX_VCPUS];	      /* 0: the vCPU's own rate */
+	uint64_t deadline_saved[SQUIB_KVM_MAX_VCPUS]; /* IA32_TSC_DEADLINE, set after the TSC */
 };
 
 /*
@@ -127,6 +134,13 @@ int kvm_restore_vcpus_step(struct squib_kvm_vm *vm, const struct squib_microvm_s
 			   struct squib_error_detail *d);
 int kvm_restore_devices_step(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
 			     struct squib_error_detail *d);
+
+/*
+ * Set the clock and the TSCs a restore left pending (vm->ctl held; a no-op
+ * when none is): squib_kvm_vm_start calls it right before the vCPU threads
+ * start, capture before it reads a VM that was restored but never ran.
+ */
+int kvm_apply_restored_clock(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 
 /* devices.c */
 /* Serve one KVM_EXIT_IO; 0 or the device's error. */

@@ -204,40 +204,204 @@ static bool read_msr(struct kvm_vcpu *c, uint32_t index, uint64_t *value)
 }
 
 /*
+ * The guest TSC and kvm-clock move together: kvm-clock is computed from the
+ * TSC, and the guest's clocksource watchdog compares the two. A state holds
+ * them as one pair — capture reads the TSC of every vCPU right after its
+ * final KVM_GET_CLOCK and takes the clock the guest sees at that TSC
+ * (pair_tsc_with_clock) — and a restore sets the pair only when the vCPUs
+ * start (kvm_apply_restored_clock): the clock, then each TSC as far on as the
+ * clock ran meanwhile (cycles at the vCPU's TSC rate). Set at restore time,
+ * the two ran on separately until the guest did, and any difference between
+ * the host's time and its TSC rate (a nested TCG host has one) became skew.
+ * The TSC is written only there: KVM takes a host write within a second of
+ * the previous one as a synchronisation and keeps the old offset, so an early
+ * write could not be corrected later.
+ */
+#define MSR_IA32_TSC	      0x10u
+#define MSR_IA32_TSC_DEADLINE 0x6e0u
+
+static int set_tsc(struct squib_kvm_vm *vm, uint32_t i, struct squib_error_detail *d)
+{
+	struct kvm_vcpu *c = &vm->vcpus[i];
+	struct kvm_msrs *m = kvm_msrs_alloc(2);
+	struct kvm_clock_data now;
+	int khz = vm->tsc_khz[i] ? (int)vm->tsc_khz[i] : kvm_ioctl(c->fd, KVM_GET_TSC_KHZ, NULL);
+	int rc = 0;
+
+	memset(&now, 0, sizeof(now));
+	if (!m)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &now)) {
+		free(m);
+		return kvm_fail_ioctl(d, "KVM_GET_CLOCK");
+	}
+	m->entries[0].index = MSR_IA32_TSC;
+	m->entries[0].data = vm->tsc_saved[i];
+	if (khz > 0 && now.clock > vm->clock_saved)
+		m->entries[0].data += (uint64_t)((unsigned __int128)(now.clock - vm->clock_saved) *
+						 (unsigned)khz / 1000000u);
+	/* KVM arms a TSC deadline against the guest TSC of the moment: after the TSC. */
+	m->entries[1].index = MSR_IA32_TSC_DEADLINE;
+	m->entries[1].data = vm->deadline_saved[i];
+	m->nmsrs = vm->deadline_saved[i] ? 2 : 1;
+	if (kvm_ioctl(c->fd, KVM_SET_MSRS, m) != (int)m->nmsrs)
+		rc = kvm_fail_ioctl(d, "KVM_SET_MSRS(IA32_TSC, IA32_TSC_DEADLINE)");
+	free(m);
+	return rc;
+}
+
+int kvm_apply_restored_clock(struct squib_kvm_vm *vm, struct squib_error_detail *d)
+{
+	struct kvm_clock_data clock;
+	int rc = 0;
+
+	if (!vm->clock_pending)
+		return 0;
+	/* A plain value (flags 0): KVM neither adds the time elapsed since the save
+	 * (KVM_CLOCK_REALTIME) nor checks the host TSC; guest time resumes where it stopped. */
+	memset(&clock, 0, sizeof(clock));
+	clock.clock = vm->clock_saved;
+	if (kvm_ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock))
+		return kvm_fail_ioctl(d, "KVM_SET_CLOCK");
+	for (uint32_t i = 0; !rc && i < vm->cfg.vcpu_count; i++)
+		if (vm->tsc_pending[i] && !(rc = set_tsc(vm, i, d)))
+			vm->tsc_pending[i] = false;
+	if (!rc)
+		vm->clock_pending = false;
+	return rc;
+}
+
+static uint64_t *tsc_slot(struct squib_x86_vcpu *v)
+{
+	for (uint32_t i = 0; i < v->msr_count; i++)
+		if (v->msrs[i].index == MSR_IA32_TSC)
+			return &v->msrs[i].value;
+	return NULL;
+}
+
+/*
+ * What the guest itself reads as kvm-clock at guest TSC `tsc`: vCPU 0's
+ * pvclock page (struct pvclock_vcpu_time_info at the gpa of
+ * MSR_KVM_SYSTEM_TIME_NEW) extrapolated as the guest does. Without KVM's
+ * master clock (KVM_CLOCK_TSC_STABLE clear: the host's clocksource is not a
+ * stable TSC, as in a nested TCG VM) KVM_GET_CLOCK derives the clock from the
+ * host's monotonic clock, which drifts from the guest's TSC-extrapolated view
+ * between pvclock updates (0.5 ms was seen); a restore that sets the KVM
+ * value then makes guest time jump by that much against the TSC. QEMU reads
+ * the page for the same reason. false: no enabled, readable page.
+ */
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+static bool guest_kvmclock(struct squib_kvm_vm *vm, uint64_t tsc, uint64_t *ns)
+{
+	uint64_t msr, stamp, sys, delta;
+	const uint8_t *pv;
+	uint32_t version, mul;
+	int8_t shift;
+
+	if (!read_msr(&vm->vcpus[0], MSR_KVM_SYSTEM_TIME_NEW, &msr) || !(msr & 1) ||
+	    !(pv = squib_kvm_vm_gpa_to_hva(vm, msr & ~1ull, 32)))
+		return false;
+	memcpy(&version, pv, 4);
+	memcpy(&stamp, pv + 8, 8);
+	memcpy(&sys, pv + 16, 8);
+	memcpy(&mul, pv + 24, 4);
+	memcpy(&shift, pv + 28, 1);
+	if ((version & 1) || tsc < stamp || shift > 31 || shift < -31)
+		return false;
+	delta = shift < 0 ? (tsc - stamp) >> -shift : (tsc - stamp) << shift;
+	*ns = sys + (uint64_t)(((unsigned __int128)delta * mul) >> 32);
+	return true;
+}
+
+/* See above: x's clock and every vCPU's TSC read back to back. */
+static int pair_tsc_with_clock(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
+			       struct squib_x86_vm_state *x, struct squib_error_detail *d)
+{
+	struct kvm_clock_data clock;
+	uint64_t *tsc0 = tsc_slot(&out->x86_vcpus[0]), guest_ns;
+
+	memset(&clock, 0, sizeof(clock));
+	if (kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock))
+		return kvm_fail_ioctl(d, "KVM_GET_CLOCK");
+	for (uint32_t i = 0; i < vm->cfg.vcpu_count; i++) {
+		uint64_t *tsc = tsc_slot(&out->x86_vcpus[i]);
+
+		if (tsc && !read_msr(&vm->vcpus[i], MSR_IA32_TSC, tsc))
+			return kvm_fail_ioctl(d, "KVM_GET_MSRS(IA32_TSC)");
+	}
+	if (!(clock.flags & KVM_CLOCK_TSC_STABLE) && tsc0 && guest_kvmclock(vm, *tsc0, &guest_ns))
+		clock.clock = guest_ns;
+	x->clock =
+	    (struct squib_x86_clock){clock.clock, clock.flags, clock.realtime, clock.host_tsc};
+	return 0;
+}
+
+/*
  * KVM_SET_MSRS stops at the first MSR it refuses. Some readable MSRs cannot
  * be written in every configuration (MSR_KVM_ASYNC_PF_INT without an
  * in-kernel LAPIC, say) even with the value they already hold; such an MSR
  * is skipped when the fresh vCPU holds the saved value already. Any other
  * refusal fails the restore.
  */
-static int restore_msrs(struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
+static int set_msr_list(struct kvm_vcpu *c, const struct squib_x86_msr *m, uint32_t count,
 			struct squib_error_detail *d)
 {
-	struct kvm_msrs *b = kvm_msrs_alloc(v->msr_count);
+	struct kvm_msrs *b = kvm_msrs_alloc(count);
 	uint32_t done = 0;
 	uint64_t cur;
 	int n, rc = 0;
 
 	if (!b)
 		return squib_fail(d, SQUIB_E_NOMEM);
-	while (!rc && done < v->msr_count) {
-		b->nmsrs = v->msr_count - done;
+	while (!rc && done < count) {
+		b->nmsrs = count - done;
 		for (uint32_t i = 0; i < b->nmsrs; i++) {
-			b->entries[i].index = v->msrs[done + i].index;
-			b->entries[i].data = v->msrs[done + i].value;
+			b->entries[i].index = m[done + i].index;
+			b->entries[i].data = m[done + i].value;
 		}
 		n = kvm_ioctl(c->fd, KVM_SET_MSRS, b);
 		if (n < 0)
 			rc = kvm_fail_ioctl(d, "KVM_SET_MSRS");
-		else if ((done += (uint32_t)n) == v->msr_count)
+		else if ((done += (uint32_t)n) == count)
 			break;
-		else if (!read_msr(c, v->msrs[done].index, &cur) || cur != v->msrs[done].value)
+		else if (!read_msr(c, m[done].index, &cur) || cur != m[done].value)
 			rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "KVM_SET_MSRS refused MSR 0x%x",
-					    v->msrs[done].index);
+					    m[done].index);
 		else
 			done++; /* refused, but already holding the saved value */
 	}
 	free(b);
+	return rc;
+}
+
+/* Every saved MSR but the TSC, which waits for the start (see above). */
+static int restore_msrs(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struct squib_x86_vcpu *v,
+			struct squib_error_detail *d)
+{
+	struct squib_x86_msr *m = calloc(v->msr_count ? v->msr_count : 1, sizeof(*m));
+	uint32_t n = 0;
+	int rc;
+
+	if (!m)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	vm->tsc_pending[c->index] = false;
+	vm->deadline_saved[c->index] = 0;
+	for (uint32_t i = 0; i < v->msr_count; i++) {
+		if (v->msrs[i].index == MSR_IA32_TSC_DEADLINE) {
+			vm->deadline_saved[c->index] = v->msrs[i].value;
+			continue;
+		}
+		if (v->msrs[i].index != MSR_IA32_TSC) {
+			m[n++] = v->msrs[i];
+			continue;
+		}
+		vm->tsc_pending[c->index] = true;
+		vm->tsc_saved[c->index] = v->msrs[i].value;
+		vm->tsc_khz[c->index] = v->tsc_khz;
+	}
+	rc = set_msr_list(c, m, n, d);
+	free(m);
 	return rc;
 }
 
@@ -495,7 +659,7 @@ static int restore_vcpu(struct squib_kvm_vm *vm, struct kvm_vcpu *c, const struc
 		return kvm_fail_ioctl(d, "KVM_SET_DEBUGREGS");
 	if (v->has_lapic && kvm_ioctl(c->fd, KVM_SET_LAPIC, (void *)v->lapic))
 		return kvm_fail_ioctl(d, "KVM_SET_LAPIC");
-	if ((rc = restore_msrs(c, v, d)))
+	if ((rc = restore_msrs(vm, c, v, d)))
 		return rc;
 	if (kvm_ioctl(c->fd, KVM_SET_VCPU_EVENTS, (void *)v->events))
 		return kvm_fail_ioctl(d, "KVM_SET_VCPU_EVENTS");
@@ -554,18 +718,14 @@ static int capture_vm(struct squib_kvm_vm *vm, struct squib_x86_vm_state *x,
 	return 0;
 }
 
-/* The clock goes back as a plain value: flags 0, so KVM neither adds the
- * time elapsed since (KVM_CLOCK_REALTIME) nor checks the host TSC. */
+/* The clock waits for the vCPUs to start (kvm_apply_restored_clock). */
 static int restore_vm(struct squib_kvm_vm *vm, const struct squib_x86_vm_state *x,
 		      struct squib_error_detail *d)
 {
-	struct kvm_clock_data clock;
 	int rc;
 
-	memset(&clock, 0, sizeof(clock));
-	clock.clock = x->clock.clock;
-	if (kvm_ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock))
-		return kvm_fail_ioctl(d, "KVM_SET_CLOCK");
+	vm->clock_pending = true;
+	vm->clock_saved = x->clock.clock;
 	if (x->has_irqchip &&
 	    ((rc = set_chip(vm, KVM_IRQCHIP_PIC_MASTER, x->pic_master, SQUIB_X86_PIC_SIZE, d)) ||
 	     (rc = set_chip(vm, KVM_IRQCHIP_PIC_SLAVE, x->pic_slave, SQUIB_X86_PIC_SIZE, d)) ||
@@ -605,7 +765,7 @@ static int capture_all(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
 			return rc;
 	}
 	memset(&x, 0, sizeof(x));
-	if ((rc = capture_vm(vm, &x, d)))
+	if ((rc = capture_vm(vm, &x, d)) || (rc = pair_tsc_with_clock(vm, out, &x, d)))
 		return rc;
 	if ((rc = squib_state_set_x86_vm(out, &x)))
 		return squib_fail_msg(d, rc, "setting the VM-wide x86 state");
@@ -623,7 +783,7 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
 	kvm_lock(&vm->ctl);
 	if (!kvm_vcpus_quiet(vm))
 		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "capture needs a paused VM");
-	else if (!(rc = kvm_vm_realize(vm, d)))
+	else if (!(rc = kvm_vm_realize(vm, d)) && !(rc = kvm_apply_restored_clock(vm, d)))
 		rc = capture_all(vm, out, d);
 	kvm_unlock(&vm->ctl);
 	if (rc)
