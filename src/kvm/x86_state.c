@@ -280,7 +280,7 @@ static uint64_t *tsc_slot(struct squib_x86_vcpu *v)
 }
 
 /*
- * What the guest itself reads as kvm-clock at guest TSC `tsc`: vCPU 0's
+ * What vCPU `i` itself reads as kvm-clock at guest TSC `tsc`: its
  * pvclock page (struct pvclock_vcpu_time_info at the gpa of
  * MSR_KVM_SYSTEM_TIME_NEW) extrapolated as the guest does. Without KVM's
  * master clock (KVM_CLOCK_TSC_STABLE clear: the host's clocksource is not a
@@ -288,18 +288,22 @@ static uint64_t *tsc_slot(struct squib_x86_vcpu *v)
  * host's monotonic clock, which drifts from the guest's TSC-extrapolated view
  * between pvclock updates (0.5 ms was seen); a restore that sets the KVM
  * value then makes guest time jump by that much against the TSC. QEMU reads
- * the page for the same reason. false: no enabled, readable page.
+ * the page for the same reason. Without a master clock every vCPU has its own
+ * page and they differ by milliseconds under nested TCG: the capture takes the
+ * latest of them, so no vCPU's time goes back after a restore (vCPU 0's alone
+ * put the clock 6 ms behind what vCPU 1 had read, on Debian 12's 6.1 kvm_amd).
+ * false: no enabled, readable page.
  */
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
 
-static bool guest_kvmclock(struct squib_kvm_vm *vm, uint64_t tsc, uint64_t *ns)
+static bool guest_kvmclock(struct squib_kvm_vm *vm, uint32_t i, uint64_t tsc, uint64_t *ns)
 {
 	uint64_t msr, stamp, sys, delta;
 	const uint8_t *pv;
 	uint32_t version, mul;
 	int8_t shift;
 
-	if (!read_msr(&vm->vcpus[0], MSR_KVM_SYSTEM_TIME_NEW, &msr) || !(msr & 1) ||
+	if (!read_msr(&vm->vcpus[i], MSR_KVM_SYSTEM_TIME_NEW, &msr) || !(msr & 1) ||
 	    !(pv = squib_kvm_vm_gpa_to_hva(vm, msr & ~1ull, 32)))
 		return false;
 	memcpy(&version, pv, 4);
@@ -319,7 +323,8 @@ static int pair_tsc_with_clock(struct squib_kvm_vm *vm, struct squib_microvm_sta
 			       struct squib_x86_vm_state *x, struct squib_error_detail *d)
 {
 	struct kvm_clock_data clock;
-	uint64_t *tsc0 = tsc_slot(&out->x86_vcpus[0]), guest_ns;
+	uint64_t guest_ns, latest = 0;
+	bool seen = false;
 
 	memset(&clock, 0, sizeof(clock));
 	if (kvm_ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock))
@@ -330,8 +335,16 @@ static int pair_tsc_with_clock(struct squib_kvm_vm *vm, struct squib_microvm_sta
 		if (tsc && !read_msr(&vm->vcpus[i], MSR_IA32_TSC, tsc))
 			return kvm_fail_ioctl(d, "KVM_GET_MSRS(IA32_TSC)");
 	}
-	if (!(clock.flags & KVM_CLOCK_TSC_STABLE) && tsc0 && guest_kvmclock(vm, *tsc0, &guest_ns))
-		clock.clock = guest_ns;
+	for (uint32_t i = 0; i < vm->cfg.vcpu_count && !(clock.flags & KVM_CLOCK_TSC_STABLE); i++) {
+		uint64_t *tsc = tsc_slot(&out->x86_vcpus[i]);
+
+		if (tsc && guest_kvmclock(vm, i, *tsc, &guest_ns) && (!seen || guest_ns > latest)) {
+			latest = guest_ns;
+			seen = true;
+		}
+	}
+	if (seen)
+		clock.clock = latest;
 	x->clock =
 	    (struct squib_x86_clock){clock.clock, clock.flags, clock.realtime, clock.host_tsc};
 	return 0;
