@@ -64,6 +64,23 @@ static void rust_debug_path(const char *path, char *buf, size_t len)
 		buf[o < len ? o : len - 1] = '\0';
 }
 
+/* The codes upstream does not have: their texts are ours. */
+static int own_message(int code, const struct squib_error_detail *d, char *buf, size_t len)
+{
+	switch (code) {
+	case SQUIB_E_NOMEM:
+		return snprintf(buf, len, "out of memory");
+	case SQUIB_E_INVALID_ARGUMENT:
+		return snprintf(buf, len, "invalid argument: %s", d->msg);
+	case SQUIB_E_PAIR_MISMATCH:
+		return snprintf(buf, len, "snapshot pair mismatch: %s", d->msg);
+	case SQUIB_E_BUSY:
+		return snprintf(buf, len, "snapshot file busy: %s", d->msg);
+	default:
+		return snprintf(buf, len, "unknown squib error %d", code);
+	}
+}
+
 int squib_error_message(int code, const struct squib_error_detail *d, char *buf, size_t len)
 {
 	static const struct squib_error_detail none;
@@ -119,16 +136,8 @@ int squib_error_message(int code, const struct squib_error_detail *d, char *buf,
 		return snprintf(buf, len, "snapshot I/O error: %s", a);
 	case SQUIB_E_CAPTURE:
 		return snprintf(buf, len, "snapshot capture/restore failure: %s", d->msg);
-	case SQUIB_E_NOMEM:
-		return snprintf(buf, len, "out of memory");
-	case SQUIB_E_INVALID_ARGUMENT:
-		return snprintf(buf, len, "invalid argument: %s", d->msg);
-	case SQUIB_E_PAIR_MISMATCH:
-		return snprintf(buf, len, "snapshot pair mismatch: %s", d->msg);
-	case SQUIB_E_BUSY:
-		return snprintf(buf, len, "snapshot file busy: %s", d->msg);
 	default:
-		return snprintf(buf, len, "unknown squib error %d", code);
+		return own_message(code, d, buf, len);
 	}
 }
 
