@@ -202,8 +202,6 @@ static struct curl_slist *make_headers(const struct s3_req *q)
 	char range[80];
 
 	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	if (h && (t = curl_slist_append(h, "Expect:")))
-		h = t;
 	if (h && q->body && (t = curl_slist_append(h, "Content-Type: application/octet-stream")))
 		h = t;
 	if (h && q->range) {
