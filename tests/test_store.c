@@ -8,6 +8,7 @@
  * them), gc.
  */
 #include "pair.h"
+#include "spawn.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -692,6 +693,51 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 	free(old);
 }
 
+/* ---- the CLI ---------------------------------------------------------------------- */
+
+static void cli(struct squib_test_proc *p, int want, char *const argv[])
+{
+	squib_test_spawn(NULL, argv, p);
+	if (p->status != want)
+		fail_msg("%s %s: exit %d, want %d; stdout: %s stderr: %s", argv[1],
+			 argv[2] ? argv[2] : "", p->status, want, p->out, p->err);
+}
+
+static void test_should_push_list_pull_verify_and_gc_through_the_cli(void **state)
+{
+	struct fx *f = *state;
+	char *bin = getenv("SQUIB_CLI"), hex[33], url[4096], *pulled;
+	struct squib_test_proc p;
+
+	if (!bin)
+		skip();
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
+	cli(&p, 0, (char *const[]){bin, "push", f->state, "--to", f->store, NULL});
+	assert_non_null(strstr(p.out, url)); /* the image's URL, for pull */
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "store", "ls", f->store, NULL});
+	assert_non_null(strstr(p.out, hex));
+	assert_non_null(strstr(p.out, " full "));
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "pull", url, f->out, NULL});
+	squib_test_proc_free(&p);
+	pulled = malloc(strlen(f->out) + 48);
+	sprintf(pulled, "%s/%s.snap", f->out, hex);
+	cli(&p, 0, (char *const[]){bin, "verify", pulled, NULL});
+	assert_null(strstr(p.out, "FAIL"));
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "store", "gc", f->store, NULL});
+	assert_non_null(strstr(p.out, "removed 0 chunks"));
+	squib_test_proc_free(&p);
+	/* A missing image: a clear error, exit 1. */
+	snprintf(url, sizeof(url), "%s/%s", f->store, "0123456789abcdef0123456789abcdef");
+	cli(&p, 1, (char *const[]){bin, "pull", url, f->out, NULL});
+	assert_non_null(strstr(p.err, "images/0123456789abcdef0123456789abcdef"));
+	squib_test_proc_free(&p);
+	free(pulled);
+}
+
 /* ---- against a real S3 server: Ceph RGW (`make test-store` starts one) ---- */
 
 /* SQUIB_TEST_S3_URL (s3://BUCKET, the bucket existing) with a fresh prefix; NULL: skip. */
@@ -821,6 +867,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_retry_5xx_then_fail_with_a_clear_error,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_push_list_pull_verify_and_gc_through_the_cli, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_round_trip_and_dedup_through_ceph_rgw,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(

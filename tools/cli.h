@@ -32,6 +32,9 @@ extern const struct cli_command cli_cmd_rebase;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_restore;
 extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_push;
+extern const struct cli_command cli_cmd_pull;
+extern const struct cli_command cli_cmd_store;
 
 /* Is argv[i] "--help" or "-h"? */
 int cli_wants_help(int argc, char **argv);

@@ -65,7 +65,7 @@ extern "C" {
 #define SQUIB_STORE_MIN_CHUNK_SHIFT 16u
 #define SQUIB_STORE_MAX_CHUNK_SHIFT 24u
 /* The default, chosen by measurement (docs/DESIGN.md "Snapshot store"). */
-#define SQUIB_STORE_DEFAULT_CHUNK_SHIFT 18u
+#define SQUIB_STORE_DEFAULT_CHUNK_SHIFT 16u
 #define SQUIB_STORE_DEFAULT_ZSTD_LEVEL	3
 /* Most chunks an image may map (2^22: 1 TiB of RAM in 256 KiB chunks). */
 #define SQUIB_STORE_MAX_CHUNKS (1ull << 22)

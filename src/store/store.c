@@ -287,3 +287,17 @@ int squib_store_images(struct squib_store *s, squib_store_image_fn fn, void *ctx
 
 	return squib_store_list(s, "images/", on_image, &c, d);
 }
+
+int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h)
+{
+	if (strncmp(key, "chunks/", 7) || strlen(key + 7) != 2 * SQUIB_STORE_HASH_SIZE)
+		return -1;
+	for (size_t i = 0; i < 2 * SQUIB_STORE_HASH_SIZE; i++) {
+		const char *x = "0123456789abcdef", *p = strchr(x, key[7 + i]);
+
+		if (!key[7 + i] || !p)
+			return -1;
+		h->b[i / 2] = (uint8_t)(i % 2 ? h->b[i / 2] | (p - x) : (p - x) << 4);
+	}
+	return squib_store_hash_is_zero(h) ? -1 : 0;
+}

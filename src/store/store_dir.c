@@ -75,10 +75,10 @@ static int io_err(struct squib_error_detail *d, int e, const char *what, const c
 	return squib_fail_errno_msg(d, SQUIB_E_IO, e, "%s %s", what, path);
 }
 
-/* mkdir -p of path's parent directories (inside root, which must exist). */
-static int make_parents(const struct dir_be *b, char *path, struct squib_error_detail *d)
+/* mkdir -p of path's parent directories, the store's root included. */
+static int make_parents(char *path, struct squib_error_detail *d)
 {
-	for (char *p = path + strlen(b->root) + 1; (p = strchr(p, '/')); p++) {
+	for (char *p = path + 1; (p = strchr(p, '/')); p++) {
 		*p = '\0';
 		int e = mkdir(path, 0755) && errno != EEXIST ? errno : 0;
 		*p = '/';
@@ -117,7 +117,7 @@ static int dir_put(void *be, const char *key, const void *buf, size_t len,
 	int dfd, r;
 	char *dir;
 
-	if ((r = path_of(be, key, path, sizeof(path), d)) || (r = make_parents(be, path, d)))
+	if ((r = path_of(be, key, path, sizeof(path), d)) || (r = make_parents(path, d)))
 		return r;
 	name = strrchr(path, '/') + 1;
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))

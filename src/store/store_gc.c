@@ -145,26 +145,12 @@ static int mark_image(void *ctx, const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 	return r;
 }
 
-static int parse_chunk_key(const char *key, struct squib_store_hash *h)
-{
-	if (strncmp(key, "chunks/", 7) || strlen(key + 7) != 2 * SQUIB_STORE_HASH_SIZE)
-		return -1;
-	for (size_t i = 0; i < 2 * SQUIB_STORE_HASH_SIZE; i++) {
-		const char *x = "0123456789abcdef", *p = strchr(x, key[7 + i]);
-
-		if (!key[7 + i] || !p)
-			return -1;
-		h->b[i / 2] = (uint8_t)(i % 2 ? h->b[i / 2] | (p - x) : (p - x) << 4);
-	}
-	return 0;
-}
-
 static int sweep_chunk(void *ctx, const struct squib_store_object *o)
 {
 	struct gc *g = ctx;
 	struct squib_store_hash h;
 
-	if (parse_chunk_key(o->key, &h))
+	if (squib_store_parse_chunk_key(o->key, &h))
 		return 0; /* not ours: leave it */
 	if (squib_store_idset_has(&g->live, &h)) {
 		g->st->chunks_live++;

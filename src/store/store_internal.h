@@ -55,6 +55,9 @@ void squib_store_image_key(const uint8_t id[SQUIB_MEMORY_ID_SIZE], bool state,
 			   char key[SQUIB_STORE_KEY_MAX]);
 void squib_store_chunk_key(const struct squib_store_hash *h, char key[SQUIB_STORE_KEY_MAX]);
 
+/* "chunks/<64 hex>" into *h: 0, or -1 for any other key. */
+int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h);
+
 /* Is a key well-formed (printable, no "..", no leading '/')? */
 bool squib_store_key_ok(const char *key);
 

@@ -23,6 +23,7 @@ struct push {
 	struct squib_store *s;
 	struct squib_store_push_stats *st;
 	struct squib_store_idset seen;
+	struct squib_store_idset known; /* chunks the store held when the push began (read-only) */
 	const struct squib_progress *progress;
 	uint64_t done, total;
 };
@@ -41,17 +42,18 @@ static int upload_chunk(void *arg, struct squib_error_detail *d)
 	uint8_t *obj = NULL;
 	size_t n = 0;
 	bool have;
-	int r;
+	int r = 0;
 
 	if (!d) { /* the pool failed: only free */
 		free(j);
 		return 0;
 	}
 	squib_store_chunk_key(&j->id, key);
-	if (!(r = squib_store_head(j->p->s, key, &have, NULL, NULL, d)) && have) {
+	/* Listed under this push's lease: a gc cannot remove it before the image is up. */
+	have = squib_store_idset_has(&j->p->known, &j->id);
+	if (have) {
 		__atomic_fetch_add(&j->p->st->chunks_reused, 1, __ATOMIC_RELAXED);
-	} else if (!r &&
-		   !(r = squib_store_chunk_encode(j->data, j->len, j->p->s->opts.zstd_level, &obj,
+	} else if (!(r = squib_store_chunk_encode(j->data, j->len, j->p->s->opts.zstd_level, &obj,
 						  &n, d)) &&
 		   !(r = squib_store_put(j->p->s, key, obj, n, d))) {
 		__atomic_fetch_add(&j->p->st->chunks_put, 1, __ATOMIC_RELAXED);
@@ -281,6 +283,17 @@ static int push_layer(struct push *p, struct squib_store_lease *lease, const cha
 	return r;
 }
 
+static int on_known(void *ctx, const struct squib_store_object *o)
+{
+	struct push *p = ctx;
+	struct squib_store_hash h;
+	bool added;
+
+	if (squib_store_parse_chunk_key(o->key, &h))
+		return 0;
+	return squib_store_idset_add(&p->known, &h, &added) ? SQUIB_E_NOMEM : 0;
+}
+
 static int layer_paths(const char *const *chain_states, const char *const *chain_mems, size_t n,
 		       const char *memory_path, char ***out)
 {
@@ -329,11 +342,14 @@ int squib_store_push(struct squib_store *s, const char *state_path, const char *
 	}
 	if (!r)
 		r = squib_store_lease_take(s, &lease, d);
+	if (!r) /* one LIST per 1000 chunks instead of a HEAD per chunk */
+		r = squib_store_list(s, "chunks/", on_known, &p, d);
 	for (size_t i = 0; !r && i <= n; i++)
 		r = push_layer(&p, &lease, i < n ? chain_states[i] : state_path,
 			       (const char *const *)paths, i, d);
 	squib_store_lease_drop(s, &lease);
 	squib_store_idset_free(&p.seen);
+	squib_store_idset_free(&p.known);
 	for (size_t i = 0; paths && i <= n; i++)
 		free(paths[i]);
 	free(paths);
