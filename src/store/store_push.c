@@ -105,6 +105,8 @@ static int push_window(struct push *p, struct chunk_job *j, struct squib_store_h
 	p->st->bytes_present += j->len;
 	if ((r = squib_store_hash(j->data, j->len, &j->id, d)))
 		return r;
+	if (squib_store_hash_is_zero(&j->id)) /* 2^-256, but then it cannot be named */
+		return squib_fail_msg(d, SQUIB_E_ENCODING, "a chunk hashes to zero");
 	*slot = j->id;
 	if (squib_store_idset_add(&p->seen, &j->id, &added))
 		return squib_fail(d, SQUIB_E_NOMEM);
@@ -238,16 +240,29 @@ static int publish_image(struct push *p, struct squib_store_lease *lease,
 	return r;
 }
 
-static int image_present(struct squib_store *s, const uint8_t *id, bool *have,
+/* Is this memory file's image (and its state) in the store already? An image of
+ * another memory file under the id (a rebase keeps the newest diff's id) is refused. */
+static int image_present(struct squib_store *s, const struct squib_memory_layout *l, bool *have,
 			 struct squib_error_detail *d)
 {
-	char key[SQUIB_STORE_KEY_MAX];
+	char key[SQUIB_STORE_KEY_MAX], hex[2 * SQUIB_MEMORY_ID_SIZE + 1];
+	struct squib_store_image im;
 	int r;
 
-	squib_store_image_key(id, false, key);
+	squib_store_image_key(l->id, false, key);
 	if ((r = squib_store_head(s, key, have, NULL, NULL, d)) || !*have)
 		return r;
-	squib_store_image_key(id, true, key);
+	if ((r = squib_store_image_get(s, l->id, &im, d)))
+		return r;
+	*have = squib_memory_layout_equal(&im.manifest.layout, l);
+	squib_store_image_release(&im);
+	squib_mem_id_hex(l->id, hex);
+	if (!*have)
+		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
+				      "the store holds another memory file's image under id %s (a "
+				      "rebase keeps the newest diff's id): push it to another store",
+				      hex);
+	squib_store_image_key(l->id, true, key);
 	return squib_store_head(s, key, have, NULL, NULL, d);
 }
 
@@ -266,7 +281,7 @@ static int push_layer(struct push *p, struct squib_store_lease *lease, const cha
 	if ((r = squib_memfile_open(paths[n], &m, d)))
 		return r;
 	if (!(r = read_pair(state_path, m, &state, &state_len, d)) &&
-	    !(r = image_present(p->s, squib_memfile_manifest(m)->layout.id, &have, d)) && !have &&
+	    !(r = image_present(p->s, &squib_memfile_manifest(m)->layout, &have, d)) && !have &&
 	    !(r = image_for(p->s, m, &im, d)) &&
 	    !(r = squib_memfile_chain_open(paths, n + 1, &c, d)))
 		r = map_chunks(p, c, &im, d);
