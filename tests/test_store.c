@@ -406,6 +406,7 @@ static void test_should_decode_an_image_strictly_in_its_check_order(void **state
 	assert_int_equal(squib_store_image_encode(&im, &enc, &elen, &d), 0);
 	assert_int_equal(elen, len);
 	assert_memory_equal(enc, buf, len); /* canonical */
+	squib_store_image_release(&im);
 	copy = malloc(len);
 	assert_int_equal(squib_store_image_decode(buf, 100, &im, &d), SQUIB_E_TOO_SHORT);
 	memcpy(copy, buf, len);

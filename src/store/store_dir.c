@@ -299,7 +299,7 @@ static int dir_list(void *be, const char *prefix, squib_store_list_fn fn, void *
 	struct key_list l = {0};
 	int r = walk(be, "", prefix, 0, &l, d);
 
-	if (!r)
+	if (!r && l.n)
 		qsort(l.v, l.n, sizeof(*l.v), by_key);
 	for (size_t i = 0; !r && i < l.n; i++)
 		r = fn(ctx, &l.v[i]);
