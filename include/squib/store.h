@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <squib/api.h>
 #include <squib/error.h>
 #include <squib/memfile.h>
 #include <squib/progress.h>
@@ -89,42 +90,43 @@ struct squib_store_image {
 };
 
 /* Free what the image owns and zero it. Safe on a zeroed image. */
-void squib_store_image_release(struct squib_store_image *im);
+SQUIB_API void squib_store_image_release(struct squib_store_image *im);
 
 /* The number of chunk windows the regions need at this chunk size (0 when
  * they need more than SQUIB_STORE_MAX_CHUNKS or the shift is out of range). */
-uint64_t squib_store_chunk_count(const struct squib_memory_layout *l, uint32_t chunk_shift);
+SQUIB_API uint64_t squib_store_chunk_count(const struct squib_memory_layout *l,
+					   uint32_t chunk_shift);
 
 /* Window k: guest-physical [*guest_addr, +*len) in region *region, whose file
  * offset (in the memory file's RAM range) is *file_off. SQUIB_E_INVALID_ARGUMENT
  * when k is not a window of the layout. */
-int squib_store_chunk_window(const struct squib_memory_layout *l, uint32_t chunk_shift, uint64_t k,
-			     uint32_t *region, uint64_t *guest_addr, uint64_t *file_off,
-			     uint64_t *len);
+SQUIB_API int squib_store_chunk_window(const struct squib_memory_layout *l, uint32_t chunk_shift,
+				       uint64_t k, uint32_t *region, uint64_t *guest_addr,
+				       uint64_t *file_off, uint64_t *len);
 
 /* Encode to the wire (docs/FORMAT.md §S.2) into a new heap buffer. Validates
  * first (SQUIB_E_INVALID_ARGUMENT naming the rule). */
-int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, size_t *len,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out,
+				       size_t *len, struct squib_error_detail *d);
 
 /* Strict decode (§S.3 check order). *out owns its arrays on success and is
  * zeroed on failure. Encoding a decoded image gives back the input. */
-int squib_store_image_decode(const uint8_t *buf, size_t len, struct squib_store_image *out,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_store_image_decode(const uint8_t *buf, size_t len,
+				       struct squib_store_image *out, struct squib_error_detail *d);
 
 /* ---- chunks -------------------------------------------------------------- */
 
 /* SHA-256 of len bytes (OpenSSL's EVP). */
-int squib_store_hash(const void *buf, size_t len, struct squib_store_hash *out,
-		     struct squib_error_detail *d);
-bool squib_store_hash_is_zero(const struct squib_store_hash *h);
+SQUIB_API int squib_store_hash(const void *buf, size_t len, struct squib_store_hash *out,
+			       struct squib_error_detail *d);
+SQUIB_API bool squib_store_hash_is_zero(const struct squib_store_hash *h);
 /* 64 lowercase hex digits. */
-void squib_store_hash_hex(const struct squib_store_hash *h,
-			  char out[2 * SQUIB_STORE_HASH_SIZE + 1]);
+SQUIB_API void squib_store_hash_hex(const struct squib_store_hash *h,
+				    char out[2 * SQUIB_STORE_HASH_SIZE + 1]);
 
 /* A chunk object: one zstd frame of len bytes at `level` (content size recorded). */
-int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **out, size_t *out_len,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **out,
+				       size_t *out_len, struct squib_error_detail *d);
 
 /*
  * Decode a chunk object that must hold exactly len bytes hashing to *want,
@@ -132,9 +134,9 @@ int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **o
  * SQUIB_E_CRC_MISMATCH (both hashes in the message) when its bytes hash to
  * anything else. buf holds garbage on failure.
  */
-int squib_store_chunk_decode(const uint8_t *obj, size_t obj_len,
-			     const struct squib_store_hash *want, void *buf, size_t len,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_store_chunk_decode(const uint8_t *obj, size_t obj_len,
+				       const struct squib_store_hash *want, void *buf, size_t len,
+				       struct squib_error_detail *d);
 
 /* ---- backends ------------------------------------------------------------ */
 
@@ -150,12 +152,12 @@ struct squib_store_options {
 };
 
 /* Open the store at url. S3: the environment is read here; nothing is sent. */
-int squib_store_open(const char *url, const struct squib_store_options *opts,
-		     struct squib_store **out, struct squib_error_detail *d);
-void squib_store_close(struct squib_store *s);
+SQUIB_API int squib_store_open(const char *url, const struct squib_store_options *opts,
+			       struct squib_store **out, struct squib_error_detail *d);
+SQUIB_API void squib_store_close(struct squib_store *s);
 
 /* The store's URL as given (for messages). */
-const char *squib_store_url(const struct squib_store *s);
+SQUIB_API const char *squib_store_url(const struct squib_store *s);
 
 /* One listed object; keys are relative to the store's prefix. */
 struct squib_store_object {
@@ -168,22 +170,23 @@ struct squib_store_object {
 typedef int (*squib_store_list_fn)(void *ctx, const struct squib_store_object *o);
 
 /* Whole object: put durably (dir: temp + fsync + rename + directory fsync). */
-int squib_store_put(struct squib_store *s, const char *key, const void *buf, size_t len,
-		    struct squib_error_detail *d);
+SQUIB_API int squib_store_put(struct squib_store *s, const char *key, const void *buf, size_t len,
+			      struct squib_error_detail *d);
 /* Whole object into a new heap buffer; larger than max_len: SQUIB_E_SIZE_LIMIT_EXCEEDED. */
-int squib_store_get(struct squib_store *s, const char *key, size_t max_len, uint8_t **buf,
-		    size_t *len, struct squib_error_detail *d);
+SQUIB_API int squib_store_get(struct squib_store *s, const char *key, size_t max_len, uint8_t **buf,
+			      size_t *len, struct squib_error_detail *d);
 /* Exactly len bytes at off (a short object: SQUIB_E_IO, EIO). */
-int squib_store_get_range(struct squib_store *s, const char *key, uint64_t off, size_t len,
-			  void *buf, struct squib_error_detail *d);
+SQUIB_API int squib_store_get_range(struct squib_store *s, const char *key, uint64_t off,
+				    size_t len, void *buf, struct squib_error_detail *d);
 /* *exists, and when it does its size and mtime (either may be NULL). */
-int squib_store_head(struct squib_store *s, const char *key, bool *exists, uint64_t *size,
-		     int64_t *mtime, struct squib_error_detail *d);
+SQUIB_API int squib_store_head(struct squib_store *s, const char *key, bool *exists, uint64_t *size,
+			       int64_t *mtime, struct squib_error_detail *d);
 /* Every object whose key starts with prefix, in key order. */
-int squib_store_list(struct squib_store *s, const char *prefix, squib_store_list_fn fn, void *ctx,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_store_list(struct squib_store *s, const char *prefix, squib_store_list_fn fn,
+			       void *ctx, struct squib_error_detail *d);
 /* Remove; a missing object is not an error. */
-int squib_store_delete(struct squib_store *s, const char *key, struct squib_error_detail *d);
+SQUIB_API int squib_store_delete(struct squib_store *s, const char *key,
+				 struct squib_error_detail *d);
 
 /* ---- push, pull, ls, gc -------------------------------------------------- */
 
@@ -207,10 +210,11 @@ struct squib_store_push_stats {
  * an image the store has is not pushed again. Holds a lease for the push
  * (waits up to 60 s while a gc runs). progress (may be NULL): bytes read.
  */
-int squib_store_push(struct squib_store *s, const char *state_path, const char *memory_path,
-		     const char *const *chain_states, const char *const *chain_mems, size_t n,
-		     const struct squib_progress *progress, struct squib_store_push_stats *stats,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_store_push(struct squib_store *s, const char *state_path,
+			       const char *memory_path, const char *const *chain_states,
+			       const char *const *chain_mems, size_t n,
+			       const struct squib_progress *progress,
+			       struct squib_store_push_stats *stats, struct squib_error_detail *d);
 
 struct squib_store_pull_stats {
 	uint64_t images;
@@ -226,18 +230,19 @@ struct squib_store_pull_stats {
  * newest pair's state path (malloc'd). Pairs already in dir that verify are
  * kept.
  */
-int squib_store_pull(struct squib_store *s, const uint8_t id[SQUIB_MEMORY_ID_SIZE], const char *dir,
-		     const struct squib_progress *progress, struct squib_store_pull_stats *stats,
-		     char **state_path, struct squib_error_detail *d);
+SQUIB_API int squib_store_pull(struct squib_store *s, const uint8_t id[SQUIB_MEMORY_ID_SIZE],
+			       const char *dir, const struct squib_progress *progress,
+			       struct squib_store_pull_stats *stats, char **state_path,
+			       struct squib_error_detail *d);
 
 /* Read and decode images/<id hex>. */
-int squib_store_image_get(struct squib_store *s, const uint8_t id[SQUIB_MEMORY_ID_SIZE],
-			  struct squib_store_image *out, struct squib_error_detail *d);
+SQUIB_API int squib_store_image_get(struct squib_store *s, const uint8_t id[SQUIB_MEMORY_ID_SIZE],
+				    struct squib_store_image *out, struct squib_error_detail *d);
 
 /* Each image's id, in key order. */
 typedef int (*squib_store_image_fn)(void *ctx, const uint8_t id[SQUIB_MEMORY_ID_SIZE]);
-int squib_store_images(struct squib_store *s, squib_store_image_fn fn, void *ctx,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_store_images(struct squib_store *s, squib_store_image_fn fn, void *ctx,
+				 struct squib_error_detail *d);
 
 struct squib_store_gc_stats {
 	uint64_t images;
@@ -252,11 +257,11 @@ struct squib_store_gc_stats {
  * pushes (docs/DESIGN.md: a gc marker and push leases exclude each other);
  * SQUIB_E_BUSY while a push holds a live lease. dry_run: count, delete nothing.
  */
-int squib_store_gc(struct squib_store *s, bool dry_run, struct squib_store_gc_stats *stats,
-		   struct squib_error_detail *d);
+SQUIB_API int squib_store_gc(struct squib_store *s, bool dry_run,
+			     struct squib_store_gc_stats *stats, struct squib_error_detail *d);
 
 /* Parse 32 hex digits. */
-int squib_store_parse_id(const char *hex, uint8_t id[SQUIB_MEMORY_ID_SIZE]);
+SQUIB_API int squib_store_parse_id(const char *hex, uint8_t id[SQUIB_MEMORY_ID_SIZE]);
 
 #ifdef __cplusplus
 }
