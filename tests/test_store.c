@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -739,6 +740,55 @@ static void test_should_push_list_pull_verify_and_gc_through_the_cli(void **stat
 	free(pulled);
 }
 
+/* A pull SIGKILLed at any point leaves no pair or a whole one; the next pull completes it. */
+static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t big = 64ull << 20;
+	uint8_t *mem = squib_test_guest_ram(big, 3);
+	char *bin = getenv("SQUIB_CLI"), *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
+	struct squib_memfile_manifest m;
+	struct squib_store *s = open_store(f->store);
+	struct squib_test_proc p;
+	int whole = 0;
+
+	if (!bin)
+		skip();
+	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
+	push_ok(s, st, mf, NULL, 0, NULL);
+	squib_memfile_id_hex(m.layout.id, hex);
+	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
+	snprintf(snap, sizeof(snap), "%s/%s.snap", f->out, hex);
+	snprintf(memp, sizeof(memp), "%s/%s.mem", f->out, hex);
+	for (int delay_ms = 1; delay_ms <= 4096; delay_ms *= 2) {
+		struct squib_test_bg b;
+		struct squib_error_detail d;
+
+		unlink(snap);
+		unlink(memp);
+		squib_test_bg_start(NULL, (char *const[]){bin, "pull", url, f->out, NULL}, &b);
+		usleep((useconds_t)delay_ms * 1000);
+		kill(b.pid, SIGKILL);
+		squib_test_bg_finish(&b, 30000);
+		if (squib_test_exists(snap)) { /* published: it must be the whole pair */
+			if (squib_store_pull(s, m.layout.id, f->out, NULL, NULL, NULL, &d) ||
+			    squib_memfile_verify(memp, false, NULL, &d))
+				fail_msg("after a kill at %d ms: %s", delay_ms, msg_of(&d));
+			whole++;
+		}
+	}
+	cli(&p, 0, (char *const[]){bin, "pull", url, f->out, NULL});
+	squib_test_proc_free(&p);
+	assert_same_file(snap, st);
+	assert_same_file(memp, mf);
+	fprintf(stderr, "killed pulls: %d of 13 had published the pair\n", whole);
+	squib_memfile_manifest_release(&m);
+	munmap(mem, big);
+	free(st);
+	free(mf);
+	squib_store_close(s);
+}
+
 /* ---- against a real S3 server: Ceph RGW (`make test-store` starts one) ---- */
 
 /* SQUIB_TEST_S3_URL (s3://BUCKET, the bucket existing) with a fresh prefix; NULL: skip. */
@@ -870,6 +920,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_push_list_pull_verify_and_gc_through_the_cli, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_leave_no_torn_pair_when_a_pull_is_killed,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_round_trip_and_dedup_through_ceph_rgw,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
