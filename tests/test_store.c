@@ -496,7 +496,7 @@ struct http_fault {
 	int requests, injected;
 	pthread_mutex_t mu;
 	pthread_t thr;
-	volatile int stop;
+	int stop; /* __atomic */
 };
 
 /* One request's head and body (by Content-Length) into buf; its length or -1. */
@@ -604,7 +604,7 @@ static void *http_fault_main(void *arg)
 	static const char body[] = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code></Error>";
 	char *req = malloc(32u << 20), head[256];
 
-	while (!h->stop) {
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
 		int c = accept(h->lfd, NULL, NULL), inject;
 		ssize_t n;
 
@@ -655,7 +655,7 @@ static void http_fault_start(struct http_fault *h, uint16_t upstream, int every)
 
 static void http_fault_stop(struct http_fault *h)
 {
-	h->stop = 1;
+	__atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
 	shutdown(h->lfd, SHUT_RDWR);
 	pthread_join(h->thr, NULL);
 	close(h->lfd);
@@ -685,9 +685,9 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 	if (!strstr(d.msg, "HTTP 503 (SlowDown) (after 4 attempts)"))
 		fail_msg("message: %s", d.msg);
 	assert_non_null(strstr(d.msg, "s3://bucket/prefix/leases/"));
-	assert_int_equal(h.requests, 4); /* the lease's PUT, tried 1 + 3 times */
 	squib_store_close(s);
 	http_fault_stop(&h);
+	assert_int_equal(h.requests, 4); /* the lease's PUT, tried 1 + 3 times */
 	if (old)
 		setenv("AWS_ENDPOINT_URL", old, 1);
 	else

@@ -32,6 +32,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		void *job;
+		bool failed;
 		int r;
 
 		while (!p->count && !p->closing)
@@ -42,11 +43,12 @@ static void *worker(void *arg)
 		p->head = (p->head + 1) % p->depth;
 		p->count--;
 		p->running++;
+		failed = p->err != 0;
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->mu);
 		memset(&d, 0, sizeof(d));
 		/* After a failure the job still runs fn, told to only free itself. */
-		r = p->fn(job, p->err ? NULL : &d);
+		r = p->fn(job, failed ? NULL : &d);
 		pthread_mutex_lock(&p->mu);
 		p->running--;
 		if (r && !p->err) {
