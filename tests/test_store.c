@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squib/crc64.h>
@@ -454,7 +455,17 @@ static void test_should_gc_chunks_no_image_maps_and_wait_for_pushes(void **state
 	/* A push in progress: gc refuses. */
 	assert_int_equal(squib_store_put(s, "leases/00000000000000aa", "x", 1, &d), 0);
 	assert_int_equal(squib_store_gc(s, false, &gs, &d), SQUIB_E_BUSY);
-	assert_int_equal(squib_store_delete(s, "leases/00000000000000aa", &d), 0);
+	/* Two hours old on the store's clock: its push died; gc removes it and runs. */
+	{
+		char lease[4096];
+		struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+
+		snprintf(lease, sizeof(lease), "%s/leases/00000000000000aa", f->store);
+		assert_int_equal(utimensat(AT_FDCWD, lease, old, 0), 0);
+		OK(squib_store_gc(s, false, &gs, &d));
+		assert_int_equal(gs.leases_expired, 1);
+		assert_false(squib_test_exists(lease));
+	}
 	/* Nothing to sweep while both images exist. */
 	OK(squib_store_gc(s, false, &gs, &d));
 	assert_int_equal(gs.images, 2);

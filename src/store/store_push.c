@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <squib/envelope.h>
 #include <squib/store.h>
@@ -26,7 +27,33 @@ struct push {
 	struct squib_store_idset known; /* chunks the store held when the push began (read-only) */
 	const struct squib_progress *progress;
 	uint64_t done, total;
+	struct squib_store_lease *lease;
+	uint64_t refreshed_ns; /* when the lease was last renewed */
 };
+
+/* The push's lease renewed every few minutes, so a gc never takes it for dead
+ * however long the push reads (docs/DESIGN.md §15, case 6). */
+#define PUSH_LEASE_REFRESH_NS (300ull * 1000000000ull)
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int keep_lease(struct push *p, struct squib_error_detail *d)
+{
+	uint64_t now = mono_ns();
+	int r;
+
+	if (now - p->refreshed_ns < PUSH_LEASE_REFRESH_NS)
+		return 0;
+	if (!(r = squib_store_lease_check(p->s, p->lease, d)))
+		p->refreshed_ns = now;
+	return r;
+}
 
 struct chunk_job {
 	struct push *p;
@@ -135,7 +162,8 @@ static int map_chunks(struct push *p, const struct squib_memfile_chain *c,
 			break;
 		}
 		j->p = p;
-		if ((r = read_window(c, l, im->chunk_shift, k, j->data, &j->len, d)) ||
+		if ((r = keep_lease(p, d)) ||
+		    (r = read_window(c, l, im->chunk_shift, k, j->data, &j->len, d)) ||
 		    (r = push_window(p, j, &im->chunks[k], d)) <= 0)
 			continue;
 		if ((r = squib_store_pool_submit(pool, j, d)))
@@ -258,10 +286,11 @@ static int image_present(struct squib_store *s, const struct squib_memory_layout
 	squib_store_image_release(&im);
 	squib_mem_id_hex(l->id, hex);
 	if (!*have)
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "the store holds another memory file's image under id %s (a "
-				      "rebase keeps the newest diff's id): push it to another store",
-				      hex);
+		return squib_fail_msg(
+		    d, SQUIB_E_PAIR_MISMATCH,
+		    "the store holds another memory file's image under id %s (a "
+		    "rebase keeps the newest diff's id): push it to another store",
+		    hex);
 	squib_store_image_key(l->id, true, key);
 	return squib_store_head(s, key, have, NULL, NULL, d);
 }
@@ -357,6 +386,8 @@ int squib_store_push(struct squib_store *s, const char *state_path, const char *
 	}
 	if (!r)
 		r = squib_store_lease_take(s, &lease, d);
+	p.lease = &lease;
+	p.refreshed_ns = mono_ns();
 	if (!r) /* one LIST per 1000 chunks instead of a HEAD per chunk */
 		r = squib_store_list(s, "chunks/", on_known, &p, d);
 	for (size_t i = 0; !r && i <= n; i++)
