@@ -3,7 +3,7 @@
 # Ceph RADOS Gateway (scripts/ceph-rgw-start.sh: 1 mon, 1 memstore OSD, radosgw on 127.0.0.1),
 # stopped and wiped by a trap however the tests end.
 set -euo pipefail
-build=${1:-build}
+build=$(cd "${1:-build}" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 run=$(mktemp -d /tmp/sqrgw.XXXXXX)
 t0=${EPOCHREALTIME/[.,]/}
@@ -13,7 +13,8 @@ CEPH_RUN_DIR=$run "$root/scripts/ceph-rgw-start.sh" >/dev/null
 # shellcheck disable=SC1091
 . "$run/env.sh"
 t1=${EPOCHREALTIME/[.,]/}
-"$build/tests/test_store"
+SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures SQUIB_SOURCE_DIR=$root \
+	SQUIB_BUILD_DIR=$build "$build/tests/test_store"
 t2=${EPOCHREALTIME/[.,]/}
 stop
 trap - EXIT

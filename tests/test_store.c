@@ -722,8 +722,10 @@ static void test_should_push_list_pull_verify_and_gc_through_the_cli(void **stat
 	char *bin = getenv("SQUIB_CLI"), hex[33], url[4096], *pulled;
 	struct squib_test_proc p;
 
-	if (!bin)
+	if (!bin) {
+		fprintf(stderr, "SKIP: SQUIB_CLI unset (ctest and make test-store set it)\n");
 		skip();
+	}
 	squib_memfile_id_hex(id_of(f), hex);
 	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
 	cli(&p, 0, (char *const[]){bin, "push", f->state, "--to", f->store, NULL});
@@ -763,8 +765,10 @@ static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
 	struct squib_test_proc p;
 	int whole = 0;
 
-	if (!bin)
+	if (!bin) {
+		fprintf(stderr, "SKIP: SQUIB_CLI unset (ctest and make test-store set it)\n");
 		skip();
+	}
 	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
 	push_ok(s, st, mf, NULL, 0, NULL);
 	squib_memfile_id_hex(m.layout.id, hex);
