@@ -35,8 +35,9 @@ for f in include/squib/snapshot.h include/squib/api.h "$libdir/libsquib-snapshot
 	[ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 if [ "$kvm" = 1 ]; then
-	[ -e "$prefix/include/squib/kvm.h" ] && [ -e "$prefix/$libdir/libsquib-kvm.so.1" ] ||
-		fail "the KVM backend is not installed"
+	for f in include/squib/kvm.h "$libdir/libsquib-kvm.so.1" "$libdir/libsquib-kvm.a"; do
+		[ -e "$prefix/$f" ] || fail "not installed: $f"
+	done
 else
 	[ ! -e "$prefix/include/squib/kvm.h" ] || fail "squib/kvm.h installed without libsquib-kvm"
 fi
