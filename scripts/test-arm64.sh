@@ -63,5 +63,5 @@ nskip=$(grep -E '^[0-9]+: \[  SKIPPED \] test_' "$log" | sort -u | wc -l)
 end=$(date +%s)
 echo "test-arm64: $tests test programs passed under qemu-user ($cases cases passed, $nskip skipped);" \
 	"build $((built - start)) s, tests $((end - built)) s"
-[ -z "$skips" ] || echo "test-arm64: skipped (the kernel interface does not exist under qemu-user):"
+[ -z "$skips" ] || echo "test-arm64: the skip lines (what does not exist under qemu-user or without the KVM backend):"
 [ -z "$skips" ] || echo "$skips"
