@@ -40,20 +40,15 @@ void cli_put_text(FILE *f, const char *s)
 
 void cli_error(const char *cmd, const char *what, int code, const struct squib_error_detail *d)
 {
-	char msg[2 * SQUIB_DETAIL_PATH_MAX + SQUIB_DETAIL_MSG_MAX + 256];
+	char msg[SQUIB_ERROR_TEXT_MAX];
 
-	squib_error_message(code, d, msg, sizeof(msg));
+	squib_error_format(code, d, msg, sizeof(msg));
 	fprintf(stderr, "squib-snapshot: %s: ", cmd);
 	if (what) {
 		cli_put_text(stderr, what);
 		fputs(": ", stderr);
 	}
 	cli_put_text(stderr, msg);
-	if (d && d->msg[0] && !strstr(msg, d->msg)) {
-		fputs(" (", stderr);
-		cli_put_text(stderr, d->msg);
-		fputc(')', stderr);
-	}
 	fputc('\n', stderr);
 }
 
