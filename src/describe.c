@@ -76,6 +76,31 @@ int squib_infer_memory_path(const char *state_path, char **out)
 	return 0;
 }
 
+int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
+			     struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!out || !state_path)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state path or output");
+	*out = NULL;
+	if (mem) {
+		if (!*mem)
+			return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "empty memory file path");
+		*out = strdup(mem);
+		return *out ? 0 : squib_fail(d, SQUIB_E_NOMEM);
+	}
+	if ((rc = squib_infer_memory_path(state_path, out)))
+		return squib_fail(d, rc);
+	if (!*out)
+		return squib_fail_msg(
+		    d, SQUIB_E_INVALID_PATH,
+		    "no memory file path for %.300s: its name has no extension to "
+		    "replace with .mem (name the memory file)",
+		    state_path);
+	return 0;
+}
+
 /* ---- building a description ---- */
 
 void squib_description_free(struct squib_description *desc)

@@ -159,7 +159,7 @@ static enum squib_check_status classify(int code)
 static void fail(struct run *x, enum squib_check_id id, int code,
 		 const struct squib_error_detail *d)
 {
-	int n = squib_error_message(code, d, NULL, 0);
+	int n = squib_error_format(code, d, NULL, 0);
 	char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (code == SQUIB_E_NOMEM)
@@ -171,11 +171,8 @@ static void fail(struct run *x, enum squib_check_id id, int code,
 			(struct squib_check_result){.status = classify(code), .code = code};
 		return;
 	}
-	squib_error_message(code, d, msg, (size_t)n + 1);
-	if (d && d->msg[0] && !strstr(msg, d->msg))
-		record(x, id, classify(code), code, "%s: %s", msg, d->msg);
-	else
-		record(x, id, classify(code), code, "%s", msg);
+	squib_error_format(code, d, msg, (size_t)n + 1);
+	record(x, id, classify(code), code, "%s", msg);
 	free(msg);
 }
 
@@ -276,21 +273,12 @@ static void check_state(struct run *x)
 
 static bool memory_path(struct run *x)
 {
-	if (x->o.memory_path)
-		x->r->memory_path = strdup(x->o.memory_path);
-	else if (squib_infer_memory_path(x->state_path, &x->r->memory_path))
-		x->r->memory_path = NULL;
-	else if (!x->r->memory_path) {
-		record(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, SQUIB_E_INVALID_PATH,
-		       "no memory file path: the state path has no extension to replace with .mem "
-		       "(name the memory file explicitly)");
-		return false;
-	}
-	if (!x->r->memory_path) {
-		x->nomem = true;
-		return false;
-	}
-	return true;
+	struct squib_error_detail d;
+	int rc = squib_mem_path_for_state(x->state_path, x->o.memory_path, &x->r->memory_path, &d);
+
+	if (rc)
+		fail(x, SQUIB_CHECK_MEMORY_FILE, rc, &d);
+	return !rc;
 }
 
 static bool open_memory_file(struct run *x)
@@ -447,6 +435,15 @@ static void check_memory(struct run *x)
 {
 	const struct squib_memory_layout *l = x->st.memory;
 
+	if (x->decoded && !l && x->o.memory_path) {
+		/* A memory file named explicitly is never ignored: it pairs with nothing. */
+		record(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, SQUIB_E_INVALID_PATH,
+		       "the state has no memory section: %s cannot be checked against it",
+		       x->o.memory_path);
+		skip(x, SQUIB_CHECK_MEMORY_FOOTER, SQUIB_CHECK_EXTENT_DIGESTS,
+		     "the state has no memory section");
+		return;
+	}
 	if (!x->decoded || !l) {
 		skip(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_EXTENT_DIGESTS,
 		     x->decoded ? "the state has no memory section" : "the state did not decode");

@@ -49,8 +49,12 @@ void cli_put_text(FILE *f, const char *s);
 /* "squib-snapshot: CMD: WHAT: message (detail)" on stderr; what may be NULL. */
 void cli_error(const char *cmd, const char *what, int code, const struct squib_error_detail *d);
 
-/* STATE with its last extension replaced by ".mem" (malloc'd; NULL when out of memory). */
-char *cli_default_mem_path(const char *state);
+/*
+ * The memory file of STATE (squib_mem_path_for_state: *mem when given, else
+ * STATE with its last extension replaced by .mem): *mem points at *owned
+ * (free() it). -1 with the error on stderr when there is none.
+ */
+int cli_mem_path(const char *cmd, const char *state, const char **mem, char **owned);
 
 /* ---- the KVM guest of `run` and `restore` (tools/kvm_guest.c) ---- */
 

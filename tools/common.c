@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <squib/describe.h>
 #include <squib/error.h>
 
 #include "cli.h"
@@ -50,6 +51,19 @@ void cli_error(const char *cmd, const char *what, int code, const struct squib_e
 	}
 	cli_put_text(stderr, msg);
 	fputc('\n', stderr);
+}
+
+int cli_mem_path(const char *cmd, const char *state, const char **mem, char **owned)
+{
+	struct squib_error_detail d;
+	int rc = squib_mem_path_for_state(state, *mem, owned, &d);
+
+	if (rc) {
+		cli_error(cmd, state, rc, &d);
+		return -1;
+	}
+	*mem = *owned;
+	return 0;
 }
 
 /* ---- progress bar ---- */

@@ -452,8 +452,8 @@ static int restore_run(int argc, char **argv)
 	}
 	a.start_ns = cli_now_ns();
 	/* With an external handler the memory file is the handler's, unless named. */
-	if (!a.mem && a.backend != SQUIB_BACKEND_UFFD &&
-	    !(a.mem = mem_default = cli_default_mem_path(a.state)))
+	if (a.backend != SQUIB_BACKEND_UFFD &&
+	    cli_mem_path("restore", a.state, &a.mem, &mem_default))
 		return CLI_EXIT_ERROR;
 	cli_state_shape(a.state, &shape); /* the guest's kind; check_pair sets the vCPUs */
 	if ((rc = check_pair(&a, &shape.vcpus, &d)))

@@ -118,6 +118,16 @@ int squib_describe_json(const struct squib_description *desc, char **out);
  * extension (including dotfiles such as ".snap"). */
 int squib_infer_memory_path(const char *state_path, char **out);
 
+/*
+ * The memory file of a state: the one rule every command follows. An
+ * explicit `mem` (a --mem option) is taken as it is, never replaced or
+ * ignored; without one, the path squib_infer_memory_path gives. *out is a
+ * heap string (free()); SQUIB_E_INVALID_PATH when there is none (the state
+ * path has no extension to replace: the memory file must be named).
+ */
+int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
+			     struct squib_error_detail *d);
+
 #ifdef __cplusplus
 }
 #endif

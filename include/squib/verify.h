@@ -87,7 +87,10 @@ struct squib_check_result {
 };
 
 struct squib_verify_options {
-	const char *memory_path; /* NULL: the state path with its last extension replaced by .mem */
+	/* NULL: squib_mem_path_for_state's (the state path with its last extension
+	 * replaced by .mem). Never ignored: a state without a memory section fails
+	 * the memory file check when one is named. */
+	const char *memory_path;
 	bool skip_digests;	 /* do not read the pages (EXTENT_DIGESTS is skipped) */
 	const struct squib_progress *progress; /* digest check progress in bytes; may be NULL */
 };
