@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json_internal.h"
 #include "memfile_internal.h"
 #include "util.h"
 
@@ -655,9 +656,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* A JSON string; invalid UTF-8 (a path is any bytes) becomes U+FFFD, like Rust's
- * Path::display(). NULL only when out of memory. */
-static json_t *json_text(const char *s)
+json_t *squib_json_text(const char *s)
 {
 	size_t n, o = 0;
 	char *tmp;
@@ -706,8 +705,8 @@ static json_t *json_device(const struct squib_device_summary *ds)
 {
 	json_t *o = json_object();
 
-	if (o && !json_object_set_new(o, "kind", json_text(ds->kind)) &&
-	    !json_object_set_new(o, "id", json_text(ds->id)) &&
+	if (o && !json_object_set_new(o, "kind", squib_json_text(ds->kind)) &&
+	    !json_object_set_new(o, "id", squib_json_text(ds->id)) &&
 	    !json_object_set_new(o, "mmio_slot", json_integer(ds->mmio_slot)))
 		return o;
 	json_decref(o);
@@ -791,7 +790,7 @@ static json_t *json_memory(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "present_bytes", json_u64(m->present_bytes));
 	bad |= json_object_set_new(o, "file_match", json_string(match_name(desc->memory_match)));
 	bad |= json_object_set_new(o, "file_match_detail",
-				   detail ? json_text(detail) : json_null());
+				   detail ? squib_json_text(detail) : json_null());
 	if (bad) {
 		json_decref(o);
 		return NULL;
@@ -808,7 +807,7 @@ static json_t *json_description(const struct squib_description *desc)
 	if (bad)
 		return NULL;
 	/* json_object_set_new() fails (and so flags `bad`) when a value is NULL. */
-	bad |= json_object_set_new(o, "state_path", json_text(desc->state_path));
+	bad |= json_object_set_new(o, "state_path", squib_json_text(desc->state_path));
 	bad |= json_object_set_new(o, "magic", json_sprintf("0x%016" PRIx64, desc->magic));
 	bad |= json_object_set_new(o, "version", json_version(desc->version));
 	bad |= json_object_set_new(o, "expected_version", json_version(desc->expected_version));
@@ -821,14 +820,15 @@ static json_t *json_description(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "devices", body_value(desc, json_devices(desc)));
 	bad |= json_object_set_new(o, "mmds_present",
 				   body_value(desc, json_boolean(desc->mmds_present)));
-	bad |= json_object_set_new(o, "inferred_memory_path", mem ? json_text(mem) : json_null());
+	bad |= json_object_set_new(o, "inferred_memory_path",
+				   mem ? squib_json_text(mem) : json_null());
 	bad |= json_object_set_new(o, "inferred_memory_exists",
 				   json_boolean(desc->inferred_memory_exists));
 	bad |= json_object_set_new(o, "inferred_memory_size", json_memory_size(desc));
 	bad |= json_object_set_new(o, "memory", json_memory(desc));
 	bad |= json_object_set_new(o, "crc_ok", json_boolean(desc->crc_ok));
 	if (!desc->body_ok)
-		bad |= json_object_set_new(o, "body_error", json_text(desc->body_error));
+		bad |= json_object_set_new(o, "body_error", squib_json_text(desc->body_error));
 	if (bad) {
 		json_decref(o);
 		return NULL;
@@ -838,12 +838,59 @@ static json_t *json_description(const struct squib_description *desc)
 
 int squib_describe_json(const struct squib_description *desc, char **out)
 {
-	json_t *o;
-
 	if (!desc || !out)
 		return SQUIB_E_INVALID_ARGUMENT;
-	o = json_description(desc);
+	return squib_json_dump(json_description(desc), out);
+}
+
+int squib_json_dump(json_t *o, char **out)
+{
 	*out = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);
 	return *out ? 0 : SQUIB_E_NOMEM;
+}
+
+/* ---- a failure as JSON ---- */
+
+static json_t *json_error_object(int code, const struct squib_error_detail *d, const char *path)
+{
+	char message[SQUIB_ERROR_TEXT_MAX], text[SQUIB_ERROR_TEXT_MAX];
+	json_t *o = json_object();
+	int bad = !o;
+
+	if (bad)
+		return NULL;
+	squib_error_message(code, d, message, sizeof(message));
+	squib_error_format(code, d, text, sizeof(text));
+	bad |= json_object_set_new(o, "code", json_string(squib_error_name(code)));
+	bad |= json_object_set_new(o, "value", json_integer(code));
+	bad |= json_object_set_new(o, "path", path ? squib_json_text(path) : json_null());
+	bad |= json_object_set_new(o, "message", squib_json_text(message));
+	bad |= json_object_set_new(o, "detail",
+				   d && d->msg[0] ? squib_json_text(d->msg) : json_null());
+	bad |= json_object_set_new(o, "os_errno",
+				   d && d->os_errno ? json_integer(d->os_errno) : json_null());
+	bad |= json_object_set_new(o, "text", squib_json_text(text));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int squib_error_json(int code, const struct squib_error_detail *d, const char *path, char **out)
+{
+	json_t *o, *e;
+
+	if (!out)
+		return SQUIB_E_INVALID_ARGUMENT;
+	*out = NULL;
+	e = json_error_object(code, d, path);
+	o = json_object();
+	/* json_object_set_new takes e also when it fails (or when o or e is NULL). */
+	if (json_object_set_new(o, "error", e)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return squib_json_dump(o, out);
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "input_internal.h"
+#include "json_internal.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "util.h"
@@ -484,4 +485,73 @@ int squib_verify(const char *state_path, const struct squib_verify_options *opts
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	return 0;
+}
+
+/* ---- JSON form ---- */
+
+static const char *status_json(enum squib_check_status s)
+{
+	switch (s) {
+	case SQUIB_CHECK_OK:
+		return "ok";
+	case SQUIB_CHECK_SKIPPED:
+		return "skipped";
+	case SQUIB_CHECK_FAILED:
+		return "failed";
+	case SQUIB_CHECK_CORRUPT:
+		return "corrupt";
+	}
+	return "unknown";
+}
+
+static json_t *json_check(enum squib_check_id id, const struct squib_check_result *c)
+{
+	json_t *o = json_object();
+	int bad = !o;
+
+	if (bad)
+		return NULL;
+	bad |= json_object_set_new(o, "name", json_string(squib_check_name(id)));
+	bad |= json_object_set_new(o, "status", json_string(status_json(c->status)));
+	bad |= json_object_set_new(o, "code",
+				   c->code ? json_string(squib_error_name(c->code)) : json_null());
+	bad |=
+	    json_object_set_new(o, "detail", c->detail ? squib_json_text(c->detail) : json_null());
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *json_report(const char *state_path, const struct squib_verify_report *r)
+{
+	json_t *o = json_object(), *checks = json_array();
+	int bad = !o || !checks;
+
+	for (int id = 0; !bad && id < SQUIB_CHECK_COUNT; id++)
+		bad |= json_array_append_new(checks, json_check(id, &r->checks[id]));
+	if (bad) {
+		json_decref(o);
+		json_decref(checks);
+		return NULL;
+	}
+	bad |= json_object_set_new(o, "state_path", squib_json_text(state_path));
+	bad |= json_object_set_new(o, "memory_path",
+				   r->memory_path ? squib_json_text(r->memory_path) : json_null());
+	bad |= json_object_set_new(o, "checks", checks);
+	bad |= json_object_set_new(o, "result", json_string(status_json(squib_verify_worst(r))));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
+			     char **out)
+{
+	if (!state_path || !r || !out)
+		return SQUIB_E_INVALID_ARGUMENT;
+	return squib_json_dump(json_report(state_path, r), out);
 }

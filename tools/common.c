@@ -2,6 +2,7 @@
 /* Helpers shared by the subcommands: option values, safe text, the progress bar. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,6 +52,29 @@ void cli_error(const char *cmd, const char *what, int code, const struct squib_e
 	}
 	cli_put_text(stderr, msg);
 	fputc('\n', stderr);
+}
+
+int cli_fail(const char *cmd, const char *path, int json, int code,
+	     const struct squib_error_detail *d)
+{
+	char *text = NULL;
+
+	cli_error(cmd, path, code, d);
+	if (json && !squib_error_json(code, d, path, &text)) {
+		fflush(stderr);
+		puts(text);
+		fflush(stdout);
+	}
+	free(text);
+	return cli_exit_code(code);
+}
+
+int cli_exit_code(int code)
+{
+	if (!code)
+		return CLI_EXIT_OK;
+	return code == SQUIB_E_CRC_MISMATCH || code == SQUIB_E_PAIR_MISMATCH ? CLI_EXIT_INTEGRITY
+									     : CLI_EXIT_ERROR;
 }
 
 int cli_mem_path(const char *cmd, const char *state, const char **mem, char **owned)

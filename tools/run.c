@@ -428,7 +428,7 @@ static int run_run(int argc, char **argv)
 	free_images(&im);
 	free(mem_default);
 	free(diff_mem_default);
-	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+	return cli_exit_code(rc);
 }
 
 const struct cli_command cli_cmd_run = {

@@ -113,6 +113,15 @@ int squib_describe_human(const struct squib_description *desc, char **out);
  * object, or null; heap string, free(). */
 int squib_describe_json(const struct squib_description *desc, char **out);
 
+/*
+ * A failure as a JSON object, what `describe --json` and `verify --json`
+ * print instead of a report: {"error": {"code": "SQUIB_E_IO", "value": -1013,
+ * "path": PATH or null, "message": the wire-stable text, "detail": d->msg or
+ * null, "os_errno": N or null, "text": squib_error_format's}}. d and path may
+ * be NULL; heap string, free().
+ */
+int squib_error_json(int code, const struct squib_error_detail *d, const char *path, char **out);
+
 /* Memory path for a state path: the last extension replaced by "mem" (Rust
  * Path::with_extension semantics). *out is NULL when the file name has no
  * extension (including dotfiles such as ".snap"). */

@@ -113,6 +113,15 @@ void squib_verify_report_free(struct squib_verify_report *r);
 /* The worst status in the report (SKIPPED counts as OK). */
 enum squib_check_status squib_verify_worst(const struct squib_verify_report *r);
 
+/*
+ * The report as a JSON object (heap string, free()): {"state_path", "memory_path"
+ * (null when none was checked), "checks": [{"name", "status" ("ok", "skipped",
+ * "failed", "corrupt"), "code" (SQUIB_E_* name or null), "detail" (or null)}]
+ * in check order, "result": the worst status ("ok", "failed", "corrupt")}.
+ */
+int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
+			     char **out);
+
 /* "state crc", "pair binding", ...; "unknown" for an out-of-range id. */
 const char *squib_check_name(enum squib_check_id id);
 
