@@ -3,7 +3,7 @@
 # only when one is missing (so a warm machine pays nothing).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libcmocka-dev libjansson-dev
-      strace e2fsprogs busybox-static cpio linux-image-cloud-amd64)
+      strace e2fsprogs busybox-static cpio linux-image-cloud-amd64 man-db groff-base)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
