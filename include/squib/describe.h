@@ -121,7 +121,8 @@ SQUIB_API int squib_describe_json(const struct squib_description *desc, char **o
  * null, "os_errno": N or null, "text": squib_error_format's}}. d and path may
  * be NULL; heap string, free().
  */
-int squib_error_json(int code, const struct squib_error_detail *d, const char *path, char **out);
+SQUIB_API int squib_error_json(int code, const struct squib_error_detail *d, const char *path,
+			       char **out);
 
 /* Memory path for a state path: the last extension replaced by "mem" (Rust
  * Path::with_extension semantics). *out is NULL when the file name has no
@@ -135,8 +136,8 @@ SQUIB_API int squib_infer_memory_path(const char *state_path, char **out);
  * heap string (free()); SQUIB_E_INVALID_PATH when there is none (the state
  * path has no extension to replace: the memory file must be named).
  */
-int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
+				       struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -118,13 +118,14 @@ SQUIB_API int squib_error_message(int code, const struct squib_error_detail *d, 
  * characters are passed through: escape them before showing the text on a
  * terminal.
  */
-int squib_error_format(int code, const struct squib_error_detail *d, char *buf, size_t len);
+SQUIB_API int squib_error_format(int code, const struct squib_error_detail *d, char *buf,
+				 size_t len);
 
 /* Static name of the code, e.g. "SQUIB_E_CRC_MISMATCH"; "SQUIB_E_UNKNOWN" if none. */
 SQUIB_API const char *squib_error_name(int code);
 
 /* Forget the last error in d (code, errno, msg) without zeroing it all; d may be NULL. */
-void squib_error_clear(struct squib_error_detail *d);
+SQUIB_API void squib_error_clear(struct squib_error_detail *d);
 
 /*
  * The backend rule (see the top of this file), for a caller of an op: call
@@ -134,7 +135,7 @@ void squib_error_clear(struct squib_error_detail *d);
  * for -errno (os_errno kept, msg = what), or SQUIB_E_CAPTURE for any other
  * value (msg says which).
  */
-int squib_backend_rc(int rc, struct squib_error_detail *d, const char *what_fmt, ...)
+SQUIB_API int squib_backend_rc(int rc, struct squib_error_detail *d, const char *what_fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*

@@ -120,8 +120,8 @@ SQUIB_API enum squib_check_status squib_verify_worst(const struct squib_verify_r
  * "failed", "corrupt"), "code" (SQUIB_E_* name or null), "detail" (or null)}]
  * in check order, "result": the worst status ("ok", "failed", "corrupt")}.
  */
-int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
-			     char **out);
+SQUIB_API int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
+				       char **out);
 
 /* "state crc", "pair binding", ...; "unknown" for an out-of-range id. */
 SQUIB_API const char *squib_check_name(enum squib_check_id id);
