@@ -177,14 +177,14 @@ static int set_body(struct squib_description *out, const struct squib_microvm_st
 	return copy_devices(out, st);
 }
 
-/* The rendered message of an error, as a heap string (NULL if out of memory). */
+/* squib_error_format of an error, as a heap string (NULL if out of memory). */
 static char *error_text(int code, const struct squib_error_detail *e)
 {
-	int n = squib_error_message(code, e, NULL, 0);
+	int n = squib_error_format(code, e, NULL, 0);
 	char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (s)
-		squib_error_message(code, e, s, (size_t)n + 1);
+		squib_error_format(code, e, s, (size_t)n + 1);
 	return s;
 }
 
@@ -341,7 +341,6 @@ static int set_match(struct squib_description *desc, enum squib_memory_match m, 
 	return 0;
 }
 
-/* The rendered message, with the detail text when it does not show it. */
 static int set_unreadable(struct squib_description *desc, int code,
 			  const struct squib_error_detail *e)
 {
@@ -350,10 +349,7 @@ static int set_unreadable(struct squib_description *desc, int code,
 
 	if (!msg)
 		return SQUIB_E_NOMEM;
-	if (e->msg[0] && !strstr(msg, e->msg))
-		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s: %s", msg, e->msg);
-	else
-		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s", msg);
+	r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s", msg);
 	free(msg);
 	return r;
 }

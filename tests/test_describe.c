@@ -588,7 +588,7 @@ static void test_should_say_when_the_memory_file_is_missing_or_unreadable(void *
 	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_UNREADABLE);
 	assert_contains(desc.memory_match_detail, "memory file footer CRC");
 	text = human(&desc);
-	assert_contains(text, "\n  memory file match:   UNREADABLE (snapshot CRC64 mismatch: ");
+	assert_contains(text, "\n  memory file match:   UNREADABLE (snapshot CRC64 mismatch (");
 	free(text);
 	squib_description_free(&desc);
 	assert_int_equal(remove(p.mem), 0);
