@@ -372,7 +372,7 @@ static void test_should_never_ignore_an_explicit_mem(void **state)
 {
 	struct fx *f = *state;
 	struct squib_test_proc r;
-	char *noext = p(f, "noext");
+	char *noext = p(f, "noext"), *base = p(f, "base.snap");
 
 	/* Before: "skipped: the state has no memory section", exit 0, --mem unread. */
 	cli(f, &r, "verify", "plain.snap", "--mem", "base.mem", NULL);
@@ -384,7 +384,7 @@ static void test_should_never_ignore_an_explicit_mem(void **state)
 	assert_int_equal(r.status, 0);
 	squib_test_proc_free(&r);
 	/* One rule: an extensionless STATE has no default memory file, in restore as in verify. */
-	copy_file(squib_test_path(f->dir, "base.snap"), noext);
+	copy_file(base, noext);
 	cli(f, &r, "restore", "noext", NULL);
 	assert_int_equal(r.status, 1);
 	assert_contains(r.err, "squib-snapshot: restore: noext: invalid snapshot path: no memory "
@@ -398,6 +398,7 @@ static void test_should_never_ignore_an_explicit_mem(void **state)
 	assert_int_equal(r.status, 0);
 	squib_test_proc_free(&r);
 	free(noext);
+	free(base);
 }
 
 /* ---- man pages ---- */
