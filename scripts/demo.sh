@@ -152,19 +152,21 @@ kvm_demo() {
 	cd - >/dev/null
 }
 
-# Lazy restore of the rebased pair: pages on first touch, from an external page-fault
-# handler (squib-snapshot serve, Firecracker's Uffd handshake), then from the in-process
-# pager with a recorded working set prefetched. Fails the demo unless the guest counts on.
+# Lazy restore: pages on first touch, from an external page-fault handler (squib-snapshot
+# serve, Firecracker's Uffd handshake) reading the chain (full.mem under diff.mem), then
+# the rebased pair from the in-process pager with a recorded working set prefetched.
+# Fails the demo unless the guest counts on.
 lazy_demo() {
 	local served serve_pid faults1 faults2 out i
 
 	step "lazy restore: guest pages on first touch, served by an external handler over Firecracker's Uffd protocol"
-	echo "\$ squib-snapshot serve --socket uffd.sock --mem rebased.mem --state rebased.snap &"
-	"$cli" serve --socket uffd.sock --mem rebased.mem --state rebased.snap >serve.out 2>&1 &
+	echo "  (serve reads the chain itself: diff.mem over full.mem, each page from the newest layer holding it)"
+	echo "\$ squib-snapshot serve --socket uffd.sock --state diff.snap --chain full.mem &"
+	"$cli" serve --socket uffd.sock --state diff.snap --chain full.mem >serve.out 2>&1 &
 	serve_pid=$!
 	for i in $(seq 1 100); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.05; done
-	echo "\$ squib-snapshot restore rebased.snap --uffd-sock uffd.sock"
-	out=$("$cli" restore rebased.snap --uffd-sock uffd.sock) || die "restore through serve failed"
+	echo "\$ squib-snapshot restore diff.snap --uffd-sock uffd.sock"
+	out=$("$cli" restore diff.snap --uffd-sock uffd.sock) || die "restore through serve failed"
 	echo "$out"
 	wait "$serve_pid" || die "serve failed: $(cat serve.out)"
 	sed 's/^/  serve: /' serve.out
