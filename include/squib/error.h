@@ -17,8 +17,9 @@
  * Backends (the ops structs of squib/vm.h, squib/vcpu.h, squib/track.h,
  * squib/pager.h) follow one rule, applied in one place (squib_backend_rc):
  * an op returns 0, a SQUIB_E_* code (with d filled, or not: then the library
- * names the op), or -errno (errno 1..1000), which becomes SQUIB_E_IO with the errno kept in
- * os_errno. Anything else is a backend bug, reported as SQUIB_E_CAPTURE.
+ * names the op), or -errno (errno 1..1000), which becomes SQUIB_E_IO with the
+ * errno kept in os_errno. Anything else is a backend bug, reported as
+ * SQUIB_E_CAPTURE.
  *
  * Thread-safety: all functions here are reentrant; a detail struct belongs to
  * the caller and must not be shared between concurrent calls.
