@@ -24,7 +24,8 @@ static void pull_usage(FILE *out)
 		"  --workers N     parallel downloads (default 8)\n"
 		"  --progress      always draw a progress bar on stderr\n"
 		"  --no-progress   never draw it (default: on a terminal, for 64 MiB or more)\n\n"
-		"exit status: 0 pulled; 2 a chunk or image fails its check; 1 otherwise.\n");
+		"exit status: 0 pulled; 2 a chunk or image fails its check (hash, CRC), or the\n"
+		"             state does not describe the image; 1 otherwise.\n");
 }
 
 /* "STORE/ID" into the store URL (malloc'd) and the id. */
@@ -106,9 +107,7 @@ static int pull_run(int argc, char **argv)
 	squib_store_close(s);
 	free(store);
 	free(state);
-	if (!r)
-		return CLI_EXIT_OK;
-	return r == SQUIB_E_CRC_MISMATCH ? CLI_EXIT_INTEGRITY : CLI_EXIT_ERROR;
+	return cli_exit_code(r);
 }
 
 const struct cli_command cli_cmd_pull = {

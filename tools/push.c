@@ -30,7 +30,8 @@ static void push_usage(FILE *out)
 		"  --workers N     parallel uploads (default 8)\n"
 		"  --progress      always draw a progress bar on stderr\n"
 		"  --no-progress   never draw it (default: on a terminal, for 64 MiB or more)\n\n"
-		"exit status: 0 pushed; 2 an input fails an integrity check; 1 otherwise.\n");
+		"exit status: 0 pushed; 2 an input fails an integrity check (CRC, digest, pair\n"
+		"             binding); 1 otherwise: bad usage, unreadable input, the store.\n");
 }
 
 struct push_args {
@@ -107,25 +108,23 @@ static int push_run(int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 	o.workers = a.workers;
-	if (!a.mem && !(mem = cli_default_mem_path(a.state)))
+	if (cli_mem_path("push", a.state, &a.mem, &mem))
 		return CLI_EXIT_ERROR;
 	if ((r = squib_store_open(a.to, &o, &s, &d))) {
 		cli_error("push", a.to, r, &d);
 		free(mem);
-		return CLI_EXIT_ERROR;
+		return cli_exit_code(r);
 	}
-	r = squib_store_push(s, a.state, a.mem ? a.mem : mem, a.chain, NULL, a.n,
+	r = squib_store_push(s, a.state, a.mem, a.chain, NULL, a.n,
 			     cli_progress_start(&bar, "push", a.progress), &st, &d);
 	cli_progress_end(&bar);
 	if (r)
 		cli_error("push", a.state, r, &d);
 	else
-		print_push(&a, a.mem ? a.mem : mem, &st);
+		print_push(&a, a.mem, &st);
 	squib_store_close(s);
 	free(mem);
-	if (!r)
-		return CLI_EXIT_OK;
-	return r == SQUIB_E_CRC_MISMATCH ? CLI_EXIT_INTEGRITY : CLI_EXIT_ERROR;
+	return cli_exit_code(r);
 }
 
 const struct cli_command cli_cmd_push = {

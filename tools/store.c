@@ -94,7 +94,7 @@ static int store_run(int argc, char **argv)
 		cli_error("store", url, r, &d);
 	if (!r && (fflush(stdout) || ferror(stdout)))
 		r = SQUIB_E_IO;
-	return !r ? CLI_EXIT_OK : r == SQUIB_E_CRC_MISMATCH ? CLI_EXIT_INTEGRITY : CLI_EXIT_ERROR;
+	return cli_exit_code(r);
 }
 
 const struct cli_command cli_cmd_store = {

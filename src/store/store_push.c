@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <squib/describe.h>
 #include <squib/envelope.h>
 #include <squib/store.h>
 
@@ -32,7 +33,7 @@ struct push {
 };
 
 /* The push's lease renewed every few minutes, so a gc never takes it for dead
- * however long the push reads (docs/DESIGN.md §15, case 6). */
+ * however long the push reads (docs/DESIGN.md §17, case 6). */
 #define PUSH_LEASE_REFRESH_NS (300ull * 1000000000ull)
 
 static uint64_t mono_ns(void)
@@ -339,25 +340,20 @@ static int on_known(void *ctx, const struct squib_store_object *o)
 }
 
 static int layer_paths(const char *const *chain_states, const char *const *chain_mems, size_t n,
-		       const char *memory_path, char ***out)
+		       const char *memory_path, char ***out, struct squib_error_detail *d)
 {
 	char **v = calloc(n + 1, sizeof(*v));
+	int r = 0;
 
 	*out = v;
 	if (!v)
-		return SQUIB_E_NOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const char *st = chain_states[i], *dot = strrchr(st, '.');
-		size_t stem = dot && !strchr(dot, '/') ? (size_t)(dot - st) : strlen(st);
-
-		if (chain_mems && chain_mems[i])
-			v[i] = strdup(chain_mems[i]);
-		else if ((v[i] = malloc(stem + 5)))
-			snprintf(v[i], stem + 5, "%.*s.mem", (int)stem, st);
-		if (!v[i])
-			return SQUIB_E_NOMEM;
-	}
-	return (v[n] = strdup(memory_path)) ? 0 : SQUIB_E_NOMEM;
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (size_t i = 0; !r && i < n; i++) /* the one memory-path rule (squib/describe.h) */
+		r = squib_mem_path_for_state(chain_states[i], chain_mems ? chain_mems[i] : NULL,
+					     &v[i], d);
+	if (!r && !(v[n] = strdup(memory_path)))
+		r = squib_fail(d, SQUIB_E_NOMEM);
+	return r;
 }
 
 int squib_store_push(struct squib_store *s, const char *state_path, const char *memory_path,
@@ -374,8 +370,7 @@ int squib_store_push(struct squib_store *s, const char *state_path, const char *
 	memset(p.st, 0, sizeof(*p.st));
 	if (!state_path || !memory_path || (n && !chain_states))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "push: NULL argument");
-	if ((r = layer_paths(chain_states, chain_mems, n, memory_path, &paths)))
-		r = squib_fail(d, r);
+	r = layer_paths(chain_states, chain_mems, n, memory_path, &paths, d);
 	for (size_t i = 0; !r && i <= n; i++) {
 		struct squib_memfile *m;
 
