@@ -72,6 +72,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <squib/error.h>
 #include <squib/state.h>
@@ -303,6 +304,15 @@ int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
+
+/*
+ * A diagnostic dump to `out`, for a guest that stopped making progress: per
+ * vCPU its exit counts, RIP/RSP/RFLAGS, control registers, MP state, pending
+ * events, LAPIC (TPR/PPR, LVTs, timer, IRR/ISR) and TSC deadline; the PICs,
+ * the IOAPIC's unmasked pins and the PIT. A running VM is paused for it and
+ * resumed after. Text for people, not a stable format.
+ */
+int squib_kvm_vm_dump(struct squib_kvm_vm *vm, FILE *out, struct squib_error_detail *d);
 
 /*
  * Stop the VM for good because something it cannot run without failed (its
