@@ -18,7 +18,9 @@
 #                      command, environment and working directory (files they name
 #                      are added; a directory holding a CMakeLists.txt/CMakeCache.txt
 #                      is only created, not copied)
-#   --mem MIB          VM memory (default 2048)     --smp N   vCPUs (default 2)
+#   --mem MIB          VM memory (default 2048)
+#   --smp N            vCPUs (default 1: with more, QEMU's TCG delivers some interrupts that
+#                      KVM injects into its guests twice, see docs/DESIGN.md)
 #   --timeout SEC      hard limit for the whole VM (default 1800)
 #   --cpu MODEL        QEMU CPU model (default EPYC,+svm,+npt)
 #   --log FILE         keep the raw console log there
@@ -32,7 +34,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SQUIB_KVM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/squib-kvm-vm}
-prepare=0 kernel=6.1 tcg_thread=single mem=2048 smp=2 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
+prepare=0 kernel=6.1 tcg_thread=single mem=2048 smp=1 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
 adds=() envs=() cmds=() names=() ctests=() user_cmds=()
 M=@@KVMVM@@
 

@@ -138,6 +138,9 @@ int cli_vm_wait_until(struct cli_vm *c, uint32_t i, uint64_t want, uint32_t time
 uint32_t cli_vm_wait_ms(const struct cli_vm *c);
 /* Wait until every vCPU has made `reports` more reports than now. */
 int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_detail *d);
+/* A guest that stopped making progress: squib_kvm_vm_dump to stderr three times, 100 ms
+ * apart (a RIP that moves is a loop, one that stays is a wait); cmd names the command. */
+void cli_vm_dump_stuck(struct cli_vm *c, const char *cmd);
 /* Print "vCPU i: counter C, reports R" for each vCPU (counter from guest memory),
  * or for Linux "console: N lines, B bytes, last 'LINE'". */
 void cli_vm_print_counters(struct cli_vm *c, FILE *out);

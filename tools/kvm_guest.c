@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <squib/load.h>
 
@@ -95,7 +96,19 @@ int cli_vm_wait_reports(struct cli_vm *c, uint64_t reports, struct squib_error_d
 
 	for (uint32_t i = 0; !rc && i < n; i++)
 		rc = cli_vm_wait_until(c, i, cli_vm_reports(c, i) + reports, cli_vm_wait_ms(c), d);
+	if (rc)
+		cli_vm_dump_stuck(c, "run");
 	return rc;
+}
+
+void cli_vm_dump_stuck(struct cli_vm *c, const char *cmd)
+{
+	for (int i = 0; i < 3; i++) {
+		fprintf(stderr, "squib-snapshot: %s: guest state, sample %d of 3:\n", cmd, i + 1);
+		if (squib_kvm_vm_dump(c->vm, stderr, NULL))
+			break;
+		usleep(100000);
+	}
 }
 
 void cli_vm_print_counters(struct cli_vm *c, FILE *out)

@@ -298,6 +298,8 @@ static int wait_reports(struct cli_vm *c, struct squib_guest_memory *g, uint64_t
 				return prc;
 		} while (rc && waited < cli_vm_wait_ms(c));
 	}
+	if (rc)
+		cli_vm_dump_stuck(c, "restore");
 	return rc;
 }
 

@@ -27,7 +27,8 @@ static void run_usage(FILE *out)
 	    "usage: squib-snapshot run GUEST STATE [--mem PATH] [--vcpus N] [--reports N]\n"
 	    "                          [--diff STATE2 [--diff-mem PATH]] [--hold]\n"
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
-	    "                          [--ram MiB] [--ready TEXT] [--console PATH] STATE\n"
+	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
+	    "                          [--boot-timeout SEC] STATE\n"
 	    "                          [--mem PATH] [--reports N] [--diff STATE2 ...] [--hold]\n\n"
 	    "Boots GUEST, a flat x86-64 binary (the protocol of tests/guests/counter.S:\n"
 	    "entered in 64-bit mode at 0x10000 with %%rsi = the vCPU's counter page at\n"
@@ -57,17 +58,21 @@ static void run_usage(FILE *out)
 	    "  --ram MiB      guest RAM (default %u)\n"
 	    "  --ready TEXT   the console text that says the guest runs its workload\n"
 	    "                 (default \"%s\")\n"
-	    "  --console PATH the console output to PATH instead of stdout\n\n"
+	    "  --console PATH the console output to PATH instead of stdout\n"
+	    "  --boot-timeout SEC  give up when no ready line came within SEC seconds\n"
+	    "                 (default %u), printing the vCPU's and the interrupt\n"
+	    "                 controllers' state to stderr\n\n"
 	    "Every \"saved ...\" line is printed (and flushed) once its pair is in place.\n\n"
 	    "exit status: 0 saved; 1 otherwise (no /dev/kvm, bad guest, failed save).\n"
 	    "With --hold it does not exit on its own after a successful run.\n",
-	    SQUIB_KVM_MAX_VCPUS, RUN_LINUX_CMDLINE, RUN_LINUX_RAM_MIB, RUN_LINUX_READY);
+	    SQUIB_KVM_MAX_VCPUS, RUN_LINUX_CMDLINE, RUN_LINUX_RAM_MIB, RUN_LINUX_READY,
+	    CLI_LINUX_BOOT_MS / 1000);
 }
 
 struct run_args {
 	const char *guest, *state, *mem, *diff, *diff_mem;
 	const char *kernel, *initrd, *cmdline, *ready, *console; /* the Linux guest */
-	uint32_t vcpus, reports, ram_mib;
+	uint32_t vcpus, reports, ram_mib, boot_s;
 	bool hold, vcpus_given;
 };
 
@@ -86,6 +91,14 @@ static int linux_option(int argc, char **argv, int *i, struct run_args *a)
 			       -1;
 		if (r)
 			return 1;
+	}
+	if ((r = cli_option_value(argc, argv, i, "--boot-timeout", &v))) {
+		if (r < 0 || cli_parse_count(v, 1, CLI_LINUX_BOOT_MS / 1000, &a->boot_s))
+			return fprintf(stderr,
+				       "squib-snapshot: run: bad --boot-timeout (1..%u s)\n",
+				       CLI_LINUX_BOOT_MS / 1000),
+			       -1;
+		return 1;
 	}
 	if (!(r = cli_option_value(argc, argv, i, "--ram", &v)))
 		return 0;
@@ -124,6 +137,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	a->ram_mib = RUN_LINUX_RAM_MIB;
 	a->cmdline = RUN_LINUX_CMDLINE;
 	a->ready = RUN_LINUX_READY;
+	a->boot_s = CLI_LINUX_BOOT_MS / 1000;
 	for (int i = 1; i < argc; i++) {
 		int r;
 
@@ -249,24 +263,26 @@ static int wait_ready(struct cli_vm *c, const struct run_args *a, uint64_t t0,
 		      struct squib_error_detail *d)
 {
 	struct squib_kvm_uart_info info;
-	int rc;
+	uint32_t limit = a->boot_s * 1000u;
 
-	do {
+	squib_kvm_uart_get(c->uart, &info);
+	while (!strstr(info.last_line, a->ready)) {
 		uint64_t waited = (cli_now_ns() - t0) / 1000000u;
 
-		if (waited >= CLI_LINUX_BOOT_MS)
-			return squib_fail_msg(d, SQUIB_E_IO, "no console line with '%s' in %u s",
-					      a->ready, CLI_LINUX_BOOT_MS / 1000);
-		squib_kvm_uart_get(c->uart, &info);
-		rc = squib_kvm_uart_wait_lines(c->uart, info.lines + 1,
-					       CLI_LINUX_BOOT_MS - (uint32_t)waited, &info, d);
-	} while (!rc && !strstr(info.last_line, a->ready));
-	if (!rc) {
-		printf("booted: '%s' on the console %.1f ms after the boot began\n", info.last_line,
-		       (double)(cli_now_ns() - t0) / 1e6);
-		fflush(stdout);
+		if (waited >= limit) {
+			cli_vm_dump_stuck(c, "run");
+			return squib_fail_errno_msg(d, SQUIB_E_IO, ETIMEDOUT,
+						    "no console line with '%s' in %u s", a->ready,
+						    a->boot_s);
+		}
+		/* A timeout here is the check above on the next turn. */
+		(void)squib_kvm_uart_wait_lines(c->uart, info.lines + 1, limit - (uint32_t)waited,
+						&info, NULL);
 	}
-	return rc;
+	printf("booted: '%s' on the console %.1f ms after the boot began\n", info.last_line,
+	       (double)(cli_now_ns() - t0) / 1e6);
+	fflush(stdout);
+	return 0;
 }
 
 static int boot_linux(struct cli_vm *c, const struct run_args *a, const struct run_images *im,

@@ -26,6 +26,7 @@
  *                             vCPUs start directly in 64-bit mode at the given RIP
  *   squib_kvm_vm_start        one thread per vCPU, each looping on KVM_RUN
  *   squib_kvm_vm_pause/resume stop every vCPU outside KVM_RUN and let them go again
+ *   squib_kvm_vm_dump         what a stuck guest's vCPUs and interrupt controllers hold, as text
  *   squib_kvm_vm_fail         stop it for good with an error (a dead page server),
  *                             also a vCPU blocked on a page nobody will serve
  *   squib_kvm_vm_capture      x86 vCPU + VM state (+ device blobs) into a squib_microvm_state
@@ -82,6 +83,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <squib/error.h>
 #include <squib/state.h>
@@ -319,6 +321,16 @@ SQUIB_API int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_det
 SQUIB_API int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 SQUIB_API int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 SQUIB_API bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
+
+/*
+ * A diagnostic dump to `out`, for a guest that stopped making progress: per
+ * vCPU its exit counts, RIP/RSP/RFLAGS, control registers, MP state, pending
+ * events, the stack words that look like kernel text addresses (a backtrace
+ * with the guest's symbols), LAPIC (TPR/PPR, LVTs, timer, IRR/ISR) and TSC
+ * deadline; the PICs, the IOAPIC's unmasked pins and the PIT. A running VM is
+ * paused for it and resumed after. Text for people, not a stable format.
+ */
+SQUIB_API int squib_kvm_vm_dump(struct squib_kvm_vm *vm, FILE *out, struct squib_error_detail *d);
 
 /*
  * Stop the VM for good because something it cannot run without failed (its
