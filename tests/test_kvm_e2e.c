@@ -1462,25 +1462,32 @@ static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
 	first = strtoull(at + 7, NULL, 10);
 	assert_true(first > 0);
 
-	serve_bg(&pr, "--prefetch-ws", "h.ws", &h);
-	cli(pr.dir, restore, &p);
-	if (p.status)
-		fail_msg("restore --uffd-sock: %s", p.err);
-	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
-	squib_test_proc_free(&p);
-	assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
-	assert_non_null(strstr(h.obuf, "prefetched the working set: "));
-	assert_non_null(at = strstr(h.obuf, "faults "));
-	second = strtoull(at + 7, NULL, 10);
 	/*
 	 * Fewer, not "none": Firecracker's protocol has no acknowledgement, so the VMM may
 	 * touch a page before serve's prefetch (right after the handshake) installs it. Here
-	 * it is 3 -> 0 in a normal build; a TSan-slowed serve has been seen to lose one page
-	 * of the race. The >= 90 % cut is asserted where the prefetch is ordered before the
-	 * guest runs (in-process: test_should_record_a_working_set_and_prefetch_it_from_the_cli).
+	 * it is 3 -> 0 in a normal build, but the VMM has won the whole race (all three pages)
+	 * about once in 20 runs when it and serve share one CPU, so the race is run up to
+	 * three times: a prefetch that never installs anything still fails all three. The
+	 * >= 90 % cut is asserted where the prefetch is ordered before the guest runs
+	 * (in-process: test_should_record_a_working_set_and_prefetch_it_from_the_cli).
 	 */
+	second = first;
+	for (int attempt = 1; attempt <= 3 && second >= first; attempt++) {
+		serve_bg(&pr, "--prefetch-ws", "h.ws", &h);
+		cli(pr.dir, restore, &p);
+		if (p.status)
+			fail_msg("restore --uffd-sock: %s", p.err);
+		assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+		squib_test_proc_free(&p);
+		assert_int_equal(squib_test_bg_finish(&h, 5000), 0);
+		assert_non_null(strstr(h.obuf, "prefetched the working set: "));
+		assert_non_null(at = strstr(h.obuf, "faults "));
+		second = strtoull(at + 7, NULL, 10);
+		printf("  prefetch attempt %d: %llu -> %llu faults\n", attempt, first, second);
+	}
 	if (second >= first)
-		fail_msg("prefetch left %llu of %llu faults: '%s'", second, first, h.obuf);
+		fail_msg("prefetch left %llu of %llu faults, three times: '%s'", second, first,
+			 h.obuf);
 	pair_free(&pr);
 }
 
