@@ -16,7 +16,7 @@
 
 #include "load_internal.h"
 #include "memfile_internal.h"
-#include "pager_internal.h"
+#include "chain_internal.h"
 #include "pair.h"
 
 /* ---- guest memory ------------------------------------------------------------------ */
@@ -214,6 +214,30 @@ static int new_guest_memory(const struct squib_memory_layout *l, enum squib_memo
 	return 0;
 }
 
+/* The layers as an owned chain's page source (l is emptied: the chain owns them). */
+static int layers_to_source(struct layers *l, struct squib_page_source *src,
+			    struct squib_error_detail *d)
+{
+	struct squib_chain *c = NULL;
+	size_t i = 0;
+	int rc = squib_chain_new(l->n, &c, d);
+
+	for (; !rc && i < l->n; i++)
+		rc = squib_chain_add(c, squib_chain_layer_file(l->v[i], true), d);
+	for (; i < l->n; i++)
+		squib_memfile_close(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+	if (!rc)
+		rc = squib_chain_seal(c, d);
+	if (rc) {
+		squib_chain_free(c);
+		return rc;
+	}
+	return squib_page_source_chain_owned(c, src, d);
+}
+
 /* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
 static int start_pager(struct layers *l, struct squib_guest_memory *g,
 		       const struct squib_lazy_options *lazy, struct squib_error_detail *d)
@@ -228,9 +252,7 @@ static int start_pager(struct layers *l, struct squib_guest_memory *g,
 	for (uint32_t i = 0; i < g->region_count; i++)
 		r[i] = (struct squib_pager_region){g->regions[i].host, g->regions[i].size,
 						   top->region_off[i] / g->page_size};
-	rc = squib_page_source_layers(l->v, l->n, true, &src, d);
-	l->v = NULL; /* the source owns them now, also on failure */
-	l->n = 0;
+	rc = layers_to_source(l, &src, d);
 	if (!rc)
 		rc = squib_pager_start(r, g->region_count, src, lazy ? &lazy->pager : NULL,
 				       &g->pager, d);

@@ -19,6 +19,8 @@
 #include <squib/dirty.h>
 #include <squib/progress.h>
 #include <squib/memfile.h>
+#include <squib/chain.h>
+#include <squib/page_source.h>
 #include <squib/track.h>
 #include <squib/vcpu.h>
 #include <squib/verify.h>
