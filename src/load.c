@@ -43,20 +43,6 @@ void squib_guest_memory_release(struct squib_guest_memory *g)
 	g->remote = NULL;
 }
 
-/* The open layers, base first, the memory file last. */
-struct layers {
-	struct squib_memfile **v;
-	size_t n;
-};
-
-static void layers_close(struct layers *l)
-{
-	for (size_t i = 0; l->v && i < l->n; i++)
-		squib_memfile_close(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-}
-
 static int check_chain_shape(const struct squib_memfile *top, size_t n,
 			     struct squib_error_detail *d)
 {
@@ -74,31 +60,26 @@ static int check_chain_shape(const struct squib_memfile *top, size_t n,
 	return 0;
 }
 
-/* Open chain[0..n) and link top over it; top belongs to l from here on. */
-static int open_layers(struct squib_memfile *top, const char *const *chain, size_t n,
-		       struct layers *l, struct squib_error_detail *d)
+/* Chain chain[0..n) and top (owned by c from here on) over it, into c (new, room for n + 1). */
+static int chain_up(struct squib_chain *c, struct squib_memfile *top, const char *const *chain,
+		    size_t n, struct squib_error_detail *d)
 {
 	int rc = 0;
 
-	if (!(l->v = calloc(n + 1, sizeof(*l->v)))) {
-		squib_memfile_close(top);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	l->n = n + 1;
-	l->v[n] = top;
 	for (size_t i = 0; !rc && i < n; i++) {
+		struct squib_memfile *m;
+
 		if (!chain[i])
-			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "chain[%zu] is NULL", i);
-		rc = squib_memfile_open(chain[i], &l->v[i], d);
-		if (!rc && i == 0 &&
-		    squib_memfile_manifest(l->v[0])->layout.kind != SQUIB_MEMORY_FULL)
-			rc = squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-					    "chain base %s is a diff, not a full memory file",
-					    chain[0]);
-		if (!rc && i)
-			rc = squib_memfile_check_link(l->v[i - 1], l->v[i], d);
+			rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "chain[%zu] is NULL", i);
+		else if (!(rc = squib_memfile_open(chain[i], &m, d)))
+			rc = squib_chain_add(c, squib_chain_layer_file(m, true), d);
 	}
-	return rc ? rc : n ? squib_memfile_check_link(l->v[n - 1], top, d) : 0;
+	if (rc) {
+		squib_memfile_close(top);
+		return rc;
+	}
+	rc = squib_chain_add(c, squib_chain_layer_file(top, true), d);
+	return rc ? rc : squib_chain_seal(c, d);
 }
 
 static int map_anon(struct squib_vm_region *r, struct squib_error_detail *d)
@@ -113,63 +94,51 @@ static int map_anon(struct squib_vm_region *r, struct squib_error_detail *d)
 	return 0;
 }
 
-/* Region holding file offset off (binary search over the layout's offsets). */
-static uint32_t region_of(const struct squib_memfile *m, uint64_t off)
+struct copy_job {
+	const struct squib_chain *c;
+	struct squib_guest_memory *g;
+	struct squib_error_detail *d;
+	uint32_t region;    /* the region the last run ended in */
+	uint64_t region_at; /* its first page */
+};
+
+/* One run's pages from its owner into the regions they belong to, in bounded reads. */
+static int copy_run(void *ctx, const struct squib_chain_run *r)
 {
-	uint32_t lo = 0, hi = m->m.layout.region_count;
+	struct copy_job *j = ctx;
+	uint64_t ps = j->g->page_size, page = r->first_page, end = page + r->page_count;
 
-	while (hi - lo > 1) {
-		uint32_t mid = lo + (hi - lo) / 2;
+	if (r->owner == SQUIB_CHAIN_ZERO)
+		return 0; /* anonymous memory is zero already */
+	while (page < end) {
+		uint64_t n, in;
+		int rc;
 
-		if (m->region_off[mid] <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Copy file bytes [off, end) of m into the guest regions they belong to. */
-static int copy_range(const struct squib_memfile *m, struct squib_guest_memory *g, uint64_t off,
-		      uint64_t end, struct squib_error_detail *d)
-{
-	while (off < end) {
-		uint32_t r = region_of(m, off);
-		uint64_t in = off - m->region_off[r];
-		uint64_t n = g->regions[r].size - in;
-		int e;
-
-		if (n > end - off)
-			n = end - off;
-		if (n > SQUIB_MEMFILE_MAX_WRITE)
-			n = SQUIB_MEMFILE_MAX_WRITE;
-		if ((e = squib_pread_all(m->fd, (uint8_t *)g->regions[r].host + in, (size_t)n,
-					 off)))
-			return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path,
-						      off);
-		off += n;
-	}
-	return 0;
-}
-
-/* Every layer's present pages, oldest first: the newest layer holding a page wins. */
-static int copy_layers(const struct layers *l, struct squib_guest_memory *g,
-		       struct squib_error_detail *d)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		const struct squib_memory_layout *ml = &l->v[i]->m.layout;
-
-		for (uint64_t k = 0; k < ml->extent_count; k++) {
-			uint64_t off = ml->extents[k].first_page * ml->page_size;
-			int rc = copy_range(l->v[i], g, off,
-					    off + ml->extents[k].page_count * ml->page_size, d);
-
-			if (rc)
-				return rc;
-			g->pages_read += ml->extents[k].page_count;
-		}
+		while (page >= j->region_at + j->g->regions[j->region].size / ps)
+			j->region_at += j->g->regions[j->region++].size / ps;
+		in = page - j->region_at;
+		n = j->g->regions[j->region].size / ps - in;
+		if (n > end - page)
+			n = end - page;
+		if (n > SQUIB_MEMFILE_MAX_WRITE / ps)
+			n = SQUIB_MEMFILE_MAX_WRITE / ps;
+		if ((rc = squib_chain_read_layer(j->c, r->owner, page, n,
+						 (uint8_t *)j->g->regions[j->region].host + in * ps,
+						 j->d)))
+			return rc;
+		j->g->pages_read += n;
+		page += n;
 	}
 	return 0;
+}
+
+/* COPY: every page some layer holds, once, from the newest layer holding it. */
+static int copy_chain(const struct squib_chain *c, struct squib_guest_memory *g,
+		      struct squib_error_detail *d)
+{
+	struct copy_job j = {c, g, d, 0, 0};
+
+	return squib_chain_for_each_run(c, 0, squib_chain_page_count(c), copy_run, &j);
 }
 
 static int map_file(const struct squib_memfile *m, uint32_t i, struct squib_vm_region *r,
@@ -214,45 +183,23 @@ static int new_guest_memory(const struct squib_memory_layout *l, enum squib_memo
 	return 0;
 }
 
-/* The layers as an owned chain's page source (l is emptied: the chain owns them). */
-static int layers_to_source(struct layers *l, struct squib_page_source *src,
-			    struct squib_error_detail *d)
-{
-	struct squib_chain *c = NULL;
-	size_t i = 0;
-	int rc = squib_chain_new(l->n, &c, d);
-
-	for (; !rc && i < l->n; i++)
-		rc = squib_chain_add(c, squib_chain_layer_file(l->v[i], true), d);
-	for (; i < l->n; i++)
-		squib_memfile_close(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-	if (!rc)
-		rc = squib_chain_seal(c, d);
-	if (rc) {
-		squib_chain_free(c);
-		return rc;
-	}
-	return squib_page_source_chain_owned(c, src, d);
-}
-
-/* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
-static int start_pager(struct layers *l, struct squib_guest_memory *g,
+/* LAZY: the pager takes the chain (*c becomes NULL) and serves the regions. */
+static int start_pager(struct squib_chain **c, struct squib_guest_memory *g,
 		       const struct squib_lazy_options *lazy, struct squib_error_detail *d)
 {
-	const struct squib_memfile *top = l->v[l->n - 1];
 	struct squib_pager_region *r = calloc(g->region_count, sizeof(*r));
 	struct squib_page_source src;
+	uint64_t first = 0;
 	int rc;
 
 	if (!r)
 		return squib_fail(d, SQUIB_E_NOMEM);
-	for (uint32_t i = 0; i < g->region_count; i++)
-		r[i] = (struct squib_pager_region){g->regions[i].host, g->regions[i].size,
-						   top->region_off[i] / g->page_size};
-	rc = layers_to_source(l, &src, d);
+	for (uint32_t i = 0; i < g->region_count; i++) {
+		r[i] = (struct squib_pager_region){g->regions[i].host, g->regions[i].size, first};
+		first += g->regions[i].size / g->page_size;
+	}
+	rc = squib_page_source_chain_owned(*c, &src, d);
+	*c = NULL; /* the source owns it now, also on failure */
 	if (!rc)
 		rc = squib_pager_start(r, g->region_count, src, lazy ? &lazy->pager : NULL,
 				       &g->pager, d);
@@ -260,20 +207,21 @@ static int start_pager(struct layers *l, struct squib_guest_memory *g,
 	return rc;
 }
 
-/* l is NULL for UFFD without a memory file (the handler has it). */
-static int fill(struct layers *l, struct squib_guest_memory *g,
+/* *c is NULL for UFFD without a memory file (the handler has it). */
+static int fill(struct squib_chain **c, struct squib_guest_memory *g,
 		const struct squib_lazy_options *lazy, struct squib_error_detail *d)
 {
+	size_t top = *c ? squib_chain_layer_count(*c) - 1 : 0;
 	int rc = 0;
 
 	for (uint32_t i = 0; !rc && i < g->region_count; i++)
 		rc = g->backend == SQUIB_BACKEND_FILE
-			 ? map_file(l->v[l->n - 1], i, &g->regions[i], d)
+			 ? map_file(squib_chain_memfile(*c, top), i, &g->regions[i], d)
 			 : map_anon(&g->regions[i], d);
 	if (!rc && g->backend == SQUIB_BACKEND_COPY)
-		rc = copy_layers(l, g, d);
+		rc = copy_chain(*c, g, d);
 	if (!rc && g->backend == SQUIB_BACKEND_LAZY)
-		rc = start_pager(l, g, lazy, d);
+		rc = start_pager(c, g, lazy, d);
 	if (!rc && g->backend == SQUIB_BACKEND_UFFD)
 		rc = squib_load_start_remote(g, lazy, d);
 	return rc;
@@ -306,35 +254,40 @@ static int open_without_file(const struct squib_memory_layout *layout,
 			     const struct squib_lazy_options *lazy, struct squib_guest_memory **out,
 			     struct squib_error_detail *d)
 {
+	struct squib_chain *none = NULL;
 	int rc = squib_memory_layout_validate(layout, SQUIB_E_INVALID_ARGUMENT, d);
 
 	if (!rc)
 		rc = new_guest_memory(layout, SQUIB_BACKEND_UFFD, out, d);
-	if (!rc && (rc = fill(NULL, *out, lazy, d))) {
+	if (!rc && (rc = fill(&none, *out, lazy, d))) {
 		squib_guest_memory_free(*out);
 		*out = NULL;
 	}
 	return rc;
 }
 
-/* The memory file bound to layout (NULL: any), over its chain: l->v[n] is the memory file.
- * On failure l is closed. */
+/* The memory file bound to layout (NULL: any), over its chain: the newest layer of *out. */
 static int open_checked(const char *memory_path, const char *const *chain, size_t n,
 			const struct squib_memory_layout *layout, enum squib_memory_backend backend,
-			struct layers *l, struct squib_error_detail *d)
+			struct squib_chain **out, struct squib_error_detail *d)
 {
 	struct squib_memfile *top = NULL;
+	struct squib_chain *c = NULL;
 	int rc;
 
+	*out = NULL;
 	if ((rc = squib_memfile_open(memory_path, &top, d)))
 		return rc;
 	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
-	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
+	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d)) ||
+	    (rc = squib_chain_new(n + 1, &c, d))) {
 		squib_memfile_close(top);
 		return rc;
 	}
-	if ((rc = open_layers(top, chain, n, l, d)))
-		layers_close(l);
+	if ((rc = chain_up(c, top, chain, n, d)))
+		squib_chain_free(c);
+	else
+		*out = c;
 	return rc;
 }
 
@@ -352,7 +305,7 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
 				 const struct squib_lazy_options *lazy,
 				 struct squib_guest_memory **out, struct squib_error_detail *d)
 {
-	struct layers l = {0};
+	struct squib_chain *c = NULL;
 	int rc;
 
 	if (!out || (n && !chain) ||
@@ -364,14 +317,14 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
 		return rc;
 	if (!memory_path)
 		return open_without_file(layout, lazy, out, d);
-	rc = open_checked(memory_path, chain, n, layout, backend, &l, d);
+	rc = open_checked(memory_path, chain, n, layout, backend, &c, d);
 	if (!rc)
-		rc = new_guest_memory(&l.v[n]->m.layout, backend, out, d);
-	if (!rc && (rc = fill(&l, *out, lazy, d))) {
+		rc = new_guest_memory(squib_chain_layout(c), backend, out, d);
+	if (!rc && (rc = fill(&c, *out, lazy, d))) {
 		squib_guest_memory_free(*out);
 		*out = NULL;
 	}
-	layers_close(&l);
+	squib_chain_free(c);
 	return rc;
 }
 
@@ -420,7 +373,7 @@ int squib_load_check(const struct squib_load_request *req, enum squib_arch expec
 {
 	enum squib_recovery_action action;
 	struct squib_microvm_state s;
-	struct layers l = {0};
+	struct squib_chain *c = NULL;
 	int rc = 0;
 
 	if (!req || !req->state_path || (req->chain_len && !req->chain))
@@ -436,8 +389,8 @@ int squib_load_check(const struct squib_load_request *req, enum squib_arch expec
 		rc = no_memory_section(req, d);
 	if (!rc && req->memory_path)
 		rc = open_checked(req->memory_path, req->chain, req->chain_len, s.memory,
-				  req->backend, &l, d);
-	layers_close(&l);
+				  req->backend, &c, d);
+	squib_chain_free(c);
 	squib_state_free(&s);
 	return rc;
 }

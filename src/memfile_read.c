@@ -362,34 +362,3 @@ int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib
 				      have, m->path, want);
 	return 0;
 }
-
-static bool same_geometry(const struct squib_memory_layout *a, const struct squib_memory_layout *b)
-{
-	return a->page_size == b->page_size && a->region_count == b->region_count &&
-	       !memcmp(a->regions, b->regions, a->region_count * sizeof(*a->regions));
-}
-
-int squib_memfile_check_link(const struct squib_memfile *below, const struct squib_memfile *diff,
-			     struct squib_error_detail *d)
-{
-	const struct squib_memory_layout *b = &below->m.layout, *l = &diff->m.layout;
-	char parent[33], cur[33];
-
-	squib_mem_id_hex(l->parent_id, parent);
-	squib_mem_id_hex(b->id, cur);
-	if (l->kind != SQUIB_MEMORY_DIFF)
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "%s is a full memory file, not a diff to apply on %s (id %s)",
-				      diff->path, below->path, cur);
-	if (memcmp(l->parent_id, b->id, SQUIB_MEMORY_ID_SIZE))
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "diff %s has parent id %s, but %s has id %s", diff->path, parent,
-				      below->path, cur);
-	if (!same_geometry(b, l))
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "diff %s (parent %s) has another geometry than %s (id %s): "
-				      "page size %" PRIu64 " vs %" PRIu64 ", %u vs %u regions",
-				      diff->path, parent, below->path, cur, l->page_size, b->page_size,
-				      l->region_count, b->region_count);
-	return 0;
-}

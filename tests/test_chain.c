@@ -224,6 +224,7 @@ static void test_should_refuse_a_base_that_is_not_full_with_one_message(void **s
 	struct fixture *f = *state;
 	const char *diff_first[] = {f->paths[1], f->paths[2]};
 	struct squib_memfile_chain *mc = NULL;
+	struct squib_guest_memory *g = NULL;
 	struct squib_chain *c = NULL;
 	struct squib_error_detail d;
 
@@ -232,19 +233,38 @@ static void test_should_refuse_a_base_that_is_not_full_with_one_message(void **s
 	assert_base_message(&d, f->paths[1]);
 	assert_int_equal(squib_memfile_chain_open(diff_first, 1, &mc, &d), SQUIB_E_PAIR_MISMATCH);
 	assert_base_message(&d, f->paths[1]);
+	/* The loader and the rebase give the chain's message, not one of their own. */
+	assert_int_equal(
+	    squib_guest_memory_open(f->paths[2], diff_first, 1, NULL, SQUIB_BACKEND_COPY, &g, &d),
+	    SQUIB_E_PAIR_MISMATCH);
+	assert_null(g);
+	assert_base_message(&d, f->paths[1]);
+	assert_int_equal(squib_memfile_rebase(f->paths[1], diff_first + 1, 1, NULL, NULL, NULL, &d),
+			 SQUIB_E_PAIR_MISMATCH);
+	assert_base_message(&d, f->paths[1]);
 }
 
 static void test_should_refuse_a_broken_link_with_one_message(void **state)
 {
 	struct fixture *f = *state;
 	const char *skip[] = {f->paths[0], f->paths[2]};
+	struct squib_guest_memory *g = NULL;
 	struct squib_chain *c = NULL;
 	struct squib_error_detail d;
+	char *out = squib_test_path(f->dir, "out.mem");
 	char want[1024];
 
 	snprintf(want, sizeof(want), "diff %s has parent id ", f->paths[2]);
 	assert_int_equal(squib_chain_open(skip, 2, &c, &d), SQUIB_E_PAIR_MISMATCH);
 	assert_non_null(strstr(d.msg, want));
+	assert_int_equal(
+	    squib_guest_memory_open(f->paths[2], skip, 1, NULL, SQUIB_BACKEND_COPY, &g, &d),
+	    SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, want));
+	assert_int_equal(squib_memfile_rebase(f->paths[0], skip + 1, 1, out, NULL, NULL, &d),
+			 SQUIB_E_PAIR_MISMATCH);
+	assert_non_null(strstr(d.msg, want));
+	free(out);
 	/* A full file above the base: not a diff. */
 	skip[1] = f->paths[0];
 	assert_int_equal(squib_chain_open(skip, 2, &c, &d), SQUIB_E_PAIR_MISMATCH);
@@ -374,6 +394,71 @@ static void test_should_refuse_a_hostile_manifest_from_any_layer(void **state)
 	}
 }
 
+/* ---- COPY reads each page once ---------------------------------------------------------- */
+
+/* Bytes this process has read through read(2)/pread(2) so far (rchar); 0: no accounting. */
+static uint64_t bytes_read(void)
+{
+	FILE *io = fopen("/proc/self/io", "r");
+	char line[128];
+	uint64_t v = 0;
+
+	if (!io) {
+		fprintf(stderr, "SKIP-LINE: /proc/self/io is missing (no task I/O accounting): the "
+				"byte count is not checked\n");
+		return 0;
+	}
+	while (fgets(line, sizeof(line), io))
+		if (sscanf(line, "rchar: %" SCNu64, &v) == 1)
+			break;
+	fclose(io);
+	return v;
+}
+
+static void test_should_read_each_page_once_in_a_copy_load(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t all[PAGES], before, after, tails = 0, owned = PAGES * f->ps;
+	struct squib_memfile_manifest m[3];
+	struct squib_guest_memory *g = NULL;
+	uint8_t *mem = squib_test_guest_ram(PAGES * f->ps, 7);
+	char *paths[3];
+
+	/* Three layers that each hold every page: copying every layer would read 3x. */
+	for (uint64_t p = 0; p < PAGES; p++)
+		all[p] = p;
+	for (int i = 0; i < 3; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "all%d.mem", i);
+		paths[i] = squib_test_path(f->dir, name);
+		squib_test_fill_page(mem, (uint64_t)i, 9 + (uint32_t)i);
+		if (!i)
+			squib_test_save_full(paths[i], mem, owned, false, &m[i]);
+		else
+			squib_test_save_diff(paths[i], mem, owned, m[i - 1].layout.id, all, PAGES,
+					     false, &m[i]);
+		tails += m[i].layout.file_size - m[i].layout.ram_size;
+	}
+	before = bytes_read();
+	assert_int_equal(squib_guest_memory_open(paths[2], (const char *const *)paths, 2, NULL,
+						 SQUIB_BACKEND_COPY, &g, NULL),
+			 0);
+	after = bytes_read();
+	assert_int_equal(g->pages_read, PAGES);
+	assert_memory_equal(g->regions[0].host, mem, owned);
+	if (before) { /* the pages once, plus each file's tail and type check */
+		assert_true(after - before >= owned);
+		assert_true(after - before <= owned + tails + 3 * 4096);
+	}
+	squib_guest_memory_free(g);
+	for (int i = 0; i < 3; i++) {
+		squib_memfile_manifest_release(&m[i]);
+		free(paths[i]);
+	}
+	munmap(mem, owned);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +470,7 @@ int main(void)
 	    cmocka_unit_test(test_should_refuse_a_broken_link_with_one_message),
 	    cmocka_unit_test(test_should_chain_a_layer_that_is_not_a_file),
 	    cmocka_unit_test(test_should_refuse_a_hostile_manifest_from_any_layer),
+	    cmocka_unit_test(test_should_read_each_page_once_in_a_copy_load),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
