@@ -186,7 +186,7 @@ int squib_wire_get_bytes(struct squib_wire_reader *r, size_t n, const char *what
 
 int squib_wire_get_u8(struct squib_wire_reader *r, const char *what, uint8_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = squib_wire_get_bytes(r, 1, what, &p);
 
 	if (!rc)
@@ -196,7 +196,7 @@ int squib_wire_get_u8(struct squib_wire_reader *r, const char *what, uint8_t *v)
 
 int squib_wire_get_u16(struct squib_wire_reader *r, const char *what, uint16_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = squib_wire_get_bytes(r, 2, what, &p);
 
 	if (!rc)
@@ -206,7 +206,7 @@ int squib_wire_get_u16(struct squib_wire_reader *r, const char *what, uint16_t *
 
 int squib_wire_get_u32(struct squib_wire_reader *r, const char *what, uint32_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = squib_wire_get_bytes(r, 4, what, &p);
 
 	if (!rc)
@@ -216,7 +216,7 @@ int squib_wire_get_u32(struct squib_wire_reader *r, const char *what, uint32_t *
 
 int squib_wire_get_u64(struct squib_wire_reader *r, const char *what, uint64_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = squib_wire_get_bytes(r, 8, what, &p);
 
 	if (!rc)
@@ -262,7 +262,7 @@ static int get_counted(struct squib_wire_reader *r, const char *what, const uint
 
 int squib_wire_get_str(struct squib_wire_reader *r, const char *what, char **out)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	uint32_t n;
 	size_t at = r->pos + 4;
 	int rc = get_counted(r, what, &p, &n);
@@ -288,7 +288,7 @@ int squib_wire_get_str(struct squib_wire_reader *r, const char *what, char **out
 
 int squib_wire_get_blob(struct squib_wire_reader *r, const char *what, uint8_t **out, size_t *len)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	uint32_t n;
 	int rc = get_counted(r, what, &p, &n);
 
@@ -310,7 +310,7 @@ int squib_wire_get_sub(struct squib_wire_reader *r, size_t n, const char *what,
 		       struct squib_wire_reader *sub)
 {
 	size_t start = r->pos;
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = squib_wire_get_bytes(r, n, what, &p);
 
 	if (rc)

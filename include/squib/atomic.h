@@ -48,6 +48,7 @@
 #ifndef SQUIB_ATOMIC_H
 #define SQUIB_ATOMIC_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -119,7 +120,7 @@ struct squib_atomic_writer {
 	struct squib_dest_lock *held; /* ... or the caller's (NULL: own) */
 };
 
-const char *squib_io_step_name(enum squib_io_step step);
+SQUIB_API const char *squib_io_step_name(enum squib_io_step step);
 
 /*
  * Steps 1 and 2 for dest: SQUIB_E_INVALID_PATH (not a file name, a name too
@@ -127,44 +128,46 @@ const char *squib_io_step_name(enum squib_io_step step);
  * writer holds it), SQUIB_E_IO (the directory or lock file cannot be opened;
  * a symbolic link at the lock name is ELOOP). On failure *l holds nothing.
  */
-int squib_dest_lock(struct squib_dest_lock *l, const char *dest, const struct squib_io_hooks *hooks,
-		    struct squib_error_detail *d);
+SQUIB_API int squib_dest_lock(struct squib_dest_lock *l, const char *dest,
+			      const struct squib_io_hooks *hooks, struct squib_error_detail *d);
 
 /* Remove the lock file, release the lock, close. Safe on a released lock. */
-void squib_dest_unlock(struct squib_dest_lock *l);
+SQUIB_API void squib_dest_unlock(struct squib_dest_lock *l);
 
 /* SQUIB_E_ATOMIC_COMMIT_CROSS_FS when the parents of dest and temp are on different
  * filesystems; SQUIB_E_IO when either cannot be stat-ed. (The writer's temp is
  * always in dest's directory; this is for callers that place files themselves.) */
-int squib_atomic_check_same_fs(const char *dest, const char *temp, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_check_same_fs(const char *dest, const char *temp,
+					 struct squib_error_detail *d);
 
 /* Steps 1-3 with default options and `hooks` (may be NULL; must outlive the
  * writer). On failure the writer is left CLOSED. */
-int squib_atomic_open(struct squib_atomic_writer *w, const char *dest,
-		      const struct squib_io_hooks *hooks, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_open(struct squib_atomic_writer *w, const char *dest,
+				const struct squib_io_hooks *hooks, struct squib_error_detail *d);
 
 /* squib_atomic_open with options (NULL: defaults). A given lock must be held
  * on this very dest (SQUIB_E_INVALID_ARGUMENT otherwise). */
-int squib_atomic_open_ex(struct squib_atomic_writer *w, const char *dest,
-			 const struct squib_atomic_options *opts, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_open_ex(struct squib_atomic_writer *w, const char *dest,
+				   const struct squib_atomic_options *opts,
+				   struct squib_error_detail *d);
 
 /* Append len bytes (retrying short writes and EINTR). Failure: SQUIB_E_IO, and
  * the writer stays open (abort it). */
-int squib_atomic_write(struct squib_atomic_writer *w, const void *buf, size_t len,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_atomic_write(struct squib_atomic_writer *w, const void *buf, size_t len,
+				 struct squib_error_detail *d);
 
 /* Write len bytes at offset (retrying short writes and EINTR). */
-int squib_atomic_pwrite(struct squib_atomic_writer *w, const void *buf, size_t len, off_t off,
-			struct squib_error_detail *d);
+SQUIB_API int squib_atomic_pwrite(struct squib_atomic_writer *w, const void *buf, size_t len,
+				  off_t off, struct squib_error_detail *d);
 
 /* fsync + close the temp. Failure (SQUIB_E_IO) unlinks the temp and releases the writer. */
-int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_prepare(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /* rename temp -> dest, then fsync the directory. A rename failure is
  * SQUIB_E_ATOMIC_COMMIT_FAILED (temp unlinked); a directory fsync failure is
  * SQUIB_E_IO (dest is already replaced but may not be durable). The writer is
  * released either way, with its own lock (a caller's lock stays held). */
-int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /*
  * publish for a caller with a recovery path (a state/memory pair, see
@@ -172,26 +175,28 @@ int squib_atomic_publish(struct squib_atomic_writer *w, struct squib_error_detai
  * keeps the durable temp file (the writer is released without unlinking
  * it), so a later recovery can still complete the rename.
  */
-int squib_atomic_publish_keep(struct squib_atomic_writer *w, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_publish_keep(struct squib_atomic_writer *w,
+					struct squib_error_detail *d);
 
 /* Release a PREPARED writer without renaming or unlinking its durable temp
  * (for the same recovery); on a writer in another phase it is abort. */
-void squib_atomic_forget(struct squib_atomic_writer *w);
+SQUIB_API void squib_atomic_forget(struct squib_atomic_writer *w);
 
 /* prepare + publish. */
-int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_commit(struct squib_atomic_writer *w, struct squib_error_detail *d);
 
 /* Drop without committing: close and unlink the temp if still present; release
  * (the writer's own lock too). Safe on a CLOSED or zero-initialised writer and
  * after commit. Never fails. */
-void squib_atomic_abort(struct squib_atomic_writer *w);
+SQUIB_API void squib_atomic_abort(struct squib_atomic_writer *w);
 
 /* Whole-file convenience: open, write, commit. */
-int squib_atomic_write_file(const char *dest, const void *buf, size_t len,
-			    const struct squib_io_hooks *hooks, struct squib_error_detail *d);
+SQUIB_API int squib_atomic_write_file(const char *dest, const void *buf, size_t len,
+				      const struct squib_io_hooks *hooks,
+				      struct squib_error_detail *d);
 
 /* fsync a directory by path (O_RDONLY|O_DIRECTORY). SQUIB_E_IO on failure. */
-int squib_fsync_dir(const char *dir, struct squib_error_detail *d);
+SQUIB_API int squib_fsync_dir(const char *dir, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

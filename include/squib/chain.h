@@ -40,6 +40,7 @@
 #ifndef SQUIB_CHAIN_H
 #define SQUIB_CHAIN_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,7 +85,7 @@ struct squib_chain_layer {
 
 /* A layer over an open memory file. own: the chain closes it (its release);
  * else the file must outlive the chain. Pages are read with pread. */
-struct squib_chain_layer squib_chain_layer_file(struct squib_memfile *m, bool own);
+SQUIB_API struct squib_chain_layer squib_chain_layer_file(struct squib_memfile *m, bool own);
 
 /* ---- opening --------------------------------------------------------------- */
 
@@ -95,34 +96,34 @@ struct squib_chain;
  * memory files (squib_memfile_open: every check) and chain them. A chain of
  * one is a FULL file alone.
  */
-int squib_chain_open(const char *const *paths, size_t n, struct squib_chain **out,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_chain_open(const char *const *paths, size_t n, struct squib_chain **out,
+			       struct squib_error_detail *d);
 
 /* Chain layers[0..n) (base first). The chain owns every layer from here on,
  * also on failure (their release is called). */
-int squib_chain_open_layers(const struct squib_chain_layer *layers, size_t n,
-			    struct squib_chain **out, struct squib_error_detail *d);
+SQUIB_API int squib_chain_open_layers(const struct squib_chain_layer *layers, size_t n,
+				      struct squib_chain **out, struct squib_error_detail *d);
 
 /* Release every layer, free. NULL is a no-op. */
-void squib_chain_free(struct squib_chain *c);
+SQUIB_API void squib_chain_free(struct squib_chain *c);
 
 /* ---- geometry and the owner map ------------------------------------------ */
 
-size_t squib_chain_layer_count(const struct squib_chain *c);
+SQUIB_API size_t squib_chain_layer_count(const struct squib_chain *c);
 /* Layer i's manifest and name (i < layer count, else NULL). */
-const struct squib_memfile_manifest *squib_chain_layer_manifest(const struct squib_chain *c,
-								size_t i);
-const char *squib_chain_layer_name(const struct squib_chain *c, size_t i);
+SQUIB_API const struct squib_memfile_manifest *
+squib_chain_layer_manifest(const struct squib_chain *c, size_t i);
+SQUIB_API const char *squib_chain_layer_name(const struct squib_chain *c, size_t i);
 /* The newest layer's layout: the chain's id, page size, regions, ram_size. */
-const struct squib_memory_layout *squib_chain_layout(const struct squib_chain *c);
+SQUIB_API const struct squib_memory_layout *squib_chain_layout(const struct squib_chain *c);
 /* Pages in the RAM range (ram_size / page_size). */
-uint64_t squib_chain_page_count(const struct squib_chain *c);
+SQUIB_API uint64_t squib_chain_page_count(const struct squib_chain *c);
 /* Pages some layer holds (the rest read as zeros). */
-uint64_t squib_chain_present_pages(const struct squib_chain *c);
+SQUIB_API uint64_t squib_chain_present_pages(const struct squib_chain *c);
 
 /* The layer supplying page (the newest holding it), or SQUIB_CHAIN_ZERO
  * (also for a page past the RAM range). O(log runs). */
-uint32_t squib_chain_owner(const struct squib_chain *c, uint64_t page);
+SQUIB_API uint32_t squib_chain_owner(const struct squib_chain *c, uint64_t page);
 
 /* A run of pages with one owner (a layer index or SQUIB_CHAIN_ZERO). */
 struct squib_chain_run {
@@ -139,30 +140,30 @@ struct squib_chain_run {
  * RAM range.
  */
 typedef int (*squib_chain_run_fn)(void *ctx, const struct squib_chain_run *run);
-int squib_chain_for_each_run(const struct squib_chain *c, uint64_t first, uint64_t count,
-			     squib_chain_run_fn fn, void *ctx);
+SQUIB_API int squib_chain_for_each_run(const struct squib_chain *c, uint64_t first, uint64_t count,
+				       squib_chain_run_fn fn, void *ctx);
 
 /* ---- reading -------------------------------------------------------------- */
 
 /* Pages [first, first + count) into buf (count * page_size bytes): each run
  * from its owner with one read, zero runs as zeros. */
-int squib_chain_read(const struct squib_chain *c, uint64_t first, uint64_t count, void *buf,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_chain_read(const struct squib_chain *c, uint64_t first, uint64_t count,
+			       void *buf, struct squib_error_detail *d);
 
 /* The page_size bytes of the page at guest_addr (page-aligned, inside a
  * region; else SQUIB_E_INVALID_ARGUMENT). */
-int squib_chain_read_page(const struct squib_chain *c, uint64_t guest_addr, void *buf,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_chain_read_page(const struct squib_chain *c, uint64_t guest_addr, void *buf,
+				    struct squib_error_detail *d);
 
 /* Pages [first, first + count) from layer `layer`, which must hold them all
  * in one of its extents (as every run it owns does; else
  * SQUIB_E_INVALID_ARGUMENT). */
-int squib_chain_read_layer(const struct squib_chain *c, uint32_t layer, uint64_t first,
-			   uint64_t count, void *buf, struct squib_error_detail *d);
+SQUIB_API int squib_chain_read_layer(const struct squib_chain *c, uint32_t layer, uint64_t first,
+				     uint64_t count, void *buf, struct squib_error_detail *d);
 
 /* The chain under a squib_memfile_chain (squib/memfile.h: the same layer over
  * local files), borrowed: valid until squib_memfile_chain_close. */
-const struct squib_chain *squib_memfile_chain_get(const struct squib_memfile_chain *c);
+SQUIB_API const struct squib_chain *squib_memfile_chain_get(const struct squib_memfile_chain *c);
 
 #ifdef __cplusplus
 }

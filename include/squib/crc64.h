@@ -12,6 +12,7 @@
 #ifndef SQUIB_CRC64_H
 #define SQUIB_CRC64_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,13 +23,13 @@ extern "C" {
 #define SQUIB_CRC64_CHECK 0xe9c6d914c4b8d9caULL
 
 /* Continue a CRC: crc = squib_crc64(0, a, n); crc = squib_crc64(crc, b, m); ... */
-uint64_t squib_crc64(uint64_t crc, const void *buf, size_t len);
+SQUIB_API uint64_t squib_crc64(uint64_t crc, const void *buf, size_t len);
 
 /* The one-byte-at-a-time reference implementation (for tests and benchmarks). */
-uint64_t squib_crc64_bytewise(uint64_t crc, const void *buf, size_t len);
+SQUIB_API uint64_t squib_crc64_bytewise(uint64_t crc, const void *buf, size_t len);
 
 /* Name of the implementation squib_crc64() dispatches to on this CPU. */
-const char *squib_crc64_impl(void);
+SQUIB_API const char *squib_crc64_impl(void);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
 #ifndef SQUIB_DESCRIBE_H
 #define SQUIB_DESCRIBE_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -95,28 +96,28 @@ struct squib_description {
 
 /* Describe a file on disk (reads at most the size limit + 1 bytes, stats the
  * inferred memory file). */
-int squib_describe(const char *state_path, struct squib_description *out,
-		   struct squib_error_detail *d);
+SQUIB_API int squib_describe(const char *state_path, struct squib_description *out,
+			     struct squib_error_detail *d);
 
 /* Describe bytes already in memory; `state_path` (may be NULL) is only recorded
  * and used to infer the memory path, which is not stat-ed. */
-int squib_describe_buffer(const uint8_t *buf, size_t len, const char *state_path,
-			  struct squib_description *out, struct squib_error_detail *d);
+SQUIB_API int squib_describe_buffer(const uint8_t *buf, size_t len, const char *state_path,
+				    struct squib_description *out, struct squib_error_detail *d);
 
-void squib_description_free(struct squib_description *desc);
+SQUIB_API void squib_description_free(struct squib_description *desc);
 
 /* Human form (upstream layout, values at column 23; with a MEMORY section,
  * labelled lines for it after "memory file:"); heap string, free(). */
-int squib_describe_human(const struct squib_description *desc, char **out);
+SQUIB_API int squib_describe_human(const struct squib_description *desc, char **out);
 
 /* JSON form with the upstream keys, plus "memory": the MEMORY section as an
  * object, or null; heap string, free(). */
-int squib_describe_json(const struct squib_description *desc, char **out);
+SQUIB_API int squib_describe_json(const struct squib_description *desc, char **out);
 
 /* Memory path for a state path: the last extension replaced by "mem" (Rust
  * Path::with_extension semantics). *out is NULL when the file name has no
  * extension (including dotfiles such as ".snap"). */
-int squib_infer_memory_path(const char *state_path, char **out);
+SQUIB_API int squib_infer_memory_path(const char *state_path, char **out);
 
 #ifdef __cplusplus
 }

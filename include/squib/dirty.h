@@ -54,6 +54,7 @@
 #ifndef SQUIB_DIRTY_H
 #define SQUIB_DIRTY_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,7 +87,7 @@ enum squib_tracking_granule {
  * hard-coded 4 KiB or 16 KiB). 0 for an unknown value.
  * Thread-safety: reentrant.
  */
-uint64_t squib_tracking_granule_page_size(enum squib_tracking_granule granule);
+SQUIB_API uint64_t squib_tracking_granule_page_size(enum squib_tracking_granule granule);
 
 /* ==== squib_dirty_bitmap ================================================== */
 
@@ -111,28 +112,28 @@ struct squib_dirty_bitmap;
  * page_count = ceil(ram_size / page_size): a partial trailing page is
  * tracked. ram_start need not be aligned. All pages start clean.
  */
-int squib_dirty_bitmap_new(uint64_t ram_start, uint64_t ram_size, uint64_t page_size,
-			   struct squib_dirty_bitmap **out, struct squib_error_detail *d);
-void squib_dirty_bitmap_free(struct squib_dirty_bitmap *bm);
+SQUIB_API int squib_dirty_bitmap_new(uint64_t ram_start, uint64_t ram_size, uint64_t page_size,
+				     struct squib_dirty_bitmap **out, struct squib_error_detail *d);
+SQUIB_API void squib_dirty_bitmap_free(struct squib_dirty_bitmap *bm);
 
-uint64_t squib_dirty_bitmap_ram_start(const struct squib_dirty_bitmap *bm);
-uint64_t squib_dirty_bitmap_ram_size(const struct squib_dirty_bitmap *bm);
-uint64_t squib_dirty_bitmap_page_size(const struct squib_dirty_bitmap *bm);
-uint64_t squib_dirty_bitmap_page_count(const struct squib_dirty_bitmap *bm);
+SQUIB_API uint64_t squib_dirty_bitmap_ram_start(const struct squib_dirty_bitmap *bm);
+SQUIB_API uint64_t squib_dirty_bitmap_ram_size(const struct squib_dirty_bitmap *bm);
+SQUIB_API uint64_t squib_dirty_bitmap_page_size(const struct squib_dirty_bitmap *bm);
+SQUIB_API uint64_t squib_dirty_bitmap_page_count(const struct squib_dirty_bitmap *bm);
 /* log2(page_size): page = (addr - ram_start) >> shift. */
-unsigned int squib_dirty_bitmap_page_shift(const struct squib_dirty_bitmap *bm);
+SQUIB_API unsigned int squib_dirty_bitmap_page_shift(const struct squib_dirty_bitmap *bm);
 
 /* Index of the page holding addr into *page; false when addr is outside the range. */
-bool squib_dirty_bitmap_page_index_of(const struct squib_dirty_bitmap *bm, uint64_t addr,
-				      uint64_t *page);
+SQUIB_API bool squib_dirty_bitmap_page_index_of(const struct squib_dirty_bitmap *bm, uint64_t addr,
+						uint64_t *page);
 
 /*
  * Mark the page holding addr (or page index `page`) dirty. True only when this
  * call turned the bit from 0 to 1; false when it was already set or addr/page
  * is out of range. Lock-free; safe in a vCPU exit path.
  */
-bool squib_dirty_bitmap_set(struct squib_dirty_bitmap *bm, uint64_t addr);
-bool squib_dirty_bitmap_set_by_index(struct squib_dirty_bitmap *bm, uint64_t page);
+SQUIB_API bool squib_dirty_bitmap_set(struct squib_dirty_bitmap *bm, uint64_t addr);
+SQUIB_API bool squib_dirty_bitmap_set_by_index(struct squib_dirty_bitmap *bm, uint64_t page);
 
 /*
  * Mark every page that the byte range [addr, addr + len) touches, for writes
@@ -141,14 +142,15 @@ bool squib_dirty_bitmap_set_by_index(struct squib_dirty_bitmap *bm, uint64_t pag
  * nothing. Returns how many pages this call turned from clean to dirty.
  * One fetch_or per 64 pages.
  */
-uint64_t squib_dirty_bitmap_set_range(struct squib_dirty_bitmap *bm, uint64_t addr, uint64_t len);
+SQUIB_API uint64_t squib_dirty_bitmap_set_range(struct squib_dirty_bitmap *bm, uint64_t addr,
+						uint64_t len);
 
 /* Is the page dirty? False when out of range. Does not clear. */
-bool squib_dirty_bitmap_test(const struct squib_dirty_bitmap *bm, uint64_t addr);
-bool squib_dirty_bitmap_test_by_index(const struct squib_dirty_bitmap *bm, uint64_t page);
+SQUIB_API bool squib_dirty_bitmap_test(const struct squib_dirty_bitmap *bm, uint64_t addr);
+SQUIB_API bool squib_dirty_bitmap_test_by_index(const struct squib_dirty_bitmap *bm, uint64_t page);
 
 /* Number of dirty pages (popcount); a moment's estimate under concurrent sets. */
-uint64_t squib_dirty_bitmap_count(const struct squib_dirty_bitmap *bm);
+SQUIB_API uint64_t squib_dirty_bitmap_count(const struct squib_dirty_bitmap *bm);
 
 /*
  * Called once per drained page, in ascending order. Return 0 to go on; any
@@ -163,14 +165,15 @@ typedef int (*squib_dirty_page_fn)(void *ctx, uint64_t page);
  * number of pages fn accepted. Returns 0, fn's stopping value, or
  * SQUIB_E_INVALID_ARGUMENT.
  */
-int squib_dirty_bitmap_drain_into(struct squib_dirty_bitmap *bm, squib_dirty_page_fn fn,
-				  void *ctx, uint64_t *drained);
+SQUIB_API int squib_dirty_bitmap_drain_into(struct squib_dirty_bitmap *bm, squib_dirty_page_fn fn,
+					    void *ctx, uint64_t *drained);
 
 /*
  * Drain at most cap page indices, ascending, into pages[]. Pages that do not
  * fit stay dirty, so a return equal to cap means "call again".
  */
-size_t squib_dirty_bitmap_drain(struct squib_dirty_bitmap *bm, uint64_t *pages, size_t cap);
+SQUIB_API size_t squib_dirty_bitmap_drain(struct squib_dirty_bitmap *bm, uint64_t *pages,
+					  size_t cap);
 
 /*
  * Drain every dirty page into a new ascending array *pages of *n entries,
@@ -178,8 +181,8 @@ size_t squib_dirty_bitmap_drain(struct squib_dirty_bitmap *bm, uint64_t *pages, 
  * page_count entries. On SQUIB_E_NOMEM nothing is drained that was not given
  * back: the bitmap keeps every page.
  */
-int squib_dirty_bitmap_drain_alloc(struct squib_dirty_bitmap *bm, uint64_t **pages, size_t *n,
-				   struct squib_error_detail *d);
+SQUIB_API int squib_dirty_bitmap_drain_alloc(struct squib_dirty_bitmap *bm, uint64_t **pages,
+					     size_t *n, struct squib_error_detail *d);
 
 /*
  * Upstream's step-down fold: for every dirty page of `coarse` (read, not
@@ -189,9 +192,9 @@ int squib_dirty_bitmap_drain_alloc(struct squib_dirty_bitmap *bm, uint64_t **pag
  * and divides coarse's ("coarse page must be a multiple of fine page"; always
  * true for two powers of two, kept for parity).
  */
-int squib_dirty_bitmap_fold_into_finer(const struct squib_dirty_bitmap *coarse,
-				       struct squib_dirty_bitmap *fine,
-				       struct squib_error_detail *d);
+SQUIB_API int squib_dirty_bitmap_fold_into_finer(const struct squib_dirty_bitmap *coarse,
+						 struct squib_dirty_bitmap *fine,
+						 struct squib_error_detail *d);
 
 /*
  * dst |= src, src unchanged: used to give harvested bits back when a Diff
@@ -201,19 +204,21 @@ int squib_dirty_bitmap_fold_into_finer(const struct squib_dirty_bitmap *coarse,
  * words; otherwise every byte of a dirty src page makes the dst page holding
  * it dirty, so a coarser dst over-approximates and nothing is ever lost.
  */
-int squib_dirty_bitmap_merge(struct squib_dirty_bitmap *dst, const struct squib_dirty_bitmap *src,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_dirty_bitmap_merge(struct squib_dirty_bitmap *dst,
+				       const struct squib_dirty_bitmap *src,
+				       struct squib_error_detail *d);
 
 /*
  * Like merge, but drains src (exchange(0) per word) as it goes: each dirty
  * src page ends up either in dst or, when set after its word was taken,
  * still in src. dst == src is a no-op.
  */
-int squib_dirty_bitmap_drain_merge(struct squib_dirty_bitmap *dst, struct squib_dirty_bitmap *src,
-				   struct squib_error_detail *d);
+SQUIB_API int squib_dirty_bitmap_drain_merge(struct squib_dirty_bitmap *dst,
+					     struct squib_dirty_bitmap *src,
+					     struct squib_error_detail *d);
 
 /* Forget every dirty bit (a drain that reports nothing). */
-void squib_dirty_bitmap_clear(struct squib_dirty_bitmap *bm);
+SQUIB_API void squib_dirty_bitmap_clear(struct squib_dirty_bitmap *bm);
 
 /* ==== squib_adaptive_controller =========================================== */
 
@@ -247,20 +252,22 @@ struct squib_adaptive_controller;
  * block per window (SQUIB_DEFAULT_STEP_DOWN_THRESHOLD upstream). The clock
  * is copied; the window starts now.
  */
-int squib_adaptive_controller_new(uint64_t block_count, uint32_t threshold,
-				  const struct squib_dirty_clock *clock,
-				  struct squib_adaptive_controller **out,
-				  struct squib_error_detail *d);
-void squib_adaptive_controller_free(struct squib_adaptive_controller *ctrl);
+SQUIB_API int squib_adaptive_controller_new(uint64_t block_count, uint32_t threshold,
+					    const struct squib_dirty_clock *clock,
+					    struct squib_adaptive_controller **out,
+					    struct squib_error_detail *d);
+SQUIB_API void squib_adaptive_controller_free(struct squib_adaptive_controller *ctrl);
 
-uint64_t squib_adaptive_controller_block_count(const struct squib_adaptive_controller *ctrl);
-uint32_t squib_adaptive_controller_threshold(const struct squib_adaptive_controller *ctrl);
-enum squib_tracking_granule
+SQUIB_API uint64_t
+squib_adaptive_controller_block_count(const struct squib_adaptive_controller *ctrl);
+SQUIB_API uint32_t
+squib_adaptive_controller_threshold(const struct squib_adaptive_controller *ctrl);
+enum squib_tracking_granule SQUIB_API
 squib_adaptive_controller_granule(const struct squib_adaptive_controller *ctrl);
 
 /* Count one fault in block `block`; an out-of-range block is ignored. Wraps at 2^32. */
-void squib_adaptive_controller_record_fault(struct squib_adaptive_controller *ctrl,
-					    uint64_t block);
+SQUIB_API void squib_adaptive_controller_record_fault(struct squib_adaptive_controller *ctrl,
+						      uint64_t block);
 
 /*
  * Evaluate at time now_ns (tick() reads the controller's clock). Before
@@ -271,9 +278,10 @@ void squib_adaptive_controller_record_fault(struct squib_adaptive_controller *ct
  * faults becomes FINE. The counts cover the whole time since the previous
  * evaluation (no rate normalisation, as upstream). Returns the granule.
  */
-enum squib_tracking_granule squib_adaptive_controller_tick(struct squib_adaptive_controller *ctrl);
-enum squib_tracking_granule squib_adaptive_controller_tick_at(struct squib_adaptive_controller *ctrl,
-							      uint64_t now_ns);
+SQUIB_API enum squib_tracking_granule
+squib_adaptive_controller_tick(struct squib_adaptive_controller *ctrl);
+SQUIB_API enum squib_tracking_granule
+squib_adaptive_controller_tick_at(struct squib_adaptive_controller *ctrl, uint64_t now_ns);
 
 /*
  * Back to COARSE with zeroed counters and a fresh window. Only at a clean
@@ -282,7 +290,7 @@ enum squib_tracking_granule squib_adaptive_controller_tick_at(struct squib_adapt
  * checkpoint"). Called at any other time it throws away the hot-block
  * evidence. Upstream has no such call.
  */
-void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller *ctrl);
+SQUIB_API void squib_adaptive_controller_reset_to_coarse(struct squib_adaptive_controller *ctrl);
 
 /* ==== squib_tracked_region ================================================ */
 
@@ -349,16 +357,18 @@ struct squib_tracked_region_options {
  * Errors are those of squib_dirty_bitmap_new, plus SQUIB_E_INVALID_PATH when
  * the host page cannot serve as the fine granule.
  */
-int squib_tracked_region_new(uint64_t ram_start, uint64_t ram_size,
-			     const struct squib_tracked_region_options *opts,
-			     struct squib_tracked_region **out, struct squib_error_detail *d);
-void squib_tracked_region_free(struct squib_tracked_region *r);
+SQUIB_API int squib_tracked_region_new(uint64_t ram_start, uint64_t ram_size,
+				       const struct squib_tracked_region_options *opts,
+				       struct squib_tracked_region **out,
+				       struct squib_error_detail *d);
+SQUIB_API void squib_tracked_region_free(struct squib_tracked_region *r);
 
-uint64_t squib_tracked_region_ram_start(const struct squib_tracked_region *r);
-uint64_t squib_tracked_region_ram_size(const struct squib_tracked_region *r);
+SQUIB_API uint64_t squib_tracked_region_ram_start(const struct squib_tracked_region *r);
+SQUIB_API uint64_t squib_tracked_region_ram_size(const struct squib_tracked_region *r);
 /* Granule of the active bitmap, and its page size. */
-enum squib_tracking_granule squib_tracked_region_granule(const struct squib_tracked_region *r);
-uint64_t squib_tracked_region_page_size(const struct squib_tracked_region *r);
+SQUIB_API enum squib_tracking_granule
+squib_tracked_region_granule(const struct squib_tracked_region *r);
+SQUIB_API uint64_t squib_tracked_region_page_size(const struct squib_tracked_region *r);
 
 /*
  * The vCPU fault path: count a fault on the 2 MiB block holding addr (at any
@@ -367,11 +377,11 @@ uint64_t squib_tracked_region_page_size(const struct squib_tracked_region *r);
  * the bit went from 0 to 1; false, with no fault counted, for an address
  * outside the region.
  */
-bool squib_tracked_region_mark_dirty(struct squib_tracked_region *r, uint64_t addr);
+SQUIB_API bool squib_tracked_region_mark_dirty(struct squib_tracked_region *r, uint64_t addr);
 
 /* set_range on the active bitmap, for writes the VMM makes; counts no fault. */
-uint64_t squib_tracked_region_mark_range(struct squib_tracked_region *r, uint64_t addr,
-					 uint64_t len);
+SQUIB_API uint64_t squib_tracked_region_mark_range(struct squib_tracked_region *r, uint64_t addr,
+						   uint64_t len);
 
 /*
  * Tick the controller; if it now wants a different granule than the active
@@ -380,9 +390,9 @@ uint64_t squib_tracked_region_mark_range(struct squib_tracked_region *r, uint64_
  * 0, or the error of building the bitmap, in which case tracking goes on at
  * the old granule and the next tick tries again.
  */
-int squib_tracked_region_tick_adaptive(struct squib_tracked_region *r,
-				       enum squib_tracking_granule *granule,
-				       struct squib_error_detail *d);
+SQUIB_API int squib_tracked_region_tick_adaptive(struct squib_tracked_region *r,
+						 enum squib_tracking_granule *granule,
+						 struct squib_error_detail *d);
 
 /*
  * Checkpoint harvest: drain the active bitmap into dst, a caller-owned bitmap
@@ -391,12 +401,14 @@ int squib_tracked_region_tick_adaptive(struct squib_tracked_region *r,
  * the region for the next harvest. If the save fails, give the bits back
  * with squib_tracked_region_merge(r, dst).
  */
-int squib_tracked_region_harvest(struct squib_tracked_region *r, struct squib_dirty_bitmap *dst,
-				 struct squib_error_detail *d);
+SQUIB_API int squib_tracked_region_harvest(struct squib_tracked_region *r,
+					   struct squib_dirty_bitmap *dst,
+					   struct squib_error_detail *d);
 
 /* OR src (same range, any page size) into the active bitmap. */
-int squib_tracked_region_merge(struct squib_tracked_region *r, const struct squib_dirty_bitmap *src,
-			       struct squib_error_detail *d);
+SQUIB_API int squib_tracked_region_merge(struct squib_tracked_region *r,
+					 const struct squib_dirty_bitmap *src,
+					 struct squib_error_detail *d);
 
 /*
  * After a clean checkpoint (the harvested Diff is durable): reset the
@@ -404,8 +416,8 @@ int squib_tracked_region_merge(struct squib_tracked_region *r, const struct squi
  * the harvest are folded into the coarse bitmap, widened to their 2 MiB block,
  * so even a misplaced call loses nothing; it only over-approximates.
  */
-int squib_tracked_region_reset_after_checkpoint(struct squib_tracked_region *r,
-						struct squib_error_detail *d);
+SQUIB_API int squib_tracked_region_reset_after_checkpoint(struct squib_tracked_region *r,
+							  struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

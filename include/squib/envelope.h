@@ -24,6 +24,7 @@
 #ifndef SQUIB_ENVELOPE_H
 #define SQUIB_ENVELOPE_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,11 +71,11 @@ struct squib_envelope_header {
 };
 
 /* The format version this library writes. */
-struct squib_version squib_format_version(void);
+SQUIB_API struct squib_version squib_format_version(void);
 
-uint64_t squib_arch_magic(enum squib_arch arch); /* 0 for SQUIB_ARCH_ANY */
-enum squib_arch squib_arch_from_magic(uint64_t magic); /* SQUIB_ARCH_ANY if unknown */
-enum squib_arch squib_host_arch(void);
+SQUIB_API uint64_t squib_arch_magic(enum squib_arch arch);	 /* 0 for SQUIB_ARCH_ANY */
+SQUIB_API enum squib_arch squib_arch_from_magic(uint64_t magic); /* SQUIB_ARCH_ANY if unknown */
+SQUIB_API enum squib_arch squib_host_arch(void);
 
 /*
  * Encode a state into a new heap buffer (*out, *out_len; free() it). Devices,
@@ -85,8 +86,8 @@ enum squib_arch squib_host_arch(void);
  * docs/FORMAT.md's bounds, bad enum value, arch ANY) and
  * SQUIB_E_SIZE_LIMIT_EXCEEDED when the file would exceed the limit.
  */
-int squib_state_encode(const struct squib_microvm_state *s, uint8_t **out, size_t *out_len,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_state_encode(const struct squib_microvm_state *s, uint8_t **out,
+				 size_t *out_len, struct squib_error_detail *d);
 
 /*
  * Decode a whole state file (header, payload, trailer). `expected` selects the
@@ -95,36 +96,39 @@ int squib_state_encode(const struct squib_microvm_state *s, uint8_t **out, size_
  * state (free with squib_state_free) and *hdr (optional) receives the header.
  * On failure *out is left initialised and empty.
  */
-int squib_state_decode(const uint8_t *buf, size_t len, enum squib_arch expected,
-		       struct squib_microvm_state *out, struct squib_envelope_header *hdr,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_state_decode(const uint8_t *buf, size_t len, enum squib_arch expected,
+				 struct squib_microvm_state *out, struct squib_envelope_header *hdr,
+				 struct squib_error_detail *d);
 
 /* The same without the CRC check, over the body only (the file minus its 8-byte
  * trailer): upstream load_without_crc_check, used by describe. */
-int squib_state_decode_body(const uint8_t *body, size_t len, enum squib_arch expected,
-			    struct squib_microvm_state *out, struct squib_envelope_header *hdr,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_state_decode_body(const uint8_t *body, size_t len, enum squib_arch expected,
+				      struct squib_microvm_state *out,
+				      struct squib_envelope_header *hdr,
+				      struct squib_error_detail *d);
 
 /* Parse just the 24-byte header (no CRC, magic or version checks). */
-int squib_envelope_parse_header(const uint8_t *buf, size_t len, struct squib_envelope_header *hdr,
-				struct squib_error_detail *d);
+SQUIB_API int squib_envelope_parse_header(const uint8_t *buf, size_t len,
+					  struct squib_envelope_header *hdr,
+					  struct squib_error_detail *d);
 
 /* Read a state file into a heap buffer, reading at most limit+1 bytes:
  * SQUIB_E_SIZE_LIMIT_EXCEEDED for a larger file, SQUIB_E_IO on OS errors. */
-int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_state_read_file(const char *path, uint8_t **buf, size_t *len,
+				    struct squib_error_detail *d);
 
 /* read_file of an open fd (from its current offset; the fd stays open). */
-int squib_state_read_fd(int fd, uint8_t **buf, size_t *len, struct squib_error_detail *d);
+SQUIB_API int squib_state_read_fd(int fd, uint8_t **buf, size_t *len, struct squib_error_detail *d);
 
 /* read_file + decode. */
-int squib_state_load_file(const char *path, enum squib_arch expected,
-			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_state_load_file(const char *path, enum squib_arch expected,
+				    struct squib_microvm_state *out,
+				    struct squib_envelope_header *hdr,
+				    struct squib_error_detail *d);
 
 /* encode + crash-safe publication through squib/atomic.h. */
-int squib_state_save_file(const char *path, const struct squib_microvm_state *s,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_state_save_file(const char *path, const struct squib_microvm_state *s,
+				    struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #ifndef SQUIB_ERROR_H
 #define SQUIB_ERROR_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,28 +91,30 @@ struct squib_error_detail {
  * when len > 0). `d` may be NULL; parameters then print as unknown. Returns
  * the length the full message needs, like snprintf.
  */
-int squib_error_message(int code, const struct squib_error_detail *d, char *buf, size_t len);
+SQUIB_API int squib_error_message(int code, const struct squib_error_detail *d, char *buf,
+				  size_t len);
 
 /* Static name of the code, e.g. "SQUIB_E_CRC_MISMATCH"; "SQUIB_E_UNKNOWN" if none. */
-const char *squib_error_name(int code);
+SQUIB_API const char *squib_error_name(int code);
 
 /*
  * Helpers for implementers: reset `d` and record one error, returning `code`
  * so a failing path can `return squib_fail_*(...)`. All accept d == NULL.
  */
-int squib_fail(struct squib_error_detail *d, int code);
-int squib_fail_errno(struct squib_error_detail *d, int code, int os_errno);
-int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+SQUIB_API int squib_fail(struct squib_error_detail *d, int code);
+SQUIB_API int squib_fail_errno(struct squib_error_detail *d, int code, int os_errno);
+SQUIB_API int squib_fail_msg(struct squib_error_detail *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* An OS error (os_errno) with msg saying what failed, e.g. "opening /dev/kvm":
  * the code's fixed text stays as upstream has it, the detail names the path. */
-int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno, const char *fmt,
-			 ...) __attribute__((format(printf, 4, 5)));
-int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected);
-int squib_fail_version(struct squib_error_detail *d, struct squib_version found,
-		       struct squib_version expected);
-int squib_fail_limit(struct squib_error_detail *d, uint64_t limit);
-int squib_fail_cross_fs(struct squib_error_detail *d, const char *dest, const char *temp_dir);
+SQUIB_API int squib_fail_errno_msg(struct squib_error_detail *d, int code, int os_errno,
+				   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+SQUIB_API int squib_fail_magic(struct squib_error_detail *d, uint64_t found, uint64_t expected);
+SQUIB_API int squib_fail_version(struct squib_error_detail *d, struct squib_version found,
+				 struct squib_version expected);
+SQUIB_API int squib_fail_limit(struct squib_error_detail *d, uint64_t limit);
+SQUIB_API int squib_fail_cross_fs(struct squib_error_detail *d, const char *dest,
+				  const char *temp_dir);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #ifndef SQUIB_INPUT_H
 #define SQUIB_INPUT_H
 
+#include <squib/api.h>
 #include <sys/stat.h>
 
 #include <squib/error.h>
@@ -35,8 +36,8 @@ extern "C" {
  * os_errno the cause and d->msg naming the path: "opening PATH", or "PATH is
  * a FIFO, not a regular file" (os_errno EINVAL; EISDIR for a directory).
  */
-int squib_input_open(const char *path, int access, int code, struct stat *st,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_input_open(const char *path, int access, int code, struct stat *st,
+			       struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

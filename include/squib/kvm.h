@@ -69,6 +69,7 @@
 #ifndef SQUIB_KVM_H
 #define SQUIB_KVM_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,22 +115,22 @@ struct squib_kvm_config {
 	}
 
 /* Does the KVM device exist (path NULL: /dev/kvm)? Says nothing about access. */
-bool squib_kvm_available(const char *device_path);
+SQUIB_API bool squib_kvm_available(const char *device_path);
 
 /* Errors of the irqchip or vCPU creation surface at that first call. */
-int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **out,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_new(const struct squib_kvm_config *cfg, struct squib_kvm_vm **out,
+			       struct squib_error_detail *d);
 
 /* Stop and join the vCPU threads, close every fd, unmap the VM's own RAM.
  * Trackers made on the VM must be freed first, and no device callback may
  * be blocked for good (its vCPU thread could not be joined). NULL is a no-op. */
-void squib_kvm_vm_free(struct squib_kvm_vm *vm);
+SQUIB_API void squib_kvm_vm_free(struct squib_kvm_vm *vm);
 
-uint32_t squib_kvm_vm_vcpu_count(const struct squib_kvm_vm *vm);
+SQUIB_API uint32_t squib_kvm_vm_vcpu_count(const struct squib_kvm_vm *vm);
 
 /* The KVM_DIRTY_LOG_* flags enabled with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2
  * (0: the classic dirty log). */
-uint64_t squib_kvm_vm_dirty_log_flags(const struct squib_kvm_vm *vm);
+SQUIB_API uint64_t squib_kvm_vm_dirty_log_flags(const struct squib_kvm_vm *vm);
 
 /* ---- memory ------------------------------------------------------------- */
 
@@ -140,20 +141,20 @@ uint64_t squib_kvm_vm_dirty_log_flags(const struct squib_kvm_vm *vm);
  * mapped until the VM is freed (a restore backend's file or uffd mapping).
  * *slot (may be NULL) receives the memslot id. Not after start.
  */
-int squib_kvm_vm_add_ram(struct squib_kvm_vm *vm, uint64_t gpa, uint64_t size, void *hva,
-			 uint32_t *slot, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_add_ram(struct squib_kvm_vm *vm, uint64_t gpa, uint64_t size, void *hva,
+				   uint32_t *slot, struct squib_error_detail *d);
 
 /* Host address of guest-physical [gpa, gpa + len), which must lie inside one
  * region; NULL otherwise. The guest may be writing there concurrently. */
-void *squib_kvm_vm_gpa_to_hva(struct squib_kvm_vm *vm, uint64_t gpa, uint64_t len);
+SQUIB_API void *squib_kvm_vm_gpa_to_hva(struct squib_kvm_vm *vm, uint64_t gpa, uint64_t len);
 
 /* The RAM regions (slot ids, gpa order) as a squib/track.h memory map. The
  * array is the VM's; it is valid until the next add_ram or free. */
-struct squib_memory_map squib_kvm_vm_memory_map(const struct squib_kvm_vm *vm);
+SQUIB_API struct squib_memory_map squib_kvm_vm_memory_map(const struct squib_kvm_vm *vm);
 
 /* Copy len bytes into guest memory at gpa (one region). */
-int squib_kvm_vm_write(struct squib_kvm_vm *vm, uint64_t gpa, const void *src, size_t len,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_write(struct squib_kvm_vm *vm, uint64_t gpa, const void *src, size_t len,
+				 struct squib_error_detail *d);
 
 /* ---- port-I/O devices ---------------------------------------------------- */
 
@@ -177,9 +178,9 @@ struct squib_kvm_device_ops {
 
 /* ops must outlive the VM; ctx is the VM's from here on (ops->free is called
  * on it even when this fails). Ports must not overlap another device's. */
-int squib_kvm_vm_add_device(struct squib_kvm_vm *vm, const char *id, uint16_t port, uint16_t count,
-			    const struct squib_kvm_device_ops *ops, void *ctx,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_add_device(struct squib_kvm_vm *vm, const char *id, uint16_t port,
+				      uint16_t count, const struct squib_kvm_device_ops *ops,
+				      void *ctx, struct squib_error_detail *d);
 
 /*
  * The console: bytes written to its port (Bochs/QEMU debug port 0xe9 by
@@ -188,10 +189,11 @@ int squib_kvm_vm_add_device(struct squib_kvm_vm *vm, const char *id, uint16_t po
  */
 #define SQUIB_KVM_CONSOLE_RING 4096u
 struct squib_kvm_console;
-int squib_kvm_vm_add_console(struct squib_kvm_vm *vm, uint16_t port, struct squib_kvm_console **out,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_add_console(struct squib_kvm_vm *vm, uint16_t port,
+				       struct squib_kvm_console **out,
+				       struct squib_error_detail *d);
 /* Copy out the last bytes written (NUL-terminated, truncated to cap - 1). */
-size_t squib_kvm_console_read(struct squib_kvm_console *c, char *buf, size_t cap);
+SQUIB_API size_t squib_kvm_console_read(struct squib_kvm_console *c, char *buf, size_t cap);
 
 /*
  * The counter-report device: a 32-bit write to its port records the value
@@ -199,19 +201,21 @@ size_t squib_kvm_console_read(struct squib_kvm_console *c, char *buf, size_t cap
  * Blob: u32 version (1), u32 vCPU count, then per vCPU u64 last, u64 reports.
  */
 struct squib_kvm_counter;
-int squib_kvm_vm_add_counter(struct squib_kvm_vm *vm, uint16_t port, struct squib_kvm_counter **out,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_add_counter(struct squib_kvm_vm *vm, uint16_t port,
+				       struct squib_kvm_counter **out,
+				       struct squib_error_detail *d);
 /* The vCPU's latest report and how many it made; false for a bad vcpu. */
-bool squib_kvm_counter_get(struct squib_kvm_counter *c, uint32_t vcpu, uint64_t *last,
-			   uint64_t *reports);
+SQUIB_API bool squib_kvm_counter_get(struct squib_kvm_counter *c, uint32_t vcpu, uint64_t *last,
+				     uint64_t *reports);
 /*
  * Block until the vCPU has made at least min_reports reports in total:
  * SQUIB_E_IO with os_errno ETIMEDOUT when timeout_ms passes first (a
  * safety net for tests, not a measurement). *last (may be NULL) receives
  * the latest report.
  */
-int squib_kvm_counter_wait(struct squib_kvm_counter *c, uint32_t vcpu, uint64_t min_reports,
-			   uint32_t timeout_ms, uint64_t *last, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_counter_wait(struct squib_kvm_counter *c, uint32_t vcpu,
+				     uint64_t min_reports, uint32_t timeout_ms, uint64_t *last,
+				     struct squib_error_detail *d);
 
 /*
  * A 16550A UART at ports [port, port + 8) (the PC's COM1: 0x3f8, IRQ 4), as
@@ -233,15 +237,18 @@ struct squib_kvm_uart_info {
 	uint64_t lines;
 	char last_line[SQUIB_KVM_UART_LINE]; /* NUL-terminated */
 };
-int squib_kvm_vm_add_uart(struct squib_kvm_vm *vm, uint16_t port, uint32_t irq, int out_fd,
-			  struct squib_kvm_uart **out, struct squib_error_detail *d);
-void squib_kvm_uart_get(struct squib_kvm_uart *u, struct squib_kvm_uart_info *out);
+SQUIB_API int squib_kvm_vm_add_uart(struct squib_kvm_vm *vm, uint16_t port, uint32_t irq,
+				    int out_fd, struct squib_kvm_uart **out,
+				    struct squib_error_detail *d);
+SQUIB_API void squib_kvm_uart_get(struct squib_kvm_uart *u, struct squib_kvm_uart_info *out);
 /* Block until the guest has sent min_lines lines in all; SQUIB_E_IO with
  * ETIMEDOUT after timeout_ms. info (may be NULL) receives the counts then. */
-int squib_kvm_uart_wait_lines(struct squib_kvm_uart *u, uint64_t min_lines, uint32_t timeout_ms,
-			      struct squib_kvm_uart_info *info, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_uart_wait_lines(struct squib_kvm_uart *u, uint64_t min_lines,
+					uint32_t timeout_ms, struct squib_kvm_uart_info *info,
+					struct squib_error_detail *d);
 /* Decode a saved UART blob (from a state's devices); SQUIB_E_ENCODING if it is not one. */
-int squib_kvm_uart_blob_info(const uint8_t *blob, size_t len, struct squib_kvm_uart_info *out);
+SQUIB_API int squib_kvm_uart_blob_info(const uint8_t *blob, size_t len,
+				       struct squib_kvm_uart_info *out);
 
 /* ---- entering a guest ----------------------------------------------------- */
 
@@ -267,8 +274,8 @@ struct squib_kvm_boot {
 	struct squib_kvm_entry entry[SQUIB_KVM_MAX_VCPUS];
 };
 
-int squib_kvm_vm_boot_long_mode(struct squib_kvm_vm *vm, const struct squib_kvm_boot *b,
-				struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_boot_long_mode(struct squib_kvm_vm *vm, const struct squib_kvm_boot *b,
+					  struct squib_error_detail *d);
 
 /*
  * Boot a Linux bzImage directly, through the 64-bit entry of the x86 boot
@@ -293,16 +300,16 @@ struct squib_kvm_linux {
 	const char *cmdline; /* NULL: empty */
 };
 
-int squib_kvm_vm_boot_linux(struct squib_kvm_vm *vm, const struct squib_kvm_linux *l,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_boot_linux(struct squib_kvm_vm *vm, const struct squib_kvm_linux *l,
+				      struct squib_error_detail *d);
 
 /* ---- running -------------------------------------------------------------- */
 
-int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_start(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 /* SQUIB_E_QUIESCE_TIMEOUT as described above; pausing a paused VM is a no-op. */
-int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d);
-int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d);
-bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
+SQUIB_API int squib_kvm_vm_pause(struct squib_kvm_vm *vm, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_resume(struct squib_kvm_vm *vm, struct squib_error_detail *d);
+SQUIB_API bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
 
 /*
  * Stop the VM for good because something it cannot run without failed (its
@@ -332,16 +339,16 @@ bool squib_kvm_vm_is_paused(struct squib_kvm_vm *vm);
  * returns; squib_kvm_vm_free would otherwise wait for ever to join it.
  * The VMM must not touch guest RAM after this call either.
  */
-int squib_kvm_vm_fail(struct squib_kvm_vm *vm, int code, const struct squib_error_detail *why,
-		      struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_fail(struct squib_kvm_vm *vm, int code,
+				const struct squib_error_detail *why, struct squib_error_detail *d);
 
 /* 0, or the failure squib_kvm_vm_fail recorded (its detail into d, may be NULL). */
-int squib_kvm_vm_error(struct squib_kvm_vm *vm, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_error(struct squib_kvm_vm *vm, struct squib_error_detail *d);
 
 /* After squib_kvm_vm_fail: wait until every vCPU is out of KVM_RUN for good
  * (0), or SQUIB_E_QUIESCE_TIMEOUT naming one still inside after timeout_ms. */
-int squib_kvm_vm_wait_stopped(struct squib_kvm_vm *vm, uint32_t timeout_ms,
-			      struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_wait_stopped(struct squib_kvm_vm *vm, uint32_t timeout_ms,
+					struct squib_error_detail *d);
 
 enum squib_kvm_vcpu_run_state {
 	SQUIB_KVM_VCPU_IDLE = 0, /* not started */
@@ -359,8 +366,8 @@ struct squib_kvm_vcpu_status {
 	uint64_t io_exits;    /* of which port I/O */
 };
 
-int squib_kvm_vm_vcpu_status(struct squib_kvm_vm *vm, uint32_t vcpu,
-			     struct squib_kvm_vcpu_status *st);
+SQUIB_API int squib_kvm_vm_vcpu_status(struct squib_kvm_vm *vm, uint32_t vcpu,
+				       struct squib_kvm_vcpu_status *st);
 
 /* ---- x86 state ------------------------------------------------------------- */
 
@@ -372,8 +379,8 @@ int squib_kvm_vm_vcpu_status(struct squib_kvm_vm *vm, uint32_t vcpu,
  * and PIT (when created); each device with a save op; vm_info.mem_size_mib
  * from the RAM size. The VM must be paused or not started.
  */
-int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *out,
+				   struct squib_error_detail *d);
 
 /*
  * Restore a captured state into a VM that was never started: same vCPU
@@ -386,8 +393,8 @@ int squib_kvm_vm_capture(struct squib_kvm_vm *vm, struct squib_microvm_state *ou
  * the TSCs are set when the VM starts (or is captured first), as one pair:
  * the clock as saved, each TSC as far on as the clock ran since.
  */
-int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_state *s,
+				   struct squib_error_detail *d);
 
 /* ---- dirty log --------------------------------------------------------------- */
 
@@ -410,8 +417,8 @@ int squib_kvm_vm_restore(struct squib_kvm_vm *vm, const struct squib_microvm_sta
  * The VM must outlive the tracker. Only guest stores are seen: join a
  * VMM-marks tracker in a squib_tracker_set for the VMM's own writes.
  */
-int squib_tracker_kvm_new(struct squib_kvm_vm *vm, struct squib_tracker **out,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_tracker_kvm_new(struct squib_kvm_vm *vm, struct squib_tracker **out,
+				    struct squib_error_detail *d);
 
 /* ---- the squib/vm.h adapter ------------------------------------------------------ */
 
@@ -452,15 +459,16 @@ struct squib_kvm_adapter_config {
 
 struct squib_kvm_adapter;
 
-int squib_kvm_adapter_new(struct squib_kvm_vm *vm, const struct squib_kvm_adapter_config *cfg,
-			  struct squib_kvm_adapter **out, struct squib_error_detail *d);
+SQUIB_API int squib_kvm_adapter_new(struct squib_kvm_vm *vm,
+				    const struct squib_kvm_adapter_config *cfg,
+				    struct squib_kvm_adapter **out, struct squib_error_detail *d);
 /* Stops and frees the trackers; the VM is left alone. NULL is a no-op. */
-void squib_kvm_adapter_free(struct squib_kvm_adapter *a);
+SQUIB_API void squib_kvm_adapter_free(struct squib_kvm_adapter *a);
 /* The ops table and context for squib_save / squib_load. */
-struct squib_vm squib_kvm_adapter_vm(struct squib_kvm_adapter *a);
+SQUIB_API struct squib_vm squib_kvm_adapter_vm(struct squib_kvm_adapter *a);
 /* The VMM-marks tracker (report the VMM's own guest-memory writes with
  * squib_tracker_mark_write), or NULL without tracking or before RAM. */
-struct squib_tracker *squib_kvm_adapter_vmm_tracker(struct squib_kvm_adapter *a);
+SQUIB_API struct squib_tracker *squib_kvm_adapter_vmm_tracker(struct squib_kvm_adapter *a);
 
 #ifdef __cplusplus
 }

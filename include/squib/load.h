@@ -61,6 +61,7 @@
 #ifndef SQUIB_LOAD_H
 #define SQUIB_LOAD_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -123,9 +124,9 @@ enum squib_recovery_action {
  * and the directory fsyncs (SQUIB_IO_FSYNC_DIR), as in squib/atomic.h.
  * *action may be NULL.
  */
-int squib_pair_recover(const char *state_path, const char *memory_path,
-		       const struct squib_io_hooks *hooks, enum squib_recovery_action *action,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_pair_recover(const char *state_path, const char *memory_path,
+				 const struct squib_io_hooks *hooks,
+				 enum squib_recovery_action *action, struct squib_error_detail *d);
 
 /* ---- guest memory ---------------------------------------------------------- */
 
@@ -168,7 +169,7 @@ struct squib_guest_memory {
 
 /* Stop and free the pager (LAZY) or the handler connection (UFFD), munmap
  * every region, free. NULL is a no-op. */
-void squib_guest_memory_free(struct squib_guest_memory *m);
+SQUIB_API void squib_guest_memory_free(struct squib_guest_memory *m);
 
 /*
  * Stop serving the memory, keeping the mappings: stop the pager (LAZY) or
@@ -179,7 +180,7 @@ void squib_guest_memory_free(struct squib_guest_memory *m);
  * squib_kvm_vm_fail), then release, so a blocked vCPU leaves without
  * reading a page the snapshot never had. Other backends: no-op.
  */
-void squib_guest_memory_release(struct squib_guest_memory *g);
+SQUIB_API void squib_guest_memory_release(struct squib_guest_memory *g);
 
 /*
  * Set up guest memory from a verified memory file without a VM (tools,
@@ -188,18 +189,20 @@ void squib_guest_memory_release(struct squib_guest_memory *g);
  * layout (may be NULL) is the state file's description, checked against the
  * memory file first.
  */
-int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
-			    const struct squib_memory_layout *layout,
-			    enum squib_memory_backend backend, struct squib_guest_memory **out,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
+				      const struct squib_memory_layout *layout,
+				      enum squib_memory_backend backend,
+				      struct squib_guest_memory **out,
+				      struct squib_error_detail *d);
 
 /* The same with the lazy backends' options (lazy may be NULL). For UFFD,
  * memory_path may be NULL if layout is given. */
-int squib_guest_memory_open_lazy(const char *memory_path, const char *const *chain, size_t n,
-				 const struct squib_memory_layout *layout,
-				 enum squib_memory_backend backend,
-				 const struct squib_lazy_options *lazy,
-				 struct squib_guest_memory **out, struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_open_lazy(const char *memory_path, const char *const *chain,
+					   size_t n, const struct squib_memory_layout *layout,
+					   enum squib_memory_backend backend,
+					   const struct squib_lazy_options *lazy,
+					   struct squib_guest_memory **out,
+					   struct squib_error_detail *d);
 
 /*
  * Install (LAZY) or touch (UFFD) the boot-critical pages of the state's
@@ -209,8 +212,9 @@ int squib_guest_memory_open_lazy(const char *memory_path, const char *const *cha
  * pager fails or the handler dies meanwhile, the memory is released
  * (squib_guest_memory_release) and that error returned: never hangs.
  */
-int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_microvm_state *s,
-			       struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_prewarm(struct squib_guest_memory *g,
+					 const struct squib_microvm_state *s,
+					 struct squib_error_detail *d);
 
 /*
  * LAZY: install a working set's pages in bulk. The set must have this
@@ -219,17 +223,19 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
  * otherwise; a set is recorded for one snapshot). Other backends:
  * SQUIB_E_INVALID_ARGUMENT.
  */
-int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib_workset *ws,
-				struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_prefetch(struct squib_guest_memory *g,
+					  const struct squib_workset *ws,
+					  struct squib_error_detail *d);
 
 /* 0, or why the memory can no longer be served: the pager's first error
  * (LAZY) or the handler's loss (UFFD); other backends: 0. Any thread. */
-int squib_guest_memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_error(const struct squib_guest_memory *g,
+				       struct squib_error_detail *d);
 
 /* LAZY with lazy.pager.record: the pages faulted in so far, bound to this
  * memory (memory_id set), ready for squib_workset_write. */
-int squib_guest_memory_recorded(const struct squib_guest_memory *g, struct squib_workset *out,
-				struct squib_error_detail *d);
+SQUIB_API int squib_guest_memory_recorded(const struct squib_guest_memory *g,
+					  struct squib_workset *out, struct squib_error_detail *d);
 
 /* ---- load ------------------------------------------------------------------ */
 
@@ -275,11 +281,11 @@ struct squib_load_result {
  * failed): the VM is then in an undefined state, stays paused, and
  * out->memory is kept for the caller to free once the VM is discarded.
  */
-int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
-	       struct squib_load_result *out, struct squib_error_detail *d);
+SQUIB_API int squib_load(const struct squib_vm *vm, const struct squib_load_request *req,
+			 struct squib_load_result *out, struct squib_error_detail *d);
 
 /* Free the state and the guest memory; the struct itself is the caller's. */
-void squib_load_result_free(struct squib_load_result *r);
+SQUIB_API void squib_load_result_free(struct squib_load_result *r);
 
 /*
  * The state file alone (upstream load(): no memory file, no VM, no
@@ -287,9 +293,10 @@ void squib_load_result_free(struct squib_load_result *r);
  * architecture is SQUIB_E_INCOMPATIBLE), verify_compatible. *out must be
  * freed with squib_state_free, also on failure; hdr may be NULL.
  */
-int squib_load_state_only(const char *state_path, enum squib_arch expected,
-			  struct squib_microvm_state *out, struct squib_envelope_header *hdr,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_load_state_only(const char *state_path, enum squib_arch expected,
+				    struct squib_microvm_state *out,
+				    struct squib_envelope_header *hdr,
+				    struct squib_error_detail *d);
 
 /*
  * Everything squib_load checks before it needs a VM, without one: pair
@@ -300,8 +307,8 @@ int squib_load_state_only(const char *state_path, enum squib_arch expected,
  * hypervisor, so that a bad file is reported as itself and not as a missing
  * /dev/kvm. *vcpus (may be NULL) gets the state's vCPU count.
  */
-int squib_load_check(const struct squib_load_request *req, enum squib_arch expected,
-		     uint32_t *vcpus, struct squib_error_detail *d);
+SQUIB_API int squib_load_check(const struct squib_load_request *req, enum squib_arch expected,
+			       uint32_t *vcpus, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@
 #ifndef SQUIB_MEMFILE_H
 #define SQUIB_MEMFILE_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,11 +85,11 @@ struct squib_memfile_manifest {
 };
 
 /* Free everything the manifest owns and zero it. Safe on a zeroed manifest. */
-void squib_memfile_manifest_release(struct squib_memfile_manifest *m);
+SQUIB_API void squib_memfile_manifest_release(struct squib_memfile_manifest *m);
 
 /* id as 32 lowercase hex digits (the form error messages use). */
-void squib_memfile_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE],
-			  char out[2 * SQUIB_MEMORY_ID_SIZE + 1]);
+SQUIB_API void squib_memfile_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE],
+				    char out[2 * SQUIB_MEMORY_ID_SIZE + 1]);
 
 /*
  * Parse the footer and manifest of a whole memory file held in memory (the
@@ -96,8 +97,8 @@ void squib_memfile_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE],
  * squib_memfile_open checks except the page data. *out owns its arrays on
  * success and is zeroed on failure.
  */
-int squib_memfile_parse(const uint8_t *file, size_t len, struct squib_memfile_manifest *out,
-			struct squib_error_detail *d);
+SQUIB_API int squib_memfile_parse(const uint8_t *file, size_t len,
+				  struct squib_memfile_manifest *out, struct squib_error_detail *d);
 
 /* ---- writers ------------------------------------------------------------- */
 
@@ -158,10 +159,12 @@ struct squib_memfile_write_stats {
  *
  * *out (required) receives the manifest; stats and opts may be NULL.
  */
-int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_memfile_source *src,
-			     const struct squib_memfile_write_options *opts,
-			     struct squib_memfile_manifest *out,
-			     struct squib_memfile_write_stats *stats, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_write_full(struct squib_atomic_writer *w,
+				       const struct squib_memfile_source *src,
+				       const struct squib_memfile_write_options *opts,
+				       struct squib_memfile_manifest *out,
+				       struct squib_memfile_write_stats *stats,
+				       struct squib_error_detail *d);
 
 /*
  * Diff snapshot: writes exactly the pages the bitmaps mark dirty, whatever
@@ -173,22 +176,26 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
  * The bitmaps are only read (harvest them first, squib/dirty.h). Otherwise as
  * squib_memfile_write_full.
  */
-int squib_memfile_write_diff(struct squib_atomic_writer *w, const struct squib_memfile_source *src,
-			     const uint8_t parent_id[SQUIB_MEMORY_ID_SIZE],
-			     const struct squib_dirty_bitmap *const *bitmaps, uint32_t bitmap_count,
-			     const struct squib_memfile_write_options *opts,
-			     struct squib_memfile_manifest *out,
-			     struct squib_memfile_write_stats *stats, struct squib_error_detail *d);
+SQUIB_API int
+squib_memfile_write_diff(struct squib_atomic_writer *w, const struct squib_memfile_source *src,
+			 const uint8_t parent_id[SQUIB_MEMORY_ID_SIZE],
+			 const struct squib_dirty_bitmap *const *bitmaps, uint32_t bitmap_count,
+			 const struct squib_memfile_write_options *opts,
+			 struct squib_memfile_manifest *out,
+			 struct squib_memfile_write_stats *stats, struct squib_error_detail *d);
 
 /* Convenience: open an atomic writer on path, write, commit (publish) it. */
-int squib_memfile_save_full(const char *path, const struct squib_memfile_source *src,
-			    const struct squib_memfile_write_options *opts,
-			    struct squib_memfile_manifest *out, struct squib_error_detail *d);
-int squib_memfile_save_diff(const char *path, const struct squib_memfile_source *src,
-			    const uint8_t parent_id[SQUIB_MEMORY_ID_SIZE],
-			    const struct squib_dirty_bitmap *const *bitmaps, uint32_t bitmap_count,
-			    const struct squib_memfile_write_options *opts,
-			    struct squib_memfile_manifest *out, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_save_full(const char *path, const struct squib_memfile_source *src,
+				      const struct squib_memfile_write_options *opts,
+				      struct squib_memfile_manifest *out,
+				      struct squib_error_detail *d);
+SQUIB_API int squib_memfile_save_diff(const char *path, const struct squib_memfile_source *src,
+				      const uint8_t parent_id[SQUIB_MEMORY_ID_SIZE],
+				      const struct squib_dirty_bitmap *const *bitmaps,
+				      uint32_t bitmap_count,
+				      const struct squib_memfile_write_options *opts,
+				      struct squib_memfile_manifest *out,
+				      struct squib_error_detail *d);
 
 /* ---- reader -------------------------------------------------------------- */
 
@@ -200,13 +207,15 @@ struct squib_memfile;
  * in bounds, adding up to present_pages). Page data is not read; digests are
  * checked by squib_memfile_verify_digests.
  */
-int squib_memfile_open(const char *path, struct squib_memfile **out, struct squib_error_detail *d);
-void squib_memfile_close(struct squib_memfile *m);
+SQUIB_API int squib_memfile_open(const char *path, struct squib_memfile **out,
+				 struct squib_error_detail *d);
+SQUIB_API void squib_memfile_close(struct squib_memfile *m);
 
-const struct squib_memfile_manifest *squib_memfile_manifest(const struct squib_memfile *m);
+SQUIB_API const struct squib_memfile_manifest *
+squib_memfile_manifest(const struct squib_memfile *m);
 
 /* Is file page `page` (0 = the first page of the RAM range) present? */
-bool squib_memfile_page_present(const struct squib_memfile *m, uint64_t page);
+SQUIB_API bool squib_memfile_page_present(const struct squib_memfile *m, uint64_t page);
 
 /*
  * Read the page_size bytes of the page at guest_addr (page-aligned, inside a
@@ -214,29 +223,32 @@ bool squib_memfile_page_present(const struct squib_memfile *m, uint64_t page);
  * reads as zeros; absent from a DIFF it is SQUIB_E_MEMORY_IO with ENODATA
  * (its content is in an older layer: read through a chain).
  */
-int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, void *buf,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, void *buf,
+				      struct squib_error_detail *d);
 
 /* Recompute every extent's digest: SQUIB_E_CRC_MISMATCH naming the first bad
  * extent; SQUIB_E_INVALID_ARGUMENT when the file has no digests. */
-int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_verify_digests(const struct squib_memfile *m,
+					   struct squib_error_detail *d);
 
 /* The same, reporting progress (may be NULL) in bytes read: the total is the
  * bytes of every extent, present_pages * page_size. */
-int squib_memfile_verify_digests_ex(const struct squib_memfile *m,
-				    const struct squib_progress *progress,
-				    struct squib_error_detail *d);
+SQUIB_API int squib_memfile_verify_digests_ex(const struct squib_memfile *m,
+					      const struct squib_progress *progress,
+					      struct squib_error_detail *d);
 
 /* Open, verify and close in one call: what `squib_memfile_open` checks, plus
  * the digests when check_digests is set and the file has them. *out (may be
  * NULL) receives a copy of the manifest. */
-int squib_memfile_verify(const char *path, bool check_digests, struct squib_memfile_manifest *out,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_memfile_verify(const char *path, bool check_digests,
+				   struct squib_memfile_manifest *out,
+				   struct squib_error_detail *d);
 
 /* The state file's MEMORY section against this file: SQUIB_E_PAIR_MISMATCH
  * (both ids in hex) unless every field and extent agrees. */
-int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib_memory_layout *l,
-			       struct squib_error_detail *d);
+SQUIB_API int squib_memfile_check_layout(const struct squib_memfile *m,
+					 const struct squib_memory_layout *l,
+					 struct squib_error_detail *d);
 
 /* ---- layered reads ------------------------------------------------------- */
 
@@ -248,13 +260,15 @@ struct squib_memfile_chain;
  * (SQUIB_E_PAIR_MISMATCH otherwise, both ids in hex) and every layer must
  * have the same regions and page size (SQUIB_E_PAIR_MISMATCH).
  */
-int squib_memfile_chain_open(const char *const *paths, size_t n,
-			     struct squib_memfile_chain **out, struct squib_error_detail *d);
-void squib_memfile_chain_close(struct squib_memfile_chain *c);
+SQUIB_API int squib_memfile_chain_open(const char *const *paths, size_t n,
+				       struct squib_memfile_chain **out,
+				       struct squib_error_detail *d);
+SQUIB_API void squib_memfile_chain_close(struct squib_memfile_chain *c);
 
 /* The newest layer holding the page supplies it; a page no layer holds is zero. */
-int squib_memfile_chain_read_page(const struct squib_memfile_chain *c, uint64_t guest_addr,
-				  void *buf, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_chain_read_page(const struct squib_memfile_chain *c,
+					    uint64_t guest_addr, void *buf,
+					    struct squib_error_detail *d);
 
 /* ---- rebase -------------------------------------------------------------- */
 
@@ -317,13 +331,15 @@ struct squib_memfile_rebase_options {
  *
  * result (may be NULL) receives the merged manifest.
  */
-int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
-			 const char *out_path, const struct squib_memfile_rebase_options *opts,
-			 struct squib_memfile_manifest *result, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
+				   const char *out_path,
+				   const struct squib_memfile_rebase_options *opts,
+				   struct squib_memfile_manifest *result,
+				   struct squib_error_detail *d);
 
 /* The undo log of an in-place rebase of base: base + ".undo", heap string (NULL: no memory). */
 #define SQUIB_MEMFILE_UNDO_SUFFIX ".undo"
-char *squib_memfile_undo_path(const char *base);
+SQUIB_API char *squib_memfile_undo_path(const char *base);
 
 /*
  * Roll back an in-place rebase of base that did not commit: when BASE.undo
@@ -339,8 +355,8 @@ char *squib_memfile_undo_path(const char *base);
  * nothing. Idempotent: a crash during the roll-back is rolled back again.
  * Hooks as for the rebase.
  */
-int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
-				 bool *rolled_back, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *hooks,
+					   bool *rolled_back, struct squib_error_detail *d);
 
 /*
  * squib_memfile_rebase reporting progress (may be NULL) in bytes: the total
@@ -349,10 +365,12 @@ int squib_memfile_rebase_recover(const char *base, const struct squib_io_hooks *
  * the result's digests read when opts->digests is set. It is known once every
  * input is open and checked, before the first byte is read or copied.
  */
-int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n,
-			    const char *out_path, const struct squib_memfile_rebase_options *opts,
-			    const struct squib_progress *progress,
-			    struct squib_memfile_manifest *result, struct squib_error_detail *d);
+SQUIB_API int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n,
+				      const char *out_path,
+				      const struct squib_memfile_rebase_options *opts,
+				      const struct squib_progress *progress,
+				      struct squib_memfile_manifest *result,
+				      struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

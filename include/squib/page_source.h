@@ -17,6 +17,7 @@
 #ifndef SQUIB_PAGE_SOURCE_H
 #define SQUIB_PAGE_SOURCE_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,14 +53,14 @@ struct squib_page_source {
  * the source is released. Adjacent pages of one layer are read with one
  * read of that layer. SQUIB_E_INVALID_ARGUMENT for a DIFF file alone.
  */
-int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
-			   struct squib_error_detail *d);
-int squib_page_source_chain(const struct squib_chain *c, struct squib_page_source *out,
-			    struct squib_error_detail *d);
+SQUIB_API int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
+				     struct squib_error_detail *d);
+SQUIB_API int squib_page_source_chain(const struct squib_chain *c, struct squib_page_source *out,
+				      struct squib_error_detail *d);
 
 /* The same, owning the chain: released with the source (also when this call fails). */
-int squib_page_source_chain_owned(struct squib_chain *c, struct squib_page_source *out,
-				  struct squib_error_detail *d);
+SQUIB_API int squib_page_source_chain_owned(struct squib_chain *c, struct squib_page_source *out,
+					    struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,7 @@
 #ifndef SQUIB_PAGER_H
 #define SQUIB_PAGER_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,9 +142,10 @@ struct squib_pager;
  * userfaultfd is not available (ENOSYS, EPERM) or refuses a feature or
  * registration, SQUIB_E_NOMEM.
  */
-int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
-		      struct squib_page_source src, const struct squib_pager_options *opts,
-		      struct squib_pager **out, struct squib_error_detail *d);
+SQUIB_API int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
+				struct squib_page_source src,
+				const struct squib_pager_options *opts, struct squib_pager **out,
+				struct squib_error_detail *d);
 
 /*
  * Serve a userfaultfd another process created and registered (the external
@@ -156,22 +158,23 @@ int squib_pager_start(const struct squib_pager_region *regions, uint32_t n,
  * registrations). Once the creator's process is gone the ioctls fail
  * (ESRCH): the owner stops the pager when its peer hangs up.
  */
-int squib_pager_attach(int uffd, const struct squib_pager_region *regions, uint32_t n,
-		       struct squib_page_source src, const struct squib_pager_options *opts,
-		       struct squib_pager **out, struct squib_error_detail *d);
+SQUIB_API int squib_pager_attach(int uffd, const struct squib_pager_region *regions, uint32_t n,
+				 struct squib_page_source src,
+				 const struct squib_pager_options *opts, struct squib_pager **out,
+				 struct squib_error_detail *d);
 
 /* Stop and join the thread, unregister the memory (not for an attached
  * uffd), close the fds (idempotent). */
-void squib_pager_stop(struct squib_pager *p);
+SQUIB_API void squib_pager_stop(struct squib_pager *p);
 
 /* Stop, release the source, free. NULL is a no-op. The memory is not unmapped. */
-void squib_pager_free(struct squib_pager *p);
+SQUIB_API void squib_pager_free(struct squib_pager *p);
 
 /* A snapshot of the counters (consistent with each other). */
-void squib_pager_stats(const struct squib_pager *p, struct squib_pager_stats *out);
+SQUIB_API void squib_pager_stats(const struct squib_pager *p, struct squib_pager_stats *out);
 
 /* 0, or the first error the pager met (its detail into d, may be NULL). */
-int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d);
+SQUIB_API int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d);
 
 /* ---- prefetch, record, background fill ------------------------------------ */
 
@@ -198,8 +201,8 @@ int squib_pager_error(const struct squib_pager *p, struct squib_error_detail *d)
  * gone). A failed prefetch leaves the remaining pages to faults; it is not
  * the pager's error (squib_pager_error) since no memory was lost.
  */
-int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
-			 uint64_t *installed, struct squib_error_detail *d);
+SQUIB_API int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
+				   uint64_t n, uint64_t *installed, struct squib_error_detail *d);
 
 /*
  * Make squib_pager_prefetch(_all) ask stop(ctx) between chunks, so that a
@@ -207,11 +210,12 @@ int squib_pager_prefetch(struct squib_pager *p, const struct squib_ws_run *runs,
  * handler set, or polls a signalfd). NULL: never stop. Set it before any
  * prefetch starts; stop is called on the prefetching thread.
  */
-void squib_pager_set_prefetch_stop(struct squib_pager *p, bool (*stop)(void *ctx), void *ctx);
+SQUIB_API void squib_pager_set_prefetch_stop(struct squib_pager *p, bool (*stop)(void *ctx),
+					     void *ctx);
 
 /* Every page of every region (serve --mode all; Firecracker's fault_all). */
-int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
+				       struct squib_error_detail *d);
 
 /*
  * The fault-driven installs so far (options.record), in order, as a working
@@ -225,8 +229,8 @@ int squib_pager_prefetch_all(struct squib_pager *p, uint64_t *installed,
  * SQUIB_E_INVALID_ARGUMENT (NULL, or record was off), SQUIB_E_NOMEM (also
  * when the record could not grow: its prefix would be misleading).
  */
-int squib_pager_recorded(const struct squib_pager *p, struct squib_workset *out,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_pager_recorded(const struct squib_pager *p, struct squib_workset *out,
+				   struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,7 @@
 #ifndef SQUIB_PREWARM_H
 #define SQUIB_PREWARM_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,11 +98,11 @@ struct squib_prewarm_report {
  * (pages may be NULL when cap is 0, to ask for the size). SQUIB_E_NOMEM;
  * a failing source read is returned as the source reported it.
  */
-int squib_prewarm_boot_pages(const struct squib_microvm_state *s,
-			     const struct squib_memory_layout *layout,
-			     const struct squib_page_source *src, uint64_t *pages, size_t cap,
-			     size_t *count, struct squib_prewarm_report *rep,
-			     struct squib_error_detail *d);
+SQUIB_API int squib_prewarm_boot_pages(const struct squib_microvm_state *s,
+				       const struct squib_memory_layout *layout,
+				       const struct squib_page_source *src, uint64_t *pages,
+				       size_t cap, size_t *count, struct squib_prewarm_report *rep,
+				       struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,7 @@
 #ifndef SQUIB_SAVE_H
 #define SQUIB_SAVE_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -127,15 +128,15 @@ struct squib_save_report {
 	    .state_path = (state), .memory_path = (mem), .kind = SQUIB_SNAPSHOT_FULL})
 
 /* The name of a kind: "full", "diff", or "unknown". */
-const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind);
+SQUIB_API const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind);
 
 /*
  * Save the VM into the pair named by req. report (may be NULL) is filled
  * also on failure, as far as the save got: memory_published/state_published
  * then say what reached the destination names.
  */
-int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
-	       struct squib_save_report *report, struct squib_error_detail *d);
+SQUIB_API int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
+			 struct squib_save_report *report, struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

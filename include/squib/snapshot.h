@@ -8,6 +8,7 @@
 #ifndef SQUIB_SNAPSHOT_H
 #define SQUIB_SNAPSHOT_H
 
+#include <squib/api.h>
 #include <squib/error.h>
 #include <squib/crc64.h>
 #include <squib/sysreg.h>
@@ -37,7 +38,7 @@ extern "C" {
 #endif
 
 /* Version of the library itself (not of the file format), e.g. "0.1.0". */
-const char *squib_library_version(void);
+SQUIB_API const char *squib_library_version(void);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #ifndef SQUIB_STATE_H
 #define SQUIB_STATE_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -315,32 +316,34 @@ struct squib_microvm_state {
 };
 
 /* An empty state of the given architecture (no allocation). */
-void squib_state_init(struct squib_microvm_state *s, enum squib_arch arch);
+SQUIB_API void squib_state_init(struct squib_microvm_state *s, enum squib_arch arch);
 
 /* Release everything the state owns and re-initialise it (arch is kept). */
-void squib_state_free(struct squib_microvm_state *s);
+SQUIB_API void squib_state_free(struct squib_microvm_state *s);
 
 /* Deep comparison of two states (every field, extra sections included). */
-bool squib_state_equal(const struct squib_microvm_state *a, const struct squib_microvm_state *b);
+SQUIB_API bool squib_state_equal(const struct squib_microvm_state *a,
+				 const struct squib_microvm_state *b);
 
 /* Replace *field with a heap copy of value (NULL stays NULL). */
-int squib_state_set_string(char **field, const char *value);
+SQUIB_API int squib_state_set_string(char **field, const char *value);
 
 /* Append an arm64 vCPU: registers zero, no sysregs, PSCI Off (upstream VcpuState::new).
  * Fails with SQUIB_E_INVALID_ARGUMENT unless arch == AARCH64 and below the decoder bound. */
-int squib_state_add_arm64_vcpu(struct squib_microvm_state *s, uint64_t mpidr,
-			       struct squib_arm64_vcpu **out);
+SQUIB_API int squib_state_add_arm64_vcpu(struct squib_microvm_state *s, uint64_t mpidr,
+					 struct squib_arm64_vcpu **out);
 
 /* Insert or replace a sysreg value, keeping keys ascending. */
-int squib_arm64_vcpu_set_sysreg(struct squib_arm64_vcpu *v, uint64_t key, uint64_t value);
+SQUIB_API int squib_arm64_vcpu_set_sysreg(struct squib_arm64_vcpu *v, uint64_t key, uint64_t value);
 
 /* Look up a sysreg; returns false if the key is absent. */
-bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key, uint64_t *value);
+SQUIB_API bool squib_arm64_vcpu_get_sysreg(const struct squib_arm64_vcpu *v, uint64_t key,
+					   uint64_t *value);
 
 /* Append an x86_64 vCPU, every field zero (mp_state RUNNABLE, no LAPIC, no
  * arrays). SQUIB_E_INVALID_ARGUMENT unless arch == X86_64 and below the
  * decoder bound. */
-int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcpu **out);
+SQUIB_API int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcpu **out);
 
 /*
  * Replace an x86 vCPU's arrays with copies in canonical order (MSRs by
@@ -349,33 +352,37 @@ int squib_state_add_x86_vcpu(struct squib_microvm_state *s, struct squib_x86_vcp
  * count over the bounds above, duplicate keys, or an XSAVE size other than
  * 0 or XSAVE_MIN..XSAVE_MAX in multiples of 4; nothing changes then.
  */
-int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
-			    uint32_t n);
-int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v, const struct squib_x86_cpuid_entry *e,
-			     uint32_t n);
-int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x, uint32_t n);
-int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size);
+SQUIB_API int squib_x86_vcpu_set_msrs(struct squib_x86_vcpu *v, const struct squib_x86_msr *msrs,
+				      uint32_t n);
+SQUIB_API int squib_x86_vcpu_set_cpuid(struct squib_x86_vcpu *v,
+				       const struct squib_x86_cpuid_entry *e, uint32_t n);
+SQUIB_API int squib_x86_vcpu_set_xcrs(struct squib_x86_vcpu *v, const struct squib_x86_xcr *x,
+				      uint32_t n);
+SQUIB_API int squib_x86_vcpu_set_xsave(struct squib_x86_vcpu *v, const void *bytes, uint32_t size);
 
 /* Replace the state's x86 VM state with a copy (NULL removes it). */
-int squib_state_set_x86_vm(struct squib_microvm_state *s, const struct squib_x86_vm_state *vm);
+SQUIB_API int squib_state_set_x86_vm(struct squib_microvm_state *s,
+				     const struct squib_x86_vm_state *vm);
 
 /* Copy `bytes` into the GIC blob and set len to its size. */
-int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t size);
+SQUIB_API int squib_state_set_gic(struct squib_microvm_state *s, const void *bytes, size_t size);
 
 /* Insert a copy of a device at its sorted position (mmio_slot, then id bytewise,
  * the upstream DeviceStates::from_devices order). A duplicate (slot, id) is
  * SQUIB_E_INVALID_ARGUMENT. */
-int squib_state_add_device(struct squib_microvm_state *s, const char *kind, const char *id,
-			   uint32_t mmio_slot, const void *blob, size_t blob_len);
+SQUIB_API int squib_state_add_device(struct squib_microvm_state *s, const char *kind,
+				     const char *id, uint32_t mmio_slot, const void *blob,
+				     size_t blob_len);
 
 /* Enable MMDS with a copy of data_json (NULL means "null"). */
-int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json, bool has_ttl,
-			 uint32_t ttl_seconds);
+SQUIB_API int squib_state_set_mmds(struct squib_microvm_state *s, const char *data_json,
+				   bool has_ttl, uint32_t ttl_seconds);
 
 /* Replace the state's memory description with a deep copy of `layout` (NULL
  * removes it). SQUIB_E_INVALID_ARGUMENT if the layout is not valid. */
-int squib_state_set_memory(struct squib_microvm_state *s, const struct squib_memory_layout *layout,
-			   struct squib_error_detail *d);
+SQUIB_API int squib_state_set_memory(struct squib_microvm_state *s,
+				     const struct squib_memory_layout *layout,
+				     struct squib_error_detail *d);
 
 /*
  * Check every rule listed at struct squib_memory_layout. Failures return
@@ -383,22 +390,24 @@ int squib_state_set_memory(struct squib_microvm_state *s, const struct squib_mem
  * SQUIB_E_INVALID_ARGUMENT for a caller's value) with a message naming the
  * rule.
  */
-int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
-				 struct squib_error_detail *d);
+SQUIB_API int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
+					   struct squib_error_detail *d);
 
 /* Deep copy; dst is overwritten (not freed first). SQUIB_E_NOMEM on failure,
  * leaving dst empty. */
-int squib_memory_layout_copy(struct squib_memory_layout *dst, const struct squib_memory_layout *src);
+SQUIB_API int squib_memory_layout_copy(struct squib_memory_layout *dst,
+				       const struct squib_memory_layout *src);
 
 /* Free the arrays and zero the struct (the struct itself is the caller's). */
-void squib_memory_layout_release(struct squib_memory_layout *l);
+SQUIB_API void squib_memory_layout_release(struct squib_memory_layout *l);
 
 /* Field-by-field equality (arrays by content). Two NULLs are equal. */
-bool squib_memory_layout_equal(const struct squib_memory_layout *a,
-			       const struct squib_memory_layout *b);
+SQUIB_API bool squib_memory_layout_equal(const struct squib_memory_layout *a,
+					 const struct squib_memory_layout *b);
 
 /* Order of two devices: (mmio_slot, id bytewise). Negative, zero or positive. */
-int squib_device_compare(const struct squib_device_state *a, const struct squib_device_state *b);
+SQUIB_API int squib_device_compare(const struct squib_device_state *a,
+				   const struct squib_device_state *b);
 
 /*
  * Upstream verify_compatible, for the state's architecture: SQUIB_E_INCOMPATIBLE
@@ -406,11 +415,11 @@ int squib_device_compare(const struct squib_device_state *a, const struct squib_
  * GIC blob is empty or its declared len differs from its size; on x86_64 when
  * the x86 VM state is absent.
  */
-int squib_state_verify_compatible(const struct squib_microvm_state *s,
-				  struct squib_error_detail *d);
+SQUIB_API int squib_state_verify_compatible(const struct squib_microvm_state *s,
+					    struct squib_error_detail *d);
 
-const char *squib_arch_name(enum squib_arch arch); /* "aarch64", "x86_64", "any" */
-const char *squib_psci_state_name(enum squib_psci_state p); /* "On", "Off", "OnPending" */
+SQUIB_API const char *squib_arch_name(enum squib_arch arch); /* "aarch64", "x86_64", "any" */
+SQUIB_API const char *squib_psci_state_name(enum squib_psci_state p); /* "On", "Off", "OnPending" */
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef SQUIB_SYSREG_H
 #define SQUIB_SYSREG_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,15 +45,15 @@ struct squib_sysreg_info {
 #define SQUIB_SYSREG_KEY_MAX 47
 
 /* The table in canonical (ascending key) order; *count receives its length. */
-const struct squib_sysreg_info *squib_sysreg_table(size_t *count);
+SQUIB_API const struct squib_sysreg_info *squib_sysreg_table(size_t *count);
 
 /* Entry for a wire key, or NULL for 0 and unknown keys (upstream from_encoded). */
-const struct squib_sysreg_info *squib_sysreg_by_key(uint64_t key);
+SQUIB_API const struct squib_sysreg_info *squib_sysreg_by_key(uint64_t key);
 
 /* Entry by upstream or architectural name (exact match), or NULL. */
-const struct squib_sysreg_info *squib_sysreg_by_name(const char *name);
+SQUIB_API const struct squib_sysreg_info *squib_sysreg_by_name(const char *name);
 
-const char *squib_sysreg_group_name(enum squib_sysreg_group group);
+SQUIB_API const char *squib_sysreg_group_name(enum squib_sysreg_group group);
 
 #ifdef __cplusplus
 }

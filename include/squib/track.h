@@ -68,6 +68,7 @@
 #ifndef SQUIB_TRACK_H
 #define SQUIB_TRACK_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -144,33 +145,35 @@ struct squib_tracker;
  * from here on (ops->free is called on it even when this fails). The map is
  * validated and copied. The tracker starts stopped.
  */
-int squib_tracker_new(const struct squib_tracker_ops *ops, void *ctx,
-		      const struct squib_memory_map *map, struct squib_tracker **out,
-		      struct squib_error_detail *d);
+SQUIB_API int squib_tracker_new(const struct squib_tracker_ops *ops, void *ctx,
+				const struct squib_memory_map *map, struct squib_tracker **out,
+				struct squib_error_detail *d);
 
 /* Stop (if running, errors ignored) and release. NULL is a no-op. */
-void squib_tracker_free(struct squib_tracker *t);
+SQUIB_API void squib_tracker_free(struct squib_tracker *t);
 
 /* "vmm-marks", "uffd-wp", "fault", or the implementation's name. */
-const char *squib_tracker_name(const struct squib_tracker *t);
-bool squib_tracker_is_active(const struct squib_tracker *t);
+SQUIB_API const char *squib_tracker_name(const struct squib_tracker *t);
+SQUIB_API bool squib_tracker_is_active(const struct squib_tracker *t);
 /* The validated copy of the map (regions in ascending gpa order). */
-size_t squib_tracker_region_count(const struct squib_tracker *t);
-const struct squib_guest_region *squib_tracker_region(const struct squib_tracker *t, size_t i);
+SQUIB_API size_t squib_tracker_region_count(const struct squib_tracker *t);
+SQUIB_API const struct squib_guest_region *squib_tracker_region(const struct squib_tracker *t,
+								size_t i);
 /* The implementation's context, for code that built it with squib_tracker_new. */
-void *squib_tracker_ctx(const struct squib_tracker *t);
+SQUIB_API void *squib_tracker_ctx(const struct squib_tracker *t);
 
 /* SQUIB_E_INVALID_ARGUMENT when already active. */
-int squib_tracker_start(struct squib_tracker *t, struct squib_error_detail *d);
+SQUIB_API int squib_tracker_start(struct squib_tracker *t, struct squib_error_detail *d);
 /* SQUIB_E_INVALID_ARGUMENT when not active. */
-int squib_tracker_harvest(struct squib_tracker *t, struct squib_dirty_bitmap *dst,
-			  struct squib_error_detail *d);
+SQUIB_API int squib_tracker_harvest(struct squib_tracker *t, struct squib_dirty_bitmap *dst,
+				    struct squib_error_detail *d);
 /* SQUIB_E_INVALID_ARGUMENT when not active (bits given to a stopped tracker would vanish). */
-int squib_tracker_give_back(struct squib_tracker *t, const struct squib_dirty_bitmap *src,
-			    struct squib_error_detail *d);
-int squib_tracker_reset_after_commit(struct squib_tracker *t, struct squib_error_detail *d);
+SQUIB_API int squib_tracker_give_back(struct squib_tracker *t, const struct squib_dirty_bitmap *src,
+				      struct squib_error_detail *d);
+SQUIB_API int squib_tracker_reset_after_commit(struct squib_tracker *t,
+					       struct squib_error_detail *d);
 /* Stopping a stopped tracker is a no-op. */
-int squib_tracker_stop(struct squib_tracker *t, struct squib_error_detail *d);
+SQUIB_API int squib_tracker_stop(struct squib_tracker *t, struct squib_error_detail *d);
 
 /* ==== the union ============================================================ */
 
@@ -200,14 +203,16 @@ struct squib_tracker_set {
 	}
 
 /* SQUIB_E_INVALID_ARGUMENT when full, NULL or already present. */
-int squib_tracker_set_add(struct squib_tracker_set *set, struct squib_tracker *t,
-			  struct squib_error_detail *d);
-int squib_tracker_set_harvest(struct squib_tracker_set *set, struct squib_dirty_bitmap *dst,
-			      struct squib_error_detail *d);
-int squib_tracker_set_give_back(struct squib_tracker_set *set, const struct squib_dirty_bitmap *src,
-				struct squib_error_detail *d);
-int squib_tracker_set_reset_after_commit(struct squib_tracker_set *set,
-					 struct squib_error_detail *d);
+SQUIB_API int squib_tracker_set_add(struct squib_tracker_set *set, struct squib_tracker *t,
+				    struct squib_error_detail *d);
+SQUIB_API int squib_tracker_set_harvest(struct squib_tracker_set *set,
+					struct squib_dirty_bitmap *dst,
+					struct squib_error_detail *d);
+SQUIB_API int squib_tracker_set_give_back(struct squib_tracker_set *set,
+					  const struct squib_dirty_bitmap *src,
+					  struct squib_error_detail *d);
+SQUIB_API int squib_tracker_set_reset_after_commit(struct squib_tracker_set *set,
+						   struct squib_error_detail *d);
 
 /* ==== bitmap helpers for implementations ================================== */
 
@@ -217,8 +222,9 @@ int squib_tracker_set_reset_after_commit(struct squib_tracker_set *set,
  * of KVM_GET_DIRTY_LOG on a little-endian host. Pages outside dst are
  * ignored. Returns the number of dst pages this call turned dirty.
  */
-uint64_t squib_dirty_bitmap_or_words(struct squib_dirty_bitmap *dst, uint64_t gpa,
-				     uint64_t page_size, const uint64_t *words, uint64_t nbits);
+SQUIB_API uint64_t squib_dirty_bitmap_or_words(struct squib_dirty_bitmap *dst, uint64_t gpa,
+					       uint64_t page_size, const uint64_t *words,
+					       uint64_t nbits);
 
 /* ==== VMM marks ============================================================ */
 
@@ -228,8 +234,8 @@ uint64_t squib_dirty_bitmap_or_words(struct squib_dirty_bitmap *dst, uint64_t gp
  * One host-page bitmap per region; harvest drains it (Firecracker's
  * VMM-side bitmap). hva may be NULL in the map.
  */
-int squib_tracker_vmm_marks_new(const struct squib_memory_map *map, struct squib_tracker **out,
-				struct squib_error_detail *d);
+SQUIB_API int squib_tracker_vmm_marks_new(const struct squib_memory_map *map,
+					  struct squib_tracker **out, struct squib_error_detail *d);
 
 /*
  * Report a VMM write to guest-physical [gpa, gpa + len): every host page it
@@ -239,7 +245,7 @@ int squib_tracker_vmm_marks_new(const struct squib_memory_map *map, struct squib
  * tracker. Lock-free; any thread. Report the write after making it: a
  * harvest that runs between the two reports the page in the next round.
  */
-uint64_t squib_tracker_mark_write(struct squib_tracker *t, uint64_t gpa, uint64_t len);
+SQUIB_API uint64_t squib_tracker_mark_write(struct squib_tracker *t, uint64_t gpa, uint64_t len);
 
 /* ==== userfaultfd write-protect (Linux >= 6.7) ============================ */
 
@@ -268,8 +274,8 @@ uint64_t squib_tracker_mark_write(struct squib_tracker *t, uint64_t gpa, uint64_
  * userfaultfd, and memory discarded with MADV_DONTNEED while tracked reads
  * back as zeros without being reported (report such discards as VMM marks).
  */
-int squib_tracker_uffd_wp_new(const struct squib_memory_map *map, struct squib_tracker **out,
-			      struct squib_error_detail *d);
+SQUIB_API int squib_tracker_uffd_wp_new(const struct squib_memory_map *map,
+					struct squib_tracker **out, struct squib_error_detail *d);
 
 /* ==== mprotect + SIGSEGV ===================================================== */
 
@@ -325,9 +331,9 @@ int squib_tracker_uffd_wp_new(const struct squib_memory_map *map, struct squib_t
  */
 #define SQUIB_FAULT_MAX_RANGES 64u
 
-int squib_tracker_fault_new(const struct squib_memory_map *map,
-			    const struct squib_tracked_region_options *opts,
-			    struct squib_tracker **out, struct squib_error_detail *d);
+SQUIB_API int squib_tracker_fault_new(const struct squib_memory_map *map,
+				      const struct squib_tracked_region_options *opts,
+				      struct squib_tracker **out, struct squib_error_detail *d);
 
 /*
  * Tick every region's adaptive controller without harvesting, for a VMM that
@@ -336,10 +342,11 @@ int squib_tracker_fault_new(const struct squib_memory_map *map,
  * it triggers loses no bit). SQUIB_E_INVALID_ARGUMENT unless t is a fault
  * tracker.
  */
-int squib_tracker_fault_tick(struct squib_tracker *t, struct squib_error_detail *d);
+SQUIB_API int squib_tracker_fault_tick(struct squib_tracker *t, struct squib_error_detail *d);
 
 /* The granule region i (in the map's gpa order) tracks at; COARSE for a bad t or i. */
-enum squib_tracking_granule squib_tracker_fault_granule(const struct squib_tracker *t, size_t i);
+SQUIB_API enum squib_tracking_granule squib_tracker_fault_granule(const struct squib_tracker *t,
+								  size_t i);
 
 #ifdef __cplusplus
 }

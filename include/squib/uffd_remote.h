@@ -29,6 +29,7 @@
 #ifndef SQUIB_UFFD_REMOTE_H
 #define SQUIB_UFFD_REMOTE_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,8 +59,8 @@ struct squib_uffd_mapping {
  * mappings must pass the parser's checks. *json is malloc'd (free it), not
  * NUL-terminated in *len. SQUIB_E_INVALID_ARGUMENT, SQUIB_E_NOMEM.
  */
-int squib_uffd_handshake_encode(const struct squib_uffd_mapping *m, uint32_t n, char **json,
-				size_t *len, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_handshake_encode(const struct squib_uffd_mapping *m, uint32_t n,
+					  char **json, size_t *len, struct squib_error_detail *d);
 
 /*
  * Strict parse of one handshake message (buf need not be NUL-terminated): a
@@ -73,8 +74,9 @@ int squib_uffd_handshake_encode(const struct squib_uffd_mapping *m, uint32_t n, 
  * position), SQUIB_E_SIZE_LIMIT_EXCEEDED beyond SQUIB_UFFD_HANDSHAKE_MAX
  * bytes, SQUIB_E_NOMEM.
  */
-int squib_uffd_handshake_parse(const char *buf, size_t len, struct squib_uffd_mapping **out,
-			       uint32_t *n, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_handshake_parse(const char *buf, size_t len,
+					 struct squib_uffd_mapping **out, uint32_t *n,
+					 struct squib_error_detail *d);
 
 /* ---- VMM side ---------------------------------------------------------------- */
 
@@ -127,24 +129,26 @@ struct squib_uffd_remote;
  * sent), SQUIB_E_IO with the errno (userfaultfd, socket, send, timeout:
  * ETIMEDOUT), SQUIB_E_NOMEM. Nothing is left registered on failure.
  */
-int squib_uffd_remote_start(const char *socket_path, const struct squib_uffd_remote_region *r,
-			    uint32_t n, uint64_t page_size,
-			    const struct squib_uffd_remote_options *opts,
-			    struct squib_uffd_remote **out, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_remote_start(const char *socket_path,
+				      const struct squib_uffd_remote_region *r, uint32_t n,
+				      uint64_t page_size,
+				      const struct squib_uffd_remote_options *opts,
+				      struct squib_uffd_remote **out, struct squib_error_detail *d);
 
 /* 0 while the handler is there, else the loss (SQUIB_E_MEMORY_IO; its detail
  * into d, may be NULL): "uffd page-fault handler (pid N) exited: ...". */
-int squib_uffd_remote_error(const struct squib_uffd_remote *r, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_remote_error(const struct squib_uffd_remote *r,
+				      struct squib_error_detail *d);
 
 /* The handler's pid (SO_PEERCRED: the process that called listen()). */
-int squib_uffd_remote_peer_pid(const struct squib_uffd_remote *r);
+SQUIB_API int squib_uffd_remote_peer_pid(const struct squib_uffd_remote *r);
 
 /*
  * Stop the watcher, unregister the regions (this wakes any thread blocked on
  * a missing page: after a loss it then reads zeros, so stop the vCPUs
  * first), close uffd and socket. The memory is not unmapped. NULL: no-op.
  */
-void squib_uffd_remote_free(struct squib_uffd_remote *r);
+SQUIB_API void squib_uffd_remote_free(struct squib_uffd_remote *r);
 
 /* ---- handler side ------------------------------------------------------------- */
 
@@ -155,7 +159,8 @@ void squib_uffd_remote_free(struct squib_uffd_remote *r);
  * nobody listens on (a stale one); a live socket or another kind of file is
  * SQUIB_E_INVALID_PATH. The caller unlinks the path when done.
  */
-int squib_uffd_listen(const char *socket_path, int *listen_fd, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_listen(const char *socket_path, int *listen_fd,
+				struct squib_error_detail *d);
 
 /* What one VMM sent. */
 struct squib_uffd_peer {
@@ -184,16 +189,16 @@ struct squib_uffd_peer {
  * truncated; closed in the middle of the handshake),
  * SQUIB_E_SIZE_LIMIT_EXCEEDED, SQUIB_E_NOMEM.
  */
-int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out,
-		      struct squib_error_detail *d);
+SQUIB_API int squib_uffd_accept(int listen_fd, int timeout_ms, struct squib_uffd_peer *out,
+				struct squib_error_detail *d);
 
 /* The same on an already connected socket (takes ownership of conn_fd). */
-int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_uffd_receive(int conn_fd, int timeout_ms, struct squib_uffd_peer *out,
+				 struct squib_error_detail *d);
 
 /* Close the fds that are still >= 0, free the mappings; *p is left zeroed with
  * both fds -1 (closing twice is harmless). NULL: no-op. */
-void squib_uffd_peer_close(struct squib_uffd_peer *p);
+SQUIB_API void squib_uffd_peer_close(struct squib_uffd_peer *p);
 
 /* ---- handler side: a server that one client cannot stop ------------------------ */
 
@@ -251,8 +256,9 @@ struct squib_uffd_server;
 
 /* Listen on socket_path (squib_uffd_listen's rules). opts may be NULL.
  * SQUIB_E_INVALID_ARGUMENT, SQUIB_E_NOMEM, squib_uffd_listen's errors. */
-int squib_uffd_server_open(const char *socket_path, const struct squib_uffd_server_options *opts,
-			   struct squib_uffd_server **out, struct squib_error_detail *d);
+SQUIB_API int squib_uffd_server_open(const char *socket_path,
+				     const struct squib_uffd_server_options *opts,
+				     struct squib_uffd_server **out, struct squib_error_detail *d);
 
 /*
  * Wait for the first valid handshake: 0 with *out filled (close it with
@@ -261,18 +267,18 @@ int squib_uffd_server_open(const char *socket_path, const struct squib_uffd_serv
  * connections stay pending for a later call. Errors (the listening socket
  * failing): SQUIB_E_IO, SQUIB_E_INVALID_ARGUMENT.
  */
-int squib_uffd_server_next(struct squib_uffd_server *s, int stop_fd, struct squib_uffd_peer *out,
-			   struct squib_error_detail *d);
+SQUIB_API int squib_uffd_server_next(struct squib_uffd_server *s, int stop_fd,
+				     struct squib_uffd_peer *out, struct squib_error_detail *d);
 
 /* The listening fd, to poll while serving (readable: call squib_uffd_server_refuse_all). */
-int squib_uffd_server_fd(const struct squib_uffd_server *s);
+SQUIB_API int squib_uffd_server_fd(const struct squib_uffd_server *s);
 
 /* Close every pending connection and every one waiting to be accepted, each
  * reported with `why` (EBUSY) - or its refused uid. */
-void squib_uffd_server_refuse_all(struct squib_uffd_server *s, const char *why);
+SQUIB_API void squib_uffd_server_refuse_all(struct squib_uffd_server *s, const char *why);
 
 /* Close everything; remove the socket file if it is still the one bound here. NULL: no-op. */
-void squib_uffd_server_close(struct squib_uffd_server *s);
+SQUIB_API void squib_uffd_server_close(struct squib_uffd_server *s);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,7 @@
 #ifndef SQUIB_VCPU_H
 #define SQUIB_VCPU_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -150,12 +151,12 @@ enum squib_psci_restore {
 };
 
 /* Upstream normalized_psci_state: SQUIB_PSCI_ON for index 0, SQUIB_PSCI_OFF otherwise. */
-enum squib_psci_state squib_normalized_psci_state(uint32_t vcpu_index);
+SQUIB_API enum squib_psci_state squib_normalized_psci_state(uint32_t vcpu_index);
 
 /* The state squib_restore_arm64_vcpu_state hands the target under `policy`.
  * SQUIB_E_INVALID_ARGUMENT for an unknown policy or saved state. */
-int squib_psci_restore_state(enum squib_psci_restore policy, uint32_t vcpu_index,
-			     enum squib_psci_state saved, enum squib_psci_state *out);
+SQUIB_API int squib_psci_restore_state(enum squib_psci_restore policy, uint32_t vcpu_index,
+				       enum squib_psci_state saved, enum squib_psci_state *out);
 
 /*
  * Capture one vCPU (upstream capture_vcpu_state) into *out, which is
@@ -164,12 +165,13 @@ int squib_psci_restore_state(enum squib_psci_restore policy, uint32_t vcpu_index
  * On success *out owns its sysreg array (squib_arm64_vcpu_release); on
  * failure *out is zeroed and owns nothing.
  */
-int squib_capture_arm64_vcpu_state(const struct squib_arm64_vcpu_source *src,
-				   struct squib_arm64_vcpu *out, struct squib_error_detail *d);
+SQUIB_API int squib_capture_arm64_vcpu_state(const struct squib_arm64_vcpu_source *src,
+					     struct squib_arm64_vcpu *out,
+					     struct squib_error_detail *d);
 
 /* Free a captured vCPU's sysreg array and zero it. NULL is a no-op. Not for
  * the vCPUs inside a squib_microvm_state (squib_state_free owns those). */
-void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v);
+SQUIB_API void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v);
 
 /*
  * Restore one vCPU (upstream restore_vcpu_state): write_gp_regs,
@@ -182,9 +184,10 @@ void squib_arm64_vcpu_release(struct squib_arm64_vcpu *v);
  * as upstream does: the registers written before it stay written and the PSCI
  * state is not set, so a failed restore must discard the vCPU.
  */
-int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
-				   const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
-				   enum squib_psci_restore policy, struct squib_error_detail *d);
+SQUIB_API int squib_restore_arm64_vcpu_state(const struct squib_arm64_vcpu_target *t,
+					     const struct squib_arm64_vcpu *v, uint32_t vcpu_index,
+					     enum squib_psci_restore policy,
+					     struct squib_error_detail *d);
 
 /* ==== GIC =================================================================== */
 
@@ -223,19 +226,21 @@ struct squib_restore_session {
 	uint32_t vcpus_started;		/* squib_restore_session_mark_vcpu_started calls */
 };
 
-void squib_restore_session_init(struct squib_restore_session *rs, enum squib_psci_restore psci);
+SQUIB_API void squib_restore_session_init(struct squib_restore_session *rs,
+					  enum squib_psci_restore psci);
 
 /* Record that a vCPU is about to run (call it before the first KVM_RUN /
  * hv_vcpu_run of each vCPU). SQUIB_E_INVALID_ARGUMENT for NULL. */
-int squib_restore_session_mark_vcpu_started(struct squib_restore_session *rs);
+SQUIB_API int squib_restore_session_mark_vcpu_started(struct squib_restore_session *rs);
 
 /*
  * Restore the GIC from a blob through the session. SQUIB_E_INCOMPATIBLE,
  * without calling the target, once a vCPU has been marked started or when the
  * blob is empty. Sets rs->gic_restored on success.
  */
-int squib_restore_gic_blob(struct squib_restore_session *rs, const struct squib_gic_target *t,
-			   const void *blob, size_t len, struct squib_error_detail *d);
+SQUIB_API int squib_restore_gic_blob(struct squib_restore_session *rs,
+				     const struct squib_gic_target *t, const void *blob, size_t len,
+				     struct squib_error_detail *d);
 
 /* ==== MMDS ================================================================== */
 
@@ -309,8 +314,8 @@ struct squib_device_target {
  * the vCPUs of `s` (arch AARCH64) with them. All or nothing: on failure `s`
  * is unchanged.
  */
-int squib_capture_vcpus(const struct squib_arm64_vcpu_source *srcs, uint32_t n,
-			struct squib_microvm_state *s, struct squib_error_detail *d);
+SQUIB_API int squib_capture_vcpus(const struct squib_arm64_vcpu_source *srcs, uint32_t n,
+				  struct squib_microvm_state *s, struct squib_error_detail *d);
 
 /*
  * Restore every vCPU of `s` (arch AARCH64): vCPU i into targets[i] with index
@@ -319,24 +324,25 @@ int squib_capture_vcpus(const struct squib_arm64_vcpu_source *srcs, uint32_t n,
  * of squib_restore_arm64_vcpu_state before the first is written; the writes
  * then stop at the first failure.
  */
-int squib_restore_vcpus(const struct squib_restore_session *rs,
-			const struct squib_arm64_vcpu_target *targets, uint32_t n,
-			const struct squib_microvm_state *s, struct squib_error_detail *d);
+SQUIB_API int squib_restore_vcpus(const struct squib_restore_session *rs,
+				  const struct squib_arm64_vcpu_target *targets, uint32_t n,
+				  const struct squib_microvm_state *s,
+				  struct squib_error_detail *d);
 
 /* Capture the GIC blob into s->gic (arch AARCH64); an empty blob is
  * SQUIB_E_CAPTURE. On failure `s` is unchanged. */
-int squib_capture_gic(const struct squib_gic_source *src, struct squib_microvm_state *s,
-		      struct squib_error_detail *d);
+SQUIB_API int squib_capture_gic(const struct squib_gic_source *src, struct squib_microvm_state *s,
+				struct squib_error_detail *d);
 
 /* squib_restore_gic_blob with s->gic; SQUIB_E_INCOMPATIBLE also when the
  * declared length differs from the blob's size (verify_compatible's rule). */
-int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_target *t,
-		      const struct squib_microvm_state *s, struct squib_error_detail *d);
+SQUIB_API int squib_restore_gic(struct squib_restore_session *rs, const struct squib_gic_target *t,
+				const struct squib_microvm_state *s, struct squib_error_detail *d);
 
 /* Capture MMDS into s->mmds (replaced; NULL when the source reports it off).
  * On failure `s` is unchanged. */
-int squib_capture_mmds(const struct squib_mmds_source *src, struct squib_microvm_state *s,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_capture_mmds(const struct squib_mmds_source *src, struct squib_microvm_state *s,
+				 struct squib_error_detail *d);
 
 /*
  * Restore s->mmds. A state without MMDS leaves the target untouched: the
@@ -344,16 +350,16 @@ int squib_capture_mmds(const struct squib_mmds_source *src, struct squib_microvm
  * t may be NULL when the VM runs no MMDS: fine for a state without MMDS,
  * SQUIB_E_INCOMPATIBLE for a state with it.
  */
-int squib_restore_mmds(const struct squib_mmds_target *t, const struct squib_microvm_state *s,
-		       struct squib_error_detail *d);
+SQUIB_API int squib_restore_mmds(const struct squib_mmds_target *t,
+				 const struct squib_microvm_state *s, struct squib_error_detail *d);
 
 /*
  * Capture n devices (0..SQUIB_STATE_MAX_DEVICES) and replace the devices of
  * `s` with them, sorted by (slot, id). kind and id must be non-NULL; a
  * duplicate (slot, id) is SQUIB_E_INVALID_ARGUMENT. All or nothing.
  */
-int squib_capture_devices(const struct squib_device_source *srcs, size_t n,
-			  struct squib_microvm_state *s, struct squib_error_detail *d);
+SQUIB_API int squib_capture_devices(const struct squib_device_source *srcs, size_t n,
+				    struct squib_microvm_state *s, struct squib_error_detail *d);
 
 /*
  * Restore every saved device into the target with the same (slot, id), in the
@@ -362,8 +368,9 @@ int squib_capture_devices(const struct squib_device_source *srcs, size_t n,
  * when a saved device has no target, its target's kind differs, or a target
  * has no saved device (the VM's devices must be the snapshot's).
  */
-int squib_restore_devices(const struct squib_device_target *targets, size_t n,
-			  const struct squib_microvm_state *s, struct squib_error_detail *d);
+SQUIB_API int squib_restore_devices(const struct squib_device_target *targets, size_t n,
+				    const struct squib_microvm_state *s,
+				    struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

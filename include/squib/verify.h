@@ -46,6 +46,7 @@
 #ifndef SQUIB_VERIFY_H
 #define SQUIB_VERIFY_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -102,19 +103,19 @@ struct squib_verify_report {
  * report was made, whatever the checks found; SQUIB_E_INVALID_ARGUMENT or
  * SQUIB_E_NOMEM otherwise (*out is then empty). opts may be NULL.
  */
-int squib_verify(const char *state_path, const struct squib_verify_options *opts,
-		 struct squib_verify_report *out, struct squib_error_detail *d);
+SQUIB_API int squib_verify(const char *state_path, const struct squib_verify_options *opts,
+			   struct squib_verify_report *out, struct squib_error_detail *d);
 
-void squib_verify_report_free(struct squib_verify_report *r);
+SQUIB_API void squib_verify_report_free(struct squib_verify_report *r);
 
 /* The worst status in the report (SKIPPED counts as OK). */
-enum squib_check_status squib_verify_worst(const struct squib_verify_report *r);
+SQUIB_API enum squib_check_status squib_verify_worst(const struct squib_verify_report *r);
 
 /* "state crc", "pair binding", ...; "unknown" for an out-of-range id. */
-const char *squib_check_name(enum squib_check_id id);
+SQUIB_API const char *squib_check_name(enum squib_check_id id);
 
 /* "ok", "skipped", "FAIL" (FAILED and CORRUPT alike). */
-const char *squib_check_status_name(enum squib_check_status s);
+SQUIB_API const char *squib_check_status_name(enum squib_check_status s);
 
 #ifdef __cplusplus
 }

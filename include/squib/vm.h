@@ -51,6 +51,7 @@
 #ifndef SQUIB_VM_H
 #define SQUIB_VM_H
 
+#include <squib/api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,10 +107,10 @@ struct squib_vm {
 };
 
 /* SQUIB_E_INVALID_ARGUMENT naming the first required op that is missing. */
-int squib_vm_check(const struct squib_vm *vm, struct squib_error_detail *d);
+SQUIB_API int squib_vm_check(const struct squib_vm *vm, struct squib_error_detail *d);
 
 /* The VM's architecture; SQUIB_ARCH_ANY for an invalid vm. */
-enum squib_arch squib_vm_arch(const struct squib_vm *vm);
+SQUIB_API enum squib_arch squib_vm_arch(const struct squib_vm *vm);
 
 /*
  * Quiesce: ask every vCPU to pause, then wait for every acknowledgement
@@ -119,31 +120,32 @@ enum squib_arch squib_vm_arch(const struct squib_vm *vm);
  * the call returns SQUIB_E_QUIESCE_TIMEOUT (or the op's error) with a
  * message naming the vCPU.
  */
-int squib_vm_pause(const struct squib_vm *vm, uint32_t timeout_ms, struct squib_error_detail *d);
+SQUIB_API int squib_vm_pause(const struct squib_vm *vm, uint32_t timeout_ms,
+			     struct squib_error_detail *d);
 
 /* Resume every vCPU; all are tried, the first error is returned. */
-int squib_vm_resume(const struct squib_vm *vm, struct squib_error_detail *d);
+SQUIB_API int squib_vm_resume(const struct squib_vm *vm, struct squib_error_detail *d);
 
 /* capture into *s, which this initialises for the VM's arch (free it with
  * squib_state_free, also on failure). */
-int squib_vm_capture(const struct squib_vm *vm, struct squib_microvm_state *s,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_vm_capture(const struct squib_vm *vm, struct squib_microvm_state *s,
+			       struct squib_error_detail *d);
 
 /* Restore in the order the hardware needs: interrupt controller, then vCPUs,
  * then devices; stops at the first failure. vCPUs must be paused. */
-int squib_vm_restore(const struct squib_vm *vm, const struct squib_microvm_state *s,
-		     struct squib_error_detail *d);
+SQUIB_API int squib_vm_restore(const struct squib_vm *vm, const struct squib_microvm_state *s,
+			       struct squib_error_detail *d);
 
 /* get_memory, with the regions checked: 1..SQUIB_VM_MAX_REGIONS, non-empty,
  * host non-NULL, ascending and disjoint in guest space. */
-int squib_vm_get_memory(const struct squib_vm *vm, const struct squib_vm_region **regions,
-			uint32_t *count, struct squib_error_detail *d);
+SQUIB_API int squib_vm_get_memory(const struct squib_vm *vm, const struct squib_vm_region **regions,
+				  uint32_t *count, struct squib_error_detail *d);
 
-int squib_vm_set_memory(const struct squib_vm *vm, const struct squib_vm_region *regions,
-			uint32_t count, struct squib_error_detail *d);
+SQUIB_API int squib_vm_set_memory(const struct squib_vm *vm, const struct squib_vm_region *regions,
+				  uint32_t count, struct squib_error_detail *d);
 
 /* The VM's tracker set, or NULL when it has none or no tracker in it is active. */
-struct squib_tracker_set *squib_vm_trackers(const struct squib_vm *vm);
+SQUIB_API struct squib_tracker_set *squib_vm_trackers(const struct squib_vm *vm);
 
 #ifdef __cplusplus
 }

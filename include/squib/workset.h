@@ -17,6 +17,7 @@
 #ifndef SQUIB_WORKSET_H
 #define SQUIB_WORKSET_H
 
+#include <squib/api.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,8 +60,8 @@ struct squib_workset {
  * checks, so every encoded set decodes. SQUIB_E_SIZE_LIMIT_EXCEEDED past
  * SQUIB_WS_MAX_RUNS runs.
  */
-int squib_workset_encode(const struct squib_workset *ws, uint8_t **out, size_t *len,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_workset_encode(const struct squib_workset *ws, uint8_t **out, size_t *len,
+				   struct squib_error_detail *d);
 
 /*
  * Decode buf[0..len) into *out (owned by the caller from here; zeroed on
@@ -70,15 +71,16 @@ int squib_workset_encode(const struct squib_workset *ws, uint8_t **out, size_t *
  * must be ours, minor not newer), then structure (SQUIB_E_ENCODING: flags,
  * page size, run_count against the length, each run).
  */
-int squib_workset_decode(const uint8_t *buf, size_t len, struct squib_workset *out,
-			 struct squib_error_detail *d);
+SQUIB_API int squib_workset_decode(const uint8_t *buf, size_t len, struct squib_workset *out,
+				   struct squib_error_detail *d);
 
 /* Encode and publish atomically (squib_atomic_write_file: temp, fsync, rename). */
-int squib_workset_write(const char *path, const struct squib_workset *ws,
-			struct squib_error_detail *d);
+SQUIB_API int squib_workset_write(const char *path, const struct squib_workset *ws,
+				  struct squib_error_detail *d);
 
 /* Read at most SQUIB_WS_SIZE_LIMIT + 1 bytes of path and decode them. */
-int squib_workset_read(const char *path, struct squib_workset *out, struct squib_error_detail *d);
+SQUIB_API int squib_workset_read(const char *path, struct squib_workset *out,
+				 struct squib_error_detail *d);
 
 /*
  * Does ws belong to a memory file with this page size, page count and id?
@@ -86,15 +88,16 @@ int squib_workset_read(const char *path, struct squib_workset *out, struct squib
  * count, then the id; an all-zero ws->memory_id matches any id). A restorer
  * calls this before prefetching a set read from a file.
  */
-int squib_workset_check_fits(const struct squib_workset *ws, uint64_t page_size,
-			     uint64_t page_count, const uint8_t memory_id[SQUIB_MEMORY_ID_SIZE],
-			     struct squib_error_detail *d);
+SQUIB_API int squib_workset_check_fits(const struct squib_workset *ws, uint64_t page_size,
+				       uint64_t page_count,
+				       const uint8_t memory_id[SQUIB_MEMORY_ID_SIZE],
+				       struct squib_error_detail *d);
 
 /* Pages the runs cover, counting overlaps twice. */
-uint64_t squib_workset_pages(const struct squib_workset *ws);
+SQUIB_API uint64_t squib_workset_pages(const struct squib_workset *ws);
 
 /* Free the runs and zero *ws. NULL is a no-op. */
-void squib_workset_free(struct squib_workset *ws);
+SQUIB_API void squib_workset_free(struct squib_workset *ws);
 
 #ifdef __cplusplus
 }
