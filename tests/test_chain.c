@@ -6,6 +6,7 @@
  * manifests, and a COPY load that reads each page once (/proc/self/io).
  */
 #include "pair.h"
+#include "savetest.h"
 #include "testutil.h"
 
 #include <inttypes.h>
@@ -445,8 +446,8 @@ static void test_should_read_each_page_once_in_a_copy_load(void **state)
 						 SQUIB_BACKEND_COPY, &g, NULL),
 			 0);
 	after = bytes_read();
-	assert_int_equal(g->pages_read, PAGES);
-	assert_memory_equal(g->regions[0].host, mem, owned);
+	assert_int_equal(savetest_gm_stats(g).pages_read, PAGES);
+	assert_memory_equal(squib_guest_memory_region(g, 0)->host, mem, owned);
 	if (before) { /* the pages once, plus each file's tail and type check */
 		assert_true(after - before >= owned);
 		assert_true(after - before <= owned + tails + 3 * 4096);

@@ -27,6 +27,7 @@
 #include <squib/verify.h>
 #include <squib/vm.h>
 #include <squib/save.h>
+#include <squib/guest_memory.h>
 #include <squib/load.h>
 #include <squib/workset.h>
 #include <squib/pager.h>
