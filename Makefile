@@ -7,6 +7,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 BENCH_BUILD ?= build-release
+ARM64_BUILD ?= build-arm64
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 20
 KVM_VM_KERNELS ?= 6.1 6.12 6.12-shadow
@@ -16,7 +17,7 @@ DESTDIR ?=
 
 
 .PHONY: fuzz-build
-.PHONY: all deps build test test-normal test-asan test-tsan test-kvm-vm fuzz-smoke fuzz demo bench install fixtures format clean
+.PHONY: all deps build test test-normal test-asan test-tsan test-kvm-vm test-arm64 fuzz-smoke fuzz demo bench install fixtures format clean
 
 all: build
 
@@ -31,7 +32,7 @@ build: deps
 	$(call configure,$(BUILD),)
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: deps test-normal test-asan test-tsan fuzz-smoke test-kvm-vm
+test: deps test-normal test-asan test-tsan fuzz-smoke test-kvm-vm test-arm64
 	@echo "make test: all suites passed"
 
 test-normal: build
@@ -52,6 +53,11 @@ test-tsan: deps
 # host's own /dev/kvm when there is one (scripts/kvm-vm.sh, docs/DESIGN.md).
 test-kvm-vm: build
 	@scripts/test-kvm-vm.sh $(BUILD) $(KVM_VM_KERNELS)
+
+# The portable core (no src/kvm) cross-built for arm64 and its tests run under qemu-user
+# (scripts/test-arm64.sh, docs/DESIGN.md §15).
+test-arm64: deps
+	@JOBS=$(JOBS) scripts/test-arm64.sh $(ARM64_BUILD)
 
 $(FUZZ_BUILD)/.configured:
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DSQUIB_FUZZ=ON >/dev/null
@@ -85,4 +91,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD) $(ARM64_BUILD)

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Shared by the generic tracker layer (track.c) and the trackers in src/linux/ (not installed). */
+/*
+ * The tracker kit (src/track_kit.c), shared by the generic tracker layer
+ * (track.c), the trackers in src/linux/ and the KVM dirty-log tracker (not
+ * installed; libsquib-kvm carries its own copy, see track_kit.c).
+ */
 #ifndef SQUIB_TRACK_INTERNAL_H
 #define SQUIB_TRACK_INTERNAL_H
 
@@ -67,5 +71,9 @@ void track_bits_drain(struct track_bits *b, struct squib_dirty_bitmap *dst);
 /* OR src into the bitmaps of the regions inside src. */
 void track_bits_give_back(struct track_bits *b, const struct squib_dirty_bitmap *src);
 void track_bits_clear(struct track_bits *b);
+
+/* squib_dirty_bitmap_or_words (squib/track.h) without its name in the ABI. */
+uint64_t track_or_words(struct squib_dirty_bitmap *dst, uint64_t gpa, uint64_t page_size,
+			const uint64_t *words, uint64_t nbits);
 
 #endif /* SQUIB_TRACK_INTERNAL_H */

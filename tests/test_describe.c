@@ -881,8 +881,13 @@ static char *cli_path(void)
 {
 	const char *cli = getenv("SQUIB_CLI");
 
-	if (!cli || !*cli)
+	if (!cli)
 		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	if (!*cli) { /* set empty: this build has no CLI (no KVM backend, docs/DESIGN.md §15) */
+		fprintf(stderr,
+			"*** SKIP: no CLI in this build (no KVM backend on this target) ***\n");
+		skip();
+	}
 	return (char *)cli;
 }
 

@@ -4,6 +4,15 @@
  * guests, pause them, capture and restore their x86 state, and track the
  * pages they dirty.
  *
+ * This is libsquib-kvm (pkg-config squib-kvm, CMake squib::kvm), the
+ * reference backend, built and installed on x86_64 only; libsquib-snapshot
+ * neither contains nor needs it. It is a VMM written against the core's
+ * public API, for the CLI, the tests and as an example. The console, the
+ * counter-report device and boot_long_mode are its test devices: with the
+ * guests of tests/guests/ they make the counter-guest protocol the CLI's
+ * run/restore and the tests use (each vCPU writes a growing counter to the
+ * report port); they are part of this library's ABI, not of the core's.
+ *
  *   squib_kvm_vm_new          /dev/kvm, KVM_CREATE_VM; the optional in-kernel irqchip + PIT
  *                             and the 1..SQUIB_KVM_MAX_VCPUS vCPUs (CPUID = what KVM
  *                             supports, plus the TSC-deadline timer bit with the

@@ -41,8 +41,9 @@ int squib_test_layer_files(const char *path, char **temp);
 int squib_test_temps(const char *path, char **temp);
 
 /*
- * Is userfaultfd truly absent (the syscall is ENOSYS and there is no
- * /dev/userfaultfd)? Then it prints one loud SKIP line naming `what` (what
+ * Is userfaultfd truly absent (the syscall is ENOSYS, as on a kernel without
+ * it or under qemu-user, and the library then gives up)? Then it prints one
+ * loud SKIP line naming `what` (what
  * goes untested) and returns 1; a test calls skip() on it. Any other
  * failure (EPERM...) is not absence: the test runs and reports it.
  */
