@@ -74,7 +74,7 @@ fuzz: fuzz-build
 	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 demo: build
-	@scripts/demo.sh $(BUILD)
+	@KEEP=$(KEEP) scripts/demo.sh $(BUILD)
 
 bench: deps
 	$(call configure,$(BENCH_BUILD),-DCMAKE_BUILD_TYPE=Release -DSQUIB_TESTS=OFF)

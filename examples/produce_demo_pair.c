@@ -122,11 +122,11 @@ static char *with_extension(const char *base, const char *ext)
 
 static int report(int r, const char *path, const struct squib_error_detail *d)
 {
-	char msg[2 * SQUIB_DETAIL_PATH_MAX + 512];
+	char msg[SQUIB_ERROR_TEXT_MAX];
 	struct stat st;
 
 	if (r) {
-		squib_error_message(r, d, msg, sizeof(msg));
+		squib_error_format(r, d, msg, sizeof(msg));
 		fprintf(stderr, "produce_demo_pair: %s: %s\n", path, msg);
 		return 1;
 	}

@@ -7,8 +7,11 @@
 # continue, then print the timings.
 #
 # Always (the part that needs no hypervisor): make a snapshot pair with the
-# library, describe it for people and for tools, then damage a copy and show
-# describe catching it.
+# library, describe it for people and for tools, verify it, then damage a copy
+# and show describe catching it; the time each step took is printed.
+#
+# KEEP=1 keeps the work directory (its path is printed at the end). The last
+# line says what was skipped, if anything.
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 cli="$build/squib-snapshot"
@@ -19,11 +22,12 @@ for prog in "$cli" "$build/produce_demo_pair"; do
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/squib-demo-XXXXXX")
 run_pid=
+skipped=()
 cleanup() {
 	if [ -n "$run_pid" ] && kill -0 "$run_pid" 2>/dev/null; then
 		kill -KILL "$run_pid" 2>/dev/null || true
 	fi
-	rm -rf "$work"
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
 n=0
@@ -36,6 +40,27 @@ die() {
 	exit 1
 }
 now_us() { echo "${EPOCHREALTIME/./}"; } # bash 5; also where date has no %N (busybox)
+# Run a command, then record "- LABEL: N.N ms" for the summary.
+timings=()
+timed() {
+	local label=$1 t0 t1 rc=0
+	shift
+	t0=$(now_us)
+	"$@" || rc=$?
+	t1=$(now_us)
+	timings+=("- $label: $(((t1 - t0) / 1000)).$((((t1 - t0) % 1000) / 100)) ms")
+	return $rc
+}
+# The last line: OK, and what did not run.
+finish() {
+	[ "${KEEP:-0}" = 1 ] && echo "demo: KEEP=1: the files are kept in $work"
+	if [ ${#skipped[@]} -eq 0 ]; then
+		echo "demo: OK (nothing skipped)"
+	else
+		local IFS=';'
+		echo "demo: OK; skipped:${skipped[*]/#/ }"
+	fi
+}
 # The number after "vCPU I: <what> " in a block of output.
 counter_of() { awk -v k="vCPU $2: $3 " 'index($0, k) == 1 { v = substr($0, length(k) + 1); sub(/[^0-9].*/, "", v); print v; exit }' <<<"$1"; }
 
@@ -127,19 +152,21 @@ kvm_demo() {
 	cd - >/dev/null
 }
 
-# Lazy restore of the rebased pair: pages on first touch, from an external page-fault
-# handler (squib-snapshot serve, Firecracker's Uffd handshake), then from the in-process
-# pager with a recorded working set prefetched. Fails the demo unless the guest counts on.
+# Lazy restore: pages on first touch, from an external page-fault handler (squib-snapshot
+# serve, Firecracker's Uffd handshake) reading the chain (full.mem under diff.mem), then
+# the rebased pair from the in-process pager with a recorded working set prefetched.
+# Fails the demo unless the guest counts on.
 lazy_demo() {
 	local served serve_pid faults1 faults2 out i
 
 	step "lazy restore: guest pages on first touch, served by an external handler over Firecracker's Uffd protocol"
-	echo "\$ squib-snapshot serve --socket uffd.sock --mem rebased.mem --state rebased.snap &"
-	"$cli" serve --socket uffd.sock --mem rebased.mem --state rebased.snap >serve.out 2>&1 &
+	echo "  (serve reads the chain itself: diff.mem over full.mem, each page from the newest layer holding it)"
+	echo "\$ squib-snapshot serve --socket uffd.sock --state diff.snap --chain full.mem &"
+	"$cli" serve --socket uffd.sock --state diff.snap --chain full.mem >serve.out 2>&1 &
 	serve_pid=$!
 	for i in $(seq 1 100); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.05; done
-	echo "\$ squib-snapshot restore rebased.snap --uffd-sock uffd.sock"
-	out=$("$cli" restore rebased.snap --uffd-sock uffd.sock) || die "restore through serve failed"
+	echo "\$ squib-snapshot restore diff.snap --uffd-sock uffd.sock"
+	out=$("$cli" restore diff.snap --uffd-sock uffd.sock) || die "restore through serve failed"
 	echo "$out"
 	wait "$serve_pid" || die "serve failed: $(cat serve.out)"
 	sed 's/^/  serve: /' serve.out
@@ -176,10 +203,11 @@ kvm_demo_in_vm() {
 kvm=${SQUIB_DEMO_KVM_DEVICE:-/dev/kvm} # another path only to try the fallback
 if [ "${SQUIB_DEMO_KVM_ONLY:-0}" = 1 ]; then # inside kvm-vm.sh's VM
 	kvm_demo
-	echo "demo: the KVM part passed"
+	echo "demo: the KVM part passed (the library part runs outside this VM)"
 	exit 0
 elif [ ! -f "$guest" ]; then
 	echo "!!! NO GUEST BINARY ($guest; it is built with the tests, SQUIB_TESTS=ON, and needs an assembler): skipping the KVM demo; running only the library demo !!!"
+	skipped+=("the KVM demo (no guest binary: build with SQUIB_TESTS=ON and an assembler)")
 elif [ ! -e "$kvm" ] || [ ! -r "$kvm" ] || [ ! -w "$kvm" ]; then
 	echo "== the KVM demo: a real guest, snapshotted while it runs, killed and restored"
 	kvm_demo_in_vm
@@ -191,14 +219,18 @@ else
 fi
 
 step "produce a demo snapshot pair with the library (examples/produce_demo_pair)"
-"$build/produce_demo_pair" "$work/demo"
+timed "write the pair (produce_demo_pair)" "$build/produce_demo_pair" "$work/demo"
 
 step "describe it: squib-snapshot describe $work/demo.snap"
-human=$("$cli" describe "$work/demo.snap")
+timed "describe" "$cli" describe "$work/demo.snap" >"$work/describe.txt"
+human=$(cat "$work/describe.txt")
 echo "$human"
 
 step "the same for tools: squib-snapshot describe --json"
-"$cli" describe --json "$work/demo.snap"
+timed "describe --json" "$cli" describe --json "$work/demo.snap"
+
+step "verify it: squib-snapshot verify $work/demo.snap"
+timed "verify" "$cli" verify "$work/demo.snap"
 
 step "flip one byte in a copy and describe that"
 cp "$work/demo.snap" "$work/damaged.snap"
@@ -208,7 +240,7 @@ byte=$(od -An -tu1 -j "$offset" -N1 "$work/damaged.snap")
 printf "$(printf '\\x%02x' $((byte ^ 0xff)))" | dd of="$work/damaged.snap" bs=1 seek="$offset" conv=notrunc status=none
 echo "inverted byte $offset of damaged.snap"
 status=0
-"$cli" describe "$work/damaged.snap" || status=$?
+timed "describe the damaged copy" "$cli" describe "$work/damaged.snap" || status=$?
 echo "exit code: $status"
 if [ "$status" -ne 2 ]; then
 	echo "demo: expected exit code 2 for a damaged file, got $status" >&2
@@ -220,4 +252,6 @@ echo "- the library wrote a $(stat -c %s "$work/demo.snap")-byte state file and 
 field() { awk -v k="  $1:" 'index($0, k) == 1 { print $2 }' <<<"$human"; }
 echo "- describe reads it back: $(field vcpu_count) vCPUs, $(field mem_size_mib) MiB, $(field devices) devices, MMDS $(field mmds_present), CRC ok: $(field crc_ok) (exit 0)"
 echo "- a single damaged byte is caught: crc_ok NO, exit code 2"
-echo "demo: OK"
+echo "timings of the library part (one process each, wall clock):"
+printf '%s\n' "${timings[@]}"
+finish

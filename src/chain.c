@@ -449,6 +449,19 @@ int squib_chain_for_each_run(const struct squib_chain *c, uint64_t first, uint64
 
 /* ---- reading -------------------------------------------------------------------------- */
 
+/* A layer's read under the backend rule (squib/error.h): -errno becomes SQUIB_E_IO. */
+static int layer_read(const struct squib_chain_layer *l, uint64_t first, uint64_t count, void *buf,
+		      struct squib_error_detail *d)
+{
+	int rc;
+
+	squib_error_clear(d);
+	rc = l->ops->read(l->ctx, first, count, buf, d);
+	return rc ? squib_backend_rc(rc, d, "chain: reading pages %" PRIu64 " +%" PRIu64 " of %s",
+				     first, count, name_of(l))
+		  : 0;
+}
+
 int squib_chain_read_layer(const struct squib_chain *c, uint32_t layer, uint64_t first,
 			   uint64_t count, void *buf, struct squib_error_detail *d)
 {
@@ -467,7 +480,7 @@ int squib_chain_read_layer(const struct squib_chain *c, uint32_t layer, uint64_t
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "pages %" PRIu64 " +%" PRIu64 " are not all in %s", first,
 				      count, name_of(&c->layers[layer]));
-	return c->layers[layer].ops->read(c->layers[layer].ctx, first, count, buf, d);
+	return layer_read(&c->layers[layer], first, count, buf, d);
 }
 
 struct read_job {
@@ -489,7 +502,7 @@ static int read_run(void *ctx, const struct squib_chain_run *r)
 		return 0;
 	}
 	l = &j->c->layers[r->owner];
-	return l->ops->read(l->ctx, r->first_page, r->page_count, at, j->d);
+	return layer_read(l, r->first_page, r->page_count, at, j->d);
 }
 
 int squib_chain_read(const struct squib_chain *c, uint64_t first, uint64_t count, void *buf,

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json_internal.h"
 #include "memfile_internal.h"
 #include "util.h"
 
@@ -73,6 +74,31 @@ int squib_infer_memory_path(const char *state_path, char **out)
 		return SQUIB_E_NOMEM;
 	memcpy(*out, state_path, stem_end);
 	memcpy(*out + stem_end, ".mem", sizeof(".mem"));
+	return 0;
+}
+
+int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
+			     struct squib_error_detail *d)
+{
+	int rc;
+
+	if (!out || !state_path)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state path or output");
+	*out = NULL;
+	if (mem) {
+		if (!*mem)
+			return squib_fail_msg(d, SQUIB_E_INVALID_PATH, "empty memory file path");
+		*out = strdup(mem);
+		return *out ? 0 : squib_fail(d, SQUIB_E_NOMEM);
+	}
+	if ((rc = squib_infer_memory_path(state_path, out)))
+		return squib_fail(d, rc);
+	if (!*out)
+		return squib_fail_msg(
+		    d, SQUIB_E_INVALID_PATH,
+		    "no memory file path for %.300s: its name has no extension to "
+		    "replace with .mem (name the memory file)",
+		    state_path);
 	return 0;
 }
 
@@ -151,14 +177,14 @@ static int set_body(struct squib_description *out, const struct squib_microvm_st
 	return copy_devices(out, st);
 }
 
-/* The rendered message of an error, as a heap string (NULL if out of memory). */
+/* squib_error_format of an error, as a heap string (NULL if out of memory). */
 static char *error_text(int code, const struct squib_error_detail *e)
 {
-	int n = squib_error_message(code, e, NULL, 0);
+	int n = squib_error_format(code, e, NULL, 0);
 	char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (s)
-		squib_error_message(code, e, s, (size_t)n + 1);
+		squib_error_format(code, e, s, (size_t)n + 1);
 	return s;
 }
 
@@ -315,7 +341,6 @@ static int set_match(struct squib_description *desc, enum squib_memory_match m, 
 	return 0;
 }
 
-/* The rendered message, with the detail text when it does not show it. */
 static int set_unreadable(struct squib_description *desc, int code,
 			  const struct squib_error_detail *e)
 {
@@ -324,10 +349,7 @@ static int set_unreadable(struct squib_description *desc, int code,
 
 	if (!msg)
 		return SQUIB_E_NOMEM;
-	if (e->msg[0] && !strstr(msg, e->msg))
-		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s: %s", msg, e->msg);
-	else
-		r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s", msg);
+	r = set_match(desc, SQUIB_MEMORY_MATCH_UNREADABLE, "%s", msg);
 	free(msg);
 	return r;
 }
@@ -630,9 +652,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* A JSON string; invalid UTF-8 (a path is any bytes) becomes U+FFFD, like Rust's
- * Path::display(). NULL only when out of memory. */
-static json_t *json_text(const char *s)
+json_t *squib_json_text(const char *s)
 {
 	size_t n, o = 0;
 	char *tmp;
@@ -681,8 +701,8 @@ static json_t *json_device(const struct squib_device_summary *ds)
 {
 	json_t *o = json_object();
 
-	if (o && !json_object_set_new(o, "kind", json_text(ds->kind)) &&
-	    !json_object_set_new(o, "id", json_text(ds->id)) &&
+	if (o && !json_object_set_new(o, "kind", squib_json_text(ds->kind)) &&
+	    !json_object_set_new(o, "id", squib_json_text(ds->id)) &&
 	    !json_object_set_new(o, "mmio_slot", json_integer(ds->mmio_slot)))
 		return o;
 	json_decref(o);
@@ -766,7 +786,7 @@ static json_t *json_memory(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "present_bytes", json_u64(m->present_bytes));
 	bad |= json_object_set_new(o, "file_match", json_string(match_name(desc->memory_match)));
 	bad |= json_object_set_new(o, "file_match_detail",
-				   detail ? json_text(detail) : json_null());
+				   detail ? squib_json_text(detail) : json_null());
 	if (bad) {
 		json_decref(o);
 		return NULL;
@@ -783,7 +803,7 @@ static json_t *json_description(const struct squib_description *desc)
 	if (bad)
 		return NULL;
 	/* json_object_set_new() fails (and so flags `bad`) when a value is NULL. */
-	bad |= json_object_set_new(o, "state_path", json_text(desc->state_path));
+	bad |= json_object_set_new(o, "state_path", squib_json_text(desc->state_path));
 	bad |= json_object_set_new(o, "magic", json_sprintf("0x%016" PRIx64, desc->magic));
 	bad |= json_object_set_new(o, "version", json_version(desc->version));
 	bad |= json_object_set_new(o, "expected_version", json_version(desc->expected_version));
@@ -796,14 +816,15 @@ static json_t *json_description(const struct squib_description *desc)
 	bad |= json_object_set_new(o, "devices", body_value(desc, json_devices(desc)));
 	bad |= json_object_set_new(o, "mmds_present",
 				   body_value(desc, json_boolean(desc->mmds_present)));
-	bad |= json_object_set_new(o, "inferred_memory_path", mem ? json_text(mem) : json_null());
+	bad |= json_object_set_new(o, "inferred_memory_path",
+				   mem ? squib_json_text(mem) : json_null());
 	bad |= json_object_set_new(o, "inferred_memory_exists",
 				   json_boolean(desc->inferred_memory_exists));
 	bad |= json_object_set_new(o, "inferred_memory_size", json_memory_size(desc));
 	bad |= json_object_set_new(o, "memory", json_memory(desc));
 	bad |= json_object_set_new(o, "crc_ok", json_boolean(desc->crc_ok));
 	if (!desc->body_ok)
-		bad |= json_object_set_new(o, "body_error", json_text(desc->body_error));
+		bad |= json_object_set_new(o, "body_error", squib_json_text(desc->body_error));
 	if (bad) {
 		json_decref(o);
 		return NULL;
@@ -813,12 +834,59 @@ static json_t *json_description(const struct squib_description *desc)
 
 int squib_describe_json(const struct squib_description *desc, char **out)
 {
-	json_t *o;
-
 	if (!desc || !out)
 		return SQUIB_E_INVALID_ARGUMENT;
-	o = json_description(desc);
+	return squib_json_dump(json_description(desc), out);
+}
+
+int squib_json_dump(json_t *o, char **out)
+{
 	*out = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);
 	return *out ? 0 : SQUIB_E_NOMEM;
+}
+
+/* ---- a failure as JSON ---- */
+
+static json_t *json_error_object(int code, const struct squib_error_detail *d, const char *path)
+{
+	char message[SQUIB_ERROR_TEXT_MAX], text[SQUIB_ERROR_TEXT_MAX];
+	json_t *o = json_object();
+	int bad = !o;
+
+	if (bad)
+		return NULL;
+	squib_error_message(code, d, message, sizeof(message));
+	squib_error_format(code, d, text, sizeof(text));
+	bad |= json_object_set_new(o, "code", json_string(squib_error_name(code)));
+	bad |= json_object_set_new(o, "value", json_integer(code));
+	bad |= json_object_set_new(o, "path", path ? squib_json_text(path) : json_null());
+	bad |= json_object_set_new(o, "message", squib_json_text(message));
+	bad |= json_object_set_new(o, "detail",
+				   d && d->msg[0] ? squib_json_text(d->msg) : json_null());
+	bad |= json_object_set_new(o, "os_errno",
+				   d && d->os_errno ? json_integer(d->os_errno) : json_null());
+	bad |= json_object_set_new(o, "text", squib_json_text(text));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int squib_error_json(int code, const struct squib_error_detail *d, const char *path, char **out)
+{
+	json_t *o, *e;
+
+	if (!out)
+		return SQUIB_E_INVALID_ARGUMENT;
+	*out = NULL;
+	e = json_error_object(code, d, path);
+	o = json_object();
+	/* json_object_set_new takes e also when it fails (or when o or e is NULL). */
+	if (json_object_set_new(o, "error", e)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return squib_json_dump(o, out);
 }

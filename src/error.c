@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,7 +85,8 @@ static int own_message(int code, const struct squib_error_detail *d, char *buf, 
 int squib_error_message(int code, const struct squib_error_detail *d, char *buf, size_t len)
 {
 	static const struct squib_error_detail none;
-	char a[SQUIB_DETAIL_PATH_MAX + 64], b[SQUIB_DETAIL_PATH_MAX + 64];
+	/* A path's debug form: each byte at most 6 ("\\u{1f}"), quotes and NUL. */
+	char a[SQUIB_DETAIL_PATH_MAX * 6 + 3], b[SQUIB_DETAIL_PATH_MAX * 6 + 3];
 
 	if (!d)
 		d = &none;
@@ -141,6 +143,20 @@ int squib_error_message(int code, const struct squib_error_detail *d, char *buf,
 	}
 }
 
+int squib_error_format(int code, const struct squib_error_detail *d, char *buf, size_t len)
+{
+	char m[SQUIB_ERROR_TEXT_MAX];
+	int n = squib_error_message(code, d, m, sizeof(m));
+
+	if (n < 0)
+		return n;
+	if (!d || !d->msg[0] || strstr(m, d->msg))
+		return snprintf(buf, len, "%s", m);
+	return snprintf(buf, len, "%s (%s)", m, d->msg);
+}
+
+static const char unknown_name[] = "SQUIB_E_UNKNOWN";
+
 const char *squib_error_name(int code)
 {
 	switch (code) {
@@ -167,8 +183,13 @@ const char *squib_error_name(int code)
 		N(SQUIB_E_BUSY);
 #undef N
 	default:
-		return "SQUIB_E_UNKNOWN";
+		return unknown_name;
 	}
+}
+
+static bool is_squib_code(int code)
+{
+	return code < 0 && squib_error_name(code) != unknown_name;
 }
 
 static void reset(struct squib_error_detail *d, int code)
@@ -180,6 +201,36 @@ static void reset(struct squib_error_detail *d, int code)
 	memset(&d->version_expected, 0, sizeof(d->version_expected));
 	d->limit = 0;
 	d->path_a[0] = d->path_b[0] = d->msg[0] = '\0';
+}
+
+void squib_error_clear(struct squib_error_detail *d)
+{
+	if (d) {
+		d->code = 0;
+		d->os_errno = 0;
+		d->msg[0] = '\0';
+	}
+}
+
+/* errno values are small (Linux's end below 200); SQUIB_E_* start at 1001. */
+#define BACKEND_ERRNO_MAX 1000
+
+int squib_backend_rc(int rc, struct squib_error_detail *d, const char *what_fmt, ...)
+{
+	char what[SQUIB_DETAIL_MSG_MAX];
+	va_list ap;
+
+	if (rc == 0 || (is_squib_code(rc) && d && d->code == rc))
+		return rc;
+	va_start(ap, what_fmt);
+	vsnprintf(what, sizeof(what), what_fmt, ap);
+	va_end(ap);
+	if (is_squib_code(rc))
+		return squib_fail_msg(d, rc, "%s failed", what);
+	if (rc < 0 && rc >= -BACKEND_ERRNO_MAX)
+		return squib_fail_errno_msg(d, SQUIB_E_IO, -rc, "%s", what);
+	return squib_fail_msg(d, SQUIB_E_CAPTURE,
+			      "%s returned %d, neither a SQUIB_E_* code nor -errno", what, rc);
 }
 
 int squib_fail(struct squib_error_detail *d, int code)
@@ -254,12 +305,37 @@ int squib_fail_limit(struct squib_error_detail *d, uint64_t limit)
 	return SQUIB_E_SIZE_LIMIT_EXCEEDED;
 }
 
+/* Is byte c inside a UTF-8 sequence (not its first byte)? A cut never lands there. */
+static bool utf8_continuation(unsigned char c)
+{
+	return (c & 0xc0) == 0x80;
+}
+
+/* A path that does not fit keeps its head and tail around "...". */
+static void keep_path(char dst[SQUIB_DETAIL_PATH_MAX], const char *src)
+{
+	static const char dots[] = "...";
+	size_t n = strlen(src), keep = (SQUIB_DETAIL_PATH_MAX - sizeof(dots)) / 2, head, tail;
+
+	if (n < SQUIB_DETAIL_PATH_MAX) {
+		memcpy(dst, src, n + 1);
+		return;
+	}
+	for (head = keep; head && utf8_continuation((unsigned char)src[head]); head--)
+		;
+	for (tail = n - keep; tail < n && utf8_continuation((unsigned char)src[tail]); tail++)
+		;
+	memcpy(dst, src, head);
+	memcpy(dst + head, dots, sizeof(dots) - 1);
+	memcpy(dst + head + sizeof(dots) - 1, src + tail, n - tail + 1);
+}
+
 int squib_fail_cross_fs(struct squib_error_detail *d, const char *dest, const char *temp_dir)
 {
 	if (d) {
 		reset(d, SQUIB_E_ATOMIC_COMMIT_CROSS_FS);
-		squib_strlcpy(d->path_a, dest ? dest : "", sizeof(d->path_a));
-		squib_strlcpy(d->path_b, temp_dir ? temp_dir : "", sizeof(d->path_b));
+		keep_path(d->path_a, dest ? dest : "");
+		keep_path(d->path_b, temp_dir ? temp_dir : "");
 	}
 	return SQUIB_E_ATOMIC_COMMIT_CROSS_FS;
 }

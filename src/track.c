@@ -119,6 +119,12 @@ static int check_bitmap(const struct squib_tracker *t, const struct squib_dirty_
 	return 0;
 }
 
+/* Call an op of the tracker (ctx first, d last) under the backend rule of squib/error.h. */
+#define TRACKER_OP(t, d, op, ...)                                                                  \
+	(squib_error_clear(d),                                                                     \
+	 squib_backend_rc((t)->ops->op((t)->ctx, ##__VA_ARGS__, (d)), (d), "%s tracker: %s",       \
+			  (t)->ops->name ? (t)->ops->name : "?", #op))
+
 static int check_state(const struct squib_tracker *t, bool want_active,
 		       struct squib_error_detail *d)
 {
@@ -137,7 +143,7 @@ int squib_tracker_start(struct squib_tracker *t, struct squib_error_detail *d)
 	pthread_mutex_lock(&t->lock);
 	rc = check_state(t, false, d);
 	if (!rc)
-		rc = t->ops->start(t->ctx, d);
+		rc = TRACKER_OP(t, d, start);
 	if (!rc)
 		atomic_store_explicit(&t->active, true, memory_order_release);
 	pthread_mutex_unlock(&t->lock);
@@ -156,7 +162,7 @@ int squib_tracker_harvest(struct squib_tracker *t, struct squib_dirty_bitmap *ds
 	if (!rc)
 		rc = check_bitmap(t, dst, d);
 	if (!rc)
-		rc = t->ops->harvest(t->ctx, dst, d);
+		rc = TRACKER_OP(t, d, harvest, dst);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -173,7 +179,7 @@ int squib_tracker_give_back(struct squib_tracker *t, const struct squib_dirty_bi
 	if (!rc)
 		rc = check_bitmap(t, src, d);
 	if (!rc)
-		rc = t->ops->give_back(t->ctx, src, d);
+		rc = TRACKER_OP(t, d, give_back, src);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -187,7 +193,7 @@ int squib_tracker_reset_after_commit(struct squib_tracker *t, struct squib_error
 	pthread_mutex_lock(&t->lock);
 	rc = check_state(t, true, d);
 	if (!rc && t->ops->reset_after_commit)
-		rc = t->ops->reset_after_commit(t->ctx, d);
+		rc = TRACKER_OP(t, d, reset_after_commit);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -200,7 +206,7 @@ int squib_tracker_stop(struct squib_tracker *t, struct squib_error_detail *d)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "tracker is NULL");
 	pthread_mutex_lock(&t->lock);
 	if (atomic_load_explicit(&t->active, memory_order_relaxed)) {
-		rc = t->ops->stop(t->ctx, d);
+		rc = TRACKER_OP(t, d, stop);
 		/* Inactive even on failure: the implementation disarms what it can. */
 		atomic_store_explicit(&t->active, false, memory_order_release);
 	}

@@ -16,35 +16,9 @@ static const char *backend_name(const char *name, const char *fallback)
 	return name ? name : fallback;
 }
 
-static bool is_squib_code(int rc)
-{
-	return rc < 0 && strcmp(squib_error_name(rc), "SQUIB_E_UNKNOWN") != 0;
-}
-
-/* Before an op: forget any earlier code so op_end can tell whether the op filled d. */
-static void op_begin(struct squib_error_detail *d)
-{
-	if (d)
-		d->code = 0;
-}
-
-/* After an op: keep a SQUIB_E_* with the backend's message, name the op when the
- * backend gave none, and turn anything else into SQUIB_E_CAPTURE. */
-static int op_end(int rc, struct squib_error_detail *d, const char *backend, const char *op)
-{
-	if (rc == 0)
-		return 0;
-	if (!is_squib_code(rc))
-		return squib_fail_msg(d, SQUIB_E_CAPTURE, "%s: %s returned %d, not a SQUIB_E_* code",
-				      backend, op, rc);
-	if (d && d->code != rc)
-		squib_fail_msg(d, rc, "%s: %s failed", backend, op);
-	return rc;
-}
-
 #define CALL_OP(d, ops, fallback, op, ...)                                                         \
-	(op_begin(d),                                                                              \
-	 op_end((ops)->op(__VA_ARGS__), (d), backend_name((ops)->name, (fallback)), #op))
+	(squib_error_clear(d), squib_backend_rc((ops)->op(__VA_ARGS__), (d), "%s: %s",             \
+						backend_name((ops)->name, (fallback)), #op))
 
 /* Put "what: " in front of the message of a failure already recorded in d. */
 static void add_context(struct squib_error_detail *d, const char *what)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "input_internal.h"
+#include "json_internal.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "util.h"
@@ -159,7 +160,7 @@ static enum squib_check_status classify(int code)
 static void fail(struct run *x, enum squib_check_id id, int code,
 		 const struct squib_error_detail *d)
 {
-	int n = squib_error_message(code, d, NULL, 0);
+	int n = squib_error_format(code, d, NULL, 0);
 	char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (code == SQUIB_E_NOMEM)
@@ -171,11 +172,8 @@ static void fail(struct run *x, enum squib_check_id id, int code,
 			(struct squib_check_result){.status = classify(code), .code = code};
 		return;
 	}
-	squib_error_message(code, d, msg, (size_t)n + 1);
-	if (d && d->msg[0] && !strstr(msg, d->msg))
-		record(x, id, classify(code), code, "%s: %s", msg, d->msg);
-	else
-		record(x, id, classify(code), code, "%s", msg);
+	squib_error_format(code, d, msg, (size_t)n + 1);
+	record(x, id, classify(code), code, "%s", msg);
 	free(msg);
 }
 
@@ -276,21 +274,12 @@ static void check_state(struct run *x)
 
 static bool memory_path(struct run *x)
 {
-	if (x->o.memory_path)
-		x->r->memory_path = strdup(x->o.memory_path);
-	else if (squib_infer_memory_path(x->state_path, &x->r->memory_path))
-		x->r->memory_path = NULL;
-	else if (!x->r->memory_path) {
-		record(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, SQUIB_E_INVALID_PATH,
-		       "no memory file path: the state path has no extension to replace with .mem "
-		       "(name the memory file explicitly)");
-		return false;
-	}
-	if (!x->r->memory_path) {
-		x->nomem = true;
-		return false;
-	}
-	return true;
+	struct squib_error_detail d;
+	int rc = squib_mem_path_for_state(x->state_path, x->o.memory_path, &x->r->memory_path, &d);
+
+	if (rc)
+		fail(x, SQUIB_CHECK_MEMORY_FILE, rc, &d);
+	return !rc;
 }
 
 static bool open_memory_file(struct run *x)
@@ -447,6 +436,15 @@ static void check_memory(struct run *x)
 {
 	const struct squib_memory_layout *l = x->st.memory;
 
+	if (x->decoded && !l && x->o.memory_path) {
+		/* A memory file named explicitly is never ignored: it pairs with nothing. */
+		record(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, SQUIB_E_INVALID_PATH,
+		       "the state has no memory section: %s cannot be checked against it",
+		       x->o.memory_path);
+		skip(x, SQUIB_CHECK_MEMORY_FOOTER, SQUIB_CHECK_EXTENT_DIGESTS,
+		     "the state has no memory section");
+		return;
+	}
 	if (!x->decoded || !l) {
 		skip(x, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_EXTENT_DIGESTS,
 		     x->decoded ? "the state has no memory section" : "the state did not decode");
@@ -487,4 +485,73 @@ int squib_verify(const char *state_path, const struct squib_verify_options *opts
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	return 0;
+}
+
+/* ---- JSON form ---- */
+
+static const char *status_json(enum squib_check_status s)
+{
+	switch (s) {
+	case SQUIB_CHECK_OK:
+		return "ok";
+	case SQUIB_CHECK_SKIPPED:
+		return "skipped";
+	case SQUIB_CHECK_FAILED:
+		return "failed";
+	case SQUIB_CHECK_CORRUPT:
+		return "corrupt";
+	}
+	return "unknown";
+}
+
+static json_t *json_check(enum squib_check_id id, const struct squib_check_result *c)
+{
+	json_t *o = json_object();
+	int bad = !o;
+
+	if (bad)
+		return NULL;
+	bad |= json_object_set_new(o, "name", json_string(squib_check_name(id)));
+	bad |= json_object_set_new(o, "status", json_string(status_json(c->status)));
+	bad |= json_object_set_new(o, "code",
+				   c->code ? json_string(squib_error_name(c->code)) : json_null());
+	bad |=
+	    json_object_set_new(o, "detail", c->detail ? squib_json_text(c->detail) : json_null());
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *json_report(const char *state_path, const struct squib_verify_report *r)
+{
+	json_t *o = json_object(), *checks = json_array();
+	int bad = !o || !checks;
+
+	for (int id = 0; !bad && id < SQUIB_CHECK_COUNT; id++)
+		bad |= json_array_append_new(checks, json_check(id, &r->checks[id]));
+	if (bad) {
+		json_decref(o);
+		json_decref(checks);
+		return NULL;
+	}
+	bad |= json_object_set_new(o, "state_path", squib_json_text(state_path));
+	bad |= json_object_set_new(o, "memory_path",
+				   r->memory_path ? squib_json_text(r->memory_path) : json_null());
+	bad |= json_object_set_new(o, "checks", checks);
+	bad |= json_object_set_new(o, "result", json_string(status_json(squib_verify_worst(r))));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
+			     char **out)
+{
+	if (!state_path || !r || !out)
+		return SQUIB_E_INVALID_ARGUMENT;
+	return squib_json_dump(json_report(state_path, r), out);
 }

@@ -6,6 +6,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+static const char *vm_name(const struct squib_vm *vm)
+{
+	return vm->ops->name ? vm->ops->name : "VM";
+}
+
+/* Call an op of the VM (its ctx first) under the backend rule of squib/error.h. */
+#define VM_OP(vm, d, op, ...)                                                                      \
+	(squib_error_clear(d),                                                                     \
+	 squib_backend_rc((vm)->ops->op((vm)->ctx, __VA_ARGS__), (d), "%s: %s", vm_name(vm), #op))
+
 int squib_vm_check(const struct squib_vm *vm, struct squib_error_detail *d)
 {
 	const struct squib_vm_ops *o = vm ? vm->ops : NULL;
@@ -63,7 +73,7 @@ static int resume_first(const struct squib_vm *vm, uint32_t n, struct squib_erro
 	int first = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		int rc = vm->ops->resume(vm->ctx, i, first ? NULL : d);
+		int rc = VM_OP(vm, first ? NULL : d, resume, i, first ? NULL : d);
 
 		if (rc && !first)
 			first = rc;
@@ -75,7 +85,7 @@ static int wait_all(const struct squib_vm *vm, uint32_t n, const struct timespec
 		    uint32_t timeout_ms, struct squib_error_detail *d)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		int rc = vm->ops->pause_wait(vm->ctx, i, dl, d);
+		int rc = VM_OP(vm, d, pause_wait, i, dl, d);
 
 		if (rc == SQUIB_E_QUIESCE_TIMEOUT)
 			return squib_fail_msg(d, rc, "vCPU %u did not ack the pause within %u ms",
@@ -100,7 +110,7 @@ int squib_vm_pause(const struct squib_vm *vm, uint32_t timeout_ms, struct squib_
 	deadline_after(timeout_ms, &dl);
 	/* Ask all first, so the vCPUs stop in parallel and share one deadline. */
 	for (asked = 0; asked < n && !rc; asked++)
-		rc = vm->ops->pause_begin(vm->ctx, asked, d);
+		rc = VM_OP(vm, d, pause_begin, asked, d);
 	if (!rc)
 		rc = wait_all(vm, n, &dl, timeout_ms, d);
 	if (rc)
@@ -127,7 +137,7 @@ int squib_vm_capture(const struct squib_vm *vm, struct squib_microvm_state *s,
 	if (!s)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
 	squib_state_init(s, vm->ops->arch(vm->ctx));
-	rc = vm->ops->capture(vm->ctx, s, d);
+	rc = VM_OP(vm, d, capture, s, d);
 	if (!rc && s->memory)
 		rc = squib_fail_msg(d, SQUIB_E_CAPTURE, "VM capture set a memory description");
 	if (!rc && s->arch != vm->ops->arch(vm->ctx))
@@ -147,11 +157,11 @@ int squib_vm_restore(const struct squib_vm *vm, const struct squib_microvm_state
 	if (!s)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL state");
 	/* A vCPU's timer and interrupt state refer to the controller: it goes first. */
-	if ((rc = vm->ops->restore_irqchip(vm->ctx, s, d)))
+	if ((rc = VM_OP(vm, d, restore_irqchip, s, d)))
 		return rc;
-	if ((rc = vm->ops->restore_vcpus(vm->ctx, s, d)))
+	if ((rc = VM_OP(vm, d, restore_vcpus, s, d)))
 		return rc;
-	return vm->ops->restore_devices(vm->ctx, s, d);
+	return VM_OP(vm, d, restore_devices, s, d);
 }
 
 /* ---- memory ----------------------------------------------------------------- */
@@ -189,7 +199,7 @@ int squib_vm_get_memory(const struct squib_vm *vm, const struct squib_vm_region 
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL output");
 	*regions = NULL;
 	*count = 0;
-	if ((rc = vm->ops->get_memory(vm->ctx, regions, count, d)))
+	if ((rc = VM_OP(vm, d, get_memory, regions, count, d)))
 		return rc;
 	return check_regions(*regions, *count, d);
 }
@@ -201,7 +211,7 @@ int squib_vm_set_memory(const struct squib_vm *vm, const struct squib_vm_region 
 
 	if (!rc)
 		rc = check_regions(regions, count, d);
-	return rc ? rc : vm->ops->set_memory(vm->ctx, regions, count, d);
+	return rc ? rc : VM_OP(vm, d, set_memory, regions, count, d);
 }
 
 struct squib_tracker_set *squib_vm_trackers(const struct squib_vm *vm)

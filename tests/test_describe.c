@@ -246,6 +246,33 @@ static void test_should_infer_memory_path_from_state_path(void **state)
 	expect_inferred("foo.", "foo.mem");
 }
 
+/* The rule every command follows: an explicit path as given, else the inferred one, else an error.
+ */
+static void test_should_pick_the_memory_path_by_one_rule(void **state)
+{
+	struct squib_error_detail d;
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(squib_mem_path_for_state("/tmp/x.snap", NULL, &out, &d), 0);
+	assert_string_equal(out, "/tmp/x.mem");
+	free(out);
+	assert_int_equal(squib_mem_path_for_state("/tmp/x.snap", "/other/y", &out, &d), 0);
+	assert_string_equal(out, "/other/y");
+	free(out);
+	/* An explicit path also where none could be inferred. */
+	assert_int_equal(squib_mem_path_for_state("/tmp/vm", "/tmp/vm.mem", &out, &d), 0);
+	assert_string_equal(out, "/tmp/vm.mem");
+	free(out);
+	assert_int_equal(squib_mem_path_for_state("/tmp/vm", NULL, &out, &d), SQUIB_E_INVALID_PATH);
+	assert_null(out);
+	assert_non_null(strstr(d.msg, "/tmp/vm"));
+	assert_non_null(strstr(d.msg, "no extension"));
+	assert_int_equal(squib_mem_path_for_state("/tmp/x.snap", "", &out, &d),
+			 SQUIB_E_INVALID_PATH);
+	assert_int_equal(squib_mem_path_for_state(NULL, NULL, &out, &d), SQUIB_E_INVALID_ARGUMENT);
+}
+
 static void test_should_infer_memory_path_like_rust_at_the_edges(void **state)
 {
 	(void)state;
@@ -561,7 +588,7 @@ static void test_should_say_when_the_memory_file_is_missing_or_unreadable(void *
 	assert_int_equal(desc.memory_match, SQUIB_MEMORY_MATCH_UNREADABLE);
 	assert_contains(desc.memory_match_detail, "memory file footer CRC");
 	text = human(&desc);
-	assert_contains(text, "\n  memory file match:   UNREADABLE (snapshot CRC64 mismatch: ");
+	assert_contains(text, "\n  memory file match:   UNREADABLE (snapshot CRC64 mismatch (");
 	free(text);
 	squib_description_free(&desc);
 	assert_int_equal(remove(p.mem), 0);
@@ -1080,6 +1107,7 @@ int main(void)
 		cmocka_unit_test(test_should_describe_devices_in_json_form),
 		cmocka_unit_test(test_should_describe_corrupt_file_with_crc_warning),
 		cmocka_unit_test(test_should_infer_memory_path_from_state_path),
+		cmocka_unit_test(test_should_pick_the_memory_path_by_one_rule),
 		cmocka_unit_test(test_should_infer_memory_path_like_rust_at_the_edges),
 		cmocka_unit_test(test_should_report_missing_memory_file),
 		cmocka_unit_test(test_should_report_present_memory_file_with_size),

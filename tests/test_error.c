@@ -3,13 +3,14 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <squib/error.h>
 
 static const char *render(int code, const struct squib_error_detail *d)
 {
-	static char buf[2 * SQUIB_DETAIL_PATH_MAX + 512];
+	static char buf[SQUIB_ERROR_TEXT_MAX];
 	int n = squib_error_message(code, d, buf, sizeof(buf));
 
 	assert_true(n > 0);
@@ -175,6 +176,108 @@ static void test_should_accept_null_detail_in_fail_helpers(void **state)
 	assert_int_equal(squib_fail_cross_fs(NULL, "a", "b"), SQUIB_E_ATOMIC_COMMIT_CROSS_FS);
 }
 
+static const char *formatted(int code, const struct squib_error_detail *d)
+{
+	static char buf[SQUIB_ERROR_TEXT_MAX];
+	int n = squib_error_format(code, d, buf, sizeof(buf));
+
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, strlen(buf));
+	return buf;
+}
+
+static void test_should_format_the_message_with_the_detail_it_lacks(void **state)
+{
+	struct squib_error_detail d;
+	char small[16];
+
+	(void)state;
+	squib_fail_errno_msg(&d, SQUIB_E_IO, ENOENT, "opening /x/vm.snap");
+	assert_string_equal(formatted(d.code, &d), "snapshot I/O error: No such file or directory "
+						   "(os error 2) (opening /x/vm.snap)");
+	/* The wire text alone stays what it was. */
+	assert_string_equal(render(d.code, &d),
+			    "snapshot I/O error: No such file or directory (os error 2)");
+	/* A message that carries the detail does not repeat it. */
+	squib_fail_msg(&d, SQUIB_E_INVALID_PATH, "no memory section");
+	assert_string_equal(formatted(d.code, &d), "invalid snapshot path: no memory section");
+	squib_fail(&d, SQUIB_E_CRC_MISMATCH);
+	assert_string_equal(formatted(d.code, &d), "snapshot CRC64 mismatch");
+	assert_string_equal(formatted(SQUIB_E_NOMEM, NULL), "out of memory");
+	/* snprintf's contract: the full length, a cut but terminated text. */
+	squib_fail_errno_msg(&d, SQUIB_E_IO, EIO, "reading x");
+	assert_int_equal(
+	    squib_error_format(d.code, &d, small, sizeof(small)),
+	    (int)strlen("snapshot I/O error: Input/output error (os error 5) (reading x)"));
+	assert_string_equal(small, "snapshot I/O er");
+}
+
+static void test_should_keep_the_ends_of_a_long_path(void **state)
+{
+	struct squib_error_detail d;
+	char dest[1200], want[SQUIB_DETAIL_PATH_MAX];
+	size_t keep = (SQUIB_DETAIL_PATH_MAX - 4) / 2;
+
+	(void)state;
+	memset(dest, 'a', sizeof(dest) - 1);
+	dest[0] = '/';
+	memcpy(dest + sizeof(dest) - 1 - 9, "/vm.state", 9);
+	dest[sizeof(dest) - 1] = '\0';
+	squib_fail_cross_fs(&d, dest, "/tmp");
+	assert_int_equal(strlen(d.path_a), 2 * keep + 3);
+	snprintf(want, sizeof(want), "%.*s...%s", (int)keep, dest, dest + strlen(dest) - keep);
+	assert_string_equal(d.path_a, want);
+	assert_string_equal(d.path_b, "/tmp");
+	/* A path that fits is kept whole, and a cut never splits a UTF-8 character. */
+	memset(dest, 0, sizeof(dest));
+	for (size_t i = 0; i + 2 < 600; i += 2)
+		memcpy(dest + i, "\xc3\xa9", 2); /* é */
+	squib_fail_cross_fs(&d, dest, dest);
+	assert_int_equal(strlen(d.path_a) % 2, 1); /* whole characters + "..." */
+	assert_non_null(strstr(d.path_a, "\xc3\xa9...\xc3\xa9"));
+	assert_true(strlen(d.path_a) < SQUIB_DETAIL_PATH_MAX);
+}
+
+static void test_should_stay_a_small_fixed_size_detail(void **state)
+{
+	(void)state;
+	/* Two 4 KiB paths made it 8752 bytes, zeroed on every served page fault. */
+	assert_true(sizeof(struct squib_error_detail) <= 1088);
+}
+
+static void test_should_apply_the_backend_rule_in_one_place(void **state)
+{
+	static const int foreign[] = {1, 4096, -1019, -1500, -5000};
+	struct squib_error_detail d;
+
+	(void)state;
+	assert_int_equal(squib_backend_rc(0, &d, "x"), 0);
+	/* -errno: SQUIB_E_IO with the errno and what failed. */
+	squib_error_clear(&d);
+	assert_int_equal(squib_backend_rc(-EINTR, &d, "vm: %s", "capture"), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, EINTR);
+	assert_string_equal(
+	    formatted(d.code, &d),
+	    "snapshot I/O error: Interrupted system call (os error 4) (vm: capture)");
+	/* A SQUIB_E_* the backend filled is kept as it is... */
+	squib_error_clear(&d);
+	squib_fail_msg(&d, SQUIB_E_CAPTURE, "KVM_GET_REGS: Bad address");
+	assert_int_equal(squib_backend_rc(SQUIB_E_CAPTURE, &d, "vm: capture"), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg, "KVM_GET_REGS: Bad address");
+	/* ...one it did not fill names the op. */
+	squib_error_clear(&d);
+	assert_int_equal(squib_backend_rc(SQUIB_E_BUSY, &d, "vm: capture"), SQUIB_E_BUSY);
+	assert_int_equal(d.code, SQUIB_E_BUSY);
+	assert_string_equal(d.msg, "vm: capture failed");
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+		squib_error_clear(&d);
+		assert_int_equal(squib_backend_rc(foreign[i], &d, "vm: capture"), SQUIB_E_CAPTURE);
+		assert_non_null(strstr(d.msg, "vm: capture returned"));
+	}
+	assert_int_equal(squib_backend_rc(-EIO, NULL, "x"), SQUIB_E_IO);
+	squib_error_clear(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +295,10 @@ int main(void)
 		cmocka_unit_test(test_should_truncate_like_snprintf),
 		cmocka_unit_test(test_should_name_every_code_distinctly),
 		cmocka_unit_test(test_should_accept_null_detail_in_fail_helpers),
+		cmocka_unit_test(test_should_format_the_message_with_the_detail_it_lacks),
+		cmocka_unit_test(test_should_keep_the_ends_of_a_long_path),
+		cmocka_unit_test(test_should_stay_a_small_fixed_size_detail),
+		cmocka_unit_test(test_should_apply_the_backend_rule_in_one_place),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -372,8 +372,8 @@ static void test_should_time_out_quiesce_when_a_vcpu_never_acks(void **state)
 	/* The default, upstream's 1 s. */
 	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_QUIESCE_TIMEOUT);
 	assert_string_equal(savetest_message(&d),
-			    "a vCPU did not ack quiesce within the timeout [vCPU 1 did not ack the "
-			    "pause within 1000 ms]");
+			    "a vCPU did not ack quiesce within the timeout (vCPU 1 did not ack the "
+			    "pause within 1000 ms)");
 	savetest_assert_no_files(t);
 	assert_string_equal(squib_testvm_log(vm), ""); /* never captured */
 	/* The others paused and were resumed; the stuck one's request was withdrawn. */
@@ -408,6 +408,34 @@ static void test_should_stay_paused_when_asked_also_on_failure(void **state)
 	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_CAPTURE);
 	assert_running(vm, 2);
 	assert_true(rep.resumed);
+	squib_testvm_free(vm);
+}
+
+/* A backend's -EINTR is an I/O error with its errno, not "unknown squib error -4". */
+static void test_should_report_a_backend_errno_as_an_io_error(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = squib_testvm_config_simple(GPA, 32 * KiB, 2);
+	struct squib_testvm *vm = savetest_vm(&c);
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+	struct squib_save_report rep;
+	struct squib_error_detail d;
+	struct squib_vm v = squib_testvm_vm(vm);
+
+	squib_testvm_fail_op_rc(vm, "capture", -EINTR);
+	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_IO);
+	assert_int_equal(d.code, SQUIB_E_IO);
+	assert_int_equal(d.os_errno, EINTR);
+	assert_string_equal(savetest_message(&d), "snapshot I/O error: Interrupted system call "
+						  "(os error 4) (testvm: capture)");
+	savetest_assert_no_files(t);
+	assert_running(vm, 2);
+	/* A value that is neither: the backend's bug, named. */
+	squib_testvm_fail_op_rc(vm, "capture", 7);
+	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_CAPTURE);
+	assert_string_equal(d.msg,
+			    "testvm: capture returned 7, neither a SQUIB_E_* code nor -errno");
+	savetest_assert_no_files(t);
 	squib_testvm_free(vm);
 }
 
@@ -786,6 +814,7 @@ int main(void)
 	    T(test_should_save_a_pair_split_over_two_filesystems),
 	    T(test_should_time_out_quiesce_when_a_vcpu_never_acks),
 	    T(test_should_stay_paused_when_asked_also_on_failure),
+	    T(test_should_report_a_backend_errno_as_an_io_error),
 	    T(test_should_publish_memory_before_state_after_both_are_durable),
 	    T(test_should_reset_tracking_only_after_the_pair_is_durable),
 	    T(test_should_give_harvested_pages_back_when_the_save_fails),

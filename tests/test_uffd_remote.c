@@ -1369,6 +1369,70 @@ static void test_should_serve_a_memory_file_with_the_cli(void **state)
 	munmap(want, pages * ps());
 }
 
+/* Run `serve` with argv[2..] to its exit (it fails before listening); its status. */
+static int cli_refused(struct squib_test_bg *c, char **args)
+{
+	char *argv[16] = {cli_path(), "serve"};
+	int k = 2;
+
+	while (*args && k < 15)
+		argv[k++] = *args++;
+	argv[k] = NULL;
+	squib_test_bg_start(NULL, argv, c);
+	return cli_finish(c);
+}
+
+/* serve --chain: a Diff over its older layers, read lazily; --mem from --state's path. */
+static void test_should_serve_a_chain_of_diffs_with_the_cli(void **state)
+{
+	static const uint64_t first[] = {1, 2, 9}, second[] = {2, 40, 41};
+	struct dir *f = *state;
+	struct squib_memfile_manifest m0, m1, m2;
+	char *base = squib_test_path(f->dir, "base.mem"), *d1 = squib_test_path(f->dir, "d1.mem");
+	char *d2 = squib_test_path(f->dir, "d2.mem"), *d2s = squib_test_path(f->dir, "d2.snap");
+	uint64_t pages = 64, zeros;
+	struct squib_test_bg c;
+	uint8_t *want;
+
+	SKIP_WITHOUT_UFFD();
+	want = pattern_ram(pages, 6, &zeros);
+	squib_test_save_full(base, want, pages * ps(), false, &m0);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(want, first[i], 61);
+	squib_test_save_diff(d1, want, pages * ps(), m0.layout.id, first, 3, false, &m1);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(want, second[i], 62);
+	squib_test_save_diff(d2, want, pages * ps(), m1.layout.id, second, 3, false, &m2);
+	squib_test_save_state(d2s, &m2.layout);
+	/* A Diff alone cannot be served; layers in the wrong order do not chain (exit 2). */
+	assert_int_equal(cli_refused(&c, (char *[]){"--socket", f->sock, "--mem", d2, NULL}), 1);
+	assert_non_null(strstr(c.ebuf, "d2.mem"));
+	assert_int_equal(cli_refused(&c, (char *[]){"--socket", f->sock, "--state", d2s, "--chain",
+						    d1, "--chain", base, NULL}),
+			 2);
+	assert_non_null(strstr(c.ebuf, "snapshot pair mismatch"));
+	{
+		char *argv[] = {cli_path(), "serve", "--socket", f->sock, "--state", d2s,
+				"--chain",  base,    "--chain",	 d1,	  NULL};
+
+		squib_test_bg_start(NULL, argv, &c);
+	}
+	cli_wait_for(&c, "listening on ");
+	vmm_read_through_serve(f->sock, want, pages, &c);
+	assert_int_equal(cli_finish(&c), 0);
+	assert_non_null(strstr(c.obuf, "stopped: the VMM hung up"));
+	if (c.elen)
+		fail_msg("stderr: '%s'", c.ebuf);
+	squib_memfile_manifest_release(&m0);
+	squib_memfile_manifest_release(&m1);
+	squib_memfile_manifest_release(&m2);
+	munmap(want, pages * ps());
+	free(base);
+	free(d1);
+	free(d2);
+	free(d2s);
+}
+
 /* --mode all: every page is installed as soon as the VMM connects; its reads then fault nothing. */
 static void test_should_install_every_page_with_mode_all(void **state)
 {
@@ -1420,9 +1484,9 @@ static void test_should_serve_with_a_matching_state_and_refuse_another(void **st
 	cli_wait_for(&c, "listening on ");
 	vmm_read_through_serve(f->sock, want, pages, &c);
 	assert_int_equal(cli_finish(&c), 0);
-	/* b.snap names b.mem: refused before listening, one line on stderr. */
+	/* b.snap names b.mem: refused before listening, one line on stderr, exit 2 (integrity). */
 	cli_start(&c, f->sock, mem, other);
-	assert_int_equal(cli_finish(&c), 1);
+	assert_int_equal(cli_finish(&c), 2);
 	assert_non_null(strstr(c.ebuf, "pair mismatch"));
 	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
 	assert_null(strstr(c.obuf, "listening"));
@@ -1589,7 +1653,8 @@ static void test_should_report_cli_usage_errors(void **state)
 	assert_int_equal(squib_test_count_lines(c.ebuf), 1);
 	squib_test_spawn(NULL, help, &p);
 	assert_int_equal(p.status, 0);
-	assert_non_null(strstr(p.out, "usage: squib-snapshot serve --socket PATH --mem MEMFILE"));
+	assert_non_null(strstr(
+	    p.out, "usage: squib-snapshot serve --socket PATH (--mem MEMFILE | --state STATE)"));
 	squib_test_proc_free(&p);
 	squib_test_spawn(NULL, bad, &p);
 	assert_int_equal(p.status, 1);
@@ -1597,7 +1662,7 @@ static void test_should_report_cli_usage_errors(void **state)
 	squib_test_proc_free(&p);
 	squib_test_spawn(NULL, none, &p);
 	assert_int_equal(p.status, 1);
-	assert_non_null(strstr(p.err, "--socket and --mem are required"));
+	assert_non_null(strstr(p.err, "--socket and --mem (or --state) are required"));
 	squib_test_proc_free(&p);
 }
 
@@ -2186,6 +2251,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_should_detect_a_handler_closing_its_socket, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_install_every_page_with_mode_all, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_should_serve_a_chain_of_diffs_with_the_cli, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_serve_a_memory_file_with_the_cli, setup,
 					    teardown),

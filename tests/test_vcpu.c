@@ -543,9 +543,30 @@ static void test_should_name_the_register_and_op_of_a_failure(void **state)
 	assert_int_equal(d.code, SQUIB_E_IO);
 }
 
+static void test_should_turn_a_backend_errno_into_an_io_error(void **state)
+{
+	static const int errnos[] = {EIO, EINTR, EPERM};
+	struct squib_error_detail d;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(errnos); i++) {
+		struct mock_source src = {0};
+		struct squib_arm64_vcpu_source s = source_of(&src);
+		struct squib_arm64_vcpu v;
+
+		src.fail_op = OP_FP;
+		src.fail_rc = -errnos[i];
+		assert_int_equal(squib_capture_arm64_vcpu_state(&s, &v, &d), SQUIB_E_IO);
+		assert_int_equal(d.code, SQUIB_E_IO);
+		assert_int_equal(d.os_errno, errnos[i]);
+		assert_non_null(strstr(d.msg, "read_fp_regs"));
+		assert_null(v.sys_regs);
+	}
+}
+
 static void test_should_turn_a_foreign_backend_code_into_a_capture_error(void **state)
 {
-	static const int foreign[] = {-EIO, 1, -1, -2000};
+	static const int foreign[] = {1, 4096, -1019, -1500, -5000};
 	struct squib_error_detail d;
 
 	(void)state;
@@ -1236,6 +1257,7 @@ int main(void)
 		/* errors */
 		cmocka_unit_test(test_should_propagate_a_source_error_and_leave_no_partial_vcpu),
 		cmocka_unit_test(test_should_name_the_register_and_op_of_a_failure),
+		cmocka_unit_test(test_should_turn_a_backend_errno_into_an_io_error),
 		cmocka_unit_test(test_should_turn_a_foreign_backend_code_into_a_capture_error),
 		cmocka_unit_test(test_should_refuse_an_unknown_psci_state_from_the_source),
 		cmocka_unit_test(test_should_stop_at_a_target_error),

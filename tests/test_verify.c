@@ -162,6 +162,26 @@ static void test_should_skip_memory_checks_without_a_memory_section(void **state
 	free(snap);
 }
 
+/* An explicit memory file is never ignored: without a section to check it against, it fails. */
+static void test_should_fail_a_named_memory_file_the_state_cannot_pair_with(void **state)
+{
+	struct fx *f = *state;
+	struct squib_verify_report r;
+	char *snap = squib_test_path(f->dir, "plain.snap");
+
+	squib_test_save_state(snap, NULL);
+	verify(snap, f->memf, &r);
+	expect_range(&r, 0, SQUIB_CHECK_COMPATIBILITY, SQUIB_CHECK_OK, NULL);
+	expect(&r, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, "the state has no memory section");
+	expect(&r, SQUIB_CHECK_MEMORY_FILE, SQUIB_CHECK_FAILED, f->memf);
+	assert_int_equal(r.checks[SQUIB_CHECK_MEMORY_FILE].code, SQUIB_E_INVALID_PATH);
+	expect_range(&r, SQUIB_CHECK_MEMORY_FOOTER, SQUIB_CHECK_EXTENT_DIGESTS, SQUIB_CHECK_SKIPPED,
+		     "the state has no memory section");
+	assert_int_equal(squib_verify_worst(&r), SQUIB_CHECK_FAILED);
+	squib_verify_report_free(&r);
+	free(snap);
+}
+
 static void test_should_skip_digests_when_asked(void **state)
 {
 	struct fx *f = *state;
@@ -478,6 +498,7 @@ int main(void)
 		T(test_should_pass_every_check_of_a_good_pair),
 		T(test_should_pass_a_diff_pair),
 		T(test_should_skip_memory_checks_without_a_memory_section),
+		T(test_should_fail_a_named_memory_file_the_state_cannot_pair_with),
 		T(test_should_skip_digests_when_asked),
 		T(test_should_report_digest_progress),
 		T(test_should_report_a_flipped_state_bit_as_corrupt),

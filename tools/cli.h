@@ -11,12 +11,25 @@
 #include <squib/kvm.h>
 #include <squib/progress.h>
 
-/* Exit codes shared by every subcommand. */
+/*
+ * The exit codes every subcommand follows (README "Exit status", squib-snapshot(1)):
+ *   0  done (verify: every check ok or skipped; describe: described, CRC good)
+ *   1  bad usage; an input that cannot be read or is not of the kind expected
+ *      (not a snapshot file, another magic or version, malformed); any other
+ *      failure (KVM, a write, a signal-less pager error)
+ *   2  integrity: the input was read but fails a check of what it claims: a CRC
+ *      or digest that does not match (SQUIB_E_CRC_MISMATCH), or files that do
+ *      not belong together (SQUIB_E_PAIR_MISMATCH: a memory file that is not the
+ *      state's, a diff whose parent is not the layer below it)
+ */
 enum {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_ERROR = 1,	/* unreadable or malformed input, bad usage */
-	CLI_EXIT_INTEGRITY = 2, /* the file is readable but fails an integrity check */
+	CLI_EXIT_ERROR = 1,
+	CLI_EXIT_INTEGRITY = 2,
 };
+
+/* The exit code of a failure with this SQUIB_E_* code (0 for 0), by the table above. */
+int cli_exit_code(int code);
 
 struct cli_command {
 	const char *name;
@@ -32,6 +45,9 @@ extern const struct cli_command cli_cmd_rebase;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_restore;
 extern const struct cli_command cli_cmd_serve;
+
+/* `squib-snapshot --version` (argc counts argv[0] and the option). */
+int cli_version_option(int argc);
 
 /* Is argv[i] "--help" or "-h"? */
 int cli_wants_help(int argc, char **argv);
@@ -49,8 +65,17 @@ void cli_put_text(FILE *f, const char *s);
 /* "squib-snapshot: CMD: WHAT: message (detail)" on stderr; what may be NULL. */
 void cli_error(const char *cmd, const char *what, int code, const struct squib_error_detail *d);
 
-/* STATE with its last extension replaced by ".mem" (malloc'd; NULL when out of memory). */
-char *cli_default_mem_path(const char *state);
+/* cli_error, and with json the failure as a JSON object on stdout (squib_error_json).
+ * Returns the exit code of the table below. */
+int cli_fail(const char *cmd, const char *path, int json, int code,
+	     const struct squib_error_detail *d);
+
+/*
+ * The memory file of STATE (squib_mem_path_for_state: *mem when given, else
+ * STATE with its last extension replaced by .mem): *mem points at *owned
+ * (free() it). -1 with the error on stderr when there is none.
+ */
+int cli_mem_path(const char *cmd, const char *state, const char **mem, char **owned);
 
 /* ---- the KVM guest of `run` and `restore` (tools/kvm_guest.c) ---- */
 

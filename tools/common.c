@@ -2,9 +2,11 @@
 /* Helpers shared by the subcommands: option values, safe text, the progress bar. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <squib/describe.h>
 #include <squib/error.h>
 
 #include "cli.h"
@@ -40,21 +42,52 @@ void cli_put_text(FILE *f, const char *s)
 
 void cli_error(const char *cmd, const char *what, int code, const struct squib_error_detail *d)
 {
-	char msg[2 * SQUIB_DETAIL_PATH_MAX + SQUIB_DETAIL_MSG_MAX + 256];
+	char msg[SQUIB_ERROR_TEXT_MAX];
 
-	squib_error_message(code, d, msg, sizeof(msg));
+	squib_error_format(code, d, msg, sizeof(msg));
 	fprintf(stderr, "squib-snapshot: %s: ", cmd);
 	if (what) {
 		cli_put_text(stderr, what);
 		fputs(": ", stderr);
 	}
 	cli_put_text(stderr, msg);
-	if (d && d->msg[0] && !strstr(msg, d->msg)) {
-		fputs(" (", stderr);
-		cli_put_text(stderr, d->msg);
-		fputc(')', stderr);
-	}
 	fputc('\n', stderr);
+}
+
+int cli_fail(const char *cmd, const char *path, int json, int code,
+	     const struct squib_error_detail *d)
+{
+	char *text = NULL;
+
+	cli_error(cmd, path, code, d);
+	if (json && !squib_error_json(code, d, path, &text)) {
+		fflush(stderr);
+		puts(text);
+		fflush(stdout);
+	}
+	free(text);
+	return cli_exit_code(code);
+}
+
+int cli_exit_code(int code)
+{
+	if (!code)
+		return CLI_EXIT_OK;
+	return code == SQUIB_E_CRC_MISMATCH || code == SQUIB_E_PAIR_MISMATCH ? CLI_EXIT_INTEGRITY
+									     : CLI_EXIT_ERROR;
+}
+
+int cli_mem_path(const char *cmd, const char *state, const char **mem, char **owned)
+{
+	struct squib_error_detail d;
+	int rc = squib_mem_path_for_state(state, *mem, owned, &d);
+
+	if (rc) {
+		cli_error(cmd, state, rc, &d);
+		return -1;
+	}
+	*mem = *owned;
+	return 0;
 }
 
 /* ---- progress bar ---- */

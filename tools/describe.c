@@ -22,15 +22,11 @@ static void describe_usage(FILE *out)
 		"too: kind, id, parent id, page size, RAM size, present pages and bytes, and\n"
 		"whether the memory file on disk is that file (id, kind and geometry, read from\n"
 		"its footer). `squib-snapshot verify` checks the pair in full.\n\n"
-		"  --json   print the summary as a JSON object\n\n"
+		"  --json   print the summary as a JSON object; a file that cannot be described\n"
+		"           prints {\"error\": {\"code\", \"value\", \"path\", \"message\",\n"
+		"           \"detail\", \"os_errno\", \"text\"}} instead (and its line on stderr)\n\n"
 		"exit status: 0 described and the CRC is good; 2 described but the CRC fails;\n"
 		"             1 unreadable or not a state file, or bad usage.\n");
-}
-
-static int describe_fail(const char *path, int code, const struct squib_error_detail *d)
-{
-	cli_error("describe", path, code, d); /* the detail names what failed */
-	return CLI_EXIT_ERROR;
 }
 
 /* PATH and --json in any order; "--" ends the options. */
@@ -88,13 +84,13 @@ static int describe_run(int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 	r = squib_describe(path, &desc, &d);
-	if (r)
-		return describe_fail(path, r, &d);
+	if (r) /* the detail names what failed */
+		return cli_fail("describe", path, json, r, &d);
 	crc_ok = desc.crc_ok;
 	r = print_description(&desc, json, &d);
 	squib_description_free(&desc);
 	if (r)
-		return describe_fail(path, r, &d);
+		return cli_fail("describe", path, json, r, &d);
 	return crc_ok ? CLI_EXIT_OK : CLI_EXIT_INTEGRITY;
 }
 

@@ -10,20 +10,6 @@
 
 #include "cli.h"
 
-char *cli_default_mem_path(const char *state)
-{
-	const char *slash = strrchr(state, '/');
-	const char *dot = strrchr(state, '.');
-	size_t stem = dot && (!slash || dot > slash + 1) ? (size_t)(dot - state) : strlen(state);
-	char *out = malloc(stem + sizeof(".mem"));
-
-	if (out) {
-		memcpy(out, state, stem);
-		memcpy(out + stem, ".mem", sizeof(".mem"));
-	}
-	return out;
-}
-
 int cli_parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
 	char *end;

@@ -43,9 +43,10 @@ static void rebase_usage(FILE *out)
 		"  --digests       record a digest per extent in the result\n"
 		"  --progress      always draw a progress bar on stderr\n"
 		"  --no-progress   never draw it (default: on a terminal, for 64 MiB or more)\n\n"
-		"exit status: 0 rebased; 2 an input's digest does not match its pages;\n"
-		"             1 otherwise: wrong parent or geometry, unreadable input,\n"
-		"               bad usage.\n");
+		"exit status: 0 rebased; 2 an input's digest does not match its pages, or the\n"
+		"             files do not belong together (a wrong parent or geometry, a\n"
+		"             STATE that does not describe the newest diff); 1 otherwise:\n"
+		"             unreadable input, bad usage.\n");
 }
 
 struct rebase_args {
@@ -159,7 +160,7 @@ static int rebase_chain(const struct rebase_args *a)
 	cli_progress_end(&bar);
 	if (r) {
 		cli_error("rebase", NULL, r, &d);
-		status = r == SQUIB_E_CRC_MISMATCH ? CLI_EXIT_INTEGRITY : CLI_EXIT_ERROR;
+		status = cli_exit_code(r);
 	} else {
 		print_result(a, &result);
 	}

@@ -57,9 +57,10 @@ static void restore_usage(FILE *out)
 		"  --paused             restore and stop: the guest never runs\n"
 		"  --reports N          reports per vCPU to wait for (default 2)\n"
 		"  --console PATH       a Linux guest's console output to PATH, not stdout\n\n"
-		"exit status: 0 restored (and ran); 1 otherwise (e.g. an aarch64 state:\n"
-		"Incompatible; with uffd, a pager error or the handler's death: the guest\n"
-		"is stopped for good).\n");
+		"exit status: 0 restored (and ran); 2 the pair fails an integrity check (a\n"
+		"CRC or digest, or a memory file that is not the state's); 1 otherwise (e.g.\n"
+		"an aarch64 state: Incompatible; with uffd, a pager error or the handler's\n"
+		"death: the guest is stopped for good).\n");
 }
 
 #define RESTORE_MAX_CHAIN 16
@@ -456,8 +457,8 @@ static int restore_run(int argc, char **argv)
 	}
 	a.start_ns = cli_now_ns();
 	/* With an external handler the memory file is the handler's, unless named. */
-	if (!a.mem && a.backend != SQUIB_BACKEND_UFFD &&
-	    !(a.mem = mem_default = cli_default_mem_path(a.state)))
+	if (a.backend != SQUIB_BACKEND_UFFD &&
+	    cli_mem_path("restore", a.state, &a.mem, &mem_default))
 		return CLI_EXIT_ERROR;
 	cli_state_shape(a.state, &shape); /* the guest's kind; check_pair sets the vCPUs */
 	if ((rc = check_pair(&a, &shape.vcpus, &d)))
@@ -474,7 +475,7 @@ static int restore_run(int argc, char **argv)
 		close(shape.console_fd);
 	squib_workset_free(&ws);
 	free(mem_default);
-	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+	return cli_exit_code(rc);
 }
 
 const struct cli_command cli_cmd_restore = {

@@ -414,10 +414,9 @@ static int run_run(int argc, char **argv)
 		run_usage(stderr);
 		return CLI_EXIT_ERROR;
 	}
-	if (!a.mem && !(a.mem = mem_default = cli_default_mem_path(a.state)))
+	if (cli_mem_path("run", a.state, &a.mem, &mem_default))
 		return CLI_EXIT_ERROR;
-	if (a.diff && !a.diff_mem &&
-	    !(a.diff_mem = diff_mem_default = cli_default_mem_path(a.diff))) {
+	if (a.diff && cli_mem_path("run", a.diff, &a.diff_mem, &diff_mem_default)) {
 		free(mem_default);
 		return CLI_EXIT_ERROR;
 	}
@@ -432,7 +431,7 @@ static int run_run(int argc, char **argv)
 	free_images(&im);
 	free(mem_default);
 	free(diff_mem_default);
-	return rc ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+	return cli_exit_code(rc);
 }
 
 const struct cli_command cli_cmd_run = {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * `squib-snapshot serve --socket PATH --mem MEMFILE [--state STATE] [--batch BYTES]`:
+ * `squib-snapshot serve --socket PATH --mem MEMFILE [--chain MEM]... [--state STATE] ...`:
  * a page-fault handler for the Uffd backend (Firecracker's protocol). Accepts
- * one VMM, serves its faults from the memory file with the pager, and prints
- * statistics once the VMM hangs up (or on SIGINT/SIGTERM).
+ * one VMM, serves its faults from the memory file (or a base + diffs chain)
+ * with the pager, and prints statistics once the VMM hangs up (or on
+ * SIGINT/SIGTERM).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/chain.h>
 #include <squib/input.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
@@ -31,11 +33,13 @@
 #define SERVE_TICK_MS	     200 /* how often a running pager's error is checked */
 #define SERVE_MAX_BATCH	     (1ull << 30)
 #define SERVE_MAX_TIMEOUT_MS 600000u
+#define SERVE_MAX_CHAIN	     16
 
 static void serve_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: squib-snapshot serve --socket PATH --mem MEMFILE [--state STATE]\n"
+		"usage: squib-snapshot serve --socket PATH (--mem MEMFILE | --state STATE)\n"
+		"                            [--state STATE] [--chain MEM]...\n"
 		"                            [--batch BYTES] [--mode on-demand|all]\n"
 		"                            [--record-ws FILE] [--prefetch-ws FILE]\n"
 		"                            [--allow-uid UID]... [--handshake-timeout MS]\n\n"
@@ -54,9 +58,14 @@ static void serve_usage(FILE *out)
 		"  --socket PATH   the AF_UNIX socket to listen on, created mode 0600 whatever\n"
 		"                  the umask (a stale socket file there is replaced; the file\n"
 		"                  is removed on exit)\n"
-		"  --mem MEMFILE   the memory file to serve\n"
+		"  --mem MEMFILE   the memory file to serve (default with --state: STATE with\n"
+		"                  its last extension replaced by .mem)\n"
 		"  --state STATE   check that STATE's memory section names MEMFILE (id and\n"
 		"                  geometry); every handshake region must then match it\n"
+		"  --chain MEM     MEMFILE is a Diff: serve it over its older layers, read\n"
+		"                  lazily (the newest layer holding a page supplies it; a page\n"
+		"                  none holds is zero). The Full base first, then older diffs\n"
+		"                  oldest first, as restore --chain takes them; repeat it\n"
 		"  --batch BYTES   largest batch per fault (default 65536)\n"
 		"  --mode on-demand  serve each fault as it comes (default)\n"
 		"  --mode all      as soon as the VMM is connected, install every page in\n"
@@ -75,12 +84,15 @@ static void serve_usage(FILE *out)
 		"                  handshake (default 5000); a slow one delays no other\n\n"
 		"Every path is checked before listening. SIGINT/SIGTERM stop serve at any\n"
 		"point (also during --prefetch-ws or --mode all).\n\n"
-		"exit status: 0 served until the VMM hung up (or a signal); 1 bad usage, an\n"
+		"exit status: 0 served until the VMM hung up (or a signal); 2 the files do\n"
+		"not belong together (--state, --chain) or fail a CRC; 1 bad usage, an\n"
 		"unusable memory, state or working-set path, or a read error.\n");
 }
 
 struct serve_args {
 	const char *socket, *mem, *state, *record_ws, *prefetch_ws;
+	const char *chain[SERVE_MAX_CHAIN + 1]; /* --chain, oldest first; then --mem */
+	size_t chain_len;
 	uint64_t batch;
 	bool all; /* --mode all */
 	uint32_t allow[SQUIB_UFFD_MAX_ALLOW_UIDS];
@@ -150,6 +162,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		} else if ((r = cli_option_value(argc, argv, &i, "--state", &a->state))) {
 			if (r < 0)
 				return bad_usage("--state needs a STATE");
+		} else if ((r = cli_option_value(argc, argv, &i, "--chain", &v))) {
+			if (r < 0 || a->chain_len == SERVE_MAX_CHAIN)
+				return bad_usage("--chain needs a MEM (at most 16)");
+			a->chain[a->chain_len++] = v;
 		} else if ((r = cli_option_value(argc, argv, &i, "--record-ws", &a->record_ws))) {
 			if (r < 0)
 				return bad_usage("--record-ws needs a FILE");
@@ -173,8 +189,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			return -1;
 		}
 	}
-	if (!a->socket || !a->mem)
-		return bad_usage("--socket and --mem are required");
+	if (!a->socket || (!a->mem && !a->state))
+		return bad_usage("--socket and --mem (or --state) are required");
 	return 0;
 }
 
@@ -235,7 +251,8 @@ static bool has_squib_magic(int fd, uint64_t size)
 }
 
 struct source {
-	struct squib_memfile *m; /* NULL: raw */
+	struct squib_memfile *m;	   /* the newest layer; NULL: raw */
+	struct squib_chain *chain;	   /* --chain: every layer */
 	struct squib_page_source src;
 	bool have_src;
 	uint8_t id[SQUIB_MEMORY_ID_SIZE]; /* the memory file's (raw: zero) */
@@ -270,21 +287,26 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 	return 0;
 }
 
-static int source_open(struct source *s, const char *path, struct squib_error_detail *d)
+static int source_open(struct source *s, const struct serve_args *a, struct squib_error_detail *d)
 {
 	struct squib_error_detail od;
 	uint64_t hp = (uint64_t)sysconf(_SC_PAGESIZE);
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	if ((rc = squib_memfile_open(path, &s->m, &od)))
-		return raw_open(s, path, rc, &od, d);
+	if ((rc = squib_memfile_open(a->mem, &s->m, &od)))
+		return a->chain_len ? (*d = od, rc) : raw_open(s, a->mem, rc, &od, d);
 	if (squib_memfile_manifest(s->m)->layout.page_size != hp)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "the memory file's page size %" PRIu64
 				      " is not the host page size %" PRIu64,
 				      squib_memfile_manifest(s->m)->layout.page_size, hp);
-	if ((rc = squib_page_source_file(s->m, &s->src, d)))
+	if (a->chain_len) /* the layers below --mem, then --mem: checked as one chain */
+		rc = squib_chain_open(a->chain, a->chain_len + 1, &s->chain, d);
+	if (!rc)
+		rc = s->chain ? squib_page_source_chain(s->chain, &s->src, d)
+			      : squib_page_source_file(s->m, &s->src, d);
+	if (rc)
 		return rc;
 	s->have_src = true;
 	memcpy(s->id, squib_memfile_manifest(s->m)->layout.id, sizeof(s->id));
@@ -296,6 +318,7 @@ static void source_close(struct source *s)
 {
 	if (s->have_src && s->src.ops->release)
 		s->src.ops->release(s->src.ctx);
+	squib_chain_free(s->chain);
 	squib_memfile_close(s->m);
 	squib_workset_free(&s->ws);
 	memset(s, 0, sizeof(*s));
@@ -704,7 +727,7 @@ static int serve(const struct serve_args *a, struct squib_error_detail *d, const
 	int sfd, rc;
 
 	*what = a->mem;
-	if ((rc = source_open(&s, a->mem, d)))
+	if ((rc = source_open(&s, a, d)))
 		goto out;
 	/* A set for another snapshot is refused before any VMM connects. */
 	if (a->prefetch_ws) {
@@ -741,19 +764,24 @@ static int serve_run(int argc, char **argv)
 	struct squib_error_detail d;
 	struct serve_args a;
 	const char *what;
+	char *mem = NULL;
 	int rc;
 
 	if (parse_args(argc, argv, &a)) {
 		serve_usage(stderr);
 		return CLI_EXIT_ERROR;
 	}
+	if (a.state && cli_mem_path("serve", a.state, &a.mem, &mem))
+		return CLI_EXIT_ERROR;
+	a.chain[a.chain_len] = a.mem;
 	memset(&d, 0, sizeof(d));
-	if ((rc = serve(&a, &d, &what))) {
+	rc = serve(&a, &d, &what);
+	if (rc) {
 		fflush(stdout);
 		cli_error("serve", what, rc, &d);
-		return CLI_EXIT_ERROR;
 	}
-	return CLI_EXIT_OK;
+	free(mem);
+	return cli_exit_code(rc);
 }
 
 const struct cli_command cli_cmd_serve = {

@@ -2,6 +2,7 @@
 /* `squib-snapshot verify STATE [--mem PATH]`: check a snapshot pair, one line per check. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <squib/snapshot.h>
@@ -14,7 +15,7 @@
 static void verify_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: squib-snapshot verify STATE [--mem PATH] [--no-digests]\n"
+		"usage: squib-snapshot verify STATE [--mem PATH] [--no-digests] [--json]\n"
 		"                             [--progress | --no-progress]\n\n"
 		"Checks a snapshot pair without restoring it and prints one line per check:\n"
 		"\"ok\", \"FAIL: reason\" or \"skipped: reason\".\n\n"
@@ -27,9 +28,15 @@ static void verify_usage(FILE *out)
 		"  pair binding       the state's memory section (id, kind, parent, geometry,\n"
 		"                     extents) is what the memory file holds\n"
 		"  extent digests     the pages against their digests, when the file has them\n\n"
-		"A state without a memory section skips the memory checks (not a failure).\n\n"
+		"A state without a memory section skips the memory checks (not a failure),\n"
+		"unless --mem names a memory file: that fails the memory file check (the\n"
+		"file cannot be checked against the state).\n\n"
 		"  --mem PATH      the memory file (default: STATE with its last extension\n"
-		"                  replaced by .mem, as describe shows it)\n"
+		"                  replaced by .mem, as describe shows it); never ignored\n"
+		"  --json          print the report as a JSON object: state_path, memory_path,\n"
+		"                  checks (name, status ok|skipped|failed|corrupt, code,\n"
+		"                  detail) and result; a failure to verify at all prints\n"
+		"                  {\"error\": {...}} as describe --json does\n"
 		"  --no-digests    do not read the pages to check their digests\n"
 		"  --progress      always draw a progress bar on stderr while checking digests\n"
 		"  --no-progress   never draw it (default: on a terminal, for 64 MiB or more)\n\n"
@@ -41,6 +48,7 @@ static void verify_usage(FILE *out)
 
 struct verify_args {
 	const char *state;
+	int json;
 	struct squib_verify_options opts;
 	enum cli_progress_mode progress;
 };
@@ -63,6 +71,8 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 				fprintf(stderr, "squib-snapshot: verify: --mem needs a PATH\n");
 				return -1;
 			}
+		} else if (options && !strcmp(argv[i], "--json")) {
+			a->json = 1;
 		} else if (options && !strcmp(argv[i], "--no-digests")) {
 			a->opts.skip_digests = true;
 		} else if (options && cli_progress_option(argv[i], &a->progress)) {
@@ -98,6 +108,25 @@ static void print_check(enum squib_check_id id, const struct squib_check_result 
 	fputc('\n', stdout);
 }
 
+/* One line per check, or the JSON object. */
+static int print_report(const struct verify_args *a, const struct squib_verify_report *report,
+			struct squib_error_detail *d)
+{
+	char *text = NULL;
+	int r;
+
+	if (!a->json) {
+		for (int id = 0; id < SQUIB_CHECK_COUNT; id++)
+			print_check(id, &report->checks[id]);
+	} else if ((r = squib_verify_report_json(a->state, report, &text))) {
+		return squib_fail(d, r);
+	} else {
+		puts(text);
+		free(text);
+	}
+	return fflush(stdout) || ferror(stdout) ? squib_fail_errno(d, SQUIB_E_IO, errno) : 0;
+}
+
 static int verify_run(int argc, char **argv)
 {
 	struct squib_verify_report report;
@@ -114,19 +143,13 @@ static int verify_run(int argc, char **argv)
 	a.opts.progress = cli_progress_start(&bar, "digests", a.progress);
 	r = squib_verify(a.state, &a.opts, &report, &d);
 	cli_progress_end(&bar);
-	if (r) {
-		cli_error("verify", a.state, r, &d);
-		return CLI_EXIT_ERROR;
-	}
-	for (int id = 0; id < SQUIB_CHECK_COUNT; id++)
-		print_check(id, &report.checks[id]);
+	if (r)
+		return cli_fail("verify", a.state, a.json, r, &d);
+	r = print_report(&a, &report, &d);
 	worst = squib_verify_worst(&report);
 	squib_verify_report_free(&report);
-	if (fflush(stdout) || ferror(stdout)) {
-		squib_fail_errno(&d, SQUIB_E_IO, errno);
-		cli_error("verify", "stdout", SQUIB_E_IO, &d);
-		return CLI_EXIT_ERROR;
-	}
+	if (r)
+		return cli_fail("verify", "stdout", 0, r, &d);
 	return worst == SQUIB_CHECK_CORRUPT  ? CLI_EXIT_INTEGRITY
 	       : worst == SQUIB_CHECK_FAILED ? CLI_EXIT_ERROR
 					     : CLI_EXIT_OK;

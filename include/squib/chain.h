@@ -70,8 +70,9 @@ struct squib_chain_layer_ops {
 	const struct squib_memfile_manifest *(*manifest)(void *ctx);
 	/* What messages call it (a path, a URL). */
 	const char *(*name)(void *ctx);
-	/* Read pages [first, first + count), all present in this layer, into buf;
-	 * 0 or SQUIB_E_*. Called from any thread, concurrently. */
+	/* Read pages [first, first + count), all present in this layer, into buf:
+	 * 0, a SQUIB_E_*, or -errno (SQUIB_E_IO with that errno: squib/error.h's
+	 * backend rule). Called from any thread, concurrently. */
 	int (*read)(void *ctx, uint64_t first, uint64_t count, void *buf,
 		    struct squib_error_detail *d);
 	/* Free ctx; NULL: nothing to free. Called once, by the chain. */

@@ -114,10 +114,30 @@ SQUIB_API int squib_describe_human(const struct squib_description *desc, char **
  * object, or null; heap string, free(). */
 SQUIB_API int squib_describe_json(const struct squib_description *desc, char **out);
 
+/*
+ * A failure as a JSON object, what `describe --json` and `verify --json`
+ * print instead of a report: {"error": {"code": "SQUIB_E_IO", "value": -1013,
+ * "path": PATH or null, "message": the wire-stable text, "detail": d->msg or
+ * null, "os_errno": N or null, "text": squib_error_format's}}. d and path may
+ * be NULL; heap string, free().
+ */
+SQUIB_API int squib_error_json(int code, const struct squib_error_detail *d, const char *path,
+			       char **out);
+
 /* Memory path for a state path: the last extension replaced by "mem" (Rust
  * Path::with_extension semantics). *out is NULL when the file name has no
  * extension (including dotfiles such as ".snap"). */
 SQUIB_API int squib_infer_memory_path(const char *state_path, char **out);
+
+/*
+ * The memory file of a state: the one rule every command follows. An
+ * explicit `mem` (a --mem option) is taken as it is, never replaced or
+ * ignored; without one, the path squib_infer_memory_path gives. *out is a
+ * heap string (free()); SQUIB_E_INVALID_PATH when there is none (the state
+ * path has no extension to replace: the memory file must be named).
+ */
+SQUIB_API int squib_mem_path_for_state(const char *state_path, const char *mem, char **out,
+				       struct squib_error_detail *d);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,15 @@
  * fills it with the parameters of the message, so squib_error_message() can
  * render the exact text the upstream crate's SnapshotError Display produced.
  * Those strings are part of the wire contract: do not change them.
+ * squib_error_format() renders that text with the detail's msg (what failed,
+ * on which path) added: what a program shows a person.
+ *
+ * Backends (the ops structs of squib/vm.h, squib/vcpu.h, squib/track.h,
+ * squib/pager.h) follow one rule, applied in one place (squib_backend_rc):
+ * an op returns 0, a SQUIB_E_* code (with d filled, or not: then the library
+ * names the op), or -errno (errno 1..1000), which becomes SQUIB_E_IO with the
+ * errno kept in os_errno. Anything else is a backend bug, reported as
+ * SQUIB_E_CAPTURE.
  *
  * Thread-safety: all functions here are reentrant; a detail struct belongs to
  * the caller and must not be shared between concurrent calls.
@@ -59,9 +68,17 @@ struct squib_version {
 	uint16_t patch;
 };
 
-/* Longest path or message text kept in a detail; longer text is truncated. */
-#define SQUIB_DETAIL_PATH_MAX 4096
+/*
+ * Longest path or message text kept in a detail (with the NUL). A longer path
+ * keeps its head and tail around "..." (both ends name a file best); a longer
+ * message is cut. The detail stays small (about 1 KiB) so it can live on the
+ * stack of a page-fault handler.
+ */
+#define SQUIB_DETAIL_PATH_MAX 256
 #define SQUIB_DETAIL_MSG_MAX 512
+
+/* A buffer this large holds any squib_error_format() text whole. */
+#define SQUIB_ERROR_TEXT_MAX 4096
 
 /*
  * Parameters of the last error. Only the fields the code's message uses are
@@ -94,8 +111,33 @@ struct squib_error_detail {
 SQUIB_API int squib_error_message(int code, const struct squib_error_detail *d, char *buf,
 				  size_t len);
 
+/*
+ * The message of squib_error_message(), then " (d->msg)" when the detail has
+ * a msg the message does not already contain: e.g. "snapshot I/O error: No
+ * such file or directory (os error 2) (opening /x/vm.snap)". Same contract as
+ * squib_error_message (NUL-terminated, returns the full length). Control
+ * characters are passed through: escape them before showing the text on a
+ * terminal.
+ */
+SQUIB_API int squib_error_format(int code, const struct squib_error_detail *d, char *buf,
+				 size_t len);
+
 /* Static name of the code, e.g. "SQUIB_E_CRC_MISMATCH"; "SQUIB_E_UNKNOWN" if none. */
 SQUIB_API const char *squib_error_name(int code);
+
+/* Forget the last error in d (code, errno, msg) without zeroing it all; d may be NULL. */
+SQUIB_API void squib_error_clear(struct squib_error_detail *d);
+
+/*
+ * The backend rule (see the top of this file), for a caller of an op: call
+ * squib_error_clear(d) before the op, then pass its return code here with
+ * what the op was ("kvm: capture"). Returns 0, the backend's SQUIB_E_* (d
+ * filled with "<what> failed" when the backend left it empty), SQUIB_E_IO
+ * for -errno (os_errno kept, msg = what), or SQUIB_E_CAPTURE for any other
+ * value (msg says which).
+ */
+SQUIB_API int squib_backend_rc(int rc, struct squib_error_detail *d, const char *what_fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /*
  * Helpers for implementers: reset `d` and record one error, returning `code`

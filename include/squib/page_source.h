@@ -32,7 +32,8 @@ extern "C" {
 struct squib_page_source_ops {
 	/* true: page holds data (read it); false: it is zero (never read). */
 	bool (*present)(void *ctx, uint64_t page);
-	/* Read pages [first, first + count), all present, into buf; 0 or SQUIB_E_*. */
+	/* Read pages [first, first + count), all present, into buf: 0, a SQUIB_E_*, or
+	 * -errno (reported as SQUIB_E_IO with that errno: squib/error.h's backend rule). */
 	int (*read)(void *ctx, uint64_t first, uint64_t count, void *buf,
 		    struct squib_error_detail *d);
 	/* Free ctx (may be NULL); called once by whoever owns the source (squib_pager_free). */

@@ -126,6 +126,9 @@ struct squib_memory_map {
  *   reset_after_commit  the harvested Diff is durable (may be NULL: nothing to do)
  *   stop                disarm; writes are no longer tracked; start may follow
  *   free                release ctx (called once, after stop if the tracker ran)
+ *
+ * Each op returns 0, a negative SQUIB_E_*, or -errno (reported as SQUIB_E_IO
+ * with that errno): the backend rule of squib/error.h (squib_backend_rc).
  */
 struct squib_tracker_ops {
 	const char *name;

@@ -86,6 +86,13 @@
 extern "C" {
 #endif
 
+/*
+ * Every op of the sources and targets below returns 0, a negative SQUIB_E_*
+ * (filling d, or leaving it to the library, which names the backend and the
+ * op), or -errno, reported as SQUIB_E_IO with that errno: the backend rule of
+ * squib/error.h (squib_backend_rc). Any other value is SQUIB_E_CAPTURE.
+ */
+
 /* ==== arm64 vCPU ========================================================== */
 
 /*

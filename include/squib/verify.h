@@ -88,7 +88,10 @@ struct squib_check_result {
 };
 
 struct squib_verify_options {
-	const char *memory_path; /* NULL: the state path with its last extension replaced by .mem */
+	/* NULL: squib_mem_path_for_state's (the state path with its last extension
+	 * replaced by .mem). Never ignored: a state without a memory section fails
+	 * the memory file check when one is named. */
+	const char *memory_path;
 	bool skip_digests;	 /* do not read the pages (EXTENT_DIGESTS is skipped) */
 	const struct squib_progress *progress; /* digest check progress in bytes; may be NULL */
 };
@@ -110,6 +113,15 @@ SQUIB_API void squib_verify_report_free(struct squib_verify_report *r);
 
 /* The worst status in the report (SKIPPED counts as OK). */
 SQUIB_API enum squib_check_status squib_verify_worst(const struct squib_verify_report *r);
+
+/*
+ * The report as a JSON object (heap string, free()): {"state_path", "memory_path"
+ * (null when none was checked), "checks": [{"name", "status" ("ok", "skipped",
+ * "failed", "corrupt"), "code" (SQUIB_E_* name or null), "detail" (or null)}]
+ * in check order, "result": the worst status ("ok", "failed", "corrupt")}.
+ */
+SQUIB_API int squib_verify_report_json(const char *state_path, const struct squib_verify_report *r,
+				       char **out);
 
 /* "state crc", "pair binding", ...; "unknown" for an out-of-range id. */
 SQUIB_API const char *squib_check_name(enum squib_check_id id);

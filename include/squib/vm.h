@@ -39,8 +39,11 @@
  *
  * All ops but trackers are required. vCPU indices run 0..vcpu_count-1.
  *
- * Errors: 0 or a negative SQUIB_E_*. Ops report capture/restore failures as
- * SQUIB_E_CAPTURE with a message; ops missing from the table are
+ * Errors: an op returns 0, a negative SQUIB_E_* (capture/restore failures as
+ * SQUIB_E_CAPTURE with a message), or -errno, which the library reports as
+ * SQUIB_E_IO with that errno (the backend rule of squib/error.h, applied by
+ * squib_backend_rc; any other value is reported as SQUIB_E_CAPTURE). The
+ * helpers below return only SQUIB_E_* codes; ops missing from the table are
  * SQUIB_E_INVALID_ARGUMENT.
  *
  * Thread-safety: the helpers below run the ops on the calling thread and

@@ -403,10 +403,12 @@ static uint64_t run_end(struct squib_pager *p, const struct squib_pager_region *
 static int source_read(struct squib_pager *p, uint64_t first, uint64_t count, uint8_t *buf,
 		       struct squib_error_detail *d)
 {
-	int rc = p->src.ops->read(p->src.ctx, first, count, buf, d);
+	int rc;
 
-	if (rc) /* not a SQUIB_E_* (never "retry"): an I/O error */
-		return rc > SQUIB_E_QUIESCE_TIMEOUT ? SQUIB_E_MEMORY_IO : rc;
+	squib_error_clear(d);
+	if ((rc = p->src.ops->read(p->src.ctx, first, count, buf, d))) /* never "retry" */
+		return squib_backend_rc(rc, d, "page source: reading %" PRIu64 " pages at %" PRIu64,
+					count, first);
 	pthread_mutex_lock(&p->lock);
 	p->st.bytes_read += count * p->ps;
 	p->st.batches++;

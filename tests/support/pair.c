@@ -163,3 +163,19 @@ void squib_test_xor_byte(const char *path, int64_t off, uint8_t mask)
 		fail_msg("writing byte %llu of %s", (unsigned long long)at, path);
 	close(fd);
 }
+
+void squib_test_save_x86_state(const char *path, const struct squib_memory_layout *l)
+{
+	struct squib_microvm_state s;
+	struct squib_x86_vm_state vm;
+	struct squib_error_detail d;
+	struct squib_x86_vcpu *v;
+
+	memset(&vm, 0, sizeof(vm));
+	squib_state_init(&s, SQUIB_ARCH_X86_64);
+	assert_int_equal(squib_state_set_x86_vm(&s, &vm), 0);
+	assert_int_equal(squib_state_add_x86_vcpu(&s, &v), 0);
+	assert_int_equal(squib_state_set_memory(&s, l, &d), 0);
+	assert_int_equal(squib_state_save_file(path, &s, &d), 0);
+	squib_state_free(&s);
+}

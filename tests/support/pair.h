@@ -41,6 +41,9 @@ void squib_test_save_diff(const char *path, const uint8_t *mem, uint64_t size,
  * memory file `l` (NULL: no MEMORY section), saved at path. */
 void squib_test_save_state(const char *path, const struct squib_memory_layout *l);
 
+/* An x86_64 state (1 vCPU) that restore would accept, describing `l`, saved at path. */
+void squib_test_save_x86_state(const char *path, const struct squib_memory_layout *l);
+
 /*
  * A whole pair: <dir>/<stem>.snap describing <dir>/<stem>.mem, a full file of
  * mem[0, size). Heap paths in *state_path / *mem_path (NULL: not wanted);

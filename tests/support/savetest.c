@@ -25,11 +25,9 @@ void savetest_dir_free(struct savetest_dir *t)
 
 const char *savetest_message(const struct squib_error_detail *d)
 {
-	static char buf[2048];
-	int n = squib_error_message(d->code, d, buf, sizeof(buf));
+	static char buf[SQUIB_ERROR_TEXT_MAX];
 
-	if (d->msg[0] && n >= 0 && (size_t)n < sizeof(buf) && !strstr(buf, d->msg))
-		snprintf(buf + n, sizeof(buf) - (size_t)n, " [%s]", d->msg);
+	squib_error_format(d->code, d, buf, sizeof(buf));
 	return buf;
 }
 

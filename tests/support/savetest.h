@@ -18,7 +18,7 @@ struct savetest_dir {
 void savetest_dir_init(struct savetest_dir *t);
 void savetest_dir_free(struct savetest_dir *t);
 
-/* The rendered message of a detail, with its msg appended (static buffer). */
+/* squib_error_format of a detail (static buffer). */
 const char *savetest_message(const struct squib_error_detail *d);
 
 /* A test VM or a failed test. */

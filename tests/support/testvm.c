@@ -35,6 +35,7 @@ struct squib_testvm {
 	bool irqchip_restored;
 	char log[SQUIB_TESTVM_LOG_MAX];
 	char fail_op[32];
+	int fail_rc; /* 0: SQUIB_E_CAPTURE with a message */
 };
 
 /* ---- vCPU threads ----------------------------------------------------------------- */
@@ -104,6 +105,8 @@ static int maybe_fail(struct squib_testvm *vm, const char *op, struct squib_erro
 	log_op(vm, op);
 	if (strcmp(vm->fail_op, op))
 		return 0;
+	if (vm->fail_rc)
+		return vm->fail_rc; /* as a backend returns it, d untouched */
 	return squib_fail_msg(d, SQUIB_E_CAPTURE, "test VM: %s fails on request", op);
 }
 
@@ -552,6 +555,13 @@ const struct squib_microvm_state *squib_testvm_restored(struct squib_testvm *vm)
 void squib_testvm_fail_op(struct squib_testvm *vm, const char *op)
 {
 	snprintf(vm->fail_op, sizeof(vm->fail_op), "%s", op ? op : "");
+	vm->fail_rc = 0;
+}
+
+void squib_testvm_fail_op_rc(struct squib_testvm *vm, const char *op, int rc)
+{
+	squib_testvm_fail_op(vm, op);
+	vm->fail_rc = rc;
 }
 
 uint64_t squib_testvm_ram_size(struct squib_testvm *vm)

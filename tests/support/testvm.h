@@ -84,6 +84,8 @@ const struct squib_microvm_state *squib_testvm_restored(struct squib_testvm *vm)
 /* Make the named op ("capture", "irqchip", "vcpus", "devices", "set_memory")
  * fail with SQUIB_E_CAPTURE; NULL: none. */
 void squib_testvm_fail_op(struct squib_testvm *vm, const char *op);
+/* The same, returning rc (e.g. a -errno) without touching the detail. */
+void squib_testvm_fail_op_rc(struct squib_testvm *vm, const char *op, int rc);
 
 /* Total guest RAM in bytes; region i as the VM sees it now. */
 uint64_t squib_testvm_ram_size(struct squib_testvm *vm);
