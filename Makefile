@@ -17,7 +17,7 @@ DESTDIR ?=
 
 
 .PHONY: fuzz-build
-.PHONY: all deps build test test-normal test-asan test-tsan test-kvm-vm test-arm64 fuzz-smoke fuzz demo bench install fixtures format clean
+.PHONY: all deps build test test-normal test-store test-asan test-tsan test-kvm-vm test-arm64 fuzz-smoke fuzz demo bench install fixtures format clean
 
 all: build
 
@@ -32,11 +32,15 @@ build: deps
 	$(call configure,$(BUILD),)
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: deps test-normal test-asan test-tsan fuzz-smoke test-kvm-vm test-arm64
+test: deps test-normal test-store test-asan test-tsan fuzz-smoke test-kvm-vm test-arm64
 	@echo "make test: all suites passed"
 
 test-normal: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# The snapshot store's tests against a throwaway Ceph RGW, started and stopped (trap) around them.
+test-store: build
+	@scripts/test-store.sh $(BUILD)
 
 test-asan: deps
 	$(call configure,$(ASAN_BUILD),-DSQUIB_SANITIZE=address$(,)undefined -DSQUIB_BENCH=OFF)

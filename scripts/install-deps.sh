@@ -3,11 +3,13 @@
 # only when one is missing (so a warm machine pays nothing).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libcmocka-dev libjansson-dev
-      strace e2fsprogs busybox-static cpio linux-image-cloud-amd64 man-db groff-base)
+      strace e2fsprogs busybox-static cpio linux-image-cloud-amd64 man-db groff-base
+      libcurl4-openssl-dev libzstd-dev libssl-dev
+      ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl)
 # The arm64 cross build of the core (make test-arm64): the cross compiler, qemu-user and the
 # arm64 -dev packages through multiarch.
 arm64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static libcmocka-dev:arm64
-       libjansson-dev:arm64)
+       libjansson-dev:arm64 libcurl4-openssl-dev:arm64 libzstd-dev:arm64 libssl-dev:arm64)
 add_arch=false
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
 	pkgs+=("${arm64[@]}")

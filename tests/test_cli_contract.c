@@ -163,6 +163,8 @@ static const struct row rows[] = {
     {0, {"rebase", "--base", "base.mem", "--diff", "d1.mem", "--out", "merged.mem"}},
     {0, {"version"}},
     {0, {"help", "serve"}},
+    {0, {"push", "base.snap", "--to", "store"}},
+    {0, {"store", "ls", "store"}},
     /* 1: bad usage */
     {1, {"describe", "--bogus", "base.snap"}},
     {1, {"verify", "base.snap", "--bogus"}},
@@ -171,6 +173,9 @@ static const struct row rows[] = {
     {1, {"restore", "base.snap", "--mem-backend", "floppy"}},
     {1, {"serve", "--socket", "s.sock"}},
     {1, {"version", "extra"}},
+    {1, {"push", "base.snap"}},
+    {1, {"pull", "store/not-an-id", "out"}},
+    {1, {"store", "frob", "store"}},
     {1, {"no-such-command"}},
     {1, {}},
     /* 1: unreadable */
@@ -180,6 +185,8 @@ static const struct row rows[] = {
     {1, {"run", "missing.bin", "x.snap"}},
     {1, {"restore", "missing.snap"}},
     {1, {"serve", "--socket", "s.sock", "--mem", "missing.mem"}},
+    {1, {"push", "missing.snap", "--to", "store"}},
+    {1, {"pull", "store/0123456789abcdef0123456789abcdef", "out"}},
     /* 1: not of the kind expected */
     {1, {"describe", "base.mem"}},
     {1, {"verify", "base.mem", "--mem", "base.mem"}},
@@ -198,6 +205,8 @@ static const struct row rows[] = {
     {2, {"restore", "base.snap", "--mem", "other.mem"}},
     {2, {"serve", "--socket", "s.sock", "--mem", "base.mem", "--state", "other.snap"}},
     {2, {"serve", "--socket", "s.sock", "--mem", "d1.mem", "--chain", "other.mem"}},
+    {2, {"push", "bad.snap", "--mem", "base.mem", "--to", "store"}},
+    {2, {"push", "base.snap", "--mem", "other.mem", "--to", "store"}},
 };
 
 static void test_should_follow_one_exit_code_table_in_every_command(void **state)
@@ -255,8 +264,8 @@ static void test_should_print_the_version_with_the_option(void **state)
 
 static void test_should_print_one_commands_usage_with_help(void **state)
 {
-	static const char *const cmds[] = {"describe", "verify", "rebase", "run",
-					   "restore",  "serve",	 "version"};
+	static const char *const cmds[] = {"describe", "verify",  "rebase", "run",  "restore",
+					   "serve",    "version", "push",   "pull", "store"};
 	struct squib_test_proc a, b;
 	char usage[64];
 

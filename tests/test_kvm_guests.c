@@ -64,9 +64,13 @@
 #define FAIL_MARK   0xfa110000u
 #define SKEW(ns)    ((ns) + (ns) / 4) /* see check_clock */
 /* Without PVCLOCK_TSC_STABLE_BIT (nested TCG) a vCPU's kvmclock may step back
- * a little (the guest keeps the last value, as Linux does); a restore that
- * set the clock back would step by a whole generation. */
-#define MAX_BACKSTEP_NS 5000000ull
+ * a little (the guest keeps the last value, as Linux does): KVM's per-vCPU
+ * clock runs off the host's between its updates, so the step grows with the
+ * time between them, which a loaded machine stretches (8.4 ms seen in a CI
+ * run under 6.1). A restore that set the clock back would step by a whole
+ * generation, so the bound is a quarter of the generation's run, at least
+ * 5 ms. */
+#define MAX_BACKSTEP_NS(ran_ns) ((ran_ns) / 4 > 5000000ull ? (ran_ns) / 4 : 5000000ull)
 
 enum {
 	C_LOOPS,
@@ -393,9 +397,10 @@ static void check_rates(const struct gen *g, uint32_t n, uint64_t ran_ns)
 	for (uint32_t v = 0; v < VCPUS; v++) {
 		uint64_t ticks = g->at_check[v][C_TICKS] - g->at_start[v][C_TICKS];
 
-		CHECK(g->at_check[v][C_MAX_BACKSTEP] <= MAX_BACKSTEP_NS,
-		      "gen %u vCPU %u: kvmclock stepped back by %llu ns", n, v,
-		      (unsigned long long)g->at_check[v][C_MAX_BACKSTEP]);
+		CHECK(g->at_check[v][C_MAX_BACKSTEP] <= MAX_BACKSTEP_NS(ran_ns),
+		      "gen %u vCPU %u: kvmclock stepped back by %llu ns in a %llu ns run", n, v,
+		      (unsigned long long)g->at_check[v][C_MAX_BACKSTEP],
+		      (unsigned long long)ran_ns);
 		/* 4 reports, each a new count; one may have been made before the restore */
 		CHECK(ticks >= 3, "gen %u vCPU %u: %llu timer interrupts", n, v,
 		      (unsigned long long)ticks);

@@ -45,6 +45,9 @@ extern const struct cli_command cli_cmd_rebase;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_restore;
 extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_push;
+extern const struct cli_command cli_cmd_pull;
+extern const struct cli_command cli_cmd_store;
 
 /* `squib-snapshot --version` (argc counts argv[0] and the option). */
 int cli_version_option(int argc);

@@ -12,6 +12,9 @@ static const struct cli_command *const commands[] = {
 	&cli_cmd_run,
 	&cli_cmd_restore,
 	&cli_cmd_serve,
+	&cli_cmd_push,
+	&cli_cmd_pull,
+	&cli_cmd_store,
 	&cli_cmd_version,
 };
 

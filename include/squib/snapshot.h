@@ -33,6 +33,7 @@
 #include <squib/pager.h>
 #include <squib/prewarm.h>
 #include <squib/uffd_remote.h>
+#include <squib/store.h>
 
 #ifdef __cplusplus
 extern "C" {

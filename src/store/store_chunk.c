@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Chunks: named by SHA-256 (OpenSSL's EVP), stored as one zstd frame
+ * (libzstd) that records its content size, verified against the name on
+ * every read (docs/FORMAT.md §S.4).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include <squib/store.h>
+
+#include "store_internal.h"
+
+int squib_store_hash(const void *buf, size_t len, struct squib_store_hash *out,
+		     struct squib_error_detail *d)
+{
+	unsigned int n = 0;
+
+	if (!EVP_Digest(buf, len, out->b, &n, EVP_sha256(), NULL) || n != SQUIB_STORE_HASH_SIZE)
+		return squib_fail_msg(d, SQUIB_E_IO, "SHA-256 failed (OpenSSL EVP_Digest)");
+	return 0;
+}
+
+bool squib_store_hash_is_zero(const struct squib_store_hash *h)
+{
+	for (size_t i = 0; i < sizeof(h->b); i++)
+		if (h->b[i])
+			return false;
+	return true;
+}
+
+void squib_store_hash_hex(const struct squib_store_hash *h, char out[2 * SQUIB_STORE_HASH_SIZE + 1])
+{
+	static const char x[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < sizeof(h->b); i++) {
+		out[2 * i] = x[h->b[i] >> 4];
+		out[2 * i + 1] = x[h->b[i] & 15];
+	}
+	out[2 * SQUIB_STORE_HASH_SIZE] = '\0';
+}
+
+int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **out, size_t *out_len,
+			     struct squib_error_detail *d)
+{
+	size_t cap = ZSTD_compressBound(len), n;
+	uint8_t *obj;
+
+	*out = NULL;
+	*out_len = 0;
+	if (ZSTD_isError(cap) || !(obj = malloc(cap ? cap : 1)))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	n = ZSTD_compress(obj, cap, buf, len, level);
+	if (ZSTD_isError(n)) {
+		free(obj);
+		return squib_fail_msg(d, SQUIB_E_IO, "zstd compression failed: %s",
+				      ZSTD_getErrorName(n));
+	}
+	*out = obj;
+	*out_len = n;
+	return 0;
+}
+
+int squib_store_chunk_decode(const uint8_t *obj, size_t obj_len,
+			     const struct squib_store_hash *want, void *buf, size_t len,
+			     struct squib_error_detail *d)
+{
+	char a[2 * SQUIB_STORE_HASH_SIZE + 1], b[2 * SQUIB_STORE_HASH_SIZE + 1];
+	unsigned long long content = ZSTD_getFrameContentSize(obj, obj_len);
+	size_t frame = ZSTD_findFrameCompressedSize(obj, obj_len), n;
+	struct squib_store_hash got;
+	int r;
+
+	squib_store_hash_hex(want, a);
+	if (ZSTD_isError(frame) || frame != obj_len || content != len)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "chunk %s: not one zstd frame of %zu bytes", a, len);
+	n = ZSTD_decompress(buf, len, obj, obj_len);
+	if (ZSTD_isError(n) || n != len)
+		return squib_fail_msg(d, SQUIB_E_ENCODING, "chunk %s: zstd: %s", a,
+				      ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
+	if ((r = squib_store_hash(buf, len, &got, d)))
+		return r;
+	if (memcmp(got.b, want->b, sizeof(got.b))) {
+		squib_store_hash_hex(&got, b);
+		return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH, "chunk %s: its content hashes to %s",
+				      a, b);
+	}
+	return 0;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The snapshot store's internals: the backend ops interface (not installed). */
+#ifndef SQUIB_STORE_INTERNAL_H
+#define SQUIB_STORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/store.h>
+
+/* Object size bounds: a chunk object never exceeds its zstd bound of the
+ * largest chunk; an image or state is bounded by its decoder's limits. */
+#define SQUIB_STORE_IMAGE_MAX_BYTES (640ull << 20)
+#define SQUIB_STORE_STATE_MAX_BYTES (256ull << 20)
+
+/*
+ * One backend. Every op returns 0 or a negative SQUIB_E_* with the detail
+ * filled; all may be called from several threads at once (a backend keeps
+ * per-thread connections itself). Keys are relative to the store's prefix.
+ */
+struct squib_store_ops {
+	int (*put)(void *be, const char *key, const void *buf, size_t len,
+		   struct squib_error_detail *d);
+	int (*get)(void *be, const char *key, size_t max_len, uint8_t **buf, size_t *len,
+		   struct squib_error_detail *d);
+	int (*get_range)(void *be, const char *key, uint64_t off, size_t len, void *buf,
+			 struct squib_error_detail *d);
+	int (*head)(void *be, const char *key, bool *exists, uint64_t *size, int64_t *mtime,
+		    struct squib_error_detail *d);
+	int (*list)(void *be, const char *prefix, squib_store_list_fn fn, void *ctx,
+		    struct squib_error_detail *d);
+	int (*del)(void *be, const char *key, struct squib_error_detail *d);
+	void (*close)(void *be);
+};
+
+struct squib_store {
+	const struct squib_store_ops *ops;
+	void *be;
+	char *url;
+	struct squib_store_options opts; /* defaults filled in */
+};
+
+/* Backends: open from the URL's parts. */
+int squib_store_dir_open(const char *dir, void **be, struct squib_error_detail *d);
+int squib_store_s3_open(const char *bucket, const char *prefix,
+			const struct squib_store_options *opts, void **be,
+			struct squib_error_detail *d);
+extern const struct squib_store_ops squib_store_dir_ops;
+extern const struct squib_store_ops squib_store_s3_ops;
+
+/* "images/<32 hex>" and "images/<32 hex>.state" and "chunks/<64 hex>". */
+#define SQUIB_STORE_KEY_MAX 96
+void squib_store_image_key(const uint8_t id[SQUIB_MEMORY_ID_SIZE], bool state,
+			   char key[SQUIB_STORE_KEY_MAX]);
+void squib_store_chunk_key(const struct squib_store_hash *h, char key[SQUIB_STORE_KEY_MAX]);
+
+/* "chunks/<64 hex>" into *h: 0, or -1 for any other key. */
+int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h);
+
+/* Is a key well-formed (printable, no "..", no leading '/')? */
+bool squib_store_key_ok(const char *key);
+
+/* ---- a set of chunk ids (store_idset.c); zero-initialised = empty ------- */
+
+struct squib_store_idset {
+	struct squib_store_hash *v;
+	size_t n, cap;
+};
+/* Add a non-zero id; *added says whether it was new. SQUIB_E_NOMEM. */
+int squib_store_idset_add(struct squib_store_idset *s, const struct squib_store_hash *h,
+			  bool *added);
+bool squib_store_idset_has(const struct squib_store_idset *s, const struct squib_store_hash *h);
+void squib_store_idset_free(struct squib_store_idset *s);
+
+/* ---- a small worker pool (store_pool.c) ---------------------------------- */
+
+struct squib_store_pool;
+typedef int (*squib_store_job_fn)(void *job, struct squib_error_detail *d);
+
+/* n threads running fn on submitted jobs; at most `depth` jobs queued. Once
+ * a job failed, fn is called with d == NULL for the rest: it must then only
+ * free the job. */
+int squib_store_pool_start(uint32_t n, uint32_t depth, squib_store_job_fn fn,
+			   struct squib_store_pool **out, struct squib_error_detail *d);
+/* Queue a job (blocks while the queue is full). Fails with the first job
+ * error once one failed (the job is then not queued: the caller frees it). */
+int squib_store_pool_submit(struct squib_store_pool *p, void *job, struct squib_error_detail *d);
+/* Wait for every job, stop the threads, free; the first job error (its detail). */
+int squib_store_pool_finish(struct squib_store_pool *p, struct squib_error_detail *d);
+
+/* ---- the gc protocol's two sides (store_gc.c) ---------------------------- */
+
+struct squib_store_lease {
+	char key[SQUIB_STORE_KEY_MAX];
+	bool held;
+};
+int squib_store_lease_take(struct squib_store *s, struct squib_store_lease *l,
+			   struct squib_error_detail *d);
+/* Still ours (not expired and removed by a gc)? SQUIB_E_BUSY otherwise. */
+int squib_store_lease_check(struct squib_store *s, struct squib_store_lease *l,
+			    struct squib_error_detail *d);
+void squib_store_lease_drop(struct squib_store *s, struct squib_store_lease *l);
+
+#endif /* SQUIB_STORE_INTERNAL_H */

@@ -1,0 +1,951 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The snapshot store (squib/store.h): the image codec, push and pull through
+ * a directory store and through a real S3 server (Ceph's RADOS Gateway,
+ * started by scripts/ceph-rgw-start.sh: `make test-store`), de-duplication,
+ * corruption and missing chunks, 5xx answers (a real HTTP server on a real
+ * socket that answers 503, and a proxy in front of the gateway that injects
+ * them), gc.
+ */
+#include "pair.h"
+#include "spawn.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <squib/crc64.h>
+#include <squib/envelope.h>
+#include <squib/store.h>
+
+#define RAM (8ull << 20)
+
+struct fx {
+	char *dir, *store, *out;
+	uint8_t *mem;
+	char *state, *memf;
+	struct squib_memfile_manifest m;
+};
+
+static const char *msg_of(const struct squib_error_detail *d)
+{
+	static char buf[2048];
+
+	squib_error_message(d->code, d, buf, sizeof(buf));
+	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " [%s]", d->msg);
+	return buf;
+}
+
+#define OK(call)                                                                                   \
+	do {                                                                                       \
+		struct squib_error_detail d_;                                                      \
+		int r_ = (call);                                                                   \
+		(void)d_;                                                                          \
+		if (r_)                                                                            \
+			fail_msg("%s: %d", #call, r_);                                             \
+	} while (0)
+
+/* 8 MiB of patterned RAM, one 1 MiB stretch of zeros; saved as a full pair with digests. */
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	f->dir = squib_test_tmpdir();
+	f->store = squib_test_path(f->dir, "store");
+	f->out = squib_test_path(f->dir, "out");
+	mkdir(f->store, 0700);
+	mkdir(f->out, 0700);
+	f->mem = squib_test_guest_ram(RAM, 7);
+	memset(f->mem + (2u << 20), 0, 1u << 20);
+	squib_test_save_pair(f->dir, "base", f->mem, RAM, true, &f->state, &f->memf, &f->m);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	squib_test_rmtree(f->dir);
+	munmap(f->mem, RAM);
+	squib_memfile_manifest_release(&f->m);
+	free(f->dir);
+	free(f->store);
+	free(f->out);
+	free(f->state);
+	free(f->memf);
+	free(f);
+	return 0;
+}
+
+static struct squib_store *open_store(const char *url)
+{
+	struct squib_store_options o = {.workers = 4, .retries = 2, .backoff_ms = 10};
+	struct squib_error_detail d;
+	struct squib_store *s = NULL;
+
+	if (squib_store_open(url, &o, &s, &d))
+		fail_msg("open %s: %s", url, msg_of(&d));
+	return s;
+}
+
+static void push_ok(struct squib_store *s, const char *state, const char *mem,
+		    const char *const *chain, size_t n, struct squib_store_push_stats *st)
+{
+	struct squib_error_detail d;
+
+	if (squib_store_push(s, state, mem, chain, NULL, n, NULL, st, &d))
+		fail_msg("push %s: %s", state, msg_of(&d));
+}
+
+static char *pull_ok(struct squib_store *s, const uint8_t *id, const char *dir,
+		     struct squib_store_pull_stats *st)
+{
+	struct squib_error_detail d;
+	char *state = NULL;
+
+	if (squib_store_pull(s, id, dir, NULL, st, &state, &d))
+		fail_msg("pull: %s", msg_of(&d));
+	assert_non_null(state);
+	return state;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+	uint8_t *x, *y;
+	size_t nx, ny;
+
+	assert_int_equal(squib_test_read_file(a, &x, &nx), 0);
+	assert_int_equal(squib_test_read_file(b, &y, &ny), 0);
+	assert_int_equal(nx, ny);
+	assert_memory_equal(x, y, nx);
+	free(x);
+	free(y);
+}
+
+static char *mem_of(const char *state)
+{
+	char *m = strdup(state);
+
+	strcpy(strrchr(m, '.'), ".mem");
+	return m;
+}
+
+static const uint8_t *id_of(const struct fx *f)
+{
+	return f->m.layout.id;
+}
+
+/* Push, pull into another directory: the same two files byte for byte, digests good. */
+static void round_trip(struct fx *f, const char *url)
+{
+	struct squib_store *s = open_store(url);
+	struct squib_store_push_stats st;
+	struct squib_store_pull_stats pst;
+	struct squib_error_detail d;
+	char *state, *mem;
+
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	assert_int_equal(st.images_put, 1);
+	assert_int_equal(st.chunks, RAM >> SQUIB_STORE_DEFAULT_CHUNK_SHIFT);
+	assert_int_equal(st.chunks_zero, (1u << 20) >> SQUIB_STORE_DEFAULT_CHUNK_SHIFT);
+	assert_int_equal(st.chunks_put + st.chunks_reused, st.chunks - st.chunks_zero);
+	assert_true(st.chunks_put > 0);
+	assert_true(st.bytes_put < st.bytes_present); /* the pattern compresses */
+	state = pull_ok(s, id_of(f), f->out, &pst);
+	mem = mem_of(state);
+	assert_same_file(state, f->state);
+	assert_same_file(mem, f->memf);
+	if (squib_memfile_verify(mem, true, NULL, &d))
+		fail_msg("verify %s: %s", mem, msg_of(&d));
+	assert_int_equal(pst.images, 1);
+	assert_int_equal(pst.chunks_fetched, st.chunks - st.chunks_zero);
+	free(state);
+	free(mem);
+	squib_store_close(s);
+}
+
+static void test_should_round_trip_a_pair_through_a_directory_store(void **state)
+{
+	struct fx *f = *state;
+
+	round_trip(f, f->store);
+}
+
+static void test_should_upload_nothing_new_when_pushing_again(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_push_stats st;
+	char *copy_state, *copy_mem;
+
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	assert_int_equal(st.images_skipped, 1);
+	assert_int_equal(st.images_put, 0);
+	assert_int_equal(st.chunks_put, 0);
+	/* The same memory saved again (a new id): a new image, no new chunk. */
+	squib_test_save_pair(f->dir, "copy", f->mem, RAM, false, &copy_state, &copy_mem, NULL);
+	push_ok(s, copy_state, copy_mem, NULL, 0, &st);
+	assert_int_equal(st.images_put, 1);
+	assert_int_equal(st.chunks_put, 0);
+	assert_int_equal(st.chunks_reused, st.chunks - st.chunks_zero);
+	free(copy_state);
+	free(copy_mem);
+	squib_store_close(s);
+}
+
+/* Every page of the chain base+diff in dir equals mem. */
+static void assert_chain_reads(const char *base_mem, const char *diff_mem, const uint8_t *mem)
+{
+	const char *paths[2] = {base_mem, diff_mem};
+	uint64_t ps = squib_test_page_size();
+	struct squib_memfile_chain *c;
+	struct squib_error_detail d;
+	uint8_t *page = malloc(ps);
+
+	if (squib_memfile_chain_open(paths, 2, &c, &d))
+		fail_msg("chain: %s", msg_of(&d));
+	for (uint64_t o = 0; o < RAM; o += ps) {
+		assert_int_equal(
+		    squib_memfile_chain_read_page(c, SQUIB_TEST_GUEST_BASE + o, page, &d), 0);
+		if (memcmp(page, mem + o, ps))
+			fail_msg("page at offset %llu differs", (unsigned long long)o);
+	}
+	squib_memfile_chain_close(c);
+	free(page);
+}
+
+static void test_should_push_a_diff_as_its_changed_chunks_and_pull_its_chain(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages[] = {10, 11, 1500};
+	struct squib_store_push_stats st;
+	struct squib_memfile_manifest dm;
+	const char *chain[1] = {f->state};
+	char *dstate = squib_test_path(f->dir, "diff.snap"),
+	     *dmem = squib_test_path(f->dir, "diff.mem");
+	char *pulled, *pulled_mem, *base_mem;
+
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(f->mem, pages[i], 99);
+	squib_test_save_diff(dmem, f->mem, RAM, id_of(f), pages, 3, false, &dm);
+	squib_test_save_state(dstate, &dm.layout);
+	push_ok(s, dstate, dmem, chain, 1, &st);
+	assert_int_equal(st.images_skipped, 1); /* the base */
+	assert_int_equal(st.images_put, 1);
+	assert_int_equal(st.chunks_put, 2); /* pages 10-11 share a window; 1500 is in another */
+	pulled = pull_ok(s, dm.layout.id, f->out, NULL);
+	pulled_mem = mem_of(pulled);
+	base_mem = squib_test_path(f->out, "");
+	free(base_mem);
+	{
+		char hex[33];
+
+		squib_memfile_id_hex(id_of(f), hex);
+		base_mem = malloc(strlen(f->out) + 40);
+		sprintf(base_mem, "%s/%s.mem", f->out, hex);
+	}
+	assert_same_file(pulled, dstate);
+	assert_same_file(pulled_mem, dmem);
+	assert_same_file(base_mem, f->memf);
+	assert_chain_reads(base_mem, pulled_mem, f->mem);
+	squib_memfile_manifest_release(&dm);
+	free(pulled);
+	free(pulled_mem);
+	free(base_mem);
+	free(dstate);
+	free(dmem);
+	squib_store_close(s);
+}
+
+/* The path of the first non-zero chunk of the fixture's image in a directory store. */
+static char *first_chunk(struct fx *f, struct squib_store *s, struct squib_store_hash *h)
+{
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	char hex[65], *p;
+
+	if (squib_store_image_get(s, id_of(f), &im, &d))
+		fail_msg("image: %s", msg_of(&d));
+	*h = im.chunks[0];
+	assert_false(squib_store_hash_is_zero(h));
+	squib_store_hash_hex(h, hex);
+	p = malloc(strlen(f->store) + 80);
+	sprintf(p, "%s/chunks/%s", f->store, hex);
+	squib_store_image_release(&im);
+	return p;
+}
+
+static void assert_nothing_pulled(struct fx *f)
+{
+	char hex[33], path[4096];
+
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(path, sizeof(path), "%s/%s.mem", f->out, hex);
+	assert_false(squib_test_exists(path));
+	snprintf(path, sizeof(path), "%s/%s.snap", f->out, hex);
+	assert_false(squib_test_exists(path));
+	assert_int_equal(squib_test_temps(path, NULL), 0);
+}
+
+static int pull_fails(struct squib_store *s, struct fx *f, struct squib_error_detail *d)
+{
+	char *st = NULL;
+	int r = squib_store_pull(s, id_of(f), f->out, NULL, NULL, &st, d);
+
+	assert_null(st);
+	return r;
+}
+
+static void test_should_refuse_a_chunk_whose_bytes_changed(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_hash h;
+	struct squib_error_detail d;
+	uint8_t *other = malloc(1u << SQUIB_STORE_DEFAULT_CHUNK_SHIFT), *obj;
+	char hex[65], *path;
+	size_t n;
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	path = first_chunk(f, s, &h);
+	squib_store_hash_hex(&h, hex);
+	/* A flipped byte in the compressed object. */
+	squib_test_xor_byte(path, (int64_t)(squib_test_file_size(path) / 2), 0x40);
+	assert_true(pull_fails(s, f, &d) < 0);
+	assert_true(d.code == SQUIB_E_ENCODING || d.code == SQUIB_E_CRC_MISMATCH);
+	assert_non_null(strstr(d.msg, hex));
+	assert_nothing_pulled(f);
+	/* A well-formed object of other bytes under the name: the hash catches it. */
+	memcpy(other, f->mem, 1u << SQUIB_STORE_DEFAULT_CHUNK_SHIFT);
+	other[12345] ^= 1;
+	assert_int_equal(
+	    squib_store_chunk_encode(other, 1u << SQUIB_STORE_DEFAULT_CHUNK_SHIFT, 3, &obj, &n, &d),
+	    0);
+	assert_int_equal(squib_test_write_file(path, obj, n), 0);
+	assert_int_equal(pull_fails(s, f, &d), SQUIB_E_CRC_MISMATCH);
+	assert_non_null(strstr(d.msg, hex));
+	assert_nothing_pulled(f);
+	free(obj);
+	free(other);
+	free(path);
+	squib_store_close(s);
+}
+
+static void test_should_name_a_missing_chunk(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_hash h;
+	struct squib_error_detail d;
+	char hex[65], *path;
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	path = first_chunk(f, s, &h);
+	squib_store_hash_hex(&h, hex);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(pull_fails(s, f, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_non_null(strstr(d.msg, hex));
+	assert_nothing_pulled(f);
+	free(path);
+	squib_store_close(s);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int decode_with_crc(uint8_t *buf, size_t len)
+{
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	int r;
+
+	put_le64(buf + len - 8, squib_crc64(0, buf, len - 8));
+	r = squib_store_image_decode(buf, len, &im, &d);
+	if (r) {
+		assert_int_equal(d.code, r);
+		assert_null(im.chunks);
+	}
+	squib_store_image_release(&im);
+	return r;
+}
+
+static void test_should_decode_an_image_strictly_in_its_check_order(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	uint8_t *buf, *enc, *copy;
+	size_t len, elen;
+	char key[80], hex[33];
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	assert_int_equal(squib_store_get(s, key, 1u << 30, &buf, &len, &d), 0);
+	assert_int_equal(squib_store_image_decode(buf, len, &im, &d), 0);
+	assert_true(squib_memory_layout_equal(&im.manifest.layout, &f->m.layout));
+	assert_int_equal(squib_store_image_encode(&im, &enc, &elen, &d), 0);
+	assert_int_equal(elen, len);
+	assert_memory_equal(enc, buf, len); /* canonical */
+	squib_store_image_release(&im);
+	copy = malloc(len);
+	assert_int_equal(squib_store_image_decode(buf, 100, &im, &d), SQUIB_E_TOO_SHORT);
+	memcpy(copy, buf, len);
+	copy[200] ^= 1;
+	assert_int_equal(squib_store_image_decode(copy, len, &im, &d), SQUIB_E_CRC_MISMATCH);
+	memcpy(copy, buf, len);
+	copy[0] ^= 1;
+	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_MAGIC_MISMATCH);
+	memcpy(copy, buf, len);
+	copy[8] = 2; /* major */
+	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_VERSION_MISMATCH);
+	memcpy(copy, buf, len);
+	copy[104] ^= 1; /* chunk_count: the size no longer matches */
+	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
+	memcpy(copy, buf, len);
+	copy[60] = 17; /* chunk shift: the map has the wrong number of windows */
+	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
+	memcpy(copy, buf, len);
+	copy[128 + 16 + 8] ^= 1; /* the first extent's page count: present pages disagree */
+	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
+	assert_int_equal(decode_with_crc(buf, len), 0);
+	free(copy);
+	free(enc);
+	free(buf);
+	squib_store_image_release(&im);
+	squib_store_close(s);
+}
+
+static void test_should_gc_chunks_no_image_maps_and_wait_for_pushes(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_push_stats st, st2;
+	struct squib_store_gc_stats gs;
+	struct squib_memfile_manifest om;
+	struct squib_error_detail d;
+	uint8_t *other = squib_test_guest_ram(RAM, 1234);
+	char key[80], hex[33], *ostate, *omem, *pulled;
+
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	squib_test_save_pair(f->dir, "other", other, RAM, false, &ostate, &omem, &om);
+	push_ok(s, ostate, omem, NULL, 0, &st2);
+	assert_int_equal(st2.chunks_put, RAM >> SQUIB_STORE_DEFAULT_CHUNK_SHIFT);
+	/* A push in progress: gc refuses. */
+	assert_int_equal(squib_store_put(s, "leases/00000000000000aa", "x", 1, &d), 0);
+	assert_int_equal(squib_store_gc(s, false, &gs, &d), SQUIB_E_BUSY);
+	/* Two hours old on the store's clock: its push died; gc removes it and runs. */
+	{
+		char lease[4096];
+		struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+
+		snprintf(lease, sizeof(lease), "%s/leases/00000000000000aa", f->store);
+		assert_int_equal(utimensat(AT_FDCWD, lease, old, 0), 0);
+		OK(squib_store_gc(s, false, &gs, &d));
+		assert_int_equal(gs.leases_expired, 1);
+		assert_false(squib_test_exists(lease));
+	}
+	/* Nothing to sweep while both images exist. */
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.images, 2);
+	assert_int_equal(gs.chunks_deleted, 0);
+	/* The other image removed: its chunks go, the fixture's stay. */
+	squib_memfile_id_hex(om.layout.id, hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_delete(s, key, &d));
+	OK(squib_store_gc(s, true, &gs, &d));
+	assert_int_equal(gs.chunks_deleted, st2.chunks_put);
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.images, 1);
+	assert_int_equal(gs.chunks_deleted, st2.chunks_put);
+	assert_int_equal(gs.chunks_live, st.chunks_put);
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.chunks_deleted, 0);
+	pulled = pull_ok(s, id_of(f), f->out, NULL);
+	free(pulled);
+	squib_memfile_manifest_release(&om);
+	munmap(other, RAM);
+	free(ostate);
+	free(omem);
+	squib_store_close(s);
+}
+
+/* ---- a real HTTP server that answers 503, and a fault-injecting proxy ---- */
+
+#define FAULT_SEEN_MAX 4096
+
+struct http_fault {
+	int lfd;
+	uint16_t port;
+	/* proxy: answer 503 to the first attempt of every `every`-th distinct request (method
+	 * and path), forward its retries; without upstream: 503 to everything */
+	int every;
+	char *seen[FAULT_SEEN_MAX];
+	int n_seen;
+	uint16_t upstream; /* 0: no upstream (answer 503 to everything) */
+	int requests, injected;
+	pthread_mutex_t mu;
+	pthread_t thr;
+	int stop; /* __atomic */
+};
+
+/* One request's head and body (by Content-Length) into buf; its length or -1. */
+static ssize_t read_request(int fd, char *buf, size_t cap)
+{
+	size_t n = 0, need = 0;
+
+	for (;;) {
+		ssize_t k = read(fd, buf + n, cap - 1 - n);
+		char *end, *cl;
+
+		if (k <= 0)
+			return -1;
+		n += (size_t)k;
+		buf[n] = '\0';
+		if (!need && (end = strstr(buf, "\r\n\r\n"))) {
+			/* curl waits for "100 Continue" (or a second) before a PUT's body */
+			if (strcasestr(buf, "\r\nExpect: 100-continue") &&
+			    write(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 25)
+				return -1;
+			cl = strcasestr(buf, "\r\nContent-Length:");
+			need = (size_t)(end + 4 - buf) +
+			       (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+		}
+		if (need && n >= need)
+			return (ssize_t)n;
+		if (n >= cap - 1)
+			return -1;
+	}
+}
+
+/* Where the final answer starts: past any interim 1xx answers ("100 Continue"). */
+static size_t skip_interim(const char *buf)
+{
+	const char *p = buf, *e;
+
+	while (!strncmp(p, "HTTP/1.1 1", 10) && (e = strstr(p, "\r\n\r\n")))
+		p = e + 4;
+	return (size_t)(p - buf);
+}
+
+/* Is the answer in buf[0, n) complete (by Content-Length, chunked end, or no body)? */
+static int answer_complete(const char *buf, size_t n, int head)
+{
+	const char *end, *cl;
+
+	n -= skip_interim(buf);
+	buf += skip_interim(buf);
+	if (!(end = strstr(buf, "\r\n\r\n")) || !strncmp(buf, "HTTP/1.1 1", 10))
+		return 0;
+	if (head || !strncmp(buf + 9, "204", 3) || !strncmp(buf + 9, "304", 3))
+		return 1;
+	if ((cl = strcasestr(buf, "\r\nContent-Length:")) && cl < end)
+		return n >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+	if ((cl = strcasestr(buf, "\r\nTransfer-Encoding: chunked")) && cl < end)
+		return n >= 5 && !memcmp(buf + n - 5, "0\r\n\r\n", 5);
+	return 0; /* to the upstream's EOF */
+}
+
+/* Forward one request; relay the whole answer, then the caller closes the client. */
+static void relay(int client, char *req, ssize_t len, uint16_t port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int up = socket(AF_INET, SOCK_STREAM, 0), head = !strncmp(req, "HEAD ", 5);
+	size_t cap = 32u << 20, n = 0;
+	char *buf = malloc(cap + 1);
+	ssize_t k;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (up < 0 || !buf || connect(up, (struct sockaddr *)&a, sizeof(a)) ||
+	    write(up, req, (size_t)len) != len)
+		goto out;
+	while (n < cap && (k = read(up, buf + n, cap - n)) > 0) {
+		n += (size_t)k;
+		buf[n] = '\0';
+		if (answer_complete(buf, n, head))
+			break;
+	}
+	if (n > skip_interim(buf) &&
+	    write(client, buf + skip_interim(buf), n - skip_interim(buf)) < 0)
+		goto out;
+out:
+	free(buf);
+	if (up >= 0)
+		close(up);
+}
+
+/* Is this request line new, and the every-th new one? (Its retries then go through.) */
+static int first_attempt(struct http_fault *h, const char *req)
+{
+	size_t n = strcspn(req, "\r");
+
+	for (int i = 0; i < h->n_seen; i++)
+		if (strlen(h->seen[i]) == n && !strncmp(h->seen[i], req, n))
+			return 0;
+	if (h->n_seen == FAULT_SEEN_MAX)
+		return 0;
+	h->seen[h->n_seen++] = strndup(req, n);
+	return h->n_seen % h->every == 0;
+}
+
+static void *http_fault_main(void *arg)
+{
+	struct http_fault *h = arg;
+	static const char body[] = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code></Error>";
+	char *req = malloc(32u << 20), head[256];
+
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+		int c = accept(h->lfd, NULL, NULL), inject;
+		ssize_t n;
+
+		if (c < 0)
+			continue;
+		if ((n = read_request(c, req, 32u << 20)) > 0) {
+			pthread_mutex_lock(&h->mu);
+			h->requests++;
+			inject = !h->upstream || first_attempt(h, req);
+			h->injected += inject;
+			pthread_mutex_unlock(&h->mu);
+			if (inject) {
+				snprintf(head, sizeof(head),
+					 "HTTP/1.1 503 Slow Down\r\nContent-Length: %zu\r\n"
+					 "Connection: close\r\n\r\n",
+					 sizeof(body) - 1);
+				if (write(c, head, strlen(head)) < 0 ||
+				    write(c, body, sizeof(body) - 1) < 0)
+					(void)0;
+			} else {
+				relay(c, req, n, h->upstream);
+			}
+		}
+		close(c);
+	}
+	free(req);
+	return NULL;
+}
+
+static void http_fault_start(struct http_fault *h, uint16_t upstream, int every)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+
+	memset(h, 0, sizeof(*h));
+	h->upstream = upstream;
+	h->every = every;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(h->lfd >= 0);
+	assert_int_equal(bind(h->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(h->lfd, 64), 0);
+	assert_int_equal(getsockname(h->lfd, (struct sockaddr *)&a, &al), 0);
+	h->port = ntohs(a.sin_port);
+	pthread_mutex_init(&h->mu, NULL);
+	assert_int_equal(pthread_create(&h->thr, NULL, http_fault_main, h), 0);
+}
+
+static void http_fault_stop(struct http_fault *h)
+{
+	__atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
+	shutdown(h->lfd, SHUT_RDWR);
+	pthread_join(h->thr, NULL);
+	close(h->lfd);
+	for (int i = 0; i < h->n_seen; i++)
+		free(h->seen[i]);
+	pthread_mutex_destroy(&h->mu);
+}
+
+static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store_options o = {.workers = 2, .retries = 3, .backoff_ms = 5};
+	char url[64], *old = getenv("AWS_ENDPOINT_URL") ? strdup(getenv("AWS_ENDPOINT_URL")) : NULL;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	struct http_fault h;
+
+	http_fault_start(&h, 0, 1);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", h.port);
+	setenv("AWS_ENDPOINT_URL", url, 1);
+	if (!getenv("AWS_ACCESS_KEY_ID"))
+		setenv("AWS_ACCESS_KEY_ID", "test", 1), setenv("AWS_SECRET_ACCESS_KEY", "test", 1);
+	OK(squib_store_open("s3://bucket/prefix", &o, &s, &d));
+	assert_int_equal(squib_store_push(s, f->state, f->memf, NULL, NULL, 0, NULL, NULL, &d),
+			 SQUIB_E_IO);
+	assert_int_equal(d.os_errno, EIO);
+	if (!strstr(d.msg, "HTTP 503 (SlowDown) (after 4 attempts)"))
+		fail_msg("message: %s", d.msg);
+	assert_non_null(strstr(d.msg, "s3://bucket/prefix/leases/"));
+	squib_store_close(s);
+	http_fault_stop(&h);
+	assert_int_equal(h.requests, 4); /* the lease's PUT, tried 1 + 3 times */
+	if (old)
+		setenv("AWS_ENDPOINT_URL", old, 1);
+	else
+		unsetenv("AWS_ENDPOINT_URL");
+	free(old);
+}
+
+/* ---- the CLI ---------------------------------------------------------------------- */
+
+static void cli(struct squib_test_proc *p, int want, char *const argv[])
+{
+	squib_test_spawn(NULL, argv, p);
+	if (p->status != want)
+		fail_msg("%s %s: exit %d, want %d; stdout: %s stderr: %s", argv[1],
+			 argv[2] ? argv[2] : "", p->status, want, p->out, p->err);
+}
+
+static void test_should_push_list_pull_verify_and_gc_through_the_cli(void **state)
+{
+	struct fx *f = *state;
+	char *bin = getenv("SQUIB_CLI"), hex[33], url[4096], *pulled;
+	struct squib_test_proc p;
+
+	if (!bin || !*bin) {
+		fprintf(stderr,
+			"SKIP: no CLI (SQUIB_CLI unset or empty: a build without the CLI)\n");
+		skip();
+	}
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
+	cli(&p, 0, (char *const[]){bin, "push", f->state, "--to", f->store, NULL});
+	assert_non_null(strstr(p.out, url)); /* the image's URL, for pull */
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "store", "ls", f->store, NULL});
+	assert_non_null(strstr(p.out, hex));
+	assert_non_null(strstr(p.out, " full "));
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "pull", url, f->out, NULL});
+	squib_test_proc_free(&p);
+	pulled = malloc(strlen(f->out) + 48);
+	sprintf(pulled, "%s/%s.snap", f->out, hex);
+	cli(&p, 0, (char *const[]){bin, "verify", pulled, NULL});
+	assert_null(strstr(p.out, "FAIL"));
+	squib_test_proc_free(&p);
+	cli(&p, 0, (char *const[]){bin, "store", "gc", f->store, NULL});
+	assert_non_null(strstr(p.out, "removed 0 chunks"));
+	squib_test_proc_free(&p);
+	/* A missing image: a clear error, exit 1. */
+	snprintf(url, sizeof(url), "%s/%s", f->store, "0123456789abcdef0123456789abcdef");
+	cli(&p, 1, (char *const[]){bin, "pull", url, f->out, NULL});
+	assert_non_null(strstr(p.err, "images/0123456789abcdef0123456789abcdef"));
+	squib_test_proc_free(&p);
+	free(pulled);
+}
+
+/* A pull SIGKILLed at any point leaves no pair or a whole one; the next pull completes it. */
+static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t big = 64ull << 20;
+	uint8_t *mem = squib_test_guest_ram(big, 3);
+	char *bin = getenv("SQUIB_CLI"), *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
+	struct squib_memfile_manifest m;
+	struct squib_store *s = open_store(f->store);
+	struct squib_test_proc p;
+	int whole = 0;
+
+	if (!bin || !*bin) {
+		fprintf(stderr,
+			"SKIP: no CLI (SQUIB_CLI unset or empty: a build without the CLI)\n");
+		skip();
+	}
+	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
+	push_ok(s, st, mf, NULL, 0, NULL);
+	squib_memfile_id_hex(m.layout.id, hex);
+	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
+	snprintf(snap, sizeof(snap), "%s/%s.snap", f->out, hex);
+	snprintf(memp, sizeof(memp), "%s/%s.mem", f->out, hex);
+	for (int delay_ms = 1; delay_ms <= 4096; delay_ms *= 2) {
+		struct squib_test_bg b;
+		struct squib_error_detail d;
+
+		unlink(snap);
+		unlink(memp);
+		squib_test_bg_start(NULL, (char *const[]){bin, "pull", url, f->out, NULL}, &b);
+		usleep((useconds_t)delay_ms * 1000);
+		kill(b.pid, SIGKILL);
+		squib_test_bg_finish(&b, 30000);
+		if (squib_test_exists(snap)) { /* published: it must be the whole pair */
+			if (squib_store_pull(s, m.layout.id, f->out, NULL, NULL, NULL, &d) ||
+			    squib_memfile_verify(memp, false, NULL, &d))
+				fail_msg("after a kill at %d ms: %s", delay_ms, msg_of(&d));
+			whole++;
+		}
+	}
+	cli(&p, 0, (char *const[]){bin, "pull", url, f->out, NULL});
+	squib_test_proc_free(&p);
+	assert_same_file(snap, st);
+	assert_same_file(memp, mf);
+	fprintf(stderr, "killed pulls: %d of 13 had published the pair\n", whole);
+	squib_memfile_manifest_release(&m);
+	munmap(mem, big);
+	free(st);
+	free(mf);
+	squib_store_close(s);
+}
+
+/* ---- against a real S3 server: Ceph RGW (`make test-store` starts one) ---- */
+
+/* SQUIB_TEST_S3_URL (s3://BUCKET, the bucket existing) with a fresh prefix; NULL: skip. */
+static char *s3_url(const char *what)
+{
+	static int n;
+	const char *base = getenv("SQUIB_TEST_S3_URL");
+	char *url;
+
+	if (!base || !*base) {
+		fprintf(stderr,
+			"SKIP %s: no S3 server (SQUIB_TEST_S3_URL unset; `make test-store` "
+			"starts Ceph RGW and sets it)\n",
+			what);
+		return NULL;
+	}
+	assert_true(asprintf(&url, "%s/t%ld-%d", base, (long)getpid(), n++) > 0);
+	return url;
+}
+
+static void test_should_round_trip_and_dedup_through_ceph_rgw(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store_push_stats st;
+	struct squib_store_gc_stats gs;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	char *url = s3_url("S3 round trip");
+
+	if (!url)
+		skip();
+	round_trip(f, url);
+	s = open_store(url);
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	assert_int_equal(st.images_skipped, 1);
+	assert_int_equal(st.chunks_put, 0);
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.images, 1);
+	assert_int_equal(gs.chunks_deleted, 0);
+	assert_int_equal(gs.chunks_live, (RAM - (1u << 20)) >> SQUIB_STORE_DEFAULT_CHUNK_SHIFT);
+	squib_store_close(s);
+	free(url);
+}
+
+static void test_should_refuse_changed_and_missing_chunks_on_ceph_rgw(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	char key[80], hex[65], *url = s3_url("S3 corruption");
+	uint8_t *obj;
+	size_t n;
+
+	if (!url)
+		skip();
+	s = open_store(url);
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	OK(squib_store_image_get(s, id_of(f), &im, &d));
+	squib_store_hash_hex(&im.chunks[0], hex);
+	snprintf(key, sizeof(key), "chunks/%s", hex);
+	OK(squib_store_get(s, key, 1u << 24, &obj, &n, &d));
+	obj[n / 2] ^= 0x10;
+	OK(squib_store_put(s, key, obj, n, &d));
+	assert_true(pull_fails(s, f, &d) < 0);
+	assert_true(d.code == SQUIB_E_ENCODING || d.code == SQUIB_E_CRC_MISMATCH);
+	assert_non_null(strstr(d.msg, hex));
+	OK(squib_store_delete(s, key, &d));
+	assert_int_equal(pull_fails(s, f, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_non_null(strstr(d.msg, "HTTP 404"));
+	assert_non_null(strstr(d.msg, hex));
+	assert_nothing_pulled(f);
+	free(obj);
+	squib_store_image_release(&im);
+	squib_store_close(s);
+	free(url);
+}
+
+static void test_should_ride_out_injected_5xx_from_ceph_rgw(void **state)
+{
+	struct fx *f = *state;
+	char *url = s3_url("S3 5xx injection"), ep[64], *old;
+	struct squib_store_push_stats st;
+	struct http_fault h;
+	struct squib_store *s;
+	char *pulled;
+	unsigned port;
+
+	if (!url)
+		skip();
+	old = strdup(getenv("AWS_ENDPOINT_URL"));
+	assert_int_equal(sscanf(old, "http://127.0.0.1:%u", &port), 1);
+	http_fault_start(&h, (uint16_t)port, 3); /* every third request: 503 */
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", h.port);
+	setenv("AWS_ENDPOINT_URL", ep, 1);
+	s = open_store(url);
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	pulled = pull_ok(s, id_of(f), f->out, NULL);
+	assert_same_file(pulled, f->state);
+	assert_true(h.injected > 5);
+	fprintf(stderr, "5xx injection: %d of %d requests answered 503, push and pull succeeded\n",
+		h.injected, h.requests);
+	squib_store_close(s);
+	http_fault_stop(&h);
+	setenv("AWS_ENDPOINT_URL", old, 1);
+	free(old);
+	free(pulled);
+	free(url);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_should_round_trip_a_pair_through_a_directory_store,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_upload_nothing_new_when_pushing_again,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_push_a_diff_as_its_changed_chunks_and_pull_its_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_refuse_a_chunk_whose_bytes_changed, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_should_name_a_missing_chunk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_decode_an_image_strictly_in_its_check_order,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_gc_chunks_no_image_maps_and_wait_for_pushes,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_retry_5xx_then_fail_with_a_clear_error,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_push_list_pull_verify_and_gc_through_the_cli, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_leave_no_torn_pair_when_a_pull_is_killed,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_round_trip_and_dedup_through_ceph_rgw,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_refuse_changed_and_missing_chunks_on_ceph_rgw, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_ride_out_injected_5xx_from_ceph_rgw, setup,
+					    teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
