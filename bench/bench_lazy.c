@@ -147,15 +147,16 @@ static double open_and_touch_lazy(const char *mem, enum squib_memory_backend b,
 
 	if (squib_guest_memory_open_lazy(mem, NULL, 0, NULL, b, lz, &g, d))
 		return -1;
-	if (ws && (one_thread ? squib_pager_prefetch(g->pager, ws->runs, ws->run_count, NULL, d)
+	if (ws && (one_thread ? squib_pager_prefetch(squib_guest_memory_pager(g), ws->runs,
+						     ws->run_count, NULL, d)
 			      : squib_guest_memory_prefetch(g, ws, d))) {
 		squib_guest_memory_free(g);
 		return -1;
 	}
-	touch_working_set(g->regions[0].host, write);
+	touch_working_set(squib_guest_memory_region(g, 0)->host, write);
 	t = bk_ms(now_ns() - t0);
-	if (g->pager && stats)
-		squib_pager_stats(g->pager, stats);
+	if (squib_guest_memory_pager(g) && stats)
+		squib_pager_stats(squib_guest_memory_pager(g), stats);
 	squib_guest_memory_free(g);
 	return t;
 }
@@ -407,9 +408,9 @@ static void p7_once(const char *state, const char *mem, uint64_t saved_reports, 
 	bk_check(squib_load(&k.v, &req, &res, &d), "lazy load", &d);
 	t1 = now_ns();
 	if (warm10)
-		warm(res.memory->regions[0].host);
+		warm(squib_guest_memory_region(res.memory, 0)->host);
 	t2 = now_ns();
-	squib_pager_stats(res.memory->pager, &s0);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &s0);
 	bk_check(squib_vm_resume(&k.v, &d), "resume", &d);
 	bk_check(squib_kvm_counter_wait(k.counter, 0, saved_reports + 1, BK_WAIT_MS, NULL, &d),
 		 "first report", &d);
@@ -417,10 +418,10 @@ static void p7_once(const char *state, const char *mem, uint64_t saved_reports, 
 	out->load = bk_ms(t1 - t0);
 	out->warm = bk_ms(t2 - t1);
 	out->run = out->total - out->load - out->warm;
-	squib_pager_stats(res.memory->pager, &s);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &s);
 	out->faults_to_report = s.faults - s0.faults;
 	out->present = s.pages_present;
-	bk_check(squib_pager_error(res.memory->pager, &d), "pager", &d);
+	bk_check(squib_pager_error(squib_guest_memory_pager(res.memory), &d), "pager", &d);
 	bk_vm_free(&k);
 	squib_load_result_free(&res);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Writes the seed corpora of fuzz_memfile_reader, fuzz_rebase_chain,
+ * Writes the seed corpora of fuzz_memfile_reader, fuzz_rebase_chain, fuzz_chain,
  * fuzz_pair_binding and fuzz_prewarm (fuzz/corpus/<target>/) from files the
  * library itself writes, so each fuzzer starts from inputs that pass every
  * check. Not built by CMake (the corpus is committed); to regenerate, from
@@ -67,6 +67,7 @@ static void chain_seed(const char *root, const char *name, const char *const *fi
 	for (int i = 0, off = 9; i < n; off += (int)len[i], i++)
 		memcpy(buf + off, b[i], len[i]);
 	put(root, "fuzz_rebase_chain", name, buf, total, NULL, 0);
+	put(root, "fuzz_chain", name, buf, total, NULL, 0); /* the same input format */
 	for (int i = 0; i < n; i++)
 		free(b[i]);
 	free(buf);

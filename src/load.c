@@ -1,357 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The loader: recovery, the state file, the pair check, guest memory by
- * backend (COPY or FILE), then the VM's restore. squib/load.h has the order.
+ * The loader: recovery, the state file, the pair check, guest memory
+ * (squib/guest_memory.h, by backend), then the VM's restore. squib/load.h
+ * has the order.
  */
 #include <squib/load.h>
 
-#include <errno.h>
-#include <inttypes.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <squib/memfile.h>
 
-#include "load_internal.h"
-#include "memfile_internal.h"
-#include "pager_internal.h"
+#include "chain_internal.h"
+#include "guest_memory_internal.h"
 #include "pair.h"
-
-/* ---- guest memory ------------------------------------------------------------------ */
-
-void squib_guest_memory_free(struct squib_guest_memory *m)
-{
-	if (!m)
-		return;
-	squib_pager_free(m->pager);	   /* stops serving before the memory goes away */
-	squib_uffd_remote_free(m->remote); /* likewise: unregisters, then closes */
-	for (uint32_t i = 0; m->regions && i < m->region_count; i++)
-		if (m->regions[i].host)
-			munmap(m->regions[i].host, (size_t)m->regions[i].size);
-	free(m->regions);
-	free(m);
-}
-
-void squib_guest_memory_release(struct squib_guest_memory *g)
-{
-	if (!g)
-		return;
-	squib_pager_stop(g->pager); /* the pager stays for its statistics */
-	squib_uffd_remote_free(g->remote);
-	g->remote = NULL;
-}
-
-/* The open layers, base first, the memory file last. */
-struct layers {
-	struct squib_memfile **v;
-	size_t n;
-};
-
-static void layers_close(struct layers *l)
-{
-	for (size_t i = 0; l->v && i < l->n; i++)
-		squib_memfile_close(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-}
-
-static int check_chain_shape(const struct squib_memfile *top, size_t n,
-			     struct squib_error_detail *d)
-{
-	const struct squib_memory_layout *l = &squib_memfile_manifest(top)->layout;
-
-	if (l->kind == SQUIB_MEMORY_FULL && n)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "%s is a full memory file: it takes no chain (%zu given)",
-				      top->path, n);
-	if (l->kind == SQUIB_MEMORY_DIFF && !n)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "%s is a diff of memory file %s: pass its chain (the full "
-				      "base first, then diffs oldest first)",
-				      top->path, squib_id_hex(l->parent_id).s);
-	return 0;
-}
-
-/* Open chain[0..n) and link top over it; top belongs to l from here on. */
-static int open_layers(struct squib_memfile *top, const char *const *chain, size_t n,
-		       struct layers *l, struct squib_error_detail *d)
-{
-	int rc = 0;
-
-	if (!(l->v = calloc(n + 1, sizeof(*l->v)))) {
-		squib_memfile_close(top);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	l->n = n + 1;
-	l->v[n] = top;
-	for (size_t i = 0; !rc && i < n; i++) {
-		if (!chain[i])
-			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "chain[%zu] is NULL", i);
-		rc = squib_memfile_open(chain[i], &l->v[i], d);
-		if (!rc && i == 0 &&
-		    squib_memfile_manifest(l->v[0])->layout.kind != SQUIB_MEMORY_FULL)
-			rc = squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-					    "chain base %s is a diff, not a full memory file",
-					    chain[0]);
-		if (!rc && i)
-			rc = squib_memfile_check_link(l->v[i - 1], l->v[i], d);
-	}
-	return rc ? rc : n ? squib_memfile_check_link(l->v[n - 1], top, d) : 0;
-}
-
-static int map_anon(struct squib_vm_region *r, struct squib_error_detail *d)
-{
-	void *p = mmap(NULL, (size_t)r->size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return squib_memfile_io_error(d, errno, "mapping %" PRIu64 " bytes of guest memory",
-					      r->size);
-	r->host = p;
-	return 0;
-}
-
-/* Region holding file offset off (binary search over the layout's offsets). */
-static uint32_t region_of(const struct squib_memfile *m, uint64_t off)
-{
-	uint32_t lo = 0, hi = m->m.layout.region_count;
-
-	while (hi - lo > 1) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (m->region_off[mid] <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Copy file bytes [off, end) of m into the guest regions they belong to. */
-static int copy_range(const struct squib_memfile *m, struct squib_guest_memory *g, uint64_t off,
-		      uint64_t end, struct squib_error_detail *d)
-{
-	while (off < end) {
-		uint32_t r = region_of(m, off);
-		uint64_t in = off - m->region_off[r];
-		uint64_t n = g->regions[r].size - in;
-		int e;
-
-		if (n > end - off)
-			n = end - off;
-		if (n > SQUIB_MEMFILE_MAX_WRITE)
-			n = SQUIB_MEMFILE_MAX_WRITE;
-		if ((e = squib_pread_all(m->fd, (uint8_t *)g->regions[r].host + in, (size_t)n,
-					 off)))
-			return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path,
-						      off);
-		off += n;
-	}
-	return 0;
-}
-
-/* Every layer's present pages, oldest first: the newest layer holding a page wins. */
-static int copy_layers(const struct layers *l, struct squib_guest_memory *g,
-		       struct squib_error_detail *d)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		const struct squib_memory_layout *ml = &l->v[i]->m.layout;
-
-		for (uint64_t k = 0; k < ml->extent_count; k++) {
-			uint64_t off = ml->extents[k].first_page * ml->page_size;
-			int rc = copy_range(l->v[i], g, off,
-					    off + ml->extents[k].page_count * ml->page_size, d);
-
-			if (rc)
-				return rc;
-			g->pages_read += ml->extents[k].page_count;
-		}
-	}
-	return 0;
-}
-
-static int map_file(const struct squib_memfile *m, uint32_t i, struct squib_vm_region *r,
-		    struct squib_error_detail *d)
-{
-	uint64_t hp = (uint64_t)sysconf(_SC_PAGESIZE);
-	void *p;
-
-	if (m->region_off[i] % hp)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "region %u of %s starts at file offset %" PRIu64
-				      ", not a multiple of the host page (%" PRIu64
-				      "): use the COPY backend",
-				      i, m->path, m->region_off[i], hp);
-	p = mmap(NULL, (size_t)r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, m->fd,
-		 (off_t)m->region_off[i]);
-	if (p == MAP_FAILED)
-		return squib_memfile_io_error(d, errno, "mapping region %u of %s", i, m->path);
-	r->host = p;
-	return 0;
-}
-
-/* Guest memory for layout l (the newest layer's: its id is the memory's), nothing mapped yet. */
-static int new_guest_memory(const struct squib_memory_layout *l, enum squib_memory_backend backend,
-			    struct squib_guest_memory **out, struct squib_error_detail *d)
-{
-	struct squib_guest_memory *g = calloc(1, sizeof(*g));
-
-	if (!g || !(g->regions = calloc(l->region_count, sizeof(*g->regions)))) {
-		free(g);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	g->backend = backend;
-	g->region_count = l->region_count;
-	g->page_size = l->page_size;
-	g->page_count = l->ram_size / l->page_size;
-	memcpy(g->memory_id, l->id, sizeof(g->memory_id));
-	for (uint32_t i = 0; i < l->region_count; i++)
-		g->regions[i] =
-		    (struct squib_vm_region){l->regions[i].guest_addr, l->regions[i].size, NULL};
-	*out = g;
-	return 0;
-}
-
-/* LAZY: the pager takes the layers (l is emptied) and serves the regions. */
-static int start_pager(struct layers *l, struct squib_guest_memory *g,
-		       const struct squib_lazy_options *lazy, struct squib_error_detail *d)
-{
-	const struct squib_memfile *top = l->v[l->n - 1];
-	struct squib_pager_region *r = calloc(g->region_count, sizeof(*r));
-	struct squib_page_source src;
-	int rc;
-
-	if (!r)
-		return squib_fail(d, SQUIB_E_NOMEM);
-	for (uint32_t i = 0; i < g->region_count; i++)
-		r[i] = (struct squib_pager_region){g->regions[i].host, g->regions[i].size,
-						   top->region_off[i] / g->page_size};
-	rc = squib_page_source_layers(l->v, l->n, true, &src, d);
-	l->v = NULL; /* the source owns them now, also on failure */
-	l->n = 0;
-	if (!rc)
-		rc = squib_pager_start(r, g->region_count, src, lazy ? &lazy->pager : NULL,
-				       &g->pager, d);
-	free(r);
-	return rc;
-}
-
-/* l is NULL for UFFD without a memory file (the handler has it). */
-static int fill(struct layers *l, struct squib_guest_memory *g,
-		const struct squib_lazy_options *lazy, struct squib_error_detail *d)
-{
-	int rc = 0;
-
-	for (uint32_t i = 0; !rc && i < g->region_count; i++)
-		rc = g->backend == SQUIB_BACKEND_FILE
-			 ? map_file(l->v[l->n - 1], i, &g->regions[i], d)
-			 : map_anon(&g->regions[i], d);
-	if (!rc && g->backend == SQUIB_BACKEND_COPY)
-		rc = copy_layers(l, g, d);
-	if (!rc && g->backend == SQUIB_BACKEND_LAZY)
-		rc = start_pager(l, g, lazy, d);
-	if (!rc && g->backend == SQUIB_BACKEND_UFFD)
-		rc = squib_load_start_remote(g, lazy, d);
-	return rc;
-}
-
-static int check_backend(enum squib_memory_backend b, struct squib_error_detail *d)
-{
-	if (b != SQUIB_BACKEND_COPY && b != SQUIB_BACKEND_FILE && b != SQUIB_BACKEND_LAZY &&
-	    b != SQUIB_BACKEND_UFFD)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "unknown memory backend %d",
-				      (int)b);
-	return 0;
-}
-
-static int check_file_backend(const struct squib_memfile *top, enum squib_memory_backend b,
-			      struct squib_error_detail *d)
-{
-	const struct squib_memory_layout *l = &top->m.layout;
-
-	if (b != SQUIB_BACKEND_FILE || l->kind == SQUIB_MEMORY_FULL)
-		return 0;
-	return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-			      "%s is a diff (parent %s): the FILE backend maps only a full memory "
-			      "file; rebase the chain first (squib_memfile_rebase) or use COPY",
-			      top->path, squib_id_hex(l->parent_id).s);
-}
-
-/* UFFD with no memory file: the regions come from the state's layout. */
-static int open_without_file(const struct squib_memory_layout *layout,
-			     const struct squib_lazy_options *lazy, struct squib_guest_memory **out,
-			     struct squib_error_detail *d)
-{
-	int rc = squib_memory_layout_validate(layout, SQUIB_E_INVALID_ARGUMENT, d);
-
-	if (!rc)
-		rc = new_guest_memory(layout, SQUIB_BACKEND_UFFD, out, d);
-	if (!rc && (rc = fill(NULL, *out, lazy, d))) {
-		squib_guest_memory_free(*out);
-		*out = NULL;
-	}
-	return rc;
-}
-
-/* The memory file bound to layout (NULL: any), over its chain: l->v[n] is the memory file.
- * On failure l is closed. */
-static int open_checked(const char *memory_path, const char *const *chain, size_t n,
-			const struct squib_memory_layout *layout, enum squib_memory_backend backend,
-			struct layers *l, struct squib_error_detail *d)
-{
-	struct squib_memfile *top = NULL;
-	int rc;
-
-	if ((rc = squib_memfile_open(memory_path, &top, d)))
-		return rc;
-	if ((layout && (rc = squib_memfile_check_layout(top, layout, d))) ||
-	    (rc = check_file_backend(top, backend, d)) || (rc = check_chain_shape(top, n, d))) {
-		squib_memfile_close(top);
-		return rc;
-	}
-	if ((rc = open_layers(top, chain, n, l, d)))
-		layers_close(l);
-	return rc;
-}
-
-int squib_guest_memory_open(const char *memory_path, const char *const *chain, size_t n,
-			    const struct squib_memory_layout *layout,
-			    enum squib_memory_backend backend, struct squib_guest_memory **out,
-			    struct squib_error_detail *d)
-{
-	return squib_guest_memory_open_lazy(memory_path, chain, n, layout, backend, NULL, out, d);
-}
-
-int squib_guest_memory_open_lazy(const char *memory_path, const char *const *chain, size_t n,
-				 const struct squib_memory_layout *layout,
-				 enum squib_memory_backend backend,
-				 const struct squib_lazy_options *lazy,
-				 struct squib_guest_memory **out, struct squib_error_detail *d)
-{
-	struct layers l = {0};
-	int rc;
-
-	if (!out || (n && !chain) ||
-	    (!memory_path && (backend != SQUIB_BACKEND_UFFD || !layout || n)))
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "NULL argument to guest_memory_open");
-	*out = NULL;
-	if ((rc = check_backend(backend, d)))
-		return rc;
-	if (!memory_path)
-		return open_without_file(layout, lazy, out, d);
-	rc = open_checked(memory_path, chain, n, layout, backend, &l, d);
-	if (!rc)
-		rc = new_guest_memory(&l.v[n]->m.layout, backend, out, d);
-	if (!rc && (rc = fill(&l, *out, lazy, d))) {
-		squib_guest_memory_free(*out);
-		*out = NULL;
-	}
-	layers_close(&l);
-	return rc;
-}
 
 /* ---- the state file ------------------------------------------------------------------- */
 
@@ -398,7 +59,7 @@ int squib_load_check(const struct squib_load_request *req, enum squib_arch expec
 {
 	enum squib_recovery_action action;
 	struct squib_microvm_state s;
-	struct layers l = {0};
+	struct squib_chain *c = NULL;
 	int rc = 0;
 
 	if (!req || !req->state_path || (req->chain_len && !req->chain))
@@ -413,9 +74,9 @@ int squib_load_check(const struct squib_load_request *req, enum squib_arch expec
 	if (!rc && req->memory_path && !s.memory)
 		rc = no_memory_section(req, d);
 	if (!rc && req->memory_path)
-		rc = open_checked(req->memory_path, req->chain, req->chain_len, s.memory,
-				  req->backend, &l, d);
-	layers_close(&l);
+		rc = squib_gm_open_chain(req->memory_path, req->chain, req->chain_len, s.memory,
+					 req->backend, &c, d);
+	squib_chain_free(c);
 	squib_state_free(&s);
 	return rc;
 }
@@ -443,7 +104,10 @@ static int check_load_request(const struct squib_vm *vm, const struct squib_load
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "a load needs a state path and a memory path (only the UFFD "
 				      "backend may leave the memory file to its handler)");
-	return check_backend(req->backend, d);
+	if (!squib_gm_backend(req->backend))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "unknown memory backend %d",
+				      (int)req->backend);
+	return 0;
 }
 
 /* The pair, and every older layer of a Diff: one of them may be the base of an
@@ -495,7 +159,9 @@ static int restore(const struct squib_vm *vm, const struct squib_load_request *r
 		   struct squib_load_result *out, bool *given, struct squib_error_detail *d)
 {
 	uint64_t t = squib_now_ns();
-	int rc = squib_vm_set_memory(vm, out->memory->regions, out->memory->region_count, d);
+	uint32_t n;
+	const struct squib_vm_region *r = squib_guest_memory_regions(out->memory, &n);
+	int rc = squib_vm_set_memory(vm, r, n, d);
 
 	*given = rc == 0;
 	if (!rc)

@@ -197,12 +197,9 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 /* Index of the extent holding page, or -1. */
 int64_t squib_memfile_find_extent(const struct squib_memory_layout *l, uint64_t page);
 
-/*
- * `diff` may be read over `below` (named for messages): diff is a DIFF whose
- * parent_id is below's id, with the same page size and regions. Else
- * SQUIB_E_PAIR_MISMATCH with both ids in hex.
- */
-int squib_memfile_check_link(const struct squib_memfile *below, const struct squib_memfile *diff,
-			     struct squib_error_detail *d);
+/* File page of the page-aligned guest address addr inside a region of l
+ * (region_off: each region's file offset); else SQUIB_E_INVALID_ARGUMENT. */
+int squib_memfile_guest_page(const struct squib_memory_layout *l, const uint64_t *region_off,
+			     uint64_t addr, uint64_t *page, struct squib_error_detail *d);
 
 #endif /* SQUIB_MEMFILE_INTERNAL_H */

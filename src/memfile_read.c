@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Memory file reader, layered chain reader, digest and pair checks. */
+/* Memory file reader, digest and pair checks (chains: chain.c). */
 #include "memfile_internal.h"
 
 #include <errno.h>
@@ -15,7 +15,6 @@
 
 #include "input_internal.h"
 #include "util.h"
-#include "pager_internal.h"
 
 /* ---- opening ------------------------------------------------------------- */
 
@@ -196,11 +195,9 @@ bool squib_memfile_page_present(const struct squib_memfile *m, uint64_t page)
 	return m && squib_memfile_find_extent(&m->m.layout, page) >= 0;
 }
 
-/* File page of a page-aligned guest address inside a region. */
-static int guest_to_page(const struct squib_memfile *m, uint64_t addr, uint64_t *page,
-			 struct squib_error_detail *d)
+int squib_memfile_guest_page(const struct squib_memory_layout *l, const uint64_t *region_off,
+			     uint64_t addr, uint64_t *page, struct squib_error_detail *d)
 {
-	const struct squib_memory_layout *l = &m->m.layout;
 	uint32_t lo = 0, hi = l->region_count;
 
 	if (addr % l->page_size)
@@ -219,7 +216,7 @@ static int guest_to_page(const struct squib_memfile *m, uint64_t addr, uint64_t 
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "guest address 0x%" PRIx64 " is outside every memory region", addr);
 	lo--;
-	*page = (m->region_off[lo] + (addr - l->regions[lo].guest_addr)) / l->page_size;
+	*page = (region_off[lo] + (addr - l->regions[lo].guest_addr)) / l->page_size;
 	return 0;
 }
 
@@ -242,7 +239,7 @@ int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, 
 
 	if (!m || !buf)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to read_page");
-	if ((rc = guest_to_page(m, guest_addr, &page, d)))
+	if ((rc = squib_memfile_guest_page(&m->m.layout, m->region_off, guest_addr, &page, d)))
 		return rc;
 	if (squib_memfile_find_extent(&m->m.layout, page) >= 0)
 		return read_file_page(m, page, buf, d);
@@ -364,117 +361,4 @@ int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib
 				      "of %s",
 				      have, m->path, want);
 	return 0;
-}
-
-static bool same_geometry(const struct squib_memory_layout *a, const struct squib_memory_layout *b)
-{
-	return a->page_size == b->page_size && a->region_count == b->region_count &&
-	       !memcmp(a->regions, b->regions, a->region_count * sizeof(*a->regions));
-}
-
-int squib_memfile_check_link(const struct squib_memfile *below, const struct squib_memfile *diff,
-			     struct squib_error_detail *d)
-{
-	const struct squib_memory_layout *b = &below->m.layout, *l = &diff->m.layout;
-	char parent[33], cur[33];
-
-	squib_mem_id_hex(l->parent_id, parent);
-	squib_mem_id_hex(b->id, cur);
-	if (l->kind != SQUIB_MEMORY_DIFF)
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "%s is a full memory file, not a diff to apply on %s (id %s)",
-				      diff->path, below->path, cur);
-	if (memcmp(l->parent_id, b->id, SQUIB_MEMORY_ID_SIZE))
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "diff %s has parent id %s, but %s has id %s", diff->path, parent,
-				      below->path, cur);
-	if (!same_geometry(b, l))
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "diff %s (parent %s) has another geometry than %s (id %s): "
-				      "page size %" PRIu64 " vs %" PRIu64 ", %u vs %u regions",
-				      diff->path, parent, below->path, cur, l->page_size, b->page_size,
-				      l->region_count, b->region_count);
-	return 0;
-}
-
-/* ---- chain ------------------------------------------------------------------ */
-
-struct squib_memfile_chain {
-	size_t n;
-	struct squib_memfile **layers; /* [0] the full base, then diffs oldest first */
-};
-
-void squib_memfile_chain_close(struct squib_memfile_chain *c)
-{
-	if (!c)
-		return;
-	for (size_t i = 0; c->layers && i < c->n; i++)
-		squib_memfile_close(c->layers[i]);
-	free(c->layers);
-	free(c);
-}
-
-static int check_base(const struct squib_memfile *base, struct squib_error_detail *d)
-{
-	char id[33], parent[33];
-
-	if (base->m.layout.kind == SQUIB_MEMORY_FULL)
-		return 0;
-	squib_mem_id_hex(base->m.layout.id, id);
-	squib_mem_id_hex(base->m.layout.parent_id, parent);
-	return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-			      "chain base %s (id %s) is a diff of %s, not a full memory file",
-			      base->path, id, parent);
-}
-
-int squib_memfile_chain_open(const char *const *paths, size_t n,
-			     struct squib_memfile_chain **out, struct squib_error_detail *d)
-{
-	struct squib_memfile_chain *c;
-	int rc = 0;
-
-	if (!out || !paths || !n)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "a chain needs at least a base");
-	*out = NULL;
-	if (!(c = calloc(1, sizeof(*c))) || !(c->layers = calloc(n, sizeof(*c->layers)))) {
-		free(c);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	c->n = n;
-	for (size_t i = 0; !rc && i < n; i++) {
-		rc = squib_memfile_open(paths[i], &c->layers[i], d);
-		if (!rc)
-			rc = i ? squib_memfile_check_link(c->layers[i - 1], c->layers[i], d)
-			       : check_base(c->layers[0], d);
-	}
-	if (rc) {
-		squib_memfile_chain_close(c);
-		return rc;
-	}
-	*out = c;
-	return 0;
-}
-
-int squib_memfile_chain_read_page(const struct squib_memfile_chain *c, uint64_t guest_addr,
-				  void *buf, struct squib_error_detail *d)
-{
-	uint64_t page;
-	int rc;
-
-	if (!c || !buf)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to chain_read_page");
-	/* Every layer has the base's geometry, so one translation serves all. */
-	if ((rc = guest_to_page(c->layers[0], guest_addr, &page, d)))
-		return rc;
-	for (size_t i = c->n; i-- > 0;)
-		if (squib_memfile_find_extent(&c->layers[i]->m.layout, page) >= 0)
-			return read_file_page(c->layers[i], page, buf, d);
-	memset(buf, 0, (size_t)c->layers[0]->m.layout.page_size); /* the full base lacks it: zero */
-	return 0;
-}
-
-struct squib_memfile **squib_memfile_chain_layers(const struct squib_memfile_chain *c, size_t *n)
-{
-	*n = c->n;
-	return c->layers;
 }

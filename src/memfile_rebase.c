@@ -19,6 +19,7 @@
 #include <squib/envelope.h>
 #include <squib/load.h>
 
+#include "chain_internal.h"
 #include "pair.h"
 #include "util.h"
 
@@ -29,9 +30,9 @@
 #define BOUNCE_SIZE ((size_t)SQUIB_MEMFILE_MAX_WRITE)
 
 struct rebase {
-	struct squib_memfile *base;
-	struct squib_memfile **diffs;
-	size_t n;
+	struct squib_chain *chain;  /* the base, then the diffs: who holds each page */
+	struct squib_memfile *base; /* layer 0 of the chain */
+	size_t n;		    /* diffs */
 	struct squib_memfile_rebase_options opts;
 	int out_fd;	      /* where pages go: the temp, or base opened O_RDWR */
 	const char *out_name; /* for hooks and messages */
@@ -60,25 +61,25 @@ static int before(const struct rebase *rb, enum squib_io_step step)
 
 /* ---- opening and checking every input -------------------------------------- */
 
+/* Diff i (0: the oldest). */
+static struct squib_memfile *diff(const struct rebase *rb, size_t i)
+{
+	return squib_chain_memfile(rb->chain, i + 1);
+}
+
+/* The chain, checked as each file opens (base read-write in place). */
 static int open_inputs(struct rebase *rb, const char *base, const char *const *diffs, bool rw)
 {
-	int rc = squib_memfile_open_flags(base, rw ? O_RDWR : O_RDONLY, &rb->base, rb->d);
+	struct squib_memfile *m;
+	int rc = squib_chain_new(rb->n + 1, &rb->chain, rb->d);
 
-	if (rc)
-		return rc;
-	if (rb->base->m.layout.kind != SQUIB_MEMORY_FULL)
-		return squib_fail_msg(rb->d, SQUIB_E_PAIR_MISMATCH,
-				      "rebase base %s is a diff, not a full memory file", base);
-	if (!(rb->diffs = calloc(rb->n, sizeof(*rb->diffs))))
-		return squib_fail(rb->d, SQUIB_E_NOMEM);
-	for (size_t i = 0; i < rb->n; i++) {
-		struct squib_memfile *below = i ? rb->diffs[i - 1] : rb->base;
-
-		if ((rc = squib_memfile_open(diffs[i], &rb->diffs[i], rb->d)) ||
-		    (rc = squib_memfile_check_link(below, rb->diffs[i], rb->d)))
-			return rc;
-	}
-	return 0;
+	if (!rc && !(rc = squib_memfile_open_flags(base, rw ? O_RDWR : O_RDONLY, &m, rb->d)) &&
+	    !(rc = squib_chain_add(rb->chain, squib_chain_layer_file(m, true), rb->d)))
+		rb->base = m;
+	for (size_t i = 0; !rc && i < rb->n; i++)
+		if (!(rc = squib_memfile_open(diffs[i], &m, rb->d)))
+			rc = squib_chain_add(rb->chain, squib_chain_layer_file(m, true), rb->d);
+	return rc ? rc : squib_chain_seal(rb->chain, rb->d);
 }
 
 static bool has_digests(const struct squib_memfile *m)
@@ -92,10 +93,58 @@ static int verify_inputs(struct rebase *rb)
 	int rc;
 
 	for (size_t i = 0; i < rb->n; i++)
-		if (has_digests(rb->diffs[i]) &&
-		    (rc = squib_memfile_verify_digests_run(rb->diffs[i], &rb->run, rb->d)))
+		if (has_digests(diff(rb, i)) &&
+		    (rc = squib_memfile_verify_digests_run(diff(rb, i), &rb->run, rb->d)))
 			return rc;
 	return 0;
+}
+
+/* ---- runs of the chain: the merged manifest, the undo log, the copy ---------------- */
+
+/* Extents of the pages some layer at or above `from` supplies, coalesced. */
+struct runs_job {
+	struct rebase *rb;
+	uint32_t from;
+	struct squib_memory_layout *l;
+	uint64_t cap;
+};
+
+static int add_run(void *ctx, const struct squib_chain_run *r)
+{
+	struct runs_job *j = ctx;
+	struct squib_memory_layout *l = j->l;
+	struct squib_page_extent *last = l->extent_count ? &l->extents[l->extent_count - 1] : NULL;
+
+	if (r->owner == SQUIB_CHAIN_ZERO || r->owner < j->from)
+		return 0;
+	if (last && last->first_page + last->page_count == r->first_page) {
+		last->page_count += r->page_count;
+		return 0;
+	}
+	if (l->extent_count == SQUIB_MEMORY_MAX_EXTENTS)
+		return squib_fail_msg(j->rb->d, SQUIB_E_SIZE_LIMIT_EXCEEDED,
+				      "the merged image has more than %llu extents",
+				      SQUIB_MEMORY_MAX_EXTENTS);
+	if (l->extent_count == j->cap) {
+		uint64_t cap = j->cap ? 2 * j->cap : 64;
+		struct squib_page_extent *v = realloc(l->extents, (size_t)cap * sizeof(*v));
+
+		if (!v)
+			return squib_fail(j->rb->d, SQUIB_E_NOMEM);
+		l->extents = v;
+		j->cap = cap;
+	}
+	l->extents[l->extent_count++] = (struct squib_page_extent){r->first_page, r->page_count};
+	return 0;
+}
+
+/* Into l: the pages of every layer (from 0) or of the diffs only (from 1). */
+static int owned_extents(struct rebase *rb, struct squib_memory_layout *l, uint32_t from)
+{
+	struct runs_job j = {rb, from, l, 0};
+
+	return squib_chain_for_each_run(rb->chain, 0, squib_chain_page_count(rb->chain), add_run,
+					&j);
 }
 
 static uint64_t extent_bytes(const struct squib_memory_layout *l)
@@ -107,16 +156,14 @@ static uint64_t extent_bytes(const struct squib_memory_layout *l)
 	return pages * l->page_size;
 }
 
-/* Everything the rebase will read or copy, for progress reports. */
-static uint64_t work_bytes(const struct rebase *rb, bool into_new_file)
+/* Everything the rebase will read or copy, for progress reports: each page is copied once. */
+static uint64_t work_bytes(const struct rebase *rb, const struct squib_memory_layout *copied)
 {
-	uint64_t total = into_new_file ? extent_bytes(&rb->base->m.layout) : 0;
+	uint64_t total = extent_bytes(copied);
 
-	for (size_t i = 0; i < rb->n; i++) {
-		uint64_t b = extent_bytes(&rb->diffs[i]->m.layout);
-
-		total += has_digests(rb->diffs[i]) ? 2 * b : b;
-	}
+	for (size_t i = 0; i < rb->n; i++)
+		if (has_digests(diff(rb, i)))
+			total += extent_bytes(&diff(rb, i)->m.layout);
 	if (rb->opts.digests)
 		total += extent_bytes(&rb->result.layout);
 	return total;
@@ -124,68 +171,8 @@ static uint64_t work_bytes(const struct rebase *rb, bool into_new_file)
 
 static void close_inputs(struct rebase *rb)
 {
-	squib_memfile_close(rb->base);
-	for (size_t i = 0; rb->diffs && i < rb->n; i++)
-		squib_memfile_close(rb->diffs[i]);
-	free(rb->diffs);
+	squib_chain_free(rb->chain);
 	free(rb->bounce);
-}
-
-/* ---- the merged manifest ------------------------------------------------------ */
-
-static int extent_cmp(const void *a, const void *b)
-{
-	uint64_t x = ((const struct squib_page_extent *)a)->first_page;
-	uint64_t y = ((const struct squib_page_extent *)b)->first_page;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Sort, then merge overlapping or touching extents in place; returns the count. */
-static uint64_t coalesce(struct squib_page_extent *v, uint64_t n)
-{
-	uint64_t out = 0;
-
-	qsort(v, (size_t)n, sizeof(*v), extent_cmp);
-	for (uint64_t i = 0; i < n; i++) {
-		struct squib_page_extent *last = out ? &v[out - 1] : NULL;
-		uint64_t end = v[i].first_page + v[i].page_count;
-
-		if (last && v[i].first_page <= last->first_page + last->page_count) {
-			if (end > last->first_page + last->page_count)
-				last->page_count = end - last->first_page;
-		} else {
-			v[out++] = v[i];
-		}
-	}
-	return out;
-}
-
-/* The union of the diffs' extents (and the base's, with_base) into l. */
-static int union_extents(struct rebase *rb, struct squib_memory_layout *l, bool with_base)
-{
-	uint64_t total = with_base ? rb->base->m.layout.extent_count : 0, at;
-
-	for (size_t i = 0; i < rb->n; i++)
-		total += rb->diffs[i]->m.layout.extent_count;
-	if (total && !(l->extents = malloc((size_t)total * sizeof(*l->extents))))
-		return squib_fail(rb->d, SQUIB_E_NOMEM);
-	at = with_base ? rb->base->m.layout.extent_count : 0;
-	if (at)
-		memcpy(l->extents, rb->base->m.layout.extents, (size_t)at * sizeof(*l->extents));
-	for (size_t i = 0; i < rb->n; i++) {
-		const struct squib_memory_layout *dl = &rb->diffs[i]->m.layout;
-
-		if (dl->extent_count)
-			memcpy(l->extents + at, dl->extents, (size_t)dl->extent_count * sizeof(*l->extents));
-		at += dl->extent_count;
-	}
-	l->extent_count = total ? coalesce(l->extents, total) : 0;
-	if (l->extent_count > SQUIB_MEMORY_MAX_EXTENTS)
-		return squib_fail_msg(rb->d, SQUIB_E_SIZE_LIMIT_EXCEEDED,
-				      "the merged image has more than %llu extents",
-				      SQUIB_MEMORY_MAX_EXTENTS);
-	return 0;
 }
 
 /* Full image, id of the newest diff (whose state file must keep pairing). */
@@ -195,14 +182,14 @@ static int merged_manifest(struct rebase *rb)
 	struct squib_memory_layout *l = &rb->result.layout;
 
 	l->kind = SQUIB_MEMORY_FULL;
-	memcpy(l->id, rb->diffs[rb->n - 1]->m.layout.id, SQUIB_MEMORY_ID_SIZE);
+	memcpy(l->id, diff(rb, rb->n - 1)->m.layout.id, SQUIB_MEMORY_ID_SIZE);
 	l->page_size = b->page_size;
 	l->region_count = b->region_count;
 	if (!(l->regions = malloc(b->region_count * sizeof(*l->regions))))
 		return squib_fail(rb->d, SQUIB_E_NOMEM);
 	memcpy(l->regions, b->regions, b->region_count * sizeof(*l->regions));
 	rb->result.flags = rb->opts.digests ? SQUIB_MEMFILE_FLAG_DIGESTS : 0;
-	return union_extents(rb, l, true);
+	return owned_extents(rb, l, 0);
 }
 
 /* ---- copying pages ------------------------------------------------------------- */
@@ -255,33 +242,41 @@ static int copy_range(struct rebase *rb, int in, uint64_t off, uint64_t len)
 	return len ? copy_bounce(rb, in, off, len) : 0;
 }
 
-static int copy_layer(struct rebase *rb, const struct squib_memfile *layer)
+struct copy_job {
+	struct rebase *rb;
+	uint32_t from; /* 0: into a new file; 1: in place (the base's pages stay) */
+};
+
+/* One run from its owner, the newest layer holding it. */
+static int copy_run(void *ctx, const struct squib_chain_run *r)
 {
-	const struct squib_memory_layout *l = &layer->m.layout;
+	const struct copy_job *j = ctx;
+	struct rebase *rb = j->rb;
+	const struct squib_memfile *in;
+	uint64_t off, len;
+	int e;
 
-	for (uint64_t i = 0; i < l->extent_count; i++) {
-		uint64_t off = l->extents[i].first_page * l->page_size;
-		uint64_t len = l->extents[i].page_count * l->page_size;
-		int e = before(rb, SQUIB_IO_WRITE);
-
-		if (!e)
-			e = copy_range(rb, layer->fd, off, len);
-		if (e)
-			return squib_memfile_io_error(rb->d, -e,
-						      "copying %" PRIu64 " bytes at offset %" PRIu64
-						      " from %s to %s",
-						      len, off, layer->path, rb->out_name);
-	}
+	if (r->owner == SQUIB_CHAIN_ZERO || r->owner < j->from)
+		return 0;
+	in = squib_chain_memfile(rb->chain, r->owner);
+	off = r->first_page * in->m.layout.page_size;
+	len = r->page_count * in->m.layout.page_size;
+	if (!(e = before(rb, SQUIB_IO_WRITE)))
+		e = copy_range(rb, in->fd, off, len);
+	if (e)
+		return squib_memfile_io_error(
+		    rb->d, -e, "copying %" PRIu64 " bytes at offset %" PRIu64 " from %s to %s", len,
+		    off, in->path, rb->out_name);
 	return 0;
 }
 
-static int copy_diffs(struct rebase *rb)
+/* Every page once, from the newest layer holding it (in place: those a diff holds). */
+static int copy_pages(struct rebase *rb, bool in_place)
 {
-	int rc = 0;
+	struct copy_job j = {rb, in_place ? 1 : 0};
 
-	for (size_t i = 0; !rc && i < rb->n; i++) /* oldest first: newer pages win */
-		rc = copy_layer(rb, rb->diffs[i]);
-	return rc;
+	return squib_chain_for_each_run(rb->chain, 0, squib_chain_page_count(rb->chain), copy_run,
+					&j);
 }
 
 /* ---- manifest, footer, sync ---------------------------------------------------- */
@@ -335,7 +330,7 @@ static int sync_out(struct rebase *rb)
 static int load_state(struct rebase *rb)
 {
 	const char *path = rb->opts.state_path;
-	const struct squib_memfile *newest = rb->diffs[rb->n - 1];
+	const struct squib_memfile *newest = diff(rb, rb->n - 1);
 	int rc = squib_state_load_file(path, SQUIB_ARCH_ANY, &rb->state, NULL, rb->d);
 
 	if (rc)
@@ -411,7 +406,7 @@ static int build_new(struct rebase *rb)
 
 	if (ftruncate(rb->out_fd, (off_t)rb->base->m.layout.ram_size) < 0)
 		return squib_memfile_io_error(rb->d, errno, "sizing %s", rb->out_name);
-	if ((rc = copy_layer(rb, rb->base)) || (rc = copy_diffs(rb)))
+	if ((rc = copy_pages(rb, false)))
 		return rc;
 	/* The temp is open read-write: read back through the fd, never its name again. */
 	if ((rc = merged_digests(rb, rb->out_fd)))
@@ -464,7 +459,7 @@ static int rewrite_base(struct rebase *rb)
 				     old->layout.file_size - sizeof(foot));
 	if (e)
 		return squib_memfile_io_error(rb->d, -e, "marking %s as being rebased", rb->out_name);
-	if ((rc = sync_out(rb)) || (rc = copy_diffs(rb)) || (rc = sync_out(rb)) ||
+	if ((rc = sync_out(rb)) || (rc = copy_pages(rb, true)) || (rc = sync_out(rb)) ||
 	    (rc = merged_digests(rb, rb->out_fd)) || (rc = write_tail(rb, SQUIB_MEMFILE_MAGIC)))
 		return rc;
 	e = before(rb, SQUIB_IO_WRITE);
@@ -479,7 +474,7 @@ static int rewrite_base(struct rebase *rb)
 static int write_undo(struct rebase *rb)
 {
 	struct squib_memory_layout over = {0};
-	int rc = union_extents(rb, &over, false);
+	int rc = owned_extents(rb, &over, 1);
 
 	if (!rc)
 		rc = squib_undo_write(rb->base, over.extents, over.extent_count,
@@ -536,7 +531,7 @@ static int not_an_input(const struct rebase *rb, const char *path, const char *w
 	if (lstat(path, &l) < 0)
 		l = p;
 	for (size_t i = 0; i <= rb->n; i++) {
-		const struct squib_memfile *m = i ? rb->diffs[i - 1] : rb->base;
+		const struct squib_memfile *m = squib_chain_memfile(rb->chain, i);
 
 		if (fstat(m->fd, &in) == 0 && (same_file(&p, &in) || same_file(&l, &in)))
 			return squib_fail_msg(rb->d, SQUIB_E_INVALID_PATH,
@@ -589,6 +584,18 @@ static int lock_and_recover(struct rebase *rb, const char *base, const char *out
 	return out_path ? 0 : squib_undo_recover_locked(&rb->target_lock, h, NULL, &rolled, rb->d);
 }
 
+/* The progress total: the pages copied are all of the result's, or in place the diffs'. */
+static int copied_bytes(struct rebase *rb, bool into_new_file)
+{
+	struct squib_memory_layout over = {.page_size = rb->base->m.layout.page_size};
+	int rc = into_new_file ? 0 : owned_extents(rb, &over, 1);
+
+	if (!rc)
+		rb->run.total = work_bytes(rb, into_new_file ? &rb->result.layout : &over);
+	free(over.extents);
+	return rc;
+}
+
 /* Everything checked before a byte is written. */
 static int prepare(struct rebase *rb, const char *base, const char *const *diffs,
 		   const char *out_path)
@@ -604,10 +611,10 @@ static int prepare(struct rebase *rb, const char *base, const char *const *diffs
 		rc = load_state(rb);
 	if (!rc)
 		rc = check_outputs(rb, out_path);
-	if (!rc) {
-		rb->run.total = work_bytes(rb, out_path != NULL);
+	if (!rc)
+		rc = copied_bytes(rb, out_path != NULL);
+	if (!rc)
 		rc = verify_inputs(rb);
-	}
 	return rc;
 }
 

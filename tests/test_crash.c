@@ -1496,9 +1496,10 @@ static bool memory_is(const struct squib_guest_memory *g, uint32_t seed)
 	bool eq = true;
 
 	squib_testvm_fill(vm, seed, 1);
-	for (uint32_t i = 0; i < g->region_count; i++)
-		eq = eq && !memcmp(g->regions[i].host, squib_testvm_region(vm, i)->host,
-				   g->regions[i].size);
+	for (uint32_t i = 0; i < squib_guest_memory_region_count(g); i++)
+		eq = eq && !memcmp(squib_guest_memory_region(g, i)->host,
+				   squib_testvm_region(vm, i)->host,
+				   squib_guest_memory_region(g, i)->size);
 	squib_testvm_free(vm);
 	return eq;
 }

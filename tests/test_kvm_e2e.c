@@ -41,6 +41,7 @@
 #include <squib/vm.h>
 
 #include "spawn.h"
+#include "savetest.h"
 #include "testvm.h"
 
 #define RAM_SIZE     (4u << 20)
@@ -213,7 +214,7 @@ static int read_counters(const char *mem_path, uint64_t *out, struct squib_error
 	int rc = squib_guest_memory_open(mem_path, NULL, 0, NULL, SQUIB_BACKEND_COPY, &g, d);
 
 	for (uint32_t i = 0; !rc && i < VCPUS; i++)
-		out[i] = counter_in(g->regions[0].host, i);
+		out[i] = counter_in(squib_guest_memory_region(g, 0)->host, i);
 	squib_guest_memory_free(g);
 	return rc;
 }
@@ -289,9 +290,9 @@ static void assert_ram_is_file(struct kvm *k, const char *mem)
 	assert_non_null(ram);
 	must(squib_guest_memory_open(mem, NULL, 0, NULL, SQUIB_BACKEND_COPY, &g, &d), &d,
 	     "memory file");
-	assert_int_equal(g->region_count, 1);
-	assert_int_equal(g->regions[0].size, RAM_SIZE);
-	assert_true(memcmp(ram, g->regions[0].host, RAM_SIZE) == 0);
+	assert_int_equal(squib_guest_memory_region_count(g), 1);
+	assert_int_equal(squib_guest_memory_region(g, 0)->size, RAM_SIZE);
+	assert_true(memcmp(ram, squib_guest_memory_region(g, 0)->host, RAM_SIZE) == 0);
 	squib_guest_memory_free(g);
 }
 
@@ -307,7 +308,7 @@ static void load_paused(struct kvm *k, const struct pair *p, enum squib_memory_b
 	req.stay_paused = true;
 	must(squib_load(&k->v, &req, res, &d), &d, "squib_load");
 	assert_non_null(res->memory);
-	assert_int_equal(res->memory->backend, b);
+	assert_int_equal(squib_guest_memory_backend(res->memory), b);
 }
 
 /* Paused: the counters in memory and the device do not move. */
@@ -370,9 +371,9 @@ static void assert_continues(struct kvm *k, const uint64_t *saved, const uint64_
 
 static void pager_stats(const struct squib_load_result *res, struct squib_pager_stats *s)
 {
-	assert_non_null(res->memory->pager);
-	squib_pager_stats(res->memory->pager, s);
-	assert_int_equal(squib_pager_error(res->memory->pager, NULL), 0);
+	assert_non_null(squib_guest_memory_pager(res->memory));
+	squib_pager_stats(squib_guest_memory_pager(res->memory), s);
+	assert_int_equal(squib_pager_error(squib_guest_memory_pager(res->memory), NULL), 0);
 }
 
 /* Pages present in either layer of a base + diff chain. */
@@ -625,11 +626,11 @@ static void guest_faults_its_pages_in(bool prewarm)
 	load_lazy_paused(&t, &p, prewarm, &res);
 	pager_stats(&res, &s0);
 	if (prewarm) {
-		assert_true(res.memory->pages_prewarmed > 0);
+		assert_true(savetest_gm_stats(res.memory).pages_prewarmed > 0);
 		/* (walking the saved page tables faults them in: a fault or so before resume) */
 		assert_true(s0.pages_present > 0);
 	} else {
-		assert_int_equal(res.memory->pages_prewarmed, 0);
+		assert_int_equal(savetest_gm_stats(res.memory).pages_prewarmed, 0);
 		assert_int_equal(s0.pages_present, 0); /* the load itself touched nothing */
 	}
 	assert_continues(&t, c, r, g.report_mask);
@@ -639,10 +640,10 @@ static void guest_faults_its_pages_in(bool prewarm)
 		      "%llu faults in all; %llu copied, %llu zeroed, %llu already there, "
 		      "%llu of %llu pages present\n",
 		      prewarm ? "pre-warmed" : "no pre-warm", (unsigned long long)s0.pages_present,
-		      (unsigned long long)res.memory->pages_prewarmed, (unsigned long long)s.faults,
-		      (unsigned long long)s.pages_copied, (unsigned long long)s.pages_zeroed,
-		      (unsigned long long)s.pages_existing, (unsigned long long)s.pages_present,
-		      (unsigned long long)s.page_count);
+		      (unsigned long long)savetest_gm_stats(res.memory).pages_prewarmed,
+		      (unsigned long long)s.faults, (unsigned long long)s.pages_copied,
+		      (unsigned long long)s.pages_zeroed, (unsigned long long)s.pages_existing,
+		      (unsigned long long)s.pages_present, (unsigned long long)s.page_count);
 	assert_true(s.faults > 0); /* the counter pages are not boot pages */
 	assert_true(s.pages_copied > 0);
 	assert_true(s.pages_present < s.page_count / 4); /* lazy: most pages never touched */
@@ -696,7 +697,7 @@ static void test_should_stop_a_lazily_restored_guest_for_good_when_its_pager_fai
 	save_pair(&k, &p, false, c, r);
 	kvm_free(&k);
 	load_paused(&t, &p, SQUIB_BACKEND_LAZY, false, &res);
-	pg = res.memory->pager;
+	pg = squib_guest_memory_pager(res.memory);
 	assert_int_equal(truncate(p.mem, 0), 0);
 	must(squib_vm_resume(&t.v, &d), &d, "resume");
 	for (int i = 0; i < 2000 && !(rc = squib_pager_error(pg, &pd)); i++)
@@ -848,8 +849,7 @@ static void test_should_stop_the_guest_for_good_when_the_external_handler_dies(v
 		usleep(1000); /* liveness bound: the watcher sees the hang-up at once */
 	assert_true(__atomic_load_n(&lost.called, __ATOMIC_SEQ_CST));
 	/* Wake the faults: unregister by freeing the connection (the memory stays). */
-	squib_uffd_remote_free(res.memory->remote);
-	res.memory->remote = NULL;
+	squib_guest_memory_release(res.memory);
 	must(squib_kvm_vm_wait_stopped(t.vm, 2000, &d), &d, "every vCPU out within 2 s");
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	print_message(
@@ -968,7 +968,7 @@ static void assert_ram_equals(const uint8_t *ram, const char *mem, const char *c
 
 	must(squib_guest_memory_open(mem, chain, n, NULL, SQUIB_BACKEND_COPY, &g, &d), &d,
 	     "memory");
-	assert_true(memcmp(ram, g->regions[0].host, RAM_SIZE) == 0);
+	assert_true(memcmp(ram, squib_guest_memory_region(g, 0)->host, RAM_SIZE) == 0);
 	squib_guest_memory_free(g);
 }
 

@@ -99,12 +99,13 @@ static void test_should_round_trip_save_then_load(void **state)
 	assert_int_equal(res.header.version.major, 1);
 	assert_int_equal(res.header.version.minor, 0);
 	assert_int_equal(res.recovery, SQUIB_RECOVERY_NONE);
-	assert_int_equal(res.memory->backend, SQUIB_BACKEND_COPY);
+	assert_int_equal(squib_guest_memory_backend(res.memory), SQUIB_BACKEND_COPY);
 	savetest_assert_memory_equal(res.memory, vm);
 	assert_restored_is_template(vm, rvm);
 	assert_string_equal(squib_testvm_log(rvm), "set_memory,irqchip,vcpus,devices");
 	/* The VM uses the loaded memory. */
-	assert_ptr_equal(squib_testvm_region(rvm, 0)->host, res.memory->regions[0].host);
+	assert_ptr_equal(squib_testvm_region(rvm, 0)->host,
+			 squib_guest_memory_region(res.memory, 0)->host);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
 	squib_testvm_free(vm);
@@ -163,10 +164,10 @@ static void test_should_round_trip_a_diff_writing_only_dirty_pages(void **state)
 	lr.chain = chain;
 	lr.chain_len = 1;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	g = res.memory->regions[0].host;
+	g = squib_guest_memory_region(res.memory, 0)->host;
 	for (uint64_t i = 0; i < 64 * KiB; i++)
 		assert_int_equal(g[i], i / hp() == 2 ? 0xab : 0);
-	assert_int_equal(res.memory->pages_read, 1); /* the base holds no page */
+	assert_int_equal(savetest_gm_stats(res.memory).pages_read, 1); /* the base holds no page */
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
 	squib_testvm_free(vm);
@@ -246,8 +247,9 @@ static void sweep_trial(struct savetest_dir *t, uint64_t ram, uint64_t ps, uint3
 	savetest_load_ok(&c, &lr, &rvm, &res);
 	assert_int_equal(res.state.memory->present_pages, ndirty);
 	for (uint64_t i = 0; i < ram; i++)
-		assert_int_equal(((const uint8_t *)res.memory->regions[0].host)[i],
-				 dirty[i / ps] ? pattern : 0);
+		assert_int_equal(
+		    ((const uint8_t *)squib_guest_memory_region(res.memory, 0)->host)[i],
+		    dirty[i / ps] ? pattern : 0);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
 	squib_testvm_free(vm);
@@ -505,10 +507,10 @@ static void test_should_map_a_full_memory_file_copy_on_write(void **state)
 	savetest_read(t->mem, &before, &lb);
 	lr.backend = SQUIB_BACKEND_FILE;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_int_equal(res.memory->backend, SQUIB_BACKEND_FILE);
-	assert_int_equal(res.memory->pages_read, 0);
+	assert_int_equal(squib_guest_memory_backend(res.memory), SQUIB_BACKEND_FILE);
+	assert_int_equal(savetest_gm_stats(res.memory).pages_read, 0);
 	savetest_assert_memory_equal(res.memory, vm);
-	memset(res.memory->regions[0].host, 0x77, 8192); /* the guest writes */
+	memset(squib_guest_memory_region(res.memory, 0)->host, 0x77, 8192); /* the guest writes */
 	savetest_read(t->mem, &after, &la);
 	assert_int_equal(la, lb);
 	assert_memory_equal(before, after, lb); /* MAP_PRIVATE: the file is untouched */
@@ -543,14 +545,14 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	savetest_save_ok(vm, &req, NULL);
 	lr.backend = SQUIB_BACKEND_LAZY;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_int_equal(res.memory->backend, SQUIB_BACKEND_LAZY);
-	assert_non_null(res.memory->pager);
-	assert_int_equal(res.memory->pages_read, 0);
-	assert_int_equal(res.memory->region_count, 2);
+	assert_int_equal(squib_guest_memory_backend(res.memory), SQUIB_BACKEND_LAZY);
+	assert_non_null(squib_guest_memory_pager(res.memory));
+	assert_int_equal(savetest_gm_stats(res.memory).pages_read, 0);
+	assert_int_equal(squib_guest_memory_region_count(res.memory), 2);
 	savetest_assert_memory_equal(res.memory, vm);
-	squib_pager_stats(res.memory->pager, &st);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &st);
 	assert_true(st.faults > 0);
-	assert_int_equal(squib_pager_error(res.memory->pager, NULL), 0);
+	assert_int_equal(squib_pager_error(squib_guest_memory_pager(res.memory), NULL), 0);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
 
@@ -566,7 +568,7 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 	lr.chain_len = 1;
 	lr.backend = SQUIB_BACKEND_LAZY;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_non_null(res.memory->pager);
+	assert_non_null(squib_guest_memory_pager(res.memory));
 	savetest_assert_memory_equal(res.memory, vm);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
@@ -578,10 +580,12 @@ static void test_should_load_a_full_pair_and_a_diff_lazily(void **state)
 /* Read one byte of every 5th page of every region (a fixed "working set"). */
 static void touch_pattern(const struct squib_guest_memory *g)
 {
-	for (uint32_t i = 0; i < g->region_count; i++)
-		for (uint64_t off = 0; off < g->regions[i].size; off += 5 * hp())
-			(void)*(volatile const uint8_t *)((const uint8_t *)g->regions[i].host +
-							  off);
+	for (uint32_t i = 0; i < squib_guest_memory_region_count(g); i++) {
+		const struct squib_vm_region *r = squib_guest_memory_region(g, i);
+
+		for (uint64_t off = 0; off < r->size; off += 5 * hp())
+			(void)*(volatile const uint8_t *)((const uint8_t *)r->host + off);
+	}
 }
 
 /*
@@ -612,7 +616,7 @@ static void test_should_prefetch_a_recorded_working_set_and_cut_the_faults(void 
 	lr.lazy = &lz;
 	savetest_load_ok(&c, &lr, &rvm, &res);
 	touch_pattern(res.memory);
-	squib_pager_stats(res.memory->pager, &s1);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &s1);
 	assert_true(s1.faults >= 512 * KiB / hp() / 5);
 	assert_int_equal(squib_guest_memory_recorded(res.memory, &ws, &d), 0);
 	assert_memory_equal(ws.memory_id, res.state.memory->id, SQUIB_MEMORY_ID_SIZE);
@@ -626,9 +630,9 @@ static void test_should_prefetch_a_recorded_working_set_and_cut_the_faults(void 
 	lz.pager.record = false;
 	lz.prefetch = &back;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_true(res.memory->pages_prefetched >= s1.faults);
+	assert_true(savetest_gm_stats(res.memory).pages_prefetched >= s1.faults);
 	touch_pattern(res.memory);
-	squib_pager_stats(res.memory->pager, &s2);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &s2);
 	assert_true(s2.faults * 10 <= s1.faults); /* >= 90 % fewer (here: none) */
 	assert_int_equal(s2.faults, 0);
 	savetest_assert_memory_equal(res.memory, vm);
@@ -671,13 +675,14 @@ static void test_should_prefetch_a_large_working_set_on_several_threads(void **s
 	lr.backend = SQUIB_BACKEND_LAZY;
 	lr.lazy = &lz;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_int_equal(res.memory->pages_prefetched, 13001);
+	assert_int_equal(savetest_gm_stats(res.memory).pages_prefetched, 13001);
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
 		for (uint64_t k = 0; k < runs[i].page_count; k++)
 			(void)*(
-			    volatile const uint8_t *)((const uint8_t *)res.memory->regions[0].host +
-						      (runs[i].first_page + k) * hp());
-	squib_pager_stats(res.memory->pager, &st);
+			    volatile const uint8_t
+				*)((const uint8_t *)squib_guest_memory_region(res.memory, 0)->host +
+				   (runs[i].first_page + k) * hp());
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &st);
 	assert_int_equal(st.faults, 0);
 	assert_int_equal(st.pages_prefetched, 13001);
 	savetest_assert_memory_equal(res.memory, vm);
@@ -777,12 +782,12 @@ static void test_should_load_through_an_external_handler_without_the_memory_file
 	lr.backend = SQUIB_BACKEND_UFFD;
 	lr.lazy = &lz;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	assert_int_equal(res.memory->backend, SQUIB_BACKEND_UFFD);
-	assert_non_null(res.memory->remote);
-	assert_null(res.memory->pager);
-	assert_int_equal(squib_uffd_remote_peer_pid(res.memory->remote), pid);
+	assert_int_equal(squib_guest_memory_backend(res.memory), SQUIB_BACKEND_UFFD);
+	assert_non_null(squib_guest_memory_remote(res.memory));
+	assert_null(squib_guest_memory_pager(res.memory));
+	assert_int_equal(squib_uffd_remote_peer_pid(squib_guest_memory_remote(res.memory)), pid);
 	savetest_assert_memory_equal(res.memory, vm);
-	assert_int_equal(squib_uffd_remote_error(res.memory->remote, &d), 0);
+	assert_int_equal(squib_uffd_remote_error(squib_guest_memory_remote(res.memory), &d), 0);
 	squib_load_result_free(&res); /* hangs up: the handler exits */
 	squib_testvm_free(rvm);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -862,16 +867,17 @@ static void test_should_prewarm_the_boot_pages_of_a_lazy_load(void **state)
 	lr.backend = SQUIB_BACKEND_LAZY;
 	savetest_load_ok(&c, &lr, &rvm, &res);
 	pc = res.state.arm64_vcpus[0].regs.pc; /* inside RAM; SP (0) is not */
-	assert_int_equal(res.memory->prewarm.vcpus, res.state.vcpu_count);
-	assert_true(res.memory->prewarm.translated >= 1);
-	assert_true(res.memory->pages_prewarmed >= 1);
-	squib_pager_stats(res.memory->pager, &st);
+	assert_int_equal(savetest_gm_stats(res.memory).prewarm.vcpus, res.state.vcpu_count);
+	assert_true(savetest_gm_stats(res.memory).prewarm.translated >= 1);
+	assert_true(savetest_gm_stats(res.memory).pages_prewarmed >= 1);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &st);
 	assert_true(st.pages_prefetched >= 1);
 	assert_int_equal(st.faults, 0);
 	/* The PC page is there already: reading it takes no fault. */
-	(void)*(volatile const uint8_t *)((const uint8_t *)res.memory->regions[0].host +
+	(void)*(volatile const uint8_t *)((const uint8_t *)squib_guest_memory_region(res.memory, 0)
+					      ->host +
 					  (pc - GPA));
-	squib_pager_stats(res.memory->pager, &after);
+	squib_pager_stats(squib_guest_memory_pager(res.memory), &after);
 	assert_int_equal(after.faults, 0);
 	savetest_assert_memory_equal(res.memory, vm);
 	squib_load_result_free(&res);
@@ -883,8 +889,8 @@ static void test_should_prewarm_the_boot_pages_of_a_lazy_load(void **state)
 
 		lr.lazy = &lz;
 		savetest_load_ok(&c, &lr, &rvm, &res);
-		assert_int_equal(res.memory->pages_prewarmed, 0);
-		squib_pager_stats(res.memory->pager, &st);
+		assert_int_equal(savetest_gm_stats(res.memory).pages_prewarmed, 0);
+		squib_pager_stats(squib_guest_memory_pager(res.memory), &st);
 		assert_int_equal(st.pages_prefetched, 0);
 		squib_load_result_free(&res);
 		squib_testvm_free(rvm);
@@ -1005,7 +1011,8 @@ static void test_should_stop_when_a_restore_op_fails_and_keep_the_memory_it_was_
 	assert_int_equal(squib_load(&v, &lr, &res, &d), SQUIB_E_CAPTURE);
 	assert_string_equal(squib_testvm_log(rvm), "set_memory,irqchip"); /* no vCPU after it */
 	assert_non_null(res.memory);					  /* the VM holds it */
-	assert_ptr_equal(squib_testvm_region(rvm, 0)->host, res.memory->regions[0].host);
+	assert_ptr_equal(squib_testvm_region(rvm, 0)->host,
+			 squib_guest_memory_region(res.memory, 0)->host);
 	squib_load_result_free(&res);
 	squib_testvm_free(rvm);
 	rvm = savetest_restore_vm(&c);

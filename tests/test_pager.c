@@ -5,6 +5,7 @@
  * userfaultfd (ENOSYS) every test prints one SKIP line and is skipped.
  */
 #include "pair.h"
+#include "savetest.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -1354,12 +1355,12 @@ static void test_should_open_a_full_file_lazily(void **state)
 	squib_test_save_full(f->path, want, pages * ps(), false, NULL);
 	assert_int_equal(
 	    squib_guest_memory_open(f->path, NULL, 0, NULL, SQUIB_BACKEND_LAZY, &g, &d), 0);
-	assert_int_equal(g->backend, SQUIB_BACKEND_LAZY);
-	assert_non_null(g->pager);
-	assert_int_equal(g->region_count, 1);
-	assert_int_equal(g->regions[0].guest_addr, SQUIB_TEST_GUEST_BASE);
-	assert_memory_equal(g->regions[0].host, want, pages * ps());
-	squib_pager_stats(g->pager, &st);
+	assert_int_equal(squib_guest_memory_backend(g), SQUIB_BACKEND_LAZY);
+	assert_non_null(squib_guest_memory_pager(g));
+	assert_int_equal(squib_guest_memory_region_count(g), 1);
+	assert_int_equal(squib_guest_memory_region(g, 0)->guest_addr, SQUIB_TEST_GUEST_BASE);
+	assert_memory_equal(squib_guest_memory_region(g, 0)->host, want, pages * ps());
+	squib_pager_stats(squib_guest_memory_pager(g), &st);
 	assert_int_equal(st.pages_zeroed, zeros);
 	assert_int_equal(st.bytes_read, (pages - zeros) * ps());
 	squib_guest_memory_free(g);
@@ -1391,8 +1392,9 @@ static void test_should_open_a_diff_chain_lazily(void **state)
 			 0);
 	assert_int_equal(squib_guest_memory_open(diff, chain, 1, NULL, SQUIB_BACKEND_COPY, &c, &d),
 			 0);
-	assert_memory_equal(g->regions[0].host, mem, pages * ps());
-	assert_memory_equal(c->regions[0].host, g->regions[0].host, pages * ps());
+	assert_memory_equal(squib_guest_memory_region(g, 0)->host, mem, pages * ps());
+	assert_memory_equal(squib_guest_memory_region(c, 0)->host,
+			    squib_guest_memory_region(g, 0)->host, pages * ps());
 	squib_guest_memory_free(c);
 	squib_guest_memory_free(g);
 	squib_memfile_manifest_release(&base);

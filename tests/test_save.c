@@ -208,7 +208,7 @@ static void test_should_save_diff_only_dirty_pages(void **state)
 	lr.chain = chain;
 	lr.chain_len = 1;
 	savetest_load_ok(&c, &lr, &rvm, &res);
-	g = res.memory->regions[0].host;
+	g = squib_guest_memory_region(res.memory, 0)->host;
 	for (uint64_t i = 0; i < 32 * KiB; i++)
 		assert_int_equal(g[i], i < 16 * KiB ? 0 : 9);
 	squib_load_result_free(&res);

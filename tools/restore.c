@@ -263,8 +263,9 @@ static int fail_on_memory_error(struct cli_vm *c, struct squib_guest_memory *g, 
 	squib_kvm_vm_wait_stopped(c->vm, CLI_GUEST_WAIT_MS, &ignored);
 	*d = why;
 	snprintf(d->msg, sizeof(d->msg), "the guest was stopped: %s: %.400s",
-		 g->backend == SQUIB_BACKEND_UFFD ? "the page-fault handler is gone"
-						  : "the uffd pager failed",
+		 squib_guest_memory_backend(g) == SQUIB_BACKEND_UFFD
+		     ? "the page-fault handler is gone"
+		     : "the uffd pager failed",
 		 why.msg);
 	return code;
 }
@@ -392,18 +393,21 @@ static void lazy_options(const struct restore_args *a, const struct squib_workse
 static void print_restored(struct cli_vm *c, const struct restore_args *a,
 			   const struct squib_load_result *res)
 {
+	struct squib_guest_memory_stats gs;
+
+	squib_guest_memory_stats(res->memory, &gs);
 	printf("restored %s (%s backend, %u vCPUs) in %llu us\n", a->state,
 	       backend_name(a->backend), squib_kvm_vm_vcpu_count(c->vm),
 	       (unsigned long long)(res->ns.total / 1000));
 	if (a->backend == SQUIB_BACKEND_LAZY || a->backend == SQUIB_BACKEND_UFFD)
 		printf("before the guest ran: %llu boot pages pre-warmed, %llu working-set pages "
 		       "prefetched (%llu us)\n",
-		       (unsigned long long)res->memory->pages_prewarmed,
-		       (unsigned long long)res->memory->pages_prefetched,
+		       (unsigned long long)gs.pages_prewarmed,
+		       (unsigned long long)gs.pages_prefetched,
 		       (unsigned long long)(res->ns.prewarm / 1000));
-	if (res->memory->remote)
+	if (squib_guest_memory_remote(res->memory))
 		printf("page-fault handler: pid %d\n",
-		       squib_uffd_remote_peer_pid(res->memory->remote));
+		       squib_uffd_remote_peer_pid(squib_guest_memory_remote(res->memory)));
 }
 
 static int restore_vm(struct cli_vm *c, const struct restore_args *a,
@@ -430,8 +434,8 @@ static int restore_vm(struct cli_vm *c, const struct restore_args *a,
 	cli_vm_print_counters(c, stdout);
 	fflush(stdout); /* a script or a test waits for these lines while the guest runs */
 	rc = run_restored(c, a, res.memory, d);
-	if (res.memory->pager)
-		print_pager_stats(res.memory->pager);
+	if (squib_guest_memory_pager(res.memory))
+		print_pager_stats(squib_guest_memory_pager(res.memory));
 	if (!rc && a->record_ws)
 		rc = record_ws(res.memory, a->record_ws, d);
 	cli_vm_free(c);

@@ -340,7 +340,10 @@ static int print_saved(const struct run_args *a, const char *state, const char *
 	for (uint32_t i = 0; !rc && i < a->vcpus; i++) {
 		uint64_t v;
 
-		memcpy(&v, (uint8_t *)g->regions[0].host + CLI_GUEST_COUNTERS + i * 4096ull, 8);
+		memcpy(&v,
+		       (uint8_t *)squib_guest_memory_region(g, 0)->host + CLI_GUEST_COUNTERS +
+			   i * 4096ull,
+		       8);
 		printf("vCPU %u: saved counter %llu\n", i, (unsigned long long)v);
 	}
 	squib_guest_memory_free(g);

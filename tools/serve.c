@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/chain.h>
 #include <squib/input.h>
 #include <squib/load.h>
 #include <squib/memfile.h>
@@ -251,7 +252,7 @@ static bool has_squib_magic(int fd, uint64_t size)
 
 struct source {
 	struct squib_memfile *m;	   /* the newest layer; NULL: raw */
-	struct squib_memfile_chain *chain; /* --chain: every layer */
+	struct squib_chain *chain;	   /* --chain: every layer */
 	struct squib_page_source src;
 	bool have_src;
 	uint8_t id[SQUIB_MEMORY_ID_SIZE]; /* the memory file's (raw: zero) */
@@ -301,7 +302,7 @@ static int source_open(struct source *s, const struct serve_args *a, struct squi
 				      " is not the host page size %" PRIu64,
 				      squib_memfile_manifest(s->m)->layout.page_size, hp);
 	if (a->chain_len) /* the layers below --mem, then --mem: checked as one chain */
-		rc = squib_memfile_chain_open(a->chain, a->chain_len + 1, &s->chain, d);
+		rc = squib_chain_open(a->chain, a->chain_len + 1, &s->chain, d);
 	if (!rc)
 		rc = s->chain ? squib_page_source_chain(s->chain, &s->src, d)
 			      : squib_page_source_file(s->m, &s->src, d);
@@ -317,7 +318,7 @@ static void source_close(struct source *s)
 {
 	if (s->have_src && s->src.ops->release)
 		s->src.ops->release(s->src.ctx);
-	squib_memfile_chain_close(s->chain);
+	squib_chain_free(s->chain);
 	squib_memfile_close(s->m);
 	squib_workset_free(&s->ws);
 	memset(s, 0, sizeof(*s));

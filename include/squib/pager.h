@@ -61,49 +61,14 @@
 #include <stdint.h>
 
 #include <squib/error.h>
-#include <squib/memfile.h>
+#include <squib/page_source.h>
 #include <squib/workset.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---- page sources ------------------------------------------------------- */
-
-/*
- * Where pages come from. Pages are numbered over the RAM range: regions back
- * to back, page k is bytes [k * page_size, (k + 1) * page_size) (the memory
- * file's numbering). A socket or external source plugs in by filling these.
- */
-struct squib_page_source_ops {
-	/* true: page holds data (read it); false: it is zero (never read). */
-	bool (*present)(void *ctx, uint64_t page);
-	/* Read pages [first, first + count), all present, into buf: 0, a SQUIB_E_*, or
-	 * -errno (reported as SQUIB_E_IO with that errno: squib/error.h's backend rule). */
-	int (*read)(void *ctx, uint64_t first, uint64_t count, void *buf,
-		    struct squib_error_detail *d);
-	/* Free ctx (may be NULL); called once by squib_pager_free. */
-	void (*release)(void *ctx);
-};
-
-struct squib_page_source {
-	const struct squib_page_source_ops *ops;
-	void *ctx;
-	uint64_t page_size;  /* bytes per source page: the host page size */
-	uint64_t page_count; /* pages in the RAM range */
-};
-
-/*
- * The file source over an open memory file (a FULL file: absent pages are
- * zero) or over an open chain (the newest layer holding a page supplies it;
- * no layer: zero). The file or chain is borrowed: it must stay open until
- * the pager using the source is freed. Adjacent pages from one layer are
- * read with one pread. SQUIB_E_INVALID_ARGUMENT for a DIFF file alone.
- */
-SQUIB_API int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
-				     struct squib_error_detail *d);
-SQUIB_API int squib_page_source_chain(const struct squib_memfile_chain *c,
-				      struct squib_page_source *out, struct squib_error_detail *d);
+/* Page sources (what the pager reads from) are in squib/page_source.h. */
 
 /* ---- the pager ------------------------------------------------------------ */
 

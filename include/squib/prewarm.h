@@ -54,7 +54,7 @@
 #include <stdint.h>
 
 #include <squib/error.h>
-#include <squib/pager.h>
+#include <squib/page_source.h>
 #include <squib/state.h>
 
 #ifdef __cplusplus

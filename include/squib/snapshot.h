@@ -20,11 +20,14 @@
 #include <squib/dirty.h>
 #include <squib/progress.h>
 #include <squib/memfile.h>
+#include <squib/chain.h>
+#include <squib/page_source.h>
 #include <squib/track.h>
 #include <squib/vcpu.h>
 #include <squib/verify.h>
 #include <squib/vm.h>
 #include <squib/save.h>
+#include <squib/guest_memory.h>
 #include <squib/load.h>
 #include <squib/workset.h>
 #include <squib/pager.h>

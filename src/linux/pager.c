@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Lazy restore: the userfaultfd pager (squib/pager.h) and the file page
- * source. One thread per pager polls the uffd and a shutdown eventfd; faults
- * are queued and served in arrival order, events (REMOVE) handled as read;
- * when nothing waits, the same thread runs the background fill. Prefetch
- * installs from the caller's thread; the source is shared under src_lock.
+ * Lazy restore: the userfaultfd pager (squib/pager.h), a pure engine over
+ * squib_page_source_ops (the file sources are format code, in the core:
+ * page_source.c). One thread per pager polls the uffd and a shutdown
+ * eventfd; faults are queued and served in arrival order, events (REMOVE)
+ * handled as read; when nothing waits, the same thread runs the background
+ * fill. Prefetch installs from the caller's thread; the source is shared
+ * under src_lock.
  */
 #include <squib/pager.h>
 
@@ -25,8 +27,7 @@
 
 #include <squib/workset.h>
 
-#include "../memfile_internal.h"
-#include "../pager_internal.h"
+#include "../util.h"
 #include "uffd.h"
 
 #define DEFAULT_BATCH (64u << 10)
@@ -1340,144 +1341,4 @@ void squib_pager_free(struct squib_pager *p)
 	free(p->buf);
 	free(p->pend);
 	free(p);
-}
-
-/* ---- the file source ------------------------------------------------------------------------ */
-
-struct file_source {
-	struct squib_memfile **layers;
-	size_t n;
-	bool own;
-	uint64_t ps;
-	uint16_t *owner; /* per page: 1 + the newest layer holding it, 0 none */
-};
-
-static void file_release(void *ctx)
-{
-	struct file_source *f = ctx;
-
-	if (!f)
-		return;
-	if (f->own)
-		for (size_t i = 0; i < f->n; i++)
-			squib_memfile_close(f->layers[i]);
-	free(f->layers);
-	free(f->owner);
-	free(f);
-}
-
-static bool file_present(void *ctx, uint64_t page)
-{
-	const struct file_source *f = ctx;
-
-	return f->owner[page] != 0;
-}
-
-static int file_read(void *ctx, uint64_t first, uint64_t count, void *buf,
-		     struct squib_error_detail *d)
-{
-	const struct file_source *f = ctx;
-	uint8_t *out = buf;
-
-	for (uint64_t k = 0; k < count;) {
-		uint16_t o = f->owner[first + k];
-		uint64_t run = 1;
-
-		while (k + run < count && f->owner[first + k + run] == o)
-			run++;
-		if (!o) {
-			memset(out + k * f->ps, 0, run * f->ps);
-		} else {
-			const struct squib_memfile *m = f->layers[o - 1];
-			int e = squib_pread_all(m->fd, out + k * f->ps, run * f->ps,
-						(first + k) * f->ps);
-
-			if (e)
-				return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64,
-							      m->path, (first + k) * f->ps);
-		}
-		k += run;
-	}
-	return 0;
-}
-
-static const struct squib_page_source_ops file_ops = {
-    .present = file_present, .read = file_read, .release = file_release};
-
-int squib_page_source_layers(struct squib_memfile **layers, size_t n, bool own,
-			     struct squib_page_source *out, struct squib_error_detail *d)
-{
-	struct file_source *f = NULL;
-	const struct squib_memory_layout *top;
-	uint64_t pages;
-	int rc;
-
-	if (!layers || !n || !out || n >= UINT16_MAX) {
-		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: bad layers");
-		goto fail;
-	}
-	top = &layers[n - 1]->m.layout;
-	if (layers[0]->m.layout.kind != SQUIB_MEMORY_FULL) {
-		rc = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				    "page source: %s is a diff; read it through its chain",
-				    layers[0]->path);
-		goto fail;
-	}
-	pages = top->ram_size / top->page_size;
-	if (!(f = calloc(1, sizeof(*f))) || !(f->owner = calloc(pages ? pages : 1, 2)) ||
-	    !(f->layers = calloc(n, sizeof(*layers)))) {
-		rc = squib_fail(d, SQUIB_E_NOMEM);
-		goto fail;
-	}
-	memcpy(f->layers, layers, n * sizeof(*layers));
-	if (own)
-		free(layers); /* the copy holds them now */
-	f->n = n;
-	f->own = own;
-	f->ps = top->page_size;
-	for (size_t i = 0; i < n; i++) {
-		const struct squib_memory_layout *l = &f->layers[i]->m.layout;
-
-		for (uint64_t k = 0; k < l->extent_count; k++)
-			for (uint64_t pg = l->extents[k].first_page;
-			     pg < l->extents[k].first_page + l->extents[k].page_count && pg < pages;
-			     pg++)
-				f->owner[pg] = (uint16_t)(i + 1);
-	}
-	*out = (struct squib_page_source){&file_ops, f, top->page_size, pages};
-	return 0;
-fail:
-	if (f) {
-		free(f->owner);
-		free(f->layers);
-	}
-	free(f);
-	if (own && layers) {
-		for (size_t i = 0; i < n; i++)
-			squib_memfile_close(layers[i]);
-		free(layers);
-	}
-	return rc;
-}
-
-int squib_page_source_file(const struct squib_memfile *m, struct squib_page_source *out,
-			   struct squib_error_detail *d)
-{
-	struct squib_memfile *one = (struct squib_memfile *)m;
-
-	if (!m || !out)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: NULL argument");
-	return squib_page_source_layers(&one, 1, false, out, d);
-}
-
-int squib_page_source_chain(const struct squib_memfile_chain *c, struct squib_page_source *out,
-			    struct squib_error_detail *d)
-{
-	size_t n;
-	struct squib_memfile **l;
-
-	if (!c || !out)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "page source: NULL argument");
-	l = squib_memfile_chain_layers(c, &n);
-	return squib_page_source_layers(l, n, false, out, d);
 }

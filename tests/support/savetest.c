@@ -74,16 +74,36 @@ void savetest_load_ok(const struct squib_testvm_config *cfg, const struct squib_
 
 void savetest_assert_memory_equal(const struct squib_guest_memory *g, struct squib_testvm *vm)
 {
+	uint32_t n;
+	const struct squib_vm_region *gr = squib_guest_memory_regions(g, &n);
+
 	assert_non_null(g);
-	for (uint32_t i = 0; i < g->region_count; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		const struct squib_vm_region *r = squib_testvm_region(vm, i);
 
 		assert_non_null(r);
-		assert_int_equal(g->regions[i].guest_addr, r->guest_addr);
-		assert_int_equal(g->regions[i].size, r->size);
-		assert_memory_equal(g->regions[i].host, r->host, r->size);
+		assert_int_equal(gr[i].guest_addr, r->guest_addr);
+		assert_int_equal(gr[i].size, r->size);
+		assert_memory_equal(gr[i].host, r->host, r->size);
 	}
-	assert_null(squib_testvm_region(vm, g->region_count));
+	assert_null(squib_testvm_region(vm, n));
+}
+
+struct squib_guest_memory_stats savetest_gm_stats(const struct squib_guest_memory *g)
+{
+	struct squib_guest_memory_stats s;
+
+	assert_non_null(g);
+	squib_guest_memory_stats(g, &s);
+	return s;
+}
+
+uint8_t *savetest_gm_host(const struct squib_guest_memory *g, uint32_t i)
+{
+	const struct squib_vm_region *r = squib_guest_memory_region(g, i);
+
+	assert_non_null(r);
+	return r->host;
 }
 
 void savetest_read(const char *path, uint8_t **buf, size_t *len)

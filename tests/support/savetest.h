@@ -38,6 +38,12 @@ void savetest_load_ok(const struct squib_testvm_config *cfg, const struct squib_
 /* The guest memory of a load equals the VM's RAM, region by region. */
 void savetest_assert_memory_equal(const struct squib_guest_memory *g, struct squib_testvm *vm);
 
+/* The memory's fill statistics (squib_guest_memory_stats) as a value. */
+struct squib_guest_memory_stats savetest_gm_stats(const struct squib_guest_memory *g);
+
+/* Host address of region i of g (fails the test past the last). */
+uint8_t *savetest_gm_host(const struct squib_guest_memory *g, uint32_t i);
+
 /* Read a whole file or fail. */
 void savetest_read(const char *path, uint8_t **buf, size_t *len);
 

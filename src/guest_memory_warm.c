@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The lazy backends' extras (squib/load.h): the external handler's
- * connection (UFFD), pre-warming the boot-critical pages, prefetching a
- * recorded working set. The in-process pager itself is started in load.c.
+ * Beside guest memory (squib/guest_memory.h): pre-warming the boot-critical
+ * pages (installed by the backend's install op), prefetching a recorded
+ * working set, reading the record. Calls into guest_memory.c, never back.
  */
-#include <squib/load.h>
+#include <squib/guest_memory.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,35 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "load_internal.h"
-#include "pair.h"
-
-/* ---- UFFD: hand the memory to an external page-fault handler ------------------------------- */
-
-int squib_load_start_remote(struct squib_guest_memory *g, const struct squib_lazy_options *lazy,
-			    struct squib_error_detail *d)
-{
-	struct squib_uffd_remote_region *r;
-	uint64_t off = 0;
-	int rc;
-
-	if (!lazy || !lazy->uffd_socket)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "the UFFD backend needs the page-fault handler's socket "
-				      "(lazy.uffd_socket)");
-	if (!(r = calloc(g->region_count, sizeof(*r))))
-		return squib_fail(d, SQUIB_E_NOMEM);
-	/* RAM starts at file offset 0, regions back to back: Firecracker's `offset`. */
-	for (uint32_t i = 0; i < g->region_count; i++) {
-		r[i] =
-		    (struct squib_uffd_remote_region){g->regions[i].host, g->regions[i].size, off};
-		off += g->regions[i].size;
-	}
-	rc = squib_uffd_remote_start(lazy->uffd_socket, r, g->region_count, g->page_size,
-				     &lazy->remote, &g->remote, d);
-	free(r);
-	return rc;
-}
+#include "guest_memory_internal.h"
 
 /* ---- a page source over the guest memory itself ---------------------------------------- */
 
@@ -58,26 +30,13 @@ static bool guest_present(void *ctx, uint64_t page)
 	return true;
 }
 
-/* The host address of source page `page`, or NULL. */
-static volatile const uint8_t *page_addr(const struct squib_guest_memory *g, uint64_t page)
-{
-	uint64_t off = page * g->page_size, base = 0;
-
-	for (uint32_t i = 0; i < g->region_count; i++) {
-		if (off < base + g->regions[i].size)
-			return (volatile const uint8_t *)g->regions[i].host + (off - base);
-		base += g->regions[i].size;
-	}
-	return NULL;
-}
-
 static int guest_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		      struct squib_error_detail *d)
 {
 	const struct squib_guest_memory *g = ctx;
 
 	for (uint64_t k = 0; k < count; k++) {
-		volatile const uint8_t *a = page_addr(g, first + k);
+		volatile const uint8_t *a = squib_gm_page_addr(g, first + k);
 
 		if (!a)
 			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
@@ -109,47 +68,6 @@ static int layout_of(const struct squib_guest_memory *g, struct squib_memory_lay
 	return 0;
 }
 
-/* Sorted page numbers -> coalesced runs; n runs into runs (as many as pages at most). */
-static uint64_t to_runs(const uint64_t *pages, size_t count, struct squib_ws_run *runs)
-{
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < count; i++) {
-		if (n && runs[n - 1].first_page + runs[n - 1].page_count == pages[i])
-			runs[n - 1].page_count++;
-		else
-			runs[n++] = (struct squib_ws_run){pages[i], 1};
-	}
-	return n;
-}
-
-static int install_pages(struct squib_guest_memory *g, const uint64_t *pages, size_t count,
-			 struct squib_error_detail *d)
-{
-	struct squib_ws_run *runs;
-	uint64_t n, installed = 0;
-	int rc;
-
-	if (g->backend == SQUIB_BACKEND_UFFD) {
-		/* The handler serves what we read: a read fault installs the page. */
-		for (size_t i = 0; i < count; i++) {
-			volatile const uint8_t *a = page_addr(g, pages[i]);
-
-			if (a)
-				(void)*a;
-		}
-		g->pages_prewarmed += count;
-		return 0;
-	}
-	if (!(runs = calloc(count ? count : 1, sizeof(*runs))))
-		return squib_fail(d, SQUIB_E_NOMEM);
-	n = to_runs(pages, count, runs);
-	rc = squib_pager_prefetch(g->pager, runs, n, &installed, d);
-	free(runs);
-	g->pages_prewarmed += count;
-	return rc;
-}
-
 /* The walk and the installs, on whatever thread: may block on a fault. */
 static int prewarm_now(struct squib_guest_memory *g, const struct squib_microvm_state *s,
 		       struct squib_error_detail *d)
@@ -168,23 +86,14 @@ static int prewarm_now(struct squib_guest_memory *g, const struct squib_microvm_
 		free(l.regions);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	rc = squib_prewarm_boot_pages(s, &l, &src, pages, cap, &count, &g->prewarm, d);
-	if (!rc)
-		rc = install_pages(g, pages, count, d);
+	rc = squib_prewarm_boot_pages(s, &l, &src, pages, cap, &count, &g->stats.prewarm, d);
+	if (!rc) {
+		rc = g->ops->install(g, pages, count, d);
+		g->stats.pages_prewarmed += count;
+	}
 	free(pages);
 	free(l.regions);
 	return rc;
-}
-
-int squib_guest_memory_error(const struct squib_guest_memory *g, struct squib_error_detail *d)
-{
-	if (!g)
-		return 0;
-	if (g->pager)
-		return squib_pager_error(g->pager, d);
-	if (g->remote)
-		return squib_uffd_remote_error(g->remote, d);
-	return 0;
 }
 
 struct warm_job {
@@ -256,8 +165,8 @@ int squib_guest_memory_prewarm(struct squib_guest_memory *g, const struct squib_
 
 	if (!g || !s)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prewarm");
-	if (g->backend != SQUIB_BACKEND_LAZY && g->backend != SQUIB_BACKEND_UFFD)
-		return 0;
+	if (!g->ops->install)
+		return 0; /* the memory is complete already */
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cond, NULL);
 	if ((rc = pthread_create(&t, NULL, warm_thread, &j)))
@@ -385,14 +294,14 @@ int squib_guest_memory_prefetch(struct squib_guest_memory *g, const struct squib
 
 	if (!g || !ws)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to prefetch");
-	if (g->backend != SQUIB_BACKEND_LAZY || !g->pager)
+	if (!g->pager)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
 				      "a working set is prefetched by the in-process pager (LAZY "
 				      "backend) only");
 	if ((rc = squib_workset_check_fits(ws, g->page_size, g->page_count, g->memory_id, d)))
 		return rc;
 	rc = prefetch_parallel(g->pager, ws, &installed, d);
-	g->pages_prefetched += installed;
+	g->stats.pages_prefetched += installed;
 	return rc;
 }
 
@@ -404,7 +313,7 @@ int squib_guest_memory_recorded(const struct squib_guest_memory *g, struct squib
 	if (!g || !out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to recorded");
 	memset(out, 0, sizeof(*out));
-	if (g->backend != SQUIB_BACKEND_LAZY || !g->pager)
+	if (!g->pager)
 		return squib_fail_msg(
 		    d, SQUIB_E_INVALID_ARGUMENT,
 		    "only the in-process pager (LAZY backend) records a working set");
