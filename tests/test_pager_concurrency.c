@@ -231,6 +231,10 @@ static void prefetch_fill_race(bool release)
 	assert_int_equal(atomic_load(&r.s.bad), 0);
 	assert_memory_equal(r.s.mem, r.want, PAGES * r.s.ps);
 	squib_pager_stats(r.p, &st);
+	for (int t = 0; t < 20000 && !st.complete; t++) { /* the fill may be mid-install */
+		usleep(1000);
+		squib_pager_stats(r.p, &st);
+	}
 	assert_int_equal(st.errors, 0);
 	assert_true(st.complete);
 	/* every page installed exactly once, by one of the three; faults' pages recorded */

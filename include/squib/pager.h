@@ -123,7 +123,7 @@ struct squib_pager_stats {
 	uint64_t errors;	 /* failed source reads or ioctls (faults, fill) */
 	uint64_t pages_present;	 /* now, as far as the pager knows */
 	uint64_t page_count;
-	bool complete;		   /* pages_present == page_count */
+	bool complete;		   /* pages_present == page_count, every install counted */
 	uint64_t pages_prefetched; /* installed by squib_pager_prefetch(_all) */
 	uint64_t pages_filled;	   /* installed by the background fill */
 	bool fill_done;		   /* the background fill finished its pass (or is off) */

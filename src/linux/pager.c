@@ -83,6 +83,9 @@ struct squib_pager {
 	struct squib_ws_run *rec; /* fault-driven installs, in order */
 	uint64_t nrec, rec_cap;
 	struct squib_pager_stats st;
+	/* install() calls under way: a page another installer marked present on EEXIST may
+	 * not be counted yet, so "complete" also waits for these */
+	uint64_t installing;
 	uint64_t hist[SQUIB_PAGER_HIST_BUCKETS];
 	uint64_t max_ns;
 	int err;
@@ -157,7 +160,7 @@ void squib_pager_stats(const struct squib_pager *cp, struct squib_pager_stats *o
 	out->median_us = percentile(p->hist, total, 0.5);
 	out->p99_us = percentile(p->hist, total, 0.99);
 	out->max_us = (double)p->max_ns / 1000.0;
-	out->complete = out->pages_present == out->page_count;
+	out->complete = out->pages_present == out->page_count && !p->installing;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -326,6 +329,9 @@ static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uin
 	uint64_t done = 0, existing = 0, fresh = 0;
 	int ret = 0;
 
+	pthread_mutex_lock(&p->lock);
+	p->installing++;
+	pthread_mutex_unlock(&p->lock);
 	while (done < len) {
 		int64_t got;
 		int rc = install_once(p, addr + done, src ? src + done : NULL, len - done, &got);
@@ -356,11 +362,10 @@ static int install(struct squib_pager *p, uint64_t addr, const uint8_t *src, uin
 		ret = -e;
 		break;
 	}
-	if (existing) {
-		pthread_mutex_lock(&p->lock);
-		p->st.pages_existing += existing;
-		pthread_mutex_unlock(&p->lock);
-	}
+	pthread_mutex_lock(&p->lock);
+	p->st.pages_existing += existing;
+	p->installing--;
+	pthread_mutex_unlock(&p->lock);
 	*donep = done;
 	if (newp)
 		*newp = fresh;
@@ -778,7 +783,8 @@ static int merge_runs(struct squib_pager *p, const struct squib_ws_run *runs, ui
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
 	for (uint64_t i = 0; i < n; i++)
-		s[i] = (struct span){runs[i].first_page, runs[i].first_page + runs[i].page_count, i};
+		s[i] =
+		    (struct span){runs[i].first_page, runs[i].first_page + runs[i].page_count, i};
 	rc = sort_spans(p, &s, &tmp, n, false, p->src.page_count, d);
 	if (!rc) /* orders stay below the runs' count */
 		rc = sort_spans(p, &s, &tmp, merged = merge_sorted(s, n), true, n - 1, d);
@@ -1032,7 +1038,7 @@ static bool all_present(struct squib_pager *p)
 	bool v;
 
 	pthread_mutex_lock(&p->lock);
-	v = p->st.pages_present == p->st.page_count;
+	v = p->st.pages_present == p->st.page_count && !p->installing;
 	pthread_mutex_unlock(&p->lock);
 	return v;
 }
@@ -1053,7 +1059,8 @@ static bool try_release(struct squib_pager *p)
 	p->releasing = true;
 	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 0; i < p->region_count; i++) {
-		struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host, p->regions[i].size};
+		struct uffdio_range r = {(uint64_t)(uintptr_t)p->regions[i].host,
+					 p->regions[i].size};
 
 		if (ioctl(p->uffd, UFFDIO_UNREGISTER, &r)) {
 			record_errno(p, errno, "UFFDIO_UNREGISTER", r.start);
@@ -1143,8 +1150,8 @@ static int open_and_register(struct squib_pager *p, struct squib_error_detail *d
 	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
 	if ((p->uffd = squib_uffd_open(false)) < 0)
-		return squib_fail_errno_msg(d, SQUIB_E_IO, errno,
-					    "opening a userfaultfd (syscall, then /dev/userfaultfd)");
+		return squib_fail_errno_msg(
+		    d, SQUIB_E_IO, errno, "opening a userfaultfd (syscall, then /dev/userfaultfd)");
 	if (ioctl(p->uffd, UFFDIO_API, &api))
 		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "UFFDIO_API");
 	if (!(api.features & UFFD_FEATURE_EVENT_REMOVE))
