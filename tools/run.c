@@ -25,7 +25,7 @@ static void run_usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: squib-snapshot run GUEST STATE [--mem PATH] [--vcpus N] [--reports N]\n"
-	    "                          [--diff STATE2 [--diff-mem PATH]] [--hold]\n"
+	    "                          [--diff STATE2 [--diff-mem PATH] [--packed]] [--hold]\n"
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
 	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
 	    "                          [--boot-timeout SEC] STATE\n"
@@ -47,6 +47,9 @@ static void run_usage(FILE *out)
 	    "                the Diff's)\n"
 	    "  --diff-mem PATH  the Diff's memory file (default: STATE2 with its extension\n"
 	    "                replaced by .mem)\n"
+	    "  --packed      write the Diff's memory file packed: its pages back to back\n"
+	    "                in one sequential write (read by restore --chain with COPY or\n"
+	    "                LAZY, rebase and verify; rebase it for --backend file)\n"
 	    "  --hold        after the saves keep the guest running and wait to be killed\n"
 	    "                (prints \"holding: ...\" once the saved files are in place)\n\n"
 	    "With --kernel it boots a Linux bzImage instead (64-bit boot protocol, one\n"
@@ -73,7 +76,7 @@ struct run_args {
 	const char *guest, *state, *mem, *diff, *diff_mem;
 	const char *kernel, *initrd, *cmdline, *ready, *console; /* the Linux guest */
 	uint32_t vcpus, reports, ram_mib, boot_s;
-	bool hold, vcpus_given;
+	bool hold, vcpus_given, packed;
 };
 
 /* A Linux guest's options at argv[*i]: 1 taken, 0 not one, -1 bad. */
@@ -124,6 +127,8 @@ static int check_args(struct run_args *a)
 		a->vcpus = 1;
 	if (a->diff_mem && !a->diff)
 		return fprintf(stderr, "squib-snapshot: run: --diff-mem needs --diff\n"), -1;
+	if (a->packed && !a->diff)
+		return fprintf(stderr, "squib-snapshot: run: --packed needs --diff\n"), -1;
 	return 0;
 }
 
@@ -167,6 +172,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 				       -1;
 		} else if (!strcmp(argv[i], "--hold")) {
 			a->hold = true;
+		} else if (!strcmp(argv[i], "--packed")) {
+			a->packed = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			return fprintf(stderr, "squib-snapshot: run: unknown option '%s'\n",
 				       argv[i]),
@@ -359,6 +366,7 @@ static int save_diff(struct cli_vm *c, const struct run_args *a, struct squib_er
 
 	req.kind = SQUIB_SNAPSHOT_DIFF;
 	req.parent_state_path = a->state;
+	req.packed = a->packed;
 	if ((rc = cli_vm_wait_reports(c, a->reports, d)) || (rc = squib_save(&c->v, &req, &rep, d)))
 		return rc;
 	printf("saved %s and %s: diff over %s, %llu pages (%llu KiB of page data), "
