@@ -114,8 +114,8 @@ static void make_ram(struct bench *b)
 	uint8_t used[GiB / RUN_LEN] = {0};
 	uint64_t seed = 42;
 
-	b->ram = mmap(NULL, GiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		      -1, 0);
+	b->ram = mmap(NULL, GiB, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (b->ram == MAP_FAILED)
 		die("mmap");
 	for (uint64_t i = 0; i < TOUCHED / RUN_LEN; i++) {
@@ -193,8 +193,8 @@ static double dd_once(const char *src, const char *out)
 	snprintf(ofa, sizeof(ofa), "of=%s", out);
 	quiesce(out);
 	t0 = now_ns();
-	if (posix_spawnp(&pid, "dd", NULL, NULL, argv, environ) ||
-	    waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+	if (posix_spawnp(&pid, "dd", NULL, NULL, argv, environ) || waitpid(pid, &st, 0) != pid ||
+	    !WIFEXITED(st) || WEXITSTATUS(st))
 		die("dd");
 	return (double)(now_ns() - t0) / 1e6;
 }
@@ -223,8 +223,8 @@ static double loop_once(const uint8_t *buf, uint64_t len, const char *out)
 
 static double ours_once(struct bench *b, int which, struct squib_memfile_write_stats *st)
 {
-	struct squib_memfile_write_options o = {.packed = which == F_PACKED ||
-							    which == F_PACKED_NOPUB};
+	struct squib_memfile_write_options o = {.packed =
+						    which == F_PACKED || which == F_PACKED_NOPUB};
 	bool publish = which != F_FULL_NOPUB && which != F_PACKED_NOPUB;
 	const struct squib_dirty_bitmap *bm = b->bm;
 	struct squib_memfile_manifest m;
