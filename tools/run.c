@@ -29,7 +29,7 @@ static void run_usage(FILE *out)
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
 	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
 	    "                          [--boot-timeout SEC] STATE\n"
-	    "                          [--mem PATH] [--reports N] [--diff STATE2 ...] [--hold]\n\n"
+	    "                          [--mem PATH] [--reports N] [--diff STATE2 ... [--packed]] [--hold]\n\n"
 	    "Boots GUEST, a flat x86-64 binary (the protocol of tests/guests/counter.S:\n"
 	    "entered in 64-bit mode at 0x10000 with %%rsi = the vCPU's counter page at\n"
 	    "0x20000 + i * 4 KiB and %%rdx = the counter-report port 0x3f0), on /dev/kvm with\n"

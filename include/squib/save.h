@@ -88,6 +88,9 @@ struct squib_save_request {
 	uint64_t page_size;		 /* memory-file page; 0: sysconf(_SC_PAGESIZE) */
 	uint32_t quiesce_timeout_ms;	 /* 0: SQUIB_QUIESCE_TIMEOUT_MS */
 	bool digests;			 /* record per-extent digests in the memory file */
+	/* Fault injection for tests (NULL in production): called before every open,
+	 * write, fsync, close, rename and directory fsync of both files. */
+	const struct squib_io_hooks *hooks;
 	/*
 	 * Diff only: write the memory file PACKED (squib/memfile.h
 	 * SQUIB_MEMFILE_FLAG_PACKED): the dirty pages back to back, one
@@ -97,9 +100,6 @@ struct squib_save_request {
 	 * SQUIB_E_INVALID_ARGUMENT.
 	 */
 	bool packed;
-	/* Fault injection for tests (NULL in production): called before every open,
-	 * write, fsync, close, rename and directory fsync of both files. */
-	const struct squib_io_hooks *hooks;
 };
 
 /* Time spent per phase, in nanoseconds (CLOCK_MONOTONIC). */
