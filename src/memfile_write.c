@@ -31,7 +31,7 @@ struct writer {
 	uint64_t *first_page;		  /* file page index where each region starts */
 	struct squib_extent_list ext;
 	/* The pending gathered write: len bytes from iov[0..niov) to file offset off. */
-	struct iovec iov[WRITE_IOV];
+	struct iovec *iov; /* WRITE_IOV entries, on the heap: a VMM thread's stack may be small */
 	int niov;
 	uint64_t off;
 	size_t len;
@@ -93,7 +93,8 @@ static int writer_init(struct writer *wr, struct squib_atomic_writer *aw,
 	wr->ps = src->page_size;
 	wr->regions = calloc(n ? n : 1, sizeof(*wr->regions));
 	wr->first_page = calloc(n ? n : 1, sizeof(*wr->first_page));
-	if (!wr->regions || !wr->first_page)
+	wr->iov = calloc(WRITE_IOV, sizeof(*wr->iov));
+	if (!wr->regions || !wr->first_page || !wr->iov)
 		return squib_fail(d, SQUIB_E_NOMEM);
 	for (uint32_t i = 0; i < n; i++) {
 		wr->regions[i] =
@@ -109,6 +110,7 @@ static void writer_free(struct writer *wr)
 {
 	free(wr->regions);
 	free(wr->first_page);
+	free(wr->iov);
 	squib_extent_list_free(&wr->ext);
 	if (wr->pagemap_fd >= 0)
 		close(wr->pagemap_fd);
