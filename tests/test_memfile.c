@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -686,6 +688,51 @@ static void test_should_report_write_failures_as_memory_io(void **state)
 		squib_atomic_abort(&w);
 	}
 	assert_false(squib_test_exists(path));
+	munmap(mem, ram);
+	free(path);
+}
+
+/* A packed diff into a "full disk" (RLIMIT_FSIZE): the gathered write is cut short, the
+ * retry fails with EFBIG, and the writer reports it as MEMORY_IO without a manifest. */
+static void test_should_report_a_full_disk_in_the_middle_of_a_packed_write(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = 16 * f->hp;
+	uint8_t *mem = map_anon(ram), parent[16] = {1};
+	struct squib_memfile_source_region r;
+	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
+	struct squib_dirty_bitmap *bm = bitmap(0, ram, f->hp);
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	struct rlimit old, lim;
+	char *path = path_in(f, "full-disk.mem");
+	void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+	int rc;
+
+	fill_pattern(mem, ram, 7);
+	for (uint64_t p = 0; p < 16; p += 2) /* 8 scattered pages: one gathered write */
+		squib_dirty_bitmap_set_by_index(bm, p);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 5 * f->hp + 100;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = squib_memfile_save_diff(path, &src, parent,
+				     (const struct squib_dirty_bitmap *const *)&bm, 1, &o, &m, &d);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, was);
+	assert_int_equal(rc, SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, EFBIG);
+	assert_null(m.layout.extents);
+	assert_false(squib_test_exists(path));
+	/* Without the limit the same write goes through and reads back. */
+	assert_int_equal(squib_memfile_save_diff(path, &src, parent,
+						 (const struct squib_dirty_bitmap *const *)&bm, 1,
+						 &o, &m, &d),
+			 0);
+	assert_int_equal(file_size(path), 8 * f->hp + 4096 + 4096);
+	squib_memfile_manifest_release(&m);
+	squib_dirty_bitmap_free(bm);
 	munmap(mem, ram);
 	free(path);
 }
@@ -1781,7 +1828,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_should_write_full_dump_dense),
-	    cmocka_unit_test(test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
+	    cmocka_unit_test(
+		test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
 	    cmocka_unit_test(test_should_open_a_file_with_a_few_holes_in_present_pages),
 	    T(test_should_write_diff_only_dirty_pages),
 	    T(test_should_write_whole_bitmap_block_when_granule_is_coarser),
@@ -1803,6 +1851,7 @@ int main(void)
 	    T(test_should_write_a_packed_diff_back_to_back),
 	    T(test_should_reject_hostile_packed_manifests),
 	    T(test_should_refuse_to_pack_a_full_file),
+	    T(test_should_report_a_full_disk_in_the_middle_of_a_packed_write),
 	    T(test_should_reject_out_of_range_reads),
 	    T(test_should_read_a_chain_as_the_final_memory),
 	    T(test_should_rebase_a_chain_into_a_new_file),
