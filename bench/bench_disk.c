@@ -21,8 +21,11 @@
  *
  *   bench_disk [--runs N]   (default 7; SQUIB_BENCH_DIR, default /var/tmp)
  *
- * Prints each figure's median and spread (min..max) over the runs and the
- * ratios of the medians; "ratio" lines are what bench/vs-qemu.sh repeats.
+ * Prints, per pair of figures, the ratio run by run (each writer against the
+ * dd measured just before it, which cancels most of the disk's drift between
+ * runs): median and min..max; then each figure's median and spread and the
+ * ratios of the medians. "paired" and "ratio" lines are what bench/vs-qemu.sh
+ * repeats.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -284,10 +287,44 @@ static double median(double *v, int n)
 	return v[n / 2];
 }
 
+/* ours / dd run by run (each against the dd measured next to it): median, min, max. */
+static void paired(const struct bench *b, int num, int den, int runs, double out[3])
+{
+	double r[MAX_RUNS];
+
+	for (int i = 0; i < runs; i++)
+		r[i] = b->ms[num][i] / b->ms[den][i];
+	out[0] = median(r, runs);
+	out[1] = r[0];
+	out[2] = r[runs - 1];
+}
+
+static void report_paired(const struct bench *b, int runs)
+{
+	static const struct {
+		const char *name;
+		int num, den;
+	} p[] = {{"full writer / dd", F_FULL, F_DD_FULL},
+		 {"full writer (no rename) / dd", F_FULL_NOPUB, F_DD_FULL},
+		 {"diff 1 % packed / dd", F_PACKED, F_DD_DIFF},
+		 {"diff 1 % packed (no rename) / dd", F_PACKED_NOPUB, F_DD_DIFF},
+		 {"diff 1 % fixed-offset / dd", F_FIXED, F_DD_DIFF},
+		 {"diff 1 % fixed-offset / packed", F_FIXED, F_PACKED}};
+	double v[3];
+
+	printf("-- paired: each run's writer against the dd run just before it (median, min .. "
+	       "max)\n");
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		paired(b, p[i].num, p[i].den, runs, v);
+		printf("paired %-34s %5.2f  (%.2f .. %.2f)\n", p[i].name, v[0], v[1], v[2]);
+	}
+}
+
 static void report(struct bench *b, int runs)
 {
 	double med[F_COUNT];
 
+	report_paired(b, runs); /* before the medians sort the runs */
 	printf("-- median (min .. max) of %d interleaved runs\n", runs);
 	for (int f = 0; f < F_COUNT; f++) {
 		med[f] = median(b->ms[f], runs);

@@ -347,5 +347,5 @@ done
 # disk itself: our writers against dd of the same bytes + fdatasync, measured
 # by bench_disk in one run on the same directory (its header has the method).
 echo "-- ours against the disk's own limit (bench_disk, $runs runs, medians)"
-"$build/bench_disk" --runs "$runs" | grep -E '^(ratio|  without)' ||
+"$build/bench_disk" --runs "$runs" | grep -E '^(paired|ratio|  without)' ||
 	die "bench_disk failed"
