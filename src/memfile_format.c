@@ -393,7 +393,7 @@ static int check_footer_fixed(const uint8_t *p, const struct squib_memfile_foote
 	if (f->file_size != file_size)
 		return bad_footer(
 		    d, "records a file size of %" PRIu64 " bytes but the file has %" PRIu64,
-				  f->file_size, file_size);
+		    f->file_size, file_size);
 	if (f->kind != SQUIB_MEMORY_FULL && f->kind != SQUIB_MEMORY_DIFF)
 		return bad_footer(d, "kind %u is neither full (1) nor diff (2)", f->kind);
 	if (is_packed(f->flags) && f->kind != SQUIB_MEMORY_DIFF)
@@ -416,7 +416,7 @@ static int check_footer_counts(const struct squib_memfile_footer *f, struct squi
 	if (f->ram_size % f->page_size || !f->ram_size || f->ram_size > SQUIB_MEMORY_MAX_RAM_SIZE)
 		return bad_footer(d,
 				  "ram_size 0x%" PRIx64 " is not a non-zero multiple of the "
-				     "page size at most 0x%llx",
+				  "page size at most 0x%llx",
 				  f->ram_size, SQUIB_MEMORY_MAX_RAM_SIZE);
 	pages = f->ram_size / f->page_size;
 	if (f->present_pages > pages)
@@ -428,7 +428,7 @@ static int check_footer_counts(const struct squib_memfile_footer *f, struct squi
 	    f->extent_count > pages / 2 + 1)
 		return bad_footer(d,
 				  "extent_count %" PRIu64 " is impossible for %" PRIu64
-				     " present pages of %" PRIu64,
+				  " present pages of %" PRIu64,
 				  f->extent_count, f->present_pages, pages);
 	return 0;
 }
@@ -448,7 +448,7 @@ static int check_footer_geometry(const struct squib_memfile_footer *f, struct sq
 	if (f->manifest_length != mlen)
 		return bad_footer(d,
 				  "manifest_length %" PRIu64 " but %u regions and %" PRIu64
-				     " extents take %" PRIu64,
+				  " extents take %" PRIu64,
 				  f->manifest_length, f->region_count, f->extent_count, mlen);
 	if (f->file_size != size)
 		return bad_footer(d, "file size %" PRIu64 " but this manifest makes it %" PRIu64,

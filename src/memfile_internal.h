@@ -186,7 +186,7 @@ struct squib_memfile {
 	int fd;
 	char *path;
 	uint64_t *region_off; /* file offset of each region's first byte */
-	uint64_t *packed_at;  /* PACKED: file offset of each extent's first page; else NULL */
+	uint64_t *packed_at;  /* PACKED: file offset of each extent's first page (NULL if none) */
 	struct squib_memfile_manifest m;
 };
 

@@ -99,9 +99,9 @@ static int check_backed(const struct squib_memfile *mf, const struct stat *st,
 		return 0;
 	return squib_memfile_io_error(
 	    d, EINVAL,
-				      "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
-				      "more than %" PRIu64 " of them are holes in the file (%" PRIu64
-				      " bytes allocated): a sparse file cannot stand for its pages",
+	    "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
+	    "more than %" PRIu64 " of them are holes in the file (%" PRIu64
+	    " bytes allocated): a sparse file cannot stand for its pages",
 	    mf->path, present, limit, (uint64_t)st->st_blocks * 512);
 }
 
@@ -253,7 +253,7 @@ uint64_t squib_memfile_extent_offset(const struct squib_memfile *m, uint64_t i)
 }
 
 static int read_at(const struct squib_memfile *m, void *buf, uint64_t len, uint64_t off,
-			  struct squib_error_detail *d)
+		   struct squib_error_detail *d)
 {
 	int e = squib_pread_all(m->fd, buf, (size_t)len, off);
 
@@ -270,7 +270,8 @@ int squib_memfile_read_pages(const struct squib_memfile *m, uint64_t first, uint
 	uint8_t *out = buf;
 	int rc;
 
-	if (!m->packed_at) /* fixed offsets: absent pages of a full file are holes */
+	/* Fixed offsets: one read (a full file's absent pages are holes, zeros). */
+	if (!(m->m.flags & SQUIB_MEMFILE_FLAG_PACKED))
 		return read_at(m, buf, count * ps, first * ps, d);
 	while (count) { /* packed: one read per extent the pages cross */
 		int64_t i = squib_memfile_find_extent(l, first);
@@ -335,7 +336,7 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 
 		if ((rc =
 			 squib_memfile_crc_range_run(m->fd, squib_memfile_extent_offset(m, i),
-						      e->page_count * l->page_size, &crc, run, d))) {
+						     e->page_count * l->page_size, &crc, run, d))) {
 			if (rc == SQUIB_E_MEMORY_IO && d) /* the range reader knows no path */
 				snprintf(d->msg + strlen(d->msg), sizeof(d->msg) - strlen(d->msg),
 					 " of %s", m->path);
@@ -344,8 +345,8 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 		if (crc != m->m.digests[i])
 			return squib_fail_msg(
 			    d, SQUIB_E_CRC_MISMATCH,
-					      "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
-					      ") digest 0x%016" PRIx64 " but its pages give 0x%016" PRIx64,
+			    "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
+			    ") digest 0x%016" PRIx64 " but its pages give 0x%016" PRIx64,
 			    m->path, i, e->first_page, e->page_count, m->m.digests[i], crc);
 	}
 	return 0;
@@ -421,8 +422,8 @@ int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib
 	if (!squib_memory_layout_equal(l, &m->m.layout))
 		return squib_fail_msg(
 		    d, SQUIB_E_PAIR_MISMATCH,
-				      "memory file %s (%s) differs from the state file's description "
-				      "of %s",
-				      have, m->path, want);
+		    "memory file %s (%s) differs from the state file's description "
+		    "of %s",
+		    have, m->path, want);
 	return 0;
 }

@@ -260,7 +260,7 @@ static int source_offset(const struct squib_memfile *in, const struct squib_chai
 	int64_t i;
 
 	*from = r->first_page * l->page_size;
-	if (!in->packed_at)
+	if (!(in->m.flags & SQUIB_MEMFILE_FLAG_PACKED))
 		return 0;
 	i = squib_memfile_find_extent(l, r->first_page);
 	if (i < 0 ||

@@ -35,7 +35,7 @@ static int check_one_region(const struct squib_mem_region *r, uint64_t i, uint64
 	if (r->size > UINT64_MAX - r->guest_addr)
 		return squib_fail_msg(
 		    d, code, "region %" PRIu64 " overflows: start=0x%" PRIx64 ", size=0x%" PRIx64,
-				      i, r->guest_addr, r->size);
+		    i, r->guest_addr, r->size);
 	return 0;
 }
 
@@ -99,9 +99,9 @@ static int check_one_extent(const struct squib_page_extent *e, uint64_t i, uint6
 	if (i && e->first_page < prev_end)
 		return squib_fail_msg(
 		    d, code,
-				      "extent %" PRIu64 " at page %" PRIu64
+		    "extent %" PRIu64 " at page %" PRIu64
 		    " overlaps or precedes the previous one (ending at page %" PRIu64 ")",
-				      i, e->first_page, prev_end);
+		    i, e->first_page, prev_end);
 	/* Touching extents have a shorter encoding (one extent): canonical form. */
 	if (i && e->first_page == prev_end)
 		return squib_fail_msg(d, code,
@@ -194,7 +194,7 @@ static int check_ids(const struct squib_memory_layout *l, int code, struct squib
 /* The file sizes a layout may have: the fixed-offset layout without and with
  * digests, and for a diff also the packed one (data = the present pages only). */
 static int check_file_size(const struct squib_memory_layout *l, uint64_t ram, uint64_t present,
-			int code, struct squib_error_detail *d)
+			   int code, struct squib_error_detail *d)
 {
 	uint64_t plain = squib_memfile_size_for(
 	    ram, squib_memfile_manifest_bytes(l->region_count, l->extent_count, false));

@@ -383,7 +383,7 @@ static void check_bounds(struct run *x)
 	want = squib_memfile_size_for(
 	    (m->flags & SQUIB_MEMFILE_FLAG_PACKED) ? present * l->page_size : l->ram_size,
 	    squib_memfile_manifest_bytes(l->region_count, l->extent_count,
-							  m->flags & SQUIB_MEMFILE_FLAG_DIGESTS));
+					 m->flags & SQUIB_MEMFILE_FLAG_DIGESTS));
 	if (want != l->file_size || want != x->mem_size || present != l->present_pages) {
 		record(x, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_FAILED, SQUIB_E_ENCODING,
 		       "the manifest lays out %" PRIu64 " bytes, the footer says %" PRIu64

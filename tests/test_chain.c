@@ -469,7 +469,8 @@ struct twin {
 
 static void save_twins(const struct fixture *f, struct twin *t)
 {
-	struct squib_memfile_write_options fo = {.digests = true}, po = {.digests = true, .packed = true};
+	struct squib_memfile_write_options fo = {.digests = true},
+					   po = {.digests = true, .packed = true};
 	struct squib_memfile_manifest base, mf[2], mp[2];
 	const uint64_t *pages[2] = {D1, D2};
 	size_t n[2] = {N1, N2};
@@ -494,7 +495,8 @@ static void save_twins(const struct fixture *f, struct twin *t)
 					k ? mp[0].layout.id : base.layout.id, pages[k], n[k], &po,
 					&mp[k]);
 		/* Same pages, same digests; the packed file holds only them. */
-		assert_int_equal(mp[k].flags, SQUIB_MEMFILE_FLAG_PACKED | SQUIB_MEMFILE_FLAG_DIGESTS);
+		assert_int_equal(mp[k].flags,
+				 SQUIB_MEMFILE_FLAG_PACKED | SQUIB_MEMFILE_FLAG_DIGESTS);
 		assert_int_equal(mp[k].version.minor, 1);
 		assert_int_equal(mf[k].version.minor, 0);
 		assert_int_equal(mp[k].layout.extent_count, mf[k].layout.extent_count);
@@ -502,8 +504,8 @@ static void save_twins(const struct fixture *f, struct twin *t)
 				    mf[k].layout.extent_count * sizeof(*mf[k].layout.extents));
 		assert_memory_equal(mp[k].digests, mf[k].digests,
 				    mf[k].layout.extent_count * sizeof(uint64_t));
-		assert_int_equal(mp[k].layout.file_size, mf[k].layout.file_size -
-							     (PAGES - n[k]) * f->ps);
+		assert_int_equal(mp[k].layout.file_size,
+				 mf[k].layout.file_size - (PAGES - n[k]) * f->ps);
 	}
 	squib_memfile_manifest_release(&base);
 	for (int k = 0; k < 2; k++) {
@@ -522,8 +524,8 @@ static void free_twins(const struct fixture *f, struct twin *t)
 }
 
 /* Load the chain with a backend and compare every byte with the final memory. */
-static void assert_loads(const struct fixture *f, char *const *paths,
-			 enum squib_memory_backend b, const uint8_t *want)
+static void assert_loads(const struct fixture *f, char *const *paths, enum squib_memory_backend b,
+			 const uint8_t *want)
 {
 	struct squib_guest_memory *g = NULL;
 	struct squib_error_detail d;
@@ -578,8 +580,8 @@ static void test_should_read_a_packed_diff_like_a_fixed_offset_one_everywhere(vo
 	assert_memory_equal(a, t.mem, PAGES * f->ps);
 	free(b);
 	/* and in place (the undo log records the base's bytes, the diffs are only read) */
-	if (squib_memfile_rebase(t.packed[0], (const char *const *)t.packed + 1, 2, NULL, NULL, NULL,
-				 &d))
+	if (squib_memfile_rebase(t.packed[0], (const char *const *)t.packed + 1, 2, NULL, NULL,
+				 NULL, &d))
 		fail_msg("rebase in place: %s", d.msg);
 	assert_int_equal(squib_test_read_file(t.packed[0], &b, &blen), 0);
 	assert_int_equal(blen, alen);
@@ -598,8 +600,8 @@ static void test_should_refuse_a_packed_diff_for_the_file_backend(void **state)
 	struct twin t;
 
 	save_twins(f, &t);
-	assert_int_equal(squib_guest_memory_open(t.packed[2], (const char *const *)t.packed, 2, NULL,
-						 SQUIB_BACKEND_FILE, &g, &d),
+	assert_int_equal(squib_guest_memory_open(t.packed[2], (const char *const *)t.packed, 2,
+						 NULL, SQUIB_BACKEND_FILE, &g, &d),
 			 SQUIB_E_INVALID_ARGUMENT);
 	assert_non_null(strstr(d.msg, "FILE backend maps only a full memory file"));
 	assert_null(g);

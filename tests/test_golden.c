@@ -225,11 +225,11 @@ static void test_should_decode_every_memory_file_fixture(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_carry_the_format_version_this_build_writes),
-		cmocka_unit_test(test_should_decode_and_re_encode_every_fixture_byte_for_byte),
-		cmocka_unit_test(test_should_match_what_the_fixture_builders_produce),
-		cmocka_unit_test(test_should_match_what_produce_demo_pair_writes),
-		cmocka_unit_test(test_should_describe_demo_memory_file_as_dense_pattern),
+	    cmocka_unit_test(test_should_carry_the_format_version_this_build_writes),
+	    cmocka_unit_test(test_should_decode_and_re_encode_every_fixture_byte_for_byte),
+	    cmocka_unit_test(test_should_match_what_the_fixture_builders_produce),
+	    cmocka_unit_test(test_should_match_what_produce_demo_pair_writes),
+	    cmocka_unit_test(test_should_describe_demo_memory_file_as_dense_pattern),
 	    cmocka_unit_test(test_should_match_what_the_memory_file_builder_writes),
 	    cmocka_unit_test(test_should_decode_every_memory_file_fixture),
 	};
