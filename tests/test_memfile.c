@@ -692,6 +692,47 @@ static void test_should_report_write_failures_as_memory_io(void **state)
 	free(path);
 }
 
+/* A packed diff of no pages: a manifest and a footer only, read over its parent. */
+static void test_should_read_an_empty_packed_diff_over_its_parent(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = 4 * f->hp;
+	uint8_t *mem = map_anon(ram), *page = malloc(f->hp);
+	struct squib_memfile_source_region r;
+	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
+	struct squib_dirty_bitmap *bm = bitmap(0, ram, f->hp);
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_memfile_manifest fm, dm;
+	struct squib_memfile_chain *c;
+	struct squib_memfile *mf;
+	struct squib_error_detail d;
+	char *paths[2] = {path_in(f, "base.mem"), path_in(f, "empty-packed.mem")};
+
+	fill_pattern(mem, ram, 3);
+	save_full(paths[0], &src, false, &fm);
+	assert_int_equal(squib_memfile_save_diff(paths[1], &src, fm.layout.id,
+						 (const struct squib_dirty_bitmap *const *)&bm, 1,
+						 &o, &dm, &d),
+			 0);
+	assert_int_equal(file_size(paths[1]), 4096 + 4096);
+	mf = open_ok(paths[1]);
+	assert_int_equal(squib_memfile_read_page(mf, 0, page, &d), SQUIB_E_MEMORY_IO);
+	squib_memfile_close(mf);
+	assert_int_equal(squib_memfile_chain_open((const char *const *)paths, 2, &c, &d), 0);
+	for (uint64_t p = 0; p < 4; p++) {
+		assert_int_equal(squib_memfile_chain_read_page(c, p * f->hp, page, &d), 0);
+		assert_memory_equal(page, mem + p * f->hp, f->hp);
+	}
+	squib_memfile_chain_close(c);
+	squib_memfile_manifest_release(&fm);
+	squib_memfile_manifest_release(&dm);
+	squib_dirty_bitmap_free(bm);
+	munmap(mem, ram);
+	free(page);
+	free(paths[0]);
+	free(paths[1]);
+}
+
 /* A packed diff into a "full disk" (RLIMIT_FSIZE): the gathered write is cut short, the
  * retry fails with EFBIG, and the writer reports it as MEMORY_IO without a manifest. */
 static void test_should_report_a_full_disk_in_the_middle_of_a_packed_write(void **state)
@@ -1852,6 +1893,7 @@ int main(void)
 	    T(test_should_reject_hostile_packed_manifests),
 	    T(test_should_refuse_to_pack_a_full_file),
 	    T(test_should_report_a_full_disk_in_the_middle_of_a_packed_write),
+	    T(test_should_read_an_empty_packed_diff_over_its_parent),
 	    T(test_should_reject_out_of_range_reads),
 	    T(test_should_read_a_chain_as_the_final_memory),
 	    T(test_should_rebase_a_chain_into_a_new_file),
