@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 {
 	static const uint64_t a[] = {1, 2}, bpages[] = {2, 5};
 	const char *root = argc > 1 ? argv[1] : "fuzz/corpus";
-	char *dir = squib_test_tmpdir(), *snap, *base, *d1, *d2, *d1snap, *d1p, *d2p;
+	char *dir = squib_test_tmpdir(), *snap, *base, *d1, *d2, *d1snap, *d1p, *d2p, *d1psnap;
 	uint64_t ram = 8 * squib_test_page_size();
 	uint8_t *mem = squib_test_guest_ram(ram, 3);
 	struct squib_memfile_manifest m0, m1, m2;
@@ -165,6 +165,7 @@ int main(int argc, char **argv)
 	d2 = squib_test_path(dir, "d2.mem");
 	d1p = squib_test_path(dir, "d1p.mem");
 	d2p = squib_test_path(dir, "d2p.mem");
+	d1psnap = squib_test_path(dir, "d1p.snap");
 	d1snap = squib_test_path(dir, "d1.snap");
 	squib_test_fill_page(mem, 1, 9);
 	squib_test_save_diff(d1, mem, ram, m0.layout.id, a, 2, false, &m1);
@@ -184,6 +185,7 @@ int main(int argc, char **argv)
 		struct squib_memfile_manifest p1;
 
 		squib_test_save_diff_ex(d1p, mem, ram, m0.layout.id, a, 2, &po, &p1);
+		squib_test_save_state(d1psnap, &p1.layout);
 		squib_test_save_diff_ex(d2p, mem, ram, p1.layout.id, bpages, 2, &pdo, NULL);
 		squib_memfile_manifest_release(&p1);
 	}
@@ -196,6 +198,7 @@ int main(int argc, char **argv)
 	chain_seed(root, "base-d1-d2", (const char *const[]){base, d1, d2}, 3);
 	pair_seed(root, "full-pair", snap, base);
 	pair_seed(root, "diff-pair", d1snap, d1);
+	pair_seed(root, "diff-pair-packed", d1psnap, d1p);
 	prewarm_x86(root, "x86-4level", 0);
 	prewarm_x86(root, "x86-2m-leaf", 1);
 	prewarm_a64(root, "a64-mmu-on", 1);
