@@ -544,6 +544,8 @@ int main(void)
 		    "*** SKIPPED test_linux_guest: /dev/kvm does not exist on this machine ***\n");
 		return 77;
 	}
+	if (squib_test_kvm_pvm_skips("test_linux_guest"))
+		return 77;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
