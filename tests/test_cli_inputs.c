@@ -96,15 +96,12 @@ struct run {
 /* Run the CLI with the NULL-terminated arguments; it must exit within LIVE_MS. */
 static void cli(struct run *r, ...)
 {
-	const char *cli = getenv("SQUIB_CLI");
-	char *argv[MAX_ARGS + 2] = {(char *)cli};
+	char *argv[MAX_ARGS + 2] = {squib_test_cli_path()};
 	struct squib_test_bg b;
 	size_t n = 1;
 	va_list ap;
 	const char *a;
 
-	if (!cli || !*cli)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	va_start(ap, r);
 	while ((a = va_arg(ap, const char *)) && n <= MAX_ARGS)
 		argv[n++] = (char *)a;
