@@ -1361,17 +1361,8 @@ static void test_should_record_a_working_set_and_prefetch_it_from_the_cli(void *
 /* serve --socket --mem --state [opt value] in the background, listening. */
 static void serve_bg(const struct pair *pr, char *opt, char *value, struct squib_test_bg *b)
 {
-	char *argv[] = {squib_test_cli_path(),
-			"serve",
-			"--socket",
-			"h.sock",
-			"--mem",
-			"vm.mem",
-			"--state",
-			"vm.snap",
-			opt,
-			value,
-			NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", opt, value, NULL};
 
 	squib_test_bg_start(pr->dir, argv, b);
 	squib_test_bg_wait_for(b, "listening on h.sock", 5000);
@@ -1404,17 +1395,8 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
  * sent to it, and trusted with the flag. */
 static void test_should_trust_a_handler_of_another_uid_only_with_handler_uid(void **state)
 {
-	char *argv[] = {squib_test_cli_path(),
-			"serve",
-			"--socket",
-			"h.sock",
-			"--mem",
-			"vm.mem",
-			"--state",
-			"vm.snap",
-			"--allow-uid",
-			"0",
-			NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", "--allow-uid", "0", NULL};
 	struct squib_test_proc p;
 	struct squib_test_bg h;
 	struct pair pr;

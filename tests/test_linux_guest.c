@@ -439,15 +439,8 @@ static void test_should_continue_from_the_diff_chain_and_from_its_rebase(void **
 static void test_should_continue_when_restored_lazily_through_serve(void **state)
 {
 	struct linux_pairs *lp = *state;
-	char *argv[] = {squib_test_cli_path(),
-			"serve",
-			"--socket",
-			"h.sock",
-			"--mem",
-			"vm.mem",
-			"--state",
-			"vm.snap",
-			NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", NULL};
 	struct squib_test_bg h;
 
 	if (squib_test_uffd_missing("lazy restore of the Linux guest"))
