@@ -242,6 +242,7 @@ static int run(const char *dir, const char *name, uint64_t bad, bool kill_it)
 	pid_t pid;
 
 	snprintf(sock, sizeof(sock), "%s/%s.sock", dir, name);
+	fflush(stdout); /* else the child inherits what is buffered and may print it again */
 	if ((pid = fork()) < 0)
 		return fail("fork", squib_fail_errno(&d, SQUIB_E_IO, errno), &d);
 	if (pid == 0)
