@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "linux/populated.h"
+#include "populated.h" /* a platform hook: no platform header in this file */
 #include "util.h"
 
 struct writer {
@@ -29,7 +29,7 @@ struct writer {
 	const uint8_t *ptr;
 	uint64_t off;
 	size_t len;
-	int pagemap_fd;
+	struct squib_populated *populated; /* NULL: every page is read */
 	enum squib_memfile_detect detect;
 	const uint8_t *id; /* the caller's id, or NULL */
 	struct squib_memfile_write_stats st;
@@ -75,7 +75,7 @@ static int writer_init(struct writer *wr, struct squib_atomic_writer *aw,
 	uint32_t n;
 	int rc;
 
-	*wr = (struct writer){.aw = aw, .src = src, .pagemap_fd = -1, .d = d};
+	*wr = (struct writer){.aw = aw, .src = src, .d = d};
 	if (!aw || aw->phase != SQUIB_ATOMIC_OPEN)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "atomic writer is not open");
 	if ((rc = check_source(src, d)) ||
@@ -101,8 +101,7 @@ static void writer_free(struct writer *wr)
 	free(wr->regions);
 	free(wr->first_page);
 	squib_extent_list_free(&wr->ext);
-	if (wr->pagemap_fd >= 0)
-		close(wr->pagemap_fd);
+	squib_populated_close(wr->populated);
 }
 
 #define SQUIB_WRITEBACK_MIN (1u << 20)
@@ -256,18 +255,13 @@ static int on_populated(void *ctx, uint64_t start, uint64_t end)
 	return w->rc ? 1 : 0;
 }
 
-static enum squib_populated_method method_of(enum squib_memfile_detect d)
-{
-	return d == SQUIB_DETECT_PAGEMAP_SCAN ? SQUIB_POPULATED_SCAN : SQUIB_POPULATED_READ;
-}
-
 static int full_region_walk(struct writer *wr, uint32_t i)
 {
 	const struct squib_memfile_source_region *r = &wr->src->regions[i];
 	struct region_walk w = {wr, i, 0, 0};
 	uint64_t pages = r->size / wr->ps;
-	int e = squib_populated_walk(wr->pagemap_fd, method_of(wr->detect), r->host,
-				     (size_t)r->size, on_populated, &w);
+	int e = squib_populated_walk(wr->populated, wr->detect, r->host, (size_t)r->size,
+				     on_populated, &w);
 
 	if (w.rc)
 		return w.rc;
@@ -290,24 +284,22 @@ static int full_region(struct writer *wr, uint32_t i)
 	return full_region_walk(wr, i);
 }
 
-/* Open pagemap and settle the method: AUTO falls back scan -> read -> none;
- * an explicit method that does not work here is an error. */
+/* Open the platform hook and settle the method: AUTO falls back scan -> read
+ * -> none; an explicit method that does not work here is an error. */
 static int choose_detect(struct writer *wr, enum squib_memfile_detect want)
 {
 	static const enum squib_memfile_detect order[] = {SQUIB_DETECT_PAGEMAP_SCAN,
 							  SQUIB_DETECT_PAGEMAP_READ};
-	int e = 0;
+	int e;
 
 	wr->detect = SQUIB_DETECT_NONE;
 	if (want == SQUIB_DETECT_NONE)
 		return 0;
-	wr->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (wr->pagemap_fd < 0)
-		e = -errno;
+	e = squib_populated_open(&wr->populated);
 	for (size_t k = 0; !e && k < SQUIB_ARRAY_SIZE(order); k++) {
 		if (want != SQUIB_DETECT_AUTO && want != order[k])
 			continue;
-		if (!(e = squib_populated_probe(wr->pagemap_fd, method_of(order[k])))) {
+		if (!(e = squib_populated_probe(wr->populated, order[k]))) {
 			wr->detect = order[k];
 			return 0;
 		}

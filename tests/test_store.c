@@ -719,14 +719,10 @@ static void cli(struct squib_test_proc *p, int want, char *const argv[])
 static void test_should_push_list_pull_verify_and_gc_through_the_cli(void **state)
 {
 	struct fx *f = *state;
-	char *bin = getenv("SQUIB_CLI"), hex[33], url[4096], *pulled;
+	char *bin, hex[33], url[4096], *pulled;
 	struct squib_test_proc p;
 
-	if (!bin || !*bin) {
-		fprintf(stderr,
-			"SKIP: no CLI (SQUIB_CLI unset or empty: a build without the CLI)\n");
-		skip();
-	}
+	bin = squib_test_cli_path_or_skip();
 	squib_memfile_id_hex(id_of(f), hex);
 	snprintf(url, sizeof(url), "%s/%s", f->store, hex);
 	cli(&p, 0, (char *const[]){bin, "push", f->state, "--to", f->store, NULL});
@@ -760,17 +756,13 @@ static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
 	struct fx *f = *state;
 	const uint64_t big = 64ull << 20;
 	uint8_t *mem = squib_test_guest_ram(big, 3);
-	char *bin = getenv("SQUIB_CLI"), *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
+	char *bin, *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
 	struct squib_memfile_manifest m;
 	struct squib_store *s = open_store(f->store);
 	struct squib_test_proc p;
 	int whole = 0;
 
-	if (!bin || !*bin) {
-		fprintf(stderr,
-			"SKIP: no CLI (SQUIB_CLI unset or empty: a build without the CLI)\n");
-		skip();
-	}
+	bin = squib_test_cli_path_or_skip();
 	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
 	push_ok(s, st, mf, NULL, 0, NULL);
 	squib_memfile_id_hex(m.layout.id, hex);
