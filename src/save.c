@@ -18,6 +18,7 @@
 #include <squib/memfile.h>
 #include <squib/track.h>
 
+#include "linux/live.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
@@ -42,6 +43,7 @@ struct save {
 	struct squib_memfile_manifest manifest;
 	bool paused;
 	uint64_t paused_at;
+	struct squib_live *live; /* a live save's capture, from its pause to its end */
 };
 
 const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind)
@@ -302,9 +304,45 @@ static int open_temps(struct save *s)
 	return rc ? rc : squib_atomic_open_ex(&s->state_w, s->req->state_path, &so, s->d);
 }
 
+/*
+ * A live save: protect guest RAM and let the guest run; the memory is then
+ * written from the view of this instant. When that is not possible here the
+ * save goes on stop-the-world and the report says why.
+ */
+static void go_live(struct save *s)
+{
+	struct squib_error_detail ld = {0};
+
+	if (!s->req->live)
+		return;
+	if (squib_live_begin(s->src, s->region_count, &s->live, &ld)) {
+		s->rep->live_errno = ld.os_errno ? ld.os_errno : EINVAL;
+		return;
+	}
+	s->rep->live = true;
+	resume_vm(s);
+}
+
+/* The view served every page the writer read, or the image is void. */
+static int end_live(struct save *s, int rc)
+{
+	struct squib_live_stats st;
+
+	if (!s->live)
+		return rc;
+	if (!rc)
+		rc = squib_live_error(s->live, s->d);
+	squib_live_end(s->live, &st);
+	s->live = NULL;
+	s->rep->live_pages_on_write = st.pages_copied_on_wp;
+	s->rep->live_write_faults = st.wp_faults;
+	return rc;
+}
+
 static int write_memory(struct save *s)
 {
-	const struct squib_memfile_source src = {s->src, s->region_count, s->page_size};
+	const struct squib_memfile_source src = {
+	    s->live ? squib_live_view(s->live) : s->src, s->region_count, s->page_size};
 	const struct squib_memfile_write_options o = {.digests = s->req->digests,
 						      .id = s->memory_id};
 	struct squib_memfile_write_stats st = {0};
@@ -410,7 +448,10 @@ static int snapshot(struct save *s)
 	if (!rc)
 		rc = open_temps(s);
 	if (!rc)
+		go_live(s); /* live: the guest runs from here on */
+	if (!rc)
 		rc = write_memory(s);
+	rc = end_live(s, rc);
 	if (!rc)
 		rc = write_state(s);
 	resume_vm(s); /* the image is complete (or abandoned): the guest may run */
