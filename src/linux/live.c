@@ -21,7 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "populated.h"
+#include "pagemap_scan.h"
 #include "uffd.h"
 
 /* Host pages the handler copies per fault: a writer's read takes a large
@@ -33,19 +33,24 @@ struct live_region {
 	uint8_t *guest;
 	uint8_t *view;
 	uint64_t size, pages;
-	uint64_t *done;	     /* copied into the view (and unprotected) */
-	uint64_t *populated; /* had data at the pause; NULL: every page may have */
+	uint64_t *done; /* copied into the view (and unprotected) */
 	bool guest_registered, view_registered;
 };
 
 struct squib_live {
 	int uffd, efd;
+	int pagemap; /* /proc/self/pagemap: which pages are still protected */
 	uint64_t hp;
 	uint32_t count;
 	struct live_region *r;
 	struct squib_memfile_source_region *view_src;
 	pthread_t thread;
 	bool thread_started;
+	/* Before the freeze a guest write only lifts the protection (nothing is
+	 * copied: the pause has not happened yet); after it, the copy comes first.
+	 * The handler serves each message under mu, so the freeze sees none half done. */
+	pthread_mutex_t mu;
+	bool frozen;
 	atomic_int err; /* the handler's first errno, 0 while fine */
 	const char *err_what;
 	uint64_t err_addr;
@@ -103,10 +108,10 @@ static int unprotect(struct squib_live *l, uint8_t *addr, uint64_t len)
 	return ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp) ? errno : 0;
 }
 
-/* Pages [p, q) of region r, none done, all alike in `populated`: into the view. */
-static int copy_run(struct squib_live *l, struct live_region *r, uint64_t p, uint64_t q, bool wp)
+/* Pages [p, q) of region r, none done, all with data at the pause or none: into the view. */
+static int copy_run(struct squib_live *l, struct live_region *r, uint64_t p, uint64_t q, bool data,
+		    bool wp)
 {
-	bool data = !r->populated || bit(r->populated, p);
 	uint64_t off = p * l->hp, len = (q - p) * l->hp;
 	int e = install(l, r->view + off, data ? r->guest + off : NULL, len);
 
@@ -123,6 +128,28 @@ static int copy_run(struct squib_live *l, struct live_region *r, uint64_t p, uin
 	return 0;
 }
 
+/* Pagemap's uffd-wp bit (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_UFFD_WP (1ull << 57)
+
+/*
+ * Which of pages [b0, b1) had data at the pause: exactly those still
+ * write-protected now. begin protected every page that had data (a present
+ * or swapped page keeps the bit); only the handler lifts it, after the copy;
+ * an empty page gets no bit (no WP_UNPOPULATED markers), and whatever the
+ * guest puts there later is not the pause's. If pagemap cannot be read every
+ * page is copied, which is right too, only dearer.
+ */
+static void protected_pages(struct squib_live *l, struct live_region *r, uint64_t b0, uint64_t b1,
+			    uint64_t *ent)
+{
+	uint64_t first = ((uintptr_t)r->guest / l->hp + b0) * 8;
+	size_t len = (size_t)(b1 - b0) * 8;
+
+	if (l->pagemap < 0 || pread(l->pagemap, ent, len, (off_t)first) != (ssize_t)len)
+		for (uint64_t i = 0; i < b1 - b0; i++)
+			ent[i] = PM_UFFD_WP;
+}
+
 /*
  * Copy the batch of `batch` pages holding page p into the view, then lift the
  * guest's protection of it: never the other way round, so no write can reach
@@ -131,20 +158,21 @@ static int copy_run(struct squib_live *l, struct live_region *r, uint64_t p, uin
 static int serve(struct squib_live *l, struct live_region *r, uint64_t p, uint64_t batch, bool wp)
 {
 	uint64_t b0 = p / batch * batch, b1 = b0 + batch < r->pages ? b0 + batch : r->pages;
-	uint64_t i = b0;
+	uint64_t ent[VIEW_BATCH_PAGES], i = b0;
 	int e;
 
+	protected_pages(l, r, b0, b1, ent);
 	while (i < b1) {
 		uint64_t j = i + 1;
+		bool data = ent[i - b0] & PM_UFFD_WP;
 
 		if (bit(r->done, i)) {
 			i++;
 			continue;
 		}
-		while (j < b1 && !bit(r->done, j) &&
-		       (!r->populated || bit(r->populated, j) == bit(r->populated, i)))
+		while (j < b1 && !bit(r->done, j) && !(ent[j - b0] & PM_UFFD_WP) == !data)
 			j++;
-		if ((e = copy_run(l, r, i, j, wp)))
+		if ((e = copy_run(l, r, i, j, data, wp)))
 			return e;
 		i = j;
 	}
@@ -179,10 +207,33 @@ static void fail_open(struct squib_live *l, int e, const char *what, uint64_t ad
 	}
 }
 
+/* Before the freeze: let the write through; the freeze protects the page again. */
+static int let_through(struct squib_live *l, struct live_region *r, uint64_t p)
+{
+	uint64_t b0 = p / WP_BATCH_PAGES * WP_BATCH_PAGES;
+	uint64_t n = b0 + WP_BATCH_PAGES < r->pages ? WP_BATCH_PAGES : r->pages - b0;
+
+	return unprotect(l, r->guest + b0 * l->hp, n * l->hp);
+}
+
 static void on_fault(struct squib_live *l, const struct uffd_msg *m)
 {
 	uint64_t a = m->arg.pagefault.address;
 	bool wp = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+
+	if (!l->frozen) {
+		for (uint32_t i = 0; i < l->count; i++) {
+			struct live_region *r = &l->r[i];
+
+			if (a >= (uintptr_t)r->guest && a - (uintptr_t)r->guest < r->size) {
+				int e = let_through(l, r, (a - (uintptr_t)r->guest) / l->hp);
+
+				if (e)
+					fail_open(l, e, "a guest write before the pause", a);
+				return;
+			}
+		}
+	}
 
 	for (uint32_t i = 0; i < l->count; i++) {
 		struct live_region *r = &l->r[i];
@@ -211,13 +262,18 @@ static bool drain(struct squib_live *l)
 	ssize_t n = read(l->uffd, msg, sizeof(msg));
 
 	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno != EAGAIN && errno != EINTR) {
+			pthread_mutex_lock(&l->mu);
 			fail_open(l, errno, "reading the userfaultfd", 0);
+			pthread_mutex_unlock(&l->mu);
+		}
 		return false;
 	}
+	pthread_mutex_lock(&l->mu);
 	for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++)
 		if (msg[i].event == UFFD_EVENT_PAGEFAULT)
 			on_fault(l, &msg[i]);
+	pthread_mutex_unlock(&l->mu);
 	return true;
 }
 
@@ -232,7 +288,9 @@ static void *handler(void *arg)
 		if (poll(pf, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
+			pthread_mutex_lock(&l->mu);
 			fail_open(l, errno, "poll", 0);
+			pthread_mutex_unlock(&l->mu);
 			return NULL;
 		}
 		if (pf[0].revents & POLLIN)
@@ -244,41 +302,6 @@ static void *handler(void *arg)
 }
 
 /* ---- setup ------------------------------------------------------------------------ */
-
-struct pop_walk {
-	struct live_region *r;
-	uint64_t hp;
-};
-
-static int on_populated(void *ctx, uint64_t start, uint64_t end)
-{
-	struct pop_walk *w = ctx;
-	uint64_t base = (uintptr_t)w->r->guest;
-
-	for (uint64_t p = (start - base) / w->hp; p < (end - base + w->hp - 1) / w->hp; p++)
-		if (p < w->r->pages)
-			set_bit(w->r->populated, p);
-	return 0;
-}
-
-/* Which pages had data at the pause: only private anonymous memory says so by
- * its page table; elsewhere (and when pagemap fails) every page is copied. */
-static void find_populated(struct squib_live *l, struct live_region *r, int pagemap)
-{
-	bool ok = false;
-	struct pop_walk w = {r, l->hp};
-
-	if (squib_populated_region_skippable(r->guest, r->size, &ok) || !ok || pagemap < 0)
-		return;
-	if (!(r->populated = calloc((r->pages + 63) / 64, 8)))
-		return;
-	for (int m = SQUIB_POPULATED_SCAN; m <= SQUIB_POPULATED_READ; m++)
-		if (!squib_populated_probe(pagemap, m) &&
-		    !squib_populated_walk(pagemap, m, r->guest, r->size, on_populated, &w))
-			return;
-	free(r->populated);
-	r->populated = NULL;
-}
 
 static int protect(struct squib_live *l, struct live_region *r, struct squib_error_detail *d)
 {
@@ -349,19 +372,16 @@ static int open_uffd(struct squib_live *l, struct squib_error_detail *d)
 static int setup(struct squib_live *l, const struct squib_memfile_source_region *regions,
 		 struct squib_error_detail *d)
 {
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), rc = 0;
+	int rc = 0;
 
+	l->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	for (uint32_t i = 0; !rc && i < l->count; i++) {
 		rc = map_region(l, &l->r[i], &regions[i], d);
-		if (!rc)
-			find_populated(l, &l->r[i], pagemap);
 		if (!rc)
 			rc = protect(l, &l->r[i], d);
 		l->view_src[i] = regions[i];
 		l->view_src[i].host = l->r[i].view;
 	}
-	if (pagemap >= 0)
-		close(pagemap);
 	if (!rc && (errno = pthread_create(&l->thread, NULL, handler, l)))
 		rc = squib_fail_errno_msg(d, SQUIB_E_IO, errno, "starting the live handler");
 	l->thread_started = !rc;
@@ -379,7 +399,8 @@ int squib_live_begin(const struct squib_memfile_source_region *regions, uint32_t
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "live save: no memory regions");
 	if (!(l = calloc(1, sizeof(*l))))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	l->uffd = l->efd = -1;
+	l->uffd = l->efd = l->pagemap = -1;
+	pthread_mutex_init(&l->mu, NULL);
 	l->hp = (uint64_t)sysconf(_SC_PAGESIZE);
 	l->count = count;
 	l->r = calloc(count, sizeof(*l->r));
@@ -393,6 +414,71 @@ int squib_live_begin(const struct squib_memfile_source_region *regions, uint32_t
 	}
 	*out = l;
 	return 0;
+}
+
+/* ---- the freeze ------------------------------------------------------------------ */
+
+#define SCAN_VEC 64
+
+/* The whole region again: every page with data gets the bit (Linux < 6.7). */
+static int protect_all(struct squib_live *l, struct live_region *r)
+{
+	struct uffdio_writeprotect wp = {.range = {(uintptr_t)r->guest, r->size},
+					 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+
+	return ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp) ? errno : 0;
+}
+
+/*
+ * Protect again what lost its bit since begin: the pages the guest wrote
+ * (let through) and those it filled for the first time. PAGEMAP_SCAN finds
+ * them (present or swapped without the uffd-wp bit: PAGE_IS_WRITTEN) in a
+ * walk of the page tables that changes nothing, so the pause costs what the
+ * guest wrote meanwhile, not what it holds.
+ */
+static int reprotect(struct squib_live *l, struct live_region *r)
+{
+	struct page_region vec[SCAN_VEC];
+	uint64_t addr = (uintptr_t)r->guest, end = addr + r->size;
+
+	while (addr < end) {
+		struct pm_scan_arg a = {.size = sizeof(a),
+					.start = addr,
+					.end = end,
+					.vec = (uintptr_t)vec,
+					.vec_len = SCAN_VEC,
+					.category_mask = PAGE_IS_WRITTEN,
+					.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+					.return_mask = PAGE_IS_WRITTEN};
+		long n = l->pagemap < 0 ? -1 : ioctl(l->pagemap, PAGEMAP_SCAN, &a);
+
+		if (n < 0 || a.walk_end <= addr || a.walk_end > end)
+			return protect_all(l, r);
+		for (long i = 0; i < n; i++) {
+			struct uffdio_writeprotect wp = {
+			    .range = {vec[i].start, vec[i].end - vec[i].start},
+			    .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+
+			if (ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp))
+				return errno;
+		}
+		addr = a.walk_end;
+	}
+	return 0;
+}
+
+int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d)
+{
+	int e = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (uint32_t i = 0; !e && !atomic_load(&l->err) && i < l->count; i++)
+		e = reprotect(l, &l->r[i]);
+	l->frozen = !e && !atomic_load(&l->err);
+	pthread_mutex_unlock(&l->mu);
+	if (e)
+		return squib_fail_errno_msg(d, SQUIB_E_IO, e, "write-protecting guest RAM again");
+	return squib_live_error(l, d);
 }
 
 const struct squib_memfile_source_region *squib_live_view(const struct squib_live *l)
@@ -434,7 +520,6 @@ void squib_live_end(struct squib_live *l, struct squib_live_stats *st)
 		if (l->r[i].view)
 			munmap(l->r[i].view, l->r[i].size);
 		free(l->r[i].done);
-		free(l->r[i].populated);
 	}
 	if (st)
 		*st = l->st;
@@ -442,7 +527,10 @@ void squib_live_end(struct squib_live *l, struct squib_live_stats *st)
 		close(l->uffd);
 	if (l->efd >= 0)
 		close(l->efd);
+	if (l->pagemap >= 0)
+		close(l->pagemap);
 	free(l->r);
 	free(l->view_src);
+	pthread_mutex_destroy(&l->mu);
 	free(l);
 }

@@ -2,31 +2,31 @@
 /*
  * Live memory capture for squib_save's live mode (internal, not installed).
  *
- * While the VM is paused, squib_live_begin write-protects every region of
- * guest RAM with a userfaultfd (synchronous write-protect mode: a write
- * waits for our handler) and maps a *view* of the same size per region,
- * registered with the same userfaultfd for missing faults. The view is the
- * guest memory of the pause instant, filled on demand by one handler thread:
+ * Guest RAM is write-protected with a userfaultfd in synchronous mode (a
+ * write waits for our handler thread), and a *view* of the same size per
+ * region is registered with the same userfaultfd for missing faults. The
+ * view is guest memory at the pause instant, filled on demand:
  *
- *   the writer reads a view page    missing fault: the handler copies its batch
- *                                   (2 MiB) from guest RAM, which is still
- *                                   write-protected and so unchanged, into the
- *                                   view (UFFDIO_COPY; pages that were empty at
- *                                   the pause get the zero page), then lifts the
- *                                   write protection of those guest pages
- *   the guest writes a page first   write-protect fault: the handler copies the
- *                                   page's small batch (64 KiB) into the view
- *                                   the same way before lifting the protection,
- *                                   so the write then lands in guest RAM only
+ *   begin (the guest runs)   register and protect all RAM, start the handler;
+ *                            a guest write only lifts its page's protection
+ *   freeze (the guest is     protect again just the pages that lost their
+ *   paused)                  protection since begin: PAGEMAP_SCAN finds them
+ *                            (present or swapped, no uffd-wp bit), so the
+ *                            pause costs what the guest wrote meanwhile, not
+ *                            its RAM size (without PAGEMAP_SCAN, Linux < 6.7,
+ *                            all RAM is protected again)
+ *   after the freeze         a writer's read of a view page: the handler copies
+ *                            its batch (2 MiB) from guest RAM, unchanged since it
+ *                            is protected, into the view (UFFDIO_COPY), then lifts
+ *                            the protection; a guest write first: the same for its
+ *                            small batch (64 KiB), so the write lands after the copy
  *
- * A page is copied once (a done bit per host page, the handler's alone), always
- * before its protection goes, so the view holds exactly the pause instant. The
- * memory-file writer reads the view instead of guest RAM and never knows.
- *
- * "Empty at the pause" comes from /proc/self/pagemap taken at begin (private
- * anonymous memory only: elsewhere every page is copied). Such a page is not
- * protected (no WP_UNPOPULATED markers: their cost grows with RAM size), so the
- * guest may fill it freely - the view serves zeros for it whatever happens.
+ * Which pages had data at the pause: exactly those still protected when the
+ * handler reaches them (pagemap's uffd-wp bit), since the freeze protected
+ * every page with data and only the handler lifts the bit, after the copy.
+ * Empty pages get no bit (no WP_UNPOPULATED markers: their cost grows with
+ * RAM size) and are served as zeros, whatever the guest put there later.
+ * shmem and hugetlbfs get markers for empty pages anyway: copied, also right.
  *
  * KVM's own writes (the vCPU through its page tables, kvmclock, steal time)
  * are get_user_pages faults on the same host pages: the userfaultfd is opened
@@ -35,9 +35,11 @@
  * Memory served by another userfaultfd (a lazy restore's pager, the uffd-wp
  * dirty tracker, an external handler) cannot be registered twice: begin fails
  * with SQUIB_E_BUSY and the errno EBUSY, and the caller saves stop-the-world.
+ * A page the guest discards (MADV_DONTNEED) during the save reads as zeros in
+ * the image, as in guest RAM.
  *
- * Thread-safety: begin, view, finish and end on one thread (the save's); the
- * handler thread is internal.
+ * Thread-safety: begin, freeze, view, error and end on one thread (the
+ * save's); the handler thread is internal.
  */
 #ifndef SQUIB_LINUX_LIVE_H
 #define SQUIB_LINUX_LIVE_H
@@ -59,13 +61,17 @@ struct squib_live_stats {
 };
 
 /*
- * With the VM paused: protect the regions, map their views, start the
+ * While the guest runs: protect the regions, map their views, start the
  * handler. 0; SQUIB_E_BUSY (errno EBUSY) when another userfaultfd serves the
  * memory; SQUIB_E_IO with the errno (no userfaultfd, memory uffd-wp cannot
  * protect); SQUIB_E_NOMEM. Nothing is left protected or mapped on failure.
  */
 int squib_live_begin(const struct squib_memfile_source_region *regions, uint32_t count,
 		     struct squib_live **out, struct squib_error_detail *d);
+
+/* With the VM paused: from here on the view is this instant's. 0, or the
+ * error (end the capture and save stop-the-world). */
+int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d);
 
 /* The regions with host = the view: what the memory-file writer reads. */
 const struct squib_memfile_source_region *squib_live_view(const struct squib_live *l);

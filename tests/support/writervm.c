@@ -97,9 +97,12 @@ static uint32_t op_vcpus(void *ctx)
 
 static int op_pause_begin(void *ctx, uint32_t i, struct squib_error_detail *d)
 {
-	struct writer *w = &((struct writervm *)ctx)->w[i];
+	struct writervm *vm = ctx;
+	struct writer *w = &vm->w[i];
 
 	(void)d;
+	if (i == 0 && vm->c.stores_before_pause)
+		writervm_wait_stores(vm, vm->c.stores_before_pause);
 	pthread_mutex_lock(&w->mu);
 	w->pause_req = true;
 	pthread_mutex_unlock(&w->mu);

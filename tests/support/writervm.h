@@ -30,6 +30,9 @@ struct writervm_config {
 	uint32_t writers;     /* 1..WRITERVM_MAX_WRITERS */
 	bool tracker;	      /* a started VMM-marks tracker fed by every store */
 	bool copy_at_capture; /* capture() copies RAM into writervm_pause_copy */
+	/* Stores the writers still make once a pause is asked for, before it is
+	 * passed on to them (a live save protects RAM before it pauses). */
+	uint64_t stores_before_pause;
 };
 
 struct writervm;
