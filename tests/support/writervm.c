@@ -237,10 +237,11 @@ int writervm_new(const struct writervm_config *c, struct writervm **out)
 	vm->c = *c;
 	if (!vm->c.span || vm->c.span > c->ram)
 		vm->c.span = c->ram;
-	vm->ram = mmap(NULL, c->ram, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	vm->ram = c->host ? c->host
+			  : mmap(NULL, c->ram, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (vm->ram == MAP_FAILED || (c->copy_at_capture && !(vm->copy = malloc(c->ram)))) {
-		if (vm->ram != MAP_FAILED)
+		if (vm->ram != MAP_FAILED && !c->host)
 			munmap(vm->ram, c->ram);
 		free(vm);
 		return SQUIB_E_NOMEM;
@@ -288,7 +289,8 @@ void writervm_free(struct writervm *vm)
 		pthread_cond_destroy(&w->cv);
 	}
 	squib_tracker_free(vm->marks);
-	munmap(vm->ram, vm->c.ram);
+	if (!vm->c.host)
+		munmap(vm->ram, vm->c.ram);
 	free(vm->copy);
 	free(vm);
 }

@@ -25,6 +25,7 @@
 
 struct writervm_config {
 	uint64_t ram;	      /* bytes of guest RAM (host-page multiple) */
+	void *host;	      /* that RAM, the caller's (kept at free); NULL: mapped here */
 	uint64_t span;	      /* writers store into [0, span) of it; 0: all of it */
 	uint64_t fill;	      /* bytes written (non-zero) before the writers start */
 	uint32_t writers;     /* 1..WRITERVM_MAX_WRITERS */
