@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <squib/guest_memory.h>
@@ -35,6 +38,7 @@ struct hold {
 	struct writervm *vm;
 	int writes;  /* memory-file writes seen */
 	int fail_at; /* fail this write (1-based) with -ENOSPC; 0: never */
+	int kill_at; /* raise SIGINT before this write (1-based); 0: never */
 	bool held;
 };
 
@@ -48,7 +52,9 @@ static int before(void *ctx, enum squib_io_step step, const char *path)
 		h->held = true;
 		writervm_wait_stores(h->vm, STORES_DURING_SAVE);
 	}
-	return ++h->writes == h->fail_at ? -ENOSPC : 0;
+	if (++h->writes == h->kill_at)
+		raise(SIGINT); /* Ctrl-C halfway: the default action ends the process */
+	return h->writes == h->fail_at ? -ENOSPC : 0;
 }
 
 static int setup(void **state)
@@ -210,6 +216,52 @@ static void test_should_publish_nothing_and_unprotect_when_failing_halfway(void 
 	writervm_free(vm);
 }
 
+/* The child: a live save that Ctrl-C interrupts at its second memory write. */
+static void interrupted_child(const struct savetest_dir *t)
+{
+	struct writervm_config c = {
+	    .ram = 32 * MiB, .span = 24 * MiB, .fill = 16 * MiB, .writers = 2};
+	struct writervm *vm;
+	struct hold h = {.kill_at = 2};
+	struct squib_io_hooks hooks = {&h, before};
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(t->state, t->mem);
+	struct squib_vm v;
+
+	if (writervm_new(&c, &vm))
+		_exit(3);
+	h.vm = vm;
+	v = writervm_vm(vm);
+	req.live = true;
+	req.hooks = &hooks;
+	squib_save(&v, &req, NULL, NULL);
+	_exit(4); /* not reached: SIGINT ended the process */
+}
+
+static void test_should_publish_nothing_when_interrupted_halfway(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct writervm *vm;
+	struct squib_save_report rep;
+	struct stat st;
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		interrupted_child(t);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+	assert_int_equal(stat(t->state, &st), -1);
+	assert_int_equal(stat(t->mem, &st), -1);
+	/* The paths are free again: the next live save publishes the pause instant. */
+	savetest_remove_temps(t);
+	vm = new_vm(false);
+	save_live(vm, t->state, t->mem, SQUIB_SNAPSHOT_FULL, NULL, &rep);
+	assert_true(rep.live);
+	assert_image(t->mem, NULL, 0, writervm_pause_copy(vm), 32 * MiB);
+	writervm_free(vm);
+}
+
 static void test_should_save_stop_the_world_when_another_userfaultfd_serves_ram(void **state)
 {
 	struct savetest_dir *t = *state;
@@ -246,6 +298,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_publish_nothing_and_unprotect_when_failing_halfway, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_publish_nothing_when_interrupted_halfway,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_save_stop_the_world_when_another_userfaultfd_serves_ram, setup,
 		teardown),
