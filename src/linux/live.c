@@ -91,6 +91,8 @@ static int install(struct squib_live *l, uint8_t *dst, const uint8_t *src, uint6
 		}
 		if (rc && errno != EAGAIN && errno != EEXIST)
 			return errno;
+		if (!rc && got <= 0)
+			return EIO; /* the kernel claims success for nothing: never loop on it */
 		if (got <= 0)
 			got = rc && errno == EEXIST ? (int64_t)l->hp : 0;
 		dst += got;
