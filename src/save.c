@@ -389,7 +389,9 @@ static int write_memory(struct save *s)
 	int rc;
 
 	if (s->req->kind == SQUIB_SNAPSHOT_FULL)
-		rc = squib_memfile_write_full(&s->mem_w, &src, &o, &s->manifest, &st, s->d);
+		rc = squib_memfile_write_full_walk(&s->mem_w, &src, &o,
+						   s->live ? squib_live_populated(s->live) : NULL,
+						   &s->manifest, &st, s->d);
 	else
 		rc = squib_memfile_write_diff(&s->mem_w, &src, s->parent_id,
 					      (const struct squib_dirty_bitmap *const *)s->bitmaps,

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../memfile_internal.h"
 #include "pagemap_scan.h"
 #include "uffd.h"
 
@@ -33,7 +34,8 @@ struct live_region {
 	uint8_t *guest;
 	uint8_t *view;
 	uint64_t size, pages;
-	uint64_t *done; /* copied into the view (and unprotected) */
+	uint64_t *done;	     /* copied into the view (and unprotected) */
+	uint64_t *populated; /* had data at the freeze (PAGEMAP_SCAN), else NULL */
 	bool guest_registered, view_registered;
 };
 
@@ -51,7 +53,8 @@ struct squib_live {
 	 * The handler serves each message under mu, so the freeze sees none half done. */
 	pthread_mutex_t mu;
 	bool frozen;
-	atomic_int err; /* the handler's first errno, 0 while fine */
+	struct squib_memfile_populated pop; /* walks populated[], once every region has one */
+	atomic_int err;			    /* the handler's first errno, 0 while fine */
 	const char *err_what;
 	uint64_t err_addr;
 	struct squib_live_stats st; /* the handler's; read after the join */
@@ -420,7 +423,7 @@ int squib_live_begin(const struct squib_memfile_source_region *regions, uint32_t
 
 /* ---- the freeze ------------------------------------------------------------------ */
 
-#define SCAN_VEC 64
+#define SCAN_VEC 256
 
 /* The whole region again: every page with data gets the bit (Linux < 6.7). */
 static int protect_all(struct squib_live *l, struct live_region *r)
@@ -428,6 +431,22 @@ static int protect_all(struct squib_live *l, struct live_region *r)
 	struct uffdio_writeprotect wp = {.range = {(uintptr_t)r->guest, r->size},
 					 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
+	free(r->populated); /* nothing known: the writer reads every page */
+	r->populated = NULL;
+	return ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp) ? errno : 0;
+}
+
+/* One range of the scan: note its pages, and protect them again if written. */
+static int scanned(struct squib_live *l, struct live_region *r, const struct page_region *v)
+{
+	struct uffdio_writeprotect wp = {.range = {v->start, v->end - v->start},
+					 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+	uint64_t base = (uintptr_t)r->guest;
+
+	for (uint64_t a = v->start; a < v->end; a += l->hp)
+		set_bit(r->populated, (a - base) / l->hp);
+	if (!(v->categories & PAGE_IS_WRITTEN))
+		return 0;
 	return ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp) ? errno : 0;
 }
 
@@ -436,35 +455,62 @@ static int protect_all(struct squib_live *l, struct live_region *r)
  * (let through) and those it filled for the first time. PAGEMAP_SCAN finds
  * them (present or swapped without the uffd-wp bit: PAGE_IS_WRITTEN) in a
  * walk of the page tables that changes nothing, so the pause costs what the
- * guest wrote meanwhile, not what it holds.
+ * guest wrote meanwhile, not what it holds. The same walk notes every page
+ * with data, so the writer skips the rest unread.
  */
 static int reprotect(struct squib_live *l, struct live_region *r)
 {
 	struct page_region vec[SCAN_VEC];
 	uint64_t addr = (uintptr_t)r->guest, end = addr + r->size;
 
+	if (l->pagemap < 0 || !(r->populated = calloc((r->pages + 63) / 64, 8)))
+		return protect_all(l, r);
 	while (addr < end) {
 		struct pm_scan_arg a = {.size = sizeof(a),
 					.start = addr,
 					.end = end,
 					.vec = (uintptr_t)vec,
 					.vec_len = SCAN_VEC,
-					.category_mask = PAGE_IS_WRITTEN,
 					.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 					.return_mask = PAGE_IS_WRITTEN};
-		long n = l->pagemap < 0 ? -1 : ioctl(l->pagemap, PAGEMAP_SCAN, &a);
+		long n = ioctl(l->pagemap, PAGEMAP_SCAN, &a);
+		int e;
 
 		if (n < 0 || a.walk_end <= addr || a.walk_end > end)
 			return protect_all(l, r);
-		for (long i = 0; i < n; i++) {
-			struct uffdio_writeprotect wp = {
-			    .range = {vec[i].start, vec[i].end - vec[i].start},
-			    .mode = UFFDIO_WRITEPROTECT_MODE_WP};
-
-			if (ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp))
-				return errno;
-		}
+		for (long i = 0; i < n; i++)
+			if ((e = scanned(l, r, &vec[i])))
+				return e;
 		addr = a.walk_end;
+	}
+	return 0;
+}
+
+/* The writer's populated ranges: those of the freeze, as view addresses. */
+static int walk_populated(void *ctx, uint32_t region,
+			  int (*fn)(void *fctx, uint64_t start, uint64_t end), void *fctx)
+{
+	struct squib_live *l = ctx;
+	const struct live_region *r = &l->r[region];
+	uint64_t p = 0, view = (uintptr_t)r->view;
+
+	while (p < r->pages) {
+		uint64_t q = p + 1;
+		int rc;
+
+		if (!(p % 64) && !r->populated[p / 64]) {
+			p += 64;
+			continue;
+		}
+		if (!bit(r->populated, p)) {
+			p++;
+			continue;
+		}
+		while (q < r->pages && bit(r->populated, q))
+			q++;
+		if ((rc = fn(fctx, view + p * l->hp, view + q * l->hp)))
+			return rc;
+		p = q;
 	}
 	return 0;
 }
@@ -477,10 +523,19 @@ int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d)
 	for (uint32_t i = 0; !e && !atomic_load(&l->err) && i < l->count; i++)
 		e = reprotect(l, &l->r[i]);
 	l->frozen = !e && !atomic_load(&l->err);
+	l->pop = (struct squib_memfile_populated){walk_populated, l};
+	for (uint32_t i = 0; i < l->count; i++)
+		if (!l->r[i].populated)
+			l->pop.walk = NULL;
 	pthread_mutex_unlock(&l->mu);
 	if (e)
 		return squib_fail_errno_msg(d, SQUIB_E_IO, e, "write-protecting guest RAM again");
 	return squib_live_error(l, d);
+}
+
+const struct squib_memfile_populated *squib_live_populated(const struct squib_live *l)
+{
+	return l->pop.walk ? &l->pop : NULL;
 }
 
 const struct squib_memfile_source_region *squib_live_view(const struct squib_live *l)
@@ -522,6 +577,7 @@ void squib_live_end(struct squib_live *l, struct squib_live_stats *st)
 		if (l->r[i].view)
 			munmap(l->r[i].view, l->r[i].size);
 		free(l->r[i].done);
+		free(l->r[i].populated);
 	}
 	if (st)
 		*st = l->st;

@@ -76,6 +76,11 @@ int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d);
 /* The regions with host = the view: what the memory-file writer reads. */
 const struct squib_memfile_source_region *squib_live_view(const struct squib_live *l);
 
+/* After the freeze: the pages that had data then (as view addresses), for
+ * squib_memfile_write_full_walk; NULL when unknown (Linux < 6.7: read all). */
+struct squib_memfile_populated;
+const struct squib_memfile_populated *squib_live_populated(const struct squib_live *l);
+
 /* 0, or the handler's first error (the view may then be wrong: discard the image). */
 int squib_live_error(const struct squib_live *l, struct squib_error_detail *d);
 
