@@ -181,14 +181,16 @@ static int serve(struct squib_live *l, struct live_region *r, uint64_t p, uint64
 			return e;
 		i = j;
 	}
-	/* Also wakes a writer that faulted on pages installed before its message was read. */
-	e = unprotect(l, r->guest + b0 * l->hp, (b1 - b0) * l->hp);
-	if (!e && !wp) {
+	if (wp) /* lifting it also wakes the guest's write */
+		return unprotect(l, r->guest + b0 * l->hp, (b1 - b0) * l->hp);
+	/* A writer's read: guest RAM stays protected (each lift costs KVM an MMU
+	 * invalidation; a later guest write finds its page done and only lifts).
+	 * Wake a writer that faulted on pages installed before its message was read. */
+	{
 		struct uffdio_range w = {(uintptr_t)(r->view + b0 * l->hp), (b1 - b0) * l->hp};
 
-		e = ioctl(l->uffd, UFFDIO_WAKE, &w) ? errno : 0;
+		return ioctl(l->uffd, UFFDIO_WAKE, &w) ? errno : 0;
 	}
-	return e;
 }
 
 /* After an error nothing may wait on us: unregister everything (waking every
