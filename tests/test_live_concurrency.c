@@ -291,7 +291,10 @@ static void test_should_save_stop_the_world_when_another_userfaultfd_serves_ram(
 	struct squib_error_detail d;
 
 	if (squib_tracker_uffd_wp_new(&map, &wp, &d) || squib_tracker_start(wp, &d)) {
-		fprintf(stderr, "SKIP: no uffd-wp tracker here: %s\n", savetest_message(&d));
+		fprintf(
+		    stderr,
+		    "*** SKIP: no uffd-wp tracker here (%s): live save beside it not tested ***\n",
+		    savetest_message(&d));
 		writervm_free(vm);
 		skip();
 	}
