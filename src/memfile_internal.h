@@ -180,7 +180,7 @@ int squib_memfile_crc_range_run(int fd, uint64_t off, uint64_t len, uint64_t *cr
 
 /*
  * A caller that knows which pages of its source hold data walks them for the
- * Full writer instead of pagemap (a live save's view, src/linux/live.h: a
+ * Full writer instead of pagemap (a live save's view, src/live.h: a
  * userfaultfd-filled mapping whose page tables say nothing). walk reports
  * region `region`'s ranges in ascending order through fn, as
  * squib_populated_walk does (absolute host addresses of the source region,

@@ -18,7 +18,7 @@
 #include <squib/memfile.h>
 #include <squib/track.h>
 
-#include "linux/live.h"
+#include "live.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"

@@ -4,7 +4,7 @@
  * userfaultfd, a view of the pause instant filled on demand. live.h has the
  * scheme; docs/DESIGN.md "Live snapshots" the reasoning.
  */
-#include "live.h"
+#include "../live.h"
 
 #include <errno.h>
 #include <fcntl.h>

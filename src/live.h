@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Live memory capture for squib_save's live mode (internal, not installed).
+ * Live memory capture for squib_save's live mode: a platform hook (internal,
+ * not installed). The portable core (src/save.c) calls it through this header
+ * only; Linux implements it in src/linux/live.c with userfaultfd.
  *
  * Guest RAM is write-protected with a userfaultfd in synchronous mode (a
  * write waits for our handler thread), and a *view* of the same size per
@@ -41,8 +43,8 @@
  * Thread-safety: begin, freeze, view, error and end on one thread (the
  * save's); the handler thread is internal.
  */
-#ifndef SQUIB_LINUX_LIVE_H
-#define SQUIB_LINUX_LIVE_H
+#ifndef SQUIB_LIVE_H
+#define SQUIB_LIVE_H
 
 #include <stdint.h>
 
