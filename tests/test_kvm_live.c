@@ -20,6 +20,7 @@
 #include <squib/save.h>
 
 #include "savetest.h"
+#include "spawn.h"
 
 #define RAM_SIZE (4u << 20)
 #define TABLES	 0x1000ull
@@ -297,6 +298,43 @@ static void test_should_save_a_running_kvm_guest_live_exactly_and_restore_it(voi
 	free(dmem);
 }
 
+/* The CLI: run --live saves a Full and a Diff live, and the chain restores and counts on. */
+static void test_should_run_save_live_and_restore_from_the_cli(void **state)
+{
+	struct savetest_dir *t = *state;
+	const char *cli = getenv("SQUIB_CLI"), *dir = getenv("SQUIB_GUESTS");
+	char guest[4096], *dst = squib_test_path(t->dir, "d.snap");
+	struct squib_test_proc p;
+
+	if (!cli || !*cli) {
+		fprintf(stderr, "*** SKIP: no CLI in this build: run --live not tested ***\n");
+		free(dst);
+		skip();
+	}
+	snprintf(guest, sizeof(guest), "%s/counter.bin", dir ? dir : "tests/guests");
+	{
+		char *const run[] = {(char *)cli, "run",    guest, t->state,
+				     "--live",	  "--diff", dst,   NULL};
+		squib_test_spawn(NULL, run, &p);
+	}
+	if (p.status)
+		fail_msg("run --live: exit %d: %s", p.status, p.err);
+	/* Both saves ran live: one "live: guest paused" line each. */
+	assert_non_null(strstr(p.out, "live: guest paused"));
+	assert_non_null(strstr(strstr(p.out, "live: guest paused") + 1, "live: guest paused"));
+	assert_null(strstr(p.out, "not possible"));
+	squib_test_proc_free(&p);
+	{
+		char *const restore[] = {(char *)cli, "restore", dst, "--chain", t->mem, NULL};
+		squib_test_spawn(NULL, restore, &p);
+	}
+	if (p.status)
+		fail_msg("restore: exit %d: %s", p.status, p.err);
+	assert_non_null(strstr(p.out, "resumed; after"));
+	squib_test_proc_free(&p);
+	free(dst);
+}
+
 static int setup(void **state)
 {
 	struct savetest_dir *t = calloc(1, sizeof(*t));
@@ -319,6 +357,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_should_save_a_running_kvm_guest_live_exactly_and_restore_it, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_run_save_live_and_restore_from_the_cli,
+					    setup, teardown),
 	};
 
 	if (!squib_kvm_available(NULL)) {
