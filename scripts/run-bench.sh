@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run-bench.sh BUILD_DIR: runs every benchmark binary; each prints its own figures.
-# Without /dev/kvm the KVM benchmarks (bench_kvm, bench_restore, bench_lazy) run
+# Without /dev/kvm the KVM benchmarks (bench_kvm, bench_restore, bench_lazy, bench_live_kvm) run
 # inside a QEMU TCG VM with emulated AMD SVM, where Debian's kvm_amd gives a real
 # /dev/kvm (scripts/kvm-vm.sh): nested-TCG figures, labelled so.
 # Then bench/vs-qemu.sh (against QEMU's migration to a file; installs QEMU when
@@ -8,7 +8,7 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-kvm_benches=(bench_kvm bench_restore bench_lazy)
+kvm_benches=(bench_kvm bench_restore bench_lazy bench_live_kvm)
 in_vm=()
 shopt -s nullglob
 for b in "$build"/bench_*; do

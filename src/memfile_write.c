@@ -32,6 +32,7 @@ struct writer {
 	struct squib_populated *populated; /* NULL: every page is read */
 	enum squib_memfile_detect detect;
 	const uint8_t *id; /* the caller's id, or NULL */
+	const struct squib_memfile_populated *pop; /* the caller's populated ranges, or NULL */
 	struct squib_memfile_write_stats st;
 	struct squib_error_detail *d;
 };
@@ -260,8 +261,9 @@ static int full_region_walk(struct writer *wr, uint32_t i)
 	const struct squib_memfile_source_region *r = &wr->src->regions[i];
 	struct region_walk w = {wr, i, 0, 0};
 	uint64_t pages = r->size / wr->ps;
-	int e = squib_populated_walk(wr->populated, wr->detect, r->host, (size_t)r->size,
-				     on_populated, &w);
+	int e = wr->pop ? wr->pop->walk(wr->pop->ctx, i, on_populated, &w)
+			: squib_populated_walk(wr->populated, wr->detect, r->host, (size_t)r->size,
+					       on_populated, &w);
 
 	if (w.rc)
 		return w.rc;
@@ -276,6 +278,8 @@ static int full_region(struct writer *wr, uint32_t i)
 	const struct squib_memfile_source_region *r = &wr->src->regions[i];
 	bool skippable = false;
 
+	if (wr->pop)
+		return full_region_walk(wr, i);
 	if (wr->detect != SQUIB_DETECT_NONE &&
 	    squib_populated_region_skippable(r->host, (size_t)r->size, &skippable) < 0)
 		skippable = false; /* no smaps: read everything, which is always right */
@@ -432,6 +436,16 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
 			     struct squib_memfile_manifest *out,
 			     struct squib_memfile_write_stats *stats, struct squib_error_detail *d)
 {
+	return squib_memfile_write_full_walk(w, src, opts, NULL, out, stats, d);
+}
+
+int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
+				  const struct squib_memfile_source *src,
+				  const struct squib_memfile_write_options *opts,
+				  const struct squib_memfile_populated *pop,
+				  struct squib_memfile_manifest *out,
+				  struct squib_memfile_write_stats *stats, struct squib_error_detail *d)
+{
 	struct squib_memfile_write_options o = opts ? *opts : (struct squib_memfile_write_options){0};
 	struct writer wr;
 	int rc;
@@ -443,6 +457,7 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
 	wr.id = o.id;
+	wr.pop = pop;
 	wr.st.detect = wr.detect;
 	for (uint32_t i = 0; !rc && i < src->region_count; i++)
 		rc = full_region(&wr, i);

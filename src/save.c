@@ -18,6 +18,7 @@
 #include <squib/memfile.h>
 #include <squib/track.h>
 
+#include "live.h"
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
@@ -42,6 +43,7 @@ struct save {
 	struct squib_memfile_manifest manifest;
 	bool paused;
 	uint64_t paused_at;
+	struct squib_live *live; /* a live save's capture, from its pause to its end */
 };
 
 const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind)
@@ -302,9 +304,84 @@ static int open_temps(struct save *s)
 	return rc ? rc : squib_atomic_open_ex(&s->state_w, s->req->state_path, &so, s->d);
 }
 
+static void live_fallback(struct save *s, const struct squib_error_detail *ld)
+{
+	s->rep->live_errno = ld->os_errno ? ld->os_errno : EINVAL;
+	squib_live_end(s->live, NULL);
+	s->live = NULL;
+}
+
+/*
+ * A live save, before the pause: protect guest RAM while the guest still
+ * runs (squib_live_begin). When that is not possible here the save goes on
+ * stop-the-world and the report says why.
+ */
+static void prepare_live(struct save *s)
+{
+	struct squib_error_detail ld = {0};
+	struct squib_memfile_source_region *src;
+	const struct squib_vm_region *r;
+	uint32_t n;
+
+	if (!s->req->live || squib_vm_get_memory(s->vm, &r, &n, &ld)) {
+		s->rep->live_errno = s->req->live ? EINVAL : 0;
+		return;
+	}
+	if (!(src = calloc(n, sizeof(*src)))) {
+		s->rep->live_errno = ENOMEM;
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		src[i] =
+		    (struct squib_memfile_source_region){r[i].guest_addr, r[i].size, r[i].host};
+	if (squib_live_begin(src, n, &s->live, &ld))
+		live_fallback(s, &ld);
+	free(src);
+}
+
+/* Paused and captured: freeze the view at this instant and let the guest run. */
+static void go_live(struct save *s)
+{
+	struct squib_error_detail ld = {0};
+	const struct squib_memfile_source_region *v;
+
+	if (!s->live)
+		return;
+	v = squib_live_view(s->live);
+	for (uint32_t i = 0; i < s->region_count; i++)
+		if (v[i].guest_addr != s->src[i].guest_addr || v[i].size != s->src[i].size) {
+			ld.os_errno = ESTALE; /* the VM's memory changed since begin */
+			live_fallback(s, &ld);
+			return;
+		}
+	if (squib_live_freeze(s->live, &ld)) {
+		live_fallback(s, &ld);
+		return;
+	}
+	s->rep->live = true;
+	resume_vm(s);
+}
+
+/* The view served every page the writer read, or the image is void. */
+static int end_live(struct save *s, int rc)
+{
+	struct squib_live_stats st;
+
+	if (!s->live)
+		return rc;
+	if (!rc)
+		rc = squib_live_error(s->live, s->d);
+	squib_live_end(s->live, &st);
+	s->live = NULL;
+	s->rep->live_pages_on_write = st.pages_copied_on_wp;
+	s->rep->live_write_faults = st.wp_faults;
+	return rc;
+}
+
 static int write_memory(struct save *s)
 {
-	const struct squib_memfile_source src = {s->src, s->region_count, s->page_size};
+	const struct squib_memfile_source src = {s->live ? squib_live_view(s->live) : s->src,
+						 s->region_count, s->page_size};
 	const struct squib_memfile_write_options o = {.digests = s->req->digests,
 						      .id = s->memory_id};
 	struct squib_memfile_write_stats st = {0};
@@ -312,7 +389,9 @@ static int write_memory(struct save *s)
 	int rc;
 
 	if (s->req->kind == SQUIB_SNAPSHOT_FULL)
-		rc = squib_memfile_write_full(&s->mem_w, &src, &o, &s->manifest, &st, s->d);
+		rc = squib_memfile_write_full_walk(&s->mem_w, &src, &o,
+						   s->live ? squib_live_populated(s->live) : NULL,
+						   &s->manifest, &st, s->d);
 	else
 		rc = squib_memfile_write_diff(&s->mem_w, &src, s->parent_id,
 					      (const struct squib_dirty_bitmap *const *)s->bitmaps,
@@ -399,8 +478,10 @@ static void release(struct save *s)
 /* Everything up to complete temps, with the VM paused. */
 static int snapshot(struct save *s)
 {
-	int rc = pause_vm(s);
+	int rc;
 
+	prepare_live(s);
+	rc = pause_vm(s);
 	if (!rc)
 		rc = capture(s);
 	if (!rc)
@@ -408,9 +489,12 @@ static int snapshot(struct save *s)
 	if (!rc)
 		rc = harvest(s);
 	if (!rc)
+		go_live(s); /* live: the guest runs from here on */
+	if (!rc)
 		rc = open_temps(s);
 	if (!rc)
 		rc = write_memory(s);
+	rc = end_live(s, rc);
 	if (!rc)
 		rc = write_state(s);
 	resume_vm(s); /* the image is complete (or abandoned): the guest may run */
