@@ -150,6 +150,9 @@ struct squib_store_options {
 	uint32_t timeout_ms;  /* S3: per request; 0: 60000 */
 	int zstd_level;	      /* push; 0: SQUIB_STORE_DEFAULT_ZSTD_LEVEL */
 	uint32_t chunk_shift; /* push; 0: SQUIB_STORE_DEFAULT_CHUNK_SHIFT */
+	/* S3: an object of more bytes is PUT as a multipart upload in parts of this
+	 * size (at least 5 MiB, S3's minimum part); 0: 64 MiB */
+	uint64_t multipart_bytes;
 };
 
 /* Open the store at url. S3: the environment is read here; nothing is sent. */
