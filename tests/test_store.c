@@ -783,15 +783,17 @@ static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
 	uint8_t *mem = squib_test_guest_ram(big, 3);
 	char *bin = getenv("SQUIB_CLI"), *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
 	struct squib_memfile_manifest m;
-	struct squib_store *s = open_store(f->store);
+	struct squib_store *s;
 	struct squib_test_proc p;
 	int whole = 0;
 
 	if (!bin || !*bin) {
 		fprintf(stderr,
 			"SKIP: no CLI (SQUIB_CLI unset or empty: a build without the CLI)\n");
+		munmap(mem, big);
 		skip();
 	}
+	s = open_store(f->store);
 	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
 	push_ok(s, st, mf, NULL, 0, NULL);
 	squib_memfile_id_hex(m.layout.id, hex);
