@@ -24,7 +24,8 @@
  *              throughput vs the server's raw PUT throughput with the same
  *              object sizes and parallelism.
  *
- * Usage: bench_store [sweep|save|all] (default all). Files go under
+ * Usage: bench_store [sweep|save|all|full] (default all; full: the Full saves
+ * only, no diffs made). Files go under
  * SQUIB_BENCH_DIR (default /var/tmp).
  */
 #include <errno.h>
@@ -637,14 +638,15 @@ static double raw_file_s(const char *dir, const uint8_t *ram)
 	return s;
 }
 
-static int store_save(struct squib_store *st, struct bvm *b, const uint8_t *parent,
+static int store_save(struct squib_store *st, struct bvm *b, const uint8_t *parent, uint64_t buffer,
 		      struct squib_store_save_report *rep)
 {
 	struct squib_vm v = {&bvm_ops, b};
 	struct squib_store_save_request req = {.kind = parent ? SQUIB_SNAPSHOT_DIFF
 							      : SQUIB_SNAPSHOT_FULL,
 					       .parent_memory_id = parent,
-					       .page_size = PAGE};
+					       .page_size = PAGE,
+					       .buffer_bytes = buffer};
 	struct squib_error_detail d;
 	int rc = squib_store_save(st, &v, &req, rep, &d);
 
@@ -667,7 +669,7 @@ static int save_diffs(struct squib_store *st, struct bvm *b, const struct diff d
 			squib_tracker_mark_write(b->tracker, GUEST_BASE + d[i].pages[k] * PAGE,
 						 PAGE);
 		}
-		if (store_save(st, b, id, &rep))
+		if (store_save(st, b, id, 0, &rep))
 			return -1;
 		t += rep.save.ns.total;
 		memcpy(id, rep.save.memory_id, SQUIB_MEMORY_ID_SIZE);
@@ -676,13 +678,13 @@ static int save_diffs(struct squib_store *st, struct bvm *b, const struct diff d
 	return 0;
 }
 
-/* A Full squib_store_save into url: seconds, stats. */
-static int full_into(const char *url, const uint8_t *base, struct squib_store_save_report *rep,
-		     struct squib_store **out, struct bvm *b)
+/* A Full squib_store_save into url (buffer: its buffer_bytes, 0 the default). */
+static int full_into(const char *url, const uint8_t *base, uint64_t buffer,
+		     struct squib_store_save_report *rep, struct squib_store **out, struct bvm *b)
 {
 	if (squib_store_open(url, NULL, out, NULL) || bvm_new(b, base))
 		return -1;
-	return store_save(*out, b, NULL, rep);
+	return store_save(*out, b, NULL, buffer, rep);
 }
 
 /* squib_save of a local pair (sparse memory file, fsync'd): seconds; the pair is kept. */
@@ -723,13 +725,17 @@ static void s3_bench(const uint8_t *base, double raw, const char *state, const c
 		printf("S3: SQUIB_TEST_S3_URL unset (`make test-store` style RGW): not measured\n");
 		return;
 	}
-	snprintf(url, sizeof(url), "%s/bsave%ld", s3, (long)getpid());
-	if (!full_into(url, base, &rep, &st, &b)) {
-		printf("S3 (%s): save into the store %.2f s (guest paused %.2f s, %" PRIu64
-		       " chunks uploaded) vs the raw local file + fdatasync %.2f s: store / raw = "
-		       "%.2f\n",
-		       url, rep.save.ns.total / 1e9, rep.save.ns.paused / 1e9, rep.store.chunks_put,
-		       raw, rep.save.ns.total / 1e9 / raw);
+	for (int small = 0; small < 2; small++) {
+		snprintf(url, sizeof(url), "%s/bsave%ld-%d", s3, (long)getpid(), small);
+		if (full_into(url, base, small, &rep, &st, &b))
+			return;
+		printf("S3 (%s): save into the store, buffer %s: %.2f s (guest paused %.2f s, "
+		       "%" PRIu64
+		       " chunks uploaded) vs the raw local file + fdatasync %.2f s: store "
+		       "/ raw = %.2f\n",
+		       url, small ? "2 windows per worker" : "the default 256 MiB",
+		       rep.save.ns.total / 1e9, rep.save.ns.paused / 1e9, rep.store.chunks_put, raw,
+		       rep.save.ns.total / 1e9 / raw);
 		squib_store_close(st);
 		bvm_free(&b);
 	}
@@ -764,7 +770,7 @@ static int save_bench(const uint8_t *base, const struct diff d[10])
 	snprintf(store, sizeof(store), "%s/store", dir);
 	raw = raw_file_s(dir, base);
 	file = file_save_s(dir, base, &state, &mem);
-	if (raw < 0 || file < 0 || full_into(store, base, &rep, &st, &b))
+	if (raw < 0 || file < 0 || full_into(store, base, 0, &rep, &st, &b))
 		goto out;
 	one = stored(st);
 	printf("save into a directory store (defaults %u KiB / zstd %d, %u workers): %.2f s "
@@ -778,12 +784,14 @@ static int save_bench(const uint8_t *base, const struct diff d[10])
 	       "a local pair (sparse, fsync): %.2f s (store / pair = %.2f)\n",
 	       raw, rep.save.ns.total / 1e9 / raw, file, rep.save.ns.total / 1e9 / file);
 	memcpy(id, rep.save.memory_id, sizeof(id));
-	if (save_diffs(st, &b, d, id, &ds))
-		goto out;
-	ten = stored(st);
-	printf("ten diffs saved as Diffs: %.2f s in all; stored %.1f MiB / one snapshot %.1f MiB "
-	       "= %.3f\n",
-	       ds, ten / 1048576.0, one / 1048576.0, (double)ten / one);
+	if (d) {
+		if (save_diffs(st, &b, d, id, &ds))
+			goto out;
+		ten = stored(st);
+		printf("ten diffs saved as Diffs: %.2f s in all; stored %.1f MiB / one snapshot "
+		       "%.1f MiB = %.3f\n",
+		       ds, ten / 1048576.0, one / 1048576.0, (double)ten / one);
+	}
 	squib_store_close(st);
 	st = NULL;
 	bvm_free(&b);
@@ -818,13 +826,17 @@ int main(int argc, char **argv)
 			"cc1 needed)\n");
 		return 1;
 	}
-	base = make_diffs(&c, d);
+	memset(d, 0, sizeof(d));
+	if (strcmp(mode, "full")) /* "full": the Full saves only, without making diffs */
+		base = make_diffs(&c, d);
+	else if ((base = malloc(GUEST_RAM)))
+		memcpy(base, c.ram, GUEST_RAM);
 	stop_content(&c);
 	munmap(c.ram, GUEST_RAM);
 	if (!strcmp(mode, "sweep") || !strcmp(mode, "all"))
 		sweep(base, d);
-	if (!strcmp(mode, "save") || !strcmp(mode, "all"))
-		rc = save_bench(base, d);
+	if (!strcmp(mode, "save") || !strcmp(mode, "all") || !strcmp(mode, "full"))
+		rc = save_bench(base, strcmp(mode, "full") ? d : NULL);
 	for (int i = 0; i < 10; i++) {
 		free(d[i].pages);
 		free(d[i].data);

@@ -165,7 +165,9 @@ static uint8_t *ram_copy(struct squib_testvm *vm)
 static void full_then_diff(struct fx *f, const char *url)
 {
 	struct squib_store *s = open_store(url);
-	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL, .digests = true};
+	/* A queue of 2 windows per worker: the reader waits on the uploads. */
+	struct squib_store_save_request full = {
+	    .kind = SQUIB_SNAPSHOT_FULL, .digests = true, .buffer_bytes = 1};
 	struct squib_store_save_report r1, r2;
 	uint8_t base_id[SQUIB_MEMORY_ID_SIZE], *want;
 	uint64_t ps = squib_test_page_size();

@@ -275,7 +275,14 @@ struct squib_store_save_request {
 	uint64_t page_size;	     /* 0: the host's */
 	uint32_t quiesce_timeout_ms; /* 0: SQUIB_QUIESCE_TIMEOUT_MS */
 	bool digests;		     /* per-extent digests in the manifest */
+	/* Memory for windows read but not yet uploaded: the guest resumes once
+	 * the last window is queued, so a buffer that holds the present memory
+	 * makes the downtime a copy; a small one makes it the upload.
+	 * 0: SQUIB_STORE_SAVE_BUFFER. At least 2 windows per worker. */
+	uint64_t buffer_bytes;
 };
+
+#define SQUIB_STORE_SAVE_BUFFER (256ull << 20)
 
 struct squib_store_save_report {
 	/* The save's phases and outcome: memory_write is the time the guest's

@@ -32,6 +32,7 @@ struct ssave {
 	struct squib_store_image parent; /* Diff */
 	struct squib_store_image im;
 	struct squib_store_pool *pool;
+	uint64_t buffer_bytes;
 };
 
 struct save_job {
@@ -274,6 +275,17 @@ static int finish_manifest(struct ssave *ss, const struct squib_save_sink_memory
 	return r;
 }
 
+/* Windows the reader may copy ahead of the uploads: the guest resumes once the
+ * last window is queued, so this bounds both the memory held and the downtime. */
+static uint32_t queue_depth(const struct ssave *ss)
+{
+	uint64_t n = ss->buffer_bytes >> ss->im.chunk_shift, min = 2ull * ss->s->opts.workers;
+
+	if (n > ss->im.chunk_count)
+		n = ss->im.chunk_count;
+	return (uint32_t)(n > min ? n : min);
+}
+
 static int sink_memory(void *ctx, const struct squib_save_sink_memory *m,
 		       struct squib_memfile_manifest *out, uint64_t *pages,
 		       struct squib_error_detail *d)
@@ -283,8 +295,8 @@ static int sink_memory(void *ctx, const struct squib_save_sink_memory *m,
 	int r;
 
 	if ((r = geometry(ss, m, d)) ||
-	    (r = squib_store_pool_start(ss->s->opts.workers, 2 * ss->s->opts.workers, save_chunk,
-					&ss->pool, d)))
+	    (r = squib_store_pool_start(ss->s->opts.workers, queue_depth(ss), save_chunk, &ss->pool,
+					d)))
 		goto out;
 	if ((r = read_windows(ss, m, &ext, d)) || (r = finish_manifest(ss, m, &ext, d)))
 		goto out;
@@ -363,6 +375,8 @@ int squib_store_save(struct squib_store *s, const struct squib_vm *vm,
 	struct squib_store_save_report local;
 	struct squib_store_save_report *rep = report ? report : &local;
 	struct ssave ss = {.s = s, .st = &rep->store};
+
+	ss.buffer_bytes = req && req->buffer_bytes ? req->buffer_bytes : SQUIB_STORE_SAVE_BUFFER;
 	const struct squib_save_sink sink = {sink_memory, sink_commit, &ss};
 	struct squib_save_request sr = {0};
 	uint8_t parent[SQUIB_MEMORY_ID_SIZE] = {0};
