@@ -138,8 +138,8 @@ static int push_window(struct push *p, struct chunk_job *j, struct squib_store_h
 	*slot = j->id;
 	if (squib_store_idset_add(&p->seen, &j->id, &added))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	if (!added) {
-		p->st->chunks_reused++;
+	if (!added) { /* the workers add to it too */
+		__atomic_fetch_add(&p->st->chunks_reused, 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	return 1; /* the caller hands j to the pool */

@@ -166,7 +166,7 @@ static int queue_window(struct ssave *ss, uint64_t k, const uint8_t *host, uint6
 		return squib_fail(d, SQUIB_E_NOMEM);
 	*j = (struct save_job){.ss = ss, .slot = &ss->im.chunks[k], .len = (size_t)len};
 	memcpy(j->data, host, (size_t)len);
-	/* The slot keeps the parent's id until the worker writes the new one. */
+	/* No longer the parent's id: zero until the worker names the new bytes. */
 	memset(j->slot, 0, sizeof(*j->slot));
 	if ((r = squib_store_pool_submit(ss->pool, j, d)))
 		free(j);
@@ -203,8 +203,8 @@ static int read_windows(struct ssave *ss, const struct squib_save_sink_memory *m
 		ss->st->chunks++;
 		if (squib_store_hash_is_zero(&ss->im.chunks[k]))
 			ss->st->chunks_zero++;
-		else
-			ss->st->chunks_reused++;
+		else /* the workers add to it too */
+			__atomic_fetch_add(&ss->st->chunks_reused, 1, __ATOMIC_RELAXED);
 	}
 	return r;
 }
