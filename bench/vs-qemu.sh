@@ -75,8 +75,10 @@ fi
 work=$(mktemp -d "$base/squib-vs-qemu.XXXXXX")
 qpid=""
 hpid=""
+shm_ram=""
 cleanup() {
 	trap '' INT TERM # a second ^C must not cut the cleanup short (rm inherits this)
+	[ -z "$shm_ram" ] || rm -f "$shm_ram"
 	if [ -n "$hpid" ]; then
 		kill "$hpid" 2>/dev/null || true
 		wait "$hpid" 2>/dev/null || true
@@ -169,6 +171,12 @@ def migrate(q, out, variant):
     if bw != 10**12:
         sys.exit(f"qmp: max-bandwidth is {bw}, not 1e12")
     done = out + ".cat-exit"
+    if variant == "background":
+        # QEMU 7.2 aborts a background snapshot of a VM never started (-S:
+        # "invalid runstate transition: 'prelaunch' -> 'paused'"): run it first.
+        q.cmd("cont")
+        q.cmd("migrate-set-capabilities",
+              capabilities=[{"capability": "background-snapshot", "state": True}])
     if variant == "mapped-ram":
         q.cmd("migrate-set-capabilities",
               capabilities=[{"capability": "mapped-ram", "state": True}])
@@ -210,7 +218,8 @@ def migrate(q, out, variant):
     ms = (time.monotonic() - t0) * 1000
     if os.path.exists(done):
         os.unlink(done)
-    print("RESULT %.2f %d %s" % (ms, st.get("total-time", -1), uri.split(":")[0]))
+    print("RESULT %.2f %d %s %d" % (ms, st.get("total-time", -1), uri.split(":")[0],
+                                    st.get("downtime", -1)))
 
 def main():
     what, path, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -226,10 +235,10 @@ main()
 EOF
 
 # ---- QEMU ---------------------------------------------------------------------
-start_qemu() { # ACCEL: sets qpid
+start_qemu() { # ACCEL [RAMFILE]: sets qpid
 	rm -f "$sock"
 	qemu-system-x86_64 -machine "q35,accel=$1" -m 1G \
-		-object "memory-backend-file,id=ram,size=1G,mem-path=$ram,share=on" \
+		-object "memory-backend-file,id=ram,size=1G,mem-path=${2:-$ram},share=on" \
 		-machine memory-backend=ram -S -nographic -nodefaults -display none \
 		-qmp "unix:$sock,server,nowait" </dev/null >"$work/qemu.log" 2>&1 &
 	qpid=$!
@@ -293,7 +302,7 @@ for v in "${variants[@]}"; do
 		res=$(python3 "$work/qmp.py" migrate "$sock" "$qpid" "$out" "$v") ||
 			die "migration failed: $(cat "$work/qemu.log")"
 		stop_qemu
-		read -r _ ms total scheme <<<"$res"
+		read -r _ ms total scheme _ <<<"$res"
 		if [ "$i" -eq 0 ]; then
 			printf 'qemu %-10s warm-up: %9.2f ms (not counted; QEMU total-time %d ms)\n' \
 				"$v" "$ms" "$total"
@@ -349,3 +358,71 @@ done
 echo "-- ours against the disk's own limit (bench_disk, $runs runs, medians)"
 "$build/bench_disk" --runs "$runs" | grep -E '^(paired|ratio|  without)' ||
 	die "bench_disk failed"
+
+# ---- live: QEMU's background snapshot against our live save ------------------
+# QEMU 7.2's migration capability background-snapshot write-protects guest RAM
+# with userfaultfd and streams it while the guest runs (the image is the RAM of
+# the snapshot's start). Its RAM must be memory uffd-wp can protect (anonymous,
+# shmem, hugetlbfs; not a file on disk), so each run maps a fresh copy of the
+# RAM file on /dev/shm (tmpfs is shmem), made outside the timing. The VM runs
+# (cont; SeaBIOS finds nothing to boot and idles): QEMU 7.2 aborts a background
+# snapshot of a VM never started. Guest downtime is QEMU's own "downtime" from
+# query-migrate. Ours: bench_vs_qemu_live, Full pairs of a VM holding the same
+# content while a writer thread runs, stop-the-world and live.
+live_helper=$build/bench_vs_qemu_live
+if [ ! -x "$live_helper" ]; then
+	echo "vs-qemu: $live_helper not built: the background-snapshot comparison is skipped"
+elif [ ! -w /dev/shm ]; then
+	echo "vs-qemu: no writable /dev/shm for shmem guest RAM: the background-snapshot comparison is skipped"
+else
+	shm_ram=$(mktemp /dev/shm/squib-vs-qemu-ram.XXXXXX)
+	out=$work/qemu-background.mig
+	times=()
+	downs=()
+	for ((i = 0; i <= runs; i++)); do
+		cp --sparse=always "$ram" "$shm_ram"
+		rm -f "$out"
+		start_qemu "$accel" "$shm_ram"
+		res=$(python3 "$work/qmp.py" migrate "$sock" "$qpid" "$out" background) ||
+			die "background snapshot failed: $(cat "$work/qemu.log")"
+		stop_qemu
+		read -r _ ms total scheme down <<<"$res"
+		if [ "$i" -eq 0 ]; then
+			printf 'qemu background warm-up: %9.2f ms, guest downtime %d ms (not counted)\n' "$ms" "$down"
+			continue
+		fi
+		printf 'qemu background run %d:   %9.2f ms, guest downtime %d ms (QEMU total-time %d ms, %s:)\n' \
+			"$i" "$ms" "$down" "$total" "$scheme"
+		times+=("$ms")
+		downs+=("$down")
+	done
+	rm -f "$shm_ram"
+	shm_ram=""
+	bg_ms=$(printf '%s\n' "${times[@]}" | median)
+	bg_down=$(printf '%s\n' "${downs[@]}" | median)
+	"$live_helper" "$ram" "$work" "$runs" >"$work/live.log" 2>&1 &
+	hpid=$!
+	wait "$hpid" || die "bench_vs_qemu_live failed: $(cat "$work/live.log")"
+	hpid=""
+	declare -A vm_ms vm_down
+	while read -r line; do
+		case $line in
+		"RESULT vm "*)
+			read -r _ _ mode ms down _ <<<"$line"
+			vm_ms[$mode]=$ms
+			vm_down[$mode]=$down
+			;;
+		*) echo "$line" ;;
+		esac
+	done <"$work/live.log"
+	[ -n "${vm_ms[live]:-}" ] && [ -n "${vm_ms[stw]:-}" ] || die "bench_vs_qemu_live printed no result"
+	echo "-- the guest running during the snapshot: medians of $runs runs, each until the data is durable"
+	printf 'qemu background-snapshot %9.2f ms   guest downtime %8.2f ms   output %s\n' \
+		"$bg_ms" "$bg_down" "$(sizes "$out")"
+	printf 'ours live                %9.2f ms   guest downtime %8.2f ms\n' "${vm_ms[live]}" "${vm_down[live]}"
+	printf 'ours stop-the-world      %9.2f ms   guest downtime %8.2f ms\n' "${vm_ms[stw]}" "${vm_down[stw]}"
+	awk -v q="$bg_ms" -v o="${vm_ms[live]}" -v s="${vm_ms[stw]}" -v qd="$bg_down" -v od="${vm_down[live]}" 'BEGIN {
+		printf "ratio qemu background / ours live: total %.2fx, downtime %.1fx\n", q / o, (od > 0 ? qd / od : 0)
+		printf "ratio ours live / ours stop-the-world, total: %.2f (goal <= 1.3)\n", o / s
+	}'
+fi

@@ -5,9 +5,10 @@
  * one "vCPU" is a flag, the device models are empty. It takes a Full
  * snapshot, writes two pages, takes a Diff of them with its own dirty
  * tracker, then restores the chain with the COPY and LAZY backends and the
- * Full with the FILE backend (which maps one file), and checks every byte.
- * DIR (default: a new directory under /tmp, removed afterwards) receives
- * the four files. Walk-through: docs/EMBEDDING.md.
+ * Full with the FILE backend (which maps one file). Last it rebases the chain
+ * into one full file and restores that with FILE too, checking every byte
+ * each time. DIR (default: a new directory under /tmp, removed afterwards)
+ * receives the five files. Walk-through: docs/EMBEDDING.md.
  *
  * Exit status: 0 every restore matched, 1 usage, 2 a library call failed or
  * a byte differed (the message on stderr).
@@ -24,6 +25,7 @@
 #include <squib/error.h>
 #include <squib/guest_memory.h>
 #include <squib/load.h>
+#include <squib/memfile.h>
 #include <squib/save.h>
 #include <squib/state.h>
 #include <squib/track.h>
@@ -215,11 +217,15 @@ static int check_ram(const struct toy *t, uint64_t psz, bool diff, const char *b
 	return 0;
 }
 
-/* Restore into a fresh VM that owns no RAM: the load result provides it.
- * diff: the Diff over its base (chain), else the Full pair alone. */
-static int restore(const char *dir, bool diff, enum squib_memory_backend backend, const char *name,
-		   uint64_t psz)
+/* What a restore loads: the Full pair alone, the Diff over its base (a
+ * chain), or the Diff's state with the rebased file (one full file). */
+enum pick { FULL, DIFF_CHAIN, DIFF_REBASED };
+
+/* Restore into a fresh VM that owns no RAM: the load result provides it. */
+static int restore(const char *dir, enum pick pick, enum squib_memory_backend backend,
+		   const char *name, uint64_t psz)
 {
+	static const char *const mems[] = {"full.mem", "diff.mem", "rebased.mem"};
 	char snap[4096], mem[4096], base[4096];
 	const char *chain[] = {base};
 	struct toy t = {0};
@@ -229,12 +235,12 @@ static int restore(const char *dir, bool diff, enum squib_memory_backend backend
 	struct squib_load_request req;
 	int rc;
 
-	snprintf(snap, sizeof(snap), "%s/%s.snap", dir, diff ? "diff" : "full");
-	snprintf(mem, sizeof(mem), "%s/%s.mem", dir, diff ? "diff" : "full");
+	snprintf(snap, sizeof(snap), "%s/%s.snap", dir, pick == FULL ? "full" : "diff");
+	snprintf(mem, sizeof(mem), "%s/%s", dir, mems[pick]);
 	snprintf(base, sizeof(base), "%s/full.mem", dir);
 	req = SQUIB_LOAD_REQUEST_INIT(snap, mem);
-	req.chain = diff ? chain : NULL;
-	req.chain_len = diff ? 1 : 0;
+	req.chain = pick == DIFF_CHAIN ? chain : NULL;
+	req.chain_len = pick == DIFF_CHAIN ? 1 : 0;
 	req.backend = backend;
 	if ((rc = squib_load(&vm, &req, &res, &d))) {
 		/* Unprivileged userfaultfd may be switched off: the one case
@@ -246,7 +252,7 @@ static int restore(const char *dir, bool diff, enum squib_memory_backend backend
 		}
 		return fail(name, rc, &d);
 	}
-	rc = check_ram(&t, psz, diff, name);
+	rc = check_ram(&t, psz, pick != FULL, name);
 	squib_load_result_free(&res);
 	return rc;
 }
@@ -280,9 +286,35 @@ static int snapshot(struct toy *t, const char *dir, uint64_t psz)
 	return rep.pages_written == 2 ? 0 : fail("diff save", SQUIB_E_CAPTURE, NULL);
 }
 
+/* FILE maps one memory file, so a chain is first merged into one full file.
+ * The Diff's state is rewritten to describe the result (kind full, the
+ * merged manifest, the same id) and published with it as a pair; the memory
+ * files read are not modified. So the chain loads above come first. */
+static int rebase(const char *dir)
+{
+	char base[4096], diff[4096], out[4096], snap[4096];
+	const char *diffs[] = {diff};
+	struct squib_memfile_rebase_options o = {.state_path = snap};
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d = {0};
+	int rc;
+
+	snprintf(base, sizeof(base), "%s/full.mem", dir);
+	snprintf(diff, sizeof(diff), "%s/diff.mem", dir);
+	snprintf(out, sizeof(out), "%s/rebased.mem", dir);
+	snprintf(snap, sizeof(snap), "%s/diff.snap", dir);
+	if ((rc = squib_memfile_rebase(base, diffs, 1, out, &o, &m, &d)))
+		return fail("rebase", rc, &d);
+	printf("toy_vmm: rebased the chain: %llu present pages\n",
+	       (unsigned long long)m.layout.present_pages);
+	squib_memfile_manifest_release(&m);
+	return 0;
+}
+
 static void cleanup(const char *dir)
 {
-	static const char *const names[] = {"full.snap", "full.mem", "diff.snap", "diff.mem"};
+	static const char *const names[] = {"full.snap", "full.mem", "diff.snap", "diff.mem",
+					    "rebased.mem"};
 	char path[4096];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -313,12 +345,16 @@ int main(int argc, char **argv)
 	if (t.ram.host)
 		munmap(t.ram.host, RAM_SIZE);
 	if (!rc)
-		rc = restore(dir, true, SQUIB_BACKEND_COPY, "copy (diff over full)", psz);
+		rc = restore(dir, DIFF_CHAIN, SQUIB_BACKEND_COPY, "copy (diff over full)", psz);
+	if (!rc)
+		rc = restore(dir, DIFF_CHAIN, SQUIB_BACKEND_LAZY, "lazy (diff over full)", psz);
 	/* FILE maps one memory file: a Full, or a chain rebased into one. */
 	if (!rc)
-		rc = restore(dir, false, SQUIB_BACKEND_FILE, "file (full)", psz);
+		rc = restore(dir, FULL, SQUIB_BACKEND_FILE, "file (full)", psz);
 	if (!rc)
-		rc = restore(dir, true, SQUIB_BACKEND_LAZY, "lazy (diff over full)", psz);
+		rc = rebase(dir);
+	if (!rc)
+		rc = restore(dir, DIFF_REBASED, SQUIB_BACKEND_FILE, "file (rebased chain)", psz);
 	if (argc == 1)
 		cleanup(dir);
 	if (!rc)

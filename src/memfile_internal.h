@@ -180,6 +180,32 @@ static inline void squib_progress_advance(struct squib_progress_run *r, uint64_t
 int squib_memfile_crc_range_run(int fd, uint64_t off, uint64_t len, uint64_t *crc,
 				struct squib_progress_run *run, struct squib_error_detail *d);
 
+/* ---- a caller's populated ranges (memfile_write.c) ------------------------ */
+
+/*
+ * A caller that knows which pages of its source hold data walks them for the
+ * Full writer instead of pagemap (a live save's view, src/live.h: a
+ * userfaultfd-filled mapping whose page tables say nothing). walk reports
+ * region `region`'s ranges in ascending order through fn, as
+ * squib_populated_walk does (absolute host addresses of the source region,
+ * fn's non-zero return stops the walk and is returned); pages it never
+ * reports are written as holes, unread.
+ */
+struct squib_memfile_populated {
+	int (*walk)(void *ctx, uint32_t region, int (*fn)(void *fctx, uint64_t start, uint64_t end),
+		    void *fctx);
+	void *ctx;
+};
+
+/* squib_memfile_write_full with the populated ranges from pop (NULL: pagemap). */
+int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
+				  const struct squib_memfile_source *src,
+				  const struct squib_memfile_write_options *opts,
+				  const struct squib_memfile_populated *pop,
+				  struct squib_memfile_manifest *out,
+				  struct squib_memfile_write_stats *stats,
+				  struct squib_error_detail *d);
+
 /* ---- reader (memfile_read.c) -------------------------------------------- */
 
 struct squib_memfile {

@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "linux/populated.h"
+#include "populated.h" /* a platform hook: no platform header in this file */
 #include "util.h"
 
 /* Pages gathered into one pwritev (IOV_MAX is 1024 on Linux). */
@@ -37,9 +37,10 @@ struct writer {
 	size_t len;
 	bool packed;	 /* pages back to back from offset 0 (diff only) */
 	uint64_t cursor; /* packed: the file offset of the next page */
-	int pagemap_fd;
+	struct squib_populated *populated; /* NULL: every page is read */
 	enum squib_memfile_detect detect;
 	const uint8_t *id; /* the caller's id, or NULL */
+	const struct squib_memfile_populated *pop; /* the caller's populated ranges, or NULL */
 	struct squib_memfile_write_stats st;
 	struct squib_error_detail *d;
 };
@@ -83,7 +84,7 @@ static int writer_init(struct writer *wr, struct squib_atomic_writer *aw,
 	uint32_t n;
 	int rc;
 
-	*wr = (struct writer){.aw = aw, .src = src, .pagemap_fd = -1, .d = d};
+	*wr = (struct writer){.aw = aw, .src = src, .d = d};
 	if (!aw || aw->phase != SQUIB_ATOMIC_OPEN)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "atomic writer is not open");
 	if ((rc = check_source(src, d)) ||
@@ -112,8 +113,7 @@ static void writer_free(struct writer *wr)
 	free(wr->first_page);
 	free(wr->iov);
 	squib_extent_list_free(&wr->ext);
-	if (wr->pagemap_fd >= 0)
-		close(wr->pagemap_fd);
+	squib_populated_close(wr->populated);
 }
 
 #define SQUIB_WRITEBACK_MIN (1u << 20)
@@ -302,18 +302,14 @@ static int on_populated(void *ctx, uint64_t start, uint64_t end)
 	return w->rc ? 1 : 0;
 }
 
-static enum squib_populated_method method_of(enum squib_memfile_detect d)
-{
-	return d == SQUIB_DETECT_PAGEMAP_SCAN ? SQUIB_POPULATED_SCAN : SQUIB_POPULATED_READ;
-}
-
 static int full_region_walk(struct writer *wr, uint32_t i)
 {
 	const struct squib_memfile_source_region *r = &wr->src->regions[i];
 	struct region_walk w = {wr, i, 0, 0};
 	uint64_t pages = r->size / wr->ps;
-	int e = squib_populated_walk(wr->pagemap_fd, method_of(wr->detect), r->host,
-				     (size_t)r->size, on_populated, &w);
+	int e = wr->pop ? wr->pop->walk(wr->pop->ctx, i, on_populated, &w)
+			: squib_populated_walk(wr->populated, wr->detect, r->host, (size_t)r->size,
+					       on_populated, &w);
 
 	if (w.rc)
 		return w.rc;
@@ -329,6 +325,8 @@ static int full_region(struct writer *wr, uint32_t i)
 	const struct squib_memfile_source_region *r = &wr->src->regions[i];
 	bool skippable = false;
 
+	if (wr->pop)
+		return full_region_walk(wr, i);
 	if (wr->detect != SQUIB_DETECT_NONE &&
 	    squib_populated_region_skippable(r->host, (size_t)r->size, &skippable) < 0)
 		skippable = false; /* no smaps: read everything, which is always right */
@@ -337,24 +335,22 @@ static int full_region(struct writer *wr, uint32_t i)
 	return full_region_walk(wr, i);
 }
 
-/* Open pagemap and settle the method: AUTO falls back scan -> read -> none;
- * an explicit method that does not work here is an error. */
+/* Open the platform hook and settle the method: AUTO falls back scan -> read
+ * -> none; an explicit method that does not work here is an error. */
 static int choose_detect(struct writer *wr, enum squib_memfile_detect want)
 {
 	static const enum squib_memfile_detect order[] = {SQUIB_DETECT_PAGEMAP_SCAN,
 							  SQUIB_DETECT_PAGEMAP_READ};
-	int e = 0;
+	int e;
 
 	wr->detect = SQUIB_DETECT_NONE;
 	if (want == SQUIB_DETECT_NONE)
 		return 0;
-	wr->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (wr->pagemap_fd < 0)
-		e = -errno;
+	e = squib_populated_open(&wr->populated);
 	for (size_t k = 0; !e && k < SQUIB_ARRAY_SIZE(order); k++) {
 		if (want != SQUIB_DETECT_AUTO && want != order[k])
 			continue;
-		if (!(e = squib_populated_probe(wr->pagemap_fd, method_of(order[k])))) {
+		if (!(e = squib_populated_probe(wr->populated, order[k]))) {
 			wr->detect = order[k];
 			return 0;
 		}
@@ -491,8 +487,17 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
 			     struct squib_memfile_manifest *out,
 			     struct squib_memfile_write_stats *stats, struct squib_error_detail *d)
 {
-	struct squib_memfile_write_options o =
-	    opts ? *opts : (struct squib_memfile_write_options){0};
+	return squib_memfile_write_full_walk(w, src, opts, NULL, out, stats, d);
+}
+
+int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
+				  const struct squib_memfile_source *src,
+				  const struct squib_memfile_write_options *opts,
+				  const struct squib_memfile_populated *pop,
+				  struct squib_memfile_manifest *out,
+				  struct squib_memfile_write_stats *stats, struct squib_error_detail *d)
+{
+	struct squib_memfile_write_options o = opts ? *opts : (struct squib_memfile_write_options){0};
 	struct writer wr;
 	int rc;
 
@@ -506,6 +511,7 @@ int squib_memfile_write_full(struct squib_atomic_writer *w, const struct squib_m
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
 	wr.id = o.id;
+	wr.pop = pop;
 	wr.st.detect = wr.detect;
 	for (uint32_t i = 0; !rc && i < src->region_count; i++)
 		rc = full_region(&wr, i);

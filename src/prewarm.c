@@ -2,6 +2,7 @@
 /* Boot-critical pages: each vCPU's IP and stack pages, translated through the saved page tables. */
 #include <squib/prewarm.h>
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,11 +74,11 @@ static int read_entry(struct pw *w, uint64_t pa, unsigned width, uint64_t *val)
 	}
 	if (w->buf_page != page) {
 		w->buf_page = UINT64_MAX;
+		squib_error_clear(w->d);
 		rc = w->src->ops->read(w->src->ctx, page, 1, w->buf, w->d);
-		if (rc)
-			return rc < 0 ? rc
-				      : squib_fail_msg(w->d, SQUIB_E_IO,
-						       "page source read returned %d", rc);
+		if (rc) /* the backend rule: -errno is SQUIB_E_IO, a stray value a bug */
+			return squib_backend_rc(rc, w->d, "page source: reading page %" PRIu64,
+						page);
 		w->buf_page = page;
 	}
 	*val = width == 8 ? squib_get_le64(w->buf + off) : squib_get_le32(w->buf + off);

@@ -103,19 +103,10 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static char *cli_path(void)
-{
-	const char *cli = getenv("SQUIB_CLI");
-
-	if (!cli || !*cli)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
-	return (char *)cli;
-}
-
 /* Run the CLI in cwd (NULL: here) with the NULL-terminated arguments. */
 static void cli(struct squib_test_proc *p, const char *cwd, ...)
 {
-	char *argv[MAX_ARGS + 2] = {cli_path()};
+	char *argv[MAX_ARGS + 2] = {squib_test_cli_path()};
 	size_t n = 1;
 	va_list ap;
 	const char *a;
@@ -344,7 +335,8 @@ static void test_should_draw_progress_on_a_terminal_only_for_large_files(void **
 	uint8_t *ram = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	assert_true(ram != MAP_FAILED);
-	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", f->base_snap, NULL}, &p);
+	squib_test_spawn_tty_stderr(
+	    NULL, (char *[]){squib_test_cli_path(), "verify", f->base_snap, NULL}, &p);
 	assert_int_equal(p.status, 0);
 	assert_string_equal(p.err, ""); /* small: nothing drawn */
 	squib_test_proc_free(&p);
@@ -353,14 +345,15 @@ static void test_should_draw_progress_on_a_terminal_only_for_large_files(void **
 	munmap(ram, big);
 	squib_test_save_state(snap, &m.layout);
 	squib_memfile_manifest_release(&m);
-	squib_test_spawn_tty_stderr(NULL, (char *[]){cli_path(), "verify", snap, NULL}, &p);
+	squib_test_spawn_tty_stderr(NULL, (char *[]){squib_test_cli_path(), "verify", snap, NULL},
+				    &p);
 	assert_int_equal(p.status, 0);
 	assert_contains(p.err, "\rdigests [");
 	assert_contains(p.err, "] 100%  64.0 MiB / 64.0 MiB\033[K");
 	expect_all(p.out, "ok");
 	squib_test_proc_free(&p);
 	squib_test_spawn_tty_stderr(
-		NULL, (char *[]){cli_path(), "verify", "--no-progress", snap, NULL}, &p);
+	    NULL, (char *[]){squib_test_cli_path(), "verify", "--no-progress", snap, NULL}, &p);
 	assert_int_equal(p.status, 0);
 	assert_string_equal(p.err, "");
 	squib_test_proc_free(&p);
@@ -565,7 +558,8 @@ static uint64_t mono_us(void)
  * Returns its exit status (128 + 9 when the kill came first). */
 static int run_in_place(const struct fx *f, char *base, char *diff, uint64_t after_us)
 {
-	char *argv[] = {cli_path(), "rebase", "--base", base, "--diff", diff, "--in-place", NULL};
+	char *argv[] = {squib_test_cli_path(), "rebase", "--base", base, "--diff", diff,
+			"--in-place",	       NULL};
 	struct squib_test_bg b;
 
 	squib_test_bg_start(f->dir, argv, &b);
@@ -961,10 +955,26 @@ static bool is_a_result(const struct race_chain *c)
 /* `n` rebases onto one --out started together, `trials` times; odd ones add the second diff. */
 static void rebase_race(const struct race_chain *c, int n, int trials, int *won, int *busy)
 {
-	char *a[] = {cli_path(), "rebase", "--base", c->base, "--diff",
-		     c->d1,	 "--out",  c->out,   NULL};
-	char *b[] = {cli_path(), "rebase", "--base", c->base, "--diff", c->d1,
-		     "--diff",	 c->d2,	   "--out",  c->out,  NULL};
+	char *a[] = {squib_test_cli_path(),
+		     "rebase",
+		     "--base",
+		     c->base,
+		     "--diff",
+		     c->d1,
+		     "--out",
+		     c->out,
+		     NULL};
+	char *b[] = {squib_test_cli_path(),
+		     "rebase",
+		     "--base",
+		     c->base,
+		     "--diff",
+		     c->d1,
+		     "--diff",
+		     c->d2,
+		     "--out",
+		     c->out,
+		     NULL};
 	struct squib_test_bg bg[8];
 
 	for (int t = 0; t < trials; t++) {

@@ -116,19 +116,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-static char *cli_path(void)
-{
-	const char *cli = getenv("SQUIB_CLI");
-
-	if (!cli || !*cli)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
-	return (char *)cli;
-}
-
 /* Run the CLI in the fixture's dir with the NULL-terminated arguments. */
 static void cli(const struct fx *f, struct squib_test_proc *r, ...)
 {
-	char *argv[MAX_ARGS + 2] = {cli_path()};
+	char *argv[MAX_ARGS + 2] = {squib_test_cli_path()};
 	size_t n = 1;
 	const char *a;
 	va_list ap;
@@ -218,7 +209,7 @@ static void test_should_follow_one_exit_code_table_in_every_command(void **state
 		struct squib_test_proc r;
 		size_t n = 1;
 
-		argv[0] = cli_path();
+		argv[0] = squib_test_cli_path();
 		for (size_t k = 0; k < MAX_ARGS && rows[i].args[k]; k++)
 			argv[n++] = (char *)rows[i].args[k];
 		argv[n] = NULL;

@@ -904,24 +904,10 @@ static void test_should_emit_valid_json_for_a_non_utf8_path(void **state)
 
 /* ---- the CLI ---- */
 
-static char *cli_path(void)
-{
-	const char *cli = getenv("SQUIB_CLI");
-
-	if (!cli)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
-	if (!*cli) { /* set empty: this build has no CLI (no KVM backend, docs/DESIGN.md §15) */
-		fprintf(stderr,
-			"*** SKIP: no CLI in this build (no KVM backend on this target) ***\n");
-		skip();
-	}
-	return (char *)cli;
-}
-
 static void run_cli(const char *cwd, const char *a1, const char *a2, const char *a3,
 		    struct squib_test_proc *p)
 {
-	char *argv[] = {cli_path(), (char *)a1, (char *)a2, (char *)a3, NULL};
+	char *argv[] = {squib_test_cli_path_or_skip(), (char *)a1, (char *)a2, (char *)a3, NULL};
 
 	squib_test_spawn(cwd, argv, p);
 }

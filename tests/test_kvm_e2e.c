@@ -757,11 +757,9 @@ static void on_lost_fail_vm(void *ctx, int code, const struct squib_error_detail
 /* `squib-snapshot serve` in the background, quiet; its pid. */
 static pid_t start_serve(const char *sock, const struct pair *p)
 {
-	const char *cli_path = getenv("SQUIB_CLI");
+	const char *cli_path = squib_test_cli_path();
 	pid_t pid;
 
-	if (!cli_path)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1194,11 +1192,9 @@ static void test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain(void 
 static void cli(const char *dir, char *const *args, struct squib_test_proc *p)
 {
 	char *argv[12];
-	const char *path = getenv("SQUIB_CLI");
+	const char *path = squib_test_cli_path();
 	size_t n = 0;
 
-	if (!path)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	argv[n++] = (char *)path;
 	while (*args && n < 11)
 		argv[n++] = *args++;
@@ -1365,11 +1361,9 @@ static void test_should_record_a_working_set_and_prefetch_it_from_the_cli(void *
 /* serve --socket --mem --state [opt value] in the background, listening. */
 static void serve_bg(const struct pair *pr, char *opt, char *value, struct squib_test_bg *b)
 {
-	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket", "h.sock", "--mem", "vm.mem",
-			"--state",	     "vm.snap", opt,	    value,    NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", opt, value, NULL};
 
-	if (!argv[0])
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	squib_test_bg_start(pr->dir, argv, b);
 	squib_test_bg_wait_for(b, "listening on h.sock", 5000);
 }
@@ -1401,8 +1395,8 @@ static void test_should_restore_through_serve_from_the_cli(void **state)
  * sent to it, and trusted with the flag. */
 static void test_should_trust_a_handler_of_another_uid_only_with_handler_uid(void **state)
 {
-	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket",    "h.sock", "--mem", "vm.mem",
-			"--state",	     "vm.snap", "--allow-uid", "0",	 NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", "--allow-uid", "0", NULL};
 	struct squib_test_proc p;
 	struct squib_test_bg h;
 	struct pair pr;
@@ -1498,14 +1492,12 @@ static void test_should_record_and_prefetch_a_working_set_in_serve(void **state)
  */
 static void test_should_stop_the_guest_when_serve_is_killed_from_the_cli(void **state)
 {
-	char *argv[] = {getenv("SQUIB_CLI"), "restore", "vm.snap", "--uffd-sock", "h.sock",
-			"--reports",	     "1000000", NULL};
+	char *argv[] = {squib_test_cli_path(), "restore", "vm.snap", "--uffd-sock", "h.sock",
+			"--reports",	       "1000000", NULL};
 	struct squib_test_bg h, vmm;
 	struct pair pr;
 
 	(void)state;
-	if (!argv[0])
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	cli_saved_pair(&pr);
 	serve_bg(&pr, NULL, NULL, &h);
 	squib_test_bg_start(pr.dir, argv, &vmm);

@@ -713,5 +713,7 @@ int main(void)
 		    "*** SKIPPED test_kvm_guests: /dev/kvm does not exist on this machine ***\n");
 		return 77;
 	}
+	if (squib_test_kvm_pvm_skips("test_kvm_guests"))
+		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

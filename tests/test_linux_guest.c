@@ -120,12 +120,10 @@ static char *read_text(const char *dir, const char *name)
 static void cli(const char *dir, char *const *args, struct squib_test_proc *p)
 {
 	char *argv[24];
-	const char *path = getenv("SQUIB_CLI");
+	const char *path = squib_test_cli_path();
 	size_t n = 0;
 	double t0 = now_s();
 
-	if (!path)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	argv[n++] = (char *)path;
 	while (*args && n < 23)
 		argv[n++] = *args++;
@@ -275,7 +273,7 @@ static void wait_for_saves(const char *dir, struct squib_test_bg *b)
 static void boot_and_save(struct linux_pairs *lp)
 {
 	char *kernel = kernel_path(), *initrd = initrd_path();
-	char *argv[] = {getenv("SQUIB_CLI"),
+	char *argv[] = {squib_test_cli_path(),
 			"run",
 			"--kernel",
 			kernel,
@@ -299,8 +297,6 @@ static void boot_and_save(struct linux_pairs *lp)
 	struct squib_test_bg b;
 	double t0 = now_s();
 
-	if (!argv[0])
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
 	if (!squib_test_exists(initrd))
 		fail_msg("%s is missing: build the squib_linux_initramfs target (needs "
 			 "busybox-static and cpio)",
@@ -443,8 +439,8 @@ static void test_should_continue_from_the_diff_chain_and_from_its_rebase(void **
 static void test_should_continue_when_restored_lazily_through_serve(void **state)
 {
 	struct linux_pairs *lp = *state;
-	char *argv[] = {getenv("SQUIB_CLI"), "serve",	"--socket", "h.sock", "--mem", "vm.mem",
-			"--state",	     "vm.snap", NULL};
+	char *argv[] = {squib_test_cli_path(), "serve", "--socket", "h.sock", "--mem", "vm.mem",
+			"--state", "vm.snap", NULL};
 	struct squib_test_bg h;
 
 	if (squib_test_uffd_missing("lazy restore of the Linux guest"))
@@ -544,6 +540,8 @@ int main(void)
 		    "*** SKIPPED test_linux_guest: /dev/kvm does not exist on this machine ***\n");
 		return 77;
 	}
+	if (squib_test_kvm_pvm_skips("test_linux_guest"))
+		return 77;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

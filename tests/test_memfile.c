@@ -26,7 +26,7 @@
 #include <squib/memfile.h>
 #include <squib/state.h>
 
-#include "../src/linux/populated.h"
+#include "../src/populated.h"
 #include "../src/util.h"
 
 #define MiB (1024ull * 1024)
@@ -518,11 +518,12 @@ static void sparse_full_with(struct fx *f, enum squib_memfile_detect detect)
  * one loud line says what goes untested. */
 static bool scan_available(const char *what)
 {
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), rc;
+	struct squib_populated *p;
+	int rc;
 
-	assert_true(fd >= 0);
-	rc = squib_populated_probe(fd, SQUIB_POPULATED_SCAN);
-	close(fd);
+	assert_int_equal(squib_populated_open(&p), 0);
+	rc = squib_populated_probe(p, SQUIB_DETECT_PAGEMAP_SCAN);
+	squib_populated_close(p);
 	if (rc)
 		fprintf(stderr, "*** SKIP: no PAGEMAP_SCAN here (%s): %s not tested ***\n",
 			strerror(-rc), what);

@@ -598,14 +598,14 @@ static bool all_present(void *ctx, uint64_t page)
 	return true;
 }
 
+/* ctx NULL: a SQUIB_E_* with its detail; else the int it points to, raw. */
 static int failing_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 			struct squib_error_detail *d)
 {
-	(void)ctx;
 	(void)first;
 	(void)count;
 	(void)buf;
-	return squib_fail_errno(d, SQUIB_E_MEMORY_IO, EIO);
+	return ctx ? *(const int *)ctx : squib_fail_errno(d, SQUIB_E_MEMORY_IO, EIO);
 }
 
 static void no_release(void *ctx)
@@ -679,6 +679,20 @@ static void test_should_refuse_bad_arguments_and_pass_source_errors_on(void **st
 	assert_int_equal(squib_prewarm_boot_pages(&s, NULL, &bad, pages, CAP, &n, NULL, &d),
 			 SQUIB_E_MEMORY_IO);
 	assert_int_equal(d.os_errno, EIO);
+	/* The backend rule (squib/error.h): -errno is SQUIB_E_IO with the errno, any
+	 * other value a backend bug (SQUIB_E_CAPTURE), never passed through raw. */
+	{
+		static const int eintr = -EINTR, seven = 7;
+
+		bad.ctx = (void *)&eintr;
+		assert_int_equal(squib_prewarm_boot_pages(&s, NULL, &bad, pages, CAP, &n, NULL, &d),
+				 SQUIB_E_IO);
+		assert_int_equal(d.os_errno, EINTR);
+		assert_non_null(strstr(d.msg, "page source"));
+		bad.ctx = (void *)&seven;
+		assert_int_equal(squib_prewarm_boot_pages(&s, NULL, &bad, pages, CAP, &n, NULL, &d),
+				 SQUIB_E_CAPTURE);
+	}
 	/* An aarch64 state claiming vCPUs without their array. */
 	squib_state_init(&a, SQUIB_ARCH_AARCH64);
 	a.vcpu_count = 2;

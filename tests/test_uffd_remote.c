@@ -1229,20 +1229,12 @@ static void test_should_not_send_the_uffd_to_a_handler_of_another_uid(void **sta
 
 /* ---- the `serve` CLI --------------------------------------------------------------------- */
 
-static char *cli_path(void)
-{
-	const char *cli = getenv("SQUIB_CLI");
-
-	if (!cli || !*cli)
-		fail_msg("SQUIB_CLI is not set (run through ctest)");
-	return (char *)cli;
-}
-
 /* serve --socket sock --mem mem [--state st] [--batch 4096 when one_page] [--mode all]. */
 static void cli_start_mode(struct squib_test_bg *c, const char *sock, const char *mem,
 			   const char *st, bool one_page, bool all)
 {
-	char *argv[12] = {cli_path(), "serve", "--socket", (char *)sock, "--mem", (char *)mem};
+	char *argv[12] = {squib_test_cli_path(), "serve", "--socket",
+			  (char *)sock,		 "--mem", (char *)mem};
 	int k = 6;
 
 	if (all) {
@@ -1372,7 +1364,7 @@ static void test_should_serve_a_memory_file_with_the_cli(void **state)
 /* Run `serve` with argv[2..] to its exit (it fails before listening); its status. */
 static int cli_refused(struct squib_test_bg *c, char **args)
 {
-	char *argv[16] = {cli_path(), "serve"};
+	char *argv[16] = {squib_test_cli_path(), "serve"};
 	int k = 2;
 
 	while (*args && k < 15)
@@ -1412,8 +1404,17 @@ static void test_should_serve_a_chain_of_diffs_with_the_cli(void **state)
 			 2);
 	assert_non_null(strstr(c.ebuf, "snapshot pair mismatch"));
 	{
-		char *argv[] = {cli_path(), "serve", "--socket", f->sock, "--state", d2s,
-				"--chain",  base,    "--chain",	 d1,	  NULL};
+		char *argv[] = {squib_test_cli_path(),
+				"serve",
+				"--socket",
+				f->sock,
+				"--state",
+				d2s,
+				"--chain",
+				base,
+				"--chain",
+				d1,
+				NULL};
 
 		squib_test_bg_start(NULL, argv, &c);
 	}
@@ -1639,10 +1640,17 @@ static void test_should_stop_serve_on_a_signal_during_a_handshake_and_while_serv
 
 static void test_should_report_cli_usage_errors(void **state)
 {
-	char *help[] = {cli_path(), "serve", "--help", NULL};
-	char *bad[] = {cli_path(), "serve", "--socket", "x.sock", "--batch",
-		       "0",	   "--mem", "m",	NULL};
-	char *none[] = {cli_path(), "serve", "--mem", "m", NULL};
+	char *help[] = {squib_test_cli_path(), "serve", "--help", NULL};
+	char *bad[] = {squib_test_cli_path(),
+		       "serve",
+		       "--socket",
+		       "x.sock",
+		       "--batch",
+		       "0",
+		       "--mem",
+		       "m",
+		       NULL};
+	char *none[] = {squib_test_cli_path(), "serve", "--mem", "m", NULL};
 	struct dir *f = *state;
 	struct squib_test_proc p;
 	struct squib_test_bg c;
@@ -1671,7 +1679,7 @@ static void test_should_report_cli_usage_errors(void **state)
 /* serve --socket --mem plus extra arguments (NULL-terminated, at most 8). */
 static void cli_start_args(struct squib_test_bg *c, const struct dir *f, char *const *extra)
 {
-	char *argv[16] = {cli_path(), "serve", "--socket", f->sock, "--mem", f->mem};
+	char *argv[16] = {squib_test_cli_path(), "serve", "--socket", f->sock, "--mem", f->mem};
 	int k = 6;
 
 	for (; *extra && k < 15; extra++)
@@ -2038,8 +2046,9 @@ static void test_should_check_every_path_before_listening(void **state)
 	}
 	/* A good relative path (no directory part: its directory is the working one). */
 	{
-		char *argv[] = {cli_path(), "serve",	   "--socket", f->sock, "--mem",
-				f->mem,	    "--record-ws", "rel.ws",   NULL};
+		char *argv[] = {
+		    squib_test_cli_path(), "serve",  "--socket", f->sock, "--mem", f->mem,
+		    "--record-ws",	   "rel.ws", NULL};
 		struct squib_test_bg c;
 
 		squib_test_bg_start(f->dir, argv, &c);
@@ -2074,8 +2083,10 @@ static bool kvm_missing(void)
 static void kvm_pair(struct dir *f)
 {
 	const char *build = getenv("SQUIB_BUILD_DIR");
-	char guest[4096], *argv[] = {cli_path(), "run", guest,	     f->state, "--mem", f->mem,
-				     "--vcpus",	 "1",	"--reports", "2",      NULL};
+	char guest[4096],
+	    *argv[] = {
+		squib_test_cli_path(), "run", guest, f->state, "--mem", f->mem, "--vcpus", "1",
+		"--reports",	       "2",   NULL};
 	struct squib_test_proc p;
 
 	snprintf(guest, sizeof(guest), "%s/tests/guests/counter.bin", build ? build : "build");

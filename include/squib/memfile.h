@@ -345,6 +345,13 @@ struct squib_memfile_rebase_options {
  * a running VM maps.
  *
  * result (may be NULL) receives the merged manifest.
+ *
+ * Rebase takes file layers only (paths), not any squib/chain.h layer: it
+ * copies between files with copy_file_range, rewrites the base file in place
+ * behind an undo log, and reads digests from the files' manifests. A chain
+ * holding another kind of layer (a store image) is materialised first
+ * (squib_store_pull writes a memory file) or loaded with COPY or LAZY, which
+ * read any layer.
  */
 SQUIB_API int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
 				   const char *out_path,

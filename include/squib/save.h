@@ -22,7 +22,9 @@
  *    7. write the memory file (full or diff) into its temp, put its manifest
  *       in the state's MEMORY section, write the state into its temp
  *    8. resume the vCPUs (unless stay_paused): the image is complete, the rest
- *       is durability, and the trackers see every later write
+ *       is durability, and the trackers see every later write. A live save
+ *       (req.live) resumes them before step 7 instead, once guest RAM is
+ *       write-protected, and writes the memory from a view of the pause
  *    9. fsync and close both temps
  *   10. publish: rename the memory temp -> memory path and fsync its
  *       directory, then the state temp -> state path and fsync its directory;
@@ -100,6 +102,22 @@ struct squib_save_request {
 	 * SQUIB_E_INVALID_ARGUMENT.
 	 */
 	bool packed;
+	/*
+	 * Live: the guest runs while its memory is written (docs/DESIGN.md "Live
+	 * snapshots"). At the pause guest RAM is write-protected with a
+	 * userfaultfd (synchronous mode) and the vCPUs resume as soon as the
+	 * state is captured; the memory file is then written from a view of the
+	 * pause instant, into which a handler thread copies each page before the
+	 * guest (or KVM on its behalf) may change it. The image is exactly the
+	 * memory at the pause; the steps after the write (sync, publish, tracker
+	 * reset) and the crash-safety protocol are unchanged. Guest RAM must be
+	 * private anonymous or shmem memory that no other userfaultfd serves (a
+	 * lazily restored guest whose pager still runs, the uffd-wp tracker):
+	 * otherwise the save runs stop-the-world and says why in the report
+	 * (live false, live_errno set). Writes during a live save reach the dirty
+	 * trackers as usual, so the next Diff holds them.
+	 */
+	bool live;
 };
 
 /* Time spent per phase, in nanoseconds (CLOCK_MONOTONIC). */
@@ -129,6 +147,11 @@ struct squib_save_report {
 	bool state_published;  /* the state rename happened: the new pair is in place */
 	bool resumed;	       /* the vCPUs were resumed */
 	struct squib_save_timings ns;
+	/* Live saves (req.live): */
+	bool live;		      /* the memory was written while the guest ran */
+	int live_errno;		      /* live requested but not possible: why (EBUSY, ...) */
+	uint64_t live_pages_on_write; /* pages copied because the guest wrote them first */
+	uint64_t live_write_faults;   /* guest writes that waited for a copy */
 };
 
 /* SQUIB_SAVE_REQUEST_INIT: a Full save to the given paths with every default. */

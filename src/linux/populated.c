@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Populated-page detection through /proc/self/smaps and /proc/self/pagemap (see populated.h). */
-#include "populated.h"
+/* Populated-page detection through /proc/self/smaps and /proc/self/pagemap: the
+ * Linux implementation of the platform hook src/populated.h. */
+#include "../populated.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,8 +194,38 @@ static int read_walk(int fd, uint64_t start, uint64_t end, squib_populated_fn fn
 	return r.start != r.end ? fn(ctx, r.start, r.end) : 0;
 }
 
-int squib_populated_walk(int pagemap_fd, enum squib_populated_method method, const void *addr,
-			 size_t len, squib_populated_fn fn, void *ctx)
+struct squib_populated {
+	int pagemap_fd;
+};
+
+int squib_populated_open(struct squib_populated **out)
+{
+	struct squib_populated *p = malloc(sizeof(*p));
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (p->pagemap_fd < 0) {
+		int e = errno;
+
+		free(p);
+		return -e;
+	}
+	*out = p;
+	return 0;
+}
+
+void squib_populated_close(struct squib_populated *p)
+{
+	if (!p)
+		return;
+	close(p->pagemap_fd);
+	free(p);
+}
+
+int squib_populated_walk(struct squib_populated *p, enum squib_memfile_detect method,
+			 const void *addr, size_t len, squib_populated_fn fn, void *ctx)
 {
 	uint64_t hp = host_page();
 	uint64_t start = (uintptr_t)addr & ~(hp - 1);
@@ -201,10 +233,10 @@ int squib_populated_walk(int pagemap_fd, enum squib_populated_method method, con
 
 	if (!len)
 		return 0;
-	if (method == SQUIB_POPULATED_SCAN)
-		return scan_walk(pagemap_fd, start, end, fn, ctx);
-	if (method == SQUIB_POPULATED_READ)
-		return read_walk(pagemap_fd, start, end, fn, ctx);
+	if (method == SQUIB_DETECT_PAGEMAP_SCAN)
+		return scan_walk(p->pagemap_fd, start, end, fn, ctx);
+	if (method == SQUIB_DETECT_PAGEMAP_READ)
+		return read_walk(p->pagemap_fd, start, end, fn, ctx);
 	return -EINVAL;
 }
 
@@ -216,9 +248,9 @@ static int ignore_range(void *ctx, uint64_t start, uint64_t end)
 	return 0;
 }
 
-int squib_populated_probe(int pagemap_fd, enum squib_populated_method method)
+int squib_populated_probe(struct squib_populated *p, enum squib_memfile_detect method)
 {
 	uint64_t here = 1; /* on a populated page: the stack in use */
 
-	return squib_populated_walk(pagemap_fd, method, &here, sizeof(here), ignore_range, NULL);
+	return squib_populated_walk(p, method, &here, sizeof(here), ignore_range, NULL);
 }

@@ -7,7 +7,8 @@
 # KVM backend exists) and with find_package(squib-snapshot) (the shared and
 # the static imported targets). Each program must run and describe STATE; the
 # shared ones must need the installed SONAMEs, the static ones none. The examples
-# print_state.c and toy_vmm.c are built with pkg-config too and must run.
+# (examples/*.c but produce_demo_pair.c, a fixture generator) are built with
+# pkg-config too and must run.
 # CONSUMER_CFLAGS (environment): extra compiler and linker flags, the
 # sanitizers of a sanitized build (whose libraries need their runtime).
 set -eu
@@ -65,7 +66,8 @@ defs=""
 check "$tmp/consumer_pc" "$expect"
 
 # The examples of docs/EMBEDDING.md, built the same way from their sources, must run.
-for ex in print_state toy_vmm; do
+examples="print_state toy_vmm track_writes uffd_handler errors"
+for ex in $examples; do
 	# shellcheck disable=SC2046,SC2086 # pkg-config's output and cflags are lists of words
 	"$cc" -std=gnu11 -Wall -Werror $cflags -o "$tmp/$ex" "$src/examples/$ex.c" \
 		$(PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig pkg-config --cflags --libs "$pc") ||
@@ -75,7 +77,11 @@ out=$(LD_LIBRARY_PATH=$prefix/$libdir "$tmp/print_state" "$state") || fail "prin
 echo "$out" | grep -q 'vcpu_count: *2$' || fail "print_state printed no description: $out"
 mkdir "$tmp/toy"
 out=$(LD_LIBRARY_PATH=$prefix/$libdir "$tmp/toy_vmm" "$tmp/toy" 2>&1) || fail "toy_vmm failed: $out"
-echo "install-consumer: examples print_state and toy_vmm ran"
+for ex in track_writes uffd_handler; do
+	out=$(LD_LIBRARY_PATH=$prefix/$libdir "$tmp/$ex" 2>&1) || fail "$ex failed: $out"
+done
+out=$(LD_LIBRARY_PATH=$prefix/$libdir "$tmp/errors" "$state" 2>&1) || fail "errors failed: $out"
+echo "install-consumer: examples $examples ran"
 
 cmake -S "$consumer" -B "$tmp/cmake" -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
 	-DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$cflags" \

@@ -275,3 +275,26 @@ int squib_test_bg_finish(struct squib_test_bg *b, int ms)
 		squib_test_bg_pump(b);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+char *squib_test_cli_path(void)
+{
+	const char *cli = getenv("SQUIB_CLI");
+
+	if (!cli || !*cli)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	return (char *)cli;
+}
+
+char *squib_test_cli_path_or_skip(void)
+{
+	const char *cli = getenv("SQUIB_CLI");
+
+	if (!cli)
+		fail_msg("SQUIB_CLI is not set (run through ctest)");
+	if (!*cli) { /* this build has no CLI (no KVM backend, docs/DESIGN.md §15) */
+		fprintf(stderr,
+			"*** SKIP: no CLI in this build (no KVM backend on this target) ***\n");
+		skip();
+	}
+	return (char *)cli;
+}

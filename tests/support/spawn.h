@@ -30,6 +30,20 @@ void squib_test_spawn_tty_stderr(const char *cwd, char *const argv[], struct squ
 void squib_test_proc_free(struct squib_test_proc *p);
 
 /*
+ * The CLI under test: the path ctest passes in SQUIB_CLI to the programs
+ * tests/CMakeLists.txt lists in SQUIB_TESTS_CLI. Fails the current test when
+ * it is unset or empty (not run through ctest, or a build without the CLI).
+ */
+char *squib_test_cli_path(void);
+
+/*
+ * The same for a program that is built without the CLI too
+ * (SQUIB_TESTS_KVM_OPTIONAL: the arm64 build sets SQUIB_CLI empty): an empty
+ * SQUIB_CLI skips the current test with one loud line; unset still fails.
+ */
+char *squib_test_cli_path_or_skip(void);
+
+/*
  * A program running in the background (a page-fault handler, a VMM), its
  * stdout and stderr collected through pipes while the test goes on.
  */

@@ -215,3 +215,16 @@ bool squib_test_kvm_tdp(void)
 	return param_is_yes("/sys/module/kvm_amd/parameters/npt") ||
 	       param_is_yes("/sys/module/kvm_intel/parameters/ept");
 }
+
+bool squib_test_kvm_pvm_skips(const char *what)
+{
+	if (access("/sys/module/kvm_pvm", F_OK) != 0 || access("/sys/module/kvm_amd", F_OK) == 0 ||
+	    access("/sys/module/kvm_intel", F_OK) == 0)
+		return false;
+	fprintf(
+	    stderr,
+	    "*** SKIPPED %s: /dev/kvm is kvm_pvm, which delivers no interrupt through a guest IDT "
+	    "(PVM-aware guests only); make test-kvm-vm runs it under kvm_amd ***\n",
+	    what);
+	return true;
+}

@@ -59,4 +59,14 @@ int squib_test_uffd_missing(const char *what);
  */
 bool squib_test_kvm_tdp(void);
 
+/*
+ * Is this machine's /dev/kvm kvm_pvm's (software nested virtualisation, no
+ * kvm_amd or kvm_intel loaded)? PVM runs its guests in hardware user mode and
+ * delivers events only to a PVM-aware guest kernel (its event-entry MSR), never
+ * through a guest IDT: interrupts never reach our interrupt guest, and a stock
+ * Linux kernel does not boot. Then it prints one loud SKIP line for the test
+ * program `what` (make test-kvm-vm runs it under kvm_amd) and returns true.
+ */
+bool squib_test_kvm_pvm_skips(const char *what);
+
 #endif
