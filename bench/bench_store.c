@@ -1,23 +1,32 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench_store: the snapshot store on memory content no one here wrote. The
- * bench starts a Python interpreter with its libraries loaded, a Node.js
- * HTTP server and GCC's cc1 compiling a large file, and lays their memory
- * (/proc/PID/mem, every readable mapping) into a 1 GiB guest RAM, the rest
- * zero. On that:
+ * bench starts a Python interpreter with its libraries loaded (working on a
+ * request per line of stdin), a Node.js HTTP server (churning a cache on a
+ * timer) and GCC's cc1 compiling a large file, and lays their memory
+ * (/proc/PID/mem, every readable mapping, each at a fixed place) into a
+ * 1 GiB guest RAM, the rest zero. The ten diffs are the programs running on:
+ * they are let run in short slices (SIGCONT ... SIGSTOP) and resampled at the
+ * same places until ~1 % of the RAM's pages changed since the last snapshot.
+ * On that:
  *
- *   sweep      for chunk sizes 64 KiB..1 MiB and zstd levels 1..9: stored
- *              bytes / present bytes of one snapshot, and ten snapshots of
- *              one base with ~1 % of RAM changed each (runs of 1-32 pages
- *              copied from elsewhere in the image), stored / one snapshot;
- *              the single-thread compression speed. This chose the defaults.
- *   push       the defaults through the library into a directory store:
- *              stored / present, ten 1 % diffs pushed as Diff pairs: stored /
- *              one; and with SQUIB_TEST_S3_URL (a live S3 server, as `make
- *              test-store` sets): push throughput vs the server's raw PUT
- *              throughput with the same object sizes and parallelism.
+ *   sweep      for chunk sizes 16 KiB..1 MiB and zstd levels 1, 3, 9: stored
+ *              bytes / present bytes of one snapshot; base + ten diffs stored
+ *              / one snapshot (the chunks each diff's pages touch, against
+ *              every chunk stored before); single-thread compression speed.
+ *   save       the defaults through the library: squib_store_save of a VM
+ *              over that RAM into a directory store (Full, then the ten
+ *              diffs as Diffs through the VMM-marks tracker) - stored /
+ *              present, stored / one snapshot, and the save's time against
+ *              writing the raw 1 GiB file + fdatasync and against squib_save
+ *              of a local pair; with SQUIB_TEST_S3_URL (a live S3 server, as
+ *              `make test-store` sets) the same save into S3, and push
+ *              throughput vs the server's raw PUT throughput with the same
+ *              object sizes and parallelism.
  *
- * Usage: bench_store [sweep|push|all] (default all).
+ * Usage: bench_store [sweep|save|all|full] (default all; full: the Full saves
+ * only, no diffs made). Files go under
+ * SQUIB_BENCH_DIR (default /var/tmp).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +45,7 @@
 
 #include <squib/snapshot.h>
 
+#include "../src/store/store_internal.h"
 #include "benchutil.h"
 
 #define GUEST_RAM  (1ull << 30)
@@ -52,16 +62,41 @@ static uint64_t next_rand(void)
 	return rng;
 }
 
-/* Start argv with stdin a pipe we hold open and stdout a pipe; wait for a line. */
-static pid_t start(char *const argv[], int *keep, int wait_line)
+/* One readable mapping of a program and where its pages lie in the guest RAM. */
+struct slot {
+	uint64_t a, b, off;
+};
+
+struct prog {
+	const char *name;
+	pid_t pid;
+	int in, out; /* its stdin and stdout */
+	struct slot *v;
+	size_t n;
+	uint64_t base, used; /* its quarter of the RAM, and the bytes laid in */
+	uint64_t changed;    /* pages changed in the current diff */
+};
+
+struct content {
+	uint8_t *ram;
+	struct prog p[3];
+};
+
+/* The pages one diff changed, and their new bytes. */
+struct diff {
+	uint64_t n, *pages;
+	uint8_t *data;
+};
+
+/* Start argv with stdin and stdout pipes; wait for its first line. */
+static pid_t start(char *const argv[], struct prog *p, int wait_line)
 {
 	int in[2], out[2];
 	char c;
-	pid_t p;
 
 	if (pipe(in) || pipe(out))
 		return -1;
-	if (!(p = fork())) {
+	if (!(p->pid = fork())) {
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		close(in[1]);
@@ -71,48 +106,59 @@ static pid_t start(char *const argv[], int *keep, int wait_line)
 	}
 	close(in[0]);
 	close(out[1]);
-	*keep = in[1];
-	while (wait_line && read(out[0], &c, 1) == 1 && c != '\n')
+	p->in = in[1];
+	p->out = out[0];
+	while (wait_line && read(p->out, &c, 1) == 1 && c != '\n')
 		;
-	close(out[0]);
-	return p;
+	return p->pid;
 }
 
-/* Copy every readable mapping of pid into ram from *cursor (page-aligned), up to lim. */
-static uint64_t lay_in(pid_t pid, uint8_t *ram, uint64_t *cursor, uint64_t lim)
+/* The first time: every readable mapping gets its place from p->base on; then
+ * each is read again at its place (pages that no longer read keep their bytes). */
+static void lay_in(struct prog *p, uint8_t *ram, bool first)
 {
 	char path[64], line[512];
-	uint64_t start0 = *cursor;
-	FILE *maps;
+	FILE *maps = NULL;
 	int mem;
+	uint64_t cur = p->base, lim = p->base + GUEST_RAM / 4;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	if (!(maps = fopen(path, "r")))
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p->pid);
+	if (first && !(maps = fopen(path, "r")))
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
 	mem = open(path, O_RDONLY);
-	while (mem >= 0 && fgets(line, sizeof(line), maps)) {
+	while (first && mem >= 0 && fgets(line, sizeof(line), maps)) {
 		unsigned long long a, b;
 		char perms[8];
 
 		if (sscanf(line, "%llx-%llx %7s", &a, &b, perms) != 3 || perms[0] != 'r' ||
-		    strstr(line, "[vvar]") || strstr(line, "[vsyscall]"))
+		    strstr(line, "[vvar]") || strstr(line, "[vsyscall]") || cur >= lim)
 			continue;
-		for (uint64_t o = a; o < b && *cursor + PAGE <= lim; o += PAGE)
-			if (pread(mem, ram + *cursor, PAGE, (off_t)o) == (ssize_t)PAGE)
-				*cursor += PAGE;
+		if (b - a > lim - cur)
+			b = a + (lim - cur);
+		p->v = realloc(p->v, (p->n + 1) * sizeof(*p->v));
+		p->v[p->n++] = (struct slot){a, b, cur};
+		cur += b - a;
 	}
+	for (size_t i = 0; mem >= 0 && i < p->n; i++)
+		for (uint64_t o = p->v[i].a; o < p->v[i].b; o += PAGE)
+			if (pread(mem, ram + p->v[i].off + (o - p->v[i].a), PAGE, (off_t)o) !=
+				(ssize_t)PAGE &&
+			    first)
+				memset(ram + p->v[i].off + (o - p->v[i].a), 0, PAGE);
+	if (first)
+		p->used = cur - p->base;
 	if (mem >= 0)
 		close(mem);
-	fclose(maps);
-	return *cursor - start0;
+	if (maps)
+		fclose(maps);
 }
 
 static void write_big_c(const char *path)
 {
 	FILE *f = fopen(path, "w");
 
-	for (int i = 0; f && i < 4000; i++)
+	for (int i = 0; f && i < 12000; i++)
 		fprintf(f,
 			"int f%d(int *a, int n) { int s = %d; for (int i = 0; i < n; i++) "
 			"{ s += a[i] * %d ^ (s >> 3); if (s %% 7 == %d) s -= a[(i + 3) %% n]; } "
@@ -121,11 +167,6 @@ static void write_big_c(const char *path)
 	if (f)
 		fclose(f);
 }
-
-struct content {
-	uint8_t *ram;
-	uint64_t used[3], base[3]; /* each program's bytes and where they start */
-};
 
 static int cc1_path(char *out, size_t n)
 {
@@ -138,65 +179,139 @@ static int cc1_path(char *out, size_t n)
 	return ok && access(out, X_OK) == 0 ? 0 : -1;
 }
 
+static char src_path[] = "/tmp/bench_store_big.c";
+
 static int build_content(struct content *c)
 {
 	char *py[] = {
 	    "python3", "-c",
 	    "import json,email.parser,http.server,sqlite3,decimal,asyncio,unittest,argparse,"
-	    "logging,xml.etree.ElementTree;print('ready',flush=True);import sys;sys.stdin.read()",
+	    "logging,xml.etree.ElementTree,sys\n"
+	    "print('ready',flush=True)\nkeep=[]\n"
+	    "for line in sys.stdin:\n"
+	    " keep.append({i:json.dumps([i,str(i)*3]) for i in range(3000)})\n"
+	    " keep=keep[-20:]\n print('ok',flush=True)\n",
 	    NULL};
 	char *node[] = {"node", "-e",
 			"const h=require('http');const s=h.createServer((q,r)=>r.end('x'));"
+			"let c=[];setInterval(()=>{c.push(JSON.stringify({t:Date.now(),"
+			"v:Math.random()}).repeat(200));if(c.length>50)c.shift()},10);"
 			"s.listen(0,()=>console.log('ready'));process.stdin.resume()",
 			NULL};
-	char cc1[512], src[] = "/tmp/bench_store_big.c";
-	char *comp[] = {cc1, "-quiet", "-O2", src, "-o", "/dev/null", NULL};
+	char cc1[512];
+	char *comp[] = {cc1, "-quiet", "-O2", src_path, "-o", "/dev/null", NULL};
 	char *const *argv[3] = {py, node, comp};
-	int keep[3] = {-1, -1, -1};
-	pid_t pid[3];
+	static const char *names[3] = {"python3", "node", "cc1"};
 
 	c->ram = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c->ram == MAP_FAILED || cc1_path(cc1, sizeof(cc1)))
 		return -1;
-	write_big_c(src);
+	write_big_c(src_path);
 	for (int i = 0; i < 3; i++) {
-		pid[i] = start(argv[i], &keep[i], i < 2);
-		if (pid[i] < 0)
+		struct prog *p = &c->p[i];
+
+		p->name = names[i];
+		p->base = (uint64_t)i * (GUEST_RAM / 4);
+		if (start(argv[i], p, i < 2) < 0)
 			return -1;
 		if (i == 2)
 			sleep(3); /* mid-build */
-		c->base[i] = (uint64_t)i * (GUEST_RAM / 4);
-		uint64_t cur = c->base[i];
-		c->used[i] = lay_in(pid[i], c->ram, &cur, c->base[i] + GUEST_RAM / 4);
-		kill(pid[i], SIGKILL);
-		waitpid(pid[i], NULL, 0);
-		close(keep[i]);
+		kill(p->pid, SIGSTOP);
+		waitpid(p->pid, NULL, WUNTRACED);
+		lay_in(p, c->ram, true);
 	}
-	unlink(src);
 	printf("content: python3 %.1f MiB, node %.1f MiB, cc1 mid-build %.1f MiB laid into 1 GiB\n",
-	       c->used[0] / 1048576.0, c->used[1] / 1048576.0, c->used[2] / 1048576.0);
-	return c->used[0] && c->used[1] && c->used[2] ? 0 : -1;
+	       c->p[0].used / 1048576.0, c->p[1].used / 1048576.0, c->p[2].used / 1048576.0);
+	return c->p[0].used && c->p[1].used && c->p[2].used ? 0 : -1;
 }
 
-/* One ~1 % diff: runs of 1-32 pages inside the programs' images, each page copied from
- * another page of them with 8 bytes changed. */
-static void apply_diff(const struct content *c, uint8_t *ram)
+static void stop_content(struct content *c)
 {
-	for (uint64_t pages = 0; pages < GUEST_RAM / PAGE / 100;) {
-		int i = (int)(next_rand() % 3);
-		uint64_t n = next_rand() % 32 + 1, np = c->used[i] / PAGE;
-		uint64_t dst = c->base[i] / PAGE + next_rand() % (np > n ? np - n : 1);
-
-		for (uint64_t k = 0; k < n; k++, pages++) {
-			int j = (int)(next_rand() % 3);
-			uint64_t src = c->base[j] / PAGE + next_rand() % (c->used[j] / PAGE);
-			uint8_t *p = ram + (dst + k) * PAGE;
-
-			memmove(p, ram + src * PAGE, PAGE);
-			for (int b = 0; b < 8; b++)
-				p[next_rand() % PAGE] = (uint8_t)next_rand();
-		}
+	for (int i = 0; i < 3; i++) {
+		kill(c->p[i].pid, SIGKILL);
+		waitpid(c->p[i].pid, NULL, 0);
+		close(c->p[i].in);
+		close(c->p[i].out);
+		free(c->p[i].v);
 	}
+	unlink(src_path);
+}
+
+/* Let every program run for slice_us (python: one request), then stop them all. */
+static void run_slice(struct content *c, uint64_t slice_us)
+{
+	char buf[8];
+
+	for (int i = 0; i < 3; i++)
+		kill(c->p[i].pid, SIGCONT);
+	if (write(c->p[0].in, "x\n", 2) == 2)
+		(void)!read(c->p[0].out, buf, 3); /* "ok\n": the request is done */
+	usleep((useconds_t)slice_us);
+	for (int i = 0; i < 3; i++) {
+		kill(c->p[i].pid, SIGSTOP);
+		waitpid(c->p[i].pid, NULL, WUNTRACED);
+	}
+}
+
+/* Pages of the programs' places that differ from prev. */
+static uint64_t count_changed(struct content *c, const uint8_t *prev)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < 3; i++) {
+		c->p[i].changed = 0;
+		for (uint64_t o = c->p[i].base; o < c->p[i].base + c->p[i].used; o += PAGE)
+			if (memcmp(c->ram + o, prev + o, PAGE))
+				c->p[i].changed++;
+		n += c->p[i].changed;
+	}
+	return n;
+}
+
+/* The next diff: run and resample until >= 1 % of the RAM's pages changed since
+ * prev (the last snapshot), then record them and bring prev up to date. */
+static void next_diff(struct content *c, uint8_t *prev, struct diff *out, uint64_t *slice_us)
+{
+	const uint64_t target = GUEST_RAM / PAGE / 100;
+	uint64_t n = 0;
+
+	for (int k = 0; k < 400 && n < target; k++) {
+		run_slice(c, *slice_us);
+		for (int i = 0; i < 3; i++)
+			lay_in(&c->p[i], c->ram, false);
+		n = count_changed(c, prev);
+		if (!k && n > 2 * target && *slice_us > 500)
+			*slice_us /= 2; /* overshot in one slice: finer slices for the next */
+	}
+	out->n = 0;
+	out->pages = malloc(n * sizeof(*out->pages));
+	out->data = malloc(n * PAGE);
+	for (int i = 0; i < 3; i++)
+		for (uint64_t o = c->p[i].base; o < c->p[i].base + c->p[i].used; o += PAGE)
+			if (memcmp(c->ram + o, prev + o, PAGE) && out->n < n) {
+				out->pages[out->n] = o / PAGE;
+				memcpy(out->data + out->n * PAGE, c->ram + o, PAGE);
+				memcpy(prev + o, c->ram + o, PAGE);
+				out->n++;
+			}
+	printf("diff: %" PRIu64 " pages (%.2f %% of RAM): python3 %" PRIu64 ", node %" PRIu64
+	       ", cc1 %" PRIu64 " (slices of %" PRIu64 " us)\n",
+	       out->n, 100.0 * out->n / (GUEST_RAM / PAGE), c->p[0].changed, c->p[1].changed,
+	       c->p[2].changed, *slice_us);
+}
+
+/* The base (a copy) and ten diffs of it, made by the programs running on. */
+static uint8_t *make_diffs(struct content *c, struct diff d[10])
+{
+	uint8_t *base = malloc(GUEST_RAM), *prev = malloc(GUEST_RAM);
+	uint64_t slice_us = 10000;
+
+	memcpy(base, c->ram, GUEST_RAM);
+	memcpy(prev, c->ram, GUEST_RAM);
+	for (int i = 0; i < 10; i++)
+		next_diff(c, prev, &d[i], &slice_us);
+	free(prev);
+	return base;
 }
 
 static bool zero(const uint8_t *p, size_t n)
@@ -204,51 +319,39 @@ static bool zero(const uint8_t *p, size_t n)
 	return !p[0] && !memcmp(p, p + 1, n - 1);
 }
 
-/* Unique non-zero chunks of ram at this size, against (and added to) the set `seen`. */
-struct seen {
-	struct squib_store_hash *v;
-	size_t n, cap;
-};
-
-static bool seen_add(struct seen *s, const struct squib_store_hash *h)
+/* Compressed bytes of window o of ram when its chunk is not in `seen` (added). */
+static uint64_t window_bytes(const uint8_t *ram, uint64_t o, size_t chunk, int level,
+			     struct squib_store_idset *seen, uint64_t *ns)
 {
-	for (size_t i = 0; i < s->n; i++) /* small sets (thousands): linear is fine */
-		if (!memcmp(s->v[i].b, h->b, sizeof(h->b)))
-			return false;
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 4096;
-		s->v = realloc(s->v, s->cap * sizeof(*s->v));
-	}
-	s->v[s->n++] = *h;
-	return true;
+	struct squib_store_hash h;
+	uint8_t *obj;
+	size_t n;
+	bool added;
+
+	if (zero(ram + o, chunk))
+		return 0;
+	squib_store_hash(ram + o, chunk, &h, NULL);
+	if (squib_store_idset_add(seen, &h, &added) || !added)
+		return 0;
+	uint64_t t0 = now_ns();
+	if (squib_store_chunk_encode(ram + o, chunk, level, &obj, &n, NULL))
+		exit(1);
+	*ns += now_ns() - t0;
+	free(obj);
+	return n;
 }
 
-/* Compressed bytes of the chunks of ram not in `seen`; *present: non-zero bytes; *ns: time. */
-static uint64_t store_bytes(const uint8_t *ram, size_t chunk, int level, struct seen *seen,
-			    uint64_t *present, uint64_t *ns)
+/* Compressed bytes of the chunks of ram not in `seen`; *present: non-zero chunk bytes. */
+static uint64_t store_bytes(const uint8_t *ram, size_t chunk, int level,
+			    struct squib_store_idset *seen, uint64_t *present, uint64_t *ns)
 {
-	uint64_t stored = 0, t = 0;
+	uint64_t stored = 0;
 
-	*present = 0;
+	*present = *ns = 0;
 	for (uint64_t o = 0; o < GUEST_RAM; o += chunk) {
-		struct squib_store_hash h;
-		uint8_t *obj;
-		size_t n;
-
-		if (zero(ram + o, chunk))
-			continue;
-		*present += chunk;
-		squib_store_hash(ram + o, chunk, &h, NULL);
-		if (!seen_add(seen, &h))
-			continue;
-		uint64_t t0 = now_ns();
-		if (squib_store_chunk_encode(ram + o, chunk, level, &obj, &n, NULL))
-			exit(1);
-		t += now_ns() - t0;
-		stored += n;
-		free(obj);
+		*present += zero(ram + o, chunk) ? 0 : chunk;
+		stored += window_bytes(ram, o, chunk, level, seen, ns);
 	}
-	*ns = t;
 	return stored;
 }
 
@@ -261,70 +364,64 @@ static uint64_t present_bytes(const uint8_t *ram)
 	return n;
 }
 
-static void sweep(const struct content *c)
+/* Base + ten diffs at this chunk size: the diffs' touched windows only (the
+ * others hash as before, so they add nothing). */
+static double chain_ratio(const uint8_t *base, const struct diff d[10], size_t chunk,
+			  uint64_t *objects)
 {
-	static const int levels[] = {1, 3, 6, 9};
-	uint8_t *work =
-	    mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t present = present_bytes(c->ram), pres, ns;
+	uint8_t *work = malloc(GUEST_RAM);
+	struct squib_store_idset seen = {0};
+	uint64_t one, total, pres, ns = 0;
 
-	printf("present (non-zero pages): %.1f MiB of 1024\n", present / 1048576.0);
-	printf("%-8s %-6s %-16s %-14s\n", "chunk", "level", "stored/present", "compress MB/s");
-	for (uint32_t shift = 16; shift <= 20; shift++) {
-		size_t chunk = (size_t)1 << shift;
+	memcpy(work, base, GUEST_RAM);
+	total = one = store_bytes(work, chunk, 3, &seen, &pres, &ns);
+	for (int i = 0; i < 10; i++) {
+		uint64_t last = UINT64_MAX;
 
-		for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
-			struct seen s = {0};
-			uint64_t st = store_bytes(c->ram, chunk, levels[l], &s, &pres, &ns);
+		for (uint64_t k = 0; k < d[i].n; k++)
+			memcpy(work + d[i].pages[k] * PAGE, d[i].data + k * PAGE, PAGE);
+		for (uint64_t k = 0; k < d[i].n; k++) {
+			uint64_t w = d[i].pages[k] * PAGE / chunk * chunk;
 
-			printf("%4zu KiB %-6d %-16.3f %-14.0f\n", chunk >> 10, levels[l],
-			       (double)st / present, pres / (ns / 1e3));
-			free(s.v);
+			if (w != last)
+				total += window_bytes(work, w, chunk, 3, &seen, &ns);
+			last = w;
 		}
-		struct seen s = {0};
-		uint64_t one, total;
-
-		memcpy(work, c->ram, GUEST_RAM);
-		rng = 0x9e3779b97f4a7c15ull;
-		total = one = store_bytes(work, chunk, 3, &s, &pres, &ns);
-		for (int i = 0; i < 10; i++) {
-			apply_diff(c, work);
-			total += store_bytes(work, chunk, 3, &s, &pres, &ns);
-		}
-		printf("%4zu KiB level 3: base + ten 1%% diffs stored / one snapshot: %.3f "
-		       "(chunk objects in all: %zu)\n",
-		       chunk >> 10, (double)total / one, (size_t)(one ? s.n : 0));
-		free(s.v);
 	}
-	munmap(work, GUEST_RAM);
+	*objects = seen.n;
+	squib_store_idset_free(&seen);
+	free(work);
+	return (double)total / one;
 }
 
-/* DIR/STEM.mem (full, or a diff of bm over parent) and DIR/STEM.snap describing it. */
-static int save_pair(const char *dir, const char *stem, uint8_t *ram, const uint8_t *parent,
-		     struct squib_dirty_bitmap *bm, struct squib_memfile_manifest *m,
-		     char **state_path, char **mem_path)
+static void sweep(const uint8_t *base, const struct diff d[10])
 {
-	struct squib_memfile_source_region r = {GUEST_BASE, GUEST_RAM, ram};
-	struct squib_memfile_source src = {&r, 1, PAGE};
-	const struct squib_dirty_bitmap *const bms[1] = {bm};
-	struct squib_microvm_state s;
-	struct squib_error_detail d;
-	int rc;
+	static const int levels[] = {1, 3};
+	uint64_t present = present_bytes(base), pres, ns;
 
-	if (asprintf(state_path, "%s/%s.snap", dir, stem) < 0 ||
-	    asprintf(mem_path, "%s/%s.mem", dir, stem) < 0)
-		return -1;
-	rc = parent ? squib_memfile_save_diff(*mem_path, &src, parent, bms, 1, NULL, m, &d)
-		    : squib_memfile_save_full(*mem_path, &src, NULL, m, &d);
-	squib_state_init(&s, SQUIB_ARCH_X86_64);
-	if (!rc)
-		rc = squib_state_set_memory(&s, &m->layout, &d);
-	if (!rc)
-		rc = squib_state_save_file(*state_path, &s, &d);
-	squib_state_free(&s);
-	if (rc)
-		fprintf(stderr, "bench_store: saving %s: %s\n", stem, d.msg);
-	return rc;
+	printf("present (non-zero pages): %.1f MiB of 1024\n", present / 1048576.0);
+	printf("%-8s | stored/present zstd 1 / 3 | zstd 3 MB/s | base+10 diffs / base, zstd 3 "
+	       "(chunk objects)\n",
+	       "chunk");
+	for (uint32_t shift = 14; shift <= 20; shift++) {
+		size_t chunk = (size_t)1 << shift;
+		double r[2], mbs = 0;
+		uint64_t objects;
+
+		for (size_t l = 0; l < 2; l++) {
+			struct squib_store_idset s = {0};
+			uint64_t st = store_bytes(base, chunk, levels[l], &s, &pres, &ns);
+
+			r[l] = (double)st / present;
+			if (levels[l] == 3)
+				mbs = pres / (ns / 1e3);
+			squib_store_idset_free(&s);
+		}
+		double ten = chain_ratio(base, d, chunk, &objects);
+		printf("%4zu KiB | %.3f / %.3f              | %-11.0f | %.3f (%" PRIu64 ")\n",
+		       chunk >> 10, r[0], r[1], mbs, ten, objects);
+		fflush(stdout);
+	}
 }
 
 static int push_timed(struct squib_store *st, const char *state, const char *mem,
@@ -354,41 +451,6 @@ static uint64_t stored(struct squib_store *st)
 
 	squib_store_list(st, "", add_size, &n, NULL);
 	return n;
-}
-
-/* Ten 1 % diffs of one base, each pushed as a Diff with its chain. */
-static int push_diffs(const struct content *c, const char *dir, struct squib_store *st,
-		      struct squib_memfile_manifest *base, char **states, char **mems)
-{
-	struct squib_memfile_manifest m = *base, next;
-
-	rng = 0x9e3779b97f4a7c15ull;
-	for (int i = 1; i <= 10; i++) {
-		struct squib_dirty_bitmap *bm;
-		struct squib_store_push_stats ps;
-		char stem[16];
-		double s;
-
-		/* The diff's pages: whatever apply_diff changed (compare with a copy). */
-		uint8_t *before = malloc(GUEST_RAM);
-		memcpy(before, c->ram, GUEST_RAM);
-		apply_diff(c, c->ram);
-		squib_dirty_bitmap_new(GUEST_BASE, GUEST_RAM, PAGE, &bm, NULL);
-		for (uint64_t p = 0; p < GUEST_RAM / PAGE; p++)
-			if (memcmp(before + p * PAGE, c->ram + p * PAGE, PAGE))
-				squib_dirty_bitmap_set_by_index(bm, p);
-		free(before);
-		snprintf(stem, sizeof(stem), "diff%d", i);
-		if (save_pair(dir, stem, c->ram, m.layout.id, bm, &next, &states[i], &mems[i]) ||
-		    push_timed(st, states[i], mems[i], states, (size_t)i, &ps, &s))
-			return -1;
-		squib_dirty_bitmap_free(bm);
-		if (i > 1)
-			squib_memfile_manifest_release(&m);
-		m = next;
-	}
-	squib_memfile_manifest_release(&m); /* the newest diff's */
-	return 0;
 }
 
 struct raw_put {
@@ -436,74 +498,312 @@ static double raw_put_mbs(struct squib_store *st, size_t size, uint32_t count, u
 	return (double)size * count / ((now_ns() - t0) / 1e3);
 }
 
-static void s3_throughput(const char *state, const char *mem)
+/* ---- a VM over the RAM, for squib_save and squib_store_save ------------------ */
+
+struct bvm {
+	struct squib_vm_region ram;
+	struct squib_tracker *tracker;
+	struct squib_tracker_set set;
+};
+
+static enum squib_arch bvm_arch(void *ctx)
 {
-	const char *base = getenv("SQUIB_TEST_S3_URL");
+	(void)ctx;
+	return SQUIB_ARCH_AARCH64;
+}
+
+static uint32_t bvm_vcpus(void *ctx)
+{
+	(void)ctx;
+	return 1;
+}
+
+static int bvm_nop(void *ctx, uint32_t i, struct squib_error_detail *d)
+{
+	(void)ctx, (void)i, (void)d;
+	return 0;
+}
+
+static int bvm_wait(void *ctx, uint32_t i, const struct timespec *dl, struct squib_error_detail *d)
+{
+	(void)ctx, (void)i, (void)dl, (void)d;
+	return 0;
+}
+
+static int bvm_capture(void *ctx, struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	static const uint8_t gic[64];
+	struct squib_arm64_vcpu *v;
+	int rc;
+
+	(void)ctx;
+	s->vm_info.mem_size_mib = GUEST_RAM >> 20;
+	s->vm_info.track_dirty_pages = true;
+	if ((rc = squib_state_set_string(&s->vm_info.kernel_image_path, "/bench/vmlinux")) ||
+	    (rc = squib_state_add_arm64_vcpu(s, 0, &v)) ||
+	    (rc = squib_state_set_gic(s, gic, sizeof(gic))))
+		return squib_fail_msg(d, rc, "bench: capture");
+	v->psci_state = SQUIB_PSCI_ON;
+	return 0;
+}
+
+static int bvm_restore(void *ctx, const struct squib_microvm_state *s, struct squib_error_detail *d)
+{
+	(void)ctx, (void)s, (void)d;
+	return 0;
+}
+
+static int bvm_get_memory(void *ctx, const struct squib_vm_region **r, uint32_t *n,
+			  struct squib_error_detail *d)
+{
+	(void)d;
+	*r = &((struct bvm *)ctx)->ram;
+	*n = 1;
+	return 0;
+}
+
+static int bvm_set_memory(void *ctx, const struct squib_vm_region *r, uint32_t n,
+			  struct squib_error_detail *d)
+{
+	(void)ctx, (void)r, (void)n;
+	return squib_fail_msg(d, SQUIB_E_CAPTURE, "bench: no restore");
+}
+
+static struct squib_tracker_set *bvm_trackers(void *ctx)
+{
+	return &((struct bvm *)ctx)->set;
+}
+
+static const struct squib_vm_ops bvm_ops = {
+    .name = "bench",
+    .arch = bvm_arch,
+    .vcpu_count = bvm_vcpus,
+    .pause_begin = bvm_nop,
+    .pause_wait = bvm_wait,
+    .resume = bvm_nop,
+    .capture = bvm_capture,
+    .restore_irqchip = bvm_restore,
+    .restore_vcpus = bvm_restore,
+    .restore_devices = bvm_restore,
+    .get_memory = bvm_get_memory,
+    .set_memory = bvm_set_memory,
+    .trackers = bvm_trackers,
+};
+
+static int bvm_new(struct bvm *b, const uint8_t *content)
+{
+	struct squib_guest_region g = {GUEST_BASE, GUEST_RAM, NULL, 0};
+	struct squib_memory_map map = {&g, 1};
+	struct squib_tracker_set none = SQUIB_TRACKER_SET_INIT;
+	void *p = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	memcpy(p, content, GUEST_RAM);
+	b->ram = (struct squib_vm_region){GUEST_BASE, GUEST_RAM, p};
+	b->set = none;
+	g.hva = p;
+	if (squib_tracker_vmm_marks_new(&map, &b->tracker, NULL) ||
+	    squib_tracker_start(b->tracker, NULL) ||
+	    squib_tracker_set_add(&b->set, b->tracker, NULL))
+		return -1;
+	return 0;
+}
+
+static void bvm_free(struct bvm *b)
+{
+	squib_tracker_free(b->tracker);
+	munmap(b->ram.host, GUEST_RAM);
+}
+
+/* ---- the baselines and the saves --------------------------------------------- */
+
+/* The raw RAM written to a new file and fdatasync'd: seconds. */
+static double raw_file_s(const char *dir, const uint8_t *ram)
+{
+	char path[600];
+	uint64_t t0 = now_ns();
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/raw.mem", dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
+		return -1;
+	for (uint64_t o = 0; o < GUEST_RAM; o += 8u << 20)
+		if (write(fd, ram + o, 8u << 20) != (ssize_t)(8u << 20))
+			return -1;
+	fdatasync(fd);
+	close(fd);
+	double s = (now_ns() - t0) / 1e9;
+	unlink(path);
+	return s;
+}
+
+static int store_save(struct squib_store *st, struct bvm *b, const uint8_t *parent, uint64_t buffer,
+		      struct squib_store_save_report *rep)
+{
+	struct squib_vm v = {&bvm_ops, b};
+	struct squib_store_save_request req = {.kind = parent ? SQUIB_SNAPSHOT_DIFF
+							      : SQUIB_SNAPSHOT_FULL,
+					       .parent_memory_id = parent,
+					       .page_size = PAGE,
+					       .buffer_bytes = buffer};
+	struct squib_error_detail d;
+	int rc = squib_store_save(st, &v, &req, rep, &d);
+
+	if (rc)
+		fprintf(stderr, "bench_store: store save: %s\n", d.msg);
+	return rc;
+}
+
+/* The ten diffs applied as the VMM would (write + mark), each saved as a Diff. */
+static int save_diffs(struct squib_store *st, struct bvm *b, const struct diff d[10],
+		      uint8_t id[SQUIB_MEMORY_ID_SIZE], double *s)
+{
+	struct squib_store_save_report rep;
+	uint64_t t = 0;
+
+	for (int i = 0; i < 10; i++) {
+		for (uint64_t k = 0; k < d[i].n; k++) {
+			memcpy((uint8_t *)b->ram.host + d[i].pages[k] * PAGE, d[i].data + k * PAGE,
+			       PAGE);
+			squib_tracker_mark_write(b->tracker, GUEST_BASE + d[i].pages[k] * PAGE,
+						 PAGE);
+		}
+		if (store_save(st, b, id, 0, &rep))
+			return -1;
+		t += rep.save.ns.total;
+		memcpy(id, rep.save.memory_id, SQUIB_MEMORY_ID_SIZE);
+	}
+	*s = t / 1e9;
+	return 0;
+}
+
+/* A Full squib_store_save into url (buffer: its buffer_bytes, 0 the default). */
+static int full_into(const char *url, const uint8_t *base, uint64_t buffer,
+		     struct squib_store_save_report *rep, struct squib_store **out, struct bvm *b)
+{
+	if (squib_store_open(url, NULL, out, NULL) || bvm_new(b, base))
+		return -1;
+	return store_save(*out, b, NULL, buffer, rep);
+}
+
+/* squib_save of a local pair (sparse memory file, fsync'd): seconds; the pair is kept. */
+static double file_save_s(const char *dir, const uint8_t *base, char **state, char **mem)
+{
+	struct squib_save_report rep;
+	struct squib_error_detail d;
+	struct bvm b;
+	int rc;
+
+	if (asprintf(state, "%s/pair.snap", dir) < 0 || asprintf(mem, "%s/pair.mem", dir) < 0 ||
+	    bvm_new(&b, base))
+		return -1;
+	struct squib_vm v = {&bvm_ops, &b};
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(*state, *mem);
+	req.page_size = PAGE;
+	rc = squib_save(&v, &req, &rep, &d);
+	bvm_free(&b);
+	if (rc)
+		fprintf(stderr, "bench_store: squib_save: %s\n", d.msg);
+	return rc ? -1 : rep.ns.total / 1e9;
+}
+
+/* With SQUIB_TEST_S3_URL: a Full squib_store_save into S3 against the raw local file,
+ * then push of the local pair against raw PUTs of as many objects of the mean size. */
+static void s3_bench(const uint8_t *base, double raw, const char *state, const char *mem)
+{
+	const char *s3 = getenv("SQUIB_TEST_S3_URL");
 	struct squib_store_options o = {.workers = 8};
+	struct squib_store_save_report rep;
 	struct squib_store_push_stats ps;
 	struct squib_store *st;
+	struct bvm b;
 	char url[256];
-	double s, raw;
+	double s, rawput;
 
-	if (!base || !*base) {
-		printf("S3: SQUIB_TEST_S3_URL unset (`make test-store` style RGW): push vs raw PUT "
-		       "not measured\n");
+	if (!s3 || !*s3) {
+		printf("S3: SQUIB_TEST_S3_URL unset (`make test-store` style RGW): not measured\n");
 		return;
 	}
-	snprintf(url, sizeof(url), "%s/bench%ld", base, (long)getpid());
+	for (int small = 0; small < 2; small++) {
+		snprintf(url, sizeof(url), "%s/bsave%ld-%d", s3, (long)getpid(), small);
+		if (full_into(url, base, small, &rep, &st, &b))
+			return;
+		printf("S3 (%s): save into the store, buffer %s: %.2f s (guest paused %.2f s, "
+		       "%" PRIu64
+		       " chunks uploaded) vs the raw local file + fdatasync %.2f s: store "
+		       "/ raw = %.2f\n",
+		       url, small ? "2 windows per worker" : "the default 256 MiB",
+		       rep.save.ns.total / 1e9, rep.save.ns.paused / 1e9, rep.store.chunks_put, raw,
+		       rep.save.ns.total / 1e9 / raw);
+		squib_store_close(st);
+		bvm_free(&b);
+	}
+	snprintf(url, sizeof(url), "%s/bench%ld", s3, (long)getpid());
 	if (squib_store_open(url, &o, &st, NULL) || push_timed(st, state, mem, NULL, 0, &ps, &s))
 		return;
-	raw = raw_put_mbs(st, ps.chunks_put ? ps.bytes_put / ps.chunks_put : 1,
-			  (uint32_t)ps.chunks_put, o.workers);
+	rawput = raw_put_mbs(st, ps.chunks_put ? ps.bytes_put / ps.chunks_put : 1,
+			     (uint32_t)ps.chunks_put, o.workers);
 	printf("S3 (%s): push %.1f MB/s of objects (%" PRIu64 " chunks, %.1f MB in %.2f s; "
 	       "%.1f MB/s of present memory); raw PUT of as many objects of the mean size, %u at a "
 	       "time: %.1f MB/s; push / raw = %.2f\n",
 	       url, ps.bytes_put / s / 1e6, ps.chunks_put, ps.bytes_put / 1e6, s,
-	       ps.bytes_present / s / 1e6, o.workers, raw, ps.bytes_put / s / 1e6 / raw);
+	       ps.bytes_present / s / 1e6, o.workers, rawput, ps.bytes_put / s / 1e6 / rawput);
 	squib_store_close(st);
 }
 
-static int push_bench(struct content *c)
+static int save_bench(const uint8_t *base, const struct diff d[10])
 {
-	char dir[] = "/tmp/bench_store.XXXXXX", store[64], *states[11] = {0}, *mems[11] = {0};
-	struct squib_memfile_manifest base;
-	struct squib_store_push_stats ps;
-	struct squib_store *st;
-	uint64_t one, ten;
-	double s;
+	const char *root = getenv("SQUIB_BENCH_DIR") ? getenv("SQUIB_BENCH_DIR") : "/var/tmp";
+	char dir[512], store[600], *state = NULL, *mem = NULL;
+	uint64_t present = present_bytes(base), one, ten;
+	struct squib_store_save_report rep;
+	struct squib_store *st = NULL;
+	double raw, file, ds;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	struct bvm b;
 	int rc = -1;
 
+	snprintf(dir, sizeof(dir), "%s/bench_store.XXXXXX", root);
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(store, sizeof(store), "%s/store", dir);
-	if (save_pair(dir, "base", c->ram, NULL, NULL, &base, &states[0], &mems[0]) ||
-	    squib_store_open(store, NULL, &st, NULL))
+	raw = raw_file_s(dir, base);
+	file = file_save_s(dir, base, &state, &mem);
+	if (raw < 0 || file < 0 || full_into(store, base, 0, &rep, &st, &b))
 		goto out;
-	if (!push_timed(st, states[0], mems[0], NULL, 0, &ps, &s)) {
-		one = stored(st);
-		printf("push (directory store, defaults %u KiB / zstd %d): %" PRIu64
-		       " chunks (%" PRIu64 " zero, %" PRIu64
-		       " uploaded), %.2f s; stored / present = %.1f / %.1f MiB = %.3f\n",
-		       1u << (SQUIB_STORE_DEFAULT_CHUNK_SHIFT - 10), SQUIB_STORE_DEFAULT_ZSTD_LEVEL,
-		       ps.chunks, ps.chunks_zero, ps.chunks_put, s, one / 1048576.0,
-		       base.layout.present_pages * PAGE / 1048576.0,
-		       (double)one / (base.layout.present_pages * PAGE));
-		s3_throughput(states[0], mems[0]);
-		if (!push_diffs(c, dir, st, &base, states, mems)) {
-			ten = stored(st);
-			printf("ten 1%% diffs pushed as Diff pairs: stored %.1f MiB / one snapshot "
-			       "%.1f MiB = %.3f\n",
-			       ten / 1048576.0, one / 1048576.0, (double)ten / one);
-			rc = 0;
-		}
+	one = stored(st);
+	printf("save into a directory store (defaults %u KiB / zstd %d, %u workers): %.2f s "
+	       "(guest paused %.2f s), %" PRIu64 " chunks (%" PRIu64 " zero, %" PRIu64
+	       " uploaded); stored / present = %.1f / %.1f MiB = %.3f\n",
+	       1u << (SQUIB_STORE_DEFAULT_CHUNK_SHIFT - 10), SQUIB_STORE_DEFAULT_ZSTD_LEVEL, 8,
+	       rep.save.ns.total / 1e9, rep.save.ns.paused / 1e9, rep.store.chunks,
+	       rep.store.chunks_zero, rep.store.chunks_put, one / 1048576.0, present / 1048576.0,
+	       (double)one / present);
+	printf("  vs the raw 1 GiB file + fdatasync: %.2f s (store / raw = %.2f); vs squib_save of "
+	       "a local pair (sparse, fsync): %.2f s (store / pair = %.2f)\n",
+	       raw, rep.save.ns.total / 1e9 / raw, file, rep.save.ns.total / 1e9 / file);
+	memcpy(id, rep.save.memory_id, sizeof(id));
+	if (d) {
+		if (save_diffs(st, &b, d, id, &ds))
+			goto out;
+		ten = stored(st);
+		printf("ten diffs saved as Diffs: %.2f s in all; stored %.1f MiB / one snapshot "
+		       "%.1f MiB = %.3f\n",
+		       ds, ten / 1048576.0, one / 1048576.0, (double)ten / one);
 	}
 	squib_store_close(st);
-	squib_memfile_manifest_release(&base);
+	st = NULL;
+	bvm_free(&b);
+	s3_bench(base, raw, state, mem);
+	rc = 0;
 out:
-	for (int i = 0; i < 11; i++) {
-		free(states[i]);
-		free(mems[i]);
+	if (st) {
+		squib_store_close(st);
+		bvm_free(&b);
 	}
+	free(state);
+	free(mem);
 	snprintf(store, sizeof(store), "rm -rf %s", dir);
 	if (system(store))
 		rc = -1;
@@ -514,18 +814,33 @@ int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "all";
 	struct content c = {0};
+	struct diff d[10];
+	uint8_t *base;
+	int rc = 0;
 
+	signal(SIGPIPE, SIG_IGN); /* a program that died: its pipe fails, we go on */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (build_content(&c)) {
 		fprintf(stderr,
 			"bench_store: could not lay real programs' memory in (python3, node, "
 			"cc1 needed)\n");
 		return 1;
 	}
-	if (!strcmp(mode, "sweep") || !strcmp(mode, "all"))
-		sweep(&c);
-	if (!strcmp(mode, "push") || !strcmp(mode, "all"))
-		if (push_bench(&c))
-			return 1;
+	memset(d, 0, sizeof(d));
+	if (strcmp(mode, "full")) /* "full": the Full saves only, without making diffs */
+		base = make_diffs(&c, d);
+	else if ((base = malloc(GUEST_RAM)))
+		memcpy(base, c.ram, GUEST_RAM);
+	stop_content(&c);
 	munmap(c.ram, GUEST_RAM);
-	return 0;
+	if (!strcmp(mode, "sweep") || !strcmp(mode, "all"))
+		sweep(base, d);
+	if (!strcmp(mode, "save") || !strcmp(mode, "all") || !strcmp(mode, "full"))
+		rc = save_bench(base, strcmp(mode, "full") ? d : NULL);
+	for (int i = 0; i < 10; i++) {
+		free(d[i].pages);
+		free(d[i].data);
+	}
+	free(base);
+	return rc ? 1 : 0;
 }

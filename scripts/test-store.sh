@@ -13,8 +13,10 @@ CEPH_RUN_DIR=$run "$root/scripts/ceph-rgw-start.sh" >/dev/null
 # shellcheck disable=SC1091
 . "$run/env.sh"
 t1=${EPOCHREALTIME/[.,]/}
-SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures SQUIB_SOURCE_DIR=$root \
-	SQUIB_BUILD_DIR=$build "$build/tests/test_store"
+for t in test_store test_store_save; do
+	SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures SQUIB_SOURCE_DIR=$root \
+		SQUIB_BUILD_DIR=$build "$build/tests/$t"
+done
 t2=${EPOCHREALTIME/[.,]/}
 stop
 trap - EXIT

@@ -22,6 +22,7 @@
 #include "memfile_internal.h"
 #include "memlayout.h"
 #include "pair.h"
+#include "save_internal.h"
 
 struct save {
 	const struct squib_vm *vm;
@@ -44,6 +45,9 @@ struct save {
 	bool paused;
 	uint64_t paused_at;
 	struct squib_live *live; /* a live save's capture, from its pause to its end */
+	const struct squib_save_sink *sink; /* NULL: the file pair */
+	uint8_t *state_buf;		    /* sink: the encoded state */
+	size_t state_len;
 };
 
 const char *squib_snapshot_kind_name(enum squib_snapshot_kind kind)
@@ -85,12 +89,15 @@ static int check_request(struct save *s)
 
 	if (!r)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT, "NULL save request");
-	if ((rc = squib_vm_check(s->vm, s->d)) || (rc = check_paths(r, s->d)))
+	if ((rc = squib_vm_check(s->vm, s->d)) || (!s->sink && (rc = check_paths(r, s->d))))
 		return rc;
 	if (r->kind != SQUIB_SNAPSHOT_FULL && r->kind != SQUIB_SNAPSHOT_DIFF)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT, "unknown snapshot kind %d",
 				      (int)r->kind);
 	s->page_size = r->page_size ? r->page_size : host_page();
+	if (s->sink && r->kind == SQUIB_SNAPSHOT_DIFF && !r->parent_memory_id)
+		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
+				      "a Diff into a store needs its parent's memory id");
 	if (r->kind == SQUIB_SNAPSHOT_DIFF && !r->parent_memory_id && !r->parent_state_path)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
 				      "a Diff snapshot needs its parent: parent_memory_id or "
@@ -107,7 +114,7 @@ static int resolve_parent(struct save *s)
 
 	if (r->kind != SQUIB_SNAPSHOT_DIFF)
 		return 0;
-	if (r->parent_state_path) {
+	if (r->parent_state_path && !s->sink) {
 		if ((rc = squib_state_load_file(r->parent_state_path, SQUIB_ARCH_ANY, &ps, NULL,
 						s->d))) {
 			squib_state_free(&ps);
@@ -137,7 +144,7 @@ static int check_not_own_parent(struct save *s)
 {
 	struct squib_memfile_manifest m;
 
-	if (s->req->kind != SQUIB_SNAPSHOT_DIFF ||
+	if (s->sink || s->req->kind != SQUIB_SNAPSHOT_DIFF ||
 	    squib_memfile_verify(s->req->memory_path, false, &m, NULL))
 		return 0;
 	if (!memcmp(m.layout.id, s->parent_id, SQUIB_MEMORY_ID_SIZE)) {
@@ -159,8 +166,11 @@ static int check_not_own_parent(struct save *s)
 static int lock_and_recover(struct save *s)
 {
 	enum squib_recovery_action a = SQUIB_RECOVERY_NONE;
-	int rc = squib_dest_lock(&s->mem_lock, s->req->memory_path, s->req->hooks, s->d);
+	int rc;
 
+	if (s->sink) /* no files: nothing to lock or recover */
+		return squib_memfile_new_id(s->memory_id, s->d);
+	rc = squib_dest_lock(&s->mem_lock, s->req->memory_path, s->req->hooks, s->d);
 	if (!rc)
 		rc = squib_dest_lock(&s->state_lock, s->req->state_path, s->req->hooks, s->d);
 	if (rc)
@@ -299,7 +309,11 @@ static int open_temps(struct save *s)
 	struct squib_atomic_options mo = {.hooks = s->req->hooks, .lock = &s->mem_lock};
 	struct squib_atomic_options so = {
 	    .hooks = s->req->hooks, .lock = &s->state_lock, .pair_id = s->memory_id};
-	int rc = squib_atomic_open_ex(&s->mem_w, s->req->memory_path, &mo, s->d);
+	int rc;
+
+	if (s->sink)
+		return 0;
+	rc = squib_atomic_open_ex(&s->mem_w, s->req->memory_path, &mo, s->d);
 
 	return rc ? rc : squib_atomic_open_ex(&s->state_w, s->req->state_path, &so, s->d);
 }
@@ -378,6 +392,23 @@ static int end_live(struct save *s, int rc)
 	return rc;
 }
 
+static int sink_memory(struct save *s, const struct squib_memfile_source *src,
+		       struct squib_memfile_write_stats *st)
+{
+	const struct squib_save_sink_memory m = {
+	    .src = src,
+	    .kind = s->req->kind,
+	    .parent_id = s->req->kind == SQUIB_SNAPSHOT_DIFF ? s->parent_id : NULL,
+	    .bitmaps = (const struct squib_dirty_bitmap *const *)s->bitmaps,
+	    .id = s->memory_id,
+	    .digests = s->req->digests};
+
+	if (m.kind == SQUIB_SNAPSHOT_DIFF &&
+	    !m.bitmaps) /* check_diff_source makes this impossible */
+		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT, "a Diff without bitmaps");
+	return s->sink->memory(s->sink->ctx, &m, &s->manifest, &st->pages_written, s->d);
+}
+
 static int write_memory(struct save *s)
 {
 	const struct squib_memfile_source src = {s->live ? squib_live_view(s->live) : s->src,
@@ -388,7 +419,9 @@ static int write_memory(struct save *s)
 	uint64_t t = squib_now_ns();
 	int rc;
 
-	if (s->req->kind == SQUIB_SNAPSHOT_FULL)
+	if (s->sink)
+		rc = sink_memory(s, &src, &st);
+	else if (s->req->kind == SQUIB_SNAPSHOT_FULL)
 		rc = squib_memfile_write_full_walk(&s->mem_w, &src, &o,
 						   s->live ? squib_live_populated(s->live) : NULL,
 						   &s->manifest, &st, s->d);
@@ -416,8 +449,13 @@ static int write_state(struct save *s)
 
 	if (!rc)
 		rc = squib_state_encode(&s->state, &buf, &len, s->d);
-	if (!rc)
+	if (!rc && s->sink) { /* the sink's commit sends it once the guest runs again */
+		s->state_buf = buf;
+		s->state_len = len;
+		buf = NULL;
+	} else if (!rc) {
 		rc = squib_atomic_write(&s->state_w, buf, len, s->d);
+	}
 	free(buf);
 	s->rep->ns.state_write = squib_now_ns() - t;
 	if (!rc)
@@ -430,7 +468,11 @@ static int write_state(struct save *s)
 static int sync_temps(struct save *s)
 {
 	uint64_t t = squib_now_ns();
-	int rc = squib_atomic_prepare(&s->mem_w, s->d);
+	int rc;
+
+	if (s->sink)
+		return 0;
+	rc = squib_atomic_prepare(&s->mem_w, s->d);
 
 	if (!rc)
 		rc = squib_atomic_prepare(&s->state_w, s->d);
@@ -447,7 +489,14 @@ static int publish(struct save *s)
 {
 	uint64_t t = squib_now_ns();
 	struct squib_pair_outcome o = {0};
-	int rc = squib_pair_publish(squib_publish_writer, &s->mem_w, &s->state_w, &o, s->d);
+	int rc;
+
+	if (s->sink) {
+		rc = s->sink->commit(s->sink->ctx, s->state_buf, s->state_len, s->d);
+		o.memory_published = o.state_published = rc == 0;
+	} else {
+		rc = squib_pair_publish(squib_publish_writer, &s->mem_w, &s->state_w, &o, s->d);
+	}
 
 	s->rep->memory_published = o.memory_published;
 	s->rep->state_published = o.state_published;
@@ -468,6 +517,7 @@ static void release(struct save *s)
 		squib_dirty_bitmap_free(s->bitmaps[i]);
 	free(s->bitmaps);
 	free(s->src);
+	free(s->state_buf);
 	squib_state_free(&s->state);
 	if (s->parent_layout) {
 		squib_memory_layout_release(s->parent_layout);
@@ -501,11 +551,13 @@ static int snapshot(struct save *s)
 	return rc;
 }
 
-int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
-	       struct squib_save_report *report, struct squib_error_detail *d)
+static int save_run(const struct squib_vm *vm, const struct squib_save_request *req,
+		    const struct squib_save_sink *sink, struct squib_save_report *report,
+		    struct squib_error_detail *d)
 {
 	struct squib_save_report dummy;
-	struct save s = {.vm = vm, .req = req, .rep = report ? report : &dummy, .d = d};
+	struct save s = {
+	    .vm = vm, .req = req, .rep = report ? report : &dummy, .d = d, .sink = sink};
 	uint64_t t0 = squib_now_ns();
 	int rc;
 
@@ -536,4 +588,19 @@ int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
 	release(&s);
 	s.rep->ns.total = squib_now_ns() - t0;
 	return rc;
+}
+
+int squib_save(const struct squib_vm *vm, const struct squib_save_request *req,
+	       struct squib_save_report *report, struct squib_error_detail *d)
+{
+	return save_run(vm, req, NULL, report, d);
+}
+
+int squib_save_to_sink(const struct squib_vm *vm, const struct squib_save_request *req,
+		       const struct squib_save_sink *sink, struct squib_save_report *report,
+		       struct squib_error_detail *d)
+{
+	if (!sink || !sink->memory || !sink->commit)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL save sink");
+	return save_run(vm, req, sink, report, d);
 }

@@ -505,6 +505,7 @@ struct http_fault {
 	int n_seen;
 	uint16_t upstream; /* 0: no upstream (answer 503 to everything) */
 	int requests, injected;
+	char last[4096]; /* the last request's head */
 	pthread_mutex_t mu;
 	pthread_t thr;
 	int stop; /* __atomic */
@@ -617,6 +618,7 @@ static void *http_fault_main(void *arg)
 
 	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
 		int c = accept(h->lfd, NULL, NULL), inject;
+		const char *end;
 		ssize_t n;
 
 		if (c < 0)
@@ -624,6 +626,8 @@ static void *http_fault_main(void *arg)
 		if ((n = read_request(c, req, 32u << 20)) > 0) {
 			pthread_mutex_lock(&h->mu);
 			h->requests++;
+			end = strstr(req, "\r\n\r\n");
+			snprintf(h->last, sizeof(h->last), "%.*s", end ? (int)(end - req) : 0, req);
 			inject = !h->upstream || first_attempt(h, req);
 			h->injected += inject;
 			pthread_mutex_unlock(&h->mu);
@@ -664,15 +668,26 @@ static void http_fault_start(struct http_fault *h, uint16_t upstream, int every)
 	assert_int_equal(pthread_create(&h->thr, NULL, http_fault_main, h), 0);
 }
 
-static void http_fault_stop(struct http_fault *h)
+/* Stop serving; the request lines seen stay readable until http_fault_free. */
+static void http_fault_stop_keep(struct http_fault *h)
 {
 	__atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
 	shutdown(h->lfd, SHUT_RDWR);
 	pthread_join(h->thr, NULL);
 	close(h->lfd);
+}
+
+static void http_fault_free(struct http_fault *h)
+{
 	for (int i = 0; i < h->n_seen; i++)
 		free(h->seen[i]);
 	pthread_mutex_destroy(&h->mu);
+}
+
+static void http_fault_stop(struct http_fault *h)
+{
+	http_fault_stop_keep(h);
+	http_fault_free(h);
 }
 
 static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
@@ -689,7 +704,9 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 	setenv("AWS_ENDPOINT_URL", url, 1);
 	if (!getenv("AWS_ACCESS_KEY_ID"))
 		setenv("AWS_ACCESS_KEY_ID", "test", 1), setenv("AWS_SECRET_ACCESS_KEY", "test", 1);
+	setenv("AWS_SESSION_TOKEN", "tok/en+123", 1); /* temporary credentials */
 	OK(squib_store_open("s3://bucket/prefix", &o, &s, &d));
+	unsetenv("AWS_SESSION_TOKEN");
 	assert_int_equal(squib_store_push(s, f->state, f->memf, NULL, NULL, 0, NULL, NULL, &d),
 			 SQUIB_E_IO);
 	assert_int_equal(d.os_errno, EIO);
@@ -699,6 +716,10 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 	squib_store_close(s);
 	http_fault_stop(&h);
 	assert_int_equal(h.requests, 4); /* the lease's PUT, tried 1 + 3 times */
+	/* The session token is sent, and signed (curl's SigV4 signs every header given). */
+	assert_non_null(strcasestr(h.last, "\r\nx-amz-security-token: tok/en+123"));
+	assert_non_null(strstr(h.last, "SignedHeaders="));
+	assert_non_null(strstr(strstr(h.last, "SignedHeaders="), "x-amz-security-token"));
 	if (old)
 		setenv("AWS_ENDPOINT_URL", old, 1);
 	else
@@ -755,14 +776,16 @@ static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
 {
 	struct fx *f = *state;
 	const uint64_t big = 64ull << 20;
-	uint8_t *mem = squib_test_guest_ram(big, 3);
+	uint8_t *mem;
 	char *bin, *st, *mf, url[4096], hex[33], snap[4096], memp[4096];
 	struct squib_memfile_manifest m;
-	struct squib_store *s = open_store(f->store);
+	struct squib_store *s;
 	struct squib_test_proc p;
 	int whole = 0;
 
 	bin = squib_test_cli_path_or_skip();
+	mem = squib_test_guest_ram(big, 3);
+	s = open_store(f->store);
 	squib_test_save_pair(f->dir, "big", mem, big, false, &st, &mf, &m);
 	push_ok(s, st, mf, NULL, 0, NULL);
 	squib_memfile_id_hex(m.layout.id, hex);
@@ -909,6 +932,59 @@ static void test_should_ride_out_injected_5xx_from_ceph_rgw(void **state)
 	free(url);
 }
 
+/* Above multipart_bytes a PUT goes in parts (5 MiB, 5 MiB, 2 MiB + 1 byte here),
+ * through a proxy that answers 503 to the first attempt of every second request. */
+static void test_should_put_a_large_object_in_parts_on_ceph_rgw(void **state)
+{
+	struct squib_store_options o = {
+	    .workers = 2, .retries = 3, .backoff_ms = 5, .multipart_bytes = 5u << 20};
+	char *url = s3_url("S3 multipart"), ep[64], *old;
+	size_t n = (12u << 20) + 1, got_n = 0;
+	uint8_t *big = malloc(n), *got = NULL;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	struct http_fault h;
+	int parts = 0, creates = 0, completes = 0;
+	unsigned port;
+
+	(void)state;
+	if (!url) {
+		free(big);
+		skip();
+	}
+	for (size_t i = 0; i < n; i++)
+		big[i] = (uint8_t)(i * 2654435761u >> 13);
+	old = strdup(getenv("AWS_ENDPOINT_URL"));
+	assert_int_equal(sscanf(old, "http://127.0.0.1:%u", &port), 1);
+	http_fault_start(&h, (uint16_t)port, 2);
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", h.port);
+	setenv("AWS_ENDPOINT_URL", ep, 1);
+	OK(squib_store_open(url, &o, &s, &d));
+	OK(squib_store_put(s, "images/big", big, n, &d));
+	OK(squib_store_get(s, "images/big", n, &got, &got_n, &d));
+	assert_int_equal(got_n, n);
+	assert_memory_equal(got, big, n);
+	squib_store_close(s);
+	http_fault_stop_keep(&h);
+	for (int i = 0; i < h.n_seen; i++) {
+		parts += strstr(h.seen[i], "PUT ") && strstr(h.seen[i], "?partNumber=") != NULL;
+		creates += strstr(h.seen[i], "POST ") && strstr(h.seen[i], "?uploads=") != NULL;
+		completes += strstr(h.seen[i], "POST ") && strstr(h.seen[i], "?uploadId=") != NULL;
+	}
+	assert_int_equal(parts, 3);
+	assert_int_equal(creates, 1);
+	assert_int_equal(completes, 1);
+	assert_true(h.injected >= 3);
+	fprintf(stderr, "multipart: 3 parts, %d of %d requests answered 503\n", h.injected,
+		h.requests);
+	http_fault_free(&h);
+	setenv("AWS_ENDPOINT_URL", old, 1);
+	free(old);
+	free(big);
+	free(got);
+	free(url);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -937,6 +1013,8 @@ int main(void)
 		test_should_refuse_changed_and_missing_chunks_on_ceph_rgw, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_ride_out_injected_5xx_from_ceph_rgw, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_should_put_a_large_object_in_parts_on_ceph_rgw,
+					    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

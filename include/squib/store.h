@@ -48,6 +48,7 @@
 #include <squib/error.h>
 #include <squib/memfile.h>
 #include <squib/progress.h>
+#include <squib/save.h>
 #include <squib/state.h>
 
 #ifdef __cplusplus
@@ -149,6 +150,9 @@ struct squib_store_options {
 	uint32_t timeout_ms;  /* S3: per request; 0: 60000 */
 	int zstd_level;	      /* push; 0: SQUIB_STORE_DEFAULT_ZSTD_LEVEL */
 	uint32_t chunk_shift; /* push; 0: SQUIB_STORE_DEFAULT_CHUNK_SHIFT */
+	/* S3: an object of more bytes is PUT as a multipart upload in parts of this
+	 * size (at least 5 MiB, S3's minimum part); 0: 64 MiB */
+	uint64_t multipart_bytes;
 };
 
 /* Open the store at url. S3: the environment is read here; nothing is sent. */
@@ -259,6 +263,67 @@ struct squib_store_gc_stats {
  */
 SQUIB_API int squib_store_gc(struct squib_store *s, bool dry_run,
 			     struct squib_store_gc_stats *stats, struct squib_error_detail *d);
+
+/* ---- saving a running VM straight into the store ------------------------ */
+
+struct squib_store_save_request {
+	enum squib_snapshot_kind kind;
+	/* Diff: the id of the image it applies on, in this store (the memory the
+	 * VM's trackers were reset at: the last save's report.memory_id). */
+	const uint8_t *parent_memory_id;
+	bool stay_paused;	     /* as squib_save_request */
+	uint64_t page_size;	     /* 0: the host's */
+	uint32_t quiesce_timeout_ms; /* 0: SQUIB_QUIESCE_TIMEOUT_MS */
+	bool digests;		     /* per-extent digests in the manifest */
+	/* Memory for windows read but not yet uploaded: the guest resumes once
+	 * the last window is queued, so a buffer that holds the present memory
+	 * makes the downtime a copy; a small one makes it the upload.
+	 * 0: SQUIB_STORE_SAVE_BUFFER. At least 2 windows per worker. */
+	uint64_t buffer_bytes;
+};
+
+#define SQUIB_STORE_SAVE_BUFFER (256ull << 20)
+
+struct squib_store_save_report {
+	/* The save's phases and outcome: memory_write is the time the guest's
+	 * memory took to read into the upload queue (paused); publish the wait
+	 * for the last uploads and the state and image PUTs (running).
+	 * state_published: the image is in the store. */
+	struct squib_save_report save;
+	/* chunks: windows mapped; bytes_present: bytes read and hashed (a Diff
+	 * reads only the windows its dirty pages touch); chunks_reused: non-zero
+	 * windows not uploaded (the parent's, or already in the store). */
+	struct squib_store_push_stats store;
+};
+
+/*
+ * Save a running VM straight into the store: quiesce, capture and harvest as
+ * squib_save does (squib/save.h), then, with the vCPUs paused, read the
+ * guest's memory window by window into a bounded queue that a pool of
+ * opts.workers threads hashes, compresses and uploads (chunks the store
+ * holds are not uploaded); resume; wait for the uploads; PUT the state
+ * object; then - the commit point - the image. No local file is written.
+ *
+ * A Full maps every window. A Diff starts from its parent's chunk map
+ * (images/<parent id>: same geometry and chunk size, else
+ * SQUIB_E_PAIR_MISMATCH) and reads only the windows that hold a dirty page;
+ * the other windows keep the parent's ids without being read or hashed. Its
+ * image is the memory file a file Diff would have been (kind, parent,
+ * extents of the dirty pages), so `pull` materialises an ordinary chain.
+ *
+ * Crash-safety: the image is PUT only after every chunk it maps is durable
+ * in the store, under a push lease (gc cannot sweep meanwhile); a save that
+ * fails or dies leaves at most unreferenced chunks and a state object, which
+ * gc removes. On failure the harvested pages go back to the trackers (the
+ * next Diff holds them); on success the trackers are reset.
+ *
+ * Thread-safety: as squib_save (one save per VM at a time); the store may be
+ * shared with other threads.
+ */
+SQUIB_API int squib_store_save(struct squib_store *s, const struct squib_vm *vm,
+			       const struct squib_store_save_request *req,
+			       struct squib_store_save_report *report,
+			       struct squib_error_detail *d);
 
 /* Parse 32 hex digits. */
 SQUIB_API int squib_store_parse_id(const char *hex, uint8_t id[SQUIB_MEMORY_ID_SIZE]);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 
 struct s3_be {
 	char *endpoint, *bucket, *prefix, *sigv4, *userpwd;
+	char *token_header; /* "x-amz-security-token: ..." (AWS_SESSION_TOKEN), or NULL */
 	struct squib_store_options opts;
 	pthread_mutex_t mu;
 	CURL *free_handles[S3_MAX_HANDLES];
@@ -43,6 +45,7 @@ static char *env_or(const char *name, const char *dflt)
 static int s3_init_creds(struct s3_be *b, struct squib_error_detail *d)
 {
 	const char *ak = getenv("AWS_ACCESS_KEY_ID"), *sk = getenv("AWS_SECRET_ACCESS_KEY");
+	const char *tok = getenv("AWS_SESSION_TOKEN");
 	char *region = env_or("AWS_REGION", "us-east-1"), *dflt = NULL;
 	int r = 0;
 
@@ -53,7 +56,9 @@ static int s3_init_creds(struct s3_be *b, struct squib_error_detail *d)
 	else if (!region || asprintf(&b->sigv4, "aws:amz:%s:s3", region) < 0 ||
 		 asprintf(&b->userpwd, "%s:%s", ak, sk) < 0 ||
 		 asprintf(&dflt, "https://s3.%s.amazonaws.com", region) < 0 ||
-		 !(b->endpoint = env_or("AWS_ENDPOINT_URL", dflt)))
+		 !(b->endpoint = env_or("AWS_ENDPOINT_URL", dflt)) ||
+		 /* temporary credentials: the token goes in a header that SigV4 signs */
+		 (tok && *tok && asprintf(&b->token_header, "x-amz-security-token: %s", tok) < 0))
 		r = squib_fail(d, SQUIB_E_NOMEM);
 	for (size_t n = b->endpoint ? strlen(b->endpoint) : 0; n && b->endpoint[n - 1] == '/'; n--)
 		b->endpoint[n - 1] = '\0';
@@ -74,6 +79,7 @@ static void s3_close(void *be)
 	free(b->prefix);
 	free(b->sigv4);
 	free(b->userpwd);
+	free(b->token_header);
 	free(b);
 	curl_global_cleanup();
 }
@@ -129,7 +135,7 @@ static void handle_put(struct s3_be *b, CURL *h)
 }
 
 struct s3_req {
-	const char *method; /* GET PUT HEAD DELETE */
+	const char *method; /* GET PUT HEAD DELETE POST */
 	const char *key;    /* relative to the prefix; NULL: the bucket (a list) */
 	const char *query;  /* after '?', or NULL */
 	const uint8_t *body;
@@ -144,6 +150,7 @@ struct s3_req {
 	long status;
 	int64_t mtime;
 	uint64_t size;
+	char etag[128]; /* the answer's ETag, quotes kept */
 	char err[CURL_ERROR_SIZE];
 };
 
@@ -186,6 +193,22 @@ static size_t on_read(char *p, size_t sz, size_t n, void *ctx)
 	return len;
 }
 
+/* The ETag of an answer (a multipart upload's parts are named by theirs). */
+static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
+{
+	struct s3_req *q = ctx;
+	size_t len = sz * n, v;
+
+	if (len > 5 && !strncasecmp(p, "ETag:", 5)) {
+		for (v = 5; v < len && (p[v] == ' ' || p[v] == '\t'); v++)
+			;
+		while (len > v && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
+			len--;
+		snprintf(q->etag, sizeof(q->etag), "%.*s", (int)(len - v), p + v);
+	}
+	return sz * n;
+}
+
 static int make_url(const struct s3_be *b, const struct s3_req *q, char **url)
 {
 	return asprintf(url, "%s/%s%s%s%s%s%s%s", b->endpoint, b->bucket,
@@ -196,13 +219,17 @@ static int make_url(const struct s3_be *b, const struct s3_req *q, char **url)
 		   : 0;
 }
 
-static struct curl_slist *make_headers(const struct s3_req *q)
+static struct curl_slist *make_headers(const struct s3_be *b, const struct s3_req *q)
 {
 	struct curl_slist *h = NULL, *t;
 	char range[80];
 
 	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	if (h && q->body && (t = curl_slist_append(h, "Content-Type: application/octet-stream")))
+	if (h && b->token_header && !(h = curl_slist_append(h, b->token_header)))
+		return NULL;
+	/* A POST too: else curl adds a form Content-Type after signing. */
+	if (h && (q->body || !strcmp(q->method, "POST")) &&
+	    (t = curl_slist_append(h, "Content-Type: application/octet-stream")))
 		h = t;
 	if (h && q->range) {
 		snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64, q->range_off,
@@ -223,6 +250,10 @@ static void set_method(CURL *h, struct s3_req *q)
 	} else if (!strcmp(q->method, "HEAD")) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 		curl_easy_setopt(h, CURLOPT_FILETIME, 1L);
+	} else if (!strcmp(q->method, "POST")) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body ? (const char *)q->body : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
 	} else if (!strcmp(q->method, "DELETE")) {
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
 	} else {
@@ -248,8 +279,10 @@ static CURLcode perform_once(struct s3_be *b, CURL *h, struct s3_req *q, const c
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, q->err);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
 	set_method(h, q);
-	q->err[0] = '\0';
+	q->err[0] = q->etag[0] = '\0';
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &q->status);
 	if (!rc && !strcmp(q->method, "HEAD")) {
@@ -334,7 +367,7 @@ static int result(const struct s3_be *b, struct s3_req *q, CURLcode rc, unsigned
 
 static int s3_request(struct s3_be *b, struct s3_req *q, struct squib_error_detail *d)
 {
-	struct curl_slist *hdrs = make_headers(q);
+	struct curl_slist *hdrs = make_headers(b, q);
 	CURL *h = handle_get(b);
 	CURLcode rc = CURLE_OK;
 	char *url = NULL;
@@ -366,9 +399,16 @@ static int s3_request(struct s3_be *b, struct s3_req *q, struct squib_error_deta
 	return r;
 }
 
+static int s3_put_multipart(struct s3_be *b, const char *key, const uint8_t *buf, size_t len,
+			    struct squib_error_detail *d);
+
 static int s3_put(void *be, const char *key, const void *buf, size_t len,
 		  struct squib_error_detail *d)
 {
+	struct s3_be *b = be;
+
+	if (len > b->opts.multipart_bytes)
+		return s3_put_multipart(b, key, buf, len, d);
 	struct s3_req q = {
 	    .method = "PUT", .key = key, .body = buf, .body_len = len, .max_len = 65536};
 	int r = s3_request(be, &q, d);
@@ -558,6 +598,161 @@ static int s3_list(void *be, const char *prefix, squib_store_list_fn fn, void *c
 	free(token);
 	free(full);
 	curl_easy_cleanup(esc);
+	return r;
+}
+
+/* ---- multipart upload ------------------------------------------------------ */
+
+/* S3's limits: parts of at least 5 MiB (but the last), at most 10,000 of them. */
+#define S3_MIN_PART  (5ull << 20)
+#define S3_MAX_PARTS 10000u
+
+/* One request whose answer must not be an <Error> (Complete answers 200 with one). */
+static int mp_request(struct s3_be *b, struct s3_req *q, struct squib_error_detail *d)
+{
+	char code[80] = "";
+	int r = s3_request(b, q, d);
+
+	if (!r && q->buf && q->len && memmem(q->buf, q->len, "<Error>", 7)) {
+		error_code(q, code, sizeof(code));
+		r = squib_fail_errno_msg(d, SQUIB_E_IO, EIO, "%s s3://%s/%s%s%s?%s: error%s",
+					 q->method, b->bucket, b->prefix, b->prefix[0] ? "/" : "",
+					 q->key, q->query, code);
+	}
+	return r;
+}
+
+/* CreateMultipartUpload: the upload id, URL-escaped (malloc'd). */
+static int mp_create(struct s3_be *b, const char *key, char **eid, struct squib_error_detail *d)
+{
+	struct s3_req q = {.method = "POST", .key = key, .query = "uploads=", .max_len = 65536};
+	const char *v = NULL;
+	CURL *esc = NULL;
+	size_t n = 0;
+	int r = mp_request(b, &q, d);
+
+	*eid = NULL;
+	if (!r && (!q.buf || !(q.buf = realloc(q.buf, q.len + 1))))
+		r = squib_fail(d, SQUIB_E_NOMEM);
+	if (!r) {
+		q.buf[q.len] = '\0';
+		v = xml_field((const char *)q.buf, (const char *)q.buf + q.len, "UploadId", &n);
+	}
+	if (!r && (!v || !n))
+		r = squib_fail_errno_msg(d, SQUIB_E_IO, EIO,
+					 "POST s3://%s/%s: no UploadId in the answer", b->bucket,
+					 key);
+	if (!r) {
+		char *id = strndup(v, n), *e = NULL;
+
+		if (id && (esc = curl_easy_init()) && (e = curl_easy_escape(esc, id, 0)))
+			*eid = strdup(e);
+		curl_free(e);
+		free(id);
+		if (!*eid)
+			r = squib_fail(d, SQUIB_E_NOMEM);
+	}
+	if (esc)
+		curl_easy_cleanup(esc);
+	free(q.buf);
+	return r;
+}
+
+/* UploadPart, each in order; etags[i] the part's ETag. */
+static int mp_parts(struct s3_be *b, const char *key, const char *eid, const uint8_t *buf,
+		    size_t len, size_t part, char (*etags)[128], struct squib_error_detail *d)
+{
+	int r = 0;
+
+	for (size_t i = 0, off = 0; !r && off < len; i++, off += part) {
+		struct s3_req q = {.method = "PUT",
+				   .key = key,
+				   .body = buf + off,
+				   .body_len = len - off < part ? len - off : part,
+				   .max_len = 65536};
+		char *query = NULL;
+
+		/* SigV4's canonical query: sorted by name (partNumber < uploadId). */
+		if (asprintf(&query, "partNumber=%zu&uploadId=%s", i + 1, eid) < 0)
+			return squib_fail(d, SQUIB_E_NOMEM);
+		q.query = query;
+		if (!(r = s3_request(b, &q, d)) && !q.etag[0])
+			r = squib_fail_errno_msg(d, SQUIB_E_IO, EIO,
+						 "PUT s3://%s/%s part %zu: no ETag in the answer",
+						 b->bucket, key, i + 1);
+		memcpy(etags[i], q.etag, sizeof(etags[i]));
+		free(q.buf);
+		free(query);
+	}
+	return r;
+}
+
+static int mp_complete(struct s3_be *b, const char *key, const char *eid, size_t nparts,
+		       char (*etags)[128], struct squib_error_detail *d)
+{
+	size_t cap = 128 + nparts * 200, n;
+	char *xml = malloc(cap), *query = NULL;
+	struct s3_req q = {.method = "POST", .key = key, .max_len = 65536};
+	int r;
+
+	if (!xml || asprintf(&query, "uploadId=%s", eid) < 0) {
+		free(xml);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	n = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
+	for (size_t i = 0; i < nparts; i++)
+		n += (size_t)snprintf(xml + n, cap - n,
+				      "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>",
+				      i + 1, etags[i]);
+	n += (size_t)snprintf(xml + n, cap - n, "</CompleteMultipartUpload>");
+	q.query = query;
+	q.body = (const uint8_t *)xml;
+	q.body_len = n;
+	r = mp_request(b, &q, d);
+	free(q.buf);
+	free(query);
+	free(xml);
+	return r;
+}
+
+/*
+ * A large object in parts (b->opts.multipart_bytes each, more when 10,000
+ * would not hold it): create, upload the parts in order, complete. The
+ * object appears whole at the complete or not at all; any failure aborts the
+ * upload so no part is left behind.
+ */
+static int s3_put_multipart(struct s3_be *b, const char *key, const uint8_t *buf, size_t len,
+			    struct squib_error_detail *d)
+{
+	size_t part = (size_t)b->opts.multipart_bytes, nparts;
+	char(*etags)[128] = NULL, *eid = NULL;
+	int r;
+
+	if (part < S3_MIN_PART)
+		part = S3_MIN_PART;
+	if (len / part >= S3_MAX_PARTS)
+		part = len / (S3_MAX_PARTS - 1);
+	nparts = (len + part - 1) / part;
+	if (!(etags = calloc(nparts, sizeof(*etags))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (!(r = mp_create(b, key, &eid, d)) &&
+	    !(r = mp_parts(b, key, eid, buf, len, part, etags, d)))
+		r = mp_complete(b, key, eid, nparts, etags, d);
+	if (r && eid) {
+		struct s3_req q = {.method = "DELETE", .key = key, .max_len = 65536};
+		char *query = NULL;
+
+		if (asprintf(&query, "uploadId=%s", eid) >= 0) {
+			struct squib_error_detail scratch;
+
+			q.query = query;
+			s3_request(b, &q, &scratch); /* AbortMultipartUpload: best effort */
+			free(q.buf);
+			free(query);
+		}
+	}
+	free(eid);
+	free(etags);
 	return r;
 }
 

@@ -26,6 +26,8 @@ static void fill_defaults(struct squib_store_options *o)
 		o->zstd_level = SQUIB_STORE_DEFAULT_ZSTD_LEVEL;
 	if (!o->chunk_shift)
 		o->chunk_shift = SQUIB_STORE_DEFAULT_CHUNK_SHIFT;
+	if (!o->multipart_bytes)
+		o->multipart_bytes = 64ull << 20;
 }
 
 static int check_options(const struct squib_store_options *o, struct squib_error_detail *d)
@@ -40,6 +42,11 @@ static int check_options(const struct squib_store_options *o, struct squib_error
 		return squib_fail_msg(
 		    d, SQUIB_E_INVALID_ARGUMENT, "store: chunk shift %" PRIu32 " not in %u..%u",
 		    o->chunk_shift, SQUIB_STORE_MIN_CHUNK_SHIFT, SQUIB_STORE_MAX_CHUNK_SHIFT);
+	if (o->multipart_bytes < (5ull << 20))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "store: multipart parts of %" PRIu64
+				      " bytes (S3's minimum is 5 MiB)",
+				      o->multipart_bytes);
 	if (o->zstd_level < -7 || o->zstd_level > 19)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "store: zstd level %d",
 				      o->zstd_level);

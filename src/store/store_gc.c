@@ -75,7 +75,9 @@ static int count_others(struct others *c, const char *prefix)
 int squib_store_lease_take(struct squib_store *s, struct squib_store_lease *l,
 			   struct squib_error_detail *d)
 {
-	for (int waited = 0;; waited++) {
+	/* Back off 50 ms doubling to 1 s: a short gc costs a push little. */
+	for (unsigned waited_ms = 0, step = 50;;
+	     waited_ms += step, step = step < 500 ? 2 * step : 1000) {
 		struct others c = {.s = s, .mine = "", .d = d};
 		int r;
 
@@ -85,10 +87,10 @@ int squib_store_lease_take(struct squib_store *s, struct squib_store_lease *l,
 		if ((r = count_others(&c, "gc/")) || !c.live)
 			return r;
 		squib_store_lease_drop(s, l);
-		if (waited >= STORE_LEASE_WAIT_S)
-			return squib_fail_msg(d, SQUIB_E_BUSY, "%s: a gc is running (waited %d s)",
-					      s->url, waited);
-		sleep(1);
+		if (waited_ms >= STORE_LEASE_WAIT_S * 1000u)
+			return squib_fail_msg(d, SQUIB_E_BUSY, "%s: a gc is running (waited %u s)",
+					      s->url, waited_ms / 1000);
+		usleep(step * 1000u);
 	}
 }
 

@@ -102,4 +102,16 @@ int squib_store_lease_check(struct squib_store *s, struct squib_store_lease *l,
 			    struct squib_error_detail *d);
 void squib_store_lease_drop(struct squib_store *s, struct squib_store_lease *l);
 
+/* ---- shared by push and save (store_push.c) ------------------------------ */
+
+/* A deep copy of a manifest (layout and digests). SQUIB_E_NOMEM. */
+int squib_store_manifest_copy(struct squib_memfile_manifest *dst,
+			      const struct squib_memfile_manifest *src);
+
+/* Commit an image whose chunks are all durable: the state object, then (after
+ * checking the lease is still ours) the image object - the commit point. */
+int squib_store_publish(struct squib_store *s, struct squib_store_lease *lease,
+			const struct squib_store_image *im, const uint8_t *state, size_t state_len,
+			struct squib_error_detail *d);
+
 #endif /* SQUIB_STORE_INTERNAL_H */

@@ -145,7 +145,8 @@ static int fill_window(struct pull *p, struct squib_store_pool *pool,
 		return 0;
 	if (squib_store_hash_is_zero(&im->chunks[k])) {
 		r = write_present(fd, l, off, len, NULL, &w, d);
-		p->st->bytes_written += w;
+		/* the workers add to it too */
+		__atomic_fetch_add(&p->st->bytes_written, w, __ATOMIC_RELAXED);
 		return r;
 	}
 	if (!(j = malloc(sizeof(*j) + len)))

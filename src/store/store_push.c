@@ -138,8 +138,8 @@ static int push_window(struct push *p, struct chunk_job *j, struct squib_store_h
 	*slot = j->id;
 	if (squib_store_idset_add(&p->seen, &j->id, &added))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	if (!added) {
-		p->st->chunks_reused++;
+	if (!added) { /* the workers add to it too */
+		__atomic_fetch_add(&p->st->chunks_reused, 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	return 1; /* the caller hands j to the pool */
@@ -176,8 +176,8 @@ static int map_chunks(struct push *p, const struct squib_memfile_chain *c,
 	return r ? r : r2;
 }
 
-static int copy_manifest(struct squib_memfile_manifest *dst,
-			 const struct squib_memfile_manifest *src)
+int squib_store_manifest_copy(struct squib_memfile_manifest *dst,
+			      const struct squib_memfile_manifest *src)
 {
 	memset(dst, 0, sizeof(*dst));
 	if (squib_memory_layout_copy(&dst->layout, &src->layout))
@@ -211,7 +211,7 @@ static int image_for(const struct squib_store *s, const struct squib_memfile *m,
 				      "memory too large for the store: more than %llu chunks",
 				      (unsigned long long)SQUIB_STORE_MAX_CHUNKS);
 	im->chunk_shift = shift;
-	if (copy_manifest(&im->manifest, mf) ||
+	if (squib_store_manifest_copy(&im->manifest, mf) ||
 	    !(im->chunks = calloc(im->chunk_count, sizeof(*im->chunks)))) {
 		squib_store_image_release(im);
 		return squib_fail(d, SQUIB_E_NOMEM);
@@ -245,10 +245,9 @@ static int read_pair(const char *state_path, const struct squib_memfile *m, uint
 	return r;
 }
 
-/* Upload the state, then (the commit point) the image, under a live lease. */
-static int publish_image(struct push *p, struct squib_store_lease *lease,
-			 const struct squib_store_image *im, const uint8_t *state, size_t state_len,
-			 struct squib_error_detail *d)
+int squib_store_publish(struct squib_store *s, struct squib_store_lease *lease,
+			const struct squib_store_image *im, const uint8_t *state, size_t state_len,
+			struct squib_error_detail *d)
 {
 	char key[SQUIB_STORE_KEY_MAX];
 	uint8_t *buf;
@@ -256,16 +255,14 @@ static int publish_image(struct push *p, struct squib_store_lease *lease,
 	int r;
 
 	squib_store_image_key(im->manifest.layout.id, true, key);
-	if ((r = squib_store_put(p->s, key, state, state_len, d)))
+	if ((r = squib_store_put(s, key, state, state_len, d)))
 		return r;
 	if ((r = squib_store_image_encode(im, &buf, &len, d)))
 		return r;
 	squib_store_image_key(im->manifest.layout.id, false, key);
-	if (!(r = squib_store_lease_check(p->s, lease, d)))
-		r = squib_store_put(p->s, key, buf, len, d);
+	if (!(r = squib_store_lease_check(s, lease, d)))
+		r = squib_store_put(s, key, buf, len, d);
 	free(buf);
-	if (!r)
-		p->st->images_put++;
 	return r;
 }
 
@@ -319,7 +316,8 @@ static int push_layer(struct push *p, struct squib_store_lease *lease, const cha
 		p->st->images_skipped++;
 		p->done += squib_memfile_manifest(m)->layout.ram_size;
 	} else if (!r) {
-		r = publish_image(p, lease, &im, state, state_len, d);
+		if (!(r = squib_store_publish(p->s, lease, &im, state, state_len, d)))
+			p->st->images_put++;
 	}
 	squib_memfile_chain_close(c);
 	squib_memfile_close(m);

@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Saving a running VM straight into the snapshot store (squib_store_save),
+ * with the library's test VM (tests/support/testvm.h): a Full and a Diff
+ * into a directory store and into Ceph RGW (`make test-store`), pulled back
+ * as ordinary pairs and read byte for byte; a save whose commit fails
+ * leaves only unreferenced chunks, which gc removes, and gives its pages
+ * back to the trackers; saves racing a gc loop (threads, many iterations)
+ * with garbage chunks the next save reuses: every image stays pullable.
+ */
+#include "pair.h"
+#include "savetest.h"
+#include "testutil.h"
+#include "testvm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <squib/memfile.h>
+#include <squib/store.h>
+
+#define GPA0  0x0ull
+#define SIZE0 (4ull << 20)
+#define GPA1  0x10000000ull
+#define SIZE1 (2ull << 20)
+#define CHUNK (1ull << SQUIB_STORE_DEFAULT_CHUNK_SHIFT)
+
+struct fx {
+	char *dir, *store, *out;
+	struct squib_testvm_config cfg;
+	struct squib_testvm *vm;
+};
+
+static const char *msg_of(const struct squib_error_detail *d)
+{
+	static char buf[2048];
+
+	squib_error_message(d->code, d, buf, sizeof(buf));
+	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " [%s]", d->msg);
+	return buf;
+}
+
+/* Two regions (4 MiB at 0, 2 MiB at 256 MiB), every third page patterned, tracked. */
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	f->dir = squib_test_tmpdir();
+	f->store = squib_test_path(f->dir, "store");
+	f->out = squib_test_path(f->dir, "out");
+	mkdir(f->store, 0700);
+	mkdir(f->out, 0700);
+	f->cfg = squib_testvm_config_simple(GPA0, SIZE0, 2);
+	f->cfg.region_count = 2;
+	f->cfg.regions[1] = (struct squib_mem_region){GPA1, SIZE1};
+	f->cfg.track_dirty_pages = true;
+	f->cfg.with_tracker = true;
+	f->vm = savetest_vm(&f->cfg);
+	squib_testvm_fill(f->vm, 11, 3);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	squib_testvm_free(f->vm);
+	squib_test_rmtree(f->dir);
+	free(f->dir);
+	free(f->store);
+	free(f->out);
+	free(f);
+	return 0;
+}
+
+static struct squib_store *open_store(const char *url)
+{
+	struct squib_store_options o = {.workers = 4, .retries = 2, .backoff_ms = 10};
+	struct squib_error_detail d;
+	struct squib_store *s = NULL;
+
+	if (squib_store_open(url, &o, &s, &d))
+		fail_msg("open %s: %s", url, msg_of(&d));
+	return s;
+}
+
+static void save_ok(struct squib_store *s, struct squib_testvm *vm,
+		    const struct squib_store_save_request *req, struct squib_store_save_report *rep)
+{
+	struct squib_vm v = squib_testvm_vm(vm);
+	struct squib_error_detail d;
+
+	if (squib_store_save(s, &v, req, rep, &d))
+		fail_msg("store save: %s", msg_of(&d));
+	assert_true(rep->save.state_published);
+	assert_true(rep->save.resumed);
+}
+
+static char *mem_path(const char *dir, const uint8_t *id)
+{
+	char hex[2 * SQUIB_MEMORY_ID_SIZE + 1], name[64];
+
+	squib_memfile_id_hex(id, hex);
+	snprintf(name, sizeof(name), "%s.mem", hex);
+	return squib_test_path(dir, name);
+}
+
+/* Pull id into dir and check every page of the chain ending at it against
+ * the VM's memory copy `want` (regions back to back). */
+static void assert_pulls(struct squib_store *s, const uint8_t *id, const uint8_t *parent,
+			 const char *dir, const uint8_t *want)
+{
+	uint64_t ps = squib_test_page_size(), o = 0;
+	char *paths[2] = {NULL, NULL};
+	struct squib_memfile_chain *c;
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	uint8_t *page = malloc(ps);
+	char *state = NULL;
+	size_t n = 0;
+
+	if (squib_store_pull(s, id, dir, NULL, NULL, &state, &d))
+		fail_msg("pull: %s", msg_of(&d));
+	if (parent)
+		paths[n++] = mem_path(dir, parent);
+	paths[n++] = mem_path(dir, id);
+	for (size_t i = 0; i < n; i++) { /* each file's own digests check out */
+		if (squib_memfile_verify(paths[i], true, &m, &d))
+			fail_msg("verify %s: %s", paths[i], msg_of(&d));
+		squib_memfile_manifest_release(&m);
+	}
+	if (squib_memfile_chain_open((const char *const *)paths, n, &c, &d))
+		fail_msg("chain: %s", msg_of(&d));
+	for (uint64_t ga = GPA0; ga < GPA0 + SIZE0; ga += ps, o += ps) {
+		assert_int_equal(squib_memfile_chain_read_page(c, ga, page, &d), 0);
+		assert_memory_equal(page, want + o, ps);
+	}
+	for (uint64_t ga = GPA1; ga < GPA1 + SIZE1; ga += ps, o += ps) {
+		assert_int_equal(squib_memfile_chain_read_page(c, ga, page, &d), 0);
+		assert_memory_equal(page, want + o, ps);
+	}
+	squib_memfile_chain_close(c);
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(state);
+	free(page);
+}
+
+/* The VM's RAM, regions back to back (malloc'd). */
+static uint8_t *ram_copy(struct squib_testvm *vm)
+{
+	uint8_t *c = malloc(SIZE0 + SIZE1);
+
+	memcpy(c, squib_testvm_host(vm, GPA0), SIZE0);
+	memcpy(c + SIZE0, squib_testvm_host(vm, GPA1), SIZE1);
+	return c;
+}
+
+static void full_then_diff(struct fx *f, const char *url)
+{
+	struct squib_store *s = open_store(url);
+	/* A queue of 2 windows per worker: the reader waits on the uploads. */
+	struct squib_store_save_request full = {
+	    .kind = SQUIB_SNAPSHOT_FULL, .digests = true, .buffer_bytes = 1};
+	struct squib_store_save_report r1, r2;
+	uint8_t base_id[SQUIB_MEMORY_ID_SIZE], *want;
+	uint64_t ps = squib_test_page_size();
+
+	save_ok(s, f->vm, &full, &r1);
+	memcpy(base_id, r1.save.memory_id, sizeof(base_id));
+	assert_int_equal(r1.store.chunks, (SIZE0 + SIZE1) / CHUNK);
+	assert_int_equal(r1.store.chunks_zero, 0);
+	assert_int_equal(r1.store.images_put, 1);
+	assert_int_equal(r1.store.bytes_present, SIZE0 + SIZE1);
+	want = ram_copy(f->vm);
+	assert_pulls(s, base_id, NULL, f->out, want);
+	free(want);
+
+	/* Three pages in three windows (one in each region, two in one window), one
+	 * window zeroed whole: the Diff reads exactly those windows. */
+	squib_testvm_write(f->vm, GPA0 + 5 * CHUNK + 3 * ps, 0xa5, ps);
+	squib_testvm_write(f->vm, GPA0 + 5 * CHUNK + 7 * ps, 0x5a, 2 * ps);
+	squib_testvm_write(f->vm, GPA1 + 9 * ps, 0x11, ps);
+	squib_testvm_write(f->vm, GPA0 + 20 * CHUNK, 0, CHUNK);
+	struct squib_store_save_request diff = {
+	    .kind = SQUIB_SNAPSHOT_DIFF, .parent_memory_id = base_id, .digests = true};
+	save_ok(s, f->vm, &diff, &r2);
+	assert_int_equal(r2.save.kind, SQUIB_SNAPSHOT_DIFF);
+	assert_memory_equal(r2.save.parent_id, base_id, sizeof(base_id));
+	assert_int_equal(r2.store.bytes_present, 2 * CHUNK); /* the zeroed one is not stored */
+	assert_int_equal(r2.store.chunks_zero, 1);
+	assert_int_equal(r2.store.chunks_put, 2);
+	assert_int_equal(r2.store.chunks_reused, r2.store.chunks - 3);
+	assert_int_equal(r2.save.pages_written, 4 + CHUNK / ps);
+	want = ram_copy(f->vm);
+	assert_pulls(s, r2.save.memory_id, base_id, f->out, want);
+	free(want);
+	squib_store_close(s);
+}
+
+static void test_should_save_a_full_and_a_diff_into_a_directory_store(void **state)
+{
+	struct fx *f = *state;
+
+	full_then_diff(f, f->store);
+}
+
+static void test_should_refuse_a_diff_of_an_unknown_parent_or_other_geometry(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_testvm_config small = squib_testvm_config_simple(GPA0, SIZE0, 1);
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report rep;
+	uint8_t nobody[SQUIB_MEMORY_ID_SIZE] = {1, 2, 3};
+	struct squib_store_save_request diff = {.kind = SQUIB_SNAPSHOT_DIFF,
+						.parent_memory_id = nobody};
+	struct squib_testvm *other;
+	struct squib_vm v = squib_testvm_vm(f->vm);
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_store_save(s, &v, &diff, &rep, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	diff.parent_memory_id = NULL;
+	assert_int_equal(squib_store_save(s, &v, &diff, &rep, &d), SQUIB_E_INVALID_ARGUMENT);
+	save_ok(s, f->vm, &full, &rep);
+	small.track_dirty_pages = small.with_tracker = true;
+	other = savetest_vm(&small);
+	v = squib_testvm_vm(other);
+	diff.parent_memory_id = rep.save.memory_id;
+	assert_int_equal(squib_store_save(s, &v, &diff, &rep, &d), SQUIB_E_PAIR_MISMATCH);
+	assert_false(squib_testvm_vcpu_paused(other, 0));
+	squib_testvm_free(other);
+	squib_store_close(s);
+}
+
+static int count_objects(void *ctx, const struct squib_store_object *o)
+{
+	(void)o;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int objects(struct squib_store *s, const char *prefix)
+{
+	struct squib_error_detail d;
+	int n = 0;
+
+	assert_int_equal(squib_store_list(s, prefix, count_objects, &n, &d), 0);
+	return n;
+}
+
+/* Replace the store's directory `name` by a file (a put under it fails), or back. */
+static void block_dir(struct fx *f, const char *name, bool block)
+{
+	char *p = squib_test_path(f->store, name), *keep;
+	FILE *fp;
+
+	assert_true(asprintf(&keep, "%s.keep", p) > 0);
+	if (block) {
+		assert_int_equal(rename(p, keep), 0);
+		assert_non_null(fp = fopen(p, "w"));
+		fclose(fp);
+	} else {
+		assert_int_equal(unlink(p), 0);
+		assert_int_equal(rename(keep, p), 0);
+	}
+	free(keep);
+	free(p);
+}
+
+/* The commit fails (images/ is a file): the chunks are up, no image, no
+ * lease; gc removes exactly those chunks and keeps the earlier image's. */
+static void test_should_leave_only_unreferenced_chunks_when_a_save_fails(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report rep, ok;
+	struct squib_store_gc_stats gs;
+	struct squib_vm v = squib_testvm_vm(f->vm);
+	struct squib_error_detail d;
+	int before;
+
+	save_ok(s, f->vm, &full, &ok);
+	before = objects(s, "chunks/");
+	squib_testvm_fill(f->vm, 12, 2);
+	block_dir(f, "images", true);
+	assert_true(squib_store_save(s, &v, &full, &rep, &d) < 0);
+	block_dir(f, "images", false);
+	assert_false(rep.save.state_published);
+	assert_true(rep.save.resumed);
+	assert_true(rep.store.chunks_put > 0);
+	assert_int_equal(objects(s, "chunks/"), before + (int)rep.store.chunks_put);
+	assert_int_equal(objects(s, "images/"), 2); /* the first image and its state */
+	assert_int_equal(objects(s, "leases/"), 0);
+	assert_int_equal(squib_store_gc(s, false, &gs, &d), 0);
+	assert_int_equal(gs.images, 1);
+	assert_int_equal(gs.chunks_deleted, rep.store.chunks_put);
+	assert_int_equal(objects(s, "chunks/"), before);
+	squib_store_close(s);
+}
+
+/* An upload fails (chunks/ is a file): the save fails with the VM running and
+ * its harvested pages go back to the trackers, so the next Diff holds them. */
+static void test_should_give_pages_back_when_a_save_fails(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report rep, base;
+	struct squib_vm v = squib_testvm_vm(f->vm);
+	struct squib_error_detail d;
+	uint64_t ps = squib_test_page_size();
+	uint8_t *want;
+
+	save_ok(s, f->vm, &full, &base);
+	struct squib_store_save_request diff = {.kind = SQUIB_SNAPSHOT_DIFF,
+						.parent_memory_id = base.save.memory_id};
+	squib_testvm_write(f->vm, GPA0 + 2 * CHUNK, 0x42, ps);
+	block_dir(f, "chunks", true);
+	assert_true(squib_store_save(s, &v, &diff, &rep, &d) < 0);
+	assert_false(rep.save.state_published);
+	assert_true(rep.save.resumed);
+	block_dir(f, "chunks", false);
+	squib_testvm_write(f->vm, GPA1 + 4 * CHUNK, 0x43, ps);
+	save_ok(s, f->vm, &diff, &rep);
+	assert_int_equal(rep.save.pages_written, 2);
+	assert_int_equal(rep.store.chunks_put, 2);
+	want = ram_copy(f->vm);
+	assert_pulls(s, rep.save.memory_id, base.save.memory_id, f->out, want);
+	free(want);
+	squib_store_close(s);
+}
+
+/* ---- saves racing gc --------------------------------------------------------- */
+
+#define RACE_ROUNDS 25
+
+struct race {
+	struct fx *f;
+	struct squib_store *s;
+	int rounds;
+	uint8_t ids[RACE_ROUNDS][SQUIB_MEMORY_ID_SIZE];
+	uint8_t *want[RACE_ROUNDS];
+	int done; /* atomic */
+	int gcs, busy, deleted, failed;
+	struct squib_error_detail gc_err;
+};
+
+/* Garbage the next save will find listed and reuse: the chunk of the bytes
+ * about to be written, PUT without an image (as a crashed push leaves it). */
+static void put_garbage(struct squib_store *s, const uint8_t *bytes)
+{
+	char key[96], hex[65];
+	struct squib_store_hash h;
+	struct squib_error_detail d;
+	uint8_t *obj;
+	size_t n;
+
+	assert_int_equal(squib_store_hash(bytes, CHUNK, &h, &d), 0);
+	assert_int_equal(squib_store_chunk_encode(bytes, CHUNK, 1, &obj, &n, &d), 0);
+	squib_store_hash_hex(&h, hex);
+	snprintf(key, sizeof(key), "chunks/%s", hex);
+	assert_int_equal(squib_store_put(s, key, obj, n, &d), 0);
+	free(obj);
+}
+
+static void *gc_loop(void *arg)
+{
+	struct race *r = arg;
+
+	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+		struct squib_store_gc_stats gs;
+		struct squib_error_detail d;
+		int rc = squib_store_gc(r->s, false, &gs, &d);
+
+		if (rc == SQUIB_E_BUSY) {
+			r->busy++;
+		} else if (rc) {
+			r->failed++;
+			r->gc_err = d;
+		} else {
+			r->gcs++;
+			r->deleted += (int)gs.chunks_deleted;
+		}
+		/* A gc that never stops starves saves (each waits a second per marker it
+		 * meets); a short pause between gcs keeps them overlapping. */
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static void race(struct fx *f, const char *url, int rounds)
+{
+	struct race r = {.f = f, .s = open_store(url), .rounds = rounds};
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report rep;
+	uint8_t *bytes = malloc(CHUNK);
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, gc_loop, &r), 0);
+	for (int i = 0; i < rounds; i++) {
+		for (uint64_t k = 0; k < CHUNK; k++)
+			bytes[k] = (uint8_t)(i * 131 + k * 7 + (k >> 9));
+		put_garbage(r.s, bytes);
+		memcpy(squib_testvm_host(f->vm, GPA0 + (uint64_t)(i % 8) * CHUNK), bytes, CHUNK);
+		save_ok(r.s, f->vm, &full, &rep);
+		memcpy(r.ids[i], rep.save.memory_id, SQUIB_MEMORY_ID_SIZE);
+		r.want[i] = ram_copy(f->vm);
+	}
+	__atomic_store_n(&r.done, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	if (r.failed)
+		fail_msg("gc failed %d times: %s", r.failed, msg_of(&r.gc_err));
+	fprintf(stderr, "race %s: %d saves, %d gcs completed (%d chunks swept), %d refused busy\n",
+		url, rounds, r.gcs, r.deleted, r.busy);
+	struct squib_store_gc_stats gs;
+	struct squib_error_detail d;
+
+	assert_int_equal(squib_store_gc(r.s, false, &gs, &d), 0); /* nothing running now */
+	assert_int_equal(gs.images, (uint64_t)rounds);
+	for (int i = 0; i < rounds; i++) {
+		char *dir = squib_test_path(f->out, "x");
+
+		squib_test_rmtree(dir);
+		mkdir(dir, 0700);
+		assert_pulls(r.s, r.ids[i], NULL, dir, r.want[i]);
+		free(r.want[i]);
+		free(dir);
+	}
+	free(bytes);
+	squib_store_close(r.s);
+}
+
+static void test_should_keep_every_saved_image_pullable_while_gc_races(void **state)
+{
+	struct fx *f = *state;
+
+	race(f, f->store, RACE_ROUNDS);
+}
+
+/* ---- against Ceph RGW (`make test-store`) -------------------------------------- */
+
+static char *s3_url(const char *what)
+{
+	static int n;
+	const char *base = getenv("SQUIB_TEST_S3_URL");
+	char *url;
+
+	if (!base || !*base) {
+		fprintf(stderr,
+			"SKIP %s: no S3 server (SQUIB_TEST_S3_URL unset; `make test-store` "
+			"starts Ceph RGW and sets it)\n",
+			what);
+		return NULL;
+	}
+	assert_true(asprintf(&url, "%s/save%ld-%d", base, (long)getpid(), n++) > 0);
+	return url;
+}
+
+static void test_should_save_a_full_and_a_diff_into_ceph_rgw(void **state)
+{
+	char *url = s3_url("store save into S3");
+
+	if (!url)
+		skip();
+	full_then_diff(*state, url);
+	free(url);
+}
+
+static void test_should_keep_every_saved_image_pullable_while_gc_races_on_ceph_rgw(void **state)
+{
+	char *url = s3_url("save/gc race on S3");
+
+	if (!url)
+		skip();
+	race(*state, url, 12);
+	free(url);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_should_save_a_full_and_a_diff_into_a_directory_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_refuse_a_diff_of_an_unknown_parent_or_other_geometry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_leave_only_unreferenced_chunks_when_a_save_fails, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_give_pages_back_when_a_save_fails, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_keep_every_saved_image_pullable_while_gc_races, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_save_a_full_and_a_diff_into_ceph_rgw, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_keep_every_saved_image_pullable_while_gc_races_on_ceph_rgw, setup,
+		teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
