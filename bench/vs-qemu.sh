@@ -49,7 +49,6 @@ build=${1:-build-release}
 runs=${SQUIB_VS_QEMU_RUNS:-3}
 base=${SQUIB_BENCH_DIR:-/var/tmp}
 helper=$build/bench_vs_qemu
-goal=5
 modes=(anon anon-full shared)
 
 die() {
@@ -352,11 +351,13 @@ for v in "${variants[@]}"; do
 			'BEGIN { printf "ratio qemu %s / ours %s: %.2fx\n", v, m, q / o }'
 	done
 done
-awk -v q="${qemu_ms[classic]}" -v o="${ours_ms[anon]}" -v g="$goal" 'BEGIN {
-	r = q / o
-	printf "goal: ours (anon) at least %dx faster than qemu (classic), fdatasync included: %s (%.2fx)\n",
-		g, (r >= g ? "MET" : "NOT MET"), r
-}'
+# ---- the disk's own limit ------------------------------------------------------
+# The goal is no longer a multiple of QEMU (both are bound by the disk) but the
+# disk itself: our writers against dd of the same bytes + fdatasync, measured
+# by bench_disk in one run on the same directory (its header has the method).
+echo "-- ours against the disk's own limit (bench_disk, $runs runs, medians)"
+"$build/bench_disk" --runs "$runs" | grep -E '^(paired|ratio|  without)' ||
+	die "bench_disk failed"
 
 # ---- live: QEMU's background snapshot against our live save ------------------
 # QEMU 7.2's migration capability background-snapshot write-protects guest RAM

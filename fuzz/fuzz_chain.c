@@ -15,7 +15,8 @@
  * covers the RAM range exactly, in order, with maximal runs; every run's
  * owner is, at its first and last page, the newest layer whose manifest
  * holds the page (checked against a plain search, layer by layer); reading
- * the first pages gives the owner's bytes or zeros.
+ * the first pages gives the owner's bytes or zeros; a PACKED layer is only
+ * asked for runs inside one of its extents.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,17 +50,36 @@ static const char *im_name(void *ctx)
 	return "fuzz://layer";
 }
 
-/* The RAM range is at offset 0 of the image and the manifest was checked against its size. */
+/* Where page `first` is in the image: its fixed offset, or for a PACKED image
+ * the sum of the page counts of the extents before its own. A run the chain
+ * asks for must lie inside one extent. */
+static uint64_t im_offset(const struct image *im, uint64_t first, uint64_t count)
+{
+	const struct squib_memory_layout *l = &im->m.layout;
+	uint64_t at = 0;
+	int64_t e;
+
+	if (!(im->m.flags & SQUIB_MEMFILE_FLAG_PACKED))
+		return first * l->page_size;
+	e = squib_memfile_find_extent(l, first);
+	if (e < 0 || first + count > l->extents[e].first_page + l->extents[e].page_count)
+		abort(); /* the chain asked a packed layer for pages it does not hold */
+	for (int64_t i = 0; i < e; i++)
+		at += l->extents[i].page_count;
+	return (at + first - l->extents[e].first_page) * l->page_size;
+}
+
+/* The page data is at offset 0 of the image and the manifest was checked against its size. */
 static int im_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		   struct squib_error_detail *d)
 {
 	const struct image *im = ctx;
-	uint64_t ps = im->m.layout.page_size;
+	uint64_t ps = im->m.layout.page_size, off = im_offset(im, first, count);
 
 	(void)d;
-	if ((first + count) * ps > im->len)
+	if (off + count * ps > im->len)
 		abort(); /* the chain asked for pages past the image */
-	memcpy(buf, im->bytes + first * ps, (size_t)(count * ps));
+	memcpy(buf, im->bytes + off, (size_t)(count * ps));
 	return 0;
 }
 

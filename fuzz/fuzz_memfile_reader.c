@@ -13,7 +13,8 @@
  *
  * Invariants: no crash, no leak, no out-of-bounds access; a failed open
  * leaves *out NULL with an error code in the detail; every page the
- * manifest calls present reads back the file's bytes.
+ * manifest calls present reads back the file's bytes (for a PACKED diff, at
+ * its place in the packed data, which must lie inside the file).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -54,6 +55,18 @@ static void put_file(const uint8_t *buf, size_t len, bool hole)
 				(off_t)(len / 2) & ~(off_t)4095);
 }
 
+/* Where file page p's bytes are: fixed, or through a packed file's index. */
+static uint64_t page_offset(const struct squib_memfile *m, uint64_t p)
+{
+	const struct squib_memory_layout *l = &squib_memfile_manifest(m)->layout;
+	int64_t e = squib_memfile_find_extent(l, p);
+
+	if (e < 0)
+		return p * l->page_size;
+	return squib_memfile_extent_offset(m, (uint64_t)e) +
+	       (p - l->extents[e].first_page) * l->page_size;
+}
+
 /* Every present page of every region reads back the file's bytes (first 8 pages of each). */
 static void read_pages(struct squib_memfile *m, const uint8_t *buf, size_t len)
 {
@@ -65,12 +78,15 @@ static void read_pages(struct squib_memfile *m, const uint8_t *buf, size_t len)
 		return;
 	for (uint32_t i = 0; i < l->region_count; i++) {
 		for (uint64_t k = 0; k < 8 && k < l->regions[i].size / l->page_size; k++) {
-			uint64_t off = file_off + k * l->page_size;
+			uint64_t p = (file_off + k * l->page_size) / l->page_size;
+			uint64_t off = page_offset(m, p);
 			int rc = squib_memfile_read_page(
 			    m, l->regions[i].guest_addr + k * l->page_size, page, NULL);
 
-			if (!rc && squib_memfile_page_present(m, off / l->page_size) &&
-			    off + l->page_size <= len &&
+			if (!rc && squib_memfile_page_present(m, p) &&
+			    off + l->page_size > len - SQUIB_MEMFILE_FOOTER_SIZE)
+				abort(); /* a present page must lie before the footer */
+			if (!rc && squib_memfile_page_present(m, p) && off + l->page_size <= len &&
 			    memcmp(page, buf + off, (size_t)l->page_size))
 				abort(); /* a hole punched by the harness reads as zeros: skip those
 					  */

@@ -7,8 +7,9 @@
  * the repository root after `cmake --build build`:
  *
  *   cc -std=gnu11 -Iinclude -Itests/support fuzz/gen_seeds.c \
- *      build/tests/libsquib_test_support.a build/libsquib-snapshot.a \
- *      -lcmocka -ljansson -lpthread -o /tmp/gen_seeds && /tmp/gen_seeds fuzz/corpus
+ *      build/tests/libsquib_test_support.a build/libsquib_internal.a \
+ *      -lcmocka -ljansson -lzstd -lcurl -lcrypto -lpthread -o /tmp/gen_seeds \
+ *      && /tmp/gen_seeds fuzz/corpus
  */
 #include "pair.h"
 #include "testutil.h"
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
 {
 	static const uint64_t a[] = {1, 2}, bpages[] = {2, 5};
 	const char *root = argc > 1 ? argv[1] : "fuzz/corpus";
-	char *dir = squib_test_tmpdir(), *snap, *base, *d1, *d2, *d1snap;
+	char *dir = squib_test_tmpdir(), *snap, *base, *d1, *d2, *d1snap, *d1p, *d2p, *d1psnap;
 	uint64_t ram = 8 * squib_test_page_size();
 	uint8_t *mem = squib_test_guest_ram(ram, 3);
 	struct squib_memfile_manifest m0, m1, m2;
@@ -162,6 +163,9 @@ int main(int argc, char **argv)
 	squib_test_save_pair(dir, "base", mem, ram, true, &snap, &base, &m0);
 	d1 = squib_test_path(dir, "d1.mem");
 	d2 = squib_test_path(dir, "d2.mem");
+	d1p = squib_test_path(dir, "d1p.mem");
+	d2p = squib_test_path(dir, "d2p.mem");
+	d1psnap = squib_test_path(dir, "d1p.snap");
 	d1snap = squib_test_path(dir, "d1.snap");
 	squib_test_fill_page(mem, 1, 9);
 	squib_test_save_diff(d1, mem, ram, m0.layout.id, a, 2, false, &m1);
@@ -174,10 +178,27 @@ int main(int argc, char **argv)
 	b = slurp(d2, &len);
 	put(root, "fuzz_memfile_reader", "diff-digests", b, len, NULL, 0);
 	free(b);
+	/* The same diffs PACKED (memory file 1.1). */
+	{
+		struct squib_memfile_write_options po = {.packed = true},
+						   pdo = {.packed = true, .digests = true};
+		struct squib_memfile_manifest p1;
+
+		squib_test_save_diff_ex(d1p, mem, ram, m0.layout.id, a, 2, &po, &p1);
+		squib_test_save_state(d1psnap, &p1.layout);
+		squib_test_save_diff_ex(d2p, mem, ram, p1.layout.id, bpages, 2, &pdo, NULL);
+		squib_memfile_manifest_release(&p1);
+	}
+	b = slurp(d2p, &len);
+	put(root, "fuzz_memfile_reader", "diff-packed-digests", b, len, NULL, 0);
+	free(b);
+	chain_seed(root, "base-d1p", (const char *const[]){base, d1p}, 2);
+	chain_seed(root, "base-d1p-d2p", (const char *const[]){base, d1p, d2p}, 3);
 	chain_seed(root, "base-d1", (const char *const[]){base, d1}, 2);
 	chain_seed(root, "base-d1-d2", (const char *const[]){base, d1, d2}, 3);
 	pair_seed(root, "full-pair", snap, base);
 	pair_seed(root, "diff-pair", d1snap, d1);
+	pair_seed(root, "diff-pair-packed", d1psnap, d1p);
 	prewarm_x86(root, "x86-4level", 0);
 	prewarm_x86(root, "x86-2m-leaf", 1);
 	prewarm_a64(root, "a64-mmu-on", 1);

@@ -34,4 +34,9 @@ for target in fuzz_state_decode fuzz_describe; do
 	cp "$fx/demo.snap" "$c/demo-magic-flipped" && flip_byte "$c/demo-magic-flipped" 0
 	cp "$fx/demo.snap" "$c/demo-section-len" && flip_byte "$c/demo-section-len" 28
 done
+# The golden memory files seed the memory-file reader (1.0 full, 1.0 and 1.1 packed diffs).
+for f in mem-full.mem mem-diff.mem mem-diff-packed.mem; do
+	cp "$fx/$f" "$root/fuzz/corpus/fuzz_memfile_reader/fixture-$f"
+	cp "$fx/$f" "$root/fuzz/corpus/fuzz_memfile_footer/fixture-$f"
+done
 echo "gen-fixtures: done; review with: git -C $root diff --stat tests/fixtures fuzz/corpus"

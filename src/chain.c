@@ -39,13 +39,7 @@ static const char *file_name(void *ctx)
 static int file_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		     struct squib_error_detail *d)
 {
-	const struct squib_memfile *m = ctx;
-	uint64_t ps = m->m.layout.page_size;
-	int e = squib_pread_all(m->fd, buf, (size_t)(count * ps), first * ps);
-
-	if (e)
-		return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path, first * ps);
-	return 0;
+	return squib_memfile_read_pages(ctx, first, count, buf, d);
 }
 
 static void file_close(void *ctx)

@@ -201,6 +201,26 @@ static bool has_digests(uint32_t flags)
 	return flags & SQUIB_MEMFILE_FLAG_DIGESTS;
 }
 
+static bool is_packed(uint32_t flags)
+{
+	return flags & SQUIB_MEMFILE_FLAG_PACKED;
+}
+
+#define KNOWN_FLAGS (SQUIB_MEMFILE_FLAG_DIGESTS | SQUIB_MEMFILE_FLAG_PACKED)
+
+uint64_t squib_memfile_data_bytes(const struct squib_memfile_manifest *m)
+{
+	const struct squib_memory_layout *l = &m->layout;
+
+	return is_packed(m->flags) ? l->present_pages * l->page_size : l->ram_size;
+}
+
+/* The oldest minor that reads a file with these flags: what a writer records. */
+static uint16_t minor_for(uint32_t flags)
+{
+	return is_packed(flags) ? 1 : 0;
+}
+
 void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_t magic,
 				 uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE])
 {
@@ -209,7 +229,7 @@ void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_
 	memset(foot, 0, SQUIB_MEMFILE_FOOTER_SIZE);
 	squib_put_le64(foot + F_MAGIC, magic);
 	squib_put_le16(foot + F_MAJOR, SQUIB_MEMFILE_VERSION_MAJOR);
-	squib_put_le16(foot + F_MINOR, SQUIB_MEMFILE_VERSION_MINOR);
+	squib_put_le16(foot + F_MINOR, minor_for(m->flags));
 	squib_put_le16(foot + F_PATCH, SQUIB_MEMFILE_VERSION_PATCH);
 	squib_put_le32(foot + F_FOOTER_SIZE, SQUIB_MEMFILE_FOOTER_SIZE);
 	squib_put_le32(foot + F_FLAGS, m->flags);
@@ -220,10 +240,10 @@ void squib_memfile_encode_footer(const struct squib_memfile_manifest *m, uint64_
 	squib_put_le64(foot + F_PAGE_SIZE, l->page_size);
 	squib_put_le64(foot + F_RAM_SIZE, l->ram_size);
 	squib_put_le64(foot + F_PRESENT, l->present_pages);
-	squib_put_le64(foot + F_MANIFEST_OFFSET, l->ram_size);
-	squib_put_le64(foot + F_MANIFEST_LENGTH,
-		       squib_memfile_manifest_bytes(l->region_count, l->extent_count,
-						    has_digests(m->flags)));
+	squib_put_le64(foot + F_MANIFEST_OFFSET, squib_memfile_data_bytes(m));
+	squib_put_le64(
+	    foot + F_MANIFEST_LENGTH,
+	    squib_memfile_manifest_bytes(l->region_count, l->extent_count, has_digests(m->flags)));
 	squib_put_le64(foot + F_EXTENT_COUNT, l->extent_count);
 	squib_put_le64(foot + F_MANIFEST_CRC, m->manifest_crc);
 	squib_put_le64(foot + F_FILE_SIZE, l->file_size);
@@ -271,10 +291,9 @@ static void complete_layout(struct squib_memfile_manifest *m)
 	l->ram_size = ram;
 	l->present_pages = present;
 	l->file_size = squib_memfile_size_for(
-		ram, squib_memfile_manifest_bytes(l->region_count, l->extent_count,
-						  has_digests(m->flags)));
-	m->version = (struct squib_version){SQUIB_MEMFILE_VERSION_MAJOR,
-					    SQUIB_MEMFILE_VERSION_MINOR,
+	    squib_memfile_data_bytes(m),
+	    squib_memfile_manifest_bytes(l->region_count, l->extent_count, has_digests(m->flags)));
+	m->version = (struct squib_version){SQUIB_MEMFILE_VERSION_MAJOR, minor_for(m->flags),
 					    SQUIB_MEMFILE_VERSION_PATCH};
 }
 
@@ -288,14 +307,20 @@ int squib_memfile_encode_tail(struct squib_memfile_manifest *m, uint64_t magic, 
 
 	if (has_digests(m->flags) && l->extent_count && !m->digests)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "digests flagged but missing");
+	if ((m->flags & ~KNOWN_FLAGS) || (is_packed(m->flags) && l->kind != SQUIB_MEMORY_DIFF))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "memory file flags 0x%x: only a diff may be packed",
+				      m->flags);
 	/* Bound the counts before the size arithmetic trusts them. */
-	if (l->region_count > SQUIB_MEMORY_MAX_REGIONS || l->extent_count > SQUIB_MEMORY_MAX_EXTENTS)
+	if (l->region_count > SQUIB_MEMORY_MAX_REGIONS ||
+	    l->extent_count > SQUIB_MEMORY_MAX_EXTENTS)
 		return squib_memory_layout_validate(l, SQUIB_E_INVALID_ARGUMENT, d);
 	complete_layout(m);
 	if ((rc = squib_memory_layout_validate(l, SQUIB_E_INVALID_ARGUMENT, d)))
 		return rc;
-	mlen = squib_memfile_manifest_bytes(l->region_count, l->extent_count, has_digests(m->flags));
-	area = l->file_size - l->ram_size - SQUIB_MEMFILE_FOOTER_SIZE;
+	mlen =
+	    squib_memfile_manifest_bytes(l->region_count, l->extent_count, has_digests(m->flags));
+	area = l->file_size - squib_memfile_data_bytes(m) - SQUIB_MEMFILE_FOOTER_SIZE;
 	if (!(b = calloc(1, (size_t)area + SQUIB_MEMFILE_FOOTER_SIZE)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	put_manifest(m, b);
@@ -356,17 +381,23 @@ static int check_footer_fixed(const uint8_t *p, const struct squib_memfile_foote
 	if (size != SQUIB_MEMFILE_FOOTER_SIZE)
 		return bad_footer(d, "footer_size %u (must be %u)", size,
 				  SQUIB_MEMFILE_FOOTER_SIZE);
-	if (f->flags & ~SQUIB_MEMFILE_FLAG_DIGESTS)
-		return bad_footer(d, "undefined flag bits 0x%08x", f->flags & ~SQUIB_MEMFILE_FLAG_DIGESTS);
+	if (f->flags & ~KNOWN_FLAGS)
+		return bad_footer(d, "undefined flag bits 0x%08x", f->flags & ~KNOWN_FLAGS);
+	if (is_packed(f->flags) && f->version.minor < 1)
+		return bad_footer(d, "flag PACKED in a version 1.%u file (it needs 1.1)",
+				  f->version.minor);
 	for (unsigned i = F_RESERVED_START; i < F_CRC; i++)
 		if (p[i])
 			return bad_footer(d, "reserved byte at offset %u is 0x%02x (must be 0)", i,
 					  p[i]);
 	if (f->file_size != file_size)
-		return bad_footer(d, "records a file size of %" PRIu64 " bytes but the file has %" PRIu64,
-				  f->file_size, file_size);
+		return bad_footer(
+		    d, "records a file size of %" PRIu64 " bytes but the file has %" PRIu64,
+		    f->file_size, file_size);
 	if (f->kind != SQUIB_MEMORY_FULL && f->kind != SQUIB_MEMORY_DIFF)
 		return bad_footer(d, "kind %u is neither full (1) nor diff (2)", f->kind);
+	if (is_packed(f->flags) && f->kind != SQUIB_MEMORY_DIFF)
+		return bad_footer(d, "a full file is packed (only a diff may be)");
 	return 0;
 }
 
@@ -383,35 +414,41 @@ static int check_footer_counts(const struct squib_memfile_footer *f, struct squi
 		return bad_footer(d, "region_count %u (must be 1..%u)", f->region_count,
 				  SQUIB_MEMORY_MAX_REGIONS);
 	if (f->ram_size % f->page_size || !f->ram_size || f->ram_size > SQUIB_MEMORY_MAX_RAM_SIZE)
-		return bad_footer(d, "ram_size 0x%" PRIx64 " is not a non-zero multiple of the "
-				     "page size at most 0x%llx",
+		return bad_footer(d,
+				  "ram_size 0x%" PRIx64 " is not a non-zero multiple of the "
+				  "page size at most 0x%llx",
 				  f->ram_size, SQUIB_MEMORY_MAX_RAM_SIZE);
 	pages = f->ram_size / f->page_size;
 	if (f->present_pages > pages)
-		return bad_footer(d, "present_pages %" PRIu64 " exceeds the %" PRIu64 " pages of RAM",
+		return bad_footer(d,
+				  "present_pages %" PRIu64 " exceeds the %" PRIu64 " pages of RAM",
 				  f->present_pages, pages);
 	/* Coalesced extents are separated by gaps: at most ceil(pages / 2) of them. */
 	if (f->extent_count > SQUIB_MEMORY_MAX_EXTENTS || f->extent_count > f->present_pages ||
 	    f->extent_count > pages / 2 + 1)
-		return bad_footer(d, "extent_count %" PRIu64 " is impossible for %" PRIu64
-				     " present pages of %" PRIu64,
+		return bad_footer(d,
+				  "extent_count %" PRIu64 " is impossible for %" PRIu64
+				  " present pages of %" PRIu64,
 				  f->extent_count, f->present_pages, pages);
 	return 0;
 }
 
-static int check_footer_geometry(const struct squib_memfile_footer *f,
-				 struct squib_error_detail *d)
+static int check_footer_geometry(const struct squib_memfile_footer *f, struct squib_error_detail *d)
 {
-	uint64_t mlen = squib_memfile_manifest_bytes(f->region_count, f->extent_count,
-						     has_digests(f->flags));
-	uint64_t size = squib_memfile_size_for(f->ram_size, mlen);
+	uint64_t mlen =
+	    squib_memfile_manifest_bytes(f->region_count, f->extent_count, has_digests(f->flags));
+	/* Packed: the present pages, back to back (present_pages <= pages: no wrap). */
+	uint64_t data = is_packed(f->flags) ? f->present_pages * f->page_size : f->ram_size;
+	uint64_t size = squib_memfile_size_for(data, mlen);
 
-	if (f->manifest_offset != f->ram_size)
-		return bad_footer(d, "manifest_offset %" PRIu64 " is not ram_size %" PRIu64,
-				  f->manifest_offset, f->ram_size);
+	if (f->manifest_offset != data)
+		return bad_footer(
+		    d, "manifest_offset %" PRIu64 " is not %s %" PRIu64, f->manifest_offset,
+		    is_packed(f->flags) ? "present_pages * page_size" : "ram_size", data);
 	if (f->manifest_length != mlen)
-		return bad_footer(d, "manifest_length %" PRIu64 " but %u regions and %" PRIu64
-				     " extents take %" PRIu64,
+		return bad_footer(d,
+				  "manifest_length %" PRIu64 " but %u regions and %" PRIu64
+				  " extents take %" PRIu64,
 				  f->manifest_length, f->region_count, f->extent_count, mlen);
 	if (f->file_size != size)
 		return bad_footer(d, "file size %" PRIu64 " but this manifest makes it %" PRIu64,
@@ -445,7 +482,8 @@ int squib_memfile_too_short(uint64_t size, struct squib_error_detail *d)
 	squib_fail(d, SQUIB_E_TOO_SHORT);
 	if (d)
 		snprintf(d->msg, sizeof(d->msg),
-			 "memory file of %" PRIu64 " bytes is shorter than its 4096-byte footer", size);
+			 "memory file of %" PRIu64 " bytes is shorter than its 4096-byte footer",
+			 size);
 	return SQUIB_E_TOO_SHORT;
 }
 
@@ -462,7 +500,8 @@ int squib_memfile_footer_parse(const uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE], ui
 	crc = squib_crc64(0, foot, F_CRC);
 	if (crc != stored)
 		return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
-				      "memory file footer CRC 0x%016" PRIx64 " but stored 0x%016" PRIx64,
+				      "memory file footer CRC 0x%016" PRIx64
+				      " but stored 0x%016" PRIx64,
 				      crc, stored);
 	read_footer(foot, f);
 	if ((rc = check_magic_version(f, d)) || (rc = check_footer_fixed(foot, f, file_size, d)) ||
@@ -473,7 +512,7 @@ int squib_memfile_footer_parse(const uint8_t foot[SQUIB_MEMFILE_FOOTER_SIZE], ui
 
 uint64_t squib_memfile_area_bytes(const struct squib_memfile_footer *f)
 {
-	return f->file_size - f->ram_size - SQUIB_MEMFILE_FOOTER_SIZE;
+	return f->file_size - f->manifest_offset - SQUIB_MEMFILE_FOOTER_SIZE;
 }
 
 /* ---- manifest parsing ------------------------------------------------------ */
@@ -502,7 +541,8 @@ static void read_manifest(const uint8_t *p, const struct squib_memfile_footer *f
 	for (uint32_t i = 0; i < f->region_count; i++, p += 16)
 		l->regions[i] = (struct squib_mem_region){squib_get_le64(p), squib_get_le64(p + 8)};
 	for (uint64_t i = 0; i < f->extent_count; i++, p += 16)
-		l->extents[i] = (struct squib_page_extent){squib_get_le64(p), squib_get_le64(p + 8)};
+		l->extents[i] =
+		    (struct squib_page_extent){squib_get_le64(p), squib_get_le64(p + 8)};
 	for (uint64_t i = 0; has_digests(f->flags) && i < f->extent_count; i++, p += 8)
 		m->digests[i] = squib_get_le64(p);
 }
@@ -531,9 +571,10 @@ static int check_area(const uint8_t *area, size_t len, const struct squib_memfil
 	uint64_t crc;
 
 	if (len != squib_memfile_area_bytes(f) || len < f->manifest_length)
-		return squib_fail_msg(d, SQUIB_E_ENCODING,
-				      "memory file manifest area of %zu bytes (footer implies %" PRIu64 ")",
-				      len, squib_memfile_area_bytes(f));
+		return squib_fail_msg(
+		    d, SQUIB_E_ENCODING,
+		    "memory file manifest area of %zu bytes (footer implies %" PRIu64 ")", len,
+		    squib_memfile_area_bytes(f));
 	crc = squib_crc64(0, area, (size_t)f->manifest_length);
 	if (crc != f->manifest_crc)
 		return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
@@ -581,7 +622,8 @@ int squib_memfile_parse(const uint8_t *file, size_t len, struct squib_memfile_ma
 	int rc;
 
 	if (!out || (!file && len))
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument to memfile_parse");
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "NULL argument to memfile_parse");
 	memset(out, 0, sizeof(*out));
 	if (len < SQUIB_MEMFILE_FOOTER_SIZE)
 		return squib_memfile_too_short(len, d);

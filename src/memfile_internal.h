@@ -53,7 +53,11 @@ int squib_memfile_manifest_parse(const uint8_t *area, size_t len,
 				 const struct squib_memfile_footer *f,
 				 struct squib_memfile_manifest *out, struct squib_error_detail *d);
 
-/* Size of the manifest area between the RAM range and the footer. */
+/* Bytes of page data before the manifest: ram_size, or for a PACKED file
+ * present_pages * page_size (where the manifest starts). */
+uint64_t squib_memfile_data_bytes(const struct squib_memfile_manifest *m);
+
+/* Size of the manifest area between the page data and the footer. */
 uint64_t squib_memfile_area_bytes(const struct squib_memfile_footer *f);
 
 /*
@@ -208,8 +212,18 @@ struct squib_memfile {
 	int fd;
 	char *path;
 	uint64_t *region_off; /* file offset of each region's first byte */
+	uint64_t *packed_at;  /* PACKED: file offset of each extent's first page (NULL if none) */
 	struct squib_memfile_manifest m;
 };
+
+/* File offset of the first page of extent i (fixed: first_page * page_size). */
+uint64_t squib_memfile_extent_offset(const struct squib_memfile *m, uint64_t i);
+
+/* Read file pages [first, first + count) into buf: at their fixed offsets, or
+ * through a packed file's index (a page it does not hold: SQUIB_E_MEMORY_IO,
+ * ENODATA). I/O errors are SQUIB_E_MEMORY_IO naming the file and offset. */
+int squib_memfile_read_pages(const struct squib_memfile *m, uint64_t first, uint64_t count,
+			     void *buf, struct squib_error_detail *d);
 
 /* Open path with open(2) flags (O_RDONLY, or O_RDWR for an in-place rebase)
  * and verify footer and manifest. */

@@ -91,18 +91,40 @@ static int check_backed(const struct squib_memfile *mf, const struct stat *st,
 		return 0; /* enough blocks for every present byte: no walk needed */
 	limit = present / 2 + HOLE_SLACK / 2;
 	for (uint64_t i = 0; !e && i < l->extent_count && holes <= limit; i++)
-		e = count_holes(mf->fd, l->extents[i].first_page * l->page_size,
+		e = count_holes(mf->fd, squib_memfile_extent_offset(mf, i),
 				l->extents[i].page_count * l->page_size, limit, &holes);
 	if (e)
 		return squib_memfile_io_error(d, -e, "looking for holes in %s", mf->path);
 	if (holes <= limit)
 		return 0;
-	return squib_memfile_io_error(d, EINVAL,
-				      "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
-				      "more than %" PRIu64 " of them are holes in the file (%" PRIu64
-				      " bytes allocated): a sparse file cannot stand for its pages",
-				      mf->path, present, limit,
-				      (uint64_t)st->st_blocks * 512);
+	return squib_memfile_io_error(
+	    d, EINVAL,
+	    "%s: the manifest lists %" PRIu64 " bytes of present pages, but "
+	    "more than %" PRIu64 " of them are holes in the file (%" PRIu64
+	    " bytes allocated): a sparse file cannot stand for its pages",
+	    mf->path, present, limit, (uint64_t)st->st_blocks * 512);
+}
+
+/*
+ * A packed file's index: the file offset of each extent's first page, the
+ * running sum of the page counts before it. The manifest was validated
+ * (sorted, disjoint, counts adding up to present_pages), so every offset
+ * lies inside the data bytes; the array is bounded like the manifest.
+ */
+static int index_packed(struct squib_memfile *mf, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &mf->m.layout;
+	uint64_t at = 0;
+
+	if (!(mf->m.flags & SQUIB_MEMFILE_FLAG_PACKED) || !l->extent_count)
+		return 0;
+	if (!(mf->packed_at = malloc((size_t)l->extent_count * sizeof(*mf->packed_at))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (uint64_t i = 0; i < l->extent_count; i++) {
+		mf->packed_at[i] = at;
+		at += l->extents[i].page_count * l->page_size;
+	}
+	return 0;
 }
 
 static int load(struct squib_memfile *mf, const struct stat *st, struct squib_error_detail *d)
@@ -113,7 +135,7 @@ static int load(struct squib_memfile *mf, const struct stat *st, struct squib_er
 	if ((rc = squib_input_expect(mf->fd, (uint64_t)st->st_size, mf->path, SQUIB_INPUT_MEMORY,
 				     d)) ||
 	    (rc = read_tail(mf->fd, mf->path, (uint64_t)st->st_size, &mf->m, d)) ||
-	    (rc = check_backed(mf, st, d)))
+	    (rc = index_packed(mf, d)) || (rc = check_backed(mf, st, d)))
 		return rc;
 	l = &mf->m.layout;
 	if (!(mf->region_off = calloc(l->region_count, sizeof(*mf->region_off))))
@@ -160,6 +182,7 @@ void squib_memfile_close(struct squib_memfile *m)
 		close(m->fd);
 	squib_memfile_manifest_release(&m->m);
 	free(m->region_off);
+	free(m->packed_at);
 	free(m->path);
 	free(m);
 }
@@ -202,7 +225,8 @@ int squib_memfile_guest_page(const struct squib_memory_layout *l, const uint64_t
 
 	if (addr % l->page_size)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "guest address 0x%" PRIx64 " is not aligned to the page size 0x%" PRIx64,
+				      "guest address 0x%" PRIx64
+				      " is not aligned to the page size 0x%" PRIx64,
 				      addr, l->page_size);
 	while (lo < hi) { /* last region starting at or before addr */
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -214,20 +238,58 @@ int squib_memfile_guest_page(const struct squib_memory_layout *l, const uint64_t
 	}
 	if (!lo || addr - l->regions[lo - 1].guest_addr >= l->regions[lo - 1].size)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-				      "guest address 0x%" PRIx64 " is outside every memory region", addr);
+				      "guest address 0x%" PRIx64 " is outside every memory region",
+				      addr);
 	lo--;
 	*page = (region_off[lo] + (addr - l->regions[lo].guest_addr)) / l->page_size;
 	return 0;
 }
 
-static int read_file_page(const struct squib_memfile *m, uint64_t page, void *buf,
-			  struct squib_error_detail *d)
+uint64_t squib_memfile_extent_offset(const struct squib_memfile *m, uint64_t i)
 {
-	uint64_t ps = m->m.layout.page_size;
-	int e = squib_pread_all(m->fd, buf, (size_t)ps, page * ps);
+	const struct squib_memory_layout *l = &m->m.layout;
+
+	return m->packed_at ? m->packed_at[i] : l->extents[i].first_page * l->page_size;
+}
+
+static int read_at(const struct squib_memfile *m, void *buf, uint64_t len, uint64_t off,
+		   struct squib_error_detail *d)
+{
+	int e = squib_pread_all(m->fd, buf, (size_t)len, off);
 
 	if (e)
-		return squib_memfile_io_error(d, -e, "reading page %" PRIu64 " of %s", page, m->path);
+		return squib_memfile_io_error(d, -e, "reading %s at %" PRIu64, m->path, off);
+	return 0;
+}
+
+int squib_memfile_read_pages(const struct squib_memfile *m, uint64_t first, uint64_t count,
+			     void *buf, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &m->m.layout;
+	uint64_t ps = l->page_size;
+	uint8_t *out = buf;
+	int rc;
+
+	/* Fixed offsets: one read (a full file's absent pages are holes, zeros). */
+	if (!(m->m.flags & SQUIB_MEMFILE_FLAG_PACKED))
+		return read_at(m, buf, count * ps, first * ps, d);
+	while (count) { /* packed: one read per extent the pages cross */
+		int64_t i = squib_memfile_find_extent(l, first);
+		uint64_t in, n;
+
+		if (i < 0)
+			return squib_memfile_io_error(d, ENODATA,
+						      "page %" PRIu64 " is not in packed diff %s",
+						      first, m->path);
+		in = first - l->extents[i].first_page;
+		n = l->extents[i].page_count - in;
+		n = n < count ? n : count;
+		if ((rc = read_at(m, out, n * ps, m->packed_at[i] + in * ps, d)))
+			return rc;
+		out += n * ps;
+		first += n;
+		count -= n;
+	}
 	return 0;
 }
 
@@ -242,14 +304,15 @@ int squib_memfile_read_page(const struct squib_memfile *m, uint64_t guest_addr, 
 	if ((rc = squib_memfile_guest_page(&m->m.layout, m->region_off, guest_addr, &page, d)))
 		return rc;
 	if (squib_memfile_find_extent(&m->m.layout, page) >= 0)
-		return read_file_page(m, page, buf, d);
+		return squib_memfile_read_pages(m, page, 1, buf, d);
 	if (m->m.layout.kind == SQUIB_MEMORY_FULL) {
 		memset(buf, 0, (size_t)m->m.layout.page_size);
 		return 0;
 	}
 	/* A diff does not know this page: its content lives in an older layer. */
 	return squib_memfile_io_error(d, ENODATA,
-				      "page at guest 0x%" PRIx64 " is not in diff %s (read it through "
+				      "page at guest 0x%" PRIx64
+				      " is not in diff %s (read it through "
 				      "its chain)",
 				      guest_addr, m->path);
 }
@@ -271,19 +334,20 @@ int squib_memfile_verify_digests_run(const struct squib_memfile *m, struct squib
 		const struct squib_page_extent *e = &l->extents[i];
 		uint64_t crc;
 
-		if ((rc = squib_memfile_crc_range_run(m->fd, e->first_page * l->page_size,
-						      e->page_count * l->page_size, &crc, run, d))) {
+		if ((rc =
+			 squib_memfile_crc_range_run(m->fd, squib_memfile_extent_offset(m, i),
+						     e->page_count * l->page_size, &crc, run, d))) {
 			if (rc == SQUIB_E_MEMORY_IO && d) /* the range reader knows no path */
 				snprintf(d->msg + strlen(d->msg), sizeof(d->msg) - strlen(d->msg),
 					 " of %s", m->path);
 			return rc;
 		}
 		if (crc != m->m.digests[i])
-			return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
-					      "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
-					      ") digest 0x%016" PRIx64 " but its pages give 0x%016" PRIx64,
-					      m->path, i, e->first_page, e->page_count, m->m.digests[i],
-					      crc);
+			return squib_fail_msg(
+			    d, SQUIB_E_CRC_MISMATCH,
+			    "%s: extent %" PRIu64 " (pages %" PRIu64 " +%" PRIu64
+			    ") digest 0x%016" PRIx64 " but its pages give 0x%016" PRIx64,
+			    m->path, i, e->first_page, e->page_count, m->m.digests[i], crc);
 	}
 	return 0;
 }
@@ -304,8 +368,8 @@ int squib_memfile_verify_digests(const struct squib_memfile *m, struct squib_err
 	return squib_memfile_verify_digests_run(m, NULL, d);
 }
 
-static int copy_manifest(struct squib_memfile_manifest *dst, const struct squib_memfile_manifest *src,
-			 struct squib_error_detail *d)
+static int copy_manifest(struct squib_memfile_manifest *dst,
+			 const struct squib_memfile_manifest *src, struct squib_error_detail *d)
 {
 	uint64_t n = src->layout.extent_count;
 
@@ -356,9 +420,10 @@ int squib_memfile_check_layout(const struct squib_memfile *m, const struct squib
 				      "state file expects memory file %s, %s is %s", want, m->path,
 				      have);
 	if (!squib_memory_layout_equal(l, &m->m.layout))
-		return squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH,
-				      "memory file %s (%s) differs from the state file's description "
-				      "of %s",
-				      have, m->path, want);
+		return squib_fail_msg(
+		    d, SQUIB_E_PAIR_MISMATCH,
+		    "memory file %s (%s) differs from the state file's description "
+		    "of %s",
+		    have, m->path, want);
 	return 0;
 }

@@ -194,18 +194,19 @@ static int merged_manifest(struct rebase *rb)
 
 /* ---- copying pages ------------------------------------------------------------- */
 
-static int copy_bounce(struct rebase *rb, int in, uint64_t off, uint64_t len)
+static int copy_bounce(struct rebase *rb, int in, uint64_t from, uint64_t off, uint64_t len)
 {
 	if (!rb->bounce && !(rb->bounce = malloc(BOUNCE_SIZE)))
 		return -ENOMEM;
 	while (len) {
 		size_t n = len < BOUNCE_SIZE ? (size_t)len : BOUNCE_SIZE;
-		int e = squib_pread_all(in, rb->bounce, n, off);
+		int e = squib_pread_all(in, rb->bounce, n, from);
 
 		if (!e)
 			e = squib_pwrite_all(rb->out_fd, rb->bounce, n, off);
 		if (e)
 			return e;
+		from += n;
 		off += n;
 		len -= n;
 		squib_progress_advance(&rb->run, n);
@@ -213,14 +214,15 @@ static int copy_bounce(struct rebase *rb, int in, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Bytes [off, off + len) of `in` to the same offsets of the output. Errors
- * that mean "not between these files" switch to pread/pwrite for good. */
-static int copy_range(struct rebase *rb, int in, uint64_t off, uint64_t len)
+/* Bytes [from, from + len) of `in` to [off, off + len) of the output (the
+ * same offsets unless `in` is packed). Errors that mean "not between these
+ * files" switch to pread/pwrite for good. */
+static int copy_range(struct rebase *rb, int in, uint64_t from, uint64_t off, uint64_t len)
 {
 	uint64_t chunk = rb->run.p ? COPY_CHUNK_PROGRESS : COPY_CHUNK;
 
 	while (len && !rb->opts.no_copy_file_range) {
-		loff_t src = (loff_t)off, dst = (loff_t)off;
+		loff_t src = (loff_t)from, dst = (loff_t)off;
 		ssize_t n = copy_file_range(in, &src, rb->out_fd, &dst,
 					    (size_t)(len < chunk ? len : chunk), 0);
 
@@ -235,11 +237,12 @@ static int copy_range(struct rebase *rb, int in, uint64_t off, uint64_t len)
 			return -errno;
 		if (n == 0)
 			return -EIO; /* the input ends before its manifest says */
+		from += (uint64_t)n;
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
 		squib_progress_advance(&rb->run, (uint64_t)n);
 	}
-	return len ? copy_bounce(rb, in, off, len) : 0;
+	return len ? copy_bounce(rb, in, from, off, len) : 0;
 }
 
 struct copy_job {
@@ -247,13 +250,33 @@ struct copy_job {
 	uint32_t from; /* 0: into a new file; 1: in place (the base's pages stay) */
 };
 
+/* Where page `page` of `in` is stored: its fixed offset, or its place in a
+ * packed diff. A run owned by a layer lies inside one of its extents (they
+ * are coalesced), so its bytes are contiguous in either layout. */
+static int source_offset(const struct squib_memfile *in, const struct squib_chain_run *r,
+			 uint64_t *from)
+{
+	const struct squib_memory_layout *l = &in->m.layout;
+	int64_t i;
+
+	*from = r->first_page * l->page_size;
+	if (!(in->m.flags & SQUIB_MEMFILE_FLAG_PACKED))
+		return 0;
+	i = squib_memfile_find_extent(l, r->first_page);
+	if (i < 0 ||
+	    r->first_page + r->page_count > l->extents[i].first_page + l->extents[i].page_count)
+		return -ENODATA; /* cannot happen for a run the chain built */
+	*from = in->packed_at[i] + (r->first_page - l->extents[i].first_page) * l->page_size;
+	return 0;
+}
+
 /* One run from its owner, the newest layer holding it. */
 static int copy_run(void *ctx, const struct squib_chain_run *r)
 {
 	const struct copy_job *j = ctx;
 	struct rebase *rb = j->rb;
 	const struct squib_memfile *in;
-	uint64_t off, len;
+	uint64_t off, len, from;
 	int e;
 
 	if (r->owner == SQUIB_CHAIN_ZERO || r->owner < j->from)
@@ -261,8 +284,8 @@ static int copy_run(void *ctx, const struct squib_chain_run *r)
 	in = squib_chain_memfile(rb->chain, r->owner);
 	off = r->first_page * in->m.layout.page_size;
 	len = r->page_count * in->m.layout.page_size;
-	if (!(e = before(rb, SQUIB_IO_WRITE)))
-		e = copy_range(rb, in->fd, off, len);
+	if (!(e = source_offset(in, r, &from)) && !(e = before(rb, SQUIB_IO_WRITE)))
+		e = copy_range(rb, in->fd, from, off, len);
 	if (e)
 		return squib_memfile_io_error(
 		    rb->d, -e, "copying %" PRIu64 " bytes at offset %" PRIu64 " from %s to %s", len,
@@ -311,7 +334,8 @@ static int write_tail(struct rebase *rb, uint64_t magic)
 	if (!e)
 		e = squib_pwrite_all(rb->out_fd, tail, len, rb->result.layout.ram_size);
 	free(tail);
-	return e ? squib_memfile_io_error(rb->d, -e, "writing the manifest of %s", rb->out_name) : 0;
+	return e ? squib_memfile_io_error(rb->d, -e, "writing the manifest of %s", rb->out_name)
+		 : 0;
 }
 
 static int sync_out(struct rebase *rb)
@@ -458,7 +482,8 @@ static int rewrite_base(struct rebase *rb)
 		e = squib_pwrite_all(rb->out_fd, foot, sizeof(foot),
 				     old->layout.file_size - sizeof(foot));
 	if (e)
-		return squib_memfile_io_error(rb->d, -e, "marking %s as being rebased", rb->out_name);
+		return squib_memfile_io_error(rb->d, -e, "marking %s as being rebased",
+					      rb->out_name);
 	if ((rc = sync_out(rb)) || (rc = copy_pages(rb, true)) || (rc = sync_out(rb)) ||
 	    (rc = merged_digests(rb, rb->out_fd)) || (rc = write_tail(rb, SQUIB_MEMFILE_MAGIC)))
 		return rc;
@@ -629,7 +654,8 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 	if (result)
 		memset(result, 0, sizeof(*result));
 	if (!base || !diffs || !n)
-		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "rebase needs a base and a diff");
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "rebase needs a base and a diff");
 	if (opts)
 		rb.opts = *opts;
 	rb.state_w = (struct squib_atomic_writer){.fd = -1};
@@ -650,8 +676,8 @@ int squib_memfile_rebase_ex(const char *base, const char *const *diffs, size_t n
 	return rc;
 }
 
-int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n,
-			 const char *out_path, const struct squib_memfile_rebase_options *opts,
+int squib_memfile_rebase(const char *base, const char *const *diffs, size_t n, const char *out_path,
+			 const struct squib_memfile_rebase_options *opts,
 			 struct squib_memfile_manifest *result, struct squib_error_detail *d)
 {
 	return squib_memfile_rebase_ex(base, diffs, n, out_path, opts, NULL, result, d);

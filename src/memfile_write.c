@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Memory file writers: full (every non-zero page of process memory, holes
- * elsewhere) and diff (exactly the dirty pages). Both write page data with
- * pwrite at the page's fixed offset, coalescing runs up to
- * SQUIB_MEMFILE_MAX_WRITE, then append the manifest and footer in one write.
+ * elsewhere) and diff (exactly the dirty pages). Both write page data at the
+ * page's fixed offset, or for a packed diff back to back, gathering pages
+ * whose file offsets continue into one pwritev of up to
+ * SQUIB_MEMFILE_MAX_WRITE bytes, then append the manifest and footer in one write.
  */
 #include "memfile_internal.h"
 
@@ -13,10 +14,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "populated.h" /* a platform hook: no platform header in this file */
 #include "util.h"
+
+/* Pages gathered into one pwritev (IOV_MAX is 1024 on Linux). */
+#define WRITE_IOV 1024
 
 struct writer {
 	struct squib_atomic_writer *aw;
@@ -25,10 +30,13 @@ struct writer {
 	struct squib_mem_region *regions; /* guest geometry, copied from src */
 	uint64_t *first_page;		  /* file page index where each region starts */
 	struct squib_extent_list ext;
-	/* The pending coalesced write: len bytes from ptr to file offset off. */
-	const uint8_t *ptr;
+	/* The pending gathered write: len bytes from iov[0..niov) to file offset off. */
+	struct iovec *iov; /* WRITE_IOV entries, on the heap: a VMM thread's stack may be small */
+	int niov;
 	uint64_t off;
 	size_t len;
+	bool packed;	 /* pages back to back from offset 0 (diff only) */
+	uint64_t cursor; /* packed: the file offset of the next page */
 	struct squib_populated *populated; /* NULL: every page is read */
 	enum squib_memfile_detect detect;
 	const uint8_t *id; /* the caller's id, or NULL */
@@ -86,12 +94,14 @@ static int writer_init(struct writer *wr, struct squib_atomic_writer *aw,
 	wr->ps = src->page_size;
 	wr->regions = calloc(n ? n : 1, sizeof(*wr->regions));
 	wr->first_page = calloc(n ? n : 1, sizeof(*wr->first_page));
-	if (!wr->regions || !wr->first_page)
+	wr->iov = calloc(WRITE_IOV, sizeof(*wr->iov));
+	if (!wr->regions || !wr->first_page || !wr->iov)
 		return squib_fail(d, SQUIB_E_NOMEM);
 	for (uint32_t i = 0; i < n; i++) {
-		wr->regions[i] = (struct squib_mem_region){src->regions[i].guest_addr,
-							   src->regions[i].size};
-		wr->first_page[i] = i ? wr->first_page[i - 1] + wr->regions[i - 1].size / wr->ps : 0;
+		wr->regions[i] =
+		    (struct squib_mem_region){src->regions[i].guest_addr, src->regions[i].size};
+		wr->first_page[i] =
+		    i ? wr->first_page[i - 1] + wr->regions[i - 1].size / wr->ps : 0;
 	}
 	wr->ext.with_digests = digests;
 	return squib_mem_check_regions(wr->regions, n, wr->ps, NULL, SQUIB_E_INVALID_PATH, d);
@@ -101,6 +111,7 @@ static void writer_free(struct writer *wr)
 {
 	free(wr->regions);
 	free(wr->first_page);
+	free(wr->iov);
 	squib_extent_list_free(&wr->ext);
 	squib_populated_close(wr->populated);
 }
@@ -121,6 +132,32 @@ static void start_writeback(int fd, uint64_t off, size_t len)
 		(void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
+/* pwritev all of iov[0..n) at off, retrying EINTR and short writes (iov is consumed). */
+static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
+{
+	while (n) {
+		ssize_t w = pwritev(fd, iov, n, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		off += (uint64_t)w;
+		while (n && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
 static int flush(struct writer *wr)
 {
 	int e;
@@ -129,7 +166,9 @@ static int flush(struct writer *wr)
 		return 0;
 	e = before_write(wr);
 	if (!e)
-		e = squib_pwrite_all(wr->aw->fd, wr->ptr, wr->len, wr->off);
+		e = wr->niov == 1
+			? squib_pwrite_all(wr->aw->fd, wr->iov[0].iov_base, wr->len, wr->off)
+			: pwritev_all(wr->aw->fd, wr->iov, wr->niov, wr->off);
 	if (e)
 		return squib_memfile_io_error(wr->d, -e,
 					      "write of %zu bytes at offset %" PRIu64 " of %.400s",
@@ -137,31 +176,34 @@ static int flush(struct writer *wr)
 	wr->st.write_calls++;
 	start_writeback(wr->aw->fd, wr->off, wr->len);
 	wr->len = 0;
+	wr->niov = 0;
 	return 0;
 }
 
-/* Queue bytes for writing, merging with the pending write when both the
- * memory and the file offsets continue it. */
+/* Queue bytes for writing: they join the pending write when their file offset
+ * continues it (and extend its last piece when the memory does too). */
 static int queue_write(struct writer *wr, const uint8_t *ptr, uint64_t off, uint64_t len)
 {
 	int rc;
 
 	while (len) {
+		struct iovec *last = wr->niov ? &wr->iov[wr->niov - 1] : NULL;
 		size_t take;
 
-		if (wr->len && wr->ptr + wr->len == ptr && wr->off + wr->len == off &&
-		    wr->len < SQUIB_MEMFILE_MAX_WRITE) {
-			take = SQUIB_MEMFILE_MAX_WRITE - wr->len;
-			take = take < len ? take : (size_t)len;
-			wr->len += take;
-		} else {
+		if (!wr->len || wr->off + wr->len != off || wr->len >= SQUIB_MEMFILE_MAX_WRITE ||
+		    ((uint8_t *)last->iov_base + last->iov_len != ptr && wr->niov == WRITE_IOV)) {
 			if ((rc = flush(wr)))
 				return rc;
-			take = len < SQUIB_MEMFILE_MAX_WRITE ? (size_t)len : SQUIB_MEMFILE_MAX_WRITE;
-			wr->ptr = ptr;
 			wr->off = off;
-			wr->len = take;
+			last = NULL;
 		}
+		take = SQUIB_MEMFILE_MAX_WRITE - wr->len;
+		take = take < len ? take : (size_t)len;
+		if (last && (uint8_t *)last->iov_base + last->iov_len == ptr)
+			last->iov_len += take;
+		else
+			wr->iov[wr->niov++] = (struct iovec){(void *)ptr, take};
+		wr->len += take;
 		ptr += take;
 		off += take;
 		len -= take;
@@ -183,6 +225,10 @@ static int emit(struct writer *wr, uint32_t i, uint64_t p, uint64_t n)
 	if (rc)
 		return squib_fail(wr->d, rc);
 	wr->st.pages_written += n;
+	if (wr->packed) {
+		wr->cursor += n * wr->ps;
+		return queue_write(wr, ptr, wr->cursor - n * wr->ps, n * wr->ps);
+	}
 	return queue_write(wr, ptr, page * wr->ps, n * wr->ps);
 }
 
@@ -268,7 +314,8 @@ static int full_region_walk(struct writer *wr, uint32_t i)
 	if (w.rc)
 		return w.rc;
 	if (e)
-		return squib_memfile_io_error(wr->d, -e, "scanning populated pages of region %u", i);
+		return squib_memfile_io_error(wr->d, -e, "scanning populated pages of region %u",
+					      i);
 	wr->st.pages_unpopulated += pages - w.next;
 	return 0;
 }
@@ -329,7 +376,8 @@ static int check_bitmap(const struct writer *wr, uint32_t i, const struct squib_
 	/* Upstream's two checks and messages, per region. */
 	if (squib_dirty_bitmap_ram_size(bm) != r->size)
 		return squib_fail_msg(wr->d, SQUIB_E_INVALID_PATH,
-				      "diff bitmap covers %" PRIu64 " bytes, memory file expects %" PRIu64,
+				      "diff bitmap covers %" PRIu64
+				      " bytes, memory file expects %" PRIu64,
 				      squib_dirty_bitmap_ram_size(bm), r->size);
 	if (bps < wr->ps || bps % wr->ps)
 		return squib_fail_msg(wr->d, SQUIB_E_INVALID_PATH,
@@ -393,13 +441,14 @@ static int finish(struct writer *wr, enum squib_memory_kind kind, const uint8_t 
 	l->extent_count = wr->ext.n;
 	l->extents = wr->ext.v;
 	out->digests = wr->ext.digests;
-	out->flags = wr->ext.with_digests ? SQUIB_MEMFILE_FLAG_DIGESTS : 0;
+	out->flags = (wr->ext.with_digests ? SQUIB_MEMFILE_FLAG_DIGESTS : 0) |
+		     (wr->packed ? SQUIB_MEMFILE_FLAG_PACKED : 0);
 	wr->ext = (struct squib_extent_list){0};
 	if ((rc = squib_memfile_encode_tail(out, SQUIB_MEMFILE_MAGIC, &tail, &len, wr->d)))
 		return rc;
 	e = before_write(wr);
 	if (!e)
-		e = squib_pwrite_all(wr->aw->fd, tail, len, l->ram_size);
+		e = squib_pwrite_all(wr->aw->fd, tail, len, squib_memfile_data_bytes(out));
 	free(tail);
 	if (e)
 		return squib_memfile_io_error(
@@ -411,6 +460,8 @@ static int truncate_to_ram(struct writer *wr)
 {
 	uint64_t ram = 0;
 
+	if (wr->packed)
+		return 0; /* no holes: the pages and the tail are written back to back */
 	for (uint32_t i = 0; i < wr->src->region_count; i++)
 		ram += wr->regions[i].size;
 	/* Holes everywhere first: pages never written read back as zeros. */
@@ -453,6 +504,9 @@ int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
 	if (!out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL manifest");
 	memset(out, 0, sizeof(*out));
+	if (o.packed)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "only a diff can be packed: a full file stays mappable");
 	if ((rc = writer_init(&wr, w, src, o.digests, d)) || (rc = choose_detect(&wr, o.detect)) ||
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
@@ -498,8 +552,9 @@ int squib_memfile_write_diff(struct squib_atomic_writer *w, const struct squib_m
 	if (!out)
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL manifest");
 	memset(out, 0, sizeof(*out));
-	if ((rc = writer_init(&wr, w, src, digests, d)) ||
-	    (rc = check_bitmaps(&wr, parent_id, bitmaps, bitmap_count)) ||
+	rc = writer_init(&wr, w, src, digests, d);
+	wr.packed = opts && opts->packed;
+	if (rc || (rc = check_bitmaps(&wr, parent_id, bitmaps, bitmap_count)) ||
 	    (rc = truncate_to_ram(&wr)))
 		return done(&wr, rc, out, stats);
 	wr.id = opts ? opts->id : NULL;
@@ -554,7 +609,7 @@ int squib_memfile_save_diff(const char *path, const struct squib_memfile_source 
 	memset(out, 0, sizeof(*out));
 	if ((rc = squib_atomic_open(&w, path, NULL, d)))
 		return rc;
-	rc = squib_memfile_write_diff(&w, src, parent_id, bitmaps, bitmap_count, opts, out, NULL,
-				      d);
+	rc =
+	    squib_memfile_write_diff(&w, src, parent_id, bitmaps, bitmap_count, opts, out, NULL, d);
 	return commit_or_abort(&w, rc, out, d);
 }

@@ -33,10 +33,9 @@ static int check_one_region(const struct squib_mem_region *r, uint64_t i, uint64
 				      i, r->guest_addr, r->size, page_size);
 	/* The end must be representable: a region may not wrap past 2^64. */
 	if (r->size > UINT64_MAX - r->guest_addr)
-		return squib_fail_msg(d, code,
-				      "region %" PRIu64 " overflows: start=0x%" PRIx64
-				      ", size=0x%" PRIx64,
-				      i, r->guest_addr, r->size);
+		return squib_fail_msg(
+		    d, code, "region %" PRIu64 " overflows: start=0x%" PRIx64 ", size=0x%" PRIx64,
+		    i, r->guest_addr, r->size);
 	return 0;
 }
 
@@ -52,7 +51,8 @@ static int check_region_order(const struct squib_mem_region *r, uint64_t i, int 
 	if (cend > p->guest_addr)
 		return squib_fail_msg(d, code,
 				      "region %" PRIu64 " [0x%" PRIx64 ", 0x%" PRIx64
-				      ") overlaps region %" PRIu64 " [0x%" PRIx64 ", 0x%" PRIx64 ")",
+				      ") overlaps region %" PRIu64 " [0x%" PRIx64 ", 0x%" PRIx64
+				      ")",
 				      i, c->guest_addr, cend, i - 1, p->guest_addr, pend);
 	return squib_fail_msg(d, code,
 			      "regions must ascend by guest address: region %" PRIu64
@@ -97,11 +97,11 @@ static int check_one_extent(const struct squib_page_extent *e, uint64_t i, uint6
 				      ") runs past the %" PRIu64 " pages of RAM",
 				      i, e->first_page, e->page_count, total_pages);
 	if (i && e->first_page < prev_end)
-		return squib_fail_msg(d, code,
-				      "extent %" PRIu64 " at page %" PRIu64
-				      " overlaps or precedes the previous one (ending at page %" PRIu64
-				      ")",
-				      i, e->first_page, prev_end);
+		return squib_fail_msg(
+		    d, code,
+		    "extent %" PRIu64 " at page %" PRIu64
+		    " overlaps or precedes the previous one (ending at page %" PRIu64 ")",
+		    i, e->first_page, prev_end);
 	/* Touching extents have a shorter encoding (one extent): canonical form. */
 	if (i && e->first_page == prev_end)
 		return squib_fail_msg(d, code,
@@ -135,7 +135,8 @@ int squib_mem_check_extents(const struct squib_page_extent *e, uint64_t n, uint6
 
 uint64_t squib_memfile_manifest_bytes(uint64_t regions, uint64_t extents, bool digests)
 {
-	uint64_t per_extent = SQUIB_MEMFILE_EXTENT_BYTES + (digests ? SQUIB_MEMFILE_DIGEST_BYTES : 0);
+	uint64_t per_extent =
+	    SQUIB_MEMFILE_EXTENT_BYTES + (digests ? SQUIB_MEMFILE_DIGEST_BYTES : 0);
 
 	/* Callers bound both counts first (1024 regions, 2^24 extents): no wrap. */
 	return regions * SQUIB_MEMFILE_REGION_BYTES + extents * per_extent;
@@ -149,7 +150,8 @@ uint64_t squib_memfile_size_for(uint64_t ram_size, uint64_t manifest_bytes)
 	return ram_size + area + SQUIB_MEMFILE_FOOTER_BYTES;
 }
 
-void squib_mem_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE], char out[2 * SQUIB_MEMORY_ID_SIZE + 1])
+void squib_mem_id_hex(const uint8_t id[SQUIB_MEMORY_ID_SIZE],
+		      char out[2 * SQUIB_MEMORY_ID_SIZE + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 
@@ -189,27 +191,40 @@ static int check_ids(const struct squib_memory_layout *l, int code, struct squib
 	return 0;
 }
 
+/* The file sizes a layout may have: the fixed-offset layout without and with
+ * digests, and for a diff also the packed one (data = the present pages only). */
+static int check_file_size(const struct squib_memory_layout *l, uint64_t ram, uint64_t present,
+			   int code, struct squib_error_detail *d)
+{
+	uint64_t plain = squib_memfile_size_for(
+	    ram, squib_memfile_manifest_bytes(l->region_count, l->extent_count, false));
+	uint64_t digested = squib_memfile_size_for(
+	    ram, squib_memfile_manifest_bytes(l->region_count, l->extent_count, true));
+	uint64_t shift = ram - present * l->page_size; /* packed files are this much shorter */
+
+	if (l->file_size == plain || l->file_size == digested)
+		return 0;
+	if (l->kind == SQUIB_MEMORY_DIFF &&
+	    (l->file_size == plain - shift || l->file_size == digested - shift))
+		return 0;
+	if (plain == digested)
+		return squib_fail_msg(d, code,
+				      "file_size %" PRIu64 " but the layout needs %" PRIu64,
+				      l->file_size, plain);
+	return squib_fail_msg(d, code,
+			      "file_size %" PRIu64 " is neither %" PRIu64 " nor %" PRIu64
+			      " (without, with digests)",
+			      l->file_size, plain, digested);
+}
+
 static int check_totals(const struct squib_memory_layout *l, uint64_t ram, uint64_t present,
 			int code, struct squib_error_detail *d)
 {
-	uint64_t plain = squib_memfile_size_for(ram, squib_memfile_manifest_bytes(
-							     l->region_count, l->extent_count, false));
-	uint64_t digested = squib_memfile_size_for(ram, squib_memfile_manifest_bytes(
-								l->region_count, l->extent_count, true));
-
 	if (present != l->present_pages)
 		return squib_fail_msg(d, code,
 				      "present_pages %" PRIu64 " but the extents hold %" PRIu64,
 				      l->present_pages, present);
-	if (l->file_size != plain && plain == digested)
-		return squib_fail_msg(d, code, "file_size %" PRIu64 " but the layout needs %" PRIu64,
-				      l->file_size, plain);
-	if (l->file_size != plain && l->file_size != digested)
-		return squib_fail_msg(d, code,
-				      "file_size %" PRIu64 " is neither %" PRIu64 " nor %" PRIu64
-				      " (without, with digests)",
-				      l->file_size, plain, digested);
-	return 0;
+	return check_file_size(l, ram, present, code, d);
 }
 
 int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
@@ -220,8 +235,10 @@ int squib_memory_layout_validate(const struct squib_memory_layout *l, int code,
 
 	if (!l)
 		return squib_fail_msg(d, code, "NULL memory layout");
-	if ((rc = check_ids(l, code, d)) || (rc = squib_mem_check_page_size(l->page_size, code, d)) ||
-	    (rc = squib_mem_check_regions(l->regions, l->region_count, l->page_size, &ram, code, d)))
+	if ((rc = check_ids(l, code, d)) ||
+	    (rc = squib_mem_check_page_size(l->page_size, code, d)) ||
+	    (rc =
+		 squib_mem_check_regions(l->regions, l->region_count, l->page_size, &ram, code, d)))
 		return rc;
 	if (ram != l->ram_size)
 		return squib_fail_msg(d, code,

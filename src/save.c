@@ -102,6 +102,9 @@ static int check_request(struct save *s)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
 				      "a Diff snapshot needs its parent: parent_memory_id or "
 				      "parent_state_path");
+	if (r->kind == SQUIB_SNAPSHOT_FULL && r->packed)
+		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
+				      "only a Diff can be packed: a Full stays mappable");
 	return squib_mem_check_page_size(s->page_size, SQUIB_E_INVALID_PATH, s->d);
 }
 
@@ -413,8 +416,8 @@ static int write_memory(struct save *s)
 {
 	const struct squib_memfile_source src = {s->live ? squib_live_view(s->live) : s->src,
 						 s->region_count, s->page_size};
-	const struct squib_memfile_write_options o = {.digests = s->req->digests,
-						      .id = s->memory_id};
+	const struct squib_memfile_write_options o = {
+	    .digests = s->req->digests, .id = s->memory_id, .packed = s->req->packed};
 	struct squib_memfile_write_stats st = {0};
 	uint64_t t = squib_now_ns();
 	int rc;

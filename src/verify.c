@@ -342,10 +342,11 @@ static bool check_footer_and_manifest(struct run *x)
 	ok(x, SQUIB_CHECK_MEMORY_FOOTER, "%s, version " SQUIB_SEMVER_FMT,
 	   m->layout.kind == SQUIB_MEMORY_FULL ? "full" : "diff", m->version.major,
 	   m->version.minor, m->version.patch);
-	ok(x, SQUIB_CHECK_MEMORY_MANIFEST, "%" PRIu32 " region%s, %" PRIu64 " extent%s%s",
+	ok(x, SQUIB_CHECK_MEMORY_MANIFEST, "%" PRIu32 " region%s, %" PRIu64 " extent%s%s%s",
 	   m->layout.region_count, plural(m->layout.region_count), m->layout.extent_count,
 	   plural(m->layout.extent_count),
-	   (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "");
+	   (m->flags & SQUIB_MEMFILE_FLAG_DIGESTS) ? ", digests" : "",
+	   (m->flags & SQUIB_MEMFILE_FLAG_PACKED) ? ", packed" : "");
 	return true;
 }
 
@@ -380,8 +381,9 @@ static void check_bounds(struct run *x)
 		present += e->page_count;
 	}
 	want = squib_memfile_size_for(
-		l->ram_size, squib_memfile_manifest_bytes(l->region_count, l->extent_count,
-							  m->flags & SQUIB_MEMFILE_FLAG_DIGESTS));
+	    (m->flags & SQUIB_MEMFILE_FLAG_PACKED) ? present * l->page_size : l->ram_size,
+	    squib_memfile_manifest_bytes(l->region_count, l->extent_count,
+					 m->flags & SQUIB_MEMFILE_FLAG_DIGESTS));
 	if (want != l->file_size || want != x->mem_size || present != l->present_pages) {
 		record(x, SQUIB_CHECK_MANIFEST_BOUNDS, SQUIB_CHECK_FAILED, SQUIB_E_ENCODING,
 		       "the manifest lays out %" PRIu64 " bytes, the footer says %" PRIu64

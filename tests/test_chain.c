@@ -460,6 +460,154 @@ static void test_should_read_each_page_once_in_a_copy_load(void **state)
 	munmap(mem, owned);
 }
 
+/* ---- packed diffs: every reader, byte for byte against fixed offsets ------------------- */
+
+struct twin {
+	char *fixed[3], *packed[3]; /* the same base; diffs of the same pages, two layouts */
+	uint8_t *mem;		    /* the final memory */
+};
+
+static void save_twins(const struct fixture *f, struct twin *t)
+{
+	struct squib_memfile_write_options fo = {.digests = true},
+					   po = {.digests = true, .packed = true};
+	struct squib_memfile_manifest base, mf[2], mp[2];
+	const uint64_t *pages[2] = {D1, D2};
+	size_t n[2] = {N1, N2};
+	char name[32];
+
+	t->mem = squib_test_guest_ram(PAGES * f->ps, 1);
+	memset(t->mem + ZERO_FROM * f->ps, 0, (PAGES - ZERO_FROM) * f->ps);
+	t->fixed[0] = squib_test_path(f->dir, "twin0.mem");
+	t->packed[0] = squib_test_path(f->dir, "twin0.mem");
+	squib_test_save_full(t->fixed[0], t->mem, PAGES * f->ps, false, &base);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < n[k]; i++)
+			squib_test_fill_page(t->mem, pages[k][i], 20 + (uint32_t)k);
+		snprintf(name, sizeof(name), "twin%d.fixed.mem", k + 1);
+		t->fixed[k + 1] = squib_test_path(f->dir, name);
+		snprintf(name, sizeof(name), "twin%d.packed.mem", k + 1);
+		t->packed[k + 1] = squib_test_path(f->dir, name);
+		squib_test_save_diff_ex(t->fixed[k + 1], t->mem, PAGES * f->ps,
+					k ? mf[0].layout.id : base.layout.id, pages[k], n[k], &fo,
+					&mf[k]);
+		squib_test_save_diff_ex(t->packed[k + 1], t->mem, PAGES * f->ps,
+					k ? mp[0].layout.id : base.layout.id, pages[k], n[k], &po,
+					&mp[k]);
+		/* Same pages, same digests; the packed file holds only them. */
+		assert_int_equal(mp[k].flags,
+				 SQUIB_MEMFILE_FLAG_PACKED | SQUIB_MEMFILE_FLAG_DIGESTS);
+		assert_int_equal(mp[k].version.minor, 1);
+		assert_int_equal(mf[k].version.minor, 0);
+		assert_int_equal(mp[k].layout.extent_count, mf[k].layout.extent_count);
+		assert_memory_equal(mp[k].layout.extents, mf[k].layout.extents,
+				    mf[k].layout.extent_count * sizeof(*mf[k].layout.extents));
+		assert_memory_equal(mp[k].digests, mf[k].digests,
+				    mf[k].layout.extent_count * sizeof(uint64_t));
+		assert_int_equal(mp[k].layout.file_size,
+				 mf[k].layout.file_size - (PAGES - n[k]) * f->ps);
+	}
+	squib_memfile_manifest_release(&base);
+	for (int k = 0; k < 2; k++) {
+		squib_memfile_manifest_release(&mf[k]);
+		squib_memfile_manifest_release(&mp[k]);
+	}
+}
+
+static void free_twins(const struct fixture *f, struct twin *t)
+{
+	for (int i = 0; i < 3; i++) {
+		free(t->fixed[i]);
+		free(t->packed[i]);
+	}
+	munmap(t->mem, PAGES * f->ps);
+}
+
+/* Load the chain with a backend and compare every byte with the final memory. */
+static void assert_loads(const struct fixture *f, char *const *paths, enum squib_memory_backend b,
+			 const uint8_t *want)
+{
+	struct squib_guest_memory *g = NULL;
+	struct squib_error_detail d;
+
+	if (squib_guest_memory_open(paths[2], (const char *const *)paths, 2, NULL, b, &g, &d))
+		fail_msg("load (backend %d): %s", (int)b, d.msg);
+	assert_memory_equal(squib_guest_memory_region(g, 0)->host, want, PAGES * f->ps);
+	squib_guest_memory_free(g);
+}
+
+static void rebase_into(const struct fixture *f, char *const *paths, const char *name,
+			uint8_t **out, size_t *len)
+{
+	char *dst = squib_test_path(f->dir, name);
+	struct squib_error_detail d;
+
+	if (squib_memfile_rebase(paths[0], (const char *const *)paths + 1, 2, dst, NULL, NULL, &d))
+		fail_msg("rebase: %s", d.msg);
+	assert_int_equal(squib_test_read_file(dst, out, len), 0);
+	free(dst);
+}
+
+static void test_should_read_a_packed_diff_like_a_fixed_offset_one_everywhere(void **state)
+{
+	struct fixture *f = *state;
+	struct twin t;
+	struct squib_chain *c;
+	uint8_t *a, *b, *page = malloc(f->ps);
+	size_t alen, blen;
+	struct squib_error_detail d;
+
+	save_twins(f, &t);
+	/* verify, digests included (they cover the packed bytes) */
+	for (int k = 1; k < 3; k++)
+		assert_int_equal(squib_memfile_verify(t.packed[k], true, NULL, &d), 0);
+	/* the chain reader, page by page */
+	assert_int_equal(squib_chain_open((const char *const *)t.packed, 3, &c, &d), 0);
+	for (uint64_t p = 0; p < PAGES; p++) {
+		assert_int_equal(squib_chain_read(c, p, 1, page, &d), 0);
+		assert_memory_equal(page, t.mem + p * f->ps, f->ps);
+	}
+	squib_chain_free(c);
+	/* COPY, and LAZY through the pager and the file page source */
+	assert_loads(f, t.packed, SQUIB_BACKEND_COPY, t.mem);
+	if (!squib_test_uffd_missing("LAZY load of a packed chain"))
+		assert_loads(f, t.packed, SQUIB_BACKEND_LAZY, t.mem);
+	/* rebase: the same RAM range as the fixed-offset chain's, byte for byte */
+	rebase_into(f, t.fixed, "twin.fixed.out", &a, &alen);
+	rebase_into(f, t.packed, "twin.packed.out", &b, &blen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, PAGES * f->ps);
+	assert_memory_equal(a, t.mem, PAGES * f->ps);
+	free(b);
+	/* and in place (the undo log records the base's bytes, the diffs are only read) */
+	if (squib_memfile_rebase(t.packed[0], (const char *const *)t.packed + 1, 2, NULL, NULL,
+				 NULL, &d))
+		fail_msg("rebase in place: %s", d.msg);
+	assert_int_equal(squib_test_read_file(t.packed[0], &b, &blen), 0);
+	assert_int_equal(blen, alen);
+	assert_memory_equal(a, b, PAGES * f->ps + 4096); /* RAM and manifest; ids differ */
+	free(a);
+	free(b);
+	free(page);
+	free_twins(f, &t);
+}
+
+static void test_should_refuse_a_packed_diff_for_the_file_backend(void **state)
+{
+	struct fixture *f = *state;
+	struct squib_guest_memory *g = NULL;
+	struct squib_error_detail d;
+	struct twin t;
+
+	save_twins(f, &t);
+	assert_int_equal(squib_guest_memory_open(t.packed[2], (const char *const *)t.packed, 2,
+						 NULL, SQUIB_BACKEND_FILE, &g, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "FILE backend maps only a full memory file"));
+	assert_null(g);
+	free_twins(f, &t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +620,8 @@ int main(void)
 	    cmocka_unit_test(test_should_chain_a_layer_that_is_not_a_file),
 	    cmocka_unit_test(test_should_refuse_a_hostile_manifest_from_any_layer),
 	    cmocka_unit_test(test_should_read_each_page_once_in_a_copy_load),
+	    cmocka_unit_test(test_should_read_a_packed_diff_like_a_fixed_offset_one_everywhere),
+	    cmocka_unit_test(test_should_refuse_a_packed_diff_for_the_file_backend),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

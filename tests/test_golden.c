@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <squib/memfile.h>
 #include <squib/snapshot.h>
 
 #define REGENERATE "run scripts/gen-fixtures.sh BUILD_DIR, review the diff and commit it"
 
-static const char *const golden_files[] = {"demo.snap", "minimal.snap", "maximal.snap",
-					   "x86.snap"};
+static const char *const golden_files[] = {"demo.snap", "minimal.snap", "maximal.snap", "x86.snap"};
 
 static uint8_t *read_fixture(const char *name, size_t *len)
 {
@@ -57,8 +57,8 @@ static void test_should_carry_the_format_version_this_build_writes(void **state)
 		assert_int_equal(squib_envelope_parse_header(buf, len, &hdr, NULL), 0);
 		if (hdr.version.major != v.major || hdr.version.minor != v.minor ||
 		    hdr.version.patch != v.patch)
-			fail_msg("%s has format version %u.%u.%u but this build writes %u.%u.%u: "
-				 REGENERATE,
+			fail_msg("%s has format version %u.%u.%u but this build writes "
+				 "%u.%u.%u: " REGENERATE,
 				 golden_files[i], hdr.version.major, hdr.version.minor,
 				 hdr.version.patch, v.major, v.minor, v.patch);
 		free(buf);
@@ -160,14 +160,78 @@ static void test_should_describe_demo_memory_file_as_dense_pattern(void **state)
 	free(mem);
 }
 
+/* ---- memory files ---------------------------------------------------------------------- */
+
+static const char *const golden_mems[] = {SQUIB_FIXTURE_MEM_FULL, SQUIB_FIXTURE_MEM_DIFF,
+					  SQUIB_FIXTURE_MEM_PACKED};
+
+static void test_should_match_what_the_memory_file_builder_writes(void **state)
+{
+	char *dir = squib_test_tmpdir();
+
+	(void)state;
+	assert_int_equal(squib_fixture_write_memfiles(dir), 0);
+	for (size_t i = 0; i < sizeof(golden_mems) / sizeof(golden_mems[0]); i++)
+		compare_with_fixture(dir, golden_mems[i]);
+	squib_test_rmtree(dir);
+	free(dir);
+}
+
+/* Old (1.0.0) files still load; a packed diff (1.1.0) reads as its fixed-offset twin. */
+static void test_should_decode_every_memory_file_fixture(void **state)
+{
+	static const uint8_t want[4] = {0xcd, 0xab, 0xef, 0x01};
+	static const uint16_t minor[3] = {0, 0, 1};
+	static const uint32_t flags[3] = {0, SQUIB_MEMFILE_FLAG_DIGESTS,
+					  SQUIB_MEMFILE_FLAG_DIGESTS | SQUIB_MEMFILE_FLAG_PACKED};
+	uint8_t page[4096];
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		struct squib_memfile_manifest m;
+		struct squib_error_detail d;
+		size_t len;
+		uint8_t *buf = read_fixture(golden_mems[i], &len);
+
+		if (squib_memfile_parse(buf, len, &m, &d))
+			fail_msg("%s does not decode: %s (%s)", golden_mems[i], d.msg, REGENERATE);
+		assert_int_equal(m.version.minor, minor[i]);
+		assert_int_equal(m.flags, flags[i]);
+		squib_memfile_manifest_release(&m);
+		free(buf);
+	}
+	for (size_t k = 1; k < 3; k++) {
+		char *paths[2] = {squib_test_fixture(golden_mems[0]),
+				  squib_test_fixture(golden_mems[k])};
+		struct squib_memfile_chain *c;
+		struct squib_error_detail d;
+
+		if (squib_memfile_chain_open((const char *const *)paths, 2, &c, &d))
+			fail_msg("chain over %s: %s", golden_mems[k], d.msg);
+		for (uint64_t p = 0; p < 4; p++) {
+			assert_int_equal(
+			    squib_memfile_chain_read_page(c, 0x80000000ull + p * 4096, page, &d),
+			    0);
+			for (size_t b = 0; b < sizeof(page); b++)
+				assert_int_equal(page[b], want[p]);
+		}
+		assert_int_equal(squib_memfile_verify(paths[1], true, NULL, &d), 0);
+		squib_memfile_chain_close(c);
+		free(paths[0]);
+		free(paths[1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_should_carry_the_format_version_this_build_writes),
-		cmocka_unit_test(test_should_decode_and_re_encode_every_fixture_byte_for_byte),
-		cmocka_unit_test(test_should_match_what_the_fixture_builders_produce),
-		cmocka_unit_test(test_should_match_what_produce_demo_pair_writes),
-		cmocka_unit_test(test_should_describe_demo_memory_file_as_dense_pattern),
+	    cmocka_unit_test(test_should_carry_the_format_version_this_build_writes),
+	    cmocka_unit_test(test_should_decode_and_re_encode_every_fixture_byte_for_byte),
+	    cmocka_unit_test(test_should_match_what_the_fixture_builders_produce),
+	    cmocka_unit_test(test_should_match_what_produce_demo_pair_writes),
+	    cmocka_unit_test(test_should_describe_demo_memory_file_as_dense_pattern),
+	    cmocka_unit_test(test_should_match_what_the_memory_file_builder_writes),
+	    cmocka_unit_test(test_should_decode_every_memory_file_fixture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1511,8 +1511,8 @@ static void test_should_stop_the_guest_when_serve_is_killed_from_the_cli(void **
 	pair_free(&pr);
 }
 
-/* run --diff: a Full pair, N more reports, a Diff over it; restore --chain goes on from it. */
-static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli(void **state)
+/* run --diff [--packed]: a Full pair, N more reports, a Diff over it; restore --chain goes on. */
+static void run_diff_and_restore_the_chain(bool packed)
 {
 	const char *dir_guests = getenv("SQUIB_GUESTS");
 	struct squib_test_proc p;
@@ -1521,12 +1521,11 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 	struct pair pr;
 	unsigned long long full[VCPUS], diff[VCPUS];
 
-	(void)state;
 	snprintf(guest, sizeof(guest), "%s/counter.bin", dir_guests ? dir_guests : "tests/guests");
 	pair_new(&pr);
 	cli(pr.dir,
 	    (char *[]){"run", guest, "full.snap", "--diff", "diff.snap", "--diff-mem", "d.mem",
-		       "--reports", "3", NULL},
+		       "--reports", "3", packed ? "--packed" : NULL, NULL},
 	    &p);
 	if (p.status)
 		fail_msg("run: %s", p.err);
@@ -1551,6 +1550,9 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 	if (p.status)
 		fail_msg("verify: %s%s", p.out, p.err);
 	assert_non_null(strstr(p.out, "memory footer:    ok (diff"));
+	/* --packed: version 1.1, pages back to back (the manifest says so, verify too) */
+	assert_int_equal(strstr(p.out, ", packed") != NULL, packed);
+	assert_int_equal(strstr(p.out, "version 1.1.0") != NULL, packed);
 	squib_test_proc_free(&p);
 	for (int b = 0; b < 2; b++) {
 		cli(pr.dir,
@@ -1571,11 +1573,28 @@ static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_th
 	cli(pr.dir, (char *[]){"restore", "diff.snap", "--mem", "d.mem", NULL}, &p);
 	assert_int_equal(p.status, 1);
 	squib_test_proc_free(&p);
-	cli(pr.dir, (char *[]){"run", guest, "x.snap", "--diff-mem", "x.mem", NULL}, &p);
+	if (packed)
+		cli(pr.dir, (char *[]){"run", guest, "x.snap", "--packed", NULL}, &p);
+	else
+		cli(pr.dir, (char *[]){"run", guest, "x.snap", "--diff-mem", "x.mem", NULL}, &p);
 	assert_int_equal(p.status, 1);
-	assert_non_null(strstr(p.err, "--diff-mem needs --diff"));
+	assert_non_null(
+	    strstr(p.err, packed ? "--packed needs --diff" : "--diff-mem needs --diff"));
 	squib_test_proc_free(&p);
 	pair_free(&pr);
+}
+
+static void test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli(void **state)
+{
+	(void)state;
+	run_diff_and_restore_the_chain(false);
+}
+
+/* The same with a packed Diff: restore --chain reads it with COPY and through serve (uffd). */
+static void test_should_run_save_a_packed_diff_and_restore_the_chain_from_the_cli(void **state)
+{
+	(void)state;
+	run_diff_and_restore_the_chain(true);
 }
 
 /* ---- the quiesce timeout and misuse through the adapter ------------------------------------ */
@@ -1679,6 +1698,7 @@ int main(void)
 	    cmocka_unit_test(test_should_save_a_diff_of_a_restored_vm_and_restore_the_chain),
 	    cmocka_unit_test(
 		test_should_run_save_a_full_and_a_diff_and_restore_the_chain_from_the_cli),
+	    cmocka_unit_test(test_should_run_save_a_packed_diff_and_restore_the_chain_from_the_cli),
 	    cmocka_unit_test(test_should_run_save_and_restore_a_guest_from_the_cli),
 	    cmocka_unit_test(test_should_record_a_working_set_and_prefetch_it_from_the_cli),
 	    cmocka_unit_test(test_should_restore_through_serve_from_the_cli),

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -691,6 +693,92 @@ static void test_should_report_write_failures_as_memory_io(void **state)
 	free(path);
 }
 
+/* A packed diff of no pages: a manifest and a footer only, read over its parent. */
+static void test_should_read_an_empty_packed_diff_over_its_parent(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = 4 * f->hp;
+	uint8_t *mem = map_anon(ram), *page = malloc(f->hp);
+	struct squib_memfile_source_region r;
+	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
+	struct squib_dirty_bitmap *bm = bitmap(0, ram, f->hp);
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_memfile_manifest fm, dm;
+	struct squib_memfile_chain *c;
+	struct squib_memfile *mf;
+	struct squib_error_detail d;
+	char *paths[2] = {path_in(f, "base.mem"), path_in(f, "empty-packed.mem")};
+
+	fill_pattern(mem, ram, 3);
+	save_full(paths[0], &src, false, &fm);
+	assert_int_equal(squib_memfile_save_diff(paths[1], &src, fm.layout.id,
+						 (const struct squib_dirty_bitmap *const *)&bm, 1,
+						 &o, &dm, &d),
+			 0);
+	assert_int_equal(file_size(paths[1]), 4096 + 4096);
+	mf = open_ok(paths[1]);
+	assert_int_equal(squib_memfile_read_page(mf, 0, page, &d), SQUIB_E_MEMORY_IO);
+	squib_memfile_close(mf);
+	assert_int_equal(squib_memfile_chain_open((const char *const *)paths, 2, &c, &d), 0);
+	for (uint64_t p = 0; p < 4; p++) {
+		assert_int_equal(squib_memfile_chain_read_page(c, p * f->hp, page, &d), 0);
+		assert_memory_equal(page, mem + p * f->hp, f->hp);
+	}
+	squib_memfile_chain_close(c);
+	squib_memfile_manifest_release(&fm);
+	squib_memfile_manifest_release(&dm);
+	squib_dirty_bitmap_free(bm);
+	munmap(mem, ram);
+	free(page);
+	free(paths[0]);
+	free(paths[1]);
+}
+
+/* A packed diff into a "full disk" (RLIMIT_FSIZE): the gathered write is cut short, the
+ * retry fails with EFBIG, and the writer reports it as MEMORY_IO without a manifest. */
+static void test_should_report_a_full_disk_in_the_middle_of_a_packed_write(void **state)
+{
+	struct fx *f = *state;
+	uint64_t ram = 16 * f->hp;
+	uint8_t *mem = map_anon(ram), parent[16] = {1};
+	struct squib_memfile_source_region r;
+	struct squib_memfile_source src = one_region(mem, 0, ram, f->hp, &r);
+	struct squib_dirty_bitmap *bm = bitmap(0, ram, f->hp);
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	struct rlimit old, lim;
+	char *path = path_in(f, "full-disk.mem");
+	void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+	int rc;
+
+	fill_pattern(mem, ram, 7);
+	for (uint64_t p = 0; p < 16; p += 2) /* 8 scattered pages: one gathered write */
+		squib_dirty_bitmap_set_by_index(bm, p);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 5 * f->hp + 100;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = squib_memfile_save_diff(path, &src, parent,
+				     (const struct squib_dirty_bitmap *const *)&bm, 1, &o, &m, &d);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, was);
+	assert_int_equal(rc, SQUIB_E_MEMORY_IO);
+	assert_int_equal(d.os_errno, EFBIG);
+	assert_null(m.layout.extents);
+	assert_false(squib_test_exists(path));
+	/* Without the limit the same write goes through and reads back. */
+	assert_int_equal(squib_memfile_save_diff(path, &src, parent,
+						 (const struct squib_dirty_bitmap *const *)&bm, 1,
+						 &o, &m, &d),
+			 0);
+	assert_int_equal(file_size(path), 8 * f->hp + 4096 + 4096);
+	squib_memfile_manifest_release(&m);
+	squib_dirty_bitmap_free(bm);
+	munmap(mem, ram);
+	free(path);
+}
+
 static void test_should_verify_per_extent_digests_on_demand(void **state)
 {
 	struct fx *f = *state;
@@ -1012,10 +1100,11 @@ static const struct footer_edit footer_edits[] = {
 	{"magic", 0, 8, 0x0710198486640000ULL, SQUIB_E_MAGIC_MISMATCH, "memory file footer magic"},
 	{"rebasing magic", 0, 8, SQUIB_MEMFILE_MAGIC_REBASING, SQUIB_E_ENCODING, "in-place rebase was interrupted"},
 	{"major", 8, 2, 2, SQUIB_E_VERSION_MISMATCH, ""},
-	{"minor", 10, 2, 1, SQUIB_E_VERSION_MISMATCH, ""},
+	{"minor", 10, 2, 2, SQUIB_E_VERSION_MISMATCH, ""},
 	{"reserved", 14, 2, 1, SQUIB_E_ENCODING, "reserved field at offset 14"},
 	{"footer size", 16, 4, 8192, SQUIB_E_ENCODING, "footer_size 8192"},
-	{"flags", 20, 4, 3, SQUIB_E_ENCODING, "undefined flag bits 0x00000002"},
+	{"flags", 20, 4, 5, SQUIB_E_ENCODING, "undefined flag bits 0x00000004"},
+	{"packed in 1.0", 20, 4, 2, SQUIB_E_ENCODING, "flag PACKED in a version 1.0 file"},
 	{"kind", 56, 4, 3, SQUIB_E_ENCODING, "kind 3"},
 	{"region count 0", 60, 4, 0, SQUIB_E_ENCODING, "region_count 0"},
 	{"region count big", 60, 4, 1025, SQUIB_E_ENCODING, "region_count 1025"},
@@ -1079,17 +1168,15 @@ static const struct manifest_edit manifest_edits[] = {
 	{"padding", 200, 1, "padding byte at offset"},
 };
 
-static void test_should_explain_each_malformed_manifest_entry(void **state)
+/* Every manifest edit on a file whose manifest starts at `at`. */
+static void check_manifest_edits(const uint8_t *buf, size_t len, uint64_t at)
 {
-	struct squib_memfile_manifest m;
 	struct squib_error_detail d;
-	size_t len;
-	uint8_t *buf = small_file(*state, &len, &m), *copy = malloc(len);
-	uint64_t ram = 32 * 4096;
+	uint8_t *copy = malloc(len);
 
 	/* A flipped manifest bit is caught by the manifest CRC. */
 	memcpy(copy, buf, len);
-	copy[ram + 40] ^= 4;
+	copy[at + 40] ^= 4;
 	assert_int_equal(parse_rc(copy, len, &d), SQUIB_E_CRC_MISMATCH);
 	assert_non_null(strstr(d.msg, "manifest CRC"));
 	/* Consistent CRCs over inconsistent content: the structure rules speak. */
@@ -1097,18 +1184,166 @@ static void test_should_explain_each_malformed_manifest_entry(void **state)
 		const struct manifest_edit *e = &manifest_edits[i];
 
 		memcpy(copy, buf, len);
-		squib_put_le64(copy + ram + e->off, e->value);
+		squib_put_le64(copy + at + e->off, e->value);
 		if (e->off == 200)
-			copy[ram + 200] = 1;
+			copy[at + 200] = 1;
 		remanifest(copy, len);
 		assert_int_equal(parse_rc(copy, len, &d), SQUIB_E_ENCODING);
 		print_message("  %-20s %s\n", e->name, message(&d));
 		if (!strstr(d.msg, e->fragment))
 			fail_msg("%s: \"%s\" lacks \"%s\"", e->name, d.msg, e->fragment);
 	}
+	free(copy);
+}
+
+static void test_should_explain_each_malformed_manifest_entry(void **state)
+{
+	struct squib_memfile_manifest m;
+	size_t len;
+	uint8_t *buf = small_file(*state, &len, &m);
+
+	check_manifest_edits(buf, len, 32 * 4096);
 	squib_memfile_manifest_release(&m);
+	free(buf);
+}
+
+/* ---- packed diffs ---------------------------------------------------------------- */
+
+/* small_file's pages as a packed diff: 11 pages back to back, then the manifest. */
+static uint8_t *small_packed(struct fx *f, size_t *len, struct squib_memfile_manifest *m,
+			     uint8_t **ram)
+{
+	uint8_t *mem = map_anon(32 * 4096), *buf;
+	struct squib_memfile_source_region r[2] = {{0x0, 16 * 4096, mem},
+						   {0x100000, 16 * 4096, mem + 16 * 4096}};
+	struct squib_memfile_source src = {r, 2, 4096};
+	struct squib_memfile_write_options o = {.digests = true, .packed = true};
+	struct squib_dirty_bitmap *bms[2] = {bitmap(0x0, 16 * 4096, 4096),
+					     bitmap(0x100000, 16 * 4096, 4096)};
+	static const uint64_t pages[] = {1, 2, 10, 11, 12, 13, 14, 15, 16, 17, 30};
+	uint8_t parent[16] = {9, 9, 9};
+	struct squib_error_detail d;
+	char *path = path_in(f, "packed.mem");
+
+	fill_pattern(mem, 32 * 4096, 5);
+	for (size_t i = 0; i < SQUIB_ARRAY_SIZE(pages); i++)
+		squib_dirty_bitmap_set_by_index(bms[pages[i] / 16], pages[i] % 16);
+	if (squib_memfile_save_diff(path, &src, parent, (const struct squib_dirty_bitmap *const *)bms,
+				    2, &o, m, &d))
+		fail_msg("packed diff: %s", d.msg);
+	assert_int_equal(m->layout.extent_count, 3);
+	assert_int_equal(squib_test_read_file(path, &buf, len), 0);
+	assert_int_equal(*len, 11 * 4096 + 4096 + 4096);
+	for (size_t i = 0; i < SQUIB_ARRAY_SIZE(pages); i++) /* the pages, in order, at 0 */
+		assert_memory_equal(buf + i * 4096, mem + pages[i] * 4096, 4096);
+	for (int i = 0; i < 2; i++)
+		squib_dirty_bitmap_free(bms[i]);
+	*ram = mem;
+	free(path);
+	return buf;
+}
+
+static void test_should_write_a_packed_diff_back_to_back(void **state)
+{
+	struct fx *f = *state;
+	struct squib_memfile_manifest m;
+	struct squib_memfile *mf;
+	struct squib_error_detail d;
+	char *path = path_in(f, "packed.mem");
+	uint8_t *ram, page[4096];
+	size_t len;
+	uint8_t *buf = small_packed(f, &len, &m, &ram);
+
+	assert_int_equal(squib_get_le16(buf + FOOT(len) + 10), 1); /* version 1.1 */
+	assert_int_equal(squib_get_le32(buf + FOOT(len) + 20), 3); /* DIGESTS | PACKED */
+	assert_int_equal(squib_get_le64(buf + FOOT(len) + 88), 11 * 4096);
+	mf = open_ok(path);
+	assert_int_equal(squib_memfile_verify_digests(mf, &d), 0);
+	for (uint64_t p = 0; p < 32; p++) {
+		int rc = squib_memfile_read_page(mf, p < 16 ? p * 4096 : 0x100000 + (p - 16) * 4096,
+						 page, &d);
+
+		if (!squib_memfile_page_present(mf, p)) {
+			assert_int_equal(rc, SQUIB_E_MEMORY_IO);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_memory_equal(page, ram + p * 4096, 4096);
+	}
+	squib_memfile_close(mf);
+	/* A damaged packed page fails its extent's digest. */
+	buf[3 * 4096] ^= 1;
+	assert_int_equal(squib_test_write_file(path, buf, len), 0);
+	mf = open_ok(path);
+	assert_int_equal(squib_memfile_verify_digests(mf, &d), SQUIB_E_CRC_MISMATCH);
+	squib_memfile_close(mf);
+	squib_memfile_manifest_release(&m);
+	munmap(ram, 32 * 4096);
+	free(buf);
+	free(path);
+}
+
+static const struct footer_edit packed_footer_edits[] = {
+	{"packed in 1.0", 10, 2, 0, SQUIB_E_ENCODING, "flag PACKED in a version 1.0 file"},
+	{"packed full", 56, 4, 1, SQUIB_E_ENCODING, "a full file is packed"},
+	{"offset fixed", 88, 8, 32 * 4096, SQUIB_E_ENCODING, "is not present_pages * page_size"},
+	{"offset short", 88, 8, 10 * 4096, SQUIB_E_ENCODING, "is not present_pages * page_size"},
+	{"present more", 80, 8, 12, SQUIB_E_ENCODING, "is not present_pages * page_size"},
+	{"present fewer", 80, 8, 3, SQUIB_E_ENCODING, "is not present_pages * page_size"},
+	{"not packed", 20, 4, 1, SQUIB_E_ENCODING, "manifest_offset 45056 is not ram_size"},
+	{"minor 2", 10, 2, 2, SQUIB_E_VERSION_MISMATCH, ""},
+};
+
+static void test_should_reject_hostile_packed_manifests(void **state)
+{
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	size_t len;
+	uint8_t *ram, *buf = small_packed(*state, &len, &m, &ram), *copy = malloc(len);
+
+	assert_int_equal(parse_rc(buf, len, &d), 0);
+	/* unsorted, overlapping, touching, empty, out-of-bounds, miscounted extents */
+	check_manifest_edits(buf, len, 11 * 4096);
+	for (size_t i = 0; i < SQUIB_ARRAY_SIZE(packed_footer_edits); i++) {
+		const struct footer_edit *e = &packed_footer_edits[i];
+
+		memcpy(copy, buf, len);
+		for (int b = 0; b < e->width; b++)
+			copy[FOOT(len) + e->off + b] = (uint8_t)(e->value >> (8 * b));
+		refoot(copy, len);
+		print_message("  %-20s %s\n", e->name,
+			      parse_rc(copy, len, &d) ? message(&d) : "(accepted!)");
+		assert_int_equal(parse_rc(copy, len, &d), e->code);
+		if (e->fragment[0] && !strstr(d.msg, e->fragment))
+			fail_msg("%s: \"%s\" lacks \"%s\"", e->name, d.msg, e->fragment);
+	}
+	/* Truncated: a page short at the front (the offsets would pass the manifest). */
+	assert_int_equal(parse_rc(buf + 4096, len - 4096, &d), SQUIB_E_ENCODING);
+	assert_non_null(strstr(d.msg, "records a file size"));
+	for (size_t n = 0; n < len; n += 997)
+		assert_int_not_equal(parse_rc(buf, n, &d), 0);
+	squib_memfile_manifest_release(&m);
+	munmap(ram, 32 * 4096);
 	free(copy);
 	free(buf);
+}
+
+static void test_should_refuse_to_pack_a_full_file(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *mem = map_anon(16 * 4096);
+	struct squib_memfile_source_region r;
+	struct squib_memfile_source src = one_region(mem, 0, 16 * 4096, 4096, &r);
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	char *path = path_in(f, "full-packed.mem");
+
+	assert_int_equal(squib_memfile_save_full(path, &src, &o, &m, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "only a diff can be packed"));
+	assert_int_equal(access(path, F_OK), -1);
+	munmap(mem, 16 * 4096);
+	free(path);
 }
 
 static void test_should_reject_out_of_range_reads(void **state)
@@ -1635,7 +1870,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_should_write_full_dump_dense),
-	    cmocka_unit_test(test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
+	    cmocka_unit_test(
+		test_should_refuse_a_sparse_file_claiming_more_present_pages_than_it_holds),
 	    cmocka_unit_test(test_should_open_a_file_with_a_few_holes_in_present_pages),
 	    T(test_should_write_diff_only_dirty_pages),
 	    T(test_should_write_whole_bitmap_block_when_granule_is_coarser),
@@ -1654,6 +1890,11 @@ int main(void)
 	    T(test_should_reject_truncation_at_every_length),
 	    T(test_should_explain_each_malformed_footer_field),
 	    T(test_should_explain_each_malformed_manifest_entry),
+	    T(test_should_write_a_packed_diff_back_to_back),
+	    T(test_should_reject_hostile_packed_manifests),
+	    T(test_should_refuse_to_pack_a_full_file),
+	    T(test_should_report_a_full_disk_in_the_middle_of_a_packed_write),
+	    T(test_should_read_an_empty_packed_diff_over_its_parent),
 	    T(test_should_reject_out_of_range_reads),
 	    T(test_should_read_a_chain_as_the_final_memory),
 	    T(test_should_rebase_a_chain_into_a_new_file),

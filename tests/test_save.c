@@ -218,6 +218,55 @@ static void test_should_save_diff_only_dirty_pages(void **state)
 	free(bsnap);
 }
 
+/* A packed Diff through squib_save: the memory file says so, the pair loads over its chain. */
+static void test_should_save_a_packed_diff_and_load_it_over_its_chain(void **state)
+{
+	struct savetest_dir *t = *state;
+	struct squib_testvm_config c = tracked(32 * KiB, 1);
+	struct squib_testvm *vm = savetest_vm(&c), *rvm;
+	char *base = squib_test_path(t->dir, "base.mem"),
+	     *bsnap = squib_test_path(t->dir, "base.snap");
+	struct squib_save_request req = SQUIB_SAVE_REQUEST_INIT(bsnap, base);
+	struct squib_load_request lr = SQUIB_LOAD_REQUEST_INIT(t->state, t->mem);
+	const char *chain[] = {base};
+	struct squib_memfile_manifest m;
+	struct squib_save_report rep;
+	struct squib_load_result res;
+	struct squib_error_detail d;
+	struct squib_vm v = squib_testvm_vm(vm);
+	const uint8_t *g;
+
+	req.packed = true; /* a Full cannot be packed: nothing is written */
+	assert_int_equal(squib_save(&v, &req, &rep, &d), SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "only a Diff can be packed"));
+	req.packed = false;
+	assert_int_equal(squib_testvm_write(vm, GPA, 3, 8 * KiB), 0);
+	savetest_save_ok(vm, &req, &rep);
+	assert_int_equal(squib_testvm_write(vm, GPA + 24 * KiB, 9, 4 * KiB), 0);
+	req = (struct squib_save_request){.state_path = t->state,
+					  .memory_path = t->mem,
+					  .kind = SQUIB_SNAPSHOT_DIFF,
+					  .parent_state_path = bsnap,
+					  .packed = true};
+	savetest_save_ok(vm, &req, &rep);
+	assert_int_equal(squib_memfile_verify(t->mem, false, &m, &d), 0);
+	assert_true(m.flags & SQUIB_MEMFILE_FLAG_PACKED);
+	assert_int_equal(m.layout.file_size, rep.pages_written * hp() + 4096 + 4096);
+	assert_int_equal(rep.memory_file_size, m.layout.file_size);
+	squib_memfile_manifest_release(&m);
+	lr.chain = chain;
+	lr.chain_len = 1;
+	savetest_load_ok(&c, &lr, &rvm, &res);
+	g = squib_guest_memory_region(res.memory, 0)->host;
+	for (uint64_t i = 0; i < 32 * KiB; i++)
+		assert_int_equal(g[i], i < 8 * KiB ? 3 : i >= 24 * KiB && i < 28 * KiB ? 9 : 0);
+	squib_load_result_free(&res);
+	squib_testvm_free(rvm);
+	squib_testvm_free(vm);
+	free(base);
+	free(bsnap);
+}
+
 static void test_should_reject_save_when_state_is_incompatible(void **state)
 {
 	struct savetest_dir *t = *state;
@@ -807,6 +856,7 @@ int main(void)
 	    T(test_should_reject_diff_without_dirty_bitmap),
 	    T(test_should_reject_diff_when_track_dirty_is_false),
 	    T(test_should_save_diff_only_dirty_pages),
+	    T(test_should_save_a_packed_diff_and_load_it_over_its_chain),
 	    T(test_should_reject_save_when_state_is_incompatible),
 	    T(test_should_keep_existing_pair_when_save_fails_during_state_validation),
 	    T(test_should_reject_a_missing_directory_without_creating_files),

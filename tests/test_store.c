@@ -312,6 +312,33 @@ static int pull_fails(struct squib_store *s, struct fx *f, struct squib_error_de
 	return r;
 }
 
+/* The store holds fixed-offset files: a packed diff is refused before anything is uploaded. */
+static void test_should_refuse_to_push_a_packed_diff(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages[] = {10, 1500};
+	struct squib_memfile_write_options o = {.packed = true};
+	struct squib_store_push_stats st = {0};
+	struct squib_memfile_manifest dm;
+	struct squib_error_detail d;
+	const char *chain[1] = {f->state};
+	char *dstate = squib_test_path(f->dir, "packed.snap"),
+	     *dmem = squib_test_path(f->dir, "packed.mem");
+
+	push_ok(s, f->state, f->memf, NULL, 0, &st);
+	squib_test_save_diff_ex(dmem, f->mem, RAM, id_of(f), pages, 2, &o, &dm);
+	squib_test_save_state(dstate, &dm.layout);
+	assert_int_equal(squib_store_push(s, dstate, dmem, chain, NULL, 1, NULL, &st, &d),
+			 SQUIB_E_INVALID_ARGUMENT);
+	assert_non_null(strstr(d.msg, "is a packed diff"));
+	assert_int_equal(st.images_put, 0);
+	squib_memfile_manifest_release(&dm);
+	squib_store_close(s);
+	free(dstate);
+	free(dmem);
+}
+
 static void test_should_refuse_a_chunk_whose_bytes_changed(void **state)
 {
 	struct fx *f = *state;
@@ -994,6 +1021,8 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_push_a_diff_as_its_changed_chunks_and_pull_its_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_should_refuse_to_push_a_packed_diff, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_refuse_a_chunk_whose_bytes_changed, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_name_a_missing_chunk, setup, teardown),

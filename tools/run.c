@@ -25,7 +25,7 @@ static void run_usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: squib-snapshot run GUEST STATE [--mem PATH] [--vcpus N] [--reports N]\n"
-	    "                          [--diff STATE2 [--diff-mem PATH]] [--live] [--hold]\n"
+	    "                          [--diff STATE2 [--diff-mem PATH] [--packed]] [--live] [--hold]\n"
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
 	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
 	    "                          [--boot-timeout SEC] STATE\n"
@@ -48,6 +48,9 @@ static void run_usage(FILE *out)
 	    "                the Diff's)\n"
 	    "  --diff-mem PATH  the Diff's memory file (default: STATE2 with its extension\n"
 	    "                replaced by .mem)\n"
+	    "  --packed      write the Diff's memory file packed: its pages back to back\n"
+	    "                in one sequential write (restore --chain reads it with\n"
+	    "                --mem-backend copy or uffd; rebase the chain for file)\n"
 	    "  --live        save live: the guest is paused only to capture its state and\n"
 	    "                write-protect its RAM (userfaultfd), then runs while the\n"
 	    "                memory is written; the image is still the pause instant's.\n"
@@ -78,7 +81,7 @@ struct run_args {
 	const char *guest, *state, *mem, *diff, *diff_mem;
 	const char *kernel, *initrd, *cmdline, *ready, *console; /* the Linux guest */
 	uint32_t vcpus, reports, ram_mib, boot_s;
-	bool hold, vcpus_given, live;
+	bool hold, vcpus_given, packed, live;
 };
 
 /* A Linux guest's options at argv[*i]: 1 taken, 0 not one, -1 bad. */
@@ -129,6 +132,8 @@ static int check_args(struct run_args *a)
 		a->vcpus = 1;
 	if (a->diff_mem && !a->diff)
 		return fprintf(stderr, "squib-snapshot: run: --diff-mem needs --diff\n"), -1;
+	if (a->packed && !a->diff)
+		return fprintf(stderr, "squib-snapshot: run: --packed needs --diff\n"), -1;
 	return 0;
 }
 
@@ -172,6 +177,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 				       -1;
 		} else if (!strcmp(argv[i], "--hold")) {
 			a->hold = true;
+		} else if (!strcmp(argv[i], "--packed")) {
+			a->packed = true;
 		} else if (!strcmp(argv[i], "--live")) {
 			a->live = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
@@ -382,6 +389,7 @@ static int save_diff(struct cli_vm *c, const struct run_args *a, struct squib_er
 
 	req.kind = SQUIB_SNAPSHOT_DIFF;
 	req.parent_state_path = a->state;
+	req.packed = a->packed;
 	req.live = a->live;
 	if ((rc = cli_vm_wait_reports(c, a->reports, d)) || (rc = squib_save(&c->v, &req, &rep, d)))
 		return rc;

@@ -5,10 +5,11 @@
  *   offset 0                 RAM range: the regions back to back, ram_size bytes;
  *                            byte k of region i is guest byte guest_addr[i] + k.
  *                            Pages not written are holes (they read as zeros).
- *   offset ram_size          manifest: regions, present-page extents, optional
- *                            per-extent CRC-64 digests; zero-padded to 4 KiB
- *   offset file_size - 4096  footer: magic, version, ids, kind, geometry, where
- *                            the manifest is and its CRC, then the footer's CRC
+ *                            (A PACKED diff stores only its present pages here,
+ *                            back to back in extent order: present_pages pages.)
+ *   offset ram_size          manifest (PACKED: present_pages * page_size): regions, present-page
+ * extents, optional per-extent CRC-64 digests; zero-padded to 4 KiB offset file_size - 4096 footer:
+ * magic, version, ids, kind, geometry, where the manifest is and its CRC, then the footer's CRC
  *
  * docs/FORMAT.md, part "Memory file", gives every byte. The RAM range is raw at
  * offset 0, so a full file can be mmap-ed as guest memory directly; the footer
@@ -60,12 +61,22 @@ extern "C" {
 #define SQUIB_MEMFILE_MAGIC_REBASING 0x5342524249555153ULL
 
 #define SQUIB_MEMFILE_VERSION_MAJOR 1
-#define SQUIB_MEMFILE_VERSION_MINOR 0
+/* The newest minor this library reads. It writes 1.0.0 unless a file uses a
+ * 1.1 feature (FLAG_PACKED), so that 1.0 readers keep reading what they can. */
+#define SQUIB_MEMFILE_VERSION_MINOR 1
 #define SQUIB_MEMFILE_VERSION_PATCH 0
 
 #define SQUIB_MEMFILE_FOOTER_SIZE 4096u
 /* Footer flag: the manifest carries one CRC-64/Jones digest per extent. */
 #define SQUIB_MEMFILE_FLAG_DIGESTS 0x1u
+/*
+ * Footer flag (version 1.1, diffs only): the file is PACKED. Its present pages
+ * are stored back to back from offset 0 in extent order, not at their fixed
+ * offsets, and the manifest follows them at present_pages * page_size. Written
+ * in one sequential run; it cannot be mmap-ed as guest memory (FILE restore
+ * maps only full files anyway): read it through a chain or rebase it.
+ */
+#define SQUIB_MEMFILE_FLAG_PACKED 0x2u
 
 /* Largest single write of page data (runs of present pages are coalesced up to it). */
 #define SQUIB_MEMFILE_MAX_WRITE (8u << 20)
@@ -136,6 +147,10 @@ struct squib_memfile_write_options {
 	/* The new file's id (non-zero, fresh per file); NULL: a random one. A
 	 * save draws it first, to name its state temp after it (squib/atomic.h). */
 	const uint8_t *id;
+	/* Diff writer only: write a PACKED file (SQUIB_MEMFILE_FLAG_PACKED,
+	 * version 1.1.0): the dirty pages back to back in one sequential run.
+	 * The full writer refuses it (SQUIB_E_INVALID_ARGUMENT). */
+	bool packed;
 };
 
 /* What a writer did (for tests, benchmarks and logs). */

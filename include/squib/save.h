@@ -94,6 +94,15 @@ struct squib_save_request {
 	 * write, fsync, close, rename and directory fsync of both files. */
 	const struct squib_io_hooks *hooks;
 	/*
+	 * Diff only: write the memory file PACKED (squib/memfile.h
+	 * SQUIB_MEMFILE_FLAG_PACKED): the dirty pages back to back, one
+	 * sequential write, instead of at their fixed offsets. Read by COPY and
+	 * LAZY loads, rebase and verify; FILE restore maps only a full file
+	 * either way. Default off (fixed offsets). A Full with it set is
+	 * SQUIB_E_INVALID_ARGUMENT.
+	 */
+	bool packed;
+	/*
 	 * Live: the guest runs while its memory is written (docs/DESIGN.md "Live
 	 * snapshots"). At the pause guest RAM is write-protected with a
 	 * userfaultfd (synchronous mode) and the vCPUs resume as soon as the

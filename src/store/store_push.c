@@ -203,6 +203,17 @@ static int image_for(const struct squib_store *s, const struct squib_memfile *m,
 	uint32_t shift = s->opts.chunk_shift;
 
 	memset(im, 0, sizeof(*im));
+	/* Pull rebuilds fixed-offset files; a packed diff's state records its packed size. */
+	if (mf->flags & SQUIB_MEMFILE_FLAG_PACKED) {
+		char id[2 * SQUIB_MEMORY_ID_SIZE + 1];
+
+		squib_memfile_id_hex(mf->layout.id, id);
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "memory file %s is a packed diff: the store holds "
+				      "fixed-offset memory files (rebase the chain, or save the "
+				      "diff without packing)",
+				      id);
+	}
 	while ((1ull << shift) < mf->layout.page_size)
 		shift++;
 	if (shift > SQUIB_STORE_MAX_CHUNK_SHIFT ||

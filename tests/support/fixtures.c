@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <squib/dirty.h>
 #include <squib/envelope.h>
+#include <squib/memfile.h>
 #include <squib/sysreg.h>
 
 #define MAXIMAL_VCPUS 32
@@ -29,8 +31,8 @@ static void fill_bytes(uint8_t *p, size_t n, uint64_t seed)
 		p[i] = (uint8_t)(mix(seed + i / 8) >> (8 * (i % 8)));
 }
 
-static int set_vm_info(struct squib_vm_info *vm, uint64_t mib, const char *tmpl,
-		       const char *kernel, const char *initrd, const char *args)
+static int set_vm_info(struct squib_vm_info *vm, uint64_t mib, const char *tmpl, const char *kernel,
+		       const char *initrd, const char *args)
 {
 	vm->mem_size_mib = mib;
 	if (squib_state_set_string(&vm->cpu_template, tmpl) ||
@@ -158,7 +160,8 @@ int squib_fixture_maximal(struct squib_microvm_state *s)
 	r = set_vm_info(&s->vm_info, 1ULL << 20, "T2CL", "/var/lib/squib/vmlinux-6.6-maximal",
 			"/var/lib/squib/initrd-maximal.cpio",
 			"console=ttyAMA0 panic=1 reboot=k root=/dev/vda rw quiet "
-			"squib.note=\"\xc3\xbcnic\xc3\xb6" "de\"");
+			"squib.note=\"\xc3\xbcnic\xc3\xb6"
+			"de\"");
 	for (uint32_t i = 0; i < MAXIMAL_VCPUS && !r; i++)
 		r = add_maximal_vcpu(s, i);
 	for (uint32_t i = 0; i < MAXIMAL_DEVICES && !r; i++)
@@ -198,4 +201,67 @@ const struct squib_fixture *squib_fixture_table(size_t *count)
 
 	*count = sizeof(table) / sizeof(table[0]);
 	return table;
+}
+
+/* ---- golden memory files ---------------------------------------------------------------- */
+
+static int write_mem(const char *dir, const char *name, uint8_t *ram, uint8_t first_id,
+		     const uint8_t *parent, const uint64_t *pages, size_t n, bool packed)
+{
+	struct squib_memfile_source_region r = {0x80000000ull, 4 * 4096, ram};
+	struct squib_memfile_source src = {&r, 1, 4096};
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	struct squib_memfile_write_options o = {
+	    .id = id, .digests = parent != NULL, .packed = packed};
+	struct squib_dirty_bitmap *bm = NULL;
+	struct squib_memfile_manifest m;
+	struct squib_error_detail d;
+	char *path = NULL;
+	int rc;
+
+	for (int i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		id[i] = (uint8_t)(first_id + i);
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		return SQUIB_E_NOMEM;
+	if (!parent) {
+		rc = squib_memfile_save_full(path, &src, &o, &m, &d);
+	} else if (!(rc = squib_dirty_bitmap_new(r.guest_addr, r.size, 4096, &bm, &d))) {
+		for (size_t i = 0; i < n; i++)
+			squib_dirty_bitmap_set_by_index(bm, pages[i]);
+		rc = squib_memfile_save_diff(path, &src, parent,
+					     (const struct squib_dirty_bitmap *const *)&bm, 1, &o,
+					     &m, &d);
+		squib_dirty_bitmap_free(bm);
+	}
+	if (rc)
+		fprintf(stderr, "squib-gen-fixtures: %s: %s\n", name, d.msg);
+	else
+		printf("wrote %s\n", path);
+	squib_memfile_manifest_release(&m);
+	free(path);
+	return rc;
+}
+
+int squib_fixture_write_memfiles(const char *dir)
+{
+	static const uint64_t pages[] = {0, 2, 3};
+	uint8_t *ram = aligned_alloc(4096, 4 * 4096), parent[SQUIB_MEMORY_ID_SIZE];
+	int rc;
+
+	if (!ram)
+		return SQUIB_E_NOMEM;
+	memset(ram, 0, 4 * 4096);
+	for (int i = 0; i < SQUIB_MEMORY_ID_SIZE; i++)
+		parent[i] = (uint8_t)(0x10 + i);
+	memset(ram + 4096, 0xab, 2 * 4096);
+	rc = write_mem(dir, SQUIB_FIXTURE_MEM_FULL, ram, 0x10, NULL, NULL, 0, false);
+	memset(ram, 0xcd, 4096);
+	memset(ram + 2 * 4096, 0xef, 4096);
+	memset(ram + 3 * 4096, 0x01, 4096);
+	if (!rc)
+		rc = write_mem(dir, SQUIB_FIXTURE_MEM_DIFF, ram, 0x20, parent, pages, 3, false);
+	if (!rc)
+		rc = write_mem(dir, SQUIB_FIXTURE_MEM_PACKED, ram, 0x30, parent, pages, 3, true);
+	free(ram);
+	return rc;
 }

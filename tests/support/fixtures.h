@@ -35,6 +35,21 @@ int squib_fixture_maximal(struct squib_microvm_state *s);
 /* An x86_64 file: VM info and devices, no vCPUs (x86 vCPU state comes later). */
 int squib_fixture_x86(struct squib_microvm_state *s);
 
+/*
+ * The golden memory files, written into dir (0, or a SQUIB_E_* with a message
+ * on stderr). One region of 16 KiB at guest 0x80000000, 4 KiB pages:
+ *   mem-full.mem         version 1.0.0, docs/FORMAT.md §M.7's example: pages 1-2
+ *                        0xab, id 10 11 .. 1f, no digests
+ *   mem-diff.mem         version 1.0.0 fixed-offset diff over it: page 0 0xcd,
+ *                        page 2 0xef, page 3 0x01; digests; id 20 .. 2f
+ *   mem-diff-packed.mem  version 1.1.0, the same pages PACKED; id 30 .. 3f
+ * The two diffs read the same memory over mem-full.mem.
+ */
+#define SQUIB_FIXTURE_MEM_FULL	 "mem-full.mem"
+#define SQUIB_FIXTURE_MEM_DIFF	 "mem-diff.mem"
+#define SQUIB_FIXTURE_MEM_PACKED "mem-diff-packed.mem"
+int squib_fixture_write_memfiles(const char *dir);
+
 /* The generated fixtures above, in a table. */
 const struct squib_fixture *squib_fixture_table(size_t *count);
 

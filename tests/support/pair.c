@@ -80,6 +80,16 @@ void squib_test_save_diff(const char *path, const uint8_t *mem, uint64_t size,
 			  size_t n, bool digests, struct squib_memfile_manifest *out)
 {
 	struct squib_memfile_write_options o = {.digests = digests};
+
+	squib_test_save_diff_ex(path, mem, size, parent, pages, n, &o, out);
+}
+
+void squib_test_save_diff_ex(const char *path, const uint8_t *mem, uint64_t size,
+			     const uint8_t parent[SQUIB_MEMORY_ID_SIZE], const uint64_t *pages,
+			     size_t n, const struct squib_memfile_write_options *opts,
+			     struct squib_memfile_manifest *out)
+{
+	struct squib_memfile_write_options o = *opts;
 	struct squib_memfile_source_region r;
 	struct squib_memfile_source src = source(mem, size, &r);
 	struct squib_dirty_bitmap *bm = NULL;

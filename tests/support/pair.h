@@ -36,6 +36,11 @@ void squib_test_save_full(const char *path, const uint8_t *mem, uint64_t size, b
 void squib_test_save_diff(const char *path, const uint8_t *mem, uint64_t size,
 			  const uint8_t parent[SQUIB_MEMORY_ID_SIZE], const uint64_t *pages,
 			  size_t n, bool digests, struct squib_memfile_manifest *out);
+/* The same with the writer's options (packed, digests, ...). */
+void squib_test_save_diff_ex(const char *path, const uint8_t *mem, uint64_t size,
+			     const uint8_t parent[SQUIB_MEMORY_ID_SIZE], const uint64_t *pages,
+			     size_t n, const struct squib_memfile_write_options *opts,
+			     struct squib_memfile_manifest *out);
 
 /* The minimal fixture state (1 vCPU, a GIC blob: restorable), describing the
  * memory file `l` (NULL: no MEMORY section), saved at path. */
