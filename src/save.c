@@ -95,6 +95,9 @@ static int check_request(struct save *s)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT, "unknown snapshot kind %d",
 				      (int)r->kind);
 	s->page_size = r->page_size ? r->page_size : host_page();
+	if (s->sink && r->packed) /* a store image maps chunks; it has no file layout */
+		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
+				      "packed applies to memory files, not to a save into a store");
 	if (s->sink && r->kind == SQUIB_SNAPSHOT_DIFF && !r->parent_memory_id)
 		return squib_fail_msg(s->d, SQUIB_E_INVALID_ARGUMENT,
 				      "a Diff into a store needs its parent's memory id");

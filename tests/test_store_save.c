@@ -12,6 +12,7 @@
 #include "savetest.h"
 #include "testutil.h"
 #include "testvm.h"
+#include "writervm.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <squib/guest_memory.h>
 #include <squib/memfile.h>
 #include <squib/store.h>
 
@@ -209,6 +211,57 @@ static void test_should_save_a_full_and_a_diff_into_a_directory_store(void **sta
 	struct fx *f = *state;
 
 	full_then_diff(f, f->store);
+}
+
+/* Live into the store: writer threads keep rewriting RAM while the windows
+ * are read from the view of the pause instant; the pulled image is that
+ * instant byte for byte, and the writers ran on (they were not paused). */
+static void test_should_save_the_pause_instant_live_while_writers_run(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t ram = 16ull << 20;
+	struct writervm_config c = {.ram = ram,
+				    .span = 12ull << 20,
+				    .fill = 8ull << 20,
+				    .writers = 2,
+				    .copy_at_capture = true};
+	struct squib_store_save_request req = {.kind = SQUIB_SNAPSHOT_FULL, .live = true};
+	struct squib_store_save_report rep;
+	struct squib_store *s;
+	struct squib_guest_memory *g;
+	struct squib_error_detail d;
+	struct writervm *vm;
+	struct squib_vm v;
+	char *mem, *st = NULL;
+
+	if (squib_test_uffd_missing("live saves into a store"))
+		skip();
+	assert_int_equal(writervm_new(&c, &vm), 0);
+	v = writervm_vm(vm);
+	s = open_store(f->store);
+	if (squib_store_save(s, &v, &req, &rep, &d))
+		fail_msg("live store save: %s", msg_of(&d));
+	assert_true(rep.save.live);
+	assert_true(rep.save.resumed && rep.save.state_published);
+	printf("live into a store: pause %llu us capture %llu us paused %llu us, %llu write faults "
+	       "waited\n",
+	       (unsigned long long)(rep.save.ns.pause / 1000),
+	       (unsigned long long)(rep.save.ns.capture / 1000),
+	       (unsigned long long)(rep.save.ns.paused / 1000),
+	       (unsigned long long)rep.save.live_write_faults);
+	writervm_wait_stores(vm, 1000); /* running, not left paused */
+	if (squib_store_pull(s, rep.save.memory_id, f->out, NULL, NULL, &st, &d))
+		fail_msg("pull: %s", msg_of(&d));
+	mem = mem_path(f->out, rep.save.memory_id);
+	if (squib_guest_memory_open(mem, NULL, 0, NULL, SQUIB_BACKEND_COPY, &g, &d))
+		fail_msg("open %s: %s", mem, msg_of(&d));
+	assert_int_equal(squib_guest_memory_region(g, 0)->size, ram);
+	assert_memory_equal(squib_guest_memory_region(g, 0)->host, writervm_pause_copy(vm), ram);
+	squib_guest_memory_free(g);
+	writervm_free(vm);
+	squib_store_close(s);
+	free(mem);
+	free(st);
 }
 
 static void test_should_refuse_a_diff_of_an_unknown_parent_or_other_geometry(void **state)
@@ -490,6 +543,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_should_save_a_full_and_a_diff_into_a_directory_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_save_the_pause_instant_live_while_writers_run, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_refuse_a_diff_of_an_unknown_parent_or_other_geometry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -280,6 +280,12 @@ struct squib_store_save_request {
 	 * makes the downtime a copy; a small one makes it the upload.
 	 * 0: SQUIB_STORE_SAVE_BUFFER. At least 2 windows per worker. */
 	uint64_t buffer_bytes;
+	/* Live (squib_save_request.live): the guest resumes right after the
+	 * capture and the windows are read from a view of the pause instant, so
+	 * the downtime is neither the copy nor the upload. Where a live save is
+	 * not possible (squib/save.h), the save runs paused and report.save.live
+	 * is false with live_errno saying why. */
+	bool live;
 };
 
 #define SQUIB_STORE_SAVE_BUFFER (256ull << 20)

@@ -393,7 +393,8 @@ int squib_store_save(struct squib_store *s, const struct squib_vm *vm,
 					 .stay_paused = req->stay_paused,
 					 .page_size = req->page_size,
 					 .quiesce_timeout_ms = req->quiesce_timeout_ms,
-					 .digests = req->digests};
+					 .digests = req->digests,
+					 .live = req->live};
 	pthread_mutex_init(&ss.mu, NULL);
 	if (!(r = prepare(&ss, req->kind, parent, d)))
 		r = squib_save_to_sink(vm, &sr, &sink, &rep->save, d);
