@@ -15,6 +15,10 @@ CEPH_RUN_DIR=$run "$root/scripts/ceph-rgw-start.sh" >/dev/null
 t1=${EPOCHREALTIME/[.,]/}
 SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures SQUIB_SOURCE_DIR=$root \
 	SQUIB_BUILD_DIR=$build "$build/tests/test_store"
+if [ -x "$build/tests/test_store_source" ]; then
+	SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures \
+		SQUIB_SOURCE_DIR=$root SQUIB_BUILD_DIR=$build "$build/tests/test_store_source"
+fi
 t2=${EPOCHREALTIME/[.,]/}
 stop
 trap - EXIT
