@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <squib/error.h>
 #include <squib/kvm.h>
@@ -206,5 +207,17 @@ int cli_from_open(const struct cli_from *f, struct squib_store **store,
 
 /* One line of the source's statistics ("store: N chunks fetched, ..."). */
 void cli_from_print_stats(const struct squib_store_source *ss);
+
+/* restore --from: the image's state fetched into a private directory and a `serve --from`
+ * child (the same cache options; prefetch and record sets, may be NULL) listening on sock. */
+struct cli_from_restore {
+	char *dir, *state, *sock;
+	pid_t pid;
+};
+int cli_from_restore_start(struct cli_from_restore *r, const struct cli_from *f,
+			   const char *prefetch, const char *record, struct squib_error_detail *d);
+/* Wait for serve (stopped first when the restore failed), remove the directory; 1 when
+ * serve failed. */
+int cli_from_restore_finish(struct cli_from_restore *r, bool failed);
 
 #endif

@@ -3,8 +3,14 @@
  * through the host's chunk cache (squib/store_source.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <squib/load.h>
 
 #include <squib/store.h>
 #include <squib/store_source.h>
@@ -75,4 +81,118 @@ void cli_from_print_stats(const struct squib_store_source *ss)
 	       st.chunks_fetched, st.bytes_fetched, st.cache_hits, st.cache_corrupt, st.waits,
 	       st.cache_evicted);
 	fflush(stdout);
+}
+
+/* ---- restore --from: the state fetched, a `serve --from` child as the handler ---- */
+
+/* images/<id>.state into path, checked to describe image id. */
+static int fetch_state(struct squib_store *s, const uint8_t *id, const char *path,
+		       struct squib_error_detail *d)
+{
+	char hex[2 * SQUIB_MEMORY_ID_SIZE + 1], key[96];
+	struct squib_microvm_state st;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	squib_memfile_id_hex(id, hex);
+	snprintf(key, sizeof(key), "images/%s.state", hex);
+	if ((rc = squib_store_get(s, key, 256u << 20, &buf, &len, d)))
+		return rc;
+	if (!(f = fopen(path, "wbx")) || fwrite(buf, 1, len, f) != len || fclose(f)) {
+		free(buf);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "writing %.300s", path);
+	}
+	free(buf);
+	if ((rc = squib_load_state_only(path, SQUIB_ARCH_ANY, &st, NULL, d)))
+		return rc;
+	if (!st.memory || memcmp(st.memory->id, id, SQUIB_MEMORY_ID_SIZE))
+		rc = squib_fail_msg(d, SQUIB_E_PAIR_MISMATCH, "%s does not describe image %s", key,
+				    hex);
+	squib_state_free(&st);
+	return rc;
+}
+
+static int spawn_serve(struct cli_from_restore *r, const struct cli_from *f, const char *prefetch,
+		       const char *record, struct squib_error_detail *d)
+{
+	char size[32],
+	    *argv[16] = {"/proc/self/exe", "serve", "--socket", r->sock, "--from", (char *)f->ref};
+	int n = 6, e;
+
+	snprintf(size, sizeof(size), "%" PRIu64, f->cache_size);
+	if (f->cache) {
+		argv[n++] = "--cache";
+		argv[n++] = (char *)f->cache;
+	}
+	if (f->cache_size) {
+		argv[n++] = "--cache-size";
+		argv[n++] = size;
+	}
+	if (prefetch) {
+		argv[n++] = "--prefetch-ws";
+		argv[n++] = (char *)prefetch;
+	}
+	if (record) {
+		argv[n++] = "--record-ws";
+		argv[n++] = (char *)record;
+	}
+	argv[n] = NULL;
+	fflush(stdout);
+	if ((e = posix_spawn(&r->pid, argv[0], NULL, NULL, argv, environ)))
+		return squib_fail_errno_msg(d, SQUIB_E_IO, e, "starting serve --from: %s",
+					    strerror(e));
+	return 0;
+}
+
+int cli_from_restore_start(struct cli_from_restore *r, const struct cli_from *f,
+			   const char *prefetch, const char *record, struct squib_error_detail *d)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct squib_store *s = NULL;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE];
+	char *url = NULL;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->pid = -1;
+	if (asprintf(&r->dir, "%s/squib-from.XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (!mkdtemp(r->dir))
+		return squib_fail_errno_msg(d, SQUIB_E_IO, errno, "mkdtemp %.300s", r->dir);
+	if (asprintf(&r->state, "%s/state", r->dir) < 0 ||
+	    asprintf(&r->sock, "%s/sock", r->dir) < 0)
+		return squib_fail(d, SQUIB_E_NOMEM);
+	if (!(rc = squib_store_split_ref(f->ref, &url, id, d)) &&
+	    !(rc = squib_store_open(url, NULL, &s, d)) && !(rc = fetch_state(s, id, r->state, d)))
+		rc = spawn_serve(r, f, prefetch, record, d);
+	squib_store_close(s);
+	free(url);
+	return rc;
+}
+
+int cli_from_restore_finish(struct cli_from_restore *r, bool failed)
+{
+	int st = 0, bad = 0;
+
+	if (r->pid > 0) {
+		/* A restore that failed before its VMM connected leaves serve waiting. */
+		if (failed)
+			kill(r->pid, SIGTERM);
+		while (waitpid(r->pid, &st, 0) < 0 && errno == EINTR)
+			;
+		bad = !(WIFEXITED(st) && !WEXITSTATUS(st));
+	}
+	if (r->state)
+		unlink(r->state);
+	if (r->sock)
+		unlink(r->sock);
+	if (r->dir)
+		rmdir(r->dir);
+	free(r->state);
+	free(r->sock);
+	free(r->dir);
+	memset(r, 0, sizeof(*r));
+	return bad;
 }
