@@ -31,10 +31,10 @@ struct chunk {
 	uint8_t *buf;
 	size_t len;
 	uint32_t refs;
-	uint64_t used; /* LRU tick */
 	int err;
 	struct squib_error_detail d;
-	struct chunk *next;
+	struct chunk *next;	     /* in its bucket */
+	struct chunk *older, *newer; /* in the idle list (READY, unreferenced) */
 };
 
 struct region_map {
@@ -51,9 +51,10 @@ struct squib_store_source {
 	size_t keep; /* unreferenced READY chunks kept */
 	pthread_mutex_t mu;
 	pthread_cond_t changed;
-	struct chunk *chunks;
+	struct chunk **buckets; /* by the hash's first bytes */
+	size_t mask;
+	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
 	size_t ready_idle;
-	uint64_t tick;
 	struct squib_store_source_stats st;
 };
 
@@ -99,39 +100,48 @@ static bool src_present(void *ctx, uint64_t page)
 
 /* ---- the chunk table --------------------------------------------------------- */
 
+static struct chunk **bucket(struct squib_store_source *ss, const struct squib_store_hash *h)
+{
+	uint64_t x;
+
+	memcpy(&x, h->b, sizeof(x)); /* a SHA-256: its bytes are already uniform */
+	return &ss->buckets[x & ss->mask];
+}
+
 static struct chunk *find(struct squib_store_source *ss, const struct squib_store_hash *h)
 {
-	for (struct chunk *c = ss->chunks; c; c = c->next)
+	for (struct chunk *c = *bucket(ss, h); c; c = c->next)
 		if (!memcmp(c->h.b, h->b, sizeof(h->b)))
 			return c;
 	return NULL;
 }
 
+static void idle_remove(struct squib_store_source *ss, struct chunk *c)
+{
+	*(c->older ? &c->older->newer : &ss->oldest) = c->newer;
+	*(c->newer ? &c->newer->older : &ss->newest) = c->older;
+	c->older = c->newer = NULL;
+	ss->ready_idle--;
+}
+
+static void idle_add(struct squib_store_source *ss, struct chunk *c)
+{
+	c->older = ss->newest;
+	c->newer = NULL;
+	*(ss->newest ? &ss->newest->newer : &ss->oldest) = c;
+	ss->newest = c;
+	ss->ready_idle++;
+}
+
 static void unlink_chunk(struct squib_store_source *ss, struct chunk *c)
 {
-	for (struct chunk **p = &ss->chunks; *p; p = &(*p)->next)
+	for (struct chunk **p = bucket(ss, &c->h); *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			break;
 		}
 	free(c->buf);
 	free(c);
-}
-
-/* Keep at most ss->keep idle chunks: drop the least recently used. */
-static void trim(struct squib_store_source *ss)
-{
-	while (ss->ready_idle > ss->keep) {
-		struct chunk *old = NULL;
-
-		for (struct chunk *c = ss->chunks; c; c = c->next)
-			if (c->state == READY && !c->refs && (!old || c->used < old->used))
-				old = c;
-		if (!old)
-			return;
-		unlink_chunk(ss, old);
-		ss->ready_idle--;
-	}
 }
 
 static void put_locked(struct squib_store_source *ss, struct chunk *c)
@@ -142,8 +152,13 @@ static void put_locked(struct squib_store_source *ss, struct chunk *c)
 		unlink_chunk(ss, c);
 		return;
 	}
-	ss->ready_idle++;
-	trim(ss);
+	idle_add(ss, c);
+	while (ss->ready_idle > ss->keep) { /* drop the least recently used */
+		struct chunk *old = ss->oldest;
+
+		idle_remove(ss, old);
+		unlink_chunk(ss, old);
+	}
 }
 
 static void put(struct squib_store_source *ss, struct chunk *c)
@@ -230,7 +245,6 @@ static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k
 	c->state = r ? FAILED : READY;
 	c->err = r;
 	c->d = *d;
-	c->used = ++ss->tick;
 	ss->st.errors += r != 0;
 	pthread_cond_broadcast(&ss->changed);
 	pthread_mutex_unlock(&ss->mu);
@@ -247,14 +261,13 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 	pthread_mutex_lock(&ss->mu);
 	if ((c = find(ss, &ss->im.chunks[k]))) {
 		if (!c->refs++ && c->state == READY)
-			ss->ready_idle--;
+			idle_remove(ss, c);
 		if (c->state == FETCHING)
 			ss->st.waits++;
 		else if (c->state == READY)
 			ss->st.memory_hits++;
 		while (c->state == FETCHING)
 			pthread_cond_wait(&ss->changed, &ss->mu);
-		c->used = ++ss->tick;
 		r = c->err;
 		if (r && d)
 			*d = c->d;
@@ -268,10 +281,10 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 		pthread_mutex_unlock(&ss->mu);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	*c = (struct chunk){
-	    .h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1, .next = ss->chunks};
+	*c = (struct chunk){.h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1};
+	c->next = *bucket(ss, &c->h);
+	*bucket(ss, &c->h) = c;
 	c->buf = malloc(len);
-	ss->chunks = c;
 	pthread_mutex_unlock(&ss->mu);
 	if ((r = fetch_into(ss, c, k, d))) {
 		put(ss, c);
@@ -320,8 +333,10 @@ static void src_release(void *ctx)
 
 	if (!ss)
 		return;
-	while (ss->chunks)
-		unlink_chunk(ss, ss->chunks);
+	for (size_t i = 0; ss->buckets && i <= ss->mask; i++)
+		while (ss->buckets[i])
+			unlink_chunk(ss, ss->buckets[i]);
+	free(ss->buckets);
 	squib_store_cache_close(ss->cache);
 	squib_store_image_release(&ss->im);
 	free(ss->regions);
@@ -399,6 +414,13 @@ int squib_store_source_open(struct squib_store *s, const uint8_t id[SQUIB_MEMORY
 		return r;
 	}
 	set_limits(ss, opts);
+	/* Idle chunks plus those in flight (one per thread): short chains. */
+	for (ss->mask = 255; ss->mask < 2 * (ss->keep + ss->workers); ss->mask = 2 * ss->mask + 1)
+		;
+	if (!(ss->buckets = calloc(ss->mask + 1, sizeof(*ss->buckets)))) {
+		src_release(ss);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
 	ss->page_size = ss->im.manifest.layout.page_size;
 	*out = (struct squib_page_source){&store_source_ops, ss, ss->page_size,
 					  ss->im.manifest.layout.ram_size / ss->page_size};
