@@ -550,22 +550,58 @@ static int queue_fetches(struct squib_store_source *ss, struct squib_store_pool 
 	return 0;
 }
 
-/* Install piece i once its chunk is here (held while installing, so it stays). */
-static int install_piece(struct squib_store_source *ss, const struct piece *pc,
-			 squib_store_install_fn install, void *ctx, uint64_t *installed,
+/* Chunk k referenced if it is READY now (never waits, never fetches). */
+static bool peek(struct squib_store_source *ss, uint64_t k, struct chunk **out)
+{
+	struct chunk *c;
+
+	pthread_mutex_lock(&ss->mu);
+	if ((c = find(ss, &ss->im.chunks[k])) && c->state == READY) {
+		if (!c->refs++)
+			idle_remove(ss, c);
+	} else {
+		c = NULL;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	*out = c;
+	return c != NULL;
+}
+
+/*
+ * Install pieces [*i, ...): the first once its chunk is here, then the ones after it whose
+ * chunks are here already, up to INSTALL_BATCH of them in one call (an install has a fixed
+ * cost). The chunks are held while installing, so they stay.
+ */
+#define INSTALL_BATCH 16
+static int install_batch(struct squib_store_source *ss, const struct piece *v, size_t count,
+			 size_t *i, squib_store_install_fn install, void *ctx, uint64_t *installed,
 			 struct squib_error_detail *d)
 {
-	struct chunk *c = NULL;
+	struct chunk *held[INSTALL_BATCH] = {0};
+	struct squib_ws_run runs[INSTALL_BATCH];
 	uint64_t got = 0;
-	int r;
+	size_t n = 0;
+	int r = 0;
 
-	if (!squib_store_hash_is_zero(&ss->im.chunks[pc->k]) &&
-	    (r = get(ss, pc->k, pc->len, &c, d)))
-		return r;
-	r = install(ctx, &pc->run, 1, &got, d);
+	for (; *i < count && n < INSTALL_BATCH; (*i)++, n++) {
+		const struct piece *pc = &v[*i];
+
+		runs[n] = pc->run;
+		if (squib_store_hash_is_zero(&ss->im.chunks[pc->k]))
+			continue;
+		if (!n)
+			r = get(ss, pc->k, pc->len, &held[n], d);
+		else if (!peek(ss, pc->k, &held[n]))
+			break;
+		if (r)
+			break;
+	}
+	if (!r)
+		r = install(ctx, runs, n, &got, d);
 	*installed += got;
-	if (c)
-		put(ss, c);
+	for (size_t j = 0; j < n; j++)
+		if (held[j])
+			put(ss, held[j]);
 	return r;
 }
 
@@ -585,16 +621,16 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	if (!ss || !install || (n && !runs))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument");
 	if ((r = cut_runs(ss, runs, n, &v, &count, d)) ||
-	    (r = squib_store_pool_start(ss->workers, ss->workers, prefetch_one, &pool, d))) {
+	    (r = squib_store_pool_start(ss->workers, 4 * ss->workers, prefetch_one, &pool, d))) {
 		free(v);
 		return r;
 	}
-	if (ahead > 4 * (size_t)ss->workers)
-		ahead = 4 * (size_t)ss->workers;
-	for (size_t i = 0; !r && i < count; i++) {
+	if (ahead > 16 * (size_t)ss->workers)
+		ahead = 16 * (size_t)ss->workers;
+	for (size_t i = 0; !r && i < count;) {
 		r = queue_fetches(ss, pool, v, &next, i + ahead < count ? i + ahead : count, d);
 		if (!r)
-			r = install_piece(ss, &v[i], install, ctx, &got, d);
+			r = install_batch(ss, v, count, &i, install, ctx, &got, d);
 	}
 	r2 = squib_store_pool_finish(pool, NULL);
 	free(v);
