@@ -451,7 +451,7 @@ void squib_store_source_stats(const struct squib_store_source *ss,
 struct piece {
 	struct squib_ws_run run;
 	uint64_t k, len; /* its window, the window's bytes */
-	bool fetch;	 /* the first piece of a non-zero window: fetched by the pool */
+	bool fetch;	 /* a non-zero window: fetched by the pool (once: others wait) */
 };
 
 struct prefetch_job {
@@ -488,22 +488,19 @@ static int add_piece(struct piece **v, size_t *n, size_t *cap, const struct piec
 static int cut_runs(struct squib_store_source *ss, const struct squib_ws_run *runs, uint64_t n,
 		    struct piece **out, size_t *count, struct squib_error_detail *d)
 {
-	uint64_t words = (ss->im.chunk_count + 63) / 64,
-		 pages = ss->im.manifest.layout.ram_size / ss->page_size;
-	uint64_t *seen = calloc(words ? words : 1, sizeof(uint64_t));
+	uint64_t pages = ss->im.manifest.layout.ram_size / ss->page_size;
 	size_t cap = 0;
-	int r = seen ? 0 : SQUIB_E_NOMEM;
+	int r = 0;
 
 	*out = NULL;
 	*count = 0;
 	for (uint64_t i = 0; !r && i < n; i++) {
 		const struct squib_ws_run *w = &runs[i];
 
-		if (w->first_page > pages || w->page_count > pages - w->first_page) {
-			r = squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
-					   "working-set run %" PRIu64 " is past the RAM range", i);
-			break;
-		}
+		if (w->first_page > pages || w->page_count > pages - w->first_page)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "working-set run %" PRIu64 " is past the RAM range",
+					      i);
 		for (uint64_t p = w->first_page; !r && p < w->first_page + w->page_count;) {
 			uint64_t k, in, left, np;
 			struct piece pc;
@@ -512,19 +509,16 @@ static int cut_runs(struct squib_store_source *ss, const struct squib_ws_run *ru
 			np = left / ss->page_size;
 			if (np > w->first_page + w->page_count - p)
 				np = w->first_page + w->page_count - p;
-			pc = (struct piece){{p, np}, k, in + left, false};
-			if (!squib_store_hash_is_zero(&ss->im.chunks[k]) &&
-			    !(seen[k / 64] & (1ull << (k % 64)))) {
-				seen[k / 64] |= 1ull << (k % 64);
-				pc.fetch = true;
-			}
-			r = add_piece(out, count, &cap, &pc);
+			/* Every non-zero piece is queued: a window met again later (runs
+			 * ending mid-window) may have left the table by then, and the
+			 * pool, not the installing thread, should fetch it again. */
+			pc = (struct piece){
+			    {p, np}, k, in + left, !squib_store_hash_is_zero(&ss->im.chunks[k])};
+			if ((r = add_piece(out, count, &cap, &pc)))
+				squib_fail(d, r);
 			p += np;
 		}
 	}
-	free(seen);
-	if (r == SQUIB_E_NOMEM)
-		squib_fail(d, r);
 	return r;
 }
 
