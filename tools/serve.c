@@ -217,7 +217,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	if ((a->from.cache || a->from.cache_size) && !a->from.ref)
 		return bad_usage("--cache and --cache-size go with --from");
 	if (!a->socket || (!a->mem && !a->state && !a->from.ref))
-		return bad_usage("--socket and --mem (or --state) are required (or --socket and --from)");
+		return bad_usage(
+		    "--socket and --mem (or --state) are required (or --socket and --from)");
 	return 0;
 }
 
