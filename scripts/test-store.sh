@@ -13,7 +13,7 @@ CEPH_RUN_DIR=$run "$root/scripts/ceph-rgw-start.sh" >/dev/null
 # shellcheck disable=SC1091
 . "$run/env.sh"
 t1=${EPOCHREALTIME/[.,]/}
-for t in test_store test_store_save; do
+for t in test_store test_store_save test_store_source; do
 	SQUIB_CLI=$build/squib-snapshot SQUIB_FIXTURES=$root/tests/fixtures SQUIB_SOURCE_DIR=$root \
 		SQUIB_BUILD_DIR=$build "$build/tests/$t"
 done

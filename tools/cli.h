@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <squib/error.h>
 #include <squib/kvm.h>
@@ -182,5 +183,41 @@ void cli_progress_end(struct cli_progress *p);
 
 /* Is arg --progress or --no-progress? 1 and *mode set, else 0. */
 int cli_progress_option(const char *arg, enum cli_progress_mode *mode);
+
+/* ---- lazy restore from a store: --from URL/ID, --cache DIR|none, --cache-size BYTES ---- */
+
+struct squib_store;
+struct squib_store_source;
+struct squib_page_source;
+
+struct cli_from {
+	const char *ref;     /* --from URL/ID; NULL: not from a store */
+	const char *cache;   /* --cache DIR or "none"; NULL: the default directory */
+	uint64_t cache_size; /* --cache-size; 0: the library's default */
+};
+
+/* One of --from, --cache, --cache-size at argv[*i]: 1 taken, 0 not one, -1 bad (said). */
+int cli_from_option(const char *cmd, int argc, char **argv, int *i, struct cli_from *f);
+
+/* Open the store and image f->ref names as a page source (*ss: its handle), with the
+ * chunk cache f asks for; *store must be closed after the source is released. */
+int cli_from_open(const struct cli_from *f, struct squib_store **store,
+		  struct squib_page_source *src, struct squib_store_source **ss,
+		  struct squib_error_detail *d);
+
+/* One line of the source's statistics ("store: N chunks fetched, ..."). */
+void cli_from_print_stats(const struct squib_store_source *ss);
+
+/* restore --from: the image's state fetched into a private directory and a `serve --from`
+ * child (the same cache options; prefetch and record sets, may be NULL) listening on sock. */
+struct cli_from_restore {
+	char *dir, *state, *sock;
+	pid_t pid;
+};
+int cli_from_restore_start(struct cli_from_restore *r, const struct cli_from *f,
+			   const char *prefetch, const char *record, struct squib_error_detail *d);
+/* Wait for serve (stopped first when the restore failed), remove the directory; 1 when
+ * serve failed. */
+int cli_from_restore_finish(struct cli_from_restore *r, bool failed);
 
 #endif

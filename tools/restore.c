@@ -19,7 +19,11 @@ static void restore_usage(FILE *out)
 		"                              [--uffd-sock PATH] [--record-ws FILE]\n"
 		"                              [--prefetch-ws FILE] [--background-fill]\n"
 		"                              [--no-prewarm] [--handler-uid UID]...\n"
-		"                              [--console PATH]\n\n"
+		"                              [--console PATH]\n"
+		"       squib-snapshot restore --from URL/ID [--cache DIR|none]\n"
+		"                              [--cache-size BYTES] [--prefetch-ws FILE]\n"
+		"                              [--record-ws FILE] [--paused] [--reports N]\n"
+		"                              [--no-prewarm] [--console PATH]\n\n"
 		"Loads a pair saved by `run` (the counter-protocol guest) into a fresh VM on\n"
 		"/dev/kvm and prints each vCPU's counter as restored. Then, unless --paused,\n"
 		"resumes the guest, waits until every vCPU has reported N more times, pauses\n"
@@ -52,6 +56,15 @@ static void restore_usage(FILE *out)
 		"                       and ends\n"
 		"  --no-prewarm         lazy backends: do not install the vCPUs' boot pages (RIP,\n"
 		"                       stack and their page tables) before the guest runs\n"
+		"  --from URL/ID        restore image ID of the snapshot store at URL lazily:\n"
+		"                       its state is fetched, and a `serve --from` child serves\n"
+		"                       the guest's memory (Uffd backend), fetching chunks on\n"
+		"                       demand through the host's chunk cache (--cache,\n"
+		"                       --cache-size: as serve's). --prefetch-ws fetches and\n"
+		"                       installs FILE's working set in parallel. A chunk that\n"
+		"                       cannot be fetched or fails its check ends serve with\n"
+		"                       an error naming it: the guest is stopped for good\n"
+		"                       (exit 1), never run on wrong memory\n"
 		"  --chain MEM          a Diff's older layer (copy and uffd backends): the Full\n"
 		"                       base first, then older diffs oldest first; repeat it\n"
 		"  --paused             restore and stop: the guest never runs\n"
@@ -78,7 +91,8 @@ struct restore_args {
 	bool paused;
 	uint32_t reports;
 	const char *console;
-	uint64_t start_ns; /* CLOCK_MONOTONIC when the restore began */
+	uint64_t start_ns;    /* CLOCK_MONOTONIC when the restore began */
+	struct cli_from from; /* --from, --cache, --cache-size */
 };
 
 static const char *backend_name(enum squib_memory_backend b)
@@ -115,6 +129,8 @@ static int lazy_option(int argc, char **argv, int *i, struct restore_args *a)
 		if (r)
 			return 1;
 	}
+	if ((r = cli_from_option("restore", argc, argv, i, &a->from)))
+		return r;
 	if ((r = cli_option_value(argc, argv, i, "--handler-uid", &v))) {
 		/* (uid_t)-1 means "no uid" to the kernel: never a peer's. */
 		if (r < 0 || cli_parse_count(v, 0, UINT32_MAX - 1, &uid))
@@ -159,6 +175,20 @@ static int check_lazy_args(struct restore_args *a)
 		       -1;
 	if (a->uffd_sock)
 		a->backend = SQUIB_BACKEND_UFFD;
+	return 0;
+}
+
+/* --from: the state comes from the store and the memory from a `serve --from` child. */
+static int check_from_args(struct restore_args *a)
+{
+	if (a->state || a->mem || a->chain_len || a->uffd_sock || a->handler_uid_count ||
+	    a->background_fill || (a->backend_given && a->backend != SQUIB_BACKEND_LAZY))
+		return fprintf(stderr, "squib-snapshot: restore: --from takes the state and memory "
+				       "from the store: no STATE, --mem, --chain, --uffd-sock, "
+				       "--handler-uid, --background-fill or --mem-backend other "
+				       "than uffd\n"),
+		       -1;
+	a->backend = SQUIB_BACKEND_UFFD;
 	return 0;
 }
 
@@ -222,6 +252,12 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 			       -1;
 		}
 	}
+	if (a->from.ref)
+		return check_from_args(a);
+	if (a->from.cache || a->from.cache_size)
+		return fprintf(stderr, "squib-snapshot: restore: --cache and --cache-size go with "
+				       "--from\n"),
+		       -1;
 	if (!a->state)
 		return fprintf(stderr, "squib-snapshot: restore: missing STATE\n"), -1;
 	return check_lazy_args(a);
@@ -388,6 +424,8 @@ static void lazy_options(const struct restore_args *a, const struct squib_workse
 	lz->uffd_socket = a->uffd_sock;
 	lz->remote.handler_uids = a->handler_uid_count ? a->handler_uids : NULL;
 	lz->remote.handler_uid_count = a->handler_uid_count;
+	if (a->from.ref) /* serve --from fetches the image before it listens */
+		lz->remote.connect_timeout_ms = 60000;
 }
 
 static void print_restored(struct cli_vm *c, const struct restore_args *a,
@@ -396,9 +434,9 @@ static void print_restored(struct cli_vm *c, const struct restore_args *a,
 	struct squib_guest_memory_stats gs;
 
 	squib_guest_memory_stats(res->memory, &gs);
-	printf("restored %s (%s backend, %u vCPUs) in %llu us\n", a->state,
-	       backend_name(a->backend), squib_kvm_vm_vcpu_count(c->vm),
-	       (unsigned long long)(res->ns.total / 1000));
+	printf("restored %s (%s backend, %u vCPUs) in %llu us\n",
+	       a->from.ref ? a->from.ref : a->state, backend_name(a->backend),
+	       squib_kvm_vm_vcpu_count(c->vm), (unsigned long long)(res->ns.total / 1000));
 	if (a->backend == SQUIB_BACKEND_LAZY || a->backend == SQUIB_BACKEND_UFFD)
 		printf("before the guest ran: %llu boot pages pre-warmed, %llu working-set pages "
 		       "prefetched (%llu us)\n",
@@ -443,41 +481,74 @@ static int restore_vm(struct cli_vm *c, const struct restore_args *a,
 	return rc;
 }
 
-static int restore_run(int argc, char **argv)
+static int restore_files(struct restore_args *a);
+
+/* --from: a private state file and socket, the handler a `serve --from` child. */
+static int restore_from(struct restore_args *a)
 {
 	struct squib_error_detail d;
-	struct restore_args a;
+	struct cli_from_restore r;
+	int rc, code;
+
+	memset(&d, 0, sizeof(d));
+	if ((rc = cli_from_restore_start(&r, &a->from, a->prefetch_ws, a->record_ws, &d))) {
+		cli_error("restore", a->from.ref, rc, &d);
+		cli_from_restore_finish(&r, true);
+		return cli_exit_code(rc);
+	}
+	a->state = r.state;
+	a->uffd_sock = r.sock;
+	a->prefetch_ws = a->record_ws = NULL; /* serve's */
+	code = restore_files(a);
+	if (cli_from_restore_finish(&r, code != CLI_EXIT_OK) && code == CLI_EXIT_OK) {
+		fprintf(stderr, "squib-snapshot: restore: serve --from failed\n");
+		code = CLI_EXIT_ERROR;
+	}
+	return code;
+}
+
+/* Restore the pair a names (the state, its memory file or handler); the exit code. */
+static int restore_files(struct restore_args *a)
+{
+	struct squib_error_detail d;
 	struct squib_workset ws = {0};
 	struct cli_vm_shape shape;
 	struct cli_vm c;
 	char *mem_default = NULL;
 	int rc;
 
-	if (parse_args(argc, argv, &a)) {
-		restore_usage(stderr);
-		return CLI_EXIT_ERROR;
-	}
-	a.start_ns = cli_now_ns();
 	/* With an external handler the memory file is the handler's, unless named. */
-	if (a.backend != SQUIB_BACKEND_UFFD &&
-	    cli_mem_path("restore", a.state, &a.mem, &mem_default))
+	if (a->backend != SQUIB_BACKEND_UFFD &&
+	    cli_mem_path("restore", a->state, &a->mem, &mem_default))
 		return CLI_EXIT_ERROR;
-	cli_state_shape(a.state, &shape); /* the guest's kind; check_pair sets the vCPUs */
-	if ((rc = check_pair(&a, &shape.vcpus, &d)))
-		cli_error("restore", a.state, rc, &d);
-	else if (a.prefetch_ws && (rc = squib_workset_read(a.prefetch_ws, &ws, &d)))
-		cli_error("restore", a.prefetch_ws, rc, &d);
-	else if ((shape.console_fd = cli_console_open(a.console)) < 0)
+	cli_state_shape(a->state, &shape); /* the guest's kind; check_pair sets the vCPUs */
+	if ((rc = check_pair(a, &shape.vcpus, &d)))
+		cli_error("restore", a->state, rc, &d);
+	else if (a->prefetch_ws && (rc = squib_workset_read(a->prefetch_ws, &ws, &d)))
+		cli_error("restore", a->prefetch_ws, rc, &d);
+	else if ((shape.console_fd = cli_console_open(a->console)) < 0)
 		rc = SQUIB_E_IO;
 	else if ((rc = cli_vm_new(&c, &shape, &d)))
 		cli_error("restore", NULL, rc, &d); /* the detail names /dev/kvm */
-	else if ((rc = restore_vm(&c, &a, &ws, &d)))
-		cli_error("restore", a.state, rc, &d);
+	else if ((rc = restore_vm(&c, a, &ws, &d)))
+		cli_error("restore", a->from.ref ? a->from.ref : a->state, rc, &d);
 	if (shape.console_fd > 2)
 		close(shape.console_fd);
 	squib_workset_free(&ws);
 	free(mem_default);
 	return cli_exit_code(rc);
+}
+
+static int restore_run(int argc, char **argv)
+{
+	struct restore_args a;
+
+	if (parse_args(argc, argv, &a)) {
+		restore_usage(stderr);
+		return CLI_EXIT_ERROR;
+	}
+	a.start_ns = cli_now_ns();
+	return a.from.ref ? restore_from(&a) : restore_files(&a);
 }
 
 const struct cli_command cli_cmd_restore = {

@@ -25,6 +25,8 @@
 #include <squib/load.h>
 #include <squib/memfile.h>
 #include <squib/pager.h>
+#include <squib/store.h>
+#include <squib/store_source.h>
 #include <squib/uffd_remote.h>
 #include <squib/workset.h>
 
@@ -37,60 +39,78 @@
 
 static void serve_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: squib-snapshot serve --socket PATH (--mem MEMFILE | --state STATE)\n"
-		"                            [--state STATE] [--chain MEM]...\n"
-		"                            [--batch BYTES] [--mode on-demand|all]\n"
-		"                            [--record-ws FILE] [--prefetch-ws FILE]\n"
-		"                            [--allow-uid UID]... [--handshake-timeout MS]\n\n"
-		"A page-fault handler for a VMM's Uffd memory backend (Firecracker's protocol):\n"
-		"listens on PATH, prints `listening on PATH`, and serves ONE VMM: the first\n"
-		"connection that hands over a valid handshake (its regions and userfaultfd).\n"
-		"Every other connection (a peer of another uid, garbage, no fd or not a\n"
-		"userfaultfd, regions that do not fit MEMFILE, silence past the handshake\n"
-		"timeout, anyone connecting while a VMM is served) is refused with one line on\n"
-		"stderr, and serve goes on. It prints `serving pid N: K regions, M MiB`, and\n"
-		"serves every missing-page fault from MEMFILE: pages the memory file's manifest\n"
-		"lists as absent are installed as zero pages without a read; present runs are\n"
-		"read and copied in batches. A memory file without a squib footer is served as\n"
-		"a raw Firecracker memory file (every page read from the file).\n\n"
-		"Runs until the VMM hangs up, or SIGINT/SIGTERM, then prints statistics.\n\n"
-		"  --socket PATH   the AF_UNIX socket to listen on, created mode 0600 whatever\n"
-		"                  the umask (a stale socket file there is replaced; the file\n"
-		"                  is removed on exit)\n"
-		"  --mem MEMFILE   the memory file to serve (default with --state: STATE with\n"
-		"                  its last extension replaced by .mem)\n"
-		"  --state STATE   check that STATE's memory section names MEMFILE (id and\n"
-		"                  geometry); every handshake region must then match it\n"
-		"  --chain MEM     MEMFILE is a Diff: serve it over its older layers, read\n"
-		"                  lazily (the newest layer holding a page supplies it; a page\n"
-		"                  none holds is zero). The Full base first, then older diffs\n"
-		"                  oldest first, as restore --chain takes them; repeat it\n"
-		"  --batch BYTES   largest batch per fault (default 65536)\n"
-		"  --mode on-demand  serve each fault as it comes (default)\n"
-		"  --mode all      as soon as the VMM is connected, install every page in\n"
-		"                  bulk (Firecracker's fault_all handler); faults that come\n"
-		"                  first are still served on demand meanwhile\n"
-		"  --record-ws FILE  at the end, write the pages the VMM faulted in (the\n"
-		"                  working set, in fault order) to FILE\n"
-		"  --prefetch-ws FILE  as soon as the VMM is connected, install FILE's working\n"
-		"                  set (recorded on this memory file) in bulk; the rest stays\n"
-		"                  on demand\n"
-		"  --allow-uid UID  also serve VMMs running as UID (repeatable). By default\n"
-		"                  only serve's own uid is served; with --allow-uid the socket\n"
-		"                  is 0666 and every peer's uid (SO_PEERCRED) is checked\n"
-		"                  before a byte is read\n"
-		"  --handshake-timeout MS  how long a connection may take to send its\n"
-		"                  handshake (default 5000); a slow one delays no other\n\n"
-		"Every path is checked before listening. SIGINT/SIGTERM stop serve at any\n"
-		"point (also during --prefetch-ws or --mode all).\n\n"
-		"exit status: 0 served until the VMM hung up (or a signal); 2 the files do\n"
-		"not belong together (--state, --chain) or fail a CRC; 1 bad usage, an\n"
-		"unusable memory, state or working-set path, or a read error.\n");
+	fprintf(
+	    out,
+	    "usage: squib-snapshot serve --socket PATH (--mem MEMFILE | --state STATE)\n"
+	    "                            [--state STATE] [--chain MEM]...\n"
+	    "                            [--batch BYTES] [--mode on-demand|all]\n"
+	    "                            [--record-ws FILE] [--prefetch-ws FILE]\n"
+	    "                            [--allow-uid UID]... [--handshake-timeout MS]\n"
+	    "       squib-snapshot serve --socket PATH --from URL/ID [--cache DIR|none]\n"
+	    "                            [--cache-size BYTES] [the options above but\n"
+	    "                            --mem, --state and --chain]\n\n"
+	    "A page-fault handler for a VMM's Uffd memory backend (Firecracker's protocol):\n"
+	    "listens on PATH, prints `listening on PATH`, and serves ONE VMM: the first\n"
+	    "connection that hands over a valid handshake (its regions and userfaultfd).\n"
+	    "Every other connection (a peer of another uid, garbage, no fd or not a\n"
+	    "userfaultfd, regions that do not fit MEMFILE, silence past the handshake\n"
+	    "timeout, anyone connecting while a VMM is served) is refused with one line on\n"
+	    "stderr, and serve goes on. It prints `serving pid N: K regions, M MiB`, and\n"
+	    "serves every missing-page fault from MEMFILE: pages the memory file's manifest\n"
+	    "lists as absent are installed as zero pages without a read; present runs are\n"
+	    "read and copied in batches. A memory file without a squib footer is served as\n"
+	    "a raw Firecracker memory file (every page read from the file).\n\n"
+	    "Runs until the VMM hangs up, or SIGINT/SIGTERM, then prints statistics.\n\n"
+	    "  --socket PATH   the AF_UNIX socket to listen on, created mode 0600 whatever\n"
+	    "                  the umask (a stale socket file there is replaced; the file\n"
+	    "                  is removed on exit)\n"
+	    "  --mem MEMFILE   the memory file to serve (default with --state: STATE with\n"
+	    "                  its last extension replaced by .mem)\n"
+	    "  --state STATE   check that STATE's memory section names MEMFILE (id and\n"
+	    "                  geometry); every handshake region must then match it\n"
+	    "  --from URL/ID   serve image ID of the snapshot store at URL (s3://BUCKET/PREFIX,\n"
+	    "                  file:///DIR or a directory; see push): chunks are fetched on\n"
+	    "                  demand, checked against their SHA-256 names, and kept in the\n"
+	    "                  host's chunk cache. A chunk that cannot be fetched (after the\n"
+	    "                  retries) or fails its check ends serve with an error naming\n"
+	    "                  it: the VMM's faults on it are never served (a stopped guest,\n"
+	    "                  never wrong memory). --prefetch-ws fetches in parallel\n"
+	    "  --cache DIR     the chunk cache (default $SQUIB_CACHE_DIR, else\n"
+	    "                  $XDG_CACHE_HOME/squib-snapshot/chunks, else\n"
+	    "                  ~/.cache/squib-snapshot/chunks); shared by every restore on\n"
+	    "                  the host; `none`: no disk cache\n"
+	    "  --cache-size BYTES  the cache's bound (default 4 GiB); least recently used\n"
+	    "                  chunks are evicted\n"
+	    "  --chain MEM     MEMFILE is a Diff: serve it over its older layers, read\n"
+	    "                  lazily (the newest layer holding a page supplies it; a page\n"
+	    "                  none holds is zero). The Full base first, then older diffs\n"
+	    "                  oldest first, as restore --chain takes them; repeat it\n"
+	    "  --batch BYTES   largest batch per fault (default 65536)\n"
+	    "  --mode on-demand  serve each fault as it comes (default)\n"
+	    "  --mode all      as soon as the VMM is connected, install every page in\n"
+	    "                  bulk (Firecracker's fault_all handler); faults that come\n"
+	    "                  first are still served on demand meanwhile\n"
+	    "  --record-ws FILE  at the end, write the pages the VMM faulted in (the\n"
+	    "                  working set, in fault order) to FILE\n"
+	    "  --prefetch-ws FILE  as soon as the VMM is connected, install FILE's working\n"
+	    "                  set (recorded on this memory file) in bulk; the rest stays\n"
+	    "                  on demand\n"
+	    "  --allow-uid UID  also serve VMMs running as UID (repeatable). By default\n"
+	    "                  only serve's own uid is served; with --allow-uid the socket\n"
+	    "                  is 0666 and every peer's uid (SO_PEERCRED) is checked\n"
+	    "                  before a byte is read\n"
+	    "  --handshake-timeout MS  how long a connection may take to send its\n"
+	    "                  handshake (default 5000); a slow one delays no other\n\n"
+	    "Every path is checked before listening. SIGINT/SIGTERM stop serve at any\n"
+	    "point (also during --prefetch-ws or --mode all).\n\n"
+	    "exit status: 0 served until the VMM hung up (or a signal); 2 the files do\n"
+	    "not belong together (--state, --chain) or fail a CRC; 1 bad usage, an\n"
+	    "unusable memory, state or working-set path, or a read error.\n");
 }
 
 struct serve_args {
 	const char *socket, *mem, *state, *record_ws, *prefetch_ws;
+	struct cli_from from;			/* --from, --cache, --cache-size */
 	const char *chain[SERVE_MAX_CHAIN + 1]; /* --chain, oldest first; then --mem */
 	size_t chain_len;
 	uint64_t batch;
@@ -184,13 +204,21 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		} else if ((r = parse_access(argc, argv, &i, a))) {
 			if (r < 0)
 				return -1;
+		} else if ((r = cli_from_option("serve", argc, argv, &i, &a->from))) {
+			if (r < 0)
+				return -1;
 		} else {
 			fprintf(stderr, "squib-snapshot: serve: unknown argument '%s'\n", argv[i]);
 			return -1;
 		}
 	}
-	if (!a->socket || (!a->mem && !a->state))
-		return bad_usage("--socket and --mem (or --state) are required");
+	if (a->from.ref && (a->mem || a->state || a->chain_len))
+		return bad_usage("--from serves a store's image: no --mem, --state or --chain");
+	if ((a->from.cache || a->from.cache_size) && !a->from.ref)
+		return bad_usage("--cache and --cache-size go with --from");
+	if (!a->socket || (!a->mem && !a->state && !a->from.ref))
+		return bad_usage(
+		    "--socket and --mem (or --state) are required (or --socket and --from)");
 	return 0;
 }
 
@@ -251,8 +279,10 @@ static bool has_squib_magic(int fd, uint64_t size)
 }
 
 struct source {
-	struct squib_memfile *m;	   /* the newest layer; NULL: raw */
-	struct squib_chain *chain;	   /* --chain: every layer */
+	struct squib_memfile *m;       /* the newest layer; NULL: raw */
+	struct squib_chain *chain;     /* --chain: every layer */
+	struct squib_store *store;     /* --from */
+	struct squib_store_source *ss; /* --from: valid while the pager has src */
 	struct squib_page_source src;
 	bool have_src;
 	uint8_t id[SQUIB_MEMORY_ID_SIZE]; /* the memory file's (raw: zero) */
@@ -287,6 +317,23 @@ static int raw_open(struct source *s, const char *path, int open_rc,
 	return 0;
 }
 
+static int from_open(struct source *s, const struct serve_args *a, struct squib_error_detail *d)
+{
+	uint64_t hp = (uint64_t)sysconf(_SC_PAGESIZE);
+	int rc = cli_from_open(&a->from, &s->store, &s->src, &s->ss, d);
+
+	if (rc)
+		return rc;
+	s->have_src = true;
+	memcpy(s->id, squib_store_source_layout(s->ss)->id, sizeof(s->id));
+	if (s->src.page_size != hp)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "the image's page size %" PRIu64
+				      " is not the host page size %" PRIu64,
+				      s->src.page_size, hp);
+	return 0;
+}
+
 static int source_open(struct source *s, const struct serve_args *a, struct squib_error_detail *d)
 {
 	struct squib_error_detail od;
@@ -294,6 +341,8 @@ static int source_open(struct source *s, const struct serve_args *a, struct squi
 	int rc;
 
 	memset(s, 0, sizeof(*s));
+	if (a->from.ref)
+		return from_open(s, a, d);
 	if ((rc = squib_memfile_open(a->mem, &s->m, &od)))
 		return a->chain_len ? (*d = od, rc) : raw_open(s, a->mem, rc, &od, d);
 	if (squib_memfile_manifest(s->m)->layout.page_size != hp)
@@ -320,6 +369,7 @@ static void source_close(struct source *s)
 		s->src.ops->release(s->src.ctx);
 	squib_chain_free(s->chain);
 	squib_memfile_close(s->m);
+	squib_store_close(s->store); /* after the source: it reads through the store */
 	squib_workset_free(&s->ws);
 	memset(s, 0, sizeof(*s));
 }
@@ -448,6 +498,8 @@ static int check_peer(void *ctx, const struct squib_uffd_peer *p, struct squib_e
 	for (uint32_t i = 0; i < p->n; i++)
 		if ((rc = check_region(s, &p->mappings[i], i, d)))
 			return rc;
+	if (s->ss)
+		return check_layout(squib_store_source_layout(s->ss), p, d);
 	return s->m ? check_layout(&squib_memfile_manifest(s->m)->layout, p, d) : 0;
 }
 
@@ -554,8 +606,15 @@ static int attach(struct source *s, struct squib_uffd_peer *peer, const struct s
  * failure (the VMM went away) is reported; serving goes on until the hang-up
  * is seen. 1 done (*got pages in *ms), 0 stopped by a signal, -1 failed.
  */
-static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint64_t n,
-		   const char *cmd, uint64_t *got, double *ms)
+static int install_pager(void *ctx, const struct squib_ws_run *runs, uint64_t n,
+			 uint64_t *installed, struct squib_error_detail *d)
+{
+	return squib_pager_prefetch(ctx, runs, n, installed, d);
+}
+
+static int install(struct squib_pager *p, struct squib_store_source *ss,
+		   const struct squib_ws_run *runs, uint64_t n, const char *cmd, uint64_t *got,
+		   double *ms)
 {
 	struct timespec t0, t1;
 	struct squib_error_detail d;
@@ -564,7 +623,9 @@ static int install(struct squib_pager *p, const struct squib_ws_run *runs, uint6
 
 	memset(&d, 0, sizeof(d));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = squib_pager_prefetch(p, runs, n, got, &d);
+	/* From a store: chunks fetched in parallel, each installed as it arrives. */
+	rc = ss ? squib_store_source_prefetch(ss, runs, n, install_pager, p, got, &d)
+		: squib_pager_prefetch(p, runs, n, got, &d);
 	/* The pager asked signal_pending between chunks: a signal waits in the signalfd. */
 	stopped = rc == SQUIB_E_IO && d.os_errno == ECANCELED;
 	if (stopped)
@@ -592,14 +653,14 @@ static bool install_asked(struct squib_pager *p, const struct source *s, const s
 	int r;
 
 	if (a->prefetch_ws) {
-		r = install(p, s->ws.runs, s->ws.run_count, "serve --prefetch-ws", &n, &ms);
+		r = install(p, s->ss, s->ws.runs, s->ws.run_count, "serve --prefetch-ws", &n, &ms);
 		if (!r)
 			return false;
 		if (r > 0)
 			printf("prefetched the working set: %" PRIu64 " pages installed\n", n);
 	}
 	if (a->all) {
-		r = install(p, &all, 1, "serve --mode all", &n, &ms);
+		r = install(p, s->ss, &all, 1, "serve --mode all", &n, &ms);
 		if (!r)
 			return false;
 		if (r > 0)
@@ -655,6 +716,8 @@ static int serve_peer(struct source *s, struct squib_uffd_peer *peer, const stru
 	squib_pager_stop(p);
 	if (!rc)
 		print_stats(p, why);
+	if (s->ss)
+		cli_from_print_stats(s->ss); /* the pager frees the source below */
 	if (!rc && a->record_ws)
 		rc = record_ws(p, s, a->record_ws, d);
 	squib_pager_free(p);
@@ -726,7 +789,7 @@ static int serve(const struct serve_args *a, struct squib_error_detail *d, const
 	struct source s;
 	int sfd, rc;
 
-	*what = a->mem;
+	*what = a->from.ref ? a->from.ref : a->mem;
 	if ((rc = source_open(&s, a, d)))
 		goto out;
 	/* A set for another snapshot is refused before any VMM connects. */

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The chunk cache of lazy restores: a directory of the store's chunk
+ * objects, DIR/<64 hex>, shared by every process on the host. An entry is
+ * written to a hidden temp and renamed, so a reader sees a whole file or
+ * none; readers take no lock (an entry evicted under a reader stays
+ * readable through its open fd). Entries are checked by the reader against
+ * their name, so a torn or bit-rotten entry is never served: it is dropped
+ * and fetched again. Eviction (least recently used by mtime, bumped on
+ * every hit) runs under flock(DIR/.lock) so two processes do not both
+ * delete down to the low mark. No fsync: a lost entry is only a refetch.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_cache.h"
+#include "store_internal.h"
+
+#define TMP_PREFIX    ".tmp-"
+#define TMP_STALE_S   600 /* a temp this old is a crashed writer's */
+#define LOW_MARK(max) ((max) / 4 * 3)
+
+struct squib_store_cache {
+	int dir_fd, lock_fd;
+	uint64_t max_bytes;
+	pthread_mutex_t mu;
+	uint64_t added; /* bytes put since the last scan */
+	uint64_t total; /* the directory's bytes at the last scan, plus added */
+	uint64_t seq, evicted;
+};
+
+struct entry {
+	struct timespec mtime;
+	uint64_t size;
+	char name[2 * SQUIB_STORE_HASH_SIZE + 1];
+};
+
+/* mkdir -p for the cache's own directory; 0 or an errno. */
+static int make_dirs(const char *dir)
+{
+	char *p = strdup(dir);
+	int e = 0;
+
+	if (!p)
+		return ENOMEM;
+	for (char *s = p + 1; !e && *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) && errno != EEXIST)
+			e = errno;
+		*s = '/';
+	}
+	if (!e && mkdir(p, 0700) && errno != EEXIST)
+		e = errno;
+	free(p);
+	return e;
+}
+
+static bool is_entry_name(const char *n)
+{
+	size_t i = 0;
+
+	for (; n[i]; i++)
+		if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return i == 2 * SQUIB_STORE_HASH_SIZE;
+}
+
+static int by_mtime(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Read the directory's entries (and remove stale temps). NULL on ENOMEM or a bad dir. */
+static struct entry *scan(int dir_fd, size_t *n, uint64_t *total)
+{
+	int fd = dup(dir_fd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct entry *v = NULL;
+	size_t cap = 0;
+	struct dirent *de;
+	struct stat st;
+
+	*n = 0;
+	*total = 0;
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	rewinddir(dir);
+	while ((de = readdir(dir))) {
+		if (fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+			continue;
+		if (!strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX))) {
+			if (time(NULL) - st.st_mtim.tv_sec > TMP_STALE_S)
+				unlinkat(dir_fd, de->d_name, 0);
+			continue;
+		}
+		if (!is_entry_name(de->d_name))
+			continue;
+		if (*n == cap) {
+			struct entry *w = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof(*v));
+
+			if (!w)
+				break;
+			v = w;
+		}
+		v[*n].mtime = st.st_mtim;
+		v[*n].size = (uint64_t)st.st_size;
+		memcpy(v[*n].name, de->d_name, sizeof(v[*n].name));
+		*total += v[(*n)++].size;
+	}
+	closedir(dir);
+	return v ? v : calloc(1, sizeof(*v));
+}
+
+/* Under the directory's lock: rescan, and evict the oldest down to the low mark. */
+static void evict(struct squib_store_cache *c)
+{
+	struct entry *v;
+	uint64_t total, gone = 0;
+	size_t n;
+
+	if (flock(c->lock_fd, LOCK_EX))
+		return;
+	if ((v = scan(c->dir_fd, &n, &total))) {
+		if (total > c->max_bytes) {
+			qsort(v, n, sizeof(*v), by_mtime);
+			for (size_t i = 0; i < n && total > LOW_MARK(c->max_bytes); i++)
+				if (!unlinkat(c->dir_fd, v[i].name, 0)) {
+					total -= v[i].size;
+					gone++;
+				}
+		}
+		free(v);
+		pthread_mutex_lock(&c->mu);
+		c->total = total;
+		c->added = 0;
+		c->evicted += gone;
+		pthread_mutex_unlock(&c->mu);
+	}
+	flock(c->lock_fd, LOCK_UN);
+}
+
+int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_store_cache **out,
+			   struct squib_error_detail *d)
+{
+	struct squib_store_cache *c = calloc(1, sizeof(*c));
+	int e = c ? make_dirs(dir) : ENOMEM;
+
+	*out = NULL;
+	if (!e && (c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		e = errno;
+	if (!e &&
+	    (c->lock_fd = openat(c->dir_fd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		e = errno;
+		close(c->dir_fd);
+	}
+	if (e) {
+		free(c);
+		return squib_fail_errno_msg(d, SQUIB_E_IO, e, "chunk cache %.300s: %s", dir,
+					    strerror(e));
+	}
+	c->max_bytes = max_bytes;
+	pthread_mutex_init(&c->mu, NULL);
+	evict(c); /* learn the size; trim a directory that a larger bound filled */
+	*out = c;
+	return 0;
+}
+
+void squib_store_cache_close(struct squib_store_cache *c)
+{
+	if (!c)
+		return;
+	close(c->lock_fd);
+	close(c->dir_fd);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* 0, or -1 at an early end of file or an error. */
+static int read_all(int fd, uint8_t *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = read(fd, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_hash *h,
+			  size_t max_len, uint8_t **buf, size_t *len)
+{
+	char name[2 * SQUIB_STORE_HASH_SIZE + 1];
+	struct stat st;
+	uint8_t *p = NULL;
+	int fd, r = 1;
+
+	*buf = NULL;
+	*len = 0;
+	squib_store_hash_hex(h, name);
+	if ((fd = openat(c->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return 1;
+	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (uint64_t)st.st_size <= max_len && (p = malloc((size_t)st.st_size)) &&
+	    !read_all(fd, p, (size_t)st.st_size)) {
+		futimens(fd, NULL); /* recently used: evicted last */
+		*buf = p;
+		*len = (size_t)st.st_size;
+		p = NULL;
+		r = 0;
+	}
+	free(p);
+	close(fd);
+	return r;
+}
+
+static bool write_temp(int dir_fd, const char *tmp, const uint8_t *buf, size_t len)
+{
+	int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool ok = fd >= 0;
+
+	for (size_t done = 0; ok && done < len;) {
+		ssize_t n = write(fd, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		ok = n > 0;
+		done += ok ? (size_t)n : 0;
+	}
+	if (fd >= 0 && close(fd))
+		ok = false;
+	return ok;
+}
+
+void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store_hash *h,
+			   const uint8_t *buf, size_t len)
+{
+	char name[2 * SQUIB_STORE_HASH_SIZE + 1], tmp[128];
+	bool full;
+
+	squib_store_hash_hex(h, name);
+	pthread_mutex_lock(&c->mu);
+	snprintf(tmp, sizeof(tmp), TMP_PREFIX "%ld-%llu-%s", (long)getpid(),
+		 (unsigned long long)c->seq++, name);
+	pthread_mutex_unlock(&c->mu);
+	if (!write_temp(c->dir_fd, tmp, buf, len) || renameat(c->dir_fd, tmp, c->dir_fd, name)) {
+		unlinkat(c->dir_fd, tmp, 0);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->added += len;
+	c->total += len;
+	/* Other processes fill it too: rescan after 1/16 of the bound. */
+	full = c->total > c->max_bytes || c->added > c->max_bytes / 16;
+	pthread_mutex_unlock(&c->mu);
+	if (full)
+		evict(c);
+}
+
+void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h)
+{
+	char name[2 * SQUIB_STORE_HASH_SIZE + 1];
+
+	squib_store_hash_hex(h, name);
+	unlinkat(c->dir_fd, name, 0);
+}
+
+uint64_t squib_store_cache_evicted(struct squib_store_cache *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->evicted;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}

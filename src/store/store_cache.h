@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The on-disk chunk cache of lazy restores (store_cache.c; squib/store_source.h). */
+#ifndef SQUIB_STORE_CACHE_H
+#define SQUIB_STORE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <squib/store.h>
+
+struct squib_store_cache;
+
+/* Create dir (and its parents) if needed; open it. SQUIB_E_IO naming dir. */
+int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_store_cache **out,
+			   struct squib_error_detail *d);
+void squib_store_cache_close(struct squib_store_cache *c);
+
+/* The stored object of chunk h into a new heap buffer: 0, or 1 when the
+ * cache has no usable entry (missing, unreadable, larger than max_len).
+ * The caller checks it against h (squib_store_chunk_decode). A hit marks
+ * the entry recently used. */
+int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_hash *h,
+			  size_t max_len, uint8_t **buf, size_t *len);
+
+/* Best effort (a full disk is not the restore's failure): temp + rename;
+ * then evicts if the bound is passed. */
+void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store_hash *h,
+			   const uint8_t *buf, size_t len);
+
+/* Delete chunk h's entry (it failed its check). */
+void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h);
+
+/* Entries this process evicted. */
+uint64_t squib_store_cache_evicted(struct squib_store_cache *c);
+
+#endif /* SQUIB_STORE_CACHE_H */

@@ -1,0 +1,675 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Lazy restore from the store (squib/store_source.h): a page source over one
+ * image. Pages map to chunk windows (squib_store_chunk_window's numbering);
+ * a read takes each window's decompressed chunk from a small table of
+ * chunks, which holds the ones being fetched (readers of the same chunk wait
+ * for the one fetch) and the last few fetched (least recently used go
+ * first). A fetch tries the disk cache, then the store; every chunk is
+ * checked against its name before it enters the table.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include <squib/store_source.h>
+
+#include "../util.h"
+#include "store_cache.h"
+#include "store_internal.h"
+
+enum chunk_state { FETCHING, READY, FAILED };
+
+struct chunk {
+	struct squib_store_hash h;
+	enum chunk_state state;
+	uint8_t *buf;
+	size_t len;
+	uint32_t refs;
+	int err;
+	struct squib_error_detail d;
+	struct chunk *next;	     /* in its bucket */
+	struct chunk *older, *newer; /* in the idle list (READY, unreferenced) */
+};
+
+struct region_map {
+	uint64_t ram_off, size, guest_addr, first_k;
+};
+
+struct squib_store_source {
+	struct squib_store *s;
+	struct squib_store_image im;
+	struct region_map *regions;
+	struct squib_store_cache *cache;
+	uint64_t page_size, chunk_bytes;
+	uint32_t workers;
+	size_t keep; /* unreferenced READY chunks kept */
+	pthread_mutex_t mu;
+	pthread_cond_t changed;
+	struct chunk **buckets; /* by the hash's first bytes */
+	size_t mask;
+	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
+	size_t ready_idle;
+	struct squib_store_source_stats st;
+};
+
+/* ---- pages and windows --------------------------------------------------------- */
+
+/* The window holding RAM byte off, and off's place in it; false past the RAM range. */
+static bool window_of(const struct squib_store_source *ss, uint64_t off, uint64_t *k, uint64_t *in,
+		      uint64_t *left)
+{
+	const struct squib_memory_layout *l = &ss->im.manifest.layout;
+	uint32_t lo = 0, hi = l->region_count;
+	uint32_t sh = ss->im.chunk_shift;
+
+	while (hi - lo > 1) { /* the last region starting at or before off */
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (ss->regions[mid].ram_off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	const struct region_map *r = &ss->regions[lo];
+	if (off < r->ram_off || off - r->ram_off >= r->size)
+		return false;
+	uint64_t ga = r->guest_addr + (off - r->ram_off);
+	uint64_t w = (ga >> sh) << sh, start = w > r->guest_addr ? w : r->guest_addr;
+	uint64_t end = r->guest_addr + r->size, wend = w + (1ull << sh);
+
+	*k = r->first_k + (ga >> sh) - (r->guest_addr >> sh);
+	*in = ga - start;
+	*left = (wend < end && wend > w ? wend : end) - ga;
+	return true;
+}
+
+static bool src_present(void *ctx, uint64_t page)
+{
+	struct squib_store_source *ss = ctx;
+	uint64_t k, in, left;
+
+	return window_of(ss, page * ss->page_size, &k, &in, &left) &&
+	       !squib_store_hash_is_zero(&ss->im.chunks[k]);
+}
+
+/* ---- the chunk table --------------------------------------------------------- */
+
+static struct chunk **bucket(struct squib_store_source *ss, const struct squib_store_hash *h)
+{
+	uint64_t x;
+
+	memcpy(&x, h->b, sizeof(x)); /* a SHA-256: its bytes are already uniform */
+	return &ss->buckets[x & ss->mask];
+}
+
+static struct chunk *find(struct squib_store_source *ss, const struct squib_store_hash *h)
+{
+	for (struct chunk *c = *bucket(ss, h); c; c = c->next)
+		if (!memcmp(c->h.b, h->b, sizeof(h->b)))
+			return c;
+	return NULL;
+}
+
+static void idle_remove(struct squib_store_source *ss, struct chunk *c)
+{
+	*(c->older ? &c->older->newer : &ss->oldest) = c->newer;
+	*(c->newer ? &c->newer->older : &ss->newest) = c->older;
+	c->older = c->newer = NULL;
+	ss->ready_idle--;
+}
+
+static void idle_add(struct squib_store_source *ss, struct chunk *c)
+{
+	c->older = ss->newest;
+	c->newer = NULL;
+	*(ss->newest ? &ss->newest->newer : &ss->oldest) = c;
+	ss->newest = c;
+	ss->ready_idle++;
+}
+
+static void unlink_chunk(struct squib_store_source *ss, struct chunk *c)
+{
+	for (struct chunk **p = bucket(ss, &c->h); *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	free(c->buf);
+	free(c);
+}
+
+static void put_locked(struct squib_store_source *ss, struct chunk *c)
+{
+	if (--c->refs)
+		return;
+	if (c->state == FAILED) {
+		unlink_chunk(ss, c);
+		return;
+	}
+	idle_add(ss, c);
+	while (ss->ready_idle > ss->keep) { /* drop the least recently used */
+		struct chunk *old = ss->oldest;
+
+		idle_remove(ss, old);
+		unlink_chunk(ss, old);
+	}
+}
+
+static void put(struct squib_store_source *ss, struct chunk *c)
+{
+	pthread_mutex_lock(&ss->mu);
+	put_locked(ss, c);
+	pthread_mutex_unlock(&ss->mu);
+}
+
+/* ---- fetching one chunk -------------------------------------------------------- */
+
+/* The error names the chunk, its window and where it came from. */
+static int chunk_error(struct squib_store_source *ss, uint64_t k, int r,
+		       struct squib_error_detail *d)
+{
+	char key[SQUIB_STORE_KEY_MAX], m[1024]; /* cut to the detail's size */
+	uint64_t ga = 0, off, len;
+	uint32_t region;
+
+	squib_store_chunk_key(&ss->im.chunks[k], key);
+	squib_store_chunk_window(&ss->im.manifest.layout, ss->im.chunk_shift, k, &region, &ga, &off,
+				 &len);
+	/* The backend's message names the object and URL already; a decode's names the hash. */
+	if (strstr(d->msg, squib_store_url(ss->s)))
+		snprintf(m, sizeof(m), "chunk window %" PRIu64 " (guest 0x%" PRIx64 "): %.600s", k,
+			 ga, d->msg);
+	else
+		snprintf(m, sizeof(m),
+			 "%s of %.200s (window %" PRIu64 ", guest 0x%" PRIx64 "): %.600s", key,
+			 squib_store_url(ss->s), k, ga, d->msg);
+	squib_strlcpy(d->msg, m, sizeof(d->msg));
+	d->code = r;
+	return r;
+}
+
+/* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
+static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
+		 struct squib_error_detail *d)
+{
+	const struct squib_store_hash *h = &ss->im.chunks[k];
+	size_t max = ZSTD_compressBound(len) + 64, n = 0;
+	char key[SQUIB_STORE_KEY_MAX];
+	uint8_t *obj = NULL;
+	int r;
+
+	if (ss->cache && !squib_store_cache_get(ss->cache, h, max, &obj, &n)) {
+		r = squib_store_chunk_decode(obj, n, h, buf, len, NULL);
+		free(obj);
+		pthread_mutex_lock(&ss->mu);
+		r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
+		pthread_mutex_unlock(&ss->mu);
+		if (!r)
+			return 0;
+		squib_store_cache_drop(ss->cache, h); /* never served: fetched again */
+	}
+	squib_store_chunk_key(h, key);
+	if ((r = squib_store_get(ss->s, key, max, &obj, &n, d)) ||
+	    (r = squib_store_chunk_decode(obj, n, h, buf, len, d))) {
+		free(obj);
+		return chunk_error(ss, k, r, d);
+	}
+	if (ss->cache)
+		squib_store_cache_put(ss->cache, h, obj, n);
+	free(obj);
+	pthread_mutex_lock(&ss->mu);
+	ss->st.chunks_fetched++;
+	ss->st.bytes_fetched += n;
+	pthread_mutex_unlock(&ss->mu);
+	return 0;
+}
+
+/* Fetch a chunk this thread put in the table as FETCHING; publish the outcome. */
+static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k,
+		      struct squib_error_detail *d)
+{
+	struct squib_error_detail local;
+	int r;
+
+	if (!d)
+		d = &local;
+	memset(d, 0, sizeof(*d));
+	r = c->buf ? fetch(ss, k, c->buf, c->len, d) : squib_fail(d, SQUIB_E_NOMEM);
+	pthread_mutex_lock(&ss->mu);
+	c->state = r ? FAILED : READY;
+	c->err = r;
+	c->d = *d;
+	ss->st.errors += r != 0;
+	pthread_cond_broadcast(&ss->changed);
+	pthread_mutex_unlock(&ss->mu);
+	return r;
+}
+
+/* Chunk k (not a zero chunk), referenced: READY, or its error. */
+static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct chunk **out,
+	       struct squib_error_detail *d)
+{
+	struct chunk *c;
+	int r;
+
+	pthread_mutex_lock(&ss->mu);
+	if ((c = find(ss, &ss->im.chunks[k]))) {
+		if (!c->refs++ && c->state == READY)
+			idle_remove(ss, c);
+		if (c->state == FETCHING)
+			ss->st.waits++;
+		else if (c->state == READY)
+			ss->st.memory_hits++;
+		while (c->state == FETCHING)
+			pthread_cond_wait(&ss->changed, &ss->mu);
+		r = c->err;
+		if (r && d)
+			*d = c->d;
+		if (r)
+			put_locked(ss, c);
+		pthread_mutex_unlock(&ss->mu);
+		*out = r ? NULL : c;
+		return r;
+	}
+	if (!(c = calloc(1, sizeof(*c)))) {
+		pthread_mutex_unlock(&ss->mu);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	*c = (struct chunk){.h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1};
+	c->next = *bucket(ss, &c->h);
+	*bucket(ss, &c->h) = c;
+	c->buf = malloc(len);
+	pthread_mutex_unlock(&ss->mu);
+	if ((r = fetch_into(ss, c, k, d))) {
+		put(ss, c);
+		c = NULL;
+	}
+	*out = c;
+	return r;
+}
+
+/* ---- the page source ------------------------------------------------------------ */
+
+static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
+		    struct squib_error_detail *d)
+{
+	struct squib_store_source *ss = ctx;
+	uint64_t off = first * ss->page_size, end = (first + count) * ss->page_size;
+	uint8_t *out = buf;
+
+	while (off < end) {
+		uint64_t k, in, left, n;
+		struct chunk *c;
+		int r;
+
+		if (!window_of(ss, off, &k, &in, &left))
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "page %" PRIu64 " is past the image's RAM",
+					      off / ss->page_size);
+		n = left < end - off ? left : end - off;
+		if (squib_store_hash_is_zero(&ss->im.chunks[k])) {
+			memset(out, 0, n);
+		} else {
+			if ((r = get(ss, k, in + left, &c, d)))
+				return r;
+			memcpy(out, c->buf + in, n);
+			put(ss, c);
+		}
+		out += n;
+		off += n;
+	}
+	return 0;
+}
+
+static void src_release(void *ctx)
+{
+	struct squib_store_source *ss = ctx;
+
+	if (!ss)
+		return;
+	for (size_t i = 0; ss->buckets && i <= ss->mask; i++)
+		while (ss->buckets[i])
+			unlink_chunk(ss, ss->buckets[i]);
+	free(ss->buckets);
+	squib_store_cache_close(ss->cache);
+	squib_store_image_release(&ss->im);
+	free(ss->regions);
+	pthread_mutex_destroy(&ss->mu);
+	pthread_cond_destroy(&ss->changed);
+	free(ss);
+}
+
+static const struct squib_page_source_ops store_source_ops = {src_present, src_read, src_release};
+
+/* ---- opening ------------------------------------------------------------------ */
+
+static int map_regions(struct squib_store_source *ss, struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &ss->im.manifest.layout;
+	uint64_t off = 0, k = 0;
+
+	if (!(ss->regions = calloc(l->region_count, sizeof(*ss->regions))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	for (uint32_t i = 0; i < l->region_count; i++) {
+		const struct squib_mem_region *r = &l->regions[i];
+
+		ss->regions[i] = (struct region_map){off, r->size, r->guest_addr, k};
+		k += ((r->guest_addr + r->size - 1) >> ss->im.chunk_shift) -
+		     (r->guest_addr >> ss->im.chunk_shift) + 1;
+		off += r->size;
+	}
+	return 0;
+}
+
+static int open_cache(struct squib_store_source *ss, const struct squib_store_source_options *o,
+		      struct squib_error_detail *d)
+{
+	if (!o || !o->cache_dir)
+		return 0;
+	return squib_store_cache_open(
+	    o->cache_dir, o->cache_bytes ? o->cache_bytes : SQUIB_STORE_CACHE_DEFAULT_BYTES,
+	    &ss->cache, d);
+}
+
+static void set_limits(struct squib_store_source *ss, const struct squib_store_source_options *o)
+{
+	uint64_t mem = o && o->memory_bytes ? o->memory_bytes : SQUIB_STORE_SOURCE_DEFAULT_MEMORY;
+
+	ss->chunk_bytes = 1ull << ss->im.chunk_shift;
+	ss->keep = (size_t)(mem / ss->chunk_bytes);
+	if (ss->keep < 4)
+		ss->keep = 4;
+	ss->workers = o && o->prefetch_workers ? o->prefetch_workers : ss->s->opts.workers;
+	if (ss->workers > 256)
+		ss->workers = 256;
+}
+
+int squib_store_source_open(struct squib_store *s, const uint8_t id[SQUIB_MEMORY_ID_SIZE],
+			    const struct squib_store_source_options *opts,
+			    struct squib_page_source *out, struct squib_store_source **handle,
+			    struct squib_error_detail *d)
+{
+	struct squib_store_source *ss;
+	int r;
+
+	if (handle)
+		*handle = NULL;
+	if (!s || !id || !out)
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument");
+	memset(out, 0, sizeof(*out));
+	if (!(ss = calloc(1, sizeof(*ss))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	ss->s = s;
+	pthread_mutex_init(&ss->mu, NULL);
+	pthread_cond_init(&ss->changed, NULL);
+	if ((r = squib_store_image_get(s, id, &ss->im, d)) || (r = map_regions(ss, d)) ||
+	    (r = open_cache(ss, opts, d))) {
+		src_release(ss);
+		return r;
+	}
+	set_limits(ss, opts);
+	/* Idle chunks plus those in flight (one per thread): short chains. */
+	for (ss->mask = 255; ss->mask < 2 * (ss->keep + ss->workers); ss->mask = 2 * ss->mask + 1)
+		;
+	if (!(ss->buckets = calloc(ss->mask + 1, sizeof(*ss->buckets)))) {
+		src_release(ss);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	ss->page_size = ss->im.manifest.layout.page_size;
+	*out = (struct squib_page_source){&store_source_ops, ss, ss->page_size,
+					  ss->im.manifest.layout.ram_size / ss->page_size};
+	if (handle)
+		*handle = ss;
+	return 0;
+}
+
+const struct squib_memory_layout *squib_store_source_layout(const struct squib_store_source *ss)
+{
+	return ss ? &ss->im.manifest.layout : NULL;
+}
+
+void squib_store_source_stats(const struct squib_store_source *ss,
+			      struct squib_store_source_stats *out)
+{
+	struct squib_store_source *m = (struct squib_store_source *)ss;
+
+	pthread_mutex_lock(&m->mu);
+	*out = m->st;
+	pthread_mutex_unlock(&m->mu);
+	out->cache_evicted = m->cache ? squib_store_cache_evicted(m->cache) : 0;
+}
+
+/* ---- working-set prefetch -------------------------------------------------------- */
+
+/* A piece of a run inside one window. */
+struct piece {
+	struct squib_ws_run run;
+	uint64_t k, len; /* its window, the window's bytes */
+	bool fetch;	 /* a non-zero window: fetched by the pool (once: others wait) */
+};
+
+struct prefetch_job {
+	struct squib_store_source *ss;
+	uint64_t k, len;
+};
+
+static int prefetch_one(void *arg, struct squib_error_detail *d)
+{
+	struct prefetch_job *j = arg;
+	struct chunk *c;
+
+	/* A failure is the driver's to report when it reaches the chunk. */
+	if (d && !get(j->ss, j->k, j->len, &c, NULL))
+		put(j->ss, c);
+	free(j);
+	return 0;
+}
+
+static int add_piece(struct piece **v, size_t *n, size_t *cap, const struct piece *p)
+{
+	if (*n == *cap) {
+		struct piece *w = realloc(*v, (*cap = *cap ? 2 * *cap : 64) * sizeof(**v));
+
+		if (!w)
+			return SQUIB_E_NOMEM;
+		*v = w;
+	}
+	(*v)[(*n)++] = *p;
+	return 0;
+}
+
+/* The runs cut at window boundaries, in order; each window's first piece fetches it. */
+static int cut_runs(struct squib_store_source *ss, const struct squib_ws_run *runs, uint64_t n,
+		    struct piece **out, size_t *count, struct squib_error_detail *d)
+{
+	uint64_t pages = ss->im.manifest.layout.ram_size / ss->page_size;
+	size_t cap = 0;
+	int r = 0;
+
+	*out = NULL;
+	*count = 0;
+	for (uint64_t i = 0; !r && i < n; i++) {
+		const struct squib_ws_run *w = &runs[i];
+
+		if (w->first_page > pages || w->page_count > pages - w->first_page)
+			return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+					      "working-set run %" PRIu64 " is past the RAM range",
+					      i);
+		for (uint64_t p = w->first_page; !r && p < w->first_page + w->page_count;) {
+			uint64_t k, in, left, np;
+			struct piece pc;
+
+			window_of(ss, p * ss->page_size, &k, &in, &left);
+			np = left / ss->page_size;
+			if (np > w->first_page + w->page_count - p)
+				np = w->first_page + w->page_count - p;
+			/* Every non-zero piece is queued: a window met again later (runs
+			 * ending mid-window) may have left the table by then, and the
+			 * pool, not the installing thread, should fetch it again. */
+			pc = (struct piece){
+			    {p, np}, k, in + left, !squib_store_hash_is_zero(&ss->im.chunks[k])};
+			if ((r = add_piece(out, count, &cap, &pc)))
+				squib_fail(d, r);
+			p += np;
+		}
+	}
+	return r;
+}
+
+/* Queue the pool's fetches of pieces [*next, upto). */
+static int queue_fetches(struct squib_store_source *ss, struct squib_store_pool *pool,
+			 const struct piece *v, size_t *next, size_t upto,
+			 struct squib_error_detail *d)
+{
+	for (; *next < upto; (*next)++) {
+		struct prefetch_job *j;
+		int r;
+
+		if (!v[*next].fetch)
+			continue;
+		if (!(j = malloc(sizeof(*j))))
+			return squib_fail(d, SQUIB_E_NOMEM);
+		*j = (struct prefetch_job){ss, v[*next].k, v[*next].len};
+		if ((r = squib_store_pool_submit(pool, j, d))) {
+			free(j);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Chunk k referenced if it is READY now (never waits, never fetches). */
+static bool peek(struct squib_store_source *ss, uint64_t k, struct chunk **out)
+{
+	struct chunk *c;
+
+	pthread_mutex_lock(&ss->mu);
+	if ((c = find(ss, &ss->im.chunks[k])) && c->state == READY) {
+		if (!c->refs++)
+			idle_remove(ss, c);
+	} else {
+		c = NULL;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	*out = c;
+	return c != NULL;
+}
+
+/*
+ * Install pieces [*i, ...): the first once its chunk is here, then the ones after it whose
+ * chunks are here already, up to INSTALL_BATCH of them in one call (an install has a fixed
+ * cost). The chunks are held while installing, so they stay.
+ */
+#define INSTALL_BATCH 16
+static int install_batch(struct squib_store_source *ss, const struct piece *v, size_t count,
+			 size_t *i, squib_store_install_fn install, void *ctx, uint64_t *installed,
+			 struct squib_error_detail *d)
+{
+	struct chunk *held[INSTALL_BATCH] = {0};
+	struct squib_ws_run runs[INSTALL_BATCH];
+	uint64_t got = 0;
+	size_t n = 0;
+	int r = 0;
+
+	for (; *i < count && n < INSTALL_BATCH; (*i)++, n++) {
+		const struct piece *pc = &v[*i];
+
+		runs[n] = pc->run;
+		if (squib_store_hash_is_zero(&ss->im.chunks[pc->k]))
+			continue;
+		if (!n)
+			r = get(ss, pc->k, pc->len, &held[n], d);
+		else if (!peek(ss, pc->k, &held[n]))
+			break;
+		if (r)
+			break;
+	}
+	if (!r)
+		r = install(ctx, runs, n, &got, d);
+	*installed += got;
+	for (size_t j = 0; j < n; j++)
+		if (held[j])
+			put(ss, held[j]);
+	return r;
+}
+
+int squib_store_source_prefetch(struct squib_store_source *ss, const struct squib_ws_run *runs,
+				uint64_t n, squib_store_install_fn install, void *ctx,
+				uint64_t *installed, struct squib_error_detail *d)
+{
+	struct squib_store_pool *pool = NULL;
+	/* Fetched ahead of the installs, bounded so they stay in the chunk table. */
+	size_t ahead = ss ? ss->keep / 2 : 0, count = 0, next = 0;
+	struct piece *v = NULL;
+	uint64_t got = 0;
+	int r, r2;
+
+	if (installed)
+		*installed = 0;
+	if (!ss || !install || (n && !runs))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument");
+	if ((r = cut_runs(ss, runs, n, &v, &count, d)) ||
+	    (r = squib_store_pool_start(ss->workers, 4 * ss->workers, prefetch_one, &pool, d))) {
+		free(v);
+		return r;
+	}
+	if (ahead > 16 * (size_t)ss->workers)
+		ahead = 16 * (size_t)ss->workers;
+	for (size_t i = 0; !r && i < count;) {
+		r = queue_fetches(ss, pool, v, &next, i + ahead < count ? i + ahead : count, d);
+		if (!r)
+			r = install_batch(ss, v, count, &i, install, ctx, &got, d);
+	}
+	r2 = squib_store_pool_finish(pool, NULL);
+	free(v);
+	if (installed)
+		*installed = got;
+	return r ? r : r2;
+}
+
+/* ---- naming -------------------------------------------------------------------------- */
+
+int squib_store_default_cache_dir(char **out, struct squib_error_detail *d)
+{
+	const char *v;
+	int n = -1;
+
+	*out = NULL;
+	if ((v = getenv("SQUIB_CACHE_DIR")) && *v)
+		n = asprintf(out, "%s", v);
+	else if ((v = getenv("XDG_CACHE_HOME")) && *v == '/')
+		n = asprintf(out, "%s/squib-snapshot/chunks", v);
+	else if ((v = getenv("HOME")) && *v == '/')
+		n = asprintf(out, "%s/.cache/squib-snapshot/chunks", v);
+	else
+		return squib_fail_msg(d, SQUIB_E_INVALID_PATH,
+				      "no chunk cache directory: SQUIB_CACHE_DIR, XDG_CACHE_HOME "
+				      "and HOME are unset");
+	if (n < 0) {
+		*out = NULL;
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	return 0;
+}
+
+int squib_store_split_ref(const char *ref, char **url, uint8_t id[SQUIB_MEMORY_ID_SIZE],
+			  struct squib_error_detail *d)
+{
+	const char *slash = ref ? strrchr(ref, '/') : NULL;
+
+	*url = NULL;
+	if (!slash || slash == ref || squib_store_parse_id(slash + 1, id))
+		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT,
+				      "'%.300s' is not URL/ID (a store URL, then the image's 32 "
+				      "hex digits)",
+				      ref ? ref : "(null)");
+	if (!(*url = strndup(ref, (size_t)(slash - ref))))
+		return squib_fail(d, SQUIB_E_NOMEM);
+	return 0;
+}
