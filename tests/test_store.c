@@ -7,6 +7,7 @@
  * socket that answers 503, and a proxy in front of the gateway that injects
  * them), gc.
  */
+#include "http_proxy.h"
 #include "pair.h"
 #include "spawn.h"
 #include "testutil.h"
@@ -518,204 +519,7 @@ static void test_should_gc_chunks_no_image_maps_and_wait_for_pushes(void **state
 	squib_store_close(s);
 }
 
-/* ---- a real HTTP server that answers 503, and a fault-injecting proxy ---- */
-
-#define FAULT_SEEN_MAX 4096
-
-struct http_fault {
-	int lfd;
-	uint16_t port;
-	/* proxy: answer 503 to the first attempt of every `every`-th distinct request (method
-	 * and path), forward its retries; without upstream: 503 to everything */
-	int every;
-	char *seen[FAULT_SEEN_MAX];
-	int n_seen;
-	uint16_t upstream; /* 0: no upstream (answer 503 to everything) */
-	int requests, injected;
-	char last[4096]; /* the last request's head */
-	pthread_mutex_t mu;
-	pthread_t thr;
-	int stop; /* __atomic */
-};
-
-/* One request's head and body (by Content-Length) into buf; its length or -1. */
-static ssize_t read_request(int fd, char *buf, size_t cap)
-{
-	size_t n = 0, need = 0;
-
-	for (;;) {
-		ssize_t k = read(fd, buf + n, cap - 1 - n);
-		char *end, *cl;
-
-		if (k <= 0)
-			return -1;
-		n += (size_t)k;
-		buf[n] = '\0';
-		if (!need && (end = strstr(buf, "\r\n\r\n"))) {
-			/* curl waits for "100 Continue" (or a second) before a PUT's body */
-			if (strcasestr(buf, "\r\nExpect: 100-continue") &&
-			    write(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 25)
-				return -1;
-			cl = strcasestr(buf, "\r\nContent-Length:");
-			need = (size_t)(end + 4 - buf) +
-			       (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
-		}
-		if (need && n >= need)
-			return (ssize_t)n;
-		if (n >= cap - 1)
-			return -1;
-	}
-}
-
-/* Where the final answer starts: past any interim 1xx answers ("100 Continue"). */
-static size_t skip_interim(const char *buf)
-{
-	const char *p = buf, *e;
-
-	while (!strncmp(p, "HTTP/1.1 1", 10) && (e = strstr(p, "\r\n\r\n")))
-		p = e + 4;
-	return (size_t)(p - buf);
-}
-
-/* Is the answer in buf[0, n) complete (by Content-Length, chunked end, or no body)? */
-static int answer_complete(const char *buf, size_t n, int head)
-{
-	const char *end, *cl;
-
-	n -= skip_interim(buf);
-	buf += skip_interim(buf);
-	if (!(end = strstr(buf, "\r\n\r\n")) || !strncmp(buf, "HTTP/1.1 1", 10))
-		return 0;
-	if (head || !strncmp(buf + 9, "204", 3) || !strncmp(buf + 9, "304", 3))
-		return 1;
-	if ((cl = strcasestr(buf, "\r\nContent-Length:")) && cl < end)
-		return n >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
-	if ((cl = strcasestr(buf, "\r\nTransfer-Encoding: chunked")) && cl < end)
-		return n >= 5 && !memcmp(buf + n - 5, "0\r\n\r\n", 5);
-	return 0; /* to the upstream's EOF */
-}
-
-/* Forward one request; relay the whole answer, then the caller closes the client. */
-static void relay(int client, char *req, ssize_t len, uint16_t port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-	int up = socket(AF_INET, SOCK_STREAM, 0), head = !strncmp(req, "HEAD ", 5);
-	size_t cap = 32u << 20, n = 0;
-	char *buf = malloc(cap + 1);
-	ssize_t k;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (up < 0 || !buf || connect(up, (struct sockaddr *)&a, sizeof(a)) ||
-	    write(up, req, (size_t)len) != len)
-		goto out;
-	while (n < cap && (k = read(up, buf + n, cap - n)) > 0) {
-		n += (size_t)k;
-		buf[n] = '\0';
-		if (answer_complete(buf, n, head))
-			break;
-	}
-	if (n > skip_interim(buf) &&
-	    write(client, buf + skip_interim(buf), n - skip_interim(buf)) < 0)
-		goto out;
-out:
-	free(buf);
-	if (up >= 0)
-		close(up);
-}
-
-/* Is this request line new, and the every-th new one? (Its retries then go through.) */
-static int first_attempt(struct http_fault *h, const char *req)
-{
-	size_t n = strcspn(req, "\r");
-
-	for (int i = 0; i < h->n_seen; i++)
-		if (strlen(h->seen[i]) == n && !strncmp(h->seen[i], req, n))
-			return 0;
-	if (h->n_seen == FAULT_SEEN_MAX)
-		return 0;
-	h->seen[h->n_seen++] = strndup(req, n);
-	return h->n_seen % h->every == 0;
-}
-
-static void *http_fault_main(void *arg)
-{
-	struct http_fault *h = arg;
-	static const char body[] = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code></Error>";
-	char *req = malloc(32u << 20), head[256];
-
-	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-		int c = accept(h->lfd, NULL, NULL), inject;
-		const char *end;
-		ssize_t n;
-
-		if (c < 0)
-			continue;
-		if ((n = read_request(c, req, 32u << 20)) > 0) {
-			pthread_mutex_lock(&h->mu);
-			h->requests++;
-			end = strstr(req, "\r\n\r\n");
-			snprintf(h->last, sizeof(h->last), "%.*s", end ? (int)(end - req) : 0, req);
-			inject = !h->upstream || first_attempt(h, req);
-			h->injected += inject;
-			pthread_mutex_unlock(&h->mu);
-			if (inject) {
-				snprintf(head, sizeof(head),
-					 "HTTP/1.1 503 Slow Down\r\nContent-Length: %zu\r\n"
-					 "Connection: close\r\n\r\n",
-					 sizeof(body) - 1);
-				if (write(c, head, strlen(head)) < 0 ||
-				    write(c, body, sizeof(body) - 1) < 0)
-					(void)0;
-			} else {
-				relay(c, req, n, h->upstream);
-			}
-		}
-		close(c);
-	}
-	free(req);
-	return NULL;
-}
-
-static void http_fault_start(struct http_fault *h, uint16_t upstream, int every)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t al = sizeof(a);
-
-	memset(h, 0, sizeof(*h));
-	h->upstream = upstream;
-	h->every = every;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(h->lfd >= 0);
-	assert_int_equal(bind(h->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(h->lfd, 64), 0);
-	assert_int_equal(getsockname(h->lfd, (struct sockaddr *)&a, &al), 0);
-	h->port = ntohs(a.sin_port);
-	pthread_mutex_init(&h->mu, NULL);
-	assert_int_equal(pthread_create(&h->thr, NULL, http_fault_main, h), 0);
-}
-
-/* Stop serving; the request lines seen stay readable until http_fault_free. */
-static void http_fault_stop_keep(struct http_fault *h)
-{
-	__atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
-	shutdown(h->lfd, SHUT_RDWR);
-	pthread_join(h->thr, NULL);
-	close(h->lfd);
-}
-
-static void http_fault_free(struct http_fault *h)
-{
-	for (int i = 0; i < h->n_seen; i++)
-		free(h->seen[i]);
-	pthread_mutex_destroy(&h->mu);
-}
-
-static void http_fault_stop(struct http_fault *h)
-{
-	http_fault_stop_keep(h);
-	http_fault_free(h);
-}
+/* ---- a server that answers 503, and a fault-injecting proxy (support/http_proxy.h) ---- */
 
 static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 {
@@ -724,9 +528,9 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 	char url[64], *old = getenv("AWS_ENDPOINT_URL") ? strdup(getenv("AWS_ENDPOINT_URL")) : NULL;
 	struct squib_error_detail d;
 	struct squib_store *s;
-	struct http_fault h;
+	struct squib_test_proxy h;
 
-	http_fault_start(&h, 0, 1);
+	squib_test_proxy_start(&h, 0); /* no upstream: 503 to everything */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", h.port);
 	setenv("AWS_ENDPOINT_URL", url, 1);
 	if (!getenv("AWS_ACCESS_KEY_ID"))
@@ -741,12 +545,13 @@ static void test_should_retry_5xx_then_fail_with_a_clear_error(void **state)
 		fail_msg("message: %s", d.msg);
 	assert_non_null(strstr(d.msg, "s3://bucket/prefix/leases/"));
 	squib_store_close(s);
-	http_fault_stop(&h);
+	squib_test_proxy_kill(&h);
 	assert_int_equal(h.requests, 4); /* the lease's PUT, tried 1 + 3 times */
 	/* The session token is sent, and signed (curl's SigV4 signs every header given). */
 	assert_non_null(strcasestr(h.last, "\r\nx-amz-security-token: tok/en+123"));
 	assert_non_null(strstr(h.last, "SignedHeaders="));
 	assert_non_null(strstr(strstr(h.last, "SignedHeaders="), "x-amz-security-token"));
+	squib_test_proxy_free(&h);
 	if (old)
 		setenv("AWS_ENDPOINT_URL", old, 1);
 	else
@@ -850,24 +655,6 @@ static void test_should_leave_no_torn_pair_when_a_pull_is_killed(void **state)
 
 /* ---- against a real S3 server: Ceph RGW (`make test-store` starts one) ---- */
 
-/* SQUIB_TEST_S3_URL (s3://BUCKET, the bucket existing) with a fresh prefix; NULL: skip. */
-static char *s3_url(const char *what)
-{
-	static int n;
-	const char *base = getenv("SQUIB_TEST_S3_URL");
-	char *url;
-
-	if (!base || !*base) {
-		fprintf(stderr,
-			"SKIP %s: no S3 server (SQUIB_TEST_S3_URL unset; `make test-store` "
-			"starts Ceph RGW and sets it)\n",
-			what);
-		return NULL;
-	}
-	assert_true(asprintf(&url, "%s/t%ld-%d", base, (long)getpid(), n++) > 0);
-	return url;
-}
-
 static void test_should_round_trip_and_dedup_through_ceph_rgw(void **state)
 {
 	struct fx *f = *state;
@@ -875,7 +662,7 @@ static void test_should_round_trip_and_dedup_through_ceph_rgw(void **state)
 	struct squib_store_gc_stats gs;
 	struct squib_error_detail d;
 	struct squib_store *s;
-	char *url = s3_url("S3 round trip");
+	char *url = squib_test_s3_url("S3 round trip", "t");
 
 	if (!url)
 		skip();
@@ -898,7 +685,7 @@ static void test_should_refuse_changed_and_missing_chunks_on_ceph_rgw(void **sta
 	struct squib_store_image im;
 	struct squib_error_detail d;
 	struct squib_store *s;
-	char key[80], hex[65], *url = s3_url("S3 corruption");
+	char key[80], hex[65], *url = squib_test_s3_url("S3 corruption", "t");
 	uint8_t *obj;
 	size_t n;
 
@@ -930,9 +717,9 @@ static void test_should_refuse_changed_and_missing_chunks_on_ceph_rgw(void **sta
 static void test_should_ride_out_injected_5xx_from_ceph_rgw(void **state)
 {
 	struct fx *f = *state;
-	char *url = s3_url("S3 5xx injection"), ep[64], *old;
+	char *url = squib_test_s3_url("S3 5xx injection", "t"), ep[64], *old;
 	struct squib_store_push_stats st;
-	struct http_fault h;
+	struct squib_test_proxy h;
 	struct squib_store *s;
 	char *pulled;
 	unsigned port;
@@ -941,18 +728,19 @@ static void test_should_ride_out_injected_5xx_from_ceph_rgw(void **state)
 		skip();
 	old = strdup(getenv("AWS_ENDPOINT_URL"));
 	assert_int_equal(sscanf(old, "http://127.0.0.1:%u", &port), 1);
-	http_fault_start(&h, (uint16_t)port, 3); /* every third request: 503 */
+	squib_test_proxy_start(&h, (uint16_t)port);
+	squib_test_proxy_fail_every(&h, 3); /* every third request: 503 */
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", h.port);
 	setenv("AWS_ENDPOINT_URL", ep, 1);
 	s = open_store(url);
 	push_ok(s, f->state, f->memf, NULL, 0, &st);
 	pulled = pull_ok(s, id_of(f), f->out, NULL);
 	assert_same_file(pulled, f->state);
-	assert_true(h.injected > 5);
+	assert_true(h.failed > 5);
 	fprintf(stderr, "5xx injection: %d of %d requests answered 503, push and pull succeeded\n",
-		h.injected, h.requests);
+		h.failed, h.requests);
 	squib_store_close(s);
-	http_fault_stop(&h);
+	squib_test_proxy_free(&h);
 	setenv("AWS_ENDPOINT_URL", old, 1);
 	free(old);
 	free(pulled);
@@ -965,12 +753,12 @@ static void test_should_put_a_large_object_in_parts_on_ceph_rgw(void **state)
 {
 	struct squib_store_options o = {
 	    .workers = 2, .retries = 3, .backoff_ms = 5, .multipart_bytes = 5u << 20};
-	char *url = s3_url("S3 multipart"), ep[64], *old;
+	char *url = squib_test_s3_url("S3 multipart", "t"), ep[64], *old;
 	size_t n = (12u << 20) + 1, got_n = 0;
 	uint8_t *big = malloc(n), *got = NULL;
 	struct squib_error_detail d;
 	struct squib_store *s;
-	struct http_fault h;
+	struct squib_test_proxy h;
 	int parts = 0, creates = 0, completes = 0;
 	unsigned port;
 
@@ -983,7 +771,8 @@ static void test_should_put_a_large_object_in_parts_on_ceph_rgw(void **state)
 		big[i] = (uint8_t)(i * 2654435761u >> 13);
 	old = strdup(getenv("AWS_ENDPOINT_URL"));
 	assert_int_equal(sscanf(old, "http://127.0.0.1:%u", &port), 1);
-	http_fault_start(&h, (uint16_t)port, 2);
+	squib_test_proxy_start(&h, (uint16_t)port);
+	squib_test_proxy_fail_every(&h, 2);
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", h.port);
 	setenv("AWS_ENDPOINT_URL", ep, 1);
 	OK(squib_store_open(url, &o, &s, &d));
@@ -992,7 +781,7 @@ static void test_should_put_a_large_object_in_parts_on_ceph_rgw(void **state)
 	assert_int_equal(got_n, n);
 	assert_memory_equal(got, big, n);
 	squib_store_close(s);
-	http_fault_stop_keep(&h);
+	squib_test_proxy_kill(&h);
 	for (int i = 0; i < h.n_seen; i++) {
 		parts += strstr(h.seen[i], "PUT ") && strstr(h.seen[i], "?partNumber=") != NULL;
 		creates += strstr(h.seen[i], "POST ") && strstr(h.seen[i], "?uploads=") != NULL;
@@ -1001,10 +790,10 @@ static void test_should_put_a_large_object_in_parts_on_ceph_rgw(void **state)
 	assert_int_equal(parts, 3);
 	assert_int_equal(creates, 1);
 	assert_int_equal(completes, 1);
-	assert_true(h.injected >= 3);
-	fprintf(stderr, "multipart: 3 parts, %d of %d requests answered 503\n", h.injected,
+	assert_true(h.failed >= 3);
+	fprintf(stderr, "multipart: 3 parts, %d of %d requests answered 503\n", h.failed,
 		h.requests);
-	http_fault_free(&h);
+	squib_test_proxy_free(&h);
 	setenv("AWS_ENDPOINT_URL", old, 1);
 	free(old);
 	free(big);

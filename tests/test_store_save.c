@@ -501,26 +501,9 @@ static void test_should_keep_every_saved_image_pullable_while_gc_races(void **st
 
 /* ---- against Ceph RGW (`make test-store`) -------------------------------------- */
 
-static char *s3_url(const char *what)
-{
-	static int n;
-	const char *base = getenv("SQUIB_TEST_S3_URL");
-	char *url;
-
-	if (!base || !*base) {
-		fprintf(stderr,
-			"SKIP %s: no S3 server (SQUIB_TEST_S3_URL unset; `make test-store` "
-			"starts Ceph RGW and sets it)\n",
-			what);
-		return NULL;
-	}
-	assert_true(asprintf(&url, "%s/save%ld-%d", base, (long)getpid(), n++) > 0);
-	return url;
-}
-
 static void test_should_save_a_full_and_a_diff_into_ceph_rgw(void **state)
 {
-	char *url = s3_url("store save into S3");
+	char *url = squib_test_s3_url("store save into S3", "save");
 
 	if (!url)
 		skip();
@@ -530,7 +513,7 @@ static void test_should_save_a_full_and_a_diff_into_ceph_rgw(void **state)
 
 static void test_should_keep_every_saved_image_pullable_while_gc_races_on_ceph_rgw(void **state)
 {
-	char *url = s3_url("save/gc race on S3");
+	char *url = squib_test_s3_url("save/gc race on S3", "save");
 
 	if (!url)
 		skip();

@@ -94,6 +94,33 @@ static void answer_503(int c)
 		return;
 }
 
+/* Is this request line new, and the every-th new one? (Its retries then go through.) */
+static int first_attempt(struct squib_test_proxy *p, const char *req, int every)
+{
+	size_t n = strcspn(req, "\r");
+
+	for (int i = 0; i < p->n_seen; i++)
+		if (strlen(p->seen[i]) == n && !strncmp(p->seen[i], req, n))
+			return 0;
+	if (p->n_seen == SQUIB_TEST_PROXY_SEEN_MAX)
+		return 0;
+	p->seen[p->n_seen++] = strndup(req, n);
+	return p->n_seen % every == 0;
+}
+
+/* Note the request; should it be answered 503? */
+static int inject(struct squib_test_proxy *p, const char *req)
+{
+	const char *end = strstr(req, "\r\n\r\n");
+	int every = __atomic_load_n(&p->every, __ATOMIC_ACQUIRE), first;
+
+	pthread_mutex_lock(&p->mu);
+	snprintf(p->last, sizeof(p->last), "%.*s", end ? (int)(end - req) : 0, req);
+	first = every > 0 && first_attempt(p, req, every); /* lines kept only when asked */
+	pthread_mutex_unlock(&p->mu);
+	return !p->upstream || __atomic_load_n(&p->fail, __ATOMIC_ACQUIRE) || first;
+}
+
 static void *proxy_main(void *arg)
 {
 	struct squib_test_proxy *p = arg;
@@ -107,7 +134,7 @@ static void *proxy_main(void *arg)
 			continue;
 		if ((n = read_request(c, req, REQ_MAX - 64)) > 0) {
 			__atomic_fetch_add(&p->requests, 1, __ATOMIC_RELAXED);
-			if (__atomic_load_n(&p->fail, __ATOMIC_ACQUIRE)) {
+			if (inject(p, req)) {
 				__atomic_fetch_add(&p->failed, 1, __ATOMIC_RELAXED);
 				answer_503(c);
 			} else {
@@ -134,7 +161,13 @@ void squib_test_proxy_start(struct squib_test_proxy *p, uint16_t upstream)
 	assert_int_equal(listen(p->lfd, 64), 0);
 	assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&a, &al), 0);
 	p->port = ntohs(a.sin_port);
+	pthread_mutex_init(&p->mu, NULL);
 	assert_int_equal(pthread_create(&p->thr, NULL, proxy_main, p), 0);
+}
+
+void squib_test_proxy_fail_every(struct squib_test_proxy *p, int n)
+{
+	__atomic_store_n(&p->every, n, __ATOMIC_RELEASE);
 }
 
 void squib_test_proxy_fail(struct squib_test_proxy *p, int on)
@@ -151,4 +184,13 @@ void squib_test_proxy_kill(struct squib_test_proxy *p)
 	pthread_join(p->thr, NULL);
 	close(p->lfd);
 	p->lfd = -1;
+}
+
+void squib_test_proxy_free(struct squib_test_proxy *p)
+{
+	squib_test_proxy_kill(p);
+	for (int i = 0; i < p->n_seen; i++)
+		free(p->seen[i]);
+	p->n_seen = 0;
+	pthread_mutex_destroy(&p->mu);
 }

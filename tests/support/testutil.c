@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,4 +228,22 @@ bool squib_test_kvm_pvm_skips(const char *what)
 	    "(PVM-aware guests only); make test-kvm-vm runs it under kvm_amd ***\n",
 	    what);
 	return true;
+}
+
+char *squib_test_s3_url(const char *what, const char *tag)
+{
+	static atomic_int n; /* a fresh prefix per call, within the process */
+	const char *base = getenv("SQUIB_TEST_S3_URL");
+	char *url;
+
+	if (!base || !*base) {
+		fprintf(stderr,
+			"SKIP %s: no S3 server (SQUIB_TEST_S3_URL unset; `make test-store` "
+			"starts Ceph RGW and sets it)\n",
+			what);
+		return NULL;
+	}
+	if (asprintf(&url, "%s/%s%ld-%d", base, tag, (long)getpid(), atomic_fetch_add(&n, 1)) < 0)
+		fail_msg("out of memory");
+	return url;
 }

@@ -69,4 +69,12 @@ bool squib_test_kvm_tdp(void);
  */
 bool squib_test_kvm_pvm_skips(const char *what);
 
+/*
+ * A fresh prefix of the S3 store the tests use, SQUIB_TEST_S3_URL (s3://BUCKET,
+ * the bucket existing; `make test-store` starts Ceph RGW and sets it):
+ * "URL/TAG<pid>-<n>", heap string. NULL, after one loud SKIP line naming
+ * `what`, when there is no server.
+ */
+char *squib_test_s3_url(const char *what, const char *tag);
+
 #endif
