@@ -10,7 +10,8 @@
 #     src/linux/ or src/kvm/, or a kernel header <linux/...>, <asm/...>;
 #   - every core file that calls a Linux-only module (one implemented in src/linux/ only)
 #     through its public header: a call, not an include.
-# Exit status: 0, or 1 when there is a cycle or the core includes src/kvm/.
+# Exit status: 0, or 1 when there is a cycle or a core file includes platform code
+# (ctest runs it as test_include_graph).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=${1:-$(cd "$here/.." && pwd)}
@@ -85,7 +86,7 @@ for f in core:
     plat = sorted(t for t in edges[f] if area(t) in ("src/linux", "src/kvm")) + sorted(system[f])
     if plat:
         print("  %s: %s" % (f, ", ".join(plat)))
-        bad += any(area(t) == "src/kvm" for t in edges[f])
+        bad += 1 # the core builds without them (arm64, docs/DESIGN.md "Layout")
 if not any(sorted(t for t in edges[f] if area(t) in ("src/linux", "src/kvm")) or system[f]
            for f in core):
     print("  none")
