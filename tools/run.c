@@ -25,7 +25,8 @@ static void run_usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: squib-snapshot run GUEST STATE [--mem PATH] [--vcpus N] [--reports N]\n"
-	    "                          [--diff STATE2 [--diff-mem PATH] [--packed]] [--live] [--hold]\n"
+	    "                          [--diff STATE2 [--diff-mem PATH] [--packed]] [--live] "
+	    "[--hold]\n"
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
 	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
 	    "                          [--boot-timeout SEC] STATE\n"
@@ -272,6 +273,14 @@ static int boot_counter(struct cli_vm *c, const struct run_args *a, const struct
 	return squib_kvm_vm_start(c->vm, d);
 }
 
+/* kvm_pvm's /dev/kvm (no kvm_amd or kvm_intel beside it) runs PVM-aware guest kernels only. */
+static bool kvm_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0 &&
+	       access("/sys/module/kvm_amd", F_OK) != 0 &&
+	       access("/sys/module/kvm_intel", F_OK) != 0;
+}
+
 /* Until a console line contains the ready text (the counter keeps printing such lines). */
 static int wait_ready(struct cli_vm *c, const struct run_args *a, uint64_t t0,
 		      struct squib_error_detail *d)
@@ -285,6 +294,12 @@ static int wait_ready(struct cli_vm *c, const struct run_args *a, uint64_t t0,
 
 		if (waited >= limit) {
 			cli_vm_dump_stuck(c, "run");
+			if (kvm_is_pvm())
+				fprintf(stderr,
+					"squib-snapshot: run: this /dev/kvm is kvm_pvm, which "
+					"boots PVM-aware kernels only (a stock kernel never "
+					"does): use kvm_amd or kvm_intel, e.g. inside "
+					"scripts/kvm-vm.sh\n");
 			return squib_fail_errno_msg(d, SQUIB_E_IO, ETIMEDOUT,
 						    "no console line with '%s' in %u s", a->ready,
 						    a->boot_s);
