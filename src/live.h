@@ -59,6 +59,8 @@ struct squib_live_stats {
 	uint64_t pages_copied;	     /* guest pages copied into the view */
 	uint64_t pages_copied_on_wp; /* of which because the guest wrote them first */
 	uint64_t pages_zero;	     /* view pages served as zeros (empty at the pause) */
+	uint64_t pages_direct;	     /* written straight from guest RAM (the claim path) */
+	uint64_t wp_deferred;	     /* guest writes left waiting for the writer's block */
 	uint64_t max_wp_wait_ns;     /* the longest a guest write waited (handler side) */
 };
 
