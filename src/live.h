@@ -17,11 +17,20 @@
  *                            pause costs what the guest wrote meanwhile, not
  *                            its RAM size (without PAGEMAP_SCAN, Linux < 6.7,
  *                            all RAM is protected again)
- *   after the freeze         a writer's read of a view page: the handler copies
- *                            its batch (2 MiB) from guest RAM, unchanged since it
- *                            is protected, into the view (UFFDIO_COPY), then lifts
- *                            the protection; a guest write first: the same for its
- *                            small batch (64 KiB), so the write lands after the copy
+ *   after the freeze         a guest write first: the handler copies its small
+ *                            batch (64 KiB) into the view (UFFDIO_COPY), then lifts
+ *                            the protection, so the write lands after the copy;
+ *                            a Full's writer claims each 2 MiB block (the claim
+ *                            path of squib_live_populated): pages still protected
+ *                            are written straight from guest RAM, unchanged since,
+ *                            those copied first from the view; a guest write to
+ *                            the claimed block waits until the block is written,
+ *                            then the release lifts the block's protection. Other
+ *                            readers (a Diff, a store sink) read the view: a
+ *                            missing page's 2 MiB batch is copied in on demand
+ *
+ * A page written through the claim path is never in the view: each page is
+ * read once (a view read of one fails the capture rather than loop).
  *
  * Which pages had data at the pause: exactly those still protected when the
  * handler reaches them (pagemap's uffd-wp bit), since the freeze protected
@@ -59,6 +68,8 @@ struct squib_live_stats {
 	uint64_t pages_copied;	     /* guest pages copied into the view */
 	uint64_t pages_copied_on_wp; /* of which because the guest wrote them first */
 	uint64_t pages_zero;	     /* view pages served as zeros (empty at the pause) */
+	uint64_t pages_direct;	     /* written straight from guest RAM (the claim path) */
+	uint64_t wp_deferred;	     /* guest writes left waiting for the writer's block */
 	uint64_t max_wp_wait_ns;     /* the longest a guest write waited (handler side) */
 };
 

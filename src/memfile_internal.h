@@ -150,7 +150,7 @@ static inline int squib_pwrite_all(int fd, const void *buf, size_t len, uint64_t
 
 /* SQUIB_E_MEMORY_IO with errno e (positive) and a message saying what failed. */
 int squib_memfile_io_error(struct squib_error_detail *d, int e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Fill id with random bytes (getrandom), never all zero. */
 int squib_memfile_new_id(uint8_t id[SQUIB_MEMORY_ID_SIZE], struct squib_error_detail *d);
@@ -195,7 +195,24 @@ struct squib_memfile_populated {
 	int (*walk)(void *ctx, uint32_t region, int (*fn)(void *fctx, uint64_t start, uint64_t end),
 		    void *fctx);
 	void *ctx;
+	/*
+	 * Optional (NULL: the walked ranges are read from the source). A live
+	 * save's claim path: the writer claims each aligned block of claim_bytes
+	 * (a multiple of the file page, file page == claim_page) before reading
+	 * it, and releases it once its bytes are written (flushed). claim
+	 * returns, for the block at byte offset off of the region, a pointer
+	 * `direct` to the same bytes elsewhere (guest RAM) and a bitmap `staged`
+	 * (claim_bytes / claim_page bits) of the pages to read from the source
+	 * instead; 0 or a negative errno. Only one block is claimed at a time.
+	 */
+	int (*claim)(void *ctx, uint32_t region, uint64_t off, const uint8_t **direct,
+		     uint64_t *staged);
+	int (*release)(void *ctx);
+	uint64_t claim_bytes, claim_page;
 };
+
+/* The largest claim block the writer accepts (staged bitmap words on its stack). */
+#define SQUIB_MEMFILE_CLAIM_MAX_PAGES 512u
 
 /* squib_memfile_write_full with the populated ranges from pop (NULL: pagemap). */
 int squib_memfile_write_full_walk(struct squib_atomic_writer *w,

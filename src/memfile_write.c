@@ -35,12 +35,18 @@ struct writer {
 	int niov;
 	uint64_t off;
 	size_t len;
-	bool packed;	 /* pages back to back from offset 0 (diff only) */
-	uint64_t cursor; /* packed: the file offset of the next page */
+	bool packed;			   /* pages back to back from offset 0 (diff only) */
+	uint64_t cursor;		   /* packed: the file offset of the next page */
 	struct squib_populated *populated; /* NULL: every page is read */
 	enum squib_memfile_detect detect;
-	const uint8_t *id; /* the caller's id, or NULL */
+	const uint8_t *id;			   /* the caller's id, or NULL */
 	const struct squib_memfile_populated *pop; /* the caller's populated ranges, or NULL */
+	/* pop's claim path (live saves): the block claimed now, if any. */
+	bool claiming, claimed;
+	uint32_t claim_region;
+	uint64_t claim_block;
+	const uint8_t *direct;
+	uint64_t staged[SQUIB_MEMFILE_CLAIM_MAX_PAGES / 64];
 	struct squib_memfile_write_stats st;
 	struct squib_error_detail *d;
 };
@@ -164,7 +170,7 @@ static int flush(struct writer *wr)
 
 	if (!wr->len)
 		return 0;
-	e = before_write(wr);
+	e = wr->claimed ? 0 : before_write(wr);
 	if (!e)
 		e = wr->niov == 1
 			? squib_pwrite_all(wr->aw->fd, wr->iov[0].iov_base, wr->len, wr->off)
@@ -211,10 +217,10 @@ static int queue_write(struct writer *wr, const uint8_t *ptr, uint64_t off, uint
 	return 0;
 }
 
-/* Pages [p, p + n) of region i are present: record and write them. */
-static int emit(struct writer *wr, uint32_t i, uint64_t p, uint64_t n)
+/* Pages [p, p + n) of region i are present: record and write them (read at base). */
+static int emit_from(struct writer *wr, const uint8_t *base, uint32_t i, uint64_t p, uint64_t n)
 {
-	const uint8_t *ptr = (const uint8_t *)wr->src->regions[i].host + p * wr->ps;
+	const uint8_t *ptr = base + p * wr->ps;
 	uint64_t page = wr->first_page[i] + p;
 	int rc = squib_extent_list_add(&wr->ext, page, n, ptr, (size_t)(n * wr->ps));
 
@@ -230,6 +236,11 @@ static int emit(struct writer *wr, uint32_t i, uint64_t p, uint64_t n)
 		return queue_write(wr, ptr, wr->cursor - n * wr->ps, n * wr->ps);
 	}
 	return queue_write(wr, ptr, page * wr->ps, n * wr->ps);
+}
+
+static int emit(struct writer *wr, uint32_t i, uint64_t p, uint64_t n)
+{
+	return emit_from(wr, wr->src->regions[i].host, i, p, n);
 }
 
 /* All-zero check, 256 bytes at a time so a non-zero page costs one block. */
@@ -250,10 +261,10 @@ static bool page_is_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-/* Read pages [p0, p1) of region i and emit the non-zero runs. */
-static int emit_nonzero(struct writer *wr, uint32_t i, uint64_t p0, uint64_t p1)
+/* Read pages [p0, p1) of region i at base and emit the non-zero runs. */
+static int emit_nonzero(struct writer *wr, const uint8_t *base, uint32_t i, uint64_t p0,
+			uint64_t p1)
 {
-	const uint8_t *base = wr->src->regions[i].host;
 	uint64_t run = p0;
 	int rc;
 
@@ -261,11 +272,82 @@ static int emit_nonzero(struct writer *wr, uint32_t i, uint64_t p0, uint64_t p1)
 		if (!page_is_zero(base + p * wr->ps, (size_t)wr->ps))
 			continue;
 		wr->st.pages_zero++;
-		if (run < p && (rc = emit(wr, i, run, p - run)))
+		if (run < p && (rc = emit_from(wr, base, i, run, p - run)))
 			return rc;
 		run = p + 1;
 	}
-	return run < p1 ? emit(wr, i, run, p1 - run) : 0;
+	return run < p1 ? emit_from(wr, base, i, run, p1 - run) : 0;
+}
+
+/* ---- full: the claim path (live saves) ----------------------------------------- */
+
+/* The claimed block's bytes are in the file (flushed): hand it back. */
+static int unclaim(struct writer *wr)
+{
+	int rc, e;
+
+	if (!wr->claimed)
+		return 0;
+	rc = flush(wr);
+	wr->claimed = false;
+	e = wr->pop->release(wr->pop->ctx);
+	if (rc)
+		return rc;
+	return e ? squib_memfile_io_error(wr->d, -e, "live save: releasing a written block") : 0;
+}
+
+static int claim_block(struct writer *wr, uint32_t i, uint64_t blk)
+{
+	int rc;
+
+	if (wr->claimed && wr->claim_region == i && wr->claim_block == blk)
+		return 0;
+	if ((rc = unclaim(wr)))
+		return rc;
+	/* The fault-injection hook runs before the block is claimed, not in its
+	 * flushes: a hook that waits for the guest must not hold guest writes. */
+	if ((rc = before_write(wr)))
+		return squib_memfile_io_error(wr->d, -rc, "write to %.400s", wr->aw->temp);
+	rc = wr->pop->claim(wr->pop->ctx, i, blk * wr->pop->claim_bytes, &wr->direct, wr->staged);
+	if (rc)
+		return squib_memfile_io_error(
+		    wr->d, -rc, "live save: claiming block %" PRIu64 " of region %u", blk, i);
+	wr->claimed = true;
+	wr->claim_region = i;
+	wr->claim_block = blk;
+	return 0;
+}
+
+static bool staged(const struct writer *wr, uint64_t k)
+{
+	return (wr->staged[k / 64] >> (k % 64)) & 1;
+}
+
+/* Pages [p0, p1) of region i, block by block: each run from the source
+ * (staged) or from the direct mapping, as the claim says. */
+static int emit_claimed(struct writer *wr, uint32_t i, uint64_t p0, uint64_t p1)
+{
+	uint64_t bp = wr->pop->claim_bytes / wr->ps;
+	const uint8_t *src = wr->src->regions[i].host;
+	int rc;
+
+	while (p0 < p1) {
+		uint64_t blk = p0 / bp, end = (blk + 1) * bp < p1 ? (blk + 1) * bp : p1;
+
+		if ((rc = claim_block(wr, i, blk)))
+			return rc;
+		while (p0 < end) {
+			bool st = staged(wr, p0 - blk * bp);
+			uint64_t q = p0 + 1;
+
+			while (q < end && staged(wr, q - blk * bp) == st)
+				q++;
+			if ((rc = emit_nonzero(wr, st ? src : wr->direct, i, p0, q)))
+				return rc;
+			p0 = q;
+		}
+	}
+	return 0;
 }
 
 /* ---- full: populated ranges --------------------------------------------------- */
@@ -298,7 +380,8 @@ static int on_populated(void *ctx, uint64_t start, uint64_t end)
 		return 0;
 	w->wr->st.pages_unpopulated += p0 - w->next;
 	w->next = p1;
-	w->rc = emit_nonzero(w->wr, w->i, p0, p1);
+	w->rc = w->wr->claiming ? emit_claimed(w->wr, w->i, p0, p1)
+				: emit_nonzero(w->wr, r->host, w->i, p0, p1);
 	return w->rc ? 1 : 0;
 }
 
@@ -310,9 +393,12 @@ static int full_region_walk(struct writer *wr, uint32_t i)
 	int e = wr->pop ? wr->pop->walk(wr->pop->ctx, i, on_populated, &w)
 			: squib_populated_walk(wr->populated, wr->detect, r->host, (size_t)r->size,
 					       on_populated, &w);
+	int u = unclaim(wr); /* always: the claimer waits for it */
 
 	if (w.rc)
 		return w.rc;
+	if (u)
+		return u;
 	if (e)
 		return squib_memfile_io_error(wr->d, -e, "scanning populated pages of region %u",
 					      i);
@@ -331,7 +417,7 @@ static int full_region(struct writer *wr, uint32_t i)
 	    squib_populated_region_skippable(r->host, (size_t)r->size, &skippable) < 0)
 		skippable = false; /* no smaps: read everything, which is always right */
 	if (!skippable)
-		return emit_nonzero(wr, i, 0, r->size / wr->ps);
+		return emit_nonzero(wr, r->host, i, 0, r->size / wr->ps);
 	return full_region_walk(wr, i);
 }
 
@@ -495,9 +581,11 @@ int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
 				  const struct squib_memfile_write_options *opts,
 				  const struct squib_memfile_populated *pop,
 				  struct squib_memfile_manifest *out,
-				  struct squib_memfile_write_stats *stats, struct squib_error_detail *d)
+				  struct squib_memfile_write_stats *stats,
+				  struct squib_error_detail *d)
 {
-	struct squib_memfile_write_options o = opts ? *opts : (struct squib_memfile_write_options){0};
+	struct squib_memfile_write_options o =
+	    opts ? *opts : (struct squib_memfile_write_options){0};
 	struct writer wr;
 	int rc;
 
@@ -512,6 +600,9 @@ int squib_memfile_write_full_walk(struct squib_atomic_writer *w,
 		return done(&wr, rc, out, stats);
 	wr.id = o.id;
 	wr.pop = pop;
+	wr.claiming = pop && pop->claim && pop->release && pop->claim_page == wr.ps &&
+		      pop->claim_bytes && pop->claim_bytes % wr.ps == 0 &&
+		      pop->claim_bytes / wr.ps <= SQUIB_MEMFILE_CLAIM_MAX_PAGES;
 	wr.st.detect = wr.detect;
 	for (uint32_t i = 0; !rc && i < src->region_count; i++)
 		rc = full_region(&wr, i);

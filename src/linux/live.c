@@ -29,6 +29,9 @@
  * batch (few round trips), a guest's write a small one (a short wait). */
 #define VIEW_BATCH_PAGES 512u
 #define WP_BATCH_PAGES	 16u
+/* Host pages the writer claims at once on the claim path (a multiple of
+ * WP_BATCH_PAGES, so a guest write's batch lies in one claimed block). */
+#define CLAIM_PAGES 512u
 
 struct live_region {
 	uint8_t *guest;
@@ -36,6 +39,7 @@ struct live_region {
 	uint64_t size, pages;
 	uint64_t *done;	     /* copied into the view (and unprotected) */
 	uint64_t *populated; /* had data at the freeze (PAGEMAP_SCAN), else NULL */
+	uint64_t *direct;    /* written from guest RAM by the claim path: never in the view */
 	bool guest_registered, view_registered;
 };
 
@@ -53,6 +57,12 @@ struct squib_live {
 	 * The handler serves each message under mu, so the freeze sees none half done. */
 	pthread_mutex_t mu;
 	bool frozen;
+	/* The writer's claimed block [claim_p0, claim_p1) of region claim_region:
+	 * a guest write there is left waiting until the writer has written it
+	 * (live_release's unprotect wakes it); the handler serves others meanwhile. */
+	bool claim_active;
+	uint32_t claim_region;
+	uint64_t claim_p0, claim_p1;
 	struct squib_memfile_populated pop; /* walks populated[], once every region has one */
 	atomic_int err;			    /* the handler's first errno, 0 while fine */
 	const char *err_what;
@@ -166,6 +176,8 @@ static int serve(struct squib_live *l, struct live_region *r, uint64_t p, uint64
 	uint64_t ent[VIEW_BATCH_PAGES], i = b0;
 	int e;
 
+	if (!wp && bit(r->direct, p))
+		return EFAULT; /* written from guest RAM, never copied: read each page once */
 	protected_pages(l, r, b0, b1, ent);
 	while (i < b1) {
 		uint64_t j = i + 1;
@@ -223,6 +235,14 @@ static int let_through(struct squib_live *l, struct live_region *r, uint64_t p)
 	return unprotect(l, r->guest + b0 * l->hp, n * l->hp);
 }
 
+/* A guest write to the block the writer is writing from guest RAM: its
+ * bytes must reach the file unchanged, so the write is left waiting; the
+ * release lifts the block's protection, which wakes it. */
+static bool claimed_by_writer(const struct squib_live *l, uint32_t region, uint64_t p)
+{
+	return l->claim_active && l->claim_region == region && p >= l->claim_p0 && p < l->claim_p1;
+}
+
 static void on_fault(struct squib_live *l, const struct uffd_msg *m)
 {
 	uint64_t a = m->arg.pagefault.address;
@@ -248,6 +268,10 @@ static void on_fault(struct squib_live *l, const struct uffd_msg *m)
 
 		if (a >= (uintptr_t)r->guest && a - (uintptr_t)r->guest < r->size) {
 			l->st.wp_faults++;
+			if (claimed_by_writer(l, i, (a - (uintptr_t)r->guest) / l->hp)) {
+				l->st.wp_deferred++;
+				return;
+			}
 			e = serve(l, r, (a - (uintptr_t)r->guest) / l->hp, WP_BATCH_PAGES, wp);
 		} else if (a >= (uintptr_t)r->view && a - (uintptr_t)r->view < r->size) {
 			l->st.view_faults++;
@@ -357,7 +381,7 @@ static int map_region(struct squib_live *l, struct live_region *r,
 		r->view = NULL;
 		return squib_fail_errno_msg(d, SQUIB_E_NOMEM, errno, "mapping the live view");
 	}
-	if (!(r->done = calloc(words, 8)))
+	if (!(r->done = calloc(words, 8)) || !(r->direct = calloc(words, 8)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	return 0;
 }
@@ -517,6 +541,92 @@ static int walk_populated(void *ctx, uint32_t region,
 	return 0;
 }
 
+/* ---- the claim path ---------------------------------------------------------------- */
+
+/*
+ * The writer is about to write block [p0, p1) of a region. Pages the guest
+ * wrote first are in the view (done): staged, read there. Those with data at
+ * the freeze and still protected are unchanged since: read straight from guest
+ * RAM, and a guest write to them waits (claimed_by_writer) until live_release.
+ * Pages with data at the freeze that lost it since (discarded) read as zeros
+ * from the view, as the handler would serve them.
+ */
+static int claim_locked(struct squib_live *l, struct live_region *r, uint64_t p0, uint64_t p1,
+			uint64_t *staged)
+{
+	uint64_t ent[CLAIM_PAGES];
+	int e = 0;
+
+	protected_pages(l, r, p0, p1, ent);
+	for (uint64_t i = p0; !e && i < p1; i++) {
+		if (bit(r->done, i)) {
+			set_bit(staged, i - p0);
+		} else if (bit(r->populated, i) && !(ent[i - p0] & PM_UFFD_WP)) {
+			e = copy_run(l, r, i, i + 1, false, false);
+			set_bit(staged, i - p0);
+		}
+	}
+	return e;
+}
+
+static int live_claim(void *ctx, uint32_t region, uint64_t off, const uint8_t **direct,
+		      uint64_t *staged)
+{
+	struct squib_live *l = ctx;
+	struct live_region *r;
+	uint64_t p0 = off / l->hp, p1;
+	int e;
+
+	memset(staged, 0, CLAIM_PAGES / 8);
+	*direct = NULL;
+	if (region >= l->count || off % (CLAIM_PAGES * l->hp) || p0 >= l->r[region].pages)
+		return -EINVAL;
+	r = &l->r[region];
+	p1 = p0 + CLAIM_PAGES < r->pages ? p0 + CLAIM_PAGES : r->pages;
+	*direct = r->guest;
+	pthread_mutex_lock(&l->mu);
+	e = atomic_load(&l->err) ? EIO : !l->frozen || l->claim_active ? EINVAL : 0;
+	if (!e)
+		e = claim_locked(l, r, p0, p1, staged);
+	if (!e) {
+		l->claim_active = true;
+		l->claim_region = region;
+		l->claim_p0 = p0;
+		l->claim_p1 = p1;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return -e;
+}
+
+/* The claimed block is in the file: mark it done and lift its protection, so
+ * the guest stops faulting behind the writer, and let waiting writes on. */
+static int live_release(void *ctx)
+{
+	struct squib_live *l = ctx;
+	int e = 0;
+
+	pthread_mutex_lock(&l->mu);
+	if (l->claim_active) {
+		struct live_region *r = &l->r[l->claim_region];
+
+		for (uint64_t i = l->claim_p0; i < l->claim_p1; i++)
+			if (!bit(r->done, i)) {
+				set_bit(r->done, i);
+				set_bit(r->direct, i);
+				l->st.pages_direct += bit(r->populated, i);
+			}
+		if (!atomic_load(&l->err))
+			e = unprotect(l, r->guest + l->claim_p0 * l->hp,
+				      (l->claim_p1 - l->claim_p0) * l->hp);
+		if (e)
+			fail_open(l, e, "lifting the protection of a written block",
+				  (uintptr_t)r->guest + l->claim_p0 * l->hp);
+		l->claim_active = false;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return -e;
+}
+
 int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d)
 {
 	int e = 0;
@@ -525,7 +635,12 @@ int squib_live_freeze(struct squib_live *l, struct squib_error_detail *d)
 	for (uint32_t i = 0; !e && !atomic_load(&l->err) && i < l->count; i++)
 		e = reprotect(l, &l->r[i]);
 	l->frozen = !e && !atomic_load(&l->err);
-	l->pop = (struct squib_memfile_populated){walk_populated, l};
+	l->pop = (struct squib_memfile_populated){.walk = walk_populated,
+						  .ctx = l,
+						  .claim = live_claim,
+						  .release = live_release,
+						  .claim_bytes = CLAIM_PAGES * l->hp,
+						  .claim_page = l->hp};
 	for (uint32_t i = 0; i < l->count; i++)
 		if (!l->r[i].populated)
 			l->pop.walk = NULL;
@@ -579,6 +694,7 @@ void squib_live_end(struct squib_live *l, struct squib_live_stats *st)
 		if (l->r[i].view)
 			munmap(l->r[i].view, l->r[i].size);
 		free(l->r[i].done);
+		free(l->r[i].direct);
 		free(l->r[i].populated);
 	}
 	if (st)
