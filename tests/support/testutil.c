@@ -247,3 +247,10 @@ char *squib_test_s3_url(const char *what, const char *tag)
 		fail_msg("out of memory");
 	return url;
 }
+
+/* Line-buffered stdout in every test program: inside scripts/kvm-vm.sh's VM
+ * stdout is a pipe, and a hung test must show the last line it printed. */
+__attribute__((constructor)) static void line_buffered_stdout(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
