@@ -17,7 +17,8 @@
 #   --ctest BUILD LABEL  also run every ctest test of BUILD labelled LABEL with ctest's
 #                      command, environment and working directory (files they name
 #                      are added; a directory holding a CMakeLists.txt/CMakeCache.txt
-#                      is only created, not copied)
+#                      is only created, not copied); each is killed after twice its
+#                      ctest TIMEOUT (300 s when unset), a failure of that test
 #   --mem MIB          VM memory (default 2048)
 #   --smp N            vCPUs (default 1: with more, QEMU's TCG delivers some interrupts that
 #                      KVM injects into its guests twice, see docs/DESIGN.md)
@@ -190,7 +191,7 @@ ctest_command() {
 
 # The tests labelled $2 in build tree $1, as commands with ctest's environment and cwd.
 add_ctest() {
-	local build=$1 label=$2 json n i t name dir run kv v skip_rc
+	local build=$1 label=$2 json n i t name dir run kv v skip_rc tmo
 	json=$(ctest --test-dir "$build" -N -L "^$label\$" --show-only=json-v1) || die "ctest -N failed in $build"
 	n=$(jq '.tests | length' <<<"$json")
 	[ "$n" -gt 0 ] || die "no ctest test labelled $label in $build (is the build configured with tests?)"
@@ -199,7 +200,9 @@ add_ctest() {
 		name=$(jq -r .name <<<"$t")
 		dir=$(jq -r '.properties[] | select(.name == "WORKING_DIRECTORY") | .value' <<<"$t")
 		skip_rc=$(jq -r '(.properties[] | select(.name == "SKIP_RETURN_CODE") | .value) // "none"' <<<"$t")
-		run="env"
+		# ctest's TIMEOUT, doubled for nested TCG: a hang fails its test, not the whole VM
+		tmo=$(jq -r '(.properties[] | select(.name == "TIMEOUT") | .value) // 300' <<<"$t")
+		run="timeout -s KILL $((tmo * 2)) env"
 		while IFS= read -r kv; do
 			[ -n "$kv" ] || continue
 			run+=" '$kv'"
