@@ -9,6 +9,11 @@
  * and fetched again. Eviction (least recently used by mtime, bumped on
  * every hit) runs under flock(DIR/.lock) so two processes do not both
  * delete down to the low mark. No fsync: a lost entry is only a refetch.
+ *
+ * Writes are queued to one writer thread (squib_store_cache_put_async), so a
+ * fetch - a demand fault's or the prefetch pool's - never waits for create,
+ * write and rename. The queue is bounded: under pressure an entry is dropped
+ * (the cache is an optimisation; the chunk is only fetched again later).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +32,16 @@
 
 #define TMP_PREFIX    ".tmp-"
 #define TMP_STALE_S   600 /* a temp this old is a crashed writer's */
+#define MTIME_BUMP_S  60  /* the LRU's resolution */
 #define LOW_MARK(max) ((max) / 4 * 3)
+#define QUEUE_BYTES   (32u << 20) /* objects waiting for the writer; more are dropped */
+
+struct write_job {
+	struct squib_store_hash h;
+	uint8_t *buf;
+	size_t len;
+	struct write_job *next;
+};
 
 struct squib_store_cache {
 	int dir_fd, lock_fd;
@@ -36,6 +50,12 @@ struct squib_store_cache {
 	uint64_t added; /* bytes put since the last scan */
 	uint64_t total; /* the directory's bytes at the last scan, plus added */
 	uint64_t seq, evicted;
+	/* The writer's queue (under mu). */
+	pthread_cond_t work;
+	pthread_t writer;
+	bool writer_up, stopping;
+	struct write_job *head, *tail;
+	uint64_t queued, dropped;
 };
 
 struct entry {
@@ -180,6 +200,7 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 	}
 	c->max_bytes = max_bytes;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->work, NULL);
 	evict(c); /* learn the size; trim a directory that a larger bound filled */
 	*out = c;
 	return 0;
@@ -189,8 +210,15 @@ void squib_store_cache_close(struct squib_store_cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&c->mu);
+	c->stopping = true;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
+	if (c->writer_up) /* it writes what is queued, then ends */
+		pthread_join(c->writer, NULL);
 	close(c->lock_fd);
 	close(c->dir_fd);
+	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -226,7 +254,10 @@ int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_
 	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
 	    (uint64_t)st.st_size <= max_len && (p = malloc((size_t)st.st_size)) &&
 	    !read_all(fd, p, (size_t)st.st_size)) {
-		futimens(fd, NULL); /* recently used: evicted last */
+		/* Recently used: evicted last. Bumped at most once a minute - an mtime
+		 * write per hit would dirty the inode on every warm fault. */
+		if (time(NULL) - st.st_mtim.tv_sec > MTIME_BUMP_S)
+			futimens(fd, NULL);
 		*buf = p;
 		*len = (size_t)st.st_size;
 		p = NULL;
@@ -278,6 +309,66 @@ void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store
 	pthread_mutex_unlock(&c->mu);
 	if (full)
 		evict(c);
+}
+
+static void *writer_main(void *arg)
+{
+	struct squib_store_cache *c = arg;
+	struct write_job *j;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->head && !c->stopping)
+			pthread_cond_wait(&c->work, &c->mu);
+		if (!(j = c->head))
+			break;
+		if (!(c->head = j->next))
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->mu);
+		squib_store_cache_put(c, &j->h, j->buf, j->len);
+		free(j->buf);
+		pthread_mutex_lock(&c->mu);
+		c->queued -= j->len;
+		free(j);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
+				 uint8_t *buf, size_t len)
+{
+	struct write_job *j = malloc(sizeof(*j));
+	bool keep;
+
+	pthread_mutex_lock(&c->mu);
+	if (j && !c->writer_up && !c->stopping && !pthread_create(&c->writer, NULL, writer_main, c))
+		c->writer_up = true;
+	keep = j && c->writer_up && !c->stopping && c->queued + len <= QUEUE_BYTES;
+	if (keep) {
+		*j = (struct write_job){*h, buf, len, NULL};
+		*(c->tail ? &c->tail->next : &c->head) = j;
+		c->tail = j;
+		c->queued += len;
+		pthread_cond_signal(&c->work);
+	} else {
+		c->dropped++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!keep) {
+		free(j);
+		free(buf);
+	}
+}
+
+uint64_t squib_store_cache_dropped(struct squib_store_cache *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->dropped;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }
 
 void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h)

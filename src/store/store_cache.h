@@ -3,6 +3,7 @@
 #ifndef SQUIB_STORE_CACHE_H
 #define SQUIB_STORE_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,15 @@ int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_
  * then evicts if the bound is passed. */
 void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store_hash *h,
 			   const uint8_t *buf, size_t len);
+
+/* squib_store_cache_put on the cache's writer thread; takes buf (malloc'd).
+ * Never blocks on the disk: when the queue is full the entry is dropped
+ * (counted). squib_store_cache_close writes what is queued first. */
+void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
+				 uint8_t *buf, size_t len);
+
+/* Entries dropped because the writer's queue was full. */
+uint64_t squib_store_cache_dropped(struct squib_store_cache *c);
 
 /* Delete chunk h's entry (it failed its check). */
 void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h);

@@ -25,6 +25,8 @@
 
 enum chunk_state { FETCHING, READY, FAILED };
 
+#define DCTX_KEPT 16
+
 struct chunk {
 	struct squib_store_hash h;
 	enum chunk_state state;
@@ -54,6 +56,8 @@ struct squib_store_source {
 	struct chunk **buckets; /* by the hash's first bytes */
 	size_t mask;
 	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
+	ZSTD_DCtx *dctx[DCTX_KEPT];    /* idle decompression contexts, reused */
+	size_t dctx_idle;
 	size_t ready_idle;
 	struct squib_store_source_stats st;
 };
@@ -194,6 +198,31 @@ static int chunk_error(struct squib_store_source *ss, uint64_t k, int r,
 	return r;
 }
 
+/* squib_store_chunk_decode with an idle context of the source's (or a new one). */
+static int decode(struct squib_store_source *ss, const uint8_t *obj, size_t n,
+		  const struct squib_store_hash *h, uint8_t *buf, size_t len,
+		  struct squib_error_detail *d)
+{
+	ZSTD_DCtx *dc = NULL;
+	int r;
+
+	pthread_mutex_lock(&ss->mu);
+	if (ss->dctx_idle)
+		dc = ss->dctx[--ss->dctx_idle];
+	pthread_mutex_unlock(&ss->mu);
+	if (!dc)
+		dc = ZSTD_createDCtx(); /* NULL: decoded with a one-off context */
+	r = squib_store_chunk_decode_in(dc, obj, n, h, buf, len, d);
+	pthread_mutex_lock(&ss->mu);
+	if (dc && ss->dctx_idle < DCTX_KEPT) {
+		ss->dctx[ss->dctx_idle++] = dc;
+		dc = NULL;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	ZSTD_freeDCtx(dc);
+	return r;
+}
+
 /* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
 static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
 		 struct squib_error_detail *d)
@@ -205,7 +234,7 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	int r;
 
 	if (ss->cache && !squib_store_cache_get(ss->cache, h, max, &obj, &n)) {
-		r = squib_store_chunk_decode(obj, n, h, buf, len, NULL);
+		r = decode(ss, obj, n, h, buf, len, NULL);
 		free(obj);
 		pthread_mutex_lock(&ss->mu);
 		r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
@@ -216,13 +245,14 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	}
 	squib_store_chunk_key(h, key);
 	if ((r = squib_store_get(ss->s, key, max, &obj, &n, d)) ||
-	    (r = squib_store_chunk_decode(obj, n, h, buf, len, d))) {
+	    (r = decode(ss, obj, n, h, buf, len, d))) {
 		free(obj);
 		return chunk_error(ss, k, r, d);
 	}
-	if (ss->cache)
-		squib_store_cache_put(ss->cache, h, obj, n);
-	free(obj);
+	if (ss->cache) /* the writer thread frees it */
+		squib_store_cache_put_async(ss->cache, h, obj, n);
+	else
+		free(obj);
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
@@ -337,6 +367,8 @@ static void src_release(void *ctx)
 		while (ss->buckets[i])
 			unlink_chunk(ss, ss->buckets[i]);
 	free(ss->buckets);
+	while (ss->dctx_idle)
+		ZSTD_freeDCtx(ss->dctx[--ss->dctx_idle]);
 	squib_store_cache_close(ss->cache);
 	squib_store_image_release(&ss->im);
 	free(ss->regions);
