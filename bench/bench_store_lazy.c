@@ -19,7 +19,8 @@
  * Ratios: on demand / prefetched (goal >= 3), warm cache / local file
  * (goal <= 1.2). Figures in one run; each phase once (the cold ones cannot
  * repeat without a fresh store). Usage: bench_store_lazy
- * ($SQUIB_BENCH_RAM_MIB: another RAM size, e.g. 128 for a short profiling run).
+ * ($SQUIB_BENCH_RAM_MIB: another RAM size, e.g. 128 for a short profiling run;
+ * $SQUIB_BENCH_WARM_ONLY=1: the cold phases skipped).
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -456,7 +457,9 @@ int main(void)
 	ws = working_set(&m.layout, &n, &pages);
 	free(state);
 	state = NULL;
-	rc = !ws || cold(st, m.layout.id, dir, ws, n, pages, &f) ||
+	/* $SQUIB_BENCH_WARM_ONLY: skip the cold phases (profiling the warm path). */
+	rc = !ws ||
+	     (!getenv("SQUIB_BENCH_WARM_ONLY") && cold(st, m.layout.id, dir, ws, n, pages, &f)) ||
 	     pull_file(st, m.layout.id, pulled, ws, n, &state, &f) ||
 	     warm(st, m.layout.id, cache, ws, n, &f) || local(state, ws, n, &f);
 	if (!rc)
