@@ -236,6 +236,27 @@ static int decode(struct squib_store_source *ss, const uint8_t *obj, size_t n,
 	return r;
 }
 
+/* Chunk k from the disk cache into buf: 0, or 1 (no usable entry: a bad one is dropped). */
+static int from_cache(struct squib_store_source *ss, const struct squib_store_hash *h, uint8_t *buf,
+		      size_t len)
+{
+	struct squib_store_hash got;
+	int r = squib_store_cache_get(ss->cache, h, buf, len);
+
+	/* Another user could write the directory: the CRC is no defence, the name is. */
+	if (!r && !squib_store_cache_private(ss->cache) &&
+	    (squib_store_hash(buf, len, &got, NULL) || memcmp(got.b, h->b, sizeof(got.b))))
+		r = -1;
+	if (r > 0)
+		return 1;
+	pthread_mutex_lock(&ss->mu);
+	r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
+	pthread_mutex_unlock(&ss->mu);
+	if (r)
+		squib_store_cache_drop(ss->cache, h); /* never served: fetched again */
+	return r ? 1 : 0;
+}
+
 /* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
 static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
 		 struct squib_error_detail *d)
@@ -243,29 +264,23 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	const struct squib_store_hash *h = &ss->im.chunks[k];
 	size_t max = ZSTD_compressBound(len) + 64, n = 0;
 	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL;
+	uint8_t *obj = NULL, *copy;
 	int r;
 
-	if (ss->cache && !squib_store_cache_get(ss->cache, h, max, &obj, &n)) {
-		r = decode(ss, obj, n, h, buf, len, NULL);
-		free(obj);
-		pthread_mutex_lock(&ss->mu);
-		r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
-		pthread_mutex_unlock(&ss->mu);
-		if (!r)
-			return 0;
-		squib_store_cache_drop(ss->cache, h); /* never served: fetched again */
-	}
+	if (ss->cache && !from_cache(ss, h, buf, len))
+		return 0;
 	squib_store_chunk_key(h, key);
-	if ((r = squib_store_get(ss->s, key, max, &obj, &n, d)) ||
-	    (r = decode(ss, obj, n, h, buf, len, d))) {
-		free(obj);
+	r = squib_store_get(ss->s, key, max, &obj, &n, d);
+	if (!r)
+		r = decode(ss, obj, n, h, buf, len, d);
+	free(obj);
+	if (r)
 		return chunk_error(ss, k, r, d);
+	/* The writer thread writes and frees the copy; the table owns buf. */
+	if (ss->cache && (copy = malloc(len))) {
+		memcpy(copy, buf, len);
+		squib_store_cache_put_async(ss->cache, h, copy, len);
 	}
-	if (ss->cache) /* the writer thread frees it */
-		squib_store_cache_put_async(ss->cache, h, obj, n);
-	else
-		free(obj);
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
