@@ -393,12 +393,15 @@ static bool ra_queued(const struct squib_store_source *ss, uint64_t k)
 /* A demand read entered window k: queue the next windows not here yet (never blocks). */
 static void readahead(struct squib_store_source *ss, uint64_t k)
 {
+	unsigned added;
+
 	pthread_mutex_lock(&ss->mu);
 	if (k == ss->ra_last || ss->prefetching || ss->ra_stop) {
 		pthread_mutex_unlock(&ss->mu);
 		return;
 	}
 	ss->ra_last = k;
+	added = 0;
 	while (ss->ra_threads < ss->workers && ss->ra_threads < RA_THREADS &&
 	       !pthread_create(&ss->ra_th[ss->ra_threads], NULL, ra_main, ss))
 		ss->ra_threads++;
@@ -409,8 +412,10 @@ static void readahead(struct squib_store_source *ss, uint64_t k)
 		    ra_queued(ss, j))
 			continue;
 		ss->ra_q[(ss->ra_head + ss->ra_n++) % RA_QUEUE] = j;
+		added++;
 	}
-	pthread_cond_broadcast(&ss->ra_work);
+	while (added--) /* one thread per window: a broadcast woke all of them for one */
+		pthread_cond_signal(&ss->ra_work);
 	pthread_mutex_unlock(&ss->mu);
 }
 
