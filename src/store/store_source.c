@@ -452,9 +452,10 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		if (squib_store_hash_is_zero(&ss->im.chunks[k])) {
 			memset(out, 0, n);
 		} else {
-			readahead(ss, k);
 			if ((r = get(ss, k, in + left, &c, d)))
 				return r;
+			/* After the demand's own fetch: read-ahead must not delay it. */
+			readahead(ss, k);
 			memcpy(out, c->buf + in, n);
 			put(ss, c);
 		}
