@@ -31,11 +31,10 @@
  * decompressed behind a header with a CRC-64 over its name and content
  * (SHA-256 checked as well when the directory is not private), written by
  * a writer thread (a bounded queue: entries that do not fit are not cached)
- * to a hidden temp and renamed (readers see whole files or none); DIR/.lock serialises eviction across
- * processes (flock). Least recently used entries (by mtime, set on every
- * hit) are evicted down to 3/4 of the bound once a process has seen the
- * total pass it; each process rescans after adding 1/16 of the bound, so
- * with P processes filling at once the directory can pass the bound by
+ * to a hidden temp and renamed (readers see whole files or none); DIR/.lock serialises eviction
+ * across processes (flock). Least recently used entries (by mtime, set on every hit) are evicted
+ * down to 3/4 of the bound once a process has seen the total pass it; each process rescans after
+ * adding 1/16 of the bound, so with P processes filling at once the directory can pass the bound by
  * P/16 of it for a moment. Safe for any number of processes and threads.
  *
  * Thread-safety: the source's read and present may be called from any
