@@ -18,7 +18,9 @@
  *
  * Ratios: on demand / prefetched (goal >= 3), warm cache / local file
  * (goal <= 1.2). Figures in one run; each phase once (the cold ones cannot
- * repeat without a fresh store). Usage: bench_store_lazy.
+ * repeat without a fresh store). Usage: bench_store_lazy
+ * ($SQUIB_BENCH_RAM_MIB: another RAM size, e.g. 128 for a short profiling run;
+ * $SQUIB_BENCH_WARM_ONLY=1: the cold phases skipped).
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -36,7 +38,8 @@
 
 #include "benchutil.h"
 
-#define GUEST_RAM  (512ull << 20)
+/* The guest RAM: 512 MiB, or $SQUIB_BENCH_RAM_MIB (>= 64, for short profiling runs). */
+static uint64_t guest_ram = 512ull << 20;
 #define PAGE	   4096ull
 #define GUEST_BASE 0x100000000ull
 #define RUN_PAGES  512u /* 2 MiB */
@@ -137,8 +140,8 @@ static int build_content(uint8_t *ram)
 		if (i == 2) {
 			sleep(3); /* mid-build: the shell exec'd cc1 */
 		}
-		n = lay_in(pid, ram, (uint64_t)i * (GUEST_RAM / 3) & ~(PAGE - 1),
-			   (uint64_t)(i + 1) * (GUEST_RAM / 3) & ~(PAGE - 1));
+		n = lay_in(pid, ram, (uint64_t)i * (guest_ram / 3) & ~(PAGE - 1),
+			   (uint64_t)(i + 1) * (guest_ram / 3) & ~(PAGE - 1));
 		printf("content: %s %.1f MiB\n",
 		       i == 0	? "python3"
 		       : i == 1 ? "node"
@@ -158,7 +161,7 @@ static int build_content(uint8_t *ram)
 static int save_pair(const char *dir, uint8_t *ram, struct squib_memfile_manifest *m,
 		     char **state_path, char **mem_path)
 {
-	struct squib_memfile_source_region r = {GUEST_BASE, GUEST_RAM, ram};
+	struct squib_memfile_source_region r = {GUEST_BASE, guest_ram, ram};
 	struct squib_memfile_source src = {&r, 1, PAGE};
 	struct squib_microvm_state s;
 	struct squib_error_detail d;
@@ -220,8 +223,8 @@ static int pager_on(struct squib_page_source src, struct restore *r)
 	struct squib_pager_region reg;
 	struct squib_error_detail d;
 
-	r->ram = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	reg = (struct squib_pager_region){r->ram, GUEST_RAM, 0};
+	r->ram = mmap(NULL, guest_ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg = (struct squib_pager_region){r->ram, guest_ram, 0};
 	if (r->ram == MAP_FAILED || squib_pager_start(&reg, 1, src, NULL, &r->p, &d)) {
 		fprintf(stderr, "bench_store_lazy: pager: %s\n", d.msg);
 		return -1;
@@ -248,7 +251,7 @@ static void restore_end(struct restore *r)
 {
 	squib_pager_free(r->p);
 	if (r->ram && r->ram != MAP_FAILED)
-		munmap(r->ram, GUEST_RAM);
+		munmap(r->ram, guest_ram);
 }
 
 /* Read a byte of every page of the runs, in order; their sum (so the reads stay). */
@@ -329,13 +332,13 @@ static int pull_file(struct squib_store *st, const uint8_t *id, const char *dir,
 	mem = strdup(*state);
 	strcpy(strrchr(mem, '.'), ".mem");
 	fd = open(mem, O_RDONLY);
-	map = fd < 0 ? MAP_FAILED : mmap(NULL, GUEST_RAM, PROT_READ, MAP_PRIVATE, fd, 0);
+	map = fd < 0 ? MAP_FAILED : mmap(NULL, guest_ram, PROT_READ, MAP_PRIVATE, fd, 0);
 	free(mem);
 	if (map == MAP_FAILED)
 		return -1;
 	sum = touch(map, ws, n);
 	f->pull_s = (double)(now_ns() - t0) / 1e9;
-	munmap(map, GUEST_RAM);
+	munmap(map, guest_ram);
 	close(fd);
 	return sum ? 0 : -1;
 }
@@ -416,7 +419,7 @@ static void report(const struct figures *f, uint64_t pages, const char *where)
 
 int main(void)
 {
-	const char *s3 = getenv("SQUIB_TEST_S3_URL"), *tmp = getenv("SQUIB_BENCH_DIR");
+	const char *s3 = getenv("SQUIB_TEST_S3_URL"), *tmp = getenv("SQUIB_BENCH_DIR"), *mib;
 	char dir[256], *url = NULL, *state = NULL, *mem = NULL, *pulled = NULL, *cache;
 	struct squib_store_options so = {.workers = 8};
 	struct squib_memfile_manifest m = {0};
@@ -428,12 +431,14 @@ int main(void)
 	uint8_t *ram;
 	int rc = 1;
 
+	if ((mib = getenv("SQUIB_BENCH_RAM_MIB")) && atoi(mib) >= 64)
+		guest_ram = (uint64_t)atoi(mib) << 20;
 	snprintf(dir, sizeof(dir), "%s/bench_store_lazy.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-	ram = mmap(NULL, GUEST_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ram = mmap(NULL, guest_ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!mkdtemp(dir) || ram == MAP_FAILED || build_content(ram) ||
 	    save_pair(dir, ram, &m, &state, &mem))
 		return 1;
-	munmap(ram, GUEST_RAM);
+	munmap(ram, guest_ram);
 	if (s3 && *s3)
 		rc = asprintf(&url, "%s/bench-lazy-%ld", s3, (long)getpid()) < 0;
 	else
@@ -447,12 +452,14 @@ int main(void)
 		fprintf(stderr, "bench_store_lazy: push: %s\n", d.msg);
 		return 1;
 	}
-	printf("pushed %.0f MiB of RAM to %s in %.2f s\n", GUEST_RAM / 1048576.0,
+	printf("pushed %.0f MiB of RAM to %s in %.2f s\n", guest_ram / 1048576.0,
 	       s3 && *s3 ? "Ceph RGW" : "a directory store", (double)(now_ns() - t0) / 1e9);
 	ws = working_set(&m.layout, &n, &pages);
 	free(state);
 	state = NULL;
-	rc = !ws || cold(st, m.layout.id, dir, ws, n, pages, &f) ||
+	/* $SQUIB_BENCH_WARM_ONLY: skip the cold phases (profiling the warm path). */
+	rc = !ws ||
+	     (!getenv("SQUIB_BENCH_WARM_ONLY") && cold(st, m.layout.id, dir, ws, n, pages, &f)) ||
 	     pull_file(st, m.layout.id, pulled, ws, n, &state, &f) ||
 	     warm(st, m.layout.id, cache, ws, n, &f) || local(state, ws, n, &f);
 	if (!rc)

@@ -29,6 +29,7 @@
 
 #include <squib/pager.h>
 #include <squib/store.h>
+#include <squib/crc64.h>
 #include <squib/store_source.h>
 #include <squib/uffd_remote.h>
 
@@ -404,7 +405,7 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	struct squib_store_source_stats st;
 	struct squib_store *s;
 	struct lazy lz;
-	char key[96], *entry;
+	char key[96], *entry, *other, *from;
 
 	if (squib_test_uffd_missing("the chunk cache"))
 		skip();
@@ -413,15 +414,26 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
 	assert_memory_equal(lz.ram, f->mem, RAM);
 	lazy_free(&lz);
+	/* A flipped bit in an entry's header, one in its content, and a whole entry of
+	 * another chunk under this one's name: each is dropped and fetched again. */
 	chunk_of(f, s, 2, key, NULL);
 	assert_true(asprintf(&entry, "%s/%s", f->cache, key + 7) > 0);
 	squib_test_xor_byte(entry, 20, 0x01);
+	chunk_of(f, s, 3, key, NULL);
+	other = squib_test_path(f->cache, key + 7);
+	squib_test_xor_byte(other, 24 + 5000, 0x80);
+	chunk_of(f, s, 4, key, NULL);
+	from = squib_test_path(f->cache, key + 7);
+	chunk_of(f, s, 5, key, NULL);
+	free(other);
+	other = squib_test_path(f->cache, key + 7);
+	assert_int_equal(rename(from, other), 0);
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
 	assert_memory_equal(lz.ram, f->mem, RAM);
 	squib_store_source_stats(lz.ss, &st);
-	assert_int_equal(st.cache_corrupt, 1);
-	assert_int_equal(st.chunks_fetched, 1); /* only the bad entry */
-	assert_int_equal(st.cache_hits, NONZERO - 1);
+	assert_int_equal(st.cache_corrupt, 3);	/* window 4's entry is just missing now */
+	assert_int_equal(st.chunks_fetched, 4); /* only the bad entries */
+	assert_int_equal(st.cache_hits, NONZERO - 4);
 	lazy_free(&lz);
 	/* ... and the entry was written again, whole */
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
@@ -429,6 +441,58 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	squib_store_source_stats(lz.ss, &st);
 	assert_int_equal(st.chunks_fetched, 0);
 	lazy_free(&lz);
+	free(entry);
+	free(other);
+	free(from);
+	squib_store_close(s);
+}
+
+/* An entry with a right CRC over wrong content: a writer of the cache directory could
+ * forge one. In a directory others can write, the source checks SHA-256 as well. */
+static void test_should_check_sha256_of_entries_in_a_shared_cache_directory(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store_source_stats st;
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	uint8_t hd[24], crc[8];
+	struct squib_store *s;
+	struct lazy lz;
+	char hex[65], *entry;
+	FILE *fp;
+
+	if (squib_test_uffd_missing("the chunk cache"))
+		skip();
+	s = open_store(f->url);
+	push(s, f->state, f->memf, NULL, 0);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	assert_memory_equal(lz.ram, f->mem, RAM); /* fills the cache */
+	lazy_free(&lz);
+	assert_int_equal(chmod(f->cache, 0770), 0);
+	if (squib_store_image_get(s, f->m.layout.id, &im, &d))
+		fail_msg("image: %s", msg_of(&d));
+	squib_store_hash_hex(&im.chunks[2], hex);
+	entry = squib_test_path(f->cache, hex);
+	/* Window 3's bytes under window 2's name, with the CRC the format asks for. */
+	uint64_t c = squib_crc64(squib_crc64(0, im.chunks[2].b, 32), f->mem + 3 * CHUNK, CHUNK);
+	memcpy(hd, "SQCHUNK1", 8);
+	for (int i = 0; i < 8; i++) {
+		hd[8 + i] = (uint8_t)(CHUNK >> (8 * i));
+		crc[i] = (uint8_t)(c >> (8 * i));
+	}
+	memcpy(hd + 16, crc, 8);
+	assert_non_null(fp = fopen(entry, "wb"));
+	assert_int_equal(fwrite(hd, 1, 24, fp), 24);
+	assert_int_equal(fwrite(f->mem + 3 * CHUNK, 1, CHUNK, fp), CHUNK);
+	assert_int_equal(fclose(fp), 0);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.cache_corrupt, 1);
+	assert_int_equal(st.chunks_fetched, 1);
+	assert_int_equal(st.cache_hits, NONZERO - 1);
+	lazy_free(&lz);
+	squib_store_image_release(&im);
 	free(entry);
 	squib_store_close(s);
 }
@@ -760,6 +824,7 @@ int main(void)
 	    T(test_should_stop_on_a_flipped_byte_in_a_chunk),
 	    T(test_should_stop_on_a_missing_chunk),
 	    T(test_should_refetch_a_corrupt_cache_entry),
+	    T(test_should_check_sha256_of_entries_in_a_shared_cache_directory),
 	    T(test_should_share_one_bounded_cache_between_processes),
 	    T(test_should_serve_from_the_store_with_the_cli),
 	    T(test_should_end_serve_with_the_chunk_named_when_a_chunk_is_bad),

@@ -6,12 +6,14 @@
  * on one host, and a parallel working-set prefetch.
  *
  * A read of pages fetches the chunk(s) holding them: from the process's
- * small memory of decompressed chunks, else from the disk cache (the stored
- * object, checked against its name: an entry that fails is deleted and
- * fetched again, never served), else from the store (then written to the
- * cache). Every chunk is verified against its SHA-256 name before a byte of
- * it is served. A chunk is fetched at most once at a time: a second reader
- * of a chunk being fetched waits for that fetch (in-flight de-duplication).
+ * small memory of decompressed chunks, else from the disk cache (checked:
+ * an entry that fails is deleted and fetched again, never served), else
+ * from the store (then queued to the cache's writer thread). Every chunk
+ * from the store is verified against its SHA-256 name before a byte of it
+ * is served or cached. A chunk is fetched at most once at a time: a second
+ * reader of a chunk being fetched waits for that fetch (in-flight
+ * de-duplication). A read entering a new window also queues the next few
+ * windows to the source's read-ahead threads (never blocking the reader).
  *
  * An image maps the memory it reads as: a Diff's chunk map already holds
  * its parent's chunk ids where pages did not change (squib/store.h), so one
@@ -25,13 +27,14 @@
  * fault unresolved and keeps the error (squib/pager.h): the owner stops the
  * guest for good, as when a handler dies. Wrong memory is never served.
  *
- * The disk cache (docs/FORMAT.md "Chunk cache"): DIR/<64 hex> per chunk,
- * the store's object byte for byte, written to a hidden temp and renamed
- * (readers see whole files or none); DIR/.lock serialises eviction across
- * processes (flock). Least recently used entries (by mtime, set on every
- * hit) are evicted down to 3/4 of the bound once a process has seen the
- * total pass it; each process rescans after adding 1/16 of the bound, so
- * with P processes filling at once the directory can pass the bound by
+ * The disk cache (docs/FORMAT.md S.6): DIR/<64 hex> per chunk, its content
+ * decompressed behind a header with a CRC-64 over its name and content
+ * (SHA-256 checked as well when the directory is not private), written by
+ * a writer thread (a bounded queue: entries that do not fit are not cached)
+ * to a hidden temp and renamed (readers see whole files or none); DIR/.lock serialises eviction
+ * across processes (flock). Least recently used entries (by mtime, set on every hit) are evicted
+ * down to 3/4 of the bound once a process has seen the total pass it; each process rescans after
+ * adding 1/16 of the bound, so with P processes filling at once the directory can pass the bound by
  * P/16 of it for a moment. Safe for any number of processes and threads.
  *
  * Thread-safety: the source's read and present may be called from any

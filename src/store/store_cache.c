@@ -1,14 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The chunk cache of lazy restores: a directory of the store's chunk
- * objects, DIR/<64 hex>, shared by every process on the host. An entry is
- * written to a hidden temp and renamed, so a reader sees a whole file or
- * none; readers take no lock (an entry evicted under a reader stays
- * readable through its open fd). Entries are checked by the reader against
- * their name, so a torn or bit-rotten entry is never served: it is dropped
- * and fetched again. Eviction (least recently used by mtime, bumped on
- * every hit) runs under flock(DIR/.lock) so two processes do not both
- * delete down to the low mark. No fsync: a lost entry is only a refetch.
+ * The chunk cache of lazy restores: a directory of chunks, DIR/<64 hex>, shared
+ * by every process on the host. An entry is the chunk's content, decompressed
+ * and verified against its SHA-256 name when it came from the store, behind
+ * a header with a CRC-64 over the name and the content (docs/FORMAT.md S.6):
+ * a warm fault then costs a read and a CRC, not a decompression and a
+ * SHA-256. The CRC catches rot, torn or truncated entries and an entry under
+ * another chunk's name; it does not stop a deliberate forger, so the source
+ * also checks the SHA-256 when the directory is not private (another user
+ * could write it). An entry is written to a hidden temp and renamed, so a
+ * reader sees a whole file or none; readers take no lock (an entry evicted
+ * under a reader stays readable through its open fd). An entry failing its
+ * check is never served: it is dropped and fetched again. Eviction (least
+ * recently used by mtime, bumped on hits) runs under flock(DIR/.lock) so two
+ * processes do not both delete down to the low mark. No fsync: a lost
+ * entry is only a refetch.
+ *
+ * Writes are queued to one writer thread (squib_store_cache_put_async), so a
+ * fetch - a demand fault's or the prefetch pool's - never waits for create,
+ * write and rename. The queue is bounded: under pressure an entry is dropped
+ * (the cache is an optimisation; the chunk is only fetched again later).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,15 +30,30 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <squib/crc64.h>
+
+#include "../util.h"
 #include "store_cache.h"
 #include "store_internal.h"
 
 #define TMP_PREFIX    ".tmp-"
 #define TMP_STALE_S   600 /* a temp this old is a crashed writer's */
+#define MTIME_BUMP_S  60  /* the LRU's resolution */
+#define ENTRY_MAGIC   "SQCHUNK1"
+#define ENTRY_HEADER  24 /* magic, length, CRC-64 (docs/FORMAT.md S.6) */
 #define LOW_MARK(max) ((max) / 4 * 3)
+#define QUEUE_BYTES   (32u << 20) /* objects waiting for the writer; more are dropped */
+
+struct write_job {
+	struct squib_store_hash h;
+	uint8_t *buf;
+	size_t len;
+	struct write_job *next;
+};
 
 struct squib_store_cache {
 	int dir_fd, lock_fd;
@@ -36,6 +62,13 @@ struct squib_store_cache {
 	uint64_t added; /* bytes put since the last scan */
 	uint64_t total; /* the directory's bytes at the last scan, plus added */
 	uint64_t seq, evicted;
+	bool private_dir; /* ours, not group- or world-writable */
+	/* The writer's queue (under mu). */
+	pthread_cond_t work;
+	pthread_t writer;
+	bool writer_up, stopping;
+	struct write_job *head, *tail;
+	uint64_t queued, dropped;
 };
 
 struct entry {
@@ -164,6 +197,7 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 {
 	struct squib_store_cache *c = calloc(1, sizeof(*c));
 	int e = c ? make_dirs(dir) : ENOMEM;
+	struct stat st;
 
 	*out = NULL;
 	if (!e && (c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -179,7 +213,9 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 					    strerror(e));
 	}
 	c->max_bytes = max_bytes;
+	c->private_dir = !fstat(c->dir_fd, &st) && st.st_uid == geteuid() && !(st.st_mode & 022);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->work, NULL);
 	evict(c); /* learn the size; trim a directory that a larger bound filled */
 	*out = c;
 	return 0;
@@ -189,8 +225,15 @@ void squib_store_cache_close(struct squib_store_cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&c->mu);
+	c->stopping = true;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->mu);
+	if (c->writer_up) /* it writes what is queued, then ends */
+		pthread_join(c->writer, NULL);
 	close(c->lock_fd);
 	close(c->dir_fd);
+	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -210,40 +253,68 @@ static int read_all(int fd, uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* The check of an entry: CRC-64 over the chunk's name, then its bytes (an entry renamed to
+ * another chunk's name fails too). */
+static uint64_t entry_crc(const struct squib_store_hash *h, const uint8_t *buf, size_t len)
+{
+	return squib_crc64(squib_crc64(0, h->b, sizeof(h->b)), buf, len);
+}
+
+static int check_entry(int fd, const struct squib_store_hash *h, uint8_t *buf, size_t len)
+{
+	uint8_t hd[ENTRY_HEADER];
+	struct stat st;
+
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != ENTRY_HEADER + len ||
+	    read_all(fd, hd, sizeof(hd)) || read_all(fd, buf, len))
+		return -1;
+	if (memcmp(hd, ENTRY_MAGIC, 8) || squib_get_le64(hd + 8) != len ||
+	    squib_get_le64(hd + 16) != entry_crc(h, buf, len))
+		return -1;
+	/* Recently used: evicted last. Bumped at most once a minute - an mtime
+	 * write per hit would dirty the inode on every warm fault. */
+	if (time(NULL) - st.st_mtim.tv_sec > MTIME_BUMP_S)
+		futimens(fd, NULL);
+	return 0;
+}
+
 int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_hash *h,
-			  size_t max_len, uint8_t **buf, size_t *len)
+			  uint8_t *buf, size_t len)
 {
 	char name[2 * SQUIB_STORE_HASH_SIZE + 1];
-	struct stat st;
-	uint8_t *p = NULL;
-	int fd, r = 1;
+	int fd, r;
 
-	*buf = NULL;
-	*len = 0;
 	squib_store_hash_hex(h, name);
 	if ((fd = openat(c->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return 1;
-	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
-	    (uint64_t)st.st_size <= max_len && (p = malloc((size_t)st.st_size)) &&
-	    !read_all(fd, p, (size_t)st.st_size)) {
-		futimens(fd, NULL); /* recently used: evicted last */
-		*buf = p;
-		*len = (size_t)st.st_size;
-		p = NULL;
-		r = 0;
-	}
-	free(p);
+		return errno == ENOENT ? 1 : -1;
+	r = check_entry(fd, h, buf, len);
 	close(fd);
 	return r;
 }
 
-static bool write_temp(int dir_fd, const char *tmp, const uint8_t *buf, size_t len)
+bool squib_store_cache_private(const struct squib_store_cache *c)
+{
+	return c->private_dir;
+}
+
+static bool write_temp(int dir_fd, const char *tmp, const struct squib_store_hash *h,
+		       const uint8_t *content, size_t clen)
 {
 	int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	size_t len = ENTRY_HEADER + clen;
+	uint8_t hd[ENTRY_HEADER];
 	bool ok = fd >= 0;
 
+	memcpy(hd, ENTRY_MAGIC, 8);
+	squib_put_le64(hd + 8, clen);
+	squib_put_le64(hd + 16, entry_crc(h, content, clen));
 	for (size_t done = 0; ok && done < len;) {
-		ssize_t n = write(fd, buf + done, len - done);
+		struct iovec iov[2] = {
+		    {hd + (done < ENTRY_HEADER ? done : ENTRY_HEADER),
+		     done < ENTRY_HEADER ? ENTRY_HEADER - done : 0},
+		    {(uint8_t *)content + (done > ENTRY_HEADER ? done - ENTRY_HEADER : 0),
+		     clen - (done > ENTRY_HEADER ? done - ENTRY_HEADER : 0)}};
+		ssize_t n = writev(fd, iov, 2);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -266,7 +337,7 @@ void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store
 	snprintf(tmp, sizeof(tmp), TMP_PREFIX "%ld-%llu-%s", (long)getpid(),
 		 (unsigned long long)c->seq++, name);
 	pthread_mutex_unlock(&c->mu);
-	if (!write_temp(c->dir_fd, tmp, buf, len) || renameat(c->dir_fd, tmp, c->dir_fd, name)) {
+	if (!write_temp(c->dir_fd, tmp, h, buf, len) || renameat(c->dir_fd, tmp, c->dir_fd, name)) {
 		unlinkat(c->dir_fd, tmp, 0);
 		return;
 	}
@@ -278,6 +349,66 @@ void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store
 	pthread_mutex_unlock(&c->mu);
 	if (full)
 		evict(c);
+}
+
+static void *writer_main(void *arg)
+{
+	struct squib_store_cache *c = arg;
+	struct write_job *j;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->head && !c->stopping)
+			pthread_cond_wait(&c->work, &c->mu);
+		if (!(j = c->head))
+			break;
+		if (!(c->head = j->next))
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->mu);
+		squib_store_cache_put(c, &j->h, j->buf, j->len);
+		free(j->buf);
+		pthread_mutex_lock(&c->mu);
+		c->queued -= j->len;
+		free(j);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
+				 uint8_t *buf, size_t len)
+{
+	struct write_job *j = malloc(sizeof(*j));
+	bool keep;
+
+	pthread_mutex_lock(&c->mu);
+	if (j && !c->writer_up && !c->stopping && !pthread_create(&c->writer, NULL, writer_main, c))
+		c->writer_up = true;
+	keep = j && c->writer_up && !c->stopping && c->queued + len <= QUEUE_BYTES;
+	if (keep) {
+		*j = (struct write_job){*h, buf, len, NULL};
+		*(c->tail ? &c->tail->next : &c->head) = j;
+		c->tail = j;
+		c->queued += len;
+		pthread_cond_signal(&c->work);
+	} else {
+		c->dropped++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!keep) {
+		free(j);
+		free(buf);
+	}
+}
+
+uint64_t squib_store_cache_dropped(struct squib_store_cache *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->dropped;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }
 
 void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h)

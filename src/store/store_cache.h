@@ -3,6 +3,7 @@
 #ifndef SQUIB_STORE_CACHE_H
 #define SQUIB_STORE_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,17 +16,29 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 			   struct squib_error_detail *d);
 void squib_store_cache_close(struct squib_store_cache *c);
 
-/* The stored object of chunk h into a new heap buffer: 0, or 1 when the
- * cache has no usable entry (missing, unreadable, larger than max_len).
- * The caller checks it against h (squib_store_chunk_decode). A hit marks
- * the entry recently used. */
+/* Chunk h (exactly len bytes) into buf, checked (its CRC-64, FORMAT.md S.6):
+ * 0; 1 when the cache has no entry; -1 when the entry fails its check or
+ * cannot be read (the caller drops it). buf holds garbage unless 0. */
 int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_hash *h,
-			  size_t max_len, uint8_t **buf, size_t *len);
+			  uint8_t *buf, size_t len);
 
-/* Best effort (a full disk is not the restore's failure): temp + rename;
- * then evicts if the bound is passed. */
+/* Whether the directory is this user's and not group/world-writable: if not,
+ * the CRC is no defence against another writer and readers check SHA-256. */
+bool squib_store_cache_private(const struct squib_store_cache *c);
+
+/* Chunk h's verified content as an entry. Best effort (a full disk is not
+ * the restore's failure): temp + rename; then evicts if the bound is passed. */
 void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store_hash *h,
 			   const uint8_t *buf, size_t len);
+
+/* squib_store_cache_put on the cache's writer thread; takes buf (malloc'd).
+ * Never blocks on the disk: when the queue is full the entry is dropped
+ * (counted). squib_store_cache_close writes what is queued first. */
+void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
+				 uint8_t *buf, size_t len);
+
+/* Entries dropped because the writer's queue was full. */
+uint64_t squib_store_cache_dropped(struct squib_store_cache *c);
 
 /* Delete chunk h's entry (it failed its check). */
 void squib_store_cache_drop(struct squib_store_cache *c, const struct squib_store_hash *h);

@@ -69,6 +69,13 @@ int squib_store_chunk_decode(const uint8_t *obj, size_t obj_len,
 			     const struct squib_store_hash *want, void *buf, size_t len,
 			     struct squib_error_detail *d)
 {
+	return squib_store_chunk_decode_in(NULL, obj, obj_len, want, buf, len, d);
+}
+
+int squib_store_chunk_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
+				const struct squib_store_hash *want, void *buf, size_t len,
+				struct squib_error_detail *d)
+{
 	char a[2 * SQUIB_STORE_HASH_SIZE + 1], b[2 * SQUIB_STORE_HASH_SIZE + 1];
 	unsigned long long content = ZSTD_getFrameContentSize(obj, obj_len);
 	size_t frame = ZSTD_findFrameCompressedSize(obj, obj_len), n;
@@ -79,7 +86,9 @@ int squib_store_chunk_decode(const uint8_t *obj, size_t obj_len,
 	if (ZSTD_isError(frame) || frame != obj_len || content != len)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
 				      "chunk %s: not one zstd frame of %zu bytes", a, len);
-	n = ZSTD_decompress(buf, len, obj, obj_len);
+	/* A reused context: ZSTD_decompress allocates and initialises ~100 KiB per call. */
+	n = dctx ? ZSTD_decompressDCtx(dctx, buf, len, obj, obj_len)
+		 : ZSTD_decompress(buf, len, obj, obj_len);
 	if (ZSTD_isError(n) || n != len)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "chunk %s: zstd: %s", a,
 				      ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");

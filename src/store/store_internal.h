@@ -19,6 +19,11 @@
  * filled; all may be called from several threads at once (a backend keeps
  * per-thread connections itself). Keys are relative to the store's prefix.
  */
+/* squib_store_chunk_decode through dctx (a ZSTD_DCtx the caller reuses; NULL: a new one). */
+int squib_store_chunk_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
+				const struct squib_store_hash *want, void *buf, size_t len,
+				struct squib_error_detail *d);
+
 struct squib_store_ops {
 	int (*put)(void *be, const char *key, const void *buf, size_t len,
 		   struct squib_error_detail *d);

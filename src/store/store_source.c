@@ -25,6 +25,14 @@
 
 enum chunk_state { FETCHING, READY, FAILED };
 
+#define DCTX_KEPT 16
+/* Read-ahead of a demand fault: the next windows, fetched by up to RA_THREADS
+ * threads (CPU for a warm cache's decompress and check, latency for a cold
+ * store's GETs), at most RA_QUEUE windows waiting. */
+#define RA_WINDOWS 8
+#define RA_THREADS 8
+#define RA_QUEUE   32
+
 struct chunk {
 	struct squib_store_hash h;
 	enum chunk_state state;
@@ -54,6 +62,15 @@ struct squib_store_source {
 	struct chunk **buckets; /* by the hash's first bytes */
 	size_t mask;
 	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
+	ZSTD_DCtx *dctx[DCTX_KEPT];    /* idle decompression contexts, reused */
+	size_t dctx_idle;
+	/* Read-ahead (under mu): queued windows, its threads, the last demand window. */
+	uint64_t ra_q[RA_QUEUE], ra_last;
+	size_t ra_head, ra_n;
+	pthread_t ra_th[RA_THREADS];
+	uint32_t ra_threads, prefetching;
+	bool ra_stop;
+	pthread_cond_t ra_work;
 	size_t ready_idle;
 	struct squib_store_source_stats st;
 };
@@ -194,6 +211,52 @@ static int chunk_error(struct squib_store_source *ss, uint64_t k, int r,
 	return r;
 }
 
+/* squib_store_chunk_decode with an idle context of the source's (or a new one). */
+static int decode(struct squib_store_source *ss, const uint8_t *obj, size_t n,
+		  const struct squib_store_hash *h, uint8_t *buf, size_t len,
+		  struct squib_error_detail *d)
+{
+	ZSTD_DCtx *dc = NULL;
+	int r;
+
+	pthread_mutex_lock(&ss->mu);
+	if (ss->dctx_idle)
+		dc = ss->dctx[--ss->dctx_idle];
+	pthread_mutex_unlock(&ss->mu);
+	if (!dc)
+		dc = ZSTD_createDCtx(); /* NULL: decoded with a one-off context */
+	r = squib_store_chunk_decode_in(dc, obj, n, h, buf, len, d);
+	pthread_mutex_lock(&ss->mu);
+	if (dc && ss->dctx_idle < DCTX_KEPT) {
+		ss->dctx[ss->dctx_idle++] = dc;
+		dc = NULL;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	ZSTD_freeDCtx(dc);
+	return r;
+}
+
+/* Chunk k from the disk cache into buf: 0, or 1 (no usable entry: a bad one is dropped). */
+static int from_cache(struct squib_store_source *ss, const struct squib_store_hash *h, uint8_t *buf,
+		      size_t len)
+{
+	struct squib_store_hash got;
+	int r = squib_store_cache_get(ss->cache, h, buf, len);
+
+	/* Another user could write the directory: the CRC is no defence, the name is. */
+	if (!r && !squib_store_cache_private(ss->cache) &&
+	    (squib_store_hash(buf, len, &got, NULL) || memcmp(got.b, h->b, sizeof(got.b))))
+		r = -1;
+	if (r > 0)
+		return 1;
+	pthread_mutex_lock(&ss->mu);
+	r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
+	pthread_mutex_unlock(&ss->mu);
+	if (r)
+		squib_store_cache_drop(ss->cache, h); /* never served: fetched again */
+	return r ? 1 : 0;
+}
+
 /* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
 static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
 		 struct squib_error_detail *d)
@@ -201,28 +264,23 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	const struct squib_store_hash *h = &ss->im.chunks[k];
 	size_t max = ZSTD_compressBound(len) + 64, n = 0;
 	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL;
+	uint8_t *obj = NULL, *copy;
 	int r;
 
-	if (ss->cache && !squib_store_cache_get(ss->cache, h, max, &obj, &n)) {
-		r = squib_store_chunk_decode(obj, n, h, buf, len, NULL);
-		free(obj);
-		pthread_mutex_lock(&ss->mu);
-		r ? ss->st.cache_corrupt++ : ss->st.cache_hits++;
-		pthread_mutex_unlock(&ss->mu);
-		if (!r)
-			return 0;
-		squib_store_cache_drop(ss->cache, h); /* never served: fetched again */
-	}
+	if (ss->cache && !from_cache(ss, h, buf, len))
+		return 0;
 	squib_store_chunk_key(h, key);
-	if ((r = squib_store_get(ss->s, key, max, &obj, &n, d)) ||
-	    (r = squib_store_chunk_decode(obj, n, h, buf, len, d))) {
-		free(obj);
-		return chunk_error(ss, k, r, d);
-	}
-	if (ss->cache)
-		squib_store_cache_put(ss->cache, h, obj, n);
+	r = squib_store_get(ss->s, key, max, &obj, &n, d);
+	if (!r)
+		r = decode(ss, obj, n, h, buf, len, d);
 	free(obj);
+	if (r)
+		return chunk_error(ss, k, r, d);
+	/* The writer thread writes and frees the copy; the table owns buf. */
+	if (ss->cache && (copy = malloc(len))) {
+		memcpy(copy, buf, len);
+		squib_store_cache_put_async(ss->cache, h, copy, len);
+	}
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
@@ -294,6 +352,84 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 	return r;
 }
 
+/* ---- read-ahead of demand faults -------------------------------------------------- */
+
+static void *ra_main(void *arg)
+{
+	struct squib_store_source *ss = arg;
+	uint64_t k, ga, off, len;
+	uint32_t region;
+	struct chunk *c;
+
+	pthread_mutex_lock(&ss->mu);
+	while (!ss->ra_stop) {
+		if (!ss->ra_n) {
+			pthread_cond_wait(&ss->ra_work, &ss->mu);
+			continue;
+		}
+		k = ss->ra_q[ss->ra_head];
+		ss->ra_head = (ss->ra_head + 1) % RA_QUEUE;
+		ss->ra_n--;
+		pthread_mutex_unlock(&ss->mu);
+		/* A failure is left to the demand fault that needs the chunk (it tries again). */
+		if (!squib_store_chunk_window(&ss->im.manifest.layout, ss->im.chunk_shift, k,
+					      &region, &ga, &off, &len) &&
+		    !get(ss, k, len, &c, NULL))
+			put(ss, c);
+		pthread_mutex_lock(&ss->mu);
+	}
+	pthread_mutex_unlock(&ss->mu);
+	return NULL;
+}
+
+static bool ra_queued(const struct squib_store_source *ss, uint64_t k)
+{
+	for (size_t i = 0; i < ss->ra_n; i++)
+		if (ss->ra_q[(ss->ra_head + i) % RA_QUEUE] == k)
+			return true;
+	return false;
+}
+
+/* A demand read entered window k: queue the next windows not here yet (never blocks). */
+static void readahead(struct squib_store_source *ss, uint64_t k)
+{
+	unsigned added;
+
+	pthread_mutex_lock(&ss->mu);
+	if (k == ss->ra_last || ss->prefetching || ss->ra_stop) {
+		pthread_mutex_unlock(&ss->mu);
+		return;
+	}
+	ss->ra_last = k;
+	added = 0;
+	while (ss->ra_threads < ss->workers && ss->ra_threads < RA_THREADS &&
+	       !pthread_create(&ss->ra_th[ss->ra_threads], NULL, ra_main, ss))
+		ss->ra_threads++;
+	for (uint64_t j = k + 1; j <= k + RA_WINDOWS && j < ss->im.chunk_count; j++) {
+		if (ss->ra_n == RA_QUEUE)
+			break;
+		if (squib_store_hash_is_zero(&ss->im.chunks[j]) || find(ss, &ss->im.chunks[j]) ||
+		    ra_queued(ss, j))
+			continue;
+		ss->ra_q[(ss->ra_head + ss->ra_n++) % RA_QUEUE] = j;
+		added++;
+	}
+	while (added--) /* one thread per window: a broadcast woke all of them for one */
+		pthread_cond_signal(&ss->ra_work);
+	pthread_mutex_unlock(&ss->mu);
+}
+
+static void ra_stop(struct squib_store_source *ss)
+{
+	pthread_mutex_lock(&ss->mu);
+	ss->ra_stop = true;
+	pthread_cond_broadcast(&ss->ra_work);
+	pthread_mutex_unlock(&ss->mu);
+	for (uint32_t i = 0; i < ss->ra_threads; i++)
+		pthread_join(ss->ra_th[i], NULL);
+	ss->ra_threads = 0;
+}
+
 /* ---- the page source ------------------------------------------------------------ */
 
 static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
@@ -318,6 +454,8 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		} else {
 			if ((r = get(ss, k, in + left, &c, d)))
 				return r;
+			/* After the demand's own fetch: read-ahead must not delay it. */
+			readahead(ss, k);
 			memcpy(out, c->buf + in, n);
 			put(ss, c);
 		}
@@ -333,15 +471,19 @@ static void src_release(void *ctx)
 
 	if (!ss)
 		return;
+	ra_stop(ss);
 	for (size_t i = 0; ss->buckets && i <= ss->mask; i++)
 		while (ss->buckets[i])
 			unlink_chunk(ss, ss->buckets[i]);
 	free(ss->buckets);
+	while (ss->dctx_idle)
+		ZSTD_freeDCtx(ss->dctx[--ss->dctx_idle]);
 	squib_store_cache_close(ss->cache);
 	squib_store_image_release(&ss->im);
 	free(ss->regions);
 	pthread_mutex_destroy(&ss->mu);
 	pthread_cond_destroy(&ss->changed);
+	pthread_cond_destroy(&ss->ra_work);
 	free(ss);
 }
 
@@ -408,6 +550,8 @@ int squib_store_source_open(struct squib_store *s, const uint8_t id[SQUIB_MEMORY
 	ss->s = s;
 	pthread_mutex_init(&ss->mu, NULL);
 	pthread_cond_init(&ss->changed, NULL);
+	pthread_cond_init(&ss->ra_work, NULL);
+	ss->ra_last = UINT64_MAX;
 	if ((r = squib_store_image_get(s, id, &ss->im, d)) || (r = map_regions(ss, d)) ||
 	    (r = open_cache(ss, opts, d))) {
 		src_release(ss);
@@ -621,12 +765,18 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	}
 	if (ahead > 16 * (size_t)ss->workers)
 		ahead = 16 * (size_t)ss->workers;
+	pthread_mutex_lock(&ss->mu);
+	ss->prefetching++; /* the pool reads ahead: demand faults do not add their own */
+	pthread_mutex_unlock(&ss->mu);
 	for (size_t i = 0; !r && i < count;) {
 		r = queue_fetches(ss, pool, v, &next, i + ahead < count ? i + ahead : count, d);
 		if (!r)
 			r = install_batch(ss, v, count, &i, install, ctx, &got, d);
 	}
 	r2 = squib_store_pool_finish(pool, NULL);
+	pthread_mutex_lock(&ss->mu);
+	ss->prefetching--;
+	pthread_mutex_unlock(&ss->mu);
 	free(v);
 	if (installed)
 		*installed = got;
