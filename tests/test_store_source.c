@@ -414,8 +414,8 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
 	assert_memory_equal(lz.ram, f->mem, RAM);
 	lazy_free(&lz);
-	/* A flipped bit in an entry's header, one in its content, and a whole entry of
-	 * another chunk under this one's name: each is dropped and fetched again. */
+	/* A flipped bit in an entry's header, one in its content, a whole entry of
+	 * another chunk under this one's name and a FIFO: each is dropped and fetched again. */
 	chunk_of(f, s, 2, key, NULL);
 	assert_true(asprintf(&entry, "%s/%s", f->cache, key + 7) > 0);
 	squib_test_xor_byte(entry, 20, 0x01);
@@ -428,12 +428,19 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	free(other);
 	other = squib_test_path(f->cache, key + 7);
 	assert_int_equal(rename(from, other), 0);
+	/* A FIFO under an entry's name (a shared directory's writer could plant one):
+	 * refused without blocking the pager. */
+	chunk_of(f, s, 6, key, NULL);
+	free(from);
+	from = squib_test_path(f->cache, key + 7);
+	assert_int_equal(unlink(from), 0);
+	assert_int_equal(mkfifo(from, 0600), 0);
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
 	assert_memory_equal(lz.ram, f->mem, RAM);
 	squib_store_source_stats(lz.ss, &st);
-	assert_int_equal(st.cache_corrupt, 3);	/* window 4's entry is just missing now */
-	assert_int_equal(st.chunks_fetched, 4); /* only the bad entries */
-	assert_int_equal(st.cache_hits, NONZERO - 4);
+	assert_int_equal(st.cache_corrupt, 4);	/* window 4's entry is just missing now */
+	assert_int_equal(st.chunks_fetched, 5); /* only the bad entries */
+	assert_int_equal(st.cache_hits, NONZERO - 5);
 	lazy_free(&lz);
 	/* ... and the entry was written again, whole */
 	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);

@@ -285,7 +285,9 @@ int squib_store_cache_get(struct squib_store_cache *c, const struct squib_store_
 	int fd, r;
 
 	squib_store_hash_hex(h, name);
-	if ((fd = openat(c->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	/* O_NONBLOCK: a FIFO planted under an entry's name must not hang the pager
+	 * (check_entry then refuses anything but a regular file). */
+	if ((fd = openat(c->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0)
 		return errno == ENOENT ? 1 : -1;
 	r = check_entry(fd, h, buf, len);
 	close(fd);
