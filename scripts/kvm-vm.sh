@@ -260,7 +260,7 @@ boot() {
 	timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$cpu" -m "$mem" -smp "$smp" \
 		-display none -monitor none -serial stdio -no-reboot -nodefaults \
 		-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" </dev/null 2>"$work/qemu.err" |
-		tr -d '\r' | tee "$clog"
+		sed -u 's/\r//g' | tee "$clog" # unbuffered: a hang shows its last line
 	qemu_rc=${PIPESTATUS[0]}
 	set -e
 	t_end=$(date +%s.%N)
@@ -292,6 +292,9 @@ report() {
 	fi
 	if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
 		say "!!! TIMEOUT: the VM did not finish within ${timeout_s}s (killed)"
+		grep -aE "$klog(INFO: task .* blocked for more than|rcu: INFO)" "$clog" | head -5 |
+			sed 's/^/kvm-vm:   the kernel saw: /' || true
+		grep -a "^$M RUN " "$clog" | tail -1 | sed 's/^.*RUN /kvm-vm:   the command running: /' || true
 		exit 125
 	fi
 	grep -aq "^$M NOKVM" "$clog" && { say "!!! NO /dev/kvm INSIDE THE VM (see above)"; exit 126; }
