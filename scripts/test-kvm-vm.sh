@@ -32,6 +32,9 @@ for k in "${kernels[@]}"; do # packages and kernels fetched before the parallel 
 	# shellcheck disable=SC2046 # vm_args gives words
 	"$here/kvm-vm.sh" $(vm_args "$k") --prepare
 done
+# A healthy VM takes 2-3 minutes; a nested-TCG VM now and then stalls for good (its QEMU
+# idle, no guest timer firing; cause unknown, docs/DESIGN.md §11): killed, it runs once more.
+vm_timeout=${SQUIB_KVM_VM_TIMEOUT:-480}
 pids=()
 for k in "${kernels[@]}"; do
 	# The Linux guest (label linux) in the same VM, after the kvm label (one VM boot per kernel);
@@ -39,13 +42,22 @@ for k in "${kernels[@]}"; do
 	linux=(--ctest "$build" linux)
 	[ "${SQUIB_KVM_VM_LINUX:-1}" = 1 ] || linux=()
 	# shellcheck disable=SC2046
-	"$here/kvm-vm.sh" $(vm_args "$k") --ctest "$build" kvm "${linux[@]}" >"$logs/$k.log" 2>&1 </dev/null &
+	"$here/kvm-vm.sh" $(vm_args "$k") --timeout "$vm_timeout" --ctest "$build" kvm "${linux[@]}" >"$logs/$k.log" 2>&1 </dev/null &
 	pids+=($!)
 done
 status=0
 for i in "${!kernels[@]}"; do
 	rc=0
 	wait "${pids[i]}" || rc=$?
+	if [ "$rc" -eq 125 ]; then # the VM hit its time limit: see docs/DESIGN.md §11
+		echo "==== test-kvm-vm: kernel ${kernels[i]}: !!! THE VM STALLED (killed at ${vm_timeout}s); its log:"
+		cat "$logs/${kernels[i]}.log"
+		echo "==== test-kvm-vm: kernel ${kernels[i]}: !!! RUNNING IT ONCE MORE"
+		rc=0
+		# shellcheck disable=SC2046
+		"$here/kvm-vm.sh" $(vm_args "${kernels[i]}") --timeout "$vm_timeout" --ctest "$build" kvm "${linux[@]}" \
+			>"$logs/${kernels[i]}.log" 2>&1 </dev/null || rc=$?
+	fi
 	echo "==== test-kvm-vm: kernel ${kernels[i]}: exit $rc"
 	cat "$logs/${kernels[i]}.log"
 	[ "$rc" -eq 0 ] || status=1
