@@ -1053,8 +1053,12 @@ static void test_should_reject_truncation_at_every_length(void **state)
 		/* 4096 zero bytes (a hole) pass as a CRC-valid footer with magic 0. */
 		if (n < 4096)
 			assert_int_equal(rc, SQUIB_E_TOO_SHORT);
-		else if (rc != SQUIB_E_CRC_MISMATCH)
-			assert_true(rc == SQUIB_E_MAGIC_MISMATCH && d.magic_found == 0);
+		else if (rc != SQUIB_E_CRC_MISMATCH && !(rc == SQUIB_E_MAGIC_MISMATCH &&
+							  d.magic_found == 0))
+			/* Once seen under qemu-user in a loaded CI run, never reproduced: say what. */
+			fail_msg("cut at %zu of %zu: rc %d magic 0x%016" PRIx64 " crc(window) 0x%016" PRIx64
+				 " (%s)", n, len, rc, d.magic_found, squib_crc64(0, buf + n - 4096, 4096),
+				 d.msg);
 	}
 	/* Through real files, at a spread of lengths, and one byte too long. */
 	for (size_t n = 0; n <= len; n += n < 8192 ? 509 : 4093) {
