@@ -23,19 +23,23 @@
 #   --smp N            vCPUs (default 1: with more, QEMU's TCG delivers some interrupts that
 #                      KVM injects into its guests twice, see docs/DESIGN.md)
 #   --timeout SEC      hard limit for the whole VM (default 1800)
+#   --stall SEC        a VM whose console has been silent for SEC seconds while its QEMU
+#                      used under 5 % of one CPU is stalled (default 180; 0: never):
+#                      its CPU state is dumped through QEMU's monitor, an NMI asks its
+#                      kernel for a backtrace, and it is killed (exit 125)
 #   --cpu MODEL        QEMU CPU model (default EPYC,+svm,+npt)
 #   --log FILE         keep the raw console log there
 #   --prepare          only install the packages and fetch the kernel, then exit
 #   --tcg-thread single|multi  QEMU's TCG threading (default single: see DESIGN.md)
 # Exit status: the first non-zero exit status of the COMMANDs (0 when all pass);
-# 125 the VM did not finish within --timeout; 126 the VM itself failed (no
+# 125 the VM did not finish within --timeout or stalled; 126 the VM itself failed (no
 # /dev/kvm inside it, kernel panic or oops, QEMU error).
 # Inside the VM, SQUIB_KVM_NESTED_TCG=1 is exported (tests may shrink their sizes).
 # Environment: SQUIB_KVM_VM_CACHE (default ~/.cache/squib-kvm-vm) holds the 6.12 kernel.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SQUIB_KVM_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/squib-kvm-vm}
-prepare=0 kernel=6.1 tcg_thread=single mem=2048 smp=1 timeout_s=1800 cpu=EPYC,+svm,+npt cwd=/ log=
+prepare=0 kernel=6.1 tcg_thread=single mem=2048 smp=1 timeout_s=1800 stall_s=180 cpu=EPYC,+svm,+npt cwd=/ log=
 adds=() envs=() cmds=() names=() ctests=() user_cmds=()
 M=@@KVMVM@@
 
@@ -57,6 +61,7 @@ parse_args() {
 		--mem) mem=$2 && shift ;;
 		--smp) smp=$2 && shift ;;
 		--timeout) timeout_s=$2 && shift ;;
+		--stall) stall_s=$2 && shift ;;
 		--cpu) cpu=$2 && shift ;;
 		--tcg-thread) tcg_thread=$2 && shift ;;
 		--log) log=$2 && shift ;;
@@ -250,20 +255,77 @@ build_initramfs() {
 	(cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initramfs.cpio"
 }
 
+# QEMU's user+system CPU time in clock ticks (0 once it is gone).
+qemu_ticks() {
+	local pid
+	pid=$(cat "$work/qemu.pid" 2>/dev/null) || { echo 0; return; }
+	awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+
+# One HMP command through the monitor's pipe; its output lands in $work/monitor.log.
+monitor() {
+	echo "$*" >"$work/mon.in"
+	sleep 2
+}
+
+# Watches a running VM (background): a console silent for --stall seconds while QEMU
+# idles is a stall that no timer inside the guest will end (docs/DESIGN.md §11), so the
+# evidence is taken now - the vCPUs' registers and local APICs, then an NMI, which
+# unknown_nmi_panic turns into a kernel panic with a backtrace if the CPU still takes
+# NMIs - and the VM is killed instead of waiting out --timeout.
+watch_stall() {
+	local size last_size=-1 quiet_since ticks ticks_at_quiet hz pid
+	hz=$(getconf CLK_TCK)
+	quiet_since=$(date +%s)
+	ticks_at_quiet=0
+	while sleep 10; do
+		[ -s "$work/qemu.pid" ] || continue
+		pid=$(cat "$work/qemu.pid")
+		kill -0 "$pid" 2>/dev/null || return 0
+		size=$(stat -c %s "$clog" 2>/dev/null || echo 0)
+		ticks=$(qemu_ticks)
+		if [ "$size" != "$last_size" ]; then
+			last_size=$size quiet_since=$(date +%s) ticks_at_quiet=$ticks
+			continue
+		fi
+		local quiet=$(($(date +%s) - quiet_since)) used=$((ticks - ticks_at_quiet))
+		# under 5 % of one CPU: a guest doing work keeps QEMU busy however loaded the host
+		if [ "$quiet" -ge "$stall_s" ] && [ $((used * 20)) -lt $((quiet * hz)) ]; then
+			echo "silent for ${quiet}s; QEMU used $((used / hz)).$((used % hz * 100 / hz / 10))s CPU meanwhile" >"$work/stalled"
+			for c in "info status" "info cpus" "info registers -a" "info lapic" "info pic"; do monitor "$c"; done
+			monitor nmi
+			sleep 20 # the panic and its backtrace, if the guest takes the NMI
+			kill "$pid" 2>/dev/null || true
+			return 0
+		fi
+	done
+}
+
 # Boots the VM; the console goes to stdout and $clog. Sets qemu_rc.
 boot() {
-	local append="console=ttyS0 quiet panic=-1 oops=panic softlockup_panic=1 rdinit=/init"
+	local append="console=ttyS0 quiet panic=-1 oops=panic softlockup_panic=1 unknown_nmi_panic rdinit=/init"
+	local monitor_opt=(-monitor none) watcher=
 	say "booting $(basename "$vmlinuz") ($kernel) in QEMU TCG, -cpu $cpu -smp $smp -m $mem," \
 		"initramfs $(($(stat -c %s "$work/initramfs.cpio") / 1048576)) MiB, ${#cmds[@]} command(s), timeout ${timeout_s}s"
+	: >"$clog"
+	if [ "$stall_s" -gt 0 ]; then
+		# a pipe monitor (QEMU opens mon.in/mon.out read-write, so nothing blocks), drained always
+		mkfifo "$work/mon.in" "$work/mon.out"
+		cat "$work/mon.out" >"$work/monitor.log" &
+		monitor_opt=(-monitor "pipe:$work/mon")
+		watch_stall &
+		watcher=$!
+	fi
 	t_start=$(date +%s.%N)
 	set +e
 	timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel "tcg,thread=$tcg_thread" -cpu "$cpu" -m "$mem" -smp "$smp" \
-		-display none -monitor none -serial stdio -no-reboot -nodefaults \
+		-display none "${monitor_opt[@]}" -serial stdio -no-reboot -nodefaults -pidfile "$work/qemu.pid" \
 		-kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" </dev/null 2>"$work/qemu.err" |
 		sed -u 's/\r//g' | tee "$clog" # unbuffered: a hang shows its last line
 	qemu_rc=${PIPESTATUS[0]}
 	set -e
 	t_end=$(date +%s.%N)
+	[ -z "$watcher" ] || { kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; } || true
 	grep -v "TCG doesn't support requested feature" "$work/qemu.err" >&2 || true
 }
 
@@ -284,6 +346,16 @@ report() {
 	done || true
 	# Kernel lines only ("[ seconds] ..."), so a test's own output cannot match.
 	local klog='^\[ *[0-9]+\.[0-9]+\] '
+	if [ -e "$work/stalled" ]; then
+		say "!!! STALLED: the console $(cat "$work/stalled"); killed. QEMU's monitor said:"
+		tr -d '\r' <"$work/monitor.log" | grep -av -e '^QEMU .*monitor' -e $'\e' -e '^[XY]MM' -e '^FPR' |
+			grep -a . | head -150 |
+			sed 's/^/kvm-vm:   monitor: /' || true
+		grep -aE "$klog(Kernel panic|NMI|Call Trace|RIP: |  [a-z_0-9.]+\+0x)" "$clog" | tail -40 |
+			sed 's/^/kvm-vm:   after the NMI: /' || say "  the guest printed nothing after the NMI (it takes no NMIs: GIF clear?)"
+		grep -a "^$M RUN " "$clog" | tail -1 | sed 's/^.*RUN /kvm-vm:   the command running: /' || true
+		exit 125
+	fi
 	if grep -aqE "$klog(Kernel panic|BUG: |Oops|general protection fault|watchdog: BUG)" "$clog"; then
 		say "!!! THE VM'S KERNEL PANICKED OR OOPSED (see above):"
 		grep -aE "$klog(Kernel panic|BUG: |Oops|general protection fault|watchdog: BUG|RIP: )" "$clog" |
