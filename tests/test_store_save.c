@@ -19,7 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squib/guest_memory.h>
@@ -360,6 +365,125 @@ static void test_should_leave_only_unreferenced_chunks_when_a_save_fails(void **
 	squib_store_close(s);
 }
 
+/* Age every entry of store/dir (leases, planted temps) by two hours. */
+static void age_dir(struct fx *f, const char *dir)
+{
+	char *p = squib_test_path(f->store, dir);
+	struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+	struct dirent *e;
+	DIR *dp = opendir(p);
+
+	assert_non_null(dp);
+	while ((e = readdir(dp)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			assert_int_equal(utimensat(dirfd(dp), e->d_name, old, AT_SYMLINK_NOFOLLOW), 0);
+	closedir(dp);
+	free(p);
+}
+
+static void plant(struct fx *f, const char *key)
+{
+	char *p = squib_test_path(f->store, key);
+
+	assert_int_equal(squib_test_write_file(p, "x", 1), 0);
+	free(p);
+}
+
+static int count_temps(struct fx *f, const char *dir)
+{
+	char *p = squib_test_path(f->store, dir);
+	struct dirent *e;
+	DIR *dp = opendir(p);
+	int n = 0;
+
+	assert_non_null(dp);
+	while ((e = readdir(dp)))
+		n += e->d_name[0] == '.' && strstr(e->d_name, ".tmp") != NULL;
+	closedir(dp);
+	free(p);
+	return n;
+}
+
+/* The child: a 64 MiB VM of incompressible bytes saved into the store (1,024
+ * chunks, each a temp, fsync and rename), to be killed halfway. */
+static void save_big_then_exit(const char *url)
+{
+	struct squib_testvm_config cfg = squib_testvm_config_simple(GPA0, 64ull << 20, 1);
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report rep;
+	struct squib_error_detail d;
+	struct squib_testvm *vm = savetest_vm(&cfg);
+	struct squib_vm v = squib_testvm_vm(vm);
+	uint64_t *w = (uint64_t *)(void *)squib_testvm_host(vm, GPA0), x = 88172645463325252ull;
+	struct squib_store *s = open_store(url);
+
+	for (size_t i = 0; i < (64ull << 20) / 8; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		w[i] = x;
+	}
+	_exit(squib_store_save(s, &v, &full, &rep, &d) ? 2 : 0);
+}
+
+/* SIGKILL in the middle of a save: no image, the earlier image still pulls,
+ * gc refuses while the dead save's lease is young, and once it is stale gc
+ * removes the lease, every chunk the save uploaded and the temps it left;
+ * a fresh temp (a live writer's) stays. The next save works. */
+static void test_should_leave_nothing_gc_cannot_clear_when_a_save_is_killed(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	struct squib_store_save_request full = {.kind = SQUIB_SNAPSHOT_FULL};
+	struct squib_store_save_report ok, again;
+	struct squib_store_gc_stats gs;
+	struct squib_error_detail d;
+	int before, after, status;
+	uint8_t *want;
+	pid_t pid;
+
+	save_ok(s, f->vm, &full, &ok);
+	want = ram_copy(f->vm);
+	before = objects(s, "chunks/");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		save_big_then_exit(f->store);
+	while (objects(s, "chunks/") < before + 8)
+		usleep(500);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* 8 of 1,024 uploads seen: a save that finished first would be a broken test */
+	assert_true(WIFSIGNALED(status));
+	after = objects(s, "chunks/");
+	assert_true(after > before && after < before + 1024);
+	assert_int_equal(objects(s, "images/"), 2); /* the first image and its state */
+	assert_int_equal(objects(s, "leases/"), 1); /* the dead save's */
+	assert_pulls(s, ok.save.memory_id, NULL, f->out, want);
+
+	assert_int_equal(squib_store_gc(s, false, &gs, &d), SQUIB_E_BUSY);
+	assert_int_equal(objects(s, "chunks/"), after);
+	/* A temp of a put killed before its rename, and one of a live writer's put. */
+	plant(f, "chunks/.0123.00000000000000aa.tmp");
+	age_dir(f, "leases");
+	age_dir(f, "chunks");
+	plant(f, "chunks/.4567.00000000000000bb.tmp");
+	assert_int_equal(squib_store_gc(s, false, &gs, &d), 0);
+	assert_int_equal(gs.leases_expired, 1);
+	assert_int_equal(gs.images, 1);
+	assert_int_equal(gs.chunks_deleted, (uint64_t)(after - before));
+	assert_true(gs.partial_deleted >= 1);
+	assert_int_equal(count_temps(f, "chunks"), 1); /* the fresh one */
+	assert_int_equal(objects(s, "chunks/"), before);
+	assert_int_equal(objects(s, "leases/"), 0);
+	assert_pulls(s, ok.save.memory_id, NULL, f->out, want);
+	squib_testvm_fill(f->vm, 13, 2);
+	save_ok(s, f->vm, &full, &again);
+	free(want);
+	want = ram_copy(f->vm);
+	assert_pulls(s, again.save.memory_id, NULL, f->out, want);
+	free(want);
+	squib_store_close(s);
+}
+
 /* An upload fails (chunks/ is a file): the save fails with the VM running and
  * its harvested pages go back to the trackers, so the next Diff holds them. */
 static void test_should_give_pages_back_when_a_save_fails(void **state)
@@ -534,6 +658,8 @@ int main(void)
 		test_should_leave_only_unreferenced_chunks_when_a_save_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_give_pages_back_when_a_save_fails, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_leave_nothing_gc_cannot_clear_when_a_save_is_killed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_keep_every_saved_image_pullable_while_gc_races, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_save_a_full_and_a_diff_into_ceph_rgw, setup,

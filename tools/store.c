@@ -62,10 +62,11 @@ static int store_gc(struct squib_store *s, bool dry, struct squib_error_detail *
 
 	if (!r)
 		printf("images %llu, live chunks %llu, %s %llu chunks (%llu bytes), stale "
-		       "leases removed %llu\n",
+		       "leases removed %llu, partial objects removed %llu\n",
 		       (unsigned long long)st.images, (unsigned long long)st.chunks_live,
 		       dry ? "would remove" : "removed", (unsigned long long)st.chunks_deleted,
-		       (unsigned long long)st.bytes_deleted, (unsigned long long)st.leases_expired);
+		       (unsigned long long)st.bytes_deleted, (unsigned long long)st.leases_expired,
+		       (unsigned long long)st.partial_deleted);
 	return r;
 }
 

@@ -254,6 +254,10 @@ struct squib_store_gc_stats {
 	uint64_t chunks_deleted;
 	uint64_t bytes_deleted;
 	uint64_t leases_expired; /* stale leases and gc markers removed */
+	/* partial objects of writers that died, over an hour old, removed (a
+	 * directory store's temps; on S3 a bucket lifecycle rule aborts stale
+	 * multipart uploads, docs/DESIGN.md) */
+	uint64_t partial_deleted;
 };
 
 /*

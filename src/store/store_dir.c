@@ -307,6 +307,54 @@ static int dir_list(void *be, const char *prefix, squib_store_list_fn fn, void *
 	return r;
 }
 
+/* A put's hidden temp (".NAME.<16 hex>.tmp"): never an object, never listed. */
+static bool is_temp(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] == '.' && n > 5 && !strcmp(name + n - 4, ".tmp");
+}
+
+/* Temps older than `before` in rel and below: a put killed between its
+ * create and its rename leaves one, and no reader or lister ever sees it. */
+static int reap_dir(const struct dir_be *b, const char *rel, int depth, int64_t before,
+		    uint64_t *reaped, struct squib_error_detail *d)
+{
+	char path[4096], sub[4096];
+	struct dirent *e;
+	int r = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "%s%s%s", b->root, rel[0] ? "/" : "", rel);
+	if (!(dir = opendir(path)))
+		return errno == ENOENT || errno == ENOTDIR ? 0 : io_err(d, errno, "listing", path);
+	while (!r && (e = readdir(dir))) {
+		struct stat st;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+			continue;
+		if (S_ISDIR(st.st_mode) && e->d_name[0] != '.' && depth < 4 &&
+		    (size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "",
+				     e->d_name) < sizeof(sub))
+			r = reap_dir(b, sub, depth + 1, before, reaped, d);
+		else if (S_ISREG(st.st_mode) && is_temp(e->d_name) && st.st_mtime < before) {
+			if (!unlinkat(dirfd(dir), e->d_name, 0))
+				(*reaped)++;
+			else if (errno != ENOENT)
+				r = io_err(d, errno, "removing a stale temp in", path);
+		}
+	}
+	closedir(dir);
+	return r;
+}
+
+static int dir_reap_partial(void *be, int64_t before, uint64_t *reaped,
+			    struct squib_error_detail *d)
+{
+	return reap_dir(be, "", 0, before, reaped, d);
+}
+
 const struct squib_store_ops squib_store_dir_ops = {
     .put = dir_put,
     .get = dir_get,
@@ -314,5 +362,6 @@ const struct squib_store_ops squib_store_dir_ops = {
     .head = dir_head,
     .list = dir_list,
     .del = dir_del,
+    .reap_partial = dir_reap_partial,
     .close = dir_close,
 };

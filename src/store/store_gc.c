@@ -179,6 +179,11 @@ static int gc_locked(struct gc *g, int64_t now, const char *marker)
 	if (c.live)
 		return squib_fail_msg(g->d, SQUIB_E_BUSY, "%s: another gc is running", g->s->url);
 	g->st->leases_expired = c.reaped;
+	/* No push is alive, and a writer's partial object is minutes old at most. */
+	if (g->s->ops->reap_partial && !g->dry_run &&
+	    (r = g->s->ops->reap_partial(g->s->be, now - STORE_LEASE_TTL_S, &g->st->partial_deleted,
+					 g->d)))
+		return r;
 	if ((r = squib_store_images(g->s, mark_image, g, g->d)))
 		return r;
 	return squib_store_list(g->s, "chunks/", sweep_chunk, g, g->d);

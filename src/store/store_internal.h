@@ -36,6 +36,10 @@ struct squib_store_ops {
 	int (*list)(void *be, const char *prefix, squib_store_list_fn fn, void *ctx,
 		    struct squib_error_detail *d);
 	int (*del)(void *be, const char *key, struct squib_error_detail *d);
+	/* Optional: remove what writers that died left half-written, last
+	 * modified before `before` (the server's clock); counts them. */
+	int (*reap_partial)(void *be, int64_t before, uint64_t *reaped,
+			    struct squib_error_detail *d);
 	void (*close)(void *be);
 };
 
