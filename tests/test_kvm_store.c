@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <squib/kvm.h>
@@ -143,6 +144,63 @@ static void test_should_stop_the_guest_for_good_on_a_bad_chunk(void **state)
 	free(chunks);
 }
 
+/* The 32-hex id on the "saved into ...: image ID (kind)" line of that kind. */
+static char *saved_id(const char *out, const char *kind)
+{
+	char tail[32];
+	const char *at = out;
+
+	snprintf(tail, sizeof(tail), " (%s), ", kind);
+	while ((at = strstr(at, ": image ")))
+		if (!strncmp((at += 8) + 32, tail, strlen(tail)))
+			return strndup(at, 32);
+	fail_msg("no saved %s image in '%s'", kind, out);
+	return NULL;
+}
+
+/* `run --to DIR --with-diff --live`: a Full and a Diff straight into the store,
+ * no local file; the Diff restores lazily and runs on, and both pull and verify. */
+static void test_should_save_a_running_guest_straight_into_a_store(void **state)
+{
+	struct fx *f = *state;
+	struct squib_test_proc p;
+	char *full, *diff, *ref, *state_path, *pulled;
+
+	cli(f->dir, (char *[]){"run", f->guest, "--to", "direct", "--with-diff", "--live", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("run --to: %s %s", p.out, p.err);
+	assert_non_null(strstr(p.out, "saved into direct: image "));
+	full = saved_id(p.out, "full");
+	diff = saved_id(p.out, "diff");
+	assert_string_not_equal(full, diff);
+	assert_null(strstr(p.out, "live: not possible"));
+	squib_test_proc_free(&p);
+	assert_true(asprintf(&ref, "direct/%s", diff) > 0);
+	cli(f->dir, (char *[]){"restore", "--from", ref, "--cache", "none", "--no-prewarm", NULL},
+	    &p);
+	if (p.status)
+		fail_msg("restore --from %s: %s %s", ref, p.out, p.err);
+	assert_non_null(strstr(p.out, "resumed; after 2 more reports per vCPU"));
+	squib_test_proc_free(&p);
+	pulled = squib_test_path(f->dir, "pulled");
+	assert_int_equal(mkdir(pulled, 0700), 0);
+	free(pulled);
+	cli(f->dir, (char *[]){"pull", ref, "pulled", NULL}, &p);
+	if (p.status)
+		fail_msg("pull %s: %s %s", ref, p.out, p.err);
+	squib_test_proc_free(&p);
+	assert_true(asprintf(&state_path, "pulled/%s.snap", diff) > 0);
+	cli(f->dir, (char *[]){"verify", state_path, NULL}, &p);
+	if (p.status)
+		fail_msg("verify %s: %s %s", state_path, p.out, p.err);
+	squib_test_proc_free(&p);
+	free(state_path);
+	free(ref);
+	free(full);
+	free(diff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -150,6 +208,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_stop_the_guest_for_good_on_a_bad_chunk,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_save_a_running_guest_straight_into_a_store, setup, teardown),
 	};
 
 	if (access("/dev/kvm", R_OK | W_OK)) {

@@ -8,7 +8,9 @@
 
 #include <squib/input.h>
 #include <squib/load.h>
+#include <squib/memfile.h>
 #include <squib/save.h>
+#include <squib/store.h>
 
 #include "cli.h"
 
@@ -27,6 +29,8 @@ static void run_usage(FILE *out)
 	    "usage: squib-snapshot run GUEST STATE [--mem PATH] [--vcpus N] [--reports N]\n"
 	    "                          [--diff STATE2 [--diff-mem PATH] [--packed]] [--live] "
 	    "[--hold]\n"
+	    "       squib-snapshot run GUEST --to URL [--with-diff] [--vcpus N] [--reports N]\n"
+	    "                          [--live] [--hold]\n"
 	    "       squib-snapshot run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT]\n"
 	    "                          [--ram MiB] [--ready TEXT] [--console PATH]\n"
 	    "                          [--boot-timeout SEC] STATE\n"
@@ -56,6 +60,11 @@ static void run_usage(FILE *out)
 	    "                write-protect its RAM (userfaultfd), then runs while the\n"
 	    "                memory is written; the image is still the pause instant's.\n"
 	    "                Prints a \"live: ...\" line after each \"saved ...\" line\n"
+	    "  --to URL      save straight into the snapshot store at URL (s3://BUCKET/PREFIX\n"
+	    "                or a directory; no local file) instead of STATE; prints the\n"
+	    "                image ids that pull, serve --from and restore --from take\n"
+	    "  --with-diff   with --to: N more reports, then a Diff over the Full, also\n"
+	    "                into the store\n"
 	    "  --hold        after the saves keep the guest running and wait to be killed\n"
 	    "                (prints \"holding: ...\" once the saved files are in place)\n\n"
 	    "With --kernel it boots a Linux bzImage instead (64-bit boot protocol, one\n"
@@ -79,10 +88,10 @@ static void run_usage(FILE *out)
 }
 
 struct run_args {
-	const char *guest, *state, *mem, *diff, *diff_mem;
+	const char *guest, *state, *mem, *diff, *diff_mem, *to;
 	const char *kernel, *initrd, *cmdline, *ready, *console; /* the Linux guest */
 	uint32_t vcpus, reports, ram_mib, boot_s;
-	bool hold, vcpus_given, packed, live;
+	bool hold, vcpus_given, packed, live, with_diff;
 };
 
 /* A Linux guest's options at argv[*i]: 1 taken, 0 not one, -1 bad. */
@@ -125,9 +134,17 @@ static int check_args(struct run_args *a)
 	}
 	if (a->kernel && a->guest)
 		return fprintf(stderr, "squib-snapshot: run: GUEST or --kernel, not both\n"), -1;
-	if (!a->state)
+	if (a->to && a->state)
+		return fprintf(stderr, "squib-snapshot: run: STATE or --to URL, not both\n"), -1;
+	if (a->to && (a->mem || a->diff || a->diff_mem || a->packed))
+		return fprintf(stderr, "squib-snapshot: run: --to saves into the store: no --mem, "
+				       "--diff, --diff-mem or --packed (--with-diff for a Diff)\n"),
+		       -1;
+	if (a->with_diff && !a->to)
+		return fprintf(stderr, "squib-snapshot: run: --with-diff needs --to\n"), -1;
+	if (!a->state && !a->to)
 		return fprintf(stderr, "squib-snapshot: run: needs GUEST (or --kernel) and "
-				       "STATE\n"),
+				       "STATE (or --to URL)\n"),
 		       -1;
 	if (a->kernel && !a->vcpus_given)
 		a->vcpus = 1;
@@ -178,6 +195,12 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 				       -1;
 		} else if (!strcmp(argv[i], "--hold")) {
 			a->hold = true;
+		} else if ((r = cli_option_value(argc, argv, &i, "--to", &a->to))) {
+			if (r < 0)
+				return fprintf(stderr, "squib-snapshot: run: --to needs a URL\n"),
+				       -1;
+		} else if (!strcmp(argv[i], "--with-diff")) {
+			a->with_diff = true;
 		} else if (!strcmp(argv[i], "--packed")) {
 			a->packed = true;
 		} else if (!strcmp(argv[i], "--live")) {
@@ -420,12 +443,60 @@ static int save_diff(struct cli_vm *c, const struct run_args *a, struct squib_er
 	return rc;
 }
 
+/* One save into the store (--to), its line: the id names the image in the store. */
+static int save_to_store(struct cli_vm *c, const struct run_args *a, struct squib_store *s,
+			 const uint8_t *parent, uint8_t id[SQUIB_MEMORY_ID_SIZE],
+			 struct squib_error_detail *d)
+{
+	struct squib_store_save_request req = {
+	    .kind = parent ? SQUIB_SNAPSHOT_DIFF : SQUIB_SNAPSHOT_FULL,
+	    .parent_memory_id = parent,
+	    .live = a->live};
+	struct squib_store_save_report rep;
+	char hex[2 * SQUIB_MEMORY_ID_SIZE + 1];
+	int rc;
+
+	if ((rc = squib_store_save(s, &c->v, &req, &rep, d)))
+		return rc;
+	memcpy(id, rep.save.memory_id, SQUIB_MEMORY_ID_SIZE);
+	squib_memfile_id_hex(id, hex);
+	printf("saved into %s: image %s (%s), %llu chunks, %llu uploaded, %llu reused, "
+	       "%llu zero; guest paused %llu us, save took %llu us\n",
+	       squib_store_url(s), hex, parent ? "diff" : "full",
+	       (unsigned long long)rep.store.chunks, (unsigned long long)rep.store.chunks_put,
+	       (unsigned long long)rep.store.chunks_reused,
+	       (unsigned long long)rep.store.chunks_zero,
+	       (unsigned long long)(rep.save.ns.paused / 1000),
+	       (unsigned long long)(rep.save.ns.total / 1000));
+	print_live(a, &rep.save);
+	fflush(stdout);
+	return 0;
+}
+
+/* --to: the Full (and with --with-diff the Diff) into the store. */
+static int save_into_store(struct cli_vm *c, const struct run_args *a, const char **what,
+			   struct squib_error_detail *d)
+{
+	uint8_t full[SQUIB_MEMORY_ID_SIZE], diff[SQUIB_MEMORY_ID_SIZE];
+	struct squib_store *s = NULL;
+	int rc;
+
+	*what = a->to;
+	if ((rc = squib_store_open(a->to, NULL, &s, d)))
+		return rc;
+	if (!(rc = save_to_store(c, a, s, NULL, full, d)) && a->with_diff &&
+	    !(rc = cli_vm_wait_reports(c, a->reports, d)))
+		rc = save_to_store(c, a, s, full, diff, d);
+	squib_store_close(s);
+	return rc;
+}
+
 static int new_vm(struct cli_vm *c, const struct run_args *a, int console_fd,
 		  struct squib_error_detail *d)
 {
 	struct cli_vm_shape sh = {a->kernel ? CLI_GUEST_KIND_LINUX : CLI_GUEST_KIND_COUNTER,
 				  a->vcpus, a->kernel ? (uint64_t)a->ram_mib << 20 : CLI_GUEST_RAM,
-				  a->diff != NULL, console_fd};
+				  a->diff != NULL || a->with_diff, console_fd};
 
 	return cli_vm_new(c, &sh, d);
 }
@@ -444,7 +515,9 @@ static int run_vm(const struct run_args *a, const struct run_images *im, int con
 	if (rc)
 		return rc;
 	*what = a->state;
-	if (!(rc = boot(&c, a, im, d)) && !(rc = squib_save(&c.v, &req, &rep, d))) {
+	if (!(rc = boot(&c, a, im, d)) && a->to) {
+		rc = save_into_store(&c, a, what, d);
+	} else if (!rc && !(rc = squib_save(&c.v, &req, &rep, d))) {
 		printf("saved %s and %s: full, %llu KiB of page data, guest paused %llu us, "
 		       "save took %llu us\n",
 		       a->state, a->mem, (unsigned long long)(rep.memory_bytes_written >> 10),
@@ -480,7 +553,7 @@ static int run_run(int argc, char **argv)
 		run_usage(stderr);
 		return CLI_EXIT_ERROR;
 	}
-	if (cli_mem_path("run", a.state, &a.mem, &mem_default))
+	if (a.state && cli_mem_path("run", a.state, &a.mem, &mem_default))
 		return CLI_EXIT_ERROR;
 	if (a.diff && cli_mem_path("run", a.diff, &a.diff_mem, &diff_mem_default)) {
 		free(mem_default);
