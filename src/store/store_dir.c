@@ -252,6 +252,16 @@ static int key_list_add(struct key_list *l, const char *key, const struct stat *
 	return 0;
 }
 
+/* The directory root/rel (path: its name, 4096 bytes); *dir NULL if it does not exist. */
+static int open_rel(const struct dir_be *b, const char *rel, char *path, DIR **dir,
+		    struct squib_error_detail *d)
+{
+	snprintf(path, 4096, "%s%s%s", b->root, rel[0] ? "/" : "", rel);
+	if ((*dir = opendir(path)) || errno == ENOENT || errno == ENOTDIR)
+		return 0;
+	return io_err(d, errno, "listing", path);
+}
+
 /* Every regular file under root/rel (hidden names, i.e. temps, skipped) whose
  * key starts with prefix; depth-bounded (keys have at most 4 levels). */
 static int walk(const struct dir_be *b, const char *rel, const char *prefix, int depth,
@@ -262,9 +272,8 @@ static int walk(const struct dir_be *b, const char *rel, const char *prefix, int
 	int r = 0;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "%s%s%s", b->root, rel[0] ? "/" : "", rel);
-	if (!(dir = opendir(path)))
-		return errno == ENOENT || errno == ENOTDIR ? 0 : io_err(d, errno, "listing", path);
+	if ((r = open_rel(b, rel, path, &dir, d)) || !dir)
+		return r;
 	while (!r && (errno = 0, e = readdir(dir))) {
 		struct stat st;
 
@@ -325,9 +334,8 @@ static int reap_dir(const struct dir_be *b, const char *rel, int depth, int64_t 
 	int r = 0;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "%s%s%s", b->root, rel[0] ? "/" : "", rel);
-	if (!(dir = opendir(path)))
-		return errno == ENOENT || errno == ENOTDIR ? 0 : io_err(d, errno, "listing", path);
+	if ((r = open_rel(b, rel, path, &dir, d)) || !dir)
+		return r;
 	while (!r && (e = readdir(dir))) {
 		struct stat st;
 
