@@ -26,6 +26,9 @@
 enum chunk_state { FETCHING, READY, FAILED };
 
 #define DCTX_KEPT 16
+/* Chunk buffers kept for reuse: a freed 64 KiB buffer goes back to the kernel (heap
+ * trim), and the next one's first write faults its pages in again. */
+#define SPARE_KEPT 32
 /* Read-ahead of a demand fault: the next windows, fetched by up to RA_THREADS
  * threads (CPU for a warm cache's decompress and check, latency for a cold
  * store's GETs), at most RA_QUEUE windows waiting. */
@@ -64,6 +67,8 @@ struct squib_store_source {
 	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
 	ZSTD_DCtx *dctx[DCTX_KEPT];    /* idle decompression contexts, reused */
 	size_t dctx_idle;
+	uint8_t *spare[SPARE_KEPT]; /* chunk buffers (chunk_bytes each), reused */
+	size_t spare_n;
 	/* Read-ahead (under mu): queued windows, its threads, the last demand window. */
 	uint64_t ra_q[RA_QUEUE], ra_last;
 	size_t ra_head, ra_n;
@@ -157,8 +162,17 @@ static void unlink_chunk(struct squib_store_source *ss, struct chunk *c)
 			*p = c->next;
 			break;
 		}
-	free(c->buf);
+	if (c->buf && ss->spare_n < SPARE_KEPT)
+		ss->spare[ss->spare_n++] = c->buf;
+	else
+		free(c->buf);
 	free(c);
+}
+
+/* A chunk buffer (chunk_bytes): a spare one, else a new one. Under mu. */
+static uint8_t *chunk_buf(struct squib_store_source *ss)
+{
+	return ss->spare_n ? ss->spare[--ss->spare_n] : malloc(ss->chunk_bytes);
 }
 
 static void put_locked(struct squib_store_source *ss, struct chunk *c)
@@ -342,7 +356,7 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 	*c = (struct chunk){.h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1};
 	c->next = *bucket(ss, &c->h);
 	*bucket(ss, &c->h) = c;
-	c->buf = malloc(len);
+	c->buf = len <= ss->chunk_bytes ? chunk_buf(ss) : NULL;
 	pthread_mutex_unlock(&ss->mu);
 	if ((r = fetch_into(ss, c, k, d))) {
 		put(ss, c);
@@ -476,6 +490,8 @@ static void src_release(void *ctx)
 		while (ss->buckets[i])
 			unlink_chunk(ss, ss->buckets[i]);
 	free(ss->buckets);
+	while (ss->spare_n)
+		free(ss->spare[--ss->spare_n]);
 	while (ss->dctx_idle)
 		ZSTD_freeDCtx(ss->dctx[--ss->dctx_idle]);
 	squib_store_cache_close(ss->cache);
