@@ -490,8 +490,8 @@ static void ra_stop(struct squib_store_source *ss)
  * disk cache into the reader's buffer, checked there (from_cache: the pager installs
  * nothing before the read returns 0) - no chunk buffer to fill and then copy out of, the
  * second copy a warm fault made that a local file's does not. True when served; false
- * (the chunk is in the table or being fetched, or the cache has no good entry): the
- * table's way, which fetches it from the store once.
+ * (the chunk is in the table or being fetched, a prefetch is running, or the cache has no
+ * good entry): the table's way, which fetches it from the store once.
  */
 static bool from_cache_direct(struct squib_store_source *ss, uint64_t k, uint8_t *out, uint64_t len)
 {
@@ -501,7 +501,8 @@ static bool from_cache_direct(struct squib_store_source *ss, uint64_t k, uint8_t
 	if (!ss->cache)
 		return false;
 	pthread_mutex_lock(&ss->mu);
-	if (!(held = find(ss, h) != NULL))
+	/* While a prefetch runs its pool will want the chunk too: through the table, once. */
+	if (!(held = find(ss, h) != NULL || ss->prefetching))
 		ra_unqueue(ss, k); /* or a read-ahead thread would read it again */
 	pthread_mutex_unlock(&ss->mu);
 	return !held && !from_cache(ss, h, out, len);
