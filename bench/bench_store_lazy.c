@@ -17,10 +17,14 @@
  *   local memory file    the pulled file through the file page source
  *
  * Ratios: on demand / prefetched (goal >= 3), warm cache / local file
- * (goal <= 1.2). Figures in one run; each phase once (the cold ones cannot
- * repeat without a fresh store). Usage: bench_store_lazy
+ * (goal <= 1.2). Figures in one run; the cold phases once (they cannot repeat
+ * without a fresh store), the warm and local ones in $SQUIB_BENCH_ROUNDS
+ * interleaved rounds (default 5; the machine may be shared: each round's ratio
+ * and their range are reported). Usage: bench_store_lazy
  * ($SQUIB_BENCH_RAM_MIB: another RAM size, e.g. 128 for a short profiling run;
- * $SQUIB_BENCH_WARM_ONLY=1: the cold phases skipped).
+ * $SQUIB_BENCH_WARM_ONLY=1: the cold phases skipped;
+ * $SQUIB_BENCH_PERF_CTL: a `perf record --control fifo:PATH -D -1` fifo, enabled
+ * during the warm on-demand reads only).
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -254,6 +259,18 @@ static void restore_end(struct restore *r)
 		munmap(r->ram, guest_ram);
 }
 
+/* CPU seconds (user + system) of every thread of the process so far: the pager's, the
+ * source's, the reader's. On a shared machine a phase's CPU time moves less than its wall
+ * time. */
+static double cpu_s(void)
+{
+	struct rusage u;
+
+	getrusage(RUSAGE_SELF, &u);
+	return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+	       (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 /* Read a byte of every page of the runs, in order; their sum (so the reads stay). */
 static uint64_t touch(const uint8_t *ram, const struct squib_ws_run *ws, uint64_t n)
 {
@@ -271,8 +288,13 @@ static int install_pager(void *ctx, const struct squib_ws_run *runs, uint64_t n,
 	return squib_pager_prefetch(ctx, runs, n, installed, d);
 }
 
+#define ROUNDS_MAX 50
+
 struct figures {
 	double first_ms, demand_s, prefetch_s, pull_s, warm_s, warm_prefetch_s, local_s;
+	int rounds;
+	/* warm / local in each round: wall times, on demand and prefetched; CPU, on demand */
+	double ratio[ROUNDS_MAX], ratio_prefetch[ROUNDS_MAX], ratio_cpu[ROUNDS_MAX];
 };
 
 /* Cold: an empty chunk cache (as a restore on a new host has), one per run. */
@@ -343,35 +365,90 @@ static int pull_file(struct squib_store *st, const uint8_t *id, const char *dir,
 	return sum ? 0 : -1;
 }
 
+/* $SQUIB_BENCH_PERF_CTL: a perf --control fifo, enabled around the warm on-demand reads. */
+static void perf_ctl(const char *cmd)
+{
+	const char *path = getenv("SQUIB_BENCH_PERF_CTL");
+	int fd;
+
+	if (path && *path && (fd = open(path, O_WRONLY)) >= 0) {
+		if (write(fd, cmd, strlen(cmd)) < 0)
+			perror("perf control");
+		close(fd);
+	}
+}
+
+/*
+ * Fill the disk cache: restores prefetching the working set until one fetches nothing from
+ * the store (the cache's writer drops entries when its queue is full, so one pass may leave
+ * gaps; a "warm" figure over a half-filled cache would time the store).
+ */
+static int fill_cache(struct squib_store *st, const uint8_t *id, const char *cache,
+		      const struct squib_ws_run *ws, uint64_t n)
+{
+	struct squib_store_source_stats ss = {0};
+	struct squib_error_detail d;
+	struct restore r;
+	uint64_t got;
+	int pass = 0;
+
+	do {
+		if (from_store(st, id, cache, &r))
+			return -1;
+		squib_store_source_prefetch(r.ss, ws, n, install_pager, r.p, &got, &d);
+		squib_store_source_stats(r.ss, &ss);
+		restore_end(&r); /* the cache's writer finishes its queue */
+		printf("cache fill, pass %d: %" PRIu64 " chunks from the store, %" PRIu64
+		       " from the cache\n",
+		       ++pass, ss.chunks_fetched, ss.cache_hits);
+	} while (ss.chunks_fetched && pass < 8);
+	if (ss.chunks_fetched)
+		fprintf(stderr, "bench_store_lazy: the cache is still not warm after %d passes\n",
+			pass);
+	return 0;
+}
+
 static int warm(struct squib_store *st, const uint8_t *id, const char *cache,
-		const struct squib_ws_run *ws, uint64_t n, struct figures *f)
+		const struct squib_ws_run *ws, uint64_t n, double *demand_s, double *demand_cpu,
+		double *prefetch_s)
 {
 	struct squib_error_detail d;
 	struct restore r;
 	uint64_t t0, got, sum;
+	double c0;
 
-	if (from_store(st, id, cache, &r)) /* fill the cache */
-		return -1;
-	squib_store_source_prefetch(r.ss, ws, n, install_pager, r.p, &got, &d);
-	restore_end(&r);
 	if (from_store(st, id, cache, &r))
 		return -1;
+	perf_ctl("enable\n");
+	c0 = cpu_s();
 	t0 = now_ns();
 	sum = touch(r.ram, ws, n);
-	f->warm_s = (double)(now_ns() - t0) / 1e9;
+	*demand_s = (double)(now_ns() - t0) / 1e9;
+	*demand_cpu = cpu_s() - c0;
+	perf_ctl("disable\n");
+	{
+		struct squib_store_source_stats ss;
+
+		squib_store_source_stats(r.ss, &ss);
+		printf("warm on demand: %" PRIu64 " cache hits, %" PRIu64 " from memory, %" PRIu64
+		       " fetched from the store, %" PRIu64 " corrupt\n",
+		       ss.cache_hits, ss.memory_hits, ss.chunks_fetched, ss.cache_corrupt);
+	}
 	restore_end(&r);
 	if (from_store(st, id, cache, &r))
 		return -1;
 	t0 = now_ns();
 	squib_store_source_prefetch(r.ss, ws, n, install_pager, r.p, &got, &d);
 	sum += touch(r.ram, ws, n);
-	f->warm_prefetch_s = (double)(now_ns() - t0) / 1e9;
+	*prefetch_s = (double)(now_ns() - t0) / 1e9;
 	restore_end(&r);
 	return sum ? 0 : -1;
 }
 
-static int local(const char *state, const struct squib_ws_run *ws, uint64_t n, struct figures *f)
+static int local(const char *state, const struct squib_ws_run *ws, uint64_t n, double *local_s,
+		 double *local_cpu)
 {
+	double c0;
 	struct squib_page_source src;
 	struct squib_error_detail d;
 	struct squib_memfile *m;
@@ -388,20 +465,57 @@ static int local(const char *state, const struct squib_ws_run *ws, uint64_t n, s
 	free(mem);
 	if (pager_on(src, &r))
 		return -1;
+	c0 = cpu_s();
 	t0 = now_ns();
 	sum = touch(r.ram, ws, n);
-	f->local_s = (double)(now_ns() - t0) / 1e9;
+	*local_s = (double)(now_ns() - t0) / 1e9;
+	*local_cpu = cpu_s() - c0;
 	restore_end(&r);
 	squib_memfile_close(m);
 	return sum ? 0 : -1;
 }
 
-static void report(const struct figures *f, uint64_t pages, const char *where)
+/*
+ * The warm and local phases, ROUNDS times, interleaved (warm on demand, warm prefetched, local):
+ * on a shared machine a round's ratios compare figures taken seconds apart. The figures kept
+ * are the medians; the ratios' ranges are over the rounds.
+ */
+static int warm_rounds(struct squib_store *st, const uint8_t *id, const char *cache,
+		       const char *state, const struct squib_ws_run *ws, uint64_t n,
+		       struct figures *f)
+{
+	double w[ROUNDS_MAX], wp[ROUNDS_MAX], l[ROUNDS_MAX], wc[ROUNDS_MAX], lc[ROUNDS_MAX];
+
+	if (fill_cache(st, id, cache, ws, n))
+		return -1;
+	for (int i = 0; i < f->rounds; i++) {
+		if (warm(st, id, cache, ws, n, &w[i], &wc[i], &wp[i]) ||
+		    local(state, ws, n, &l[i], &lc[i]))
+			return -1;
+		f->ratio[i] = w[i] / l[i];
+		f->ratio_prefetch[i] = wp[i] / l[i];
+		f->ratio_cpu[i] = wc[i] / lc[i];
+		printf("round %d: warm on demand %.3f s (%.3f s CPU), prefetched %.3f s, local "
+		       "%.3f s (%.3f s CPU): %.2f, %.2f; CPU %.2f\n",
+		       i + 1, w[i], wc[i], wp[i], l[i], lc[i], f->ratio[i], f->ratio_prefetch[i],
+		       f->ratio_cpu[i]);
+	}
+	qsort(w, (size_t)f->rounds, sizeof(double), cmp_double);
+	qsort(wp, (size_t)f->rounds, sizeof(double), cmp_double);
+	qsort(l, (size_t)f->rounds, sizeof(double), cmp_double);
+	f->warm_s = w[f->rounds / 2];
+	f->warm_prefetch_s = wp[f->rounds / 2];
+	f->local_s = l[f->rounds / 2];
+	return 0;
+}
+
+static void report(const struct figures *f, uint64_t pages, uint64_t runs, const char *where)
 {
 	double mib = (double)(pages * PAGE) / 1048576.0;
 
-	printf("working set %.0f MiB (%" PRIu64 " pages in 2 MiB runs, shuffled), from %s:\n", mib,
-	       pages, where);
+	printf("working set %.0f MiB (%" PRIu64 " pages in %" PRIu64
+	       " runs of at most 2 MiB, shuffled), from %s:\n",
+	       mib, pages, runs, where);
 	printf("  cold, first served fault      %8.2f ms\n", f->first_ms);
 	printf("  cold, on demand               %8.2f s  (%.0f MiB/s)\n", f->demand_s,
 	       mib / f->demand_s);
@@ -413,8 +527,21 @@ static void report(const struct figures *f, uint64_t pages, const char *where)
 	printf("  local memory file, on demand  %8.2f s\n", f->local_s);
 	printf("  on demand / prefetched = %.2f (goal >= 3); pull+FILE / prefetched = %.2f\n",
 	       f->demand_s / f->prefetch_s, f->pull_s / f->prefetch_s);
-	printf("  warm cache / local file = %.2f on demand, %.2f prefetched (goal <= 1.2)\n",
-	       f->warm_s / f->local_s, f->warm_prefetch_s / f->local_s);
+	double r[ROUNDS_MAX], rp[ROUNDS_MAX], rc[ROUNDS_MAX];
+	int n = f->rounds;
+
+	memcpy(r, f->ratio, sizeof(r));
+	memcpy(rp, f->ratio_prefetch, sizeof(rp));
+	memcpy(rc, f->ratio_cpu, sizeof(rc));
+	qsort(r, (size_t)n, sizeof(double), cmp_double);
+	qsort(rp, (size_t)n, sizeof(double), cmp_double);
+	qsort(rc, (size_t)n, sizeof(double), cmp_double);
+	printf("  (warm and local: medians of %d interleaved rounds)\n", n);
+	printf("  warm cache / local file, per round: on demand %.2f (%.2f-%.2f), prefetched %.2f "
+	       "(%.2f-%.2f) (median (min-max); goal <= 1.2)\n",
+	       r[n / 2], r[0], r[n - 1], rp[n / 2], rp[0], rp[n - 1]);
+	printf("  warm cache / local file in CPU time (all threads), on demand: %.2f (%.2f-%.2f)\n",
+	       rc[n / 2], rc[0], rc[n - 1]);
 }
 
 int main(void)
@@ -433,6 +560,9 @@ int main(void)
 
 	if ((mib = getenv("SQUIB_BENCH_RAM_MIB")) && atoi(mib) >= 64)
 		guest_ram = (uint64_t)atoi(mib) << 20;
+	f.rounds = (mib = getenv("SQUIB_BENCH_ROUNDS")) && atoi(mib) > 0 ? atoi(mib) : 5;
+	if (f.rounds > ROUNDS_MAX)
+		f.rounds = ROUNDS_MAX;
 	snprintf(dir, sizeof(dir), "%s/bench_store_lazy.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
 	ram = mmap(NULL, guest_ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (!mkdtemp(dir) || ram == MAP_FAILED || build_content(ram) ||
@@ -461,9 +591,9 @@ int main(void)
 	rc = !ws ||
 	     (!getenv("SQUIB_BENCH_WARM_ONLY") && cold(st, m.layout.id, dir, ws, n, pages, &f)) ||
 	     pull_file(st, m.layout.id, pulled, ws, n, &state, &f) ||
-	     warm(st, m.layout.id, cache, ws, n, &f) || local(state, ws, n, &f);
+	     warm_rounds(st, m.layout.id, cache, state, ws, n, &f);
 	if (!rc)
-		report(&f, pages,
+		report(&f, pages, n,
 		       s3 && *s3 ? "Ceph RGW (127.0.0.1)"
 				 : "a DIRECTORY store (no S3 server: SQUIB_TEST_S3_URL unset)");
 	squib_store_close(st);

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,6 +455,35 @@ static void test_should_refetch_a_corrupt_cache_entry(void **state)
 	squib_store_close(s);
 }
 
+/* A warm restore reads each entry once, straight into the pager's buffer: nothing
+ * through the chunk table, no read-ahead (a disk cache's read has no latency to hide). */
+static void test_should_read_each_entry_of_a_warm_cache_once(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store_source_stats st;
+	struct squib_store *s;
+	struct lazy lz;
+
+	if (squib_test_uffd_missing("the chunk cache"))
+		skip();
+	s = open_store(f->url);
+	push(s, f->state, f->memf, NULL, 0);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	assert_memory_equal(lz.ram, f->mem, RAM); /* fills the cache (written by the release) */
+	lazy_free(&lz);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.cache_hits, NONZERO);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.cache_corrupt, 0);
+	assert_int_equal(st.memory_hits, 0);
+	assert_int_equal(st.waits, 0);
+	lazy_free(&lz);
+	squib_store_close(s);
+}
+
 /* An entry with a right CRC over wrong content: a writer of the cache directory could
  * forge one. In a directory others can write, the source checks SHA-256 as well. */
 static void test_should_check_sha256_of_entries_in_a_shared_cache_directory(void **state)
@@ -831,6 +861,7 @@ int main(void)
 	    T(test_should_stop_on_a_flipped_byte_in_a_chunk),
 	    T(test_should_stop_on_a_missing_chunk),
 	    T(test_should_refetch_a_corrupt_cache_entry),
+	    T(test_should_read_each_entry_of_a_warm_cache_once),
 	    T(test_should_check_sha256_of_entries_in_a_shared_cache_directory),
 	    T(test_should_share_one_bounded_cache_between_processes),
 	    T(test_should_serve_from_the_store_with_the_cli),

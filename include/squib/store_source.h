@@ -8,12 +8,16 @@
  * A read of pages fetches the chunk(s) holding them: from the process's
  * small memory of decompressed chunks, else from the disk cache (checked:
  * an entry that fails is deleted and fetched again, never served), else
- * from the store (then queued to the cache's writer thread). Every chunk
- * from the store is verified against its SHA-256 name before a byte of it
- * is served or cached. A chunk is fetched at most once at a time: a second
- * reader of a chunk being fetched waits for that fetch (in-flight
- * de-duplication). A read entering a new window also queues the next few
- * windows to the source's read-ahead threads (never blocking the reader).
+ * from the store (then queued to the cache's writer thread). A read of a
+ * whole window the memory does not hold takes the disk cache's entry
+ * straight into the reader's buffer, checked there before the read returns.
+ * Every chunk from the store is verified against its SHA-256 name before a
+ * byte of it is served or cached. A chunk is fetched at most once at a time:
+ * a second reader of a chunk being fetched waits for that fetch (in-flight
+ * de-duplication). A read entering a new window that the disk cache did not
+ * serve also queues the next few windows to the source's read-ahead threads
+ * (never blocking the reader); a disk cache's read has no latency worth
+ * hiding, so a warm restore reads nothing ahead.
  *
  * An image maps the memory it reads as: a Diff's chunk map already holds
  * its parent's chunk ids where pages did not change (squib/store.h), so one

@@ -26,9 +26,12 @@
 enum chunk_state { FETCHING, READY, FAILED };
 
 #define DCTX_KEPT 16
-/* Read-ahead of a demand fault: the next windows, fetched by up to RA_THREADS
- * threads (CPU for a warm cache's decompress and check, latency for a cold
- * store's GETs), at most RA_QUEUE windows waiting. */
+/* Chunk buffers kept for reuse: a freed 64 KiB buffer goes back to the kernel (heap
+ * trim), and the next one's first write faults its pages in again. */
+#define SPARE_KEPT 32
+/* Read-ahead of demand faults the disk cache did not serve: the next windows,
+ * fetched by up to RA_THREADS threads (a cold store's GETs overlap), at most
+ * RA_QUEUE windows waiting. */
 #define RA_WINDOWS 8
 #define RA_THREADS 8
 #define RA_QUEUE   32
@@ -64,6 +67,8 @@ struct squib_store_source {
 	struct chunk *oldest, *newest; /* idle READY chunks, least recently used first */
 	ZSTD_DCtx *dctx[DCTX_KEPT];    /* idle decompression contexts, reused */
 	size_t dctx_idle;
+	uint8_t *spare[SPARE_KEPT]; /* chunk buffers (chunk_bytes each), reused */
+	size_t spare_n;
 	/* Read-ahead (under mu): queued windows, its threads, the last demand window. */
 	uint64_t ra_q[RA_QUEUE], ra_last;
 	size_t ra_head, ra_n;
@@ -157,8 +162,17 @@ static void unlink_chunk(struct squib_store_source *ss, struct chunk *c)
 			*p = c->next;
 			break;
 		}
-	free(c->buf);
+	if (c->buf && ss->spare_n < SPARE_KEPT)
+		ss->spare[ss->spare_n++] = c->buf;
+	else
+		free(c->buf);
 	free(c);
+}
+
+/* A chunk buffer (chunk_bytes): a spare one, else a new one. Under mu. */
+static uint8_t *chunk_buf(struct squib_store_source *ss)
+{
+	return ss->spare_n ? ss->spare[--ss->spare_n] : malloc(ss->chunk_bytes);
 }
 
 static void put_locked(struct squib_store_source *ss, struct chunk *c)
@@ -309,17 +323,43 @@ static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k
 	return r;
 }
 
+/*
+ * Under mu: chunk k's entry, referenced - the one in the table, or a new FETCHING one that
+ * this thread must fetch (*mine). NULL: no memory.
+ */
+static struct chunk *enter_locked(struct squib_store_source *ss, uint64_t k, uint64_t len,
+				  bool *mine)
+{
+	struct chunk *c = find(ss, &ss->im.chunks[k]);
+
+	if ((*mine = !c)) {
+		if (!(c = calloc(1, sizeof(*c))))
+			return NULL;
+		*c =
+		    (struct chunk){.h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1};
+		c->next = *bucket(ss, &c->h);
+		*bucket(ss, &c->h) = c;
+		c->buf = len <= ss->chunk_bytes ? chunk_buf(ss) : NULL;
+	} else if (!c->refs++ && c->state == READY) {
+		idle_remove(ss, c);
+	}
+	return c;
+}
+
 /* Chunk k (not a zero chunk), referenced: READY, or its error. */
 static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct chunk **out,
 	       struct squib_error_detail *d)
 {
 	struct chunk *c;
+	bool mine;
 	int r;
 
 	pthread_mutex_lock(&ss->mu);
-	if ((c = find(ss, &ss->im.chunks[k]))) {
-		if (!c->refs++ && c->state == READY)
-			idle_remove(ss, c);
+	if (!(c = enter_locked(ss, k, len, &mine))) {
+		pthread_mutex_unlock(&ss->mu);
+		return squib_fail(d, SQUIB_E_NOMEM);
+	}
+	if (!mine) {
 		if (c->state == FETCHING)
 			ss->st.waits++;
 		else if (c->state == READY)
@@ -335,14 +375,6 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 		*out = r ? NULL : c;
 		return r;
 	}
-	if (!(c = calloc(1, sizeof(*c)))) {
-		pthread_mutex_unlock(&ss->mu);
-		return squib_fail(d, SQUIB_E_NOMEM);
-	}
-	*c = (struct chunk){.h = ss->im.chunks[k], .state = FETCHING, .len = len, .refs = 1};
-	c->next = *bucket(ss, &c->h);
-	*bucket(ss, &c->h) = c;
-	c->buf = malloc(len);
 	pthread_mutex_unlock(&ss->mu);
 	if ((r = fetch_into(ss, c, k, d))) {
 		put(ss, c);
@@ -360,6 +392,7 @@ static void *ra_main(void *arg)
 	uint64_t k, ga, off, len;
 	uint32_t region;
 	struct chunk *c;
+	bool mine;
 
 	pthread_mutex_lock(&ss->mu);
 	while (!ss->ra_stop) {
@@ -370,11 +403,17 @@ static void *ra_main(void *arg)
 		k = ss->ra_q[ss->ra_head];
 		ss->ra_head = (ss->ra_head + 1) % RA_QUEUE;
 		ss->ra_n--;
+		/* Into the table under the same lock as off the queue: a demand read finds the
+		 * window in one or the other, never reads it beside this thread. */
+		c = squib_store_chunk_window(&ss->im.manifest.layout, ss->im.chunk_shift, k,
+					     &region, &ga, &off, &len)
+			? NULL
+			: enter_locked(ss, k, len, &mine);
 		pthread_mutex_unlock(&ss->mu);
 		/* A failure is left to the demand fault that needs the chunk (it tries again). */
-		if (!squib_store_chunk_window(&ss->im.manifest.layout, ss->im.chunk_shift, k,
-					      &region, &ga, &off, &len) &&
-		    !get(ss, k, len, &c, NULL))
+		if (c && mine)
+			fetch_into(ss, c, k, NULL);
+		if (c)
 			put(ss, c);
 		pthread_mutex_lock(&ss->mu);
 	}
@@ -419,6 +458,20 @@ static void readahead(struct squib_store_source *ss, uint64_t k)
 	pthread_mutex_unlock(&ss->mu);
 }
 
+/* Take window k off the read-ahead queue (a demand read is reading it). Under mu. */
+static void ra_unqueue(struct squib_store_source *ss, uint64_t k)
+{
+	for (size_t i = 0; i < ss->ra_n; i++) {
+		if (ss->ra_q[(ss->ra_head + i) % RA_QUEUE] != k)
+			continue;
+		for (; i + 1 < ss->ra_n; i++)
+			ss->ra_q[(ss->ra_head + i) % RA_QUEUE] =
+			    ss->ra_q[(ss->ra_head + i + 1) % RA_QUEUE];
+		ss->ra_n--;
+		return;
+	}
+}
+
 static void ra_stop(struct squib_store_source *ss)
 {
 	pthread_mutex_lock(&ss->mu);
@@ -431,6 +484,29 @@ static void ra_stop(struct squib_store_source *ss)
 }
 
 /* ---- the page source ------------------------------------------------------------ */
+
+/*
+ * A read of all of window k (len bytes) that the table does not hold: straight from the
+ * disk cache into the reader's buffer, checked there (from_cache: the pager installs
+ * nothing before the read returns 0) - no chunk buffer to fill and then copy out of, the
+ * second copy a warm fault made that a local file's does not. True when served; false
+ * (the chunk is in the table or being fetched, a prefetch is running, or the cache has no
+ * good entry): the table's way, which fetches it from the store once.
+ */
+static bool from_cache_direct(struct squib_store_source *ss, uint64_t k, uint8_t *out, uint64_t len)
+{
+	const struct squib_store_hash *h = &ss->im.chunks[k];
+	bool held;
+
+	if (!ss->cache)
+		return false;
+	pthread_mutex_lock(&ss->mu);
+	/* While a prefetch runs its pool will want the chunk too: through the table, once. */
+	if (!(held = find(ss, h) != NULL || ss->prefetching))
+		ra_unqueue(ss, k); /* or a read-ahead thread would read it again */
+	pthread_mutex_unlock(&ss->mu);
+	return !held && !from_cache(ss, h, out, len);
+}
 
 static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		    struct squib_error_detail *d)
@@ -451,6 +527,11 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		n = left < end - off ? left : end - off;
 		if (squib_store_hash_is_zero(&ss->im.chunks[k])) {
 			memset(out, 0, n);
+		} else if (!in && n == left && from_cache_direct(ss, k, out, n)) {
+			/* No read-ahead: it hides a store's latency, and a disk cache's read
+			 * has little. Ahead, on other threads, it cost more than it saved:
+			 * wakeups, waits, a copy through the table - ~1.6x the CPU of a warm
+			 * restore without it (bench_store_lazy, DESIGN.md). */
 		} else {
 			if ((r = get(ss, k, in + left, &c, d)))
 				return r;
@@ -476,6 +557,8 @@ static void src_release(void *ctx)
 		while (ss->buckets[i])
 			unlink_chunk(ss, ss->buckets[i]);
 	free(ss->buckets);
+	while (ss->spare_n)
+		free(ss->spare[--ss->spare_n]);
 	while (ss->dctx_idle)
 		ZSTD_freeDCtx(ss->dctx[--ss->dctx_idle]);
 	squib_store_cache_close(ss->cache);
