@@ -24,6 +24,7 @@ void squib_store_image_release(struct squib_store_image *im)
 		return;
 	squib_memfile_manifest_release(&im->manifest);
 	free(im->chunks);
+	free(im->bases);
 	memset(im, 0, sizeof(*im));
 }
 
@@ -79,10 +80,20 @@ int squib_store_chunk_window(const struct squib_memory_layout *l, uint32_t chunk
 	return squib_fail_msg(NULL, SQUIB_E_INVALID_ARGUMENT, "no such chunk window");
 }
 
-static size_t image_bytes(uint64_t regions, uint64_t extents, bool digests, uint64_t chunks)
+static size_t image_bytes(uint64_t regions, uint64_t extents, bool digests, uint64_t chunks,
+			  bool bases)
 {
 	return HEADER_BYTES + regions * 16 + extents * (digests ? 24 : 16) +
-	       chunks * SQUIB_STORE_HASH_SIZE + TRAILER_BYTES;
+	       chunks * SQUIB_STORE_HASH_SIZE * (bases ? 2 : 1) + TRAILER_BYTES;
+}
+
+/* Does the image need its base map (some window a delta)? Then it is a 1.1 image. */
+static bool has_bases(const struct squib_store_image *im)
+{
+	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k]))
+			return true;
+	return false;
 }
 
 static void put_header(uint8_t *p, const struct squib_store_image *im)
@@ -91,7 +102,7 @@ static void put_header(uint8_t *p, const struct squib_store_image *im)
 
 	squib_put_le64(p, SQUIB_STORE_IMAGE_MAGIC);
 	squib_put_le16(p + 8, SQUIB_STORE_IMAGE_VERSION_MAJOR);
-	squib_put_le16(p + 10, SQUIB_STORE_IMAGE_VERSION_MINOR);
+	squib_put_le16(p + 10, has_bases(im) ? 1 : 0);
 	squib_put_le32(p + 16, im->manifest.flags);
 	squib_put_le32(p + 20, (uint32_t)l->kind);
 	memcpy(p + 24, l->id, SQUIB_MEMORY_ID_SIZE);
@@ -105,6 +116,7 @@ static void put_header(uint8_t *p, const struct squib_store_image *im)
 	squib_put_le64(p + 96, l->extent_count);
 	squib_put_le64(p + 104, im->chunk_count);
 	squib_put_le32(p + 112, COMPRESSION_ZSTD);
+	squib_put_le32(p + 116, has_bases(im) ? SQUIB_STORE_IMAGE_BASES : 0);
 }
 
 /* The rules an image obeys beyond its layout's (also what the decoder checks). */
@@ -134,6 +146,18 @@ static int check_image(const struct squib_store_image *im, int code, struct squi
 		    SQUIB_STORE_MIN_CHUNK_SHIFT, SQUIB_STORE_MAX_CHUNK_SHIFT);
 	if (im->chunk_count && !im->chunks)
 		return squib_fail_msg(d, code, "image: no chunk map");
+	/* A delta's window has content and a base other than itself (§S.2). */
+	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k]) &&
+		    (squib_store_hash_is_zero(&im->chunks[k]) ||
+		     !memcmp(im->bases[k].b, im->chunks[k].b, sizeof(im->chunks[k].b))))
+			return squib_fail_msg(d, code,
+					      "image: window %" PRIu64
+					      " has a base but %s",
+					      k,
+					      squib_store_hash_is_zero(&im->chunks[k])
+						  ? "is zero"
+						  : "is its own base");
 	return 0;
 }
 
@@ -150,7 +174,7 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	*len = 0;
 	if ((r = check_image(im, SQUIB_E_INVALID_ARGUMENT, d)))
 		return r;
-	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count);
+	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count, has_bases(im));
 	if (!(buf = calloc(1, n)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	put_header(buf, im);
@@ -168,6 +192,10 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	if (im->chunk_count)
 		memcpy(p, im->chunks, im->chunk_count * SQUIB_STORE_HASH_SIZE);
 	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
+	if (has_bases(im)) {
+		memcpy(p, im->bases, im->chunk_count * SQUIB_STORE_HASH_SIZE);
+		p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
+	}
 	squib_put_le64(p, squib_crc64(0, buf, n - TRAILER_BYTES));
 	*out = buf;
 	*len = n;
@@ -175,14 +203,22 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 }
 
 /* Header fields that bound the arrays, before anything is allocated. */
-static int check_header(const uint8_t *p, size_t len, struct squib_error_detail *d)
+static int check_header(const uint8_t *p, size_t len, uint16_t minor,
+			struct squib_error_detail *d)
 {
 	uint32_t flags = squib_get_le32(p + 16), kind = squib_get_le32(p + 20);
 	uint32_t regions = squib_get_le32(p + 56), shift = squib_get_le32(p + 60);
 	uint64_t extents = squib_get_le64(p + 96), chunks = squib_get_le64(p + 104);
+	uint32_t map_flags = squib_get_le32(p + 116);
+	bool bases = map_flags & SQUIB_STORE_IMAGE_BASES;
 
-	if (squib_get_le16(p + 14) || squib_get_le32(p + 116) || squib_get_le64(p + 120))
+	if (squib_get_le16(p + 14) || squib_get_le64(p + 120))
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: reserved header bytes not zero");
+	/* Canonical: a 1.1 image is one with a base map, a 1.0 image has none. */
+	if (map_flags != (minor ? SQUIB_STORE_IMAGE_BASES : 0u))
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "image: map flags 0x%" PRIx32 " in a 1.%u image", map_flags,
+				      (unsigned)minor);
 	if (flags & ~SQUIB_MEMFILE_FLAG_DIGESTS)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: undefined flags 0x%" PRIx32,
 				      flags);
@@ -199,14 +235,15 @@ static int check_header(const uint8_t *p, size_t len, struct squib_error_detail 
 	if (squib_get_le32(p + 112) != COMPRESSION_ZSTD)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: compression %" PRIu32,
 				      squib_get_le32(p + 112));
-	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks))
-		return squib_fail_msg(
-		    d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu", len,
-		    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks));
+	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, bases))
+		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu",
+				      len,
+				      image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS,
+						  chunks, bases));
 	return 0;
 }
 
-static int alloc_arrays(struct squib_store_image *im, bool dig)
+static int alloc_arrays(struct squib_store_image *im, bool dig, bool bases)
 {
 	struct squib_memory_layout *l = &im->manifest.layout;
 
@@ -215,8 +252,10 @@ static int alloc_arrays(struct squib_store_image *im, bool dig)
 	im->manifest.digests =
 	    dig && l->extent_count ? calloc(l->extent_count, sizeof(uint64_t)) : NULL;
 	im->chunks = im->chunk_count ? calloc(im->chunk_count, sizeof(*im->chunks)) : NULL;
+	im->bases = bases && im->chunk_count ? calloc(im->chunk_count, sizeof(*im->bases)) : NULL;
 	if (!l->regions || (l->extent_count && !l->extents) ||
-	    (dig && l->extent_count && !im->manifest.digests) || (im->chunk_count && !im->chunks))
+	    (dig && l->extent_count && !im->manifest.digests) || (im->chunk_count && !im->chunks) ||
+	    (bases && im->chunk_count && !im->bases))
 		return squib_fail(NULL, SQUIB_E_NOMEM);
 	return 0;
 }
@@ -225,9 +264,10 @@ static int parse_body(const uint8_t *buf, struct squib_store_image *im)
 {
 	struct squib_memory_layout *l = &im->manifest.layout;
 	bool dig = im->manifest.flags & SQUIB_MEMFILE_FLAG_DIGESTS;
+	bool bases = squib_get_le32(buf + 116) & SQUIB_STORE_IMAGE_BASES;
 	const uint8_t *p = buf + HEADER_BYTES;
 
-	if (alloc_arrays(im, dig))
+	if (alloc_arrays(im, dig, bases))
 		return SQUIB_E_NOMEM;
 	for (uint32_t i = 0; i < l->region_count; i++, p += 16) {
 		l->regions[i].guest_addr = squib_get_le64(p);
@@ -241,6 +281,9 @@ static int parse_body(const uint8_t *buf, struct squib_store_image *im)
 		im->manifest.digests[i] = squib_get_le64(p);
 	if (im->chunk_count)
 		memcpy(im->chunks, p, im->chunk_count * SQUIB_STORE_HASH_SIZE);
+	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
+	if (im->bases)
+		memcpy(im->bases, p, im->chunk_count * SQUIB_STORE_HASH_SIZE);
 	return 0;
 }
 
@@ -282,10 +325,13 @@ int squib_store_image_decode(const uint8_t *buf, size_t len, struct squib_store_
 				       squib_get_le16(buf + 12)};
 	if (found.major != want.major || found.minor > want.minor)
 		return squib_fail_version(d, found, want);
-	if ((r = check_header(buf, len, d)))
+	if ((r = check_header(buf, len, found.minor, d)))
 		return r;
 	read_header(buf, out);
-	if ((r = parse_body(buf, out)) || (r = check_image(out, SQUIB_E_ENCODING, d))) {
+	if ((r = parse_body(buf, out)) || (r = check_image(out, SQUIB_E_ENCODING, d)) ||
+	    (found.minor && !has_bases(out) &&
+	     (r = squib_fail_msg(d, SQUIB_E_ENCODING,
+				 "image: a 1.1 image whose base map is all zero")))) {
 		if (r == SQUIB_E_NOMEM)
 			squib_fail(d, r);
 		squib_store_image_release(out);
