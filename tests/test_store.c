@@ -799,8 +799,8 @@ static void test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas(v
 	squib_store_close(s);
 }
 
-/* The 1.1 image's own rules, on a real image with a delta. */
-static void test_should_decode_a_base_map_strictly(void **state)
+/* The 1.1 image's own rules, on a real image with two deltas (windows 0 and 23). */
+static void test_should_decode_a_delta_list_strictly(void **state)
 {
 	struct fx *f = *state;
 	struct squib_store *s = open_store(f->store);
@@ -810,7 +810,7 @@ static void test_should_decode_a_base_map_strictly(void **state)
 	struct squib_store_image im;
 	struct delta_fx x;
 	uint8_t *buf, *copy;
-	size_t len, bases;
+	size_t len, list;
 	char key[80], hex[33];
 
 	push_ok(s, f->state, f->memf, NULL, 0, NULL);
@@ -819,39 +819,38 @@ static void test_should_decode_a_base_map_strictly(void **state)
 	snprintf(key, sizeof(key), "images/%s", hex);
 	OK(squib_store_get(s, key, 1u << 30, &buf, &len, &d));
 	assert_int_equal(decode_with_crc(buf, len), 0);
-	bases = len - 8 - x.im.chunk_count * SQUIB_STORE_HASH_SIZE; /* the base map's offset */
+	assert_int_equal(buf[10], 1);	/* minor */
+	assert_int_equal(buf[120], 2); /* delta_count */
+	list = len - 8 - 2 * 40;	/* (u64 window, 32-byte base) x 2 */
+	assert_int_equal(buf[list], 0);
+	assert_int_equal(buf[list + 40], 1500 * squib_test_page_size() >> x.im.chunk_shift);
 	copy = malloc(len);
-	memcpy(copy, buf, len);
-	copy[10] = 2; /* minor 2: not this reader's */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_VERSION_MISMATCH);
-	memcpy(copy, buf, len);
-	copy[116] = 0; /* a 1.1 image without its map flag */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
-	memcpy(copy, buf, len);
-	copy[116] = 3; /* an undefined map flag */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
-	memcpy(copy, buf, len);
-	copy[10] = 0; /* a 1.0 image with a map flag */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
-	memcpy(copy, buf, len);
-	memset(copy + bases, 0, x.im.chunk_count * SQUIB_STORE_HASH_SIZE); /* all plain: 1.0 */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
-	memcpy(copy, buf, len);
-	memcpy(copy + bases + x.k * SQUIB_STORE_HASH_SIZE, &x.im.chunks[x.k],
-	       SQUIB_STORE_HASH_SIZE); /* its own base */
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
+#define MUTATE(stmt, want)                                                                         \
+	do {                                                                                       \
+		memcpy(copy, buf, len);                                                            \
+		stmt;                                                                              \
+		assert_int_equal(decode_with_crc(copy, len), want);                                \
+	} while (0)
+	MUTATE(copy[10] = 2, SQUIB_E_VERSION_MISMATCH); /* not this reader's minor */
+	MUTATE(copy[10] = 0, SQUIB_E_ENCODING);		/* a 1.0 image with deltas */
+	MUTATE(copy[120] = 0, SQUIB_E_ENCODING);		/* a 1.1 image without */
+	MUTATE(copy[120] = 3, SQUIB_E_ENCODING);		/* the size no longer matches */
+	MUTATE(copy[list + 40] = 0, SQUIB_E_ENCODING);	/* windows not ascending */
+	MUTATE(put_le64(copy + list + 40, x.im.chunk_count), SQUIB_E_ENCODING); /* no window */
+	MUTATE(memset(copy + list + 8, 0, 32), SQUIB_E_ENCODING);		 /* a zero base */
+	MUTATE(memcpy(copy + list + 8, &x.im.chunks[0], 32), SQUIB_E_ENCODING); /* its own base */
 	/* A base on a zero window (the fixture's 1 MiB of zeros starts at window 32). */
-	memcpy(copy, buf, len);
 	assert_true(squib_store_hash_is_zero(&x.im.chunks[32]));
-	memcpy(copy + bases + 32 * SQUIB_STORE_HASH_SIZE, &x.im.bases[x.k], SQUIB_STORE_HASH_SIZE);
-	assert_int_equal(decode_with_crc(copy, len), SQUIB_E_ENCODING);
-	/* Encoding an image whose bases are all zero gives a 1.0 image. */
+	MUTATE(put_le64(copy + list + 40, 32), SQUIB_E_ENCODING);
+	MUTATE((void)0, 0);
+#undef MUTATE
+	/* An image whose bases are all zero encodes as 1.0, without the list. */
 	OK(squib_store_image_decode(buf, len, &im, &d));
 	memset(im.bases, 0, im.chunk_count * sizeof(*im.bases));
 	free(copy);
 	OK(squib_store_image_encode(&im, &copy, &len, &d));
 	assert_int_equal(copy[10], 0);
-	assert_int_equal(len, bases + 8);
+	assert_int_equal(len, list + 8);
 	squib_store_image_release(&im);
 	free(copy);
 	free(buf);
@@ -1218,7 +1217,7 @@ int main(void)
 		teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_should_decode_a_base_map_strictly, setup,
+	    cmocka_unit_test_setup_teardown(test_should_decode_a_delta_list_strictly, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_gc_chunks_no_image_maps_and_wait_for_pushes,
 					    setup, teardown),

@@ -63,11 +63,10 @@ extern "C" {
 /* "SQUIBIMG" as the 8 bytes on the wire. */
 #define SQUIB_STORE_IMAGE_MAGIC		0x474D494249555153ULL
 #define SQUIB_STORE_IMAGE_VERSION_MAJOR 1
-/* Minor 1: the image has a base map (some chunks are deltas). An image
- * without one is written as 1.0, which every 1.x reader reads. */
+/* Minor 1: the image lists delta windows and their bases (docs/FORMAT.md
+ * §S.2). An image without deltas is written as 1.0, which every 1.x reader
+ * reads. */
 #define SQUIB_STORE_IMAGE_VERSION_MINOR 1
-/* The image's map flags (header offset 116, docs/FORMAT.md §S.2). */
-#define SQUIB_STORE_IMAGE_BASES 1u
 
 #define SQUIB_STORE_HASH_SIZE 32 /* SHA-256 */
 /* Chunk sizes: powers of two from 64 KiB to 16 MiB, at least the page size. */

@@ -17,6 +17,7 @@
 #define HEADER_BYTES	 128u
 #define TRAILER_BYTES	 8u
 #define COMPRESSION_ZSTD 1u
+#define DELTA_ENTRY_BYTES (8u + SQUIB_STORE_HASH_SIZE) /* u64 window, base name */
 
 void squib_store_image_release(struct squib_store_image *im)
 {
@@ -81,28 +82,30 @@ int squib_store_chunk_window(const struct squib_memory_layout *l, uint32_t chunk
 }
 
 static size_t image_bytes(uint64_t regions, uint64_t extents, bool digests, uint64_t chunks,
-			  bool bases)
+			  uint64_t deltas)
 {
 	return HEADER_BYTES + regions * 16 + extents * (digests ? 24 : 16) +
-	       chunks * SQUIB_STORE_HASH_SIZE * (bases ? 2 : 1) + TRAILER_BYTES;
+	       chunks * SQUIB_STORE_HASH_SIZE + deltas * DELTA_ENTRY_BYTES + TRAILER_BYTES;
 }
 
-/* Does the image need its base map (some window a delta)? Then it is a 1.1 image. */
-static bool has_bases(const struct squib_store_image *im)
+/* The windows that are deltas: a 1.1 image lists them (window, base) after
+ * its chunk map; one without any is a 1.0 image. */
+static uint64_t delta_count(const struct squib_store_image *im)
 {
+	uint64_t n = 0;
+
 	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
-		if (!squib_store_hash_is_zero(&im->bases[k]))
-			return true;
-	return false;
+		n += !squib_store_hash_is_zero(&im->bases[k]);
+	return n;
 }
 
-static void put_header(uint8_t *p, const struct squib_store_image *im)
+static void put_header(uint8_t *p, const struct squib_store_image *im, uint64_t deltas)
 {
 	const struct squib_memory_layout *l = &im->manifest.layout;
 
 	squib_put_le64(p, SQUIB_STORE_IMAGE_MAGIC);
 	squib_put_le16(p + 8, SQUIB_STORE_IMAGE_VERSION_MAJOR);
-	squib_put_le16(p + 10, has_bases(im) ? 1 : 0);
+	squib_put_le16(p + 10, deltas ? 1 : 0);
 	squib_put_le32(p + 16, im->manifest.flags);
 	squib_put_le32(p + 20, (uint32_t)l->kind);
 	memcpy(p + 24, l->id, SQUIB_MEMORY_ID_SIZE);
@@ -116,7 +119,7 @@ static void put_header(uint8_t *p, const struct squib_store_image *im)
 	squib_put_le64(p + 96, l->extent_count);
 	squib_put_le64(p + 104, im->chunk_count);
 	squib_put_le32(p + 112, COMPRESSION_ZSTD);
-	squib_put_le32(p + 116, has_bases(im) ? SQUIB_STORE_IMAGE_BASES : 0);
+	squib_put_le64(p + 120, deltas);
 }
 
 /* The rules an image obeys beyond its layout's (also what the decoder checks). */
@@ -174,10 +177,12 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	*len = 0;
 	if ((r = check_image(im, SQUIB_E_INVALID_ARGUMENT, d)))
 		return r;
-	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count, has_bases(im));
+	uint64_t deltas = delta_count(im);
+
+	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count, deltas);
 	if (!(buf = calloc(1, n)))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	put_header(buf, im);
+	put_header(buf, im, deltas);
 	p = buf + HEADER_BYTES;
 	for (uint32_t i = 0; i < l->region_count; i++, p += 16) {
 		squib_put_le64(p, l->regions[i].guest_addr);
@@ -192,10 +197,12 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	if (im->chunk_count)
 		memcpy(p, im->chunks, im->chunk_count * SQUIB_STORE_HASH_SIZE);
 	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
-	if (has_bases(im)) {
-		memcpy(p, im->bases, im->chunk_count * SQUIB_STORE_HASH_SIZE);
-		p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
-	}
+	for (uint64_t k = 0; deltas && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k])) {
+			squib_put_le64(p, k);
+			memcpy(p + 8, im->bases[k].b, SQUIB_STORE_HASH_SIZE);
+			p += DELTA_ENTRY_BYTES;
+		}
 	squib_put_le64(p, squib_crc64(0, buf, n - TRAILER_BYTES));
 	*out = buf;
 	*len = n;
@@ -209,16 +216,16 @@ static int check_header(const uint8_t *p, size_t len, uint16_t minor,
 	uint32_t flags = squib_get_le32(p + 16), kind = squib_get_le32(p + 20);
 	uint32_t regions = squib_get_le32(p + 56), shift = squib_get_le32(p + 60);
 	uint64_t extents = squib_get_le64(p + 96), chunks = squib_get_le64(p + 104);
-	uint32_t map_flags = squib_get_le32(p + 116);
-	bool bases = map_flags & SQUIB_STORE_IMAGE_BASES;
+	uint64_t deltas = squib_get_le64(p + 120);
 
-	if (squib_get_le16(p + 14) || squib_get_le64(p + 120))
+	if (squib_get_le16(p + 14) || squib_get_le32(p + 116))
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: reserved header bytes not zero");
-	/* Canonical: a 1.1 image is one with a base map, a 1.0 image has none. */
-	if (map_flags != (minor ? SQUIB_STORE_IMAGE_BASES : 0u))
+	/* Canonical: a 1.1 image is one with deltas, a 1.0 image has none. */
+	if (minor ? !deltas || deltas > chunks : deltas != 0)
 		return squib_fail_msg(d, SQUIB_E_ENCODING,
-				      "image: map flags 0x%" PRIx32 " in a 1.%u image", map_flags,
-				      (unsigned)minor);
+				      "image: delta_count %" PRIu64 " in a 1.%u image of %" PRIu64
+				      " chunks",
+				      deltas, (unsigned)minor, chunks);
 	if (flags & ~SQUIB_MEMFILE_FLAG_DIGESTS)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: undefined flags 0x%" PRIx32,
 				      flags);
@@ -235,11 +242,11 @@ static int check_header(const uint8_t *p, size_t len, uint16_t minor,
 	if (squib_get_le32(p + 112) != COMPRESSION_ZSTD)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: compression %" PRIu32,
 				      squib_get_le32(p + 112));
-	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, bases))
+	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, deltas))
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu",
 				      len,
 				      image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS,
-						  chunks, bases));
+						  chunks, deltas));
 	return 0;
 }
 
@@ -260,15 +267,16 @@ static int alloc_arrays(struct squib_store_image *im, bool dig, bool bases)
 	return 0;
 }
 
-static int parse_body(const uint8_t *buf, struct squib_store_image *im)
+static int parse_body(const uint8_t *buf, struct squib_store_image *im,
+		      struct squib_error_detail *d)
 {
 	struct squib_memory_layout *l = &im->manifest.layout;
 	bool dig = im->manifest.flags & SQUIB_MEMFILE_FLAG_DIGESTS;
-	bool bases = squib_get_le32(buf + 116) & SQUIB_STORE_IMAGE_BASES;
+	uint64_t deltas = squib_get_le64(buf + 120);
 	const uint8_t *p = buf + HEADER_BYTES;
 
-	if (alloc_arrays(im, dig, bases))
-		return SQUIB_E_NOMEM;
+	if (alloc_arrays(im, dig, deltas != 0))
+		return squib_fail(d, SQUIB_E_NOMEM);
 	for (uint32_t i = 0; i < l->region_count; i++, p += 16) {
 		l->regions[i].guest_addr = squib_get_le64(p);
 		l->regions[i].size = squib_get_le64(p + 8);
@@ -282,8 +290,21 @@ static int parse_body(const uint8_t *buf, struct squib_store_image *im)
 	if (im->chunk_count)
 		memcpy(im->chunks, p, im->chunk_count * SQUIB_STORE_HASH_SIZE);
 	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
-	if (im->bases)
-		memcpy(im->bases, p, im->chunk_count * SQUIB_STORE_HASH_SIZE);
+	/* The list is canonical: windows strictly ascending, each a real base. */
+	for (uint64_t i = 0, last = 0; i < deltas; i++, p += DELTA_ENTRY_BYTES) {
+		uint64_t k = squib_get_le64(p);
+
+		if (k >= im->chunk_count || (i && k <= last))
+			return squib_fail_msg(d, SQUIB_E_ENCODING,
+					      "image: delta %" PRIu64 " names window %" PRIu64
+					      " (windows ascending, below %" PRIu64 ")",
+					      i, k, im->chunk_count);
+		memcpy(im->bases[k].b, p + 8, SQUIB_STORE_HASH_SIZE);
+		if (squib_store_hash_is_zero(&im->bases[k]))
+			return squib_fail_msg(d, SQUIB_E_ENCODING,
+					      "image: delta %" PRIu64 " has a zero base", i);
+		last = k;
+	}
 	return 0;
 }
 
@@ -328,12 +349,7 @@ int squib_store_image_decode(const uint8_t *buf, size_t len, struct squib_store_
 	if ((r = check_header(buf, len, found.minor, d)))
 		return r;
 	read_header(buf, out);
-	if ((r = parse_body(buf, out)) || (r = check_image(out, SQUIB_E_ENCODING, d)) ||
-	    (found.minor && !has_bases(out) &&
-	     (r = squib_fail_msg(d, SQUIB_E_ENCODING,
-				 "image: a 1.1 image whose base map is all zero")))) {
-		if (r == SQUIB_E_NOMEM)
-			squib_fail(d, r);
+	if ((r = parse_body(buf, out, d)) || (r = check_image(out, SQUIB_E_ENCODING, d))) {
 		squib_store_image_release(out);
 		return r;
 	}
