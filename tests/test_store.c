@@ -532,7 +532,7 @@ static void pull_diff_ok(struct squib_store *s, struct fx *f, const uint8_t *id,
 	free(pulled_mem);
 }
 
-/* Remove the pulled diff pair (the base's stays, so the next pull reads only the diff's windows). */
+/* Remove the pulled diff pair: the base's stays, so a pull reads only the diff's windows. */
 static void unpull(struct fx *f, const uint8_t *id)
 {
 	char hex[33], path[4096];
@@ -779,8 +779,8 @@ static void test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas(v
 		size_t wlen = (size_t)1 << x.im.chunk_shift;
 		uint8_t *buf = malloc(wlen);
 
-		OK(squib_store_window_fetch(s, NULL, &x.im.chunks[x.k], &x.im.bases[x.k], buf,
-					    wlen, NULL, &d));
+		OK(squib_store_window_fetch(s, NULL, &x.im.chunks[x.k], &x.im.bases[x.k], buf, wlen,
+					    NULL, &d));
 		assert_memory_equal(buf, f->mem + x.k * wlen, wlen);
 		free(buf);
 	}
@@ -819,9 +819,9 @@ static void test_should_decode_a_delta_list_strictly(void **state)
 	snprintf(key, sizeof(key), "images/%s", hex);
 	OK(squib_store_get(s, key, 1u << 30, &buf, &len, &d));
 	assert_int_equal(decode_with_crc(buf, len), 0);
-	assert_int_equal(buf[10], 1);	/* minor */
+	assert_int_equal(buf[10], 1);  /* minor */
 	assert_int_equal(buf[120], 2); /* delta_count */
-	list = len - 8 - 2 * 40;	/* (u64 window, 32-byte base) x 2 */
+	list = len - 8 - 2 * 40;       /* (u64 window, 32-byte base) x 2 */
 	assert_int_equal(buf[list], 0);
 	assert_int_equal(buf[list + 40], 1500 * squib_test_page_size() >> x.im.chunk_shift);
 	copy = malloc(len);
@@ -833,11 +833,11 @@ static void test_should_decode_a_delta_list_strictly(void **state)
 	} while (0)
 	MUTATE(copy[10] = 2, SQUIB_E_VERSION_MISMATCH); /* not this reader's minor */
 	MUTATE(copy[10] = 0, SQUIB_E_ENCODING);		/* a 1.0 image with deltas */
-	MUTATE(copy[120] = 0, SQUIB_E_ENCODING);		/* a 1.1 image without */
-	MUTATE(copy[120] = 3, SQUIB_E_ENCODING);		/* the size no longer matches */
+	MUTATE(copy[120] = 0, SQUIB_E_ENCODING);	/* a 1.1 image without */
+	MUTATE(copy[120] = 3, SQUIB_E_ENCODING);	/* the size no longer matches */
 	MUTATE(copy[list + 40] = 0, SQUIB_E_ENCODING);	/* windows not ascending */
 	MUTATE(put_le64(copy + list + 40, x.im.chunk_count), SQUIB_E_ENCODING); /* no window */
-	MUTATE(memset(copy + list + 8, 0, 32), SQUIB_E_ENCODING);		 /* a zero base */
+	MUTATE(memset(copy + list + 8, 0, 32), SQUIB_E_ENCODING);		/* a zero base */
 	MUTATE(memcpy(copy + list + 8, &x.im.chunks[0], 32), SQUIB_E_ENCODING); /* its own base */
 	/* A base on a zero window (the fixture's 1 MiB of zeros starts at window 32). */
 	assert_true(squib_store_hash_is_zero(&x.im.chunks[32]));
@@ -1210,13 +1210,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_should_name_a_missing_chunk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_decode_an_image_strictly_in_its_check_order,
 					    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_should_store_a_changed_window_as_a_delta_of_depth_one,
-					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_store_a_changed_window_as_a_delta_of_depth_one, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_should_refuse_a_delta_whose_base_is_missing_corrupt_wrong_or_a_delta, setup,
 		teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas, setup, teardown),
+		test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_should_decode_a_delta_list_strictly, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_gc_chunks_no_image_maps_and_wait_for_pushes,

@@ -150,8 +150,9 @@ static int decode_frame(void *dctx, const uint8_t *obj, size_t obj_len,
 		return r;
 	if (memcmp(got.b, want->b, sizeof(got.b))) {
 		squib_store_hash_hex(&got, b);
-		return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH, "%schunk %s: its content hashes to %s",
-				      ref ? "delta " : "", a, b);
+		return squib_fail_msg(d, SQUIB_E_CRC_MISMATCH,
+				      "%schunk %s: its content hashes to %s", ref ? "delta " : "",
+				      a, b);
 	}
 	return 0;
 }
@@ -165,8 +166,7 @@ int squib_store_chunk_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
 
 int squib_store_delta_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
 				const struct squib_store_hash *want, const void *ref,
-				size_t ref_len, void *buf, size_t len,
-				struct squib_error_detail *d)
+				size_t ref_len, void *buf, size_t len, struct squib_error_detail *d)
 {
 	return decode_frame(dctx, obj, obj_len, want, ref, ref_len, buf, len, d);
 }

@@ -54,8 +54,7 @@ int squib_store_delta_fetch(struct squib_store *s, void *dctx, const struct squi
 	return r;
 }
 
-int squib_store_window_fetch(struct squib_store *s, void *dctx,
-			     const struct squib_store_hash *name,
+int squib_store_window_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
 			     const struct squib_store_hash *base, uint8_t *buf, size_t len,
 			     uint64_t *got, struct squib_error_detail *d)
 {
@@ -110,8 +109,7 @@ int squib_store_chunk_upload(struct squib_store *s, const struct squib_store_has
 	if (!s->opts.no_delta && ref && !squib_store_hash_is_zero(ref) &&
 	    memcmp(ref->b, name->b, sizeof(name->b)) && (rbuf = malloc(len ? len : 1)) &&
 	    !squib_store_chunk_fetch(s, NULL, ref, rbuf, len, NULL, NULL) &&
-	    !squib_store_delta_encode(data, len, rbuf, len, s->opts.zstd_level, &dobj, &dn,
-				      NULL) &&
+	    !squib_store_delta_encode(data, len, rbuf, len, s->opts.zstd_level, &dobj, &dn, NULL) &&
 	    squib_store_delta_pays(dn, n)) {
 		*base = *ref;
 		free(obj);

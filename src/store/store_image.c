@@ -14,9 +14,9 @@
 #include "../util.h"
 #include "store_internal.h"
 
-#define HEADER_BYTES	 128u
-#define TRAILER_BYTES	 8u
-#define COMPRESSION_ZSTD 1u
+#define HEADER_BYTES	  128u
+#define TRAILER_BYTES	  8u
+#define COMPRESSION_ZSTD  1u
 #define DELTA_ENTRY_BYTES (8u + SQUIB_STORE_HASH_SIZE) /* u64 window, base name */
 
 void squib_store_image_release(struct squib_store_image *im)
@@ -154,13 +154,10 @@ static int check_image(const struct squib_store_image *im, int code, struct squi
 		if (!squib_store_hash_is_zero(&im->bases[k]) &&
 		    (squib_store_hash_is_zero(&im->chunks[k]) ||
 		     !memcmp(im->bases[k].b, im->chunks[k].b, sizeof(im->chunks[k].b))))
-			return squib_fail_msg(d, code,
-					      "image: window %" PRIu64
-					      " has a base but %s",
-					      k,
-					      squib_store_hash_is_zero(&im->chunks[k])
-						  ? "is zero"
-						  : "is its own base");
+			return squib_fail_msg(
+			    d, code, "image: window %" PRIu64 " has a base but %s", k,
+			    squib_store_hash_is_zero(&im->chunks[k]) ? "is zero"
+								     : "is its own base");
 	return 0;
 }
 
@@ -210,8 +207,7 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 }
 
 /* Header fields that bound the arrays, before anything is allocated. */
-static int check_header(const uint8_t *p, size_t len, uint16_t minor,
-			struct squib_error_detail *d)
+static int check_header(const uint8_t *p, size_t len, uint16_t minor, struct squib_error_detail *d)
 {
 	uint32_t flags = squib_get_le32(p + 16), kind = squib_get_le32(p + 20);
 	uint32_t regions = squib_get_le32(p + 56), shift = squib_get_le32(p + 60);
@@ -242,11 +238,12 @@ static int check_header(const uint8_t *p, size_t len, uint16_t minor,
 	if (squib_get_le32(p + 112) != COMPRESSION_ZSTD)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: compression %" PRIu32,
 				      squib_get_le32(p + 112));
-	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, deltas))
-		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu",
-				      len,
-				      image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS,
-						  chunks, deltas));
+	if (len !=
+	    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, deltas))
+		return squib_fail_msg(
+		    d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu", len,
+		    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks,
+				deltas));
 	return 0;
 }
 

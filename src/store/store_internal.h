@@ -96,8 +96,7 @@ int squib_store_delta_fetch(struct squib_store *s, void *dctx, const struct squi
 			    size_t len, uint64_t *got, struct squib_error_detail *d);
 /* A window's bytes: its plain chunk (base zero or NULL), or its base then its
  * delta (at most two objects; a base is always a plain chunk). */
-int squib_store_window_fetch(struct squib_store *s, void *dctx,
-			     const struct squib_store_hash *name,
+int squib_store_window_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
 			     const struct squib_store_hash *base, uint8_t *buf, size_t len,
 			     uint64_t *got, struct squib_error_detail *d);
 /* Is a delta worth storing? Only when it is under half the plain chunk: a
@@ -107,8 +106,8 @@ static inline bool squib_store_delta_pays(size_t delta_len, size_t plain_len)
 	return 2 * delta_len < plain_len;
 }
 /* Image window k's base, zero for a plain chunk (bases NULL: all plain). */
-static inline const struct squib_store_hash *squib_store_image_base(
-    const struct squib_store_image *im, uint64_t k)
+static inline const struct squib_store_hash *
+squib_store_image_base(const struct squib_store_image *im, uint64_t k)
 {
 	static const struct squib_store_hash zero;
 

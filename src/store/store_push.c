@@ -28,8 +28,8 @@ struct push {
 	struct squib_store_idset seen;
 	/* chunks the store held when the push began, name -> base (read-only) */
 	struct squib_store_idmap known;
-	pthread_mutex_t mu;	      /* guards put */
-	struct squib_store_idmap put; /* chunks this push uploaded -> base */
+	pthread_mutex_t mu;		 /* guards put */
+	struct squib_store_idmap put;	 /* chunks this push uploaded -> base */
 	struct squib_store_image parent; /* the layer's parent image (a Diff), for delta refs */
 	const struct squib_progress *progress;
 	uint64_t done, total;

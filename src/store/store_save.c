@@ -30,7 +30,7 @@ struct ssave {
 	bool listed;
 	pthread_mutex_t mu; /* guards seen and put */
 	struct squib_store_idset seen;
-	struct squib_store_idmap put; /* names this save uploaded or HEADed -> base */
+	struct squib_store_idmap put;	 /* names this save uploaded or HEADed -> base */
 	struct squib_store_image parent; /* Diff */
 	struct squib_store_image im;
 	struct squib_store_pool *pool;
@@ -360,7 +360,7 @@ static int prepare(struct ssave *ss, enum squib_snapshot_kind kind, const uint8_
 	}
 	/* Under our lease, what the parent maps (its deltas' bases too) stays. */
 	return squib_store_known_add_image(&ss->known, &ss->parent) ? squib_fail(d, SQUIB_E_NOMEM)
-								     : 0;
+								    : 0;
 }
 
 static int check_args(struct squib_store *s, const struct squib_vm *vm,
