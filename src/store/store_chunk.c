@@ -47,6 +47,12 @@ void squib_store_hash_hex(const struct squib_store_hash *h, char out[2 * SQUIB_S
 int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **out, size_t *out_len,
 			     struct squib_error_detail *d)
 {
+	return squib_store_chunk_encode_in(NULL, buf, len, level, out, out_len, d);
+}
+
+int squib_store_chunk_encode_in(void *cctx, const void *buf, size_t len, int level, uint8_t **out,
+				size_t *out_len, struct squib_error_detail *d)
+{
 	size_t cap = ZSTD_compressBound(len), n;
 	uint8_t *obj;
 
@@ -54,7 +60,9 @@ int squib_store_chunk_encode(const void *buf, size_t len, int level, uint8_t **o
 	*out_len = 0;
 	if (ZSTD_isError(cap) || !(obj = malloc(cap ? cap : 1)))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	n = ZSTD_compress(obj, cap, buf, len, level);
+	/* The same frame either way; a reused context saves its allocation per chunk. */
+	n = cctx ? ZSTD_compressCCtx(cctx, obj, cap, buf, len, level)
+		 : ZSTD_compress(obj, cap, buf, len, level);
 	if (ZSTD_isError(n)) {
 		free(obj);
 		return squib_fail_msg(d, SQUIB_E_IO, "zstd compression failed: %s",
@@ -88,25 +96,35 @@ int squib_store_delta_encode(const void *buf, size_t len, const void *ref, size_
 			     int level, uint8_t **out, size_t *out_len,
 			     struct squib_error_detail *d)
 {
+	return squib_store_delta_encode_in(NULL, buf, len, ref, ref_len, level, out, out_len, d);
+}
+
+int squib_store_delta_encode_in(void *cctx, const void *buf, size_t len, const void *ref,
+				size_t ref_len, int level, uint8_t **out, size_t *out_len,
+				struct squib_error_detail *d)
+{
 	size_t cap = ZSTD_compressBound(len), n;
-	ZSTD_CCtx *c = ZSTD_createCCtx();
+	ZSTD_CCtx *own = cctx ? NULL : ZSTD_createCCtx(), *c = cctx ? cctx : own;
 	uint8_t *obj = malloc(cap ? cap : 1);
 
 	*out = NULL;
 	*out_len = 0;
 	if (!c || !obj || ZSTD_isError(cap)) {
-		ZSTD_freeCCtx(c);
+		ZSTD_freeCCtx(own);
 		free(obj);
 		return squib_fail(d, SQUIB_E_NOMEM);
 	}
-	n = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+	/* A reused context keeps its parameters: start from the defaults. */
+	n = ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+	if (!ZSTD_isError(n))
+		n = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
 	if (!ZSTD_isError(n))
 		n = ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, delta_window_log(ref_len, len));
 	if (!ZSTD_isError(n))
 		n = ZSTD_CCtx_refPrefix(c, ref, ref_len);
 	if (!ZSTD_isError(n))
 		n = ZSTD_compress2(c, obj, cap, buf, len);
-	ZSTD_freeCCtx(c);
+	ZSTD_freeCCtx(own);
 	if (ZSTD_isError(n)) {
 		free(obj);
 		return squib_fail_msg(d, SQUIB_E_IO, "zstd delta compression failed: %s",

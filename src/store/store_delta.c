@@ -7,6 +7,7 @@
  * two GETs. Both objects pass §S.4's checks: the base hashes to its name
  * before it is used as a reference, the delta's output to the window's.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,58 @@ int squib_store_delta_pair_id(const struct squib_store_hash *name,
 	return squib_store_hash(two, sizeof(two), out, NULL);
 }
 
+/* One compression context and one decompression context per uploading thread,
+ * freed when it exits: a context costs an allocation of ~1 MiB per use otherwise. */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+struct thread_ctx {
+	ZSTD_CCtx *c;
+	ZSTD_DCtx *d;
+};
+
+static void ctx_free(void *p)
+{
+	struct thread_ctx *t = p;
+
+	ZSTD_freeCCtx(t->c);
+	ZSTD_freeDCtx(t->d);
+	free(t);
+}
+
+static void ctx_init(void)
+{
+	if (pthread_key_create(&ctx_key, ctx_free))
+		ctx_key = (pthread_key_t)-1;
+}
+
+/* This thread's contexts (members NULL when allocation failed: the one-off paths). */
+static struct thread_ctx *thread_ctx(void)
+{
+	static struct thread_ctx none;
+	struct thread_ctx *t;
+
+	pthread_once(&ctx_once, ctx_init);
+	if (ctx_key == (pthread_key_t)-1)
+		return &none;
+	if ((t = pthread_getspecific(ctx_key)))
+		return t;
+	if (!(t = calloc(1, sizeof(*t))))
+		return &none;
+	t->c = ZSTD_createCCtx();
+	t->d = ZSTD_createDCtx();
+	if (pthread_setspecific(ctx_key, t)) {
+		ctx_free(t);
+		return &none;
+	}
+	return t;
+}
+
+void *squib_store_thread_dctx(void)
+{
+	return thread_ctx()->d;
+}
+
 /* ---- writing (push and save) ---------------------------------------------- */
 
 int squib_store_chunk_upload(struct squib_store *s, const struct squib_store_hash *name,
@@ -100,16 +153,19 @@ int squib_store_chunk_upload(struct squib_store *s, const struct squib_store_has
 	size_t n = 0, dn = 0;
 	int r;
 
+	struct thread_ctx *t = thread_ctx();
+
 	memset(base, 0, sizeof(*base));
-	if ((r = squib_store_chunk_encode(data, len, s->opts.zstd_level, &obj, &n, d)))
+	if ((r = squib_store_chunk_encode_in(t->c, data, len, s->opts.zstd_level, &obj, &n, d)))
 		return r;
 	/* The reference is read back from the store, checked against its name: the
 	 * delta must decode against exactly the bytes a reader will fetch. Any
 	 * failure there only costs the delta (the plain chunk is stored). */
 	if (!s->opts.no_delta && ref && !squib_store_hash_is_zero(ref) &&
 	    memcmp(ref->b, name->b, sizeof(name->b)) && (rbuf = malloc(len ? len : 1)) &&
-	    !squib_store_chunk_fetch(s, NULL, ref, rbuf, len, NULL, NULL) &&
-	    !squib_store_delta_encode(data, len, rbuf, len, s->opts.zstd_level, &dobj, &dn, NULL) &&
+	    !squib_store_chunk_fetch(s, t->d, ref, rbuf, len, NULL, NULL) &&
+	    !squib_store_delta_encode_in(t->c, data, len, rbuf, len, s->opts.zstd_level, &dobj, &dn,
+					 NULL) &&
 	    squib_store_delta_pays(dn, n)) {
 		*base = *ref;
 		free(obj);

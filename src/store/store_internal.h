@@ -82,6 +82,12 @@ struct squib_store_idmap;
 int squib_store_delta_encode(const void *buf, size_t len, const void *ref, size_t ref_len,
 			     int level, uint8_t **out, size_t *out_len,
 			     struct squib_error_detail *d);
+/* The two encoders through cctx (a ZSTD_CCtx the caller reuses; NULL: a new one). */
+int squib_store_chunk_encode_in(void *cctx, const void *buf, size_t len, int level, uint8_t **out,
+				size_t *out_len, struct squib_error_detail *d);
+int squib_store_delta_encode_in(void *cctx, const void *buf, size_t len, const void *ref,
+				size_t ref_len, int level, uint8_t **out, size_t *out_len,
+				struct squib_error_detail *d);
 /* squib_store_chunk_decode_in of a delta object against ref: the same checks. */
 int squib_store_delta_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
 				const struct squib_store_hash *want, const void *ref,
@@ -94,6 +100,9 @@ int squib_store_chunk_fetch(struct squib_store *s, void *dctx, const struct squi
 int squib_store_delta_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
 			    const struct squib_store_hash *base, const uint8_t *ref, uint8_t *buf,
 			    size_t len, uint64_t *got, struct squib_error_detail *d);
+/* The calling worker thread's decompression context (freed when the thread
+ * exits; NULL when it could not be made): for pool jobs only. */
+void *squib_store_thread_dctx(void);
 /* A window's bytes: its plain chunk (base zero or NULL), or its base then its
  * delta (at most two objects; a base is always a plain chunk). */
 int squib_store_window_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,

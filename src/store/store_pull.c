@@ -109,7 +109,7 @@ static int fetch_chunk(void *arg, struct squib_error_detail *d)
 	}
 	squib_store_chunk_window(l, j->im->chunk_shift, j->k, &region, &ga, &off, &len);
 	/* A delta window: its base, then the delta (bytes_fetched counts both). */
-	if (!(r = squib_store_window_fetch(j->p->s, NULL, &j->im->chunks[j->k],
+	if (!(r = squib_store_window_fetch(j->p->s, squib_store_thread_dctx(), &j->im->chunks[j->k],
 					   squib_store_image_base(j->im, j->k), j->buf, len, &n,
 					   d)) &&
 	    !(r = write_present(j->fd, l, off, len, j->buf, &w, d))) {
