@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <squib/store.h>
 
@@ -138,6 +139,21 @@ int squib_store_known_list(struct squib_store *s, struct squib_store_idmap *m,
  * writer's uploads) first, then known. SQUIB_E_IO for a name in neither. */
 int squib_store_fill_bases(struct squib_store_image *im, const struct squib_store_idmap *put,
 			   const struct squib_store_idmap *known, struct squib_error_detail *d);
+/* The base a writer makes window k's delta against (zero: none, store it
+ * plain): the parent image's chunk of the window when that is plain, its base
+ * when it is a delta - so a base is never a delta (depth 1, §S.5). parent:
+ * zeroed when there is none or its windows are not the new image's. */
+static inline void squib_store_delta_ref(const struct squib_store_image *parent, uint64_t k,
+					 struct squib_store_hash *ref)
+{
+	const struct squib_store_hash *base;
+
+	memset(ref, 0, sizeof(*ref));
+	if (!parent->chunks || k >= parent->chunk_count)
+		return;
+	base = squib_store_image_base(parent, k);
+	*ref = squib_store_hash_is_zero(base) ? parent->chunks[k] : *base;
+}
 /* One id for the pair (name, base): SHA-256 of the two names (gc's live set). */
 int squib_store_delta_pair_id(const struct squib_store_hash *name,
 			      const struct squib_store_hash *base, struct squib_store_hash *out);

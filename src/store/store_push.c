@@ -171,12 +171,7 @@ static int map_chunks(struct push *p, const struct squib_memfile_chain *c,
 			break;
 		}
 		j->p = p;
-		memset(&j->ref, 0, sizeof(j->ref));
-		/* A delta's base is the parent's plain chunk, or its delta's base. */
-		if (p->parent.chunks)
-			j->ref = squib_store_hash_is_zero(squib_store_image_base(&p->parent, k))
-				     ? p->parent.chunks[k]
-				     : *squib_store_image_base(&p->parent, k);
+		squib_store_delta_ref(&p->parent, k, &j->ref);
 		if ((r = keep_lease(p, d)) ||
 		    (r = read_window(c, l, im->chunk_shift, k, j->data, &j->len, d)) ||
 		    (r = push_window(p, j, &im->chunks[k], d)) <= 0)

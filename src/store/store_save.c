@@ -179,12 +179,8 @@ static int queue_window(struct ssave *ss, uint64_t k, const uint8_t *host, uint6
 	if (!(j = malloc(sizeof(*j) + len)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	*j = (struct save_job){.ss = ss, .slot = &ss->im.chunks[k], .len = (size_t)len};
-	/* A Diff's changed window: a delta against the parent's bytes of it, or
-	 * against their base when the parent's chunk is a delta (depth stays 1). */
-	if (ss->parent.chunks)
-		j->ref = squib_store_hash_is_zero(squib_store_image_base(&ss->parent, k))
-			     ? ss->parent.chunks[k]
-			     : *squib_store_image_base(&ss->parent, k);
+	/* A Diff's changed window: a delta against the parent's bytes of it (§S.5). */
+	squib_store_delta_ref(&ss->parent, k, &j->ref);
 	memcpy(j->data, host, (size_t)len);
 	/* No longer the parent's id: zero until the worker names the new bytes. */
 	memset(j->slot, 0, sizeof(*j->slot));
