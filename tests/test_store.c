@@ -599,6 +599,32 @@ static void test_should_store_a_changed_window_as_a_delta_of_depth_one(void **st
 	pull_diff_ok(s, f, x2.dm.layout.id, x2.dmem);
 	pull_diff_ok(s, f, x1.dm.layout.id, x1.dmem);
 
+	/* The same memory pushed as a Full under a new id: every window is in the
+	 * store already, the delta windows as deltas - reused from the listing
+	 * (a delta counts with its base listed), nothing uploaded. */
+	{
+		char *cstate, *cmem, *pulled, *pulled_mem;
+		struct squib_memfile_manifest cm;
+		struct squib_store_image cim;
+
+		squib_test_save_pair(f->dir, "copy", f->mem, RAM, false, &cstate, &cmem, &cm);
+		push_ok(s, cstate, cmem, NULL, 0, &st);
+		assert_int_equal(st.chunks_put, 0);
+		assert_int_equal(st.chunks_reused, st.chunks - st.chunks_zero);
+		OK(squib_store_image_get(s, cm.layout.id, &cim, &d));
+		assert_non_null(cim.bases);
+		assert_memory_equal(&cim.bases[x2.k], &base.chunks[x2.k], SQUIB_STORE_HASH_SIZE);
+		pulled = pull_ok(s, cm.layout.id, f->out, NULL);
+		pulled_mem = mem_of(pulled);
+		assert_same_file(pulled_mem, cmem);
+		squib_store_image_release(&cim);
+		squib_memfile_manifest_release(&cm);
+		free(pulled);
+		free(pulled_mem);
+		free(cstate);
+		free(cmem);
+	}
+
 	/* Without deltas (the option), the same window is stored whole. */
 	{
 		struct squib_store_options o = {.workers = 2, .no_delta = true};

@@ -240,11 +240,16 @@ int squib_store_known_list(struct squib_store *s, struct squib_store_idmap *m,
 	 * with its base listed: one left by a gc cut short may have lost it. */
 	if (!(r = squib_store_list(s, "chunks/", on_listed, &l, d)))
 		r = squib_store_list(s, "deltas/", on_listed, &l, d);
-	for (size_t i = 0; !r && i < l.deltas.cap; i++)
+	for (size_t i = 0; !r && i < l.deltas.cap; i++) {
+		struct squib_store_hash had;
+
+		/* The base must be listed as a plain chunk (m maps it to zero), not
+		 * merely known as another delta added by this loop: depth 1. */
 		if (!squib_store_hash_is_zero(&l.deltas.k[i]) &&
-		    squib_store_idmap_get(m, &l.deltas.v[i], NULL) &&
-		    know(m, &l.deltas.k[i], &l.deltas.v[i]))
+		    squib_store_idmap_get(m, &l.deltas.v[i], &had) &&
+		    squib_store_hash_is_zero(&had) && know(m, &l.deltas.k[i], &l.deltas.v[i]))
 			r = squib_fail(d, SQUIB_E_NOMEM);
+	}
 	squib_store_idmap_free(&l.deltas);
 	return r;
 }
