@@ -22,7 +22,10 @@
  *              of a local pair; with SQUIB_TEST_S3_URL (a live S3 server, as
  *              `make test-store` sets) the same save into S3, and push
  *              throughput vs the server's raw PUT throughput with the same
- *              object sizes and parallelism.
+ *              object sizes and parallelism. The ten diffs are saved again
+ *              into a store without delta chunks (the baseline), and the
+ *              11-image chain pulled from both and pushed into empty stores
+ *              with and without deltas: ratios and times side by side.
  *
  * Usage: bench_store [sweep|save|all|full] (default all; full: the Full saves
  * only, no diffs made). Files go under
@@ -655,13 +658,17 @@ static int store_save(struct squib_store *st, struct bvm *b, const uint8_t *pare
 	return rc;
 }
 
-/* The ten diffs applied as the VMM would (write + mark), each saved as a Diff. */
+/* The ten diffs applied as the VMM would (write + mark), each saved as a Diff;
+ * ids (may be NULL) receives the eleven memory ids, the Full's first. */
 static int save_diffs(struct squib_store *st, struct bvm *b, const struct diff d[10],
-		      uint8_t id[SQUIB_MEMORY_ID_SIZE], double *s)
+		      uint8_t id[SQUIB_MEMORY_ID_SIZE], double *s,
+		      uint8_t ids[11][SQUIB_MEMORY_ID_SIZE])
 {
 	struct squib_store_save_report rep;
 	uint64_t t = 0;
 
+	if (ids)
+		memcpy(ids[0], id, SQUIB_MEMORY_ID_SIZE);
 	for (int i = 0; i < 10; i++) {
 		for (uint64_t k = 0; k < d[i].n; k++) {
 			memcpy((uint8_t *)b->ram.host + d[i].pages[k] * PAGE, d[i].data + k * PAGE,
@@ -673,16 +680,19 @@ static int save_diffs(struct squib_store *st, struct bvm *b, const struct diff d
 			return -1;
 		t += rep.save.ns.total;
 		memcpy(id, rep.save.memory_id, SQUIB_MEMORY_ID_SIZE);
+		if (ids)
+			memcpy(ids[i + 1], id, SQUIB_MEMORY_ID_SIZE);
 	}
 	*s = t / 1e9;
 	return 0;
 }
 
 /* A Full squib_store_save into url (buffer: its buffer_bytes, 0 the default). */
-static int full_into(const char *url, const uint8_t *base, uint64_t buffer,
-		     struct squib_store_save_report *rep, struct squib_store **out, struct bvm *b)
+static int full_into(const char *url, const struct squib_store_options *o, const uint8_t *base,
+		     uint64_t buffer, struct squib_store_save_report *rep, struct squib_store **out,
+		     struct bvm *b)
 {
-	if (squib_store_open(url, NULL, out, NULL) || bvm_new(b, base))
+	if (squib_store_open(url, o, out, NULL) || bvm_new(b, base))
 		return -1;
 	return store_save(*out, b, NULL, buffer, rep);
 }
@@ -727,7 +737,7 @@ static void s3_bench(const uint8_t *base, double raw, const char *state, const c
 	}
 	for (int small = 0; small < 2; small++) {
 		snprintf(url, sizeof(url), "%s/bsave%ld-%d", s3, (long)getpid(), small);
-		if (full_into(url, base, small, &rep, &st, &b))
+		if (full_into(url, NULL, base, small, &rep, &st, &b))
 			return;
 		printf("S3 (%s): save into the store, buffer %s: %.2f s (guest paused %.2f s, "
 		       "%" PRIu64
@@ -752,6 +762,111 @@ static void s3_bench(const uint8_t *base, double raw, const char *state, const c
 	squib_store_close(st);
 }
 
+/* Pull image id's chain from url into dir/sub: seconds (negative: failed). */
+static double pull_s(const char *url, const char *dir, const char *sub, const uint8_t *id,
+		     struct squib_store_pull_stats *ps, char **state)
+{
+	char path[700];
+	struct squib_store *st;
+	struct squib_error_detail e;
+	uint64_t t0;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (mkdir(path, 0700) || squib_store_open(url, NULL, &st, NULL))
+		return -1;
+	t0 = now_ns();
+	rc = squib_store_pull(st, id, path, NULL, ps, state, &e);
+	squib_store_close(st);
+	if (rc)
+		fprintf(stderr, "bench_store: pull from %s: %s\n", url, e.msg);
+	return rc ? -1 : (now_ns() - t0) / 1e9;
+}
+
+/* Push the pulled chain (DIR/<id>.snap, base first) into a new store: seconds. */
+static double push_chain_s(const char *url, bool no_delta, const char *pulled,
+			   uint8_t ids[11][SQUIB_MEMORY_ID_SIZE], struct squib_store_push_stats *ps,
+			   uint64_t *bytes)
+{
+	struct squib_store_options o = {.no_delta = no_delta};
+	char *states[11] = {0}, *mems[11] = {0}, hex[2 * SQUIB_MEMORY_ID_SIZE + 1];
+	struct squib_store *st;
+	double s = -1;
+
+	for (int i = 0; i < 11; i++) {
+		squib_memfile_id_hex(ids[i], hex);
+		if (asprintf(&states[i], "%s/%s.snap", pulled, hex) < 0 ||
+		    asprintf(&mems[i], "%s/%s.mem", pulled, hex) < 0)
+			return -1;
+	}
+	if (!squib_store_open(url, &o, &st, NULL)) {
+		if (push_timed(st, states[10], mems[10], states, 10, ps, &s))
+			s = -1;
+		*bytes = stored(st);
+		squib_store_close(st);
+	}
+	for (int i = 0; i < 11; i++) {
+		free(states[i]);
+		free(mems[i]);
+	}
+	return s;
+}
+
+/* The same Full and ten Diffs saved into a store without deltas (the baseline,
+ * as before delta chunks), the ratios side by side; then pull and push of the
+ * whole chain from and into stores with and without deltas. */
+static int delta_bench(const char *dir, const uint8_t *base, const struct diff d[10],
+		       const char *with, uint8_t ids[11][SQUIB_MEMORY_ID_SIZE], uint64_t one_with,
+		       double ratio_with, double s_with)
+{
+	struct squib_store_options o = {.no_delta = true};
+	struct squib_store_save_report rep;
+	struct squib_store_pull_stats pw, po;
+	struct squib_store_push_stats uw, uo;
+	uint8_t id[SQUIB_MEMORY_ID_SIZE], ids_plain[11][SQUIB_MEMORY_ID_SIZE];
+	char plain[600], url[700];
+	struct squib_store *st;
+	uint64_t one, ten, bw = 0, bo = 0;
+	double s, tw, to, pwt, pot;
+	struct bvm b;
+
+	snprintf(plain, sizeof(plain), "%s/store-plain", dir);
+	if (full_into(plain, &o, base, 0, &rep, &st, &b))
+		return -1;
+	one = stored(st);
+	memcpy(id, rep.save.memory_id, sizeof(id));
+	if (save_diffs(st, &b, d, id, &s, ids_plain))
+		return -1;
+	ten = stored(st);
+	squib_store_close(st);
+	bvm_free(&b);
+	printf("delta chunks: ten diffs / one snapshot without deltas %.3f (%.1f / %.1f MiB, "
+	       "saves %.2f s), with deltas %.3f (saves %.2f s); one snapshot %.1f vs %.1f MiB\n",
+	       (double)ten / one, ten / 1048576.0, one / 1048576.0, s, ratio_with, s_with,
+	       one / 1048576.0, one_with / 1048576.0);
+	tw = pull_s(with, dir, "pull-with", ids[10], &pw, NULL);
+	to = pull_s(plain, dir, "pull-plain", ids_plain[10], &po, NULL);
+	if (tw < 0 || to < 0)
+		return -1;
+	printf("  pull of the 11-image chain: with deltas %.2f s (%" PRIu64 " windows, %.1f MiB "
+	       "fetched), without %.2f s (%" PRIu64 " windows, %.1f MiB); with / without = %.2f\n",
+	       tw, pw.chunks_fetched, pw.bytes_fetched / 1048576.0, to, po.chunks_fetched,
+	       po.bytes_fetched / 1048576.0, tw / to);
+	snprintf(url, sizeof(url), "%s/pull-with", dir);
+	snprintf(plain, sizeof(plain), "%s/push-with", dir);
+	pwt = push_chain_s(plain, false, url, ids, &uw, &bw);
+	snprintf(plain, sizeof(plain), "%s/push-plain", dir);
+	pot = push_chain_s(plain, true, url, ids, &uo, &bo);
+	if (pwt < 0 || pot < 0)
+		return -1;
+	printf("  push of that chain into an empty store: with deltas %.2f s (%" PRIu64
+	       " chunks, %" PRIu64 " deltas, stored %.1f MiB), without %.2f s (%" PRIu64
+	       " chunks, stored %.1f MiB); with / without = %.2f\n",
+	       pwt, uw.chunks_put, uw.deltas_put, bw / 1048576.0, pot, uo.chunks_put,
+	       bo / 1048576.0, pwt / pot);
+	return 0;
+}
+
 static int save_bench(const uint8_t *base, const struct diff d[10])
 {
 	const char *root = getenv("SQUIB_BENCH_DIR") ? getenv("SQUIB_BENCH_DIR") : "/var/tmp";
@@ -770,7 +885,7 @@ static int save_bench(const uint8_t *base, const struct diff d[10])
 	snprintf(store, sizeof(store), "%s/store", dir);
 	raw = raw_file_s(dir, base);
 	file = file_save_s(dir, base, &state, &mem);
-	if (raw < 0 || file < 0 || full_into(store, base, 0, &rep, &st, &b))
+	if (raw < 0 || file < 0 || full_into(store, NULL, base, 0, &rep, &st, &b))
 		goto out;
 	one = stored(st);
 	printf("save into a directory store (defaults %u KiB / zstd %d, %u workers): %.2f s "
@@ -785,12 +900,16 @@ static int save_bench(const uint8_t *base, const struct diff d[10])
 	       raw, rep.save.ns.total / 1e9 / raw, file, rep.save.ns.total / 1e9 / file);
 	memcpy(id, rep.save.memory_id, sizeof(id));
 	if (d) {
-		if (save_diffs(st, &b, d, id, &ds))
+		uint8_t ids[11][SQUIB_MEMORY_ID_SIZE];
+
+		if (save_diffs(st, &b, d, id, &ds, ids))
 			goto out;
 		ten = stored(st);
 		printf("ten diffs saved as Diffs: %.2f s in all; stored %.1f MiB / one snapshot "
 		       "%.1f MiB = %.3f\n",
 		       ds, ten / 1048576.0, one / 1048576.0, (double)ten / one);
+		if (delta_bench(dir, base, d, store, ids, one, (double)ten / one, ds))
+			goto out;
 	}
 	squib_store_close(st);
 	st = NULL;

@@ -6,8 +6,13 @@
  * then the object. The name is that of the object's own content when it
  * decodes (so the hash check passes) and of zeros otherwise.
  *
+ * The same object is decoded as a delta too (docs/FORMAT.md §S.4: a frame
+ * against its base's bytes as a raw prefix), against a base of len bytes made
+ * from the input's own first bytes.
+ *
  * Invariants: no crash or overread; a success means the bytes written hash
- * to the name and recompressing them gives an object that decodes too.
+ * to the name and recompressing them (plain, or as a delta against the same
+ * base) gives an object that decodes too.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +21,8 @@
 #include <zstd.h>
 
 #include <squib/store.h>
+
+#include "../src/store/store_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,6 +48,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    squib_store_chunk_decode(obj, n, &want, buf, len, NULL))
 			abort();
 		free(obj);
+	}
+	/* As a delta: the base is the input repeated; named by a delta's output. */
+	uint8_t *ref = malloc(len);
+
+	if (ref) {
+		for (size_t i = 0; i < len; i++)
+			ref[i] = data[i % size];
+		memset(&want, 0, sizeof(want));
+		if (ZSTD_getFrameContentSize(data + 4, size - 4) == len &&
+		    !squib_store_delta_decode_in(NULL, data + 4, size - 4, &want, ref, len, buf,
+						 len, NULL))
+			abort(); /* the zero name is never any bytes' hash */
+		/* Decode once with the right name: the output of the frame against ref. */
+		ZSTD_DCtx *dc = ZSTD_createDCtx();
+
+		if (dc && !ZSTD_isError(ZSTD_DCtx_refPrefix(dc, ref, len)) &&
+		    ZSTD_decompressDCtx(dc, buf, len, data + 4, size - 4) == len)
+			squib_store_hash(buf, len, &want, NULL);
+		if (!squib_store_delta_decode_in(dc, data + 4, size - 4, &want, ref, len, buf, len,
+						 NULL)) {
+			if (squib_store_hash(buf, len, &got, NULL) ||
+			    memcmp(got.b, want.b, sizeof(got.b)))
+				abort();
+			if (squib_store_delta_encode(buf, len, ref, len, 1, &obj, &n, NULL) ||
+			    squib_store_delta_decode_in(NULL, obj, n, &want, ref, len, buf, len,
+							NULL))
+				abort();
+			free(obj);
+		}
+		ZSTD_freeDCtx(dc);
+		free(ref);
 	}
 	free(buf);
 	return 0;

@@ -9,8 +9,9 @@
  * Invariants, beyond "no crash, no leak, no out-of-bounds read": a failure
  * leaves the image empty and names its code; a success is canonical (its
  * encoding is the input byte for byte, the ignored patch level aside), its
- * map has exactly the windows its regions need, and every window lies
- * inside its region.
+ * map has exactly the windows its regions need, every window lies inside
+ * its region, and (a 1.1 image) every delta window has content and a base
+ * other than itself.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@ static void check_windows(const struct squib_store_image *im)
 		    ga - l->regions[r].guest_addr + len > l->regions[r].size || off + len > l->ram_size)
 			abort();
 	}
+	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k]) &&
+		    (squib_store_hash_is_zero(&im->chunks[k]) ||
+		     !memcmp(im->bases[k].b, im->chunks[k].b, sizeof(im->chunks[k].b))))
+			abort();
 }
 
 static void check(const uint8_t *buf, size_t len)
@@ -46,7 +52,7 @@ static void check(const uint8_t *buf, size_t len)
 	size_t n = 0;
 
 	if (squib_store_image_decode(buf, len, &im, &d)) {
-		if (im.chunks || im.manifest.layout.regions || d.code == 0)
+		if (im.chunks || im.bases || im.manifest.layout.regions || d.code == 0)
 			abort();
 		return;
 	}

@@ -31,6 +31,8 @@
 #include <squib/envelope.h>
 #include <squib/store.h>
 
+#include "../src/store/store_internal.h"
+
 #define RAM (8ull << 20)
 
 struct fx {
@@ -465,6 +467,423 @@ static void test_should_decode_an_image_strictly_in_its_check_order(void **state
 	squib_store_close(s);
 }
 
+/* ---- delta chunks ----------------------------------------------------------- */
+
+/* A base pushed, then a diff changing one page in each of two windows; returns
+ * the diff's image (its id in dm). */
+struct delta_fx {
+	struct squib_memfile_manifest dm;
+	char *dstate, *dmem;
+	struct squib_store_image im; /* the diff's */
+	uint64_t k;		     /* a delta window of it */
+};
+
+static void push_delta_diff(struct fx *f, struct squib_store *s, const char *name,
+			    const uint64_t *pages, size_t n, uint32_t seed, const uint8_t *parent,
+			    const char *const *chain, size_t chain_n, struct delta_fx *x,
+			    struct squib_store_push_stats *st)
+{
+	struct squib_error_detail d;
+	char file[64];
+
+	snprintf(file, sizeof(file), "%s.snap", name);
+	x->dstate = squib_test_path(f->dir, file);
+	snprintf(file, sizeof(file), "%s.mem", name);
+	x->dmem = squib_test_path(f->dir, file);
+	for (size_t i = 0; i < n; i++)
+		squib_test_fill_page(f->mem, pages[i], seed);
+	squib_test_save_diff(x->dmem, f->mem, RAM, parent, pages, n, false, &x->dm);
+	squib_test_save_state(x->dstate, &x->dm.layout);
+	push_ok(s, x->dstate, x->dmem, chain, chain_n, st);
+	if (squib_store_image_get(s, x->dm.layout.id, &x->im, &d))
+		fail_msg("image: %s", msg_of(&d));
+	x->k = pages[0] * squib_test_page_size() >> x->im.chunk_shift;
+}
+
+static void delta_fx_free(struct delta_fx *x)
+{
+	squib_memfile_manifest_release(&x->dm);
+	squib_store_image_release(&x->im);
+	free(x->dstate);
+	free(x->dmem);
+}
+
+static char *object_path(struct fx *f, const struct squib_store_hash *name,
+			 const struct squib_store_hash *base)
+{
+	char hex[65], bhex[65], *p = malloc(strlen(f->store) + 200);
+
+	squib_store_hash_hex(name, hex);
+	if (base) {
+		squib_store_hash_hex(base, bhex);
+		sprintf(p, "%s/deltas/%s.%s", f->store, hex, bhex);
+	} else {
+		sprintf(p, "%s/chunks/%s", f->store, hex);
+	}
+	return p;
+}
+
+static void pull_diff_ok(struct squib_store *s, struct fx *f, const uint8_t *id, const char *dmem)
+{
+	char *pulled = pull_ok(s, id, f->out, NULL), *pulled_mem = mem_of(pulled);
+
+	assert_same_file(pulled_mem, dmem);
+	free(pulled);
+	free(pulled_mem);
+}
+
+/* Remove the pulled diff pair: the base's stays, so a pull reads only the diff's windows. */
+static void unpull(struct fx *f, const uint8_t *id)
+{
+	char hex[33], path[4096];
+
+	squib_memfile_id_hex(id, hex);
+	snprintf(path, sizeof(path), "%s/%s.mem", f->out, hex);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s.snap", f->out, hex);
+	unlink(path);
+}
+
+static void test_should_store_a_changed_window_as_a_delta_of_depth_one(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages1[] = {10, 1500}, pages2[] = {12};
+	const char *chain1[1] = {f->state};
+	struct squib_store_push_stats st, bst;
+	struct squib_store_image base;
+	struct squib_error_detail d;
+	struct delta_fx x1, x2;
+	const char *chain2[2];
+	char *plain, *delta;
+	uint8_t *buf;
+	size_t len;
+	char key[80], hex[33];
+
+	push_ok(s, f->state, f->memf, NULL, 0, &bst);
+	if (squib_store_image_get(s, id_of(f), &base, &d))
+		fail_msg("image: %s", msg_of(&d));
+	push_delta_diff(f, s, "d1", pages1, 2, 99, id_of(f), chain1, 1, &x1, &st);
+	assert_int_equal(st.chunks_put, 2);
+	assert_int_equal(st.deltas_put, 2); /* one page of sixteen changed: a delta pays */
+	assert_true(st.bytes_put < 2 * (uint64_t)squib_test_page_size());
+	/* The delta's base is the parent's chunk of the window, named in the image. */
+	assert_non_null(x1.im.bases);
+	assert_memory_equal(&x1.im.bases[x1.k], &base.chunks[x1.k], SQUIB_STORE_HASH_SIZE);
+	delta = object_path(f, &x1.im.chunks[x1.k], &x1.im.bases[x1.k]);
+	plain = object_path(f, &x1.im.chunks[x1.k], NULL);
+	assert_true(squib_test_exists(delta));
+	assert_false(squib_test_exists(plain));
+	free(delta);
+	free(plain);
+	/* A 1.1 image (it has a base map); the base's has none: 1.0. */
+	squib_memfile_id_hex(x1.dm.layout.id, hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_get(s, key, 1u << 30, &buf, &len, &d));
+	assert_int_equal(buf[10], 1);
+	free(buf);
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_get(s, key, 1u << 30, &buf, &len, &d));
+	assert_int_equal(buf[10], 0);
+	free(buf);
+
+	/* A diff of the diff, changing the same window again: its delta is against
+	 * the plain base chunk, never against the first diff's delta (depth 1). */
+	chain2[0] = f->state;
+	chain2[1] = x1.dstate;
+	push_delta_diff(f, s, "d2", pages2, 1, 55, x1.dm.layout.id, chain2, 2, &x2, &st);
+	assert_int_equal(x2.k, x1.k);
+	assert_int_equal(st.deltas_put, 1);
+	assert_memory_equal(&x2.im.bases[x2.k], &base.chunks[x2.k], SQUIB_STORE_HASH_SIZE);
+	pull_diff_ok(s, f, x2.dm.layout.id, x2.dmem);
+	pull_diff_ok(s, f, x1.dm.layout.id, x1.dmem);
+
+	/* The same memory pushed as a Full under a new id: every window is in the
+	 * store already, the delta windows as deltas - reused from the listing
+	 * (a delta counts with its base listed), nothing uploaded. */
+	{
+		char *cstate, *cmem, *pulled, *pulled_mem;
+		struct squib_memfile_manifest cm;
+		struct squib_store_image cim;
+
+		squib_test_save_pair(f->dir, "copy", f->mem, RAM, false, &cstate, &cmem, &cm);
+		push_ok(s, cstate, cmem, NULL, 0, &st);
+		assert_int_equal(st.chunks_put, 0);
+		assert_int_equal(st.chunks_reused, st.chunks - st.chunks_zero);
+		OK(squib_store_image_get(s, cm.layout.id, &cim, &d));
+		assert_non_null(cim.bases);
+		assert_memory_equal(&cim.bases[x2.k], &base.chunks[x2.k], SQUIB_STORE_HASH_SIZE);
+		pulled = pull_ok(s, cm.layout.id, f->out, NULL);
+		pulled_mem = mem_of(pulled);
+		assert_same_file(pulled_mem, cmem);
+		squib_store_image_release(&cim);
+		squib_memfile_manifest_release(&cm);
+		free(pulled);
+		free(pulled_mem);
+		free(cstate);
+		free(cmem);
+	}
+
+	/* Without deltas (the option), the same window is stored whole. */
+	{
+		struct squib_store_options o = {.workers = 2, .no_delta = true};
+		char *other = squib_test_path(f->dir, "plainstore");
+		struct squib_store *p;
+
+		OK(squib_store_open(other, &o, &p, &d));
+		push_ok(p, x1.dstate, x1.dmem, chain1, 1, &st);
+		assert_int_equal(st.deltas_put, 0);
+		squib_store_close(p);
+		free(other);
+	}
+	delta_fx_free(&x1);
+	delta_fx_free(&x2);
+	squib_store_image_release(&base);
+	squib_store_close(s);
+}
+
+/* Rewrite image `id` in the store with window k's base replaced. */
+static void set_base(struct squib_store *s, const uint8_t *id, uint64_t k,
+		     const struct squib_store_hash *base)
+{
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	char key[80], hex[33];
+	uint8_t *buf;
+	size_t len;
+
+	OK(squib_store_image_get(s, id, &im, &d));
+	im.bases[k] = *base;
+	OK(squib_store_image_encode(&im, &buf, &len, &d));
+	squib_memfile_id_hex(id, hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_put(s, key, buf, len, &d));
+	free(buf);
+	squib_store_image_release(&im);
+}
+
+static void test_should_refuse_a_delta_whose_base_is_missing_corrupt_wrong_or_a_delta(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages[] = {10, 1500};
+	const char *chain[1] = {f->state};
+	struct squib_error_detail d;
+	struct delta_fx x;
+	struct squib_store_hash b, other, n2;
+	size_t wlen = (size_t)1 << SQUIB_STORE_DEFAULT_CHUNK_SHIFT, n;
+	uint8_t *win = malloc(wlen), *ref = malloc(wlen), *obj;
+	char hex[65], *base_path, *delta_path, *p2, *saved;
+	char *pulled = NULL;
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	push_delta_diff(f, s, "d1", pages, 2, 99, id_of(f), chain, 1, &x, NULL);
+	pull_diff_ok(s, f, x.dm.layout.id, x.dmem); /* the base's pair stays in out/ */
+	unpull(f, x.dm.layout.id);
+	b = x.im.bases[x.k];
+	squib_store_hash_hex(&b, hex);
+	base_path = object_path(f, &b, NULL);
+	delta_path = object_path(f, &x.im.chunks[x.k], &b);
+	saved = squib_test_path(f->dir, "saved-base");
+	assert_int_equal(rename(base_path, saved), 0);
+
+	/* The base missing: the pull names it and leaves nothing. */
+	assert_int_equal(squib_store_pull(s, x.dm.layout.id, f->out, NULL, NULL, &pulled, &d),
+			 SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_non_null(strstr(d.msg, hex));
+	assert_null(pulled);
+
+	/* The base's object holding other (well-formed) bytes: its hash catches it. */
+	memcpy(ref, f->mem + x.k * wlen, wlen);
+	ref[7] ^= 1;
+	OK(squib_store_chunk_encode(ref, wlen, 3, &obj, &n, &d));
+	assert_int_equal(squib_test_write_file(base_path, obj, n), 0);
+	free(obj);
+	assert_int_equal(squib_store_pull(s, x.dm.layout.id, f->out, NULL, NULL, &pulled, &d),
+			 SQUIB_E_CRC_MISMATCH);
+	assert_non_null(strstr(d.msg, hex));
+	assert_int_equal(rename(saved, base_path), 0);
+	pull_diff_ok(s, f, x.dm.layout.id, x.dmem); /* whole again: it reads */
+	unpull(f, x.dm.layout.id);
+
+	/* The delta against the wrong base: the image names another plain chunk
+	 * and the delta object is there under that pair - its bytes come out wrong. */
+	other = x.im.chunks[x.k + 1];
+	assert_false(squib_store_hash_is_zero(&other));
+	p2 = object_path(f, &x.im.chunks[x.k], &other);
+	{
+		uint8_t *o2;
+		size_t n2len;
+
+		assert_int_equal(squib_test_read_file(delta_path, &o2, &n2len), 0);
+		assert_int_equal(squib_test_write_file(p2, o2, n2len), 0);
+		free(o2);
+	}
+	set_base(s, x.dm.layout.id, x.k, &other);
+	{
+		int r = squib_store_pull(s, x.dm.layout.id, f->out, NULL, NULL, &pulled, &d);
+
+		assert_true(r == SQUIB_E_ENCODING || r == SQUIB_E_CRC_MISMATCH);
+	}
+	assert_null(pulled);
+	free(p2);
+
+	/* Depth 2 refused: window k's base named as the first delta (a delta
+	 * itself, no plain chunk of that name), with a genuine delta against its
+	 * bytes stored. A reader that chased deltas would read it; the store's
+	 * rule is that a base is a plain chunk, so the read fails on the base. */
+	memcpy(win, f->mem + x.k * wlen, wlen); /* the delta's bytes (its name) */
+	memcpy(ref, win, wlen);
+	ref[100] ^= 0x5a; /* the next version of the window */
+	OK(squib_store_hash(ref, wlen, &n2, &d));
+	OK(squib_store_delta_encode(ref, wlen, win, wlen, 3, &obj, &n, &d));
+	p2 = object_path(f, &n2, &x.im.chunks[x.k]);
+	assert_int_equal(squib_test_write_file(p2, obj, n), 0);
+	free(obj);
+	{
+		struct squib_store_image im;
+		char key[80], ihex[33];
+		uint8_t *buf;
+		size_t len;
+
+		OK(squib_store_image_get(s, x.dm.layout.id, &im, &d));
+		im.bases[x.k] = im.chunks[x.k];
+		im.chunks[x.k] = n2;
+		OK(squib_store_image_encode(&im, &buf, &len, &d));
+		squib_memfile_id_hex(x.dm.layout.id, ihex);
+		snprintf(key, sizeof(key), "images/%s", ihex);
+		OK(squib_store_put(s, key, buf, len, &d));
+		free(buf);
+		squib_store_hash_hex(&im.bases[x.k], hex);
+		squib_store_image_release(&im);
+	}
+	assert_int_equal(squib_store_pull(s, x.dm.layout.id, f->out, NULL, NULL, &pulled, &d),
+			 SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_non_null(strstr(d.msg, hex)); /* the base that is no plain chunk */
+	assert_null(pulled);
+	free(p2);
+	free(saved);
+	free(base_path);
+	free(delta_path);
+	free(win);
+	free(ref);
+	delta_fx_free(&x);
+	squib_store_close(s);
+}
+
+/* gc marks from the images alone: a delta's base lives as long as an image maps the delta. */
+static void test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages[] = {10, 1500};
+	const char *chain[1] = {f->state};
+	struct squib_store_gc_stats gs;
+	struct squib_error_detail d;
+	struct delta_fx x;
+	char key[80], hex[33], *base_path, *delta_path;
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	push_delta_diff(f, s, "d1", pages, 2, 99, id_of(f), chain, 1, &x, NULL);
+	base_path = object_path(f, &x.im.bases[x.k], NULL);
+	delta_path = object_path(f, &x.im.chunks[x.k], &x.im.bases[x.k]);
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.chunks_deleted, 0);
+	/* The base image gone: window k's plain chunk is mapped by no image, only
+	 * named as the diff's base - it stays, and the diff's windows still read. */
+	squib_memfile_id_hex(id_of(f), hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_delete(s, key, &d));
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.images, 1);
+	assert_true(squib_test_exists(base_path));
+	assert_true(squib_test_exists(delta_path));
+	{
+		size_t wlen = (size_t)1 << x.im.chunk_shift;
+		uint8_t *buf = malloc(wlen);
+
+		OK(squib_store_window_fetch(s, NULL, &x.im.chunks[x.k], &x.im.bases[x.k], buf, wlen,
+					    NULL, &d));
+		assert_memory_equal(buf, f->mem + x.k * wlen, wlen);
+		free(buf);
+	}
+	/* The diff gone too: its deltas and their bases go. */
+	squib_memfile_id_hex(x.dm.layout.id, hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_delete(s, key, &d));
+	OK(squib_store_gc(s, false, &gs, &d));
+	assert_int_equal(gs.images, 0);
+	assert_int_equal(gs.chunks_live, 0);
+	assert_false(squib_test_exists(base_path));
+	assert_false(squib_test_exists(delta_path));
+	free(base_path);
+	free(delta_path);
+	delta_fx_free(&x);
+	squib_store_close(s);
+}
+
+/* The 1.1 image's own rules, on a real image with two deltas (windows 0 and 23). */
+static void test_should_decode_a_delta_list_strictly(void **state)
+{
+	struct fx *f = *state;
+	struct squib_store *s = open_store(f->store);
+	const uint64_t pages[] = {10, 1500};
+	const char *chain[1] = {f->state};
+	struct squib_error_detail d;
+	struct squib_store_image im;
+	struct delta_fx x;
+	uint8_t *buf, *copy;
+	size_t len, list;
+	char key[80], hex[33];
+
+	push_ok(s, f->state, f->memf, NULL, 0, NULL);
+	push_delta_diff(f, s, "d1", pages, 2, 99, id_of(f), chain, 1, &x, NULL);
+	squib_memfile_id_hex(x.dm.layout.id, hex);
+	snprintf(key, sizeof(key), "images/%s", hex);
+	OK(squib_store_get(s, key, 1u << 30, &buf, &len, &d));
+	assert_int_equal(decode_with_crc(buf, len), 0);
+	assert_int_equal(buf[10], 1);  /* minor */
+	assert_int_equal(buf[120], 2); /* delta_count */
+	list = len - 8 - 2 * 40;       /* (u64 window, 32-byte base) x 2 */
+	assert_int_equal(buf[list], 0);
+	assert_int_equal(buf[list + 40], 1500 * squib_test_page_size() >> x.im.chunk_shift);
+	copy = malloc(len);
+#define MUTATE(stmt, want)                                                                         \
+	do {                                                                                       \
+		memcpy(copy, buf, len);                                                            \
+		stmt;                                                                              \
+		assert_int_equal(decode_with_crc(copy, len), want);                                \
+	} while (0)
+	MUTATE(copy[10] = 2, SQUIB_E_VERSION_MISMATCH); /* not this reader's minor */
+	MUTATE(copy[10] = 0, SQUIB_E_ENCODING);		/* a 1.0 image with deltas */
+	MUTATE(copy[120] = 0, SQUIB_E_ENCODING);	/* a 1.1 image without */
+	MUTATE(copy[120] = 3, SQUIB_E_ENCODING);	/* the size no longer matches */
+	MUTATE(copy[list + 40] = 0, SQUIB_E_ENCODING);	/* windows not ascending */
+	MUTATE(put_le64(copy + list + 40, x.im.chunk_count), SQUIB_E_ENCODING); /* no window */
+	MUTATE(memset(copy + list + 8, 0, 32), SQUIB_E_ENCODING);		/* a zero base */
+	MUTATE(memcpy(copy + list + 8, &x.im.chunks[0], 32), SQUIB_E_ENCODING); /* its own base */
+	/* A base on a zero window (the fixture's 1 MiB of zeros starts at window 32). */
+	assert_true(squib_store_hash_is_zero(&x.im.chunks[32]));
+	MUTATE(put_le64(copy + list + 40, 32), SQUIB_E_ENCODING);
+	MUTATE((void)0, 0);
+#undef MUTATE
+	/* An image whose bases are all zero encodes as 1.0, without the list. */
+	OK(squib_store_image_decode(buf, len, &im, &d));
+	memset(im.bases, 0, im.chunk_count * sizeof(*im.bases));
+	free(copy);
+	OK(squib_store_image_encode(&im, &copy, &len, &d));
+	assert_int_equal(copy[10], 0);
+	assert_int_equal(len, list + 8);
+	squib_store_image_release(&im);
+	free(copy);
+	free(buf);
+	delta_fx_free(&x);
+	squib_store_close(s);
+}
+
 static void test_should_gc_chunks_no_image_maps_and_wait_for_pushes(void **state)
 {
 	struct fx *f = *state;
@@ -817,6 +1236,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_should_name_a_missing_chunk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_decode_an_image_strictly_in_its_check_order,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_store_a_changed_window_as_a_delta_of_depth_one, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_refuse_a_delta_whose_base_is_missing_corrupt_wrong_or_a_delta, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_should_gc_keep_the_bases_of_live_deltas_and_sweep_dead_deltas, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(test_should_decode_a_delta_list_strictly, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_should_gc_chunks_no_image_maps_and_wait_for_pushes,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_should_retry_5xx_then_fail_with_a_clear_error,

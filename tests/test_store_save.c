@@ -203,6 +203,10 @@ static void full_then_diff(struct fx *f, const char *url)
 	assert_int_equal(r2.store.bytes_present, 2 * CHUNK); /* the zeroed one is not stored */
 	assert_int_equal(r2.store.chunks_zero, 1);
 	assert_int_equal(r2.store.chunks_put, 2);
+	/* A few pages of a window changed: each stored as a delta against the
+	 * parent's chunk of it (docs/FORMAT.md §S.4), a fraction of a page each. */
+	assert_int_equal(r2.store.deltas_put, 2);
+	assert_true(r2.store.bytes_put < 2 * ps);
 	assert_int_equal(r2.store.chunks_reused, r2.store.chunks - 3);
 	assert_int_equal(r2.save.pages_written, 4 + CHUNK / ps);
 	want = ram_copy(f->vm);

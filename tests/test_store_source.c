@@ -398,6 +398,74 @@ static void test_should_stop_on_a_missing_chunk(void **state)
 	missing_chunk(*state);
 }
 
+/* A Diff whose changed windows are deltas: read cold (base, then delta; the
+ * base enters the cache too), then warm from the cache alone; a delta whose
+ * base is gone stops the restore naming the base. */
+static void test_should_restore_delta_windows_cold_warm_and_stop_on_a_missing_base(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t pages[] = {3, 700, 1900};
+	char *dstate = squib_test_path(f->dir, "diff.snap"),
+	     *dmem = squib_test_path(f->dir, "diff.mem");
+	const char *chain[1] = {f->state};
+	struct squib_store_source_stats st;
+	struct squib_memfile_manifest dm;
+	struct squib_store_image im;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	struct lazy lz;
+	uint64_t k = 3 * ps() / CHUNK, deltas = 0;
+	char key[96], hex[65];
+
+	if (squib_test_uffd_missing("lazy restore of delta windows"))
+		skip();
+	s = open_store(f->url);
+	push(s, f->state, f->memf, NULL, 0);
+	for (size_t i = 0; i < 3; i++)
+		squib_test_fill_page(f->mem, pages[i], 78);
+	squib_test_save_diff(dmem, f->mem, RAM, f->m.layout.id, pages, 3, false, &dm);
+	squib_test_save_state(dstate, &dm.layout);
+	push(s, dstate, dmem, chain, 1);
+	if (squib_store_image_get(s, dm.layout.id, &im, &d))
+		fail_msg("image: %s", msg_of(&d));
+	for (uint64_t j = 0; im.bases && j < im.chunk_count; j++)
+		deltas += !squib_store_hash_is_zero(&im.bases[j]);
+	/* Page 700's window was zero in the base: nothing to delta against, plain. */
+	assert_int_equal(deltas, 2);
+	assert_false(squib_store_hash_is_zero(&im.bases[k]));
+
+	lazy_start(s, dm.layout.id, f->cache, 0, &lz); /* cold */
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(st.cache_hits, 0);
+	lazy_free(&lz);
+	lazy_start(s, dm.layout.id, f->cache, 0, &lz); /* warm: nothing from the store */
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.cache_hits, NONZERO + 1); /* page 700 filled a zero window */
+	lazy_free(&lz);
+
+	/* The base of window k's delta gone (no cache): the restore stops on it. */
+	squib_store_hash_hex(&im.bases[k], hex);
+	snprintf(key, sizeof(key), "chunks/%s", hex);
+	if (squib_store_delete(s, key, &d))
+		fail_msg("delete: %s", msg_of(&d));
+	lazy_start(s, dm.layout.id, NULL, 0, &lz);
+	assert_int_equal(touch_until_error(&lz, 3, &d), SQUIB_E_IO);
+	assert_int_equal(d.os_errno, ENOENT);
+	assert_names(&d, key, f->url);
+	lazy_free(&lz);
+	squib_store_image_release(&im);
+	squib_memfile_manifest_release(&dm);
+	squib_store_close(s);
+	free(dstate);
+	free(dmem);
+}
+
 /* ---- the disk cache ---------------------------------------------------------------- */
 
 static void test_should_refetch_a_corrupt_cache_entry(void **state)
@@ -860,6 +928,7 @@ int main(void)
 	    T(test_should_prefetch_a_working_set_in_parallel),
 	    T(test_should_stop_on_a_flipped_byte_in_a_chunk),
 	    T(test_should_stop_on_a_missing_chunk),
+	    T(test_should_restore_delta_windows_cold_warm_and_stop_on_a_missing_base),
 	    T(test_should_refetch_a_corrupt_cache_entry),
 	    T(test_should_read_each_entry_of_a_warm_cache_once),
 	    T(test_should_check_sha256_of_entries_in_a_shared_cache_directory),

@@ -15,8 +15,10 @@ static void store_usage(FILE *out)
 		"usage: squib-snapshot store ls URL\n"
 		"       squib-snapshot store gc URL [--dry-run]\n\n"
 		"ls   one line per image: its id, kind (and parent), RAM and present bytes, and\n"
-		"     how many chunks it maps (and of those, how many are zero).\n"
-		"gc   removes every chunk no image maps. It announces itself (gc/<random>) and\n"
+		"     how many chunks it maps (and of those, how many are zero and how many\n"
+		"     are deltas against another chunk).\n"
+		"gc   removes every chunk (plain or delta) no image maps, keeping the bases of\n"
+		"     the deltas images map. It announces itself (gc/<random>) and\n"
 		"     refuses to run while a push holds a lease (leases/<random>); a push\n"
 		"     waits while a gc runs (docs/DESIGN.md, \"Snapshot store\"). Leases and\n"
 		"     gc markers untouched for an hour are taken for dead and removed.\n"
@@ -33,23 +35,25 @@ static int ls_one(void *arg, const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 {
 	struct ls_ctx *c = arg;
 	struct squib_store_image im;
-	uint64_t zero = 0;
+	uint64_t zero = 0, delta = 0;
 	char hex[33], parent[33];
 	int r;
 
 	if ((r = squib_store_image_get(c->s, id, &im, c->d)))
 		return r;
-	for (uint64_t k = 0; k < im.chunk_count; k++)
+	for (uint64_t k = 0; k < im.chunk_count; k++) {
 		zero += squib_store_hash_is_zero(&im.chunks[k]);
+		delta += im.bases && !squib_store_hash_is_zero(&im.bases[k]);
+	}
 	squib_memfile_id_hex(id, hex);
 	squib_memfile_id_hex(im.manifest.layout.parent_id, parent);
 	printf(
-	    "%s %s%s%s ram %llu present %llu chunks %llu (%llu zero) of %u KiB\n", hex,
+	    "%s %s%s%s ram %llu present %llu chunks %llu (%llu zero, %llu delta) of %u KiB\n", hex,
 	    im.manifest.layout.kind == SQUIB_MEMORY_DIFF ? "diff parent " : "full",
 	    im.manifest.layout.kind == SQUIB_MEMORY_DIFF ? parent : "", "",
 	    (unsigned long long)im.manifest.layout.ram_size,
 	    (unsigned long long)(im.manifest.layout.present_pages * im.manifest.layout.page_size),
-	    (unsigned long long)im.chunk_count, (unsigned long long)zero,
+	    (unsigned long long)im.chunk_count, (unsigned long long)zero, (unsigned long long)delta,
 	    (1u << im.chunk_shift) >> 10);
 	squib_store_image_release(&im);
 	return 0;

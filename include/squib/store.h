@@ -7,6 +7,9 @@
  *
  *   chunks/<64 hex>        one chunk: a zstd frame of the chunk's bytes,
  *                          named by the SHA-256 of those (uncompressed) bytes
+ *   deltas/<64 hex>.<64 hex>  one delta chunk: a zstd frame of the chunk's
+ *                          bytes compressed against its base's (a plain
+ *                          chunk, the second name) as a raw prefix
  *   images/<32 hex>        an image: a memory file's manifest (geometry,
  *                          present pages, digests) and its chunk map, named by
  *                          the memory file's id
@@ -60,7 +63,10 @@ extern "C" {
 /* "SQUIBIMG" as the 8 bytes on the wire. */
 #define SQUIB_STORE_IMAGE_MAGIC		0x474D494249555153ULL
 #define SQUIB_STORE_IMAGE_VERSION_MAJOR 1
-#define SQUIB_STORE_IMAGE_VERSION_MINOR 0
+/* Minor 1: the image lists delta windows and their bases (docs/FORMAT.md
+ * §S.2). An image without deltas is written as 1.0, which every 1.x reader
+ * reads. */
+#define SQUIB_STORE_IMAGE_VERSION_MINOR 1
 
 #define SQUIB_STORE_HASH_SIZE 32 /* SHA-256 */
 /* Chunk sizes: powers of two from 64 KiB to 16 MiB, at least the page size. */
@@ -81,13 +87,17 @@ struct squib_store_hash {
  * An image. `manifest` is the memory file's, exactly (layout incl. kind, id,
  * parent id, regions, extents, file size; flags and digests), so a pull
  * rebuilds the memory file's tail byte for byte. chunks[k] names window k
- * (squib_store_chunk_window).
+ * (squib_store_chunk_window). bases (NULL: every chunk is plain) gives each
+ * window's delta base: zero for a plain chunk (chunks/<name>), else the
+ * plain chunk the window's delta (deltas/<name>.<base>) is compressed
+ * against - never itself a delta, so a window reads at most two objects.
  */
 struct squib_store_image {
 	struct squib_memfile_manifest manifest;
 	uint32_t chunk_shift;
 	uint64_t chunk_count;
 	struct squib_store_hash *chunks;
+	struct squib_store_hash *bases;
 };
 
 /* Free what the image owns and zero it. Safe on a zeroed image. */
@@ -153,6 +163,9 @@ struct squib_store_options {
 	/* S3: an object of more bytes is PUT as a multipart upload in parts of this
 	 * size (at least 5 MiB, S3's minimum part); 0: 64 MiB */
 	uint64_t multipart_bytes;
+	/* push, save: store every changed window whole, never as a delta against
+	 * its parent's chunk (for measurements; deltas are on by default) */
+	bool no_delta;
 };
 
 /* Open the store at url. S3: the environment is read here; nothing is sent. */
@@ -203,6 +216,7 @@ struct squib_store_push_stats {
 	uint64_t bytes_put;	/* compressed bytes uploaded (chunks) */
 	uint64_t images_put;
 	uint64_t images_skipped; /* already in the store */
+	uint64_t deltas_put;	 /* of chunks_put: stored as deltas (deltas/<name>.<base>) */
 };
 
 /*
@@ -248,6 +262,7 @@ typedef int (*squib_store_image_fn)(void *ctx, const uint8_t id[SQUIB_MEMORY_ID_
 SQUIB_API int squib_store_images(struct squib_store *s, squib_store_image_fn fn, void *ctx,
 				 struct squib_error_detail *d);
 
+/* chunks_*: chunk objects, plain and delta alike. */
 struct squib_store_gc_stats {
 	uint64_t images;
 	uint64_t chunks_live;

@@ -295,16 +295,44 @@ int squib_store_images(struct squib_store *s, squib_store_image_fn fn, void *ctx
 	return squib_store_list(s, "images/", on_image, &c, d);
 }
 
-int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h)
+/* 64 lowercase hex digits into a non-zero *h: 0, or -1. */
+static int parse_hash(const char *hex, struct squib_store_hash *h)
 {
-	if (strncmp(key, "chunks/", 7) || strlen(key + 7) != 2 * SQUIB_STORE_HASH_SIZE)
-		return -1;
 	for (size_t i = 0; i < 2 * SQUIB_STORE_HASH_SIZE; i++) {
-		const char *x = "0123456789abcdef", *p = strchr(x, key[7 + i]);
+		const char *x = "0123456789abcdef", *p = strchr(x, hex[i]);
 
-		if (!key[7 + i] || !p)
+		if (!hex[i] || !p)
 			return -1;
 		h->b[i / 2] = (uint8_t)(i % 2 ? h->b[i / 2] | (p - x) : (p - x) << 4);
 	}
 	return squib_store_hash_is_zero(h) ? -1 : 0;
+}
+
+int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h)
+{
+	if (strncmp(key, "chunks/", 7) || strlen(key + 7) != 2 * SQUIB_STORE_HASH_SIZE)
+		return -1;
+	return parse_hash(key + 7, h);
+}
+
+void squib_store_delta_key(const struct squib_store_hash *name, const struct squib_store_hash *base,
+			   char key[SQUIB_STORE_KEY_MAX])
+{
+	char a[2 * SQUIB_STORE_HASH_SIZE + 1], b[2 * SQUIB_STORE_HASH_SIZE + 1];
+
+	squib_store_hash_hex(name, a);
+	squib_store_hash_hex(base, b);
+	snprintf(key, SQUIB_STORE_KEY_MAX, "deltas/%s.%s", a, b);
+}
+
+int squib_store_parse_delta_key(const char *key, struct squib_store_hash *name,
+				struct squib_store_hash *base)
+{
+	const size_t hx = 2 * SQUIB_STORE_HASH_SIZE;
+
+	if (strncmp(key, "deltas/", 7) || strlen(key + 7) != 2 * hx + 1 || key[7 + hx] != '.' ||
+	    parse_hash(key + 7, name) || parse_hash(key + 8 + hx, base) ||
+	    !memcmp(name->b, base->b, sizeof(name->b)))
+		return -1;
+	return 0;
 }

@@ -123,7 +123,8 @@ void squib_store_lease_drop(struct squib_store *s, struct squib_store_lease *l)
 
 struct gc {
 	struct squib_store *s;
-	struct squib_store_idset live;
+	struct squib_store_idset live;	     /* plain chunks: mapped, or a mapped delta's base */
+	struct squib_store_idset live_delta; /* mapped deltas: squib_store_delta_pair_id */
 	struct squib_store_gc_stats *st;
 	bool dry_run;
 	struct squib_error_detail *d;
@@ -139,10 +140,23 @@ static int mark_image(void *ctx, const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 	if ((r = squib_store_image_get(g->s, id, &im, g->d)))
 		return r; /* a damaged image stops the gc: never sweep what it may map */
 	g->st->images++;
-	for (uint64_t k = 0; !r && k < im.chunk_count; k++)
-		if (!squib_store_hash_is_zero(&im.chunks[k]) &&
-		    squib_store_idset_add(&g->live, &im.chunks[k], &added))
+	/* Keys only: a delta's base is in the image, never read from the delta. */
+	for (uint64_t k = 0; !r && k < im.chunk_count; k++) {
+		const struct squib_store_hash *base = squib_store_image_base(&im, k);
+		struct squib_store_hash pair;
+
+		if (squib_store_hash_is_zero(&im.chunks[k]))
+			continue;
+		if (squib_store_hash_is_zero(base)) {
+			if (squib_store_idset_add(&g->live, &im.chunks[k], &added))
+				r = squib_fail(g->d, SQUIB_E_NOMEM);
+		} else if ((r = squib_store_delta_pair_id(&im.chunks[k], base, &pair))) {
+			r = squib_fail(g->d, r);
+		} else if (squib_store_idset_add(&g->live, base, &added) ||
+			   squib_store_idset_add(&g->live_delta, &pair, &added)) {
 			r = squib_fail(g->d, SQUIB_E_NOMEM);
+		}
+	}
 	squib_store_image_release(&im);
 	return r;
 }
@@ -150,11 +164,17 @@ static int mark_image(void *ctx, const uint8_t id[SQUIB_MEMORY_ID_SIZE])
 static int sweep_chunk(void *ctx, const struct squib_store_object *o)
 {
 	struct gc *g = ctx;
-	struct squib_store_hash h;
+	struct squib_store_hash h, base, pair;
+	bool live;
 
-	if (squib_store_parse_chunk_key(o->key, &h))
+	if (!squib_store_parse_chunk_key(o->key, &h))
+		live = squib_store_idset_has(&g->live, &h);
+	else if (!squib_store_parse_delta_key(o->key, &h, &base) &&
+		 !squib_store_delta_pair_id(&h, &base, &pair))
+		live = squib_store_idset_has(&g->live_delta, &pair);
+	else
 		return 0; /* not ours: leave it */
-	if (squib_store_idset_has(&g->live, &h)) {
+	if (live) {
 		g->st->chunks_live++;
 		return 0;
 	}
@@ -186,7 +206,9 @@ static int gc_locked(struct gc *g, int64_t now, const char *marker)
 		return r;
 	if ((r = squib_store_images(g->s, mark_image, g, g->d)))
 		return r;
-	return squib_store_list(g->s, "chunks/", sweep_chunk, g, g->d);
+	if ((r = squib_store_list(g->s, "chunks/", sweep_chunk, g, g->d)))
+		return r;
+	return squib_store_list(g->s, "deltas/", sweep_chunk, g, g->d);
 }
 
 int squib_store_gc(struct squib_store *s, bool dry_run, struct squib_store_gc_stats *stats,
@@ -204,5 +226,6 @@ int squib_store_gc(struct squib_store *s, bool dry_run, struct squib_store_gc_st
 	r = gc_locked(&g, now, marker);
 	squib_store_delete(s, marker, NULL);
 	squib_store_idset_free(&g.live);
+	squib_store_idset_free(&g.live_delta);
 	return r;
 }

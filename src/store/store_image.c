@@ -14,9 +14,10 @@
 #include "../util.h"
 #include "store_internal.h"
 
-#define HEADER_BYTES	 128u
-#define TRAILER_BYTES	 8u
-#define COMPRESSION_ZSTD 1u
+#define HEADER_BYTES	  128u
+#define TRAILER_BYTES	  8u
+#define COMPRESSION_ZSTD  1u
+#define DELTA_ENTRY_BYTES (8u + SQUIB_STORE_HASH_SIZE) /* u64 window, base name */
 
 void squib_store_image_release(struct squib_store_image *im)
 {
@@ -24,6 +25,7 @@ void squib_store_image_release(struct squib_store_image *im)
 		return;
 	squib_memfile_manifest_release(&im->manifest);
 	free(im->chunks);
+	free(im->bases);
 	memset(im, 0, sizeof(*im));
 }
 
@@ -79,19 +81,31 @@ int squib_store_chunk_window(const struct squib_memory_layout *l, uint32_t chunk
 	return squib_fail_msg(NULL, SQUIB_E_INVALID_ARGUMENT, "no such chunk window");
 }
 
-static size_t image_bytes(uint64_t regions, uint64_t extents, bool digests, uint64_t chunks)
+static size_t image_bytes(uint64_t regions, uint64_t extents, bool digests, uint64_t chunks,
+			  uint64_t deltas)
 {
 	return HEADER_BYTES + regions * 16 + extents * (digests ? 24 : 16) +
-	       chunks * SQUIB_STORE_HASH_SIZE + TRAILER_BYTES;
+	       chunks * SQUIB_STORE_HASH_SIZE + deltas * DELTA_ENTRY_BYTES + TRAILER_BYTES;
 }
 
-static void put_header(uint8_t *p, const struct squib_store_image *im)
+/* The windows that are deltas: a 1.1 image lists them (window, base) after
+ * its chunk map; one without any is a 1.0 image. */
+static uint64_t delta_count(const struct squib_store_image *im)
+{
+	uint64_t n = 0;
+
+	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
+		n += !squib_store_hash_is_zero(&im->bases[k]);
+	return n;
+}
+
+static void put_header(uint8_t *p, const struct squib_store_image *im, uint64_t deltas)
 {
 	const struct squib_memory_layout *l = &im->manifest.layout;
 
 	squib_put_le64(p, SQUIB_STORE_IMAGE_MAGIC);
 	squib_put_le16(p + 8, SQUIB_STORE_IMAGE_VERSION_MAJOR);
-	squib_put_le16(p + 10, SQUIB_STORE_IMAGE_VERSION_MINOR);
+	squib_put_le16(p + 10, deltas ? 1 : 0);
 	squib_put_le32(p + 16, im->manifest.flags);
 	squib_put_le32(p + 20, (uint32_t)l->kind);
 	memcpy(p + 24, l->id, SQUIB_MEMORY_ID_SIZE);
@@ -105,6 +119,7 @@ static void put_header(uint8_t *p, const struct squib_store_image *im)
 	squib_put_le64(p + 96, l->extent_count);
 	squib_put_le64(p + 104, im->chunk_count);
 	squib_put_le32(p + 112, COMPRESSION_ZSTD);
+	squib_put_le64(p + 120, deltas);
 }
 
 /* The rules an image obeys beyond its layout's (also what the decoder checks). */
@@ -134,6 +149,15 @@ static int check_image(const struct squib_store_image *im, int code, struct squi
 		    SQUIB_STORE_MIN_CHUNK_SHIFT, SQUIB_STORE_MAX_CHUNK_SHIFT);
 	if (im->chunk_count && !im->chunks)
 		return squib_fail_msg(d, code, "image: no chunk map");
+	/* A delta's window has content and a base other than itself (§S.2). */
+	for (uint64_t k = 0; im->bases && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k]) &&
+		    (squib_store_hash_is_zero(&im->chunks[k]) ||
+		     !memcmp(im->bases[k].b, im->chunks[k].b, sizeof(im->chunks[k].b))))
+			return squib_fail_msg(
+			    d, code, "image: window %" PRIu64 " has a base but %s", k,
+			    squib_store_hash_is_zero(&im->chunks[k]) ? "is zero"
+								     : "is its own base");
 	return 0;
 }
 
@@ -150,10 +174,12 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	*len = 0;
 	if ((r = check_image(im, SQUIB_E_INVALID_ARGUMENT, d)))
 		return r;
-	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count);
+	uint64_t deltas = delta_count(im);
+
+	n = image_bytes(l->region_count, l->extent_count, dig, im->chunk_count, deltas);
 	if (!(buf = calloc(1, n)))
 		return squib_fail(d, SQUIB_E_NOMEM);
-	put_header(buf, im);
+	put_header(buf, im, deltas);
 	p = buf + HEADER_BYTES;
 	for (uint32_t i = 0; i < l->region_count; i++, p += 16) {
 		squib_put_le64(p, l->regions[i].guest_addr);
@@ -168,6 +194,12 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 	if (im->chunk_count)
 		memcpy(p, im->chunks, im->chunk_count * SQUIB_STORE_HASH_SIZE);
 	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
+	for (uint64_t k = 0; deltas && k < im->chunk_count; k++)
+		if (!squib_store_hash_is_zero(&im->bases[k])) {
+			squib_put_le64(p, k);
+			memcpy(p + 8, im->bases[k].b, SQUIB_STORE_HASH_SIZE);
+			p += DELTA_ENTRY_BYTES;
+		}
 	squib_put_le64(p, squib_crc64(0, buf, n - TRAILER_BYTES));
 	*out = buf;
 	*len = n;
@@ -175,14 +207,21 @@ int squib_store_image_encode(const struct squib_store_image *im, uint8_t **out, 
 }
 
 /* Header fields that bound the arrays, before anything is allocated. */
-static int check_header(const uint8_t *p, size_t len, struct squib_error_detail *d)
+static int check_header(const uint8_t *p, size_t len, uint16_t minor, struct squib_error_detail *d)
 {
 	uint32_t flags = squib_get_le32(p + 16), kind = squib_get_le32(p + 20);
 	uint32_t regions = squib_get_le32(p + 56), shift = squib_get_le32(p + 60);
 	uint64_t extents = squib_get_le64(p + 96), chunks = squib_get_le64(p + 104);
+	uint64_t deltas = squib_get_le64(p + 120);
 
-	if (squib_get_le16(p + 14) || squib_get_le32(p + 116) || squib_get_le64(p + 120))
+	if (squib_get_le16(p + 14) || squib_get_le32(p + 116))
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: reserved header bytes not zero");
+	/* Canonical: a 1.1 image is one with deltas, a 1.0 image has none. */
+	if (minor ? !deltas || deltas > chunks : deltas != 0)
+		return squib_fail_msg(d, SQUIB_E_ENCODING,
+				      "image: delta_count %" PRIu64 " in a 1.%u image of %" PRIu64
+				      " chunks",
+				      deltas, (unsigned)minor, chunks);
 	if (flags & ~SQUIB_MEMFILE_FLAG_DIGESTS)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: undefined flags 0x%" PRIx32,
 				      flags);
@@ -199,14 +238,16 @@ static int check_header(const uint8_t *p, size_t len, struct squib_error_detail 
 	if (squib_get_le32(p + 112) != COMPRESSION_ZSTD)
 		return squib_fail_msg(d, SQUIB_E_ENCODING, "image: compression %" PRIu32,
 				      squib_get_le32(p + 112));
-	if (len != image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks))
+	if (len !=
+	    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks, deltas))
 		return squib_fail_msg(
 		    d, SQUIB_E_ENCODING, "image: %zu bytes, its header needs %zu", len,
-		    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks));
+		    image_bytes(regions, extents, flags & SQUIB_MEMFILE_FLAG_DIGESTS, chunks,
+				deltas));
 	return 0;
 }
 
-static int alloc_arrays(struct squib_store_image *im, bool dig)
+static int alloc_arrays(struct squib_store_image *im, bool dig, bool bases)
 {
 	struct squib_memory_layout *l = &im->manifest.layout;
 
@@ -215,20 +256,24 @@ static int alloc_arrays(struct squib_store_image *im, bool dig)
 	im->manifest.digests =
 	    dig && l->extent_count ? calloc(l->extent_count, sizeof(uint64_t)) : NULL;
 	im->chunks = im->chunk_count ? calloc(im->chunk_count, sizeof(*im->chunks)) : NULL;
+	im->bases = bases && im->chunk_count ? calloc(im->chunk_count, sizeof(*im->bases)) : NULL;
 	if (!l->regions || (l->extent_count && !l->extents) ||
-	    (dig && l->extent_count && !im->manifest.digests) || (im->chunk_count && !im->chunks))
+	    (dig && l->extent_count && !im->manifest.digests) || (im->chunk_count && !im->chunks) ||
+	    (bases && im->chunk_count && !im->bases))
 		return squib_fail(NULL, SQUIB_E_NOMEM);
 	return 0;
 }
 
-static int parse_body(const uint8_t *buf, struct squib_store_image *im)
+static int parse_body(const uint8_t *buf, struct squib_store_image *im,
+		      struct squib_error_detail *d)
 {
 	struct squib_memory_layout *l = &im->manifest.layout;
 	bool dig = im->manifest.flags & SQUIB_MEMFILE_FLAG_DIGESTS;
+	uint64_t deltas = squib_get_le64(buf + 120);
 	const uint8_t *p = buf + HEADER_BYTES;
 
-	if (alloc_arrays(im, dig))
-		return SQUIB_E_NOMEM;
+	if (alloc_arrays(im, dig, deltas != 0))
+		return squib_fail(d, SQUIB_E_NOMEM);
 	for (uint32_t i = 0; i < l->region_count; i++, p += 16) {
 		l->regions[i].guest_addr = squib_get_le64(p);
 		l->regions[i].size = squib_get_le64(p + 8);
@@ -241,6 +286,22 @@ static int parse_body(const uint8_t *buf, struct squib_store_image *im)
 		im->manifest.digests[i] = squib_get_le64(p);
 	if (im->chunk_count)
 		memcpy(im->chunks, p, im->chunk_count * SQUIB_STORE_HASH_SIZE);
+	p += im->chunk_count * SQUIB_STORE_HASH_SIZE;
+	/* The list is canonical: windows strictly ascending, each a real base. */
+	for (uint64_t i = 0, last = 0; i < deltas; i++, p += DELTA_ENTRY_BYTES) {
+		uint64_t k = squib_get_le64(p);
+
+		if (k >= im->chunk_count || (i && k <= last))
+			return squib_fail_msg(d, SQUIB_E_ENCODING,
+					      "image: delta %" PRIu64 " names window %" PRIu64
+					      " (windows ascending, below %" PRIu64 ")",
+					      i, k, im->chunk_count);
+		memcpy(im->bases[k].b, p + 8, SQUIB_STORE_HASH_SIZE);
+		if (squib_store_hash_is_zero(&im->bases[k]))
+			return squib_fail_msg(d, SQUIB_E_ENCODING,
+					      "image: delta %" PRIu64 " has a zero base", i);
+		last = k;
+	}
 	return 0;
 }
 
@@ -282,12 +343,10 @@ int squib_store_image_decode(const uint8_t *buf, size_t len, struct squib_store_
 				       squib_get_le16(buf + 12)};
 	if (found.major != want.major || found.minor > want.minor)
 		return squib_fail_version(d, found, want);
-	if ((r = check_header(buf, len, d)))
+	if ((r = check_header(buf, len, found.minor, d)))
 		return r;
 	read_header(buf, out);
-	if ((r = parse_body(buf, out)) || (r = check_image(out, SQUIB_E_ENCODING, d))) {
-		if (r == SQUIB_E_NOMEM)
-			squib_fail(d, r);
+	if ((r = parse_body(buf, out, d)) || (r = check_image(out, SQUIB_E_ENCODING, d))) {
 		squib_store_image_release(out);
 		return r;
 	}

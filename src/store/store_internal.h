@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <squib/store.h>
 
@@ -58,14 +59,104 @@ int squib_store_s3_open(const char *bucket, const char *prefix,
 extern const struct squib_store_ops squib_store_dir_ops;
 extern const struct squib_store_ops squib_store_s3_ops;
 
-/* "images/<32 hex>" and "images/<32 hex>.state" and "chunks/<64 hex>". */
-#define SQUIB_STORE_KEY_MAX 96
+/* "images/<32 hex>" and "images/<32 hex>.state" and "chunks/<64 hex>" and
+ * "deltas/<64 hex>.<64 hex>". */
+#define SQUIB_STORE_KEY_MAX 160
 void squib_store_image_key(const uint8_t id[SQUIB_MEMORY_ID_SIZE], bool state,
 			   char key[SQUIB_STORE_KEY_MAX]);
 void squib_store_chunk_key(const struct squib_store_hash *h, char key[SQUIB_STORE_KEY_MAX]);
+void squib_store_delta_key(const struct squib_store_hash *name, const struct squib_store_hash *base,
+			   char key[SQUIB_STORE_KEY_MAX]);
 
 /* "chunks/<64 hex>" into *h: 0, or -1 for any other key. */
 int squib_store_parse_chunk_key(const char *key, struct squib_store_hash *h);
+/* "deltas/<64 hex>.<64 hex>" (two distinct non-zero names): 0, or -1. */
+int squib_store_parse_delta_key(const char *key, struct squib_store_hash *name,
+				struct squib_store_hash *base);
+
+/* ---- delta chunks (store_delta.c, docs/FORMAT.md §S.4) -------------------- */
+
+struct squib_store_idmap;
+
+/* A delta object: one zstd frame of len bytes compressed with ref (the base's
+ * ref_len bytes) as a raw-content prefix. */
+int squib_store_delta_encode(const void *buf, size_t len, const void *ref, size_t ref_len,
+			     int level, uint8_t **out, size_t *out_len,
+			     struct squib_error_detail *d);
+/* The two encoders through cctx (a ZSTD_CCtx the caller reuses; NULL: a new one). */
+int squib_store_chunk_encode_in(void *cctx, const void *buf, size_t len, int level, uint8_t **out,
+				size_t *out_len, struct squib_error_detail *d);
+int squib_store_delta_encode_in(void *cctx, const void *buf, size_t len, const void *ref,
+				size_t ref_len, int level, uint8_t **out, size_t *out_len,
+				struct squib_error_detail *d);
+/* squib_store_chunk_decode_in of a delta object against ref: the same checks. */
+int squib_store_delta_decode_in(void *dctx, const uint8_t *obj, size_t obj_len,
+				const struct squib_store_hash *want, const void *ref,
+				size_t ref_len, void *buf, size_t len,
+				struct squib_error_detail *d);
+/* GET chunks/<name> and decode it (len bytes) into buf; *got += object bytes. */
+int squib_store_chunk_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
+			    uint8_t *buf, size_t len, uint64_t *got, struct squib_error_detail *d);
+/* GET deltas/<name>.<base> and decode it against ref (the base's len bytes). */
+int squib_store_delta_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
+			    const struct squib_store_hash *base, const uint8_t *ref, uint8_t *buf,
+			    size_t len, uint64_t *got, struct squib_error_detail *d);
+/* The calling worker thread's decompression context (freed when the thread
+ * exits; NULL when it could not be made): for pool jobs only. */
+void *squib_store_thread_dctx(void);
+/* A window's bytes: its plain chunk (base zero or NULL), or its base then its
+ * delta (at most two objects; a base is always a plain chunk). */
+int squib_store_window_fetch(struct squib_store *s, void *dctx, const struct squib_store_hash *name,
+			     const struct squib_store_hash *base, uint8_t *buf, size_t len,
+			     uint64_t *got, struct squib_error_detail *d);
+/* Is a delta worth storing? Only when it is under half the plain chunk: a
+ * read of it costs a second object (its base). */
+static inline bool squib_store_delta_pays(size_t delta_len, size_t plain_len)
+{
+	return 2 * delta_len < plain_len;
+}
+/* Image window k's base, zero for a plain chunk (bases NULL: all plain). */
+static inline const struct squib_store_hash *
+squib_store_image_base(const struct squib_store_image *im, uint64_t k)
+{
+	static const struct squib_store_hash zero;
+
+	return im->bases ? &im->bases[k] : &zero;
+}
+/* Upload window bytes named *name: a delta against ref's bytes (ref non-zero,
+ * deltas on, and the delta pays), else plain. *base: the delta's base, or
+ * zero for a plain chunk; *put_bytes: the object's size. */
+int squib_store_chunk_upload(struct squib_store *s, const struct squib_store_hash *name,
+			     const uint8_t *data, size_t len, const struct squib_store_hash *ref,
+			     struct squib_store_hash *base, size_t *put_bytes,
+			     struct squib_error_detail *d);
+/* What a writer may map without uploading, name -> base (zero: plain): an
+ * image's chunks and bases, or the store's listing (chunks/ and deltas/). */
+int squib_store_known_add_image(struct squib_store_idmap *m, const struct squib_store_image *im);
+int squib_store_known_list(struct squib_store *s, struct squib_store_idmap *m,
+			   struct squib_error_detail *d);
+/* im->bases (allocated if NULL) from where each mapped name is: put (this
+ * writer's uploads) first, then known. SQUIB_E_IO for a name in neither. */
+int squib_store_fill_bases(struct squib_store_image *im, const struct squib_store_idmap *put,
+			   const struct squib_store_idmap *known, struct squib_error_detail *d);
+/* The base a writer makes window k's delta against (zero: none, store it
+ * plain): the parent image's chunk of the window when that is plain, its base
+ * when it is a delta - so a base is never a delta (depth 1, §S.5). parent:
+ * zeroed when there is none or its windows are not the new image's. */
+static inline void squib_store_delta_ref(const struct squib_store_image *parent, uint64_t k,
+					 struct squib_store_hash *ref)
+{
+	const struct squib_store_hash *base;
+
+	memset(ref, 0, sizeof(*ref));
+	if (!parent->chunks || k >= parent->chunk_count)
+		return;
+	base = squib_store_image_base(parent, k);
+	*ref = squib_store_hash_is_zero(base) ? parent->chunks[k] : *base;
+}
+/* One id for the pair (name, base): SHA-256 of the two names (gc's live set). */
+int squib_store_delta_pair_id(const struct squib_store_hash *name,
+			      const struct squib_store_hash *base, struct squib_store_hash *out);
 
 /* Is a key well-formed (printable, no "..", no leading '/')? */
 bool squib_store_key_ok(const char *key);
@@ -81,6 +172,20 @@ int squib_store_idset_add(struct squib_store_idset *s, const struct squib_store_
 			  bool *added);
 bool squib_store_idset_has(const struct squib_store_idset *s, const struct squib_store_hash *h);
 void squib_store_idset_free(struct squib_store_idset *s);
+
+/* A map of chunk names to their bases (zero: plain): where a writer found or
+ * put each name. Not locked. */
+struct squib_store_idmap {
+	struct squib_store_hash *k, *v;
+	size_t n, cap;
+};
+/* Set (or overwrite) name -> base. SQUIB_E_NOMEM. */
+int squib_store_idmap_put(struct squib_store_idmap *m, const struct squib_store_hash *name,
+			  const struct squib_store_hash *base);
+/* name's base into *base (may be NULL): true when the name is in the map. */
+bool squib_store_idmap_get(const struct squib_store_idmap *m, const struct squib_store_hash *name,
+			   struct squib_store_hash *base);
+void squib_store_idmap_free(struct squib_store_idmap *m);
 
 /* ---- a small worker pool (store_pool.c) ---------------------------------- */
 

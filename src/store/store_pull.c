@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <zstd.h>
-
 #include <squib/envelope.h>
 #include <squib/store.h>
 
@@ -101,27 +99,24 @@ static int fetch_chunk(void *arg, struct squib_error_detail *d)
 {
 	struct fetch_job *j = arg;
 	const struct squib_memory_layout *l = &j->im->manifest.layout;
-	char key[SQUIB_STORE_KEY_MAX];
-	uint64_t ga, off, len, w = 0;
-	uint8_t *obj = NULL;
+	uint64_t ga, off, len, w = 0, n = 0;
 	uint32_t region;
-	size_t n = 0;
 	int r;
 
 	if (!d) {
 		free(j);
 		return 0;
 	}
-	squib_store_chunk_key(&j->im->chunks[j->k], key);
 	squib_store_chunk_window(l, j->im->chunk_shift, j->k, &region, &ga, &off, &len);
-	if (!(r = squib_store_get(j->p->s, key, ZSTD_compressBound(len) + 64, &obj, &n, d)) &&
-	    !(r = squib_store_chunk_decode(obj, n, &j->im->chunks[j->k], j->buf, len, d)) &&
+	/* A delta window: its base, then the delta (bytes_fetched counts both). */
+	if (!(r = squib_store_window_fetch(j->p->s, squib_store_thread_dctx(), &j->im->chunks[j->k],
+					   squib_store_image_base(j->im, j->k), j->buf, len, &n,
+					   d)) &&
 	    !(r = write_present(j->fd, l, off, len, j->buf, &w, d))) {
 		__atomic_fetch_add(&j->p->st->chunks_fetched, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&j->p->st->bytes_fetched, n, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&j->p->st->bytes_written, w, __ATOMIC_RELAXED);
 	}
-	free(obj);
 	free(j);
 	return r;
 }

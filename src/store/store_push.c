@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,11 @@ struct push {
 	struct squib_store *s;
 	struct squib_store_push_stats *st;
 	struct squib_store_idset seen;
-	struct squib_store_idset known; /* chunks the store held when the push began (read-only) */
+	/* chunks the store held when the push began, name -> base (read-only) */
+	struct squib_store_idmap known;
+	pthread_mutex_t mu;		 /* guards put */
+	struct squib_store_idmap put;	 /* chunks this push uploaded -> base */
+	struct squib_store_image parent; /* the layer's parent image (a Diff), for delta refs */
 	const struct squib_progress *progress;
 	uint64_t done, total;
 	struct squib_store_lease *lease;
@@ -59,6 +64,7 @@ static int keep_lease(struct push *p, struct squib_error_detail *d)
 struct chunk_job {
 	struct push *p;
 	struct squib_store_hash id;
+	struct squib_store_hash ref; /* the parent's plain chunk of the window, or zero */
 	size_t len;
 	uint8_t data[];
 };
@@ -66,8 +72,7 @@ struct chunk_job {
 static int upload_chunk(void *arg, struct squib_error_detail *d)
 {
 	struct chunk_job *j = arg;
-	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL;
+	struct squib_store_hash base;
 	size_t n = 0;
 	bool have;
 	int r = 0;
@@ -76,18 +81,21 @@ static int upload_chunk(void *arg, struct squib_error_detail *d)
 		free(j);
 		return 0;
 	}
-	squib_store_chunk_key(&j->id, key);
 	/* Listed under this push's lease: a gc cannot remove it before the image is up. */
-	have = squib_store_idset_has(&j->p->known, &j->id);
+	have = squib_store_idmap_get(&j->p->known, &j->id, NULL);
 	if (have) {
 		__atomic_fetch_add(&j->p->st->chunks_reused, 1, __ATOMIC_RELAXED);
-	} else if (!(r = squib_store_chunk_encode(j->data, j->len, j->p->s->opts.zstd_level, &obj,
-						  &n, d)) &&
-		   !(r = squib_store_put(j->p->s, key, obj, n, d))) {
+	} else if (!(r = squib_store_chunk_upload(j->p->s, &j->id, j->data, j->len, &j->ref, &base,
+						  &n, d))) {
+		pthread_mutex_lock(&j->p->mu);
+		if (squib_store_idmap_put(&j->p->put, &j->id, &base))
+			r = squib_fail(d, SQUIB_E_NOMEM);
+		pthread_mutex_unlock(&j->p->mu);
 		__atomic_fetch_add(&j->p->st->chunks_put, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&j->p->st->bytes_put, n, __ATOMIC_RELAXED);
+		if (!squib_store_hash_is_zero(&base))
+			__atomic_fetch_add(&j->p->st->deltas_put, 1, __ATOMIC_RELAXED);
 	}
-	free(obj);
 	free(j);
 	return r;
 }
@@ -163,6 +171,7 @@ static int map_chunks(struct push *p, const struct squib_memfile_chain *c,
 			break;
 		}
 		j->p = p;
+		squib_store_delta_ref(&p->parent, k, &j->ref);
 		if ((r = keep_lease(p, d)) ||
 		    (r = read_window(c, l, im->chunk_shift, k, j->data, &j->len, d)) ||
 		    (r = push_window(p, j, &im->chunks[k], d)) <= 0)
@@ -173,7 +182,31 @@ static int map_chunks(struct push *p, const struct squib_memfile_chain *c,
 	}
 	free(j);
 	r2 = squib_store_pool_finish(pool, r ? NULL : d);
+	if (!r && !r2)
+		r2 = squib_store_fill_bases(im, &p->put, &p->known, d);
 	return r ? r : r2;
+}
+
+/* A Diff layer's parent image, when its windows are this image's (the same
+ * regions and chunk size): its chunks are the delta references. */
+static int parent_for(struct push *p, const struct squib_store_image *im,
+		      struct squib_error_detail *d)
+{
+	const struct squib_memory_layout *l = &im->manifest.layout, *pl;
+	int r;
+
+	squib_store_image_release(&p->parent);
+	if (l->kind != SQUIB_MEMORY_DIFF || p->s->opts.no_delta)
+		return 0;
+	/* Pushed just before this layer, or found in the store. */
+	if ((r = squib_store_image_get(p->s, l->parent_id, &p->parent, d)))
+		return r;
+	pl = &p->parent.manifest.layout;
+	if (p->parent.chunk_shift != im->chunk_shift || p->parent.chunk_count != im->chunk_count ||
+	    pl->region_count != l->region_count ||
+	    memcmp(pl->regions, l->regions, l->region_count * sizeof(*l->regions)))
+		squib_store_image_release(&p->parent);
+	return 0;
 }
 
 int squib_store_manifest_copy(struct squib_memfile_manifest *dst,
@@ -320,7 +353,7 @@ static int push_layer(struct push *p, struct squib_store_lease *lease, const cha
 		return r;
 	if (!(r = read_pair(state_path, m, &state, &state_len, d)) &&
 	    !(r = image_present(p->s, &squib_memfile_manifest(m)->layout, &have, d)) && !have &&
-	    !(r = image_for(p->s, m, &im, d)) &&
+	    !(r = image_for(p->s, m, &im, d)) && !(r = parent_for(p, &im, d)) &&
 	    !(r = squib_memfile_chain_open(paths, n + 1, &c, d)))
 		r = map_chunks(p, c, &im, d);
 	if (!r && have) {
@@ -335,17 +368,6 @@ static int push_layer(struct push *p, struct squib_store_lease *lease, const cha
 	squib_store_image_release(&im);
 	free(state);
 	return r;
-}
-
-static int on_known(void *ctx, const struct squib_store_object *o)
-{
-	struct push *p = ctx;
-	struct squib_store_hash h;
-	bool added;
-
-	if (squib_store_parse_chunk_key(o->key, &h))
-		return 0;
-	return squib_store_idset_add(&p->known, &h, &added) ? SQUIB_E_NOMEM : 0;
 }
 
 static int layer_paths(const char *const *chain_states, const char *const *chain_mems, size_t n,
@@ -379,6 +401,7 @@ int squib_store_push(struct squib_store *s, const char *state_path, const char *
 	memset(p.st, 0, sizeof(*p.st));
 	if (!state_path || !memory_path || (n && !chain_states))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "push: NULL argument");
+	pthread_mutex_init(&p.mu, NULL);
 	r = layer_paths(chain_states, chain_mems, n, memory_path, &paths, d);
 	for (size_t i = 0; !r && i <= n; i++) {
 		struct squib_memfile *m;
@@ -392,14 +415,17 @@ int squib_store_push(struct squib_store *s, const char *state_path, const char *
 		r = squib_store_lease_take(s, &lease, d);
 	p.lease = &lease;
 	p.refreshed_ns = mono_ns();
-	if (!r) /* one LIST per 1000 chunks instead of a HEAD per chunk */
-		r = squib_store_list(s, "chunks/", on_known, &p, d);
+	if (!r)
+		r = squib_store_known_list(s, &p.known, d);
 	for (size_t i = 0; !r && i <= n; i++)
 		r = push_layer(&p, &lease, i < n ? chain_states[i] : state_path,
 			       (const char *const *)paths, i, d);
 	squib_store_lease_drop(s, &lease);
 	squib_store_idset_free(&p.seen);
-	squib_store_idset_free(&p.known);
+	squib_store_idmap_free(&p.known);
+	squib_store_idmap_free(&p.put);
+	squib_store_image_release(&p.parent);
+	pthread_mutex_destroy(&p.mu);
 	for (size_t i = 0; paths && i <= n; i++)
 		free(paths[i]);
 	free(paths);

@@ -23,12 +23,14 @@ struct ssave {
 	struct squib_store *s;
 	struct squib_store_push_stats *st;
 	struct squib_store_lease lease;
-	/* Chunks known to be in the store (read-only while the pool runs): the
-	 * listing (a Full) or the parent's map (a Diff, which HEADs the rest). */
-	struct squib_store_idset known;
+	/* Chunks known to be in the store, name -> base (read-only while the pool
+	 * runs): the listing (a Full) or the parent's map (a Diff, which HEADs the
+	 * rest). */
+	struct squib_store_idmap known;
 	bool listed;
-	pthread_mutex_t mu; /* guards seen */
+	pthread_mutex_t mu; /* guards seen and put */
 	struct squib_store_idset seen;
+	struct squib_store_idmap put;	 /* names this save uploaded or HEADed -> base */
 	struct squib_store_image parent; /* Diff */
 	struct squib_store_image im;
 	struct squib_store_pool *pool;
@@ -38,11 +40,25 @@ struct ssave {
 struct save_job {
 	struct ssave *ss;
 	struct squib_store_hash *slot; /* im.chunks[k]: one job per slot */
+	struct squib_store_hash ref;   /* the parent's plain chunk of the window, or zero */
 	size_t len;
 	uint8_t data[];
 };
 
 /* ---- the workers ----------------------------------------------------------- */
+
+/* Where name is now (base: its delta's, NULL: plain), for the image's base map. */
+static int record(struct ssave *ss, const struct squib_store_hash *name,
+		  const struct squib_store_hash *base, struct squib_error_detail *d)
+{
+	static const struct squib_store_hash zero;
+	int r;
+
+	pthread_mutex_lock(&ss->mu);
+	r = squib_store_idmap_put(&ss->put, name, base ? base : &zero);
+	pthread_mutex_unlock(&ss->mu);
+	return r ? squib_fail(d, SQUIB_E_NOMEM) : 0;
+}
 
 /* Is the chunk to be uploaded? Not when the store has it or this save sent it. */
 static int chunk_is_new(struct ssave *ss, const struct squib_store_hash *h, bool *fresh,
@@ -53,7 +69,7 @@ static int chunk_is_new(struct ssave *ss, const struct squib_store_hash *h, bool
 	int r;
 
 	*fresh = false;
-	if (squib_store_idset_has(&ss->known, h))
+	if (squib_store_idmap_get(&ss->known, h, NULL))
 		return 0;
 	pthread_mutex_lock(&ss->mu);
 	r = squib_store_idset_add(&ss->seen, h, &added);
@@ -67,15 +83,14 @@ static int chunk_is_new(struct ssave *ss, const struct squib_store_hash *h, bool
 	if (!ss->listed && (r = squib_store_head(ss->s, key, &have, NULL, NULL, d)))
 		return r;
 	*fresh = !have;
-	return 0;
+	return have ? record(ss, h, NULL, d) : 0;
 }
 
 static int save_chunk(void *arg, struct squib_error_detail *d)
 {
 	struct save_job *j = arg;
 	struct ssave *ss = j->ss;
-	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL;
+	struct squib_store_hash base;
 	size_t n = 0;
 	bool fresh = false;
 	int r;
@@ -91,16 +106,15 @@ static int save_chunk(void *arg, struct squib_error_detail *d)
 		r = chunk_is_new(ss, j->slot, &fresh, d);
 	if (!r && !fresh)
 		__atomic_fetch_add(&ss->st->chunks_reused, 1, __ATOMIC_RELAXED);
-	if (!r && fresh) {
-		squib_store_chunk_key(j->slot, key);
-		if (!(r = squib_store_chunk_encode(j->data, j->len, ss->s->opts.zstd_level, &obj,
-						   &n, d)) &&
-		    !(r = squib_store_put(ss->s, key, obj, n, d))) {
-			__atomic_fetch_add(&ss->st->chunks_put, 1, __ATOMIC_RELAXED);
-			__atomic_fetch_add(&ss->st->bytes_put, n, __ATOMIC_RELAXED);
-		}
+	if (!r && fresh &&
+	    !(r = squib_store_chunk_upload(ss->s, j->slot, j->data, j->len, &j->ref, &base, &n,
+					   d)) &&
+	    !(r = record(ss, j->slot, &base, d))) {
+		__atomic_fetch_add(&ss->st->chunks_put, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&ss->st->bytes_put, n, __ATOMIC_RELAXED);
+		if (!squib_store_hash_is_zero(&base))
+			__atomic_fetch_add(&ss->st->deltas_put, 1, __ATOMIC_RELAXED);
 	}
-	free(obj);
 	free(j);
 	return r;
 }
@@ -165,6 +179,8 @@ static int queue_window(struct ssave *ss, uint64_t k, const uint8_t *host, uint6
 	if (!(j = malloc(sizeof(*j) + len)))
 		return squib_fail(d, SQUIB_E_NOMEM);
 	*j = (struct save_job){.ss = ss, .slot = &ss->im.chunks[k], .len = (size_t)len};
+	/* A Diff's changed window: a delta against the parent's bytes of it (§S.5). */
+	squib_store_delta_ref(&ss->parent, k, &j->ref);
 	memcpy(j->data, host, (size_t)len);
 	/* No longer the parent's id: zero until the worker names the new bytes. */
 	memset(j->slot, 0, sizeof(*j->slot));
@@ -315,29 +331,18 @@ static int sink_commit(void *ctx, const uint8_t *state, size_t len, struct squib
 	int r = squib_store_pool_finish(ss->pool, d);
 
 	ss->pool = NULL;
-	if (!r && !(r = squib_store_publish(ss->s, &ss->lease, &ss->im, state, len, d)))
+	if (!r && !(r = squib_store_fill_bases(&ss->im, &ss->put, &ss->known, d)) &&
+	    !(r = squib_store_publish(ss->s, &ss->lease, &ss->im, state, len, d)))
 		ss->st->images_put++;
 	return r;
 }
 
 /* ---- the whole --------------------------------------------------------------- */
 
-static int on_listed(void *ctx, const struct squib_store_object *o)
-{
-	struct ssave *ss = ctx;
-	struct squib_store_hash h;
-	bool added;
-
-	if (squib_store_parse_chunk_key(o->key, &h))
-		return 0;
-	return squib_store_idset_add(&ss->known, &h, &added) ? SQUIB_E_NOMEM : 0;
-}
-
 /* Before the pause: the lease, then what the store holds (parent's map or a listing). */
 static int prepare(struct ssave *ss, enum squib_snapshot_kind kind, const uint8_t *parent,
 		   struct squib_error_detail *d)
 {
-	bool added;
 	int r;
 
 	if (kind == SQUIB_SNAPSHOT_DIFF &&
@@ -347,13 +352,11 @@ static int prepare(struct ssave *ss, enum squib_snapshot_kind kind, const uint8_
 		return r;
 	if (kind != SQUIB_SNAPSHOT_DIFF) {
 		ss->listed = true;
-		return squib_store_list(ss->s, "chunks/", on_listed, ss, d);
+		return squib_store_known_list(ss->s, &ss->known, d);
 	}
-	for (uint64_t k = 0; k < ss->parent.chunk_count; k++)
-		if (!squib_store_hash_is_zero(&ss->parent.chunks[k]) &&
-		    squib_store_idset_add(&ss->known, &ss->parent.chunks[k], &added))
-			return squib_fail(d, SQUIB_E_NOMEM);
-	return 0;
+	/* Under our lease, what the parent maps (its deltas' bases too) stays. */
+	return squib_store_known_add_image(&ss->known, &ss->parent) ? squib_fail(d, SQUIB_E_NOMEM)
+								    : 0;
 }
 
 static int check_args(struct squib_store *s, const struct squib_vm *vm,
@@ -401,7 +404,8 @@ int squib_store_save(struct squib_store *s, const struct squib_vm *vm,
 	if (ss.pool) /* a failure after the reading began: let the queue drain */
 		squib_store_pool_finish(ss.pool, NULL);
 	squib_store_lease_drop(s, &ss.lease);
-	squib_store_idset_free(&ss.known);
+	squib_store_idmap_free(&ss.known);
+	squib_store_idmap_free(&ss.put);
 	squib_store_idset_free(&ss.seen);
 	squib_store_image_release(&ss.parent);
 	squib_store_image_release(&ss.im);

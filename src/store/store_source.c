@@ -209,7 +209,10 @@ static int chunk_error(struct squib_store_source *ss, uint64_t k, int r,
 	uint64_t ga = 0, off, len;
 	uint32_t region;
 
-	squib_store_chunk_key(&ss->im.chunks[k], key);
+	if (squib_store_hash_is_zero(squib_store_image_base(&ss->im, k)))
+		squib_store_chunk_key(&ss->im.chunks[k], key);
+	else
+		squib_store_delta_key(&ss->im.chunks[k], squib_store_image_base(&ss->im, k), key);
 	squib_store_chunk_window(&ss->im.manifest.layout, ss->im.chunk_shift, k, &region, &ga, &off,
 				 &len);
 	/* The backend's message names the object and URL already; a decode's names the hash. */
@@ -225,21 +228,20 @@ static int chunk_error(struct squib_store_source *ss, uint64_t k, int r,
 	return r;
 }
 
-/* squib_store_chunk_decode with an idle context of the source's (or a new one). */
-static int decode(struct squib_store_source *ss, const uint8_t *obj, size_t n,
-		  const struct squib_store_hash *h, uint8_t *buf, size_t len,
-		  struct squib_error_detail *d)
+/* An idle decompression context of the source's, or a new one (NULL: a one-off). */
+static ZSTD_DCtx *take_dctx(struct squib_store_source *ss)
 {
 	ZSTD_DCtx *dc = NULL;
-	int r;
 
 	pthread_mutex_lock(&ss->mu);
 	if (ss->dctx_idle)
 		dc = ss->dctx[--ss->dctx_idle];
 	pthread_mutex_unlock(&ss->mu);
-	if (!dc)
-		dc = ZSTD_createDCtx(); /* NULL: decoded with a one-off context */
-	r = squib_store_chunk_decode_in(dc, obj, n, h, buf, len, d);
+	return dc ? dc : ZSTD_createDCtx();
+}
+
+static void give_dctx(struct squib_store_source *ss, ZSTD_DCtx *dc)
+{
 	pthread_mutex_lock(&ss->mu);
 	if (dc && ss->dctx_idle < DCTX_KEPT) {
 		ss->dctx[ss->dctx_idle++] = dc;
@@ -247,7 +249,6 @@ static int decode(struct squib_store_source *ss, const uint8_t *obj, size_t n,
 	}
 	pthread_mutex_unlock(&ss->mu);
 	ZSTD_freeDCtx(dc);
-	return r;
 }
 
 /* Chunk k from the disk cache into buf: 0, or 1 (no usable entry: a bad one is dropped). */
@@ -271,30 +272,61 @@ static int from_cache(struct squib_store_source *ss, const struct squib_store_ha
 	return r ? 1 : 0;
 }
 
-/* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
-static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
-		 struct squib_error_detail *d)
+/* Hand a checked chunk's bytes to the cache's writer thread (a copy: it frees it). */
+static void cache_put(struct squib_store_source *ss, const struct squib_store_hash *h,
+		      const uint8_t *buf, size_t len)
 {
-	const struct squib_store_hash *h = &ss->im.chunks[k];
-	size_t max = ZSTD_compressBound(len) + 64, n = 0;
-	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL, *copy;
-	int r;
+	uint8_t *copy;
 
-	if (ss->cache && !from_cache(ss, h, buf, len))
-		return 0;
-	squib_store_chunk_key(h, key);
-	r = squib_store_get(ss->s, key, max, &obj, &n, d);
-	if (!r)
-		r = decode(ss, obj, n, h, buf, len, d);
-	free(obj);
-	if (r)
-		return chunk_error(ss, k, r, d);
-	/* The writer thread writes and frees the copy; the table owns buf. */
 	if (ss->cache && (copy = malloc(len))) {
 		memcpy(copy, buf, len);
 		squib_store_cache_put_async(ss->cache, h, copy, len);
 	}
+}
+
+/* A delta window's base (a plain chunk) into ref: the disk cache, else the
+ * store, and then the cache (the parent's windows are often its base). */
+static int fetch_base(struct squib_store_source *ss, ZSTD_DCtx *dc,
+		      const struct squib_store_hash *base, uint8_t *ref, size_t len, uint64_t *n,
+		      struct squib_error_detail *d)
+{
+	int r;
+
+	if (ss->cache && !from_cache(ss, base, ref, len))
+		return 0;
+	if (!(r = squib_store_chunk_fetch(ss->s, dc, base, ref, len, n, d)))
+		cache_put(ss, base, ref, len);
+	return r;
+}
+
+/* Chunk k's bytes into buf (len bytes): the disk cache, else the store (a
+ * delta: its base, then the delta). The cache holds the decompressed bytes
+ * by name, so a warm read of a delta window costs what a plain one does. */
+static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
+		 struct squib_error_detail *d)
+{
+	const struct squib_store_hash *h = &ss->im.chunks[k];
+	const struct squib_store_hash *base = squib_store_image_base(&ss->im, k);
+	bool delta = !squib_store_hash_is_zero(base);
+	uint8_t *ref = NULL;
+	ZSTD_DCtx *dc;
+	uint64_t n = 0;
+	int r;
+
+	if (ss->cache && !from_cache(ss, h, buf, len))
+		return 0;
+	dc = take_dctx(ss);
+	if (!delta)
+		r = squib_store_chunk_fetch(ss->s, dc, h, buf, len, &n, d);
+	else if (!(ref = malloc(len)))
+		r = squib_fail(d, SQUIB_E_NOMEM);
+	else if (!(r = fetch_base(ss, dc, base, ref, len, &n, d)))
+		r = squib_store_delta_fetch(ss->s, dc, h, base, ref, buf, len, &n, d);
+	give_dctx(ss, dc);
+	free(ref);
+	if (r)
+		return chunk_error(ss, k, r, d);
+	cache_put(ss, h, buf, len);
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
