@@ -14,6 +14,9 @@
 set -eu
 cflags=${CONSUMER_CFLAGS:-}
 build=$1 src=$2 cc=$3 libdir=$4 kvm=$5 state=$6
+# the ABI major (CMakeLists.txt SQUIB_ABI_VERSION) is the SONAME
+so=$(sed -n 's/^set(SQUIB_ABI_VERSION \([0-9]*\)\..*/\1/p' "$src/CMakeLists.txt")
+[ -n "$so" ] || { echo "install-consumer: no SQUIB_ABI_VERSION in $src/CMakeLists.txt" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 root=$tmp/root
@@ -30,14 +33,14 @@ DESTDIR=$root cmake --install "$build" --prefix /usr/local >"$tmp/install.log" |
 
 pc=squib-snapshot
 [ "$kvm" = 1 ] && pc=squib-kvm
-for f in include/squib/snapshot.h include/squib/api.h "$libdir/libsquib-snapshot.so.1" \
+for f in include/squib/snapshot.h include/squib/api.h "$libdir/libsquib-snapshot.so.$so" \
 	"$libdir/libsquib-snapshot.a" "$libdir/pkgconfig/$pc.pc" \
 	"$libdir/cmake/squib-snapshot/squib-snapshotConfig.cmake" \
 	"$libdir/cmake/squib-snapshot/squib-snapshotConfigVersion.cmake"; do
 	[ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 if [ "$kvm" = 1 ]; then
-	for f in include/squib/kvm.h "$libdir/libsquib-kvm.so.1" "$libdir/libsquib-kvm.a"; do
+	for f in include/squib/kvm.h "$libdir/libsquib-kvm.so.$so" "$libdir/libsquib-kvm.a"; do
 		[ -e "$prefix/$f" ] || fail "not installed: $f"
 	done
 else
@@ -55,8 +58,8 @@ check() {
 	echo "install-consumer: $(basename "$1") ran (needs: ${needed:-no libsquib})"
 }
 
-expect="libsquib-snapshot.so.1 "
-[ "$kvm" = 1 ] && expect="libsquib-kvm.so.1 libsquib-snapshot.so.1 "
+expect="libsquib-snapshot.so.$so "
+[ "$kvm" = 1 ] && expect="libsquib-kvm.so.$so libsquib-snapshot.so.$so "
 defs=""
 [ "$kvm" = 1 ] && defs=-DCONSUMER_KVM
 # shellcheck disable=SC2046,SC2086 # pkg-config's output and cflags are lists of words
