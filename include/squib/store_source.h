@@ -34,7 +34,9 @@
  * The disk cache (docs/FORMAT.md S.6): DIR/<64 hex> per chunk, its content
  * decompressed behind a header with a CRC-64 over its name and content
  * (SHA-256 checked as well when the directory is not private), written by
- * a writer thread (a bounded queue: entries that do not fit are not cached)
+ * a writer thread (a bounded queue: read-ahead and prefetch wait a bounded
+ * time for room, demand faults never wait and drop an entry past twice the
+ * bound)
  * to a hidden temp and renamed (readers see whole files or none); DIR/.lock serialises eviction
  * across processes (flock). Least recently used entries (by mtime, set on every hit) are evicted
  * down to 3/4 of the bound once a process has seen the total pass it; each process rescans after

@@ -271,16 +271,18 @@ static int from_cache(struct squib_store_source *ss, const struct squib_store_ha
 	return r ? 1 : 0;
 }
 
-/* Chunk k's bytes into buf (len bytes): the disk cache, else the store. */
-static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
+/* Chunk k's bytes into buf (len bytes): the disk cache, else the store (*stored: it came
+ * from the store, the cache wants it). */
+static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len, bool *stored,
 		 struct squib_error_detail *d)
 {
 	const struct squib_store_hash *h = &ss->im.chunks[k];
 	size_t max = ZSTD_compressBound(len) + 64, n = 0;
 	char key[SQUIB_STORE_KEY_MAX];
-	uint8_t *obj = NULL, *copy;
+	uint8_t *obj = NULL;
 	int r;
 
+	*stored = false;
 	if (ss->cache && !from_cache(ss, h, buf, len))
 		return 0;
 	squib_store_chunk_key(h, key);
@@ -290,11 +292,7 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	free(obj);
 	if (r)
 		return chunk_error(ss, k, r, d);
-	/* The writer thread writes and frees the copy; the table owns buf. */
-	if (ss->cache && (copy = malloc(len))) {
-		memcpy(copy, buf, len);
-		squib_store_cache_put_async(ss->cache, h, copy, len);
-	}
+	*stored = true;
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
@@ -302,17 +300,24 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	return 0;
 }
 
-/* Fetch a chunk this thread put in the table as FETCHING; publish the outcome. */
-static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k,
+/*
+ * Fetch a chunk this thread put in the table as FETCHING; publish the outcome; then queue a
+ * chunk from the store to the disk cache. After publishing: a fill (read-ahead, a
+ * prefetch's pool) may wait for room in the cache's queue, and a demand read waiting for
+ * this chunk must not wait with it. The chunk is still referenced: READY, its buffer stays.
+ */
+static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k, bool fill,
 		      struct squib_error_detail *d)
 {
 	struct squib_error_detail local;
+	bool stored = false;
+	uint8_t *copy;
 	int r;
 
 	if (!d)
 		d = &local;
 	memset(d, 0, sizeof(*d));
-	r = c->buf ? fetch(ss, k, c->buf, c->len, d) : squib_fail(d, SQUIB_E_NOMEM);
+	r = c->buf ? fetch(ss, k, c->buf, c->len, &stored, d) : squib_fail(d, SQUIB_E_NOMEM);
 	pthread_mutex_lock(&ss->mu);
 	c->state = r ? FAILED : READY;
 	c->err = r;
@@ -320,6 +325,11 @@ static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k
 	ss->st.errors += r != 0;
 	pthread_cond_broadcast(&ss->changed);
 	pthread_mutex_unlock(&ss->mu);
+	/* The writer thread writes and frees the copy; the table owns buf. */
+	if (!r && stored && ss->cache && (copy = malloc(c->len))) {
+		memcpy(copy, c->buf, c->len);
+		squib_store_cache_put_async(ss->cache, &c->h, copy, c->len, fill);
+	}
 	return r;
 }
 
@@ -346,9 +356,10 @@ static struct chunk *enter_locked(struct squib_store_source *ss, uint64_t k, uin
 	return c;
 }
 
-/* Chunk k (not a zero chunk), referenced: READY, or its error. */
-static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct chunk **out,
-	       struct squib_error_detail *d)
+/* Chunk k (not a zero chunk), referenced: READY, or its error. fill: for a prefetch's pool
+ * (fetch_into). */
+static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, bool fill,
+	       struct chunk **out, struct squib_error_detail *d)
 {
 	struct chunk *c;
 	bool mine;
@@ -376,7 +387,7 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 		return r;
 	}
 	pthread_mutex_unlock(&ss->mu);
-	if ((r = fetch_into(ss, c, k, d))) {
+	if ((r = fetch_into(ss, c, k, fill, d))) {
 		put(ss, c);
 		c = NULL;
 	}
@@ -412,7 +423,7 @@ static void *ra_main(void *arg)
 		pthread_mutex_unlock(&ss->mu);
 		/* A failure is left to the demand fault that needs the chunk (it tries again). */
 		if (c && mine)
-			fetch_into(ss, c, k, NULL);
+			fetch_into(ss, c, k, true, NULL);
 		if (c)
 			put(ss, c);
 		pthread_mutex_lock(&ss->mu);
@@ -533,7 +544,7 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 			 * wakeups, waits, a copy through the table - ~1.6x the CPU of a warm
 			 * restore without it (bench_store_lazy, DESIGN.md). */
 		} else {
-			if ((r = get(ss, k, in + left, &c, d)))
+			if ((r = get(ss, k, in + left, false, &c, d)))
 				return r;
 			/* After the demand's own fetch: read-ahead must not delay it. */
 			readahead(ss, k);
@@ -692,7 +703,7 @@ static int prefetch_one(void *arg, struct squib_error_detail *d)
 	struct chunk *c;
 
 	/* A failure is the driver's to report when it reaches the chunk. */
-	if (d && !get(j->ss, j->k, j->len, &c, NULL))
+	if (d && !get(j->ss, j->k, j->len, true, &c, NULL))
 		put(j->ss, c);
 	free(j);
 	return 0;
@@ -811,7 +822,7 @@ static int install_batch(struct squib_store_source *ss, const struct piece *v, s
 		if (squib_store_hash_is_zero(&ss->im.chunks[pc->k]))
 			continue;
 		if (!n)
-			r = get(ss, pc->k, pc->len, &held[n], d);
+			r = get(ss, pc->k, pc->len, false, &held[n], d);
 		else if (!peek(ss, pc->k, &held[n]))
 			break;
 		if (r)
