@@ -484,6 +484,45 @@ static void test_should_read_each_entry_of_a_warm_cache_once(void **state)
 	squib_store_close(s);
 }
 
+/* A prefetch over a warm cache reads each entry once, straight into the pager's buffer as
+ * demand reads do: nothing through the chunk table (whose pool threads would read it there
+ * and the installs copy it out). */
+static void test_should_prefetch_from_a_warm_cache_without_the_chunk_table(void **state)
+{
+	struct fx *f = *state;
+	struct squib_ws_run run = {0, RAM / ps()};
+	struct squib_store_source_stats st;
+	struct squib_pager_stats pst;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	uint64_t got = 0;
+	struct lazy lz;
+
+	if (squib_test_uffd_missing("the chunk cache"))
+		skip();
+	s = open_store(f->url);
+	push(s, f->state, f->memf, NULL, 0);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	if (squib_store_source_prefetch(lz.ss, &run, 1, install_pager, lz.p, &got, &d))
+		fail_msg("prefetch: %s", msg_of(&d)); /* cold: the pool fetches */
+	lazy_free(&lz);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	if (squib_store_source_prefetch(lz.ss, &run, 1, install_pager, lz.p, &got, &d))
+		fail_msg("prefetch: %s", msg_of(&d));
+	assert_int_equal(got, RAM / ps());
+	squib_pager_stats(lz.p, &pst);
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.cache_hits, NONZERO);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.memory_hits, 0);
+	assert_int_equal(st.waits, 0);
+	assert_int_equal(pst.faults, 0); /* all installed by the prefetch */
+	lazy_free(&lz);
+	squib_store_close(s);
+}
+
 /* Entries in the cache directory (64 hex digits; not temps or the lock). */
 static uint64_t cache_entries(const char *cache)
 {
@@ -942,6 +981,7 @@ int main(void)
 	    T(test_should_stop_on_a_missing_chunk),
 	    T(test_should_refetch_a_corrupt_cache_entry),
 	    T(test_should_read_each_entry_of_a_warm_cache_once),
+	    T(test_should_prefetch_from_a_warm_cache_without_the_chunk_table),
 	    T(test_should_cache_every_chunk_of_one_cold_restore_on_demand),
 	    T(test_should_cache_every_chunk_of_one_cold_prefetched_restore),
 	    T(test_should_check_sha256_of_entries_in_a_shared_cache_directory),

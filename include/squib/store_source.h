@@ -17,7 +17,10 @@
  * de-duplication). A read entering a new window that the disk cache did not
  * serve also queues the next few windows to the source's read-ahead threads
  * (never blocking the reader); a disk cache's read has no latency worth
- * hiding, so a warm restore reads nothing ahead.
+ * hiding, so a warm restore reads nothing ahead, and a working-set
+ * prefetch installs what the disk cache holds on its own thread, as demand
+ * reads go (its pool of fetching threads takes over at the first chunk
+ * fetched from the store).
  *
  * An image maps the memory it reads as: a Diff's chunk map already holds
  * its parent's chunk ids where pages did not change (squib/store.h), so one

@@ -42,6 +42,7 @@ struct chunk {
 	uint8_t *buf;
 	size_t len;
 	uint32_t refs;
+	bool cached; /* READY from the disk cache, not the store */
 	int err;
 	struct squib_error_detail d;
 	struct chunk *next;	     /* in its bucket */
@@ -320,6 +321,7 @@ static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k
 	r = c->buf ? fetch(ss, k, c->buf, c->len, &stored, d) : squib_fail(d, SQUIB_E_NOMEM);
 	pthread_mutex_lock(&ss->mu);
 	c->state = r ? FAILED : READY;
+	c->cached = !r && !stored;
 	c->err = r;
 	c->d = *d;
 	ss->st.errors += r != 0;
@@ -546,8 +548,11 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 		} else {
 			if ((r = get(ss, k, in + left, false, &c, d)))
 				return r;
-			/* After the demand's own fetch: read-ahead must not delay it. */
-			readahead(ss, k);
+			/* After the demand's own fetch: read-ahead must not delay it. Not
+			 * after a chunk the disk cache served (a part of a window, e.g. a
+			 * prefetch's run ending in it): as above, no latency to hide. */
+			if (!c->cached)
+				readahead(ss, k);
 			memcpy(out, c->buf + in, n);
 			put(ss, c);
 		}
@@ -837,6 +842,40 @@ static int install_batch(struct squib_store_source *ss, const struct piece *v, s
 	return r;
 }
 
+/*
+ * Install pieces [*i, ...) the way demand reads go, on this thread, while the disk cache
+ * holds every chunk: install's reads take a whole window's entry straight into the
+ * pager's buffer (from_cache_direct). The pool would read each entry into the chunk table
+ * on another thread and install would copy it out - a wakeup and a copy per window that a
+ * warm cache's read (no latency to hide) does not repay on a few CPUs. Returns at the
+ * first batch that fetched from the store: the rest is the pool's.
+ */
+static int install_warm(struct squib_store_source *ss, const struct piece *v, size_t count,
+			size_t *i, squib_store_install_fn install, void *ctx, uint64_t *installed,
+			struct squib_error_detail *d)
+{
+	struct squib_ws_run runs[INSTALL_BATCH];
+	uint64_t fetched, before = 0;
+	int r = 0;
+
+	for (fetched = before; !r && *i < count && fetched == before;) {
+		uint64_t got = 0;
+		size_t n = 0;
+
+		for (; *i < count && n < INSTALL_BATCH; (*i)++)
+			runs[n++] = v[*i].run;
+		pthread_mutex_lock(&ss->mu);
+		before = ss->st.chunks_fetched;
+		pthread_mutex_unlock(&ss->mu);
+		r = install(ctx, runs, n, &got, d);
+		*installed += got;
+		pthread_mutex_lock(&ss->mu);
+		fetched = ss->st.chunks_fetched;
+		pthread_mutex_unlock(&ss->mu);
+	}
+	return r;
+}
+
 int squib_store_source_prefetch(struct squib_store_source *ss, const struct squib_ws_run *runs,
 				uint64_t n, squib_store_install_fn install, void *ctx,
 				uint64_t *installed, struct squib_error_detail *d)
@@ -853,8 +892,12 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	if (!ss || !install || (n && !runs))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument");
 	if ((r = cut_runs(ss, runs, n, &v, &count, d)) ||
+	    (ss->cache && (r = install_warm(ss, v, count, &next, install, ctx, &got, d))) ||
+	    next == count ||
 	    (r = squib_store_pool_start(ss->workers, 4 * ss->workers, prefetch_one, &pool, d))) {
 		free(v);
+		if (installed)
+			*installed = got;
 		return r;
 	}
 	if (ahead > 16 * (size_t)ss->workers)
@@ -862,7 +905,7 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	pthread_mutex_lock(&ss->mu);
 	ss->prefetching++; /* the pool reads ahead: demand faults do not add their own */
 	pthread_mutex_unlock(&ss->mu);
-	for (size_t i = 0; !r && i < count;) {
+	for (size_t i = next; !r && i < count;) {
 		r = queue_fetches(ss, pool, v, &next, i + ahead < count ? i + ahead : count, d);
 		if (!r)
 			r = install_batch(ss, v, count, &i, install, ctx, &got, d);
