@@ -380,8 +380,8 @@ static void perf_ctl(const char *cmd)
 
 /*
  * Fill the disk cache: restores prefetching the working set until one fetches nothing from
- * the store (the cache's writer drops entries when its queue is full, so one pass may leave
- * gaps; a "warm" figure over a half-filled cache would time the store).
+ * the store (one pass should do: fills wait for room in the cache writer's queue; but a
+ * "warm" figure over a half-filled cache would time the store, so this checks).
  */
 static int fill_cache(struct squib_store *st, const uint8_t *id, const char *cache,
 		      const struct squib_ws_run *ws, uint64_t n)

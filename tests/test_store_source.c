@@ -552,6 +552,125 @@ static void test_should_read_each_entry_of_a_warm_cache_once(void **state)
 	squib_store_close(s);
 }
 
+/* A prefetch over a warm cache reads each entry once, straight into the pager's buffer as
+ * demand reads do: nothing through the chunk table (whose pool threads would read it there
+ * and the installs copy it out). */
+static void test_should_prefetch_from_a_warm_cache_without_the_chunk_table(void **state)
+{
+	struct fx *f = *state;
+	struct squib_ws_run run = {0, RAM / ps()};
+	struct squib_store_source_stats st;
+	struct squib_pager_stats pst;
+	struct squib_error_detail d;
+	struct squib_store *s;
+	uint64_t got = 0;
+	struct lazy lz;
+
+	if (squib_test_uffd_missing("the chunk cache"))
+		skip();
+	s = open_store(f->url);
+	push(s, f->state, f->memf, NULL, 0);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	if (squib_store_source_prefetch(lz.ss, &run, 1, install_pager, lz.p, &got, &d))
+		fail_msg("prefetch: %s", msg_of(&d)); /* cold: the pool fetches */
+	lazy_free(&lz);
+	lazy_start(s, f->m.layout.id, f->cache, 0, &lz);
+	if (squib_store_source_prefetch(lz.ss, &run, 1, install_pager, lz.p, &got, &d))
+		fail_msg("prefetch: %s", msg_of(&d));
+	assert_int_equal(got, RAM / ps());
+	squib_pager_stats(lz.p, &pst);
+	assert_memory_equal(lz.ram, f->mem, RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.cache_hits, NONZERO);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.memory_hits, 0);
+	assert_int_equal(st.waits, 0);
+	assert_int_equal(pst.faults, 0); /* all installed by the prefetch */
+	lazy_free(&lz);
+	squib_store_close(s);
+}
+
+/* Entries in the cache directory (64 hex digits; not temps or the lock). */
+static uint64_t cache_entries(const char *cache)
+{
+	DIR *dir = opendir(cache);
+	struct dirent *de;
+	uint64_t n = 0;
+
+	assert_non_null(dir);
+	while ((de = readdir(dir)))
+		n += strlen(de->d_name) == 64 && strspn(de->d_name, "0123456789abcdef") == 64;
+	closedir(dir);
+	return n;
+}
+
+/* RAM of a cold restore that fills the cache faster than its writer writes entries. */
+#define BIG_RAM (128ull << 20)
+
+/*
+ * One cold restore that touches every chunk leaves every chunk cached when the cache can
+ * hold them: from a directory store, fetches (the read-ahead threads' above all) come
+ * faster than one writer creates entries, and a queue that dropped what did not fit left
+ * about half of them out, so the next restore was not warm.
+ */
+static void one_cold_pass_fills_the_cache(void **state, bool prefetch)
+{
+	struct fx *f = *state;
+	struct squib_store_source_stats st;
+	struct squib_memfile_manifest m;
+	char *bstate, *bmem;
+	struct squib_store *s;
+	uint8_t *mem;
+	struct lazy lz;
+
+	if (squib_test_uffd_missing("the chunk cache"))
+		skip();
+	mem = squib_test_guest_ram(BIG_RAM, 23);
+	squib_test_save_pair(f->dir, "big", mem, BIG_RAM, false, &bstate, &bmem, &m);
+	s = open_store(f->url);
+	push(s, bstate, bmem, NULL, 0);
+	unlink(bmem); /* only the store's copy is needed now */
+	lazy_start(s, m.layout.id, f->cache, 0, &lz);
+	if (prefetch) {
+		struct squib_ws_run run = {0, BIG_RAM / ps()};
+		struct squib_error_detail d;
+		uint64_t got = 0;
+
+		if (squib_store_source_prefetch(lz.ss, &run, 1, install_pager, lz.p, &got, &d))
+			fail_msg("prefetch: %s", msg_of(&d));
+		assert_int_equal(got, BIG_RAM / ps());
+	}
+	assert_memory_equal(lz.ram, mem, BIG_RAM);
+	assert_no_pager_error(&lz);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.chunks_fetched, BIG_RAM / CHUNK);
+	lazy_free(&lz); /* writes what is still queued */
+	assert_int_equal(cache_entries(f->cache), BIG_RAM / CHUNK);
+	/* ... so the next restore is warm: nothing from the store */
+	lazy_start(s, m.layout.id, f->cache, 0, &lz);
+	assert_memory_equal(lz.ram, mem, BIG_RAM);
+	squib_store_source_stats(lz.ss, &st);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.cache_hits, BIG_RAM / CHUNK);
+	lazy_free(&lz);
+	squib_store_close(s);
+	squib_memfile_manifest_release(&m);
+	munmap(mem, BIG_RAM);
+	free(bstate);
+	free(bmem);
+}
+
+static void test_should_cache_every_chunk_of_one_cold_restore_on_demand(void **state)
+{
+	one_cold_pass_fills_the_cache(state, false);
+}
+
+static void test_should_cache_every_chunk_of_one_cold_prefetched_restore(void **state)
+{
+	one_cold_pass_fills_the_cache(state, true);
+}
+
 /* An entry with a right CRC over wrong content: a writer of the cache directory could
  * forge one. In a directory others can write, the source checks SHA-256 as well. */
 static void test_should_check_sha256_of_entries_in_a_shared_cache_directory(void **state)
@@ -931,6 +1050,9 @@ int main(void)
 	    T(test_should_restore_delta_windows_cold_warm_and_stop_on_a_missing_base),
 	    T(test_should_refetch_a_corrupt_cache_entry),
 	    T(test_should_read_each_entry_of_a_warm_cache_once),
+	    T(test_should_prefetch_from_a_warm_cache_without_the_chunk_table),
+	    T(test_should_cache_every_chunk_of_one_cold_restore_on_demand),
+	    T(test_should_cache_every_chunk_of_one_cold_prefetched_restore),
 	    T(test_should_check_sha256_of_entries_in_a_shared_cache_directory),
 	    T(test_should_share_one_bounded_cache_between_processes),
 	    T(test_should_serve_from_the_store_with_the_cli),

@@ -17,7 +17,10 @@
  * de-duplication). A read entering a new window that the disk cache did not
  * serve also queues the next few windows to the source's read-ahead threads
  * (never blocking the reader); a disk cache's read has no latency worth
- * hiding, so a warm restore reads nothing ahead.
+ * hiding, so a warm restore reads nothing ahead, and a working-set
+ * prefetch installs what the disk cache holds on its own thread, as demand
+ * reads go (its pool of fetching threads takes over at the first chunk
+ * fetched from the store).
  *
  * An image maps the memory it reads as: a Diff's chunk map already holds
  * its parent's chunk ids where pages did not change (squib/store.h), so one
@@ -34,7 +37,9 @@
  * The disk cache (docs/FORMAT.md S.6): DIR/<64 hex> per chunk, its content
  * decompressed behind a header with a CRC-64 over its name and content
  * (SHA-256 checked as well when the directory is not private), written by
- * a writer thread (a bounded queue: entries that do not fit are not cached)
+ * a writer thread (a bounded queue: read-ahead and prefetch wait a bounded
+ * time for room, demand faults never wait and drop an entry past twice the
+ * bound)
  * to a hidden temp and renamed (readers see whole files or none); DIR/.lock serialises eviction
  * across processes (flock). Least recently used entries (by mtime, set on every hit) are evicted
  * down to 3/4 of the bound once a process has seen the total pass it; each process rescans after

@@ -17,9 +17,14 @@
  * entry is only a refetch.
  *
  * Writes are queued to one writer thread (squib_store_cache_put_async), so a
- * fetch - a demand fault's or the prefetch pool's - never waits for create,
- * write and rename. The queue is bounded: under pressure an entry is dropped
- * (the cache is an optimisation; the chunk is only fetched again later).
+ * fetch never waits for create, write and rename. The queue is bounded, and
+ * who meets it full decides what happens. A fill (read-ahead, a prefetch's
+ * pool) waits for room: from a fast store the fills come faster than one
+ * writer creates entries, and dropping them left about half of a cold
+ * restore's chunks uncached, so the next restore was not warm either. The
+ * wait is bounded (a writer that makes no room for FILL_WAIT_MS is stuck on
+ * its disk: the entry is dropped). A demand fault never waits: it queues up
+ * to twice the bound - room the fills cannot take - and only then drops.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -46,7 +51,9 @@
 #define ENTRY_MAGIC   "SQCHUNK1"
 #define ENTRY_HEADER  24 /* magic, length, CRC-64 (docs/FORMAT.md S.6) */
 #define LOW_MARK(max) ((max) / 4 * 3)
-#define QUEUE_BYTES   (32u << 20) /* objects waiting for the writer; more are dropped */
+#define QUEUE_BYTES   (32u << 20) /* entries waiting for the writer: fills wait for room */
+#define QUEUE_HARD    (2 * QUEUE_BYTES) /* demand entries beyond it are dropped */
+#define FILL_WAIT_MS  200
 
 struct write_job {
 	struct squib_store_hash h;
@@ -64,7 +71,7 @@ struct squib_store_cache {
 	uint64_t seq, evicted;
 	bool private_dir; /* ours, not group- or world-writable */
 	/* The writer's queue (under mu). */
-	pthread_cond_t work;
+	pthread_cond_t work, room; /* room: the writer finished an entry; CLOCK_MONOTONIC */
 	pthread_t writer;
 	bool writer_up, stopping;
 	struct write_job *head, *tail;
@@ -197,6 +204,7 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 {
 	struct squib_store_cache *c = calloc(1, sizeof(*c));
 	int e = c ? make_dirs(dir) : ENOMEM;
+	pthread_condattr_t ca;
 	struct stat st;
 
 	*out = NULL;
@@ -216,6 +224,10 @@ int squib_store_cache_open(const char *dir, uint64_t max_bytes, struct squib_sto
 	c->private_dir = !fstat(c->dir_fd, &st) && st.st_uid == geteuid() && !(st.st_mode & 022);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->work, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->room, &ca);
+	pthread_condattr_destroy(&ca);
 	evict(c); /* learn the size; trim a directory that a larger bound filled */
 	*out = c;
 	return 0;
@@ -228,12 +240,14 @@ void squib_store_cache_close(struct squib_store_cache *c)
 	pthread_mutex_lock(&c->mu);
 	c->stopping = true;
 	pthread_cond_signal(&c->work);
+	pthread_cond_broadcast(&c->room);
 	pthread_mutex_unlock(&c->mu);
 	if (c->writer_up) /* it writes what is queued, then ends */
 		pthread_join(c->writer, NULL);
 	close(c->lock_fd);
 	close(c->dir_fd);
 	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->room);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -386,14 +400,33 @@ static void *writer_main(void *arg)
 		free(j->buf);
 		pthread_mutex_lock(&c->mu);
 		c->queued -= j->len;
+		pthread_cond_broadcast(&c->room);
 		free(j);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
+/* A fill's wait for room in the queue, until the deadline. Under mu. */
+static void wait_for_room(struct squib_store_cache *c, size_t len)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += FILL_WAIT_MS / 1000;
+	until.tv_nsec += (FILL_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	/* An entry larger than the whole queue is queued alone. */
+	while (c->queued && c->queued + len > QUEUE_BYTES && !c->stopping)
+		if (pthread_cond_timedwait(&c->room, &c->mu, &until) == ETIMEDOUT)
+			break;
+}
+
 void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
-				 uint8_t *buf, size_t len)
+				 uint8_t *buf, size_t len, bool fill)
 {
 	struct write_job *j = malloc(sizeof(*j));
 	bool keep;
@@ -401,7 +434,10 @@ void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib
 	pthread_mutex_lock(&c->mu);
 	if (j && !c->writer_up && !c->stopping && !pthread_create(&c->writer, NULL, writer_main, c))
 		c->writer_up = true;
-	keep = j && c->writer_up && !c->stopping && c->queued + len <= QUEUE_BYTES;
+	if (j && c->writer_up && fill)
+		wait_for_room(c, len);
+	keep = j && c->writer_up && !c->stopping &&
+	       (c->queued + len <= (fill ? QUEUE_BYTES : QUEUE_HARD) || !c->queued);
 	if (keep) {
 		*j = (struct write_job){*h, buf, len, NULL};
 		*(c->tail ? &c->tail->next : &c->head) = j;

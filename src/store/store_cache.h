@@ -32,12 +32,14 @@ void squib_store_cache_put(struct squib_store_cache *c, const struct squib_store
 			   const uint8_t *buf, size_t len);
 
 /* squib_store_cache_put on the cache's writer thread; takes buf (malloc'd).
- * Never blocks on the disk: when the queue is full the entry is dropped
- * (counted). squib_store_cache_close writes what is queued first. */
+ * A fill (read-ahead, prefetch) waits a bounded time for room in the
+ * writer's queue; anything else (a demand fault) never waits: it has room
+ * beyond what fills may take, and past that the entry is dropped (counted).
+ * squib_store_cache_close writes what is queued first. */
 void squib_store_cache_put_async(struct squib_store_cache *c, const struct squib_store_hash *h,
-				 uint8_t *buf, size_t len);
+				 uint8_t *buf, size_t len, bool fill);
 
-/* Entries dropped because the writer's queue was full. */
+/* Entries dropped because the writer's queue was full (or the writer stuck). */
 uint64_t squib_store_cache_dropped(struct squib_store_cache *c);
 
 /* Delete chunk h's entry (it failed its check). */

@@ -42,6 +42,7 @@ struct chunk {
 	uint8_t *buf;
 	size_t len;
 	uint32_t refs;
+	bool cached; /* READY from the disk cache, not the store */
 	int err;
 	struct squib_error_detail d;
 	struct chunk *next;	     /* in its bucket */
@@ -272,7 +273,8 @@ static int from_cache(struct squib_store_source *ss, const struct squib_store_ha
 	return r ? 1 : 0;
 }
 
-/* Hand a checked chunk's bytes to the cache's writer thread (a copy: it frees it). */
+/* Hand a checked base chunk's bytes to the cache's writer thread (a copy: it frees
+ * it); never waits for room (a demand fault may be behind it). */
 static void cache_put(struct squib_store_source *ss, const struct squib_store_hash *h,
 		      const uint8_t *buf, size_t len)
 {
@@ -280,7 +282,7 @@ static void cache_put(struct squib_store_source *ss, const struct squib_store_ha
 
 	if (ss->cache && (copy = malloc(len))) {
 		memcpy(copy, buf, len);
-		squib_store_cache_put_async(ss->cache, h, copy, len);
+		squib_store_cache_put_async(ss->cache, h, copy, len, false);
 	}
 }
 
@@ -300,9 +302,10 @@ static int fetch_base(struct squib_store_source *ss, ZSTD_DCtx *dc,
 }
 
 /* Chunk k's bytes into buf (len bytes): the disk cache, else the store (a
- * delta: its base, then the delta). The cache holds the decompressed bytes
- * by name, so a warm read of a delta window costs what a plain one does. */
-static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len,
+ * delta: its base, then the delta; *stored: it came from the store, the cache
+ * wants it). The cache holds the decompressed bytes by name, so a warm read
+ * of a delta window costs what a plain one does. */
+static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t len, bool *stored,
 		 struct squib_error_detail *d)
 {
 	const struct squib_store_hash *h = &ss->im.chunks[k];
@@ -313,6 +316,7 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	uint64_t n = 0;
 	int r;
 
+	*stored = false;
 	if (ss->cache && !from_cache(ss, h, buf, len))
 		return 0;
 	dc = take_dctx(ss);
@@ -326,7 +330,7 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	free(ref);
 	if (r)
 		return chunk_error(ss, k, r, d);
-	cache_put(ss, h, buf, len);
+	*stored = true;
 	pthread_mutex_lock(&ss->mu);
 	ss->st.chunks_fetched++;
 	ss->st.bytes_fetched += n;
@@ -334,24 +338,37 @@ static int fetch(struct squib_store_source *ss, uint64_t k, uint8_t *buf, size_t
 	return 0;
 }
 
-/* Fetch a chunk this thread put in the table as FETCHING; publish the outcome. */
-static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k,
+/*
+ * Fetch a chunk this thread put in the table as FETCHING; publish the outcome; then queue a
+ * chunk from the store to the disk cache. After publishing: a fill (read-ahead, a
+ * prefetch's pool) may wait for room in the cache's queue, and a demand read waiting for
+ * this chunk must not wait with it. The chunk is still referenced: READY, its buffer stays.
+ */
+static int fetch_into(struct squib_store_source *ss, struct chunk *c, uint64_t k, bool fill,
 		      struct squib_error_detail *d)
 {
 	struct squib_error_detail local;
+	bool stored = false;
+	uint8_t *copy;
 	int r;
 
 	if (!d)
 		d = &local;
 	memset(d, 0, sizeof(*d));
-	r = c->buf ? fetch(ss, k, c->buf, c->len, d) : squib_fail(d, SQUIB_E_NOMEM);
+	r = c->buf ? fetch(ss, k, c->buf, c->len, &stored, d) : squib_fail(d, SQUIB_E_NOMEM);
 	pthread_mutex_lock(&ss->mu);
 	c->state = r ? FAILED : READY;
+	c->cached = !r && !stored;
 	c->err = r;
 	c->d = *d;
 	ss->st.errors += r != 0;
 	pthread_cond_broadcast(&ss->changed);
 	pthread_mutex_unlock(&ss->mu);
+	/* The writer thread writes and frees the copy; the table owns buf. */
+	if (!r && stored && ss->cache && (copy = malloc(c->len))) {
+		memcpy(copy, c->buf, c->len);
+		squib_store_cache_put_async(ss->cache, &c->h, copy, c->len, fill);
+	}
 	return r;
 }
 
@@ -378,9 +395,10 @@ static struct chunk *enter_locked(struct squib_store_source *ss, uint64_t k, uin
 	return c;
 }
 
-/* Chunk k (not a zero chunk), referenced: READY, or its error. */
-static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct chunk **out,
-	       struct squib_error_detail *d)
+/* Chunk k (not a zero chunk), referenced: READY, or its error. fill: for a prefetch's pool
+ * (fetch_into). */
+static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, bool fill,
+	       struct chunk **out, struct squib_error_detail *d)
 {
 	struct chunk *c;
 	bool mine;
@@ -408,7 +426,7 @@ static int get(struct squib_store_source *ss, uint64_t k, uint64_t len, struct c
 		return r;
 	}
 	pthread_mutex_unlock(&ss->mu);
-	if ((r = fetch_into(ss, c, k, d))) {
+	if ((r = fetch_into(ss, c, k, fill, d))) {
 		put(ss, c);
 		c = NULL;
 	}
@@ -444,7 +462,7 @@ static void *ra_main(void *arg)
 		pthread_mutex_unlock(&ss->mu);
 		/* A failure is left to the demand fault that needs the chunk (it tries again). */
 		if (c && mine)
-			fetch_into(ss, c, k, NULL);
+			fetch_into(ss, c, k, true, NULL);
 		if (c)
 			put(ss, c);
 		pthread_mutex_lock(&ss->mu);
@@ -565,10 +583,13 @@ static int src_read(void *ctx, uint64_t first, uint64_t count, void *buf,
 			 * wakeups, waits, a copy through the table - ~1.6x the CPU of a warm
 			 * restore without it (bench_store_lazy, DESIGN.md). */
 		} else {
-			if ((r = get(ss, k, in + left, &c, d)))
+			if ((r = get(ss, k, in + left, false, &c, d)))
 				return r;
-			/* After the demand's own fetch: read-ahead must not delay it. */
-			readahead(ss, k);
+			/* After the demand's own fetch: read-ahead must not delay it. Not
+			 * after a chunk the disk cache served (a part of a window, e.g. a
+			 * prefetch's run ending in it): as above, no latency to hide. */
+			if (!c->cached)
+				readahead(ss, k);
 			memcpy(out, c->buf + in, n);
 			put(ss, c);
 		}
@@ -724,7 +745,7 @@ static int prefetch_one(void *arg, struct squib_error_detail *d)
 	struct chunk *c;
 
 	/* A failure is the driver's to report when it reaches the chunk. */
-	if (d && !get(j->ss, j->k, j->len, &c, NULL))
+	if (d && !get(j->ss, j->k, j->len, true, &c, NULL))
 		put(j->ss, c);
 	free(j);
 	return 0;
@@ -843,7 +864,7 @@ static int install_batch(struct squib_store_source *ss, const struct piece *v, s
 		if (squib_store_hash_is_zero(&ss->im.chunks[pc->k]))
 			continue;
 		if (!n)
-			r = get(ss, pc->k, pc->len, &held[n], d);
+			r = get(ss, pc->k, pc->len, false, &held[n], d);
 		else if (!peek(ss, pc->k, &held[n]))
 			break;
 		if (r)
@@ -855,6 +876,40 @@ static int install_batch(struct squib_store_source *ss, const struct piece *v, s
 	for (size_t j = 0; j < n; j++)
 		if (held[j])
 			put(ss, held[j]);
+	return r;
+}
+
+/*
+ * Install pieces [*i, ...) the way demand reads go, on this thread, while the disk cache
+ * holds every chunk: install's reads take a whole window's entry straight into the
+ * pager's buffer (from_cache_direct). The pool would read each entry into the chunk table
+ * on another thread and install would copy it out - a wakeup and a copy per window that a
+ * warm cache's read (no latency to hide) does not repay on a few CPUs. Returns at the
+ * first batch that fetched from the store: the rest is the pool's.
+ */
+static int install_warm(struct squib_store_source *ss, const struct piece *v, size_t count,
+			size_t *i, squib_store_install_fn install, void *ctx, uint64_t *installed,
+			struct squib_error_detail *d)
+{
+	struct squib_ws_run runs[INSTALL_BATCH];
+	uint64_t fetched, before = 0;
+	int r = 0;
+
+	for (fetched = before; !r && *i < count && fetched == before;) {
+		uint64_t got = 0;
+		size_t n = 0;
+
+		for (; *i < count && n < INSTALL_BATCH; (*i)++)
+			runs[n++] = v[*i].run;
+		pthread_mutex_lock(&ss->mu);
+		before = ss->st.chunks_fetched;
+		pthread_mutex_unlock(&ss->mu);
+		r = install(ctx, runs, n, &got, d);
+		*installed += got;
+		pthread_mutex_lock(&ss->mu);
+		fetched = ss->st.chunks_fetched;
+		pthread_mutex_unlock(&ss->mu);
+	}
 	return r;
 }
 
@@ -874,8 +929,12 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	if (!ss || !install || (n && !runs))
 		return squib_fail_msg(d, SQUIB_E_INVALID_ARGUMENT, "NULL argument");
 	if ((r = cut_runs(ss, runs, n, &v, &count, d)) ||
+	    (ss->cache && (r = install_warm(ss, v, count, &next, install, ctx, &got, d))) ||
+	    next == count ||
 	    (r = squib_store_pool_start(ss->workers, 4 * ss->workers, prefetch_one, &pool, d))) {
 		free(v);
+		if (installed)
+			*installed = got;
 		return r;
 	}
 	if (ahead > 16 * (size_t)ss->workers)
@@ -883,7 +942,7 @@ int squib_store_source_prefetch(struct squib_store_source *ss, const struct squi
 	pthread_mutex_lock(&ss->mu);
 	ss->prefetching++; /* the pool reads ahead: demand faults do not add their own */
 	pthread_mutex_unlock(&ss->mu);
-	for (size_t i = 0; !r && i < count;) {
+	for (size_t i = next; !r && i < count;) {
 		r = queue_fetches(ss, pool, v, &next, i + ahead < count ? i + ahead : count, d);
 		if (!r)
 			r = install_batch(ss, v, count, &i, install, ctx, &got, d);
